@@ -1,0 +1,878 @@
+//! The etcd v3 gRPC API (KV, Watch, Lease, Cluster, Maintenance) served by every replica.
+//!
+//! This is the gRPC edge: protobuf messages are validated and translated into the store's own commands here,
+//! and results translated back. Bad input is refused with `InvalidArgument` before anything is proposed.
+//! Every response carries a header with the cluster id, this member's id, the store revision and the term.
+
+use std::collections::{BTreeMap, HashSet};
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::limits;
+use crate::proto::etcd as pb;
+use crate::store::command::{self as cmd, Applied, ApplyError, Command, Outcome, ResponseOp};
+use crate::store::watch::{Pull, WatchFilter};
+use crate::store::{Store, StoreError};
+
+/// One value implementing every etcd service; cheap to clone.
+#[derive(Clone)]
+pub struct EtcdService {
+    store: Store,
+}
+
+type GrpcStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+impl EtcdService {
+    pub fn new(store: Store) -> EtcdService {
+        EtcdService { store }
+    }
+
+    /// Adds every etcd service to a tonic router.
+    pub fn routes(self) -> tonic::service::Routes {
+        let max = limits::GRPC_MESSAGE_BYTES_MAX;
+        tonic::service::Routes::new(
+            pb::kv_server::KvServer::new(self.clone()).max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::watch_server::WatchServer::new(self.clone()).max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::lease_server::LeaseServer::new(self.clone()).max_decoding_message_size(max),
+        )
+        .add_service(pb::cluster_server::ClusterServer::new(self.clone()))
+        .add_service(pb::maintenance_server::MaintenanceServer::new(self))
+    }
+
+    fn header_at(&self, revision: i64) -> Option<pb::ResponseHeader> {
+        Some(pb::ResponseHeader {
+            cluster_id: self.store.cluster_id,
+            member_id: self.store.id,
+            revision,
+            raft_term: self.store.term(),
+        })
+    }
+
+    fn header(&self) -> Option<pb::ResponseHeader> {
+        self.header_at(self.store.revision())
+    }
+
+    /// Proposes a command and unwraps its outcome.
+    async fn propose(&self, command: Command) -> Result<(i64, Outcome), Status> {
+        let Applied { revision, outcome } =
+            self.store.propose(command).await.map_err(store_status)?;
+        Ok((revision, outcome.map_err(apply_status)?))
+    }
+}
+
+pub fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::Unavailable(msg) => Status::unavailable(msg),
+        StoreError::Stopped(msg) => {
+            Status::unavailable(format!("etcdserver: server stopped: {msg}"))
+        }
+        StoreError::Refused(e) => apply_status(e),
+    }
+}
+
+pub fn apply_status(e: ApplyError) -> Status {
+    let msg = e.to_string();
+    match e {
+        ApplyError::Compacted | ApplyError::FutureRevision => Status::out_of_range(msg),
+        ApplyError::LeaseNotFound => Status::not_found(msg),
+        ApplyError::LeaseExists => Status::failed_precondition(msg),
+        ApplyError::TooManyLeases => Status::resource_exhausted(msg),
+        ApplyError::KeyNotFound => Status::invalid_argument(msg),
+        ApplyError::Storage(_) => Status::internal(msg),
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Validation and translation of requests
+
+fn check_key(key: &[u8]) -> Result<(), Status> {
+    if key.is_empty() {
+        return Err(Status::invalid_argument("etcdserver: key is not provided"));
+    }
+    if key.len() > limits::KEY_BYTES_MAX {
+        return Err(Status::invalid_argument(format!(
+            "etcdserver: key is too large ({} bytes, the limit is {})",
+            key.len(),
+            limits::KEY_BYTES_MAX
+        )));
+    }
+    Ok(())
+}
+
+fn check_range_end(end: &[u8]) -> Result<(), Status> {
+    if end.len() > limits::KEY_BYTES_MAX {
+        return Err(Status::invalid_argument(
+            "etcdserver: range end is too large",
+        ));
+    }
+    Ok(())
+}
+
+fn range_op(r: pb::RangeRequest) -> Result<cmd::RangeOp, Status> {
+    check_key(&r.key)?;
+    check_range_end(&r.range_end)?;
+    let sort_order = match r.sort_order() {
+        pb::range_request::SortOrder::None => cmd::SortOrder::None,
+        pb::range_request::SortOrder::Ascend => cmd::SortOrder::Ascend,
+        pb::range_request::SortOrder::Descend => cmd::SortOrder::Descend,
+    };
+    let sort_target = match r.sort_target() {
+        pb::range_request::SortTarget::Key => cmd::SortTarget::Key,
+        pb::range_request::SortTarget::Version => cmd::SortTarget::Version,
+        pb::range_request::SortTarget::Create => cmd::SortTarget::Create,
+        pb::range_request::SortTarget::Mod => cmd::SortTarget::Mod,
+        pb::range_request::SortTarget::Value => cmd::SortTarget::Value,
+    };
+    Ok(cmd::RangeOp {
+        range: cmd::KeyRange {
+            key: r.key,
+            end: r.range_end,
+        },
+        limit: r.limit,
+        revision: r.revision,
+        sort_order,
+        sort_target,
+        keys_only: r.keys_only,
+        count_only: r.count_only,
+        min_mod_revision: r.min_mod_revision,
+        max_mod_revision: r.max_mod_revision,
+        min_create_revision: r.min_create_revision,
+        max_create_revision: r.max_create_revision,
+    })
+}
+
+fn put_op(p: pb::PutRequest) -> Result<cmd::PutOp, Status> {
+    check_key(&p.key)?;
+    if p.value.len() > limits::VALUE_BYTES_MAX {
+        return Err(Status::invalid_argument(format!(
+            "etcdserver: request is too large (value of {} bytes, the limit is {})",
+            p.value.len(),
+            limits::VALUE_BYTES_MAX
+        )));
+    }
+    if p.ignore_value && !p.value.is_empty() {
+        return Err(Status::invalid_argument("etcdserver: value is provided"));
+    }
+    if p.ignore_lease && p.lease != 0 {
+        return Err(Status::invalid_argument("etcdserver: lease is provided"));
+    }
+    Ok(cmd::PutOp {
+        key: p.key,
+        value: p.value,
+        lease: p.lease,
+        prev_kv: p.prev_kv,
+        ignore_value: p.ignore_value,
+        ignore_lease: p.ignore_lease,
+    })
+}
+
+fn delete_op(d: pb::DeleteRangeRequest) -> Result<cmd::DeleteOp, Status> {
+    check_key(&d.key)?;
+    check_range_end(&d.range_end)?;
+    Ok(cmd::DeleteOp {
+        range: cmd::KeyRange {
+            key: d.key,
+            end: d.range_end,
+        },
+        prev_kv: d.prev_kv,
+    })
+}
+
+fn compare(c: pb::Compare) -> Result<cmd::Compare, Status> {
+    use pb::compare::{CompareResult as R, TargetUnion as U};
+    check_key(&c.key)?;
+    check_range_end(&c.range_end)?;
+    let result = match c.result() {
+        R::Equal => cmd::CompareResult::Equal,
+        R::Greater => cmd::CompareResult::Greater,
+        R::Less => cmd::CompareResult::Less,
+        R::NotEqual => cmd::CompareResult::NotEqual,
+    };
+    let target = match (c.target(), c.target_union) {
+        (pb::compare::CompareTarget::Version, Some(U::Version(v))) => {
+            cmd::CompareTarget::Version(v)
+        }
+        (pb::compare::CompareTarget::Create, Some(U::CreateRevision(v))) => {
+            cmd::CompareTarget::Create(v)
+        }
+        (pb::compare::CompareTarget::Mod, Some(U::ModRevision(v))) => cmd::CompareTarget::Mod(v),
+        (pb::compare::CompareTarget::Value, Some(U::Value(v))) => cmd::CompareTarget::Value(v),
+        (pb::compare::CompareTarget::Lease, Some(U::Lease(v))) => cmd::CompareTarget::Lease(v),
+        // A zero target is absent on the wire.
+        (pb::compare::CompareTarget::Version, None) => cmd::CompareTarget::Version(0),
+        (pb::compare::CompareTarget::Create, None) => cmd::CompareTarget::Create(0),
+        (pb::compare::CompareTarget::Mod, None) => cmd::CompareTarget::Mod(0),
+        (pb::compare::CompareTarget::Value, None) => cmd::CompareTarget::Value(Vec::new()),
+        (pb::compare::CompareTarget::Lease, None) => cmd::CompareTarget::Lease(0),
+        _ => {
+            return Err(Status::invalid_argument(
+                "etcdserver: compare target does not match its value",
+            ))
+        }
+    };
+    Ok(cmd::Compare {
+        range: cmd::KeyRange {
+            key: c.key,
+            end: c.range_end,
+        },
+        result,
+        target,
+    })
+}
+
+/// Translates a transaction, checking its size, depth and that no key is written twice.
+fn txn_op(t: pb::TxnRequest, depth: usize, ops: &mut usize) -> Result<cmd::TxnOp, Status> {
+    if depth > limits::TXN_DEPTH_MAX {
+        return Err(Status::invalid_argument(
+            "etcdserver: too deeply nested txn request",
+        ));
+    }
+    *ops += t.compare.len() + t.success.len() + t.failure.len();
+    if *ops > limits::TXN_OPS_MAX {
+        return Err(Status::invalid_argument(
+            "etcdserver: too many operations in txn request",
+        ));
+    }
+    let compare = t
+        .compare
+        .into_iter()
+        .map(compare)
+        .collect::<Result<_, _>>()?;
+    let mut branch = |reqs: Vec<pb::RequestOp>| -> Result<Vec<cmd::RequestOp>, Status> {
+        let out = reqs
+            .into_iter()
+            .map(|r| match r.request {
+                Some(pb::request_op::Request::RequestRange(r)) => {
+                    Ok(cmd::RequestOp::Range(range_op(r)?))
+                }
+                Some(pb::request_op::Request::RequestPut(p)) => Ok(cmd::RequestOp::Put(put_op(p)?)),
+                Some(pb::request_op::Request::RequestDeleteRange(d)) => {
+                    Ok(cmd::RequestOp::Delete(delete_op(d)?))
+                }
+                Some(pb::request_op::Request::RequestTxn(t)) => {
+                    Ok(cmd::RequestOp::Txn(txn_op(t, depth + 1, ops)?))
+                }
+                None => Err(Status::invalid_argument("etcdserver: empty request in txn")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        check_no_duplicate_writes(&out)?;
+        Ok(out)
+    };
+    let success = branch(t.success)?;
+    let failure = branch(t.failure)?;
+    Ok(cmd::TxnOp {
+        compare,
+        success,
+        failure,
+    })
+}
+
+fn check_no_duplicate_writes(reqs: &[cmd::RequestOp]) -> Result<(), Status> {
+    let mut put_keys = HashSet::new();
+    let mut deletes = Vec::new();
+    collect_writes(reqs, &mut put_keys, &mut deletes)?;
+    if deletes
+        .iter()
+        .any(|d: &cmd::KeyRange| put_keys.iter().any(|k: &&Vec<u8>| d.contains(k)))
+    {
+        return Err(Status::invalid_argument(
+            "etcdserver: duplicate key given in txn request",
+        ));
+    }
+    Ok(())
+}
+
+fn collect_writes<'a>(
+    reqs: &'a [cmd::RequestOp],
+    puts: &mut HashSet<&'a Vec<u8>>,
+    deletes: &mut Vec<cmd::KeyRange>,
+) -> Result<(), Status> {
+    for r in reqs {
+        match r {
+            cmd::RequestOp::Put(p) if !puts.insert(&p.key) => {
+                return Err(Status::invalid_argument(
+                    "etcdserver: duplicate key given in txn request",
+                ));
+            }
+            cmd::RequestOp::Delete(d) => deletes.push(d.range.clone()),
+            cmd::RequestOp::Txn(t) => {
+                // Only one branch of a nested txn runs; each branch is checked against the outer writes.
+                for branch in [&t.success, &t.failure] {
+                    let mut branch_puts = puts.clone();
+                    collect_writes(branch, &mut branch_puts, deletes)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Translation of results
+
+fn kv(kv: cmd::KeyValue) -> pb::KeyValue {
+    pb::KeyValue {
+        key: kv.key,
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+        value: kv.value,
+        lease: kv.lease,
+    }
+}
+
+fn event(e: cmd::Event) -> pb::Event {
+    let kind = match e.kind {
+        cmd::EventKind::Put => pb::event::EventType::Put,
+        cmd::EventKind::Delete => pb::event::EventType::Delete,
+    };
+    pb::Event {
+        r#type: kind as i32,
+        kv: Some(kv(e.kv)),
+        prev_kv: e.prev_kv.map(kv),
+    }
+}
+
+impl EtcdService {
+    fn range_response(&self, r: cmd::RangeResult, revision: i64) -> pb::RangeResponse {
+        pb::RangeResponse {
+            header: self.header_at(revision),
+            kvs: r.kvs.into_iter().map(kv).collect(),
+            more: r.more,
+            count: r.count,
+        }
+    }
+
+    fn response_op(&self, r: ResponseOp, revision: i64) -> pb::ResponseOp {
+        use pb::response_op::Response as R;
+        let response = match r {
+            ResponseOp::Range(r) => R::ResponseRange(self.range_response(r, revision)),
+            ResponseOp::Put { prev_kv } => R::ResponsePut(pb::PutResponse {
+                header: self.header_at(revision),
+                prev_kv: prev_kv.map(kv),
+            }),
+            ResponseOp::Delete { deleted, prev_kvs } => {
+                R::ResponseDeleteRange(pb::DeleteRangeResponse {
+                    header: self.header_at(revision),
+                    deleted,
+                    prev_kvs: prev_kvs.into_iter().map(kv).collect(),
+                })
+            }
+            ResponseOp::Txn(t) => R::ResponseTxn(self.txn_response(t, revision)),
+        };
+        pb::ResponseOp {
+            response: Some(response),
+        }
+    }
+
+    fn txn_response(&self, t: cmd::TxnResult, revision: i64) -> pb::TxnResponse {
+        pb::TxnResponse {
+            header: self.header_at(revision),
+            succeeded: t.succeeded,
+            responses: t
+                .responses
+                .into_iter()
+                .map(|r| self.response_op(r, revision))
+                .collect(),
+        }
+    }
+}
+
+fn unexpected(outcome: Outcome) -> Status {
+    Status::internal(format!("unexpected outcome {outcome:?}"))
+}
+
+// ------------------------------------------------------------------------------------------------------
+// KV
+
+#[tonic::async_trait]
+impl pb::kv_server::Kv for EtcdService {
+    async fn range(
+        &self,
+        req: Request<pb::RangeRequest>,
+    ) -> Result<Response<pb::RangeResponse>, Status> {
+        let req = req.into_inner();
+        let serializable = req.serializable;
+        let op = range_op(req)?;
+        if !serializable {
+            self.store.read_index().await.map_err(store_status)?;
+        }
+        let revision = self.store.revision();
+        let result = self.store.sm.range(&op).map_err(apply_status)?;
+        Ok(Response::new(self.range_response(result, revision)))
+    }
+
+    async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        let op = put_op(req.into_inner())?;
+        let want_prev = op.prev_kv;
+        match self.propose(Command::Put(op)).await? {
+            (revision, Outcome::Response(ResponseOp::Put { prev_kv })) => {
+                Ok(Response::new(pb::PutResponse {
+                    header: self.header_at(revision),
+                    prev_kv: prev_kv.filter(|_| want_prev).map(kv),
+                }))
+            }
+            (_, other) => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        req: Request<pb::DeleteRangeRequest>,
+    ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        let op = delete_op(req.into_inner())?;
+        match self.propose(Command::Delete(op)).await? {
+            (revision, Outcome::Response(ResponseOp::Delete { deleted, prev_kvs })) => {
+                Ok(Response::new(pb::DeleteRangeResponse {
+                    header: self.header_at(revision),
+                    deleted,
+                    prev_kvs: prev_kvs.into_iter().map(kv).collect(),
+                }))
+            }
+            (_, other) => Err(unexpected(other)),
+        }
+    }
+
+    async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+        let op = txn_op(req.into_inner(), 0, &mut 0)?;
+        match self.propose(Command::Txn(op)).await? {
+            (revision, Outcome::Response(ResponseOp::Txn(t))) => {
+                Ok(Response::new(self.txn_response(t, revision)))
+            }
+            (_, other) => Err(unexpected(other)),
+        }
+    }
+
+    async fn compact(
+        &self,
+        req: Request<pb::CompactionRequest>,
+    ) -> Result<Response<pb::CompactionResponse>, Status> {
+        let revision = req.into_inner().revision;
+        let (revision, _) = self.propose(Command::Compact { revision }).await?;
+        Ok(Response::new(pb::CompactionResponse {
+            header: self.header_at(revision),
+        }))
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Watch
+
+struct Watcher {
+    filter: WatchFilter,
+    next: i64,
+    progress_notify: bool,
+}
+
+#[tonic::async_trait]
+impl pb::watch_server::Watch for EtcdService {
+    type WatchStream = GrpcStream<pb::WatchResponse>;
+
+    async fn watch(
+        &self,
+        req: Request<Streaming<pb::WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let (tx, rx) = mpsc::channel(limits::WATCH_STREAM_QUEUE_MAX);
+        tokio::spawn(self.clone().watch_session(req.into_inner(), tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+type WatchTx = mpsc::Sender<Result<pb::WatchResponse, Status>>;
+
+impl EtcdService {
+    /// Serves one watch stream: its watchers pull events whenever the store's revision moves.
+    async fn watch_session(self, mut incoming: Streaming<pb::WatchRequest>, tx: WatchTx) {
+        let mut watchers: BTreeMap<i64, Watcher> = BTreeMap::new();
+        let mut next_id = 0i64;
+        let mut revisions = self.store.sm.hub.subscribe();
+        let mut progress =
+            tokio::time::interval(Duration::from_millis(limits::WATCH_PROGRESS_INTERVAL_MS));
+        progress.tick().await;
+        loop {
+            let behind = match self.deliver(&mut watchers, &tx).await {
+                Ok(behind) => behind,
+                Err(()) => return,
+            };
+            tokio::select! {
+                msg = incoming.next() => {
+                    let request = match msg {
+                        Some(Ok(r)) => r,
+                        Some(Err(_)) | None => return,
+                    };
+                    if self.handle_watch_request(request, &mut watchers, &mut next_id, &tx).await.is_err() {
+                        return;
+                    }
+                }
+                changed = revisions.changed() => if changed.is_err() { return },
+                _ = progress.tick() => {
+                    let current = self.store.sm.hub.current_revision();
+                    for (id, _) in watchers.iter().filter(|(_, w)| w.progress_notify && w.next > current) {
+                        let resp = pb::WatchResponse { header: self.header_at(current), watch_id: *id, ..Default::default() };
+                        if tx.send(Ok(resp)).await.is_err() { return }
+                    }
+                }
+                () = std::future::ready(()), if behind => {}
+                () = tx.closed() => return,
+            }
+        }
+    }
+
+    /// Sends one batch of pending events per watcher; returns whether some watcher is still behind.
+    async fn deliver(
+        &self,
+        watchers: &mut BTreeMap<i64, Watcher>,
+        tx: &WatchTx,
+    ) -> Result<bool, ()> {
+        let current = self.store.sm.hub.current_revision();
+        let mut behind = false;
+        let mut compacted = Vec::new();
+        for (id, w) in watchers.iter_mut().filter(|(_, w)| w.next <= current) {
+            match self.store.sm.pull(w.next, &w.filter) {
+                Ok(Pull::Events { events, next }) => {
+                    w.next = next;
+                    behind |= next <= current;
+                    if !events.is_empty() {
+                        let resp = pb::WatchResponse {
+                            header: self.header_at(current.max(next - 1)),
+                            watch_id: *id,
+                            events: events.into_iter().map(event).collect(),
+                            ..Default::default()
+                        };
+                        tx.send(Ok(resp)).await.map_err(|_| ())?;
+                    }
+                }
+                Ok(Pull::Compacted { compact_revision }) => compacted.push((*id, compact_revision)),
+                Err(e) => {
+                    tracing::warn!(error = %e, watch_id = id, "watch history read failed");
+                    compacted.push((*id, 0));
+                }
+            }
+        }
+        for (id, compact_revision) in compacted {
+            watchers.remove(&id);
+            let resp = pb::WatchResponse {
+                header: self.header(),
+                watch_id: id,
+                canceled: true,
+                compact_revision,
+                cancel_reason: ApplyError::Compacted.to_string(),
+                ..Default::default()
+            };
+            tx.send(Ok(resp)).await.map_err(|_| ())?;
+        }
+        Ok(behind)
+    }
+
+    async fn handle_watch_request(
+        &self,
+        request: pb::WatchRequest,
+        watchers: &mut BTreeMap<i64, Watcher>,
+        next_id: &mut i64,
+        tx: &WatchTx,
+    ) -> Result<(), ()> {
+        use pb::watch_request::RequestUnion as U;
+        let resp = match request.request_union {
+            Some(U::CreateRequest(c)) => self.create_watcher(c, watchers, next_id),
+            Some(U::CancelRequest(c)) => {
+                watchers.remove(&c.watch_id);
+                pb::WatchResponse {
+                    header: self.header(),
+                    watch_id: c.watch_id,
+                    canceled: true,
+                    ..Default::default()
+                }
+            }
+            Some(U::ProgressRequest(_)) => {
+                // Everything below the slowest watcher's next revision has been delivered.
+                let current = self.store.sm.hub.current_revision();
+                let upto = watchers
+                    .values()
+                    .map(|w| w.next - 1)
+                    .min()
+                    .unwrap_or(current)
+                    .min(current);
+                pb::WatchResponse {
+                    header: self.header_at(upto),
+                    watch_id: -1,
+                    ..Default::default()
+                }
+            }
+            None => return Ok(()),
+        };
+        tx.send(Ok(resp)).await.map_err(|_| ())
+    }
+
+    fn create_watcher(
+        &self,
+        c: pb::WatchCreateRequest,
+        watchers: &mut BTreeMap<i64, Watcher>,
+        next_id: &mut i64,
+    ) -> pb::WatchResponse {
+        let refuse = |reason: &str, id: i64| pb::WatchResponse {
+            header: self.header(),
+            watch_id: id,
+            created: true,
+            canceled: true,
+            cancel_reason: reason.to_string(),
+            ..Default::default()
+        };
+        if c.key.is_empty()
+            || c.key.len() > limits::KEY_BYTES_MAX
+            || c.range_end.len() > limits::KEY_BYTES_MAX
+        {
+            return refuse("etcdserver: bad watch key", -1);
+        }
+        if watchers.len() >= limits::WATCHERS_PER_STREAM_MAX {
+            return refuse("etcdserver: too many watchers on this stream", -1);
+        }
+        let id = if c.watch_id != 0 {
+            if watchers.contains_key(&c.watch_id) {
+                return refuse("etcdserver: watch id already in use", c.watch_id);
+            }
+            c.watch_id
+        } else {
+            while watchers.contains_key(next_id) {
+                *next_id += 1;
+            }
+            *next_id
+        };
+        let current = self.store.sm.hub.current_revision();
+        let filters = c.filters();
+        let (mut no_put, mut no_delete) = (false, false);
+        for f in filters {
+            match f {
+                pb::watch_create_request::FilterType::Noput => no_put = true,
+                pb::watch_create_request::FilterType::Nodelete => no_delete = true,
+            }
+        }
+        let filter = WatchFilter {
+            range: cmd::KeyRange {
+                key: c.key,
+                end: c.range_end,
+            },
+            prev_kv: c.prev_kv,
+            no_put,
+            no_delete,
+        };
+        let next = if c.start_revision > 0 {
+            c.start_revision
+        } else {
+            current + 1
+        };
+        watchers.insert(
+            id,
+            Watcher {
+                filter,
+                next,
+                progress_notify: c.progress_notify,
+            },
+        );
+        pb::WatchResponse {
+            header: self.header_at(current),
+            watch_id: id,
+            created: true,
+            ..Default::default()
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Lease
+
+#[tonic::async_trait]
+impl pb::lease_server::Lease for EtcdService {
+    async fn lease_grant(
+        &self,
+        req: Request<pb::LeaseGrantRequest>,
+    ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        let req = req.into_inner();
+        if req.id < 0 {
+            return Err(Status::invalid_argument(
+                "etcdserver: lease id must be positive",
+            ));
+        }
+        let ttl = req
+            .ttl
+            .clamp(limits::LEASE_TTL_SECS_MIN, limits::LEASE_TTL_SECS_MAX);
+        let id = if req.id != 0 {
+            req.id
+        } else {
+            rand::random::<i64>().checked_abs().unwrap_or(1).max(1)
+        };
+        match self.propose(Command::LeaseGrant { id, ttl }).await? {
+            (revision, Outcome::LeaseGranted { id, ttl }) => {
+                Ok(Response::new(pb::LeaseGrantResponse {
+                    header: self.header_at(revision),
+                    id,
+                    ttl,
+                    error: String::new(),
+                }))
+            }
+            (_, other) => Err(unexpected(other)),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        req: Request<pb::LeaseRevokeRequest>,
+    ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
+        let id = req.into_inner().id;
+        let (revision, _) = self.propose(Command::LeaseRevoke { id }).await?;
+        Ok(Response::new(pb::LeaseRevokeResponse {
+            header: self.header_at(revision),
+        }))
+    }
+
+    type LeaseKeepAliveStream = GrpcStream<pb::LeaseKeepAliveResponse>;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<pb::LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut incoming = req.into_inner();
+        let (tx, rx) = mpsc::channel(limits::WATCH_STREAM_QUEUE_MAX);
+        let this = self.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(ka)) = incoming.next().await {
+                let resp = match this.store.lease_keep_alive(ka.id).await {
+                    // An unknown lease answers TTL 0, as etcd does.
+                    Ok(ttl) => Ok(pb::LeaseKeepAliveResponse {
+                        header: this.header(),
+                        id: ka.id,
+                        ttl: ttl.unwrap_or(0),
+                    }),
+                    Err(e) => Err(store_status(e)),
+                };
+                if tx.send(resp).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<pb::LeaseTimeToLiveRequest>,
+    ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        let req = req.into_inner();
+        let remaining = self
+            .store
+            .lease_time_to_live(req.id)
+            .await
+            .map_err(store_status)?;
+        let (granted, keys) = {
+            let state = self.store.sm.read();
+            match state.mvcc.leases().get(&req.id) {
+                Some(l) => (
+                    l.ttl,
+                    if req.keys {
+                        l.keys.iter().cloned().collect()
+                    } else {
+                        Vec::new()
+                    },
+                ),
+                None => (0, Vec::new()),
+            }
+        };
+        Ok(Response::new(pb::LeaseTimeToLiveResponse {
+            header: self.header(),
+            id: req.id,
+            // An unknown or expired lease answers TTL -1, as etcd does.
+            ttl: remaining.unwrap_or(-1),
+            granted_ttl: granted,
+            keys,
+        }))
+    }
+
+    async fn lease_leases(
+        &self,
+        _req: Request<pb::LeaseLeasesRequest>,
+    ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+        let leases = self
+            .store
+            .sm
+            .read()
+            .mvcc
+            .leases()
+            .keys()
+            .map(|id| pb::LeaseStatus { id: *id })
+            .collect();
+        Ok(Response::new(pb::LeaseLeasesResponse {
+            header: self.header(),
+            leases,
+        }))
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Cluster and Maintenance
+
+#[tonic::async_trait]
+impl pb::cluster_server::Cluster for EtcdService {
+    async fn member_list(
+        &self,
+        _req: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
+        let members = {
+            let state = self.store.sm.read();
+            let membership = state.membership.membership();
+            let learners: HashSet<u64> = membership.learner_ids().collect();
+            membership
+                .nodes()
+                .map(|(id, node)| pb::Member {
+                    id: *id,
+                    name: node.name.clone(),
+                    peer_ur_ls: vec![format!("http://{}", node.peer_addr)],
+                    client_ur_ls: state
+                        .members
+                        .get(id)
+                        .map(|m| vec![format!("http://{}", m.client_addr)])
+                        .unwrap_or_default(),
+                    is_learner: learners.contains(id),
+                })
+                .collect()
+        };
+        Ok(Response::new(pb::MemberListResponse {
+            header: self.header(),
+            members,
+        }))
+    }
+}
+
+/// The etcd API version raftsman reports (the API subset it serves is etcd 3.4's).
+const ETCD_API_VERSION: &str = "3.4.0";
+
+#[tonic::async_trait]
+impl pb::maintenance_server::Maintenance for EtcdService {
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let s = self.store.status();
+        let db_size = i64::try_from(s.db_size_bytes).unwrap_or(i64::MAX);
+        Ok(Response::new(pb::StatusResponse {
+            header: self.header_at(s.revision),
+            version: ETCD_API_VERSION.into(),
+            db_size,
+            leader: s.leader.unwrap_or(0),
+            raft_index: s.committed_index,
+            raft_term: s.term,
+            raft_applied_index: s.applied_index,
+            errors: Vec::new(),
+            db_size_in_use: db_size,
+            is_learner: s.is_learner,
+        }))
+    }
+}

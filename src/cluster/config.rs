@@ -1,0 +1,201 @@
+//! Configuration of a control-plane replica: a plain struct with defaults and validation.
+//!
+//! Components never read the environment; `main` turns flags into this struct and `validate` turns it into
+//! the checked form the replica is built from.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--name must be non-empty and made of letters, digits, '-', '_' or '.', got {0:?}")]
+    Name(String),
+    #[error("--initial-cluster entry {0:?} is not NAME=HOST:PORT")]
+    ClusterEntry(String),
+    #[error("--initial-cluster names {0:?} twice")]
+    DuplicateMember(String),
+    #[error("--initial-cluster does not name this replica ({0:?})")]
+    SelfMissing(String),
+    #[error(
+        "--initial-cluster gives {name:?} the peer address {listed}, but --peer-addr is {given}"
+    )]
+    PeerAddrMismatch {
+        name: String,
+        listed: SocketAddr,
+        given: SocketAddr,
+    },
+}
+
+/// One member of the initial cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub peer_addr: SocketAddr,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub peer_addr: SocketAddr,
+    pub client_addr: SocketAddr,
+    /// `name=host:port,...`; only read when the data dir is new.
+    pub initial_cluster: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            name: "default".into(),
+            data_dir: PathBuf::from("default.raftsman"),
+            peer_addr: "127.0.0.1:2380".parse().expect("valid literal"),
+            client_addr: "127.0.0.1:2379".parse().expect("valid literal"),
+            initial_cluster: String::new(),
+        }
+    }
+}
+
+/// A configuration whose fields have been checked against each other.
+#[derive(Clone, Debug)]
+pub struct ValidServerConfig {
+    pub config: ServerConfig,
+    pub members: Vec<Member>,
+}
+
+impl ServerConfig {
+    pub fn validate(self) -> Result<ValidServerConfig, ConfigError> {
+        let name_ok = !self.name.is_empty()
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_ok {
+            return Err(ConfigError::Name(self.name));
+        }
+        let members = if self.initial_cluster.trim().is_empty() {
+            vec![Member {
+                name: self.name.clone(),
+                peer_addr: self.peer_addr,
+            }]
+        } else {
+            parse_initial_cluster(&self.initial_cluster)?
+        };
+        let me = members
+            .iter()
+            .find(|m| m.name == self.name)
+            .ok_or_else(|| ConfigError::SelfMissing(self.name.clone()))?;
+        if me.peer_addr != self.peer_addr {
+            return Err(ConfigError::PeerAddrMismatch {
+                name: self.name.clone(),
+                listed: me.peer_addr,
+                given: self.peer_addr,
+            });
+        }
+        Ok(ValidServerConfig {
+            config: self,
+            members,
+        })
+    }
+}
+
+pub fn parse_initial_cluster(s: &str) -> Result<Vec<Member>, ConfigError> {
+    let mut members: Vec<Member> = Vec::new();
+    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, addr) = entry
+            .split_once('=')
+            .ok_or_else(|| ConfigError::ClusterEntry(entry.into()))?;
+        let addr = addr.trim_start_matches("http://");
+        let peer_addr = addr
+            .parse()
+            .map_err(|_| ConfigError::ClusterEntry(entry.into()))?;
+        if members.iter().any(|m| m.name == name) {
+            return Err(ConfigError::DuplicateMember(name.into()));
+        }
+        members.push(Member {
+            name: name.into(),
+            peer_addr,
+        });
+    }
+    Ok(members)
+}
+
+/// A stable 64-bit id derived from text (FNV-1a), used for member and cluster ids.
+pub fn stable_id(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.bytes().chain(std::iter::once(0xff)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    // Zero means "no member" in etcd's API.
+    h.max(1)
+}
+
+/// The id of the cluster an initial member list forms.
+pub fn cluster_id(members: &[Member]) -> u64 {
+    let mut parts: Vec<String> = members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_addr))
+        .collect();
+    parts.sort();
+    stable_id(&parts.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The member id of `member` within the cluster `cluster`.
+pub fn member_id(cluster: u64, member: &Member) -> u64 {
+    stable_id(&[
+        &cluster.to_string(),
+        &member.name,
+        &member.peer_addr.to_string(),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(name: &str, cluster: &str) -> ServerConfig {
+        ServerConfig {
+            name: name.into(),
+            peer_addr: "127.0.0.1:12380".parse().unwrap(),
+            initial_cluster: cluster.into(),
+            ..ServerConfig::default()
+        }
+    }
+
+    #[test]
+    fn parses_and_checks_initial_cluster() {
+        let ok = cfg("n1", "n1=127.0.0.1:12380,n2=127.0.0.1:22380")
+            .validate()
+            .unwrap();
+        assert_eq!(ok.members.len(), 2);
+        assert!(matches!(
+            cfg("n3", "n1=127.0.0.1:12380").validate(),
+            Err(ConfigError::SelfMissing(_))
+        ));
+        assert!(matches!(
+            cfg("n1", "n1=127.0.0.1:1").validate(),
+            Err(ConfigError::PeerAddrMismatch { .. })
+        ));
+        assert!(matches!(
+            cfg("n1", "n1=nope").validate(),
+            Err(ConfigError::ClusterEntry(_))
+        ));
+        assert!(matches!(
+            cfg("n1", "n1=127.0.0.1:12380,n1=127.0.0.1:2").validate(),
+            Err(ConfigError::DuplicateMember(_))
+        ));
+        assert!(matches!(cfg("", "").validate(), Err(ConfigError::Name(_))));
+    }
+
+    #[test]
+    fn ids_are_stable_and_order_independent() {
+        let a = parse_initial_cluster("n1=127.0.0.1:1,n2=127.0.0.1:2").unwrap();
+        let b = parse_initial_cluster("n2=127.0.0.1:2,n1=127.0.0.1:1").unwrap();
+        assert_eq!(cluster_id(&a), cluster_id(&b));
+        let c = cluster_id(&a);
+        assert_ne!(member_id(c, &a[0]), member_id(c, &a[1]));
+        assert_eq!(member_id(c, &a[0]), member_id(c, &b[1]));
+    }
+}

@@ -1,0 +1,4 @@
+//! The composition root: builds a replica from validated configuration and runs it until shutdown.
+
+pub mod config;
+pub mod server;

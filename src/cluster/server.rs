@@ -1,0 +1,314 @@
+//! A control-plane replica: its data dir, its Raft, and its peer and client servers.
+//!
+//! Data dir layout: `member.json` (which cluster and member this dir belongs to), `db/` (RocksDB) and
+//! `snap/` (the latest snapshot). A data dir is never overwritten: a dir that is not empty and is not a
+//! raftsman data dir, belongs to another cluster or member, or cannot be opened, stops the start with an error
+//! that says so.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use super::config::{cluster_id, member_id, ValidServerConfig};
+use crate::apiserver::etcd::EtcdService;
+use crate::limits;
+use crate::store::command::Command;
+use crate::store::network::{PeerNetwork, PeerPool};
+use crate::store::peer::PeerService;
+use crate::store::storage::{Db, LogStore, SmShared, StateMachine};
+use crate::store::types::{Raft, RaftNode};
+use crate::store::Store;
+
+const IDENTITY_FILE: &str = "member.json";
+const DATA_FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("data dir {dir}: {reason}")]
+    DataDir { dir: PathBuf, reason: String },
+    #[error("cannot bind {what} address {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("serving {what}: {source}")]
+    Serve {
+        what: &'static str,
+        source: tonic::transport::Error,
+    },
+}
+
+/// Which cluster and member a data dir belongs to.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Identity {
+    format: u32,
+    cluster_id: u64,
+    member_id: u64,
+    name: String,
+}
+
+fn data_dir_error(dir: &Path, reason: impl Into<String>) -> ServerError {
+    ServerError::DataDir {
+        dir: dir.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads the data dir's identity, or writes it when the dir is new. Returns whether the dir is new.
+fn claim_data_dir(dir: &Path, expected: &Identity) -> Result<bool, ServerError> {
+    let path = dir.join(IDENTITY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let found: Identity = serde_json::from_slice(&bytes).map_err(|e| {
+                data_dir_error(
+                    dir,
+                    format!("{IDENTITY_FILE} is corrupt ({e}); refusing to start"),
+                )
+            })?;
+            if found.format != DATA_FORMAT {
+                return Err(data_dir_error(
+                    dir,
+                    format!("data format {} is not supported", found.format),
+                ));
+            }
+            if found.cluster_id != expected.cluster_id {
+                return Err(data_dir_error(
+                    dir,
+                    format!(
+                        "belongs to cluster {:x}, but --initial-cluster describes cluster {:x}; refusing to start",
+                        found.cluster_id, expected.cluster_id
+                    ),
+                ));
+            }
+            if found.name != expected.name || found.member_id != expected.member_id {
+                return Err(data_dir_error(
+                    dir,
+                    format!(
+                        "belongs to member {:?} ({:x}), not {:?}; refusing to start",
+                        found.name, found.member_id, expected.name
+                    ),
+                ));
+            }
+            Ok(!dir.join("db").exists())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let empty = match std::fs::read_dir(dir) {
+                Ok(mut entries) => entries.next().is_none(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+                Err(e) => return Err(data_dir_error(dir, e.to_string())),
+            };
+            if !empty {
+                return Err(data_dir_error(
+                    dir,
+                    "is not empty and is not a raftsman data dir; refusing to touch it",
+                ));
+            }
+            std::fs::create_dir_all(dir).map_err(|e| data_dir_error(dir, e.to_string()))?;
+            let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
+            let bytes = serde_json::to_vec_pretty(expected).expect("identity serializes");
+            std::fs::write(&tmp, bytes)
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .and_then(|()| std::fs::File::open(dir)?.sync_all())
+                .map_err(|e| data_dir_error(dir, e.to_string()))?;
+            Ok(true)
+        }
+        Err(e) => Err(data_dir_error(dir, e.to_string())),
+    }
+}
+
+fn raft_config() -> Result<openraft::Config, ServerError> {
+    openraft::Config {
+        cluster_name: "raftsman".into(),
+        heartbeat_interval: limits::HEARTBEAT_INTERVAL_MS,
+        election_timeout_min: limits::ELECTION_TIMEOUT_MS_MIN,
+        election_timeout_max: limits::ELECTION_TIMEOUT_MS_MAX,
+        install_snapshot_timeout: limits::SNAPSHOT_RPC_TIMEOUT_MS,
+        max_payload_entries: limits::APPEND_ENTRIES_MAX,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(limits::SNAPSHOT_LOGS_SINCE_LAST),
+        max_in_snapshot_log_to_keep: limits::SNAPSHOT_LOGS_KEPT,
+        purge_batch_size: 256,
+        enable_pre_vote: Some(true),
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| ServerError::Raft(e.to_string()))
+}
+
+/// A replica's listeners, bound before anything else starts (tests bind port 0).
+pub struct Listeners {
+    pub peer: TcpListener,
+    pub client: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &ValidServerConfig) -> Result<Listeners, ServerError> {
+        let bind = |what, addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { what, addr, source })
+        };
+        Ok(Listeners {
+            peer: bind("peer", config.config.peer_addr).await?,
+            client: bind("client", config.config.client_addr).await?,
+        })
+    }
+}
+
+/// Runs a replica until `shutdown` resolves, then stops it cleanly.
+pub async fn run(
+    config: ValidServerConfig,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let cluster = cluster_id(&config.members);
+    let me = config
+        .members
+        .iter()
+        .find(|m| m.name == config.config.name)
+        .expect("validated: self is a member");
+    let id = member_id(cluster, me);
+    let dir = &config.config.data_dir;
+    let identity = Identity {
+        format: DATA_FORMAT,
+        cluster_id: cluster,
+        member_id: id,
+        name: me.name.clone(),
+    };
+    let fresh = claim_data_dir(dir, &identity)?;
+
+    let db = Db::open(&dir.join("db"), fresh).map_err(|e| {
+        data_dir_error(
+            dir,
+            format!("cannot open the database ({e}); refusing to start"),
+        )
+    })?;
+    let sm = SmShared::load(db.clone(), dir.join("snap")).map_err(|e| {
+        data_dir_error(
+            dir,
+            format!("cannot load the state machine ({e}); refusing to start"),
+        )
+    })?;
+    let pool = PeerPool::default();
+    let raft = Raft::new(
+        id,
+        Arc::new(raft_config()?),
+        PeerNetwork { pool: pool.clone() },
+        LogStore::new(db.clone()),
+        StateMachine { shared: sm.clone() },
+    )
+    .await
+    .map_err(|e| ServerError::Raft(e.to_string()))?;
+    if fresh {
+        let nodes: BTreeMap<u64, RaftNode> = config
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    member_id(cluster, m),
+                    RaftNode {
+                        name: m.name.clone(),
+                        peer_addr: m.peer_addr.to_string(),
+                    },
+                )
+            })
+            .collect();
+        match raft.initialize(nodes).await {
+            Ok(()) => {}
+            Err(e) if e.api_error().is_some() => {
+                tracing::info!(error = %e, "raft already initialized")
+            }
+            Err(e) => return Err(ServerError::Raft(e.to_string())),
+        }
+    }
+    let store = Store::new(raft.clone(), sm, db, pool, id, cluster);
+    tracing::info!(name = %me.name, member_id = format!("{id:x}"), cluster_id = format!("{cluster:x}"), fresh, "replica starting");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let peer_server = tonic::transport::Server::builder()
+        .add_service(PeerService::server(store.clone()))
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listeners.peer),
+            wait_stop(stop_rx.clone()),
+        );
+    let client_server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_routes(EtcdService::new(store.clone()).routes())
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listeners.client),
+            wait_stop(stop_rx.clone()),
+        );
+    let peer_task = tokio::spawn(peer_server);
+    let client_task = tokio::spawn(client_server);
+    let lessor_task = tokio::spawn(store.clone().run_lessor(stop_rx.clone()));
+    let publish_task = tokio::spawn(publish_member(
+        store.clone(),
+        me.name.clone(),
+        config.config.client_addr.to_string(),
+        stop_rx,
+    ));
+
+    shutdown.await;
+    tracing::info!("replica stopping");
+    let _ = stop_tx.send(true);
+    publish_task.abort();
+    let _ = lessor_task.await;
+    let served = [
+        ("client API", client_task.await),
+        ("peer API", peer_task.await),
+    ];
+    raft.shutdown()
+        .await
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
+    tracing::info!("replica stopped");
+    for (what, result) in served {
+        if let Ok(Err(source)) = result {
+            return Err(ServerError::Serve { what, source });
+        }
+    }
+    Ok(())
+}
+
+async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Announces this member's client address through the log, retrying until it is committed.
+async fn publish_member(
+    store: Store,
+    name: String,
+    client_addr: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let id = store.id;
+    let already = store
+        .sm
+        .read()
+        .members
+        .get(&id)
+        .is_some_and(|m| m.client_addr == client_addr && m.name == name);
+    if already {
+        return;
+    }
+    while !*stop.borrow() {
+        let cmd = Command::PublishMember {
+            id,
+            name: name.clone(),
+            client_addr: client_addr.clone(),
+        };
+        match store.propose(cmd).await {
+            Ok(_) => return,
+            Err(e) => tracing::debug!(error = %e, "member attributes not yet published"),
+        }
+        tokio::time::sleep(Duration::from_millis(limits::ELECTION_TIMEOUT_MS_MAX)).await;
+    }
+}

@@ -1,0 +1,78 @@
+//! Every bound in raftsman, in one place.
+//!
+//! Architecture invariant: every queue, channel, cache, request and message is bounded by a constant named
+//! here, with the unit last. Relations between limits are checked at compile time below.
+
+/// Largest key accepted in any request.
+pub const KEY_BYTES_MAX: usize = 1536;
+/// Largest value accepted in a put (etcd's default request limit is 1.5 MiB for the whole request).
+pub const VALUE_BYTES_MAX: usize = 1536 * 1024;
+/// Largest encoded client request or Raft message accepted by a gRPC server.
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Most operations (compares plus requests, counted recursively) in one transaction.
+pub const TXN_OPS_MAX: usize = 128;
+/// Deepest nesting of transactions inside transactions.
+pub const TXN_DEPTH_MAX: usize = 4;
+/// Most keys a single range returns when the request sets no smaller limit.
+pub const RANGE_KEYS_MAX: usize = 100_000;
+
+/// Most watchers one watch stream may hold.
+pub const WATCHERS_PER_STREAM_MAX: usize = 1024;
+/// Most watch responses queued for one stream before its watchers stop pulling.
+pub const WATCH_STREAM_QUEUE_MAX: usize = 256;
+/// Most events carried by one watch response.
+pub const WATCH_EVENTS_PER_RESPONSE_MAX: usize = 1000;
+/// Most recent revisions whose events the watch hub keeps in memory; older ones are read from disk.
+pub const WATCH_RING_REVISIONS_MAX: usize = 8192;
+/// Interval between progress notifications for watchers that asked for them.
+pub const WATCH_PROGRESS_INTERVAL_MS: u64 = 10_000;
+
+/// Most leases that may exist at once.
+pub const LEASES_MAX: usize = 100_000;
+/// Shortest lease time-to-live granted (shorter requests are raised to it, as etcd does).
+pub const LEASE_TTL_SECS_MIN: i64 = 5;
+/// Longest lease time-to-live granted.
+pub const LEASE_TTL_SECS_MAX: i64 = 9_000_000_000;
+/// How often the leader looks for expired leases.
+pub const LEASE_CHECK_INTERVAL_MS: u64 = 500;
+/// Most expired leases revoked by one log entry.
+pub const LEASE_REVOKES_PER_ENTRY_MAX: usize = 64;
+
+/// Raft heartbeat interval.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
+/// Lower bound of the randomized election timeout.
+pub const ELECTION_TIMEOUT_MS_MIN: u64 = 500;
+/// Upper bound of the randomized election timeout.
+pub const ELECTION_TIMEOUT_MS_MAX: u64 = 1000;
+/// Most log entries in one append-entries message.
+pub const APPEND_ENTRIES_MAX: u64 = 1024;
+/// Log entries applied since the last snapshot that trigger a new one.
+pub const SNAPSHOT_LOGS_SINCE_LAST: u64 = 20_000;
+/// Log entries kept behind a snapshot so that slightly lagging followers catch up without one.
+pub const SNAPSHOT_LOGS_KEPT: u64 = 5_000;
+/// Size of one chunk of a snapshot streamed to a follower.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Largest snapshot a replica accepts from a leader.
+pub const SNAPSHOT_BYTES_MAX: usize = 8 * 1024 * 1024 * 1024;
+
+/// How long a peer RPC (other than a snapshot) may take.
+pub const PEER_RPC_TIMEOUT_MS: u64 = 2_000;
+/// How long a snapshot transfer may take.
+pub const SNAPSHOT_RPC_TIMEOUT_MS: u64 = 60_000;
+/// How long a request waits for a leader to be elected before it fails with Unavailable.
+pub const LEADER_WAIT_MS: u64 = 3_000;
+/// How long a write waits to be committed and applied before it fails with Unavailable.
+pub const WRITE_TIMEOUT_MS: u64 = 5_000;
+/// How long a linearizable read waits for its read index to be applied.
+pub const READ_TIMEOUT_MS: u64 = 5_000;
+/// Most client writes queued in the group-commit flusher.
+pub const FLUSH_QUEUE_MAX: usize = 4096;
+
+const _: () = assert!(ELECTION_TIMEOUT_MS_MIN < ELECTION_TIMEOUT_MS_MAX);
+const _: () = assert!(HEARTBEAT_INTERVAL_MS * 3 <= ELECTION_TIMEOUT_MS_MIN);
+const _: () = assert!(KEY_BYTES_MAX + VALUE_BYTES_MAX < GRPC_MESSAGE_BYTES_MAX);
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES < GRPC_MESSAGE_BYTES_MAX);
+const _: () = assert!(LEADER_WAIT_MS > ELECTION_TIMEOUT_MS_MAX * 2);
+const _: () = assert!(WRITE_TIMEOUT_MS > LEADER_WAIT_MS);
+const _: () = assert!(SNAPSHOT_LOGS_KEPT < SNAPSHOT_LOGS_SINCE_LAST);
+const _: () = assert!(WATCH_EVENTS_PER_RESPONSE_MAX <= WATCH_RING_REVISIONS_MAX);

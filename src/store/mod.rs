@@ -1,0 +1,370 @@
+//! The replicated store: openraft over RocksDB, the MVCC state machine, the watch hub and the leases.
+//!
+//! `Store` is the cheap handle every client-facing service uses. Any replica accepts any request:
+//! - writes are proposed locally on the leader and forwarded to it by followers (waiting up to
+//!   `LEADER_WAIT_MS` for an election, then failing with `Unavailable`);
+//! - linearizable reads obtain a read index from the leader (ReadIndex), wait until the local state machine
+//!   has applied it, and read locally; serializable reads read locally at once;
+//! - lease keep-alives and time-to-live queries are answered by the leader, which alone tracks expiry.
+//!
+//! Architecture invariants: a write is acknowledged only once committed (fsynced on a quorum) and applied;
+//! a write whose fate is unknown is reported as a failure, never retried behind the client's back.
+
+pub mod command;
+mod lease;
+pub mod mvcc;
+pub mod network;
+pub mod peer;
+pub mod storage;
+pub mod types;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::{ReadPolicy, ServerState};
+
+use command::{Applied, ApplyError, Command};
+use network::{LeaderRequest, LeaderResponse, PeerPool};
+use storage::{Db, SmShared};
+use types::*;
+
+use crate::limits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No leader, no quorum, or a deadline passed; for a write, the outcome is unknown.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The state machine refused the command; nothing changed.
+    #[error(transparent)]
+    Refused(#[from] ApplyError),
+    #[error("raft stopped: {0}")]
+    Stopped(String),
+}
+
+/// Where leader-only work must go.
+enum LeaderAt {
+    Local,
+    Remote(String),
+}
+
+pub struct StoreInner {
+    pub raft: Raft,
+    pub sm: Arc<SmShared>,
+    pub db: Arc<Db>,
+    pub pool: PeerPool,
+    pub id: NodeId,
+    pub cluster_id: u64,
+    lessor: lease::Lessor,
+}
+
+/// The handle to this replica's store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+impl std::ops::Deref for Store {
+    type Target = StoreInner;
+    fn deref(&self) -> &StoreInner {
+        &self.inner
+    }
+}
+
+/// What `etcdctl endpoint status` shows.
+#[derive(Clone, Debug)]
+pub struct Status {
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub committed_index: u64,
+    pub applied_index: u64,
+    pub revision: i64,
+    pub db_size_bytes: u64,
+    pub is_learner: bool,
+}
+
+impl Store {
+    pub fn new(
+        raft: Raft,
+        sm: Arc<SmShared>,
+        db: Arc<Db>,
+        pool: PeerPool,
+        id: NodeId,
+        cluster_id: u64,
+    ) -> Store {
+        Store {
+            inner: Arc::new(StoreInner {
+                raft,
+                sm,
+                db,
+                pool,
+                id,
+                cluster_id,
+                lessor: lease::Lessor::default(),
+            }),
+        }
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow_watched().current_term
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.sm.read().mvcc.revision()
+    }
+
+    pub fn status(&self) -> Status {
+        let m = self.raft.metrics().borrow_watched().clone();
+        #[allow(deprecated)]
+        let committed = m.local_committed.as_ref().map_or(0, |l| l.index);
+        Status {
+            leader: m.current_leader,
+            term: m.current_term,
+            committed_index: committed,
+            applied_index: m.last_applied.as_ref().map_or(0, |l| l.index),
+            revision: self.revision(),
+            db_size_bytes: self.db.size_bytes(),
+            is_learner: m.state == ServerState::Learner,
+        }
+    }
+
+    /// Waits until some replica is known to lead, up to `LEADER_WAIT_MS`.
+    async fn leader(&self, deadline: Instant) -> Result<LeaderAt, StoreError> {
+        let mut rx = self.raft.metrics();
+        loop {
+            let leader = rx.borrow_watched().current_leader;
+            if let Some(leader) = leader {
+                if leader == self.id {
+                    return Ok(LeaderAt::Local);
+                }
+                let m = rx.borrow_watched().membership_config.clone();
+                if let Some(node) = m.membership().get_node(&leader) {
+                    return Ok(LeaderAt::Remote(node.peer_addr.clone()));
+                }
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(StoreError::Unavailable("etcdserver: no leader".into()));
+            }
+            match tokio::time::timeout(remaining, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(StoreError::Stopped("metrics closed".into())),
+                Err(_) => return Err(StoreError::Unavailable("etcdserver: no leader".into())),
+            }
+        }
+    }
+
+    fn leader_deadline() -> Instant {
+        Instant::now() + Duration::from_millis(limits::LEADER_WAIT_MS)
+    }
+
+    /// Proposes a command through the leader and returns its result once applied.
+    pub async fn propose(&self, cmd: Command) -> Result<Applied, StoreError> {
+        let deadline = Self::leader_deadline();
+        loop {
+            match self.leader(deadline).await? {
+                LeaderAt::Local => match self.write_local(cmd.clone()).await {
+                    Err(LeaderLost) => continue,
+                    Ok(r) => return r,
+                },
+                LeaderAt::Remote(addr) => match self
+                    .forward(&addr, LeaderRequest::Propose(cmd.clone()))
+                    .await?
+                {
+                    LeaderResponse::Applied(applied) => return Ok(applied),
+                    LeaderResponse::NotLeader(_) => self.wait_a_little(deadline).await?,
+                    other => return Err(unexpected(other)),
+                },
+            }
+        }
+    }
+
+    /// Writes through the local Raft; `Err(LeaderLost)` means the command was not appended and may be retried.
+    async fn write_local(&self, cmd: Command) -> Result<Result<Applied, StoreError>, LeaderLost> {
+        let write = self.raft.client_write(cmd);
+        match tokio::time::timeout(Duration::from_millis(limits::WRITE_TIMEOUT_MS), write).await {
+            Err(_) => Ok(Err(StoreError::Unavailable(
+                "etcdserver: request timed out".into(),
+            ))),
+            Ok(Ok(resp)) => Ok(Ok(resp.data)),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(LeaderLost),
+            Ok(Err(RaftError::APIError(e))) => Ok(Err(StoreError::Unavailable(format!(
+                "etcdserver: leader changed, the outcome is unknown: {e}"
+            )))),
+            Ok(Err(RaftError::Fatal(e))) => Ok(Err(StoreError::Stopped(e.to_string()))),
+        }
+    }
+
+    async fn forward(&self, addr: &str, req: LeaderRequest) -> Result<LeaderResponse, StoreError> {
+        match self.pool.forward(addr, &req).await {
+            Ok(LeaderResponse::Failed(msg)) => Err(StoreError::Unavailable(msg)),
+            Ok(resp) => Ok(resp),
+            Err(status) => Err(StoreError::Unavailable(format!(
+                "etcdserver: leader unreachable: {}",
+                status.message()
+            ))),
+        }
+    }
+
+    async fn wait_a_little(&self, deadline: Instant) -> Result<(), StoreError> {
+        if Instant::now() >= deadline {
+            return Err(StoreError::Unavailable("etcdserver: no leader".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(limits::HEARTBEAT_INTERVAL_MS)).await;
+        Ok(())
+    }
+
+    /// Makes the local state machine current enough for a linearizable read.
+    pub async fn read_index(&self) -> Result<(), StoreError> {
+        let deadline = Self::leader_deadline();
+        let index = loop {
+            match self.leader(deadline).await? {
+                LeaderAt::Local => match self.local_read_index().await {
+                    Err(LeaderLost) => self.wait_a_little(deadline).await?,
+                    Ok(index) => break index?,
+                },
+                LeaderAt::Remote(addr) => {
+                    match self.forward(&addr, LeaderRequest::ReadIndex).await? {
+                        LeaderResponse::ReadIndex(index) => break index,
+                        LeaderResponse::NotLeader(_) => self.wait_a_little(deadline).await?,
+                        other => return Err(unexpected(other)),
+                    }
+                }
+            }
+        };
+        self.raft
+            .wait(Some(Duration::from_millis(limits::READ_TIMEOUT_MS)))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("etcdserver: request timed out: {e}")))?;
+        Ok(())
+    }
+
+    async fn local_read_index(&self) -> Result<Result<u64, StoreError>, LeaderLost> {
+        let read = self.raft.get_read_linearizer(ReadPolicy::ReadIndex);
+        match tokio::time::timeout(Duration::from_millis(limits::READ_TIMEOUT_MS), read).await {
+            Err(_) => Ok(Err(StoreError::Unavailable(
+                "etcdserver: request timed out".into(),
+            ))),
+            Ok(Ok(linearizer)) => Ok(Ok(linearizer.read_log_id().index())),
+            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_)))) => {
+                Err(LeaderLost)
+            }
+            Ok(Err(RaftError::APIError(e))) => {
+                Ok(Err(StoreError::Unavailable(format!("etcdserver: {e}"))))
+            }
+            Ok(Err(RaftError::Fatal(e))) => Ok(Err(StoreError::Stopped(e.to_string()))),
+        }
+    }
+
+    /// Refreshes a lease on the leader; None when it does not exist.
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<Option<i64>, StoreError> {
+        self.lease_query(LeaderRequest::KeepAlive(id)).await
+    }
+
+    /// The remaining seconds of a lease as the leader sees them; None when it does not exist.
+    pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<i64>, StoreError> {
+        self.lease_query(LeaderRequest::TimeToLive(id)).await
+    }
+
+    async fn lease_query(&self, req: LeaderRequest) -> Result<Option<i64>, StoreError> {
+        let deadline = Self::leader_deadline();
+        loop {
+            match self.leader(deadline).await? {
+                LeaderAt::Local => match self.answer_as_leader(&req) {
+                    Some(LeaderResponse::Ttl(ttl)) => return Ok(ttl),
+                    _ => self.wait_a_little(deadline).await?,
+                },
+                LeaderAt::Remote(addr) => match self.forward(&addr, req.clone()).await? {
+                    LeaderResponse::Ttl(ttl) => return Ok(ttl),
+                    LeaderResponse::NotLeader(_) => self.wait_a_little(deadline).await?,
+                    other => return Err(unexpected(other)),
+                },
+            }
+        }
+    }
+
+    /// Lease questions, answered only while this replica leads and has applied an entry of its term.
+    fn answer_as_leader(&self, req: &LeaderRequest) -> Option<LeaderResponse> {
+        let term = self.leading_term()?;
+        let state = self.sm.read();
+        let ttl_of = |id: &i64| state.mvcc.leases().get(id).map(|l| l.ttl);
+        Some(match req {
+            LeaderRequest::KeepAlive(id) => {
+                LeaderResponse::Ttl(self.lessor.keep_alive(term, *id, ttl_of(id)))
+            }
+            LeaderRequest::TimeToLive(id) => {
+                LeaderResponse::Ttl(self.lessor.remaining(term, *id, ttl_of(id)))
+            }
+            _ => return None,
+        })
+    }
+
+    /// The current term when this replica is leader and has applied an entry of that term (caught up).
+    pub fn leading_term(&self) -> Option<u64> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let caught_up = m
+            .last_applied
+            .as_ref()
+            .is_some_and(|l| term_of(l) == m.current_term);
+        (m.state == ServerState::Leader && caught_up).then_some(m.current_term)
+    }
+
+    /// Serves a request a follower forwarded to this replica.
+    pub async fn serve_forwarded(&self, req: LeaderRequest) -> LeaderResponse {
+        let not_leader =
+            || LeaderResponse::NotLeader(self.raft.metrics().borrow_watched().current_leader);
+        match req {
+            LeaderRequest::Propose(cmd) => match self.write_local(cmd).await {
+                Err(LeaderLost) => not_leader(),
+                Ok(Ok(applied)) => LeaderResponse::Applied(applied),
+                Ok(Err(e)) => LeaderResponse::Failed(e.to_string()),
+            },
+            LeaderRequest::ReadIndex => match self.local_read_index().await {
+                Err(LeaderLost) => not_leader(),
+                Ok(Ok(index)) => LeaderResponse::ReadIndex(index),
+                Ok(Err(e)) => LeaderResponse::Failed(e.to_string()),
+            },
+            req => self.answer_as_leader(&req).unwrap_or_else(not_leader),
+        }
+    }
+
+    /// Runs the leader's lease expiry loop until `shutdown` fires.
+    pub async fn run_lessor(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(limits::LEASE_CHECK_INTERVAL_MS));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let Some(term) = self.leading_term() else {
+                continue;
+            };
+            let expired = {
+                let state = self.sm.read();
+                self.lessor.expired(term, state.mvcc.leases())
+            };
+            if expired.is_empty() {
+                continue;
+            }
+            tracing::info!(leases = expired.len(), term, "revoking expired leases");
+            if let Err(e) = self
+                .propose(Command::LeaseExpire { term, ids: expired })
+                .await
+            {
+                tracing::warn!(error = %e, "lease expiry not committed; retrying next tick");
+            }
+        }
+    }
+}
+
+/// The local Raft stopped leading before accepting the command.
+struct LeaderLost;
+
+fn unexpected(resp: LeaderResponse) -> StoreError {
+    StoreError::Unavailable(format!("unexpected reply from the leader: {resp:?}"))
+}

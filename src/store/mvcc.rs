@@ -1,0 +1,628 @@
+//! The multi-version key-value state with etcd's semantics: the pure core of the state machine.
+//!
+//! `Mvcc` holds, in memory, every live key's current value and the list of revisions at which each key changed,
+//! plus the leases. The full history (every change since the last compaction, addressed by revision) lives in
+//! a `History`; applying a command returns the `Write`s the storage layer must persist next to the applied log
+//! id, and the events the watch hub publishes.
+//!
+//! Invariants kept here:
+//! - `apply` is deterministic: it depends only on the current state and the command.
+//! - The revision grows by exactly one per command that changes at least one key; a refused command (an
+//!   `ApplyError`) changes nothing, because everything it checks is checked before anything is written.
+//! - A key's revision list is ascending; after compaction at `c` it keeps the newest change at or before `c`
+//!   unless that change was a delete.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+use serde::{Deserialize, Serialize};
+
+use super::command::*;
+use crate::limits;
+
+/// A point in the store's history: the main revision of a write command and the index of a change within it.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Revision {
+    pub main: i64,
+    pub sub: i64,
+}
+
+impl Revision {
+    /// Big-endian encoding, so that byte order is revision order.
+    pub fn to_bytes(self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.main.to_be_bytes());
+        b[8..].copy_from_slice(&self.sub.to_be_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<Revision> {
+        let main = i64::from_be_bytes(b.get(..8)?.try_into().ok()?);
+        let sub = i64::from_be_bytes(b.get(8..16)?.try_into().ok()?);
+        Some(Revision { main, sub })
+    }
+}
+
+/// One change in the history, as persisted: the event, and where the key's previous value lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    pub kind: EventKind,
+    pub kv: KeyValue,
+    pub prev: Option<Revision>,
+}
+
+/// Read access to the persisted history.
+pub trait History {
+    fn record(&self, rev: Revision) -> Result<Option<HistoryRecord>, ApplyError>;
+}
+
+/// What the storage layer must persist for one applied command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    History(Revision, HistoryRecord),
+    ForgetHistory(Revision),
+    /// A lease granted (with its TTL in seconds) or removed (None).
+    Lease(i64, Option<i64>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RevMark {
+    rev: Revision,
+    tombstone: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct KeyEntry {
+    live: Option<KeyValue>,
+    marks: Vec<RevMark>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseState {
+    pub ttl: i64,
+    pub keys: BTreeSet<Vec<u8>>,
+}
+
+/// The revisions that describe the store as a whole.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MvccMeta {
+    pub revision: i64,
+    pub compact_revision: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct Mvcc {
+    keys: BTreeMap<Vec<u8>, KeyEntry>,
+    leases: BTreeMap<i64, LeaseState>,
+    meta: MvccMeta,
+}
+
+/// The result of applying one command.
+pub struct ApplyOutput {
+    pub applied: Applied,
+    pub events: Vec<Event>,
+    pub writes: Vec<Write>,
+}
+
+impl Mvcc {
+    /// Rebuilds the in-memory state from persisted history (in revision order), leases and meta.
+    pub fn restore(
+        meta: MvccMeta,
+        records: impl IntoIterator<Item = (Revision, HistoryRecord)>,
+        leases: impl IntoIterator<Item = (i64, i64)>,
+    ) -> Mvcc {
+        let mut mvcc = Mvcc {
+            meta,
+            ..Mvcc::default()
+        };
+        for (id, ttl) in leases {
+            mvcc.leases.insert(
+                id,
+                LeaseState {
+                    ttl,
+                    keys: BTreeSet::new(),
+                },
+            );
+        }
+        for (rev, record) in records {
+            let entry = mvcc.keys.entry(record.kv.key.clone()).or_default();
+            let tombstone = record.kind == EventKind::Delete;
+            entry.marks.push(RevMark { rev, tombstone });
+            entry.live = (!tombstone).then_some(record.kv);
+        }
+        for (key, entry) in &mvcc.keys {
+            if let Some(kv) = &entry.live {
+                if let Some(lease) = mvcc.leases.get_mut(&kv.lease) {
+                    lease.keys.insert(key.clone());
+                }
+            }
+        }
+        mvcc
+    }
+
+    pub fn meta(&self) -> MvccMeta {
+        self.meta
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.meta.revision
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        self.meta.compact_revision
+    }
+
+    pub fn leases(&self) -> &BTreeMap<i64, LeaseState> {
+        &self.leases
+    }
+
+    /// The previous value a history record points to, for watchers that asked for it.
+    pub fn prev_kv(
+        history: &dyn History,
+        record: &HistoryRecord,
+    ) -> Result<Option<KeyValue>, ApplyError> {
+        let Some(prev) = record.prev else {
+            return Ok(None);
+        };
+        Ok(history
+            .record(prev)?
+            .filter(|r| r.kind == EventKind::Put)
+            .map(|r| r.kv))
+    }
+
+    pub fn apply(&mut self, cmd: &Command, history: &dyn History) -> ApplyOutput {
+        let mut tx = Tx {
+            main: self.meta.revision + 1,
+            sub: 0,
+            events: Vec::new(),
+            writes: Vec::new(),
+        };
+        let outcome = match cmd {
+            Command::Put(op) => self.check_put(op).map(|()| {
+                Outcome::Response(ResponseOp::Put {
+                    prev_kv: self.put(op, &mut tx),
+                })
+            }),
+            Command::Delete(op) => Ok(Outcome::Response(self.delete(op, &mut tx))),
+            Command::Txn(op) => self
+                .txn(op, history, &mut tx)
+                .map(|r| Outcome::Response(ResponseOp::Txn(r))),
+            Command::Compact { revision } => self
+                .compact(*revision, &mut tx)
+                .map(|()| Outcome::Compacted),
+            Command::LeaseGrant { id, ttl } => self.lease_grant(*id, *ttl, &mut tx),
+            Command::LeaseRevoke { id } => match self.leases.contains_key(id) {
+                true => {
+                    self.lease_revoke(*id, &mut tx);
+                    Ok(Outcome::LeaseRevoked)
+                }
+                false => Err(ApplyError::LeaseNotFound),
+            },
+            Command::LeaseExpire { ids, .. } => {
+                for id in ids
+                    .iter()
+                    .filter(|id| self.leases.contains_key(id))
+                    .copied()
+                    .collect::<Vec<_>>()
+                {
+                    self.lease_revoke(id, &mut tx);
+                }
+                Ok(Outcome::Nothing)
+            }
+            Command::PublishMember { .. } => Ok(Outcome::Nothing),
+        };
+        if outcome.is_err() {
+            debug_assert!(tx.writes.is_empty(), "a refused command must not write");
+        }
+        if tx.sub > 0 {
+            self.meta.revision = tx.main;
+        }
+        ApplyOutput {
+            applied: Applied {
+                revision: self.meta.revision,
+                outcome,
+            },
+            events: tx.events,
+            writes: tx.writes,
+        }
+    }
+
+    /// A range read at the request's revision (0: the current one).
+    pub fn range(&self, op: &RangeOp, history: &dyn History) -> Result<RangeResult, ApplyError> {
+        let rev = if op.revision <= 0 {
+            self.meta.revision
+        } else {
+            op.revision
+        };
+        if rev > self.meta.revision {
+            return Err(ApplyError::FutureRevision);
+        }
+        if rev < self.meta.compact_revision {
+            return Err(ApplyError::Compacted);
+        }
+        let mut kvs = Vec::new();
+        for (_, entry) in self.entries_in(&op.range) {
+            let kv = if rev == self.meta.revision {
+                entry.live.clone()
+            } else {
+                match entry.marks.iter().rev().find(|m| m.rev.main <= rev) {
+                    Some(m) if !m.tombstone => history.record(m.rev)?.map(|r| r.kv),
+                    _ => None,
+                }
+            };
+            if let Some(kv) = kv {
+                kvs.push(kv);
+            }
+        }
+        let count = kvs.len() as i64;
+        kvs.retain(|kv| {
+            (op.min_mod_revision == 0 || kv.mod_revision >= op.min_mod_revision)
+                && (op.max_mod_revision == 0 || kv.mod_revision <= op.max_mod_revision)
+                && (op.min_create_revision == 0 || kv.create_revision >= op.min_create_revision)
+                && (op.max_create_revision == 0 || kv.create_revision <= op.max_create_revision)
+        });
+        sort_kvs(&mut kvs, op.sort_order, op.sort_target);
+        let limit = match op.limit {
+            l if l > 0 => (l as usize).min(limits::RANGE_KEYS_MAX),
+            _ => limits::RANGE_KEYS_MAX,
+        };
+        let more = kvs.len() > limit;
+        kvs.truncate(limit);
+        if op.count_only {
+            kvs.clear();
+        } else if op.keys_only {
+            kvs.iter_mut().for_each(|kv| kv.value.clear());
+        }
+        Ok(RangeResult { kvs, more, count })
+    }
+
+    fn entries_in<'a>(
+        &'a self,
+        range: &KeyRange,
+    ) -> Box<dyn Iterator<Item = (&'a Vec<u8>, &'a KeyEntry)> + 'a> {
+        if range.is_single_key() {
+            return Box::new(self.keys.get_key_value(&range.key).into_iter());
+        }
+        let start = Bound::Included(range.key.clone());
+        if range.end.as_slice() == [0] {
+            return Box::new(self.keys.range((start, Bound::Unbounded)));
+        }
+        if range.end <= range.key {
+            return Box::new(std::iter::empty());
+        }
+        Box::new(self.keys.range((start, Bound::Excluded(range.end.clone()))))
+    }
+
+    fn live_in(&self, range: &KeyRange) -> Vec<KeyValue> {
+        self.entries_in(range)
+            .filter_map(|(_, e)| e.live.clone())
+            .collect()
+    }
+
+    fn check_put(&self, op: &PutOp) -> Result<(), ApplyError> {
+        let live = self.keys.get(&op.key).and_then(|e| e.live.as_ref());
+        if (op.ignore_value || op.ignore_lease) && live.is_none() {
+            return Err(ApplyError::KeyNotFound);
+        }
+        if !op.ignore_lease && op.lease != 0 && !self.leases.contains_key(&op.lease) {
+            return Err(ApplyError::LeaseNotFound);
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, op: &PutOp, tx: &mut Tx) -> Option<KeyValue> {
+        let rev = tx.next();
+        let entry = self.keys.entry(op.key.clone()).or_default();
+        let prev = entry.live.take();
+        let value = match (&prev, op.ignore_value) {
+            (Some(p), true) => p.value.clone(),
+            _ => op.value.clone(),
+        };
+        let lease = match (&prev, op.ignore_lease) {
+            (Some(p), true) => p.lease,
+            _ => op.lease,
+        };
+        let kv = KeyValue {
+            key: op.key.clone(),
+            create_revision: prev.as_ref().map_or(rev.main, |p| p.create_revision),
+            mod_revision: rev.main,
+            version: prev.as_ref().map_or(1, |p| p.version + 1),
+            value,
+            lease,
+        };
+        let prev_rev = prev.as_ref().and(entry.marks.last().map(|m| m.rev));
+        entry.marks.push(RevMark {
+            rev,
+            tombstone: false,
+        });
+        entry.live = Some(kv.clone());
+        if let Some(old) = prev
+            .as_ref()
+            .map(|p| p.lease)
+            .filter(|&l| l != 0 && l != lease)
+        {
+            if let Some(state) = self.leases.get_mut(&old) {
+                state.keys.remove(&op.key);
+            }
+        }
+        if let Some(state) = self.leases.get_mut(&lease) {
+            state.keys.insert(op.key.clone());
+        }
+        tx.writes.push(Write::History(
+            rev,
+            HistoryRecord {
+                kind: EventKind::Put,
+                kv: kv.clone(),
+                prev: prev_rev,
+            },
+        ));
+        tx.events.push(Event {
+            kind: EventKind::Put,
+            kv,
+            prev_kv: prev.clone(),
+        });
+        prev
+    }
+
+    fn delete(&mut self, op: &DeleteOp, tx: &mut Tx) -> ResponseOp {
+        let victims = self.live_in(&op.range);
+        for prev in &victims {
+            self.delete_key(prev, tx);
+        }
+        ResponseOp::Delete {
+            deleted: victims.len() as i64,
+            prev_kvs: if op.prev_kv { victims } else { Vec::new() },
+        }
+    }
+
+    fn delete_key(&mut self, prev: &KeyValue, tx: &mut Tx) {
+        let rev = tx.next();
+        let entry = self
+            .keys
+            .get_mut(&prev.key)
+            .expect("a live key has an entry");
+        let prev_rev = entry.marks.last().map(|m| m.rev);
+        entry.marks.push(RevMark {
+            rev,
+            tombstone: true,
+        });
+        entry.live = None;
+        if let Some(state) = self.leases.get_mut(&prev.lease) {
+            state.keys.remove(&prev.key);
+        }
+        let tomb = KeyValue {
+            key: prev.key.clone(),
+            mod_revision: rev.main,
+            ..KeyValue::default()
+        };
+        tx.writes.push(Write::History(
+            rev,
+            HistoryRecord {
+                kind: EventKind::Delete,
+                kv: tomb.clone(),
+                prev: prev_rev,
+            },
+        ));
+        tx.events.push(Event {
+            kind: EventKind::Delete,
+            kv: tomb,
+            prev_kv: Some(prev.clone()),
+        });
+    }
+
+    fn txn(
+        &mut self,
+        op: &TxnOp,
+        history: &dyn History,
+        tx: &mut Tx,
+    ) -> Result<TxnResult, ApplyError> {
+        // Decide every branch against the state before the transaction, check the chosen requests, then
+        // execute: a refused transaction writes nothing.
+        let mut path = Vec::new();
+        self.choose_path(op, &mut path);
+        self.check_path(op, &path, &mut 0, history)?;
+        Ok(self.execute(op, &path, &mut 0, history, tx))
+    }
+
+    fn choose_path(&self, op: &TxnOp, path: &mut Vec<bool>) {
+        let succeeded = op.compare.iter().all(|c| self.compare(c));
+        path.push(succeeded);
+        for req in if succeeded { &op.success } else { &op.failure } {
+            if let RequestOp::Txn(nested) = req {
+                self.choose_path(nested, path);
+            }
+        }
+    }
+
+    fn check_path(
+        &self,
+        op: &TxnOp,
+        path: &[bool],
+        at: &mut usize,
+        history: &dyn History,
+    ) -> Result<(), ApplyError> {
+        let succeeded = path[*at];
+        *at += 1;
+        for req in if succeeded { &op.success } else { &op.failure } {
+            match req {
+                RequestOp::Put(put) => self.check_put(put)?,
+                RequestOp::Range(range) => self.check_range_revision(range.revision, history)?,
+                RequestOp::Txn(nested) => self.check_path(nested, path, at, history)?,
+                RequestOp::Delete(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check_range_revision(
+        &self,
+        revision: i64,
+        _history: &dyn History,
+    ) -> Result<(), ApplyError> {
+        if revision > self.meta.revision {
+            return Err(ApplyError::FutureRevision);
+        }
+        if revision > 0 && revision < self.meta.compact_revision {
+            return Err(ApplyError::Compacted);
+        }
+        Ok(())
+    }
+
+    fn execute(
+        &mut self,
+        op: &TxnOp,
+        path: &[bool],
+        at: &mut usize,
+        history: &dyn History,
+        tx: &mut Tx,
+    ) -> TxnResult {
+        let succeeded = path[*at];
+        *at += 1;
+        let mut responses = Vec::new();
+        for req in if succeeded { &op.success } else { &op.failure } {
+            let response = match req {
+                RequestOp::Range(range) => {
+                    // Checked above; the history may still fail to read, which is a storage fault.
+                    ResponseOp::Range(self.range(range, history).unwrap_or_default())
+                }
+                RequestOp::Put(put) => ResponseOp::Put {
+                    prev_kv: self.put(put, tx).filter(|_| put.prev_kv),
+                },
+                RequestOp::Delete(del) => self.delete(del, tx),
+                RequestOp::Txn(nested) => {
+                    ResponseOp::Txn(self.execute(nested, path, at, history, tx))
+                }
+            };
+            responses.push(response);
+        }
+        TxnResult {
+            succeeded,
+            responses,
+        }
+    }
+
+    fn compare(&self, c: &Compare) -> bool {
+        let kvs = self.live_in(&c.range);
+        if kvs.is_empty() {
+            // A missing key compares as zero everywhere, except that it has no value to compare.
+            return match c.target {
+                CompareTarget::Value(_) => false,
+                _ => compare_kv(c, &KeyValue::default()),
+            };
+        }
+        kvs.iter().all(|kv| compare_kv(c, kv))
+    }
+
+    fn compact(&mut self, revision: i64, tx: &mut Tx) -> Result<(), ApplyError> {
+        if revision <= self.meta.compact_revision {
+            return Err(ApplyError::Compacted);
+        }
+        if revision > self.meta.revision {
+            return Err(ApplyError::FutureRevision);
+        }
+        self.keys.retain(|_, entry| {
+            let at_or_before = entry.marks.partition_point(|m| m.rev.main <= revision);
+            let keep_from = match at_or_before {
+                0 => 0,
+                n if entry.marks[n - 1].tombstone => n,
+                n => n - 1,
+            };
+            for mark in entry.marks.drain(..keep_from) {
+                tx.writes.push(Write::ForgetHistory(mark.rev));
+            }
+            entry.live.is_some() || !entry.marks.is_empty()
+        });
+        self.meta.compact_revision = revision;
+        Ok(())
+    }
+
+    fn lease_grant(&mut self, id: i64, ttl: i64, tx: &mut Tx) -> Result<Outcome, ApplyError> {
+        if self.leases.contains_key(&id) {
+            return Err(ApplyError::LeaseExists);
+        }
+        if self.leases.len() >= limits::LEASES_MAX {
+            return Err(ApplyError::TooManyLeases);
+        }
+        self.leases.insert(
+            id,
+            LeaseState {
+                ttl,
+                keys: BTreeSet::new(),
+            },
+        );
+        tx.writes.push(Write::Lease(id, Some(ttl)));
+        Ok(Outcome::LeaseGranted { id, ttl })
+    }
+
+    fn lease_revoke(&mut self, id: i64, tx: &mut Tx) {
+        let Some(state) = self.leases.remove(&id) else {
+            return;
+        };
+        for key in &state.keys {
+            if let Some(prev) = self.keys.get(key).and_then(|e| e.live.clone()) {
+                self.delete_key(&prev, tx);
+            }
+        }
+        tx.writes.push(Write::Lease(id, None));
+    }
+}
+
+/// Revisions handed out to the changes of one command.
+struct Tx {
+    main: i64,
+    sub: i64,
+    events: Vec<Event>,
+    writes: Vec<Write>,
+}
+
+impl Tx {
+    fn next(&mut self) -> Revision {
+        let rev = Revision {
+            main: self.main,
+            sub: self.sub,
+        };
+        self.sub += 1;
+        rev
+    }
+}
+
+fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
+    use std::cmp::Ordering;
+    let ord: Ordering = match &c.target {
+        CompareTarget::Version(v) => kv.version.cmp(v),
+        CompareTarget::Create(v) => kv.create_revision.cmp(v),
+        CompareTarget::Mod(v) => kv.mod_revision.cmp(v),
+        CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
+        CompareTarget::Lease(v) => kv.lease.cmp(v),
+    };
+    match c.result {
+        CompareResult::Equal => ord == Ordering::Equal,
+        CompareResult::NotEqual => ord != Ordering::Equal,
+        CompareResult::Greater => ord == Ordering::Greater,
+        CompareResult::Less => ord == Ordering::Less,
+    }
+}
+
+fn sort_kvs(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
+    // Keys come out of the index in ascending key order already.
+    let order = match (order, target) {
+        (SortOrder::None, SortTarget::Key) => return,
+        (SortOrder::None, _) => SortOrder::Ascend,
+        (o, _) => o,
+    };
+    match target {
+        SortTarget::Key => {}
+        SortTarget::Version => kvs.sort_by_key(|kv| kv.version),
+        SortTarget::Create => kvs.sort_by_key(|kv| kv.create_revision),
+        SortTarget::Mod => kvs.sort_by_key(|kv| kv.mod_revision),
+        SortTarget::Value => kvs.sort_by(|a, b| a.value.cmp(&b.value)),
+    }
+    if order == SortOrder::Descend {
+        kvs.reverse();
+    }
+}
+
+#[cfg(test)]
+mod tests;

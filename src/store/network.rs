@@ -1,0 +1,245 @@
+//! The client half of the peer protocol: openraft's network over tonic, and requests forwarded to the leader.
+//!
+//! Channels are created lazily per peer address and reused; every call has a deadline. Transport failures
+//! map to openraft's `Unreachable` (it backs off) or `NetworkError` (it retries soon).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::Future;
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::RaftNetworkV2;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tonic::transport::{Channel, Endpoint};
+
+use super::command::{Applied, Command};
+use super::types::*;
+use crate::limits;
+use crate::proto::peer::raft_peer_client::RaftPeerClient;
+use crate::proto::peer::{RaftMessage, SnapshotChunk};
+
+/// What a follower asks of the leader on behalf of a client.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum LeaderRequest {
+    Propose(Command),
+    ReadIndex,
+    KeepAlive(i64),
+    TimeToLive(i64),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum LeaderResponse {
+    Applied(Applied),
+    ReadIndex(u64),
+    /// Remaining seconds of a lease, or None when the lease does not exist.
+    Ttl(Option<i64>),
+    /// The receiver is not the leader; it names the leader it knows.
+    NotLeader(Option<NodeId>),
+    /// The request reached the leader but failed there; the outcome of a write is unknown.
+    Failed(String),
+}
+
+/// The header of a streamed snapshot: the leader's vote and the snapshot's meta.
+#[derive(Serialize, Deserialize)]
+pub struct SnapshotHeader {
+    pub vote: Vote,
+    pub meta: SnapshotMeta,
+}
+
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    bincode::serialize(v).expect("in-memory values always serialize")
+}
+
+pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, bincode::Error> {
+    bincode::deserialize(b)
+}
+
+/// Lazily connected channels to peers, by address.
+#[derive(Clone, Default)]
+pub struct PeerPool {
+    /// std Mutex: only a map lookup or insert happens under it.
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl PeerPool {
+    pub fn client(&self, addr: &str) -> RaftPeerClient<Channel> {
+        let mut channels = self.channels.lock().expect("peer pool poisoned");
+        let channel = channels
+            .entry(addr.to_string())
+            .or_insert_with(|| {
+                Endpoint::from_shared(format!("http://{addr}"))
+                    .expect("peer addresses are validated socket addresses")
+                    .connect_timeout(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_millis(
+                        limits::HEARTBEAT_INTERVAL_MS * 10,
+                    ))
+                    .keep_alive_timeout(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS))
+                    .connect_lazy()
+            })
+            .clone();
+        RaftPeerClient::new(channel)
+            .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
+    }
+
+    /// Sends a leader-only request to `addr`; `Err` means the request may not have arrived.
+    pub async fn forward(
+        &self,
+        addr: &str,
+        req: &LeaderRequest,
+    ) -> Result<LeaderResponse, tonic::Status> {
+        let mut client = self.client(addr);
+        let mut request = tonic::Request::new(RaftMessage {
+            payload: encode(req),
+        });
+        request.set_timeout(Duration::from_millis(limits::WRITE_TIMEOUT_MS));
+        let reply = client.forward(request).await?.into_inner();
+        decode(&reply.payload)
+            .map_err(|e| tonic::Status::internal(format!("undecodable forward reply: {e}")))
+    }
+}
+
+/// openraft's network factory.
+#[derive(Clone)]
+pub struct PeerNetwork {
+    pub pool: PeerPool,
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConn;
+
+    async fn new_client(&mut self, target: NodeId, node: &RaftNode) -> PeerConn {
+        PeerConn {
+            client: self.pool.client(&node.peer_addr),
+            target,
+        }
+    }
+}
+
+pub struct PeerConn {
+    client: RaftPeerClient<Channel>,
+    target: NodeId,
+}
+
+fn rpc_err(status: tonic::Status) -> RPCError<TypeConfig> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::new(&status))
+        }
+        _ => RPCError::Network(NetworkError::new(&status)),
+    }
+}
+
+impl PeerConn {
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        req: &Req,
+        option: &RPCOption,
+        which: fn(
+            &mut RaftPeerClient<Channel>,
+            tonic::Request<RaftMessage>,
+        ) -> std::pin::Pin<
+            Box<
+                dyn Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>
+                    + Send
+                    + '_,
+            >,
+        >,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let mut request = tonic::Request::new(RaftMessage {
+            payload: encode(req),
+        });
+        request.set_timeout(
+            option
+                .soft_ttl()
+                .min(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS)),
+        );
+        let reply = which(&mut self.client, request)
+            .await
+            .map_err(rpc_err)?
+            .into_inner();
+        let decoded: Result<Resp, String> =
+            decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        decoded.map_err(|e| {
+            RPCError::Unreachable(Unreachable::from_string(format!(
+                "peer {}: {e}",
+                self.target
+            )))
+        })
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerConn {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |c, r| Box::pin(c.append_entries(r)))
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |c, r| Box::pin(c.vote(r))).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&req, &option, |c, r| Box::pin(c.transfer_leader(r)))
+            .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let header = encode(&SnapshotHeader {
+            vote,
+            meta: snapshot.meta,
+        });
+        let body = snapshot.snapshot.into_inner();
+        let mut chunks: Vec<SnapshotChunk> = body
+            .chunks(limits::SNAPSHOT_CHUNK_BYTES)
+            .map(|c| SnapshotChunk {
+                header: Vec::new(),
+                data: c.to_vec(),
+            })
+            .collect();
+        match chunks.first_mut() {
+            Some(first) => first.header = header,
+            None => chunks.push(SnapshotChunk {
+                header,
+                data: Vec::new(),
+            }),
+        }
+        let mut request = tonic::Request::new(futures::stream::iter(chunks));
+        request.set_timeout(Duration::from_millis(limits::SNAPSHOT_RPC_TIMEOUT_MS));
+        let send = self.client.install_snapshot(request);
+        let reply = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            reply = send => reply.map_err(|s| StreamingError::from(rpc_err(s)))?.into_inner(),
+        };
+        let decoded: Result<SnapshotResponse<TypeConfig>, String> =
+            decode(&reply.payload).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        decoded.map_err(|e| StreamingError::Unreachable(Unreachable::from_string(e)))
+    }
+}

@@ -1,0 +1,717 @@
+//! RocksDB persistence: the Raft log store and the state machine store. The only file that names rocksdb.
+//!
+//! One database, column families by owner: `log` (entries by index) and `raft` (vote, purged, committed) for
+//! the log; `history` (MVCC changes by revision), `lease` and `sm` (applied log id, membership, MVCC meta,
+//! published members) for the state machine.
+//!
+//! Invariants kept here:
+//! - The vote is written with a synced write before `save_vote` returns.
+//! - An append is readable when `append` returns and durable when its callback fires: the group-commit
+//!   flusher thread syncs the write-ahead log once for every batch of appends queued behind it, then fires
+//!   their callbacks. Nothing is reported durable before the sync.
+//! - The state machine's changes for a batch of entries, with the applied log id, go in one atomic write
+//!   batch; the log is the source of truth, so these writes need no sync of their own.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::io;
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use futures::{FutureExt, TryStreamExt};
+use openraft::storage::{
+    EntryResponder, IOFlushed, LogState, RaftLogReader, RaftLogStorage, RaftStateMachine,
+};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use super::command::{Applied, ApplyError, Command, Outcome};
+use super::mvcc::{History, HistoryRecord, Mvcc, MvccMeta, Revision, Write};
+use super::types::*;
+use super::watch::{Pull, RevisionEvents, WatchFilter, WatchHub};
+use crate::limits;
+
+const CF_LOG: &str = "log";
+const CF_RAFT: &str = "raft";
+const CF_HISTORY: &str = "history";
+const CF_LEASE: &str = "lease";
+const CF_SM: &str = "sm";
+const COLUMN_FAMILIES: [&str; 5] = [CF_LOG, CF_RAFT, CF_HISTORY, CF_LEASE, CF_SM];
+
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_PURGED: &[u8] = b"purged";
+const KEY_COMMITTED: &[u8] = b"committed";
+const KEY_APPLIED: &[u8] = b"applied";
+const KEY_MEMBERSHIP: &[u8] = b"membership";
+const KEY_MVCC: &[u8] = b"mvcc";
+const KEY_MEMBERS: &[u8] = b"members";
+
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    bincode::serialize(v).expect("in-memory values always serialize")
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
+    bincode::deserialize(b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+fn db_err(e: rocksdb::Error) -> io::Error {
+    io::Error::other(e)
+}
+
+/// The open database shared by the log store and the state machine.
+pub struct Db {
+    db: DB,
+    path: PathBuf,
+}
+
+impl Db {
+    /// Opens (or creates, when `create` is set) the database in `dir`.
+    pub fn open(dir: &Path, create: bool) -> io::Result<Arc<Db>> {
+        let mut opts = Options::default();
+        opts.create_if_missing(create);
+        opts.create_missing_column_families(create);
+        opts.set_max_background_jobs(2);
+        let cfs = COLUMN_FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(db_err)?;
+        Ok(Arc::new(Db {
+            db,
+            path: dir.to_path_buf(),
+        }))
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
+    }
+
+    fn get<T: DeserializeOwned>(&self, cf: &str, key: &[u8]) -> io::Result<Option<T>> {
+        match self.db.get_pinned_cf(self.cf(cf), key).map_err(db_err)? {
+            Some(b) => decode(&b).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_bytes(&self) -> u64 {
+        dir_size(&self.path)
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Log store
+
+/// The Raft log in RocksDB, with group commit.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Db>,
+    flusher: mpsc::SyncSender<IOFlushed<TypeConfig>>,
+}
+
+impl LogStore {
+    pub fn new(db: Arc<Db>) -> LogStore {
+        let (tx, rx) = mpsc::sync_channel::<IOFlushed<TypeConfig>>(limits::FLUSH_QUEUE_MAX);
+        let flush_db = db.clone();
+        std::thread::Builder::new()
+            .name("raftsman-log-flush".into())
+            .spawn(move || run_flusher(&flush_db, rx))
+            .expect("spawning the log flusher thread");
+        LogStore { db, flusher: tx }
+    }
+
+    fn log_key(index: u64) -> [u8; 8] {
+        index.to_be_bytes()
+    }
+}
+
+/// Syncs the write-ahead log once for everything queued, then reports every queued append durable.
+fn run_flusher(db: &Db, rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let result = db.db.flush_wal(true);
+        for callback in batch {
+            callback.io_completed(result.clone().map_err(db_err));
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        use std::ops::Bound;
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i + 1,
+            Bound::Unbounded => 0,
+        };
+        let mut entries = Vec::new();
+        let iter = self.db.db.iterator_cf(
+            self.db.cf(CF_LOG),
+            IteratorMode::From(&Self::log_key(start), Direction::Forward),
+        );
+        for item in iter {
+            let (key, value) = item.map_err(db_err)?;
+            let index = u64::from_be_bytes(
+                key.as_ref()
+                    .try_into()
+                    .map_err(|_| io::Error::other("bad log key"))?,
+            );
+            if !range.contains(&index) {
+                break;
+            }
+            entries.push(decode::<Entry>(&value)?);
+        }
+        Ok(entries)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        self.db.get(CF_RAFT, KEY_VOTE)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let last_purged_log_id: Option<LogId> = self.db.get(CF_RAFT, KEY_PURGED)?;
+        let last = self
+            .db
+            .db
+            .iterator_cf(self.db.cf(CF_LOG), IteratorMode::End)
+            .next();
+        let last_log_id = match last {
+            Some(item) => Some(decode::<Entry>(&item.map_err(db_err)?.1)?.log_id),
+            None => last_purged_log_id.clone(),
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db
+            .db
+            .put_cf_opt(self.db.cf(CF_RAFT), KEY_VOTE, encode(vote), &opts)
+            .map_err(db_err)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        self.db
+            .db
+            .put_cf(self.db.cf(CF_RAFT), KEY_COMMITTED, encode(&committed))
+            .map_err(db_err)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self
+            .db
+            .get::<Option<LogId>>(CF_RAFT, KEY_COMMITTED)?
+            .flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        let cf = self.db.cf(CF_LOG);
+        for entry in entries {
+            batch.put_cf(cf, Self::log_key(entry.log_id.index), encode(&entry));
+        }
+        self.db.db.write(batch).map_err(db_err)?;
+        self.flusher
+            .send(callback)
+            .map_err(|_| io::Error::other("log flusher stopped"))
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = last_log_id.map_or(0, |l| l.index + 1);
+        self.db
+            .db
+            .delete_range_cf(
+                self.db.cf(CF_LOG),
+                Self::log_key(from),
+                Self::log_key(u64::MAX),
+            )
+            .map_err(db_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        self.db
+            .db
+            .put_cf(self.db.cf(CF_RAFT), KEY_PURGED, encode(&log_id))
+            .map_err(db_err)?;
+        self.db
+            .db
+            .delete_range_cf(
+                self.db.cf(CF_LOG),
+                Self::log_key(0),
+                Self::log_key(log_id.index + 1),
+            )
+            .map_err(db_err)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// State machine
+
+/// A member's self-published attributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberAttrs {
+    pub name: String,
+    pub client_addr: String,
+}
+
+/// Everything the state machine holds in memory.
+#[derive(Default)]
+pub struct SmState {
+    pub mvcc: Mvcc,
+    pub applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub members: BTreeMap<u64, MemberAttrs>,
+}
+
+/// The state machine's shared half: what readers (KV, watch, status) use while Raft applies.
+pub struct SmShared {
+    db: Arc<Db>,
+    /// std RwLock: held for in-memory work and RocksDB calls only, never across an await.
+    state: RwLock<SmState>,
+    pub hub: WatchHub,
+    snapshot_dir: PathBuf,
+}
+
+/// The history column family as the MVCC core reads it.
+struct DbHistory<'a>(&'a Db);
+
+impl History for DbHistory<'_> {
+    fn record(&self, rev: Revision) -> Result<Option<HistoryRecord>, ApplyError> {
+        self.0
+            .get(CF_HISTORY, &rev.to_bytes())
+            .map_err(|e| ApplyError::Storage(e.to_string()))
+    }
+}
+
+/// A point-in-time copy of the state machine, as snapshots carry it.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    mvcc: MvccMeta,
+    history: Vec<(Revision, HistoryRecord)>,
+    leases: Vec<(i64, i64)>,
+    members: BTreeMap<u64, MemberAttrs>,
+}
+
+/// A snapshot as kept on disk: its meta and its body.
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta,
+    body: Vec<u8>,
+}
+
+impl SmShared {
+    /// Loads the state machine from the database.
+    pub fn load(db: Arc<Db>, snapshot_dir: PathBuf) -> io::Result<Arc<SmShared>> {
+        let meta: MvccMeta = db.get(CF_SM, KEY_MVCC)?.unwrap_or_default();
+        let mut records = Vec::new();
+        for item in db.db.iterator_cf(db.cf(CF_HISTORY), IteratorMode::Start) {
+            let (k, v) = item.map_err(db_err)?;
+            let rev =
+                Revision::from_bytes(&k).ok_or_else(|| io::Error::other("bad history key"))?;
+            records.push((rev, decode::<HistoryRecord>(&v)?));
+        }
+        let mut leases = Vec::new();
+        for item in db.db.iterator_cf(db.cf(CF_LEASE), IteratorMode::Start) {
+            let (k, v) = item.map_err(db_err)?;
+            let id = i64::from_be_bytes(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| io::Error::other("bad lease key"))?,
+            );
+            leases.push((id, decode::<i64>(&v)?));
+        }
+        let state = SmState {
+            mvcc: Mvcc::restore(meta, records, leases),
+            applied: db.get::<Option<LogId>>(CF_SM, KEY_APPLIED)?.flatten(),
+            membership: db.get(CF_SM, KEY_MEMBERSHIP)?.unwrap_or_default(),
+            members: db.get(CF_SM, KEY_MEMBERS)?.unwrap_or_default(),
+        };
+        std::fs::create_dir_all(&snapshot_dir)?;
+        Ok(Arc::new(SmShared {
+            hub: WatchHub::new(meta.revision),
+            db,
+            state: RwLock::new(state),
+            snapshot_dir,
+        }))
+    }
+
+    /// Read access to the state; do not hold it across an await.
+    pub fn read(&self) -> RwLockReadGuard<'_, SmState> {
+        self.state.read().expect("state machine lock poisoned")
+    }
+
+    /// A range read against the local state machine.
+    pub fn range(
+        &self,
+        op: &super::command::RangeOp,
+    ) -> Result<super::command::RangeResult, ApplyError> {
+        self.read().mvcc.range(op, &DbHistory(&self.db))
+    }
+
+    /// Events for a watcher from `from` on: from the hub's ring when it has them, else from disk.
+    pub fn pull(&self, from: i64, filter: &WatchFilter) -> Result<Pull, ApplyError> {
+        if let Some(pull) = self.hub.pull_recent(from, filter) {
+            return Ok(pull);
+        }
+        let state = self.read();
+        let compact = state.mvcc.compact_revision();
+        if from < compact {
+            return Ok(Pull::Compacted {
+                compact_revision: compact,
+            });
+        }
+        let current = state.mvcc.revision();
+        let history = DbHistory(&self.db);
+        let mut events = Vec::new();
+        let mut next = from;
+        let start = Revision { main: from, sub: 0 }.to_bytes();
+        let iter = self.db.db.iterator_cf(
+            self.db.cf(CF_HISTORY),
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item.map_err(|e| ApplyError::Storage(e.to_string()))?;
+            let rev = Revision::from_bytes(&k)
+                .ok_or_else(|| ApplyError::Storage("bad history key".into()))?;
+            if rev.main > current
+                || (rev.main >= next && events.len() >= limits::WATCH_EVENTS_PER_RESPONSE_MAX)
+            {
+                break;
+            }
+            let record: HistoryRecord =
+                decode(&v).map_err(|e| ApplyError::Storage(e.to_string()))?;
+            next = rev.main + 1;
+            let event = super::command::Event {
+                kind: record.kind,
+                prev_kv: if filter.prev_kv {
+                    Mvcc::prev_kv(&history, &record)?
+                } else {
+                    None
+                },
+                kv: record.kv,
+            };
+            if filter.matches(&event) {
+                events.push(event);
+            }
+        }
+        if events.len() < limits::WATCH_EVENTS_PER_RESPONSE_MAX {
+            next = next.max(current + 1);
+        }
+        Ok(Pull::Events { events, next })
+    }
+
+    /// Applies a batch of committed entries and persists their effects in one write batch.
+    fn apply_batch(&self, entries: &[Entry]) -> io::Result<Vec<Applied>> {
+        let mut results = Vec::with_capacity(entries.len());
+        let mut published = Vec::new();
+        let mut batch = WriteBatch::default();
+        let mut state = self.state.write().expect("state machine lock poisoned");
+        let mut members_changed = false;
+        for entry in entries {
+            state.applied = Some(entry.log_id.clone());
+            let applied = match &entry.payload {
+                EntryPayload::Blank => Applied {
+                    revision: state.mvcc.revision(),
+                    outcome: Ok(Outcome::Nothing),
+                },
+                EntryPayload::Membership(m) => {
+                    state.membership = StoredMembership::new(Some(entry.log_id.clone()), m.clone());
+                    Applied {
+                        revision: state.mvcc.revision(),
+                        outcome: Ok(Outcome::Nothing),
+                    }
+                }
+                EntryPayload::Normal(Command::PublishMember {
+                    id,
+                    name,
+                    client_addr,
+                }) => {
+                    state.members.insert(
+                        *id,
+                        MemberAttrs {
+                            name: name.clone(),
+                            client_addr: client_addr.clone(),
+                        },
+                    );
+                    members_changed = true;
+                    Applied {
+                        revision: state.mvcc.revision(),
+                        outcome: Ok(Outcome::Nothing),
+                    }
+                }
+                EntryPayload::Normal(Command::LeaseExpire { term, .. })
+                    if *term != term_of(&entry.log_id) =>
+                {
+                    // Proposed by a leader of an earlier term: it no longer speaks for the cluster.
+                    Applied {
+                        revision: state.mvcc.revision(),
+                        outcome: Ok(Outcome::Nothing),
+                    }
+                }
+                EntryPayload::Normal(cmd) => {
+                    let out = state.mvcc.apply(cmd, &DbHistory(&self.db));
+                    self.stage_writes(&mut batch, out.writes);
+                    if !out.events.is_empty() {
+                        published.push(RevisionEvents {
+                            revision: out.applied.revision,
+                            events: Arc::new(out.events),
+                        });
+                    }
+                    out.applied
+                }
+            };
+            results.push(applied);
+        }
+        let sm = self.db.cf(CF_SM);
+        batch.put_cf(sm, KEY_APPLIED, encode(&state.applied));
+        batch.put_cf(sm, KEY_MEMBERSHIP, encode(&state.membership));
+        batch.put_cf(sm, KEY_MVCC, encode(&state.mvcc.meta()));
+        if members_changed {
+            batch.put_cf(sm, KEY_MEMBERS, encode(&state.members));
+        }
+        self.db.db.write(batch).map_err(db_err)?;
+        let revision = state.mvcc.revision();
+        drop(state);
+        self.hub.publish(published, revision);
+        Ok(results)
+    }
+
+    fn stage_writes(&self, batch: &mut WriteBatch, writes: Vec<Write>) {
+        let history = self.db.cf(CF_HISTORY);
+        let lease = self.db.cf(CF_LEASE);
+        for w in writes {
+            match w {
+                Write::History(rev, record) => {
+                    batch.put_cf(history, rev.to_bytes(), encode(&record))
+                }
+                Write::ForgetHistory(rev) => batch.delete_cf(history, rev.to_bytes()),
+                Write::Lease(id, Some(ttl)) => batch.put_cf(lease, id.to_be_bytes(), encode(&ttl)),
+                Write::Lease(id, None) => batch.delete_cf(lease, id.to_be_bytes()),
+            }
+        }
+    }
+
+    /// Serializes the current state; the state lock is held only while the database snapshot is taken.
+    fn build_snapshot(&self) -> io::Result<Snapshot> {
+        let (meta, mvcc, members, db_snapshot) = {
+            let state = self.read();
+            let meta = SnapshotMeta {
+                last_log_id: state.applied.clone(),
+                last_membership: state.membership.clone(),
+            };
+            (
+                meta,
+                state.mvcc.meta(),
+                state.members.clone(),
+                self.db.db.snapshot(),
+            )
+        };
+        let mut history = Vec::new();
+        for item in db_snapshot.iterator_cf(self.db.cf(CF_HISTORY), IteratorMode::Start) {
+            let (k, v) = item.map_err(db_err)?;
+            let rev =
+                Revision::from_bytes(&k).ok_or_else(|| io::Error::other("bad history key"))?;
+            history.push((rev, decode(&v)?));
+        }
+        let mut leases = Vec::new();
+        for item in db_snapshot.iterator_cf(self.db.cf(CF_LEASE), IteratorMode::Start) {
+            let (k, v) = item.map_err(db_err)?;
+            let id = i64::from_be_bytes(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| io::Error::other("bad lease key"))?,
+            );
+            leases.push((id, decode(&v)?));
+        }
+        let body = encode(&SnapshotBody {
+            mvcc,
+            history,
+            leases,
+            members,
+        });
+        self.save_snapshot(&meta, &body)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: io::Cursor::new(body),
+        })
+    }
+
+    /// Replaces the whole state with a snapshot received from the leader.
+    fn install_snapshot(&self, meta: &SnapshotMeta, body: Vec<u8>) -> io::Result<()> {
+        let decoded: SnapshotBody = decode(&body)?;
+        let mut state = self.state.write().expect("state machine lock poisoned");
+        let mut batch = WriteBatch::default();
+        let (history_cf, lease_cf, sm) = (
+            self.db.cf(CF_HISTORY),
+            self.db.cf(CF_LEASE),
+            self.db.cf(CF_SM),
+        );
+        batch.delete_range_cf(history_cf, [0u8; 16], [0xffu8; 16]);
+        batch.delete_range_cf(lease_cf, [0u8; 8], [0xffu8; 8]);
+        for (rev, record) in &decoded.history {
+            batch.put_cf(history_cf, rev.to_bytes(), encode(record));
+        }
+        for (id, ttl) in &decoded.leases {
+            batch.put_cf(lease_cf, id.to_be_bytes(), encode(ttl));
+        }
+        batch.put_cf(sm, KEY_APPLIED, encode(&meta.last_log_id));
+        batch.put_cf(sm, KEY_MEMBERSHIP, encode(&meta.last_membership));
+        batch.put_cf(sm, KEY_MVCC, encode(&decoded.mvcc));
+        batch.put_cf(sm, KEY_MEMBERS, encode(&decoded.members));
+        self.db.db.write(batch).map_err(db_err)?;
+        *state = SmState {
+            mvcc: Mvcc::restore(decoded.mvcc, decoded.history, decoded.leases),
+            applied: meta.last_log_id.clone(),
+            membership: meta.last_membership.clone(),
+            members: decoded.members,
+        };
+        let revision = state.mvcc.revision();
+        drop(state);
+        self.save_snapshot(meta, &body)?;
+        self.hub.reset(revision);
+        Ok(())
+    }
+
+    fn save_snapshot(&self, meta: &SnapshotMeta, body: &[u8]) -> io::Result<()> {
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            body: body.to_vec(),
+        };
+        let tmp = self.snapshot_dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+        std::fs::write(&tmp, encode(&file))?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, self.snapshot_dir.join(SNAPSHOT_FILE))?;
+        std::fs::File::open(&self.snapshot_dir)?.sync_all()
+    }
+
+    fn current_snapshot(&self) -> io::Result<Option<Snapshot>> {
+        let path = self.snapshot_dir.join(SNAPSHOT_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let file: SnapshotFile = decode(&bytes)?;
+        Ok(Some(Snapshot {
+            meta: file.meta,
+            snapshot: io::Cursor::new(file.body),
+        }))
+    }
+}
+
+/// The state machine handed to openraft.
+#[derive(Clone)]
+pub struct StateMachine {
+    pub shared: Arc<SmShared>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.build_snapshot())
+            .await
+            .map_err(io::Error::other)?
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let state = self.shared.read();
+        Ok((state.applied.clone(), state.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: futures::Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>>
+            + Unpin
+            + OptionalSend,
+    {
+        while let Some(first) = entries.try_next().await? {
+            // Take whatever else is ready without waiting, so that one write batch covers many entries.
+            let mut batch = vec![first];
+            while let Some(Some(next)) = entries.try_next().now_or_never().transpose()? {
+                batch.push(next);
+            }
+            let (entries_only, responders): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let results = self.shared.apply_batch(&entries_only)?;
+            for (responder, result) in responders.into_iter().zip(results) {
+                if let Some(r) = responder {
+                    r.send(result);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotData,
+    ) -> Result<(), io::Error> {
+        let body = snapshot.into_inner();
+        if body.len() > limits::SNAPSHOT_BYTES_MAX {
+            return Err(io::Error::other("snapshot larger than the limit"));
+        }
+        self.shared.install_snapshot(meta, body)
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        self.shared.current_snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests;

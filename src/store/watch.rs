@@ -1,0 +1,268 @@
+//! The watch hub: recent events in memory, older ones from the persisted history, pulled by each watcher.
+//!
+//! Watchers pull; nothing is pushed into per-watcher queues. A watcher remembers the next revision it needs
+//! and asks the hub for events from there; the hub answers from its ring of recent revisions when it holds
+//! them and from the history on disk otherwise. That gives etcd's guarantees by construction: events come in
+//! revision order, each revision whole, with no gaps and no duplicates, and a watcher resumes from any revision
+//! not yet compacted. A slow watcher costs no memory: it simply falls behind the ring and reads from disk.
+//!
+//! Invariant: `publish` is called with consecutive revisions, after the changes are persisted; the published
+//! revision (a `tokio::sync::watch`) is what wakes watchers.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use super::command::{Event, EventKind, KeyRange};
+use crate::limits;
+
+/// What a watcher wants to see.
+#[derive(Clone, Debug)]
+pub struct WatchFilter {
+    pub range: KeyRange,
+    pub prev_kv: bool,
+    pub no_put: bool,
+    pub no_delete: bool,
+}
+
+impl WatchFilter {
+    pub fn matches(&self, e: &Event) -> bool {
+        self.range.contains(&e.kv.key)
+            && !(self.no_put && e.kind == EventKind::Put)
+            && !(self.no_delete && e.kind == EventKind::Delete)
+    }
+
+    pub fn shape(&self, e: &Event) -> Event {
+        let mut e = e.clone();
+        if !self.prev_kv {
+            e.prev_kv = None;
+        }
+        e
+    }
+}
+
+/// The events of one revision.
+#[derive(Clone, Debug)]
+pub struct RevisionEvents {
+    pub revision: i64,
+    pub events: Arc<Vec<Event>>,
+}
+
+/// A batch of events for one watcher and the revision it needs next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pull {
+    Events {
+        events: Vec<Event>,
+        next: i64,
+    },
+    /// The requested revision is older than the compaction revision.
+    Compacted {
+        compact_revision: i64,
+    },
+}
+
+#[derive(Default)]
+struct Ring {
+    revisions: VecDeque<RevisionEvents>,
+}
+
+impl Ring {
+    /// The ring's events from `from` on, when the ring still holds `from` (or nothing newer exists).
+    fn pull(&self, from: i64, filter: &WatchFilter, current: i64) -> Option<Pull> {
+        let first = self.revisions.front().map_or(current + 1, |r| r.revision);
+        if from < first && from <= current {
+            return None;
+        }
+        let mut events = Vec::new();
+        let mut next = from.max(first);
+        let skip = (next - first).max(0) as usize;
+        for rev in self.revisions.iter().skip(skip) {
+            events.extend(
+                rev.events
+                    .iter()
+                    .filter(|e| filter.matches(e))
+                    .map(|e| filter.shape(e)),
+            );
+            next = rev.revision + 1;
+            if events.len() >= limits::WATCH_EVENTS_PER_RESPONSE_MAX {
+                break;
+            }
+        }
+        Some(Pull::Events {
+            events,
+            next: next.max(from),
+        })
+    }
+}
+
+/// The shared hub: one per replica.
+pub struct WatchHub {
+    /// std Mutex: held only to push or copy out of the ring, never across an await.
+    ring: Mutex<Ring>,
+    revision: watch::Sender<i64>,
+}
+
+impl WatchHub {
+    pub fn new(revision: i64) -> WatchHub {
+        WatchHub {
+            ring: Mutex::new(Ring::default()),
+            revision: watch::Sender::new(revision),
+        }
+    }
+
+    /// Records the events of newly applied revisions and wakes the watchers.
+    pub fn publish(&self, batch: Vec<RevisionEvents>, revision: i64) {
+        if !batch.is_empty() {
+            let mut ring = self.ring.lock().expect("watch ring poisoned");
+            for rev in batch {
+                if ring
+                    .revisions
+                    .back()
+                    .is_some_and(|last| last.revision + 1 != rev.revision)
+                {
+                    ring.revisions.clear();
+                }
+                ring.revisions.push_back(rev);
+            }
+            while ring.revisions.len() > limits::WATCH_RING_REVISIONS_MAX {
+                ring.revisions.pop_front();
+            }
+        }
+        self.revision.send_replace(revision);
+    }
+
+    /// Forgets the ring: the state was replaced by a snapshot, whose history is on disk.
+    pub fn reset(&self, revision: i64) {
+        self.ring
+            .lock()
+            .expect("watch ring poisoned")
+            .revisions
+            .clear();
+        self.revision.send_replace(revision);
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.revision.subscribe()
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        *self.revision.borrow()
+    }
+
+    /// Events from the in-memory ring, or None when the watcher must read the history on disk.
+    pub fn pull_recent(&self, from: i64, filter: &WatchFilter) -> Option<Pull> {
+        let current = self.current_revision();
+        self.ring
+            .lock()
+            .expect("watch ring poisoned")
+            .pull(from, filter, current)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::command::KeyValue;
+
+    fn rev(revision: i64, keys: &[&str]) -> RevisionEvents {
+        let events = keys
+            .iter()
+            .map(|k| Event {
+                kind: EventKind::Put,
+                kv: KeyValue {
+                    key: k.as_bytes().to_vec(),
+                    mod_revision: revision,
+                    ..KeyValue::default()
+                },
+                prev_kv: None,
+            })
+            .collect();
+        RevisionEvents {
+            revision,
+            events: Arc::new(events),
+        }
+    }
+
+    fn all() -> WatchFilter {
+        WatchFilter {
+            range: KeyRange {
+                key: vec![0],
+                end: vec![0],
+            },
+            prev_kv: false,
+            no_put: false,
+            no_delete: false,
+        }
+    }
+
+    #[test]
+    fn pulls_in_order_without_gaps() {
+        let hub = WatchHub::new(0);
+        hub.publish(vec![rev(1, &["a"]), rev(2, &["b", "c"]), rev(3, &["a"])], 3);
+        let Some(Pull::Events { events, next }) = hub.pull_recent(2, &all()) else {
+            panic!()
+        };
+        assert_eq!(next, 4);
+        assert_eq!(
+            events.iter().map(|e| e.kv.mod_revision).collect::<Vec<_>>(),
+            vec![2, 2, 3]
+        );
+        let Some(Pull::Events { events, next }) = hub.pull_recent(4, &all()) else {
+            panic!()
+        };
+        assert!(events.is_empty());
+        assert_eq!(next, 4);
+    }
+
+    #[test]
+    fn filtered_watchers_still_advance() {
+        let hub = WatchHub::new(0);
+        hub.publish(vec![rev(1, &["a"]), rev(2, &["b"])], 2);
+        let f = WatchFilter {
+            range: KeyRange {
+                key: b"b".to_vec(),
+                end: vec![],
+            },
+            ..all()
+        };
+        let Some(Pull::Events { events, next }) = hub.pull_recent(1, &f) else {
+            panic!()
+        };
+        assert_eq!(events.len(), 1);
+        assert_eq!(next, 3);
+    }
+
+    #[test]
+    fn old_revisions_fall_through_to_disk() {
+        let hub = WatchHub::new(5);
+        hub.publish(vec![rev(6, &["a"])], 6);
+        assert_eq!(hub.pull_recent(3, &all()), None);
+        let hub = WatchHub::new(0);
+        let many: Vec<_> = (1..=(limits::WATCH_RING_REVISIONS_MAX as i64 + 10))
+            .map(|r| rev(r, &["k"]))
+            .collect();
+        let last = many.len() as i64;
+        hub.publish(many, last);
+        assert_eq!(hub.pull_recent(1, &all()), None);
+        assert!(hub.pull_recent(last, &all()).is_some());
+    }
+
+    #[test]
+    fn responses_stop_at_revision_boundaries() {
+        let hub = WatchHub::new(0);
+        let wide: Vec<String> = (0..limits::WATCH_EVENTS_PER_RESPONSE_MAX)
+            .map(|i| format!("k{i}"))
+            .collect();
+        let wide: Vec<&str> = wide.iter().map(String::as_str).collect();
+        hub.publish(vec![rev(1, &["x"]), rev(2, &wide), rev(3, &["y"])], 3);
+        let Some(Pull::Events { events, next }) = hub.pull_recent(1, &all()) else {
+            panic!()
+        };
+        assert_eq!(
+            next, 3,
+            "revision 2 is delivered whole, revision 3 waits for the next pull"
+        );
+        assert_eq!(events.len(), 1 + wide.len());
+    }
+}
