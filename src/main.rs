@@ -1,19 +1,14 @@
 //! The `raftsman` command: a control-plane replica (`server`), a local HA cluster (`up`) and the benchmark
 //! (`bench`). The only place that uses anyhow and reads process-level settings.
 
-mod apiserver;
-mod cluster;
-mod limits;
-mod proto;
-mod store;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use cluster::config::ServerConfig;
+use raftsman::cluster;
+use raftsman::cluster::config::ServerConfig;
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +28,18 @@ struct Cli {
 enum Cmd {
     /// Run one control-plane replica.
     Server(ServerArgs),
+    /// Run a local HA cluster of three replicas (child processes) until interrupted.
+    Up(UpArgs),
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Where the replicas keep their data and logs; an existing dir restarts the same cluster.
+    #[arg(long, default_value = "raftsman-up")]
+    data_dir: PathBuf,
+    /// Replica i (from 0) listens for peers on BASE+10*i and for clients on BASE+10*i+1.
+    #[arg(long, default_value_t = 23000)]
+    base_port: u16,
 }
 
 #[derive(clap::Args)]
@@ -98,6 +105,64 @@ fn main() -> anyhow::Result<()> {
                 cluster::server::run(config, listeners, shutdown_signal()).await?;
                 Ok(())
             }
+            Cmd::Up(args) => up(args).await,
         }
     })
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    use cluster::local::{Flavor, LocalCluster};
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let binary = std::env::current_exe().context("locating the raftsman binary")?;
+    let mut local = LocalCluster::new(
+        Flavor::Raftsman { binary },
+        &args.data_dir,
+        3,
+        Some(args.base_port),
+    )?;
+    local.start_all().context("starting the replicas")?;
+    let endpoints = local.client_endpoints();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let client = cluster::etcd_client::EtcdClient::new(&endpoints[0])?;
+    loop {
+        match client.status().await {
+            Ok(s) if s.leader != 0 => break,
+            _ if std::time::Instant::now() > deadline => {
+                anyhow::bail!(
+                    "the cluster elected no leader within 30s; see the logs in {}",
+                    args.data_dir.display()
+                )
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    let hosts: Vec<String> = local
+        .members
+        .iter()
+        .map(|m| m.client_addr.to_string())
+        .collect();
+    println!(
+        "raftsman: 3 replicas are up; data and logs in {}",
+        args.data_dir.display()
+    );
+    for m in &local.members {
+        println!(
+            "  {}  client {}  peer {}  log {}",
+            m.name,
+            m.client_addr,
+            m.peer_addr,
+            m.log.display()
+        );
+    }
+    println!(
+        "try:  ETCDCTL_API=3 etcdctl --endpoints={} endpoint status -w table",
+        hosts.join(",")
+    );
+    println!("press Ctrl-C to stop");
+    shutdown_signal().await;
+    for i in 0..local.members.len() {
+        local.stop(i, std::time::Duration::from_secs(10));
+    }
+    Ok(())
 }

@@ -1,4 +1,7 @@
-//! The composition root: builds a replica from validated configuration and runs it until shutdown.
+//! The composition root and its tools: builds a replica from validated configuration and runs it until
+//! shutdown (`server`), lays out local clusters of real processes (`local`), and talks to them (`etcd_client`).
 
 pub mod config;
+pub mod etcd_client;
+pub mod local;
 pub mod server;

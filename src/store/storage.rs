@@ -132,7 +132,8 @@ pub struct LogStore {
 impl LogStore {
     pub fn new(db: Arc<Db>) -> LogStore {
         let (tx, rx) = mpsc::sync_channel::<IOFlushed<TypeConfig>>(limits::FLUSH_QUEUE_MAX);
-        let flush_db = db.clone();
+        // The flusher holds no strong reference: the database closes when its owners drop it, not at exit.
+        let flush_db = Arc::downgrade(&db);
         std::thread::Builder::new()
             .name("raftsman-log-flush".into())
             .spawn(move || run_flusher(&flush_db, rx))
@@ -146,13 +147,21 @@ impl LogStore {
 }
 
 /// Syncs the write-ahead log once for everything queued, then reports every queued append durable.
-fn run_flusher(db: &Db, rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
+fn run_flusher(db: &std::sync::Weak<Db>, rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
-        let result = db.db.flush_wal(true);
+        let result = match db.upgrade() {
+            Some(db) => db.db.flush_wal(true).map_err(db_err),
+            None => Err(io::Error::other("the log store is closed")),
+        };
         for callback in batch {
-            callback.io_completed(result.clone().map_err(db_err));
+            callback.io_completed(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| io::Error::new(e.kind(), e.to_string())),
+            );
         }
     }
 }
@@ -613,6 +622,7 @@ impl SmShared {
         drop(state);
         self.save_snapshot(meta, &body)?;
         self.hub.reset(revision);
+        tracing::info!(last_log_id = ?meta.last_log_id, revision, bytes = body.len(), "installed a snapshot");
         Ok(())
     }
 

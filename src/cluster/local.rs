@@ -1,0 +1,226 @@
+//! Local clusters of real processes on loopback: `raftsman up`, the benchmark and the integration tests.
+//!
+//! Each member is a child process with its own data dir and log file under one directory. Members of a
+//! raftsman cluster run this project's binary; members of an etcd cluster run Debian's `etcd` (3.4), so that
+//! both can be driven side by side. Dropping a `LocalCluster` kills whatever it still runs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Which program the members run.
+#[derive(Clone, Debug)]
+pub enum Flavor {
+    Raftsman { binary: PathBuf },
+    Etcd { binary: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Kill,
+    Term,
+    Stop,
+    Cont,
+}
+
+impl Signal {
+    fn number(self) -> libc::c_int {
+        match self {
+            Signal::Kill => libc::SIGKILL,
+            Signal::Term => libc::SIGTERM,
+            Signal::Stop => libc::SIGSTOP,
+            Signal::Cont => libc::SIGCONT,
+        }
+    }
+}
+
+pub struct LocalMember {
+    pub name: String,
+    pub peer_addr: SocketAddr,
+    pub client_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct LocalCluster {
+    flavor: Flavor,
+    pub members: Vec<LocalMember>,
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl LocalCluster {
+    /// Lays out `size` members under `dir`; ports come from `base_port` (member i uses base+10*i and
+    /// base+10*i+1) or, when it is None, are picked free.
+    pub fn new(
+        flavor: Flavor,
+        dir: &Path,
+        size: usize,
+        base_port: Option<u16>,
+    ) -> std::io::Result<LocalCluster> {
+        let mut members = Vec::new();
+        for i in 0..size {
+            let (peer, client) = match base_port {
+                Some(base) => (base + 10 * i as u16, base + 10 * i as u16 + 1),
+                None => (free_port()?, free_port()?),
+            };
+            let name = format!("n{}", i + 1);
+            members.push(LocalMember {
+                peer_addr: SocketAddr::from(([127, 0, 0, 1], peer)),
+                client_addr: SocketAddr::from(([127, 0, 0, 1], client)),
+                data_dir: dir.join(&name),
+                log: dir.join(format!("{name}.log")),
+                name,
+                child: None,
+            });
+        }
+        Ok(LocalCluster { flavor, members })
+    }
+
+    pub fn initial_cluster(&self) -> String {
+        let scheme = match self.flavor {
+            Flavor::Raftsman { .. } => "",
+            Flavor::Etcd { .. } => "http://",
+        };
+        self.members
+            .iter()
+            .map(|m| format!("{}={scheme}{}", m.name, m.peer_addr))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn client_endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://{}", m.client_addr))
+            .collect()
+    }
+
+    pub fn start_all(&mut self) -> std::io::Result<()> {
+        (0..self.members.len()).try_for_each(|i| self.start(i))
+    }
+
+    /// Starts member `i` (again) on its data dir.
+    pub fn start(&mut self, i: usize) -> std::io::Result<()> {
+        let initial = self.initial_cluster();
+        let m = &mut self.members[i];
+        let mut cmd = match &self.flavor {
+            Flavor::Raftsman { binary } => {
+                let mut c = Command::new(binary);
+                c.arg("server")
+                    .args(["--name", &m.name])
+                    .arg("--data-dir")
+                    .arg(&m.data_dir)
+                    .args(["--peer-addr", &m.peer_addr.to_string()])
+                    .args(["--client-addr", &m.client_addr.to_string()])
+                    .args(["--initial-cluster", &initial]);
+                c
+            }
+            Flavor::Etcd { binary } => {
+                let peer = format!("http://{}", m.peer_addr);
+                let client = format!("http://{}", m.client_addr);
+                let mut c = Command::new(binary);
+                c.args(["--name", &m.name])
+                    .arg("--data-dir")
+                    .arg(&m.data_dir)
+                    .args([
+                        "--listen-peer-urls",
+                        &peer,
+                        "--initial-advertise-peer-urls",
+                        &peer,
+                    ])
+                    .args([
+                        "--listen-client-urls",
+                        &client,
+                        "--advertise-client-urls",
+                        &client,
+                    ])
+                    .args([
+                        "--initial-cluster",
+                        &initial,
+                        "--initial-cluster-state",
+                        "new",
+                    ])
+                    .args(["--initial-cluster-token", "raftsman-bench"]);
+                c
+            }
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)?;
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        m.child = Some(cmd.spawn()?);
+        Ok(())
+    }
+
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&mut self, i: usize) -> bool {
+        match self.members[i].child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Sends a signal to member `i`; for Kill it also reaps the process.
+    pub fn signal(&mut self, i: usize, signal: Signal) {
+        let Some(pid) = self.pid(i) else { return };
+        // SAFETY: kill(2) on a child we spawned and have not yet reaped; no memory is shared.
+        unsafe {
+            libc::kill(pid as libc::pid_t, signal.number());
+        }
+        if signal == Signal::Kill {
+            if let Some(mut c) = self.members[i].child.take() {
+                let _ = c.wait();
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns whether the exit status was success.
+    pub fn stop(&mut self, i: usize, timeout: Duration) -> bool {
+        self.signal(i, Signal::Term);
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(c) = self.members[i].child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    self.members[i].child = None;
+                    return status.success();
+                }
+            } else {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.signal(i, Signal::Kill);
+        false
+    }
+
+    /// Resident memory of member `i` in bytes, from /proc.
+    pub fn rss_bytes(&self, i: usize) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(i)?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.signal(i, Signal::Cont);
+            self.signal(i, Signal::Kill);
+        }
+    }
+}

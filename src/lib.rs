@@ -1,0 +1,10 @@
+//! raftsman: a Kubernetes-style control plane whose replicas embed their own Raft-replicated store.
+//!
+//! See ARCHITECTURE.md for the code map and the invariants each module keeps.
+
+pub mod apiserver;
+pub mod bench;
+pub mod cluster;
+pub mod limits;
+pub mod proto;
+pub mod store;

@@ -1,0 +1,112 @@
+//! Shared helpers of the integration tests: real `raftsman server` processes on loopback ports chosen here.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use raftsman::cluster::etcd_client::EtcdClient;
+use raftsman::cluster::local::{Flavor, LocalCluster};
+
+pub struct TestCluster {
+    pub local: LocalCluster,
+    pub clients: Vec<EtcdClient>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// Starts `size` replicas and waits until one leads.
+    pub async fn start(size: usize) -> TestCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let binary = env!("CARGO_BIN_EXE_raftsman").into();
+        let mut local =
+            LocalCluster::new(Flavor::Raftsman { binary }, dir.path(), size, None).expect("layout");
+        local.start_all().expect("start replicas");
+        let clients = local
+            .client_endpoints()
+            .iter()
+            .map(|e| EtcdClient::new(e).expect("client"))
+            .collect();
+        let cluster = TestCluster {
+            local,
+            clients,
+            _dir: dir,
+        };
+        cluster.leader().await;
+        cluster
+    }
+
+    /// The index of the current leader, as the running members agree on it (waits up to 20 s).
+    pub async fn leader(&self) -> usize {
+        eventually(Duration::from_secs(20), "a leader", || async {
+            for c in &self.clients {
+                if let Ok(s) = c.status().await {
+                    if s.leader != 0 {
+                        let ids = self.member_ids().await;
+                        return ids.iter().position(|id| *id == Some(s.leader));
+                    }
+                }
+            }
+            None
+        })
+        .await
+    }
+
+    /// Member ids by index (None for members that do not answer).
+    pub async fn member_ids(&self) -> Vec<Option<u64>> {
+        let mut ids = Vec::new();
+        for c in &self.clients {
+            ids.push(
+                c.status()
+                    .await
+                    .ok()
+                    .and_then(|s| s.header)
+                    .map(|h| h.member_id),
+            );
+        }
+        ids
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.local.members[i].log).unwrap_or_default()
+    }
+}
+
+/// Polls `probe` until it returns Some or `timeout` passes (then panics naming `what`).
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Puts through `client`, retrying failures that say the write did not happen or may not have, until the
+/// deadline. Returns the revision of the acknowledged write.
+pub async fn put_retrying(
+    client: &EtcdClient,
+    key: &str,
+    value: &str,
+    timeout: Duration,
+) -> Result<i64, tonic::Status> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match client.put(key, value).await {
+            Ok(r) => return Ok(r.header.map_or(0, |h| h.revision)),
+            Err(e) if Instant::now() < deadline && e.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The replicated store as operators see it: three real `raftsman server` processes on loopback, leader
+//! crashes, restarts, catch-up by log and by snapshot, and full-cluster restarts.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{eventually, put_retrying, TestCluster};
+use raftsman::cluster::local::Signal;
+
+fn key(i: usize) -> String {
+    format!("k/{i:05}")
+}
+
+/// Reads every `k/` key from member `i` (serializable: what that member itself holds).
+async fn local_keys(c: &TestCluster, i: usize) -> Option<BTreeMap<String, String>> {
+    let r = c.clients[i].get_prefix(b"k/", true).await.ok()?;
+    Some(
+        r.kvs
+            .into_iter()
+            .map(|kv| {
+                (
+                    String::from_utf8(kv.key).unwrap(),
+                    String::from_utf8(kv.value).unwrap(),
+                )
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_kill_restart_and_full_restart_keep_every_acknowledged_write() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.leader().await;
+    let follower = (leader + 1) % 3;
+    let mut acked = BTreeMap::new();
+
+    // Phase 1: writes through a follower are forwarded to the leader.
+    for i in 0..100 {
+        put_retrying(
+            &c.clients[follower],
+            &key(i),
+            &format!("v{i}"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        acked.insert(key(i), format!("v{i}"));
+    }
+
+    // Phase 2: SIGKILL the leader; the survivors elect another and keep taking writes.
+    c.local.signal(leader, Signal::Kill);
+    for i in 100..200 {
+        put_retrying(
+            &c.clients[follower],
+            &key(i),
+            &format!("v{i}"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        acked.insert(key(i), format!("v{i}"));
+    }
+    let new_leader = c.leader().await;
+    assert_ne!(new_leader, leader, "a killed replica cannot lead");
+
+    // Phase 3: the killed replica restarts on its data dir and catches up.
+    c.local.start(leader).unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the restarted replica to catch up",
+        || async { (local_keys(&c, leader).await? == acked).then_some(()) },
+    )
+    .await;
+
+    // Phase 4: stop everything cleanly, start everything again: nothing acknowledged is lost.
+    for i in 0..3 {
+        assert!(
+            c.local.stop(i, Duration::from_secs(10)),
+            "replica {i} exits cleanly on SIGTERM"
+        );
+    }
+    c.local.start_all().unwrap();
+    c.leader().await;
+    for i in 0..3 {
+        let all = eventually(Duration::from_secs(20), "a linearizable read", || async {
+            c.clients[i].get_prefix(b"k/", false).await.ok()
+        })
+        .await;
+        let found: BTreeMap<String, String> = all
+            .kvs
+            .into_iter()
+            .map(|kv| {
+                (
+                    String::from_utf8(kv.key).unwrap(),
+                    String::from_utf8(kv.value).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(found, acked, "member {i} after a full restart");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_missed_purged_log_catches_up_by_snapshot() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.leader().await;
+    let lagging = (leader + 2) % 3;
+    let writer = (leader + 1) % 3;
+    c.local.signal(lagging, Signal::Kill);
+
+    // Enough writes that the leader snapshots and purges the log the lagging follower needs.
+    let total = raftsman::limits::SNAPSHOT_LOGS_SINCE_LAST as usize
+        + raftsman::limits::SNAPSHOT_LOGS_KEPT as usize
+        + 500;
+    let tasks = 64;
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let client = c.clients[writer].clone();
+        handles.push(tokio::spawn(async move {
+            for i in (t..total).step_by(tasks) {
+                put_retrying(&client, &key(i), "x", Duration::from_secs(10))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let expected = c.clients[writer]
+        .get_prefix(b"k/", false)
+        .await
+        .unwrap()
+        .count;
+    assert_eq!(expected as usize, total);
+
+    c.local.start(lagging).unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "the lagging follower to catch up",
+        || async {
+            let r = c.clients[lagging].get_prefix(b"k/", true).await.ok()?;
+            (r.count as usize == total).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        c.log(lagging).contains("installed a snapshot"),
+        "the follower caught up by snapshot:\n{}",
+        c.log(lagging)
+    );
+}
