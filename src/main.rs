@@ -11,11 +11,7 @@ use raftsman::cluster;
 use raftsman::cluster::config::ServerConfig;
 
 #[derive(Parser)]
-#[command(
-    name = "raftsman",
-    version,
-    about = "A Kubernetes-style control plane with its own Raft-replicated store"
-)]
+#[command(name = "raftsman", version, about = "A Kubernetes-style control plane with its own Raft-replicated store")]
 struct Cli {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, global = true)]
@@ -64,9 +60,7 @@ struct ServerArgs {
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAFTSMAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -86,10 +80,7 @@ async fn shutdown_signal() {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.log_json);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         match cli.command {
             Cmd::Server(args) => {
@@ -112,15 +103,9 @@ fn main() -> anyhow::Result<()> {
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     use cluster::local::{Flavor, LocalCluster};
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let binary = std::env::current_exe().context("locating the raftsman binary")?;
-    let mut local = LocalCluster::new(
-        Flavor::Raftsman { binary },
-        &args.data_dir,
-        3,
-        Some(args.base_port),
-    )?;
+    let mut local = LocalCluster::new(Flavor::Raftsman { binary }, &args.data_dir, 3, Some(args.base_port))?;
     local.start_all().context("starting the replicas")?;
     let endpoints = local.client_endpoints();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -129,36 +114,17 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         match client.status().await {
             Ok(s) if s.leader != 0 => break,
             _ if std::time::Instant::now() > deadline => {
-                anyhow::bail!(
-                    "the cluster elected no leader within 30s; see the logs in {}",
-                    args.data_dir.display()
-                )
+                anyhow::bail!("the cluster elected no leader within 30s; see the logs in {}", args.data_dir.display())
             }
             _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
         }
     }
-    let hosts: Vec<String> = local
-        .members
-        .iter()
-        .map(|m| m.client_addr.to_string())
-        .collect();
-    println!(
-        "raftsman: 3 replicas are up; data and logs in {}",
-        args.data_dir.display()
-    );
+    let hosts: Vec<String> = local.members.iter().map(|m| m.client_addr.to_string()).collect();
+    println!("raftsman: 3 replicas are up; data and logs in {}", args.data_dir.display());
     for m in &local.members {
-        println!(
-            "  {}  client {}  peer {}  log {}",
-            m.name,
-            m.client_addr,
-            m.peer_addr,
-            m.log.display()
-        );
+        println!("  {}  client {}  peer {}  log {}", m.name, m.client_addr, m.peer_addr, m.log.display());
     }
-    println!(
-        "try:  ETCDCTL_API=3 etcdctl --endpoints={} endpoint status -w table",
-        hosts.join(",")
-    );
+    println!("try:  ETCDCTL_API=3 etcdctl --endpoints={} endpoint status -w table", hosts.join(","));
     println!("press Ctrl-C to stop");
     shutdown_signal().await;
     for i in 0..local.members.len() {

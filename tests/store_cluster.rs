@@ -19,12 +19,7 @@ async fn local_keys(c: &TestCluster, i: usize) -> Option<BTreeMap<String, String
     Some(
         r.kvs
             .into_iter()
-            .map(|kv| {
-                (
-                    String::from_utf8(kv.key).unwrap(),
-                    String::from_utf8(kv.value).unwrap(),
-                )
-            })
+            .map(|kv| (String::from_utf8(kv.key).unwrap(), String::from_utf8(kv.value).unwrap()))
             .collect(),
     )
 }
@@ -38,28 +33,14 @@ async fn leader_kill_restart_and_full_restart_keep_every_acknowledged_write() {
 
     // Phase 1: writes through a follower are forwarded to the leader.
     for i in 0..100 {
-        put_retrying(
-            &c.clients[follower],
-            &key(i),
-            &format!("v{i}"),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+        put_retrying(&c.clients[follower], &key(i), &format!("v{i}"), Duration::from_secs(10)).await.unwrap();
         acked.insert(key(i), format!("v{i}"));
     }
 
     // Phase 2: SIGKILL the leader; the survivors elect another and keep taking writes.
     c.local.signal(leader, Signal::Kill);
     for i in 100..200 {
-        put_retrying(
-            &c.clients[follower],
-            &key(i),
-            &format!("v{i}"),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+        put_retrying(&c.clients[follower], &key(i), &format!("v{i}"), Duration::from_secs(10)).await.unwrap();
         acked.insert(key(i), format!("v{i}"));
     }
     let new_leader = c.leader().await;
@@ -67,19 +48,14 @@ async fn leader_kill_restart_and_full_restart_keep_every_acknowledged_write() {
 
     // Phase 3: the killed replica restarts on its data dir and catches up.
     c.local.start(leader).unwrap();
-    eventually(
-        Duration::from_secs(20),
-        "the restarted replica to catch up",
-        || async { (local_keys(&c, leader).await? == acked).then_some(()) },
-    )
+    eventually(Duration::from_secs(20), "the restarted replica to catch up", || async {
+        (local_keys(&c, leader).await? == acked).then_some(())
+    })
     .await;
 
     // Phase 4: stop everything cleanly, start everything again: nothing acknowledged is lost.
     for i in 0..3 {
-        assert!(
-            c.local.stop(i, Duration::from_secs(10)),
-            "replica {i} exits cleanly on SIGTERM"
-        );
+        assert!(c.local.stop(i, Duration::from_secs(10)), "replica {i} exits cleanly on SIGTERM");
     }
     c.local.start_all().unwrap();
     c.leader().await;
@@ -91,12 +67,7 @@ async fn leader_kill_restart_and_full_restart_keep_every_acknowledged_write() {
         let found: BTreeMap<String, String> = all
             .kvs
             .into_iter()
-            .map(|kv| {
-                (
-                    String::from_utf8(kv.key).unwrap(),
-                    String::from_utf8(kv.value).unwrap(),
-                )
-            })
+            .map(|kv| (String::from_utf8(kv.key).unwrap(), String::from_utf8(kv.value).unwrap()))
             .collect();
         assert_eq!(found, acked, "member {i} after a full restart");
     }
@@ -111,44 +82,29 @@ async fn a_follower_that_missed_purged_log_catches_up_by_snapshot() {
     c.local.signal(lagging, Signal::Kill);
 
     // Enough writes that the leader snapshots and purges the log the lagging follower needs.
-    let total = raftsman::limits::SNAPSHOT_LOGS_SINCE_LAST as usize
-        + raftsman::limits::SNAPSHOT_LOGS_KEPT as usize
-        + 500;
+    let total =
+        raftsman::limits::SNAPSHOT_LOGS_SINCE_LAST as usize + raftsman::limits::SNAPSHOT_LOGS_KEPT as usize + 500;
     let tasks = 64;
     let mut handles = Vec::new();
     for t in 0..tasks {
         let client = c.clients[writer].clone();
         handles.push(tokio::spawn(async move {
             for i in (t..total).step_by(tasks) {
-                put_retrying(&client, &key(i), "x", Duration::from_secs(10))
-                    .await
-                    .unwrap();
+                put_retrying(&client, &key(i), "x", Duration::from_secs(10)).await.unwrap();
             }
         }));
     }
     for h in handles {
         h.await.unwrap();
     }
-    let expected = c.clients[writer]
-        .get_prefix(b"k/", false)
-        .await
-        .unwrap()
-        .count;
+    let expected = c.clients[writer].get_prefix(b"k/", false).await.unwrap().count;
     assert_eq!(expected as usize, total);
 
     c.local.start(lagging).unwrap();
-    eventually(
-        Duration::from_secs(60),
-        "the lagging follower to catch up",
-        || async {
-            let r = c.clients[lagging].get_prefix(b"k/", true).await.ok()?;
-            (r.count as usize == total).then_some(())
-        },
-    )
+    eventually(Duration::from_secs(60), "the lagging follower to catch up", || async {
+        let r = c.clients[lagging].get_prefix(b"k/", true).await.ok()?;
+        (r.count as usize == total).then_some(())
+    })
     .await;
-    assert!(
-        c.log(lagging).contains("installed a snapshot"),
-        "the follower caught up by snapshot:\n{}",
-        c.log(lagging)
-    );
+    assert!(c.log(lagging).contains("installed a snapshot"), "the follower caught up by snapshot:\n{}", c.log(lagging));
 }

@@ -35,17 +35,11 @@ impl EtcdService {
     /// Adds every etcd service to a tonic router.
     pub fn routes(self) -> tonic::service::Routes {
         let max = limits::GRPC_MESSAGE_BYTES_MAX;
-        tonic::service::Routes::new(
-            pb::kv_server::KvServer::new(self.clone()).max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::watch_server::WatchServer::new(self.clone()).max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::lease_server::LeaseServer::new(self.clone()).max_decoding_message_size(max),
-        )
-        .add_service(pb::cluster_server::ClusterServer::new(self.clone()))
-        .add_service(pb::maintenance_server::MaintenanceServer::new(self))
+        tonic::service::Routes::new(pb::kv_server::KvServer::new(self.clone()).max_decoding_message_size(max))
+            .add_service(pb::watch_server::WatchServer::new(self.clone()).max_decoding_message_size(max))
+            .add_service(pb::lease_server::LeaseServer::new(self.clone()).max_decoding_message_size(max))
+            .add_service(pb::cluster_server::ClusterServer::new(self.clone()))
+            .add_service(pb::maintenance_server::MaintenanceServer::new(self))
     }
 
     fn header_at(&self, revision: i64) -> Option<pb::ResponseHeader> {
@@ -63,8 +57,7 @@ impl EtcdService {
 
     /// Proposes a command and unwraps its outcome.
     async fn propose(&self, command: Command) -> Result<(i64, Outcome), Status> {
-        let Applied { revision, outcome } =
-            self.store.propose(command).await.map_err(store_status)?;
+        let Applied { revision, outcome } = self.store.propose(command).await.map_err(store_status)?;
         Ok((revision, outcome.map_err(apply_status)?))
     }
 }
@@ -72,9 +65,7 @@ impl EtcdService {
 pub fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::Unavailable(msg) => Status::unavailable(msg),
-        StoreError::Stopped(msg) => {
-            Status::unavailable(format!("etcdserver: server stopped: {msg}"))
-        }
+        StoreError::Stopped(msg) => Status::unavailable(format!("etcdserver: server stopped: {msg}")),
         StoreError::Refused(e) => apply_status(e),
     }
 }
@@ -110,9 +101,7 @@ fn check_key(key: &[u8]) -> Result<(), Status> {
 
 fn check_range_end(end: &[u8]) -> Result<(), Status> {
     if end.len() > limits::KEY_BYTES_MAX {
-        return Err(Status::invalid_argument(
-            "etcdserver: range end is too large",
-        ));
+        return Err(Status::invalid_argument("etcdserver: range end is too large"));
     }
     Ok(())
 }
@@ -133,10 +122,7 @@ fn range_op(r: pb::RangeRequest) -> Result<cmd::RangeOp, Status> {
         pb::range_request::SortTarget::Value => cmd::SortTarget::Value,
     };
     Ok(cmd::RangeOp {
-        range: cmd::KeyRange {
-            key: r.key,
-            end: r.range_end,
-        },
+        range: cmd::KeyRange { key: r.key, end: r.range_end },
         limit: r.limit,
         revision: r.revision,
         sort_order,
@@ -178,13 +164,7 @@ fn put_op(p: pb::PutRequest) -> Result<cmd::PutOp, Status> {
 fn delete_op(d: pb::DeleteRangeRequest) -> Result<cmd::DeleteOp, Status> {
     check_key(&d.key)?;
     check_range_end(&d.range_end)?;
-    Ok(cmd::DeleteOp {
-        range: cmd::KeyRange {
-            key: d.key,
-            end: d.range_end,
-        },
-        prev_kv: d.prev_kv,
-    })
+    Ok(cmd::DeleteOp { range: cmd::KeyRange { key: d.key, end: d.range_end }, prev_kv: d.prev_kv })
 }
 
 fn compare(c: pb::Compare) -> Result<cmd::Compare, Status> {
@@ -198,12 +178,8 @@ fn compare(c: pb::Compare) -> Result<cmd::Compare, Status> {
         R::NotEqual => cmd::CompareResult::NotEqual,
     };
     let target = match (c.target(), c.target_union) {
-        (pb::compare::CompareTarget::Version, Some(U::Version(v))) => {
-            cmd::CompareTarget::Version(v)
-        }
-        (pb::compare::CompareTarget::Create, Some(U::CreateRevision(v))) => {
-            cmd::CompareTarget::Create(v)
-        }
+        (pb::compare::CompareTarget::Version, Some(U::Version(v))) => cmd::CompareTarget::Version(v),
+        (pb::compare::CompareTarget::Create, Some(U::CreateRevision(v))) => cmd::CompareTarget::Create(v),
         (pb::compare::CompareTarget::Mod, Some(U::ModRevision(v))) => cmd::CompareTarget::Mod(v),
         (pb::compare::CompareTarget::Value, Some(U::Value(v))) => cmd::CompareTarget::Value(v),
         (pb::compare::CompareTarget::Lease, Some(U::Lease(v))) => cmd::CompareTarget::Lease(v),
@@ -213,54 +189,29 @@ fn compare(c: pb::Compare) -> Result<cmd::Compare, Status> {
         (pb::compare::CompareTarget::Mod, None) => cmd::CompareTarget::Mod(0),
         (pb::compare::CompareTarget::Value, None) => cmd::CompareTarget::Value(Vec::new()),
         (pb::compare::CompareTarget::Lease, None) => cmd::CompareTarget::Lease(0),
-        _ => {
-            return Err(Status::invalid_argument(
-                "etcdserver: compare target does not match its value",
-            ))
-        }
+        _ => return Err(Status::invalid_argument("etcdserver: compare target does not match its value")),
     };
-    Ok(cmd::Compare {
-        range: cmd::KeyRange {
-            key: c.key,
-            end: c.range_end,
-        },
-        result,
-        target,
-    })
+    Ok(cmd::Compare { range: cmd::KeyRange { key: c.key, end: c.range_end }, result, target })
 }
 
 /// Translates a transaction, checking its size, depth and that no key is written twice.
 fn txn_op(t: pb::TxnRequest, depth: usize, ops: &mut usize) -> Result<cmd::TxnOp, Status> {
     if depth > limits::TXN_DEPTH_MAX {
-        return Err(Status::invalid_argument(
-            "etcdserver: too deeply nested txn request",
-        ));
+        return Err(Status::invalid_argument("etcdserver: too deeply nested txn request"));
     }
     *ops += t.compare.len() + t.success.len() + t.failure.len();
     if *ops > limits::TXN_OPS_MAX {
-        return Err(Status::invalid_argument(
-            "etcdserver: too many operations in txn request",
-        ));
+        return Err(Status::invalid_argument("etcdserver: too many operations in txn request"));
     }
-    let compare = t
-        .compare
-        .into_iter()
-        .map(compare)
-        .collect::<Result<_, _>>()?;
+    let compare = t.compare.into_iter().map(compare).collect::<Result<_, _>>()?;
     let mut branch = |reqs: Vec<pb::RequestOp>| -> Result<Vec<cmd::RequestOp>, Status> {
         let out = reqs
             .into_iter()
             .map(|r| match r.request {
-                Some(pb::request_op::Request::RequestRange(r)) => {
-                    Ok(cmd::RequestOp::Range(range_op(r)?))
-                }
+                Some(pb::request_op::Request::RequestRange(r)) => Ok(cmd::RequestOp::Range(range_op(r)?)),
                 Some(pb::request_op::Request::RequestPut(p)) => Ok(cmd::RequestOp::Put(put_op(p)?)),
-                Some(pb::request_op::Request::RequestDeleteRange(d)) => {
-                    Ok(cmd::RequestOp::Delete(delete_op(d)?))
-                }
-                Some(pb::request_op::Request::RequestTxn(t)) => {
-                    Ok(cmd::RequestOp::Txn(txn_op(t, depth + 1, ops)?))
-                }
+                Some(pb::request_op::Request::RequestDeleteRange(d)) => Ok(cmd::RequestOp::Delete(delete_op(d)?)),
+                Some(pb::request_op::Request::RequestTxn(t)) => Ok(cmd::RequestOp::Txn(txn_op(t, depth + 1, ops)?)),
                 None => Err(Status::invalid_argument("etcdserver: empty request in txn")),
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -269,24 +220,15 @@ fn txn_op(t: pb::TxnRequest, depth: usize, ops: &mut usize) -> Result<cmd::TxnOp
     };
     let success = branch(t.success)?;
     let failure = branch(t.failure)?;
-    Ok(cmd::TxnOp {
-        compare,
-        success,
-        failure,
-    })
+    Ok(cmd::TxnOp { compare, success, failure })
 }
 
 fn check_no_duplicate_writes(reqs: &[cmd::RequestOp]) -> Result<(), Status> {
     let mut put_keys = HashSet::new();
     let mut deletes = Vec::new();
     collect_writes(reqs, &mut put_keys, &mut deletes)?;
-    if deletes
-        .iter()
-        .any(|d: &cmd::KeyRange| put_keys.iter().any(|k: &&Vec<u8>| d.contains(k)))
-    {
-        return Err(Status::invalid_argument(
-            "etcdserver: duplicate key given in txn request",
-        ));
+    if deletes.iter().any(|d: &cmd::KeyRange| put_keys.iter().any(|k: &&Vec<u8>| d.contains(k))) {
+        return Err(Status::invalid_argument("etcdserver: duplicate key given in txn request"));
     }
     Ok(())
 }
@@ -299,9 +241,7 @@ fn collect_writes<'a>(
     for r in reqs {
         match r {
             cmd::RequestOp::Put(p) if !puts.insert(&p.key) => {
-                return Err(Status::invalid_argument(
-                    "etcdserver: duplicate key given in txn request",
-                ));
+                return Err(Status::invalid_argument("etcdserver: duplicate key given in txn request"));
             }
             cmd::RequestOp::Delete(d) => deletes.push(d.range.clone()),
             cmd::RequestOp::Txn(t) => {
@@ -336,11 +276,7 @@ fn event(e: cmd::Event) -> pb::Event {
         cmd::EventKind::Put => pb::event::EventType::Put,
         cmd::EventKind::Delete => pb::event::EventType::Delete,
     };
-    pb::Event {
-        r#type: kind as i32,
-        kv: Some(kv(e.kv)),
-        prev_kv: e.prev_kv.map(kv),
-    }
+    pb::Event { r#type: kind as i32, kv: Some(kv(e.kv)), prev_kv: e.prev_kv.map(kv) }
 }
 
 impl EtcdService {
@@ -357,33 +293,24 @@ impl EtcdService {
         use pb::response_op::Response as R;
         let response = match r {
             ResponseOp::Range(r) => R::ResponseRange(self.range_response(r, revision)),
-            ResponseOp::Put { prev_kv } => R::ResponsePut(pb::PutResponse {
-                header: self.header_at(revision),
-                prev_kv: prev_kv.map(kv),
-            }),
-            ResponseOp::Delete { deleted, prev_kvs } => {
-                R::ResponseDeleteRange(pb::DeleteRangeResponse {
-                    header: self.header_at(revision),
-                    deleted,
-                    prev_kvs: prev_kvs.into_iter().map(kv).collect(),
-                })
+            ResponseOp::Put { prev_kv } => {
+                R::ResponsePut(pb::PutResponse { header: self.header_at(revision), prev_kv: prev_kv.map(kv) })
             }
+            ResponseOp::Delete { deleted, prev_kvs } => R::ResponseDeleteRange(pb::DeleteRangeResponse {
+                header: self.header_at(revision),
+                deleted,
+                prev_kvs: prev_kvs.into_iter().map(kv).collect(),
+            }),
             ResponseOp::Txn(t) => R::ResponseTxn(self.txn_response(t, revision)),
         };
-        pb::ResponseOp {
-            response: Some(response),
-        }
+        pb::ResponseOp { response: Some(response) }
     }
 
     fn txn_response(&self, t: cmd::TxnResult, revision: i64) -> pb::TxnResponse {
         pb::TxnResponse {
             header: self.header_at(revision),
             succeeded: t.succeeded,
-            responses: t
-                .responses
-                .into_iter()
-                .map(|r| self.response_op(r, revision))
-                .collect(),
+            responses: t.responses.into_iter().map(|r| self.response_op(r, revision)).collect(),
         }
     }
 }
@@ -397,10 +324,7 @@ fn unexpected(outcome: Outcome) -> Status {
 
 #[tonic::async_trait]
 impl pb::kv_server::Kv for EtcdService {
-    async fn range(
-        &self,
-        req: Request<pb::RangeRequest>,
-    ) -> Result<Response<pb::RangeResponse>, Status> {
+    async fn range(&self, req: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
         let req = req.into_inner();
         let serializable = req.serializable;
         let op = range_op(req)?;
@@ -416,12 +340,10 @@ impl pb::kv_server::Kv for EtcdService {
         let op = put_op(req.into_inner())?;
         let want_prev = op.prev_kv;
         match self.propose(Command::Put(op)).await? {
-            (revision, Outcome::Response(ResponseOp::Put { prev_kv })) => {
-                Ok(Response::new(pb::PutResponse {
-                    header: self.header_at(revision),
-                    prev_kv: prev_kv.filter(|_| want_prev).map(kv),
-                }))
-            }
+            (revision, Outcome::Response(ResponseOp::Put { prev_kv })) => Ok(Response::new(pb::PutResponse {
+                header: self.header_at(revision),
+                prev_kv: prev_kv.filter(|_| want_prev).map(kv),
+            })),
             (_, other) => Err(unexpected(other)),
         }
     }
@@ -446,22 +368,15 @@ impl pb::kv_server::Kv for EtcdService {
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         let op = txn_op(req.into_inner(), 0, &mut 0)?;
         match self.propose(Command::Txn(op)).await? {
-            (revision, Outcome::Response(ResponseOp::Txn(t))) => {
-                Ok(Response::new(self.txn_response(t, revision)))
-            }
+            (revision, Outcome::Response(ResponseOp::Txn(t))) => Ok(Response::new(self.txn_response(t, revision))),
             (_, other) => Err(unexpected(other)),
         }
     }
 
-    async fn compact(
-        &self,
-        req: Request<pb::CompactionRequest>,
-    ) -> Result<Response<pb::CompactionResponse>, Status> {
+    async fn compact(&self, req: Request<pb::CompactionRequest>) -> Result<Response<pb::CompactionResponse>, Status> {
         let revision = req.into_inner().revision;
         let (revision, _) = self.propose(Command::Compact { revision }).await?;
-        Ok(Response::new(pb::CompactionResponse {
-            header: self.header_at(revision),
-        }))
+        Ok(Response::new(pb::CompactionResponse { header: self.header_at(revision) }))
     }
 }
 
@@ -478,10 +393,7 @@ struct Watcher {
 impl pb::watch_server::Watch for EtcdService {
     type WatchStream = GrpcStream<pb::WatchResponse>;
 
-    async fn watch(
-        &self,
-        req: Request<Streaming<pb::WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(&self, req: Request<Streaming<pb::WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(limits::WATCH_STREAM_QUEUE_MAX);
         tokio::spawn(self.clone().watch_session(req.into_inner(), tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -496,8 +408,7 @@ impl EtcdService {
         let mut watchers: BTreeMap<i64, Watcher> = BTreeMap::new();
         let mut next_id = 0i64;
         let mut revisions = self.store.sm.hub.subscribe();
-        let mut progress =
-            tokio::time::interval(Duration::from_millis(limits::WATCH_PROGRESS_INTERVAL_MS));
+        let mut progress = tokio::time::interval(Duration::from_millis(limits::WATCH_PROGRESS_INTERVAL_MS));
         progress.tick().await;
         loop {
             let behind = match self.deliver(&mut watchers, &tx).await {
@@ -529,11 +440,7 @@ impl EtcdService {
     }
 
     /// Sends one batch of pending events per watcher; returns whether some watcher is still behind.
-    async fn deliver(
-        &self,
-        watchers: &mut BTreeMap<i64, Watcher>,
-        tx: &WatchTx,
-    ) -> Result<bool, ()> {
+    async fn deliver(&self, watchers: &mut BTreeMap<i64, Watcher>, tx: &WatchTx) -> Result<bool, ()> {
         let current = self.store.sm.hub.current_revision();
         let mut behind = false;
         let mut compacted = Vec::new();
@@ -586,27 +493,13 @@ impl EtcdService {
             Some(U::CreateRequest(c)) => self.create_watcher(c, watchers, next_id),
             Some(U::CancelRequest(c)) => {
                 watchers.remove(&c.watch_id);
-                pb::WatchResponse {
-                    header: self.header(),
-                    watch_id: c.watch_id,
-                    canceled: true,
-                    ..Default::default()
-                }
+                pb::WatchResponse { header: self.header(), watch_id: c.watch_id, canceled: true, ..Default::default() }
             }
             Some(U::ProgressRequest(_)) => {
                 // Everything below the slowest watcher's next revision has been delivered.
                 let current = self.store.sm.hub.current_revision();
-                let upto = watchers
-                    .values()
-                    .map(|w| w.next - 1)
-                    .min()
-                    .unwrap_or(current)
-                    .min(current);
-                pb::WatchResponse {
-                    header: self.header_at(upto),
-                    watch_id: -1,
-                    ..Default::default()
-                }
+                let upto = watchers.values().map(|w| w.next - 1).min().unwrap_or(current).min(current);
+                pb::WatchResponse { header: self.header_at(upto), watch_id: -1, ..Default::default() }
             }
             None => return Ok(()),
         };
@@ -627,10 +520,7 @@ impl EtcdService {
             cancel_reason: reason.to_string(),
             ..Default::default()
         };
-        if c.key.is_empty()
-            || c.key.len() > limits::KEY_BYTES_MAX
-            || c.range_end.len() > limits::KEY_BYTES_MAX
-        {
+        if c.key.is_empty() || c.key.len() > limits::KEY_BYTES_MAX || c.range_end.len() > limits::KEY_BYTES_MAX {
             return refuse("etcdserver: bad watch key", -1);
         }
         if watchers.len() >= limits::WATCHERS_PER_STREAM_MAX {
@@ -657,33 +547,14 @@ impl EtcdService {
             }
         }
         let filter = WatchFilter {
-            range: cmd::KeyRange {
-                key: c.key,
-                end: c.range_end,
-            },
+            range: cmd::KeyRange { key: c.key, end: c.range_end },
             prev_kv: c.prev_kv,
             no_put,
             no_delete,
         };
-        let next = if c.start_revision > 0 {
-            c.start_revision
-        } else {
-            current + 1
-        };
-        watchers.insert(
-            id,
-            Watcher {
-                filter,
-                next,
-                progress_notify: c.progress_notify,
-            },
-        );
-        pb::WatchResponse {
-            header: self.header_at(current),
-            watch_id: id,
-            created: true,
-            ..Default::default()
-        }
+        let next = if c.start_revision > 0 { c.start_revision } else { current + 1 };
+        watchers.insert(id, Watcher { filter, next, progress_notify: c.progress_notify });
+        pb::WatchResponse { header: self.header_at(current), watch_id: id, created: true, ..Default::default() }
     }
 }
 
@@ -698,27 +569,17 @@ impl pb::lease_server::Lease for EtcdService {
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
         let req = req.into_inner();
         if req.id < 0 {
-            return Err(Status::invalid_argument(
-                "etcdserver: lease id must be positive",
-            ));
+            return Err(Status::invalid_argument("etcdserver: lease id must be positive"));
         }
-        let ttl = req
-            .ttl
-            .clamp(limits::LEASE_TTL_SECS_MIN, limits::LEASE_TTL_SECS_MAX);
-        let id = if req.id != 0 {
-            req.id
-        } else {
-            rand::random::<i64>().checked_abs().unwrap_or(1).max(1)
-        };
+        let ttl = req.ttl.clamp(limits::LEASE_TTL_SECS_MIN, limits::LEASE_TTL_SECS_MAX);
+        let id = if req.id != 0 { req.id } else { rand::random::<i64>().checked_abs().unwrap_or(1).max(1) };
         match self.propose(Command::LeaseGrant { id, ttl }).await? {
-            (revision, Outcome::LeaseGranted { id, ttl }) => {
-                Ok(Response::new(pb::LeaseGrantResponse {
-                    header: self.header_at(revision),
-                    id,
-                    ttl,
-                    error: String::new(),
-                }))
-            }
+            (revision, Outcome::LeaseGranted { id, ttl }) => Ok(Response::new(pb::LeaseGrantResponse {
+                header: self.header_at(revision),
+                id,
+                ttl,
+                error: String::new(),
+            })),
             (_, other) => Err(unexpected(other)),
         }
     }
@@ -729,9 +590,7 @@ impl pb::lease_server::Lease for EtcdService {
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
         let id = req.into_inner().id;
         let (revision, _) = self.propose(Command::LeaseRevoke { id }).await?;
-        Ok(Response::new(pb::LeaseRevokeResponse {
-            header: self.header_at(revision),
-        }))
+        Ok(Response::new(pb::LeaseRevokeResponse { header: self.header_at(revision) }))
     }
 
     type LeaseKeepAliveStream = GrpcStream<pb::LeaseKeepAliveResponse>;
@@ -747,11 +606,9 @@ impl pb::lease_server::Lease for EtcdService {
             while let Some(Ok(ka)) = incoming.next().await {
                 let resp = match this.store.lease_keep_alive(ka.id).await {
                     // An unknown lease answers TTL 0, as etcd does.
-                    Ok(ttl) => Ok(pb::LeaseKeepAliveResponse {
-                        header: this.header(),
-                        id: ka.id,
-                        ttl: ttl.unwrap_or(0),
-                    }),
+                    Ok(ttl) => {
+                        Ok(pb::LeaseKeepAliveResponse { header: this.header(), id: ka.id, ttl: ttl.unwrap_or(0) })
+                    }
                     Err(e) => Err(store_status(e)),
                 };
                 if tx.send(resp).await.is_err() {
@@ -767,22 +624,11 @@ impl pb::lease_server::Lease for EtcdService {
         req: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
         let req = req.into_inner();
-        let remaining = self
-            .store
-            .lease_time_to_live(req.id)
-            .await
-            .map_err(store_status)?;
+        let remaining = self.store.lease_time_to_live(req.id).await.map_err(store_status)?;
         let (granted, keys) = {
             let state = self.store.sm.read();
             match state.mvcc.leases().get(&req.id) {
-                Some(l) => (
-                    l.ttl,
-                    if req.keys {
-                        l.keys.iter().cloned().collect()
-                    } else {
-                        Vec::new()
-                    },
-                ),
+                Some(l) => (l.ttl, if req.keys { l.keys.iter().cloned().collect() } else { Vec::new() }),
                 None => (0, Vec::new()),
             }
         };
@@ -800,19 +646,8 @@ impl pb::lease_server::Lease for EtcdService {
         &self,
         _req: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
-        let leases = self
-            .store
-            .sm
-            .read()
-            .mvcc
-            .leases()
-            .keys()
-            .map(|id| pb::LeaseStatus { id: *id })
-            .collect();
-        Ok(Response::new(pb::LeaseLeasesResponse {
-            header: self.header(),
-            leases,
-        }))
+        let leases = self.store.sm.read().mvcc.leases().keys().map(|id| pb::LeaseStatus { id: *id }).collect();
+        Ok(Response::new(pb::LeaseLeasesResponse { header: self.header(), leases }))
     }
 }
 
@@ -844,10 +679,7 @@ impl pb::cluster_server::Cluster for EtcdService {
                 })
                 .collect()
         };
-        Ok(Response::new(pb::MemberListResponse {
-            header: self.header(),
-            members,
-        }))
+        Ok(Response::new(pb::MemberListResponse { header: self.header(), members }))
     }
 }
 
@@ -856,10 +688,7 @@ const ETCD_API_VERSION: &str = "3.4.0";
 
 #[tonic::async_trait]
 impl pb::maintenance_server::Maintenance for EtcdService {
-    async fn status(
-        &self,
-        _req: Request<pb::StatusRequest>,
-    ) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let s = self.store.status();
         let db_size = i64::try_from(s.db_size_bytes).unwrap_or(i64::MAX);
         Ok(Response::new(pb::StatusResponse {

@@ -16,14 +16,8 @@ pub enum ConfigError {
     DuplicateMember(String),
     #[error("--initial-cluster does not name this replica ({0:?})")]
     SelfMissing(String),
-    #[error(
-        "--initial-cluster gives {name:?} the peer address {listed}, but --peer-addr is {given}"
-    )]
-    PeerAddrMismatch {
-        name: String,
-        listed: SocketAddr,
-        given: SocketAddr,
-    },
+    #[error("--initial-cluster gives {name:?} the peer address {listed}, but --peer-addr is {given}")]
+    PeerAddrMismatch { name: String, listed: SocketAddr, given: SocketAddr },
 }
 
 /// One member of the initial cluster.
@@ -65,25 +59,17 @@ pub struct ValidServerConfig {
 impl ServerConfig {
     pub fn validate(self) -> Result<ValidServerConfig, ConfigError> {
         let name_ok = !self.name.is_empty()
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            && self.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !name_ok {
             return Err(ConfigError::Name(self.name));
         }
         let members = if self.initial_cluster.trim().is_empty() {
-            vec![Member {
-                name: self.name.clone(),
-                peer_addr: self.peer_addr,
-            }]
+            vec![Member { name: self.name.clone(), peer_addr: self.peer_addr }]
         } else {
             parse_initial_cluster(&self.initial_cluster)?
         };
-        let me = members
-            .iter()
-            .find(|m| m.name == self.name)
-            .ok_or_else(|| ConfigError::SelfMissing(self.name.clone()))?;
+        let me =
+            members.iter().find(|m| m.name == self.name).ok_or_else(|| ConfigError::SelfMissing(self.name.clone()))?;
         if me.peer_addr != self.peer_addr {
             return Err(ConfigError::PeerAddrMismatch {
                 name: self.name.clone(),
@@ -91,30 +77,20 @@ impl ServerConfig {
                 given: self.peer_addr,
             });
         }
-        Ok(ValidServerConfig {
-            config: self,
-            members,
-        })
+        Ok(ValidServerConfig { config: self, members })
     }
 }
 
 pub fn parse_initial_cluster(s: &str) -> Result<Vec<Member>, ConfigError> {
     let mut members: Vec<Member> = Vec::new();
     for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let (name, addr) = entry
-            .split_once('=')
-            .ok_or_else(|| ConfigError::ClusterEntry(entry.into()))?;
+        let (name, addr) = entry.split_once('=').ok_or_else(|| ConfigError::ClusterEntry(entry.into()))?;
         let addr = addr.trim_start_matches("http://");
-        let peer_addr = addr
-            .parse()
-            .map_err(|_| ConfigError::ClusterEntry(entry.into()))?;
+        let peer_addr = addr.parse().map_err(|_| ConfigError::ClusterEntry(entry.into()))?;
         if members.iter().any(|m| m.name == name) {
             return Err(ConfigError::DuplicateMember(name.into()));
         }
-        members.push(Member {
-            name: name.into(),
-            peer_addr,
-        });
+        members.push(Member { name: name.into(), peer_addr });
     }
     Ok(members)
 }
@@ -134,21 +110,14 @@ pub fn stable_id(parts: &[&str]) -> u64 {
 
 /// The id of the cluster an initial member list forms.
 pub fn cluster_id(members: &[Member]) -> u64 {
-    let mut parts: Vec<String> = members
-        .iter()
-        .map(|m| format!("{}={}", m.name, m.peer_addr))
-        .collect();
+    let mut parts: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_addr)).collect();
     parts.sort();
     stable_id(&parts.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// The member id of `member` within the cluster `cluster`.
 pub fn member_id(cluster: u64, member: &Member) -> u64 {
-    stable_id(&[
-        &cluster.to_string(),
-        &member.name,
-        &member.peer_addr.to_string(),
-    ])
+    stable_id(&[&cluster.to_string(), &member.name, &member.peer_addr.to_string()])
 }
 
 #[cfg(test)]
@@ -166,22 +135,11 @@ mod tests {
 
     #[test]
     fn parses_and_checks_initial_cluster() {
-        let ok = cfg("n1", "n1=127.0.0.1:12380,n2=127.0.0.1:22380")
-            .validate()
-            .unwrap();
+        let ok = cfg("n1", "n1=127.0.0.1:12380,n2=127.0.0.1:22380").validate().unwrap();
         assert_eq!(ok.members.len(), 2);
-        assert!(matches!(
-            cfg("n3", "n1=127.0.0.1:12380").validate(),
-            Err(ConfigError::SelfMissing(_))
-        ));
-        assert!(matches!(
-            cfg("n1", "n1=127.0.0.1:1").validate(),
-            Err(ConfigError::PeerAddrMismatch { .. })
-        ));
-        assert!(matches!(
-            cfg("n1", "n1=nope").validate(),
-            Err(ConfigError::ClusterEntry(_))
-        ));
+        assert!(matches!(cfg("n3", "n1=127.0.0.1:12380").validate(), Err(ConfigError::SelfMissing(_))));
+        assert!(matches!(cfg("n1", "n1=127.0.0.1:1").validate(), Err(ConfigError::PeerAddrMismatch { .. })));
+        assert!(matches!(cfg("n1", "n1=nope").validate(), Err(ConfigError::ClusterEntry(_))));
         assert!(matches!(
             cfg("n1", "n1=127.0.0.1:12380,n1=127.0.0.1:2").validate(),
             Err(ConfigError::DuplicateMember(_))

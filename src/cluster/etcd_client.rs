@@ -40,34 +40,18 @@ impl EtcdClient {
         key: impl Into<Vec<u8>>,
         value: impl Into<Vec<u8>>,
     ) -> Result<pb::PutResponse, tonic::Status> {
-        let req = pb::PutRequest {
-            key: key.into(),
-            value: value.into(),
-            ..Default::default()
-        };
+        let req = pb::PutRequest { key: key.into(), value: value.into(), ..Default::default() };
         Ok(self.kv().put(req).await?.into_inner())
     }
 
     /// A linearizable (or, with `serializable`, local) read of one key.
-    pub async fn get(
-        &self,
-        key: impl Into<Vec<u8>>,
-        serializable: bool,
-    ) -> Result<pb::RangeResponse, tonic::Status> {
-        let req = pb::RangeRequest {
-            key: key.into(),
-            serializable,
-            ..Default::default()
-        };
+    pub async fn get(&self, key: impl Into<Vec<u8>>, serializable: bool) -> Result<pb::RangeResponse, tonic::Status> {
+        let req = pb::RangeRequest { key: key.into(), serializable, ..Default::default() };
         Ok(self.kv().range(req).await?.into_inner())
     }
 
     /// Every key starting with `prefix`.
-    pub async fn get_prefix(
-        &self,
-        prefix: &[u8],
-        serializable: bool,
-    ) -> Result<pb::RangeResponse, tonic::Status> {
+    pub async fn get_prefix(&self, prefix: &[u8], serializable: bool) -> Result<pb::RangeResponse, tonic::Status> {
         let req = pb::RangeRequest {
             key: prefix.to_vec(),
             range_end: prefix_end(prefix),
@@ -78,10 +62,7 @@ impl EtcdClient {
     }
 
     pub async fn status(&self) -> Result<pb::StatusResponse, tonic::Status> {
-        Ok(MaintenanceClient::new(self.channel.clone())
-            .status(pb::StatusRequest {})
-            .await?
-            .into_inner())
+        Ok(MaintenanceClient::new(self.channel.clone()).status(pb::StatusRequest {}).await?.into_inner())
     }
 }
 

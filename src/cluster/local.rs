@@ -51,20 +51,13 @@ pub struct LocalCluster {
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl LocalCluster {
     /// Lays out `size` members under `dir`; ports come from `base_port` (member i uses base+10*i and
     /// base+10*i+1) or, when it is None, are picked free.
-    pub fn new(
-        flavor: Flavor,
-        dir: &Path,
-        size: usize,
-        base_port: Option<u16>,
-    ) -> std::io::Result<LocalCluster> {
+    pub fn new(flavor: Flavor, dir: &Path, size: usize, base_port: Option<u16>) -> std::io::Result<LocalCluster> {
         let mut members = Vec::new();
         for i in 0..size {
             let (peer, client) = match base_port {
@@ -89,18 +82,11 @@ impl LocalCluster {
             Flavor::Raftsman { .. } => "",
             Flavor::Etcd { .. } => "http://",
         };
-        self.members
-            .iter()
-            .map(|m| format!("{}={scheme}{}", m.name, m.peer_addr))
-            .collect::<Vec<_>>()
-            .join(",")
+        self.members.iter().map(|m| format!("{}={scheme}{}", m.name, m.peer_addr)).collect::<Vec<_>>().join(",")
     }
 
     pub fn client_endpoints(&self) -> Vec<String> {
-        self.members
-            .iter()
-            .map(|m| format!("http://{}", m.client_addr))
-            .collect()
+        self.members.iter().map(|m| format!("http://{}", m.client_addr)).collect()
     }
 
     pub fn start_all(&mut self) -> std::io::Result<()> {
@@ -130,35 +116,15 @@ impl LocalCluster {
                 c.args(["--name", &m.name])
                     .arg("--data-dir")
                     .arg(&m.data_dir)
-                    .args([
-                        "--listen-peer-urls",
-                        &peer,
-                        "--initial-advertise-peer-urls",
-                        &peer,
-                    ])
-                    .args([
-                        "--listen-client-urls",
-                        &client,
-                        "--advertise-client-urls",
-                        &client,
-                    ])
-                    .args([
-                        "--initial-cluster",
-                        &initial,
-                        "--initial-cluster-state",
-                        "new",
-                    ])
+                    .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+                    .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+                    .args(["--initial-cluster", &initial, "--initial-cluster-state", "new"])
                     .args(["--initial-cluster-token", "raftsman-bench"]);
                 c
             }
         };
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&m.log)?;
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log)?;
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         m.child = Some(cmd.spawn()?);
         Ok(())
     }

@@ -33,18 +33,11 @@ pub enum ServerError {
     #[error("data dir {dir}: {reason}")]
     DataDir { dir: PathBuf, reason: String },
     #[error("cannot bind {what} address {addr}: {source}")]
-    Bind {
-        what: &'static str,
-        addr: std::net::SocketAddr,
-        source: io::Error,
-    },
+    Bind { what: &'static str, addr: std::net::SocketAddr, source: io::Error },
     #[error("raft: {0}")]
     Raft(String),
     #[error("serving {what}: {source}")]
-    Serve {
-        what: &'static str,
-        source: tonic::transport::Error,
-    },
+    Serve { what: &'static str, source: tonic::transport::Error },
 }
 
 /// Which cluster and member a data dir belongs to.
@@ -57,10 +50,7 @@ struct Identity {
 }
 
 fn data_dir_error(dir: &Path, reason: impl Into<String>) -> ServerError {
-    ServerError::DataDir {
-        dir: dir.to_path_buf(),
-        reason: reason.into(),
-    }
+    ServerError::DataDir { dir: dir.to_path_buf(), reason: reason.into() }
 }
 
 /// Reads the data dir's identity, or writes it when the dir is new. Returns whether the dir is new.
@@ -68,17 +58,10 @@ fn claim_data_dir(dir: &Path, expected: &Identity) -> Result<bool, ServerError> 
     let path = dir.join(IDENTITY_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let found: Identity = serde_json::from_slice(&bytes).map_err(|e| {
-                data_dir_error(
-                    dir,
-                    format!("{IDENTITY_FILE} is corrupt ({e}); refusing to start"),
-                )
-            })?;
+            let found: Identity = serde_json::from_slice(&bytes)
+                .map_err(|e| data_dir_error(dir, format!("{IDENTITY_FILE} is corrupt ({e}); refusing to start")))?;
             if found.format != DATA_FORMAT {
-                return Err(data_dir_error(
-                    dir,
-                    format!("data format {} is not supported", found.format),
-                ));
+                return Err(data_dir_error(dir, format!("data format {} is not supported", found.format)));
             }
             if found.cluster_id != expected.cluster_id {
                 return Err(data_dir_error(
@@ -107,10 +90,7 @@ fn claim_data_dir(dir: &Path, expected: &Identity) -> Result<bool, ServerError> 
                 Err(e) => return Err(data_dir_error(dir, e.to_string())),
             };
             if !empty {
-                return Err(data_dir_error(
-                    dir,
-                    "is not empty and is not a raftsman data dir; refusing to touch it",
-                ));
+                return Err(data_dir_error(dir, "is not empty and is not a raftsman data dir; refusing to touch it"));
             }
             std::fs::create_dir_all(dir).map_err(|e| data_dir_error(dir, e.to_string()))?;
             let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
@@ -153,9 +133,7 @@ pub struct Listeners {
 impl Listeners {
     pub async fn bind(config: &ValidServerConfig) -> Result<Listeners, ServerError> {
         let bind = |what, addr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServerError::Bind { what, addr, source })
+            TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { what, addr, source })
         };
         Ok(Listeners {
             peer: bind("peer", config.config.peer_addr).await?,
@@ -171,33 +149,16 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let cluster = cluster_id(&config.members);
-    let me = config
-        .members
-        .iter()
-        .find(|m| m.name == config.config.name)
-        .expect("validated: self is a member");
+    let me = config.members.iter().find(|m| m.name == config.config.name).expect("validated: self is a member");
     let id = member_id(cluster, me);
     let dir = &config.config.data_dir;
-    let identity = Identity {
-        format: DATA_FORMAT,
-        cluster_id: cluster,
-        member_id: id,
-        name: me.name.clone(),
-    };
+    let identity = Identity { format: DATA_FORMAT, cluster_id: cluster, member_id: id, name: me.name.clone() };
     let fresh = claim_data_dir(dir, &identity)?;
 
-    let db = Db::open(&dir.join("db"), fresh).map_err(|e| {
-        data_dir_error(
-            dir,
-            format!("cannot open the database ({e}); refusing to start"),
-        )
-    })?;
-    let sm = SmShared::load(db.clone(), dir.join("snap")).map_err(|e| {
-        data_dir_error(
-            dir,
-            format!("cannot load the state machine ({e}); refusing to start"),
-        )
-    })?;
+    let db = Db::open(&dir.join("db"), fresh)
+        .map_err(|e| data_dir_error(dir, format!("cannot open the database ({e}); refusing to start")))?;
+    let sm = SmShared::load(db.clone(), dir.join("snap"))
+        .map_err(|e| data_dir_error(dir, format!("cannot load the state machine ({e}); refusing to start")))?;
     let pool = PeerPool::default();
     let raft = Raft::new(
         id,
@@ -212,15 +173,7 @@ pub async fn run(
         let nodes: BTreeMap<u64, RaftNode> = config
             .members
             .iter()
-            .map(|m| {
-                (
-                    member_id(cluster, m),
-                    RaftNode {
-                        name: m.name.clone(),
-                        peer_addr: m.peer_addr.to_string(),
-                    },
-                )
-            })
+            .map(|m| (member_id(cluster, m), RaftNode { name: m.name.clone(), peer_addr: m.peer_addr.to_string() }))
             .collect();
         match raft.initialize(nodes).await {
             Ok(()) => {}
@@ -236,39 +189,24 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let peer_server = tonic::transport::Server::builder()
         .add_service(PeerService::server(store.clone()))
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listeners.peer),
-            wait_stop(stop_rx.clone()),
-        );
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.peer), wait_stop(stop_rx.clone()));
     let client_server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_routes(EtcdService::new(store.clone()).routes())
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listeners.client),
-            wait_stop(stop_rx.clone()),
-        );
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.client), wait_stop(stop_rx.clone()));
     let peer_task = tokio::spawn(peer_server);
     let client_task = tokio::spawn(client_server);
     let lessor_task = tokio::spawn(store.clone().run_lessor(stop_rx.clone()));
-    let publish_task = tokio::spawn(publish_member(
-        store.clone(),
-        me.name.clone(),
-        config.config.client_addr.to_string(),
-        stop_rx,
-    ));
+    let publish_task =
+        tokio::spawn(publish_member(store.clone(), me.name.clone(), config.config.client_addr.to_string(), stop_rx));
 
     shutdown.await;
     tracing::info!("replica stopping");
     let _ = stop_tx.send(true);
     publish_task.abort();
     let _ = lessor_task.await;
-    let served = [
-        ("client API", client_task.await),
-        ("peer API", peer_task.await),
-    ];
-    raft.shutdown()
-        .await
-        .map_err(|e| ServerError::Raft(e.to_string()))?;
+    let served = [("client API", client_task.await), ("peer API", peer_task.await)];
+    raft.shutdown().await.map_err(|e| ServerError::Raft(e.to_string()))?;
     tracing::info!("replica stopped");
     for (what, result) in served {
         if let Ok(Err(source)) = result {
@@ -283,28 +221,14 @@ async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
 }
 
 /// Announces this member's client address through the log, retrying until it is committed.
-async fn publish_member(
-    store: Store,
-    name: String,
-    client_addr: String,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
+async fn publish_member(store: Store, name: String, client_addr: String, stop: tokio::sync::watch::Receiver<bool>) {
     let id = store.id;
-    let already = store
-        .sm
-        .read()
-        .members
-        .get(&id)
-        .is_some_and(|m| m.client_addr == client_addr && m.name == name);
+    let already = store.sm.read().members.get(&id).is_some_and(|m| m.client_addr == client_addr && m.name == name);
     if already {
         return;
     }
     while !*stop.borrow() {
-        let cmd = Command::PublishMember {
-            id,
-            name: name.clone(),
-            client_addr: client_addr.clone(),
-        };
+        let cmd = Command::PublishMember { id, name: name.clone(), client_addr: client_addr.clone() };
         match store.propose(cmd).await {
             Ok(_) => return,
             Err(e) => tracing::debug!(error = %e, "member attributes not yet published"),

@@ -196,13 +196,8 @@ pub struct RangeResult {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ResponseOp {
     Range(RangeResult),
-    Put {
-        prev_kv: Option<KeyValue>,
-    },
-    Delete {
-        deleted: i64,
-        prev_kvs: Vec<KeyValue>,
-    },
+    Put { prev_kv: Option<KeyValue> },
+    Delete { deleted: i64, prev_kvs: Vec<KeyValue> },
     Txn(TxnResult),
 }
 

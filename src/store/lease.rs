@@ -43,9 +43,7 @@ impl Lessor {
     pub fn keep_alive(&self, term: u64, id: i64, ttl: Option<i64>) -> Option<i64> {
         let ttl = ttl?;
         let mut state = self.state.lock().expect("lessor poisoned");
-        state
-            .for_term(term)
-            .insert(id, Instant::now() + ttl_duration(ttl));
+        state.for_term(term).insert(id, Instant::now() + ttl_duration(ttl));
         Some(ttl)
     }
 
@@ -54,10 +52,7 @@ impl Lessor {
         let ttl = ttl?;
         let now = Instant::now();
         let mut state = self.state.lock().expect("lessor poisoned");
-        let deadline = *state
-            .for_term(term)
-            .entry(id)
-            .or_insert(now + ttl_duration(ttl));
+        let deadline = *state.for_term(term).entry(id).or_insert(now + ttl_duration(ttl));
         Some(deadline.saturating_duration_since(now).as_secs_f64().ceil() as i64)
     }
 
@@ -69,9 +64,7 @@ impl Lessor {
         deadlines.retain(|id, _| leases.contains_key(id));
         let mut expired = Vec::new();
         for (id, lease) in leases {
-            let deadline = *deadlines
-                .entry(*id)
-                .or_insert(now + ttl_duration(lease.ttl));
+            let deadline = *deadlines.entry(*id).or_insert(now + ttl_duration(lease.ttl));
             if deadline <= now && expired.len() < limits::LEASE_REVOKES_PER_ENTRY_MAX {
                 expired.push(*id);
             }
@@ -85,17 +78,7 @@ mod tests {
     use super::*;
 
     fn leases(ids: &[(i64, i64)]) -> BTreeMap<i64, LeaseState> {
-        ids.iter()
-            .map(|(id, ttl)| {
-                (
-                    *id,
-                    LeaseState {
-                        ttl: *ttl,
-                        keys: Default::default(),
-                    },
-                )
-            })
-            .collect()
+        ids.iter().map(|(id, ttl)| (*id, LeaseState { ttl: *ttl, keys: Default::default() })).collect()
     }
 
     #[test]

@@ -87,25 +87,8 @@ pub struct Status {
 }
 
 impl Store {
-    pub fn new(
-        raft: Raft,
-        sm: Arc<SmShared>,
-        db: Arc<Db>,
-        pool: PeerPool,
-        id: NodeId,
-        cluster_id: u64,
-    ) -> Store {
-        Store {
-            inner: Arc::new(StoreInner {
-                raft,
-                sm,
-                db,
-                pool,
-                id,
-                cluster_id,
-                lessor: lease::Lessor::default(),
-            }),
-        }
+    pub fn new(raft: Raft, sm: Arc<SmShared>, db: Arc<Db>, pool: PeerPool, id: NodeId, cluster_id: u64) -> Store {
+        Store { inner: Arc::new(StoreInner { raft, sm, db, pool, id, cluster_id, lessor: lease::Lessor::default() }) }
     }
 
     pub fn term(&self) -> u64 {
@@ -170,10 +153,7 @@ impl Store {
                     Err(LeaderLost) => continue,
                     Ok(r) => return r,
                 },
-                LeaderAt::Remote(addr) => match self
-                    .forward(&addr, LeaderRequest::Propose(cmd.clone()))
-                    .await?
-                {
+                LeaderAt::Remote(addr) => match self.forward(&addr, LeaderRequest::Propose(cmd.clone())).await? {
                     LeaderResponse::Applied(applied) => return Ok(applied),
                     LeaderResponse::NotLeader(_) => self.wait_a_little(deadline).await?,
                     other => return Err(unexpected(other)),
@@ -186,14 +166,12 @@ impl Store {
     async fn write_local(&self, cmd: Command) -> Result<Result<Applied, StoreError>, LeaderLost> {
         let write = self.raft.client_write(cmd);
         match tokio::time::timeout(Duration::from_millis(limits::WRITE_TIMEOUT_MS), write).await {
-            Err(_) => Ok(Err(StoreError::Unavailable(
-                "etcdserver: request timed out".into(),
-            ))),
+            Err(_) => Ok(Err(StoreError::Unavailable("etcdserver: request timed out".into()))),
             Ok(Ok(resp)) => Ok(Ok(resp.data)),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(LeaderLost),
-            Ok(Err(RaftError::APIError(e))) => Ok(Err(StoreError::Unavailable(format!(
-                "etcdserver: leader changed, the outcome is unknown: {e}"
-            )))),
+            Ok(Err(RaftError::APIError(e))) => {
+                Ok(Err(StoreError::Unavailable(format!("etcdserver: leader changed, the outcome is unknown: {e}"))))
+            }
             Ok(Err(RaftError::Fatal(e))) => Ok(Err(StoreError::Stopped(e.to_string()))),
         }
     }
@@ -202,10 +180,9 @@ impl Store {
         match self.pool.forward(addr, &req).await {
             Ok(LeaderResponse::Failed(msg)) => Err(StoreError::Unavailable(msg)),
             Ok(resp) => Ok(resp),
-            Err(status) => Err(StoreError::Unavailable(format!(
-                "etcdserver: leader unreachable: {}",
-                status.message()
-            ))),
+            Err(status) => {
+                Err(StoreError::Unavailable(format!("etcdserver: leader unreachable: {}", status.message())))
+            }
         }
     }
 
@@ -226,13 +203,11 @@ impl Store {
                     Err(LeaderLost) => self.wait_a_little(deadline).await?,
                     Ok(index) => break index?,
                 },
-                LeaderAt::Remote(addr) => {
-                    match self.forward(&addr, LeaderRequest::ReadIndex).await? {
-                        LeaderResponse::ReadIndex(index) => break index,
-                        LeaderResponse::NotLeader(_) => self.wait_a_little(deadline).await?,
-                        other => return Err(unexpected(other)),
-                    }
-                }
+                LeaderAt::Remote(addr) => match self.forward(&addr, LeaderRequest::ReadIndex).await? {
+                    LeaderResponse::ReadIndex(index) => break index,
+                    LeaderResponse::NotLeader(_) => self.wait_a_little(deadline).await?,
+                    other => return Err(unexpected(other)),
+                },
             }
         };
         self.raft
@@ -246,16 +221,10 @@ impl Store {
     async fn local_read_index(&self) -> Result<Result<u64, StoreError>, LeaderLost> {
         let read = self.raft.get_read_linearizer(ReadPolicy::ReadIndex);
         match tokio::time::timeout(Duration::from_millis(limits::READ_TIMEOUT_MS), read).await {
-            Err(_) => Ok(Err(StoreError::Unavailable(
-                "etcdserver: request timed out".into(),
-            ))),
+            Err(_) => Ok(Err(StoreError::Unavailable("etcdserver: request timed out".into()))),
             Ok(Ok(linearizer)) => Ok(Ok(linearizer.read_log_id().index())),
-            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_)))) => {
-                Err(LeaderLost)
-            }
-            Ok(Err(RaftError::APIError(e))) => {
-                Ok(Err(StoreError::Unavailable(format!("etcdserver: {e}"))))
-            }
+            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_)))) => Err(LeaderLost),
+            Ok(Err(RaftError::APIError(e))) => Ok(Err(StoreError::Unavailable(format!("etcdserver: {e}")))),
             Ok(Err(RaftError::Fatal(e))) => Ok(Err(StoreError::Stopped(e.to_string()))),
         }
     }
@@ -293,12 +262,8 @@ impl Store {
         let state = self.sm.read();
         let ttl_of = |id: &i64| state.mvcc.leases().get(id).map(|l| l.ttl);
         Some(match req {
-            LeaderRequest::KeepAlive(id) => {
-                LeaderResponse::Ttl(self.lessor.keep_alive(term, *id, ttl_of(id)))
-            }
-            LeaderRequest::TimeToLive(id) => {
-                LeaderResponse::Ttl(self.lessor.remaining(term, *id, ttl_of(id)))
-            }
+            LeaderRequest::KeepAlive(id) => LeaderResponse::Ttl(self.lessor.keep_alive(term, *id, ttl_of(id))),
+            LeaderRequest::TimeToLive(id) => LeaderResponse::Ttl(self.lessor.remaining(term, *id, ttl_of(id))),
             _ => return None,
         })
     }
@@ -306,17 +271,13 @@ impl Store {
     /// The current term when this replica is leader and has applied an entry of that term (caught up).
     pub fn leading_term(&self) -> Option<u64> {
         let m = self.raft.metrics().borrow_watched().clone();
-        let caught_up = m
-            .last_applied
-            .as_ref()
-            .is_some_and(|l| term_of(l) == m.current_term);
+        let caught_up = m.last_applied.as_ref().is_some_and(|l| term_of(l) == m.current_term);
         (m.state == ServerState::Leader && caught_up).then_some(m.current_term)
     }
 
     /// Serves a request a follower forwarded to this replica.
     pub async fn serve_forwarded(&self, req: LeaderRequest) -> LeaderResponse {
-        let not_leader =
-            || LeaderResponse::NotLeader(self.raft.metrics().borrow_watched().current_leader);
+        let not_leader = || LeaderResponse::NotLeader(self.raft.metrics().borrow_watched().current_leader);
         match req {
             LeaderRequest::Propose(cmd) => match self.write_local(cmd).await {
                 Err(LeaderLost) => not_leader(),
@@ -334,8 +295,7 @@ impl Store {
 
     /// Runs the leader's lease expiry loop until `shutdown` fires.
     pub async fn run_lessor(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut tick =
-            tokio::time::interval(Duration::from_millis(limits::LEASE_CHECK_INTERVAL_MS));
+        let mut tick = tokio::time::interval(Duration::from_millis(limits::LEASE_CHECK_INTERVAL_MS));
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -352,10 +312,7 @@ impl Store {
                 continue;
             }
             tracing::info!(leases = expired.len(), term, "revoking expired leases");
-            if let Err(e) = self
-                .propose(Command::LeaseExpire { term, ids: expired })
-                .await
-            {
+            if let Err(e) = self.propose(Command::LeaseExpire { term, ids: expired }).await {
                 tracing::warn!(error = %e, "lease expiry not committed; retrying next tick");
             }
         }

@@ -21,9 +21,7 @@ use super::command::*;
 use crate::limits;
 
 /// A point in the store's history: the main revision of a write command and the index of a change within it.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Revision {
     pub main: i64,
     pub sub: i64,
@@ -113,18 +111,9 @@ impl Mvcc {
         records: impl IntoIterator<Item = (Revision, HistoryRecord)>,
         leases: impl IntoIterator<Item = (i64, i64)>,
     ) -> Mvcc {
-        let mut mvcc = Mvcc {
-            meta,
-            ..Mvcc::default()
-        };
+        let mut mvcc = Mvcc { meta, ..Mvcc::default() };
         for (id, ttl) in leases {
-            mvcc.leases.insert(
-                id,
-                LeaseState {
-                    ttl,
-                    keys: BTreeSet::new(),
-                },
-            );
+            mvcc.leases.insert(id, LeaseState { ttl, keys: BTreeSet::new() });
         }
         for (rev, record) in records {
             let entry = mvcc.keys.entry(record.kv.key.clone()).or_default();
@@ -159,39 +148,22 @@ impl Mvcc {
     }
 
     /// The previous value a history record points to, for watchers that asked for it.
-    pub fn prev_kv(
-        history: &dyn History,
-        record: &HistoryRecord,
-    ) -> Result<Option<KeyValue>, ApplyError> {
+    pub fn prev_kv(history: &dyn History, record: &HistoryRecord) -> Result<Option<KeyValue>, ApplyError> {
         let Some(prev) = record.prev else {
             return Ok(None);
         };
-        Ok(history
-            .record(prev)?
-            .filter(|r| r.kind == EventKind::Put)
-            .map(|r| r.kv))
+        Ok(history.record(prev)?.filter(|r| r.kind == EventKind::Put).map(|r| r.kv))
     }
 
     pub fn apply(&mut self, cmd: &Command, history: &dyn History) -> ApplyOutput {
-        let mut tx = Tx {
-            main: self.meta.revision + 1,
-            sub: 0,
-            events: Vec::new(),
-            writes: Vec::new(),
-        };
+        let mut tx = Tx { main: self.meta.revision + 1, sub: 0, events: Vec::new(), writes: Vec::new() };
         let outcome = match cmd {
-            Command::Put(op) => self.check_put(op).map(|()| {
-                Outcome::Response(ResponseOp::Put {
-                    prev_kv: self.put(op, &mut tx),
-                })
-            }),
+            Command::Put(op) => {
+                self.check_put(op).map(|()| Outcome::Response(ResponseOp::Put { prev_kv: self.put(op, &mut tx) }))
+            }
             Command::Delete(op) => Ok(Outcome::Response(self.delete(op, &mut tx))),
-            Command::Txn(op) => self
-                .txn(op, history, &mut tx)
-                .map(|r| Outcome::Response(ResponseOp::Txn(r))),
-            Command::Compact { revision } => self
-                .compact(*revision, &mut tx)
-                .map(|()| Outcome::Compacted),
+            Command::Txn(op) => self.txn(op, history, &mut tx).map(|r| Outcome::Response(ResponseOp::Txn(r))),
+            Command::Compact { revision } => self.compact(*revision, &mut tx).map(|()| Outcome::Compacted),
             Command::LeaseGrant { id, ttl } => self.lease_grant(*id, *ttl, &mut tx),
             Command::LeaseRevoke { id } => match self.leases.contains_key(id) {
                 true => {
@@ -201,12 +173,7 @@ impl Mvcc {
                 false => Err(ApplyError::LeaseNotFound),
             },
             Command::LeaseExpire { ids, .. } => {
-                for id in ids
-                    .iter()
-                    .filter(|id| self.leases.contains_key(id))
-                    .copied()
-                    .collect::<Vec<_>>()
-                {
+                for id in ids.iter().filter(|id| self.leases.contains_key(id)).copied().collect::<Vec<_>>() {
                     self.lease_revoke(id, &mut tx);
                 }
                 Ok(Outcome::Nothing)
@@ -219,23 +186,12 @@ impl Mvcc {
         if tx.sub > 0 {
             self.meta.revision = tx.main;
         }
-        ApplyOutput {
-            applied: Applied {
-                revision: self.meta.revision,
-                outcome,
-            },
-            events: tx.events,
-            writes: tx.writes,
-        }
+        ApplyOutput { applied: Applied { revision: self.meta.revision, outcome }, events: tx.events, writes: tx.writes }
     }
 
     /// A range read at the request's revision (0: the current one).
     pub fn range(&self, op: &RangeOp, history: &dyn History) -> Result<RangeResult, ApplyError> {
-        let rev = if op.revision <= 0 {
-            self.meta.revision
-        } else {
-            op.revision
-        };
+        let rev = if op.revision <= 0 { self.meta.revision } else { op.revision };
         if rev > self.meta.revision {
             return Err(ApplyError::FutureRevision);
         }
@@ -278,10 +234,7 @@ impl Mvcc {
         Ok(RangeResult { kvs, more, count })
     }
 
-    fn entries_in<'a>(
-        &'a self,
-        range: &KeyRange,
-    ) -> Box<dyn Iterator<Item = (&'a Vec<u8>, &'a KeyEntry)> + 'a> {
+    fn entries_in<'a>(&'a self, range: &KeyRange) -> Box<dyn Iterator<Item = (&'a Vec<u8>, &'a KeyEntry)> + 'a> {
         if range.is_single_key() {
             return Box::new(self.keys.get_key_value(&range.key).into_iter());
         }
@@ -296,9 +249,7 @@ impl Mvcc {
     }
 
     fn live_in(&self, range: &KeyRange) -> Vec<KeyValue> {
-        self.entries_in(range)
-            .filter_map(|(_, e)| e.live.clone())
-            .collect()
+        self.entries_in(range).filter_map(|(_, e)| e.live.clone()).collect()
     }
 
     fn check_put(&self, op: &PutOp) -> Result<(), ApplyError> {
@@ -333,16 +284,9 @@ impl Mvcc {
             lease,
         };
         let prev_rev = prev.as_ref().and(entry.marks.last().map(|m| m.rev));
-        entry.marks.push(RevMark {
-            rev,
-            tombstone: false,
-        });
+        entry.marks.push(RevMark { rev, tombstone: false });
         entry.live = Some(kv.clone());
-        if let Some(old) = prev
-            .as_ref()
-            .map(|p| p.lease)
-            .filter(|&l| l != 0 && l != lease)
-        {
+        if let Some(old) = prev.as_ref().map(|p| p.lease).filter(|&l| l != 0 && l != lease) {
             if let Some(state) = self.leases.get_mut(&old) {
                 state.keys.remove(&op.key);
             }
@@ -350,19 +294,8 @@ impl Mvcc {
         if let Some(state) = self.leases.get_mut(&lease) {
             state.keys.insert(op.key.clone());
         }
-        tx.writes.push(Write::History(
-            rev,
-            HistoryRecord {
-                kind: EventKind::Put,
-                kv: kv.clone(),
-                prev: prev_rev,
-            },
-        ));
-        tx.events.push(Event {
-            kind: EventKind::Put,
-            kv,
-            prev_kv: prev.clone(),
-        });
+        tx.writes.push(Write::History(rev, HistoryRecord { kind: EventKind::Put, kv: kv.clone(), prev: prev_rev }));
+        tx.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
         prev
     }
 
@@ -371,53 +304,25 @@ impl Mvcc {
         for prev in &victims {
             self.delete_key(prev, tx);
         }
-        ResponseOp::Delete {
-            deleted: victims.len() as i64,
-            prev_kvs: if op.prev_kv { victims } else { Vec::new() },
-        }
+        ResponseOp::Delete { deleted: victims.len() as i64, prev_kvs: if op.prev_kv { victims } else { Vec::new() } }
     }
 
     fn delete_key(&mut self, prev: &KeyValue, tx: &mut Tx) {
         let rev = tx.next();
-        let entry = self
-            .keys
-            .get_mut(&prev.key)
-            .expect("a live key has an entry");
+        let entry = self.keys.get_mut(&prev.key).expect("a live key has an entry");
         let prev_rev = entry.marks.last().map(|m| m.rev);
-        entry.marks.push(RevMark {
-            rev,
-            tombstone: true,
-        });
+        entry.marks.push(RevMark { rev, tombstone: true });
         entry.live = None;
         if let Some(state) = self.leases.get_mut(&prev.lease) {
             state.keys.remove(&prev.key);
         }
-        let tomb = KeyValue {
-            key: prev.key.clone(),
-            mod_revision: rev.main,
-            ..KeyValue::default()
-        };
-        tx.writes.push(Write::History(
-            rev,
-            HistoryRecord {
-                kind: EventKind::Delete,
-                kv: tomb.clone(),
-                prev: prev_rev,
-            },
-        ));
-        tx.events.push(Event {
-            kind: EventKind::Delete,
-            kv: tomb,
-            prev_kv: Some(prev.clone()),
-        });
+        let tomb = KeyValue { key: prev.key.clone(), mod_revision: rev.main, ..KeyValue::default() };
+        tx.writes
+            .push(Write::History(rev, HistoryRecord { kind: EventKind::Delete, kv: tomb.clone(), prev: prev_rev }));
+        tx.events.push(Event { kind: EventKind::Delete, kv: tomb, prev_kv: Some(prev.clone()) });
     }
 
-    fn txn(
-        &mut self,
-        op: &TxnOp,
-        history: &dyn History,
-        tx: &mut Tx,
-    ) -> Result<TxnResult, ApplyError> {
+    fn txn(&mut self, op: &TxnOp, history: &dyn History, tx: &mut Tx) -> Result<TxnResult, ApplyError> {
         // Decide every branch against the state before the transaction, check the chosen requests, then
         // execute: a refused transaction writes nothing.
         let mut path = Vec::new();
@@ -436,13 +341,7 @@ impl Mvcc {
         }
     }
 
-    fn check_path(
-        &self,
-        op: &TxnOp,
-        path: &[bool],
-        at: &mut usize,
-        history: &dyn History,
-    ) -> Result<(), ApplyError> {
+    fn check_path(&self, op: &TxnOp, path: &[bool], at: &mut usize, history: &dyn History) -> Result<(), ApplyError> {
         let succeeded = path[*at];
         *at += 1;
         for req in if succeeded { &op.success } else { &op.failure } {
@@ -456,11 +355,7 @@ impl Mvcc {
         Ok(())
     }
 
-    fn check_range_revision(
-        &self,
-        revision: i64,
-        _history: &dyn History,
-    ) -> Result<(), ApplyError> {
+    fn check_range_revision(&self, revision: i64, _history: &dyn History) -> Result<(), ApplyError> {
         if revision > self.meta.revision {
             return Err(ApplyError::FutureRevision);
         }
@@ -470,14 +365,7 @@ impl Mvcc {
         Ok(())
     }
 
-    fn execute(
-        &mut self,
-        op: &TxnOp,
-        path: &[bool],
-        at: &mut usize,
-        history: &dyn History,
-        tx: &mut Tx,
-    ) -> TxnResult {
+    fn execute(&mut self, op: &TxnOp, path: &[bool], at: &mut usize, history: &dyn History, tx: &mut Tx) -> TxnResult {
         let succeeded = path[*at];
         *at += 1;
         let mut responses = Vec::new();
@@ -487,20 +375,13 @@ impl Mvcc {
                     // Checked above; the history may still fail to read, which is a storage fault.
                     ResponseOp::Range(self.range(range, history).unwrap_or_default())
                 }
-                RequestOp::Put(put) => ResponseOp::Put {
-                    prev_kv: self.put(put, tx).filter(|_| put.prev_kv),
-                },
+                RequestOp::Put(put) => ResponseOp::Put { prev_kv: self.put(put, tx).filter(|_| put.prev_kv) },
                 RequestOp::Delete(del) => self.delete(del, tx),
-                RequestOp::Txn(nested) => {
-                    ResponseOp::Txn(self.execute(nested, path, at, history, tx))
-                }
+                RequestOp::Txn(nested) => ResponseOp::Txn(self.execute(nested, path, at, history, tx)),
             };
             responses.push(response);
         }
-        TxnResult {
-            succeeded,
-            responses,
-        }
+        TxnResult { succeeded, responses }
     }
 
     fn compare(&self, c: &Compare) -> bool {
@@ -545,13 +426,7 @@ impl Mvcc {
         if self.leases.len() >= limits::LEASES_MAX {
             return Err(ApplyError::TooManyLeases);
         }
-        self.leases.insert(
-            id,
-            LeaseState {
-                ttl,
-                keys: BTreeSet::new(),
-            },
-        );
+        self.leases.insert(id, LeaseState { ttl, keys: BTreeSet::new() });
         tx.writes.push(Write::Lease(id, Some(ttl)));
         Ok(Outcome::LeaseGranted { id, ttl })
     }
@@ -579,10 +454,7 @@ struct Tx {
 
 impl Tx {
     fn next(&mut self) -> Revision {
-        let rev = Revision {
-            main: self.main,
-            sub: self.sub,
-        };
+        let rev = Revision { main: self.main, sub: self.sub };
         self.sub += 1;
         rev
     }

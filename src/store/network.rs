@@ -11,8 +11,8 @@ use futures::Future;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::RaftNetworkV2;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -77,9 +77,7 @@ impl PeerPool {
                     .expect("peer addresses are validated socket addresses")
                     .connect_timeout(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS))
                     .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_millis(
-                        limits::HEARTBEAT_INTERVAL_MS * 10,
-                    ))
+                    .http2_keep_alive_interval(Duration::from_millis(limits::HEARTBEAT_INTERVAL_MS * 10))
                     .keep_alive_timeout(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS))
                     .connect_lazy()
             })
@@ -90,19 +88,12 @@ impl PeerPool {
     }
 
     /// Sends a leader-only request to `addr`; `Err` means the request may not have arrived.
-    pub async fn forward(
-        &self,
-        addr: &str,
-        req: &LeaderRequest,
-    ) -> Result<LeaderResponse, tonic::Status> {
+    pub async fn forward(&self, addr: &str, req: &LeaderRequest) -> Result<LeaderResponse, tonic::Status> {
         let mut client = self.client(addr);
-        let mut request = tonic::Request::new(RaftMessage {
-            payload: encode(req),
-        });
+        let mut request = tonic::Request::new(RaftMessage { payload: encode(req) });
         request.set_timeout(Duration::from_millis(limits::WRITE_TIMEOUT_MS));
         let reply = client.forward(request).await?.into_inner();
-        decode(&reply.payload)
-            .map_err(|e| tonic::Status::internal(format!("undecodable forward reply: {e}")))
+        decode(&reply.payload).map_err(|e| tonic::Status::internal(format!("undecodable forward reply: {e}")))
     }
 }
 
@@ -116,10 +107,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConn;
 
     async fn new_client(&mut self, target: NodeId, node: &RaftNode) -> PeerConn {
-        PeerConn {
-            client: self.pool.client(&node.peer_addr),
-            target,
-        }
+        PeerConn { client: self.pool.client(&node.peer_addr), target }
     }
 }
 
@@ -146,33 +134,15 @@ impl PeerConn {
             &mut RaftPeerClient<Channel>,
             tonic::Request<RaftMessage>,
         ) -> std::pin::Pin<
-            Box<
-                dyn Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>
-                    + Send
-                    + '_,
-            >,
+            Box<dyn Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>> + Send + '_>,
         >,
     ) -> Result<Resp, RPCError<TypeConfig>> {
-        let mut request = tonic::Request::new(RaftMessage {
-            payload: encode(req),
-        });
-        request.set_timeout(
-            option
-                .soft_ttl()
-                .min(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS)),
-        );
-        let reply = which(&mut self.client, request)
-            .await
-            .map_err(rpc_err)?
-            .into_inner();
+        let mut request = tonic::Request::new(RaftMessage { payload: encode(req) });
+        request.set_timeout(option.soft_ttl().min(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS)));
+        let reply = which(&mut self.client, request).await.map_err(rpc_err)?.into_inner();
         let decoded: Result<Resp, String> =
             decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        decoded.map_err(|e| {
-            RPCError::Unreachable(Unreachable::from_string(format!(
-                "peer {}: {e}",
-                self.target
-            )))
-        })
+        decoded.map_err(|e| RPCError::Unreachable(Unreachable::from_string(format!("peer {}: {e}", self.target))))
     }
 }
 
@@ -184,8 +154,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |c, r| Box::pin(c.append_entries(r)))
-            .await
+        self.call(&rpc, &option, |c, r| Box::pin(c.append_entries(r))).await
     }
 
     async fn vote(
@@ -201,8 +170,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&req, &option, |c, r| Box::pin(c.transfer_leader(r)))
-            .await
+        self.call(&req, &option, |c, r| Box::pin(c.transfer_leader(r))).await
     }
 
     async fn full_snapshot(
@@ -212,24 +180,15 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let header = encode(&SnapshotHeader {
-            vote,
-            meta: snapshot.meta,
-        });
+        let header = encode(&SnapshotHeader { vote, meta: snapshot.meta });
         let body = snapshot.snapshot.into_inner();
         let mut chunks: Vec<SnapshotChunk> = body
             .chunks(limits::SNAPSHOT_CHUNK_BYTES)
-            .map(|c| SnapshotChunk {
-                header: Vec::new(),
-                data: c.to_vec(),
-            })
+            .map(|c| SnapshotChunk { header: Vec::new(), data: c.to_vec() })
             .collect();
         match chunks.first_mut() {
             Some(first) => first.header = header,
-            None => chunks.push(SnapshotChunk {
-                header,
-                data: Vec::new(),
-            }),
+            None => chunks.push(SnapshotChunk { header, data: Vec::new() }),
         }
         let mut request = tonic::Request::new(futures::stream::iter(chunks));
         request.set_timeout(Duration::from_millis(limits::SNAPSHOT_RPC_TIMEOUT_MS));

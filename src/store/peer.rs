@@ -30,21 +30,14 @@ fn bad_payload(e: bincode::Error) -> Status {
 }
 
 /// A Raft reply, with Raft's own errors carried as text (the caller treats them as the peer being unreachable).
-fn reply<T: Serialize, E: std::fmt::Display>(
-    result: Result<T, E>,
-) -> Result<Response<RaftMessage>, Status> {
+fn reply<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Result<Response<RaftMessage>, Status> {
     let result = result.map_err(|e| e.to_string());
-    Ok(Response::new(RaftMessage {
-        payload: encode(&result),
-    }))
+    Ok(Response::new(RaftMessage { payload: encode(&result) }))
 }
 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
-    async fn append_entries(
-        &self,
-        req: Request<RaftMessage>,
-    ) -> Result<Response<RaftMessage>, Status> {
+    async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc = decode(&req.into_inner().payload).map_err(bad_payload)?;
         reply(self.store.raft.append_entries(rpc).await)
     }
@@ -54,23 +47,14 @@ impl RaftPeer for PeerService {
         reply(self.store.raft.vote(rpc).await)
     }
 
-    async fn transfer_leader(
-        &self,
-        req: Request<RaftMessage>,
-    ) -> Result<Response<RaftMessage>, Status> {
+    async fn transfer_leader(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc = decode(&req.into_inner().payload).map_err(bad_payload)?;
         reply(self.store.raft.handle_transfer_leader(rpc).await)
     }
 
-    async fn install_snapshot(
-        &self,
-        req: Request<Streaming<SnapshotChunk>>,
-    ) -> Result<Response<RaftMessage>, Status> {
+    async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftMessage>, Status> {
         let mut chunks = req.into_inner();
-        let first = chunks
-            .next()
-            .await
-            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        let first = chunks.next().await.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
         let header: SnapshotHeader = decode(&first.header).map_err(bad_payload)?;
         let mut data = first.data;
         while let Some(chunk) = chunks.next().await {
@@ -79,23 +63,13 @@ impl RaftPeer for PeerService {
                 return Err(Status::resource_exhausted("snapshot larger than the limit"));
             }
         }
-        let snapshot = Snapshot {
-            meta: header.meta,
-            snapshot: Cursor::new(data),
-        };
-        reply(
-            self.store
-                .raft
-                .install_full_snapshot(header.vote, snapshot)
-                .await,
-        )
+        let snapshot = Snapshot { meta: header.meta, snapshot: Cursor::new(data) };
+        reply(self.store.raft.install_full_snapshot(header.vote, snapshot).await)
     }
 
     async fn forward(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let request: LeaderRequest = decode(&req.into_inner().payload).map_err(bad_payload)?;
         let response = self.store.serve_forwarded(request).await;
-        Ok(Response::new(RaftMessage {
-            payload: encode(&response),
-        }))
+        Ok(Response::new(RaftMessage { payload: encode(&response) }))
     }
 }

@@ -21,13 +21,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use futures::{FutureExt, TryStreamExt};
-use openraft::storage::{
-    EntryResponder, IOFlushed, LogState, RaftLogReader, RaftLogStorage, RaftStateMachine,
-};
+use openraft::storage::{EntryResponder, IOFlushed, LogState, RaftLogReader, RaftLogStorage, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use rocksdb::{
-    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
-};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::command::{Applied, ApplyError, Command, Outcome};
@@ -78,20 +74,13 @@ impl Db {
         opts.create_if_missing(create);
         opts.create_missing_column_families(create);
         opts.set_max_background_jobs(2);
-        let cfs = COLUMN_FAMILIES
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let cfs = COLUMN_FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(db_err)?;
-        Ok(Arc::new(Db {
-            db,
-            path: dir.to_path_buf(),
-        }))
+        Ok(Arc::new(Db { db, path: dir.to_path_buf() }))
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(name)
-            .expect("column families are created at open")
+        self.db.cf_handle(name).expect("column families are created at open")
     }
 
     fn get<T: DeserializeOwned>(&self, cf: &str, key: &[u8]) -> io::Result<Option<T>> {
@@ -109,13 +98,7 @@ impl Db {
 
 fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
+        .map(|entries| entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
         .unwrap_or(0)
 }
 
@@ -156,12 +139,7 @@ fn run_flusher(db: &std::sync::Weak<Db>, rx: mpsc::Receiver<IOFlushed<TypeConfig
             None => Err(io::Error::other("the log store is closed")),
         };
         for callback in batch {
-            callback.io_completed(
-                result
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|e| io::Error::new(e.kind(), e.to_string())),
-            );
+            callback.io_completed(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
         }
     }
 }
@@ -178,17 +156,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let mut entries = Vec::new();
-        let iter = self.db.db.iterator_cf(
-            self.db.cf(CF_LOG),
-            IteratorMode::From(&Self::log_key(start), Direction::Forward),
-        );
+        let iter =
+            self.db.db.iterator_cf(self.db.cf(CF_LOG), IteratorMode::From(&Self::log_key(start), Direction::Forward));
         for item in iter {
             let (key, value) = item.map_err(db_err)?;
-            let index = u64::from_be_bytes(
-                key.as_ref()
-                    .try_into()
-                    .map_err(|_| io::Error::other("bad log key"))?,
-            );
+            let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| io::Error::other("bad log key"))?);
             if !range.contains(&index) {
                 break;
             }
@@ -207,19 +179,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged_log_id: Option<LogId> = self.db.get(CF_RAFT, KEY_PURGED)?;
-        let last = self
-            .db
-            .db
-            .iterator_cf(self.db.cf(CF_LOG), IteratorMode::End)
-            .next();
+        let last = self.db.db.iterator_cf(self.db.cf(CF_LOG), IteratorMode::End).next();
         let last_log_id = match last {
             Some(item) => Some(decode::<Entry>(&item.map_err(db_err)?.1)?.log_id),
             None => last_purged_log_id.clone(),
         };
-        Ok(LogState {
-            last_purged_log_id,
-            last_log_id,
-        })
+        Ok(LogState { last_purged_log_id, last_log_id })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -229,31 +194,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        self.db
-            .db
-            .put_cf_opt(self.db.cf(CF_RAFT), KEY_VOTE, encode(vote), &opts)
-            .map_err(db_err)
+        self.db.db.put_cf_opt(self.db.cf(CF_RAFT), KEY_VOTE, encode(vote), &opts).map_err(db_err)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        self.db
-            .db
-            .put_cf(self.db.cf(CF_RAFT), KEY_COMMITTED, encode(&committed))
-            .map_err(db_err)
+        self.db.db.put_cf(self.db.cf(CF_RAFT), KEY_COMMITTED, encode(&committed)).map_err(db_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self
-            .db
-            .get::<Option<LogId>>(CF_RAFT, KEY_COMMITTED)?
-            .flatten())
+        Ok(self.db.get::<Option<LogId>>(CF_RAFT, KEY_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: IOFlushed<TypeConfig>,
-    ) -> Result<(), io::Error>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -264,35 +216,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(cf, Self::log_key(entry.log_id.index), encode(&entry));
         }
         self.db.db.write(batch).map_err(db_err)?;
-        self.flusher
-            .send(callback)
-            .map_err(|_| io::Error::other("log flusher stopped"))
+        self.flusher.send(callback).map_err(|_| io::Error::other("log flusher stopped"))
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |l| l.index + 1);
-        self.db
-            .db
-            .delete_range_cf(
-                self.db.cf(CF_LOG),
-                Self::log_key(from),
-                Self::log_key(u64::MAX),
-            )
-            .map_err(db_err)
+        self.db.db.delete_range_cf(self.db.cf(CF_LOG), Self::log_key(from), Self::log_key(u64::MAX)).map_err(db_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        self.db.db.put_cf(self.db.cf(CF_RAFT), KEY_PURGED, encode(&log_id)).map_err(db_err)?;
         self.db
             .db
-            .put_cf(self.db.cf(CF_RAFT), KEY_PURGED, encode(&log_id))
-            .map_err(db_err)?;
-        self.db
-            .db
-            .delete_range_cf(
-                self.db.cf(CF_LOG),
-                Self::log_key(0),
-                Self::log_key(log_id.index + 1),
-            )
+            .delete_range_cf(self.db.cf(CF_LOG), Self::log_key(0), Self::log_key(log_id.index + 1))
             .map_err(db_err)
     }
 }
@@ -330,9 +266,7 @@ struct DbHistory<'a>(&'a Db);
 
 impl History for DbHistory<'_> {
     fn record(&self, rev: Revision) -> Result<Option<HistoryRecord>, ApplyError> {
-        self.0
-            .get(CF_HISTORY, &rev.to_bytes())
-            .map_err(|e| ApplyError::Storage(e.to_string()))
+        self.0.get(CF_HISTORY, &rev.to_bytes()).map_err(|e| ApplyError::Storage(e.to_string()))
     }
 }
 
@@ -359,18 +293,13 @@ impl SmShared {
         let mut records = Vec::new();
         for item in db.db.iterator_cf(db.cf(CF_HISTORY), IteratorMode::Start) {
             let (k, v) = item.map_err(db_err)?;
-            let rev =
-                Revision::from_bytes(&k).ok_or_else(|| io::Error::other("bad history key"))?;
+            let rev = Revision::from_bytes(&k).ok_or_else(|| io::Error::other("bad history key"))?;
             records.push((rev, decode::<HistoryRecord>(&v)?));
         }
         let mut leases = Vec::new();
         for item in db.db.iterator_cf(db.cf(CF_LEASE), IteratorMode::Start) {
             let (k, v) = item.map_err(db_err)?;
-            let id = i64::from_be_bytes(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| io::Error::other("bad lease key"))?,
-            );
+            let id = i64::from_be_bytes(k.as_ref().try_into().map_err(|_| io::Error::other("bad lease key"))?);
             leases.push((id, decode::<i64>(&v)?));
         }
         let state = SmState {
@@ -380,12 +309,7 @@ impl SmShared {
             members: db.get(CF_SM, KEY_MEMBERS)?.unwrap_or_default(),
         };
         std::fs::create_dir_all(&snapshot_dir)?;
-        Ok(Arc::new(SmShared {
-            hub: WatchHub::new(meta.revision),
-            db,
-            state: RwLock::new(state),
-            snapshot_dir,
-        }))
+        Ok(Arc::new(SmShared { hub: WatchHub::new(meta.revision), db, state: RwLock::new(state), snapshot_dir }))
     }
 
     /// Read access to the state; do not hold it across an await.
@@ -394,53 +318,42 @@ impl SmShared {
     }
 
     /// A range read against the local state machine.
-    pub fn range(
-        &self,
-        op: &super::command::RangeOp,
-    ) -> Result<super::command::RangeResult, ApplyError> {
+    pub fn range(&self, op: &super::command::RangeOp) -> Result<super::command::RangeResult, ApplyError> {
         self.read().mvcc.range(op, &DbHistory(&self.db))
     }
 
     /// Events for a watcher from `from` on: from the hub's ring when it has them, else from disk.
     pub fn pull(&self, from: i64, filter: &WatchFilter) -> Result<Pull, ApplyError> {
+        let compact = self.read().mvcc.compact_revision();
+        if from < compact {
+            return Ok(Pull::Compacted { compact_revision: compact });
+        }
         if let Some(pull) = self.hub.pull_recent(from, filter) {
             return Ok(pull);
         }
+        // Compaction may have run since the check above; decide again under the lock the disk read holds.
         let state = self.read();
         let compact = state.mvcc.compact_revision();
         if from < compact {
-            return Ok(Pull::Compacted {
-                compact_revision: compact,
-            });
+            return Ok(Pull::Compacted { compact_revision: compact });
         }
         let current = state.mvcc.revision();
         let history = DbHistory(&self.db);
         let mut events = Vec::new();
         let mut next = from;
         let start = Revision { main: from, sub: 0 }.to_bytes();
-        let iter = self.db.db.iterator_cf(
-            self.db.cf(CF_HISTORY),
-            IteratorMode::From(&start, Direction::Forward),
-        );
+        let iter = self.db.db.iterator_cf(self.db.cf(CF_HISTORY), IteratorMode::From(&start, Direction::Forward));
         for item in iter {
             let (k, v) = item.map_err(|e| ApplyError::Storage(e.to_string()))?;
-            let rev = Revision::from_bytes(&k)
-                .ok_or_else(|| ApplyError::Storage("bad history key".into()))?;
-            if rev.main > current
-                || (rev.main >= next && events.len() >= limits::WATCH_EVENTS_PER_RESPONSE_MAX)
-            {
+            let rev = Revision::from_bytes(&k).ok_or_else(|| ApplyError::Storage("bad history key".into()))?;
+            if rev.main > current || (rev.main >= next && events.len() >= limits::WATCH_EVENTS_PER_RESPONSE_MAX) {
                 break;
             }
-            let record: HistoryRecord =
-                decode(&v).map_err(|e| ApplyError::Storage(e.to_string()))?;
+            let record: HistoryRecord = decode(&v).map_err(|e| ApplyError::Storage(e.to_string()))?;
             next = rev.main + 1;
             let event = super::command::Event {
                 kind: record.kind,
-                prev_kv: if filter.prev_kv {
-                    Mvcc::prev_kv(&history, &record)?
-                } else {
-                    None
-                },
+                prev_kv: if filter.prev_kv { Mvcc::prev_kv(&history, &record)? } else { None },
                 kv: record.kv,
             };
             if filter.matches(&event) {
@@ -463,52 +376,25 @@ impl SmShared {
         for entry in entries {
             state.applied = Some(entry.log_id.clone());
             let applied = match &entry.payload {
-                EntryPayload::Blank => Applied {
-                    revision: state.mvcc.revision(),
-                    outcome: Ok(Outcome::Nothing),
-                },
+                EntryPayload::Blank => Applied { revision: state.mvcc.revision(), outcome: Ok(Outcome::Nothing) },
                 EntryPayload::Membership(m) => {
                     state.membership = StoredMembership::new(Some(entry.log_id.clone()), m.clone());
-                    Applied {
-                        revision: state.mvcc.revision(),
-                        outcome: Ok(Outcome::Nothing),
-                    }
+                    Applied { revision: state.mvcc.revision(), outcome: Ok(Outcome::Nothing) }
                 }
-                EntryPayload::Normal(Command::PublishMember {
-                    id,
-                    name,
-                    client_addr,
-                }) => {
-                    state.members.insert(
-                        *id,
-                        MemberAttrs {
-                            name: name.clone(),
-                            client_addr: client_addr.clone(),
-                        },
-                    );
+                EntryPayload::Normal(Command::PublishMember { id, name, client_addr }) => {
+                    state.members.insert(*id, MemberAttrs { name: name.clone(), client_addr: client_addr.clone() });
                     members_changed = true;
-                    Applied {
-                        revision: state.mvcc.revision(),
-                        outcome: Ok(Outcome::Nothing),
-                    }
+                    Applied { revision: state.mvcc.revision(), outcome: Ok(Outcome::Nothing) }
                 }
-                EntryPayload::Normal(Command::LeaseExpire { term, .. })
-                    if *term != term_of(&entry.log_id) =>
-                {
+                EntryPayload::Normal(Command::LeaseExpire { term, .. }) if *term != term_of(&entry.log_id) => {
                     // Proposed by a leader of an earlier term: it no longer speaks for the cluster.
-                    Applied {
-                        revision: state.mvcc.revision(),
-                        outcome: Ok(Outcome::Nothing),
-                    }
+                    Applied { revision: state.mvcc.revision(), outcome: Ok(Outcome::Nothing) }
                 }
                 EntryPayload::Normal(cmd) => {
                     let out = state.mvcc.apply(cmd, &DbHistory(&self.db));
                     self.stage_writes(&mut batch, out.writes);
                     if !out.events.is_empty() {
-                        published.push(RevisionEvents {
-                            revision: out.applied.revision,
-                            events: Arc::new(out.events),
-                        });
+                        published.push(RevisionEvents { revision: out.applied.revision, events: Arc::new(out.events) });
                     }
                     out.applied
                 }
@@ -534,9 +420,7 @@ impl SmShared {
         let lease = self.db.cf(CF_LEASE);
         for w in writes {
             match w {
-                Write::History(rev, record) => {
-                    batch.put_cf(history, rev.to_bytes(), encode(&record))
-                }
+                Write::History(rev, record) => batch.put_cf(history, rev.to_bytes(), encode(&record)),
                 Write::ForgetHistory(rev) => batch.delete_cf(history, rev.to_bytes()),
                 Write::Lease(id, Some(ttl)) => batch.put_cf(lease, id.to_be_bytes(), encode(&ttl)),
                 Write::Lease(id, None) => batch.delete_cf(lease, id.to_be_bytes()),
@@ -548,45 +432,24 @@ impl SmShared {
     fn build_snapshot(&self) -> io::Result<Snapshot> {
         let (meta, mvcc, members, db_snapshot) = {
             let state = self.read();
-            let meta = SnapshotMeta {
-                last_log_id: state.applied.clone(),
-                last_membership: state.membership.clone(),
-            };
-            (
-                meta,
-                state.mvcc.meta(),
-                state.members.clone(),
-                self.db.db.snapshot(),
-            )
+            let meta = SnapshotMeta { last_log_id: state.applied.clone(), last_membership: state.membership.clone() };
+            (meta, state.mvcc.meta(), state.members.clone(), self.db.db.snapshot())
         };
         let mut history = Vec::new();
         for item in db_snapshot.iterator_cf(self.db.cf(CF_HISTORY), IteratorMode::Start) {
             let (k, v) = item.map_err(db_err)?;
-            let rev =
-                Revision::from_bytes(&k).ok_or_else(|| io::Error::other("bad history key"))?;
+            let rev = Revision::from_bytes(&k).ok_or_else(|| io::Error::other("bad history key"))?;
             history.push((rev, decode(&v)?));
         }
         let mut leases = Vec::new();
         for item in db_snapshot.iterator_cf(self.db.cf(CF_LEASE), IteratorMode::Start) {
             let (k, v) = item.map_err(db_err)?;
-            let id = i64::from_be_bytes(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| io::Error::other("bad lease key"))?,
-            );
+            let id = i64::from_be_bytes(k.as_ref().try_into().map_err(|_| io::Error::other("bad lease key"))?);
             leases.push((id, decode(&v)?));
         }
-        let body = encode(&SnapshotBody {
-            mvcc,
-            history,
-            leases,
-            members,
-        });
+        let body = encode(&SnapshotBody { mvcc, history, leases, members });
         self.save_snapshot(&meta, &body)?;
-        Ok(Snapshot {
-            meta,
-            snapshot: io::Cursor::new(body),
-        })
+        Ok(Snapshot { meta, snapshot: io::Cursor::new(body) })
     }
 
     /// Replaces the whole state with a snapshot received from the leader.
@@ -594,11 +457,7 @@ impl SmShared {
         let decoded: SnapshotBody = decode(&body)?;
         let mut state = self.state.write().expect("state machine lock poisoned");
         let mut batch = WriteBatch::default();
-        let (history_cf, lease_cf, sm) = (
-            self.db.cf(CF_HISTORY),
-            self.db.cf(CF_LEASE),
-            self.db.cf(CF_SM),
-        );
+        let (history_cf, lease_cf, sm) = (self.db.cf(CF_HISTORY), self.db.cf(CF_LEASE), self.db.cf(CF_SM));
         batch.delete_range_cf(history_cf, [0u8; 16], [0xffu8; 16]);
         batch.delete_range_cf(lease_cf, [0u8; 8], [0xffu8; 8]);
         for (rev, record) in &decoded.history {
@@ -627,10 +486,7 @@ impl SmShared {
     }
 
     fn save_snapshot(&self, meta: &SnapshotMeta, body: &[u8]) -> io::Result<()> {
-        let file = SnapshotFile {
-            meta: meta.clone(),
-            body: body.to_vec(),
-        };
+        let file = SnapshotFile { meta: meta.clone(), body: body.to_vec() };
         let tmp = self.snapshot_dir.join(format!("{SNAPSHOT_FILE}.tmp"));
         std::fs::write(&tmp, encode(&file))?;
         std::fs::File::open(&tmp)?.sync_all()?;
@@ -646,10 +502,7 @@ impl SmShared {
             Err(e) => return Err(e),
         };
         let file: SnapshotFile = decode(&bytes)?;
-        Ok(Some(Snapshot {
-            meta: file.meta,
-            snapshot: io::Cursor::new(file.body),
-        }))
+        Ok(Some(Snapshot { meta: file.meta, snapshot: io::Cursor::new(file.body) }))
     }
 }
 
@@ -664,9 +517,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || shared.build_snapshot())
-            .await
-            .map_err(io::Error::other)?
+        tokio::task::spawn_blocking(move || shared.build_snapshot()).await.map_err(io::Error::other)?
     }
 }
 
@@ -681,9 +532,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
     where
-        Strm: futures::Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>>
-            + Unpin
-            + OptionalSend,
+        Strm: futures::Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
         while let Some(first) = entries.try_next().await? {
             // Take whatever else is ready without waiting, so that one write batch covers many entries.
@@ -706,11 +555,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: SnapshotData,
-    ) -> Result<(), io::Error> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
         let body = snapshot.into_inner();
         if body.len() > limits::SNAPSHOT_BYTES_MAX {
             return Err(io::Error::other("snapshot larger than the limit"));

@@ -78,21 +78,13 @@ impl Ring {
         let mut next = from.max(first);
         let skip = (next - first).max(0) as usize;
         for rev in self.revisions.iter().skip(skip) {
-            events.extend(
-                rev.events
-                    .iter()
-                    .filter(|e| filter.matches(e))
-                    .map(|e| filter.shape(e)),
-            );
+            events.extend(rev.events.iter().filter(|e| filter.matches(e)).map(|e| filter.shape(e)));
             next = rev.revision + 1;
             if events.len() >= limits::WATCH_EVENTS_PER_RESPONSE_MAX {
                 break;
             }
         }
-        Some(Pull::Events {
-            events,
-            next: next.max(from),
-        })
+        Some(Pull::Events { events, next: next.max(from) })
     }
 }
 
@@ -105,10 +97,7 @@ pub struct WatchHub {
 
 impl WatchHub {
     pub fn new(revision: i64) -> WatchHub {
-        WatchHub {
-            ring: Mutex::new(Ring::default()),
-            revision: watch::Sender::new(revision),
-        }
+        WatchHub { ring: Mutex::new(Ring::default()), revision: watch::Sender::new(revision) }
     }
 
     /// Records the events of newly applied revisions and wakes the watchers.
@@ -116,11 +105,7 @@ impl WatchHub {
         if !batch.is_empty() {
             let mut ring = self.ring.lock().expect("watch ring poisoned");
             for rev in batch {
-                if ring
-                    .revisions
-                    .back()
-                    .is_some_and(|last| last.revision + 1 != rev.revision)
-                {
+                if ring.revisions.back().is_some_and(|last| last.revision + 1 != rev.revision) {
                     ring.revisions.clear();
                 }
                 ring.revisions.push_back(rev);
@@ -134,11 +119,7 @@ impl WatchHub {
 
     /// Forgets the ring: the state was replaced by a snapshot, whose history is on disk.
     pub fn reset(&self, revision: i64) {
-        self.ring
-            .lock()
-            .expect("watch ring poisoned")
-            .revisions
-            .clear();
+        self.ring.lock().expect("watch ring poisoned").revisions.clear();
         self.revision.send_replace(revision);
     }
 
@@ -153,10 +134,7 @@ impl WatchHub {
     /// Events from the in-memory ring, or None when the watcher must read the history on disk.
     pub fn pull_recent(&self, from: i64, filter: &WatchFilter) -> Option<Pull> {
         let current = self.current_revision();
-        self.ring
-            .lock()
-            .expect("watch ring poisoned")
-            .pull(from, filter, current)
+        self.ring.lock().expect("watch ring poisoned").pull(from, filter, current)
     }
 }
 
@@ -170,47 +148,25 @@ mod tests {
             .iter()
             .map(|k| Event {
                 kind: EventKind::Put,
-                kv: KeyValue {
-                    key: k.as_bytes().to_vec(),
-                    mod_revision: revision,
-                    ..KeyValue::default()
-                },
+                kv: KeyValue { key: k.as_bytes().to_vec(), mod_revision: revision, ..KeyValue::default() },
                 prev_kv: None,
             })
             .collect();
-        RevisionEvents {
-            revision,
-            events: Arc::new(events),
-        }
+        RevisionEvents { revision, events: Arc::new(events) }
     }
 
     fn all() -> WatchFilter {
-        WatchFilter {
-            range: KeyRange {
-                key: vec![0],
-                end: vec![0],
-            },
-            prev_kv: false,
-            no_put: false,
-            no_delete: false,
-        }
+        WatchFilter { range: KeyRange { key: vec![0], end: vec![0] }, prev_kv: false, no_put: false, no_delete: false }
     }
 
     #[test]
     fn pulls_in_order_without_gaps() {
         let hub = WatchHub::new(0);
         hub.publish(vec![rev(1, &["a"]), rev(2, &["b", "c"]), rev(3, &["a"])], 3);
-        let Some(Pull::Events { events, next }) = hub.pull_recent(2, &all()) else {
-            panic!()
-        };
+        let Some(Pull::Events { events, next }) = hub.pull_recent(2, &all()) else { panic!() };
         assert_eq!(next, 4);
-        assert_eq!(
-            events.iter().map(|e| e.kv.mod_revision).collect::<Vec<_>>(),
-            vec![2, 2, 3]
-        );
-        let Some(Pull::Events { events, next }) = hub.pull_recent(4, &all()) else {
-            panic!()
-        };
+        assert_eq!(events.iter().map(|e| e.kv.mod_revision).collect::<Vec<_>>(), vec![2, 2, 3]);
+        let Some(Pull::Events { events, next }) = hub.pull_recent(4, &all()) else { panic!() };
         assert!(events.is_empty());
         assert_eq!(next, 4);
     }
@@ -219,16 +175,8 @@ mod tests {
     fn filtered_watchers_still_advance() {
         let hub = WatchHub::new(0);
         hub.publish(vec![rev(1, &["a"]), rev(2, &["b"])], 2);
-        let f = WatchFilter {
-            range: KeyRange {
-                key: b"b".to_vec(),
-                end: vec![],
-            },
-            ..all()
-        };
-        let Some(Pull::Events { events, next }) = hub.pull_recent(1, &f) else {
-            panic!()
-        };
+        let f = WatchFilter { range: KeyRange { key: b"b".to_vec(), end: vec![] }, ..all() };
+        let Some(Pull::Events { events, next }) = hub.pull_recent(1, &f) else { panic!() };
         assert_eq!(events.len(), 1);
         assert_eq!(next, 3);
     }
@@ -239,9 +187,7 @@ mod tests {
         hub.publish(vec![rev(6, &["a"])], 6);
         assert_eq!(hub.pull_recent(3, &all()), None);
         let hub = WatchHub::new(0);
-        let many: Vec<_> = (1..=(limits::WATCH_RING_REVISIONS_MAX as i64 + 10))
-            .map(|r| rev(r, &["k"]))
-            .collect();
+        let many: Vec<_> = (1..=(limits::WATCH_RING_REVISIONS_MAX as i64 + 10)).map(|r| rev(r, &["k"])).collect();
         let last = many.len() as i64;
         hub.publish(many, last);
         assert_eq!(hub.pull_recent(1, &all()), None);
@@ -251,18 +197,11 @@ mod tests {
     #[test]
     fn responses_stop_at_revision_boundaries() {
         let hub = WatchHub::new(0);
-        let wide: Vec<String> = (0..limits::WATCH_EVENTS_PER_RESPONSE_MAX)
-            .map(|i| format!("k{i}"))
-            .collect();
+        let wide: Vec<String> = (0..limits::WATCH_EVENTS_PER_RESPONSE_MAX).map(|i| format!("k{i}")).collect();
         let wide: Vec<&str> = wide.iter().map(String::as_str).collect();
         hub.publish(vec![rev(1, &["x"]), rev(2, &wide), rev(3, &["y"])], 3);
-        let Some(Pull::Events { events, next }) = hub.pull_recent(1, &all()) else {
-            panic!()
-        };
-        assert_eq!(
-            next, 3,
-            "revision 2 is delivered whole, revision 3 waits for the next pull"
-        );
+        let Some(Pull::Events { events, next }) = hub.pull_recent(1, &all()) else { panic!() };
+        assert_eq!(next, 3, "revision 2 is delivered whole, revision 3 waits for the next pull");
         assert_eq!(events.len(), 1 + wide.len());
     }
 }

@@ -19,19 +19,10 @@ impl TestCluster {
     pub async fn start(size: usize) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let binary = env!("CARGO_BIN_EXE_raftsman").into();
-        let mut local =
-            LocalCluster::new(Flavor::Raftsman { binary }, dir.path(), size, None).expect("layout");
+        let mut local = LocalCluster::new(Flavor::Raftsman { binary }, dir.path(), size, None).expect("layout");
         local.start_all().expect("start replicas");
-        let clients = local
-            .client_endpoints()
-            .iter()
-            .map(|e| EtcdClient::new(e).expect("client"))
-            .collect();
-        let cluster = TestCluster {
-            local,
-            clients,
-            _dir: dir,
-        };
+        let clients = local.client_endpoints().iter().map(|e| EtcdClient::new(e).expect("client")).collect();
+        let cluster = TestCluster { local, clients, _dir: dir };
         cluster.leader().await;
         cluster
     }
@@ -56,13 +47,7 @@ impl TestCluster {
     pub async fn member_ids(&self) -> Vec<Option<u64>> {
         let mut ids = Vec::new();
         for c in &self.clients {
-            ids.push(
-                c.status()
-                    .await
-                    .ok()
-                    .and_then(|s| s.header)
-                    .map(|h| h.member_id),
-            );
+            ids.push(c.status().await.ok().and_then(|s| s.header).map(|h| h.member_id));
         }
         ids
     }
@@ -83,10 +68,7 @@ where
         if let Some(v) = probe().await {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -40,20 +40,11 @@ impl Harness {
     }
 
     fn put(&mut self, k: &str, v: &str) -> Applied {
-        self.apply(Command::Put(PutOp {
-            key: k.into(),
-            value: v.into(),
-            ..PutOp::default()
-        }))
-        .0
+        self.apply(Command::Put(PutOp { key: k.into(), value: v.into(), ..PutOp::default() })).0
     }
 
     fn get_at(&self, k: &str, rev: i64) -> Result<Option<KeyValue>, ApplyError> {
-        let op = RangeOp {
-            range: key(k),
-            revision: rev,
-            ..RangeOp::default()
-        };
+        let op = RangeOp { range: key(k), revision: rev, ..RangeOp::default() };
         Ok(self.mvcc.range(&op, &self.history)?.kvs.into_iter().next())
     }
 
@@ -67,10 +58,7 @@ impl Harness {
 }
 
 fn key(k: &str) -> KeyRange {
-    KeyRange {
-        key: k.into(),
-        end: Vec::new(),
-    }
+    KeyRange { key: k.into(), end: Vec::new() }
 }
 
 fn prefix(p: &str) -> KeyRange {
@@ -86,15 +74,7 @@ fn puts_advance_revision_and_version() {
     assert_eq!(h.put("a", "2").revision, 2);
     assert_eq!(h.put("b", "1").revision, 3);
     let a = h.get_at("a", 0).unwrap().unwrap();
-    assert_eq!(
-        (
-            a.create_revision,
-            a.mod_revision,
-            a.version,
-            a.value.as_slice()
-        ),
-        (1, 2, 2, &b"2"[..])
-    );
+    assert_eq!((a.create_revision, a.mod_revision, a.version, a.value.as_slice()), (1, 2, 2, &b"2"[..]));
     assert_eq!(h.get_at("a", 1).unwrap().unwrap().value, b"1");
     assert_eq!(h.get_at("b", 2).unwrap(), None);
     assert_eq!(h.get_at("a", 4), Err(ApplyError::FutureRevision));
@@ -104,16 +84,10 @@ fn puts_advance_revision_and_version() {
 fn delete_of_nothing_keeps_revision() {
     let mut h = Harness::default();
     h.put("a", "1");
-    let (applied, events) = h.apply(Command::Delete(DeleteOp {
-        range: key("zz"),
-        prev_kv: false,
-    }));
+    let (applied, events) = h.apply(Command::Delete(DeleteOp { range: key("zz"), prev_kv: false }));
     assert_eq!(applied.revision, 1);
     assert!(events.is_empty());
-    let (applied, events) = h.apply(Command::Delete(DeleteOp {
-        range: key("a"),
-        prev_kv: true,
-    }));
+    let (applied, events) = h.apply(Command::Delete(DeleteOp { range: key("a"), prev_kv: true }));
     assert_eq!(applied.revision, 2);
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, EventKind::Delete);
@@ -130,18 +104,11 @@ fn prefix_range_limit_count_and_sort() {
     for (k, v) in [("p/b", "2"), ("p/a", "3"), ("p/c", "1"), ("q", "0")] {
         h.put(k, v);
     }
-    let op = RangeOp {
-        range: prefix("p/"),
-        limit: 2,
-        ..RangeOp::default()
-    };
+    let op = RangeOp { range: prefix("p/"), limit: 2, ..RangeOp::default() };
     let r = h.mvcc.range(&op, &h.history).unwrap();
     assert_eq!(r.count, 3);
     assert!(r.more);
-    assert_eq!(
-        r.kvs.iter().map(|kv| kv.key.as_slice()).collect::<Vec<_>>(),
-        vec![&b"p/a"[..], b"p/b"]
-    );
+    assert_eq!(r.kvs.iter().map(|kv| kv.key.as_slice()).collect::<Vec<_>>(), vec![&b"p/a"[..], b"p/b"]);
     let op = RangeOp {
         range: prefix("p/"),
         sort_order: SortOrder::Descend,
@@ -149,21 +116,8 @@ fn prefix_range_limit_count_and_sort() {
         ..RangeOp::default()
     };
     let r = h.mvcc.range(&op, &h.history).unwrap();
-    assert_eq!(
-        r.kvs
-            .iter()
-            .map(|kv| kv.value.as_slice())
-            .collect::<Vec<_>>(),
-        vec![&b"3"[..], b"2", b"1"]
-    );
-    let all = RangeOp {
-        range: KeyRange {
-            key: vec![0],
-            end: vec![0],
-        },
-        count_only: true,
-        ..RangeOp::default()
-    };
+    assert_eq!(r.kvs.iter().map(|kv| kv.value.as_slice()).collect::<Vec<_>>(), vec![&b"3"[..], b"2", b"1"]);
+    let all = RangeOp { range: KeyRange { key: vec![0], end: vec![0] }, count_only: true, ..RangeOp::default() };
     let r = h.mvcc.range(&all, &h.history).unwrap();
     assert_eq!((r.count, r.kvs.len()), (4, 0));
 }
@@ -179,24 +133,14 @@ fn txn_compares_and_is_atomic() {
                 result: CompareResult::Equal,
                 target: CompareTarget::Value(expect.into()),
             }],
-            success: vec![RequestOp::Put(PutOp {
-                key: "k".into(),
-                value: new.into(),
-                ..PutOp::default()
-            })],
-            failure: vec![RequestOp::Range(RangeOp {
-                range: key("k"),
-                ..RangeOp::default()
-            })],
+            success: vec![RequestOp::Put(PutOp { key: "k".into(), value: new.into(), ..PutOp::default() })],
+            failure: vec![RequestOp::Range(RangeOp { range: key("k"), ..RangeOp::default() })],
         })
     };
     let (applied, _) = h.apply(cas("v1", "v2"));
     assert_eq!(applied.revision, 2);
     let (applied, _) = h.apply(cas("v1", "v3"));
-    assert_eq!(
-        applied.revision, 2,
-        "a failed compare with only reads writes nothing"
-    );
+    assert_eq!(applied.revision, 2, "a failed compare with only reads writes nothing");
     match applied.outcome.unwrap() {
         Outcome::Response(ResponseOp::Txn(t)) => {
             assert!(!t.succeeded);
@@ -211,17 +155,8 @@ fn txn_compares_and_is_atomic() {
     let bad = Command::Txn(TxnOp {
         compare: vec![],
         success: vec![
-            RequestOp::Put(PutOp {
-                key: "x".into(),
-                value: "1".into(),
-                ..PutOp::default()
-            }),
-            RequestOp::Put(PutOp {
-                key: "y".into(),
-                value: "1".into(),
-                lease: 42,
-                ..PutOp::default()
-            }),
+            RequestOp::Put(PutOp { key: "x".into(), value: "1".into(), ..PutOp::default() }),
+            RequestOp::Put(PutOp { key: "y".into(), value: "1".into(), lease: 42, ..PutOp::default() }),
         ],
         failure: vec![],
     });
@@ -236,22 +171,10 @@ fn txn_compares_and_is_atomic() {
 fn txn_writes_share_one_revision() {
     let mut h = Harness::default();
     let txn = Command::Txn(TxnOp {
-        compare: vec![Compare {
-            range: key("a"),
-            result: CompareResult::Equal,
-            target: CompareTarget::Version(0),
-        }],
+        compare: vec![Compare { range: key("a"), result: CompareResult::Equal, target: CompareTarget::Version(0) }],
         success: vec![
-            RequestOp::Put(PutOp {
-                key: "a".into(),
-                value: "1".into(),
-                ..PutOp::default()
-            }),
-            RequestOp::Put(PutOp {
-                key: "b".into(),
-                value: "1".into(),
-                ..PutOp::default()
-            }),
+            RequestOp::Put(PutOp { key: "a".into(), value: "1".into(), ..PutOp::default() }),
+            RequestOp::Put(PutOp { key: "b".into(), value: "1".into(), ..PutOp::default() }),
         ],
         failure: vec![],
     });
@@ -267,22 +190,14 @@ fn compaction_keeps_latest_and_refuses_old_reads() {
     h.put("a", "1"); // 1
     h.put("a", "2"); // 2
     h.put("b", "1"); // 3
-    h.apply(Command::Delete(DeleteOp {
-        range: key("b"),
-        prev_kv: false,
-    })); // 4
+    h.apply(Command::Delete(DeleteOp { range: key("b"), prev_kv: false })); // 4
     h.put("a", "3"); // 5
     let (applied, _) = h.apply(Command::Compact { revision: 4 });
     assert_eq!(applied.outcome, Ok(Outcome::Compacted));
     assert_eq!(h.get_at("a", 3), Err(ApplyError::Compacted));
     assert_eq!(h.get_at("a", 4).unwrap().unwrap().value, b"2");
     assert_eq!(h.get_at("b", 4).unwrap(), None);
-    assert_eq!(
-        h.history.len(),
-        2,
-        "only a@2 and a@5 remain: {:?}",
-        h.history.keys()
-    );
+    assert_eq!(h.history.len(), 2, "only a@2 and a@5 remain: {:?}", h.history.keys());
     let (applied, _) = h.apply(Command::Compact { revision: 4 });
     assert_eq!(applied.outcome, Err(ApplyError::Compacted));
     let (applied, _) = h.apply(Command::Compact { revision: 9 });
@@ -295,26 +210,12 @@ fn lease_revoke_deletes_attached_keys() {
     h.apply(Command::LeaseGrant { id: 7, ttl: 10 });
     let (applied, _) = h.apply(Command::LeaseGrant { id: 7, ttl: 10 });
     assert_eq!(applied.outcome, Err(ApplyError::LeaseExists));
-    h.apply(Command::Put(PutOp {
-        key: "a".into(),
-        value: "1".into(),
-        lease: 7,
-        ..PutOp::default()
-    }));
-    h.apply(Command::Put(PutOp {
-        key: "b".into(),
-        value: "1".into(),
-        lease: 7,
-        ..PutOp::default()
-    }));
+    h.apply(Command::Put(PutOp { key: "a".into(), value: "1".into(), lease: 7, ..PutOp::default() }));
+    h.apply(Command::Put(PutOp { key: "b".into(), value: "1".into(), lease: 7, ..PutOp::default() }));
     h.put("c", "1");
     assert_eq!(h.mvcc.leases()[&7].keys.len(), 2);
     let restored = h.restored();
-    assert_eq!(
-        restored.leases()[&7].keys.len(),
-        2,
-        "lease attachments are rebuilt on restore"
-    );
+    assert_eq!(restored.leases()[&7].keys.len(), 2, "lease attachments are rebuilt on restore");
     let (applied, events) = h.apply(Command::LeaseRevoke { id: 7 });
     assert_eq!(applied.revision, 4);
     assert_eq!(events.len(), 2);
@@ -331,35 +232,16 @@ fn restore_reproduces_state() {
     for i in 0..50 {
         h.put(&format!("k{}", i % 7), &format!("v{i}"));
         if i % 5 == 0 {
-            h.apply(Command::Delete(DeleteOp {
-                range: key(&format!("k{}", i % 3)),
-                prev_kv: false,
-            }));
+            h.apply(Command::Delete(DeleteOp { range: key(&format!("k{}", i % 3)), prev_kv: false }));
         }
     }
     h.apply(Command::Compact { revision: 20 });
     let restored = h.restored();
-    let all = RangeOp {
-        range: KeyRange {
-            key: vec![0],
-            end: vec![0],
-        },
-        ..RangeOp::default()
-    };
-    assert_eq!(
-        restored.range(&all, &h.history),
-        h.mvcc.range(&all, &h.history)
-    );
+    let all = RangeOp { range: KeyRange { key: vec![0], end: vec![0] }, ..RangeOp::default() };
+    assert_eq!(restored.range(&all, &h.history), h.mvcc.range(&all, &h.history));
     for rev in 20..=h.mvcc.revision() {
-        let at = RangeOp {
-            revision: rev,
-            ..all.clone()
-        };
-        assert_eq!(
-            restored.range(&at, &h.history),
-            h.mvcc.range(&at, &h.history),
-            "at revision {rev}"
-        );
+        let at = RangeOp { revision: rev, ..all.clone() };
+        assert_eq!(restored.range(&at, &h.history), h.mvcc.range(&at, &h.history), "at revision {rev}");
     }
 }
 

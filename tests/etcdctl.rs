@@ -1,0 +1,239 @@
+//! Real `etcdctl` (Debian's etcd-client, v3.4) against a three-replica cluster, checked against the state it
+//! leaves, and bad input and faults: clear errors, nothing changed, the replica keeps serving.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{eventually, put_retrying, TestCluster};
+use raftsman::cluster::local::Signal;
+use raftsman::proto::etcd as pb;
+
+/// Runs etcdctl against `endpoints` and returns (success, stdout, stderr).
+fn etcdctl(endpoints: &[String], args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let hosts: Vec<&str> = endpoints.iter().map(|e| e.trim_start_matches("http://")).collect();
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", hosts.join(",")))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("etcdctl is installed (Debian package etcd-client)");
+    child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs a long-running etcdctl command (watch) for `duration` and returns what it printed.
+fn etcdctl_for(endpoints: &[String], args: &[&str], duration: Duration) -> String {
+    let hosts: Vec<&str> = endpoints.iter().map(|e| e.trim_start_matches("http://")).collect();
+    let child = Command::new("timeout")
+        .arg("--signal=TERM")
+        .arg(format!("{}s", duration.as_secs()))
+        .arg("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", hosts.join(",")))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("etcdctl is installed (Debian package etcd-client)");
+    String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+}
+
+fn ok(endpoints: &[String], args: &[&str]) -> String {
+    let (success, out, err) = etcdctl(endpoints, args, None);
+    assert!(success, "etcdctl {args:?} failed: {err}");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_works_against_any_replica_and_all_of_them() {
+    let c = TestCluster::start(3).await;
+    let all = c.local.client_endpoints();
+    let leader = c.leader().await;
+    let follower = vec![all[(leader + 1) % 3].clone()];
+
+    // put / get / prefix / serializable, through a follower.
+    assert_eq!(ok(&follower, &["put", "app/a", "1"]).trim(), "OK");
+    assert_eq!(ok(&all, &["put", "app/b", "2"]).trim(), "OK");
+    assert_eq!(ok(&follower, &["get", "app/", "--prefix"]), "app/a\n1\napp/b\n2\n");
+    assert_eq!(ok(&follower, &["get", "app/a", "--consistency=s", "--print-value-only"]).trim(), "1");
+    let rev_of_a = ok(&all, &["get", "app/a", "-w", "fields"]);
+    let rev_of_a: i64 = rev_of_a
+        .lines()
+        .find_map(|l| l.strip_prefix("\"ModRevision\" : "))
+        .expect("fields output has ModRevision")
+        .parse()
+        .unwrap();
+    assert_eq!(ok(&all, &["put", "app/a", "3"]).trim(), "OK");
+    assert_eq!(ok(&all, &["get", "app/a", &format!("--rev={rev_of_a}"), "--print-value-only"]).trim(), "1");
+
+    // txn: compare on value, then the success branch.
+    let (success, out, err) =
+        etcdctl(&follower, &["txn"], Some("value(\"app/a\") = \"3\"\n\nput app/c 4\n\nput app/c 5\n\n"));
+    assert!(success, "{err}");
+    assert!(out.starts_with("SUCCESS"), "{out}");
+    assert_eq!(ok(&all, &["get", "app/c", "--print-value-only"]).trim(), "4");
+
+    // del, then watch replays history from a revision.
+    assert_eq!(ok(&all, &["del", "app/b"]).trim(), "1");
+    let watched =
+        etcdctl_for(&follower, &["watch", "app/", "--prefix", &format!("--rev={rev_of_a}")], Duration::from_secs(2));
+    assert!(watched.starts_with("PUT\napp/a\n1\n"), "{watched}");
+    assert!(watched.contains("DELETE\napp/b\n"), "{watched}");
+
+    // Leases: grant, attach, time-to-live with keys, keep-alive, revoke deletes the key.
+    let granted = ok(&follower, &["lease", "grant", "60"]);
+    let lease = granted.split_whitespace().nth(1).expect("lease id").to_string();
+    assert_eq!(ok(&follower, &["put", "leased", "x", &format!("--lease={lease}")]).trim(), "OK");
+    let ttl = ok(&follower, &["lease", "timetolive", &lease, "--keys"]);
+    assert!(ttl.contains("attached keys([leased])"), "{ttl}");
+    let kept = ok(&follower, &["lease", "keep-alive", "--once", &lease]);
+    assert!(kept.contains("keepalived with TTL(60)"), "{kept}");
+    assert!(ok(&all, &["lease", "list"]).contains(&lease));
+    ok(&follower, &["lease", "revoke", &lease]);
+    assert_eq!(ok(&all, &["get", "leased"]), "");
+
+    // Compaction: old revisions become unreadable.
+    let compact_to = ok(&all, &["get", "app/c", "-w", "fields"]);
+    let compact_to: i64 = compact_to.lines().find_map(|l| l.strip_prefix("\"Revision\" : ")).unwrap().parse().unwrap();
+    assert!(ok(&all, &["compaction", &compact_to.to_string()]).contains("compacted revision"));
+    let (success, _, err) = etcdctl(&all, &["get", "app/a", &format!("--rev={rev_of_a}")], None);
+    assert!(!success && err.contains("compacted"), "{err}");
+
+    // member list and endpoint status show three members and exactly one leader.
+    let members = ok(&all, &["member", "list"]);
+    assert_eq!(members.lines().count(), 3, "{members}");
+    assert!(members.lines().all(|l| l.contains("started")), "{members}");
+    let status = ok(&all, &["endpoint", "status"]);
+    assert_eq!(status.lines().filter(|l| l.contains(", true, false,")).count(), 1, "one leader: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_and_change_nothing() {
+    let c = TestCluster::start(3).await;
+    let client = &c.clients[0];
+    let before = client.status().await.unwrap().header.unwrap().revision;
+
+    let big_key = vec![b'k'; raftsman::limits::KEY_BYTES_MAX + 1];
+    let err = client.put(big_key, "v").await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("key is too large"), "{}", err.message());
+
+    let big_value = vec![0u8; raftsman::limits::VALUE_BYTES_MAX + 1];
+    let err = client.put("k", big_value).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
+    let err = client.put("", "v").await.unwrap_err();
+    assert!(err.message().contains("key is not provided"), "{}", err.message());
+
+    let put = |k: &str| pb::RequestOp {
+        request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+            key: k.into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })),
+    };
+    let dup = pb::TxnRequest { success: vec![put("same"), put("same")], ..Default::default() };
+    let err = client.kv().txn(dup).await.unwrap_err();
+    assert!(err.message().contains("duplicate key"), "{}", err.message());
+    let huge = pb::TxnRequest {
+        success: (0..=raftsman::limits::TXN_OPS_MAX).map(|i| put(&format!("t{i}"))).collect(),
+        ..Default::default()
+    };
+    let err = client.kv().txn(huge).await.unwrap_err();
+    assert!(err.message().contains("too many operations"), "{}", err.message());
+
+    let err = client
+        .kv()
+        .put(pb::PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), lease: 12345, ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{}", err.message());
+
+    let after = client.status().await.unwrap().header.unwrap().revision;
+    assert_eq!(before, after, "refused requests change nothing");
+    assert!(client.put("still", "serving").await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_majority_down_fails_fast_and_a_minority_down_does_not_matter() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.leader().await;
+    let a = (leader + 1) % 3;
+    let b = (leader + 2) % 3;
+
+    // One replica down: reads and writes go on.
+    c.local.signal(b, Signal::Kill);
+    put_retrying(&c.clients[a], "minority", "ok", Duration::from_secs(10)).await.unwrap();
+    assert_eq!(c.clients[a].get("minority", false).await.unwrap().kvs.len(), 1);
+
+    // Two down: requests fail with Unavailable within a bounded time instead of hanging.
+    c.local.signal(leader, Signal::Kill);
+    let started = Instant::now();
+    let err = c.clients[a].put("majority", "down").await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{}", err.message());
+    let err = c.clients[a].get("minority", false).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{}", err.message());
+    assert!(started.elapsed() < Duration::from_secs(9), "failed fast: {:?}", started.elapsed());
+    // A serializable read is still served locally.
+    assert_eq!(c.clients[a].get("minority", true).await.unwrap().kvs.len(), 1);
+
+    // Quorum back: service resumes.
+    c.local.start(b).unwrap();
+    eventually(Duration::from_secs(20), "writes to resume", || async {
+        c.clients[a].put("majority", "back").await.ok()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_of_another_cluster_or_of_nothing_known_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = env!("CARGO_BIN_EXE_raftsman");
+    let run = |data: &std::path::Path, cluster: &str| {
+        let peer = format!("127.0.0.1:{}", raftsman::cluster::local::free_port().unwrap());
+        let client = format!("127.0.0.1:{}", raftsman::cluster::local::free_port().unwrap());
+        let initial = cluster.replace("PEER", &peer);
+        Command::new(binary)
+            .args(["server", "--name", "n1", "--peer-addr", &peer, "--client-addr", &client])
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--initial-cluster", &initial])
+            .output()
+            .unwrap()
+    };
+
+    // A dir with someone else's files.
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("precious.txt"), "keep me").unwrap();
+    let out = run(&foreign, "n1=PEER");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a raftsman data dir"));
+    assert_eq!(std::fs::read_to_string(foreign.join("precious.txt")).unwrap(), "keep me");
+    assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 1, "nothing was written");
+
+    // A data dir that belongs to another cluster.
+    let mut c = TestCluster::start(1).await;
+    c.local.stop(0, Duration::from_secs(10));
+    let data = c.local.members[0].data_dir.clone();
+    let out = run(&data, "n1=PEER,n2=127.0.0.1:1");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("belongs to cluster"), "{stderr}");
+
+    // A corrupt identity file.
+    std::fs::write(data.join("member.json"), "{ not json").unwrap();
+    let out = run(&data, "n1=PEER");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt"));
+}

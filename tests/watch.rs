@@ -1,0 +1,131 @@
+//! Watches as etcd defines them: from an old revision, every event exactly once and in order, across a
+//! leader change, and resumable from any revision that is not compacted.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{eventually, put_retrying, TestCluster};
+use raftsman::cluster::etcd_client::{prefix_end, EtcdClient};
+use raftsman::cluster::local::Signal;
+use raftsman::proto::etcd as pb;
+use tokio::sync::mpsc;
+
+/// One watch stream on one replica.
+struct Watch {
+    rx: mpsc::UnboundedReceiver<pb::WatchResponse>,
+    _requests: mpsc::Sender<pb::WatchRequest>,
+}
+
+async fn watch(client: &EtcdClient, prefix: &[u8], start_revision: i64) -> Watch {
+    let (req_tx, req_rx) = mpsc::channel(4);
+    let create = pb::WatchCreateRequest {
+        key: prefix.to_vec(),
+        range_end: prefix_end(prefix),
+        start_revision,
+        ..Default::default()
+    };
+    req_tx
+        .send(pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) })
+        .await
+        .unwrap();
+    let mut stream =
+        client.watch_client().watch(tokio_stream::wrappers::ReceiverStream::new(req_rx)).await.unwrap().into_inner();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(resp)) = stream.message().await {
+            if tx.send(resp).is_err() {
+                return;
+            }
+        }
+    });
+    Watch { rx, _requests: req_tx }
+}
+
+impl Watch {
+    /// Collects (revision, key) events until `done` says the collection is complete (or 30 s pass).
+    async fn collect_until(&mut self, mut done: impl FnMut(&[(i64, String)]) -> bool) -> Vec<(i64, String)> {
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !done(&events) {
+            let resp = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .expect("watch events arrive before the deadline")
+                .expect("the watch stream stays open");
+            assert!(!resp.canceled, "watch canceled: {}", resp.cancel_reason);
+            for e in resp.events {
+                let kv = e.kv.unwrap();
+                events.push((kv.mod_revision, String::from_utf8(kv.key).unwrap()));
+            }
+        }
+        events
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_from_an_old_revision_sees_every_event_once_in_order_across_a_leader_change() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.leader().await;
+    let survivor = (leader + 1) % 3;
+
+    // Some history exists before the watch starts.
+    let mut acked: BTreeMap<String, i64> = BTreeMap::new();
+    for i in 0..50 {
+        let k = format!("w/{i:04}");
+        acked.insert(k.clone(), put_retrying(&c.clients[survivor], &k, "v", Duration::from_secs(10)).await.unwrap());
+    }
+    let start = acked.values().min().copied().unwrap();
+    let mut w = watch(&c.clients[survivor], b"w/", start).await;
+
+    // Writes continue while the leader is killed.
+    for i in 50..200 {
+        if i == 100 {
+            c.local.signal(leader, Signal::Kill);
+        }
+        let k = format!("w/{i:04}");
+        acked.insert(k.clone(), put_retrying(&c.clients[survivor], &k, "v", Duration::from_secs(10)).await.unwrap());
+    }
+    assert_ne!(c.leader().await, leader);
+
+    let wanted: BTreeSet<(i64, String)> = acked.iter().map(|(k, r)| (*r, k.clone())).collect();
+    let events = w
+        .collect_until(|events| {
+            let seen: BTreeSet<_> = events.iter().cloned().collect();
+            wanted.is_subset(&seen)
+        })
+        .await;
+
+    // In order, each event once, nothing that was not written.
+    assert!(events.windows(2).all(|p| p[0].0 <= p[1].0), "revisions never go back: {events:?}");
+    let unique: BTreeSet<_> = events.iter().cloned().collect();
+    assert_eq!(unique.len(), events.len(), "no duplicates");
+    assert!(events.iter().all(|(_, k)| acked.contains_key(k)));
+
+    // A second watcher resumes from the middle and sees exactly the suffix the first saw.
+    let middle = events[events.len() / 2].0;
+    let suffix: Vec<_> = events.iter().filter(|(r, _)| *r >= middle).cloned().collect();
+    let other_survivor = 3 - leader - survivor;
+    let mut resumed = watch(&c.clients[other_survivor], b"w/", middle).await;
+    let resumed_events = resumed.collect_until(|e| e.len() >= suffix.len()).await;
+    assert_eq!(resumed_events, suffix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_a_compacted_revision_is_canceled_with_the_compact_revision() {
+    let c = TestCluster::start(3).await;
+    let client = &c.clients[0];
+    for i in 0..10 {
+        put_retrying(client, &format!("c/{i}"), "v", Duration::from_secs(10)).await.unwrap();
+    }
+    let current = client.status().await.unwrap().header.unwrap().revision;
+    client.kv().compact(pb::CompactionRequest { revision: current - 2, physical: false }).await.unwrap();
+    let mut w = watch(client, b"c/", 1).await;
+    let cancel = eventually(Duration::from_secs(10), "the cancel response", || {
+        let got = w.rx.try_recv().ok();
+        async move { got.filter(|r| r.canceled) }
+    })
+    .await;
+    assert_eq!(cancel.compact_revision, current - 2);
+    assert!(cancel.cancel_reason.contains("compacted"), "{}", cancel.cancel_reason);
+}
