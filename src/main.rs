@@ -26,6 +26,21 @@ enum Cmd {
     Server(ServerArgs),
     /// Run a local HA cluster of three replicas (child processes) until interrupted.
     Up(UpArgs),
+    /// Benchmark a three-replica raftsman cluster against a three-member etcd cluster, side by side.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Where both clusters keep their data and logs (wiped first).
+    #[arg(long, default_value = "raftsman-bench")]
+    data_dir: PathBuf,
+    /// The etcd binary to compare against.
+    #[arg(long, default_value = "etcd")]
+    etcd: PathBuf,
+    /// Seconds each throughput measurement runs.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
 }
 
 #[derive(clap::Args)]
@@ -97,6 +112,18 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Cmd::Up(args) => up(args).await,
+            Cmd::Bench(args) => {
+                let config = raftsman::bench::BenchConfig {
+                    dir: std::path::absolute(&args.data_dir).context("resolving --data-dir")?,
+                    raftsman: std::env::current_exe().context("locating the raftsman binary")?,
+                    etcd: args.etcd,
+                    measure: std::time::Duration::from_secs(args.seconds),
+                    ..Default::default()
+                };
+                let table = raftsman::bench::run(config).await?;
+                println!("{table}");
+                Ok(())
+            }
         }
     })
 }

@@ -189,11 +189,11 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let peer_server = tonic::transport::Server::builder()
         .add_service(PeerService::server(store.clone()))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.peer), wait_stop(stop_rx.clone()));
+        .serve_with_incoming_shutdown(accept_nodelay(listeners.peer), wait_stop(stop_rx.clone()));
     let client_server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_routes(EtcdService::new(store.clone()).routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.client), wait_stop(stop_rx.clone()));
+        .serve_with_incoming_shutdown(accept_nodelay(listeners.client), wait_stop(stop_rx.clone()));
     let peer_task = tokio::spawn(peer_server);
     let client_task = tokio::spawn(client_server);
     let lessor_task = tokio::spawn(store.clone().run_lessor(stop_rx.clone()));
@@ -214,6 +214,19 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: small request/response exchanges must not wait for
+/// delayed acknowledgements (tonic sets this only on listeners it binds itself).
+fn accept_nodelay(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = io::Result<tokio::net::TcpStream>> + Send + 'static {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
 }
 
 async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {

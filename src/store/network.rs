@@ -4,6 +4,7 @@
 //! map to openraft's `Unreachable` (it backs off) or `NetworkError` (it retries soon).
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -111,6 +112,13 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     }
 }
 
+/// One unary method of the peer client, as a function pointer.
+type PeerCall =
+    for<'a> fn(
+        &'a mut RaftPeerClient<Channel>,
+        tonic::Request<RaftMessage>,
+    ) -> Pin<Box<dyn Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>> + Send + 'a>>;
+
 pub struct PeerConn {
     client: RaftPeerClient<Channel>,
     target: NodeId,
@@ -130,12 +138,7 @@ impl PeerConn {
         &mut self,
         req: &Req,
         option: &RPCOption,
-        which: fn(
-            &mut RaftPeerClient<Channel>,
-            tonic::Request<RaftMessage>,
-        ) -> std::pin::Pin<
-            Box<dyn Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>> + Send + '_>,
-        >,
+        which: PeerCall,
     ) -> Result<Resp, RPCError<TypeConfig>> {
         let mut request = tonic::Request::new(RaftMessage { payload: encode(req) });
         request.set_timeout(option.soft_ttl().min(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS)));

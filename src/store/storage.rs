@@ -182,7 +182,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last = self.db.db.iterator_cf(self.db.cf(CF_LOG), IteratorMode::End).next();
         let last_log_id = match last {
             Some(item) => Some(decode::<Entry>(&item.map_err(db_err)?.1)?.log_id),
-            None => last_purged_log_id.clone(),
+            None => last_purged_log_id,
         };
         Ok(LogState { last_purged_log_id, last_log_id })
     }
@@ -374,11 +374,11 @@ impl SmShared {
         let mut state = self.state.write().expect("state machine lock poisoned");
         let mut members_changed = false;
         for entry in entries {
-            state.applied = Some(entry.log_id.clone());
+            state.applied = Some(entry.log_id);
             let applied = match &entry.payload {
                 EntryPayload::Blank => Applied { revision: state.mvcc.revision(), outcome: Ok(Outcome::Nothing) },
                 EntryPayload::Membership(m) => {
-                    state.membership = StoredMembership::new(Some(entry.log_id.clone()), m.clone());
+                    state.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     Applied { revision: state.mvcc.revision(), outcome: Ok(Outcome::Nothing) }
                 }
                 EntryPayload::Normal(Command::PublishMember { id, name, client_addr }) => {
@@ -432,7 +432,7 @@ impl SmShared {
     fn build_snapshot(&self) -> io::Result<Snapshot> {
         let (meta, mvcc, members, db_snapshot) = {
             let state = self.read();
-            let meta = SnapshotMeta { last_log_id: state.applied.clone(), last_membership: state.membership.clone() };
+            let meta = SnapshotMeta { last_log_id: state.applied, last_membership: state.membership.clone() };
             (meta, state.mvcc.meta(), state.members.clone(), self.db.db.snapshot())
         };
         let mut history = Vec::new();
@@ -473,7 +473,7 @@ impl SmShared {
         self.db.db.write(batch).map_err(db_err)?;
         *state = SmState {
             mvcc: Mvcc::restore(decoded.mvcc, decoded.history, decoded.leases),
-            applied: meta.last_log_id.clone(),
+            applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
             members: decoded.members,
         };
@@ -527,7 +527,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let state = self.shared.read();
-        Ok((state.applied.clone(), state.membership.clone()))
+        Ok((state.applied, state.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# raftsman's developer entry point. Installs the system packages building and testing need (when run as
+# root; otherwise it names them), keeps cargo's build directory outside the checkout so later runs are
+# incremental, then runs one of:
+#   up     build and start a local three-replica cluster in ./raftsman-up (Ctrl-C stops it)
+#   test   rustfmt check, clippy with warnings denied, every test (unit, storage suite, multi-process)
+#   bench  the side-by-side benchmark against a three-member etcd 3.4 cluster
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/raftsman-target}"
+
+# Debian packages: protoc for the gRPC code, libclang for RocksDB's bindings, etcdctl for the tests, etcd for
+# the benchmark's side-by-side comparison.
+ensure_packages() {
+  local missing=()
+  command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+  ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' || missing+=(libclang-dev)
+  command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+  if [ "${1:-}" = bench ]; then command -v etcd >/dev/null 2>&1 || missing+=(etcd-server); fi
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "raftsman needs these Debian packages: ${missing[*]}" >&2
+    echo "install them with: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+command -v cargo >/dev/null 2>&1 || { echo "raftsman needs the Rust toolchain (https://rustup.rs)" >&2; exit 1; }
+
+case "${1:-}" in
+  up)
+    ensure_packages up
+    cargo build --release --bin raftsman
+    exec "$CARGO_TARGET_DIR/release/raftsman" up "${@:2}"
+    ;;
+  test)
+    ensure_packages test
+    cargo fmt --all -- --check
+    cargo clippy --release --all-targets -- -D warnings
+    if cargo nextest --version >/dev/null 2>&1; then
+      cargo nextest run --release --no-fail-fast "${@:2}"
+    else
+      cargo test --release --no-fail-fast "${@:2}"
+    fi
+    ;;
+  bench)
+    ensure_packages bench
+    cargo build --release --bin raftsman
+    exec "$CARGO_TARGET_DIR/release/raftsman" bench "${@:2}"
+    ;;
+  *)
+    echo "usage: deploy/dev.sh up|test|bench [args...]" >&2
+    exit 2
+    ;;
+esac
