@@ -39,11 +39,11 @@ pub const LEASE_CHECK_INTERVAL_MS: u64 = 500;
 pub const LEASE_REVOKES_PER_ENTRY_MAX: usize = 64;
 
 /// Raft heartbeat interval.
-pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
+pub const HEARTBEAT_INTERVAL_MS: u64 = 50;
 /// Lower bound of the randomized election timeout.
-pub const ELECTION_TIMEOUT_MS_MIN: u64 = 500;
+pub const ELECTION_TIMEOUT_MS_MIN: u64 = 150;
 /// Upper bound of the randomized election timeout.
-pub const ELECTION_TIMEOUT_MS_MAX: u64 = 1000;
+pub const ELECTION_TIMEOUT_MS_MAX: u64 = 300;
 /// Most log entries in one append-entries message.
 pub const APPEND_ENTRIES_MAX: u64 = 1024;
 /// Log entries applied since the last snapshot that trigger a new one.
