@@ -118,6 +118,9 @@ fn raft_config() -> Result<openraft::Config, ServerError> {
         max_in_snapshot_log_to_keep: limits::SNAPSHOT_LOGS_KEPT,
         purge_batch_size: 256,
         enable_pre_vote: Some(true),
+        // Replicate entries as soon as they are written locally instead of after the local fsync: the leader's
+        // and the followers' fsyncs overlap (commit still needs a quorum of completed fsyncs).
+        broadcast_submitted_on_append: Some(true),
         ..Default::default()
     }
     .validate()
