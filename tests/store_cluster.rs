@@ -100,6 +100,12 @@ async fn a_follower_that_missed_purged_log_catches_up_by_snapshot() {
     let expected = c.clients[writer].get_prefix(b"k/", false).await.unwrap().count;
     assert_eq!(expected as usize, total);
 
+    // The leader purges only log entries no replication stream is using; wait until it has.
+    eventually(Duration::from_secs(60), "the leader to purge its log behind a snapshot", || async {
+        let leader = c.leader().await;
+        c.log(leader).contains("purged the log behind a snapshot").then_some(())
+    })
+    .await;
     c.local.start(lagging).unwrap();
     eventually(Duration::from_secs(60), "the lagging follower to catch up", || async {
         let r = c.clients[lagging].get_prefix(b"k/", true).await.ok()?;

@@ -229,7 +229,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.db
             .db
             .delete_range_cf(self.db.cf(CF_LOG), Self::log_key(0), Self::log_key(log_id.index + 1))
-            .map_err(db_err)
+            .map_err(db_err)?;
+        tracing::info!(upto = log_id.index, "purged the log behind a snapshot");
+        Ok(())
     }
 }
 
