@@ -374,13 +374,14 @@ impl SmShared {
         let mut published = Vec::new();
         let mut batch = WriteBatch::default();
         let mut state = self.state.write().expect("state machine lock poisoned");
-        let mut members_changed = false;
+        let (mut members_changed, mut membership_changed) = (false, false);
         for entry in entries {
             state.applied = Some(entry.log_id);
             let applied = match &entry.payload {
                 EntryPayload::Blank => Applied { revision: state.mvcc.revision(), outcome: Ok(Outcome::Nothing) },
                 EntryPayload::Membership(m) => {
                     state.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    membership_changed = true;
                     Applied { revision: state.mvcc.revision(), outcome: Ok(Outcome::Nothing) }
                 }
                 EntryPayload::Normal(Command::PublishMember { id, name, client_addr }) => {
@@ -405,8 +406,10 @@ impl SmShared {
         }
         let sm = self.db.cf(CF_SM);
         batch.put_cf(sm, KEY_APPLIED, encode(&state.applied));
-        batch.put_cf(sm, KEY_MEMBERSHIP, encode(&state.membership));
         batch.put_cf(sm, KEY_MVCC, encode(&state.mvcc.meta()));
+        if membership_changed {
+            batch.put_cf(sm, KEY_MEMBERSHIP, encode(&state.membership));
+        }
         if members_changed {
             batch.put_cf(sm, KEY_MEMBERS, encode(&state.members));
         }
