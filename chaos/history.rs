@@ -1,0 +1,56 @@
+//! Histories of client operations as the checkers read them: what was asked, when, and how it ended.
+
+use std::time::Instant;
+
+/// What a client did to one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Wrote a value (unique per history).
+    Write(String),
+    /// Read the key and saw this value (None: the key was absent).
+    Read(Option<String>),
+}
+
+/// How an operation ended, as far as its client knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Acknowledged: it took effect between invocation and completion.
+    Ok,
+    /// Unknown: it may have taken effect at any time after invocation, or never.
+    Unknown,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation {
+    pub client: usize,
+    pub key: String,
+    pub op: Op,
+    /// Nanoseconds since the history began.
+    pub invoke: u64,
+    pub complete: u64,
+    pub outcome: Outcome,
+}
+
+/// Collects operations against one clock.
+pub struct Recorder {
+    start: Instant,
+    ops: Vec<Operation>,
+}
+
+impl Recorder {
+    pub fn new(start: Instant) -> Recorder {
+        Recorder { start, ops: Vec::new() }
+    }
+
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    pub fn record(&mut self, op: Operation) {
+        self.ops.push(op);
+    }
+
+    pub fn into_operations(self) -> Vec<Operation> {
+        self.ops
+    }
+}
