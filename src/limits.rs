@@ -65,6 +65,11 @@ pub const LEADER_WAIT_MS: u64 = 3_000;
 pub const WRITE_TIMEOUT_MS: u64 = 5_000;
 /// How long a linearizable read waits for its read index to be applied.
 pub const READ_TIMEOUT_MS: u64 = 5_000;
+/// Size of one RocksDB memtable (per column family) before it is flushed to disk.
+pub const ROCKSDB_WRITE_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+/// Memtable memory of all column families together; reaching it forces flushes.
+pub const ROCKSDB_TOTAL_WRITE_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+
 /// Most client writes queued in the group-commit flusher.
 pub const FLUSH_QUEUE_MAX: usize = 4096;
 
@@ -76,3 +81,4 @@ const _: () = assert!(LEADER_WAIT_MS > ELECTION_TIMEOUT_MS_MAX * 2);
 const _: () = assert!(WRITE_TIMEOUT_MS > LEADER_WAIT_MS);
 const _: () = assert!(SNAPSHOT_LOGS_KEPT < SNAPSHOT_LOGS_SINCE_LAST);
 const _: () = assert!(WATCH_EVENTS_PER_RESPONSE_MAX <= WATCH_RING_REVISIONS_MAX);
+const _: () = assert!(ROCKSDB_WRITE_BUFFER_BYTES * 2 <= ROCKSDB_TOTAL_WRITE_BUFFER_BYTES);

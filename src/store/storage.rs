@@ -74,7 +74,14 @@ impl Db {
         opts.create_if_missing(create);
         opts.create_missing_column_families(create);
         opts.set_max_background_jobs(2);
-        let cfs = COLUMN_FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        opts.set_db_write_buffer_size(limits::ROCKSDB_TOTAL_WRITE_BUFFER_BYTES);
+        let cf_opts = || {
+            let mut o = Options::default();
+            o.set_write_buffer_size(limits::ROCKSDB_WRITE_BUFFER_BYTES);
+            o.set_max_write_buffer_number(2);
+            o
+        };
+        let cfs = COLUMN_FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_opts()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(db_err)?;
         Ok(Arc::new(Db { db, path: dir.to_path_buf() }))
     }
