@@ -70,6 +70,9 @@ pub const ROCKSDB_WRITE_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 /// Memtable memory of all column families together; reaching it forces flushes.
 pub const ROCKSDB_TOTAL_WRITE_BUFFER_BYTES: usize = 32 * 1024 * 1024;
 
+/// RocksDB's block cache, shared by all column families.
+pub const ROCKSDB_BLOCK_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Most client writes queued in the group-commit flusher.
 pub const FLUSH_QUEUE_MAX: usize = 4096;
 

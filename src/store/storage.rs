@@ -75,8 +75,12 @@ impl Db {
         opts.create_missing_column_families(create);
         opts.set_max_background_jobs(2);
         opts.set_db_write_buffer_size(limits::ROCKSDB_TOTAL_WRITE_BUFFER_BYTES);
+        let cache = rocksdb::Cache::new_lru_cache(limits::ROCKSDB_BLOCK_CACHE_BYTES);
         let cf_opts = || {
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_block_cache(&cache);
             let mut o = Options::default();
+            o.set_block_based_table_factory(&table);
             o.set_write_buffer_size(limits::ROCKSDB_WRITE_BUFFER_BYTES);
             o.set_max_write_buffer_number(2);
             o
@@ -279,40 +283,62 @@ impl History for DbHistory<'_> {
     }
 }
 
-/// A point-in-time copy of the state machine, as snapshots carry it.
+/// The fixed part of a snapshot body. The body is this header (bincode) followed by the history records, each
+/// as its 16-byte revision, a little-endian u32 length and the record's bytes as stored, up to the end: records
+/// are copied, never decoded and re-encoded, and no second copy of the history is built in memory.
 #[derive(Serialize, Deserialize)]
-struct SnapshotBody {
+struct SnapshotHead {
     mvcc: MvccMeta,
-    history: Vec<(Revision, HistoryRecord)>,
     leases: Vec<(i64, i64)>,
     members: BTreeMap<u64, MemberAttrs>,
 }
 
-/// A snapshot as kept on disk: its meta and its body.
-#[derive(Serialize, Deserialize)]
-struct SnapshotFile {
-    meta: SnapshotMeta,
-    body: Vec<u8>,
+/// Splits the records that follow a snapshot head.
+fn snapshot_records(mut rest: &[u8]) -> impl Iterator<Item = io::Result<(Revision, &[u8])>> {
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "truncated snapshot record");
+        let record = (|| {
+            let rev = Revision::from_bytes(rest.get(..16).ok_or_else(bad)?).ok_or_else(bad)?;
+            let len = u32::from_le_bytes(rest.get(16..20).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
+            let bytes = rest.get(20..20 + len).ok_or_else(bad)?;
+            rest = &rest[20 + len..];
+            Ok((rev, bytes))
+        })();
+        if record.is_err() {
+            rest = &[];
+        }
+        Some(record)
+    })
 }
 
 impl SmShared {
     /// Loads the state machine from the database.
     pub fn load(db: Arc<Db>, snapshot_dir: PathBuf) -> io::Result<Arc<SmShared>> {
         let meta: MvccMeta = db.get(CF_SM, KEY_MVCC)?.unwrap_or_default();
-        let mut records = Vec::new();
-        for item in db.db.iterator_cf(db.cf(CF_HISTORY), IteratorMode::Start) {
-            let (k, v) = item.map_err(db_err)?;
-            let rev = Revision::from_bytes(&k).ok_or_else(|| io::Error::other("bad history key"))?;
-            records.push((rev, decode::<HistoryRecord>(&v)?));
-        }
+        // Records stream into the index one by one; the first error stops the stream and fails the load.
+        let mut failure = None;
+        let records = db.db.iterator_cf(db.cf(CF_HISTORY), IteratorMode::Start).map_while(|item| {
+            let record = item.map_err(db_err).and_then(|(k, v)| {
+                let rev = Revision::from_bytes(&k).ok_or_else(|| io::Error::other("bad history key"))?;
+                Ok((rev, decode::<HistoryRecord>(&v)?))
+            });
+            record.map_err(|e| failure = Some(e)).ok()
+        });
         let mut leases = Vec::new();
         for item in db.db.iterator_cf(db.cf(CF_LEASE), IteratorMode::Start) {
             let (k, v) = item.map_err(db_err)?;
             let id = i64::from_be_bytes(k.as_ref().try_into().map_err(|_| io::Error::other("bad lease key"))?);
             leases.push((id, decode::<i64>(&v)?));
         }
+        let mvcc = Mvcc::restore(meta, records, leases);
+        if let Some(e) = failure {
+            return Err(e);
+        }
         let state = SmState {
-            mvcc: Mvcc::restore(meta, records, leases),
+            mvcc,
             applied: db.get::<Option<LogId>>(CF_SM, KEY_APPLIED)?.flatten(),
             membership: db.get(CF_SM, KEY_MEMBERSHIP)?.unwrap_or_default(),
             members: db.get(CF_SM, KEY_MEMBERS)?.unwrap_or_default(),
@@ -447,47 +473,56 @@ impl SmShared {
             let meta = SnapshotMeta { last_log_id: state.applied, last_membership: state.membership.clone() };
             (meta, state.mvcc.meta(), state.members.clone(), self.db.db.snapshot())
         };
-        let mut history = Vec::new();
-        for item in db_snapshot.iterator_cf(self.db.cf(CF_HISTORY), IteratorMode::Start) {
-            let (k, v) = item.map_err(db_err)?;
-            let rev = Revision::from_bytes(&k).ok_or_else(|| io::Error::other("bad history key"))?;
-            history.push((rev, decode(&v)?));
-        }
         let mut leases = Vec::new();
         for item in db_snapshot.iterator_cf(self.db.cf(CF_LEASE), IteratorMode::Start) {
             let (k, v) = item.map_err(db_err)?;
             let id = i64::from_be_bytes(k.as_ref().try_into().map_err(|_| io::Error::other("bad lease key"))?);
             leases.push((id, decode(&v)?));
         }
-        let body = encode(&SnapshotBody { mvcc, history, leases, members });
+        let mut body = encode(&SnapshotHead { mvcc, leases, members });
+        // A full scan: keep it out of the block cache, which serves the hot reads.
+        let mut scan = rocksdb::ReadOptions::default();
+        scan.fill_cache(false);
+        for item in db_snapshot.iterator_cf_opt(self.db.cf(CF_HISTORY), scan, IteratorMode::Start) {
+            let (k, v) = item.map_err(db_err)?;
+            let len = u32::try_from(v.len()).map_err(|_| io::Error::other("history record too large"))?;
+            body.extend_from_slice(&k);
+            body.extend_from_slice(&len.to_le_bytes());
+            body.extend_from_slice(&v);
+        }
         self.save_snapshot(&meta, &body)?;
         Ok(Snapshot { meta, snapshot: io::Cursor::new(body) })
     }
 
     /// Replaces the whole state with a snapshot received from the leader.
     fn install_snapshot(&self, meta: &SnapshotMeta, body: Vec<u8>) -> io::Result<()> {
-        let decoded: SnapshotBody = decode(&body)?;
-        let mut state = self.state.write().expect("state machine lock poisoned");
+        let mut reader = body.as_slice();
+        let head: SnapshotHead =
+            bincode::deserialize_from(&mut reader).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let mut batch = WriteBatch::default();
         let (history_cf, lease_cf, sm) = (self.db.cf(CF_HISTORY), self.db.cf(CF_LEASE), self.db.cf(CF_SM));
         batch.delete_range_cf(history_cf, [0u8; 16], [0xffu8; 16]);
         batch.delete_range_cf(lease_cf, [0u8; 8], [0xffu8; 8]);
-        for (rev, record) in &decoded.history {
-            batch.put_cf(history_cf, rev.to_bytes(), encode(record));
+        let mut records = Vec::new();
+        for record in snapshot_records(reader) {
+            let (rev, bytes) = record?;
+            batch.put_cf(history_cf, rev.to_bytes(), bytes);
+            records.push((rev, decode::<HistoryRecord>(bytes)?));
         }
-        for (id, ttl) in &decoded.leases {
+        for (id, ttl) in &head.leases {
             batch.put_cf(lease_cf, id.to_be_bytes(), encode(ttl));
         }
         batch.put_cf(sm, KEY_APPLIED, encode(&meta.last_log_id));
         batch.put_cf(sm, KEY_MEMBERSHIP, encode(&meta.last_membership));
-        batch.put_cf(sm, KEY_MVCC, encode(&decoded.mvcc));
-        batch.put_cf(sm, KEY_MEMBERS, encode(&decoded.members));
+        batch.put_cf(sm, KEY_MVCC, encode(&head.mvcc));
+        batch.put_cf(sm, KEY_MEMBERS, encode(&head.members));
+        let mut state = self.state.write().expect("state machine lock poisoned");
         self.db.db.write(batch).map_err(db_err)?;
         *state = SmState {
-            mvcc: Mvcc::restore(decoded.mvcc, decoded.history, decoded.leases),
+            mvcc: Mvcc::restore(head.mvcc, records, head.leases),
             applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
-            members: decoded.members,
+            members: head.members,
         };
         let revision = state.mvcc.revision();
         drop(state);
@@ -497,24 +532,33 @@ impl SmShared {
         Ok(())
     }
 
+    /// Keeps the snapshot as a file: a little-endian u32 length, the meta (bincode), then the body.
     fn save_snapshot(&self, meta: &SnapshotMeta, body: &[u8]) -> io::Result<()> {
-        let file = SnapshotFile { meta: meta.clone(), body: body.to_vec() };
+        use std::io::Write;
+        let meta = encode(meta);
+        let meta_len = u32::try_from(meta.len()).map_err(|_| io::Error::other("snapshot meta too large"))?;
         let tmp = self.snapshot_dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        std::fs::write(&tmp, encode(&file))?;
-        std::fs::File::open(&tmp)?.sync_all()?;
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&meta_len.to_le_bytes())?;
+        file.write_all(&meta)?;
+        file.write_all(body)?;
+        file.sync_all()?;
         std::fs::rename(&tmp, self.snapshot_dir.join(SNAPSHOT_FILE))?;
         std::fs::File::open(&self.snapshot_dir)?.sync_all()
     }
 
     fn current_snapshot(&self) -> io::Result<Option<Snapshot>> {
         let path = self.snapshot_dir.join(SNAPSHOT_FILE);
-        let bytes = match std::fs::read(&path) {
+        let mut bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let file: SnapshotFile = decode(&bytes)?;
-        Ok(Some(Snapshot { meta: file.meta, snapshot: io::Cursor::new(file.body) }))
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, format!("{} is corrupt", path.display()));
+        let meta_len = u32::from_le_bytes(bytes.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
+        let meta: SnapshotMeta = decode(bytes.get(4..4 + meta_len).ok_or_else(bad)?)?;
+        let body = bytes.split_off(4 + meta_len);
+        Ok(Some(Snapshot { meta, snapshot: io::Cursor::new(body) }))
     }
 }
 
