@@ -176,10 +176,14 @@ impl Store {
         }
     }
 
+    /// Sends a request to the leader at `addr`. A request that never left this replica (the leader refused the
+    /// connection, as a dead one does) is answered `NotLeader`, so the caller waits for the election and
+    /// retries; any other transport failure leaves the outcome unknown and is an error.
     async fn forward(&self, addr: &str, req: LeaderRequest) -> Result<LeaderResponse, StoreError> {
         match self.pool.forward(addr, &req).await {
             Ok(LeaderResponse::Failed(msg)) => Err(StoreError::Unavailable(msg)),
             Ok(resp) => Ok(resp),
+            Err(status) if not_delivered(&status) => Ok(LeaderResponse::NotLeader(None)),
             Err(status) => {
                 Err(StoreError::Unavailable(format!("etcdserver: leader unreachable: {}", status.message())))
             }
@@ -317,6 +321,21 @@ impl Store {
             }
         }
     }
+}
+
+/// Whether a forwarded request failed before it left this replica: the connection could not be made.
+fn not_delivered(status: &tonic::Status) -> bool {
+    if status.message().contains("tcp connect error") {
+        return true;
+    }
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The local Raft stopped leading before accepting the command.
