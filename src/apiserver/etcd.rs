@@ -331,8 +331,7 @@ impl pb::kv_server::Kv for EtcdService {
         if !serializable {
             self.store.read_index().await.map_err(store_status)?;
         }
-        let revision = self.store.revision();
-        let result = self.store.sm.range(&op).map_err(apply_status)?;
+        let (revision, result) = self.store.sm.range(&op).map_err(apply_status)?;
         Ok(Response::new(self.range_response(result, revision)))
     }
 

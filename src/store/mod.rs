@@ -101,7 +101,6 @@ impl Store {
 
     pub fn status(&self) -> Status {
         let m = self.raft.metrics().borrow_watched().clone();
-        #[allow(deprecated)]
         let committed = m.local_committed.as_ref().map_or(0, |l| l.index);
         Status {
             leader: m.current_leader,

@@ -353,8 +353,10 @@ impl SmShared {
     }
 
     /// A range read against the local state machine.
-    pub fn range(&self, op: &super::command::RangeOp) -> Result<super::command::RangeResult, ApplyError> {
-        self.read().mvcc.range(op, &DbHistory(&self.db))
+    /// A range read against the local state machine, with the store revision it was read at.
+    pub fn range(&self, op: &super::command::RangeOp) -> Result<(i64, super::command::RangeResult), ApplyError> {
+        let state = self.read();
+        Ok((state.mvcc.revision(), state.mvcc.range(op, &DbHistory(&self.db))?))
     }
 
     /// Events for a watcher from `from` on: from the hub's ring when it has them, else from disk.
