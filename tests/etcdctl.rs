@@ -237,3 +237,25 @@ async fn a_data_dir_of_another_cluster_or_of_nothing_known_is_refused_untouched(
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_deletes_its_keys_on_every_replica() {
+    let c = TestCluster::start(3).await;
+    let all = c.local.client_endpoints();
+    let granted = ok(&all, &["lease", "grant", &raftsman::limits::LEASE_TTL_SECS_MIN.to_string()]);
+    let lease = granted.split_whitespace().nth(1).expect("lease id").to_string();
+    assert_eq!(ok(&all, &["put", "ephemeral", "x", &format!("--lease={lease}")]).trim(), "OK");
+    assert_eq!(ok(&all, &["put", "durable", "y"]).trim(), "OK");
+
+    // Nobody keeps the lease alive: the leader revokes it through the log, so every replica deletes the key.
+    for i in 0..3 {
+        eventually(Duration::from_secs(20), "the leased key to disappear", || async {
+            let r = c.clients[i].get("ephemeral", true).await.ok()?;
+            r.kvs.is_empty().then_some(())
+        })
+        .await;
+        assert_eq!(c.clients[i].get("durable", true).await.unwrap().kvs.len(), 1);
+    }
+    let ttl = ok(&all, &["lease", "timetolive", &lease]);
+    assert!(ttl.contains("already expired"), "{ttl}");
+}
