@@ -327,7 +327,7 @@ impl Mvcc {
         // execute: a refused transaction writes nothing.
         let mut path = Vec::new();
         self.choose_path(op, &mut path);
-        self.check_path(op, &path, &mut 0, history)?;
+        self.check_path(op, &path, &mut 0)?;
         Ok(self.execute(op, &path, &mut 0, history, tx))
     }
 
@@ -341,21 +341,21 @@ impl Mvcc {
         }
     }
 
-    fn check_path(&self, op: &TxnOp, path: &[bool], at: &mut usize, history: &dyn History) -> Result<(), ApplyError> {
+    fn check_path(&self, op: &TxnOp, path: &[bool], at: &mut usize) -> Result<(), ApplyError> {
         let succeeded = path[*at];
         *at += 1;
         for req in if succeeded { &op.success } else { &op.failure } {
             match req {
                 RequestOp::Put(put) => self.check_put(put)?,
-                RequestOp::Range(range) => self.check_range_revision(range.revision, history)?,
-                RequestOp::Txn(nested) => self.check_path(nested, path, at, history)?,
+                RequestOp::Range(range) => self.check_range_revision(range.revision)?,
+                RequestOp::Txn(nested) => self.check_path(nested, path, at)?,
                 RequestOp::Delete(_) => {}
             }
         }
         Ok(())
     }
 
-    fn check_range_revision(&self, revision: i64, _history: &dyn History) -> Result<(), ApplyError> {
+    fn check_range_revision(&self, revision: i64) -> Result<(), ApplyError> {
         if revision > self.meta.revision {
             return Err(ApplyError::FutureRevision);
         }
@@ -372,8 +372,12 @@ impl Mvcc {
         for req in if succeeded { &op.success } else { &op.failure } {
             let response = match req {
                 RequestOp::Range(range) => {
-                    // Checked above; the history may still fail to read, which is a storage fault.
-                    ResponseOp::Range(self.range(range, history).unwrap_or_default())
+                    // The revision was checked above; what can still fail is reading the disk, a storage fault
+                    // that must not make the transaction half-applied.
+                    ResponseOp::Range(self.range(range, history).unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "range inside a transaction could not read the history");
+                        RangeResult::default()
+                    }))
                 }
                 RequestOp::Put(put) => ResponseOp::Put { prev_kv: self.put(put, tx).filter(|_| put.prev_kv) },
                 RequestOp::Delete(del) => self.delete(del, tx),
