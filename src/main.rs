@@ -67,7 +67,8 @@ struct ServerArgs {
     /// Address for the etcd v3 client API.
     #[arg(long, default_value = "127.0.0.1:2379")]
     client_addr: SocketAddr,
-    /// NAME=HOST:PORT of every initial member (peer addresses); ignored once the data dir exists.
+    /// NAME=HOST:PORT of every initial member (peer addresses). It forms the cluster when the data dir is new;
+    /// on restart it may be left out, and if given it must describe the cluster the data dir belongs to.
     #[arg(long, default_value = "")]
     initial_cluster: String,
 }

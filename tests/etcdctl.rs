@@ -224,12 +224,36 @@ async fn a_data_dir_of_another_cluster_or_of_nothing_known_is_refused_untouched(
 
     // A data dir that belongs to another cluster.
     let mut c = TestCluster::start(1).await;
+    let member_before = c.member_ids().await[0];
+    assert!(member_before.is_some());
     c.local.stop(0, Duration::from_secs(10));
     let data = c.local.members[0].data_dir.clone();
     let out = run(&data, "n1=PEER,n2=127.0.0.1:1");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("belongs to cluster"), "{stderr}");
+
+    // Restarting without --initial-cluster uses the cluster the data dir belongs to.
+    let client_port = raftsman::cluster::local::free_port().unwrap();
+    let mut restarted = Command::new(binary)
+        .args(["server", "--name", "n1"])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--peer-addr", &format!("127.0.0.1:{}", raftsman::cluster::local::free_port().unwrap())])
+        .args(["--client-addr", &format!("127.0.0.1:{client_port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = raftsman::cluster::etcd_client::EtcdClient::new(&format!("http://127.0.0.1:{client_port}")).unwrap();
+    let members = eventually(Duration::from_secs(20), "the restarted replica to serve", || async {
+        client.status().await.ok()?;
+        client.put("after-restart", "ok").await.ok()?;
+        Some(client.status().await.ok()?.header?.member_id)
+    })
+    .await;
+    assert_eq!(Some(members), member_before, "the same member");
+    restarted.kill().unwrap();
+    restarted.wait().unwrap();
 
     // A corrupt identity file.
     std::fs::write(data.join("member.json"), "{ not json").unwrap();

@@ -53,8 +53,10 @@ fn data_dir_error(dir: &Path, reason: impl Into<String>) -> ServerError {
     ServerError::DataDir { dir: dir.to_path_buf(), reason: reason.into() }
 }
 
-/// Reads the data dir's identity, or writes it when the dir is new. Returns whether the dir is new.
-fn claim_data_dir(dir: &Path, expected: &Identity) -> Result<bool, ServerError> {
+/// Reads the data dir's identity, or writes `expected` when the dir is new. Returns the identity and whether
+/// the dir is new. On an existing dir the cluster is only checked when the operator described one
+/// (`check_cluster`); the name always has to match.
+fn claim_data_dir(dir: &Path, expected: &Identity, check_cluster: bool) -> Result<(Identity, bool), ServerError> {
     let path = dir.join(IDENTITY_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
@@ -63,7 +65,7 @@ fn claim_data_dir(dir: &Path, expected: &Identity) -> Result<bool, ServerError> 
             if found.format != DATA_FORMAT {
                 return Err(data_dir_error(dir, format!("data format {} is not supported", found.format)));
             }
-            if found.cluster_id != expected.cluster_id {
+            if check_cluster && found.cluster_id != expected.cluster_id {
                 return Err(data_dir_error(
                     dir,
                     format!(
@@ -72,7 +74,7 @@ fn claim_data_dir(dir: &Path, expected: &Identity) -> Result<bool, ServerError> 
                     ),
                 ));
             }
-            if found.name != expected.name || found.member_id != expected.member_id {
+            if found.name != expected.name || (check_cluster && found.member_id != expected.member_id) {
                 return Err(data_dir_error(
                     dir,
                     format!(
@@ -81,7 +83,8 @@ fn claim_data_dir(dir: &Path, expected: &Identity) -> Result<bool, ServerError> 
                     ),
                 ));
             }
-            Ok(!dir.join("db").exists())
+            let fresh = !dir.join("db").exists();
+            Ok((found, fresh))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let empty = match std::fs::read_dir(dir) {
@@ -100,7 +103,7 @@ fn claim_data_dir(dir: &Path, expected: &Identity) -> Result<bool, ServerError> 
                 .and_then(|()| std::fs::rename(&tmp, &path))
                 .and_then(|()| std::fs::File::open(dir)?.sync_all())
                 .map_err(|e| data_dir_error(dir, e.to_string()))?;
-            Ok(true)
+            Ok((Identity { name: expected.name.clone(), ..*expected }, true))
         }
         Err(e) => Err(data_dir_error(dir, e.to_string())),
     }
@@ -151,12 +154,18 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let cluster = cluster_id(&config.members);
     let me = config.members.iter().find(|m| m.name == config.config.name).expect("validated: self is a member");
-    let id = member_id(cluster, me);
+    let described = cluster_id(&config.members);
+    let expected = Identity {
+        format: DATA_FORMAT,
+        cluster_id: described,
+        member_id: member_id(described, me),
+        name: me.name.clone(),
+    };
     let dir = &config.config.data_dir;
-    let identity = Identity { format: DATA_FORMAT, cluster_id: cluster, member_id: id, name: me.name.clone() };
-    let fresh = claim_data_dir(dir, &identity)?;
+    let check_cluster = !config.config.initial_cluster.trim().is_empty();
+    let (identity, fresh) = claim_data_dir(dir, &expected, check_cluster)?;
+    let (cluster, id) = (identity.cluster_id, identity.member_id);
 
     let db = Db::open(&dir.join("db"), fresh)
         .map_err(|e| data_dir_error(dir, format!("cannot open the database ({e}); refusing to start")))?;
