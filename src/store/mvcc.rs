@@ -1,9 +1,11 @@
 //! The multi-version key-value state with etcd's semantics: the pure core of the state machine.
 //!
-//! `Mvcc` holds, in memory, every live key's current value and the list of revisions at which each key changed,
-//! plus the leases. The full history (every change since the last compaction, addressed by revision) lives in
-//! a `History`; applying a command returns the `Write`s the storage layer must persist next to the applied log
-//! id, and the events the watch hub publishes.
+//! `Mvcc` holds, in memory, the key index: for every key the revisions at which it changed and, while it is
+//! live, its create revision, version and lease; plus the leases. Values are not kept in memory: they live in
+//! the history (every change since the last compaction, addressed by revision, in a `History`), as etcd keeps
+//! them in bbolt, and are read from there. Applying a command returns the `Write`s the storage layer must
+//! persist next to the applied log id, and the events the watch hub publishes; records written but not yet
+//! persisted are kept aside for reads until the storage layer calls `persisted`.
 //!
 //! Invariants kept here:
 //! - `apply` is deterministic: it depends only on the current state and the command.
@@ -12,7 +14,7 @@
 //! - A key's revision list is ascending; after compaction at `c` it keeps the newest change at or before `c`
 //!   unless that change was a delete.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
@@ -71,9 +73,17 @@ struct RevMark {
     tombstone: bool,
 }
 
+/// What memory keeps of a live key; its value and mod revision come from its last change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LiveMeta {
+    create_revision: i64,
+    version: i64,
+    lease: i64,
+}
+
 #[derive(Clone, Debug, Default)]
 struct KeyEntry {
-    live: Option<KeyValue>,
+    live: Option<LiveMeta>,
     marks: Vec<RevMark>,
 }
 
@@ -95,6 +105,8 @@ pub struct Mvcc {
     keys: BTreeMap<Vec<u8>, KeyEntry>,
     leases: BTreeMap<i64, LeaseState>,
     meta: MvccMeta,
+    /// History records written since the storage layer last persisted, for reads until it has.
+    pending: HashMap<Revision, HistoryRecord>,
 }
 
 /// The result of applying one command.
@@ -119,16 +131,25 @@ impl Mvcc {
             let entry = mvcc.keys.entry(record.kv.key.clone()).or_default();
             let tombstone = record.kind == EventKind::Delete;
             entry.marks.push(RevMark { rev, tombstone });
-            entry.live = (!tombstone).then_some(record.kv);
+            entry.live = (!tombstone).then_some(LiveMeta {
+                create_revision: record.kv.create_revision,
+                version: record.kv.version,
+                lease: record.kv.lease,
+            });
         }
         for (key, entry) in &mvcc.keys {
-            if let Some(kv) = &entry.live {
-                if let Some(lease) = mvcc.leases.get_mut(&kv.lease) {
+            if let Some(live) = &entry.live {
+                if let Some(lease) = mvcc.leases.get_mut(&live.lease) {
                     lease.keys.insert(key.clone());
                 }
             }
         }
         mvcc
+    }
+
+    /// The storage layer has persisted every write returned so far.
+    pub fn persisted(&mut self) {
+        self.pending.clear();
     }
 
     pub fn meta(&self) -> MvccMeta {
@@ -158,29 +179,30 @@ impl Mvcc {
     pub fn apply(&mut self, cmd: &Command, history: &dyn History) -> ApplyOutput {
         let mut tx = Tx { main: self.meta.revision + 1, sub: 0, events: Vec::new(), writes: Vec::new() };
         let outcome = match cmd {
-            Command::Put(op) => {
-                self.check_put(op).map(|()| Outcome::Response(ResponseOp::Put { prev_kv: self.put(op, &mut tx) }))
-            }
-            Command::Delete(op) => Ok(Outcome::Response(self.delete(op, &mut tx))),
+            Command::Put(op) => self
+                .check_put(op)
+                .and_then(|()| self.put(op, &mut tx, history))
+                .map(|prev_kv| Outcome::Response(ResponseOp::Put { prev_kv })),
+            Command::Delete(op) => self.delete(op, &mut tx, history).map(Outcome::Response),
             Command::Txn(op) => self.txn(op, history, &mut tx).map(|r| Outcome::Response(ResponseOp::Txn(r))),
             Command::Compact { revision } => self.compact(*revision, &mut tx).map(|()| Outcome::Compacted),
             Command::LeaseGrant { id, ttl } => self.lease_grant(*id, *ttl, &mut tx),
             Command::LeaseRevoke { id } => match self.leases.contains_key(id) {
-                true => {
-                    self.lease_revoke(*id, &mut tx);
-                    Ok(Outcome::LeaseRevoked)
-                }
+                true => self.lease_revoke(*id, &mut tx, history).map(|()| Outcome::LeaseRevoked),
                 false => Err(ApplyError::LeaseNotFound),
             },
-            Command::LeaseExpire { ids, .. } => {
-                for id in ids.iter().filter(|id| self.leases.contains_key(id)).copied().collect::<Vec<_>>() {
-                    self.lease_revoke(id, &mut tx);
-                }
-                Ok(Outcome::Nothing)
-            }
+            Command::LeaseExpire { ids, .. } => ids
+                .iter()
+                .filter(|id| self.leases.contains_key(id))
+                .copied()
+                .collect::<Vec<_>>()
+                .into_iter()
+                .try_for_each(|id| self.lease_revoke(id, &mut tx, history))
+                .map(|()| Outcome::Nothing),
             Command::PublishMember { .. } => Ok(Outcome::Nothing),
         };
-        if outcome.is_err() {
+        // A storage fault may strike midway; the storage layer treats it as fatal and persists nothing.
+        if outcome.as_ref().is_err_and(|e| !matches!(e, ApplyError::Storage(_))) {
             debug_assert!(tx.writes.is_empty(), "a refused command must not write");
         }
         if tx.sub > 0 {
@@ -198,13 +220,17 @@ impl Mvcc {
         if rev < self.meta.compact_revision {
             return Err(ApplyError::Compacted);
         }
+        // At the current revision the index answers everything but values, which are read last, and only for
+        // the keys returned (unless sorting needs them).
+        let current = rev == self.meta.revision;
+        let values_first = !current || op.sort_target == SortTarget::Value;
         let mut kvs = Vec::new();
-        for (_, entry) in self.entries_in(&op.range) {
-            let kv = if rev == self.meta.revision {
-                entry.live.clone()
+        for (key, entry) in self.entries_in(&op.range) {
+            let kv = if current {
+                self.live_kv(key, entry, values_first, history)?
             } else {
                 match entry.marks.iter().rev().find(|m| m.rev.main <= rev) {
-                    Some(m) if !m.tombstone => history.record(m.rev)?.map(|r| r.kv),
+                    Some(m) if !m.tombstone => self.record(m.rev, history)?.map(|r| r.kv),
                     _ => None,
                 }
             };
@@ -230,6 +256,11 @@ impl Mvcc {
             kvs.clear();
         } else if op.keys_only {
             kvs.iter_mut().for_each(|kv| kv.value.clear());
+        } else if !values_first {
+            for kv in &mut kvs {
+                let last = Revision { main: kv.mod_revision, sub: self.last_sub(&kv.key) };
+                kv.value = self.record(last, history)?.ok_or_else(|| missing(last))?.kv.value;
+            }
         }
         Ok(RangeResult { kvs, more, count })
     }
@@ -248,8 +279,43 @@ impl Mvcc {
         Box::new(self.keys.range((start, Bound::Excluded(range.end.clone()))))
     }
 
-    fn live_in(&self, range: &KeyRange) -> Vec<KeyValue> {
-        self.entries_in(range).filter_map(|(_, e)| e.live.clone()).collect()
+    /// A history record, from the writes not yet persisted or from the history.
+    fn record(&self, rev: Revision, history: &dyn History) -> Result<Option<HistoryRecord>, ApplyError> {
+        match self.pending.get(&rev) {
+            Some(record) => Ok(Some(record.clone())),
+            None => history.record(rev),
+        }
+    }
+
+    /// The sub revision of a key's last change.
+    fn last_sub(&self, key: &[u8]) -> i64 {
+        self.keys.get(key).and_then(|e| e.marks.last()).map_or(0, |m| m.rev.sub)
+    }
+
+    /// A live key as a `KeyValue`; without `value` the value stays empty and nothing is read.
+    fn live_kv(
+        &self,
+        key: &[u8],
+        entry: &KeyEntry,
+        value: bool,
+        history: &dyn History,
+    ) -> Result<Option<KeyValue>, ApplyError> {
+        let (Some(live), Some(last)) = (entry.live, entry.marks.last()) else { return Ok(None) };
+        if value {
+            return Ok(Some(self.record(last.rev, history)?.ok_or_else(|| missing(last.rev))?.kv));
+        }
+        Ok(Some(KeyValue {
+            key: key.to_vec(),
+            create_revision: live.create_revision,
+            mod_revision: last.rev.main,
+            version: live.version,
+            value: Vec::new(),
+            lease: live.lease,
+        }))
+    }
+
+    fn live_in(&self, range: &KeyRange, value: bool, history: &dyn History) -> Result<Vec<KeyValue>, ApplyError> {
+        self.entries_in(range).filter_map(|(k, e)| self.live_kv(k, e, value, history).transpose()).collect()
     }
 
     fn check_put(&self, op: &PutOp) -> Result<(), ApplyError> {
@@ -263,10 +329,13 @@ impl Mvcc {
         Ok(())
     }
 
-    fn put(&mut self, op: &PutOp, tx: &mut Tx) -> Option<KeyValue> {
+    fn put(&mut self, op: &PutOp, tx: &mut Tx, history: &dyn History) -> Result<Option<KeyValue>, ApplyError> {
+        let prev = match self.keys.get(&op.key) {
+            Some(entry) => self.live_kv(&op.key, entry, true, history)?,
+            None => None,
+        };
         let rev = tx.next();
         let entry = self.keys.entry(op.key.clone()).or_default();
-        let prev = entry.live.take();
         let value = match (&prev, op.ignore_value) {
             (Some(p), true) => p.value.clone(),
             _ => op.value.clone(),
@@ -285,7 +354,7 @@ impl Mvcc {
         };
         let prev_rev = prev.as_ref().and(entry.marks.last().map(|m| m.rev));
         entry.marks.push(RevMark { rev, tombstone: false });
-        entry.live = Some(kv.clone());
+        entry.live = Some(LiveMeta { create_revision: kv.create_revision, version: kv.version, lease });
         if let Some(old) = prev.as_ref().map(|p| p.lease).filter(|&l| l != 0 && l != lease) {
             if let Some(state) = self.leases.get_mut(&old) {
                 state.keys.remove(&op.key);
@@ -294,17 +363,23 @@ impl Mvcc {
         if let Some(state) = self.leases.get_mut(&lease) {
             state.keys.insert(op.key.clone());
         }
-        tx.writes.push(Write::History(rev, HistoryRecord { kind: EventKind::Put, kv: kv.clone(), prev: prev_rev }));
+        self.write_history(tx, rev, HistoryRecord { kind: EventKind::Put, kv: kv.clone(), prev: prev_rev });
         tx.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
-        prev
+        Ok(prev)
     }
 
-    fn delete(&mut self, op: &DeleteOp, tx: &mut Tx) -> ResponseOp {
-        let victims = self.live_in(&op.range);
+    fn write_history(&mut self, tx: &mut Tx, rev: Revision, record: HistoryRecord) {
+        self.pending.insert(rev, record.clone());
+        tx.writes.push(Write::History(rev, record));
+    }
+
+    fn delete(&mut self, op: &DeleteOp, tx: &mut Tx, history: &dyn History) -> Result<ResponseOp, ApplyError> {
+        let victims = self.live_in(&op.range, true, history)?;
         for prev in &victims {
             self.delete_key(prev, tx);
         }
-        ResponseOp::Delete { deleted: victims.len() as i64, prev_kvs: if op.prev_kv { victims } else { Vec::new() } }
+        let deleted = victims.len() as i64;
+        Ok(ResponseOp::Delete { deleted, prev_kvs: if op.prev_kv { victims } else { Vec::new() } })
     }
 
     fn delete_key(&mut self, prev: &KeyValue, tx: &mut Tx) {
@@ -317,8 +392,7 @@ impl Mvcc {
             state.keys.remove(&prev.key);
         }
         let tomb = KeyValue { key: prev.key.clone(), mod_revision: rev.main, ..KeyValue::default() };
-        tx.writes
-            .push(Write::History(rev, HistoryRecord { kind: EventKind::Delete, kv: tomb.clone(), prev: prev_rev }));
+        self.write_history(tx, rev, HistoryRecord { kind: EventKind::Delete, kv: tomb.clone(), prev: prev_rev });
         tx.events.push(Event { kind: EventKind::Delete, kv: tomb, prev_kv: Some(prev.clone()) });
     }
 
@@ -326,19 +400,23 @@ impl Mvcc {
         // Decide every branch against the state before the transaction, check the chosen requests, then
         // execute: a refused transaction writes nothing.
         let mut path = Vec::new();
-        self.choose_path(op, &mut path);
+        self.choose_path(op, &mut path, history)?;
         self.check_path(op, &path, &mut 0)?;
-        Ok(self.execute(op, &path, &mut 0, history, tx))
+        self.execute(op, &path, &mut 0, history, tx)
     }
 
-    fn choose_path(&self, op: &TxnOp, path: &mut Vec<bool>) {
-        let succeeded = op.compare.iter().all(|c| self.compare(c));
+    fn choose_path(&self, op: &TxnOp, path: &mut Vec<bool>, history: &dyn History) -> Result<(), ApplyError> {
+        let mut succeeded = true;
+        for c in &op.compare {
+            succeeded &= self.compare(c, history)?;
+        }
         path.push(succeeded);
         for req in if succeeded { &op.success } else { &op.failure } {
             if let RequestOp::Txn(nested) = req {
-                self.choose_path(nested, path);
+                self.choose_path(nested, path, history)?;
             }
         }
+        Ok(())
     }
 
     fn check_path(&self, op: &TxnOp, path: &[bool], at: &mut usize) -> Result<(), ApplyError> {
@@ -365,39 +443,41 @@ impl Mvcc {
         Ok(())
     }
 
-    fn execute(&mut self, op: &TxnOp, path: &[bool], at: &mut usize, history: &dyn History, tx: &mut Tx) -> TxnResult {
+    fn execute(
+        &mut self,
+        op: &TxnOp,
+        path: &[bool],
+        at: &mut usize,
+        history: &dyn History,
+        tx: &mut Tx,
+    ) -> Result<TxnResult, ApplyError> {
         let succeeded = path[*at];
         *at += 1;
         let mut responses = Vec::new();
         for req in if succeeded { &op.success } else { &op.failure } {
+            // Revisions, leases and keys were checked above: what can still fail here is reading the disk, a
+            // storage fault the storage layer treats as fatal.
             let response = match req {
-                RequestOp::Range(range) => {
-                    // The revision was checked above; what can still fail is reading the disk, a storage fault
-                    // that must not make the transaction half-applied.
-                    ResponseOp::Range(self.range(range, history).unwrap_or_else(|e| {
-                        tracing::error!(error = %e, "range inside a transaction could not read the history");
-                        RangeResult::default()
-                    }))
-                }
-                RequestOp::Put(put) => ResponseOp::Put { prev_kv: self.put(put, tx).filter(|_| put.prev_kv) },
-                RequestOp::Delete(del) => self.delete(del, tx),
-                RequestOp::Txn(nested) => ResponseOp::Txn(self.execute(nested, path, at, history, tx)),
+                RequestOp::Range(range) => ResponseOp::Range(self.range(range, history)?),
+                RequestOp::Put(put) => ResponseOp::Put { prev_kv: self.put(put, tx, history)?.filter(|_| put.prev_kv) },
+                RequestOp::Delete(del) => self.delete(del, tx, history)?,
+                RequestOp::Txn(nested) => ResponseOp::Txn(self.execute(nested, path, at, history, tx)?),
             };
             responses.push(response);
         }
-        TxnResult { succeeded, responses }
+        Ok(TxnResult { succeeded, responses })
     }
 
-    fn compare(&self, c: &Compare) -> bool {
-        let kvs = self.live_in(&c.range);
+    fn compare(&self, c: &Compare, history: &dyn History) -> Result<bool, ApplyError> {
+        let kvs = self.live_in(&c.range, matches!(c.target, CompareTarget::Value(_)), history)?;
         if kvs.is_empty() {
             // A missing key compares as zero everywhere, except that it has no value to compare.
-            return match c.target {
+            return Ok(match c.target {
                 CompareTarget::Value(_) => false,
                 _ => compare_kv(c, &KeyValue::default()),
-            };
+            });
         }
-        kvs.iter().all(|kv| compare_kv(c, kv))
+        Ok(kvs.iter().all(|kv| compare_kv(c, kv)))
     }
 
     fn compact(&mut self, revision: i64, tx: &mut Tx) -> Result<(), ApplyError> {
@@ -407,6 +487,7 @@ impl Mvcc {
         if revision > self.meta.revision {
             return Err(ApplyError::FutureRevision);
         }
+        let pending = &mut self.pending;
         self.keys.retain(|_, entry| {
             let at_or_before = entry.marks.partition_point(|m| m.rev.main <= revision);
             let keep_from = match at_or_before {
@@ -415,6 +496,7 @@ impl Mvcc {
                 n => n - 1,
             };
             for mark in entry.marks.drain(..keep_from) {
+                pending.remove(&mark.rev);
                 tx.writes.push(Write::ForgetHistory(mark.rev));
             }
             entry.live.is_some() || !entry.marks.is_empty()
@@ -435,16 +517,20 @@ impl Mvcc {
         Ok(Outcome::LeaseGranted { id, ttl })
     }
 
-    fn lease_revoke(&mut self, id: i64, tx: &mut Tx) {
-        let Some(state) = self.leases.remove(&id) else {
-            return;
-        };
+    fn lease_revoke(&mut self, id: i64, tx: &mut Tx, history: &dyn History) -> Result<(), ApplyError> {
+        let Some(state) = self.leases.get(&id) else { return Ok(()) };
+        let mut victims = Vec::with_capacity(state.keys.len());
         for key in &state.keys {
-            if let Some(prev) = self.keys.get(key).and_then(|e| e.live.clone()) {
-                self.delete_key(&prev, tx);
+            if let Some(entry) = self.keys.get(key) {
+                victims.extend(self.live_kv(key, entry, true, history)?);
             }
         }
+        self.leases.remove(&id);
+        for prev in &victims {
+            self.delete_key(prev, tx);
+        }
         tx.writes.push(Write::Lease(id, None));
+        Ok(())
     }
 }
 
@@ -462,6 +548,10 @@ impl Tx {
         self.sub += 1;
         rev
     }
+}
+
+fn missing(rev: Revision) -> ApplyError {
+    ApplyError::Storage(format!("the history has no record at revision {}.{} of a live key", rev.main, rev.sub))
 }
 
 fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {

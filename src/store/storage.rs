@@ -430,6 +430,11 @@ impl SmShared {
                 }
                 EntryPayload::Normal(cmd) => {
                     let out = state.mvcc.apply(cmd, &DbHistory(&self.db));
+                    if let Err(ApplyError::Storage(e)) = &out.applied.outcome {
+                        // The state may be half-changed in memory: stop here and persist nothing; openraft treats
+                        // the error as fatal and a restart reloads the state from disk.
+                        return Err(io::Error::other(format!("applying {}: {e}", entry.log_id)));
+                    }
                     self.stage_writes(&mut batch, out.writes);
                     if !out.events.is_empty() {
                         published.push(RevisionEvents { revision: out.applied.revision, events: Arc::new(out.events) });
@@ -449,6 +454,7 @@ impl SmShared {
             batch.put_cf(sm, KEY_MEMBERS, encode(&state.members));
         }
         self.db.db.write(batch).map_err(db_err)?;
+        state.mvcc.persisted();
         let revision = state.mvcc.revision();
         drop(state);
         self.hub.publish(published, revision);

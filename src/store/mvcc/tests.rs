@@ -9,6 +9,7 @@ struct Harness {
     mvcc: Mvcc,
     history: BTreeMap<Revision, HistoryRecord>,
     leases: BTreeMap<i64, i64>,
+    unpersisted: Vec<Write>,
 }
 
 impl History for BTreeMap<Revision, HistoryRecord> {
@@ -18,9 +19,22 @@ impl History for BTreeMap<Revision, HistoryRecord> {
 }
 
 impl Harness {
+    /// Applies and persists at once.
     fn apply(&mut self, cmd: Command) -> (Applied, Vec<Event>) {
+        let out = self.apply_unpersisted(cmd);
+        self.persist();
+        out
+    }
+
+    /// Applies, leaving the writes unpersisted as the storage layer does within one batch of entries.
+    fn apply_unpersisted(&mut self, cmd: Command) -> (Applied, Vec<Event>) {
         let out = self.mvcc.apply(&cmd, &self.history);
-        for w in out.writes {
+        self.unpersisted.extend(out.writes);
+        (out.applied, out.events)
+    }
+
+    fn persist(&mut self) {
+        for w in std::mem::take(&mut self.unpersisted) {
             match w {
                 Write::History(rev, rec) => {
                     self.history.insert(rev, rec);
@@ -36,7 +50,7 @@ impl Harness {
                 }
             }
         }
-        (out.applied, out.events)
+        self.mvcc.persisted();
     }
 
     fn put(&mut self, k: &str, v: &str) -> Applied {
@@ -266,6 +280,8 @@ mod properties {
         Delete(u8),
         DeletePrefix,
         Compact(u8),
+        /// The storage layer writes what was applied so far (a batch of entries ends).
+        Persist,
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -274,6 +290,7 @@ mod properties {
             2 => (0u8..6).prop_map(Step::Delete),
             1 => Just(Step::DeletePrefix),
             1 => any::<u8>().prop_map(Step::Compact),
+            2 => Just(Step::Persist),
         ]
     }
 
@@ -307,9 +324,18 @@ mod properties {
                         let revision = i64::from(r) % (h.mvcc.revision() + 1);
                         (Command::Compact { revision }, None)
                     }
+                    Step::Persist => {
+                        h.persist();
+                        continue;
+                    }
                 };
                 let before = h.mvcc.revision();
-                let (applied, _) = h.apply(cmd);
+                // Reads inside apply (previous values, ignore_value) must see writes not yet persisted.
+                let (applied, events) = h.apply_unpersisted(cmd);
+                for e in events.iter().filter(|e| e.kind == EventKind::Delete) {
+                    let prev = e.prev_kv.as_ref().expect("a delete event carries the deleted value");
+                    prop_assert_eq!(current.get(&prev.key), Some(&prev.value));
+                }
                 match next {
                     Some(next) => {
                         prop_assert_eq!(applied.revision, before + 1);
@@ -318,6 +344,7 @@ mod properties {
                     None => prop_assert_eq!(applied.revision, before),
                 }
             }
+            h.persist();
             let restored = h.restored();
             let all = RangeOp { range: KeyRange { key: vec![0], end: vec![0] }, ..RangeOp::default() };
             for (rev, expected) in model.iter().enumerate().skip(h.mvcc.compact_revision().max(1) as usize) {
