@@ -19,11 +19,16 @@ struct Watch {
 }
 
 async fn watch(client: &EtcdClient, prefix: &[u8], start_revision: i64) -> Watch {
+    watch_with(client, prefix, start_revision, false).await
+}
+
+async fn watch_with(client: &EtcdClient, prefix: &[u8], start_revision: i64, prev_kv: bool) -> Watch {
     let (req_tx, req_rx) = mpsc::channel(4);
     let create = pb::WatchCreateRequest {
         key: prefix.to_vec(),
         range_end: prefix_end(prefix),
         start_revision,
+        prev_kv,
         ..Default::default()
     };
     req_tx
@@ -128,4 +133,32 @@ async fn a_watch_from_a_compacted_revision_is_canceled_with_the_compact_revision
     .await;
     assert_eq!(cancel.compact_revision, current - 2);
     assert!(cancel.cancel_reason.contains("compacted"), "{}", cancel.cancel_reason);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_with_prev_kv_sees_the_values_each_change_replaced() {
+    let c = TestCluster::start(3).await;
+    let client = &c.clients[0];
+    let first = put_retrying(client, "p/k", "v1", Duration::from_secs(10)).await.unwrap();
+    put_retrying(client, "p/k", "v2", Duration::from_secs(10)).await.unwrap();
+    client.kv().delete_range(pb::DeleteRangeRequest { key: b"p/k".to_vec(), ..Default::default() }).await.unwrap();
+
+    let mut w = watch_with(client, b"p/", first, true).await;
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let resp = tokio::time::timeout(Duration::from_secs(10), w.rx.recv()).await.unwrap().unwrap();
+        for e in resp.events {
+            let value = |kv: Option<pb::KeyValue>| kv.map(|kv| String::from_utf8(kv.value).unwrap());
+            seen.push((e.r#type, value(e.kv), value(e.prev_kv)));
+        }
+    }
+    let (put, delete) = (pb::event::EventType::Put as i32, pb::event::EventType::Delete as i32);
+    assert_eq!(
+        seen,
+        vec![
+            (put, Some("v1".into()), None),
+            (put, Some("v2".into()), Some("v1".into())),
+            (delete, Some(String::new()), Some("v2".into())),
+        ]
+    );
 }

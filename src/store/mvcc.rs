@@ -4,7 +4,7 @@
 //! live, its create revision, version and lease; plus the leases. Values are not kept in memory: they live in
 //! the history (every change since the last compaction, addressed by revision, in a `History`), as etcd keeps
 //! them in bbolt, and are read from there. Applying a command returns the `Write`s the storage layer must
-//! persist next to the applied log id, and the events the watch hub publishes; records written but not yet
+//! persist next to the applied log id, and the history records the watch hub publishes; records written but not yet
 //! persisted are kept aside for reads until the storage layer calls `persisted`.
 //!
 //! Invariants kept here:
@@ -112,7 +112,9 @@ pub struct Mvcc {
 /// The result of applying one command.
 pub struct ApplyOutput {
     pub applied: Applied,
-    pub events: Vec<Event>,
+    /// The changes made, in revision order, for the watch hub (previous values are resolved only for watchers
+    /// that ask for them).
+    pub events: Vec<HistoryRecord>,
     pub writes: Vec<Write>,
 }
 
@@ -330,8 +332,9 @@ impl Mvcc {
     }
 
     fn put(&mut self, op: &PutOp, tx: &mut Tx, history: &dyn History) -> Result<Option<KeyValue>, ApplyError> {
+        // The previous value is read only when the request needs it.
         let prev = match self.keys.get(&op.key) {
-            Some(entry) => self.live_kv(&op.key, entry, true, history)?,
+            Some(entry) => self.live_kv(&op.key, entry, op.prev_kv || op.ignore_value, history)?,
             None => None,
         };
         let rev = tx.next();
@@ -363,18 +366,18 @@ impl Mvcc {
         if let Some(state) = self.leases.get_mut(&lease) {
             state.keys.insert(op.key.clone());
         }
-        self.write_history(tx, rev, HistoryRecord { kind: EventKind::Put, kv: kv.clone(), prev: prev_rev });
-        tx.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
+        self.write_history(tx, rev, HistoryRecord { kind: EventKind::Put, kv, prev: prev_rev });
         Ok(prev)
     }
 
     fn write_history(&mut self, tx: &mut Tx, rev: Revision, record: HistoryRecord) {
         self.pending.insert(rev, record.clone());
+        tx.events.push(record.clone());
         tx.writes.push(Write::History(rev, record));
     }
 
     fn delete(&mut self, op: &DeleteOp, tx: &mut Tx, history: &dyn History) -> Result<ResponseOp, ApplyError> {
-        let victims = self.live_in(&op.range, true, history)?;
+        let victims = self.live_in(&op.range, op.prev_kv, history)?;
         for prev in &victims {
             self.delete_key(prev, tx);
         }
@@ -392,8 +395,7 @@ impl Mvcc {
             state.keys.remove(&prev.key);
         }
         let tomb = KeyValue { key: prev.key.clone(), mod_revision: rev.main, ..KeyValue::default() };
-        self.write_history(tx, rev, HistoryRecord { kind: EventKind::Delete, kv: tomb.clone(), prev: prev_rev });
-        tx.events.push(Event { kind: EventKind::Delete, kv: tomb, prev_kv: Some(prev.clone()) });
+        self.write_history(tx, rev, HistoryRecord { kind: EventKind::Delete, kv: tomb, prev: prev_rev });
     }
 
     fn txn(&mut self, op: &TxnOp, history: &dyn History, tx: &mut Tx) -> Result<TxnResult, ApplyError> {
@@ -522,7 +524,7 @@ impl Mvcc {
         let mut victims = Vec::with_capacity(state.keys.len());
         for key in &state.keys {
             if let Some(entry) = self.keys.get(key) {
-                victims.extend(self.live_kv(key, entry, true, history)?);
+                victims.extend(self.live_kv(key, entry, false, history)?);
             }
         }
         self.leases.remove(&id);
@@ -538,7 +540,7 @@ impl Mvcc {
 struct Tx {
     main: i64,
     sub: i64,
-    events: Vec<Event>,
+    events: Vec<HistoryRecord>,
     writes: Vec<Write>,
 }
 

@@ -29,7 +29,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use super::command::{Applied, ApplyError, Command, Outcome};
 use super::mvcc::{History, HistoryRecord, Mvcc, MvccMeta, Revision, Write};
 use super::types::*;
-use super::watch::{Pull, RevisionEvents, WatchFilter, WatchHub};
+use super::watch::{Pull, RecentPull, RevisionEvents, WatchFilter, WatchHub};
 use crate::limits;
 
 const CF_LOG: &str = "log";
@@ -365,8 +365,9 @@ impl SmShared {
         if from < compact {
             return Ok(Pull::Compacted { compact_revision: compact });
         }
-        if let Some(pull) = self.hub.pull_recent(from, filter) {
-            return Ok(pull);
+        if let Some(RecentPull { records, next }) = self.hub.pull_recent(from, filter) {
+            let events = records.into_iter().map(|r| self.event(r, filter.prev_kv)).collect::<Result<_, _>>()?;
+            return Ok(Pull::Events { events, next });
         }
         // Compaction may have run since the check above; decide again under the lock the disk read holds.
         let state = self.read();
@@ -375,7 +376,6 @@ impl SmShared {
             return Ok(Pull::Compacted { compact_revision: compact });
         }
         let current = state.mvcc.revision();
-        let history = DbHistory(&self.db);
         let mut events = Vec::new();
         let mut next = from;
         let start = Revision { main: from, sub: 0 }.to_bytes();
@@ -388,19 +388,21 @@ impl SmShared {
             }
             let record: HistoryRecord = decode(&v).map_err(|e| ApplyError::Storage(e.to_string()))?;
             next = rev.main + 1;
-            let event = super::command::Event {
-                kind: record.kind,
-                prev_kv: if filter.prev_kv { Mvcc::prev_kv(&history, &record)? } else { None },
-                kv: record.kv,
-            };
-            if filter.matches(&event) {
-                events.push(event);
+            if filter.matches(&record) {
+                events.push(self.event(record, filter.prev_kv)?);
             }
         }
         if events.len() < limits::WATCH_EVENTS_PER_RESPONSE_MAX {
             next = next.max(current + 1);
         }
         Ok(Pull::Events { events, next })
+    }
+
+    /// A change as a watch event, with its previous value read from the history when asked for (none when
+    /// that value has been compacted away, as in etcd).
+    fn event(&self, record: HistoryRecord, prev_kv: bool) -> Result<super::command::Event, ApplyError> {
+        let prev_kv = if prev_kv { Mvcc::prev_kv(&DbHistory(&self.db), &record)? } else { None };
+        Ok(super::command::Event { kind: record.kind, kv: record.kv, prev_kv })
     }
 
     /// Applies a batch of committed entries and persists their effects in one write batch.
@@ -437,7 +439,8 @@ impl SmShared {
                     }
                     self.stage_writes(&mut batch, out.writes);
                     if !out.events.is_empty() {
-                        published.push(RevisionEvents { revision: out.applied.revision, events: Arc::new(out.events) });
+                        published
+                            .push(RevisionEvents { revision: out.applied.revision, records: Arc::new(out.events) });
                     }
                     out.applied
                 }

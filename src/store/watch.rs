@@ -1,4 +1,4 @@
-//! The watch hub: recent events in memory, older ones from the persisted history, pulled by each watcher.
+//! The watch hub: recent changes in memory, older ones from the persisted history, pulled by each watcher.
 //!
 //! Watchers pull; nothing is pushed into per-watcher queues. A watcher remembers the next revision it needs
 //! and asks the hub for events from there; the hub answers from its ring of recent revisions when it holds
@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use super::command::{Event, EventKind, KeyRange};
+use super::mvcc::HistoryRecord;
 use crate::limits;
 
 /// What a watcher wants to see.
@@ -27,26 +28,18 @@ pub struct WatchFilter {
 }
 
 impl WatchFilter {
-    pub fn matches(&self, e: &Event) -> bool {
-        self.range.contains(&e.kv.key)
-            && !(self.no_put && e.kind == EventKind::Put)
-            && !(self.no_delete && e.kind == EventKind::Delete)
-    }
-
-    pub fn shape(&self, e: &Event) -> Event {
-        let mut e = e.clone();
-        if !self.prev_kv {
-            e.prev_kv = None;
-        }
-        e
+    pub fn matches(&self, r: &HistoryRecord) -> bool {
+        self.range.contains(&r.kv.key)
+            && !(self.no_put && r.kind == EventKind::Put)
+            && !(self.no_delete && r.kind == EventKind::Delete)
     }
 }
 
-/// The events of one revision.
+/// The changes of one revision.
 #[derive(Clone, Debug)]
 pub struct RevisionEvents {
     pub revision: i64,
-    pub events: Arc<Vec<Event>>,
+    pub records: Arc<Vec<HistoryRecord>>,
 }
 
 /// A batch of events for one watcher and the revision it needs next.
@@ -62,29 +55,36 @@ pub enum Pull {
     },
 }
 
+/// Matching changes from the ring and the revision the watcher needs next.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RecentPull {
+    pub records: Vec<HistoryRecord>,
+    pub next: i64,
+}
+
 #[derive(Default)]
 struct Ring {
     revisions: VecDeque<RevisionEvents>,
 }
 
 impl Ring {
-    /// The ring's events from `from` on, when the ring still holds `from` (or nothing newer exists).
-    fn pull(&self, from: i64, filter: &WatchFilter, current: i64) -> Option<Pull> {
+    /// The ring's changes from `from` on, when the ring still holds `from` (or nothing newer exists).
+    fn pull(&self, from: i64, filter: &WatchFilter, current: i64) -> Option<RecentPull> {
         let first = self.revisions.front().map_or(current + 1, |r| r.revision);
         if from < first && from <= current {
             return None;
         }
-        let mut events = Vec::new();
+        let mut records = Vec::new();
         let mut next = from.max(first);
         let skip = (next - first).max(0) as usize;
         for rev in self.revisions.iter().skip(skip) {
-            events.extend(rev.events.iter().filter(|e| filter.matches(e)).map(|e| filter.shape(e)));
+            records.extend(rev.records.iter().filter(|r| filter.matches(r)).cloned());
             next = rev.revision + 1;
-            if events.len() >= limits::WATCH_EVENTS_PER_RESPONSE_MAX {
+            if records.len() >= limits::WATCH_EVENTS_PER_RESPONSE_MAX {
                 break;
             }
         }
-        Some(Pull::Events { events, next: next.max(from) })
+        Some(RecentPull { records, next: next.max(from) })
     }
 }
 
@@ -131,8 +131,8 @@ impl WatchHub {
         *self.revision.borrow()
     }
 
-    /// Events from the in-memory ring, or None when the watcher must read the history on disk.
-    pub fn pull_recent(&self, from: i64, filter: &WatchFilter) -> Option<Pull> {
+    /// Changes from the in-memory ring, or None when the watcher must read the history on disk.
+    pub fn pull_recent(&self, from: i64, filter: &WatchFilter) -> Option<RecentPull> {
         let current = self.current_revision();
         self.ring.lock().expect("watch ring poisoned").pull(from, filter, current)
     }
@@ -144,15 +144,15 @@ mod tests {
     use crate::store::command::KeyValue;
 
     fn rev(revision: i64, keys: &[&str]) -> RevisionEvents {
-        let events = keys
+        let records = keys
             .iter()
-            .map(|k| Event {
+            .map(|k| HistoryRecord {
                 kind: EventKind::Put,
                 kv: KeyValue { key: k.as_bytes().to_vec(), mod_revision: revision, ..KeyValue::default() },
-                prev_kv: None,
+                prev: None,
             })
             .collect();
-        RevisionEvents { revision, events: Arc::new(events) }
+        RevisionEvents { revision, records: Arc::new(records) }
     }
 
     fn all() -> WatchFilter {
@@ -163,10 +163,10 @@ mod tests {
     fn pulls_in_order_without_gaps() {
         let hub = WatchHub::new(0);
         hub.publish(vec![rev(1, &["a"]), rev(2, &["b", "c"]), rev(3, &["a"])], 3);
-        let Some(Pull::Events { events, next }) = hub.pull_recent(2, &all()) else { panic!() };
+        let Some(RecentPull { records: events, next }) = hub.pull_recent(2, &all()) else { panic!() };
         assert_eq!(next, 4);
         assert_eq!(events.iter().map(|e| e.kv.mod_revision).collect::<Vec<_>>(), vec![2, 2, 3]);
-        let Some(Pull::Events { events, next }) = hub.pull_recent(4, &all()) else { panic!() };
+        let Some(RecentPull { records: events, next }) = hub.pull_recent(4, &all()) else { panic!() };
         assert!(events.is_empty());
         assert_eq!(next, 4);
     }
@@ -176,7 +176,7 @@ mod tests {
         let hub = WatchHub::new(0);
         hub.publish(vec![rev(1, &["a"]), rev(2, &["b"])], 2);
         let f = WatchFilter { range: KeyRange { key: b"b".to_vec(), end: vec![] }, ..all() };
-        let Some(Pull::Events { events, next }) = hub.pull_recent(1, &f) else { panic!() };
+        let Some(RecentPull { records: events, next }) = hub.pull_recent(1, &f) else { panic!() };
         assert_eq!(events.len(), 1);
         assert_eq!(next, 3);
     }
@@ -200,7 +200,7 @@ mod tests {
         let wide: Vec<String> = (0..limits::WATCH_EVENTS_PER_RESPONSE_MAX).map(|i| format!("k{i}")).collect();
         let wide: Vec<&str> = wide.iter().map(String::as_str).collect();
         hub.publish(vec![rev(1, &["x"]), rev(2, &wide), rev(3, &["y"])], 3);
-        let Some(Pull::Events { events, next }) = hub.pull_recent(1, &all()) else { panic!() };
+        let Some(RecentPull { records: events, next }) = hub.pull_recent(1, &all()) else { panic!() };
         assert_eq!(next, 3, "revision 2 is delivered whole, revision 3 waits for the next pull");
         assert_eq!(events.len(), 1 + wide.len());
     }

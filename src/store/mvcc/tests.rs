@@ -20,17 +20,27 @@ impl History for BTreeMap<Revision, HistoryRecord> {
 
 impl Harness {
     /// Applies and persists at once.
-    fn apply(&mut self, cmd: Command) -> (Applied, Vec<Event>) {
+    fn apply(&mut self, cmd: Command) -> (Applied, Vec<HistoryRecord>) {
         let out = self.apply_unpersisted(cmd);
         self.persist();
         out
     }
 
     /// Applies, leaving the writes unpersisted as the storage layer does within one batch of entries.
-    fn apply_unpersisted(&mut self, cmd: Command) -> (Applied, Vec<Event>) {
+    fn apply_unpersisted(&mut self, cmd: Command) -> (Applied, Vec<HistoryRecord>) {
         let out = self.mvcc.apply(&cmd, &self.history);
         self.unpersisted.extend(out.writes);
         (out.applied, out.events)
+    }
+
+    /// A record as the store sees it: written but unpersisted, or in the history.
+    fn record(&self, rev: Revision) -> Option<HistoryRecord> {
+        let unpersisted = self.unpersisted.iter().rev().find_map(|w| match w {
+            Write::History(r, rec) if *r == rev => Some(Some(rec.clone())),
+            Write::ForgetHistory(r) if *r == rev => Some(None),
+            _ => None,
+        });
+        unpersisted.unwrap_or_else(|| self.history.get(&rev).cloned())
     }
 
     fn persist(&mut self) {
@@ -105,7 +115,11 @@ fn delete_of_nothing_keeps_revision() {
     assert_eq!(applied.revision, 2);
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, EventKind::Delete);
-    assert_eq!(events[0].prev_kv.as_ref().unwrap().value, b"1");
+    assert_eq!(Mvcc::prev_kv(&h.history, &events[0]).unwrap().unwrap().value, b"1", "the event leads to the old value");
+    match applied.outcome.unwrap() {
+        Outcome::Response(ResponseOp::Delete { deleted: 1, prev_kvs }) => assert_eq!(prev_kvs[0].value, b"1"),
+        other => panic!("unexpected {other:?}"),
+    }
     // Recreated keys start a new generation.
     h.put("a", "3");
     let a = h.get_at("a", 0).unwrap().unwrap();
@@ -333,8 +347,8 @@ mod properties {
                 // Reads inside apply (previous values, ignore_value) must see writes not yet persisted.
                 let (applied, events) = h.apply_unpersisted(cmd);
                 for e in events.iter().filter(|e| e.kind == EventKind::Delete) {
-                    let prev = e.prev_kv.as_ref().expect("a delete event carries the deleted value");
-                    prop_assert_eq!(current.get(&prev.key), Some(&prev.value));
+                    let prev = e.prev.and_then(|rev| h.record(rev)).expect("a delete event leads to the deleted value");
+                    prop_assert_eq!(current.get(&prev.kv.key), Some(&prev.kv.value));
                 }
                 match next {
                     Some(next) => {
