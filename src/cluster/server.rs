@@ -200,9 +200,11 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let peer_server = tonic::transport::Server::builder()
+        .max_concurrent_streams(limits::GRPC_STREAMS_PER_CONNECTION_MAX)
         .add_service(PeerService::server(store.clone()))
         .serve_with_incoming_shutdown(accept_nodelay(listeners.peer), wait_stop(stop_rx.clone()));
     let client_server = tonic::transport::Server::builder()
+        .max_concurrent_streams(limits::GRPC_STREAMS_PER_CONNECTION_MAX)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_routes(EtcdService::new(store.clone()).routes())
         .serve_with_incoming_shutdown(accept_nodelay(listeners.client), wait_stop(stop_rx.clone()));
