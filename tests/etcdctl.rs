@@ -283,3 +283,24 @@ async fn an_expired_lease_deletes_its_keys_on_every_replica() {
     let ttl = ok(&all, &["lease", "timetolive", &lease]);
     assert!(ttl.contains("already expired"), "{ttl}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_move_leader_hands_leadership_to_the_chosen_member() {
+    let c = TestCluster::start(3).await;
+    let all = c.local.client_endpoints();
+    let leader = c.leader().await;
+    let target = (leader + 1) % 3;
+    let ids = c.member_ids().await;
+    let target_id = format!("{:x}", ids[target].unwrap());
+    let term_before = c.clients[leader].status().await.unwrap().raft_term;
+
+    let out = ok(&all, &["move-leader", &target_id]);
+    assert!(out.contains(&format!("to {target_id}")), "{out}");
+    assert_eq!(c.leader().await, target);
+    assert!(c.clients[target].status().await.unwrap().raft_term > term_before);
+    assert_eq!(ok(&all, &["put", "after-transfer", "ok"]).trim(), "OK");
+
+    let (success, _, err) = etcdctl(&all, &["move-leader", "123abc"], None);
+    assert!(!success && err.contains("bad leader transferee"), "{err}");
+    assert_eq!(c.leader().await, target, "a refused transfer changes nothing");
+}

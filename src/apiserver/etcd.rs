@@ -67,6 +67,8 @@ pub fn store_status(e: StoreError) -> Status {
         StoreError::Unavailable(msg) => Status::unavailable(msg),
         StoreError::Stopped(msg) => Status::unavailable(format!("etcdserver: server stopped: {msg}")),
         StoreError::Refused(e) => apply_status(e),
+        e @ StoreError::NotLeader => Status::failed_precondition(e.to_string()),
+        e @ StoreError::BadTransferee(_) => Status::invalid_argument(e.to_string()),
     }
 }
 
@@ -702,5 +704,14 @@ impl pb::maintenance_server::Maintenance for EtcdService {
             db_size_in_use: db_size,
             is_learner: s.is_learner,
         }))
+    }
+
+    async fn move_leader(
+        &self,
+        req: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        let target = req.into_inner().target_id;
+        self.store.transfer_leadership(target).await.map_err(store_status)?;
+        Ok(Response::new(pb::MoveLeaderResponse { header: self.header() }))
     }
 }

@@ -43,6 +43,10 @@ pub enum StoreError {
     Refused(#[from] ApplyError),
     #[error("raft stopped: {0}")]
     Stopped(String),
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: bad leader transferee {0:x}")]
+    BadTransferee(NodeId),
 }
 
 /// Where leader-only work must go.
@@ -230,6 +234,28 @@ impl Store {
             Ok(Err(RaftError::APIError(e))) => Ok(Err(StoreError::Unavailable(format!("etcdserver: {e}")))),
             Ok(Err(RaftError::Fatal(e))) => Ok(Err(StoreError::Stopped(e.to_string()))),
         }
+    }
+
+    /// Hands leadership to `target` (a voter) and waits until it leads. Only the leader can do this. If the
+    /// target does not take over in time, the cluster elects a leader by itself and the caller gets an error.
+    pub async fn transfer_leadership(&self, target: NodeId) -> Result<(), StoreError> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.state != ServerState::Leader {
+            return Err(StoreError::NotLeader);
+        }
+        if !m.membership_config.membership().voter_ids().any(|id| id == target) {
+            return Err(StoreError::BadTransferee(target));
+        }
+        if target == self.id {
+            return Ok(());
+        }
+        self.raft.trigger().transfer_leader(target).await.map_err(|e| StoreError::Stopped(e.to_string()))?;
+        self.raft
+            .wait(Some(Duration::from_millis(limits::LEADER_WAIT_MS)))
+            .current_leader(target, "leadership transfer")
+            .await
+            .map(drop)
+            .map_err(|e| StoreError::Unavailable(format!("etcdserver: leadership transfer did not complete: {e}")))
     }
 
     /// Refreshes a lease on the leader; None when it does not exist.
