@@ -196,7 +196,7 @@ async fn a_majority_down_fails_fast_and_a_minority_down_does_not_matter() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_data_dir_of_another_cluster_or_of_nothing_known_is_refused_untouched() {
+async fn foreign_other_cluster_and_corrupt_data_dirs_are_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let binary = env!("CARGO_BIN_EXE_raftsman");
     let run = |data: &std::path::Path, cluster: &str| {
@@ -254,6 +254,15 @@ async fn a_data_dir_of_another_cluster_or_of_nothing_known_is_refused_untouched(
     assert_eq!(Some(members), member_before, "the same member");
     restarted.kill().unwrap();
     restarted.wait().unwrap();
+
+    // A corrupt database: refused, and left as it was for the operator to inspect.
+    let current = data.join("db").join("CURRENT");
+    std::fs::write(&current, "garbage").unwrap();
+    let out = run(&data, "");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot open the database"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&current).unwrap(), "garbage");
 
     // A corrupt identity file.
     std::fs::write(data.join("member.json"), "{ not json").unwrap();
