@@ -9,6 +9,9 @@ pub const KEY_BYTES_MAX: usize = 1536;
 pub const VALUE_BYTES_MAX: usize = 1536 * 1024;
 /// Largest encoded client request or Raft message accepted by a gRPC server.
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Largest response the project's own etcd client accepts (a range of many keys can be large; etcd's clients
+/// accept up to 2 GiB).
+pub const CLIENT_RESPONSE_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// Most concurrent requests and streams (watches, keep-alives) one client or peer connection may have open.
 pub const GRPC_STREAMS_PER_CONNECTION_MAX: u32 = 1024;
 /// Most operations (compares plus requests, counted recursively) in one transaction.

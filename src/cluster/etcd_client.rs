@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
+use crate::limits;
 use crate::proto::etcd as pb;
 use crate::proto::etcd::kv_client::KvClient;
 use crate::proto::etcd::maintenance_client::MaintenanceClient;
@@ -28,11 +29,11 @@ impl EtcdClient {
     }
 
     pub fn kv(&self) -> KvClient<Channel> {
-        KvClient::new(self.channel.clone())
+        KvClient::new(self.channel.clone()).max_decoding_message_size(limits::CLIENT_RESPONSE_BYTES_MAX)
     }
 
     pub fn watch_client(&self) -> WatchClient<Channel> {
-        WatchClient::new(self.channel.clone())
+        WatchClient::new(self.channel.clone()).max_decoding_message_size(limits::CLIENT_RESPONSE_BYTES_MAX)
     }
 
     pub async fn put(
