@@ -4,7 +4,12 @@
 //! SIGKILLs and SIGSTOPs replicas (the leader most often), then checks the recorded history for
 //! linearizability. `CHAOS_SEED=S` replays one schedule of faults and operations; `CHAOS_SECS=N` sets how long
 //! the fault phase lasts (default 20). A failure prints the seed and the command that replays it.
+//!
+//! Checkers are only worth their failures: `stale_reads` switches on a planted bug in real replicas
+//! (`raftsman server --chaos-plant-bug stale-follower-reads`, a hidden flag) and requires the linearizability
+//! checker to catch it, next to the same scenario without the bug.
 
 mod history;
 mod linearizability;
 mod real_process;
+mod stale_reads;

@@ -71,6 +71,9 @@ struct ServerArgs {
     /// on restart it may be left out, and if given it must describe the cluster the data dir belongs to.
     #[arg(long, default_value = "")]
     initial_cluster: String,
+    /// Switches on a deliberate bug so the chaos suite can show its checkers catch it. Never in production.
+    #[arg(long, hide = true)]
+    chaos_plant_bug: Option<cluster::config::PlantedBugs>,
 }
 
 fn init_tracing(json: bool) {
@@ -106,6 +109,7 @@ fn main() -> anyhow::Result<()> {
                     peer_addr: args.peer_addr,
                     client_addr: args.client_addr,
                     initial_cluster: args.initial_cluster,
+                    planted_bugs: args.chaos_plant_bug.unwrap_or_default(),
                 }
                 .validate()?;
                 let listeners = cluster::server::Listeners::bind(&config).await?;

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::cluster::config::PlantedBugs;
 use crate::limits;
 use crate::proto::etcd as pb;
 use crate::store::command::{self as cmd, Applied, ApplyError, Command, Outcome, ResponseOp};
@@ -23,13 +24,17 @@ use crate::store::{Store, StoreError};
 #[derive(Clone)]
 pub struct EtcdService {
     store: Store,
+    planted_bugs: PlantedBugs,
 }
 
 type GrpcStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 impl EtcdService {
-    pub fn new(store: Store) -> EtcdService {
-        EtcdService { store }
+    pub fn new(store: Store, planted_bugs: PlantedBugs) -> EtcdService {
+        if planted_bugs != PlantedBugs::default() {
+            tracing::warn!(?planted_bugs, "deliberate bugs are switched on for the chaos suite");
+        }
+        EtcdService { store, planted_bugs }
     }
 
     /// Adds every etcd service to a tonic router.
@@ -330,7 +335,7 @@ impl pb::kv_server::Kv for EtcdService {
         let req = req.into_inner();
         let serializable = req.serializable;
         let op = range_op(req)?;
-        if !serializable {
+        if !serializable && !self.planted_bugs.stale_follower_reads {
             self.store.read_index().await.map_err(store_status)?;
         }
         let (revision, result) = self.store.sm.range(&op).map_err(apply_status)?;

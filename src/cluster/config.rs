@@ -33,8 +33,27 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub peer_addr: SocketAddr,
     pub client_addr: SocketAddr,
-    /// `name=host:port,...`; only read when the data dir is new.
+    /// `name=host:port,...`; forms the cluster when the data dir is new, checked against it otherwise.
     pub initial_cluster: String,
+    /// Deliberate bugs, for the chaos suite to prove its checkers catch them. Never set in production.
+    pub planted_bugs: PlantedBugs,
+}
+
+/// Bugs the chaos suite can switch on to show that its checkers catch them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlantedBugs {
+    /// Serve linearizable reads from the local state machine without a read index (stale on followers).
+    pub stale_follower_reads: bool,
+}
+
+impl std::str::FromStr for PlantedBugs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "stale-follower-reads" => Ok(PlantedBugs { stale_follower_reads: true }),
+            other => Err(format!("unknown planted bug {other:?} (known: stale-follower-reads)")),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -45,6 +64,7 @@ impl Default for ServerConfig {
             peer_addr: "127.0.0.1:2380".parse().expect("valid literal"),
             client_addr: "127.0.0.1:2379".parse().expect("valid literal"),
             initial_cluster: String::new(),
+            planted_bugs: PlantedBugs::default(),
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct LocalMember {
 pub struct LocalCluster {
     flavor: Flavor,
     pub members: Vec<LocalMember>,
+    /// Extra arguments for every raftsman member's `server` command.
+    pub server_args: Vec<String>,
 }
 
 /// A loopback port nobody listens on right now.
@@ -74,7 +76,7 @@ impl LocalCluster {
                 child: None,
             });
         }
-        Ok(LocalCluster { flavor, members })
+        Ok(LocalCluster { flavor, members, server_args: Vec::new() })
     }
 
     pub fn initial_cluster(&self) -> String {
@@ -106,7 +108,8 @@ impl LocalCluster {
                     .arg(&m.data_dir)
                     .args(["--peer-addr", &m.peer_addr.to_string()])
                     .args(["--client-addr", &m.client_addr.to_string()])
-                    .args(["--initial-cluster", &initial]);
+                    .args(["--initial-cluster", &initial])
+                    .args(&self.server_args);
                 c
             }
             Flavor::Etcd { binary } => {

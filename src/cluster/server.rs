@@ -206,7 +206,7 @@ pub async fn run(
     let client_server = tonic::transport::Server::builder()
         .max_concurrent_streams(limits::GRPC_STREAMS_PER_CONNECTION_MAX)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .add_routes(EtcdService::new(store.clone()).routes())
+        .add_routes(EtcdService::new(store.clone(), config.config.planted_bugs).routes())
         .serve_with_incoming_shutdown(accept_nodelay(listeners.client), wait_stop(stop_rx.clone()));
     let peer_task = tokio::spawn(peer_server);
     let client_task = tokio::spawn(client_server);
