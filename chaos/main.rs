@@ -13,3 +13,4 @@ mod history;
 mod linearizability;
 mod real_process;
 mod stale_reads;
+mod watch_checker;

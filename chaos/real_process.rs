@@ -1,8 +1,10 @@
 //! Real-process chaos: three replicas on loopback, clients recording every operation, and a nemesis that
 //! kills (SIGKILL, then restart) or pauses (SIGSTOP, then SIGCONT) replicas, the leader most often. After the
 //! fault phase every replica runs again and the cluster must serve within a bound; then the history must be
-//! linearizable.
+//! linearizable, and a watcher that followed the whole run (moving to another replica whenever its own stalls
+//! or fails) must have seen every acknowledged write once, in order.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,9 @@ use rand::{Rng, SeedableRng};
 
 use super::history::{Op, Operation, Outcome, Recorder};
 use super::linearizability::{check, Verdict};
+use super::watch_checker::{self, Acked, Delivered};
+use raftsman::cluster::etcd_client::prefix_end;
+use raftsman::proto::etcd as pb;
 
 const KEYS: usize = 4;
 const CLIENTS: usize = 6;
@@ -37,8 +42,22 @@ async fn leader(clients: &[EtcdClient]) -> Option<usize> {
     ids.iter().position(|id| leader.is_some() && *id == leader)
 }
 
+/// What the clients wrote, for the watch checker: every value tried, and the acknowledged writes with revisions.
+#[derive(Default)]
+struct Writes {
+    tried: HashSet<String>,
+    acked: Vec<Acked>,
+}
+
 /// One client: random puts and linearizable gets against random replicas until `until`.
-async fn client_loop(id: usize, seed: u64, clients: Vec<EtcdClient>, recorder: Arc<Mutex<Recorder>>, until: Instant) {
+async fn client_loop(
+    id: usize,
+    seed: u64,
+    clients: Vec<EtcdClient>,
+    recorder: Arc<Mutex<Recorder>>,
+    writes: Arc<Mutex<Writes>>,
+    until: Instant,
+) {
     let mut rng = StdRng::seed_from_u64(seed ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut n = 0u64;
     while Instant::now() < until {
@@ -48,9 +67,14 @@ async fn client_loop(id: usize, seed: u64, clients: Vec<EtcdClient>, recorder: A
         let (op, outcome) = if rng.random_bool(0.5) {
             n += 1;
             let value = format!("c{id}-{n}");
+            writes.lock().unwrap().tried.insert(value.clone());
             let result = tokio::time::timeout(Duration::from_secs(3), client.put(key.clone(), value.clone())).await;
             let outcome = match result {
-                Ok(Ok(_)) => Outcome::Ok,
+                Ok(Ok(resp)) => {
+                    let revision = resp.header.map_or(0, |h| h.revision);
+                    writes.lock().unwrap().acked.push(Acked { revision, key: key.clone(), value: value.clone() });
+                    Outcome::Ok
+                }
                 Ok(Err(e)) if e.code() == tonic::Code::InvalidArgument => panic!("unexpected refusal: {e}"),
                 _ => Outcome::Unknown,
             };
@@ -76,6 +100,62 @@ async fn client_loop(id: usize, seed: u64, clients: Vec<EtcdClient>, recorder: A
     }
 }
 
+/// Follows every change under `chaos/` from revision 1 until it has seen `target` (set at the end of the run),
+/// moving to the next replica whenever its stream fails or stays silent for a while.
+async fn follow_all_changes(clients: Vec<EtcdClient>, target: tokio::sync::watch::Receiver<i64>) -> Vec<Delivered> {
+    let mut delivered: Vec<Delivered> = Vec::new();
+    let mut next = 1i64;
+    let mut responses = 0usize;
+    for replica in (0..clients.len()).cycle() {
+        let target_now = *target.borrow();
+        if target_now > 0 && next > target_now {
+            return delivered;
+        }
+        let (req_tx, req_rx) = tokio::sync::mpsc::channel(1);
+        let create = pb::WatchCreateRequest {
+            key: b"chaos/".to_vec(),
+            range_end: prefix_end(b"chaos/"),
+            start_revision: next,
+            ..Default::default()
+        };
+        let request = pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) };
+        if req_tx.send(request).await.is_err() {
+            continue;
+        }
+        let mut watch_client = clients[replica].watch_client();
+        let stream = watch_client.watch(tokio_stream::wrappers::ReceiverStream::new(req_rx));
+        let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(2), stream).await else { continue };
+        let mut stream = stream.into_inner();
+        while let Ok(Ok(Some(resp))) = tokio::time::timeout(Duration::from_secs(2), stream.message()).await {
+            if resp.canceled {
+                break;
+            }
+            if resp.events.is_empty() {
+                continue;
+            }
+            responses += 1;
+            for e in resp.events {
+                let kv = e.kv.unwrap_or_default();
+                let value = (e.r#type == pb::event::EventType::Put as i32)
+                    .then(|| String::from_utf8_lossy(&kv.value).into_owned());
+                next = kv.mod_revision + 1;
+                delivered.push(Delivered {
+                    response: responses,
+                    revision: kv.mod_revision,
+                    key: String::from_utf8_lossy(&kv.key).into_owned(),
+                    value,
+                });
+            }
+            let target_now = *target.borrow();
+            if target_now > 0 && next > target_now {
+                return delivered;
+            }
+        }
+        drop(req_tx);
+    }
+    unreachable!("cycle() never ends")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_replicas_under_sigkill_and_sigstop_stay_linearizable() {
     let seed = seed();
@@ -95,10 +175,13 @@ async fn real_replicas_under_sigkill_and_sigstop_stay_linearizable() {
 
     // Fault phase: clients run while the nemesis strikes.
     let recorder = Arc::new(Mutex::new(Recorder::new(Instant::now())));
+    let writes = Arc::new(Mutex::new(Writes::default()));
+    let (target_tx, target_rx) = tokio::sync::watch::channel(0i64);
+    let watcher = tokio::spawn(follow_all_changes(clients.clone(), target_rx));
     let fault_end = Instant::now() + fault_phase();
     let load_end = fault_end + Duration::from_secs(3);
     let workers: Vec<_> = (0..CLIENTS)
-        .map(|id| tokio::spawn(client_loop(id, seed, clients.clone(), recorder.clone(), load_end)))
+        .map(|id| tokio::spawn(client_loop(id, seed, clients.clone(), recorder.clone(), writes.clone(), load_end)))
         .collect();
     let mut faults = 0;
     while Instant::now() < fault_end {
@@ -122,8 +205,11 @@ async fn real_replicas_under_sigkill_and_sigstop_stay_linearizable() {
 
     // Healing phase: every replica runs; the cluster must serve again within a bound.
     let healed_by = Instant::now() + Duration::from_secs(15);
+    writes.lock().unwrap().tried.insert("yes".into());
     loop {
-        if clients[0].put("chaos/healed", "yes").await.is_ok() {
+        if let Ok(resp) = clients[0].put("chaos/healed", "yes").await {
+            let revision = resp.header.map_or(0, |h| h.revision);
+            writes.lock().unwrap().acked.push(Acked { revision, key: "chaos/healed".into(), value: "yes".into() });
             break;
         }
         assert!(Instant::now() < healed_by, "the cluster did not recover within 15s after the faults (seed {seed})");
@@ -132,6 +218,18 @@ async fn real_replicas_under_sigkill_and_sigstop_stay_linearizable() {
     for w in workers {
         w.await.unwrap();
     }
+    // The watcher must reach the last acknowledged write.
+    let final_revision = writes.lock().unwrap().acked.iter().map(|a| a.revision).max().unwrap_or(0);
+    target_tx.send_replace(final_revision);
+    let delivered = tokio::time::timeout(Duration::from_secs(30), watcher)
+        .await
+        .unwrap_or_else(|_| panic!("the watcher did not reach revision {final_revision} within 30s (seed {seed})"))
+        .unwrap();
+    let writes = Arc::try_unwrap(writes).ok().unwrap().into_inner().unwrap();
+    if let Err(broken) = watch_checker::check(&delivered, 1, &writes.acked, &writes.tried) {
+        panic!("watch guarantee broken (seed {seed}): {broken}; replay with: {replay}");
+    }
+    eprintln!("the watcher followed {} events up to revision {final_revision}", delivered.len());
 
     let history = Arc::try_unwrap(recorder).ok().unwrap().into_inner().unwrap().into_operations();
     let acked = history.iter().filter(|o| o.outcome == Outcome::Ok).count();
