@@ -214,7 +214,12 @@ pub async fn run(
     let publish_task =
         tokio::spawn(publish_member(store.clone(), me.name.clone(), config.config.client_addr.to_string(), stop_rx));
 
-    shutdown.await;
+    // A replica whose Raft stopped on a fatal error (a storage fault) exits with it, so that its supervisor
+    // restarts it on its data dir, instead of serving errors forever.
+    let fatal = tokio::select! {
+        () = shutdown => None,
+        fatal = raft_failure(raft.clone()) => Some(fatal),
+    };
     tracing::info!("replica stopping");
     let _ = stop_tx.send(true);
     publish_task.abort();
@@ -222,6 +227,9 @@ pub async fn run(
     let served = [("client API", client_task.await), ("peer API", peer_task.await)];
     raft.shutdown().await.map_err(|e| ServerError::Raft(e.to_string()))?;
     tracing::info!("replica stopped");
+    if let Some(fatal) = fatal {
+        return Err(ServerError::Raft(format!("raft stopped on a fatal error: {fatal}")));
+    }
     for (what, result) in served {
         if let Ok(Err(source)) = result {
             return Err(ServerError::Serve { what, source });
@@ -241,6 +249,20 @@ fn accept_nodelay(
         conn.set_nodelay(true)?;
         Ok(conn)
     })
+}
+
+/// Resolves with the error once openraft reports that it stopped on a fatal error.
+async fn raft_failure(raft: Raft) -> String {
+    use openraft::async_runtime::WatchReceiver;
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow_watched().running_state {
+            return fatal.to_string();
+        }
+        if metrics.changed().await.is_err() {
+            return "raft metrics closed".into();
+        }
+    }
 }
 
 async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
