@@ -5,12 +5,14 @@
 //! linearizability. `CHAOS_SEED=S` replays one schedule of faults and operations; `CHAOS_SECS=N` sets how long
 //! the fault phase lasts (default 20). A failure prints the seed and the command that replays it.
 //!
-//! Checkers are only worth their failures: `stale_reads` switches on a planted bug in real replicas
-//! (`raftsman server --chaos-plant-bug stale-follower-reads`, a hidden flag) and requires the linearizability
-//! checker to catch it, next to the same scenario without the bug.
+//! Checkers are only worth their failures: `stale_reads` and `watch_gaps` switch on planted bugs in real replicas
+//! (`raftsman server --chaos-plant-bug stale-follower-reads | skip-watch-event-after-leader-change`, a hidden
+//! flag) and require the linearizability and watch checkers to catch them, next to the same scenarios without
+//! the bugs.
 
 mod history;
 mod linearizability;
 mod real_process;
 mod stale_reads;
 mod watch_checker;
+mod watch_gaps;

@@ -413,11 +413,13 @@ impl EtcdService {
     async fn watch_session(self, mut incoming: Streaming<pb::WatchRequest>, tx: WatchTx) {
         let mut watchers: BTreeMap<i64, Watcher> = BTreeMap::new();
         let mut next_id = 0i64;
+        // The planted bug, when switched on, drops one event after the term this stream started in ends.
+        let mut planted_skip = self.planted_bugs.skip_watch_event_after_leader_change.then(|| self.store.term());
         let mut revisions = self.store.sm.hub.subscribe();
         let mut progress = tokio::time::interval(Duration::from_millis(limits::WATCH_PROGRESS_INTERVAL_MS));
         progress.tick().await;
         loop {
-            let behind = match self.deliver(&mut watchers, &tx).await {
+            let behind = match self.deliver(&mut watchers, &tx, &mut planted_skip).await {
                 Ok(behind) => behind,
                 Err(()) => return,
             };
@@ -446,13 +448,22 @@ impl EtcdService {
     }
 
     /// Sends one batch of pending events per watcher; returns whether some watcher is still behind.
-    async fn deliver(&self, watchers: &mut BTreeMap<i64, Watcher>, tx: &WatchTx) -> Result<bool, ()> {
+    async fn deliver(
+        &self,
+        watchers: &mut BTreeMap<i64, Watcher>,
+        tx: &WatchTx,
+        planted_skip: &mut Option<u64>,
+    ) -> Result<bool, ()> {
         let current = self.store.sm.hub.current_revision();
         let mut behind = false;
         let mut compacted = Vec::new();
         for (id, w) in watchers.iter_mut().filter(|(_, w)| w.next <= current) {
             match self.store.sm.pull(w.next, &w.filter) {
-                Ok(Pull::Events { events, next }) => {
+                Ok(Pull::Events { mut events, next }) => {
+                    if planted_skip.is_some_and(|term| term != self.store.term()) && !events.is_empty() {
+                        events.remove(0);
+                        *planted_skip = None;
+                    }
                     w.next = next;
                     behind |= next <= current;
                     if !events.is_empty() {

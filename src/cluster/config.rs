@@ -44,14 +44,21 @@ pub struct ServerConfig {
 pub struct PlantedBugs {
     /// Serve linearizable reads from the local state machine without a read index (stale on followers).
     pub stale_follower_reads: bool,
+    /// Drop one event from a watch stream the first time it delivers after the leader changed.
+    pub skip_watch_event_after_leader_change: bool,
 }
 
 impl std::str::FromStr for PlantedBugs {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "stale-follower-reads" => Ok(PlantedBugs { stale_follower_reads: true }),
-            other => Err(format!("unknown planted bug {other:?} (known: stale-follower-reads)")),
+            "stale-follower-reads" => Ok(PlantedBugs { stale_follower_reads: true, ..PlantedBugs::default() }),
+            "skip-watch-event-after-leader-change" => {
+                Ok(PlantedBugs { skip_watch_event_after_leader_change: true, ..PlantedBugs::default() })
+            }
+            other => Err(format!(
+                "unknown planted bug {other:?} (known: stale-follower-reads, skip-watch-event-after-leader-change)"
+            )),
         }
     }
 }
