@@ -125,6 +125,13 @@ async fn a_watch_from_a_compacted_revision_is_canceled_with_the_compact_revision
     }
     let current = client.status().await.unwrap().header.unwrap().revision;
     client.kv().compact(pb::CompactionRequest { revision: current - 2, physical: false }).await.unwrap();
+    // Watches are served from the replica's own state: wait until this replica has applied the compaction.
+    eventually(Duration::from_secs(10), "the compaction to be applied locally", || async {
+        let old = pb::RangeRequest { key: b"c/0".to_vec(), revision: 1, serializable: true, ..Default::default() };
+        let refused = client.kv().range(old).await.err()?;
+        (refused.code() == tonic::Code::OutOfRange).then_some(())
+    })
+    .await;
     let mut w = watch(client, b"c/", 1).await;
     let cancel = eventually(Duration::from_secs(10), "the cancel response", || {
         let got = w.rx.try_recv().ok();

@@ -154,10 +154,18 @@ impl Store {
             match self.leader(deadline).await? {
                 LeaderAt::Local => match self.write_local(cmd.clone()).await {
                     Err(LeaderLost) => continue,
-                    Ok(r) => return r,
+                    Ok(r) => return r.map(|(applied, _)| applied),
                 },
                 LeaderAt::Remote(addr) => match self.forward(&addr, LeaderRequest::Propose(cmd.clone())).await? {
-                    LeaderResponse::Applied(applied) => return Ok(applied),
+                    LeaderResponse::Applied { applied, index } => {
+                        // Like etcd, answer once this replica has applied the write too, so that its client reads
+                        // its own write here even with a serializable read.
+                        let local = self.raft.wait(Some(Duration::from_millis(limits::READ_TIMEOUT_MS)));
+                        if let Err(e) = local.applied_index_at_least(Some(index), "a forwarded write").await {
+                            tracing::debug!(error = %e, index, "a forwarded write is not yet applied here");
+                        }
+                        return Ok(applied);
+                    }
                     LeaderResponse::NotLeader(_) => self.wait_a_little(deadline).await?,
                     other => return Err(unexpected(other)),
                 },
@@ -166,11 +174,12 @@ impl Store {
     }
 
     /// Writes through the local Raft; `Err(LeaderLost)` means the command was not appended and may be retried.
-    async fn write_local(&self, cmd: Command) -> Result<Result<Applied, StoreError>, LeaderLost> {
+    /// On success it returns the result and the log index of the entry.
+    async fn write_local(&self, cmd: Command) -> Result<Result<(Applied, u64), StoreError>, LeaderLost> {
         let write = self.raft.client_write(cmd);
         match tokio::time::timeout(Duration::from_millis(limits::WRITE_TIMEOUT_MS), write).await {
             Err(_) => Ok(Err(StoreError::Unavailable("etcdserver: request timed out".into()))),
-            Ok(Ok(resp)) => Ok(Ok(resp.data)),
+            Ok(Ok(resp)) => Ok(Ok((resp.data, resp.log_id.index))),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(LeaderLost),
             Ok(Err(RaftError::APIError(e))) => {
                 Ok(Err(StoreError::Unavailable(format!("etcdserver: leader changed, the outcome is unknown: {e}"))))
@@ -310,7 +319,7 @@ impl Store {
         match req {
             LeaderRequest::Propose(cmd) => match self.write_local(cmd).await {
                 Err(LeaderLost) => not_leader(),
-                Ok(Ok(applied)) => LeaderResponse::Applied(applied),
+                Ok(Ok((applied, index))) => LeaderResponse::Applied { applied, index },
                 Ok(Err(e)) => LeaderResponse::Failed(e.to_string()),
             },
             LeaderRequest::ReadIndex => match self.local_read_index().await {

@@ -36,7 +36,11 @@ pub enum LeaderRequest {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum LeaderResponse {
-    Applied(Applied),
+    /// The command's result and the log index it was applied at.
+    Applied {
+        applied: Applied,
+        index: u64,
+    },
     ReadIndex(u64),
     /// Remaining seconds of a lease, or None when the lease does not exist.
     Ttl(Option<i64>),
