@@ -11,6 +11,7 @@
 //! the bugs.
 
 mod history;
+mod leader;
 mod linearizability;
 mod real_process;
 mod stale_reads;

@@ -14,6 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::history::{Op, Operation, Outcome, Recorder};
+use super::leader;
 use super::linearizability::{check, Verdict};
 use super::watch_checker::{self, Acked, Delivered};
 use raftsman::cluster::etcd_client::prefix_end;
@@ -28,18 +29,6 @@ fn seed() -> u64 {
 
 fn fault_phase() -> Duration {
     Duration::from_secs(std::env::var("CHAOS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20))
-}
-
-/// The member that leads, by asking the members; None while there is no agreed leader.
-async fn leader(clients: &[EtcdClient]) -> Option<usize> {
-    let mut ids = Vec::new();
-    let mut leader = None;
-    for c in clients {
-        let s = tokio::time::timeout(Duration::from_millis(300), c.status()).await.ok().and_then(Result::ok);
-        ids.push(s.as_ref().and_then(|s| s.header.as_ref()).map(|h| h.member_id));
-        leader = leader.or(s.map(|s| s.leader).filter(|l| *l != 0));
-    }
-    ids.iter().position(|id| leader.is_some() && *id == leader)
 }
 
 /// What the clients wrote, for the watch checker: every value tried, and the acknowledged writes with revisions.
@@ -167,11 +156,7 @@ async fn real_replicas_under_sigkill_and_sigstop_stay_linearizable() {
     let mut cluster = LocalCluster::new(Flavor::Raftsman { binary }, dir.path(), 3, None).unwrap();
     cluster.start_all().unwrap();
     let clients: Vec<EtcdClient> = cluster.client_endpoints().iter().map(|e| EtcdClient::new(e).unwrap()).collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while leader(&clients).await.is_none() {
-        assert!(Instant::now() < deadline, "no leader at start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    leader::wait(&clients, None).await;
 
     // Fault phase: clients run while the nemesis strikes.
     let recorder = Arc::new(Mutex::new(Recorder::new(Instant::now())));
@@ -186,7 +171,7 @@ async fn real_replicas_under_sigkill_and_sigstop_stay_linearizable() {
     let mut faults = 0;
     while Instant::now() < fault_end {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1200))).await;
-        let victim = match leader(&clients).await {
+        let victim = match leader::current(&clients, None).await {
             Some(l) if rng.random_bool(0.7) => l,
             _ => rng.random_range(0..3),
         };

@@ -8,27 +8,10 @@ use raftsman::cluster::etcd_client::EtcdClient;
 use raftsman::cluster::local::{Flavor, LocalCluster, Signal};
 
 use super::history::{Op, Operation, Outcome, Recorder};
+use super::leader;
 use super::linearizability::{check, Verdict};
 
 const ROUNDS: usize = 5;
-
-async fn leader_index(clients: &[EtcdClient]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut ids = Vec::new();
-        let mut leader = None;
-        for c in clients {
-            let s = c.status().await.ok();
-            ids.push(s.as_ref().and_then(|s| s.header.as_ref()).map(|h| h.member_id));
-            leader = leader.or(s.map(|s| s.leader).filter(|l| *l != 0));
-        }
-        if let Some(i) = ids.iter().position(|id| leader.is_some() && *id == leader) {
-            return i;
-        }
-        assert!(Instant::now() < deadline, "no leader");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Runs the pause-write-resume-read rounds and returns the checker's verdict on the recorded history.
 async fn paused_follower_rounds(planted_bug: Option<&str>) -> Verdict {
@@ -40,7 +23,7 @@ async fn paused_follower_rounds(planted_bug: Option<&str>) -> Verdict {
     }
     cluster.start_all().unwrap();
     let clients: Vec<EtcdClient> = cluster.client_endpoints().iter().map(|e| EtcdClient::new(e).unwrap()).collect();
-    let leader = leader_index(&clients).await;
+    let leader = leader::wait(&clients, None).await;
     let follower = (leader + 1) % 3;
     let mut recorder = Recorder::new(Instant::now());
     let key = "stale/k".to_string();

@@ -9,25 +9,8 @@ use raftsman::cluster::etcd_client::{prefix_end, EtcdClient};
 use raftsman::cluster::local::{Flavor, LocalCluster, Signal};
 use raftsman::proto::etcd as pb;
 
+use super::leader;
 use super::watch_checker::{self, Acked, Delivered};
-
-async fn leader_index(clients: &[EtcdClient], not: Option<usize>) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut ids = Vec::new();
-        let mut leader = None;
-        for (i, c) in clients.iter().enumerate() {
-            let s = if Some(i) == not { None } else { c.status().await.ok() };
-            ids.push(s.as_ref().and_then(|s| s.header.as_ref()).map(|h| h.member_id));
-            leader = leader.or(s.map(|s| s.leader).filter(|l| *l != 0));
-        }
-        if let Some(i) = ids.iter().position(|id| leader.is_some() && *id == leader) {
-            return i;
-        }
-        assert!(Instant::now() < deadline, "no leader");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn put_acked(client: &EtcdClient, key: &str, value: &str) -> Acked {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -52,7 +35,7 @@ async fn watch_across_leader_change(planted_bug: Option<&str>) -> Result<(), Str
     }
     cluster.start_all().unwrap();
     let clients: Vec<EtcdClient> = cluster.client_endpoints().iter().map(|e| EtcdClient::new(e).unwrap()).collect();
-    let leader = leader_index(&clients, None).await;
+    let leader = leader::wait(&clients, None).await;
     let follower = (leader + 1) % 3;
 
     let (req_tx, req_rx) = tokio::sync::mpsc::channel(1);
@@ -78,7 +61,7 @@ async fn watch_across_leader_change(planted_bug: Option<&str>) -> Result<(), Str
         acked.push(put_acked(&clients[follower], &format!("w/{i}"), &format!("v{i}")).await);
     }
     cluster.signal(leader, Signal::Kill);
-    leader_index(&clients, Some(leader)).await;
+    leader::wait(&clients, Some(leader)).await;
     for i in 10..20 {
         acked.push(put_acked(&clients[follower], &format!("w/{i}"), &format!("v{i}")).await);
     }
