@@ -11,9 +11,9 @@
 //! the bugs.
 
 mod history;
-mod leader;
 mod linearizability;
 mod real_process;
+mod replicas;
 mod stale_reads;
 mod watch_checker;
 mod watch_gaps;

@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use raftsman::cluster::etcd_client::EtcdClient;
-use raftsman::cluster::local::{Flavor, LocalCluster, Signal};
+use raftsman::cluster::local::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::history::{Op, Operation, Outcome, Recorder};
-use super::leader;
 use super::linearizability::{check, Verdict};
+use super::replicas::{self, Replicas};
 use super::watch_checker::{self, Acked, Delivered};
 use raftsman::cluster::etcd_client::prefix_end;
 use raftsman::proto::etcd as pb;
@@ -151,12 +151,7 @@ async fn real_replicas_under_sigkill_and_sigstop_stay_linearizable() {
     let replay = format!("CHAOS_SEED={seed} cargo test --release --test chaos real_replicas");
     eprintln!("chaos seed {seed}; replay with: {replay}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let binary = env!("CARGO_BIN_EXE_raftsman").into();
-    let mut cluster = LocalCluster::new(Flavor::Raftsman { binary }, dir.path(), 3, None).unwrap();
-    cluster.start_all().unwrap();
-    let clients: Vec<EtcdClient> = cluster.client_endpoints().iter().map(|e| EtcdClient::new(e).unwrap()).collect();
-    leader::wait(&clients, None).await;
+    let Replicas { local: mut cluster, clients, dir: _dir } = replicas::start(None).await;
 
     // Fault phase: clients run while the nemesis strikes.
     let recorder = Arc::new(Mutex::new(Recorder::new(Instant::now())));
@@ -171,7 +166,7 @@ async fn real_replicas_under_sigkill_and_sigstop_stay_linearizable() {
     let mut faults = 0;
     while Instant::now() < fault_end {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1200))).await;
-        let victim = match leader::current(&clients, None).await {
+        let victim = match replicas::current(&clients, None).await {
             Some(l) if rng.random_bool(0.7) => l,
             _ => rng.random_range(0..3),
         };

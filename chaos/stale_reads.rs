@@ -5,25 +5,27 @@
 use std::time::{Duration, Instant};
 
 use raftsman::cluster::etcd_client::EtcdClient;
-use raftsman::cluster::local::{Flavor, LocalCluster, Signal};
+use raftsman::cluster::local::Signal;
 
 use super::history::{Op, Operation, Outcome, Recorder};
-use super::leader;
 use super::linearizability::{check, Verdict};
+use super::replicas::{self, Replicas};
 
 const ROUNDS: usize = 5;
 
+/// A put through `client`, recorded as acknowledged.
+async fn recorded_put(recorder: &mut Recorder, client: &EtcdClient, key: &str, value: &str) {
+    let invoke = recorder.now();
+    client.put(key, value).await.unwrap();
+    let complete = recorder.now();
+    let op = Op::Write(value.into());
+    recorder.record(Operation { client: 0, key: key.into(), op, invoke, complete, outcome: Outcome::Ok });
+}
+
 /// Runs the pause-write-resume-read rounds and returns the checker's verdict on the recorded history.
 async fn paused_follower_rounds(planted_bug: Option<&str>) -> Verdict {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = env!("CARGO_BIN_EXE_raftsman").into();
-    let mut cluster = LocalCluster::new(Flavor::Raftsman { binary }, dir.path(), 3, None).unwrap();
-    if let Some(bug) = planted_bug {
-        cluster.server_args = vec!["--chaos-plant-bug".into(), bug.into()];
-    }
-    cluster.start_all().unwrap();
-    let clients: Vec<EtcdClient> = cluster.client_endpoints().iter().map(|e| EtcdClient::new(e).unwrap()).collect();
-    let leader = leader::wait(&clients, None).await;
+    let Replicas { local: mut cluster, clients, dir: _dir } = replicas::start(planted_bug).await;
+    let leader = replicas::wait(&clients, None).await;
     let follower = (leader + 1) % 3;
     let mut recorder = Recorder::new(Instant::now());
     let key = "stale/k".to_string();
@@ -31,17 +33,7 @@ async fn paused_follower_rounds(planted_bug: Option<&str>) -> Verdict {
     for round in 0..ROUNDS {
         // The follower has the first value before it is paused.
         let first = format!("r{round}-a");
-        let invoke = recorder.now();
-        clients[leader].put(key.clone(), first.clone()).await.unwrap();
-        let complete = recorder.now();
-        recorder.record(Operation {
-            client: 0,
-            key: key.clone(),
-            op: Op::Write(first.clone()),
-            invoke,
-            complete,
-            outcome: Outcome::Ok,
-        });
+        recorded_put(&mut recorder, &clients[leader], &key, &first).await;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let r = clients[follower].get(key.clone(), true).await.unwrap();
@@ -55,17 +47,7 @@ async fn paused_follower_rounds(planted_bug: Option<&str>) -> Verdict {
         // Paused, it misses the second value; resumed, it is read from at once.
         cluster.signal(follower, Signal::Stop);
         let second = format!("r{round}-b");
-        let invoke = recorder.now();
-        clients[leader].put(key.clone(), second.clone()).await.unwrap();
-        let complete = recorder.now();
-        recorder.record(Operation {
-            client: 0,
-            key: key.clone(),
-            op: Op::Write(second),
-            invoke,
-            complete,
-            outcome: Outcome::Ok,
-        });
+        recorded_put(&mut recorder, &clients[leader], &key, &second).await;
         cluster.signal(follower, Signal::Cont);
         let invoke = recorder.now();
         let read = clients[follower].get(key.clone(), false).await.unwrap();

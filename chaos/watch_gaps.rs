@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use raftsman::cluster::etcd_client::{prefix_end, EtcdClient};
-use raftsman::cluster::local::{Flavor, LocalCluster, Signal};
+use raftsman::cluster::local::Signal;
 use raftsman::proto::etcd as pb;
 
-use super::leader;
+use super::replicas::{self, Replicas};
 use super::watch_checker::{self, Acked, Delivered};
 
 async fn put_acked(client: &EtcdClient, key: &str, value: &str) -> Acked {
@@ -27,15 +27,8 @@ async fn put_acked(client: &EtcdClient, key: &str, value: &str) -> Acked {
 
 /// Returns the watch checker's verdict on a watcher that saw writes on both sides of a leader change.
 async fn watch_across_leader_change(planted_bug: Option<&str>) -> Result<(), String> {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = env!("CARGO_BIN_EXE_raftsman").into();
-    let mut cluster = LocalCluster::new(Flavor::Raftsman { binary }, dir.path(), 3, None).unwrap();
-    if let Some(bug) = planted_bug {
-        cluster.server_args = vec!["--chaos-plant-bug".into(), bug.into()];
-    }
-    cluster.start_all().unwrap();
-    let clients: Vec<EtcdClient> = cluster.client_endpoints().iter().map(|e| EtcdClient::new(e).unwrap()).collect();
-    let leader = leader::wait(&clients, None).await;
+    let Replicas { local: mut cluster, clients, dir: _dir } = replicas::start(planted_bug).await;
+    let leader = replicas::wait(&clients, None).await;
     let follower = (leader + 1) % 3;
 
     let (req_tx, req_rx) = tokio::sync::mpsc::channel(1);
@@ -61,7 +54,7 @@ async fn watch_across_leader_change(planted_bug: Option<&str>) -> Result<(), Str
         acked.push(put_acked(&clients[follower], &format!("w/{i}"), &format!("v{i}")).await);
     }
     cluster.signal(leader, Signal::Kill);
-    leader::wait(&clients, Some(leader)).await;
+    replicas::wait(&clients, Some(leader)).await;
     for i in 10..20 {
         acked.push(put_acked(&clients[follower], &format!("w/{i}"), &format!("v{i}")).await);
     }

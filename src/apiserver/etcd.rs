@@ -71,7 +71,6 @@ pub fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::Unavailable(msg) => Status::unavailable(msg),
         StoreError::Stopped(msg) => Status::unavailable(format!("etcdserver: server stopped: {msg}")),
-        StoreError::Refused(e) => apply_status(e),
         e @ StoreError::NotLeader => Status::failed_precondition(e.to_string()),
         e @ StoreError::BadTransferee(_) => Status::invalid_argument(e.to_string()),
     }

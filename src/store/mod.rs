@@ -26,7 +26,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{ReadPolicy, ServerState};
 
-use command::{Applied, ApplyError, Command};
+use command::{Applied, Command};
 use network::{LeaderRequest, LeaderResponse, PeerPool};
 use storage::{Db, SmShared};
 use types::*;
@@ -38,9 +38,6 @@ pub enum StoreError {
     /// No leader, no quorum, or a deadline passed; for a write, the outcome is unknown.
     #[error("{0}")]
     Unavailable(String),
-    /// The state machine refused the command; nothing changed.
-    #[error(transparent)]
-    Refused(#[from] ApplyError),
     #[error("raft stopped: {0}")]
     Stopped(String),
     #[error("etcdserver: not leader")]
