@@ -5,6 +5,7 @@
 pub mod apiserver;
 pub mod bench;
 pub mod cluster;
+pub mod controllers;
 pub mod limits;
 pub mod proto;
 pub mod store;

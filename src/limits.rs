@@ -81,6 +81,26 @@ pub const ROCKSDB_BLOCK_CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// Most client writes queued in the group-commit flusher.
 pub const FLUSH_QUEUE_MAX: usize = 4096;
 
+/// Largest request body the Kubernetes API reads (upstream's limit is 3 MiB too).
+pub const API_BODY_BYTES_MAX: usize = 3 * 1024 * 1024;
+/// Most objects read from the store at once while a list is filtered and paged.
+pub const API_LIST_CHUNK_MAX: usize = 1000;
+/// Longest a Kubernetes watch stays open; clients re-watch from their last resource version.
+pub const API_WATCH_TIMEOUT_SECS_MAX: u64 = 1800;
+/// Interval between bookmarks on a watch that allows them.
+pub const API_WATCH_BOOKMARK_INTERVAL_MS: u64 = 10_000;
+/// Most encoded events queued for one watch client before the watch stops pulling.
+pub const API_WATCH_QUEUE_MAX: usize = 256;
+/// Most watches one replica serves at once; more are refused with 429.
+pub const API_WATCHES_MAX: usize = 10_000;
+/// Most compare-and-swap attempts of one write against concurrent writers before it answers 409.
+pub const API_WRITE_ATTEMPTS_MAX: usize = 16;
+
+/// Shortest pause between two passes of the leader's controllers (a pass also rests four times its length).
+pub const CONTROLLER_PASS_INTERVAL_MS_MIN: u64 = 500;
+/// Most actions one controller pass executes; the rest wait for the next pass.
+pub const CONTROLLER_ACTIONS_PER_PASS_MAX: usize = 1000;
+
 const _: () = assert!(ELECTION_TIMEOUT_MS_MIN < ELECTION_TIMEOUT_MS_MAX);
 const _: () = assert!(HEARTBEAT_INTERVAL_MS * 3 <= ELECTION_TIMEOUT_MS_MIN);
 const _: () = assert!(KEY_BYTES_MAX + VALUE_BYTES_MAX < GRPC_MESSAGE_BYTES_MAX);
@@ -90,3 +110,4 @@ const _: () = assert!(WRITE_TIMEOUT_MS > LEADER_WAIT_MS);
 const _: () = assert!(SNAPSHOT_LOGS_KEPT < SNAPSHOT_LOGS_SINCE_LAST);
 const _: () = assert!(WATCH_EVENTS_PER_RESPONSE_MAX <= WATCH_RING_REVISIONS_MAX);
 const _: () = assert!(ROCKSDB_WRITE_BUFFER_BYTES * 2 <= ROCKSDB_TOTAL_WRITE_BUFFER_BYTES);
+const _: () = assert!(API_BODY_BYTES_MAX >= VALUE_BYTES_MAX);

@@ -48,7 +48,8 @@ struct UpArgs {
     /// Where the replicas keep their data and logs; an existing dir restarts the same cluster.
     #[arg(long, default_value = "raftsman-up")]
     data_dir: PathBuf,
-    /// Replica i (from 0) listens for peers on BASE+10*i and for clients on BASE+10*i+1.
+    /// Replica i (from 0) listens for peers on BASE+10*i, for etcd clients on BASE+10*i+1 and for the
+    /// Kubernetes API on BASE+10*i+2.
     #[arg(long, default_value_t = 23000)]
     base_port: u16,
 }
@@ -67,6 +68,9 @@ struct ServerArgs {
     /// Address for the etcd v3 client API.
     #[arg(long, default_value = "127.0.0.1:2379")]
     client_addr: SocketAddr,
+    /// Address for the Kubernetes REST API (kubectl and the Kubernetes clients).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    api_addr: SocketAddr,
     /// NAME=HOST:PORT of every initial member (peer addresses). It forms the cluster when the data dir is new;
     /// on restart it may be left out, and if given it must describe the cluster the data dir belongs to.
     #[arg(long, default_value = "")]
@@ -108,6 +112,7 @@ fn main() -> anyhow::Result<()> {
                     data_dir: args.data_dir,
                     peer_addr: args.peer_addr,
                     client_addr: args.client_addr,
+                    api_addr: args.api_addr,
                     initial_cluster: args.initial_cluster,
                     planted_bugs: args.chaos_plant_bug.unwrap_or_default(),
                 }

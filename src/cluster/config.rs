@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub peer_addr: SocketAddr,
     pub client_addr: SocketAddr,
+    /// Address of the Kubernetes REST API.
+    pub api_addr: SocketAddr,
     /// `name=host:port,...`; forms the cluster when the data dir is new, checked against it otherwise.
     pub initial_cluster: String,
     /// Deliberate bugs, for the chaos suite to prove its checkers catch them. Never set in production.
@@ -70,6 +72,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("default.raftsman"),
             peer_addr: "127.0.0.1:2380".parse().expect("valid literal"),
             client_addr: "127.0.0.1:2379".parse().expect("valid literal"),
+            api_addr: "127.0.0.1:6443".parse().expect("valid literal"),
             initial_cluster: String::new(),
             planted_bugs: PlantedBugs::default(),
         }

@@ -39,6 +39,8 @@ pub struct LocalMember {
     pub name: String,
     pub peer_addr: SocketAddr,
     pub client_addr: SocketAddr,
+    /// The Kubernetes API's address (raftsman members only).
+    pub api_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
@@ -62,14 +64,15 @@ impl LocalCluster {
     pub fn new(flavor: Flavor, dir: &Path, size: usize, base_port: Option<u16>) -> std::io::Result<LocalCluster> {
         let mut members = Vec::new();
         for i in 0..size {
-            let (peer, client) = match base_port {
-                Some(base) => (base + 10 * i as u16, base + 10 * i as u16 + 1),
-                None => (free_port()?, free_port()?),
+            let (peer, client, api) = match base_port {
+                Some(base) => (base + 10 * i as u16, base + 10 * i as u16 + 1, base + 10 * i as u16 + 2),
+                None => (free_port()?, free_port()?, free_port()?),
             };
             let name = format!("n{}", i + 1);
             members.push(LocalMember {
                 peer_addr: SocketAddr::from(([127, 0, 0, 1], peer)),
                 client_addr: SocketAddr::from(([127, 0, 0, 1], client)),
+                api_addr: SocketAddr::from(([127, 0, 0, 1], api)),
                 data_dir: dir.join(&name),
                 log: dir.join(format!("{name}.log")),
                 name,
@@ -108,6 +111,7 @@ impl LocalCluster {
                     .arg(&m.data_dir)
                     .args(["--peer-addr", &m.peer_addr.to_string()])
                     .args(["--client-addr", &m.client_addr.to_string()])
+                    .args(["--api-addr", &m.api_addr.to_string()])
                     .args(["--initial-cluster", &initial])
                     .args(&self.server_args);
                 c

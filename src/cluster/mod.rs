@@ -3,5 +3,6 @@
 
 pub mod config;
 pub mod etcd_client;
+pub mod leadership;
 pub mod local;
 pub mod server;

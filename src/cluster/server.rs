@@ -6,17 +6,21 @@
 //! that says so.
 
 use std::collections::BTreeMap;
+use std::future::IntoFuture;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use super::config::{cluster_id, member_id, ValidServerConfig};
+use super::leadership;
 use crate::apiserver::etcd::EtcdService;
+use crate::apiserver::rest::{self, KubeApi};
 use crate::limits;
 use crate::store::command::Command;
 use crate::store::network::{PeerNetwork, PeerPool};
@@ -38,6 +42,10 @@ pub enum ServerError {
     Raft(String),
     #[error("serving {what}: {source}")]
     Serve { what: &'static str, source: tonic::transport::Error },
+    #[error("serving the kubernetes api: {0}")]
+    ServeApi(io::Error),
+    #[error("writing {path}: {source}")]
+    Kubeconfig { path: PathBuf, source: io::Error },
 }
 
 /// Which cluster and member a data dir belongs to.
@@ -134,6 +142,7 @@ fn raft_config() -> Result<openraft::Config, ServerError> {
 pub struct Listeners {
     pub peer: TcpListener,
     pub client: TcpListener,
+    pub api: TcpListener,
 }
 
 impl Listeners {
@@ -144,6 +153,7 @@ impl Listeners {
         Ok(Listeners {
             peer: bind("peer", config.config.peer_addr).await?,
             client: bind("client", config.config.client_addr).await?,
+            api: bind("kubernetes api", config.config.api_addr).await?,
         })
     }
 }
@@ -208,6 +218,18 @@ pub async fn run(
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_routes(EtcdService::new(store.clone(), config.config.planted_bugs).routes())
         .serve_with_incoming_shutdown(accept_nodelay(listeners.client), wait_stop(stop_rx.clone()));
+    let api_addr = listeners.api.local_addr().map_err(ServerError::ServeApi)?;
+    write_kubeconfig(dir, &me.name, api_addr)?;
+    let api = KubeApi::new(store.clone(), api_addr.to_string());
+    let router = rest::router(api);
+    // The leader's controllers are API clients of this replica, through the router without a socket.
+    let in_process = kube::Client::new(router.clone(), "default");
+    let leader_task = tokio::spawn(leadership::run(store.clone(), in_process, stop_rx.clone()));
+    let api_listener = listeners.api.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let api_server = axum::serve(api_listener, router).with_graceful_shutdown(wait_stop(stop_rx.clone())).into_future();
+    let api_task = tokio::spawn(api_server);
     let peer_task = tokio::spawn(peer_server);
     let client_task = tokio::spawn(client_server);
     let lessor_task = tokio::spawn(store.clone().run_lessor(stop_rx.clone()));
@@ -224,6 +246,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     publish_task.abort();
     let _ = lessor_task.await;
+    let _ = leader_task.await;
+    api_task.abort();
+    let api_served = api_task.await;
     let served = [("client API", client_task.await), ("peer API", peer_task.await)];
     raft.shutdown().await.map_err(|e| ServerError::Raft(e.to_string()))?;
     tracing::info!("replica stopped");
@@ -235,7 +260,40 @@ pub async fn run(
             return Err(ServerError::Serve { what, source });
         }
     }
+    if let Ok(Err(e)) = api_served {
+        return Err(ServerError::ServeApi(e));
+    }
     Ok(())
+}
+
+/// The admin kubeconfig, `<data dir>/admin.kubeconfig`, pointing kubectl at this replica's API. One kubeconfig
+/// names one server: to survive the loss of this replica, a client switches to another replica's file (or
+/// an address in front of all of them).
+fn write_kubeconfig(dir: &Path, name: &str, api_addr: std::net::SocketAddr) -> Result<(), ServerError> {
+    let path = dir.join("admin.kubeconfig");
+    let text = format!(
+        r#"apiVersion: v1
+kind: Config
+clusters:
+- name: raftsman
+  cluster:
+    server: http://{api_addr}
+users:
+- name: admin
+  user: {{}}
+contexts:
+- name: raftsman-{name}
+  context:
+    cluster: raftsman
+    user: admin
+    namespace: default
+current-context: raftsman-{name}
+"#
+    );
+    let tmp = dir.join("admin.kubeconfig.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| ServerError::Kubeconfig { path, source })
 }
 
 /// Accepted connections with Nagle's algorithm off: small request/response exchanges must not wait for

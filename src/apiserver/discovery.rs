@@ -1,0 +1,191 @@
+//! What clients learn before they ask for objects: `/version`, discovery (aggregated and legacy) and the
+//! OpenAPI v3 documents, all built from the resource table.
+//!
+//! kubectl needs aggregated discovery answered with its exact content type, and an OpenAPI v3 document per
+//! group-version whose PATCH operations declare `fieldValidation`: then it leaves field validation to the
+//! server instead of downloading OpenAPI v2. The documents carry each kind's schema from k8s-openapi so that
+//! `kubectl explain` works.
+
+use serde_json::{json, Value};
+
+use super::resources::{self, Resource, Subresource};
+
+/// The Kubernetes version whose types are served (k8s-openapi's `v1_33`).
+pub const KUBERNETES_MINOR: &str = "33";
+
+pub const AGGREGATED_CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": KUBERNETES_MINOR,
+        "gitVersion": format!("v1.{KUBERNETES_MINOR}.0+raftsman-{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+    })
+}
+
+/// Whether an Accept header asks for aggregated discovery.
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').any(|t| t.contains("as=APIGroupDiscoveryList") && t.contains("v=v2") && !t.contains("v=v2beta1"))
+}
+
+const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+fn subresource_kind(r: &Resource, s: Subresource) -> (&'static str, &'static str, &'static str) {
+    match s {
+        Subresource::Scale => ("autoscaling", "v1", "Scale"),
+        Subresource::Binding => ("", "v1", "Binding"),
+        _ => (r.group, r.version, r.kind),
+    }
+}
+
+fn subresource_verbs(s: Subresource) -> &'static [&'static str] {
+    match s {
+        Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+        Subresource::Finalize => &["update"],
+        Subresource::Log => &["get"],
+        Subresource::Binding => &["create"],
+    }
+}
+
+/// The legacy `APIResourceList` of one group-version.
+pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let gv = resources::group_versions().into_iter().find(|(g, v, _)| *g == group && *v == version)?;
+    let mut list = Vec::new();
+    for r in gv.2 {
+        list.push(json!({
+            "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
+            "verbs": VERBS, "shortNames": r.short_names, "categories": r.categories,
+        }));
+        for s in r.subresources {
+            let (g, v, kind) = subresource_kind(r, *s);
+            let mut entry = json!({
+                "name": format!("{}/{}", r.plural, s.name()), "singularName": "", "namespaced": r.namespaced,
+                "kind": kind, "verbs": subresource_verbs(*s),
+            });
+            if g != r.group || v != r.version {
+                entry["group"] = json!(g);
+                entry["version"] = json!(v);
+            }
+            list.push(entry);
+        }
+    }
+    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list}))
+}
+
+/// `GET /api` in the legacy form.
+pub fn core_versions(server_address: &str) -> Value {
+    json!({"kind": "APIVersions", "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]})
+}
+
+/// `GET /apis` in the legacy form.
+pub fn group_list() -> Value {
+    let groups: Vec<Value> = resources::group_versions()
+        .into_iter()
+        .filter(|(g, _, _)| !g.is_empty())
+        .map(|(g, v, _)| {
+            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
+            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// `GET /api` (core = true) or `GET /apis` as an aggregated `APIGroupDiscoveryList`.
+pub fn aggregated(core: bool) -> Value {
+    let items: Vec<Value> = resources::group_versions()
+        .into_iter()
+        .filter(|(g, _, _)| g.is_empty() == core)
+        .map(|(g, v, rs)| {
+            let resources: Vec<Value> = rs
+                .iter()
+                .map(|r| {
+                    let subs: Vec<Value> = r
+                        .subresources
+                        .iter()
+                        .map(|s| {
+                            let (sg, sv, sk) = subresource_kind(r, *s);
+                            json!({"subresource": s.name(), "responseKind": {"group": sg, "version": sv, "kind": sk},
+                                "verbs": subresource_verbs(*s)})
+                        })
+                        .collect();
+                    json!({
+                        "resource": r.plural,
+                        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                        "singularResource": r.singular, "verbs": VERBS, "shortNames": r.short_names,
+                        "categories": r.categories, "subresources": subs,
+                    })
+                })
+                .collect();
+            let metadata =
+                if core { json!({"creationTimestamp": null}) } else { json!({"name": g, "creationTimestamp": null}) };
+            json!({"metadata": metadata, "versions": [{"version": v, "freshness": "Current", "resources": resources}]})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// `GET /openapi/v3`: where each group-version's document is.
+pub fn openapi_root() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (g, v, _) in resources::group_versions() {
+        let p = gv_path(g, v);
+        let url = format!("/openapi/v3/{p}?hash={}", env!("CARGO_PKG_VERSION"));
+        paths.insert(p, json!({"serverRelativeURL": url}));
+    }
+    json!({"paths": paths})
+}
+
+/// The OpenAPI v3 document of one group-version (`api/v1`, `apis/apps/v1`).
+pub fn openapi_document(gv: &str) -> Option<Value> {
+    let (group, version) = match gv.split('/').collect::<Vec<_>>().as_slice() {
+        ["api", v] => ("", *v),
+        ["apis", g, v] => (*g, *v),
+        _ => return None,
+    };
+    let gv = resources::group_versions().into_iter().find(|(g, v, _)| *g == group && *v == version)?;
+    let mut paths = serde_json::Map::new();
+    let params = json!([
+        {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
+        {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
+        {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
+        {"name": "force", "in": "query", "schema": {"type": "boolean"}},
+    ]);
+    for r in gv.2 {
+        let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+        let path = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
+        } else {
+            format!("{base}/{}/{{name}}", r.plural)
+        };
+        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
+        let op = |action: &str| {
+            json!({"operationId": format!("{action}{}", r.kind), "x-kubernetes-action": action,
+                "x-kubernetes-group-version-kind": gvk, "parameters": params,
+                "responses": {"200": {"description": "OK"}}})
+        };
+        paths.insert(path, json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": format!("v1.{KUBERNETES_MINOR}.0")},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }))
+}

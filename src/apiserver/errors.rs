@@ -1,0 +1,149 @@
+//! The Kubernetes API's errors: one enum, and the one map from it to an HTTP code and a `Status` object.
+//!
+//! kubectl and client-go decide what to do from `code` and `reason` (`IsNotFound`, `IsConflict`, retry on
+//! 429/5xx), and print `message`, so both follow the real API server's wording.
+
+use serde_json::{json, Value};
+
+use super::resources::Resource;
+pub use super::validation::Cause;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{}", named(.resource, .name, "not found"))]
+    NotFound { resource: &'static Resource, name: String },
+    #[error("{}", named(.resource, .name, "already exists"))]
+    AlreadyExists { resource: &'static Resource, name: String },
+    #[error("Operation cannot be fulfilled on {} {name:?}: {message}", .resource.qualified_plural())]
+    Conflict { resource: &'static Resource, name: String, message: String },
+    #[error("{message}")]
+    Invalid { resource: &'static Resource, name: String, message: String, causes: Vec<Cause> },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{} {name:?} is forbidden: {message}", .resource.qualified_plural())]
+    Forbidden { resource: &'static Resource, name: String, message: String },
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    NotAcceptable(String),
+    #[error("{0}")]
+    RequestEntityTooLarge(String),
+    #[error("{0}")]
+    PathNotFound(String),
+    /// No leader, no quorum, or the outcome of a write is unknown: retryable.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn named(resource: &Resource, name: &str, what: &str) -> String {
+    format!("{} {name:?} {what}", resource.qualified_plural())
+}
+
+impl ApiError {
+    pub fn code(&self) -> u16 {
+        match self {
+            ApiError::NotFound { .. } | ApiError::PathNotFound(_) => 404,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::Invalid { .. } => 422,
+            ApiError::BadRequest(_) => 400,
+            ApiError::Forbidden { .. } => 403,
+            ApiError::Gone(_) => 410,
+            ApiError::MethodNotAllowed(_) => 405,
+            ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::NotAcceptable(_) => 406,
+            ApiError::RequestEntityTooLarge(_) => 413,
+            ApiError::Unavailable(_) => 503,
+            ApiError::Internal(_) => 500,
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::NotFound { .. } | ApiError::PathNotFound(_) => "NotFound",
+            ApiError::AlreadyExists { .. } => "AlreadyExists",
+            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Invalid { .. } => "Invalid",
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Forbidden { .. } => "Forbidden",
+            ApiError::Gone(_) => "Expired",
+            ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::NotAcceptable(_) => "NotAcceptable",
+            ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
+            ApiError::Unavailable(_) => "ServiceUnavailable",
+            ApiError::Internal(_) => "InternalError",
+        }
+    }
+
+    /// The `Status` object the API answers with.
+    pub fn status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": self.reason(),
+            "code": self.code(),
+        });
+        let details = match self {
+            ApiError::NotFound { resource, name }
+            | ApiError::AlreadyExists { resource, name }
+            | ApiError::Conflict { resource, name, .. }
+            | ApiError::Forbidden { resource, name, .. } => {
+                Some(json!({"name": name, "group": resource.group, "kind": resource.plural}))
+            }
+            ApiError::Invalid { resource, name, causes, .. } => Some(json!({
+                "name": name,
+                "group": resource.group,
+                "kind": resource.kind,
+                "causes": causes
+                    .iter()
+                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .collect::<Vec<_>>(),
+            })),
+            ApiError::Unavailable(_) => Some(json!({"retryAfterSeconds": 1})),
+            _ => None,
+        };
+        if let Some(d) = details {
+            status["details"] = d;
+        }
+        status
+    }
+
+    pub fn conflict(resource: &'static Resource, name: &str) -> ApiError {
+        ApiError::Conflict {
+            resource,
+            name: name.to_string(),
+            message: "the object has been modified; please apply your changes to the latest version and try again"
+                .into(),
+        }
+    }
+
+    /// A 422 whose message is built as the real API server builds it from the causes.
+    pub fn invalid(resource: &'static Resource, name: &str, causes: Vec<Cause>) -> ApiError {
+        let list: Vec<String> = causes
+            .iter()
+            .map(|c| if c.field.is_empty() { c.message.clone() } else { format!("{}: {}", c.field, c.message) })
+            .collect();
+        let body = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
+        let message = format!("{} {name:?} is invalid: {body}", resource.qualified_kind());
+        ApiError::Invalid { resource, name: name.to_string(), message, causes }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            other => ApiError::Unavailable(other.to_string()),
+        }
+    }
+}

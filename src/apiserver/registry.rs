@@ -1,0 +1,210 @@
+//! Kubernetes objects in the replicated store: encoding, keys' reads, and the compare-and-swap writes every
+//! API verb is built from.
+//!
+//! An object is stored as its JSON without `metadata.resourceVersion`; the version is the key's mod revision,
+//! set on every read. Every write is one transaction that compares what the caller read (the key's mod
+//! revision, or its absence, plus any guard such as the namespace's revision) and writes only if nothing
+//! changed, so concurrent writers through any replica never overwrite each other.
+
+use serde_json::Value;
+
+use super::errors::ApiError;
+use crate::limits;
+use crate::store::command::{
+    Command, Compare, CompareResult, CompareTarget, DeleteOp, KeyRange, KeyValue, Outcome, PutOp, RangeOp, RequestOp,
+    ResponseOp, TxnOp,
+};
+use crate::store::Store;
+
+/// An object as read, with its resource version (the key's mod revision).
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub key: String,
+    pub object: Value,
+    pub revision: i64,
+}
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// Reflects every write acknowledged before the read started (a read index through the leader).
+    Linearizable,
+    /// This replica's state, possibly behind the leader (`resourceVersion=0`).
+    Local,
+}
+
+/// A condition a write also depends on: `key` still has mod revision `revision` (0: still absent).
+#[derive(Clone, Debug)]
+pub struct Guard {
+    pub key: String,
+    pub revision: i64,
+}
+
+/// Why a compare-and-swap did not write: the current state of every key it compared.
+#[derive(Debug)]
+pub struct Refused {
+    pub current: Vec<Option<Stored>>,
+}
+
+/// One page of a range read.
+pub struct Page {
+    pub revision: i64,
+    pub items: Vec<Stored>,
+    pub more: bool,
+}
+
+#[derive(Clone)]
+pub struct Objects {
+    store: Store,
+}
+
+fn decode(kv: KeyValue) -> Result<Stored, ApiError> {
+    let key = String::from_utf8_lossy(&kv.key).into_owned();
+    let mut object: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::Internal(format!("stored object {key} is not valid JSON: {e}")))?;
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+    }
+    Ok(Stored { key, object, revision: kv.mod_revision })
+}
+
+fn encode(object: &Value) -> Result<Vec<u8>, ApiError> {
+    let mut object = object.clone();
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    let bytes = serde_json::to_vec(&object).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if bytes.len() > limits::VALUE_BYTES_MAX {
+        return Err(ApiError::RequestEntityTooLarge(format!(
+            "the object is {} bytes once encoded; the limit is {} bytes",
+            bytes.len(),
+            limits::VALUE_BYTES_MAX
+        )));
+    }
+    Ok(bytes)
+}
+
+fn single(key: &str) -> KeyRange {
+    KeyRange { key: key.as_bytes().to_vec(), end: Vec::new() }
+}
+
+fn mod_is(key: &str, revision: i64) -> Compare {
+    Compare { range: single(key), result: CompareResult::Equal, target: CompareTarget::Mod(revision) }
+}
+
+/// The first key after every key starting with `prefix`.
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+impl Objects {
+    pub fn new(store: Store) -> Objects {
+        Objects { store }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    async fn sync(&self, consistency: Consistency) -> Result<(), ApiError> {
+        if consistency == Consistency::Linearizable {
+            self.store.read_index().await?;
+        }
+        Ok(())
+    }
+
+    /// This replica's current revision (after `sync`, at least every acknowledged write's).
+    pub async fn revision(&self, consistency: Consistency) -> Result<i64, ApiError> {
+        self.sync(consistency).await?;
+        Ok(self.store.revision())
+    }
+
+    pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Stored>, ApiError> {
+        self.sync(consistency).await?;
+        let op = RangeOp { range: single(key), ..RangeOp::default() };
+        let (_, result) = self.store.sm.range(&op).map_err(|e| ApiError::Internal(e.to_string()))?;
+        result.kvs.into_iter().next().map(decode).transpose()
+    }
+
+    /// Up to `limit` objects with keys in `[from, end)` at `revision` (0: the current one), from the local
+    /// state machine; the caller syncs first when it needs a linearizable list.
+    pub fn page(&self, from: &[u8], end: &[u8], revision: i64, limit: usize) -> Result<Page, ApiError> {
+        let op = RangeOp {
+            range: KeyRange { key: from.to_vec(), end: end.to_vec() },
+            limit: limit as i64,
+            revision,
+            ..RangeOp::default()
+        };
+        let (current, result) = self.store.sm.range(&op).map_err(|e| match e {
+            crate::store::command::ApplyError::Compacted => ApiError::Gone(format!(
+                "The provided continue parameter is too old to display a consistent list result. You can \
+                 start a new list without the continue parameter, or use the continue token in this response \
+                 to retrieve the remainder of the results. Continuing with the provided token results in an \
+                 inconsistent list - objects that were created, modified, or deleted between the time the \
+                 first chunk was returned and now may show up in the list. (revision {revision} is compacted)"
+            )),
+            crate::store::command::ApplyError::FutureRevision => ApiError::Gone(format!(
+                "resource version {revision} is newer than this replica's {current_hint}",
+                current_hint = self.store.revision()
+            )),
+            other => ApiError::Internal(other.to_string()),
+        })?;
+        let items = result.kvs.into_iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { revision: if revision > 0 { revision } else { current }, items, more: result.more })
+    }
+
+    /// Runs a transaction: if every compare holds, `writes`; otherwise reads back every compared key.
+    async fn cas(&self, compares: Vec<Compare>, writes: Vec<RequestOp>) -> Result<Result<i64, Refused>, ApiError> {
+        let reads = compares
+            .iter()
+            .map(|c| RequestOp::Range(RangeOp { range: c.range.clone(), ..RangeOp::default() }))
+            .collect();
+        let applied =
+            self.store.propose(Command::Txn(TxnOp { compare: compares, success: writes, failure: reads })).await?;
+        let revision = applied.revision;
+        match applied.outcome {
+            Ok(Outcome::Response(ResponseOp::Txn(t))) if t.succeeded => Ok(Ok(revision)),
+            Ok(Outcome::Response(ResponseOp::Txn(t))) => {
+                let mut current = Vec::new();
+                for r in t.responses {
+                    match r {
+                        ResponseOp::Range(r) => current.push(r.kvs.into_iter().next().map(decode).transpose()?),
+                        other => return Err(ApiError::Internal(format!("unexpected response {other:?}"))),
+                    }
+                }
+                Ok(Err(Refused { current }))
+            }
+            Ok(other) => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+            Err(e) => Err(ApiError::Internal(e.to_string())),
+        }
+    }
+
+    /// Writes `object` at `key` if the key still has mod revision `expected` (0: absent) and every guard holds.
+    /// The first entry of `Refused::current` is the key's current state.
+    pub async fn put(
+        &self,
+        key: &str,
+        object: &Value,
+        expected: i64,
+        guards: &[Guard],
+    ) -> Result<Result<i64, Refused>, ApiError> {
+        let value = encode(object)?;
+        let mut compares = vec![mod_is(key, expected)];
+        compares.extend(guards.iter().map(|g| mod_is(&g.key, g.revision)));
+        let put = RequestOp::Put(PutOp { key: key.as_bytes().to_vec(), value, ..PutOp::default() });
+        self.cas(compares, vec![put]).await
+    }
+
+    /// Deletes `key` if it still has mod revision `expected`.
+    pub async fn delete(&self, key: &str, expected: i64) -> Result<Result<i64, Refused>, ApiError> {
+        let delete = RequestOp::Delete(DeleteOp { range: single(key), prev_kv: false });
+        self.cas(vec![mod_is(key, expected)], vec![delete]).await
+    }
+}

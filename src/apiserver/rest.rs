@@ -1,0 +1,530 @@
+//! The Kubernetes REST API's HTTP edge: paths, query strings, content negotiation, and responses.
+//!
+//! Every request goes through `serve`, which parses the path into a `Target`, reads the options it needs, and
+//! calls the verbs (`verbs`, `collections`). Every error leaves as a `Status` object with its HTTP code
+//! (`errors`). Bodies are JSON (a missing Content-Type means JSON, as the Python client sends);
+//! responses are JSON, or a `Table` when the Accept header asks for one as kubectl does.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::collections::{self, ListOptions, WatchFormat};
+use super::discovery;
+use super::errors::ApiError;
+use super::patch::{self, PatchType};
+use super::protobuf;
+use super::registry::{Consistency, Objects};
+use super::resources::{self, Resource, Subresource};
+use super::selectors::{FieldSelector, LabelSelector};
+use super::table;
+use super::verbs::{self, DeleteOptions, FieldValidation, Target, Verbs, WriteOptions};
+use crate::limits;
+use crate::store::Store;
+
+/// The Kubernetes API of one replica.
+pub struct KubeApi {
+    verbs: Verbs,
+    /// The address clients reach this replica's API at, for `/api`'s serverAddressByClientCIDRs.
+    advertise: String,
+    watches: AtomicUsize,
+}
+
+impl KubeApi {
+    pub fn new(store: Store, advertise: String) -> Arc<KubeApi> {
+        Arc::new(KubeApi { verbs: Verbs { objects: Objects::new(store) }, advertise, watches: AtomicUsize::new(0) })
+    }
+
+    fn objects(&self) -> &Objects {
+        &self.verbs.objects
+    }
+}
+
+pub fn router(api: Arc<KubeApi>) -> axum::Router {
+    axum::Router::new().fallback(serve).layer(DefaultBodyLimit::max(limits::API_BODY_BYTES_MAX)).with_state(api)
+}
+
+/// A request's query string.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(uri: &Uri) -> Result<Query, ApiError> {
+        let pairs = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+            .map_err(|e| ApiError::BadRequest(format!("the query string is not valid: {e}")))?;
+        Ok(Query(pairs.0))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A boolean parameter, read as Go's `strconv.ParseBool` reads it.
+    fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.get(name) {
+            None | Some("") => Ok(false),
+            Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(true),
+            Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(false),
+            Some(other) => Err(ApiError::BadRequest(format!("{name}: invalid boolean {other:?}"))),
+        }
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        self.get(name)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.parse::<T>().map_err(|_| ApiError::BadRequest(format!("{name}: invalid number {v:?}"))))
+            .transpose()
+    }
+
+    fn write_options(&self) -> Result<WriteOptions, ApiError> {
+        let field_validation = match self.get("fieldValidation") {
+            None | Some("") => FieldValidation::Warn,
+            Some("Strict") => FieldValidation::Strict,
+            Some("Warn") => FieldValidation::Warn,
+            Some("Ignore") => FieldValidation::Ignore,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "fieldValidation: unsupported value {other:?} (use Strict, Warn or Ignore)"
+                )))
+            }
+        };
+        let dry_run = match self.get("dryRun") {
+            None | Some("") => false,
+            Some("All") => true,
+            Some(other) => return Err(ApiError::BadRequest(format!("dryRun: unsupported value {other:?}"))),
+        };
+        Ok(WriteOptions {
+            dry_run,
+            field_validation,
+            field_manager: self.get("fieldManager").map(String::from),
+            force: self.flag("force")?,
+        })
+    }
+
+    fn list_options(&self, resource: &Resource) -> Result<ListOptions, ApiError> {
+        let label_selector = match self.get("labelSelector").filter(|s| !s.is_empty()) {
+            Some(s) => Some(LabelSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?),
+            None => None,
+        };
+        let field_selector = match self.get("fieldSelector").filter(|s| !s.is_empty()) {
+            Some(s) => Some(
+                FieldSelector::parse_for(resource.group, resource.plural, s)
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let limit: Option<i64> = self.number("limit")?;
+        Ok(ListOptions {
+            label_selector,
+            field_selector,
+            limit: limit.unwrap_or(0).max(0) as usize,
+            continue_token: self.get("continue").filter(|c| !c.is_empty()).map(String::from),
+            resource_version: self.get("resourceVersion").map(String::from),
+            resource_version_match: self.get("resourceVersionMatch").filter(|m| !m.is_empty()).map(String::from),
+            timeout_seconds: self.number("timeoutSeconds")?,
+            allow_bookmarks: self.flag("allowWatchBookmarks")?,
+            send_initial_events: self.flag("sendInitialEvents")?,
+        })
+    }
+
+    fn delete_options(&self) -> Result<DeleteOptions, ApiError> {
+        let options = DeleteOptions {
+            propagation: self.get("propagationPolicy").filter(|p| !p.is_empty()).map(String::from),
+            grace_period_seconds: self.number("gracePeriodSeconds")?,
+            dry_run: self.get("dryRun") == Some("All"),
+            ..DeleteOptions::default()
+        };
+        options.check()?;
+        Ok(options)
+    }
+}
+
+fn json_response(code: StatusCode, body: &Value, content_type: &'static str) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    (code, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], bytes).into_response()
+}
+
+fn ok(body: &Value) -> Response {
+    json_response(StatusCode::OK, body, "application/json")
+}
+
+fn error_response(e: &ApiError) -> Response {
+    let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = json_response(code, &e.status(), "application/json");
+    if matches!(e, ApiError::Unavailable(_)) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - {:?}", w);
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, v);
+        }
+    }
+    response
+}
+
+fn accepts_table(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.contains("as=Table") && t.contains("g=meta.k8s.io") && t.contains("v=v1"))
+}
+
+/// Decodes a request body: JSON (also when no Content-Type is given), or Kubernetes protobuf for the kinds
+/// kubectl's generator commands send that way.
+fn json_body(headers: &HeaderMap, body: &Bytes, patch: bool) -> Result<Value, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    if media == protobuf::PROTOBUF_CONTENT_TYPE && !patch {
+        return protobuf::decode_object(body).map_err(|e| match e {
+            protobuf::ProtobufError::UnsupportedKind { .. } | protobuf::ProtobufError::UnsupportedField { .. } => {
+                ApiError::UnsupportedMediaType(e.to_string())
+            }
+            other => ApiError::BadRequest(format!("the protobuf body is not valid: {other}")),
+        });
+    }
+    let json_like = media.is_empty()
+        || media == "application/json"
+        || media == "*/*"
+        || (patch && PatchType::from_content_type(media).is_some());
+    if !json_like {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, \
+             application/vnd.kubernetes.protobuf, application/json-patch+json, application/merge-patch+json, \
+             application/strategic-merge-patch+json, application/apply-patch+yaml (got {media:?})"
+        )));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))
+}
+
+async fn serve(State(api): State<Arc<KubeApi>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    match route(&api, &method, &uri, &headers, body).await {
+        Ok(response) => response,
+        Err(e) => {
+            if e.code() >= 500 {
+                tracing::warn!(%method, %uri, error = %e, "kubernetes api request failed");
+            }
+            error_response(&e)
+        }
+    }
+}
+
+async fn route(
+    api: &Arc<KubeApi>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let get = method == Method::GET;
+    match segments.as_slice() {
+        ["version"] if get => Ok(ok(&discovery::version())),
+        ["healthz" | "livez"] if get => Ok((StatusCode::OK, "ok").into_response()),
+        ["readyz"] if get => match api.objects().store().status().leader {
+            Some(_) => Ok((StatusCode::OK, "ok").into_response()),
+            None => Err(ApiError::Unavailable("no raft leader is known".into())),
+        },
+        ["api"] if get && discovery::wants_aggregated(accept) => {
+            Ok(json_response(StatusCode::OK, &discovery::aggregated(true), discovery::AGGREGATED_CONTENT_TYPE))
+        }
+        ["apis"] if get && discovery::wants_aggregated(accept) => {
+            Ok(json_response(StatusCode::OK, &discovery::aggregated(false), discovery::AGGREGATED_CONTENT_TYPE))
+        }
+        ["api"] if get => Ok(ok(&discovery::core_versions(&api.advertise))),
+        ["apis"] if get => Ok(ok(&discovery::group_list())),
+        ["api", version] if get => discovery::resource_list("", version).map(|v| ok(&v)).ok_or_else(|| not_found(uri)),
+        ["apis", group, version] if get => {
+            discovery::resource_list(group, version).map(|v| ok(&v)).ok_or_else(|| not_found(uri))
+        }
+        ["openapi", "v3"] if get => Ok(ok(&discovery::openapi_root())),
+        ["openapi", "v3", rest @ ..] if get => {
+            discovery::openapi_document(&rest.join("/")).map(|v| ok(&v)).ok_or_else(|| not_found(uri))
+        }
+        ["api", version, rest @ ..] => resource_request(api, "", version, rest, method, uri, headers, body).await,
+        ["apis", group, version, rest @ ..] => {
+            resource_request(api, group, version, rest, method, uri, headers, body).await
+        }
+        _ => Err(not_found(uri)),
+    }
+}
+
+fn not_found(uri: &Uri) -> ApiError {
+    ApiError::PathNotFound(format!("the server could not find the requested resource ({})", uri.path()))
+}
+
+/// Parses `[namespaces/<ns>/]<plural>[/<name>[/<subresource>]]`.
+fn target(group: &str, version: &str, rest: &[&str], uri: &Uri) -> Result<Target, ApiError> {
+    let namespaced_path = match rest {
+        ["namespaces", ns, plural, tail @ ..] => {
+            resources::find(group, version, plural).filter(|r| r.namespaced).map(|r| (r, Some(*ns), tail))
+        }
+        _ => None,
+    };
+    let (resource, namespace, tail) = match namespaced_path {
+        Some(found) => found,
+        None => match rest {
+            [plural, tail @ ..] => {
+                let r = resources::find(group, version, plural).ok_or_else(|| not_found(uri))?;
+                (r, None, tail)
+            }
+            [] => return Err(not_found(uri)),
+        },
+    };
+    let (name, subresource) = match tail {
+        [] => (None, None),
+        [name] => (Some(*name), None),
+        [name, sub] => {
+            let s = resource.subresources.iter().find(|s| s.name() == *sub).ok_or_else(|| not_found(uri))?;
+            (Some(*name), Some(*s))
+        }
+        _ => return Err(not_found(uri)),
+    };
+    if resource.namespaced && namespace.is_none() && name.is_some() {
+        return Err(not_found(uri));
+    }
+    Ok(Target { resource, namespace: namespace.map(String::from), name: name.map(String::from), subresource })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn resource_request(
+    api: &Arc<KubeApi>,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let target = target(group, version, rest, uri)?;
+    let query = Query::parse(uri)?;
+    let table = accepts_table(headers);
+    let resource = target.resource;
+    let now = jiff::Timestamp::now().as_second();
+    match (method.clone(), target.name.is_some(), target.subresource) {
+        (Method::GET, false, None) if query.flag("watch")? => watch(api, target, &query, table),
+        (Method::GET, false, None) => {
+            let listed = collections::list(api.objects(), &target, &query.list_options(resource)?).await?;
+            Ok(ok(&if table {
+                collections::list_table(resource, listed, now)
+            } else {
+                collections::list_object(resource, listed)
+            }))
+        }
+        (Method::GET, true, None | Some(Subresource::Status)) => {
+            let consistency = match query.get("resourceVersion") {
+                Some(rv) if !rv.is_empty() => Consistency::Local,
+                _ => Consistency::Linearizable,
+            };
+            let stored = api.verbs.get(&target, consistency).await?;
+            if table {
+                let mut t = table::table(resource.group, resource.plural, &[stored.object], now, true);
+                t["metadata"] = json!({"resourceVersion": stored.revision.to_string()});
+                return Ok(ok(&t));
+            }
+            Ok(ok(&stored.object))
+        }
+        (Method::GET, true, Some(Subresource::Scale)) => {
+            let stored = api.verbs.get(&target, Consistency::Linearizable).await?;
+            Ok(ok(&scale_of(&stored.object)))
+        }
+        (Method::GET, true, Some(Subresource::Log)) => Err(ApiError::BadRequest(format!(
+            "pod {:?} has no logs to show: no node agent runs its containers",
+            target.name()
+        ))),
+        (Method::POST, false, None) => {
+            let options = query.write_options()?;
+            let written = api.verbs.create(&target, json_body(headers, &body, false)?, &options).await?;
+            let code = if written.created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok(with_warnings(json_response(code, &written.object, "application/json"), &written.warnings))
+        }
+        (Method::PUT, true, None | Some(Subresource::Status) | Some(Subresource::Finalize)) => {
+            let options = query.write_options()?;
+            let new = json_body(headers, &body, false)?;
+            let written = api.verbs.update_with(&target, &options, |_| Ok(new.clone())).await?;
+            Ok(with_warnings(ok(&written.object), &written.warnings))
+        }
+        (Method::PUT | Method::PATCH, true, Some(Subresource::Scale)) => {
+            scale(api, &target, method, &query, headers, &body).await
+        }
+        (Method::PATCH, true, None | Some(Subresource::Status)) => patch(api, &target, &query, headers, &body).await,
+        (Method::DELETE, true, None) => {
+            let mut options = query.delete_options()?;
+            if !body.is_empty() {
+                options.merge_body(&json_body(headers, &body, false)?)?;
+            }
+            let deleted = api.verbs.delete(&target, &options).await?;
+            Ok(ok(&deleted))
+        }
+        (Method::DELETE, false, None) => {
+            let mut options = query.delete_options()?;
+            if !body.is_empty() {
+                options.merge_body(&json_body(headers, &body, false)?)?;
+            }
+            let listed = collections::list(api.objects(), &target, &query.list_options(resource)?).await?;
+            let mut deleted = Vec::new();
+            for stored in listed.items {
+                let one = Target { name: verbs::meta_str(&stored.object, "name").map(String::from), ..target.clone() };
+                match api.verbs.delete(&one, &options).await {
+                    Ok(obj) => deleted.push(obj),
+                    Err(ApiError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(ok(&json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(),
+                "metadata": {}, "items": deleted})))
+        }
+        _ => Err(ApiError::MethodNotAllowed(format!(
+            "the server does not allow this method on the requested resource ({method} {})",
+            uri.path()
+        ))),
+    }
+}
+
+fn watch(api: &Arc<KubeApi>, target: Target, query: &Query, table: bool) -> Result<Response, ApiError> {
+    let opts = query.list_options(target.resource)?;
+    let watching = api.watches.fetch_add(1, Ordering::SeqCst);
+    if watching >= limits::API_WATCHES_MAX {
+        api.watches.fetch_sub(1, Ordering::SeqCst);
+        return Err(ApiError::Unavailable(format!("this replica already serves {watching} watches")));
+    }
+    let format = if table { WatchFormat::Table } else { WatchFormat::Objects };
+    let rx = collections::watch(api.objects().clone(), target, opts, format);
+    let api = api.clone();
+    let guard = WatchCount(api);
+    let stream = futures::StreamExt::map(ReceiverStream::new(rx), move |item| {
+        let _held = &guard;
+        item
+    });
+    let content_type = if table { "application/json;as=Table;v=v1;g=meta.k8s.io" } else { "application/json" };
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], Body::from_stream(stream))
+        .into_response())
+}
+
+/// Counts a watch as open until its response body is dropped.
+struct WatchCount(Arc<KubeApi>);
+
+impl Drop for WatchCount {
+    fn drop(&mut self) {
+        self.0.watches.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The `autoscaling/v1 Scale` view of a scalable object.
+fn scale_of(obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    let selector = super::selectors::selector_string(obj["spec"].get("selector"));
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+async fn scale(
+    api: &Arc<KubeApi>,
+    target: &Target,
+    method: &Method,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let options = query.write_options()?;
+    let patch_type = if *method == Method::PATCH {
+        let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        Some(PatchType::from_content_type(ct).ok_or_else(|| unsupported_patch(ct))?)
+    } else {
+        None
+    };
+    let input = json_body(headers, body, true)?;
+    let scale_resource = resources::find("apps", "v1", target.resource.plural).unwrap_or(target.resource);
+    let main = Target { subresource: None, ..target.clone() };
+    let written = api
+        .verbs
+        .update_with(&main, &options, |current| {
+            let view = scale_of(current);
+            let new_scale = match patch_type {
+                None => input.clone(),
+                Some(PatchType::Apply) | Some(PatchType::Strategic) | Some(PatchType::Merge) => {
+                    let mut doc = view.clone();
+                    json_patch::merge(&mut doc, &input);
+                    doc
+                }
+                Some(PatchType::Json) => patch::apply(scale_resource, PatchType::Json, &view, &input)?,
+            };
+            let replicas = new_scale["spec"]["replicas"]
+                .as_i64()
+                .ok_or_else(|| ApiError::BadRequest("the Scale has no spec.replicas".into()))?;
+            let mut next = current.clone();
+            next["spec"]["replicas"] = json!(replicas);
+            match new_scale["metadata"]["resourceVersion"].as_str().filter(|rv| !rv.is_empty()) {
+                Some(rv) if patch_type.is_none() => next["metadata"]["resourceVersion"] = json!(rv),
+                _ => {
+                    if let Some(m) = next["metadata"].as_object_mut() {
+                        m.remove("resourceVersion");
+                    }
+                }
+            }
+            Ok(next)
+        })
+        .await?;
+    Ok(ok(&scale_of(&written.object)))
+}
+
+fn unsupported_patch(content_type: &str) -> ApiError {
+    ApiError::UnsupportedMediaType(format!(
+        "the body of the request was in an unknown format - accepted media types include: \
+         application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, \
+         application/strategic-merge-patch+json (got {content_type:?})"
+    ))
+}
+
+async fn patch(
+    api: &Arc<KubeApi>,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let patch_type = PatchType::from_content_type(ct).ok_or_else(|| unsupported_patch(ct))?;
+    let options = query.write_options()?;
+    let input = json_body(headers, body, true)?;
+    if patch_type == PatchType::Apply {
+        return super::apply::server_side_apply(&api.verbs, target, &options, input).await.map(|written| {
+            let code = if written.created { StatusCode::CREATED } else { StatusCode::OK };
+            with_warnings(json_response(code, &written.object, "application/json"), &written.warnings)
+        });
+    }
+    let resource = target.resource;
+    let written = api
+        .verbs
+        .update_with(target, &options, |current| {
+            let mut next = patch::apply(resource, patch_type, current, &input)?;
+            // Without a resourceVersion in the patch itself, a patch applies to whatever is current.
+            let patched_rv = next["metadata"]["resourceVersion"].clone();
+            if patched_rv == current["metadata"]["resourceVersion"] {
+                if let Some(m) = next["metadata"].as_object_mut() {
+                    m.remove("resourceVersion");
+                }
+            }
+            Ok(next)
+        })
+        .await?;
+    Ok(with_warnings(ok(&written.object), &written.warnings))
+}

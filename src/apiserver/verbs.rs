@@ -1,0 +1,646 @@
+//! The write verbs of the Kubernetes API (create, update, patch, delete) and get, over `registry::Objects`.
+//!
+//! Every write reads the object, computes the new one, and writes it with a compare-and-swap on the revision it
+//! read. A write with a client precondition (a `resourceVersion` in the body, delete preconditions) fails with
+//! 409 when the object moved; one without retries against the new state, as the real API server's
+//! `GuaranteedUpdate` does. uid, timestamps and generation are stamped here, before proposing, so the state
+//! machine's apply stays deterministic.
+//!
+//! Order of checks for a body: shape (kind, apiVersion, name, namespace) → defaults → the k8s-openapi type
+//! (type errors refused, unknown fields reported by field validation and pruned) → validation (422). A body
+//! that fails any check writes nothing.
+
+use serde_json::{json, Map, Value};
+
+use super::errors::ApiError;
+use super::registry::{Consistency, Guard, Objects, Stored};
+use super::resources::{self, Resource, Subresource};
+use super::{defaults, validation};
+use crate::limits;
+
+/// What a request addresses.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub resource: &'static Resource,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<Subresource>,
+}
+
+impl Target {
+    pub fn key(&self, name: &str) -> String {
+        self.resource.key(self.namespace.as_deref(), name)
+    }
+
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or_default()
+    }
+}
+
+/// `fieldValidation`: what to do with fields the type does not know.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    #[default]
+    Warn,
+    Strict,
+}
+
+/// Options every write takes from its query string.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_validation: FieldValidation,
+    pub field_manager: Option<String>,
+    pub force: bool,
+}
+
+/// The result of a write: the object, whether it was created, and warnings for the `Warning` header.
+#[derive(Debug)]
+pub struct Written {
+    pub object: Value,
+    pub created: bool,
+    pub warnings: Vec<String>,
+}
+
+/// Now, as the API's timestamps show it (RFC 3339, whole seconds, UTC).
+pub fn now_timestamp() -> String {
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
+}
+
+/// A random version-4 UUID.
+fn new_uid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// The five random characters `generateName` appends (no vowels, no confusable digits), as upstream.
+fn name_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
+}
+
+pub fn meta(obj: &Value) -> Option<&Map<String, Value>> {
+    obj.get("metadata").and_then(Value::as_object)
+}
+
+fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    obj["metadata"].as_object_mut().expect("metadata was just made an object")
+}
+
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    meta(obj).and_then(|m| m.get(field)).and_then(Value::as_str)
+}
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    meta(obj)
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+/// Checks a request body's envelope against the request and fills in what the URL decides.
+fn check_envelope(target: &Target, body: &mut Value) -> Result<(), ApiError> {
+    let resource = target.resource;
+    let Some(obj) = body.as_object_mut() else {
+        return Err(ApiError::BadRequest("the request body is not a JSON object".into()));
+    };
+    if let Some(v) = obj.get("apiVersion").and_then(Value::as_str) {
+        if v != resource.api_version() {
+            return Err(ApiError::BadRequest(format!(
+                "the API version in the data ({v}) does not match the expected API version ({})",
+                resource.api_version()
+            )));
+        }
+    }
+    if let Some(k) = obj.get("kind").and_then(Value::as_str) {
+        if k != resource.kind {
+            return Err(ApiError::BadRequest(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                resource.kind
+            )));
+        }
+    }
+    obj.insert("apiVersion".into(), Value::String(resource.api_version()));
+    obj.insert("kind".into(), Value::String(resource.kind.into()));
+    let meta = meta_mut(body);
+    match (&target.namespace, meta.get("namespace").and_then(Value::as_str)) {
+        (Some(path), Some(given)) if !given.is_empty() && given != path => {
+            return Err(ApiError::BadRequest(
+                "the namespace of the provided object does not match the namespace sent on the request".into(),
+            ))
+        }
+        (Some(path), _) => {
+            meta.insert("namespace".into(), Value::String(path.clone()));
+        }
+        (None, _) => {
+            meta.remove("namespace");
+        }
+    }
+    Ok(())
+}
+
+/// The unknown fields of `input`: present there, absent from its typed round trip.
+pub fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, typed) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                match b.get(k) {
+                    Some(t) => unknown_fields(v, t, &p, out),
+                    None if v.is_null() => {}
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (v, t)) in a.iter().zip(b).enumerate() {
+                unknown_fields(v, t, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Defaults, type check with field validation, and validation of a new version of an object.
+fn admit(
+    resource: &'static Resource,
+    old: Option<&Value>,
+    mut obj: Value,
+    opts: &WriteOptions,
+    warnings: &mut Vec<String>,
+) -> Result<Value, ApiError> {
+    let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+    match old {
+        None => defaults::apply_create_defaults(resource.group, resource.kind, &mut obj),
+        Some(_) => defaults::apply_defaults(resource.group, resource.kind, &mut obj),
+    }
+    let typed = (resource.typed)(&obj).map_err(|e| ApiError::BadRequest(format!("error decoding the body: {e}")))?;
+    let mut unknown = Vec::new();
+    unknown_fields(&obj, &typed, "", &mut unknown);
+    // The metadata the server adds (resourceVersion, managedFields) is known; so are directives already applied.
+    unknown.retain(|f| !f.starts_with("metadata.resourceVersion"));
+    match opts.field_validation {
+        FieldValidation::Strict if !unknown.is_empty() => {
+            let list: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+            return Err(ApiError::BadRequest(format!("strict decoding error: {}", list.join(", "))));
+        }
+        FieldValidation::Warn => warnings.extend(unknown.iter().map(|f| format!("unknown field {f:?}"))),
+        _ => {}
+    }
+    let mut obj = typed;
+    if let Some(rv) = old.and_then(|o| meta_str(o, "resourceVersion")) {
+        meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(rv.into()));
+    }
+    let causes = match old {
+        None => validation::validate_create(resource.group, resource.kind, &obj),
+        Some(old) => validation::validate_update(resource.group, resource.kind, old, &obj),
+    };
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(resource, &name, causes));
+    }
+    Ok(obj)
+}
+
+/// What a new object of `resource` starts with, whatever the client sent (upstream's PrepareForCreate).
+fn prepare_for_create(resource: &Resource, obj: &mut Value) {
+    let spec_kinds_reset_status = resource.has(Subresource::Status) && resource.kind != "Namespace";
+    if spec_kinds_reset_status {
+        if let Some(o) = obj.as_object_mut() {
+            o.remove("status");
+        }
+    }
+    if resource.kind == "Pod" {
+        obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
+    }
+    if resource.kind == "Namespace" {
+        obj["status"] = json!({"phase": "Active"});
+    }
+}
+
+/// A pod's QoS class from its containers' requests and limits, as upstream computes it.
+fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> =
+        ["containers", "initContainers"].iter().filter_map(|f| pod["spec"][f].as_array()).flatten().collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in containers {
+        let requests = c["resources"]["requests"].as_object();
+        let limits = c["resources"]["limits"].as_object();
+        any |= requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty());
+        for res in ["cpu", "memory"] {
+            let limit = limits.and_then(|l| l.get(res));
+            let request = requests.and_then(|r| r.get(res)).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+pub struct Verbs {
+    pub objects: Objects,
+}
+
+impl Verbs {
+    /// The namespace a new namespaced object goes into, as a guard on its revision: it must exist and not be
+    /// terminating when the write commits.
+    async fn namespace_guard(&self, target: &Target, name: &str) -> Result<Option<Guard>, ApiError> {
+        let Some(ns) = target.namespace.as_deref().filter(|_| target.resource.namespaced) else {
+            return Ok(None);
+        };
+        let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
+        let key = namespaces.key(None, ns);
+        match self.objects.get(&key, Consistency::Linearizable).await? {
+            None => Err(ApiError::NotFound { resource: namespaces, name: ns.to_string() }),
+            Some(s) if meta(&s.object).is_some_and(|m| m.contains_key("deletionTimestamp")) => {
+                Err(ApiError::Forbidden {
+                    resource: target.resource,
+                    name: name.to_string(),
+                    message: format!("unable to create new content in namespace {ns} because it is being terminated"),
+                })
+            }
+            Some(s) => Ok(Some(Guard { key, revision: s.revision })),
+        }
+    }
+
+    pub async fn get(&self, target: &Target, consistency: Consistency) -> Result<Stored, ApiError> {
+        let key = target.key(target.name());
+        self.objects
+            .get(&key, consistency)
+            .await?
+            .ok_or_else(|| ApiError::NotFound { resource: target.resource, name: target.name().to_string() })
+    }
+
+    pub async fn create(&self, target: &Target, mut body: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
+        let resource = target.resource;
+        check_envelope(target, &mut body)?;
+        let meta = meta_mut(&mut body);
+        if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|rv| !rv.is_empty()) {
+            return Err(ApiError::BadRequest("resourceVersion should not be set on objects to be created".into()));
+        }
+        let generate = meta.get("generateName").and_then(Value::as_str).map(String::from);
+        let name = match meta.get("name").and_then(Value::as_str) {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => match &generate {
+                Some(prefix) if !prefix.is_empty() => format!("{prefix}{}", name_suffix()),
+                _ => {
+                    return Err(ApiError::invalid(
+                        resource,
+                        "",
+                        vec![validation::Cause {
+                            reason: "FieldValueRequired",
+                            field: "metadata.name".into(),
+                            message: "Required value: name or generateName is required".into(),
+                        }],
+                    ))
+                }
+            },
+        };
+        meta.insert("name".into(), Value::String(name.clone()));
+        meta.insert("uid".into(), Value::String(new_uid()));
+        meta.insert("creationTimestamp".into(), Value::String(now_timestamp()));
+        for f in ["deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "selfLink"] {
+            meta.remove(f);
+        }
+        if resource.tracks_generation {
+            meta.insert("generation".into(), json!(1));
+        } else {
+            meta.remove("generation");
+        }
+        prepare_for_create(resource, &mut body);
+        let mut warnings = Vec::new();
+        let obj = admit(resource, None, body, opts, &mut warnings)?;
+        let key = target.key(&name);
+        for _ in 0..limits::API_WRITE_ATTEMPTS_MAX {
+            let guards: Vec<Guard> = self.namespace_guard(target, &name).await?.into_iter().collect();
+            if opts.dry_run {
+                return Ok(Written { object: obj, created: true, warnings });
+            }
+            match self.objects.put(&key, &obj, 0, &guards).await? {
+                Ok(revision) => {
+                    let mut obj = obj;
+                    meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(revision.to_string()));
+                    return Ok(Written { object: obj, created: true, warnings });
+                }
+                Err(refused) if refused.current.first().is_some_and(Option::is_some) => {
+                    return Err(ApiError::AlreadyExists { resource, name });
+                }
+                Err(_) => continue, // the namespace changed; check it again
+            }
+        }
+        Err(ApiError::conflict(resource, &name))
+    }
+
+    /// Reads the object, lets `change` compute its next version, and writes it if it differs, retrying on a
+    /// concurrent write unless the new version carries a resourceVersion precondition.
+    pub async fn update_with(
+        &self,
+        target: &Target,
+        opts: &WriteOptions,
+        mut change: impl FnMut(&Value) -> Result<Value, ApiError>,
+    ) -> Result<Written, ApiError> {
+        let resource = target.resource;
+        let name = target.name().to_string();
+        let key = target.key(&name);
+        let mut current = self.get(target, Consistency::Linearizable).await?;
+        for _ in 0..limits::API_WRITE_ATTEMPTS_MAX {
+            let mut proposed = change(&current.object)?;
+            check_envelope(target, &mut proposed)?;
+            let precondition = meta_str(&proposed, "resourceVersion").filter(|rv| !rv.is_empty()).map(String::from);
+            if let Some(rv) = &precondition {
+                if *rv != current.revision.to_string() {
+                    return Err(ApiError::conflict(resource, &name));
+                }
+            }
+            let given_name = meta_str(&proposed, "name").unwrap_or_default();
+            if !given_name.is_empty() && given_name != name {
+                return Err(ApiError::BadRequest(format!(
+                    "the name of the object ({given_name}) does not match the name on the URL ({name})"
+                )));
+            }
+            let merged = self.merge_update(target, &current.object, proposed)?;
+            let mut warnings = Vec::new();
+            let new = admit(resource, Some(&current.object), merged, opts, &mut warnings)?;
+            if new == current.object {
+                return Ok(Written { object: new, created: false, warnings });
+            }
+            let deleting = meta(&new).is_some_and(|m| m.contains_key("deletionTimestamp"));
+            if opts.dry_run {
+                return Ok(Written { object: new, created: false, warnings });
+            }
+            let result = if deleting && !held(&new) && !graceful_pending(&new) {
+                self.objects.delete(&key, current.revision).await?
+            } else {
+                self.objects.put(&key, &new, current.revision, &[]).await?
+            };
+            match result {
+                Ok(revision) => {
+                    let mut new = new;
+                    meta_mut(&mut new).insert("resourceVersion".into(), Value::String(revision.to_string()));
+                    return Ok(Written { object: new, created: false, warnings });
+                }
+                Err(_) if precondition.is_some() => return Err(ApiError::conflict(resource, &name)),
+                Err(refused) => match refused.current.into_iter().next().flatten() {
+                    Some(now) => current = now,
+                    None => return Err(ApiError::NotFound { resource, name }),
+                },
+            }
+        }
+        Err(ApiError::conflict(resource, &name))
+    }
+
+    /// The object an update stores: the client's proposal with what it may not change taken from `old`.
+    fn merge_update(&self, target: &Target, old: &Value, mut new: Value) -> Result<Value, ApiError> {
+        let resource = target.resource;
+        if let (Some(old_uid), Some(new_uid)) = (meta_str(old, "uid"), meta_str(&new, "uid")) {
+            if !new_uid.is_empty() && old_uid != new_uid {
+                return Err(ApiError::Conflict {
+                    resource,
+                    name: target.name().to_string(),
+                    message: format!(
+                        "Precondition failed: UID in precondition: {new_uid}, UID in object meta: {old_uid}"
+                    ),
+                });
+            }
+        }
+        let copied = match target.subresource {
+            Some(Subresource::Status) => Some(("status", new.get("status").cloned().unwrap_or(Value::Null))),
+            Some(Subresource::Finalize) => Some(("spec", json!({"finalizers": new["spec"]["finalizers"].clone()}))),
+            _ => None,
+        };
+        if let Some((field, value)) = copied {
+            let mut merged = old.clone();
+            if field == "spec" {
+                merged["spec"]["finalizers"] = value["finalizers"].clone();
+            } else {
+                merged[field] = value;
+            }
+            if let Some(rv) = meta_str(&new, "resourceVersion") {
+                meta_mut(&mut merged).insert("resourceVersion".into(), Value::String(rv.into()));
+            } else {
+                meta_mut(&mut merged).remove("resourceVersion");
+            }
+            return Ok(merged);
+        }
+        let old_meta = meta(old).cloned().unwrap_or_default();
+        let meta = meta_mut(&mut new);
+        for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            match old_meta.get(f) {
+                Some(v) => meta.insert(f.into(), v.clone()),
+                None => meta.remove(f),
+            };
+        }
+        meta.insert("name".into(), Value::String(target.name().to_string()));
+        if resource.has(Subresource::Status) {
+            match old.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    if let Some(o) = new.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
+        }
+        if resource.tracks_generation && new.get("spec") != old.get("spec") {
+            let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+            meta_mut(&mut new).insert("generation".into(), json!(generation));
+        }
+        Ok(new)
+    }
+
+    /// Deletes an object: at once when nothing holds it, otherwise by marking it (deletionTimestamp) for the
+    /// finalizers, the garbage collector or the kubelet to finish.
+    pub async fn delete(&self, target: &Target, options: &DeleteOptions) -> Result<Value, ApiError> {
+        let resource = target.resource;
+        let name = target.name().to_string();
+        let key = target.key(&name);
+        let mut current = self.get(target, Consistency::Linearizable).await?;
+        for _ in 0..limits::API_WRITE_ATTEMPTS_MAX {
+            if let Some(uid) = &options.uid {
+                if meta_str(&current.object, "uid") != Some(uid) {
+                    return Err(ApiError::Conflict {
+                        resource,
+                        name,
+                        message: format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                            meta_str(&current.object, "uid").unwrap_or_default()
+                        ),
+                    });
+                }
+            }
+            if let Some(rv) = &options.resource_version {
+                if *rv != current.revision.to_string() {
+                    return Err(ApiError::conflict(resource, &name));
+                }
+            }
+            let mut marked = current.object.clone();
+            let mut finals = finalizers(&marked);
+            let extra = match options.propagation.as_deref() {
+                Some("Foreground") => Some("foregroundDeletion"),
+                Some("Orphan") => Some("orphan"),
+                _ => None,
+            };
+            if let Some(f) = extra {
+                if !finals.iter().any(|x| x == f) {
+                    finals.push(f.to_string());
+                }
+            }
+            let grace = pod_grace_seconds(resource, &current.object, options.grace_period_seconds);
+            let already = meta(&marked).is_some_and(|m| m.contains_key("deletionTimestamp"));
+            let namespace_held = resource.kind == "Namespace" && !namespace_finalizers(&marked).is_empty();
+            let result = if finals.is_empty() && grace == 0 && !namespace_held {
+                if options.dry_run {
+                    return Ok(current.object);
+                }
+                self.objects.delete(&key, current.revision).await?
+            } else {
+                let meta = meta_mut(&mut marked);
+                meta.insert("finalizers".into(), json!(finals));
+                if !already {
+                    meta.insert("deletionTimestamp".into(), Value::String(deletion_time(grace)));
+                }
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                if resource.kind == "Namespace" {
+                    marked["status"]["phase"] = json!("Terminating");
+                }
+                if marked == current.object || options.dry_run {
+                    return Ok(marked);
+                }
+                self.objects.put(&key, &marked, current.revision, &[]).await?
+            };
+            match result {
+                Ok(revision) if !finals.is_empty() || grace > 0 || namespace_held => {
+                    meta_mut(&mut marked).insert("resourceVersion".into(), Value::String(revision.to_string()));
+                    return Ok(marked);
+                }
+                Ok(_) => return Ok(current.object),
+                Err(_) if options.resource_version.is_some() => return Err(ApiError::conflict(resource, &name)),
+                Err(refused) => match refused.current.into_iter().next().flatten() {
+                    Some(now) => current = now,
+                    None => return Err(ApiError::NotFound { resource, name }),
+                },
+            }
+        }
+        Err(ApiError::conflict(resource, &name))
+    }
+}
+
+/// `DeleteOptions`, from the body or the query string.
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    pub propagation: Option<String>,
+    pub grace_period_seconds: Option<i64>,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+impl DeleteOptions {
+    /// Reads a `DeleteOptions` body (fields the query string already set win).
+    pub fn merge_body(&mut self, body: &Value) -> Result<(), ApiError> {
+        if !body.is_object() {
+            return Err(ApiError::BadRequest("the DeleteOptions body is not a JSON object".into()));
+        }
+        if self.propagation.is_none() {
+            self.propagation = body["propagationPolicy"].as_str().map(String::from);
+        }
+        if body.get("orphanDependents").and_then(Value::as_bool) == Some(true) && self.propagation.is_none() {
+            self.propagation = Some("Orphan".into());
+        }
+        if self.grace_period_seconds.is_none() {
+            self.grace_period_seconds = body["gracePeriodSeconds"].as_i64();
+        }
+        self.uid = body["preconditions"]["uid"].as_str().map(String::from);
+        self.resource_version = body["preconditions"]["resourceVersion"].as_str().map(String::from);
+        if body["dryRun"].as_array().is_some_and(|a| a.iter().any(|d| d == "All")) {
+            self.dry_run = true;
+        }
+        self.check()
+    }
+
+    pub fn check(&self) -> Result<(), ApiError> {
+        match self.propagation.as_deref() {
+            None | Some("Foreground" | "Background" | "Orphan") => Ok(()),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "propagationPolicy {other:?} is not supported: use Foreground, Background or Orphan"
+            ))),
+        }
+    }
+}
+
+/// A pod bound to a node is deleted gracefully: its kubelet stops it and then removes it; any other object,
+/// or a pod no node runs, goes at once.
+fn pod_grace_seconds(resource: &Resource, obj: &Value, requested: Option<i64>) -> i64 {
+    if resource.kind != "Pod" || obj["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+        return 0;
+    }
+    let phase = obj["status"]["phase"].as_str().unwrap_or_default();
+    if phase == "Succeeded" || phase == "Failed" {
+        return 0;
+    }
+    requested.or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30).max(0)
+}
+
+/// A Namespace's `spec.finalizers`: the namespace controller's hold on its deletion.
+fn namespace_finalizers(obj: &Value) -> Vec<&str> {
+    obj["spec"]["finalizers"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
+}
+
+/// Whether something still holds an object being deleted: a finalizer (or a namespace finalizer).
+fn held(obj: &Value) -> bool {
+    !finalizers(obj).is_empty() || (obj["kind"] == "Namespace" && !namespace_finalizers(obj).is_empty())
+}
+
+fn graceful_pending(obj: &Value) -> bool {
+    meta(obj).and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64).is_some_and(|g| g > 0)
+}
+
+fn deletion_time(grace_seconds: i64) -> String {
+    let now = jiff::Timestamp::now().as_second() + grace_seconds;
+    jiff::Timestamp::from_second(now).map(|t| t.to_string()).unwrap_or_else(|_| now_timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_found_at_their_paths() {
+        let input = json!({"metadata": {"name": "a", "bogus": 1}, "spec": {"containers": [{"name": "c", "imagee": "x"}]}, "gone": null});
+        let typed = json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "c"}]}});
+        let mut out = Vec::new();
+        unknown_fields(&input, &typed, "", &mut out);
+        assert_eq!(out, vec!["metadata.bogus", "spec.containers[0].imagee"]);
+    }
+
+    #[test]
+    fn uids_are_version_4() {
+        let u = new_uid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert_ne!(u, new_uid());
+    }
+
+    #[test]
+    fn qos_classes() {
+        assert_eq!(qos_class(&json!({"spec": {"containers": [{"name": "a"}]}})), "BestEffort");
+        let g = json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
+        assert_eq!(qos_class(&g), "Guaranteed");
+        let b = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}});
+        assert_eq!(qos_class(&b), "Burstable");
+    }
+}

@@ -1,0 +1,256 @@
+//! Controllers that run on the Raft leader: the garbage collector and the namespace controller.
+//!
+//! Architecture invariant: controllers are API clients. They read and write through the Kubernetes API with
+//! the `kube` client (in-process, over the API router without a socket), never through the store, so they would
+//! work unchanged as separate processes.
+//!
+//! Each pass lists every served resource into a `Snapshot` of ownership facts, lets each controller's pure
+//! `plan` decide `Action`s, and executes them. Executing is idempotent and every write carries a precondition
+//! (uid or resourceVersion), so a stale snapshot makes a write fail, never do harm; the next pass sees the new
+//! state. Passes run when the store has moved, and leave idle at least four times as long as they took, which
+//! bounds the controllers' share of the leader's time.
+
+pub mod garbage_collector;
+pub mod namespace;
+
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::{json, Value};
+
+use crate::apiserver::resources::{self, Resource};
+use crate::limits;
+
+/// One object's facts the controllers decide from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectRef {
+    pub resource: &'static Resource,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub uid: String,
+    pub resource_version: String,
+    pub deleting: bool,
+    pub finalizers: Vec<String>,
+    /// A Namespace's `spec.finalizers`.
+    pub namespace_finalizers: Vec<String>,
+    pub owners: Vec<OwnerRef>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwnerRef {
+    pub uid: String,
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub block_owner_deletion: bool,
+}
+
+/// Every object the API serves, as of one pass.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub objects: Vec<ObjectRef>,
+}
+
+/// What a controller asks for; `object` indexes the snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Delete the object (with this propagation policy); when `confirm_owners_gone`, only after reading each
+    /// owner and finding it absent.
+    Delete {
+        object: usize,
+        propagation: Option<&'static str>,
+        confirm_owners_gone: bool,
+    },
+    RemoveFinalizer {
+        object: usize,
+        finalizer: &'static str,
+    },
+    RemoveOwnerRef {
+        object: usize,
+        owner_uid: String,
+    },
+    FinalizeNamespace {
+        object: usize,
+    },
+}
+
+fn api_resource(r: &Resource) -> ApiResource {
+    ApiResource {
+        group: r.group.to_string(),
+        version: r.version.to_string(),
+        api_version: r.api_version(),
+        kind: r.kind.to_string(),
+        plural: r.plural.to_string(),
+    }
+}
+
+fn api_for(client: &Client, r: &Resource, namespace: Option<&str>) -> Api<DynamicObject> {
+    match namespace {
+        Some(ns) if r.namespaced => Api::namespaced_with(client.clone(), ns, &api_resource(r)),
+        _ => Api::all_with(client.clone(), &api_resource(r)),
+    }
+}
+
+fn object_ref(resource: &'static Resource, o: &DynamicObject) -> Option<ObjectRef> {
+    let m = &o.metadata;
+    Some(ObjectRef {
+        resource,
+        namespace: m.namespace.clone(),
+        name: m.name.clone()?,
+        uid: m.uid.clone()?,
+        resource_version: m.resource_version.clone().unwrap_or_default(),
+        deleting: m.deletion_timestamp.is_some(),
+        finalizers: m.finalizers.clone().unwrap_or_default(),
+        namespace_finalizers: o.data["spec"]["finalizers"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+            .unwrap_or_default(),
+        owners: m
+            .owner_references
+            .iter()
+            .flatten()
+            .map(|r| OwnerRef {
+                uid: r.uid.clone(),
+                api_version: r.api_version.clone(),
+                kind: r.kind.clone(),
+                name: r.name.clone(),
+                block_owner_deletion: r.block_owner_deletion.unwrap_or(false),
+            })
+            .collect(),
+    })
+}
+
+async fn snapshot(client: &Client) -> Result<Snapshot, kube::Error> {
+    let mut objects = Vec::new();
+    for r in resources::RESOURCES {
+        let list = api_for(client, r, None).list(&ListParams::default()).await?;
+        objects.extend(list.items.iter().filter_map(|o| object_ref(r, o)));
+    }
+    Ok(Snapshot { objects })
+}
+
+/// The store revision the API reports, as the cheapest sign that something changed.
+async fn revision(client: &Client) -> Result<String, kube::Error> {
+    let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
+    let list = api_for(client, namespaces, None).list_metadata(&ListParams::default().limit(1)).await?;
+    Ok(list.metadata.resource_version.unwrap_or_default())
+}
+
+/// Whether the owner a dependent names still exists (with the same uid).
+async fn owner_exists(client: &Client, dependent: &ObjectRef, owner: &OwnerRef) -> Result<bool, kube::Error> {
+    let (group, version) = match owner.api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", owner.api_version.as_str()),
+    };
+    let Some(r) =
+        resources::RESOURCES.iter().find(|r| r.group == group && r.version == version && r.kind == owner.kind)
+    else {
+        // An owner of a kind this server does not serve cannot be checked: keep the dependent.
+        return Ok(true);
+    };
+    match api_for(client, r, dependent.namespace.as_deref()).get_opt(&owner.name).await? {
+        Some(o) => Ok(o.metadata.uid.as_deref() == Some(owner.uid.as_str())),
+        None => Ok(false),
+    }
+}
+
+async fn execute(client: &Client, snapshot: &Snapshot, action: &Action) -> Result<(), kube::Error> {
+    let target = |i: usize| &snapshot.objects[i];
+    match action {
+        Action::Delete { object, propagation, confirm_owners_gone } => {
+            let o = target(*object);
+            if *confirm_owners_gone {
+                for owner in &o.owners {
+                    if owner_exists(client, o, owner).await? {
+                        return Ok(());
+                    }
+                }
+            }
+            let mut params = DeleteParams::default();
+            params.preconditions = Some(kube::api::Preconditions { uid: Some(o.uid.clone()), resource_version: None });
+            params.propagation_policy = match *propagation {
+                Some(garbage_collector::FOREGROUND) => Some(kube::api::PropagationPolicy::Foreground),
+                Some("Orphan") => Some(kube::api::PropagationPolicy::Orphan),
+                Some(_) => Some(kube::api::PropagationPolicy::Background),
+                None => None,
+            };
+            tracing::info!(kind = o.resource.kind, namespace = ?o.namespace, name = %o.name, "deleting");
+            api_for(client, o.resource, o.namespace.as_deref()).delete(&o.name, &params).await?;
+        }
+        Action::RemoveFinalizer { object, finalizer } => {
+            let o = target(*object);
+            let remaining: Vec<&String> = o.finalizers.iter().filter(|f| f.as_str() != *finalizer).collect();
+            let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": o.resource_version}});
+            api_for(client, o.resource, o.namespace.as_deref())
+                .patch(&o.name, &PatchParams::default(), &Patch::Merge(patch))
+                .await?;
+        }
+        Action::RemoveOwnerRef { object, owner_uid } => {
+            let o = target(*object);
+            let api = api_for(client, o.resource, o.namespace.as_deref());
+            let live = api.get(&o.name).await?;
+            let refs: Vec<Value> = live
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .filter(|r| r.uid != *owner_uid)
+                .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+                .collect();
+            let rv = live.metadata.resource_version.unwrap_or_default();
+            let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": rv}});
+            api.patch(&o.name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+        }
+        Action::FinalizeNamespace { object } => {
+            let o = target(*object);
+            let api = api_for(client, o.resource, None);
+            let mut live = api.get(&o.name).await?;
+            let remaining: Vec<&String> =
+                o.namespace_finalizers.iter().filter(|f| f.as_str() != namespace::KUBERNETES_FINALIZER).collect();
+            live.data["spec"]["finalizers"] = json!(remaining);
+            api.replace_subresource("finalize", &o.name, &PostParams::default(), &live).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One pass: snapshot, plan, execute. Failed actions are logged and retried by a later pass.
+async fn pass(client: &Client) -> Result<(), kube::Error> {
+    let snapshot = snapshot(client).await?;
+    let mut actions = garbage_collector::plan(&snapshot);
+    actions.extend(namespace::plan(&snapshot));
+    for action in actions.iter().take(limits::CONTROLLER_ACTIONS_PER_PASS_MAX) {
+        if let Err(e) = execute(client, &snapshot, action).await {
+            tracing::debug!(error = %e, ?action, "controller action failed; a later pass retries");
+        }
+    }
+    Ok(())
+}
+
+/// Runs the controllers until `stop` fires.
+pub async fn run(client: Client, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut last_revision = String::new();
+    let mut idle = Duration::from_millis(limits::CONTROLLER_PASS_INTERVAL_MS_MIN);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(idle) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let started = Instant::now();
+        match revision(&client).await {
+            Ok(rv) if rv == last_revision => continue,
+            Ok(rv) => last_revision = rv,
+            Err(e) => {
+                tracing::debug!(error = %e, "controllers cannot read the api");
+                continue;
+            }
+        }
+        if let Err(e) = pass(&client).await {
+            tracing::debug!(error = %e, "controller pass failed");
+            last_revision.clear();
+        }
+        let min = Duration::from_millis(limits::CONTROLLER_PASS_INTERVAL_MS_MIN);
+        idle = (started.elapsed() * 4).max(min);
+    }
+}

@@ -1,0 +1,259 @@
+//! Real kubectl against a three-replica cluster, through a follower's API, as a user types the commands.
+//! Every step is checked against the object state the API then serves, not only kubectl's exit code.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use common::TestCluster;
+
+/// kubectl pointed at one replica, with its own discovery cache.
+struct Kubectl {
+    kubeconfig: PathBuf,
+    cache: tempfile::TempDir,
+    work: tempfile::TempDir,
+}
+
+impl Kubectl {
+    /// kubectl using the admin kubeconfig replica `i` wrote into its data dir.
+    fn for_replica(cluster: &TestCluster, i: usize) -> Kubectl {
+        let kubeconfig = cluster.local.members[i].data_dir.join("admin.kubeconfig");
+        assert!(kubeconfig.exists(), "replica {i} wrote no kubeconfig");
+        Kubectl { kubeconfig, cache: tempfile::tempdir().unwrap(), work: tempfile::tempdir().unwrap() }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with_env(args, &[])
+    }
+
+    fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("kubectl runs")
+    }
+
+    /// Runs kubectl and returns its stdout, failing the test with its stderr when it fails.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl expecting failure; returns its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "kubectl {} succeeded but should fail", args.join(" "));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&all)).expect("kubectl printed JSON")
+    }
+
+    /// Writes a manifest into the work dir and returns its path.
+    fn manifest(&self, name: &str, text: &str) -> String {
+        let path = self.work.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+}
+
+fn follower(cluster_leader: usize) -> usize {
+    (cluster_leader + 1) % 3
+}
+
+const DEPLOY_V1: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: nginx
+  labels:
+    app: nginx
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: nginx
+  template:
+    metadata:
+      labels:
+        app: nginx
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        ports:
+        - containerPort: 80
+        - containerPort: 443
+"#;
+
+const DEPLOY_V2: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: nginx
+  labels:
+    app: nginx
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: nginx
+  template:
+    metadata:
+      labels:
+        app: nginx
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.26
+        ports:
+        - containerPort: 80
+"#;
+
+fn container(deploy: &Value) -> &Value {
+    &deploy["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn ports(deploy: &Value) -> Vec<i64> {
+    container(deploy)["ports"].as_array().unwrap().iter().map(|p| p["containerPort"].as_i64().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_apply_get_patch_scale_and_delete_through_a_follower() {
+    let cluster = TestCluster::start(3).await;
+    let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await));
+
+    // Phase 1: the server speaks Kubernetes 1.33.
+    let version: Value = serde_json::from_str(&k.ok(&["version", "-o", "json"])).unwrap();
+    assert_eq!(version["serverVersion"]["minor"], "33");
+
+    // Phase 2: apply creates, with upstream defaults.
+    let v1 = k.manifest("deploy.yaml", DEPLOY_V1);
+    let out = k.ok(&["apply", "-f", &v1]);
+    assert!(out.contains("deployment.apps/nginx created"), "{out}");
+    let d = k.json(&["get", "deployment", "nginx"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["metadata"]["generation"], 1);
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+    assert_eq!(container(&d)["ports"][0]["protocol"], "TCP");
+    assert_eq!(container(&d)["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(ports(&d), vec![80, 443]);
+    assert!(d["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
+    assert!(d["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .is_some_and(|a| a.ends_with('\n')));
+
+    // Phase 3: a second apply changes the image and removes a port (a three-way strategic merge patch).
+    let v2 = k.manifest("deploy2.yaml", DEPLOY_V2);
+    let out = k.ok(&["apply", "-f", &v2]);
+    assert!(out.contains("deployment.apps/nginx configured"), "{out}");
+    let d = k.json(&["get", "deployment", "nginx"]);
+    assert_eq!(container(&d)["image"], "nginx:1.26");
+    assert_eq!(ports(&d), vec![80]);
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(d["metadata"]["generation"], 2);
+    let out = k.ok(&["apply", "-f", &v2]);
+    assert!(out.contains("deployment.apps/nginx unchanged"), "{out}");
+
+    // Phase 4: get as tables, wide, by label, by field, across namespaces.
+    let table = k.ok(&["get", "deployments"]);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.contains("READY") && table.contains("UP-TO-DATE") && table.contains("AVAILABLE"), "{table}");
+    assert!(table.lines().nth(1).is_some_and(|l| l.starts_with("nginx")), "{table}");
+    let wide = k.ok(&["get", "deploy", "-o", "wide"]);
+    assert!(wide.contains("nginx:1.26") && wide.contains("app=nginx"), "{wide}");
+    let all = k.ok(&["get", "deploy", "-A"]);
+    assert!(all.starts_with("NAMESPACE") && all.contains("default"), "{all}");
+    assert!(k.ok(&["get", "deploy", "-l", "app=nginx", "-o", "name"]).contains("deployment.apps/nginx"));
+    assert_eq!(k.ok(&["get", "deploy", "-l", "app=other", "-o", "name"]).trim(), "");
+    assert!(k.ok(&["get", "deploy", "--field-selector", "metadata.name=nginx", "-o", "name"]).contains("nginx"));
+    let yaml = k.ok(&["get", "deploy", "nginx", "-o", "yaml"]);
+    assert!(yaml.contains("kind: Deployment") && yaml.contains("image: nginx:1.26"), "{yaml}");
+
+    // Phase 5: scale, label, annotate.
+    k.ok(&["scale", "deployment", "nginx", "--replicas=5"]);
+    assert_eq!(k.json(&["get", "deploy", "nginx"])["spec"]["replicas"], 5);
+    k.ok(&["label", "deployment", "nginx", "tier=fe"]);
+    k.ok(&["annotate", "deployment", "nginx", "team=web"]);
+    let d = k.json(&["get", "deploy", "nginx"]);
+    assert_eq!(d["metadata"]["labels"]["tier"], "fe");
+    assert_eq!(d["metadata"]["annotations"]["team"], "web");
+    assert!(k.ok(&["get", "deploy", "-l", "tier=fe", "-o", "name"]).contains("nginx"));
+
+    // Phase 6: the three patch types.
+    let strategic =
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"nginx","env":[{"name":"A","value":"1"}]}]}}}}"#;
+    k.ok(&["patch", "deployment", "nginx", "-p", strategic]);
+    let d = k.json(&["get", "deploy", "nginx"]);
+    assert_eq!(container(&d)["env"][0]["name"], "A");
+    assert_eq!(ports(&d), vec![80], "a strategic patch keeps the container's ports");
+    k.ok(&["patch", "deployment", "nginx", "--type", "merge", "-p", r#"{"spec":{"minReadySeconds":7}}"#]);
+    assert_eq!(k.json(&["get", "deploy", "nginx"])["spec"]["minReadySeconds"], 7);
+    let json_patch = r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:1.27"}]"#;
+    k.ok(&["patch", "deployment", "nginx", "--type", "json", "-p", json_patch]);
+    assert_eq!(container(&k.json(&["get", "deploy", "nginx"]))["image"], "nginx:1.27");
+
+    // Phase 7: delete; the object is gone everywhere.
+    let out = k.ok(&["delete", "deployment", "nginx"]);
+    assert!(out.contains("deployment.apps \"nginx\" deleted"), "{out}");
+    let err = k.fails(&["get", "deployment", "nginx"]);
+    assert!(err.contains("NotFound") && err.contains("\"nginx\" not found"), "{err}");
+    for i in 0..3 {
+        let other = Kubectl::for_replica(&cluster, i);
+        assert_eq!(other.ok(&["get", "deploy", "-o", "name"]).trim(), "");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let cluster = TestCluster::start(3).await;
+    let k = Kubectl::for_replica(&cluster, cluster.leader().await);
+
+    // An unknown field fails kubectl's default (strict) validation on the server.
+    let unknown = k.manifest("unknown.yaml", &DEPLOY_V1.replace("replicas: 2", "replicas: 2\n  replicaz: 3"));
+    let err = k.fails(&["apply", "-f", &unknown]);
+    assert!(err.contains("unknown field") && err.contains("spec.replicaz"), "{err}");
+
+    // An invalid name and a missing image are 422 Invalid, with the fields named.
+    let bad_name = k.manifest("badname.yaml", &DEPLOY_V1.replace("name: nginx\n  labels", "name: Nginx_1\n  labels"));
+    let err = k.fails(&["apply", "-f", &bad_name]);
+    assert!(err.contains("is invalid") && err.contains("metadata.name"), "{err}");
+    let no_image = k.manifest("noimage.yaml", &DEPLOY_V1.replace("        image: nginx:1.25\n", ""));
+    let err = k.fails(&["apply", "-f", &no_image]);
+    assert!(err.contains("spec.template.spec.containers[0].image: Required value"), "{err}");
+
+    // A selector that does not match the template's labels.
+    let mismatch = k.manifest(
+        "mismatch.yaml",
+        &DEPLOY_V1.replace("      labels:\n        app: nginx", "      labels:\n        app: other"),
+    );
+    let err = k.fails(&["apply", "-f", &mismatch]);
+    assert!(err.contains("selector") && err.contains("does not match"), "{err}");
+
+    // A namespace that does not exist.
+    let err = k.fails(&["apply", "-n", "nowhere", "-f", &k.manifest("ok.yaml", DEPLOY_V1)]);
+    assert!(err.contains("namespaces \"nowhere\" not found"), "{err}");
+
+    // Nothing was written.
+    assert_eq!(k.ok(&["get", "deploy", "-A", "-o", "name"]).trim(), "");
+}
