@@ -1,12 +1,28 @@
-//! Server-side apply (`application/apply-patch+yaml`): create the object when it is absent (201), otherwise
-//! merge the applied configuration into it.
+//! Server-side apply (`application/apply-patch+yaml`): the applied configuration of a field manager is merged
+//! into the object by `managed_fields::apply` (ownership, conflicts, removal of fields the manager stopped
+//! applying); an absent object is created from it (201).
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::errors::ApiError;
+use super::managed_fields::{self, ApplyError};
 use super::registry::Consistency;
-use super::strategic;
-use super::verbs::{Target, Verbs, WriteOptions, Written};
+use super::verbs::{now_timestamp, Target, Verbs, WriteOptions, Written};
+
+fn apply_error(target: &Target, e: ApplyError) -> ApiError {
+    match e {
+        ApplyError::Conflicts(conflicts) => ApiError::ApplyConflict {
+            message: ApplyError::Conflicts(conflicts.clone()).to_string(),
+            causes: conflicts
+                .iter()
+                .map(|c| json!({"reason": "FieldManagerConflict", "message": c.message(), "field": c.field}))
+                .collect(),
+            resource: target.resource,
+            name: target.name().to_string(),
+        },
+        ApplyError::Invalid(m) => ApiError::BadRequest(m),
+    }
+}
 
 pub async fn server_side_apply(
     verbs: &Verbs,
@@ -14,10 +30,11 @@ pub async fn server_side_apply(
     options: &WriteOptions,
     config: Value,
 ) -> Result<Written, ApiError> {
-    if options.field_manager.as_deref().is_none_or(str::is_empty) {
-        return Err(ApiError::BadRequest("fieldManager is required for apply requests".into()));
-    }
+    let Some(manager) = options.field_manager.clone().filter(|m| !m.is_empty()) else {
+        return Err(ApiError::BadRequest("PATCH, application/apply-patch+yaml requires fieldManager to be set".into()));
+    };
     let resource = target.resource;
+    let api_version = resource.api_version();
     if config.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str) != Some(target.name()) {
         return Err(ApiError::BadRequest(format!(
             "the name of the object ({}) does not match the name on the URL ({})",
@@ -25,14 +42,40 @@ pub async fn server_side_apply(
             target.name()
         )));
     }
+    // The manager's ownership is recorded here; the verbs must not record the write a second time.
+    let recorded = WriteOptions { field_manager: None, ..options.clone() };
     match verbs.get(target, Consistency::Linearizable).await {
-        Err(ApiError::NotFound { .. }) => verbs.create(target, config, options).await,
+        Err(ApiError::NotFound { .. }) => {
+            let now = now_timestamp();
+            let object = managed_fields::apply(
+                resource.group,
+                resource.kind,
+                &api_version,
+                None,
+                &config,
+                &manager,
+                options.force,
+                &now,
+            )
+            .map_err(|e| apply_error(target, e))?;
+            verbs.create(target, object, &recorded).await
+        }
         Err(e) => Err(e),
         Ok(_) => {
             verbs
-                .update_with(target, options, |current| {
-                    let mut next = strategic::strategic_merge(resource.group, resource.kind, current, &config)
-                        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+                .update_with(target, &recorded, |current| {
+                    let now = now_timestamp();
+                    let mut next = managed_fields::apply(
+                        resource.group,
+                        resource.kind,
+                        &api_version,
+                        Some(current),
+                        &config,
+                        &manager,
+                        options.force,
+                        &now,
+                    )
+                    .map_err(|e| apply_error(target, e))?;
                     if let Some(m) = next["metadata"].as_object_mut() {
                         m.remove("resourceVersion");
                     }

@@ -17,6 +17,9 @@ pub enum ApiError {
     AlreadyExists { resource: &'static Resource, name: String },
     #[error("Operation cannot be fulfilled on {} {name:?}: {message}", .resource.qualified_plural())]
     Conflict { resource: &'static Resource, name: String, message: String },
+    /// A server-side apply that would change fields other managers own.
+    #[error("{message}")]
+    ApplyConflict { resource: &'static Resource, name: String, message: String, causes: Vec<Value> },
     #[error("{message}")]
     Invalid { resource: &'static Resource, name: String, message: String, causes: Vec<Cause> },
     #[error("{0}")]
@@ -50,7 +53,7 @@ impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
             ApiError::NotFound { .. } | ApiError::PathNotFound(_) => 404,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => 409,
             ApiError::Invalid { .. } => 422,
             ApiError::BadRequest(_) => 400,
             ApiError::Forbidden { .. } => 403,
@@ -68,7 +71,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::PathNotFound(_) => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Forbidden { .. } => "Forbidden",
@@ -109,6 +112,9 @@ impl ApiError {
                     .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
                     .collect::<Vec<_>>(),
             })),
+            ApiError::ApplyConflict { resource, name, causes, .. } => {
+                Some(json!({"name": name, "group": resource.group, "kind": resource.plural, "causes": causes}))
+            }
             ApiError::Unavailable(_) => Some(json!({"retryAfterSeconds": 1})),
             _ => None,
         };

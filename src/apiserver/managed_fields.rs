@@ -74,6 +74,7 @@ impl Conflict {
     }
 }
 
+/// Why an apply was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// Fields other managers own would change; the message is upstream's.
@@ -1130,7 +1131,7 @@ fn sync_last_applied(object: &mut Value, config: &Value) {
     let annotations =
         object.get_mut("metadata").and_then(|metadata| metadata.get_mut("annotations")).and_then(Value::as_object_mut);
     let Some(annotations) = annotations else { return };
-    if !annotations.get(LAST_APPLIED).and_then(Value::as_str).is_some_and(|text| !text.is_empty()) {
+    if annotations.get(LAST_APPLIED).and_then(Value::as_str).is_none_or(str::is_empty) {
         return;
     }
     let mut recorded = config.clone();
@@ -1665,6 +1666,31 @@ mod tests {
         let object = apply_deployment(Some(&object), &nothing, "team-b", false, T2);
         assert_eq!(container_names(&object), ["nginx"]);
         assert_eq!(object["metadata"]["labels"], json!({"app": "nginx", "sidecar": "none"}));
+    }
+
+    #[test]
+    fn what_an_updater_added_stays_unless_its_parent_goes() {
+        let mut config = deployment(2, "nginx:1.25");
+        config["spec"]["template"]["spec"]["containers"] =
+            json!([{"name": "nginx", "image": "nginx:1.25"}, {"name": "proxy", "image": "envoy:1"}]);
+        let object = apply_deployment(None, &config, "kubectl", false, T0);
+
+        // A controller adds a label and a port to the proxy container.
+        let mut touched = object.clone();
+        touched["metadata"]["labels"]["injected"] = json!("yes");
+        touched["spec"]["template"]["spec"]["containers"][1]["ports"] = json!([{"containerPort": 9901}]);
+        record_update("apps", "Deployment", "apps/v1", Some(&object), &mut touched, "controller", T1);
+
+        // The applier drops its labels and the proxy container.
+        let mut smaller = deployment(2, "nginx:1.25");
+        smaller["metadata"].as_object_mut().unwrap().remove("labels");
+        smaller["spec"]["template"]["spec"]["containers"] = json!([{"name": "nginx", "image": "nginx:1.25"}]);
+        let object = apply_deployment(Some(&touched), &smaller, "kubectl", false, T2);
+
+        assert_eq!(object["metadata"]["labels"], json!({"injected": "yes"}), "the controller's label stays");
+        assert_eq!(container_names(&object), ["nginx"], "the container goes, with the port added to it");
+        let controller = fields(&object, "controller", "Update");
+        assert_eq!(controller.to_fields_v1(), json!({"f:metadata": {"f:labels": {"f:injected": {}}}}));
     }
 
     #[test]

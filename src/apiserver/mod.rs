@@ -10,6 +10,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod errors;
 pub mod etcd;
+pub mod managed_fields;
 pub mod patch;
 pub mod protobuf;
 pub mod registry;

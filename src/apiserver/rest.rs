@@ -81,7 +81,19 @@ impl Query {
             .transpose()
     }
 
-    fn write_options(&self) -> Result<WriteOptions, ApiError> {
+    /// The options of a write; a write that names no field manager is recorded under its client's name, as
+    /// upstream does (except server-side apply, which must name one).
+    fn write_options(&self, headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
+        let mut options = self.apply_options()?;
+        if options.field_manager.as_deref().is_none_or(str::is_empty) {
+            let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+            let name: String = agent.split('/').next().unwrap_or("unknown").chars().take(128).collect();
+            options.field_manager = Some(if name.is_empty() { "unknown".into() } else { name });
+        }
+        Ok(options)
+    }
+
+    fn apply_options(&self) -> Result<WriteOptions, ApiError> {
         let field_validation = match self.get("fieldValidation") {
             None | Some("") => FieldValidation::Warn,
             Some("Strict") => FieldValidation::Strict,
@@ -346,13 +358,13 @@ async fn resource_request(
             target.name()
         ))),
         (Method::POST, false, None) => {
-            let options = query.write_options()?;
+            let options = query.write_options(headers)?;
             let written = api.verbs.create(&target, json_body(headers, &body, false)?, &options).await?;
             let code = if written.created { StatusCode::CREATED } else { StatusCode::OK };
             Ok(with_warnings(json_response(code, &written.object, "application/json"), &written.warnings))
         }
         (Method::PUT, true, None | Some(Subresource::Status) | Some(Subresource::Finalize)) => {
-            let options = query.write_options()?;
+            let options = query.write_options(headers)?;
             let new = json_body(headers, &body, false)?;
             let written = api.verbs.update_with(&target, &options, |_| Ok(new.clone())).await?;
             Ok(with_warnings(ok(&written.object), &written.warnings))
@@ -444,7 +456,7 @@ async fn scale(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
-    let options = query.write_options()?;
+    let options = query.write_options(headers)?;
     let patch_type = if *method == Method::PATCH {
         let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         Some(PatchType::from_content_type(ct).ok_or_else(|| unsupported_patch(ct))?)
@@ -503,14 +515,15 @@ async fn patch(
 ) -> Result<Response, ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let patch_type = PatchType::from_content_type(ct).ok_or_else(|| unsupported_patch(ct))?;
-    let options = query.write_options()?;
     let input = json_body(headers, body, true)?;
     if patch_type == PatchType::Apply {
+        let options = query.apply_options()?;
         return super::apply::server_side_apply(&api.verbs, target, &options, input).await.map(|written| {
             let code = if written.created { StatusCode::CREATED } else { StatusCode::OK };
             with_warnings(json_response(code, &written.object, "application/json"), &written.warnings)
         });
     }
+    let options = query.write_options(headers)?;
     let resource = target.resource;
     let written = api
         .verbs

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use super::errors::ApiError;
 use super::registry::{Consistency, Guard, Objects, Stored};
 use super::resources::{self, Resource, Subresource};
-use super::{defaults, validation};
+use super::{defaults, managed_fields, validation};
 use crate::limits;
 
 /// What a request addresses.
@@ -197,6 +197,11 @@ fn admit(
         _ => {}
     }
     let mut obj = typed;
+    if let Some(manager) = opts.field_manager.as_deref() {
+        let now = now_timestamp();
+        let api_version = resource.api_version();
+        managed_fields::record_update(resource.group, resource.kind, &api_version, old, &mut obj, manager, &now);
+    }
     if let Some(rv) = old.and_then(|o| meta_str(o, "resourceVersion")) {
         meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(rv.into()));
     }

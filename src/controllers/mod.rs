@@ -73,6 +73,12 @@ pub enum Action {
     FinalizeNamespace {
         object: usize,
     },
+    CreateNamespace {
+        name: &'static str,
+    },
+    CreateServiceAccount {
+        namespace: String,
+    },
 }
 
 fn api_resource(r: &Resource) -> ApiResource {
@@ -211,8 +217,30 @@ async fn execute(client: &Client, snapshot: &Snapshot, action: &Action) -> Resul
             live.data["spec"]["finalizers"] = json!(remaining);
             api.replace_subresource("finalize", &o.name, &PostParams::default(), &live).await?;
         }
+        Action::CreateNamespace { name } => {
+            let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
+            let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            let ns: DynamicObject = serde_json::from_value(ns).map_err(kube::Error::SerdeError)?;
+            tracing::info!(name, "creating a system namespace");
+            ignore_exists(api_for(client, namespaces, None).create(&PostParams::default(), &ns).await)?;
+        }
+        Action::CreateServiceAccount { namespace } => {
+            let accounts = resources::find("", "v1", "serviceaccounts").expect("service accounts are served");
+            let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+            let sa: DynamicObject = serde_json::from_value(sa).map_err(kube::Error::SerdeError)?;
+            ignore_exists(api_for(client, accounts, Some(namespace)).create(&PostParams::default(), &sa).await)?;
+        }
     }
     Ok(())
+}
+
+/// A create that found the object already there did what it was for.
+fn ignore_exists<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// One pass: snapshot, plan, execute. Failed actions are logged and retried by a later pass.
