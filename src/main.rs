@@ -148,10 +148,17 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let client = cluster::etcd_client::EtcdClient::new(&endpoints[0])?;
     loop {
-        match client.status().await {
-            Ok(s) if s.leader != 0 => break,
-            _ if std::time::Instant::now() > deadline => {
-                anyhow::bail!("the cluster elected no leader within 30s; see the logs in {}", args.data_dir.display())
+        // Ready once a leader is elected and has created the system namespaces.
+        let bootstrapped = match client.status().await {
+            Ok(s) if s.leader != 0 => {
+                client.get("/registry/namespaces/default", false).await.is_ok_and(|r| r.count > 0)
+            }
+            _ => false,
+        };
+        match bootstrapped {
+            true => break,
+            false if std::time::Instant::now() > deadline => {
+                anyhow::bail!("the cluster was not ready within 30s; see the logs in {}", args.data_dir.display())
             }
             _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
         }
@@ -159,9 +166,19 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let hosts: Vec<String> = local.members.iter().map(|m| m.client_addr.to_string()).collect();
     println!("raftsman: 3 replicas are up; data and logs in {}", args.data_dir.display());
     for m in &local.members {
-        println!("  {}  client {}  peer {}  log {}", m.name, m.client_addr, m.peer_addr, m.log.display());
+        println!(
+            "  {}  kubernetes api http://{}  etcd client {}  peer {}  log {}",
+            m.name,
+            m.api_addr,
+            m.client_addr,
+            m.peer_addr,
+            m.log.display()
+        );
     }
-    println!("try:  ETCDCTL_API=3 etcdctl --endpoints={} endpoint status -w table", hosts.join(","));
+    let kubeconfig = local.members[0].data_dir.join("admin.kubeconfig");
+    println!("try:  kubectl --kubeconfig {} get namespaces", kubeconfig.display());
+    println!("      ETCDCTL_API=3 etcdctl --endpoints={} endpoint status -w table", hosts.join(","));
+    println!("each replica writes its own admin.kubeconfig into its data dir: use another one if n1 goes down");
     println!("press Ctrl-C to stop");
     shutdown_signal().await;
     for i in 0..local.members.len() {

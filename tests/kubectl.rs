@@ -3,12 +3,14 @@
 
 mod common;
 
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use common::TestCluster;
+use common::{eventually, TestCluster};
 
 /// kubectl pointed at one replica, with its own discovery cache.
 struct Kubectl {
@@ -18,11 +20,16 @@ struct Kubectl {
 }
 
 impl Kubectl {
-    /// kubectl using the admin kubeconfig replica `i` wrote into its data dir.
-    fn for_replica(cluster: &TestCluster, i: usize) -> Kubectl {
+    /// kubectl using the admin kubeconfig replica `i` wrote into its data dir, once that replica is ready.
+    async fn for_replica(cluster: &TestCluster, i: usize) -> Kubectl {
         let kubeconfig = cluster.local.members[i].data_dir.join("admin.kubeconfig");
         assert!(kubeconfig.exists(), "replica {i} wrote no kubeconfig");
-        Kubectl { kubeconfig, cache: tempfile::tempdir().unwrap(), work: tempfile::tempdir().unwrap() }
+        let k = Kubectl { kubeconfig, cache: tempfile::tempdir().unwrap(), work: tempfile::tempdir().unwrap() };
+        eventually(Duration::from_secs(20), "the api to be ready", || async {
+            k.run(&["get", "--raw", "/readyz"]).status.success().then_some(())
+        })
+        .await;
+        k
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -139,7 +146,7 @@ fn ports(deploy: &Value) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_apply_get_patch_scale_and_delete_through_a_follower() {
     let cluster = TestCluster::start(3).await;
-    let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await));
+    let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
 
     // Phase 1: the server speaks Kubernetes 1.33.
     let version: Value = serde_json::from_str(&k.ok(&["version", "-o", "json"])).unwrap();
@@ -213,13 +220,43 @@ async fn kubectl_apply_get_patch_scale_and_delete_through_a_follower() {
     k.ok(&["patch", "deployment", "nginx", "--type", "json", "-p", json_patch]);
     assert_eq!(container(&k.json(&["get", "deploy", "nginx"]))["image"], "nginx:1.27");
 
-    // Phase 7: delete; the object is gone everywhere.
+    // Phase 7: describe shows the defaults; edit goes through KUBE_EDITOR.
+    let described = k.ok(&["describe", "deployment", "nginx"]);
+    let line = |label: &str| described.lines().find(|l| l.trim_start().starts_with(label)).map(str::split_whitespace);
+    assert_eq!(line("StrategyType:").and_then(|mut w| w.nth(1)), Some("RollingUpdate"), "{described}");
+    assert_eq!(line("Port:").and_then(|mut w| w.nth(1)), Some("80/TCP"), "{described}");
+    let editor = k.manifest("editor.sh", "#!/bin/sh\nsed -i 's/minReadySeconds: 7/minReadySeconds: 8/' \"$1\"\n");
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = k.run_with_env(&["edit", "deployment", "nginx"], &[("KUBE_EDITOR", &editor)]);
+    assert!(out.status.success(), "edit failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(k.json(&["get", "deploy", "nginx"])["spec"]["minReadySeconds"], 8);
+
+    // Phase 8: server-side apply. Fields that scale and patch changed belong to other managers: a conflict,
+    // until --force-conflicts takes them over. Then another manager conflicts with this one.
+    let err = k.fails(&["apply", "--server-side", "-f", &v2]);
+    assert!(err.contains("conflict") && err.contains(".spec.replicas") && err.contains("kubectl-patch"), "{err}");
+    let out = k.ok(&["apply", "--server-side", "--force-conflicts", "-f", &v2]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    assert_eq!(container(&k.json(&["get", "deploy", "nginx"]))["image"], "nginx:1.26");
+    let d = k.json(&["get", "deploy", "nginx", "--show-managed-fields"]);
+    let managers: Vec<&str> =
+        d["metadata"]["managedFields"].as_array().unwrap().iter().filter_map(|m| m["manager"].as_str()).collect();
+    assert!(managers.contains(&"kubectl"), "{managers:?}");
+    assert_eq!(d["spec"]["replicas"], 3);
+    let v3 = k.manifest("deploy3.yaml", &DEPLOY_V2.replace("replicas: 3", "replicas: 4"));
+    let err = k.fails(&["apply", "--server-side", "--field-manager=other", "-f", &v3]);
+    assert!(err.contains("conflict") && err.contains(".spec.replicas"), "{err}");
+    assert_eq!(k.json(&["get", "deploy", "nginx"])["spec"]["replicas"], 3);
+    k.ok(&["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", &v3]);
+    assert_eq!(k.json(&["get", "deploy", "nginx"])["spec"]["replicas"], 4);
+
+    // Phase 9: delete; the object is gone everywhere.
     let out = k.ok(&["delete", "deployment", "nginx"]);
     assert!(out.contains("deployment.apps \"nginx\" deleted"), "{out}");
     let err = k.fails(&["get", "deployment", "nginx"]);
     assert!(err.contains("NotFound") && err.contains("\"nginx\" not found"), "{err}");
     for i in 0..3 {
-        let other = Kubectl::for_replica(&cluster, i);
+        let other = Kubectl::for_replica(&cluster, i).await;
         assert_eq!(other.ok(&["get", "deploy", "-o", "name"]).trim(), "");
     }
 }
@@ -227,7 +264,7 @@ async fn kubectl_apply_get_patch_scale_and_delete_through_a_follower() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_refused_and_changes_nothing() {
     let cluster = TestCluster::start(3).await;
-    let k = Kubectl::for_replica(&cluster, cluster.leader().await);
+    let k = Kubectl::for_replica(&cluster, cluster.leader().await).await;
 
     // An unknown field fails kubectl's default (strict) validation on the server.
     let unknown = k.manifest("unknown.yaml", &DEPLOY_V1.replace("replicas: 2", "replicas: 2\n  replicaz: 3"));
@@ -256,4 +293,143 @@ async fn bad_input_is_refused_and_changes_nothing() {
 
     // Nothing was written.
     assert_eq!(k.ok(&["get", "deploy", "-A", "-o", "name"]).trim(), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generators_events_watch_and_deletion_through_a_follower() {
+    let cluster = TestCluster::start(3).await;
+    let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
+
+    // Phase 1: the system namespaces and their default service accounts appear.
+    eventually(Duration::from_secs(20), "the system namespaces", || async {
+        let names = k.ok(&["get", "namespaces", "-o", "name"]);
+        ["default", "kube-system", "kube-public", "kube-node-lease"]
+            .iter()
+            .all(|n| names.contains(&format!("namespace/{n}")))
+            .then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(20), "the default service account", || async {
+        k.run(&["get", "serviceaccount", "default"]).status.success().then_some(())
+    })
+    .await;
+
+    // Phase 2: kubectl's generator commands (protobuf bodies) create what they say.
+    k.ok(&["create", "namespace", "team-a"]);
+    k.ok(&["create", "secret", "generic", "s1", "--from-literal=a=b", "-n", "team-a"]);
+    k.ok(&["create", "configmap", "c1", "--from-literal=k=v", "-n", "team-a"]);
+    k.ok(&["create", "deployment", "d1", "--image=busybox", "--replicas=2", "-n", "team-a"]);
+    k.ok(&["create", "job", "j1", "--image=busybox", "-n", "team-a"]);
+    assert_eq!(k.json(&["get", "secret", "s1", "-n", "team-a"])["data"]["a"], "Yg==");
+    assert_eq!(k.json(&["get", "configmap", "c1", "-n", "team-a"])["data"]["k"], "v");
+    let d = k.json(&["get", "deployment", "d1", "-n", "team-a"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "busybox");
+    assert_eq!(k.json(&["get", "job", "j1", "-n", "team-a"])["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    let resources = k.ok(&["api-resources"]);
+    for line in ["deployments", "deploy", "apps/v1", "cronjobs", "horizontalpodautoscalers", "leases"] {
+        assert!(resources.contains(line), "{line} missing from {resources}");
+    }
+
+    // Phase 3: events are listed with kubectl's columns and selected by involved object.
+    let event = k.manifest(
+        "event.yaml",
+        r#"
+apiVersion: v1
+kind: Event
+metadata:
+  name: d1.1
+  namespace: team-a
+involvedObject:
+  kind: Deployment
+  name: d1
+  namespace: team-a
+reason: ScalingReplicaSet
+message: Scaled up replica set d1-1 to 2
+type: Normal
+firstTimestamp: "2026-01-01T00:00:00Z"
+lastTimestamp: "2026-01-01T00:00:00Z"
+count: 1
+source:
+  component: deployment-controller
+"#,
+    );
+    k.ok(&["apply", "-f", &event]);
+    let events = k.ok(&["get", "events", "-n", "team-a"]);
+    assert!(events.starts_with("LAST SEEN") && events.contains("ScalingReplicaSet"), "{events}");
+    assert!(events.contains("deployment/d1"), "{events}");
+    let selected = k.ok(&["get", "events", "-n", "team-a", "--field-selector", "involvedObject.name=d1", "-o", "name"]);
+    assert!(selected.contains("d1.1"), "{selected}");
+    let none = k.ok(&["get", "events", "-n", "team-a", "--field-selector", "involvedObject.name=x", "-o", "name"]);
+    assert_eq!(none.trim(), "");
+
+    // Phase 4: `get -w` prints each change as a table row.
+    let mut watch = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&k.kubeconfig)
+        .arg("--cache-dir")
+        .arg(k.cache.path())
+        .args(["get", "configmaps", "-n", "team-a", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    k.ok(&["create", "configmap", "w1", "--from-literal=a=b", "-n", "team-a"]);
+    k.ok(&["label", "configmap", "w1", "x=y", "-n", "team-a"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watch.kill().unwrap();
+    let mut printed = String::new();
+    watch.stdout.take().unwrap().read_to_string(&mut printed).unwrap();
+    let _ = watch.wait();
+    assert!(printed.starts_with("NAME"), "{printed}");
+    assert_eq!(printed.lines().filter(|l| l.starts_with("w1 ")).count(), 2, "{printed}");
+
+    // Phase 5: foreground deletion removes the dependents first; the owner waits for them.
+    let owner_uid =
+        k.json(&["get", "deployment", "d1", "-n", "team-a"])["metadata"]["uid"].as_str().unwrap().to_string();
+    let dependent = k.manifest(
+        "dependent.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: owned
+  namespace: team-a
+  ownerReferences:
+  - apiVersion: apps/v1
+    kind: Deployment
+    name: d1
+    uid: {owner_uid}
+    blockOwnerDeletion: true
+    controller: true
+data:
+  a: b
+"#
+        ),
+    );
+    k.ok(&["apply", "-f", &dependent]);
+    k.ok(&["delete", "deployment", "d1", "-n", "team-a", "--cascade=foreground", "--timeout=30s"]);
+    assert!(k.fails(&["get", "deployment", "d1", "-n", "team-a"]).contains("NotFound"));
+    assert!(k.fails(&["get", "configmap", "owned", "-n", "team-a"]).contains("NotFound"));
+
+    // Phase 6: background deletion: the owner goes at once, the garbage collector removes the dependent.
+    k.ok(&["create", "deployment", "d2", "--image=busybox", "-n", "team-a"]);
+    let owner_uid =
+        k.json(&["get", "deployment", "d2", "-n", "team-a"])["metadata"]["uid"].as_str().unwrap().to_string();
+    let dependent = std::fs::read_to_string(&dependent).unwrap().replace("name: d1", "name: d2");
+    let dependent = dependent
+        .lines()
+        .map(|l| if l.trim_start().starts_with("uid:") { format!("    uid: {owner_uid}") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    k.ok(&["apply", "-f", &k.manifest("dependent2.yaml", &dependent)]);
+    k.ok(&["delete", "deployment", "d2", "-n", "team-a"]);
+    k.ok(&["wait", "--for=delete", "configmap/owned", "-n", "team-a", "--timeout=30s"]);
+
+    // Phase 7: deleting the namespace deletes what it holds, then the namespace itself.
+    k.ok(&["delete", "namespace", "team-a", "--timeout=60s"]);
+    assert!(k.fails(&["get", "namespace", "team-a"]).contains("NotFound"));
+    assert_eq!(k.ok(&["get", "secrets,configmaps,jobs", "-n", "team-a", "-o", "name"]).trim(), "");
 }

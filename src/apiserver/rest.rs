@@ -245,10 +245,7 @@ async fn route(
     match segments.as_slice() {
         ["version"] if get => Ok(ok(&discovery::version())),
         ["healthz" | "livez"] if get => Ok((StatusCode::OK, "ok").into_response()),
-        ["readyz"] if get => match api.objects().store().status().leader {
-            Some(_) => Ok((StatusCode::OK, "ok").into_response()),
-            None => Err(ApiError::Unavailable("no raft leader is known".into())),
-        },
+        ["readyz"] if get => ready(api).await.map(|()| (StatusCode::OK, "ok").into_response()),
         ["api"] if get && discovery::wants_aggregated(accept) => {
             Ok(json_response(StatusCode::OK, &discovery::aggregated(true), discovery::AGGREGATED_CONTENT_TYPE))
         }
@@ -270,6 +267,18 @@ async fn route(
             resource_request(api, group, version, rest, method, uri, headers, body).await
         }
         _ => Err(not_found(uri)),
+    }
+}
+
+/// Ready: a leader is known and the cluster's bootstrap (the `default` namespace) is visible here.
+async fn ready(api: &KubeApi) -> Result<(), ApiError> {
+    if api.objects().store().status().leader.is_none() {
+        return Err(ApiError::Unavailable("no raft leader is known".into()));
+    }
+    let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
+    match api.objects().get(&namespaces.key(None, "default"), Consistency::Local).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::Unavailable("the default namespace does not exist yet".into())),
     }
 }
 
