@@ -71,6 +71,9 @@ struct ServerArgs {
     /// Address for the Kubernetes REST API (kubectl and the Kubernetes clients).
     #[arg(long, default_value = "127.0.0.1:6443")]
     api_addr: SocketAddr,
+    /// The IPv4 range Services' cluster IPs are allocated from.
+    #[arg(long, default_value = "10.96.0.0/16")]
+    service_cluster_ip_range: raftsman::apiserver::allocations::ServiceRange,
     /// NAME=HOST:PORT of every initial member (peer addresses). It forms the cluster when the data dir is new;
     /// on restart it may be left out, and if given it must describe the cluster the data dir belongs to.
     #[arg(long, default_value = "")]
@@ -113,6 +116,7 @@ fn main() -> anyhow::Result<()> {
                     peer_addr: args.peer_addr,
                     client_addr: args.client_addr,
                     api_addr: args.api_addr,
+                    service_cluster_ip_range: args.service_cluster_ip_range,
                     initial_cluster: args.initial_cluster,
                     planted_bugs: args.chaos_plant_bug.unwrap_or_default(),
                 }

@@ -433,3 +433,49 @@ data:
     assert!(k.fails(&["get", "namespace", "team-a"]).contains("NotFound"));
     assert_eq!(k.ok(&["get", "secrets,configmaps,jobs", "-n", "team-a", "-o", "name"]).trim(), "");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn services_get_unique_cluster_ips_and_node_ports_released_on_delete() {
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let k = Kubectl::for_replica(&cluster, leader).await;
+    let other = Kubectl::for_replica(&cluster, follower(leader)).await;
+
+    // Phase 1: services created through two replicas get distinct addresses from the range.
+    k.ok(&["create", "service", "nodeport", "a", "--tcp=80:8080"]);
+    other.ok(&["create", "service", "clusterip", "b", "--tcp=80:8080"]);
+    let a = k.json(&["get", "service", "a"]);
+    let b = k.json(&["get", "service", "b"]);
+    let ip = |s: &Value| s["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(ip(&a).starts_with("10.96.") && ip(&b).starts_with("10.96."), "{a} {b}");
+    assert_ne!(ip(&a), ip(&b));
+    let node_port = a["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&node_port), "{node_port}");
+    let table = k.ok(&["get", "services"]);
+    assert!(table.contains(&format!("80:{node_port}/TCP")), "{table}");
+
+    // Phase 2: asking for a node port or IP another service holds is refused, and nothing is written.
+    let taken = k.manifest(
+        "taken.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: c\nspec:\n  type: NodePort\n  ports:\n  - port: 80\n    nodePort: {node_port}\n"
+        ),
+    );
+    let err = other.fails(&["apply", "-f", &taken]);
+    assert!(err.contains("provided port is already allocated"), "{err}");
+    let same_ip = k.manifest(
+        "same-ip.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: d\nspec:\n  clusterIP: {}\n  ports:\n  - port: 80\n",
+            ip(&b)
+        ),
+    );
+    let err = k.fails(&["apply", "-f", &same_ip]);
+    assert!(err.contains("provided IP is already allocated"), "{err}");
+    assert!(k.fails(&["get", "service", "c"]).contains("NotFound"));
+
+    // Phase 3: deleting a service releases its port, which the next service may then ask for.
+    k.ok(&["delete", "service", "a"]);
+    other.ok(&["apply", "-f", &taken]);
+    assert_eq!(k.json(&["get", "service", "c"])["spec"]["ports"][0]["nodePort"], node_port);
+}

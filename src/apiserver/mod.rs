@@ -4,6 +4,7 @@
 //! modules it composes). The Kubernetes API keeps objects as JSON under `/registry/` keys; its
 //! `resourceVersion` is the store's mod revision.
 
+pub mod allocations;
 pub mod apply;
 pub mod collections;
 pub mod defaults;

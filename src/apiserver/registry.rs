@@ -6,6 +6,8 @@
 //! revision, or its absence, plus any guard such as the namespace's revision) and writes only if nothing
 //! changed, so concurrent writers through any replica never overwrite each other.
 
+use std::collections::BTreeSet;
+
 use serde_json::Value;
 
 use super::errors::ApiError;
@@ -38,6 +40,24 @@ pub enum Consistency {
 pub struct Guard {
     pub key: String,
     pub revision: i64,
+}
+
+/// Keys written or removed in the same transaction as an object: allocations it takes (each must be absent;
+/// its value names the holder) and allocations it gives up.
+#[derive(Clone, Debug, Default)]
+pub struct Allocations {
+    pub claim: BTreeSet<String>,
+    pub release: BTreeSet<String>,
+}
+
+impl Allocations {
+    fn writes(&self, holder: &str) -> Vec<RequestOp> {
+        let claims = self.claim.iter().map(|k| {
+            RequestOp::Put(PutOp { key: k.as_bytes().to_vec(), value: holder.as_bytes().to_vec(), ..PutOp::default() })
+        });
+        let releases = self.release.iter().map(|k| RequestOp::Delete(DeleteOp { range: single(k), prev_kv: false }));
+        claims.chain(releases).collect()
+    }
 }
 
 /// Why a compare-and-swap did not write: the current state of every key it compared.
@@ -194,17 +214,38 @@ impl Objects {
         object: &Value,
         expected: i64,
         guards: &[Guard],
+        allocations: &Allocations,
     ) -> Result<Result<i64, Refused>, ApiError> {
         let value = encode(object)?;
         let mut compares = vec![mod_is(key, expected)];
         compares.extend(guards.iter().map(|g| mod_is(&g.key, g.revision)));
-        let put = RequestOp::Put(PutOp { key: key.as_bytes().to_vec(), value, ..PutOp::default() });
-        self.cas(compares, vec![put]).await
+        compares.extend(allocations.claim.iter().map(|k| mod_is(k, 0)));
+        let mut writes = vec![RequestOp::Put(PutOp { key: key.as_bytes().to_vec(), value, ..PutOp::default() })];
+        writes.extend(allocations.writes(key));
+        self.cas(compares, writes).await
     }
 
     /// Deletes `key` if it still has mod revision `expected`.
-    pub async fn delete(&self, key: &str, expected: i64) -> Result<Result<i64, Refused>, ApiError> {
-        let delete = RequestOp::Delete(DeleteOp { range: single(key), prev_kv: false });
-        self.cas(vec![mod_is(key, expected)], vec![delete]).await
+    pub async fn delete(
+        &self,
+        key: &str,
+        expected: i64,
+        allocations: &Allocations,
+    ) -> Result<Result<i64, Refused>, ApiError> {
+        let mut writes = vec![RequestOp::Delete(DeleteOp { range: single(key), prev_kv: false })];
+        writes.extend(allocations.writes(key));
+        self.cas(vec![mod_is(key, expected)], writes).await
+    }
+
+    /// The keys under `prefix` in this replica's state (after a read index, so no acknowledged write is missed).
+    pub async fn keys(&self, prefix: &str) -> Result<BTreeSet<String>, ApiError> {
+        self.sync(Consistency::Linearizable).await?;
+        let op = RangeOp {
+            range: KeyRange { key: prefix.as_bytes().to_vec(), end: prefix_end(prefix) },
+            keys_only: true,
+            ..RangeOp::default()
+        };
+        let (_, result) = self.store.sm.range(&op).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(result.kvs.into_iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect())
     }
 }

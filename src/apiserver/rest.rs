@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::allocations::ServiceRange;
 use super::collections::{self, ListOptions, WatchFormat};
 use super::discovery;
 use super::errors::ApiError;
@@ -37,8 +38,9 @@ pub struct KubeApi {
 }
 
 impl KubeApi {
-    pub fn new(store: Store, advertise: String) -> Arc<KubeApi> {
-        Arc::new(KubeApi { verbs: Verbs { objects: Objects::new(store) }, advertise, watches: AtomicUsize::new(0) })
+    pub fn new(store: Store, advertise: String, service_range: ServiceRange) -> Arc<KubeApi> {
+        let verbs = Verbs { objects: Objects::new(store), service_range };
+        Arc::new(KubeApi { verbs, advertise, watches: AtomicUsize::new(0) })
     }
 
     fn objects(&self) -> &Objects {

@@ -12,8 +12,9 @@
 
 use serde_json::{json, Map, Value};
 
+use super::allocations::{self, ServiceRange};
 use super::errors::ApiError;
-use super::registry::{Consistency, Guard, Objects, Stored};
+use super::registry::{Allocations, Consistency, Guard, Objects, Stored};
 use super::resources::{self, Resource, Subresource};
 use super::{defaults, managed_fields, validation};
 use crate::limits;
@@ -258,9 +259,49 @@ fn qos_class(pod: &Value) -> &'static str {
 
 pub struct Verbs {
     pub objects: Objects,
+    pub service_range: ServiceRange,
 }
 
 impl Verbs {
+    /// The IPs and node ports `new` (replacing `old`) needs to claim and may give up; fills in the ones it
+    /// asks the server to choose.
+    async fn allocate(&self, old: Option<&Value>, new: &mut Value) -> Result<Allocations, ApiError> {
+        if new["kind"] != "Service" {
+            return Ok(Allocations::default());
+        }
+        let before = old.map(allocations::held).unwrap_or_default();
+        let mut taken = self.objects.keys(allocations::SERVICE_IPS_PREFIX).await?;
+        taken.extend(self.objects.keys(allocations::NODE_PORTS_PREFIX).await?);
+        let name = meta_str(new, "name").unwrap_or_default().to_string();
+        let services = resources::find("", "v1", "services").expect("services are served");
+        let invalid = |field: String, message: String| {
+            ApiError::invalid(services, &name, vec![validation::Cause { reason: "FieldValueInvalid", field, message }])
+        };
+        let requested = allocations::held(new);
+        if let Some(k) = requested.iter().find(|k| taken.contains(*k) && !before.contains(*k)) {
+            let what = k.rsplit('/').next().unwrap_or_default();
+            let field = if k.starts_with(allocations::SERVICE_IPS_PREFIX) { "spec.clusterIPs" } else { "spec.ports" };
+            return Err(invalid(
+                field.into(),
+                format!(
+                    "Invalid value: {what:?}: provided {} is already allocated",
+                    if field == "spec.ports" { "port" } else { "IP" }
+                ),
+            ));
+        }
+        taken.retain(|k| !before.contains(k));
+        allocations::assign(new, self.service_range, &taken, |n| rand::random_range(0..n.max(1))).map_err(|e| {
+            let text = e.to_string();
+            let (field, message) = text.split_once(": ").unwrap_or(("spec", text.as_str()));
+            invalid(field.into(), message.into())
+        })?;
+        let after = allocations::held(new);
+        Ok(Allocations {
+            claim: after.difference(&before).cloned().collect(),
+            release: before.difference(&after).cloned().collect(),
+        })
+    }
+
     /// The namespace a new namespaced object goes into, as a guard on its revision: it must exist and not be
     /// terminating when the write commits.
     async fn namespace_guard(&self, target: &Target, name: &str) -> Result<Option<Guard>, ApiError> {
@@ -332,10 +373,12 @@ impl Verbs {
         let key = target.key(&name);
         for _ in 0..limits::API_WRITE_ATTEMPTS_MAX {
             let guards: Vec<Guard> = self.namespace_guard(target, &name).await?.into_iter().collect();
+            let mut obj = obj.clone();
+            let allocations = self.allocate(None, &mut obj).await?;
             if opts.dry_run {
                 return Ok(Written { object: obj, created: true, warnings });
             }
-            match self.objects.put(&key, &obj, 0, &guards).await? {
+            match self.objects.put(&key, &obj, 0, &guards, &allocations).await? {
                 Ok(revision) => {
                     let mut obj = obj;
                     meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(revision.to_string()));
@@ -377,9 +420,12 @@ impl Verbs {
                     "the name of the object ({given_name}) does not match the name on the URL ({name})"
                 )));
             }
-            let merged = self.merge_update(target, &current.object, proposed)?;
+            let mut merged = self.merge_update(target, &current.object, proposed)?;
+            if resource.kind == "Service" {
+                allocations::carry_over(&current.object, &mut merged);
+            }
             let mut warnings = Vec::new();
-            let new = admit(resource, Some(&current.object), merged, opts, &mut warnings)?;
+            let mut new = admit(resource, Some(&current.object), merged, opts, &mut warnings)?;
             if new == current.object {
                 return Ok(Written { object: new, created: false, warnings });
             }
@@ -388,9 +434,11 @@ impl Verbs {
                 return Ok(Written { object: new, created: false, warnings });
             }
             let result = if deleting && !held(&new) && !graceful_pending(&new) {
-                self.objects.delete(&key, current.revision).await?
+                let released = Allocations { release: allocations::held(&current.object), ..Allocations::default() };
+                self.objects.delete(&key, current.revision, &released).await?
             } else {
-                self.objects.put(&key, &new, current.revision, &[]).await?
+                let allocations = self.allocate(Some(&current.object), &mut new).await?;
+                self.objects.put(&key, &new, current.revision, &[], &allocations).await?
             };
             match result {
                 Ok(revision) => {
@@ -511,7 +559,8 @@ impl Verbs {
                 if options.dry_run {
                     return Ok(current.object);
                 }
-                self.objects.delete(&key, current.revision).await?
+                let released = Allocations { release: allocations::held(&current.object), ..Allocations::default() };
+                self.objects.delete(&key, current.revision, &released).await?
             } else {
                 let meta = meta_mut(&mut marked);
                 meta.insert("finalizers".into(), json!(finals));
@@ -525,7 +574,7 @@ impl Verbs {
                 if marked == current.object || options.dry_run {
                     return Ok(marked);
                 }
-                self.objects.put(&key, &marked, current.revision, &[]).await?
+                self.objects.put(&key, &marked, current.revision, &[], &Allocations::default()).await?
             };
             match result {
                 Ok(revision) if !finals.is_empty() || grace > 0 || namespace_held => {

@@ -6,6 +6,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::apiserver::allocations::ServiceRange;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("--name must be non-empty and made of letters, digits, '-', '_' or '.', got {0:?}")]
@@ -35,6 +37,8 @@ pub struct ServerConfig {
     pub client_addr: SocketAddr,
     /// Address of the Kubernetes REST API.
     pub api_addr: SocketAddr,
+    /// Where Services' cluster IPs come from.
+    pub service_cluster_ip_range: ServiceRange,
     /// `name=host:port,...`; forms the cluster when the data dir is new, checked against it otherwise.
     pub initial_cluster: String,
     /// Deliberate bugs, for the chaos suite to prove its checkers catch them. Never set in production.
@@ -73,6 +77,7 @@ impl Default for ServerConfig {
             peer_addr: "127.0.0.1:2380".parse().expect("valid literal"),
             client_addr: "127.0.0.1:2379".parse().expect("valid literal"),
             api_addr: "127.0.0.1:6443".parse().expect("valid literal"),
+            service_cluster_ip_range: ServiceRange::default(),
             initial_cluster: String::new(),
             planted_bugs: PlantedBugs::default(),
         }

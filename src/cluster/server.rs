@@ -220,7 +220,7 @@ pub async fn run(
         .serve_with_incoming_shutdown(accept_nodelay(listeners.client), wait_stop(stop_rx.clone()));
     let api_addr = listeners.api.local_addr().map_err(ServerError::ServeApi)?;
     write_kubeconfig(dir, &me.name, api_addr)?;
-    let api = KubeApi::new(store.clone(), api_addr.to_string());
+    let api = KubeApi::new(store.clone(), api_addr.to_string(), config.config.service_cluster_ip_range);
     let router = rest::router(api);
     // The leader's controllers are API clients of this replica, through the router without a socket.
     let in_process = kube::Client::new(router.clone(), "default");
