@@ -29,6 +29,17 @@ ensure_packages() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The official Python Kubernetes client for the conformance test, in a virtualenv of its own.
+ensure_python_client() {
+  local venv="$HOME/.cache/raftsman-venv"
+  if ! "$venv/bin/python" -c 'import kubernetes' >/dev/null 2>&1; then
+    echo "installing the python kubernetes client into $venv" >&2
+    python3 -m venv "$venv" || { apt-get install -y -qq --no-install-recommends python3-venv >/dev/null && python3 -m venv "$venv"; }
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'kubernetes==37.0.2'
+  fi
+  export RAFTSMAN_TEST_PYTHON="$venv/bin/python"
+}
+
 command -v cargo >/dev/null 2>&1 || { echo "raftsman needs the Rust toolchain (https://rustup.rs)" >&2; exit 1; }
 
 case "${1:-}" in
@@ -39,6 +50,7 @@ case "${1:-}" in
     ;;
   test)
     ensure_packages test
+    ensure_python_client
     cargo fmt --all -- --check
     cargo clippy --release --all-targets -- -D warnings
     if cargo nextest --version >/dev/null 2>&1; then

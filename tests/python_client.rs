@@ -1,0 +1,36 @@
+//! The official Python `kubernetes` client (from PyPI) against a follower: CRUD, patches, server-side apply
+//! and watches on pods and deployments (`tests/python/client.py` asserts on every step).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{eventually, TestCluster};
+
+/// The Python interpreter that has the `kubernetes` package (`deploy/dev.sh` prepares one).
+fn python() -> String {
+    std::env::var("RAFTSMAN_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_client_does_crud_patches_and_watches() {
+    let cluster = TestCluster::start(3).await;
+    let follower = (cluster.leader().await + 1) % 3;
+    let kubeconfig = cluster.local.members[follower].data_dir.join("admin.kubeconfig");
+    let api = cluster.local.members[follower].api_addr;
+    eventually(Duration::from_secs(20), "the api to be ready", || async {
+        let mut conn = std::net::TcpStream::connect(api).ok()?;
+        conn.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").ok()?;
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).ok()?;
+        answer.starts_with("HTTP/1.0 200").then_some(())
+    })
+    .await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/client.py");
+    let out = Command::new(python()).arg(script).arg(&kubeconfig).output().expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "client.py failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("checks passed"), "{stdout}");
+}
