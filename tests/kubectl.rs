@@ -479,3 +479,50 @@ async fn services_get_unique_cluster_ips_and_node_ports_released_on_delete() {
     other.ok(&["apply", "-f", &taken]);
     assert_eq!(k.json(&["get", "service", "c"])["spec"]["ports"][0]["nodePort"], node_port);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_leader_mid_run_loses_and_duplicates_nothing() {
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let k = Kubectl::for_replica(&cluster, follower(leader)).await;
+
+    // Phase 1: kubectl creates config maps one by one through a follower; the leader is SIGKILLed midway.
+    // A failed create is retried, as a user would; AlreadyExists on a retry means the first attempt won.
+    let mut failures = Vec::new();
+    for i in 0..30 {
+        if i == 10 {
+            cluster.local.signal(leader, raftsman::cluster::local::Signal::Kill);
+        }
+        let name = format!("cm-{i}");
+        let value = format!("--from-literal=v={i}");
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let out = k.run(&["create", "configmap", &name, &value]);
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            if out.status.success() || (attempts > 1 && stderr.contains("AlreadyExists")) {
+                break;
+            }
+            failures.push(stderr);
+            assert!(attempts < 50, "cm-{i} never created: {failures:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // Phase 2: every write is there exactly once, with its value; the errors were few and retryable.
+    let list = k.json(&["get", "configmaps"]);
+    let mut names: Vec<String> =
+        list["items"].as_array().unwrap().iter().map(|c| c["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    names.sort();
+    let mut expected: Vec<String> = (0..30).map(|i| format!("cm-{i}")).collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    for c in list["items"].as_array().unwrap() {
+        let name = c["metadata"]["name"].as_str().unwrap();
+        assert_eq!(format!("cm-{}", c["data"]["v"].as_str().unwrap()), name);
+    }
+    assert!(failures.len() <= 10, "too many failures around the leader change: {failures:?}");
+    for f in &failures {
+        assert!(f.contains("ServiceUnavailable") || f.contains("unavailable") || f.contains("Unavailable"), "{f}");
+    }
+}
