@@ -41,6 +41,16 @@ struct BenchArgs {
     /// Seconds each throughput measurement runs.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Which benchmarks to run: the store against etcd, the Kubernetes API, or both.
+    #[arg(long, value_enum, default_value_t = BenchSuite::All)]
+    suite: BenchSuite,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BenchSuite {
+    All,
+    Store,
+    Api,
 }
 
 #[derive(clap::Args)]
@@ -127,15 +137,23 @@ fn main() -> anyhow::Result<()> {
             }
             Cmd::Up(args) => up(args).await,
             Cmd::Bench(args) => {
-                let config = raftsman::bench::BenchConfig {
-                    dir: std::path::absolute(&args.data_dir).context("resolving --data-dir")?,
-                    raftsman: std::env::current_exe().context("locating the raftsman binary")?,
-                    etcd: args.etcd,
-                    measure: std::time::Duration::from_secs(args.seconds),
-                    ..Default::default()
-                };
-                let table = raftsman::bench::run(config).await?;
-                println!("{table}");
+                let dir = std::path::absolute(&args.data_dir).context("resolving --data-dir")?;
+                let raftsman = std::env::current_exe().context("locating the raftsman binary")?;
+                if args.suite != BenchSuite::Api {
+                    let config = raftsman::bench::BenchConfig {
+                        dir: dir.clone(),
+                        raftsman: raftsman.clone(),
+                        etcd: args.etcd,
+                        measure: std::time::Duration::from_secs(args.seconds),
+                        ..Default::default()
+                    };
+                    println!("{}", raftsman::bench::run(config).await?);
+                }
+                if args.suite != BenchSuite::Store {
+                    let config = raftsman::bench::api::ApiBenchConfig { dir, raftsman, ..Default::default() };
+                    let result = raftsman::bench::api::run(config.clone()).await?;
+                    println!("{}", raftsman::bench::api::table(&config, &result));
+                }
                 Ok(())
             }
         }

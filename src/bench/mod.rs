@@ -6,6 +6,8 @@
 //! SIGKILLed under load, and the resident memory of each replica afterwards. Every load loop runs until a
 //! deadline and stops by itself; all traffic stays on loopback.
 
+pub mod api;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
