@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::errors::ApiError;
-use super::registry::{prefix_end, Consistency, Objects, Stored};
+use super::registry::{prefix_end, Consistency, Objects, Raw};
 use super::resources::Resource;
 use super::selectors::{self, FieldSelector, LabelSelector};
 use super::table;
@@ -38,6 +38,11 @@ pub struct ListOptions {
 }
 
 impl ListOptions {
+    pub fn selects_everything(&self) -> bool {
+        self.label_selector.as_ref().is_none_or(LabelSelector::is_everything)
+            && self.field_selector.as_ref().is_none_or(FieldSelector::is_everything)
+    }
+
     /// Whether `obj` (of `resource`) is selected.
     pub fn selects(&self, resource: &Resource, obj: &Value) -> bool {
         let labels = meta(obj).and_then(|m| m.get("labels"));
@@ -71,7 +76,7 @@ fn decode_continue(token: &str) -> Result<(i64, Vec<u8>), ApiError> {
 
 /// One page of a list: the items, the revision read at, and the continue token when more remain.
 pub struct Listed {
-    pub items: Vec<Stored>,
+    pub items: Vec<Raw>,
     pub revision: i64,
     pub continue_token: Option<String>,
 }
@@ -123,15 +128,19 @@ pub async fn list(objects: &Objects, target: &Target, opts: &ListOptions) -> Res
         revision = page.revision;
         let scanned = page.items.len();
         let mut iter = page.items.into_iter();
-        for stored in iter.by_ref() {
+        for raw in iter.by_ref() {
             if items.len() == limit {
                 // One more selected item exists: the next page starts at it.
-                let token = encode_continue(revision, stored.key.as_bytes());
+                let token = encode_continue(revision, raw.key.as_bytes());
                 return Ok(Listed { items, revision, continue_token: Some(token) });
             }
-            let last_key = stored.key.clone();
-            if opts.selects(target.resource, &stored.object) {
-                items.push(stored);
+            let last_key = raw.key.clone();
+            let selected = match opts.selects_everything() {
+                true => true,
+                false => opts.selects(target.resource, &raw.decode()?.object),
+            };
+            if selected {
+                items.push(raw);
             }
             from = last_key.into_bytes();
             from.push(0);
@@ -147,29 +156,41 @@ pub async fn list(objects: &Objects, target: &Target, opts: &ListOptions) -> Res
     }
 }
 
-/// The list object of a resource (`PodList` …).
-pub fn list_object(resource: &Resource, listed: Listed) -> Value {
+/// The encoded list object of a resource (`PodList` …), assembled from the stored objects without decoding
+/// them: a full list of many objects is mostly copying.
+pub fn list_object(resource: &Resource, listed: Listed) -> Result<Vec<u8>, ApiError> {
     let mut metadata = json!({"resourceVersion": listed.revision.to_string()});
     if let Some(token) = listed.continue_token {
         metadata["continue"] = json!(token);
     }
-    json!({
-        "kind": format!("{}List", resource.kind),
-        "apiVersion": resource.api_version(),
-        "metadata": metadata,
-        "items": listed.items.into_iter().map(|s| s.object).collect::<Vec<_>>(),
-    })
+    let head = json!({"apiVersion": resource.api_version()});
+    let tail = json!({"kind": format!("{}List", resource.kind), "metadata": metadata});
+    let encode = |v: &Value| serde_json::to_vec(v).map_err(|e| ApiError::Internal(e.to_string()));
+    let (head, tail) = (encode(&head)?, encode(&tail)?);
+    let size: usize = listed.items.iter().map(|r| r.value.len() + 32).sum();
+    let mut out = Vec::with_capacity(size + head.len() + tail.len() + 16);
+    out.extend_from_slice(&head[..head.len() - 1]);
+    out.extend_from_slice(b",\"items\":[");
+    for (i, raw) in listed.items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&raw.json()?);
+    }
+    out.extend_from_slice(b"],");
+    out.extend_from_slice(&tail[1..]);
+    Ok(out)
 }
 
 /// The Table a `kubectl get` asks for.
-pub fn list_table(resource: &Resource, listed: Listed, now: i64) -> Value {
-    let objects: Vec<Value> = listed.items.into_iter().map(|s| s.object).collect();
+pub fn list_table(resource: &Resource, listed: Listed, now: i64) -> Result<Value, ApiError> {
+    let objects = listed.items.iter().map(|r| r.decode().map(|s| s.object)).collect::<Result<Vec<Value>, _>>()?;
     let mut t = table::table(resource.group, resource.plural, &objects, now, true);
     t["metadata"] = json!({"resourceVersion": listed.revision.to_string()});
     if let Some(token) = listed.continue_token {
         t["metadata"]["continue"] = json!(token);
     }
-    t
+    Ok(t)
 }
 
 /// How watch events are encoded for one stream.
@@ -284,7 +305,8 @@ impl WatchSession {
             }
             let listed = list(&self.objects, &self.target, &opts).await.map_err(|_| ())?;
             let revision = listed.revision;
-            for stored in listed.items {
+            for raw in listed.items {
+                let Ok(stored) = raw.decode() else { continue };
                 self.send("ADDED", stored.object).await?;
             }
             if self.opts.send_initial_events && self.opts.allow_bookmarks {

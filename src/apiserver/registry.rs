@@ -6,7 +6,7 @@
 //! revision, or its absence, plus any guard such as the namespace's revision) and writes only if nothing
 //! changed, so concurrent writers through any replica never overwrite each other.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -66,10 +66,59 @@ pub struct Refused {
     pub current: Vec<Option<Stored>>,
 }
 
+/// An object as read, still encoded: lists pass most objects through without decoding them.
+#[derive(Clone, Debug)]
+pub struct Raw {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub revision: i64,
+}
+
+impl Raw {
+    pub fn decode(&self) -> Result<Stored, ApiError> {
+        decode(KeyValue {
+            key: self.key.as_bytes().to_vec(),
+            value: self.value.clone(),
+            mod_revision: self.revision,
+            ..KeyValue::default()
+        })
+    }
+
+    /// The object's JSON with its resourceVersion set, spliced into `metadata` without decoding the rest.
+    pub fn json(&self) -> Result<Vec<u8>, ApiError> {
+        use serde_json::value::RawValue;
+        let Ok(top) = serde_json::from_slice::<BTreeMap<&str, &RawValue>>(&self.value) else {
+            return serde_json::to_vec(&self.decode()?.object).map_err(|e| ApiError::Internal(e.to_string()));
+        };
+        let mut out = Vec::with_capacity(self.value.len() + 32);
+        out.push(b'{');
+        for (i, (k, v)) in top.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&serde_json::to_vec(k).map_err(|e| ApiError::Internal(e.to_string()))?);
+            out.push(b':');
+            let text = v.get();
+            match (*k, text.strip_prefix('{')) {
+                ("metadata", Some(inner)) => {
+                    out.extend_from_slice(format!("{{\"resourceVersion\":\"{}\"", self.revision).as_bytes());
+                    if !inner.trim_start().starts_with('}') {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(inner.as_bytes());
+                }
+                _ => out.extend_from_slice(text.as_bytes()),
+            }
+        }
+        out.push(b'}');
+        Ok(out)
+    }
+}
+
 /// One page of a range read.
 pub struct Page {
     pub revision: i64,
-    pub items: Vec<Stored>,
+    pub items: Vec<Raw>,
     pub more: bool,
 }
 
@@ -176,7 +225,15 @@ impl Objects {
             )),
             other => ApiError::Internal(other.to_string()),
         })?;
-        let items = result.kvs.into_iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        let items = result
+            .kvs
+            .into_iter()
+            .map(|kv| Raw {
+                key: String::from_utf8_lossy(&kv.key).into_owned(),
+                value: kv.value,
+                revision: kv.mod_revision,
+            })
+            .collect();
         Ok(Page { revision: if revision > 0 { revision } else { current }, items, more: result.more })
     }
 
@@ -247,5 +304,39 @@ impl Objects {
         };
         let (_, result) = self.store.sm.range(&op).map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(result.kvs.into_iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn raw(value: &Value) -> Raw {
+        Raw { key: "/registry/pods/default/a".into(), value: serde_json::to_vec(value).unwrap(), revision: 42 }
+    }
+
+    #[test]
+    fn encoded_objects_get_their_resource_version_without_a_decode() {
+        let obj =
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "labels": {"x": "y"}}, "spec": {}});
+        let out: Value = serde_json::from_slice(&raw(&obj).json().unwrap()).unwrap();
+        let mut expected = obj.clone();
+        expected["metadata"]["resourceVersion"] = json!("42");
+        assert_eq!(out, expected);
+        let empty = json!({"kind": "Pod", "metadata": {}});
+        let out: Value = serde_json::from_slice(&raw(&empty).json().unwrap()).unwrap();
+        assert_eq!(out["metadata"], json!({"resourceVersion": "42"}));
+        assert_eq!(raw(&obj).decode().unwrap().object, expected);
+    }
+
+    #[test]
+    fn odd_stored_values_fall_back_to_a_full_decode() {
+        let escaped =
+            Raw { key: "k".into(), value: br#"{"kind":"Pod","meta\u0064ata":{"name":"a"}}"#.to_vec(), revision: 7 };
+        let out: Value = serde_json::from_slice(&escaped.json().unwrap()).unwrap();
+        assert_eq!(out["metadata"], json!({"name": "a", "resourceVersion": "7"}));
+        let garbage = Raw { key: "k".into(), value: b"not json".to_vec(), revision: 7 };
+        assert!(garbage.json().is_err());
     }
 }

@@ -163,6 +163,10 @@ fn json_response(code: StatusCode, body: &Value, content_type: &'static str) -> 
     (code, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], bytes).into_response()
 }
 
+fn json_bytes(body: Vec<u8>) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
 fn ok(body: &Value) -> Response {
     json_response(StatusCode::OK, body, "application/json")
 }
@@ -341,11 +345,10 @@ async fn resource_request(
         (Method::GET, false, None) if query.flag("watch")? => watch(api, target, &query, table),
         (Method::GET, false, None) => {
             let listed = collections::list(api.objects(), &target, &query.list_options(resource)?).await?;
-            Ok(ok(&if table {
-                collections::list_table(resource, listed, now)
-            } else {
-                collections::list_object(resource, listed)
-            }))
+            match table {
+                true => Ok(ok(&collections::list_table(resource, listed, now)?)),
+                false => Ok(json_bytes(collections::list_object(resource, listed)?)),
+            }
         }
         (Method::GET, true, None | Some(Subresource::Status)) => {
             let consistency = match query.get("resourceVersion") {
@@ -399,7 +402,8 @@ async fn resource_request(
             }
             let listed = collections::list(api.objects(), &target, &query.list_options(resource)?).await?;
             let mut deleted = Vec::new();
-            for stored in listed.items {
+            for raw in listed.items {
+                let stored = raw.decode()?;
                 let one = Target { name: verbs::meta_str(&stored.object, "name").map(String::from), ..target.clone() };
                 match api.verbs.delete(&one, &options).await {
                     Ok(obj) => deleted.push(obj),

@@ -304,13 +304,19 @@ impl Verbs {
 
     /// The namespace a new namespaced object goes into, as a guard on its revision: it must exist and not be
     /// terminating when the write commits.
-    async fn namespace_guard(&self, target: &Target, name: &str) -> Result<Option<Guard>, ApiError> {
+    async fn namespace_guard(&self, target: &Target, name: &str, fresh: bool) -> Result<Option<Guard>, ApiError> {
         let Some(ns) = target.namespace.as_deref().filter(|_| target.resource.namespaced) else {
             return Ok(None);
         };
         let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
         let key = namespaces.key(None, ns);
-        match self.objects.get(&key, Consistency::Linearizable).await? {
+        // The guard makes a stale local read safe: if the namespace changed since, the write is refused and
+        // retried with a fresh read. An answer that would refuse the write is always confirmed with one.
+        let local = if fresh { None } else { self.objects.get(&key, Consistency::Local).await? };
+        let usable =
+            local.as_ref().is_some_and(|s| !meta(&s.object).is_some_and(|m| m.contains_key("deletionTimestamp")));
+        let found = if usable { local } else { self.objects.get(&key, Consistency::Linearizable).await? };
+        match found {
             None => Err(ApiError::NotFound { resource: namespaces, name: ns.to_string() }),
             Some(s) if meta(&s.object).is_some_and(|m| m.contains_key("deletionTimestamp")) => {
                 Err(ApiError::Forbidden {
@@ -371,8 +377,8 @@ impl Verbs {
         let mut warnings = Vec::new();
         let obj = admit(resource, None, body, opts, &mut warnings)?;
         let key = target.key(&name);
-        for _ in 0..limits::API_WRITE_ATTEMPTS_MAX {
-            let guards: Vec<Guard> = self.namespace_guard(target, &name).await?.into_iter().collect();
+        for attempt in 0..limits::API_WRITE_ATTEMPTS_MAX {
+            let guards: Vec<Guard> = self.namespace_guard(target, &name, attempt > 0).await?.into_iter().collect();
             let mut obj = obj.clone();
             let allocations = self.allocate(None, &mut obj).await?;
             if opts.dry_run {
