@@ -326,6 +326,22 @@ async fn generators_events_watch_and_deletion_through_a_follower() {
     assert_eq!(d["spec"]["replicas"], 2);
     assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "busybox");
     assert_eq!(k.json(&["get", "job", "j1", "-n", "team-a"])["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    k.ok(&["run", "p1", "--image=busybox", "-n", "team-a"]);
+    let binding = k.manifest(
+        "binding.json",
+        r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p1"},"target":{"kind":"Node","name":"node-1"}}"#,
+    );
+    k.ok(&["create", "--raw", "/api/v1/namespaces/team-a/pods/p1/binding", "-f", &binding]);
+    assert_eq!(k.json(&["get", "pod", "p1", "-n", "team-a"])["spec"]["nodeName"], "node-1");
+    let err = k.fails(&["create", "--raw", "/api/v1/namespaces/team-a/pods/p1/binding", "-f", &binding]);
+    assert!(err.contains("already assigned"), "{err}");
+    k.ok(&["delete", "pod", "p1", "-n", "team-a", "--grace-period=0", "--force"]);
+    let token = k.ok(&["create", "token", "default", "-n", "team-a"]);
+    assert!(token.trim().len() >= 32, "{token}");
+    let explained = k.ok(&["explain", "deployment.spec.replicas"]);
+    assert!(explained.contains("FIELD: replicas <integer>"), "{explained}");
+    let explained = k.ok(&["explain", "pods.spec.containers.ports"]);
+    assert!(explained.contains("<[]ContainerPort>"), "{explained}");
     let resources = k.ok(&["api-resources"]);
     for line in ["deployments", "deploy", "apps/v1", "cronjobs", "horizontalpodautoscalers", "leases"] {
         assert!(resources.contains(line), "{line} missing from {resources}");

@@ -40,6 +40,7 @@ fn subresource_kind(r: &Resource, s: Subresource) -> (&'static str, &'static str
     match s {
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
+        Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
         _ => (r.group, r.version, r.kind),
     }
 }
@@ -49,7 +50,7 @@ fn subresource_verbs(s: Subresource) -> &'static [&'static str] {
         Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
         Subresource::Finalize => &["update"],
         Subresource::Log => &["get"],
-        Subresource::Binding => &["create"],
+        Subresource::Binding | Subresource::Token => &["create"],
     }
 }
 
@@ -167,7 +168,7 @@ pub fn openapi_document(gv: &str) -> Option<Value> {
         {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
         {"name": "force", "in": "query", "schema": {"type": "boolean"}},
     ]);
-    for r in gv.2 {
+    for r in &gv.2 {
         let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
         let path = if r.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
@@ -186,6 +187,28 @@ pub fn openapi_document(gv: &str) -> Option<Value> {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": format!("v1.{KUBERNETES_MINOR}.0")},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas(&gv.2)},
     }))
+}
+
+/// The schemas of `resources` and of every type they refer to, each kind's marked with its group, version
+/// and kind as kubectl looks them up.
+fn schemas(resources: &[&'static Resource]) -> Value {
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let roots: Vec<(String, &Resource)> = resources
+        .iter()
+        .map(|r| {
+            let reference = (r.schema)(&mut generator);
+            let name = reference.get("$ref").and_then(Value::as_str).unwrap_or_default();
+            (name.rsplit('/').next().unwrap_or_default().to_string(), *r)
+        })
+        .collect();
+    let mut definitions = generator.take_definitions(true);
+    for (name, r) in roots {
+        if let Some(Value::Object(schema)) = definitions.get_mut(&name) {
+            let gvk = json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
+            schema.insert("x-kubernetes-group-version-kind".into(), gvk);
+        }
+    }
+    Value::Object(definitions)
 }

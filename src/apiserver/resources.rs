@@ -18,6 +18,8 @@ pub enum Subresource {
     Binding,
     /// A Namespace's `spec.finalizers`, which only the namespace controller changes.
     Finalize,
+    /// A ServiceAccount's `token`: a TokenRequest answered with a token.
+    Token,
 }
 
 impl Subresource {
@@ -28,6 +30,7 @@ impl Subresource {
             Subresource::Log => "log",
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
+            Subresource::Token => "token",
         }
     }
 }
@@ -49,6 +52,12 @@ pub struct Resource {
     /// Decodes a body into the kind's k8s-openapi type and encodes it back: type errors are refused and fields
     /// the type does not know are dropped, as the real API server prunes them.
     pub typed: fn(&Value) -> Result<Value, String>,
+    /// Registers the kind's OpenAPI schema (and those it refers to) and returns a reference to it.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+}
+
+fn schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<T>()
 }
 
 fn typed<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String> {
@@ -124,6 +133,7 @@ macro_rules! resource {
             subresources: &[$($sub),*],
             tracks_generation: $gen,
             typed: typed::<$ty>,
+            schema: schema::<$ty>,
         }
     };
 }
@@ -147,7 +157,7 @@ pub static RESOURCES: &[Resource] = &[
     resource!("", "v1", "Event", "events", "event", true, core::v1::Event,
         short: ["ev"], categories: [], sub: [], generation: false),
     resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, core::v1::ServiceAccount,
-        short: ["sa"], categories: [], sub: [], generation: false),
+        short: ["sa"], categories: [], sub: [Token], generation: false),
     resource!("apps", "v1", "Deployment", "deployments", "deployment", true, apps::v1::Deployment,
         short: ["deploy"], categories: ["all"], sub: [Status, Scale], generation: true),
     resource!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, apps::v1::ReplicaSet,

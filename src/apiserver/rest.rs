@@ -371,6 +371,41 @@ async fn resource_request(
             "pod {:?} has no logs to show: no node agent runs its containers",
             target.name()
         ))),
+        (Method::POST, true, Some(Subresource::Binding)) => {
+            let binding = json_body(headers, &body, false)?;
+            let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).map(String::from);
+            let Some(node) = node else {
+                return Err(ApiError::BadRequest("a Binding needs target.name, the node to bind to".into()));
+            };
+            let main = Target { subresource: None, ..target.clone() };
+            let options = query.write_options(headers)?;
+            api.verbs
+                .update_with(&main, &options, |pod| match pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                    Some(bound) => Err(ApiError::Conflict {
+                        resource,
+                        name: main.name().to_string(),
+                        message: format!("pod {} is already assigned to node {bound:?}", main.name()),
+                    }),
+                    None => {
+                        let mut next = pod.clone();
+                        next["spec"]["nodeName"] = json!(node);
+                        if let Some(m) = next["metadata"].as_object_mut() {
+                            m.remove("resourceVersion");
+                        }
+                        Ok(next)
+                    }
+                })
+                .await?;
+            let status =
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+            Ok(json_response(StatusCode::CREATED, &status, "application/json"))
+        }
+        (Method::POST, true, Some(Subresource::Token)) => {
+            let account =
+                api.verbs.get(&Target { subresource: None, ..target.clone() }, Consistency::Linearizable).await?;
+            let request = json_body(headers, &body, false)?;
+            Ok(json_response(StatusCode::CREATED, &token_response(&account.object, &request), "application/json"))
+        }
         (Method::POST, false, None) => {
             let options = query.write_options(headers)?;
             let written = api.verbs.create(&target, json_body(headers, &body, false)?, &options).await?;
@@ -448,6 +483,29 @@ impl Drop for WatchCount {
     fn drop(&mut self) {
         self.0.watches.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// The answer to a TokenRequest. Requests are not authenticated yet, so the token is an opaque random string
+/// that nothing verifies; it exists so that clients asking for one (`kubectl create token`) get the shape they
+/// expect.
+fn token_response(account: &Value, request: &Value) -> Value {
+    let seconds = request["spec"]["expirationSeconds"].as_i64().unwrap_or(3600).clamp(600, 86_400 * 365);
+    let expires = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + seconds)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let token: String = (0..4).map(|_| format!("{:016x}", rand::random::<u64>())).collect();
+    let mut spec = request["spec"].clone();
+    if !spec.is_object() {
+        spec = json!({});
+    }
+    spec["expirationSeconds"] = json!(seconds);
+    json!({
+        "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"name": account["metadata"]["name"], "namespace": account["metadata"]["namespace"],
+            "creationTimestamp": null},
+        "spec": spec,
+        "status": {"token": token, "expirationTimestamp": expires},
+    })
 }
 
 /// The `autoscaling/v1 Scale` view of a scalable object.
