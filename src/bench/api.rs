@@ -193,7 +193,7 @@ pub async fn run(config: ApiBenchConfig) -> Result<ApiResult, BenchError> {
     for w in watchers {
         let _ = tokio::time::timeout(finish.saturating_duration_since(Instant::now()), w).await;
     }
-    let arrivals = arrivals.lock().expect("arrivals lock");
+    let arrivals = std::mem::take(&mut *arrivals.lock().expect("arrivals lock"));
     let delivered: usize = arrivals.values().map(|(n, _)| *n).sum();
     let last = arrivals.values().map(|(_, t)| *t).max().unwrap_or(started);
     result.watch_events_per_sec = delivered as f64 / last.duration_since(started).as_secs_f64().max(1e-9);
@@ -214,8 +214,6 @@ pub async fn run(config: ApiBenchConfig) -> Result<ApiResult, BenchError> {
         result.watch_delay_p99_ms,
         result.watch_missed
     );
-    drop(arrivals);
-
     tokio::time::sleep(Duration::from_secs(1)).await;
     result.rss_mib = (0..3).filter_map(|i| cluster.rss_bytes(i)).map(|b| b as f64 / (1024.0 * 1024.0)).collect();
     Ok(result)

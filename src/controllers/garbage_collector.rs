@@ -8,6 +8,7 @@
 //!   in the foreground, and loses the finalizer once no dependent that blocks its deletion is left;
 //! - an owner being deleted with `orphan` has its references removed from every dependent, then loses the
 //!   finalizer.
+//!
 //! A snapshot is assembled from several lists, so it can miss an owner created after its resource was listed:
 //! the executor therefore confirms an owner is really gone (by reading it) before deleting a dependent.
 

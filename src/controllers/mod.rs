@@ -173,14 +173,14 @@ async fn execute(client: &Client, snapshot: &Snapshot, action: &Action) -> Resul
                     }
                 }
             }
-            let mut params = DeleteParams::default();
-            params.preconditions = Some(kube::api::Preconditions { uid: Some(o.uid.clone()), resource_version: None });
-            params.propagation_policy = match *propagation {
+            let propagation_policy = match *propagation {
                 Some(garbage_collector::FOREGROUND) => Some(kube::api::PropagationPolicy::Foreground),
                 Some("Orphan") => Some(kube::api::PropagationPolicy::Orphan),
                 Some(_) => Some(kube::api::PropagationPolicy::Background),
                 None => None,
             };
+            let preconditions = Some(kube::api::Preconditions { uid: Some(o.uid.clone()), resource_version: None });
+            let params = DeleteParams { preconditions, propagation_policy, ..DeleteParams::default() };
             tracing::info!(kind = o.resource.kind, namespace = ?o.namespace, name = %o.name, "deleting");
             api_for(client, o.resource, o.namespace.as_deref()).delete(&o.name, &params).await?;
         }
