@@ -158,26 +158,28 @@ pub fn assign(
         }
     }
     if wants_node_ports(service) {
+        // Ports the client asked for are taken first, so a port chosen for another entry never collides.
         let mut used: BTreeSet<String> = taken.clone();
-        let count = u32::from(NODE_PORT_MAX - NODE_PORT_MIN) + 1;
-        for (index, port) in service["spec"]["ports"].as_array_mut().into_iter().flatten().enumerate() {
-            match port["nodePort"].as_i64().filter(|p| *p != 0) {
-                Some(p) if !(i64::from(NODE_PORT_MIN)..=i64::from(NODE_PORT_MAX)).contains(&p) => {
+        for (index, port) in service["spec"]["ports"].as_array().into_iter().flatten().enumerate() {
+            if let Some(p) = port["nodePort"].as_i64().filter(|p| *p != 0) {
+                if !(i64::from(NODE_PORT_MIN)..=i64::from(NODE_PORT_MAX)).contains(&p) {
                     return Err(AllocationError::PortOutOfRange { index, port: p });
                 }
-                Some(p) => {
-                    used.insert(node_port_key(p));
-                }
-                None => {
-                    let start = pick(count);
-                    let p = (0..count)
-                        .map(|i| i64::from(NODE_PORT_MIN) + i64::from((start + i) % count))
-                        .find(|p| !used.contains(&node_port_key(*p)))
-                        .ok_or(AllocationError::PortsExhausted(index))?;
-                    used.insert(node_port_key(p));
-                    port["nodePort"] = json!(p);
-                }
+                used.insert(node_port_key(p));
             }
+        }
+        let count = u32::from(NODE_PORT_MAX - NODE_PORT_MIN) + 1;
+        for (index, port) in service["spec"]["ports"].as_array_mut().into_iter().flatten().enumerate() {
+            if port["nodePort"].as_i64().is_some_and(|p| p != 0) {
+                continue;
+            }
+            let start = pick(count);
+            let p = (0..count)
+                .map(|i| i64::from(NODE_PORT_MIN) + i64::from((start + i) % count))
+                .find(|p| !used.contains(&node_port_key(*p)))
+                .ok_or(AllocationError::PortsExhausted(index))?;
+            used.insert(node_port_key(p));
+            port["nodePort"] = json!(p);
         }
     }
     Ok(())
