@@ -291,8 +291,21 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let err = k.fails(&["apply", "-n", "nowhere", "-f", &k.manifest("ok.yaml", DEPLOY_V1)]);
     assert!(err.contains("namespaces \"nowhere\" not found"), "{err}");
 
+    // Bodies that are not objects of the kind, or not JSON at all, are 400s.
+    let path = "/api/v1/namespaces/default/configmaps";
+    for (name, body) in [
+        ("garbage.json", "\u{0}\u{1}not json at all"),
+        ("array.json", "[1, 2, 3]"),
+        ("wrong-type.json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":5}"#),
+        ("wrong-kind.json", r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#),
+    ] {
+        let err = k.fails(&["create", "--raw", path, "-f", &k.manifest(name, body)]);
+        assert!(err.contains("BadRequest") || err.contains("the server rejected our request"), "{name}: {err}");
+    }
+
     // Nothing was written.
     assert_eq!(k.ok(&["get", "deploy", "-A", "-o", "name"]).trim(), "");
+    assert_eq!(k.ok(&["get", "configmaps", "-o", "name"]).trim(), "");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -378,6 +391,16 @@ source:
     assert!(selected.contains("d1.1"), "{selected}");
     let none = k.ok(&["get", "events", "-n", "team-a", "--field-selector", "involvedObject.name=x", "-o", "name"]);
     assert_eq!(none.trim(), "");
+
+    // Phase 3b: paging: kubectl reads in chunks of two and follows the continue tokens.
+    for i in 0..5 {
+        k.ok(&["create", "configmap", &format!("page-{i}"), "-n", "team-a"]);
+    }
+    let paged = k.ok(&["get", "configmaps", "-n", "team-a", "--chunk-size=2", "-o", "name"]);
+    let pages: Vec<&str> = paged.lines().filter(|l| l.contains("page-")).collect();
+    assert_eq!(pages.len(), 5, "{paged}");
+    let bad = k.fails(&["get", "--raw", "/api/v1/namespaces/team-a/configmaps?limit=2&continue=nonsense"]);
+    assert!(bad.contains("continue"), "{bad}");
 
     // Phase 4: `get -w` prints each change as a table row.
     let mut watch = Command::new("kubectl")

@@ -38,6 +38,9 @@ pub enum ApiError {
     RequestEntityTooLarge(String),
     #[error("{0}")]
     PathNotFound(String),
+    /// A bound on concurrent work was reached: retryable.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// No leader, no quorum, or the outcome of a write is unknown: retryable.
     #[error("{0}")]
     Unavailable(String),
@@ -62,6 +65,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::NotAcceptable(_) => 406,
             ApiError::RequestEntityTooLarge(_) => 413,
+            ApiError::TooManyRequests(_) => 429,
             ApiError::Unavailable(_) => 503,
             ApiError::Internal(_) => 500,
         }
@@ -80,6 +84,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
+            ApiError::TooManyRequests(_) => "TooManyRequests",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
         }
@@ -115,7 +120,7 @@ impl ApiError {
             ApiError::ApplyConflict { resource, name, causes, .. } => {
                 Some(json!({"name": name, "group": resource.group, "kind": resource.plural, "causes": causes}))
             }
-            ApiError::Unavailable(_) => Some(json!({"retryAfterSeconds": 1})),
+            ApiError::Unavailable(_) | ApiError::TooManyRequests(_) => Some(json!({"retryAfterSeconds": 1})),
             _ => None,
         };
         if let Some(d) = details {

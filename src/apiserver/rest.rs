@@ -174,7 +174,7 @@ fn ok(body: &Value) -> Response {
 fn error_response(e: &ApiError) -> Response {
     let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = json_response(code, &e.status(), "application/json");
-    if matches!(e, ApiError::Unavailable(_)) {
+    if matches!(e, ApiError::Unavailable(_) | ApiError::TooManyRequests(_)) {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
@@ -461,7 +461,7 @@ fn watch(api: &Arc<KubeApi>, target: Target, query: &Query, table: bool) -> Resu
     let watching = api.watches.fetch_add(1, Ordering::SeqCst);
     if watching >= limits::API_WATCHES_MAX {
         api.watches.fetch_sub(1, Ordering::SeqCst);
-        return Err(ApiError::Unavailable(format!("this replica already serves {watching} watches")));
+        return Err(ApiError::TooManyRequests(format!("this replica already serves {watching} watches")));
     }
     let format = if table { WatchFormat::Table } else { WatchFormat::Objects };
     let rx = collections::watch(api.objects().clone(), target, opts, format);

@@ -141,4 +141,12 @@ for event in watch.Watch().stream(
 check(gone or not apps.list_namespaced_deployment(NS, field_selector="metadata.name=pyd").items, "pyd deleted")
 apps.delete_namespaced_deployment("ssa1", NS)
 
+# Phase 6: delete a collection by label; what the selector leaves out stays.
+for i in range(3):
+    core.create_namespaced_config_map(NS, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"bulk-{i}", labels={"bulk": "yes"})))
+core.create_namespaced_config_map(NS, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="keep", labels={"bulk": "no"})))
+core.delete_collection_namespaced_config_map(NS, label_selector="bulk=yes")
+left = sorted(c.metadata.name for c in core.list_namespaced_config_map(NS).items)
+check(left == ["keep"], f"deletecollection removed only the selected objects: {left}")
+
 print(f"python client: {checks} checks passed")
