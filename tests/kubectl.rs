@@ -565,3 +565,65 @@ async fn killing_the_leader_mid_run_loses_and_duplicates_nothing() {
         assert!(f.contains("ServiceUnavailable") || f.contains("unavailable") || f.contains("Unavailable"), "{f}");
     }
 }
+
+/// A stand-in for a node's kubelet: answers every request with one log line and records the request lines.
+fn fake_kubelet() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(16) {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            seen.lock().unwrap().push(line.trim().to_string());
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+            }
+            let body = "hello from the container\n";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, requests)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_come_from_the_kubelet_of_the_pods_node() {
+    let cluster = TestCluster::start(3).await;
+    let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
+    let (port, requests) = fake_kubelet();
+
+    // Phase 1: a node whose status names its kubelet, and a pod bound to it.
+    let node = k.manifest("node.yaml", "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-1\n");
+    k.ok(&["apply", "-f", &node]);
+    let status = format!(
+        r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"127.0.0.1"}}],"daemonEndpoints":{{"kubeletEndpoint":{{"Port":{port}}}}}}}}}"#
+    );
+    k.ok(&["patch", "node", "node-1", "--subresource=status", "--type=merge", "-p", &status]);
+    let pod = k.manifest(
+        "pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  nodeName: node-1\n  containers:\n  - name: app\n    image: busybox\n",
+    );
+    k.ok(&["apply", "-f", &pod]);
+
+    // Phase 2: kubectl logs reaches that kubelet for that container, with its options passed on.
+    let out = k.ok(&["logs", "web", "--tail=5"]);
+    assert_eq!(out, "hello from the container\n");
+    let seen = requests.lock().unwrap().clone();
+    assert_eq!(seen, vec!["GET /containerLogs/default/web/app?tailLines=5 HTTP/1.1".to_string()]);
+
+    // Phase 3: a pod on no node, or an unknown container, is a clear error.
+    k.ok(&["run", "pending", "--image=busybox"]);
+    assert!(k.fails(&["logs", "pending"]).contains("not scheduled"));
+    assert!(k.fails(&["logs", "web", "-c", "nope"]).contains("not valid for pod web"));
+}

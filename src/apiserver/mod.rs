@@ -11,6 +11,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod errors;
 pub mod etcd;
+pub mod logs;
 pub mod managed_fields;
 pub mod patch;
 pub mod protobuf;

@@ -367,10 +367,7 @@ async fn resource_request(
             let stored = api.verbs.get(&target, Consistency::Linearizable).await?;
             Ok(ok(&scale_of(&stored.object)))
         }
-        (Method::GET, true, Some(Subresource::Log)) => Err(ApiError::BadRequest(format!(
-            "pod {:?} has no logs to show: no node agent runs its containers",
-            target.name()
-        ))),
+        (Method::GET, true, Some(Subresource::Log)) => super::logs::log(&api.verbs, &target, &query.0).await,
         (Method::POST, true, Some(Subresource::Binding)) => {
             let binding = json_body(headers, &body, false)?;
             let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).map(String::from);

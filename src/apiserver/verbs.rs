@@ -393,7 +393,8 @@ impl Verbs {
                 Err(refused) if refused.current.first().is_some_and(Option::is_some) => {
                     return Err(ApiError::AlreadyExists { resource, name });
                 }
-                Err(_) => continue, // the namespace changed; check it again
+                // The namespace changed, or another Service claimed an IP or port meanwhile: decide again.
+                Err(_) => continue,
             }
         }
         Err(ApiError::conflict(resource, &name))

@@ -1,0 +1,140 @@
+//! `pods/{name}/log`: the API server finds the pod's node and relays the container log its kubelet serves at
+//! `/containerLogs/{namespace}/{pod}/{container}`, streaming it back as text.
+//!
+//! The kubelet's address is the node's `InternalIP` (or `Hostname`) and its
+//! `status.daemonEndpoints.kubeletEndpoint.Port`, as upstream resolves it. Query options (`follow`,
+//! `tailLines`, `sinceSeconds`, `timestamps`, `previous`, `limitBytes`) are passed through unchanged.
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use super::errors::ApiError;
+use super::registry::Consistency;
+use super::resources;
+use super::verbs::{Target, Verbs};
+
+/// The query options a log request passes on to the kubelet.
+const PASSED_ON: &[&str] =
+    &["follow", "tailLines", "sinceSeconds", "sinceTime", "timestamps", "previous", "limitBytes"];
+
+/// Which container's log: the one named, the pod's default container, or its only one.
+pub fn container<'a>(pod: &'a Value, requested: Option<&'a str>) -> Result<&'a str, ApiError> {
+    let names: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(pod["spec"]["initContainers"].as_array().into_iter().flatten())
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+    let default = pod["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"].as_str();
+    match requested.filter(|c| !c.is_empty()).or(default) {
+        Some(c) if names.contains(&c) => Ok(c),
+        Some(c) => Err(ApiError::BadRequest(format!("container {c} is not valid for pod {name}"))),
+        None if names.len() == 1 => Ok(names[0]),
+        None => Err(ApiError::BadRequest(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            names.join(" ")
+        ))),
+    }
+}
+
+/// Where a node's kubelet listens, from its status.
+pub fn kubelet_address(node: &Value) -> Option<String> {
+    let addresses = node["status"]["addresses"].as_array()?;
+    let pick = |kind: &str| addresses.iter().find(|a| a["type"] == kind).and_then(|a| a["address"].as_str());
+    let host = pick("InternalIP").or_else(|| pick("Hostname"))?;
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_i64().unwrap_or(10250);
+    let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+    Some(format!("{host}:{port}"))
+}
+
+pub async fn log(verbs: &Verbs, target: &Target, query: &[(String, String)]) -> Result<Response, ApiError> {
+    let main = Target { subresource: None, ..target.clone() };
+    let pod = verbs.get(&main, Consistency::Linearizable).await?.object;
+    let requested = query.iter().find(|(k, _)| k == "container").map(|(_, v)| v.as_str());
+    let container = container(&pod, requested)?;
+    let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+        return Err(ApiError::BadRequest(format!(
+            "container {container:?} in pod {:?} is waiting to start: the pod is not scheduled to a node yet",
+            target.name()
+        )));
+    };
+    let nodes = resources::find("", "v1", "nodes").expect("nodes are served");
+    let node_target = Target { resource: nodes, namespace: None, name: Some(node_name.to_string()), subresource: None };
+    let node = verbs.get(&node_target, Consistency::Local).await?.object;
+    let address = kubelet_address(&node)
+        .ok_or_else(|| ApiError::BadRequest(format!("node {node_name:?} reports no address for its kubelet")))?;
+    let passed: Vec<(&str, &str)> =
+        query.iter().filter(|(k, _)| PASSED_ON.contains(&k.as_str())).map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let query = encode_query(&passed);
+    let namespace = target.namespace.as_deref().unwrap_or_default();
+    let uri = format!("http://{address}/containerLogs/{namespace}/{}/{container}{query}", target.name());
+    let uri: axum::http::Uri =
+        uri.parse().map_err(|e| ApiError::BadRequest(format!("cannot reach the kubelet at {address}: {e}")))?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<axum::body::Bytes>>();
+    let answer = client.get(uri).await.map_err(|e| {
+        ApiError::Unavailable(format!("the kubelet of node {node_name:?} at {address} did not answer: {e}"))
+    })?;
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = (status, Body::new(answer.into_body())).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(response)
+}
+
+/// `?k=v&...` with each part percent-encoded, or nothing.
+fn encode_query(pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let encode = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let parts: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
+    format!("?{}", parts.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_container_is_the_named_the_default_or_the_only_one() {
+        let one = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}});
+        assert_eq!(container(&one, None).unwrap(), "a");
+        assert!(container(&one, Some("b")).is_err());
+        let two = json!({"metadata": {"name": "p", "annotations": {"kubectl.kubernetes.io/default-container": "b"}},
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
+        assert_eq!(container(&two, None).unwrap(), "b");
+        assert_eq!(container(&two, Some("a")).unwrap(), "a");
+        let plain = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
+        assert!(container(&plain, None).unwrap_err().to_string().contains("choose one of: [a b]"));
+    }
+
+    #[test]
+    fn kubelets_are_found_from_node_status() {
+        let node = json!({"status": {"addresses": [{"type": "Hostname", "address": "n1"}, {"type": "InternalIP", "address": "10.0.0.5"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10255}}}});
+        assert_eq!(kubelet_address(&node).unwrap(), "10.0.0.5:10255");
+        assert_eq!(
+            kubelet_address(&json!({"status": {"addresses": [{"type": "InternalIP", "address": "::1"}]}})).unwrap(),
+            "[::1]:10250"
+        );
+        assert!(kubelet_address(&json!({"status": {}})).is_none());
+        assert_eq!(
+            encode_query(&[("tailLines", "5"), ("sinceTime", "2026-01-01T00:00:00Z")]),
+            "?tailLines=5&sinceTime=2026-01-01T00%3A00%3A00Z"
+        );
+    }
+}
