@@ -38,6 +38,9 @@ pub enum ApiError {
     RequestEntityTooLarge(String),
     #[error("{0}")]
     PathNotFound(String),
+    /// A write of the leader's controllers committed after their term ended: refused, nothing changed.
+    #[error("the leadership term {0} this write was made in has ended")]
+    Fenced(u64),
     /// A bound on concurrent work was reached: retryable.
     #[error("{0}")]
     TooManyRequests(String),
@@ -56,7 +59,10 @@ impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
             ApiError::NotFound { .. } | ApiError::PathNotFound(_) => 404,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => 409,
+            ApiError::AlreadyExists { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::ApplyConflict { .. }
+            | ApiError::Fenced(_) => 409,
             ApiError::Invalid { .. } => 422,
             ApiError::BadRequest(_) => 400,
             ApiError::Forbidden { .. } => 403,
@@ -75,7 +81,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::PathNotFound(_) => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } | ApiError::Fenced(_) => "Conflict",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Forbidden { .. } => "Forbidden",

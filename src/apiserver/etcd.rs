@@ -85,6 +85,7 @@ pub fn apply_status(e: ApplyError) -> Status {
         ApplyError::TooManyLeases => Status::resource_exhausted(msg),
         ApplyError::KeyNotFound => Status::invalid_argument(msg),
         ApplyError::Storage(_) => Status::internal(msg),
+        ApplyError::Fenced(_) => Status::failed_precondition(msg),
     }
 }
 

@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::errors::ApiError;
 use crate::limits;
 use crate::store::command::{
-    Command, Compare, CompareResult, CompareTarget, DeleteOp, KeyRange, KeyValue, Outcome, PutOp, RangeOp, RequestOp,
-    ResponseOp, TxnOp,
+    ApplyError, Command, Compare, CompareResult, CompareTarget, DeleteOp, KeyRange, KeyValue, Outcome, PutOp, RangeOp,
+    RequestOp, ResponseOp, TxnOp,
 };
 use crate::store::Store;
 
@@ -125,6 +125,8 @@ pub struct Page {
 #[derive(Clone)]
 pub struct Objects {
     store: Store,
+    /// The leadership term writes are fenced to (the leader's controllers), if any.
+    fence: Option<u64>,
 }
 
 fn decode(kv: KeyValue) -> Result<Stored, ApiError> {
@@ -175,7 +177,13 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
 
 impl Objects {
     pub fn new(store: Store) -> Objects {
-        Objects { store }
+        Objects { store, fence: None }
+    }
+
+    /// These objects, with every write fenced to `term`: the state machine refuses a write committed in another
+    /// term, so the work of a leader that has been deposed cannot change anything.
+    pub fn fenced(&self, term: u64) -> Objects {
+        Objects { store: self.store.clone(), fence: Some(term) }
     }
 
     pub fn store(&self) -> &Store {
@@ -243,8 +251,12 @@ impl Objects {
             .iter()
             .map(|c| RequestOp::Range(RangeOp { range: c.range.clone(), ..RangeOp::default() }))
             .collect();
-        let applied =
-            self.store.propose(Command::Txn(TxnOp { compare: compares, success: writes, failure: reads })).await?;
+        let txn = TxnOp { compare: compares, success: writes, failure: reads };
+        let command = match self.fence {
+            Some(term) => Command::FencedTxn { term, txn },
+            None => Command::Txn(txn),
+        };
+        let applied = self.store.propose(command).await?;
         let revision = applied.revision;
         match applied.outcome {
             Ok(Outcome::Response(ResponseOp::Txn(t))) if t.succeeded => Ok(Ok(revision)),
@@ -259,6 +271,7 @@ impl Objects {
                 Ok(Err(Refused { current }))
             }
             Ok(other) => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+            Err(ApplyError::Fenced(term)) => Err(ApiError::Fenced(term)),
             Err(e) => Err(ApiError::Internal(e.to_string())),
         }
     }

@@ -226,8 +226,24 @@ fn json_body(headers: &HeaderMap, body: &Bytes, patch: bool) -> Result<Value, Ap
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))
 }
 
-async fn serve(State(api): State<Arc<KubeApi>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    match route(&api, &method, &uri, &headers, body).await {
+/// Marks a request of the leader's controllers (inserted by the in-process client, never by HTTP): its writes
+/// are fenced to this leadership term.
+#[derive(Clone, Copy, Debug)]
+pub struct LeaderTerm(pub u64);
+
+async fn serve(
+    State(api): State<Arc<KubeApi>>,
+    fence: Option<axum::Extension<LeaderTerm>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let verbs = match fence {
+        Some(axum::Extension(LeaderTerm(term))) => api.verbs.fenced(term),
+        None => api.verbs.clone(),
+    };
+    match route(&api, &verbs, &method, &uri, &headers, body).await {
         Ok(response) => response,
         Err(e) => {
             if e.code() >= 500 {
@@ -240,6 +256,7 @@ async fn serve(State(api): State<Arc<KubeApi>>, method: Method, uri: Uri, header
 
 async fn route(
     api: &Arc<KubeApi>,
+    verbs: &Verbs,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -268,9 +285,11 @@ async fn route(
         ["openapi", "v3", rest @ ..] if get => {
             discovery::openapi_document(&rest.join("/")).map(|v| ok(&v)).ok_or_else(|| not_found(uri))
         }
-        ["api", version, rest @ ..] => resource_request(api, "", version, rest, method, uri, headers, body).await,
+        ["api", version, rest @ ..] => {
+            resource_request(api, verbs, "", version, rest, method, uri, headers, body).await
+        }
         ["apis", group, version, rest @ ..] => {
-            resource_request(api, group, version, rest, method, uri, headers, body).await
+            resource_request(api, verbs, group, version, rest, method, uri, headers, body).await
         }
         _ => Err(not_found(uri)),
     }
@@ -328,6 +347,7 @@ fn target(group: &str, version: &str, rest: &[&str], uri: &Uri) -> Result<Target
 #[allow(clippy::too_many_arguments)]
 async fn resource_request(
     api: &Arc<KubeApi>,
+    verbs: &Verbs,
     group: &str,
     version: &str,
     rest: &[&str],
@@ -355,7 +375,7 @@ async fn resource_request(
                 Some(rv) if !rv.is_empty() => Consistency::Local,
                 _ => Consistency::Linearizable,
             };
-            let stored = api.verbs.get(&target, consistency).await?;
+            let stored = verbs.get(&target, consistency).await?;
             if table {
                 let mut t = table::table(resource.group, resource.plural, &[stored.object], now, true);
                 t["metadata"] = json!({"resourceVersion": stored.revision.to_string()});
@@ -364,10 +384,10 @@ async fn resource_request(
             Ok(ok(&stored.object))
         }
         (Method::GET, true, Some(Subresource::Scale)) => {
-            let stored = api.verbs.get(&target, Consistency::Linearizable).await?;
+            let stored = verbs.get(&target, Consistency::Linearizable).await?;
             Ok(ok(&scale_of(&stored.object)))
         }
-        (Method::GET, true, Some(Subresource::Log)) => super::logs::log(&api.verbs, &target, &query.0).await,
+        (Method::GET, true, Some(Subresource::Log)) => super::logs::log(verbs, &target, &query.0).await,
         (Method::POST, true, Some(Subresource::Binding)) => {
             let binding = json_body(headers, &body, false)?;
             let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).map(String::from);
@@ -376,7 +396,7 @@ async fn resource_request(
             };
             let main = Target { subresource: None, ..target.clone() };
             let options = query.write_options(headers)?;
-            api.verbs
+            verbs
                 .update_with(&main, &options, |pod| match pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
                     Some(bound) => Err(ApiError::Conflict {
                         resource,
@@ -398,33 +418,32 @@ async fn resource_request(
             Ok(json_response(StatusCode::CREATED, &status, "application/json"))
         }
         (Method::POST, true, Some(Subresource::Token)) => {
-            let account =
-                api.verbs.get(&Target { subresource: None, ..target.clone() }, Consistency::Linearizable).await?;
+            let account = verbs.get(&Target { subresource: None, ..target.clone() }, Consistency::Linearizable).await?;
             let request = json_body(headers, &body, false)?;
             Ok(json_response(StatusCode::CREATED, &token_response(&account.object, &request), "application/json"))
         }
         (Method::POST, false, None) => {
             let options = query.write_options(headers)?;
-            let written = api.verbs.create(&target, json_body(headers, &body, false)?, &options).await?;
+            let written = verbs.create(&target, json_body(headers, &body, false)?, &options).await?;
             let code = if written.created { StatusCode::CREATED } else { StatusCode::OK };
             Ok(with_warnings(json_response(code, &written.object, "application/json"), &written.warnings))
         }
         (Method::PUT, true, None | Some(Subresource::Status) | Some(Subresource::Finalize)) => {
             let options = query.write_options(headers)?;
             let new = json_body(headers, &body, false)?;
-            let written = api.verbs.update_with(&target, &options, |_| Ok(new.clone())).await?;
+            let written = verbs.update_with(&target, &options, |_| Ok(new.clone())).await?;
             Ok(with_warnings(ok(&written.object), &written.warnings))
         }
         (Method::PUT | Method::PATCH, true, Some(Subresource::Scale)) => {
-            scale(api, &target, method, &query, headers, &body).await
+            scale(verbs, &target, method, &query, headers, &body).await
         }
-        (Method::PATCH, true, None | Some(Subresource::Status)) => patch(api, &target, &query, headers, &body).await,
+        (Method::PATCH, true, None | Some(Subresource::Status)) => patch(verbs, &target, &query, headers, &body).await,
         (Method::DELETE, true, None) => {
             let mut options = query.delete_options()?;
             if !body.is_empty() {
                 options.merge_body(&json_body(headers, &body, false)?)?;
             }
-            let deleted = api.verbs.delete(&target, &options).await?;
+            let deleted = verbs.delete(&target, &options).await?;
             Ok(ok(&deleted))
         }
         (Method::DELETE, false, None) => {
@@ -437,7 +456,7 @@ async fn resource_request(
             for raw in listed.items {
                 let stored = raw.decode()?;
                 let one = Target { name: verbs::meta_str(&stored.object, "name").map(String::from), ..target.clone() };
-                match api.verbs.delete(&one, &options).await {
+                match verbs.delete(&one, &options).await {
                     Ok(obj) => deleted.push(obj),
                     Err(ApiError::NotFound { .. }) => {}
                     Err(e) => return Err(e),
@@ -519,7 +538,7 @@ fn scale_of(obj: &Value) -> Value {
 }
 
 async fn scale(
-    api: &Arc<KubeApi>,
+    verbs: &Verbs,
     target: &Target,
     method: &Method,
     query: &Query,
@@ -536,8 +555,7 @@ async fn scale(
     let input = json_body(headers, body, true)?;
     let scale_resource = resources::find("apps", "v1", target.resource.plural).unwrap_or(target.resource);
     let main = Target { subresource: None, ..target.clone() };
-    let written = api
-        .verbs
+    let written = verbs
         .update_with(&main, &options, |current| {
             let view = scale_of(current);
             let new_scale = match patch_type {
@@ -577,7 +595,7 @@ fn unsupported_patch(content_type: &str) -> ApiError {
 }
 
 async fn patch(
-    api: &Arc<KubeApi>,
+    verbs: &Verbs,
     target: &Target,
     query: &Query,
     headers: &HeaderMap,
@@ -588,15 +606,14 @@ async fn patch(
     let input = json_body(headers, body, true)?;
     if patch_type == PatchType::Apply {
         let options = query.apply_options()?;
-        return super::apply::server_side_apply(&api.verbs, target, &options, input).await.map(|written| {
+        return super::apply::server_side_apply(verbs, target, &options, input).await.map(|written| {
             let code = if written.created { StatusCode::CREATED } else { StatusCode::OK };
             with_warnings(json_response(code, &written.object, "application/json"), &written.warnings)
         });
     }
     let options = query.write_options(headers)?;
     let resource = target.resource;
-    let written = api
-        .verbs
+    let written = verbs
         .update_with(target, &options, |current| {
             let mut next = patch::apply(resource, patch_type, current, &input)?;
             // Without a resourceVersion in the patch itself, a patch applies to whatever is current.

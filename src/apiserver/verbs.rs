@@ -257,12 +257,18 @@ fn qos_class(pod: &Value) -> &'static str {
     }
 }
 
+#[derive(Clone)]
 pub struct Verbs {
     pub objects: Objects,
     pub service_range: ServiceRange,
 }
 
 impl Verbs {
+    /// The same verbs with every write fenced to `term` (see `Objects::fenced`).
+    pub fn fenced(&self, term: u64) -> Verbs {
+        Verbs { objects: self.objects.fenced(term), service_range: self.service_range }
+    }
+
     /// The IPs and node ports `new` (replacing `old`) needs to claim and may give up; fills in the ones it
     /// asks the server to choose.
     async fn allocate(&self, old: Option<&Value>, new: &mut Value) -> Result<Allocations, ApiError> {

@@ -3,14 +3,30 @@
 //!
 //! Architecture invariant: every term gets a fresh controllers instance that rebuilds its state from the API;
 //! nothing leader-only survives a step-down.
+//! Architecture invariant (fencing): the controllers' client marks every request with the term it was made
+//! for (`LeaderTerm`), and the API proposes their writes as fenced transactions, which the state machine refuses
+//! when they are committed in another term. A deposed leader's controllers, still running for a moment, cannot
+//! change anything.
 
 use openraft::async_runtime::WatchReceiver;
 use tokio::sync::watch;
 
+use crate::apiserver::rest::LeaderTerm;
 use crate::controllers;
 use crate::store::Store;
 
-pub async fn run(store: Store, client: kube::Client, mut shutdown: watch::Receiver<bool>) {
+/// An API client for the controllers of `term`: in-process through the router, every request fenced.
+fn fenced_client(router: axum::Router, term: u64) -> kube::Client {
+    let service = tower::ServiceBuilder::new()
+        .map_request(move |mut request: http::Request<kube::client::Body>| {
+            request.extensions_mut().insert(LeaderTerm(term));
+            request
+        })
+        .service(router);
+    kube::Client::new(service, "default")
+}
+
+pub async fn run(store: Store, router: axum::Router, mut shutdown: watch::Receiver<bool>) {
     let mut metrics = store.raft.metrics();
     loop {
         let term = loop {
@@ -27,7 +43,7 @@ pub async fn run(store: Store, client: kube::Client, mut shutdown: watch::Receiv
         };
         tracing::info!(term, "leading: starting the controllers");
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(controllers::run(client.clone(), stop_rx));
+        let task = tokio::spawn(controllers::run(fenced_client(router.clone(), term), stop_rx));
         while !*shutdown.borrow() && store.leading_term() == Some(term) {
             tokio::select! {
                 changed = metrics.changed() => if changed.is_err() { break },

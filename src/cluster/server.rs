@@ -223,8 +223,7 @@ pub async fn run(
     let api = KubeApi::new(store.clone(), api_addr.to_string(), config.config.service_cluster_ip_range);
     let router = rest::router(api);
     // The leader's controllers are API clients of this replica, through the router without a socket.
-    let in_process = kube::Client::new(router.clone(), "default");
-    let leader_task = tokio::spawn(leadership::run(store.clone(), in_process, stop_rx.clone()));
+    let leader_task = tokio::spawn(leadership::run(store.clone(), router.clone(), stop_rx.clone()));
     let api_listener = listeners.api.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });

@@ -161,6 +161,12 @@ pub enum Command {
         term: u64,
         ids: Vec<i64>,
     },
+    /// A transaction by leader-only work (the controllers) of `term`. The state machine refuses it, changing
+    /// nothing, when it was committed in another term (fencing): a deposed leader's controllers cannot write.
+    FencedTxn {
+        term: u64,
+        txn: TxnOp,
+    },
     /// A member announcing the address its clients use (etcd's member attributes).
     PublishMember {
         id: u64,
@@ -182,6 +188,7 @@ impl std::fmt::Display for Command {
                 write!(f, "lease-expire(term {term}, {} leases)", ids.len())
             }
             Command::PublishMember { name, .. } => write!(f, "publish-member({name})"),
+            Command::FencedTxn { term, txn } => write!(f, "fenced-txn(term {term}, {} compares)", txn.compare.len()),
         }
     }
 }
@@ -224,6 +231,9 @@ pub enum ApplyError {
     KeyNotFound,
     #[error("etcdserver: storage error: {0}")]
     Storage(String),
+    /// A fenced transaction committed in a term other than its writer's.
+    #[error("the leadership term {0} of this write's writer has ended")]
+    Fenced(u64),
 }
 
 /// The outcome of one applied command, with the store revision after it.

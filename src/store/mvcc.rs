@@ -186,7 +186,9 @@ impl Mvcc {
                 .and_then(|()| self.put(op, &mut tx, history))
                 .map(|prev_kv| Outcome::Response(ResponseOp::Put { prev_kv })),
             Command::Delete(op) => self.delete(op, &mut tx, history).map(Outcome::Response),
-            Command::Txn(op) => self.txn(op, history, &mut tx).map(|r| Outcome::Response(ResponseOp::Txn(r))),
+            Command::Txn(op) | Command::FencedTxn { txn: op, .. } => {
+                self.txn(op, history, &mut tx).map(|r| Outcome::Response(ResponseOp::Txn(r)))
+            }
             Command::Compact { revision } => self.compact(*revision, &mut tx).map(|()| Outcome::Compacted),
             Command::LeaseGrant { id, ttl } => self.lease_grant(*id, *ttl, &mut tx),
             Command::LeaseRevoke { id } => match self.leases.contains_key(id) {

@@ -430,6 +430,9 @@ impl SmShared {
                     // Proposed by a leader of an earlier term: it no longer speaks for the cluster.
                     Applied { revision: state.mvcc.revision(), outcome: Ok(Outcome::Nothing) }
                 }
+                EntryPayload::Normal(Command::FencedTxn { term, .. }) if *term != term_of(&entry.log_id) => {
+                    Applied { revision: state.mvcc.revision(), outcome: Err(ApplyError::Fenced(*term)) }
+                }
                 EntryPayload::Normal(cmd) => {
                     let out = state.mvcc.apply(cmd, &DbHistory(&self.db));
                     if let Err(ApplyError::Storage(e)) = &out.applied.outcome {
