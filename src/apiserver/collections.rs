@@ -119,7 +119,7 @@ pub async fn list(objects: &Objects, target: &Target, opts: &ListOptions) -> Res
             (prefix.as_bytes().to_vec(), revision)
         }
     };
-    // `resourceVersion=0` without an explicit limit answers from the whole state at once, as upstream's cache.
+    // Without a limit, the whole selection is answered at once.
     let limit = if opts.limit == 0 { usize::MAX } else { opts.limit };
     let chunk = limits::API_LIST_CHUNK_MAX.min(limit.saturating_add(1));
     let mut items = Vec::new();

@@ -218,8 +218,8 @@ fn admit(
 
 /// What a new object of `resource` starts with, whatever the client sent (upstream's PrepareForCreate).
 fn prepare_for_create(resource: &Resource, obj: &mut Value) {
-    let spec_kinds_reset_status = resource.has(Subresource::Status) && resource.kind != "Namespace";
-    if spec_kinds_reset_status {
+    let status_set_by_controllers = resource.has(Subresource::Status) && resource.kind != "Namespace";
+    if status_set_by_controllers {
         if let Some(o) = obj.as_object_mut() {
             o.remove("status");
         }

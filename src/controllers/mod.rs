@@ -15,6 +15,7 @@ pub mod namespace;
 
 use std::time::{Duration, Instant};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
@@ -98,8 +99,8 @@ fn api_for(client: &Client, r: &Resource, namespace: Option<&str>) -> Api<Dynami
     }
 }
 
-fn object_ref(resource: &'static Resource, o: &DynamicObject) -> Option<ObjectRef> {
-    let m = &o.metadata;
+/// The facts of one object; `spec` matters only for Namespaces (their `spec.finalizers`).
+fn object_ref(resource: &'static Resource, m: &ObjectMeta, spec: Option<&Value>) -> Option<ObjectRef> {
     Some(ObjectRef {
         resource,
         namespace: m.namespace.clone(),
@@ -108,8 +109,8 @@ fn object_ref(resource: &'static Resource, o: &DynamicObject) -> Option<ObjectRe
         resource_version: m.resource_version.clone().unwrap_or_default(),
         deleting: m.deletion_timestamp.is_some(),
         finalizers: m.finalizers.clone().unwrap_or_default(),
-        namespace_finalizers: o.data["spec"]["finalizers"]
-            .as_array()
+        namespace_finalizers: spec
+            .and_then(|s| s["finalizers"].as_array())
             .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
             .unwrap_or_default(),
         owners: m
@@ -130,8 +131,15 @@ fn object_ref(resource: &'static Resource, o: &DynamicObject) -> Option<ObjectRe
 async fn snapshot(client: &Client) -> Result<Snapshot, kube::Error> {
     let mut objects = Vec::new();
     for r in resources::RESOURCES {
-        let list = api_for(client, r, None).list(&ListParams::default()).await?;
-        objects.extend(list.items.iter().filter_map(|o| object_ref(r, o)));
+        let api = api_for(client, r, None);
+        if r.kind == "Namespace" {
+            let list = api.list(&ListParams::default()).await?;
+            objects.extend(list.items.iter().filter_map(|o| object_ref(r, &o.metadata, o.data.get("spec"))));
+        } else {
+            // Only the metadata is decoded: the rest of each object is skipped, not built.
+            let list = api.list_metadata(&ListParams::default()).await?;
+            objects.extend(list.items.iter().filter_map(|o| object_ref(r, &o.metadata, None)));
+        }
     }
     Ok(Snapshot { objects })
 }
