@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::errors::ApiError;
 use super::registry::{prefix_end, Consistency, Objects, Raw};
 use super::resources::Resource;
-use super::selectors::{self, FieldSelector, LabelSelector};
+use super::selectors::{FieldSelector, LabelSelector};
 use super::table;
 use super::verbs::{meta, Target};
 use crate::limits;
@@ -45,12 +45,8 @@ impl ListOptions {
 
     /// Whether `obj` (of `resource`) is selected.
     pub fn selects(&self, resource: &Resource, obj: &Value) -> bool {
-        let labels = meta(obj).and_then(|m| m.get("labels"));
-        self.label_selector.as_ref().is_none_or(|s| s.matches(labels))
-            && self
-                .field_selector
-                .as_ref()
-                .is_none_or(|s| s.matches(&selectors::fields(resource.group, resource.plural, obj)))
+        self.label_selector.as_ref().is_none_or(|s| s.matches_object(obj))
+            && self.field_selector.as_ref().is_none_or(|s| s.matches_object(resource.group, resource.plural, obj))
     }
 }
 
