@@ -2,8 +2,10 @@
 //!
 //! Every request goes through `serve`, which parses the path into a `Target`, reads the options it needs, and
 //! calls the verbs (`verbs`, `collections`). Every error leaves as a `Status` object with its HTTP code
-//! (`errors`). Bodies are JSON (a missing Content-Type means JSON, as the Python client sends);
-//! responses are JSON, or a `Table` when the Accept header asks for one as kubectl does.
+//! (`errors`). Bodies are JSON (a missing Content-Type means JSON, as the Python client sends) or, for the
+//! kinds kubectl's generator commands send that way, Kubernetes protobuf; responses are JSON, or a `Table` when
+//! the Accept header asks for one as kubectl does. Requests of the leader's controllers carry a `LeaderTerm`
+//! extension, and their writes are fenced to that term.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -553,7 +555,6 @@ async fn scale(
         None
     };
     let input = json_body(headers, body, true)?;
-    let scale_resource = resources::find("apps", "v1", target.resource.plural).unwrap_or(target.resource);
     let main = Target { subresource: None, ..target.clone() };
     let written = verbs
         .update_with(&main, &options, |current| {
@@ -565,7 +566,7 @@ async fn scale(
                     json_patch::merge(&mut doc, &input);
                     doc
                 }
-                Some(PatchType::Json) => patch::apply(scale_resource, PatchType::Json, &view, &input)?,
+                Some(PatchType::Json) => patch::apply(target.resource, PatchType::Json, &view, &input)?,
             };
             let replicas = new_scale["spec"]["replicas"]
                 .as_i64()
