@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::errors::ApiError;
-use super::registry::{prefix_end, Consistency, Objects, Raw};
+use super::registry::{decode_object, prefix_end, Consistency, Objects, Raw};
 use super::resources::Resource;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::table;
@@ -205,12 +205,9 @@ struct WatchSession {
     columns_sent: bool,
 }
 
+/// A change's object; one that does not decode is left out of the stream.
 fn decode_kv(kv: &KeyValue) -> Option<Value> {
-    let mut obj: Value = serde_json::from_slice(&kv.value).ok()?;
-    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
-    }
-    Some(obj)
+    decode_object(&String::from_utf8_lossy(&kv.key), &kv.value, kv.mod_revision).ok()
 }
 
 /// The 410 a watch ends with when it asked for a revision the history no longer holds.

@@ -76,12 +76,8 @@ pub struct Raw {
 
 impl Raw {
     pub fn decode(&self) -> Result<Stored, ApiError> {
-        decode(KeyValue {
-            key: self.key.as_bytes().to_vec(),
-            value: self.value.clone(),
-            mod_revision: self.revision,
-            ..KeyValue::default()
-        })
+        let object = decode_object(&self.key, &self.value, self.revision)?;
+        Ok(Stored { key: self.key.clone(), object, revision: self.revision })
     }
 
     /// The object's JSON with its resourceVersion set, spliced into `metadata` without decoding the rest.
@@ -129,13 +125,19 @@ pub struct Objects {
     fence: Option<u64>,
 }
 
-fn decode(kv: KeyValue) -> Result<Stored, ApiError> {
-    let key = String::from_utf8_lossy(&kv.key).into_owned();
-    let mut object: Value = serde_json::from_slice(&kv.value)
+/// A stored object's JSON decoded, with its resourceVersion (the key's mod revision) set.
+pub fn decode_object(key: &str, value: &[u8], revision: i64) -> Result<Value, ApiError> {
+    let mut object: Value = serde_json::from_slice(value)
         .map_err(|e| ApiError::Internal(format!("stored object {key} is not valid JSON: {e}")))?;
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
     }
+    Ok(object)
+}
+
+fn decode(kv: KeyValue) -> Result<Stored, ApiError> {
+    let key = String::from_utf8_lossy(&kv.key).into_owned();
+    let object = decode_object(&key, &kv.value, kv.mod_revision)?;
     Ok(Stored { key, object, revision: kv.mod_revision })
 }
 
