@@ -222,16 +222,17 @@ impl Objects {
             ..RangeOp::default()
         };
         let (current, result) = self.store.sm.range(&op).map_err(|e| match e {
-            crate::store::command::ApplyError::Compacted => ApiError::Gone(format!(
+            ApplyError::Compacted => ApiError::Gone(format!(
                 "The provided continue parameter is too old to display a consistent list result. You can \
                  start a new list without the continue parameter, or use the continue token in this response \
                  to retrieve the remainder of the results. Continuing with the provided token results in an \
                  inconsistent list - objects that were created, modified, or deleted between the time the \
                  first chunk was returned and now may show up in the list. (revision {revision} is compacted)"
             )),
-            crate::store::command::ApplyError::FutureRevision => ApiError::Gone(format!(
-                "resource version {revision} is newer than this replica's {current_hint}",
-                current_hint = self.store.revision()
+            // A version this replica has not reached yet is worth retrying, as upstream answers it.
+            ApplyError::FutureRevision => ApiError::Unavailable(format!(
+                "Too large resource version: {revision}, current: {}",
+                self.store.revision()
             )),
             other => ApiError::Internal(other.to_string()),
         })?;
