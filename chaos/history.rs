@@ -1,6 +1,6 @@
 //! Histories of client operations as the checkers read them: what was asked, when, and how it ended.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// What a client did to one key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,19 +31,35 @@ pub struct Operation {
     pub outcome: Outcome,
 }
 
+/// The clock every client of one history reads.
+enum Clock {
+    Real(Instant),
+    /// The simulation's time, the same on every simulated host (each host's own tokio clock is not).
+    Simulated,
+}
+
 /// Collects operations against one clock.
 pub struct Recorder {
-    start: Instant,
+    clock: Clock,
     ops: Vec<Operation>,
 }
 
 impl Recorder {
     pub fn new(start: Instant) -> Recorder {
-        Recorder { start, ops: Vec::new() }
+        Recorder { clock: Clock::Real(start), ops: Vec::new() }
+    }
+
+    /// A recorder for clients on simulated hosts.
+    pub fn simulated() -> Recorder {
+        Recorder { clock: Clock::Simulated, ops: Vec::new() }
     }
 
     pub fn now(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
+        let elapsed = match &self.clock {
+            Clock::Real(start) => start.elapsed(),
+            Clock::Simulated => turmoil::sim_elapsed().expect("a simulated clock is read inside the simulation"),
+        };
+        elapsed.as_nanos() as u64
     }
 
     pub fn record(&mut self, op: Operation) {

@@ -1,19 +1,28 @@
-//! raftsman's chaos suite: faults injected into real clusters, histories checked by checkers.
+//! raftsman's chaos suite: faults injected into whole clusters, histories checked by checkers.
 //!
-//! Today it runs three real `raftsman server` processes on loopback under a client load while a nemesis
-//! SIGKILLs and SIGSTOPs replicas (the leader most often), then checks the recorded history for
-//! linearizability. `CHAOS_SEED=S` replays one schedule of faults and operations; `CHAOS_SECS=N` sets how long
-//! the fault phase lasts (default 20). A failure prints the seed and the command that replays it.
+//! - `simulation` (with `sim/`): the deterministic simulation. Every replica is the real replica code on a
+//!   simulated disk, on turmoil's simulated network and clock; one seed gives one whole run. `CHAOS_SEEDS=N`
+//!   sets the number of random seeds next to the fixed regression seeds, `CHAOS_SEED=S` replays one seed with
+//!   the nemesis's trace; the batch ends with a `chaos summary:` line. Planted bugs (a hidden switch, never on
+//!   in production) show each checker catching what it is for.
+//! - `real_process`: three real `raftsman server` processes on loopback under a client load while a nemesis
+//!   SIGKILLs and SIGSTOPs replicas (the leader most often), checked with the same linearizability and watch
+//!   checkers. `CHAOS_SEED=S` replays one schedule; `CHAOS_SECS=N` sets how long the fault phase lasts
+//!   (default 20). `stale_reads` and `watch_gaps` switch planted bugs on in real replicas
+//!   (`raftsman server --chaos-plant-bug ...`) and require the checkers to catch them.
 //!
-//! Checkers are only worth their failures: `stale_reads` and `watch_gaps` switch on planted bugs in real replicas
-//! (`raftsman server --chaos-plant-bug stale-follower-reads | skip-watch-event-after-leader-change`, a hidden
-//! flag) and require the linearizability and watch checkers to catch them, next to the same scenarios without
-//! the bugs.
+//! The checkers, each a module with tests that feed it a known-bad history: `linearizability`,
+//! `watch_checker`, `raft_safety`, `control_plane`.
 
+mod control_plane;
 mod history;
 mod linearizability;
+mod raft_safety;
 mod real_process;
 mod replicas;
+mod sim;
+mod simulation;
 mod stale_reads;
 mod watch_checker;
 mod watch_gaps;
+mod workload;

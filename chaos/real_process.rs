@@ -4,23 +4,20 @@
 //! linearizable, and a watcher that followed the whole run (moving to another replica whenever its own stalls
 //! or fails) must have seen every acknowledged write once, in order.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use raftsman::cluster::etcd_client::EtcdClient;
 use raftsman::cluster::local::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
 
-use super::history::{Op, Operation, Outcome, Recorder};
+use super::history::{Outcome, Recorder};
 use super::linearizability::{check, Verdict};
 use super::replicas::{self, Replicas};
-use super::watch_checker::{self, Acked, Delivered};
-use raftsman::cluster::etcd_client::prefix_end;
-use raftsman::proto::etcd as pb;
+use super::watch_checker::{self, Acked};
+use super::workload::{client_loop, follow_all_changes, Writes};
 
-const KEYS: usize = 4;
 const CLIENTS: usize = 6;
 
 fn seed() -> u64 {
@@ -29,120 +26,6 @@ fn seed() -> u64 {
 
 fn fault_phase() -> Duration {
     Duration::from_secs(std::env::var("CHAOS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20))
-}
-
-/// What the clients wrote, for the watch checker: every value tried, and the acknowledged writes with revisions.
-#[derive(Default)]
-struct Writes {
-    tried: HashSet<String>,
-    acked: Vec<Acked>,
-}
-
-/// One client: random puts and linearizable gets against random replicas until `until`.
-async fn client_loop(
-    id: usize,
-    seed: u64,
-    clients: Vec<EtcdClient>,
-    recorder: Arc<Mutex<Recorder>>,
-    writes: Arc<Mutex<Writes>>,
-    until: Instant,
-) {
-    let mut rng = StdRng::seed_from_u64(seed ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let mut n = 0u64;
-    while Instant::now() < until {
-        let key = format!("chaos/{}", rng.random_range(0..KEYS));
-        let client = &clients[rng.random_range(0..clients.len())];
-        let invoke = recorder.lock().unwrap().now();
-        let (op, outcome) = if rng.random_bool(0.5) {
-            n += 1;
-            let value = format!("c{id}-{n}");
-            writes.lock().unwrap().tried.insert(value.clone());
-            let result = tokio::time::timeout(Duration::from_secs(3), client.put(key.clone(), value.clone())).await;
-            let outcome = match result {
-                Ok(Ok(resp)) => {
-                    let revision = resp.header.map_or(0, |h| h.revision);
-                    writes.lock().unwrap().acked.push(Acked { revision, key: key.clone(), value: value.clone() });
-                    Outcome::Ok
-                }
-                Ok(Err(e)) if e.code() == tonic::Code::InvalidArgument => panic!("unexpected refusal: {e}"),
-                _ => Outcome::Unknown,
-            };
-            (Op::Write(value), outcome)
-        } else {
-            let result = tokio::time::timeout(Duration::from_secs(3), client.get(key.clone(), false)).await;
-            match result {
-                Ok(Ok(r)) => {
-                    let value = r.kvs.first().map(|kv| String::from_utf8(kv.value.clone()).unwrap());
-                    (Op::Read(value), Outcome::Ok)
-                }
-                _ => (Op::Read(None), Outcome::Unknown),
-            }
-        };
-        {
-            let mut rec = recorder.lock().unwrap();
-            let complete = rec.now();
-            rec.record(Operation { client: id, key, op, invoke, complete, outcome });
-        }
-        if outcome == Outcome::Unknown {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// Follows every change under `chaos/` from revision 1 until it has seen `target` (set at the end of the run),
-/// moving to the next replica whenever its stream fails or stays silent for a while.
-async fn follow_all_changes(clients: Vec<EtcdClient>, target: tokio::sync::watch::Receiver<i64>) -> Vec<Delivered> {
-    let mut delivered: Vec<Delivered> = Vec::new();
-    let mut next = 1i64;
-    let mut responses = 0usize;
-    for replica in (0..clients.len()).cycle() {
-        let target_now = *target.borrow();
-        if target_now > 0 && next > target_now {
-            return delivered;
-        }
-        let (req_tx, req_rx) = tokio::sync::mpsc::channel(1);
-        let create = pb::WatchCreateRequest {
-            key: b"chaos/".to_vec(),
-            range_end: prefix_end(b"chaos/"),
-            start_revision: next,
-            ..Default::default()
-        };
-        let request = pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) };
-        if req_tx.send(request).await.is_err() {
-            continue;
-        }
-        let mut watch_client = clients[replica].watch_client();
-        let stream = watch_client.watch(tokio_stream::wrappers::ReceiverStream::new(req_rx));
-        let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(2), stream).await else { continue };
-        let mut stream = stream.into_inner();
-        while let Ok(Ok(Some(resp))) = tokio::time::timeout(Duration::from_secs(2), stream.message()).await {
-            if resp.canceled {
-                break;
-            }
-            if resp.events.is_empty() {
-                continue;
-            }
-            responses += 1;
-            for e in resp.events {
-                let kv = e.kv.unwrap_or_default();
-                let value = (e.r#type == pb::event::EventType::Put as i32)
-                    .then(|| String::from_utf8_lossy(&kv.value).into_owned());
-                next = kv.mod_revision + 1;
-                delivered.push(Delivered {
-                    response: responses,
-                    revision: kv.mod_revision,
-                    key: String::from_utf8_lossy(&kv.key).into_owned(),
-                    value,
-                });
-            }
-            let target_now = *target.borrow();
-            if target_now > 0 && next > target_now {
-                return delivered;
-            }
-        }
-        drop(req_tx);
-    }
-    unreachable!("cycle() never ends")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +44,7 @@ async fn real_replicas_under_sigkill_and_sigstop_stay_linearizable() {
     let fault_end = Instant::now() + fault_phase();
     let load_end = fault_end + Duration::from_secs(3);
     let workers: Vec<_> = (0..CLIENTS)
-        .map(|id| tokio::spawn(client_loop(id, seed, clients.clone(), recorder.clone(), writes.clone(), load_end)))
+        .map(|id| tokio::spawn(client_loop(id, seed, clients.clone(), recorder.clone(), writes.clone(), load_end, 0)))
         .collect();
     let mut faults = 0;
     while Instant::now() < fault_end {

@@ -27,7 +27,7 @@ async fn paused_follower_rounds(planted_bug: Option<&str>) -> Verdict {
     let Replicas { local: mut cluster, clients, dir: _dir } = replicas::start(planted_bug).await;
     let leader = replicas::wait(&clients, None).await;
     let follower = (leader + 1) % 3;
-    let mut recorder = Recorder::new(Instant::now());
+    let mut recorder = Recorder::new(tokio::time::Instant::now());
     let key = "stale/k".to_string();
 
     for round in 0..ROUNDS {

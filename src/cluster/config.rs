@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::apiserver::allocations::ServiceRange;
+use crate::store::storage::StorageBugs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -52,18 +53,28 @@ pub struct PlantedBugs {
     pub stale_follower_reads: bool,
     /// Drop one event from a watch stream the first time it delivers after the leader changed.
     pub skip_watch_event_after_leader_change: bool,
+    /// Acknowledge log appends before they are synced; ignore the term of fenced (controller) writes.
+    pub storage: StorageBugs,
 }
 
 impl std::str::FromStr for PlantedBugs {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
+        let none = PlantedBugs::default();
         match s {
-            "stale-follower-reads" => Ok(PlantedBugs { stale_follower_reads: true, ..PlantedBugs::default() }),
+            "stale-follower-reads" => Ok(PlantedBugs { stale_follower_reads: true, ..none }),
             "skip-watch-event-after-leader-change" => {
-                Ok(PlantedBugs { skip_watch_event_after_leader_change: true, ..PlantedBugs::default() })
+                Ok(PlantedBugs { skip_watch_event_after_leader_change: true, ..none })
+            }
+            "ack-before-sync" => {
+                Ok(PlantedBugs { storage: StorageBugs { ack_before_sync: true, ..StorageBugs::default() }, ..none })
+            }
+            "ignore-fences" => {
+                Ok(PlantedBugs { storage: StorageBugs { ignore_fences: true, ..StorageBugs::default() }, ..none })
             }
             other => Err(format!(
-                "unknown planted bug {other:?} (known: stale-follower-reads, skip-watch-event-after-leader-change)"
+                "unknown planted bug {other:?} (known: stale-follower-reads, skip-watch-event-after-leader-change, \
+                 ack-before-sync, ignore-fences)"
             )),
         }
     }

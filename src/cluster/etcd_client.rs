@@ -28,6 +28,11 @@ impl EtcdClient {
         Ok(EtcdClient { channel })
     }
 
+    /// A client over a channel the caller made (the simulation's network, for one).
+    pub fn from_channel(channel: Channel) -> EtcdClient {
+        EtcdClient { channel }
+    }
+
     pub fn kv(&self) -> KvClient<Channel> {
         KvClient::new(self.channel.clone()).max_decoding_message_size(limits::CLIENT_RESPONSE_BYTES_MAX)
     }

@@ -25,8 +25,8 @@ use crate::limits;
 use crate::store::command::Command;
 use crate::store::network::{PeerNetwork, PeerPool};
 use crate::store::peer::PeerService;
-use crate::store::storage::{Db, LogStore, SmShared, StateMachine};
-use crate::store::types::{Raft, RaftNode};
+use crate::store::storage::{Db, LogStore, SmShared, StateMachine, StorageBugs};
+use crate::store::types::{NodeId, Raft, RaftNode};
 use crate::store::Store;
 
 const IDENTITY_FILE: &str = "member.json";
@@ -38,6 +38,8 @@ pub enum ServerError {
     DataDir { dir: PathBuf, reason: String },
     #[error("cannot bind {what} address {addr}: {source}")]
     Bind { what: &'static str, addr: std::net::SocketAddr, source: io::Error },
+    #[error("cannot load the state machine: {0}")]
+    LoadStateMachine(io::Error),
     #[error("raft: {0}")]
     Raft(String),
     #[error("serving {what}: {source}")]
@@ -117,7 +119,8 @@ fn claim_data_dir(dir: &Path, expected: &Identity, check_cluster: bool) -> Resul
     }
 }
 
-fn raft_config() -> Result<openraft::Config, ServerError> {
+/// The Raft configuration of a replica.
+pub fn raft_config() -> Result<openraft::Config, ServerError> {
     openraft::Config {
         cluster_name: "raftsman".into(),
         heartbeat_interval: limits::HEARTBEAT_INTERVAL_MS,
@@ -136,6 +139,39 @@ fn raft_config() -> Result<openraft::Config, ServerError> {
     }
     .validate()
     .map_err(|e| ServerError::Raft(e.to_string()))
+}
+
+/// The replica's store on an open database: its state machine, its Raft (initialized with the `initial`
+/// members when the database is new) and the handle every service uses.
+pub async fn open_store(
+    raft_config: openraft::Config,
+    db: Arc<Db>,
+    pool: PeerPool,
+    id: NodeId,
+    cluster: u64,
+    initial: Option<BTreeMap<NodeId, RaftNode>>,
+    bugs: StorageBugs,
+) -> Result<Store, ServerError> {
+    let sm = SmShared::load(db.clone(), bugs).map_err(ServerError::LoadStateMachine)?;
+    let raft = Raft::new(
+        id,
+        Arc::new(raft_config),
+        PeerNetwork { pool: pool.clone() },
+        LogStore::new(db.clone(), bugs),
+        StateMachine { shared: sm.clone() },
+    )
+    .await
+    .map_err(|e| ServerError::Raft(e.to_string()))?;
+    if let Some(nodes) = initial {
+        match raft.initialize(nodes).await {
+            Ok(()) => {}
+            Err(e) if e.api_error().is_some() => {
+                tracing::info!(error = %e, "raft already initialized")
+            }
+            Err(e) => return Err(ServerError::Raft(e.to_string())),
+        }
+    }
+    Ok(Store::new(raft, sm, db, pool, id, cluster))
 }
 
 /// A replica's listeners, bound before anything else starts (tests bind port 0).
@@ -177,35 +213,24 @@ pub async fn run(
     let (identity, fresh) = claim_data_dir(dir, &expected, check_cluster)?;
     let (cluster, id) = (identity.cluster_id, identity.member_id);
 
-    let db = Db::open(&dir.join("db"), fresh)
+    let db = Db::open(&dir.join("db"), &dir.join("snap"), fresh)
         .map_err(|e| data_dir_error(dir, format!("cannot open the database ({e}); refusing to start")))?;
-    let sm = SmShared::load(db.clone(), dir.join("snap"))
-        .map_err(|e| data_dir_error(dir, format!("cannot load the state machine ({e}); refusing to start")))?;
-    let pool = PeerPool::default();
-    let raft = Raft::new(
-        id,
-        Arc::new(raft_config()?),
-        PeerNetwork { pool: pool.clone() },
-        LogStore::new(db.clone()),
-        StateMachine { shared: sm.clone() },
-    )
-    .await
-    .map_err(|e| ServerError::Raft(e.to_string()))?;
-    if fresh {
-        let nodes: BTreeMap<u64, RaftNode> = config
+    let initial = fresh.then(|| {
+        config
             .members
             .iter()
             .map(|m| (member_id(cluster, m), RaftNode { name: m.name.clone(), peer_addr: m.peer_addr.to_string() }))
-            .collect();
-        match raft.initialize(nodes).await {
-            Ok(()) => {}
-            Err(e) if e.api_error().is_some() => {
-                tracing::info!(error = %e, "raft already initialized")
+            .collect()
+    });
+    let bugs = config.config.planted_bugs.storage;
+    let store =
+        open_store(raft_config()?, db, PeerPool::default(), id, cluster, initial, bugs).await.map_err(|e| match e {
+            ServerError::LoadStateMachine(e) => {
+                data_dir_error(dir, format!("cannot load the state machine ({e}); refusing to start"))
             }
-            Err(e) => return Err(ServerError::Raft(e.to_string())),
-        }
-    }
-    let store = Store::new(raft.clone(), sm, db, pool, id, cluster);
+            other => other,
+        })?;
+    let raft = store.raft.clone();
     tracing::info!(name = %me.name, member_id = format!("{id:x}"), cluster_id = format!("{cluster:x}"), fresh, "replica starting");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

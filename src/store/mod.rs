@@ -11,20 +11,23 @@
 //! a write whose fate is unknown is reported as a failure, never retried behind the client's back.
 
 pub mod command;
+pub mod disk;
 mod lease;
 pub mod mvcc;
 pub mod network;
 pub mod peer;
+pub mod runtime;
 pub mod storage;
 pub mod types;
 pub mod watch;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{ReadPolicy, ServerState};
+use tokio::time::Instant;
 
 use command::{Applied, Command};
 use network::{LeaderRequest, LeaderResponse, PeerPool};
@@ -149,8 +152,10 @@ impl Store {
         let deadline = Self::leader_deadline();
         loop {
             match self.leader(deadline).await? {
+                // Raft may refuse the write while its metrics still name this replica leader (it is stepping
+                // down or handing leadership over): wait rather than spin until they catch up.
                 LeaderAt::Local => match self.write_local(cmd.clone()).await {
-                    Err(LeaderLost) => continue,
+                    Err(LeaderLost) => self.wait_a_little(deadline).await?,
                     Ok(r) => return r.map(|(applied, _)| applied),
                 },
                 LeaderAt::Remote(addr) => match self.forward(&addr, LeaderRequest::Propose(cmd.clone())).await? {

@@ -65,26 +65,41 @@ pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, bincode::Error> {
     bincode::deserialize(b)
 }
 
+/// Makes the (lazily connecting) channel to a peer address.
+pub type Dialer = Arc<dyn Fn(Endpoint) -> Channel + Send + Sync>;
+
 /// Lazily connected channels to peers, by address.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PeerPool {
     /// std Mutex: only a map lookup or insert happens under it.
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    dial: Dialer,
+}
+
+impl Default for PeerPool {
+    /// Peers over TCP.
+    fn default() -> PeerPool {
+        PeerPool::with_dialer(Arc::new(|endpoint: Endpoint| endpoint.tcp_nodelay(true).connect_lazy()))
+    }
 }
 
 impl PeerPool {
+    /// Peers reached through `dial` (the simulation's network, for one).
+    pub fn with_dialer(dial: Dialer) -> PeerPool {
+        PeerPool { channels: Arc::default(), dial }
+    }
+
     pub fn client(&self, addr: &str) -> RaftPeerClient<Channel> {
         let mut channels = self.channels.lock().expect("peer pool poisoned");
         let channel = channels
             .entry(addr.to_string())
             .or_insert_with(|| {
-                Endpoint::from_shared(format!("http://{addr}"))
+                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
                     .expect("peer addresses are validated socket addresses")
                     .connect_timeout(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS))
-                    .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_millis(limits::HEARTBEAT_INTERVAL_MS * 10))
-                    .keep_alive_timeout(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS))
-                    .connect_lazy()
+                    .keep_alive_timeout(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS));
+                (self.dial)(endpoint)
             })
             .clone();
         RaftPeerClient::new(channel)

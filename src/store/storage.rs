@@ -1,14 +1,15 @@
-//! RocksDB persistence: the Raft log store and the state machine store. The only file that names rocksdb.
+//! Persistence: the Raft log store and the state machine store, over the byte store in `disk` (RocksDB for
+//! real replicas, the simulated disk in the chaos simulation; this file does not know which).
 //!
-//! One database, column families by owner: `log` (entries by index) and `raft` (vote, purged, committed) for
-//! the log; `history` (MVCC changes by revision), `lease` and `sm` (applied log id, membership, MVCC meta,
-//! published members) for the state machine.
+//! One disk, column families by owner (`disk::Cf`): `Log` (entries by index) and `Raft` (vote, purged,
+//! committed) for the log; `History` (MVCC changes by revision), `Lease` and `Sm` (applied log id, membership,
+//! MVCC meta, published members) for the state machine.
 //!
 //! Invariants kept here:
 //! - The vote is written with a synced write before `save_vote` returns.
 //! - An append is readable when `append` returns and durable when its callback fires: the group-commit
-//!   flusher thread syncs the write-ahead log once for every batch of appends queued behind it, then fires
-//!   their callbacks. Nothing is reported durable before the sync.
+//!   flusher syncs the disk once for every batch of appends queued behind it, then fires their callbacks.
+//!   Nothing is reported durable before the sync (unless the chaos suite's planted bug says otherwise).
 //! - The state machine's changes for a batch of entries, with the applied log id, go in one atomic write
 //!   batch; the log is the source of truth, so these writes need no sync of their own.
 
@@ -16,28 +17,21 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
 use std::ops::RangeBounds;
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use futures::{FutureExt, TryStreamExt};
 use openraft::storage::{EntryResponder, IOFlushed, LogState, RaftLogReader, RaftLogStorage, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tokio::sync::mpsc;
 
 use super::command::{Applied, ApplyError, Command, Outcome};
+use super::disk::{memory::MemoryDisk, rocks::RocksDisk, Batch, Cf, Disk, Syncs};
 use super::mvcc::{History, HistoryRecord, Mvcc, MvccMeta, Revision, Write};
 use super::types::*;
 use super::watch::{Pull, RecentPull, RevisionEvents, WatchFilter, WatchHub};
 use crate::limits;
-
-const CF_LOG: &str = "log";
-const CF_RAFT: &str = "raft";
-const CF_HISTORY: &str = "history";
-const CF_LEASE: &str = "lease";
-const CF_SM: &str = "sm";
-const COLUMN_FAMILIES: [&str; 5] = [CF_LOG, CF_RAFT, CF_HISTORY, CF_LEASE, CF_SM];
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_PURGED: &[u8] = b"purged";
@@ -47,8 +41,6 @@ const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_MVCC: &[u8] = b"mvcc";
 const KEY_MEMBERS: &[u8] = b"members";
 
-const SNAPSHOT_FILE: &str = "snapshot.bin";
-
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     bincode::serialize(v).expect("in-memory values always serialize")
 }
@@ -57,45 +49,34 @@ fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
     bincode::deserialize(b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-fn db_err(e: rocksdb::Error) -> io::Error {
-    io::Error::other(e)
+/// Bugs the chaos suite can plant in the storage layer to show that its checkers catch them; all off unless a
+/// test asks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorageBugs {
+    /// Report appends durable before they are synced.
+    pub ack_before_sync: bool,
+    /// Apply fenced transactions whatever term they were committed in.
+    pub ignore_fences: bool,
 }
 
-/// The open database shared by the log store and the state machine.
+/// The open disk shared by the log store and the state machine.
 pub struct Db {
-    db: DB,
-    path: PathBuf,
+    disk: Box<dyn Disk>,
 }
 
 impl Db {
-    /// Opens (or creates, when `create` is set) the database in `dir`.
-    pub fn open(dir: &Path, create: bool) -> io::Result<Arc<Db>> {
-        let mut opts = Options::default();
-        opts.create_if_missing(create);
-        opts.create_missing_column_families(create);
-        opts.set_max_background_jobs(2);
-        opts.set_db_write_buffer_size(limits::ROCKSDB_TOTAL_WRITE_BUFFER_BYTES);
-        let cache = rocksdb::Cache::new_lru_cache(limits::ROCKSDB_BLOCK_CACHE_BYTES);
-        let cf_opts = || {
-            let mut table = rocksdb::BlockBasedOptions::default();
-            table.set_block_cache(&cache);
-            let mut o = Options::default();
-            o.set_block_based_table_factory(&table);
-            o.set_write_buffer_size(limits::ROCKSDB_WRITE_BUFFER_BYTES);
-            o.set_max_write_buffer_number(2);
-            o
-        };
-        let cfs = COLUMN_FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_opts()));
-        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(db_err)?;
-        Ok(Arc::new(Db { db, path: dir.to_path_buf() }))
+    /// Opens (or creates, when `create` is set) the RocksDB database in `dir`, with snapshots in `snapshot_dir`.
+    pub fn open(dir: &Path, snapshot_dir: &Path, create: bool) -> io::Result<Arc<Db>> {
+        Ok(Arc::new(Db { disk: Box::new(RocksDisk::open(dir, snapshot_dir, create)?) }))
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column families are created at open")
+    /// A database on a simulated disk.
+    pub fn simulated(disk: MemoryDisk) -> Arc<Db> {
+        Arc::new(Db { disk: Box::new(disk) })
     }
 
-    fn get<T: DeserializeOwned>(&self, cf: &str, key: &[u8]) -> io::Result<Option<T>> {
-        match self.db.get_pinned_cf(self.cf(cf), key).map_err(db_err)? {
+    fn get<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> io::Result<Option<T>> {
+        match self.disk.get(cf, key)? {
             Some(b) => decode(&b).map(Some),
             None => Ok(None),
         }
@@ -103,36 +84,50 @@ impl Db {
 
     /// Bytes the database occupies on disk.
     pub fn size_bytes(&self) -> u64 {
-        dir_size(&self.path)
+        self.disk.size_bytes()
     }
-}
-
-fn dir_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
-        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Log store
 
-/// The Raft log in RocksDB, with group commit.
+/// The Raft log, with group commit.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Db>,
-    flusher: mpsc::SyncSender<IOFlushed<TypeConfig>>,
+    flusher: mpsc::Sender<IOFlushed<TypeConfig>>,
+    bugs: StorageBugs,
 }
 
 impl LogStore {
-    pub fn new(db: Arc<Db>) -> LogStore {
-        let (tx, rx) = mpsc::sync_channel::<IOFlushed<TypeConfig>>(limits::FLUSH_QUEUE_MAX);
+    /// The log store and its flusher: a thread of its own on a real disk, a task on a simulated one.
+    pub fn new(db: Arc<Db>, bugs: StorageBugs) -> LogStore {
+        let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>(limits::FLUSH_QUEUE_MAX);
         // The flusher holds no strong reference: the database closes when its owners drop it, not at exit.
         let flush_db = Arc::downgrade(&db);
-        std::thread::Builder::new()
-            .name("raftsman-log-flush".into())
-            .spawn(move || run_flusher(&flush_db, rx))
-            .expect("spawning the log flusher thread");
-        LogStore { db, flusher: tx }
+        match db.disk.syncs() {
+            Syncs::Blocking => {
+                std::thread::Builder::new()
+                    .name("raftsman-log-flush".into())
+                    .spawn(move || {
+                        let mut rx = rx;
+                        while let Some(first) = rx.blocking_recv() {
+                            flush(&flush_db, first, &mut rx);
+                        }
+                    })
+                    .expect("spawning the log flusher thread");
+            }
+            Syncs::Simulated { latency } => {
+                tokio::spawn(async move {
+                    let mut rx = rx;
+                    while let Some(first) = rx.recv().await {
+                        tokio::time::sleep(latency).await;
+                        flush(&flush_db, first, &mut rx);
+                    }
+                });
+            }
+        }
+        LogStore { db, flusher: tx, bugs }
     }
 
     fn log_key(index: u64) -> [u8; 8] {
@@ -140,19 +135,23 @@ impl LogStore {
     }
 }
 
-/// Syncs the write-ahead log once for everything queued, then reports every queued append durable.
-fn run_flusher(db: &std::sync::Weak<Db>, rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        batch.extend(rx.try_iter());
-        let result = match db.upgrade() {
-            Some(db) => db.db.flush_wal(true).map_err(db_err),
-            None => Err(io::Error::other("the log store is closed")),
-        };
-        for callback in batch {
-            callback.io_completed(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
-        }
+/// Syncs the disk once for `first` and everything queued behind it, then reports them all durable.
+fn flush(db: &std::sync::Weak<Db>, first: IOFlushed<TypeConfig>, rx: &mut mpsc::Receiver<IOFlushed<TypeConfig>>) {
+    let mut batch = vec![first];
+    while let Ok(next) = rx.try_recv() {
+        batch.push(next);
     }
+    let result = match db.upgrade() {
+        Some(db) => db.disk.sync(),
+        None => Err(io::Error::other("the log store is closed")),
+    };
+    for callback in batch {
+        callback.io_completed(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
+    }
+}
+
+fn bad_key(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("bad {what} key"))
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -167,11 +166,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let mut entries = Vec::new();
-        let iter =
-            self.db.db.iterator_cf(self.db.cf(CF_LOG), IteratorMode::From(&Self::log_key(start), Direction::Forward));
-        for item in iter {
-            let (key, value) = item.map_err(db_err)?;
-            let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| io::Error::other("bad log key"))?);
+        for item in self.db.disk.scan(Cf::Log, &Self::log_key(start)) {
+            let (key, value) = item?;
+            let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| bad_key("log"))?);
             if !range.contains(&index) {
                 break;
             }
@@ -181,7 +178,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        self.db.get(CF_RAFT, KEY_VOTE)
+        self.db.get(Cf::Raft, KEY_VOTE)
     }
 }
 
@@ -189,10 +186,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
-        let last_purged_log_id: Option<LogId> = self.db.get(CF_RAFT, KEY_PURGED)?;
-        let last = self.db.db.iterator_cf(self.db.cf(CF_LOG), IteratorMode::End).next();
-        let last_log_id = match last {
-            Some(item) => Some(decode::<Entry>(&item.map_err(db_err)?.1)?.log_id),
+        let last_purged_log_id: Option<LogId> = self.db.get(Cf::Raft, KEY_PURGED)?;
+        let last_log_id = match self.db.disk.last(Cf::Log)? {
+            Some((_, value)) => Some(decode::<Entry>(&value)?.log_id),
             None => last_purged_log_id,
         };
         Ok(LogState { last_purged_log_id, last_log_id })
@@ -203,17 +199,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        self.db.db.put_cf_opt(self.db.cf(CF_RAFT), KEY_VOTE, encode(vote), &opts).map_err(db_err)
+        let mut batch = Batch::default();
+        batch.put(Cf::Raft, KEY_VOTE, encode(vote));
+        self.db.disk.write(batch, true)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        self.db.db.put_cf(self.db.cf(CF_RAFT), KEY_COMMITTED, encode(&committed)).map_err(db_err)
+        let mut batch = Batch::default();
+        batch.put(Cf::Raft, KEY_COMMITTED, encode(&committed));
+        self.db.disk.write(batch, false)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.db.get::<Option<LogId>>(CF_RAFT, KEY_COMMITTED)?.flatten())
+        Ok(self.db.get::<Option<LogId>>(Cf::Raft, KEY_COMMITTED)?.flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
@@ -221,26 +219,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = WriteBatch::default();
-        let cf = self.db.cf(CF_LOG);
+        let mut batch = Batch::default();
         for entry in entries {
-            batch.put_cf(cf, Self::log_key(entry.log_id.index), encode(&entry));
+            batch.put(Cf::Log, Self::log_key(entry.log_id.index), encode(&entry));
         }
-        self.db.db.write(batch).map_err(db_err)?;
-        self.flusher.send(callback).map_err(|_| io::Error::other("log flusher stopped"))
+        self.db.disk.write(batch, false)?;
+        if self.bugs.ack_before_sync {
+            callback.io_completed(Ok(()));
+            return Ok(());
+        }
+        self.flusher.send(callback).await.map_err(|_| io::Error::other("log flusher stopped"))
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |l| l.index + 1);
-        self.db.db.delete_range_cf(self.db.cf(CF_LOG), Self::log_key(from), Self::log_key(u64::MAX)).map_err(db_err)
+        let mut batch = Batch::default();
+        batch.delete_range(Cf::Log, Self::log_key(from), Self::log_key(u64::MAX));
+        self.db.disk.write(batch, false)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        self.db.db.put_cf(self.db.cf(CF_RAFT), KEY_PURGED, encode(&log_id)).map_err(db_err)?;
-        self.db
-            .db
-            .delete_range_cf(self.db.cf(CF_LOG), Self::log_key(0), Self::log_key(log_id.index + 1))
-            .map_err(db_err)?;
+        let mut batch = Batch::default();
+        batch.put(Cf::Raft, KEY_PURGED, encode(&log_id));
+        batch.delete_range(Cf::Log, Self::log_key(0), Self::log_key(log_id.index + 1));
+        self.db.disk.write(batch, false)?;
         tracing::info!(upto = log_id.index, "purged the log behind a snapshot");
         Ok(())
     }
@@ -271,7 +273,9 @@ pub struct SmShared {
     /// std RwLock: held for in-memory work and RocksDB calls only, never across an await.
     state: RwLock<SmState>,
     pub hub: WatchHub,
-    snapshot_dir: PathBuf,
+    bugs: StorageBugs,
+    /// Snapshots received from a leader and installed since this replica started.
+    installed: std::sync::atomic::AtomicU64,
 }
 
 /// The history column family as the MVCC core reads it.
@@ -279,8 +283,19 @@ struct DbHistory<'a>(&'a Db);
 
 impl History for DbHistory<'_> {
     fn record(&self, rev: Revision) -> Result<Option<HistoryRecord>, ApplyError> {
-        self.0.get(CF_HISTORY, &rev.to_bytes()).map_err(|e| ApplyError::Storage(e.to_string()))
+        self.0.get(Cf::History, &rev.to_bytes()).map_err(|e| ApplyError::Storage(e.to_string()))
     }
+}
+
+/// Lease TTLs by id, from a scan of the lease column family.
+fn read_leases(scan: super::disk::Scan<'_>) -> io::Result<Vec<(i64, i64)>> {
+    let mut leases = Vec::new();
+    for item in scan {
+        let (k, v) = item?;
+        let id = i64::from_be_bytes(k.as_ref().try_into().map_err(|_| bad_key("lease"))?);
+        leases.push((id, decode::<i64>(&v)?));
+    }
+    Ok(leases)
 }
 
 /// The fixed part of a snapshot body. The body is this header (bincode) followed by the history records, each
@@ -316,35 +331,35 @@ fn snapshot_records(mut rest: &[u8]) -> impl Iterator<Item = io::Result<(Revisio
 
 impl SmShared {
     /// Loads the state machine from the database.
-    pub fn load(db: Arc<Db>, snapshot_dir: PathBuf) -> io::Result<Arc<SmShared>> {
-        let meta: MvccMeta = db.get(CF_SM, KEY_MVCC)?.unwrap_or_default();
+    pub fn load(db: Arc<Db>, bugs: StorageBugs) -> io::Result<Arc<SmShared>> {
+        let meta: MvccMeta = db.get(Cf::Sm, KEY_MVCC)?.unwrap_or_default();
         // Records stream into the index one by one; the first error stops the stream and fails the load.
         let mut failure = None;
-        let records = db.db.iterator_cf(db.cf(CF_HISTORY), IteratorMode::Start).map_while(|item| {
-            let record = item.map_err(db_err).and_then(|(k, v)| {
-                let rev = Revision::from_bytes(&k).ok_or_else(|| io::Error::other("bad history key"))?;
+        let records = db.disk.scan(Cf::History, &[]).map_while(|item| {
+            let record = item.and_then(|(k, v)| {
+                let rev = Revision::from_bytes(&k).ok_or_else(|| bad_key("history"))?;
                 Ok((rev, decode::<HistoryRecord>(&v)?))
             });
             record.map_err(|e| failure = Some(e)).ok()
         });
-        let mut leases = Vec::new();
-        for item in db.db.iterator_cf(db.cf(CF_LEASE), IteratorMode::Start) {
-            let (k, v) = item.map_err(db_err)?;
-            let id = i64::from_be_bytes(k.as_ref().try_into().map_err(|_| io::Error::other("bad lease key"))?);
-            leases.push((id, decode::<i64>(&v)?));
-        }
+        let leases = read_leases(db.disk.scan(Cf::Lease, &[]))?;
         let mvcc = Mvcc::restore(meta, records, leases);
         if let Some(e) = failure {
             return Err(e);
         }
         let state = SmState {
             mvcc,
-            applied: db.get::<Option<LogId>>(CF_SM, KEY_APPLIED)?.flatten(),
-            membership: db.get(CF_SM, KEY_MEMBERSHIP)?.unwrap_or_default(),
-            members: db.get(CF_SM, KEY_MEMBERS)?.unwrap_or_default(),
+            applied: db.get::<Option<LogId>>(Cf::Sm, KEY_APPLIED)?.flatten(),
+            membership: db.get(Cf::Sm, KEY_MEMBERSHIP)?.unwrap_or_default(),
+            members: db.get(Cf::Sm, KEY_MEMBERS)?.unwrap_or_default(),
         };
-        std::fs::create_dir_all(&snapshot_dir)?;
-        Ok(Arc::new(SmShared { hub: WatchHub::new(meta.revision), db, state: RwLock::new(state), snapshot_dir }))
+        let installed = Default::default();
+        Ok(Arc::new(SmShared { hub: WatchHub::new(meta.revision), db, state: RwLock::new(state), bugs, installed }))
+    }
+
+    /// Snapshots received from a leader and installed since this replica started.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.installed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Read access to the state; do not hold it across an await.
@@ -379,8 +394,7 @@ impl SmShared {
         let mut events = Vec::new();
         let mut next = from;
         let start = Revision { main: from, sub: 0 }.to_bytes();
-        let iter = self.db.db.iterator_cf(self.db.cf(CF_HISTORY), IteratorMode::From(&start, Direction::Forward));
-        for item in iter {
+        for item in self.db.disk.scan(Cf::History, &start) {
             let (k, v) = item.map_err(|e| ApplyError::Storage(e.to_string()))?;
             let rev = Revision::from_bytes(&k).ok_or_else(|| ApplyError::Storage("bad history key".into()))?;
             if rev.main > current || (rev.main >= next && events.len() >= limits::WATCH_EVENTS_PER_RESPONSE_MAX) {
@@ -409,7 +423,7 @@ impl SmShared {
     fn apply_batch(&self, entries: &[Entry]) -> io::Result<Vec<Applied>> {
         let mut results = Vec::with_capacity(entries.len());
         let mut published = Vec::new();
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         let mut state = self.state.write().expect("state machine lock poisoned");
         let (mut members_changed, mut membership_changed) = (false, false);
         for entry in entries {
@@ -430,7 +444,9 @@ impl SmShared {
                     // Proposed by a leader of an earlier term: it no longer speaks for the cluster.
                     Applied { revision: state.mvcc.revision(), outcome: Ok(Outcome::Nothing) }
                 }
-                EntryPayload::Normal(Command::FencedTxn { term, .. }) if *term != term_of(&entry.log_id) => {
+                EntryPayload::Normal(Command::FencedTxn { term, .. })
+                    if *term != term_of(&entry.log_id) && !self.bugs.ignore_fences =>
+                {
                     Applied { revision: state.mvcc.revision(), outcome: Err(ApplyError::Fenced(*term)) }
                 }
                 EntryPayload::Normal(cmd) => {
@@ -450,16 +466,15 @@ impl SmShared {
             };
             results.push(applied);
         }
-        let sm = self.db.cf(CF_SM);
-        batch.put_cf(sm, KEY_APPLIED, encode(&state.applied));
-        batch.put_cf(sm, KEY_MVCC, encode(&state.mvcc.meta()));
+        batch.put(Cf::Sm, KEY_APPLIED, encode(&state.applied));
+        batch.put(Cf::Sm, KEY_MVCC, encode(&state.mvcc.meta()));
         if membership_changed {
-            batch.put_cf(sm, KEY_MEMBERSHIP, encode(&state.membership));
+            batch.put(Cf::Sm, KEY_MEMBERSHIP, encode(&state.membership));
         }
         if members_changed {
-            batch.put_cf(sm, KEY_MEMBERS, encode(&state.members));
+            batch.put(Cf::Sm, KEY_MEMBERS, encode(&state.members));
         }
-        self.db.db.write(batch).map_err(db_err)?;
+        self.db.disk.write(batch, false)?;
         state.mvcc.persisted();
         let revision = state.mvcc.revision();
         drop(state);
@@ -467,38 +482,28 @@ impl SmShared {
         Ok(results)
     }
 
-    fn stage_writes(&self, batch: &mut WriteBatch, writes: Vec<Write>) {
-        let history = self.db.cf(CF_HISTORY);
-        let lease = self.db.cf(CF_LEASE);
+    fn stage_writes(&self, batch: &mut Batch, writes: Vec<Write>) {
         for w in writes {
             match w {
-                Write::History(rev, record) => batch.put_cf(history, rev.to_bytes(), encode(&record)),
-                Write::ForgetHistory(rev) => batch.delete_cf(history, rev.to_bytes()),
-                Write::Lease(id, Some(ttl)) => batch.put_cf(lease, id.to_be_bytes(), encode(&ttl)),
-                Write::Lease(id, None) => batch.delete_cf(lease, id.to_be_bytes()),
+                Write::History(rev, record) => batch.put(Cf::History, rev.to_bytes(), encode(&record)),
+                Write::ForgetHistory(rev) => batch.delete(Cf::History, rev.to_bytes()),
+                Write::Lease(id, Some(ttl)) => batch.put(Cf::Lease, id.to_be_bytes(), encode(&ttl)),
+                Write::Lease(id, None) => batch.delete(Cf::Lease, id.to_be_bytes()),
             }
         }
     }
 
-    /// Serializes the current state; the state lock is held only while the database snapshot is taken.
+    /// Serializes the current state; the state lock is held only while the disk's view is taken.
     fn build_snapshot(&self) -> io::Result<Snapshot> {
-        let (meta, mvcc, members, db_snapshot) = {
+        let (meta, mvcc, members, frozen) = {
             let state = self.read();
             let meta = SnapshotMeta { last_log_id: state.applied, last_membership: state.membership.clone() };
-            (meta, state.mvcc.meta(), state.members.clone(), self.db.db.snapshot())
+            (meta, state.mvcc.meta(), state.members.clone(), self.db.disk.frozen())
         };
-        let mut leases = Vec::new();
-        for item in db_snapshot.iterator_cf(self.db.cf(CF_LEASE), IteratorMode::Start) {
-            let (k, v) = item.map_err(db_err)?;
-            let id = i64::from_be_bytes(k.as_ref().try_into().map_err(|_| io::Error::other("bad lease key"))?);
-            leases.push((id, decode(&v)?));
-        }
+        let leases = read_leases(frozen.scan(Cf::Lease, &[]))?;
         let mut body = encode(&SnapshotHead { mvcc, leases, members });
-        // A full scan: keep it out of the block cache, which serves the hot reads.
-        let mut scan = rocksdb::ReadOptions::default();
-        scan.fill_cache(false);
-        for item in db_snapshot.iterator_cf_opt(self.db.cf(CF_HISTORY), scan, IteratorMode::Start) {
-            let (k, v) = item.map_err(db_err)?;
+        for item in frozen.scan(Cf::History, &[]) {
+            let (k, v) = item?;
             let len = u32::try_from(v.len()).map_err(|_| io::Error::other("history record too large"))?;
             body.extend_from_slice(&k);
             body.extend_from_slice(&len.to_le_bytes());
@@ -513,25 +518,24 @@ impl SmShared {
         let mut reader = body.as_slice();
         let head: SnapshotHead =
             bincode::deserialize_from(&mut reader).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let mut batch = WriteBatch::default();
-        let (history_cf, lease_cf, sm) = (self.db.cf(CF_HISTORY), self.db.cf(CF_LEASE), self.db.cf(CF_SM));
-        batch.delete_range_cf(history_cf, [0u8; 16], [0xffu8; 16]);
-        batch.delete_range_cf(lease_cf, [0u8; 8], [0xffu8; 8]);
+        let mut batch = Batch::default();
+        batch.delete_range(Cf::History, [0u8; 16], [0xffu8; 16]);
+        batch.delete_range(Cf::Lease, [0u8; 8], [0xffu8; 8]);
         let mut records = Vec::new();
         for record in snapshot_records(reader) {
             let (rev, bytes) = record?;
-            batch.put_cf(history_cf, rev.to_bytes(), bytes);
+            batch.put(Cf::History, rev.to_bytes(), bytes);
             records.push((rev, decode::<HistoryRecord>(bytes)?));
         }
         for (id, ttl) in &head.leases {
-            batch.put_cf(lease_cf, id.to_be_bytes(), encode(ttl));
+            batch.put(Cf::Lease, id.to_be_bytes(), encode(ttl));
         }
-        batch.put_cf(sm, KEY_APPLIED, encode(&meta.last_log_id));
-        batch.put_cf(sm, KEY_MEMBERSHIP, encode(&meta.last_membership));
-        batch.put_cf(sm, KEY_MVCC, encode(&head.mvcc));
-        batch.put_cf(sm, KEY_MEMBERS, encode(&head.members));
+        batch.put(Cf::Sm, KEY_APPLIED, encode(&meta.last_log_id));
+        batch.put(Cf::Sm, KEY_MEMBERSHIP, encode(&meta.last_membership));
+        batch.put(Cf::Sm, KEY_MVCC, encode(&head.mvcc));
+        batch.put(Cf::Sm, KEY_MEMBERS, encode(&head.members));
         let mut state = self.state.write().expect("state machine lock poisoned");
-        self.db.db.write(batch).map_err(db_err)?;
+        self.db.disk.write(batch, false)?;
         *state = SmState {
             mvcc: Mvcc::restore(head.mvcc, records, head.leases),
             applied: meta.last_log_id,
@@ -542,33 +546,28 @@ impl SmShared {
         drop(state);
         self.save_snapshot(meta, &body)?;
         self.hub.reset(revision);
+        self.installed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(last_log_id = ?meta.last_log_id, revision, bytes = body.len(), "installed a snapshot");
         Ok(())
     }
 
-    /// Keeps the snapshot as a file: a little-endian u32 length, the meta (bincode), then the body.
+    /// Keeps the snapshot as the disk's snapshot file: a little-endian u32 length, the meta (bincode), then the
+    /// body.
     fn save_snapshot(&self, meta: &SnapshotMeta, body: &[u8]) -> io::Result<()> {
-        use std::io::Write;
         let meta = encode(meta);
         let meta_len = u32::try_from(meta.len()).map_err(|_| io::Error::other("snapshot meta too large"))?;
-        let tmp = self.snapshot_dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&meta_len.to_le_bytes())?;
-        file.write_all(&meta)?;
-        file.write_all(body)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, self.snapshot_dir.join(SNAPSHOT_FILE))?;
-        std::fs::File::open(&self.snapshot_dir)?.sync_all()
+        let mut bytes = Vec::with_capacity(4 + meta.len() + body.len());
+        bytes.extend_from_slice(&meta_len.to_le_bytes());
+        bytes.extend_from_slice(&meta);
+        bytes.extend_from_slice(body);
+        self.db.disk.save_snapshot(&bytes)
     }
 
     fn current_snapshot(&self) -> io::Result<Option<Snapshot>> {
-        let path = self.snapshot_dir.join(SNAPSHOT_FILE);
-        let mut bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(mut bytes) = self.db.disk.load_snapshot()? else {
+            return Ok(None);
         };
-        let bad = || io::Error::new(io::ErrorKind::InvalidData, format!("{} is corrupt", path.display()));
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "the snapshot file is corrupt");
         let meta_len = u32::from_le_bytes(bytes.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
         let meta: SnapshotMeta = decode(bytes.get(4..4 + meta_len).ok_or_else(bad)?)?;
         let body = bytes.split_off(4 + meta_len);
@@ -587,7 +586,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || shared.build_snapshot()).await.map_err(io::Error::other)?
+        match shared.db.disk.syncs() {
+            Syncs::Blocking => {
+                tokio::task::spawn_blocking(move || shared.build_snapshot()).await.map_err(io::Error::other)?
+            }
+            Syncs::Simulated { .. } => shared.build_snapshot(),
+        }
     }
 }
 

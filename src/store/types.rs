@@ -18,6 +18,7 @@ openraft::declare_raft_types!(
         R = Applied,
         Node = RaftNode,
         LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
+        AsyncRuntime = super::runtime::Runtime,
 );
 
 pub type NodeId = u64;

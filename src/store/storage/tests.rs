@@ -1,4 +1,4 @@
-//! openraft's storage test suite against the RocksDB log store and state machine.
+//! openraft's storage test suite against the log store and state machine, on RocksDB and on the simulated disk.
 
 use openraft::entry::RaftEntry;
 use openraft::testing::log::{StoreBuilder, Suite};
@@ -11,15 +11,30 @@ struct Builder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = Db::open(&dir.path().join("db"), true).expect("open db");
-        let shared = SmShared::load(db.clone(), dir.path().join("snap")).expect("load state machine");
-        Ok((dir, LogStore::new(db), StateMachine { shared }))
+        let db = Db::open(&dir.path().join("db"), &dir.path().join("snap"), true).expect("open db");
+        let shared = SmShared::load(db.clone(), StorageBugs::default()).expect("load state machine");
+        Ok((dir, LogStore::new(db, StorageBugs::default()), StateMachine { shared }))
+    }
+}
+
+struct SimulatedBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, ()> for SimulatedBuilder {
+    async fn build(&self) -> Result<((), LogStore, StateMachine), StorageError<TypeConfig>> {
+        let db = Db::simulated(MemoryDisk::new(std::time::Duration::from_millis(1)));
+        let shared = SmShared::load(db.clone(), StorageBugs::default()).expect("load state machine");
+        Ok(((), LogStore::new(db, StorageBugs::default()), StateMachine { shared }))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_suite() {
     Suite::test_all(Builder).await.expect("openraft storage suite");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite_on_the_simulated_disk() {
+    Suite::test_all(SimulatedBuilder).await.expect("openraft storage suite");
 }
 
 fn fenced_put(term: u64, key: &str) -> Command {
@@ -31,8 +46,8 @@ fn fenced_put(term: u64, key: &str) -> Command {
 #[test]
 fn fenced_transactions_apply_only_in_their_own_term() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = Db::open(&dir.path().join("db"), true).expect("open db");
-    let shared = SmShared::load(db, dir.path().join("snap")).expect("load state machine");
+    let db = Db::open(&dir.path().join("db"), &dir.path().join("snap"), true).expect("open db");
+    let shared = SmShared::load(db, StorageBugs::default()).expect("load state machine");
     let entry = |term: u64, index: u64, cmd: Command| {
         Entry::new_normal(openraft::testing::log_id::<TypeConfig>(term, 1, index), cmd)
     };
