@@ -84,15 +84,20 @@ async fn real_replicas_under_sigkill_and_sigstop_stay_linearizable() {
     // The watcher must reach the last acknowledged write.
     let final_revision = writes.lock().unwrap().acked.iter().map(|a| a.revision).max().unwrap_or(0);
     target_tx.send_replace(final_revision);
-    let delivered = tokio::time::timeout(Duration::from_secs(30), watcher)
+    let followed = tokio::time::timeout(Duration::from_secs(30), watcher)
         .await
         .unwrap_or_else(|_| panic!("the watcher did not reach revision {final_revision} within 30s (seed {seed})"))
         .unwrap();
     let writes = Arc::try_unwrap(writes).ok().unwrap().into_inner().unwrap();
-    if let Err(broken) = watch_checker::check(&delivered, 1, &writes.acked, &writes.tried) {
+    let delivered = &followed.delivered;
+    if let Err(broken) = watch_checker::check(delivered, &followed.bookmarks, 1, &writes.acked, &writes.tried) {
         panic!("watch guarantee broken (seed {seed}): {broken}; replay with: {replay}");
     }
-    eprintln!("the watcher followed {} events up to revision {final_revision}", delivered.len());
+    let bookmarks = followed.bookmarks.len();
+    eprintln!(
+        "the watcher followed {} events and {bookmarks} bookmarks up to revision {final_revision}",
+        delivered.len()
+    );
 
     let history = Arc::try_unwrap(recorder).ok().unwrap().into_inner().unwrap().into_operations();
     let acked = history.iter().filter(|o| o.outcome == Outcome::Ok).count();

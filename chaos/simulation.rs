@@ -13,9 +13,13 @@ use raftsman::store::storage::StorageBugs;
 use super::sim::{self, Report};
 
 /// Seeds that once found bugs (in the code or in a checker), or cover a fault worth keeping; run first, every
-/// time. 126409705743714: a snapshot install, then a controller write acknowledged in the last simulated
-/// millisecond, which only the replica that applied most can show.
-const REGRESSION_SEEDS: [u64; 5] = [1, 2, 3, 4, 126_409_705_743_714];
+/// time.
+/// - 126409705743714: a snapshot install, then a controller write acknowledged in the last simulated
+///   millisecond, which only the replica that applied most can show (a checker bug).
+/// - 180354803239377: the leader and most followers crash; the leader restored its leadership in the same term
+///   with a log that had lost entries it had already replicated, and wrote other entries at their indexes,
+///   losing an acknowledged write (fixed: `enable_leader_restore` is off).
+const REGRESSION_SEEDS: [u64; 6] = [1, 2, 3, 4, 126_409_705_743_714, 180_354_803_239_377];
 /// Random seeds per batch unless `CHAOS_SEEDS` says otherwise: sized to finish in a few minutes on 2 cores.
 const RANDOM_SEEDS_DEFAULT: usize = 8;
 /// Seeds the planted-bug tests try (regression seeds first) before calling a bug missed.

@@ -4,7 +4,9 @@
 //! - no duplicates: no (revision, key) is delivered twice;
 //! - atomic: all events of one revision arrive in one response;
 //! - no gaps: every acknowledged write up to the last delivered revision was delivered, with its value;
-//! - no phantoms: every delivered value was written by some client (acknowledged or not).
+//! - no phantoms: every delivered value was written by some client (acknowledged or not);
+//! - bookmarks never ahead: after a progress bookmark at revision R, no event at R or below arrives, and every
+//!   acknowledged write at R or below was delivered before it.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -17,6 +19,13 @@ pub struct Delivered {
     pub value: Option<String>,
 }
 
+/// A progress bookmark: the stream said it had delivered everything up to `revision`, after `after` events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bookmark {
+    pub after: usize,
+    pub revision: i64,
+}
+
 /// A write as its client saw it acknowledged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Acked {
@@ -27,7 +36,13 @@ pub struct Acked {
 
 /// Checks `delivered` (the watcher started at `start`) against the acknowledged writes and every value any
 /// client tried to write. Returns the first broken guarantee.
-pub fn check(delivered: &[Delivered], start: i64, acked: &[Acked], written: &HashSet<String>) -> Result<(), String> {
+pub fn check(
+    delivered: &[Delivered],
+    bookmarks: &[Bookmark],
+    start: i64,
+    acked: &[Acked],
+    written: &HashSet<String>,
+) -> Result<(), String> {
     let mut seen: HashSet<(i64, &str)> = HashSet::new();
     let mut response_of: BTreeMap<i64, usize> = BTreeMap::new();
     let mut last = start - 1;
@@ -56,6 +71,18 @@ pub fn check(delivered: &[Delivered], start: i64, acked: &[Acked], written: &Has
             other => return Err(format!("acknowledged write {a:?} was delivered as {other:?}")),
         }
     }
+    for b in bookmarks {
+        if let Some(d) = delivered[b.after.min(delivered.len())..].iter().find(|d| d.revision <= b.revision) {
+            return Err(format!("bookmark {b:?} was ahead: {d:?} came after it"));
+        }
+        let before: HashSet<(i64, &str)> =
+            delivered[..b.after.min(delivered.len())].iter().map(|d| (d.revision, d.key.as_str())).collect();
+        if let Some(a) = acked.iter().find(|a| {
+            a.revision >= start && a.revision <= b.revision && !before.contains(&(a.revision, a.key.as_str()))
+        }) {
+            return Err(format!("bookmark {b:?} was ahead: acknowledged write {a:?} had not been delivered"));
+        }
+    }
     Ok(())
 }
 
@@ -77,7 +104,8 @@ mod tests {
     fn a_complete_ordered_stream_passes() {
         let delivered = [d(0, 2, "a", "1"), d(0, 3, "b", "2"), d(1, 4, "a", "3")];
         let acked = [a(2, "a", "1"), a(3, "b", "2"), a(4, "a", "3"), a(5, "c", "4")];
-        assert_eq!(check(&delivered, 2, &acked, &written(&["1", "2", "3", "4"])), Ok(()));
+        let bookmarks = [Bookmark { after: 2, revision: 3 }, Bookmark { after: 3, revision: 4 }];
+        assert_eq!(check(&delivered, &bookmarks, 2, &acked, &written(&["1", "2", "3", "4"])), Ok(()));
     }
 
     #[test]
@@ -85,14 +113,22 @@ mod tests {
         let w = written(&["1", "2", "3"]);
         let acked = [a(2, "a", "1"), a(3, "b", "2"), a(4, "a", "3")];
         let gap = [d(0, 2, "a", "1"), d(1, 4, "a", "3")];
-        assert!(check(&gap, 2, &acked, &w).unwrap_err().contains("acknowledged write"));
+        assert!(check(&gap, &[], 2, &acked, &w).unwrap_err().contains("acknowledged write"));
         let duplicate = [d(0, 2, "a", "1"), d(1, 2, "a", "1"), d(1, 3, "b", "2"), d(1, 4, "a", "3")];
-        assert!(check(&duplicate, 2, &acked, &w).is_err());
+        assert!(check(&duplicate, &[], 2, &acked, &w).is_err());
         let backwards = [d(0, 3, "b", "2"), d(1, 2, "a", "1")];
-        assert!(check(&backwards, 2, &acked, &w).unwrap_err().contains("went back"));
+        assert!(check(&backwards, &[], 2, &acked, &w).unwrap_err().contains("went back"));
         let split = [d(0, 5, "x", "1"), d(1, 5, "y", "2")];
-        assert!(check(&split, 5, &[], &w).unwrap_err().contains("split"));
+        assert!(check(&split, &[], 5, &[], &w).unwrap_err().contains("split"));
         let phantom = [d(0, 2, "a", "zzz")];
-        assert!(check(&phantom, 2, &[], &w).unwrap_err().contains("phantom"));
+        assert!(check(&phantom, &[], 2, &[], &w).unwrap_err().contains("phantom"));
+        let stream = [d(0, 2, "a", "1"), d(1, 3, "b", "2"), d(2, 4, "a", "3")];
+        let early = [Bookmark { after: 1, revision: 3 }];
+        assert!(
+            check(&stream, &early, 2, &acked, &w).unwrap_err().contains("ahead"),
+            "an event at the bookmark came after it"
+        );
+        let unacked_gap = [Bookmark { after: 1, revision: 2 }, Bookmark { after: 1, revision: 3 }];
+        assert!(check(&stream[..1], &unacked_gap, 2, &acked, &w).unwrap_err().contains("had not been delivered"));
     }
 }

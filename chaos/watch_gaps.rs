@@ -81,7 +81,7 @@ async fn watch_across_leader_change(planted_bug: Option<&str>) -> Result<(), Str
     }
     drop(req_tx);
     let written: HashSet<String> = acked.iter().map(|a| a.value.clone()).collect();
-    watch_checker::check(&delivered, 1, &acked, &written)
+    watch_checker::check(&delivered, &[], 1, &acked, &written)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

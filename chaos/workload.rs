@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use super::history::{Op, Operation, Outcome, Recorder};
-use super::watch_checker::{Acked, Delivered};
+use super::watch_checker::{Acked, Bookmark, Delivered};
 
 /// Keys the clients share (`chaos/0` ...).
 pub const KEYS: usize = 4;
@@ -84,16 +84,28 @@ pub async fn client_loop(
     }
 }
 
+/// What the watcher received: events, and the progress bookmarks between them.
+#[derive(Default)]
+pub struct Followed {
+    pub delivered: Vec<Delivered>,
+    pub bookmarks: Vec<Bookmark>,
+}
+
+/// How often the watcher asks its stream for a progress bookmark.
+const PROGRESS_REQUEST_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Follows every change under `chaos/` from revision 1 until it has seen `target` (set at the end of the run),
-/// moving to the next replica whenever its stream fails or stays silent for a while.
-pub async fn follow_all_changes(clients: Vec<EtcdClient>, target: tokio::sync::watch::Receiver<i64>) -> Vec<Delivered> {
-    let mut delivered: Vec<Delivered> = Vec::new();
+/// moving to the next replica whenever its stream fails or stays silent for a while, and asking each stream for
+/// progress bookmarks as it goes.
+pub async fn follow_all_changes(clients: Vec<EtcdClient>, target: tokio::sync::watch::Receiver<i64>) -> Followed {
+    use pb::watch_request::RequestUnion;
+    let mut followed = Followed::default();
     let mut next = 1i64;
     let mut responses = 0usize;
     for replica in (0..clients.len()).cycle() {
         let target_now = *target.borrow();
         if target_now > 0 && next > target_now {
-            return delivered;
+            return followed;
         }
         let (req_tx, req_rx) = tokio::sync::mpsc::channel(1);
         let create = pb::WatchCreateRequest {
@@ -102,7 +114,7 @@ pub async fn follow_all_changes(clients: Vec<EtcdClient>, target: tokio::sync::w
             start_revision: next,
             ..Default::default()
         };
-        let request = pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) };
+        let request = pb::WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) };
         if req_tx.send(request).await.is_err() {
             continue;
         }
@@ -110,11 +122,31 @@ pub async fn follow_all_changes(clients: Vec<EtcdClient>, target: tokio::sync::w
         let stream = watch_client.watch(tokio_stream::wrappers::ReceiverStream::new(req_rx));
         let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(2), stream).await else { continue };
         let mut stream = stream.into_inner();
-        while let Ok(Ok(Some(resp))) = tokio::time::timeout(Duration::from_secs(2), stream.message()).await {
+        let mut progress = tokio::time::interval(PROGRESS_REQUEST_INTERVAL);
+        loop {
+            let target_now = *target.borrow();
+            if target_now > 0 && next > target_now {
+                return followed;
+            }
+            let message = tokio::select! {
+                message = tokio::time::timeout(Duration::from_secs(2), stream.message()) => message,
+                _ = progress.tick() => {
+                    let ask = pb::WatchRequest {
+                        request_union: Some(RequestUnion::ProgressRequest(pb::WatchProgressRequest {})),
+                    };
+                    let _ = req_tx.try_send(ask);
+                    continue;
+                }
+            };
+            let Ok(Ok(Some(resp))) = message else { break };
             if resp.canceled {
                 break;
             }
             if resp.events.is_empty() {
+                if resp.watch_id == -1 {
+                    let revision = resp.header.map_or(0, |h| h.revision);
+                    followed.bookmarks.push(Bookmark { after: followed.delivered.len(), revision });
+                }
                 continue;
             }
             responses += 1;
@@ -123,16 +155,12 @@ pub async fn follow_all_changes(clients: Vec<EtcdClient>, target: tokio::sync::w
                 let value = (e.r#type == pb::event::EventType::Put as i32)
                     .then(|| String::from_utf8_lossy(&kv.value).into_owned());
                 next = kv.mod_revision + 1;
-                delivered.push(Delivered {
+                followed.delivered.push(Delivered {
                     response: responses,
                     revision: kv.mod_revision,
                     key: String::from_utf8_lossy(&kv.key).into_owned(),
                     value,
                 });
-            }
-            let target_now = *target.borrow();
-            if target_now > 0 && next > target_now {
-                return delivered;
             }
         }
         drop(req_tx);

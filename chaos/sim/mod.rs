@@ -36,8 +36,8 @@ use super::control_plane::{self, AppliedWrite};
 use super::history::{Operation, Outcome, Recorder};
 use super::linearizability::{self, Verdict};
 use super::raft_safety::{AppliedEntry, Observation, RaftSafety};
-use super::watch_checker::{self, Delivered};
-use super::workload::{client_loop, follow_all_changes, Writes};
+use super::watch_checker;
+use super::workload::{client_loop, follow_all_changes, Followed, Writes};
 use cluster::{Cluster, CLIENT_PORT, CONTROLLER_KEY};
 use nemesis::{Fault, Scheduled};
 
@@ -110,11 +110,11 @@ pub fn run(seed: u64, bugs: PlantedBugs, trace: bool) -> Report {
         });
     }
     let (target_tx, target_rx) = tokio::sync::watch::channel(0i64);
-    let delivered: Arc<Mutex<Vec<Delivered>>> = Arc::default();
+    let followed: Arc<Mutex<Followed>> = Arc::default();
     {
-        let (names, delivered) = (cluster.names.clone(), delivered.clone());
+        let (names, followed) = (cluster.names.clone(), followed.clone());
         sim.client("watcher", async move {
-            *delivered.lock().unwrap() = follow_all_changes(clients(&names), target_rx).await;
+            *followed.lock().unwrap() = follow_all_changes(clients(&names), target_rx).await;
             Ok(())
         });
     }
@@ -220,12 +220,11 @@ pub fn run(seed: u64, bugs: PlantedBugs, trace: bool) -> Report {
         Verdict::Unknown { key } => failures.push(format!("linearizability: the checker gave up on {key}")),
     }
     if target_sent && failures.iter().all(|f| !f.starts_with("the simulation stopped")) {
-        let delivered = delivered.lock().unwrap();
-        driver.note(
-            sim.elapsed(),
-            format!("the watcher saw {} events; {} writes were acknowledged", delivered.len(), writes.acked.len()),
-        );
-        if let Err(broken) = watch_checker::check(&delivered, 1, &writes.acked, &writes.tried) {
+        let followed = followed.lock().unwrap();
+        let (delivered, bookmarks) = (&followed.delivered, &followed.bookmarks);
+        let seen = format!("the watcher saw {} events and {} bookmarks", delivered.len(), bookmarks.len());
+        driver.note(sim.elapsed(), format!("{seen}; {} writes were acknowledged", writes.acked.len()));
+        if let Err(broken) = watch_checker::check(delivered, bookmarks, 1, &writes.acked, &writes.tried) {
             failures.push(format!("watch: {broken}"));
         }
     }

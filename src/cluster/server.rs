@@ -135,6 +135,10 @@ pub fn raft_config() -> Result<openraft::Config, ServerError> {
         // Replicate entries as soon as they are written locally instead of after the local fsync: the leader's
         // and the followers' fsyncs overlap (commit still needs a quorum of completed fsyncs).
         broadcast_submitted_on_append: Some(true),
+        // A restarted leader holds an election instead of resuming its term. Resuming is unsafe here: entries it
+        // had sent to followers before its own fsync may be gone from its log, and in the same term it would
+        // write different entries at their indexes (the chaos simulation lost acknowledged writes that way).
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
     .validate()
