@@ -200,11 +200,11 @@ async fn foreign_other_cluster_and_corrupt_data_dirs_are_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let binary = env!("CARGO_BIN_EXE_raftsman");
     let run = |data: &std::path::Path, cluster: &str| {
-        let peer = format!("127.0.0.1:{}", raftsman::cluster::local::free_port().unwrap());
-        let client = format!("127.0.0.1:{}", raftsman::cluster::local::free_port().unwrap());
+        let ports = raftsman::cluster::local::free_ports(3).unwrap();
+        let [peer, client, api] = [0, 1, 2].map(|i| format!("127.0.0.1:{}", ports[i]));
         let initial = cluster.replace("PEER", &peer);
         Command::new(binary)
-            .args(["server", "--name", "n1", "--peer-addr", &peer, "--client-addr", &client])
+            .args(["server", "--name", "n1", "--peer-addr", &peer, "--client-addr", &client, "--api-addr", &api])
             .arg("--data-dir")
             .arg(data)
             .args(["--initial-cluster", &initial])
@@ -234,13 +234,15 @@ async fn foreign_other_cluster_and_corrupt_data_dirs_are_refused_untouched() {
     assert!(stderr.contains("belongs to cluster"), "{stderr}");
 
     // Restarting without --initial-cluster uses the cluster the data dir belongs to.
-    let client_port = raftsman::cluster::local::free_port().unwrap();
+    let [peer_port, client_port, api_port] =
+        <[u16; 3]>::try_from(raftsman::cluster::local::free_ports(3).unwrap()).unwrap();
     let mut restarted = Command::new(binary)
         .args(["server", "--name", "n1"])
         .arg("--data-dir")
         .arg(&data)
-        .args(["--peer-addr", &format!("127.0.0.1:{}", raftsman::cluster::local::free_port().unwrap())])
+        .args(["--peer-addr", &format!("127.0.0.1:{peer_port}")])
         .args(["--client-addr", &format!("127.0.0.1:{client_port}")])
+        .args(["--api-addr", &format!("127.0.0.1:{api_port}")])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

@@ -53,9 +53,11 @@ pub struct LocalCluster {
     pub server_args: Vec<String>,
 }
 
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// `count` distinct loopback ports nobody listens on right now. They are held until all are chosen: a port
+/// released at once is often the next one the kernel hands out.
+pub fn free_ports(count: usize) -> std::io::Result<Vec<u16>> {
+    let held = (0..count).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 impl LocalCluster {
@@ -63,10 +65,11 @@ impl LocalCluster {
     /// base+10*i+1) or, when it is None, are picked free.
     pub fn new(flavor: Flavor, dir: &Path, size: usize, base_port: Option<u16>) -> std::io::Result<LocalCluster> {
         let mut members = Vec::new();
+        let free = if base_port.is_none() { free_ports(3 * size)? } else { Vec::new() };
         for i in 0..size {
             let (peer, client, api) = match base_port {
                 Some(base) => (base + 10 * i as u16, base + 10 * i as u16 + 1, base + 10 * i as u16 + 2),
-                None => (free_port()?, free_port()?, free_port()?),
+                None => (free[3 * i], free[3 * i + 1], free[3 * i + 2]),
             };
             let name = format!("n{}", i + 1);
             members.push(LocalMember {

@@ -65,8 +65,12 @@ where
 {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(v) = probe().await {
-            return v;
+        // A probe that never answers is bounded by the same deadline as one that keeps saying no.
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, probe()).await {
+            Ok(Some(v)) => return v,
+            Ok(None) => {}
+            Err(_) => panic!("timed out after {timeout:?} waiting for {what} (the last probe never answered)"),
         }
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
