@@ -95,39 +95,44 @@ impl Db {
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Db>,
-    flusher: mpsc::Sender<IOFlushed<TypeConfig>>,
+    flusher: FlushQueue,
     bugs: StorageBugs,
 }
 
 impl LogStore {
     /// The log store and its flusher: a thread of its own on a real disk, a task on a simulated one.
     pub fn new(db: Arc<Db>, bugs: StorageBugs) -> LogStore {
-        let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>(limits::FLUSH_QUEUE_MAX);
         // The flusher holds no strong reference: the database closes when its owners drop it, not at exit.
         let flush_db = Arc::downgrade(&db);
-        match db.disk.syncs() {
+        let flusher = match db.disk.syncs() {
             Syncs::Blocking => {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<IOFlushed<TypeConfig>>(limits::FLUSH_QUEUE_MAX);
                 std::thread::Builder::new()
                     .name("raftsman-log-flush".into())
                     .spawn(move || {
-                        let mut rx = rx;
-                        while let Some(first) = rx.blocking_recv() {
-                            flush(&flush_db, first, &mut rx);
+                        while let Ok(first) = rx.recv() {
+                            flush(&flush_db, std::iter::once(first).chain(rx.try_iter()).collect());
                         }
                     })
                     .expect("spawning the log flusher thread");
+                FlushQueue::Thread(tx)
             }
             Syncs::Simulated { latency } => {
+                let (tx, mut rx) = mpsc::channel::<IOFlushed<TypeConfig>>(limits::FLUSH_QUEUE_MAX);
                 tokio::spawn(async move {
-                    let mut rx = rx;
                     while let Some(first) = rx.recv().await {
                         tokio::time::sleep(latency).await;
-                        flush(&flush_db, first, &mut rx);
+                        let mut batch = vec![first];
+                        while let Ok(next) = rx.try_recv() {
+                            batch.push(next);
+                        }
+                        flush(&flush_db, batch);
                     }
                 });
+                FlushQueue::Task(tx)
             }
-        }
-        LogStore { db, flusher: tx, bugs }
+        };
+        LogStore { db, flusher, bugs }
     }
 
     fn log_key(index: u64) -> [u8; 8] {
@@ -135,12 +140,15 @@ impl LogStore {
     }
 }
 
-/// Syncs the disk once for `first` and everything queued behind it, then reports them all durable.
-fn flush(db: &std::sync::Weak<Db>, first: IOFlushed<TypeConfig>, rx: &mut mpsc::Receiver<IOFlushed<TypeConfig>>) {
-    let mut batch = vec![first];
-    while let Ok(next) = rx.try_recv() {
-        batch.push(next);
-    }
+/// Where appends wait for the flusher: a channel to its thread (real disk) or to its task (simulated disk).
+#[derive(Clone)]
+enum FlushQueue {
+    Thread(std::sync::mpsc::SyncSender<IOFlushed<TypeConfig>>),
+    Task(mpsc::Sender<IOFlushed<TypeConfig>>),
+}
+
+/// Syncs the disk once for a batch of queued appends, then reports them all durable.
+fn flush(db: &std::sync::Weak<Db>, batch: Vec<IOFlushed<TypeConfig>>) {
     let result = match db.upgrade() {
         Some(db) => db.disk.sync(),
         None => Err(io::Error::other("the log store is closed")),
@@ -228,7 +236,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.io_completed(Ok(()));
             return Ok(());
         }
-        self.flusher.send(callback).await.map_err(|_| io::Error::other("log flusher stopped"))
+        let stopped = || io::Error::other("log flusher stopped");
+        match &self.flusher {
+            FlushQueue::Thread(tx) => tx.send(callback).map_err(|_| stopped()),
+            FlushQueue::Task(tx) => tx.send(callback).await.map_err(|_| stopped()),
+        }
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
