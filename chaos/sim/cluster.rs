@@ -10,7 +10,7 @@ use raftsman::cluster::config::PlantedBugs;
 use raftsman::cluster::server::{open_store, raft_config};
 use raftsman::store::command::{Command, PutOp, RequestOp, TxnOp};
 use raftsman::store::disk::memory::MemoryDisk;
-use raftsman::store::disk::Cf;
+use raftsman::store::disk::{Cf, Disk};
 use raftsman::store::network::PeerPool;
 use raftsman::store::peer::PeerService;
 use raftsman::store::storage::Db;
@@ -79,7 +79,7 @@ impl Cluster {
 /// One replica host, from (re)start until its host crashes.
 pub async fn replica(cluster: Arc<Cluster>, index: usize) -> Result<(), Box<dyn std::error::Error>> {
     let disk = cluster.disks[index].clone();
-    let fresh = disk.dump(Cf::Raft).is_empty() && disk.dump(Cf::Log).is_empty();
+    let fresh = disk.last(Cf::Raft)?.is_none() && disk.last(Cf::Log)?.is_none();
     let initial = fresh.then(|| {
         let node = |(i, name): (usize, &String)| {
             (Cluster::id(i), RaftNode { name: name.clone(), peer_addr: format!("{name}:{PEER_PORT}") })

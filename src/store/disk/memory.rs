@@ -25,7 +25,6 @@ struct State {
     /// Batches written since the last sync, in order.
     unsynced: Vec<Batch>,
     snapshot: Option<Vec<u8>>,
-    syncs: u64,
 }
 
 fn apply(families: &mut Families, batch: &Batch) {
@@ -84,11 +83,6 @@ impl MemoryDisk {
         self.state().unsynced.len()
     }
 
-    /// Syncs so far.
-    pub fn syncs(&self) -> u64 {
-        self.state().syncs
-    }
-
     /// Every key of `cf` as reads see it now.
     pub fn dump(&self, cf: Cf) -> Vec<(Vec<u8>, Vec<u8>)> {
         self.state().live.get(&cf).map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
@@ -129,7 +123,6 @@ impl Disk for MemoryDisk {
         for batch in &unsynced {
             apply(&mut state.durable, batch);
         }
-        state.syncs += 1;
         Ok(())
     }
 
