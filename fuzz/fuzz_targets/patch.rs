@@ -1,0 +1,8 @@
+//! libFuzzer entry point of the `patch` target (`fuzz/targets.rs` says what it decodes and checks).
+
+#![no_main]
+
+#[path = "../targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::patch(data));
