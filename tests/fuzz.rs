@@ -1,8 +1,10 @@
 //! The short fuzz run of the test suite, on stable: every target of `fuzz/targets.rs` over its seed corpus
 //! (`fuzz/corpus/<name>/`) and a bounded number of mutations of it (bit flips, byte changes, insertions,
 //! deletions, truncations, splices), drawn from a fixed seed so that every run tries the same inputs. A
-//! target that panics fails the test, which prints the input and saves it where `cargo fuzz run` can replay
-//! it. The long runs are cargo-fuzz's (`deploy/fuzz.sh`).
+//! target that panics fails the test, which prints the input and saves it where `deploy/fuzz.sh` can replay
+//! it; an input that aborts the process (an allocation without bound fails) is written out by a SIGABRT
+//! handler. Seeds named `crash-*` are crashes found before, kept so that they stay fixed. The long runs are
+//! cargo-fuzz's (`deploy/fuzz.sh`).
 //!
 //! `write_seed_corpus` (ignored) writes the binary seeds (protobuf bodies, etcd requests, peer messages) from
 //! the real encoders, so they follow the types when these change.
