@@ -111,3 +111,20 @@ const _: () = assert!(SNAPSHOT_LOGS_KEPT < SNAPSHOT_LOGS_SINCE_LAST);
 const _: () = assert!(WATCH_EVENTS_PER_RESPONSE_MAX <= WATCH_RING_REVISIONS_MAX);
 const _: () = assert!(ROCKSDB_WRITE_BUFFER_BYTES * 2 <= ROCKSDB_TOTAL_WRITE_BUFFER_BYTES);
 const _: () = assert!(API_BODY_BYTES_MAX >= VALUE_BYTES_MAX);
+
+/// Most operations in one JSON patch (upstream's limit; more are refused with 413).
+pub const API_JSON_PATCH_OPERATIONS_MAX: usize = 10_000;
+/// Most bytes the `copy` operations of one JSON patch may add together (upstream bounds them by its body
+/// limit; a result past the object limit could not be stored anyway).
+pub const API_JSON_PATCH_COPY_BYTES_MAX: usize = VALUE_BYTES_MAX;
+/// Most objects a watch's initial events read from the store at once.
+pub const API_WATCH_INITIAL_CHUNK_MAX: usize = 16;
+/// Most bytes of encoded events queued for one watch client; an event larger than this waits alone.
+pub const API_WATCH_QUEUE_BYTES_MAX: usize = 64 * 1024;
+/// Most keys of stored objects that do not decode one list names in its `Warning` headers.
+pub const API_SKIPPED_WARNINGS_MAX: usize = 10;
+
+const _: () = assert!(API_JSON_PATCH_COPY_BYTES_MAX <= API_BODY_BYTES_MAX);
+const _: () = assert!(API_WATCH_INITIAL_CHUNK_MAX <= API_LIST_CHUNK_MAX);
+// The queue's byte budget is a semaphore, whose permits are counted in u32.
+const _: () = assert!(API_WATCH_QUEUE_BYTES_MAX <= u32::MAX as usize);

@@ -3,12 +3,18 @@
 //! JSON patch (RFC 6902) and JSON merge patch (RFC 7386) come from the `json-patch` crate; strategic merge patch
 //! is `strategic`; server-side apply is `apply`. A patch that does not apply is refused before anything is
 //! written, with the patch engine's message.
+//!
+//! A patch cannot make a replica hold much more than an object: a JSON patch has at most upstream's number of
+//! operations, its `copy` operations may add only so many bytes together (measured before each copy is
+//! made, as upstream's engine bounds them), and a patched object larger than the object limit is refused
+//! (413) before anything else is done with it.
 
 use serde_json::Value;
 
 use super::errors::ApiError;
 use super::resources::Resource;
 use super::strategic;
+use crate::limits;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PatchType {
@@ -32,26 +38,95 @@ impl PatchType {
     }
 }
 
-/// Applies a JSON, merge or strategic patch to `current`.
+/// The size of `value` encoded as JSON, counted without building the encoding.
+pub fn encoded_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a Value to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+fn does_not_apply(resource: &'static Resource, detail: String) -> ApiError {
+    ApiError::Invalid {
+        resource,
+        name: String::new(),
+        message: format!("the JSON patch does not apply: {detail}"),
+        causes: Vec::new(),
+    }
+}
+
+/// Applies a JSON patch one operation at a time, refusing it before a `copy` would take the bytes its copies
+/// add past `API_JSON_PATCH_COPY_BYTES_MAX`.
+fn json_patch(resource: &'static Resource, current: &Value, patch: &Value) -> Result<Value, ApiError> {
+    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+        .map_err(|e| ApiError::BadRequest(format!("the JSON patch is not valid: {e}")))?;
+    if ops.0.len() > limits::API_JSON_PATCH_OPERATIONS_MAX {
+        return Err(ApiError::RequestEntityTooLarge(format!(
+            "The allowed maximum operations in a JSON patch is {}, got {}",
+            limits::API_JSON_PATCH_OPERATIONS_MAX,
+            ops.0.len()
+        )));
+    }
+    let mut doc = current.clone();
+    let mut copied = 0usize;
+    for (i, op) in ops.0.iter().enumerate() {
+        if let json_patch::PatchOperation::Copy(copy) = op {
+            copied += doc.pointer(copy.from.as_str()).map_or(0, encoded_len);
+            if copied > limits::API_JSON_PATCH_COPY_BYTES_MAX {
+                return Err(does_not_apply(
+                    resource,
+                    format!(
+                        "operation '/{i}': the accumulated size increase of copy is {copied} bytes, exceeding the \
+                         limit of {} bytes",
+                        limits::API_JSON_PATCH_COPY_BYTES_MAX
+                    ),
+                ));
+            }
+        }
+        json_patch::patch(&mut doc, std::slice::from_ref(op)).map_err(|mut e| {
+            e.operation = i;
+            does_not_apply(resource, e.to_string())
+        })?;
+    }
+    Ok(doc)
+}
+
+/// Applies a JSON, merge or strategic patch to `current`; a result larger than an object may be is refused.
 pub fn apply(
     resource: &'static Resource,
     patch_type: PatchType,
     current: &Value,
     patch: &Value,
 ) -> Result<Value, ApiError> {
+    let patched = patch_object(resource, patch_type, current, patch)?;
+    let size = encoded_len(&patched);
+    if size > limits::VALUE_BYTES_MAX {
+        return Err(ApiError::RequestEntityTooLarge(format!(
+            "the patched object is {size} bytes once encoded; the limit is {} bytes",
+            limits::VALUE_BYTES_MAX
+        )));
+    }
+    Ok(patched)
+}
+
+fn patch_object(
+    resource: &'static Resource,
+    patch_type: PatchType,
+    current: &Value,
+    patch: &Value,
+) -> Result<Value, ApiError> {
     match patch_type {
-        PatchType::Json => {
-            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-                .map_err(|e| ApiError::BadRequest(format!("the JSON patch is not valid: {e}")))?;
-            let mut doc = current.clone();
-            json_patch::patch(&mut doc, &ops).map_err(|e| ApiError::Invalid {
-                resource,
-                name: String::new(),
-                message: format!("the JSON patch does not apply: {e}"),
-                causes: Vec::new(),
-            })?;
-            Ok(doc)
-        }
+        PatchType::Json => json_patch(resource, current, patch),
         PatchType::Merge => {
             if !patch.is_object() {
                 return Err(ApiError::BadRequest("a merge patch must be a JSON object".into()));
@@ -63,5 +138,56 @@ pub fn apply(
         PatchType::Strategic => strategic::strategic_merge(resource.group, resource.kind, current, patch)
             .map_err(|e| ApiError::BadRequest(e.to_string())),
         PatchType::Apply => Err(ApiError::Internal("server-side apply is handled by the apply module".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config_maps() -> &'static Resource {
+        super::super::resources::find("", "v1", "configmaps").unwrap()
+    }
+
+    #[test]
+    fn encoded_len_is_the_length_of_the_encoding() {
+        let v = json!({"a": [1, "two", null], "b": {"c": "\u{e9}\n"}});
+        assert_eq!(encoded_len(&v), serde_json::to_vec(&v).unwrap().len());
+    }
+
+    #[test]
+    fn doubling_copies_are_refused_before_they_are_made() {
+        let current = json!({"kind": "ConfigMap", "x": {"a": ["v".repeat(100_000)]}});
+        let mut ops = vec![];
+        for _ in 0..30 {
+            ops.push(json!({"op": "copy", "from": "/x/a", "path": "/x/a/-"}));
+        }
+        let e = apply(config_maps(), PatchType::Json, &current, &json!(ops)).unwrap_err();
+        assert_eq!(e.code(), 422);
+        assert!(e.to_string().contains("accumulated size increase of copy"), "{e}");
+        // The operation named is the one that would have crossed the limit (copies of 100 KB, then doubling).
+        assert!(e.to_string().contains("operation '/4'"), "{e}");
+    }
+
+    #[test]
+    fn too_many_operations_and_too_large_results_are_413() {
+        let ops: Vec<Value> = (0..=limits::API_JSON_PATCH_OPERATIONS_MAX)
+            .map(|_| json!({"op": "test", "path": "/kind", "value": "ConfigMap"}))
+            .collect();
+        let current = json!({"kind": "ConfigMap"});
+        let e = apply(config_maps(), PatchType::Json, &current, &json!(ops)).unwrap_err();
+        assert_eq!(e.code(), 413);
+        let big = json!({"data": {"a": "x".repeat(limits::VALUE_BYTES_MAX)}});
+        let e = apply(config_maps(), PatchType::Merge, &current, &big).unwrap_err();
+        assert_eq!(e.code(), 413);
+    }
+
+    #[test]
+    fn failures_name_the_operation_that_failed() {
+        let current = json!({"kind": "ConfigMap"});
+        let ops = json!([{"op": "test", "path": "/kind", "value": "ConfigMap"}, {"op": "remove", "path": "/nope"}]);
+        let e = apply(config_maps(), PatchType::Json, &current, &ops).unwrap_err();
+        assert!(e.to_string().contains("operation '/1'"), "{e}");
     }
 }

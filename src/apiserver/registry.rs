@@ -129,6 +129,9 @@ pub struct Objects {
 pub fn decode_object(key: &str, value: &[u8], revision: i64) -> Result<Value, ApiError> {
     let mut object: Value = serde_json::from_slice(value)
         .map_err(|e| ApiError::Internal(format!("stored object {key} is not valid JSON: {e}")))?;
+    if !object.is_object() {
+        return Err(ApiError::Internal(format!("stored object {key} is not a JSON object")));
+    }
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
     }
@@ -354,5 +357,8 @@ mod tests {
         assert_eq!(out["metadata"], json!({"name": "a", "resourceVersion": "7"}));
         let garbage = Raw { key: "k".into(), value: b"not json".to_vec(), revision: 7 };
         assert!(garbage.json().is_err());
+        let number = Raw { key: "/registry/configmaps/default/n".into(), value: b"42".to_vec(), revision: 7 };
+        let error = number.json().unwrap_err().to_string();
+        assert!(error.contains("/registry/configmaps/default/n"), "{error}");
     }
 }

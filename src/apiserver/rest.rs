@@ -15,7 +15,6 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::allocations::ServiceRange;
 use super::collections::{self, ListOptions, WatchFormat};
@@ -264,7 +263,21 @@ async fn route(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    // Resource paths keep their empty segments: `configmaps/` names an empty name, never the collection.
+    let path = uri.path().strip_prefix('/').unwrap_or(uri.path());
+    let raw: Vec<&str> = path.split('/').collect();
+    match raw.as_slice() {
+        ["api", version, rest @ ..] if !version.is_empty() && !rest.is_empty() && rest != [""] => {
+            return resource_request(api, verbs, "", version, rest, method, uri, headers, body).await;
+        }
+        ["apis", group, version, rest @ ..]
+            if !group.is_empty() && !version.is_empty() && !rest.is_empty() && rest != [""] =>
+        {
+            return resource_request(api, verbs, group, version, rest, method, uri, headers, body).await;
+        }
+        _ => {}
+    }
+    let segments: Vec<&str> = raw.iter().copied().filter(|s| !s.is_empty()).collect();
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let get = method == Method::GET;
     match segments.as_slice() {
@@ -287,12 +300,6 @@ async fn route(
         ["openapi", "v3", rest @ ..] if get => {
             discovery::openapi_document(&rest.join("/")).map(|v| ok(&v)).ok_or_else(|| not_found(uri))
         }
-        ["api", version, rest @ ..] => {
-            resource_request(api, verbs, "", version, rest, method, uri, headers, body).await
-        }
-        ["apis", group, version, rest @ ..] => {
-            resource_request(api, verbs, group, version, rest, method, uri, headers, body).await
-        }
         _ => Err(not_found(uri)),
     }
 }
@@ -313,8 +320,15 @@ fn not_found(uri: &Uri) -> ApiError {
     ApiError::PathNotFound(format!("the server could not find the requested resource ({})", uri.path()))
 }
 
-/// Parses `[namespaces/<ns>/]<plural>[/<name>[/<subresource>]]`.
+/// Parses `[namespaces/<ns>/]<plural>[/<name>[/<subresource>]]`. Only a path that ends at the plural is a
+/// collection: an empty name (`configmaps/`) is refused as upstream refuses an item request without a name,
+/// and an empty namespace or subresource names nothing.
 fn target(group: &str, version: &str, rest: &[&str], uri: &Uri) -> Result<Target, ApiError> {
+    if let ["namespaces", "", plural, ..] = rest {
+        if resources::find(group, version, plural).is_some_and(|r| r.namespaced) {
+            return Err(not_found(uri));
+        }
+    }
     let namespaced_path = match rest {
         ["namespaces", ns, plural, tail @ ..] => {
             resources::find(group, version, plural).filter(|r| r.namespaced).map(|r| (r, Some(*ns), tail))
@@ -331,6 +345,9 @@ fn target(group: &str, version: &str, rest: &[&str], uri: &Uri) -> Result<Target
             [] => return Err(not_found(uri)),
         },
     };
+    if tail.first() == Some(&"") {
+        return Err(ApiError::BadRequest("name must be provided".into()));
+    }
     let (name, subresource) = match tail {
         [] => (None, None),
         [name] => (Some(*name), None),
@@ -359,6 +376,11 @@ async fn resource_request(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let target = target(group, version, rest, uri)?;
+    // The cluster-wide path of a namespaced kind only lists and watches across namespaces, as upstream
+    // serves it: an object there would belong to no namespace.
+    if target.resource.namespaced && target.namespace.is_none() && *method != Method::GET {
+        return Err(method_not_allowed(method, uri));
+    }
     let query = Query::parse(uri)?;
     let table = accepts_table(headers);
     let resource = target.resource;
@@ -367,10 +389,17 @@ async fn resource_request(
         (Method::GET, false, None) if query.flag("watch")? => watch(api, target, &query, table),
         (Method::GET, false, None) => {
             let listed = collections::list(api.objects(), &target, &query.list_options(resource)?).await?;
-            match table {
-                true => Ok(ok(&collections::list_table(resource, listed, now)?)),
-                false => Ok(json_bytes(collections::list_object(resource, listed)?)),
-            }
+            let (response, skipped) = match table {
+                true => {
+                    let (t, skipped) = collections::list_table(resource, listed, now);
+                    (ok(&t), skipped)
+                }
+                false => {
+                    let (bytes, skipped) = collections::list_object(resource, listed)?;
+                    (json_bytes(bytes), skipped)
+                }
+            };
+            Ok(with_warnings(response, &collections::skipped_warnings(&skipped)))
         }
         (Method::GET, true, None | Some(Subresource::Status)) => {
             let consistency = match query.get("resourceVersion") {
@@ -455,8 +484,15 @@ async fn resource_request(
             }
             let listed = collections::list(api.objects(), &target, &query.list_options(resource)?).await?;
             let mut deleted = Vec::new();
+            let mut skipped = listed.skipped;
             for raw in listed.items {
-                let stored = raw.decode()?;
+                let stored = match raw.decode() {
+                    Ok(stored) => stored,
+                    Err(e) => {
+                        collections::skip_corrupt(&raw.key, &e, &mut skipped);
+                        continue;
+                    }
+                };
                 let one = Target { name: verbs::meta_str(&stored.object, "name").map(String::from), ..target.clone() };
                 match verbs.delete(&one, &options).await {
                     Ok(obj) => deleted.push(obj),
@@ -464,14 +500,19 @@ async fn resource_request(
                     Err(e) => return Err(e),
                 }
             }
-            Ok(ok(&json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(),
-                "metadata": {}, "items": deleted})))
+            let list = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(),
+                "metadata": {}, "items": deleted});
+            Ok(with_warnings(ok(&list), &collections::skipped_warnings(&skipped)))
         }
-        _ => Err(ApiError::MethodNotAllowed(format!(
-            "the server does not allow this method on the requested resource ({method} {})",
-            uri.path()
-        ))),
+        _ => Err(method_not_allowed(method, uri)),
     }
+}
+
+fn method_not_allowed(method: &Method, uri: &Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "the server does not allow this method on the requested resource ({method} {})",
+        uri.path()
+    ))
 }
 
 fn watch(api: &Arc<KubeApi>, target: Target, query: &Query, table: bool) -> Result<Response, ApiError> {
@@ -482,10 +523,10 @@ fn watch(api: &Arc<KubeApi>, target: Target, query: &Query, table: bool) -> Resu
         return Err(ApiError::TooManyRequests(format!("this replica already serves {watching} watches")));
     }
     let format = if table { WatchFormat::Table } else { WatchFormat::Objects };
-    let rx = collections::watch(api.objects().clone(), target, opts, format);
+    let events = collections::watch(api.objects().clone(), target, opts, format);
     let api = api.clone();
     let guard = WatchCount(api);
-    let stream = futures::StreamExt::map(ReceiverStream::new(rx), move |item| {
+    let stream = futures::StreamExt::map(events, move |item| {
         let _held = &guard;
         item
     });
