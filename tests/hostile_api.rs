@@ -129,6 +129,17 @@ fn assert_status(a: &Answer, code: u16, reason: &str, words: &str) {
     assert!(message.contains(words), "message {message:?} does not say {words:?}");
 }
 
+/// The fields of an Invalid Status's causes.
+fn cause_fields(a: &Answer) -> Vec<String> {
+    a.json()["details"]["causes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// Samples a process's RSS every 20 ms until stopped; the peak seen.
 struct RssSampler {
     stop: Arc<AtomicBool>,
@@ -506,4 +517,100 @@ async fn watches_from_zero_cost_bounded_memory_that_is_reused() {
     assert!(second_peak <= first_peak + 24 * MB, "the second round grew RSS to {} MB", second_peak / MB);
     assert!(second_after <= first_peak + 24 * MB, "after two rounds RSS is {} MB", second_after / MB);
     assert_eq!(api.get("/api/v1/namespaces/default/configmaps/cm-000").await.code, 200);
+}
+
+// Item 6: validation gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_pods_services_and_delete_options_are_refused() {
+    let cluster = TestCluster::start(1).await;
+    let api = Api::of(&cluster, 0).await;
+    let pod = |name: &str, spec_extra: Value, container_extra: Value| {
+        let mut container = json!({"name": "c", "image": "nginx"});
+        container.as_object_mut().unwrap().extend(container_extra.as_object().unwrap().clone());
+        let mut spec = json!({"containers": [container]});
+        spec.as_object_mut().unwrap().extend(spec_extra.as_object().unwrap().clone());
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec})
+    };
+    let node_affinity_values = |operator: &str, values: Value| {
+        json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "k", "operator": operator, "values": values}]}]}}}})
+    };
+    let node_affinity = |operator: &str| node_affinity_values(operator, json!(["v"]));
+    let pod_affinity = json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"topologyKey": "zone", "labelSelector": {"matchExpressions": [{"key": "k", "operator": "Bogus"}]}}]}}});
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (pod("q2", json!({}), json!({"resources": {"limits": {"cpu": "-1"}}})),
+            "spec.containers[0].resources.limits[cpu]", "must be greater than or equal to 0"),
+        (pod("q3", json!({}), json!({"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}})),
+            "spec.containers[0].resources.requests", "must be less than or equal to memory limit"),
+        (pod("n1", json!({"nodeName": "../../etc"}), json!({})), "spec.nodeName", "a lowercase RFC 1123 subdomain"),
+        (pod("e1", json!({}), json!({"env": [{"name": "X", "valueFrom": {}}]})),
+            "spec.containers[0].env[0].valueFrom", "must specify one of"),
+        (pod("e2", json!({}), json!({"env": [{"name": "X", "value": "v", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]})),
+            "spec.containers[0].env[0].valueFrom", "may not be specified when `value` is not empty"),
+        (pod("a1", node_affinity("Bogus"), json!({})),
+            "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator",
+            "not a valid selector operator"),
+        (pod("a2", node_affinity_values("Gt", json!(["1", "2"])), json!({})),
+            "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].values",
+            "must be specified single value when `operator` is 'Lt' or 'Gt'"),
+        (pod("a3", pod_affinity, json!({})),
+            "spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].labelSelector.matchExpressions[0].operator",
+            "not a valid selector operator"),
+        (json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s1"}, "spec": {
+            "ports": [{"port": 80}], "clusterIPs": ["10.96.0.10", "10.96.0.11", "fd00::10"]}}),
+            "spec.clusterIPs", "may only hold up to 2 values"),
+        (json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s2"}, "spec": {
+            "ports": [{"port": 80}], "clusterIPs": ["10.96.0.10", "10.96.0.11"], "ipFamilyPolicy": "RequireDualStack"}}),
+            "spec.clusterIPs", "may specify no more than one IP for each IP family"),
+        (json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s3"}, "spec": {
+            "ports": [{"port": 80}], "clusterIP": "10.96.0.12", "clusterIPs": ["10.96.0.13"]}}),
+            "spec.clusterIPs", "first value must match `clusterIP`"),
+    ];
+    for (body, field, words) in &cases {
+        let plural = if body["kind"] == "Pod" { "pods" } else { "services" };
+        let path = format!("/api/v1/namespaces/default/{plural}");
+        let a = api.post(&path, body).await;
+        let name = body["metadata"]["name"].as_str().unwrap();
+        assert_eq!(a.code, 422, "{name} was not refused: {}", a.text());
+        assert_eq!(a.json()["reason"], "Invalid");
+        assert!(cause_fields(&a).iter().any(|f| f == field), "{name}: no cause at {field}: {}", a.text());
+        assert!(a.text().contains(words), "{name}: the answer does not say {words:?}: {}", a.text());
+        assert_eq!(api.get(&format!("{path}/{name}")).await.code, 404, "{name} was stored");
+    }
+
+    // Phase: a quantity that does not parse is a body upstream cannot decode: 400, as upstream answers.
+    let garbage = pod("q1", json!({}), json!({"resources": {"limits": {"cpu": "garbage"}}}));
+    let a = api.post("/api/v1/namespaces/default/pods", &garbage).await;
+    assert_status(&a, 400, "BadRequest", "quantities must match the regular expression");
+    assert_eq!(api.get("/api/v1/namespaces/default/pods/q1").await.code, 404, "q1 was stored");
+
+    // Phase: valid quantities, selectors and dual-stack IPs are still accepted.
+    let ok = pod(
+        "ok",
+        node_affinity("In"),
+        json!({"resources": {"requests": {"cpu": "250m", "memory": "64Mi"},
+        "limits": {"cpu": "0.5", "memory": "1e9"}}}),
+    );
+    api.create("/api/v1/namespaces/default/pods", &ok).await;
+
+    // Phase: a malformed DeleteOptions body is refused and deletes nothing.
+    api.create("/api/v1/namespaces/default/configmaps", &config_map("keep", "x")).await;
+    for body in [
+        json!({"gracePeriodSeconds": "x"}),
+        json!({"propagationPolicy": 3}),
+        json!({"preconditions": "x"}),
+        json!({"dryRun": "All"}),
+    ] {
+        let a = api
+            .send("DELETE", "/api/v1/namespaces/default/configmaps/keep", Some("application/json"), Some(&body))
+            .await;
+        assert_eq!(a.code, 400, "DeleteOptions {body}: {}", a.text());
+        assert_eq!(a.json()["reason"], "BadRequest");
+    }
+    assert_eq!(api.get("/api/v1/namespaces/default/configmaps/keep").await.code, 200);
+    // kubectl describe reads every pod; it must still decode.
+    let pods = api.get("/api/v1/namespaces/default/pods").await;
+    assert_eq!(pods.code, 200);
+    let _: k8s_openapi::List<k8s_openapi::api::core::v1::Pod> = serde_json::from_slice(&pods.body).unwrap();
 }

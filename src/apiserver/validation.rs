@@ -8,7 +8,9 @@
 //! - pod spec rules wherever a pod spec appears: a Pod, a workload's pod template, a Job or CronJob template;
 //! - spec rules for Deployments, ReplicaSets, StatefulSets, DaemonSets, ReplicationControllers, Services,
 //!   Jobs, CronJobs, ConfigMaps, Secrets, HorizontalPodAutoscalers and EndpointSlices;
-//! - update rules: immutable fields, and the few parts of a running Pod's spec that may change.
+//! - update rules: immutable fields, and the few parts of a running Pod's spec that may change;
+//! - quantities (`resource.Quantity`'s grammar), which upstream checks while decoding a body
+//!   ([`unparsable_quantity`]) and whose values it validates (non-negative, requests within limits).
 //!
 //! Invariants:
 //! - Pure: no I/O and no clock; names, cluster IPs and node ports are never allocated here.
@@ -871,6 +873,13 @@ fn validate_pod_spec(spec: &Value, path: &str, claim_names: &[&str], causes: &mu
     validate_restart_policy(spec, path, causes);
     validate_choice(spec, "dnsPolicy", path, &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"], causes);
     validate_labels(spec.get("nodeSelector"), &child(path, "nodeSelector"), causes);
+    let node_name = text(spec, "nodeName");
+    if !node_name.is_empty() {
+        for msg in dns1123_subdomain(node_name) {
+            causes.invalid(&child(path, "nodeName"), &go_quote(node_name), &msg);
+        }
+    }
+    validate_affinity(member(spec, "affinity"), &child(path, "affinity"), causes);
     let service_account = text(spec, "serviceAccountName");
     if !service_account.is_empty() {
         for msg in dns1123_subdomain(service_account) {
@@ -893,6 +902,83 @@ fn validate_pod_spec(spec: &Value, path: &str, claim_names: &[&str], causes: &mu
     }
     validate_tolerations(items(spec, "tolerations"), &child(path, "tolerations"), causes);
     causes.nonnegative(spec, "terminationGracePeriodSeconds", path);
+}
+
+fn validate_affinity(affinity: &Value, path: &str, causes: &mut Causes) {
+    const REQUIRED: &str = "requiredDuringSchedulingIgnoredDuringExecution";
+    const PREFERRED: &str = "preferredDuringSchedulingIgnoredDuringExecution";
+    let node = member(affinity, "nodeAffinity");
+    let node_path = child(path, "nodeAffinity");
+    let terms_path = child(&child(&node_path, REQUIRED), "nodeSelectorTerms");
+    for (i, term) in items(member(node, REQUIRED), "nodeSelectorTerms").iter().enumerate() {
+        validate_node_selector_term(term, &index(&terms_path, i), causes);
+    }
+    let preferred_path = child(&node_path, PREFERRED);
+    for (i, preferred) in items(node, PREFERRED).iter().enumerate() {
+        let term_path = child(&index(&preferred_path, i), "preference");
+        validate_node_selector_term(member(preferred, "preference"), &term_path, causes);
+    }
+    for kind in ["podAffinity", "podAntiAffinity"] {
+        let terms = member(affinity, kind);
+        let kind_path = child(path, kind);
+        let required_path = child(&kind_path, REQUIRED);
+        for (i, term) in items(terms, REQUIRED).iter().enumerate() {
+            validate_pod_affinity_term(term, &index(&required_path, i), causes);
+        }
+        let preferred_path = child(&kind_path, PREFERRED);
+        for (i, weighted) in items(terms, PREFERRED).iter().enumerate() {
+            let term_path = child(&index(&preferred_path, i), "podAffinityTerm");
+            validate_pod_affinity_term(member(weighted, "podAffinityTerm"), &term_path, causes);
+        }
+    }
+}
+
+fn validate_node_selector_term(term: &Value, path: &str, causes: &mut Causes) {
+    for (field, keys_are_labels) in [("matchExpressions", true), ("matchFields", false)] {
+        let field_path = child(path, field);
+        for (i, requirement) in items(term, field).iter().enumerate() {
+            validate_node_selector_requirement(requirement, &index(&field_path, i), keys_are_labels, causes);
+        }
+    }
+}
+
+/// A node selector requirement: one of the six operators, with the values each takes.
+fn validate_node_selector_requirement(requirement: &Value, path: &str, keys_are_labels: bool, causes: &mut Causes) {
+    let values = items(requirement, "values");
+    let values_path = child(path, "values");
+    match text(requirement, "operator") {
+        "In" | "NotIn" if values.is_empty() => {
+            causes.required(&values_path, "must be specified when `operator` is 'In' or 'NotIn'")
+        }
+        "Exists" | "DoesNotExist" if !values.is_empty() => {
+            causes.forbidden(&values_path, "may not be specified when `operator` is 'Exists' or 'DoesNotExist'")
+        }
+        "Gt" | "Lt" if values.len() != 1 => {
+            causes.required(&values_path, "must be specified single value when `operator` is 'Lt' or 'Gt'")
+        }
+        "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt" => {}
+        other => causes.invalid(&child(path, "operator"), &go_quote(other), "not a valid selector operator"),
+    }
+    if keys_are_labels {
+        let key = text(requirement, "key");
+        for msg in qualified_name(key) {
+            causes.invalid(&child(path, "key"), &go_quote(key), &msg);
+        }
+    }
+}
+
+fn validate_pod_affinity_term(term: &Value, path: &str, causes: &mut Causes) {
+    if let Some(selector) = present(term, "labelSelector") {
+        validate_label_selector(selector, &child(path, "labelSelector"), causes);
+    }
+    let topology_key = text(term, "topologyKey");
+    let topology_path = child(path, "topologyKey");
+    if topology_key.is_empty() {
+        causes.required(&topology_path, "can not be empty");
+    }
+    for msg in qualified_name(topology_key) {
+        causes.invalid(&topology_path, &go_quote(topology_key), &msg);
+    }
 }
 
 /// `obj[key]`, when set, must be one of `allowed` (listed in upstream's order).
@@ -993,6 +1079,7 @@ fn validate_container(
     validate_choice(container, "terminationMessagePolicy", path, &["File", "FallbackToLogsOnError"], causes);
     validate_container_ports(items(container, "ports"), &child(path, "ports"), causes);
     validate_env(items(container, "env"), &child(path, "env"), causes);
+    validate_resources(member(container, "resources"), &child(path, "resources"), causes);
     validate_volume_mounts(items(container, "volumeMounts"), &child(path, "volumeMounts"), volumes, causes);
     validate_choice(container, "imagePullPolicy", path, &["Always", "IfNotPresent", "Never"], causes);
     if names.contains(name) {
@@ -1062,6 +1149,137 @@ fn validate_env(env: &[Value], path: &str, causes: &mut Causes) {
                 &name_path,
                 &go_quote(name),
                 "a valid environment variable name must consist only of printable ASCII characters other than '='",
+            );
+        }
+        if let Some(from) = present(var, "valueFrom") {
+            validate_env_source(from, !text(var, "value").is_empty(), &child(&index(path, i), "valueFrom"), causes);
+        }
+    }
+}
+
+/// An env var's `valueFrom`: exactly one source, each with what it needs, and no `value` beside it.
+fn validate_env_source(from: &Value, has_value: bool, path: &str, causes: &mut Causes) {
+    const SOURCES: [(&str, &[&str]); 4] = [
+        ("fieldRef", &["fieldPath"]),
+        ("resourceFieldRef", &["resource"]),
+        ("configMapKeyRef", &["key"]),
+        ("secretKeyRef", &["key"]),
+    ];
+    let mut count = 0;
+    for (source, required) in SOURCES {
+        let Some(selector) = present(from, source) else { continue };
+        count += 1;
+        for key in required {
+            if text(selector, key).is_empty() {
+                causes.required(&child(&child(path, source), key), "");
+            }
+        }
+    }
+    if count == 0 {
+        causes.invalid(
+            path,
+            &go_quote(""),
+            "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
+        );
+    } else if has_value {
+        causes.invalid(path, &go_quote(""), "may not be specified when `value` is not empty");
+    } else if count > 1 {
+        causes.invalid(path, &go_quote(""), "may not have more than one field specified at a time");
+    }
+}
+
+/// The grammar upstream names when a quantity does not parse.
+pub const QUANTITY_FMT: &str = "^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$";
+
+/// A quantity's value as upstream's `resource.ParseQuantity` reads it (sign, decimal number, then a binary
+/// suffix `Ki`..`Ei`, a decimal SI suffix `n`..`E`, or a decimal exponent `e<n>`); None when it does not parse.
+/// Equal quantities give equal values (the decimal part is parsed once, correctly rounded), so comparisons
+/// between the ways of writing one amount hold.
+pub fn parse_quantity(s: &str) -> Option<f64> {
+    let (sign, unsigned) = match s.as_bytes().first() {
+        Some(b'-') => (-1.0, &s[1..]),
+        Some(b'+') => (1.0, &s[1..]),
+        _ => (1.0, s),
+    };
+    let number_len = unsigned.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
+    let (number, suffix) = unsigned.split_at(number_len);
+    let digits = number.bytes().filter(u8::is_ascii_digit).count();
+    if digits == 0 || number.len() - digits > 1 {
+        return None;
+    }
+    let (decimal_exponent, binary_exponent) = match suffix {
+        "" => (0, 0),
+        "n" => (-9, 0),
+        "u" => (-6, 0),
+        "m" => (-3, 0),
+        "k" => (3, 0),
+        "M" => (6, 0),
+        "G" => (9, 0),
+        "T" => (12, 0),
+        "P" => (15, 0),
+        "E" => (18, 0),
+        "Ki" => (0, 10),
+        "Mi" => (0, 20),
+        "Gi" => (0, 30),
+        "Ti" => (0, 40),
+        "Pi" => (0, 50),
+        "Ei" => (0, 60),
+        exponent => {
+            let n = exponent.strip_prefix(['e', 'E'])?;
+            if n.is_empty() || !n.trim_start_matches(['+', '-']).bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            (n.parse::<i32>().ok()?, 0)
+        }
+    };
+    let whole = if number.starts_with('.') { format!("0{number}") } else { number.to_owned() };
+    let whole = whole.strip_suffix('.').unwrap_or(&whole);
+    let value: f64 = format!("{whole}e{decimal_exponent}").parse().ok()?;
+    Some(sign * value * 2f64.powi(binary_exponent))
+}
+
+/// The first quantity in any `resources.limits` or `resources.requests` of `obj` that does not parse.
+/// Upstream cannot decode such a body at all, so the API answers it with 400 before validating.
+pub fn unparsable_quantity(obj: &Value) -> Option<String> {
+    match obj {
+        Value::Object(map) => {
+            let resources = map.get("resources").unwrap_or(&NULL);
+            for list in ["limits", "requests"] {
+                for (_, quantity) in sorted_entries(resources.get(list)) {
+                    if let Some(q) = quantity.as_str().filter(|q| parse_quantity(q).is_none()) {
+                        return Some(q.to_owned());
+                    }
+                }
+            }
+            map.values().find_map(unparsable_quantity)
+        }
+        Value::Array(values) => values.iter().find_map(unparsable_quantity),
+        _ => None,
+    }
+}
+
+/// A container's requests and limits: none negative, and no request above its limit.
+fn validate_resources(resources: &Value, path: &str, causes: &mut Causes) {
+    let limits_path = child(path, "limits");
+    for (name, quantity) in sorted_entries(resources.get("limits")) {
+        let q = text_of(quantity);
+        if parse_quantity(q).is_some_and(|v| v < 0.0) {
+            causes.invalid(&keyed(&limits_path, name), &go_quote(q), NEGATIVE);
+        }
+    }
+    let requests_path = child(path, "requests");
+    for (name, quantity) in sorted_entries(resources.get("requests")) {
+        let q = text_of(quantity);
+        let Some(request) = parse_quantity(q) else { continue };
+        if request < 0.0 {
+            causes.invalid(&keyed(&requests_path, name), &go_quote(q), NEGATIVE);
+        }
+        let limit = member(member(resources, "limits"), name).as_str().unwrap_or("");
+        if parse_quantity(limit).is_some_and(|limit| request > limit) {
+            causes.invalid(
+                &requests_path,
+                &go_quote(q),
+                &format!("must be less than or equal to {name} limit of {limit}"),
             );
         }
     }
@@ -1589,21 +1807,39 @@ fn validate_cluster_ips(spec: &Value, causes: &mut Causes) {
         }
         return;
     }
+    let shown = show_string_list(spec.get("clusterIPs"));
+    // Defaulting fills in whichever of the two the client left out; both given must agree.
+    let cluster_ip = text(spec, "clusterIP");
+    if !cluster_ip.is_empty() && text_of(&ips[0]) != cluster_ip {
+        causes.invalid("spec.clusterIPs", &shown, "first value must match `clusterIP`");
+    }
+    let mut families = Vec::new();
+    let mut bad = false;
     for (i, ip) in ips.iter().enumerate() {
         let ip = text_of(ip);
         if ip == "None" && i == 0 {
             if ips.len() > 1 {
-                causes.invalid(
-                    "spec.clusterIPs",
-                    &show_string_list(spec.get("clusterIPs")),
-                    "'None' must be the first and only value",
-                );
+                bad = true;
+                causes.invalid("spec.clusterIPs", &shown, "'None' must be the first and only value");
             }
             continue;
         }
-        if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
-            causes.invalid(&index("spec.clusterIPs", i), &go_quote(ip), DETAIL);
+        match ip.parse::<std::net::IpAddr>() {
+            Ok(parsed) => families.push(parsed.is_ipv4()),
+            Err(_) => {
+                bad = true;
+                if !ip.is_empty() {
+                    causes.invalid(&index("spec.clusterIPs", i), &go_quote(ip), DETAIL);
+                }
+            }
         }
+    }
+    if ips.len() > 2 {
+        causes.invalid("spec.clusterIPs", &shown, "may only hold up to 2 values");
+    }
+    // A second IP is the other family's: dual stack holds one IP of each.
+    if !bad && families.len() > 1 && families.iter().all(|v4| *v4 == families[0]) {
+        causes.invalid("spec.clusterIPs", &shown, "may specify no more than one IP for each IP family");
     }
 }
 
@@ -2105,6 +2341,108 @@ mod tests {
 
     fn pod_spec_patch(spec: Value) -> Value {
         merged(pod(), json!({ "spec": spec }))
+    }
+
+    fn fields(causes: &[Cause]) -> Vec<&str> {
+        causes.iter().map(|c| c.field.as_str()).collect()
+    }
+
+    #[test]
+    fn quantities_parse_as_upstream_reads_them() {
+        for (text, value) in [
+            ("1", 1.0),
+            ("250m", 0.25),
+            ("0.5", 0.5),
+            (".5", 0.5),
+            ("1.", 1.0),
+            ("+2", 2.0),
+            ("-1", -1.0),
+            ("1Ki", 1024.0),
+            ("1.5Gi", 1.5 * 1024.0 * 1024.0 * 1024.0),
+            ("1e3", 1000.0),
+            ("1E-3", 0.001),
+            ("2M", 2e6),
+            ("1E", 1e18),
+        ] {
+            assert_eq!(parse_quantity(text), Some(value), "{text}");
+        }
+        assert_eq!(parse_quantity("100m"), parse_quantity("0.1"));
+        assert_eq!(parse_quantity("1024Mi"), parse_quantity("1Gi"));
+        for bad in ["", "garbage", "1.2.3", ".", "1x", "1Kb", "1e", "1e+", "m", "--1", "1 "] {
+            assert_eq!(parse_quantity(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unparsable_quantities_are_found_anywhere() {
+        let template = json!({"spec": {"template": {"spec": {"containers": [
+            {"resources": {"limits": {"cpu": "1"}, "requests": {"memory": "lots"}}}]}}}});
+        assert_eq!(unparsable_quantity(&template).as_deref(), Some("lots"));
+        assert_eq!(unparsable_quantity(&pod()), None);
+    }
+
+    #[test]
+    fn requests_and_limits_are_nonnegative_and_ordered() {
+        let obj = pod_spec_patch(json!({"containers": [{"name": "app", "image": "nginx",
+            "resources": {"limits": {"cpu": "-1", "memory": "1Gi"}, "requests": {"memory": "2Gi", "cpu": "-2"}}}]}));
+        let causes = validate_create("", "Pod", &obj);
+        assert_eq!(
+            fields(&causes),
+            [
+                "spec.containers[0].resources.limits[cpu]",
+                "spec.containers[0].resources.requests[cpu]",
+                "spec.containers[0].resources.requests"
+            ]
+        );
+        assert_eq!(causes[0].message, "Invalid value: \"-1\": must be greater than or equal to 0");
+        assert_eq!(causes[2].message, "Invalid value: \"2Gi\": must be less than or equal to memory limit of 1Gi");
+    }
+
+    #[test]
+    fn node_names_env_sources_and_affinity_operators() {
+        let obj = pod_spec_patch(json!({"nodeName": "../../etc", "containers": [{"name": "app", "image": "nginx",
+            "env": [{"name": "A", "valueFrom": {}}, {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s"}}},
+                {"name": "C", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "k", "operator": "Bogus"}, {"key": "k", "operator": "Lt", "values": []},
+                    {"key": "k", "operator": "Exists"}]}]}},
+                "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1,
+                    "podAffinityTerm": {"topologyKey": "", "labelSelector": {"matchExpressions": [
+                        {"key": "k", "operator": "Nope"}]}}}]}}}));
+        let causes = validate_create("", "Pod", &obj);
+        let node = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]";
+        let term = "spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm";
+        for field in [
+            "spec.containers[0].env[0].valueFrom".to_string(),
+            "spec.containers[0].env[1].valueFrom.secretKeyRef.key".to_string(),
+            "spec.containers[0].env[2].valueFrom".to_string(),
+            "spec.nodeName".to_string(),
+            format!("{node}.matchExpressions[0].operator"),
+            format!("{node}.matchExpressions[1].values"),
+            format!("{term}.labelSelector.matchExpressions[0].operator"),
+            format!("{term}.topologyKey"),
+        ] {
+            assert!(fields(&causes).contains(&field.as_str()), "no cause at {field}: {causes:?}");
+        }
+        assert!(!fields(&causes).iter().any(|f| f.contains("matchExpressions[2]")), "{causes:?}");
+    }
+
+    #[test]
+    fn cluster_ips_hold_one_ip_per_family_and_agree_with_cluster_ip() {
+        let service = |spec: Value| {
+            let mut base = json!({"type": "ClusterIP", "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]});
+            merge_into(&mut base, spec);
+            let mut causes = Causes::default();
+            validate_cluster_ips(&base, &mut causes);
+            causes.0.into_iter().map(|c| c.message).collect::<Vec<_>>()
+        };
+        assert!(service(json!({"clusterIPs": ["10.0.0.1", "fd00::1"], "clusterIP": "10.0.0.1"})).is_empty());
+        let three = service(json!({"clusterIPs": ["10.0.0.1", "fd00::1", "10.0.0.2"]}));
+        assert!(three.iter().any(|m| m.ends_with("may only hold up to 2 values")), "{three:?}");
+        let same = service(json!({"clusterIPs": ["10.0.0.1", "10.0.0.2"]}));
+        assert!(same.iter().any(|m| m.ends_with("may specify no more than one IP for each IP family")), "{same:?}");
+        let apart = service(json!({"clusterIPs": ["10.0.0.1"], "clusterIP": "10.0.0.2"}));
+        assert!(apart.iter().any(|m| m.ends_with("first value must match `clusterIP`")), "{apart:?}");
     }
 
     fn deployment() -> Value {

@@ -185,6 +185,16 @@ fn admit(
         Some(_) => defaults::apply_defaults(resource.group, resource.kind, &mut obj),
     }
     let typed = (resource.typed)(&obj).map_err(|e| ApiError::BadRequest(format!("error decoding the body: {e}")))?;
+    // Upstream's types hold quantities parsed, so it cannot decode a body with one that does not parse.
+    if validation::unparsable_quantity(&typed).is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: quantities must match the regular \
+             expression '{}'",
+            validation::QUANTITY_FMT,
+            kind = resource.kind,
+            version = resource.version,
+        )));
+    }
     let mut unknown = Vec::new();
     unknown_fields(&obj, &typed, "", &mut unknown);
     // The metadata the server adds (resourceVersion, managedFields) is known; so are directives already applied.
@@ -617,11 +627,13 @@ pub struct DeleteOptions {
 }
 
 impl DeleteOptions {
-    /// Reads a `DeleteOptions` body (fields the query string already set win).
+    /// Reads a `DeleteOptions` body (fields the query string already set win). A field of the wrong type is a
+    /// bad request, worded as upstream's decoder words it, and nothing is deleted.
     pub fn merge_body(&mut self, body: &Value) -> Result<(), ApiError> {
         if !body.is_object() {
             return Err(ApiError::BadRequest("the DeleteOptions body is not a JSON object".into()));
         }
+        check_delete_options_types(body)?;
         if self.propagation.is_none() {
             self.propagation = body["propagationPolicy"].as_str().map(String::from);
         }
@@ -647,6 +659,63 @@ impl DeleteOptions {
             ))),
         }
     }
+}
+
+/// The JSON type names Go's decoder uses in its messages.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// A field that is set: present and not null.
+fn present(value: Option<&Value>) -> Option<&Value> {
+    value.filter(|v| !v.is_null())
+}
+
+/// Refuses a `DeleteOptions` body whose fields have the wrong JSON types (null is absent).
+fn check_delete_options_types(body: &Value) -> Result<(), ApiError> {
+    let wrong = |field: &str, value: &Value, go_type: &str| {
+        ApiError::BadRequest(format!(
+            "json: cannot unmarshal {} into Go struct field DeleteOptions.{field} of type {go_type}",
+            json_type(value)
+        ))
+    };
+    if let Some(v) = present(body.get("gracePeriodSeconds")).filter(|v| v.as_i64().is_none()) {
+        return Err(wrong("gracePeriodSeconds", v, "int64"));
+    }
+    if let Some(v) = present(body.get("propagationPolicy")).filter(|v| !v.is_string()) {
+        return Err(wrong("propagationPolicy", v, "v1.DeletionPropagation"));
+    }
+    if let Some(v) = present(body.get("orphanDependents")).filter(|v| !v.is_boolean()) {
+        return Err(wrong("orphanDependents", v, "bool"));
+    }
+    if let Some(v) = present(body.get("dryRun")) {
+        match v.as_array() {
+            Some(items) => {
+                if let Some(item) = items.iter().find(|i| !i.is_string()) {
+                    return Err(wrong("dryRun", item, "string"));
+                }
+            }
+            None => return Err(wrong("dryRun", v, "[]string")),
+        }
+    }
+    if let Some(preconditions) = present(body.get("preconditions")) {
+        if !preconditions.is_object() {
+            return Err(wrong("preconditions", preconditions, "v1.Preconditions"));
+        }
+        for (field, go_type) in [("uid", "types.UID"), ("resourceVersion", "string")] {
+            if let Some(v) = present(preconditions.get(field)).filter(|v| !v.is_string()) {
+                return Err(wrong(&format!("preconditions.{field}"), v, go_type));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A pod bound to a node is deleted gracefully: its kubelet stops it and then removes it; any other object,
@@ -692,6 +761,29 @@ mod tests {
         let mut out = Vec::new();
         unknown_fields(&input, &typed, "", &mut out);
         assert_eq!(out, vec!["metadata.bogus", "spec.containers[0].imagee"]);
+    }
+
+    #[test]
+    fn delete_options_of_the_wrong_types_are_bad_requests() {
+        for body in [
+            json!({"gracePeriodSeconds": "x"}),
+            json!({"gracePeriodSeconds": 1.5}),
+            json!({"propagationPolicy": 3}),
+            json!({"orphanDependents": "yes"}),
+            json!({"dryRun": "All"}),
+            json!({"dryRun": [1]}),
+            json!({"preconditions": "x"}),
+            json!({"preconditions": {"uid": 7}}),
+        ] {
+            let e = DeleteOptions::default().merge_body(&body).unwrap_err();
+            assert_eq!(e.code(), 400, "{body}");
+            assert!(e.to_string().starts_with("json: cannot unmarshal"), "{e}");
+        }
+        let mut ok = DeleteOptions::default();
+        ok.merge_body(&json!({"gracePeriodSeconds": 0, "propagationPolicy": null, "dryRun": ["All"],
+            "preconditions": {"uid": "u"}}))
+            .unwrap();
+        assert_eq!((ok.grace_period_seconds, ok.dry_run, ok.uid.as_deref()), (Some(0), true, Some("u")));
     }
 
     #[test]
