@@ -7,8 +7,22 @@
 pub const KEY_BYTES_MAX: usize = 1536;
 /// Largest value accepted in a put (etcd's default request limit is 1.5 MiB for the whole request).
 pub const VALUE_BYTES_MAX: usize = 1536 * 1024;
-/// Largest encoded client request or Raft message accepted by a gRPC server.
+/// Largest encoded client request accepted by the etcd gRPC server.
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Largest command a replica proposes, encoded (a client request of `GRPC_MESSAGE_BYTES_MAX` encodes to a
+/// little more); larger ones are refused before they reach the log.
+pub const COMMAND_BYTES_MAX: usize = 6 * 1024 * 1024;
+/// Largest peer message (Raft message, forwarded request or reply) sent or accepted.
+pub const PEER_MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Log entries carried by one append-entries message, encoded: more are sent in further messages, and an
+/// entry larger than this travels alone.
+pub const APPEND_ENTRIES_BYTES_MAX: usize = 1024 * 1024;
+/// Highest term or log index a peer message may carry. Real clusters stay far below it (an election every
+/// millisecond would take 2,000 years to get there); above it arithmetic on them could overflow.
+pub const RAFT_TERM_OR_INDEX_MAX: u64 = 1 << 56;
+/// How long a follower may stay behind the leader's log without any progress before the leader reports that
+/// it cannot replicate to it (`/readyz`, `etcdctl endpoint status`).
+pub const REPLICATION_STALL_MS: u64 = 5_000;
 /// Largest response the project's own etcd client accepts (a range of many keys can be large; etcd's clients
 /// accept up to 2 GiB).
 pub const CLIENT_RESPONSE_BYTES_MAX: usize = 256 * 1024 * 1024;
@@ -104,13 +118,54 @@ pub const CONTROLLER_ACTIONS_PER_PASS_MAX: usize = 1000;
 const _: () = assert!(ELECTION_TIMEOUT_MS_MIN < ELECTION_TIMEOUT_MS_MAX);
 const _: () = assert!(HEARTBEAT_INTERVAL_MS * 3 <= ELECTION_TIMEOUT_MS_MIN);
 const _: () = assert!(KEY_BYTES_MAX + VALUE_BYTES_MAX < GRPC_MESSAGE_BYTES_MAX);
-const _: () = assert!(SNAPSHOT_CHUNK_BYTES < GRPC_MESSAGE_BYTES_MAX);
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES < PEER_MESSAGE_BYTES_MAX);
+const _: () = assert!(GRPC_MESSAGE_BYTES_MAX < COMMAND_BYTES_MAX);
+// A message holding one largest entry, with its envelope (vote, log ids), fits in a peer message.
+const _: () = assert!(COMMAND_BYTES_MAX + 64 * 1024 <= PEER_MESSAGE_BYTES_MAX);
+const _: () = assert!(APPEND_ENTRIES_BYTES_MAX < PEER_MESSAGE_BYTES_MAX);
+const _: () = assert!(REPLICATION_STALL_MS > PEER_RPC_TIMEOUT_MS);
 const _: () = assert!(LEADER_WAIT_MS > ELECTION_TIMEOUT_MS_MAX * 2);
 const _: () = assert!(WRITE_TIMEOUT_MS > LEADER_WAIT_MS);
 const _: () = assert!(SNAPSHOT_LOGS_KEPT < SNAPSHOT_LOGS_SINCE_LAST);
 const _: () = assert!(WATCH_EVENTS_PER_RESPONSE_MAX <= WATCH_RING_REVISIONS_MAX);
 const _: () = assert!(ROCKSDB_WRITE_BUFFER_BYTES * 2 <= ROCKSDB_TOTAL_WRITE_BUFFER_BYTES);
 const _: () = assert!(API_BODY_BYTES_MAX >= VALUE_BYTES_MAX);
+
+/// Most connections the peer port holds at once (each other replica keeps one; more are closed on arrival).
+pub const PEER_CONNECTIONS_MAX: usize = 64;
+/// Most connections the etcd client port holds at once; more are closed on arrival.
+pub const CLIENT_CONNECTIONS_MAX: usize = 4096;
+/// Fewest etcd client connections a replica starts with when its open-file limit is low.
+pub const CLIENT_CONNECTIONS_MIN: usize = 64;
+/// Most connections the Kubernetes API port holds at once; more are answered 503 and closed on arrival.
+pub const API_CONNECTIONS_MAX: usize = 8192;
+/// Fewest Kubernetes API connections a replica starts with when its open-file limit is low.
+pub const API_CONNECTIONS_MIN: usize = 128;
+/// Most table files RocksDB keeps open at once (its table cache; older ones are closed and reopened).
+pub const ROCKSDB_OPEN_FILES_MAX: usize = 256;
+/// Descriptors never given to client sockets besides RocksDB's table files: its log, manifest and info
+/// files, the snapshot, outgoing peer connections, the runtime's own.
+pub const OPEN_FILES_RESERVE: usize = 256;
+/// How long a Kubernetes API connection may take to send a complete request header; also how long an idle
+/// keep-alive connection waits for its next request.
+pub const API_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// How long a new etcd client connection may take to send the HTTP/2 connection preface.
+pub const GRPC_PREFACE_TIMEOUT_MS: u64 = 10_000;
+/// How long a new peer connection may take to send the HTTP/2 connection preface.
+pub const PEER_PREFACE_TIMEOUT_MS: u64 = 2_000;
+/// Interval of the HTTP/2 keepalive pings the gRPC servers send on every connection.
+pub const GRPC_KEEPALIVE_INTERVAL_MS: u64 = 10_000;
+/// How long a gRPC connection may leave a keepalive ping unanswered before it is closed.
+pub const GRPC_KEEPALIVE_TIMEOUT_MS: u64 = 10_000;
+/// Pause of an accept loop after accepting failed for want of descriptors or memory.
+pub const ACCEPT_RETRY_MS: u64 = 100;
+/// Shortest interval between two log lines about connections refused over a port's cap.
+pub const CONNECTION_REFUSAL_LOG_INTERVAL_MS: u64 = 1_000;
+
+const _: () = assert!(CLIENT_CONNECTIONS_MIN <= CLIENT_CONNECTIONS_MAX);
+const _: () = assert!(API_CONNECTIONS_MIN <= API_CONNECTIONS_MAX);
+const _: () = assert!(PEER_PREFACE_TIMEOUT_MS <= PEER_RPC_TIMEOUT_MS);
+const _: () = assert!(PEER_PREFACE_TIMEOUT_MS <= GRPC_PREFACE_TIMEOUT_MS);
 
 /// Most operations in one JSON patch (upstream's limit; more are refused with 413).
 pub const API_JSON_PATCH_OPERATIONS_MAX: usize = 10_000;
@@ -128,3 +183,10 @@ const _: () = assert!(API_JSON_PATCH_COPY_BYTES_MAX <= API_BODY_BYTES_MAX);
 const _: () = assert!(API_WATCH_INITIAL_CHUNK_MAX <= API_LIST_CHUNK_MAX);
 // The queue's byte budget is a semaphore, whose permits are counted in u32.
 const _: () = assert!(API_WATCH_QUEUE_BYTES_MAX <= u32::MAX as usize);
+
+/// Worker threads of the runtime that runs Raft and the peer server, apart from client traffic.
+pub const RAFT_WORKER_THREADS: usize = 2;
+/// Streams a peer connection may reset (the leader cancels heartbeats that time out) before the peer server
+/// takes it for an attack and closes it (h2's guard defaults to 20).
+pub const PEER_RESET_STREAMS_MAX: usize = 4096;
+const _: () = assert!(PEER_RESET_STREAMS_MAX >= GRPC_STREAMS_PER_CONNECTION_MAX as usize);

@@ -160,6 +160,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Invalid(m) => ApiError::BadRequest(m),
+            e @ StoreError::TooLarge { .. } => ApiError::RequestEntityTooLarge(e.to_string()),
             other => ApiError::Unavailable(other.to_string()),
         }
     }

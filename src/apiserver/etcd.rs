@@ -70,6 +70,8 @@ impl EtcdService {
 pub fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::Unavailable(msg) => Status::unavailable(msg),
+        StoreError::Invalid(msg) => Status::invalid_argument(msg),
+        e @ StoreError::TooLarge { .. } => Status::invalid_argument(e.to_string()),
         StoreError::Stopped(msg) => Status::unavailable(format!("etcdserver: server stopped: {msg}")),
         e @ StoreError::NotLeader => Status::failed_precondition(e.to_string()),
         e @ StoreError::BadTransferee(_) => Status::invalid_argument(e.to_string()),
@@ -92,30 +94,8 @@ pub fn apply_status(e: ApplyError) -> Status {
 // ------------------------------------------------------------------------------------------------------
 // Validation and translation of requests
 
-fn check_key(key: &[u8]) -> Result<(), Status> {
-    if key.is_empty() {
-        return Err(Status::invalid_argument("etcdserver: key is not provided"));
-    }
-    if key.len() > limits::KEY_BYTES_MAX {
-        return Err(Status::invalid_argument(format!(
-            "etcdserver: key is too large ({} bytes, the limit is {})",
-            key.len(),
-            limits::KEY_BYTES_MAX
-        )));
-    }
-    Ok(())
-}
-
-fn check_range_end(end: &[u8]) -> Result<(), Status> {
-    if end.len() > limits::KEY_BYTES_MAX {
-        return Err(Status::invalid_argument("etcdserver: range end is too large"));
-    }
-    Ok(())
-}
-
-fn range_op(r: pb::RangeRequest) -> Result<cmd::RangeOp, Status> {
-    check_key(&r.key)?;
-    check_range_end(&r.range_end)?;
+/// Translates a read and checks it (writes are checked by `Store::propose`, for every proposer alike).
+pub fn range_op(r: pb::RangeRequest) -> Result<cmd::RangeOp, Status> {
     let sort_order = match r.sort_order() {
         pb::range_request::SortOrder::None => cmd::SortOrder::None,
         pb::range_request::SortOrder::Ascend => cmd::SortOrder::Ascend,
@@ -128,7 +108,7 @@ fn range_op(r: pb::RangeRequest) -> Result<cmd::RangeOp, Status> {
         pb::range_request::SortTarget::Mod => cmd::SortTarget::Mod,
         pb::range_request::SortTarget::Value => cmd::SortTarget::Value,
     };
-    Ok(cmd::RangeOp {
+    let op = cmd::RangeOp {
         range: cmd::KeyRange { key: r.key, end: r.range_end },
         limit: r.limit,
         revision: r.revision,
@@ -140,44 +120,28 @@ fn range_op(r: pb::RangeRequest) -> Result<cmd::RangeOp, Status> {
         max_mod_revision: r.max_mod_revision,
         min_create_revision: r.min_create_revision,
         max_create_revision: r.max_create_revision,
-    })
+    };
+    op.check().map_err(|e| Status::invalid_argument(e.0))?;
+    Ok(op)
 }
 
-fn put_op(p: pb::PutRequest) -> Result<cmd::PutOp, Status> {
-    check_key(&p.key)?;
-    if p.value.len() > limits::VALUE_BYTES_MAX {
-        return Err(Status::invalid_argument(format!(
-            "etcdserver: request is too large (value of {} bytes, the limit is {})",
-            p.value.len(),
-            limits::VALUE_BYTES_MAX
-        )));
-    }
-    if p.ignore_value && !p.value.is_empty() {
-        return Err(Status::invalid_argument("etcdserver: value is provided"));
-    }
-    if p.ignore_lease && p.lease != 0 {
-        return Err(Status::invalid_argument("etcdserver: lease is provided"));
-    }
-    Ok(cmd::PutOp {
+pub fn put_op(p: pb::PutRequest) -> cmd::PutOp {
+    cmd::PutOp {
         key: p.key,
         value: p.value,
         lease: p.lease,
         prev_kv: p.prev_kv,
         ignore_value: p.ignore_value,
         ignore_lease: p.ignore_lease,
-    })
+    }
 }
 
-fn delete_op(d: pb::DeleteRangeRequest) -> Result<cmd::DeleteOp, Status> {
-    check_key(&d.key)?;
-    check_range_end(&d.range_end)?;
-    Ok(cmd::DeleteOp { range: cmd::KeyRange { key: d.key, end: d.range_end }, prev_kv: d.prev_kv })
+pub fn delete_op(d: pb::DeleteRangeRequest) -> cmd::DeleteOp {
+    cmd::DeleteOp { range: cmd::KeyRange { key: d.key, end: d.range_end }, prev_kv: d.prev_kv }
 }
 
 fn compare(c: pb::Compare) -> Result<cmd::Compare, Status> {
     use pb::compare::{CompareResult as R, TargetUnion as U};
-    check_key(&c.key)?;
-    check_range_end(&c.range_end)?;
     let result = match c.result() {
         R::Equal => cmd::CompareResult::Equal,
         R::Greater => cmd::CompareResult::Greater,
@@ -201,67 +165,22 @@ fn compare(c: pb::Compare) -> Result<cmd::Compare, Status> {
     Ok(cmd::Compare { range: cmd::KeyRange { key: c.key, end: c.range_end }, result, target })
 }
 
-/// Translates a transaction, checking its size, depth and that no key is written twice.
-fn txn_op(t: pb::TxnRequest, depth: usize, ops: &mut usize) -> Result<cmd::TxnOp, Status> {
-    if depth > limits::TXN_DEPTH_MAX {
-        return Err(Status::invalid_argument("etcdserver: too deeply nested txn request"));
-    }
-    *ops += t.compare.len() + t.success.len() + t.failure.len();
-    if *ops > limits::TXN_OPS_MAX {
-        return Err(Status::invalid_argument("etcdserver: too many operations in txn request"));
-    }
+/// Translates a transaction. Its limits (size, depth, keys written twice) are checked by `Store::propose`;
+/// its depth here is bounded by the protobuf decoder's recursion limit.
+pub fn txn_op(t: pb::TxnRequest) -> Result<cmd::TxnOp, Status> {
     let compare = t.compare.into_iter().map(compare).collect::<Result<_, _>>()?;
-    let mut branch = |reqs: Vec<pb::RequestOp>| -> Result<Vec<cmd::RequestOp>, Status> {
-        let out = reqs
-            .into_iter()
+    let branch = |reqs: Vec<pb::RequestOp>| -> Result<Vec<cmd::RequestOp>, Status> {
+        reqs.into_iter()
             .map(|r| match r.request {
                 Some(pb::request_op::Request::RequestRange(r)) => Ok(cmd::RequestOp::Range(range_op(r)?)),
-                Some(pb::request_op::Request::RequestPut(p)) => Ok(cmd::RequestOp::Put(put_op(p)?)),
-                Some(pb::request_op::Request::RequestDeleteRange(d)) => Ok(cmd::RequestOp::Delete(delete_op(d)?)),
-                Some(pb::request_op::Request::RequestTxn(t)) => Ok(cmd::RequestOp::Txn(txn_op(t, depth + 1, ops)?)),
+                Some(pb::request_op::Request::RequestPut(p)) => Ok(cmd::RequestOp::Put(put_op(p))),
+                Some(pb::request_op::Request::RequestDeleteRange(d)) => Ok(cmd::RequestOp::Delete(delete_op(d))),
+                Some(pb::request_op::Request::RequestTxn(t)) => Ok(cmd::RequestOp::Txn(txn_op(t)?)),
                 None => Err(Status::invalid_argument("etcdserver: empty request in txn")),
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        check_no_duplicate_writes(&out)?;
-        Ok(out)
+            .collect()
     };
-    let success = branch(t.success)?;
-    let failure = branch(t.failure)?;
-    Ok(cmd::TxnOp { compare, success, failure })
-}
-
-fn check_no_duplicate_writes(reqs: &[cmd::RequestOp]) -> Result<(), Status> {
-    let mut put_keys = HashSet::new();
-    let mut deletes = Vec::new();
-    collect_writes(reqs, &mut put_keys, &mut deletes)?;
-    if deletes.iter().any(|d: &cmd::KeyRange| put_keys.iter().any(|k: &&Vec<u8>| d.contains(k))) {
-        return Err(Status::invalid_argument("etcdserver: duplicate key given in txn request"));
-    }
-    Ok(())
-}
-
-fn collect_writes<'a>(
-    reqs: &'a [cmd::RequestOp],
-    puts: &mut HashSet<&'a Vec<u8>>,
-    deletes: &mut Vec<cmd::KeyRange>,
-) -> Result<(), Status> {
-    for r in reqs {
-        match r {
-            cmd::RequestOp::Put(p) if !puts.insert(&p.key) => {
-                return Err(Status::invalid_argument("etcdserver: duplicate key given in txn request"));
-            }
-            cmd::RequestOp::Delete(d) => deletes.push(d.range.clone()),
-            cmd::RequestOp::Txn(t) => {
-                // Only one branch of a nested txn runs; each branch is checked against the outer writes.
-                for branch in [&t.success, &t.failure] {
-                    let mut branch_puts = puts.clone();
-                    collect_writes(branch, &mut branch_puts, deletes)?;
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+    Ok(cmd::TxnOp { compare, success: branch(t.success)?, failure: branch(t.failure)? })
 }
 
 // ------------------------------------------------------------------------------------------------------
@@ -343,7 +262,7 @@ impl pb::kv_server::Kv for EtcdService {
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
-        let op = put_op(req.into_inner())?;
+        let op = put_op(req.into_inner());
         let want_prev = op.prev_kv;
         match self.propose(Command::Put(op)).await? {
             (revision, Outcome::Response(ResponseOp::Put { prev_kv })) => Ok(Response::new(pb::PutResponse {
@@ -358,7 +277,7 @@ impl pb::kv_server::Kv for EtcdService {
         &self,
         req: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        let op = delete_op(req.into_inner())?;
+        let op = delete_op(req.into_inner());
         match self.propose(Command::Delete(op)).await? {
             (revision, Outcome::Response(ResponseOp::Delete { deleted, prev_kvs })) => {
                 Ok(Response::new(pb::DeleteRangeResponse {
@@ -372,7 +291,7 @@ impl pb::kv_server::Kv for EtcdService {
     }
 
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
-        let op = txn_op(req.into_inner(), 0, &mut 0)?;
+        let op = txn_op(req.into_inner())?;
         match self.propose(Command::Txn(op)).await? {
             (revision, Outcome::Response(ResponseOp::Txn(t))) => Ok(Response::new(self.txn_response(t, revision))),
             (_, other) => Err(unexpected(other)),
@@ -716,7 +635,7 @@ impl pb::maintenance_server::Maintenance for EtcdService {
             raft_index: s.committed_index,
             raft_term: s.term,
             raft_applied_index: s.applied_index,
-            errors: Vec::new(),
+            errors: self.store.health(),
             db_size_in_use: db_size,
             is_learner: s.is_learner,
         }))

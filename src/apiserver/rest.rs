@@ -304,10 +304,12 @@ async fn route(
     }
 }
 
-/// Ready: a leader is known and the cluster's bootstrap (the `default` namespace) is visible here.
+/// Ready: the store is healthy (a leader is known and, on the leader, every follower is replicating) and the
+/// cluster's bootstrap (the `default` namespace) is visible here.
 async fn ready(api: &KubeApi) -> Result<(), ApiError> {
-    if api.objects().store().status().leader.is_none() {
-        return Err(ApiError::Unavailable("no raft leader is known".into()));
+    let problems = api.objects().store().health();
+    if !problems.is_empty() {
+        return Err(ApiError::Unavailable(problems.join("; ")));
     }
     let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
     match api.objects().get(&namespaces.key(None, "default"), Consistency::Local).await? {

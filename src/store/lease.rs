@@ -36,8 +36,10 @@ impl Deadlines {
     }
 }
 
-fn ttl_duration(ttl: i64) -> Duration {
-    Duration::from_secs(ttl.max(0) as u64)
+/// When a lease of `ttl` seconds refreshed `now` expires. A TTL outside the granted range (only a log entry
+/// written by a faulty replica could hold one) is clamped into it, so the deadline never overflows.
+fn deadline(now: Instant, ttl: i64) -> Instant {
+    now + Duration::from_secs(ttl.clamp(0, limits::LEASE_TTL_SECS_MAX) as u64)
 }
 
 impl Lessor {
@@ -45,7 +47,7 @@ impl Lessor {
     pub fn keep_alive(&self, term: u64, id: i64, ttl: Option<i64>) -> Option<i64> {
         let ttl = ttl?;
         let mut state = self.state.lock().expect("lessor poisoned");
-        state.for_term(term).insert(id, Instant::now() + ttl_duration(ttl));
+        state.for_term(term).insert(id, deadline(Instant::now(), ttl));
         Some(ttl)
     }
 
@@ -54,8 +56,8 @@ impl Lessor {
         let ttl = ttl?;
         let now = Instant::now();
         let mut state = self.state.lock().expect("lessor poisoned");
-        let deadline = *state.for_term(term).entry(id).or_insert(now + ttl_duration(ttl));
-        Some(deadline.saturating_duration_since(now).as_secs_f64().ceil() as i64)
+        let expiry = *state.for_term(term).entry(id).or_insert(deadline(now, ttl));
+        Some(expiry.saturating_duration_since(now).as_secs_f64().ceil() as i64)
     }
 
     /// The leases past their deadline (at most `LEASE_REVOKES_PER_ENTRY_MAX`); new leases start their clock.
@@ -66,8 +68,8 @@ impl Lessor {
         deadlines.retain(|id, _| leases.contains_key(id));
         let mut expired = Vec::new();
         for (id, lease) in leases {
-            let deadline = *deadlines.entry(*id).or_insert(now + ttl_duration(lease.ttl));
-            if deadline <= now && expired.len() < limits::LEASE_REVOKES_PER_ENTRY_MAX {
+            let expiry = *deadlines.entry(*id).or_insert(deadline(now, lease.ttl));
+            if expiry <= now && expired.len() < limits::LEASE_REVOKES_PER_ENTRY_MAX {
                 expired.push(*id);
             }
         }
@@ -91,5 +93,13 @@ mod tests {
         assert_eq!(lessor.keep_alive(1, 3, None), None, "unknown lease");
         // A new term forgets deadlines: the lease gets a full TTL from the new leader's first look.
         assert_eq!(lessor.remaining(2, 2, Some(60)), Some(60));
+    }
+
+    #[test]
+    fn a_ttl_beyond_the_limit_does_not_overflow_the_deadline() {
+        let lessor = Lessor::default();
+        assert_eq!(lessor.keep_alive(1, 1, Some(i64::MAX)), Some(i64::MAX));
+        assert!(lessor.expired(1, &leases(&[(1, i64::MAX), (2, i64::MIN)])) == vec![2]);
+        assert_eq!(lessor.remaining(1, 3, Some(i64::MAX)), Some(limits::LEASE_TTL_SECS_MAX));
     }
 }

@@ -21,6 +21,7 @@ pub mod storage;
 pub mod types;
 pub mod watch;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,11 @@ pub enum StoreError {
     Unavailable(String),
     #[error("raft stopped: {0}")]
     Stopped(String),
+    /// The command breaks a limit or is malformed; nothing was proposed.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("etcdserver: request is too large ({bytes} bytes encoded, the limit is {max})")]
+    TooLarge { bytes: u64, max: usize },
     #[error("etcdserver: not leader")]
     NotLeader,
     #[error("etcdserver: bad leader transferee {0:x}")]
@@ -63,6 +69,16 @@ pub struct StoreInner {
     pub id: NodeId,
     pub cluster_id: u64,
     lessor: lease::Lessor,
+    /// Each follower's replication progress as the leader last saw it change (for `health`). std Mutex: a map
+    /// update only, never held across an await.
+    progress: std::sync::Mutex<BTreeMap<NodeId, Progress>>,
+}
+
+/// A follower's matched log index and when the leader first saw it there.
+#[derive(Clone, Copy)]
+struct Progress {
+    matched: Option<u64>,
+    since: Instant,
 }
 
 /// The handle to this replica's store.
@@ -92,7 +108,17 @@ pub struct Status {
 
 impl Store {
     pub fn new(raft: Raft, sm: Arc<SmShared>, db: Arc<Db>, pool: PeerPool, id: NodeId, cluster_id: u64) -> Store {
-        Store { inner: Arc::new(StoreInner { raft, sm, db, pool, id, cluster_id, lessor: lease::Lessor::default() }) }
+        let inner = StoreInner {
+            raft,
+            sm,
+            db,
+            pool,
+            id,
+            cluster_id,
+            lessor: lease::Lessor::default(),
+            progress: Default::default(),
+        };
+        Store { inner: Arc::new(inner) }
     }
 
     pub fn term(&self) -> u64 {
@@ -115,6 +141,44 @@ impl Store {
             db_size_bytes: self.db.size_bytes(),
             is_learner: m.state == ServerState::Learner,
         }
+    }
+
+    /// What keeps this replica from serving well, in words for an operator; empty when healthy. A replica
+    /// that knows no leader is unhealthy; a leader is unhealthy while a follower has stayed behind its log
+    /// without any progress for `REPLICATION_STALL_MS` (it cannot replicate to it).
+    pub fn health(&self) -> Vec<String> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let Some(leader) = m.current_leader else {
+            return vec!["no raft leader is known".into()];
+        };
+        let mut progress = self.progress.lock().expect("progress lock poisoned");
+        let Some(replication) = m.replication.as_ref().filter(|_| leader == self.id) else {
+            progress.clear();
+            return Vec::new();
+        };
+        let now = Instant::now();
+        let last = m.last_log_index;
+        let mut problems = Vec::new();
+        progress.retain(|id, _| replication.contains_key(id));
+        for (id, matched) in replication {
+            let matched = matched.as_ref().map(|l| l.index);
+            let seen = progress.entry(*id).or_insert(Progress { matched, since: now });
+            if seen.matched != matched || matched >= last {
+                *seen = Progress { matched, since: now };
+                continue;
+            }
+            let stalled = now.saturating_duration_since(seen.since);
+            if stalled >= Duration::from_millis(limits::REPLICATION_STALL_MS) {
+                let name = m.membership_config.membership().get_node(id).map_or("?", |n| n.name.as_str()).to_owned();
+                problems.push(format!(
+                    "cannot replicate to member {name} ({id:x}): it has matched the log up to {} of {} for {} s",
+                    matched.map_or("nothing".to_string(), |i| i.to_string()),
+                    last.unwrap_or(0),
+                    stalled.as_secs()
+                ));
+            }
+        }
+        problems
     }
 
     /// Waits until some replica is known to lead, up to `LEADER_WAIT_MS`.
@@ -149,6 +213,7 @@ impl Store {
 
     /// Proposes a command through the leader and returns its result once applied.
     pub async fn propose(&self, cmd: Command) -> Result<Applied, StoreError> {
+        check_command(&cmd)?;
         let deadline = Self::leader_deadline();
         loop {
             match self.leader(deadline).await? {
@@ -196,6 +261,7 @@ impl Store {
     async fn forward(&self, addr: &str, req: LeaderRequest) -> Result<LeaderResponse, StoreError> {
         match self.pool.forward(addr, &req).await {
             Ok(LeaderResponse::Failed(msg)) => Err(StoreError::Unavailable(msg)),
+            Ok(LeaderResponse::Refused(msg)) => Err(StoreError::Invalid(msg)),
             Ok(resp) => Ok(resp),
             Err(status) if not_delivered(&status) => Ok(LeaderResponse::NotLeader(None)),
             Err(status) => {
@@ -319,17 +385,36 @@ impl Store {
     pub async fn serve_forwarded(&self, req: LeaderRequest) -> LeaderResponse {
         let not_leader = || LeaderResponse::NotLeader(self.raft.metrics().borrow_watched().current_leader);
         match req {
-            LeaderRequest::Propose(cmd) => match self.write_local(cmd).await {
-                Err(LeaderLost) => not_leader(),
-                Ok(Ok((applied, index))) => LeaderResponse::Applied { applied, index },
-                Ok(Err(e)) => LeaderResponse::Failed(e.to_string()),
-            },
+            LeaderRequest::Propose(cmd) => {
+                if let Err(e) = check_command(&cmd).and_then(|()| self.check_member_claim(&cmd)) {
+                    return LeaderResponse::Refused(e.to_string());
+                }
+                match self.write_local(cmd).await {
+                    Err(LeaderLost) => not_leader(),
+                    Ok(Ok((applied, index))) => LeaderResponse::Applied { applied, index },
+                    Ok(Err(e)) => LeaderResponse::Failed(e.to_string()),
+                }
+            }
             LeaderRequest::ReadIndex => match self.local_read_index().await {
                 Err(LeaderLost) => not_leader(),
                 Ok(Ok(index)) => LeaderResponse::ReadIndex(index),
                 Ok(Err(e)) => LeaderResponse::Failed(e.to_string()),
             },
             req => self.answer_as_leader(&req).unwrap_or_else(not_leader),
+        }
+    }
+
+    /// A member may only publish its own attributes under the name the membership gives it. (Which peer sent
+    /// a forwarded request is not known yet: that needs authenticated peers.)
+    fn check_member_claim(&self, cmd: &Command) -> Result<(), StoreError> {
+        let Command::PublishMember { id, name, .. } = cmd else {
+            return Ok(());
+        };
+        let m = self.raft.metrics().borrow_watched().membership_config.clone();
+        match m.membership().get_node(id) {
+            Some(node) if node.name == *name => Ok(()),
+            Some(node) => Err(StoreError::Invalid(format!("member {id:x} is named {:?}, not {name:?}", node.name))),
+            None => Err(StoreError::Invalid(format!("{id:x} is not a member of this cluster"))),
         }
     }
 
@@ -357,6 +442,18 @@ impl Store {
             }
         }
     }
+}
+
+/// The checks every command passes before it is proposed, on the replica its client reached and again on the
+/// leader when a follower forwards it: its limits and shape, and its encoded size, which must leave room in a
+/// peer message for the entry that carries it.
+fn check_command(cmd: &Command) -> Result<(), StoreError> {
+    cmd.check().map_err(|e| StoreError::Invalid(e.0))?;
+    let bytes = bincode::serialized_size(cmd).unwrap_or(u64::MAX);
+    if bytes > limits::COMMAND_BYTES_MAX as u64 {
+        return Err(StoreError::TooLarge { bytes, max: limits::COMMAND_BYTES_MAX });
+    }
+    Ok(())
 }
 
 /// Whether a forwarded request failed before it left this replica: the connection could not be made.

@@ -48,6 +48,8 @@ pub enum LeaderResponse {
     NotLeader(Option<NodeId>),
     /// The request reached the leader but failed there; the outcome of a write is unknown.
     Failed(String),
+    /// The leader refused the request without proposing it (it breaks a limit or is malformed).
+    Refused(String),
 }
 
 /// The header of a streamed snapshot: the leader's vote and the snapshot's meta.
@@ -103,8 +105,8 @@ impl PeerPool {
             })
             .clone();
         RaftPeerClient::new(channel)
-            .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
+            .max_decoding_message_size(limits::PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(limits::PEER_MESSAGE_BYTES_MAX)
     }
 
     /// Sends a leader-only request to `addr`; `Err` means the request may not have arrived.
@@ -115,6 +117,41 @@ impl PeerPool {
         let reply = client.forward(request).await?.into_inner();
         decode(&reply.payload).map_err(|e| tonic::Status::internal(format!("undecodable forward reply: {e}")))
     }
+}
+
+/// Splits an append-entries request into consecutive requests whose entries encode to at most `budget`
+/// bytes each, except that an entry larger than `budget` makes a request of its own. A request without
+/// entries (a heartbeat) stays one request.
+pub fn split_append(rpc: AppendEntriesRequest<TypeConfig>, budget: usize) -> Vec<AppendEntriesRequest<TypeConfig>> {
+    let AppendEntriesRequest { vote, prev_log_id, entries, leader_commit } = rpc;
+    let mut parts: Vec<AppendEntriesRequest<TypeConfig>> = Vec::new();
+    let mut bytes = 0;
+    for entry in entries {
+        let size = bincode::serialized_size(&entry).unwrap_or(u64::MAX).min(usize::MAX as u64) as usize;
+        match parts.last_mut() {
+            Some(part) if bytes + size <= budget => {
+                bytes += size;
+                part.entries.push(entry);
+            }
+            _ => {
+                let prev = match parts.last() {
+                    Some(p) => p.entries.last().map(|e| e.log_id.clone()),
+                    None => prev_log_id.clone(),
+                };
+                bytes = size;
+                parts.push(AppendEntriesRequest {
+                    vote: vote.clone(),
+                    prev_log_id: prev,
+                    entries: vec![entry],
+                    leader_commit: leader_commit.clone(),
+                });
+            }
+        }
+    }
+    if parts.is_empty() {
+        parts.push(AppendEntriesRequest { vote, prev_log_id, entries: Vec::new(), leader_commit });
+    }
+    parts
 }
 
 /// openraft's network factory.
@@ -176,7 +213,22 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |c, r| Box::pin(c.append_entries(r))).await
+        // A batch of entries may be larger than a peer message can carry: send it in parts of at most
+        // `APPEND_ENTRIES_BYTES_MAX` (an entry larger than that alone), each part following the previous one.
+        let mut sent = None;
+        for (i, part) in split_append(rpc, limits::APPEND_ENTRIES_BYTES_MAX).into_iter().enumerate() {
+            let last = part.entries.last().map(|e| e.log_id.clone()).or_else(|| part.prev_log_id.clone());
+            let reply = self.call(&part, &option, |c, r| Box::pin(c.append_entries(r))).await;
+            match reply {
+                Ok(AppendEntriesResponse::Success) => sent = last,
+                // The first part answers for the whole request.
+                reply if i == 0 => return reply,
+                // A later part that did not go through: what the earlier parts matched stands.
+                Ok(AppendEntriesResponse::HigherVote(vote)) => return Ok(AppendEntriesResponse::HigherVote(vote)),
+                Ok(_) | Err(_) => return Ok(AppendEntriesResponse::PartialSuccess(sent)),
+            }
+        }
+        Ok(AppendEntriesResponse::Success)
     }
 
     async fn vote(

@@ -1,12 +1,22 @@
 //! The server half of the peer protocol: hands Raft messages to openraft and forwarded requests to the store.
+//!
+//! Architecture invariant: nothing a peer sends can crash or brick this replica, whoever sends it (a buggy or
+//! version-skewed replica sends the same bytes as an attacker). Before a Raft message reaches openraft, its
+//! sender must be a member, its terms and indexes must be plausible (at most `RAFT_TERM_OR_INDEX_MAX`, so no
+//! arithmetic on them overflows) and consistent (entries consecutive, no term above the sender's); a snapshot
+//! is checked whole (format, checksum, every record) before anything is replaced; forwarded commands get the
+//! checks of client requests (`Store::serve_forwarded`).
 
 use std::io::Cursor;
 
 use futures::StreamExt;
+use openraft::async_runtime::WatchReceiver;
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::network::{decode, encode, LeaderRequest, SnapshotHeader};
+use super::storage::check_snapshot;
 use super::types::*;
 use super::Store;
 use crate::limits;
@@ -20,13 +30,95 @@ pub struct PeerService {
 impl PeerService {
     pub fn server(store: Store) -> RaftPeerServer<PeerService> {
         RaftPeerServer::new(PeerService { store })
-            .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
+            .max_decoding_message_size(limits::PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(limits::PEER_MESSAGE_BYTES_MAX)
     }
 }
 
 fn bad_payload(e: bincode::Error) -> Status {
     Status::invalid_argument(format!("undecodable peer message: {e}"))
+}
+
+/// A peer message that is refused before it reaches openraft.
+fn refused(reason: String) -> Status {
+    tracing::warn!(%reason, "refused a peer message");
+    Status::invalid_argument(format!("refused peer message: {reason}"))
+}
+
+fn check_log_id(what: &str, log_id: Option<&LogId>, term_max: u64) -> Result<(), String> {
+    let Some(log_id) = log_id else { return Ok(()) };
+    if term_of(log_id) > term_max {
+        return Err(format!("{what} has term {}, above the sender's term {term_max}", term_of(log_id)));
+    }
+    if log_id.index > limits::RAFT_TERM_OR_INDEX_MAX {
+        return Err(format!("{what} has an implausible index {}", log_id.index));
+    }
+    Ok(())
+}
+
+/// Checks the vote a message carries: a plausible term, and a sender that is a member.
+fn check_vote(vote: &Vote, is_member: impl Fn(NodeId) -> bool) -> Result<(), String> {
+    let (term, node) = (vote.leader_id.term, vote.leader_id.voted_for);
+    if term > limits::RAFT_TERM_OR_INDEX_MAX {
+        return Err(format!("implausible term {term}"));
+    }
+    if !is_member(node) {
+        return Err(format!("{node:x} is not a member of this cluster"));
+    }
+    Ok(())
+}
+
+/// Checks an append-entries request: its vote, and entries that follow `prev_log_id` one by one, in terms
+/// that never decrease and never exceed the sender's.
+pub fn check_append(rpc: &AppendEntriesRequest<TypeConfig>, is_member: impl Fn(NodeId) -> bool) -> Result<(), String> {
+    check_vote(&rpc.vote, is_member)?;
+    let term = rpc.vote.leader_id.term;
+    check_log_id("prev_log_id", rpc.prev_log_id.as_ref(), term)?;
+    check_log_id("leader_commit", rpc.leader_commit.as_ref(), term)?;
+    let mut prev = rpc.prev_log_id.clone();
+    for entry in &rpc.entries {
+        check_log_id("an entry", Some(&entry.log_id), term)?;
+        let expected = prev.as_ref().map_or(0, |p| p.index + 1);
+        if entry.log_id.index != expected {
+            return Err(format!("entry {} does not follow {expected}", entry.log_id.index));
+        }
+        if prev.as_ref().is_some_and(|p| term_of(p) > term_of(&entry.log_id)) {
+            return Err(format!("entry {} has a lower term than the one before it", entry.log_id.index));
+        }
+        prev = Some(entry.log_id.clone());
+    }
+    Ok(())
+}
+
+pub fn check_vote_request(rpc: &VoteRequest<TypeConfig>, is_member: impl Fn(NodeId) -> bool) -> Result<(), String> {
+    check_vote(&rpc.vote, is_member)?;
+    check_log_id("last_log_id", rpc.last_log_id.as_ref(), rpc.vote.leader_id.term)
+}
+
+pub fn check_transfer(
+    rpc: &TransferLeaderRequest<TypeConfig>,
+    is_member: impl Fn(NodeId) -> bool,
+) -> Result<(), String> {
+    check_vote(rpc.from_leader(), &is_member)?;
+    if !is_member(*rpc.to_node_id()) {
+        return Err(format!("{:x} is not a member of this cluster", rpc.to_node_id()));
+    }
+    check_log_id("last_log_id", rpc.last_log_id(), rpc.from_leader().leader_id.term)
+}
+
+pub fn check_snapshot_header(header: &SnapshotHeader, is_member: impl Fn(NodeId) -> bool) -> Result<(), String> {
+    check_vote(&header.vote, is_member)?;
+    check_log_id("the snapshot's last log id", header.meta.last_log_id.as_ref(), header.vote.leader_id.term)
+}
+
+impl PeerService {
+    /// Whether `id` is in this replica's membership (voter or learner). A replica without any membership yet
+    /// (one waiting to join) learns its cluster from whoever leads it.
+    fn is_member(&self) -> impl Fn(NodeId) -> bool {
+        let membership = self.store.raft.metrics().borrow_watched().membership_config.clone();
+        let joining = membership.membership().voter_ids().next().is_none();
+        move |id| joining || membership.membership().get_node(&id).is_some()
+    }
 }
 
 /// A Raft reply, with Raft's own errors carried as text (the caller treats them as the peer being unreachable).
@@ -39,16 +131,19 @@ fn reply<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Result<Res
 impl RaftPeer for PeerService {
     async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc = decode(&req.into_inner().payload).map_err(bad_payload)?;
+        check_append(&rpc, self.is_member()).map_err(refused)?;
         reply(self.store.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc = decode(&req.into_inner().payload).map_err(bad_payload)?;
+        check_vote_request(&rpc, self.is_member()).map_err(refused)?;
         reply(self.store.raft.vote(rpc).await)
     }
 
     async fn transfer_leader(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc = decode(&req.into_inner().payload).map_err(bad_payload)?;
+        check_transfer(&rpc, self.is_member()).map_err(refused)?;
         reply(self.store.raft.handle_transfer_leader(rpc).await)
     }
 
@@ -56,6 +151,7 @@ impl RaftPeer for PeerService {
         let mut chunks = req.into_inner();
         let first = chunks.next().await.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
         let header: SnapshotHeader = decode(&first.header).map_err(bad_payload)?;
+        check_snapshot_header(&header, self.is_member()).map_err(refused)?;
         let mut data = first.data;
         while let Some(chunk) = chunks.next().await {
             data.extend_from_slice(&chunk?.data);
@@ -63,6 +159,7 @@ impl RaftPeer for PeerService {
                 return Err(Status::resource_exhausted("snapshot larger than the limit"));
             }
         }
+        check_snapshot(&header.meta, &data).map_err(|e| refused(e.to_string()))?;
         let snapshot = Snapshot { meta: header.meta, snapshot: Cursor::new(data) };
         reply(self.store.raft.install_full_snapshot(header.vote, snapshot).await)
     }

@@ -20,6 +20,7 @@ use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
+use bincode::Options;
 use futures::{FutureExt, TryStreamExt};
 use openraft::storage::{EntryResponder, IOFlushed, LogState, RaftLogReader, RaftLogStorage, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
@@ -311,13 +312,70 @@ fn read_leases(scan: super::disk::Scan<'_>) -> io::Result<Vec<(i64, i64)>> {
 }
 
 /// The fixed part of a snapshot body. The body is this header (bincode) followed by the history records, each
-/// as its 16-byte revision, a little-endian u32 length and the record's bytes as stored, up to the end: records
-/// are copied, never decoded and re-encoded, and no second copy of the history is built in memory.
+/// as its 16-byte revision, a little-endian u32 length and the record's bytes as stored, then the trailer:
+/// `SNAPSHOT_MAGIC` and the CRC-32 of everything before it (little-endian u32). Records are copied, never
+/// decoded and re-encoded, and no second copy of the history is built in memory.
 #[derive(Serialize, Deserialize)]
 struct SnapshotHead {
     mvcc: MvccMeta,
     leases: Vec<(i64, i64)>,
     members: BTreeMap<u64, MemberAttrs>,
+}
+
+/// Marks the end of a snapshot body, before its checksum.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"rsmsnap1";
+const SNAPSHOT_TRAILER_BYTES: usize = SNAPSHOT_MAGIC.len() + 4;
+
+fn snapshot_trailer(content: &[u8]) -> [u8; SNAPSHOT_TRAILER_BYTES] {
+    let mut trailer = [0u8; SNAPSHOT_TRAILER_BYTES];
+    trailer[..SNAPSHOT_MAGIC.len()].copy_from_slice(SNAPSHOT_MAGIC);
+    trailer[SNAPSHOT_MAGIC.len()..].copy_from_slice(&crc32fast::hash(content).to_le_bytes());
+    trailer
+}
+
+/// A snapshot body taken apart and checked: its trailer and checksum, its head, and every record, decoded.
+struct DecodedSnapshot<'a> {
+    head: SnapshotHead,
+    records: Vec<(Revision, &'a [u8], HistoryRecord)>,
+}
+
+fn decode_snapshot(body: &[u8]) -> io::Result<DecodedSnapshot<'_>> {
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("snapshot {what}"));
+    let split = body.len().checked_sub(SNAPSHOT_TRAILER_BYTES).ok_or_else(|| bad("too short"))?;
+    let (content, trailer) = body.split_at(split);
+    if !trailer.starts_with(SNAPSHOT_MAGIC) {
+        return Err(bad("has no trailer: not a snapshot of this format"));
+    }
+    if trailer != snapshot_trailer(content) {
+        return Err(bad("checksum does not match: the snapshot is corrupt"));
+    }
+    // A length inside the head can claim more bytes than the body holds: the limit refuses it before the
+    // decoder allocates for it.
+    let options =
+        bincode::DefaultOptions::new().with_fixint_encoding().allow_trailing_bytes().with_limit(content.len() as u64);
+    let mut reader = content;
+    let head: SnapshotHead =
+        options.deserialize_from(&mut reader).map_err(|e| bad(&format!("head is undecodable: {e}")))?;
+    let mut records = Vec::new();
+    let mut last = None;
+    for record in snapshot_records(reader) {
+        let (rev, bytes) = record?;
+        if last.is_some_and(|last| rev <= last) {
+            return Err(bad("records are out of order"));
+        }
+        last = Some(rev);
+        records.push((rev, bytes, decode::<HistoryRecord>(bytes)?));
+    }
+    Ok(DecodedSnapshot { head, records })
+}
+
+/// Checks a snapshot received from a peer before anything is replaced: its format and checksum, that every
+/// record decodes, and that its membership has voters. A snapshot that fails changes nothing.
+pub fn check_snapshot(meta: &SnapshotMeta, body: &[u8]) -> io::Result<()> {
+    if meta.last_membership.membership().voter_ids().next().is_none() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "snapshot membership has no voters"));
+    }
+    decode_snapshot(body).map(drop)
 }
 
 /// Splits the records that follow a snapshot head.
@@ -521,24 +579,25 @@ impl SmShared {
             body.extend_from_slice(&len.to_le_bytes());
             body.extend_from_slice(&v);
         }
+        let trailer = snapshot_trailer(&body);
+        body.extend_from_slice(&trailer);
         self.save_snapshot(&meta, &body)?;
         Ok(Snapshot { meta, snapshot: io::Cursor::new(body) })
     }
 
     /// Replaces the whole state with a snapshot received from the leader.
     fn install_snapshot(&self, meta: &SnapshotMeta, body: Vec<u8>) -> io::Result<()> {
-        let mut reader = body.as_slice();
-        let head: SnapshotHead =
-            bincode::deserialize_from(&mut reader).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let DecodedSnapshot { head, records } = decode_snapshot(&body)?;
         let mut batch = Batch::default();
         batch.delete_range(Cf::History, [0u8; 16], [0xffu8; 16]);
         batch.delete_range(Cf::Lease, [0u8; 8], [0xffu8; 8]);
-        let mut records = Vec::new();
-        for record in snapshot_records(reader) {
-            let (rev, bytes) = record?;
-            batch.put(Cf::History, rev.to_bytes(), bytes);
-            records.push((rev, decode::<HistoryRecord>(bytes)?));
-        }
+        let records: Vec<_> = records
+            .into_iter()
+            .map(|(rev, bytes, record)| {
+                batch.put(Cf::History, rev.to_bytes(), bytes);
+                (rev, record)
+            })
+            .collect();
         for (id, ttl) in &head.leases {
             batch.put(Cf::Lease, id.to_be_bytes(), encode(ttl));
         }
