@@ -131,7 +131,11 @@ fn main() -> anyhow::Result<()> {
                     planted_bugs: args.chaos_plant_bug.unwrap_or_default(),
                 }
                 .validate()?;
-                let listeners = cluster::server::Listeners::bind(&config).await?;
+                // Client sockets must never take the descriptors the store needs (`cluster::listen`).
+                let open_files = cluster::listen::raise_open_file_limit()?;
+                let caps = cluster::listen::ConnectionCaps::fit(open_files)?;
+                tracing::info!(open_files, peer = caps.peer, client = caps.client, api = caps.api, "connection limits");
+                let listeners = cluster::server::Listeners::bind(&config, caps).await?;
                 cluster::server::run(config, listeners, shutdown_signal()).await?;
                 Ok(())
             }

@@ -1,8 +1,10 @@
 //! The composition root and its tools: builds a replica from validated configuration and runs it until
-//! shutdown (`server`), lays out local clusters of real processes (`local`), and talks to them (`etcd_client`).
+//! shutdown (`server`) behind its listeners' limits (`listen`), lays out local clusters of real processes
+//! (`local`), and talks to them (`etcd_client`).
 
 pub mod config;
 pub mod etcd_client;
 pub mod leadership;
+pub mod listen;
 pub mod local;
 pub mod server;

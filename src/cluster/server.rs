@@ -6,19 +6,17 @@
 //! that says so.
 
 use std::collections::BTreeMap;
-use std::future::IntoFuture;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use super::config::{cluster_id, member_id, ValidServerConfig};
 use super::leadership;
+use super::listen::{self, ConnectionCaps};
 use crate::apiserver::etcd::EtcdService;
 use crate::apiserver::rest::{self, KubeApi};
 use crate::limits;
@@ -46,6 +44,8 @@ pub enum ServerError {
     Serve { what: &'static str, source: tonic::transport::Error },
     #[error("serving the kubernetes api: {0}")]
     ServeApi(io::Error),
+    #[error("cannot start the raft threads: {0}")]
+    Runtime(io::Error),
     #[error("writing {path}: {source}")]
     Kubeconfig { path: PathBuf, source: io::Error },
 }
@@ -178,15 +178,17 @@ pub async fn open_store(
     Ok(Store::new(raft, sm, db, pool, id, cluster))
 }
 
-/// A replica's listeners, bound before anything else starts (tests bind port 0).
+/// A replica's listeners, bound before anything else starts (tests bind port 0), and how many connections
+/// each may hold (`listen::ConnectionCaps::fit` for the process's open-file limit).
 pub struct Listeners {
     pub peer: TcpListener,
     pub client: TcpListener,
     pub api: TcpListener,
+    pub caps: ConnectionCaps,
 }
 
 impl Listeners {
-    pub async fn bind(config: &ValidServerConfig) -> Result<Listeners, ServerError> {
+    pub async fn bind(config: &ValidServerConfig, caps: ConnectionCaps) -> Result<Listeners, ServerError> {
         let bind = |what, addr| async move {
             TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { what, addr, source })
         };
@@ -194,6 +196,7 @@ impl Listeners {
             peer: bind("peer", config.config.peer_addr).await?,
             client: bind("client", config.config.client_addr).await?,
             api: bind("kubernetes api", config.config.api_addr).await?,
+            caps,
         })
     }
 }
@@ -227,38 +230,71 @@ pub async fn run(
             .collect()
     });
     let bugs = config.config.planted_bugs.storage;
-    let store =
-        open_store(raft_config()?, db, PeerPool::default(), id, cluster, initial, bugs).await.map_err(|e| match e {
-            ServerError::LoadStateMachine(e) => {
-                data_dir_error(dir, format!("cannot load the state machine ({e}); refusing to start"))
-            }
-            other => other,
-        })?;
+    // Raft (its core, replication and state machine tasks), the peer connections it dials and the peer server
+    // run on threads of their own, so that client load (thousands of watches) cannot delay heartbeats.
+    let raft_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(limits::RAFT_WORKER_THREADS)
+        .thread_name("raft")
+        .enable_all()
+        .build()
+        .map_err(ServerError::Runtime)?;
+    let raft_threads = raft_runtime.handle().clone();
+    let pool = PeerPool::with_dialer(Arc::new(move |endpoint: tonic::transport::Endpoint| {
+        // A lazily connecting channel spawns its connection task where it is made.
+        let _on_raft_threads = raft_threads.enter();
+        endpoint.tcp_nodelay(true).connect_lazy()
+    }));
+    let opened = raft_runtime.spawn(open_store(raft_config()?, db, pool, id, cluster, initial, bugs));
+    let store = opened.await.map_err(|e| ServerError::Raft(e.to_string()))?.map_err(|e| match e {
+        ServerError::LoadStateMachine(e) => {
+            data_dir_error(dir, format!("cannot load the state machine ({e}); refusing to start"))
+        }
+        other => other,
+    })?;
     let raft = store.raft.clone();
     tracing::info!(name = %me.name, member_id = format!("{id:x}"), cluster_id = format!("{cluster:x}"), fresh, "replica starting");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let peer_server = tonic::transport::Server::builder()
+    let caps = listeners.caps;
+    let keepalive = |server: tonic::transport::Server| {
+        server
+            .http2_keepalive_interval(Some(Duration::from_millis(limits::GRPC_KEEPALIVE_INTERVAL_MS)))
+            .http2_keepalive_timeout(Some(Duration::from_millis(limits::GRPC_KEEPALIVE_TIMEOUT_MS)))
+    };
+    // The peer listener is moved to the Raft threads' reactor, with the connections it accepts.
+    let peer_listener = {
+        let _on_raft_threads = raft_runtime.enter();
+        listeners.peer.into_std().and_then(TcpListener::from_std).map_err(ServerError::ServeApi)?
+    };
+    let peer_incoming =
+        listen::grpc_incoming(peer_listener, "peer", caps.peer, Duration::from_millis(limits::PEER_PREFACE_TIMEOUT_MS));
+    let peer_server = keepalive(tonic::transport::Server::builder())
         .max_concurrent_streams(limits::GRPC_STREAMS_PER_CONNECTION_MAX)
+        // The leader cancels heartbeats that time out; h2's rapid-reset guard (20 by default) would take a
+        // burst of them for an attack and close the connection, and with it every stream to this follower.
+        .http2_max_pending_accept_reset_streams(Some(limits::PEER_RESET_STREAMS_MAX))
+        .http2_max_local_error_reset_streams(Some(limits::PEER_RESET_STREAMS_MAX))
         .add_service(PeerService::server(store.clone()))
-        .serve_with_incoming_shutdown(accept_nodelay(listeners.peer), wait_stop(stop_rx.clone()));
-    let client_server = tonic::transport::Server::builder()
+        .serve_with_incoming_shutdown(peer_incoming, wait_stop(stop_rx.clone()));
+    let client_incoming = listen::grpc_incoming(
+        listeners.client,
+        "etcd client",
+        caps.client,
+        Duration::from_millis(limits::GRPC_PREFACE_TIMEOUT_MS),
+    );
+    let client_server = keepalive(tonic::transport::Server::builder())
         .max_concurrent_streams(limits::GRPC_STREAMS_PER_CONNECTION_MAX)
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_routes(EtcdService::new(store.clone(), config.config.planted_bugs).routes())
-        .serve_with_incoming_shutdown(accept_nodelay(listeners.client), wait_stop(stop_rx.clone()));
+        .serve_with_incoming_shutdown(client_incoming, wait_stop(stop_rx.clone()));
     let api_addr = listeners.api.local_addr().map_err(ServerError::ServeApi)?;
     write_kubeconfig(dir, &me.name, api_addr)?;
     let api = KubeApi::new(store.clone(), api_addr.to_string(), config.config.service_cluster_ip_range);
     let router = rest::router(api);
     // The leader's controllers are API clients of this replica, through the router without a socket.
     let leader_task = tokio::spawn(leadership::run(store.clone(), router.clone(), stop_rx.clone()));
-    let api_listener = listeners.api.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let api_server = axum::serve(api_listener, router).with_graceful_shutdown(wait_stop(stop_rx.clone())).into_future();
+    let api_server = listen::serve_api(listeners.api, router, caps.api, wait_stop(stop_rx.clone()));
     let api_task = tokio::spawn(api_server);
-    let peer_task = tokio::spawn(peer_server);
+    let peer_task = raft_runtime.spawn(peer_server);
     let client_task = tokio::spawn(client_server);
     let lessor_task = tokio::spawn(store.clone().run_lessor(stop_rx.clone()));
     let publish_task =
@@ -275,10 +311,13 @@ pub async fn run(
     publish_task.abort();
     let _ = lessor_task.await;
     let _ = leader_task.await;
+    // Kubernetes watches would hold a graceful stop for as long as they last: the API closes at once.
     api_task.abort();
-    let api_served = api_task.await;
+    let _ = api_task.await;
     let served = [("client API", client_task.await), ("peer API", peer_task.await)];
-    raft.shutdown().await.map_err(|e| ServerError::Raft(e.to_string()))?;
+    let raft_stopped = raft.shutdown().await.map_err(|e| ServerError::Raft(e.to_string()));
+    raft_runtime.shutdown_background();
+    raft_stopped?;
     tracing::info!("replica stopped");
     if let Some(fatal) = fatal {
         return Err(ServerError::Raft(format!("raft stopped on a fatal error: {fatal}")));
@@ -287,9 +326,6 @@ pub async fn run(
         if let Ok(Err(source)) = result {
             return Err(ServerError::Serve { what, source });
         }
-    }
-    if let Ok(Err(e)) = api_served {
-        return Err(ServerError::ServeApi(e));
     }
     Ok(())
 }
@@ -322,19 +358,6 @@ current-context: raftsman-{name}
     std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|source| ServerError::Kubeconfig { path, source })
-}
-
-/// Accepted connections with Nagle's algorithm off: small request/response exchanges must not wait for
-/// delayed acknowledgements (tonic sets this only on listeners it binds itself).
-fn accept_nodelay(
-    listener: TcpListener,
-) -> impl futures::Stream<Item = io::Result<tokio::net::TcpStream>> + Send + 'static {
-    use futures::StreamExt;
-    TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        conn.set_nodelay(true)?;
-        Ok(conn)
-    })
 }
 
 /// Resolves with the error once openraft reports that it stopped on a fatal error.

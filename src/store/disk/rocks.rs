@@ -32,6 +32,8 @@ impl RocksDisk {
         opts.create_if_missing(create);
         opts.create_missing_column_families(create);
         opts.set_max_background_jobs(2);
+        // Table files kept open: part of the replica's open-file budget (`cluster::listen`).
+        opts.set_max_open_files(limits::ROCKSDB_OPEN_FILES_MAX as i32);
         opts.set_db_write_buffer_size(limits::ROCKSDB_TOTAL_WRITE_BUFFER_BYTES);
         let cache = rocksdb::Cache::new_lru_cache(limits::ROCKSDB_BLOCK_CACHE_BYTES);
         let cf_opts = || {
