@@ -41,8 +41,11 @@ use raftsman::store::storage::check_snapshot;
 use raftsman::store::types::{NodeId, TypeConfig};
 use serde_json::{json, Value};
 
+/// A fuzz target: it may be given any bytes and must neither panic, hang nor allocate without bound.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, as the corpus directories and the cargo-fuzz binaries name them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("kube_json", kube_json),
     ("kube_protobuf", kube_protobuf),
     ("patch", patch),

@@ -135,15 +135,15 @@ pub fn split_append(rpc: AppendEntriesRequest<TypeConfig>, budget: usize) -> Vec
             }
             _ => {
                 let prev = match parts.last() {
-                    Some(p) => p.entries.last().map(|e| e.log_id.clone()),
-                    None => prev_log_id.clone(),
+                    Some(p) => p.entries.last().map(|e| e.log_id),
+                    None => prev_log_id,
                 };
                 bytes = size;
                 parts.push(AppendEntriesRequest {
-                    vote: vote.clone(),
+                    vote,
                     prev_log_id: prev,
                     entries: vec![entry],
-                    leader_commit: leader_commit.clone(),
+                    leader_commit,
                 });
             }
         }
@@ -217,7 +217,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
         // `APPEND_ENTRIES_BYTES_MAX` (an entry larger than that alone), each part following the previous one.
         let mut sent = None;
         for (i, part) in split_append(rpc, limits::APPEND_ENTRIES_BYTES_MAX).into_iter().enumerate() {
-            let last = part.entries.last().map(|e| e.log_id.clone()).or_else(|| part.prev_log_id.clone());
+            let last = part.entries.last().map(|e| e.log_id).or(part.prev_log_id);
             let reply = self.call(&part, &option, |c, r| Box::pin(c.append_entries(r))).await;
             match reply {
                 Ok(AppendEntriesResponse::Success) => sent = last,

@@ -75,7 +75,7 @@ pub fn check_append(rpc: &AppendEntriesRequest<TypeConfig>, is_member: impl Fn(N
     let term = rpc.vote.leader_id.term;
     check_log_id("prev_log_id", rpc.prev_log_id.as_ref(), term)?;
     check_log_id("leader_commit", rpc.leader_commit.as_ref(), term)?;
-    let mut prev = rpc.prev_log_id.clone();
+    let mut prev = rpc.prev_log_id;
     for entry in &rpc.entries {
         check_log_id("an entry", Some(&entry.log_id), term)?;
         let expected = prev.as_ref().map_or(0, |p| p.index + 1);
@@ -85,7 +85,7 @@ pub fn check_append(rpc: &AppendEntriesRequest<TypeConfig>, is_member: impl Fn(N
         if prev.as_ref().is_some_and(|p| term_of(p) > term_of(&entry.log_id)) {
             return Err(format!("entry {} has a lower term than the one before it", entry.log_id.index));
         }
-        prev = Some(entry.log_id.clone());
+        prev = Some(entry.log_id);
     }
     Ok(())
 }
