@@ -139,12 +139,7 @@ pub fn split_append(rpc: AppendEntriesRequest<TypeConfig>, budget: usize) -> Vec
                     None => prev_log_id,
                 };
                 bytes = size;
-                parts.push(AppendEntriesRequest {
-                    vote,
-                    prev_log_id: prev,
-                    entries: vec![entry],
-                    leader_commit,
-                });
+                parts.push(AppendEntriesRequest { vote, prev_log_id: prev, entries: vec![entry], leader_commit });
             }
         }
     }
