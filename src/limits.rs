@@ -157,6 +157,8 @@ pub const PEER_PREFACE_TIMEOUT_MS: u64 = 2_000;
 pub const GRPC_KEEPALIVE_INTERVAL_MS: u64 = 10_000;
 /// How long a gRPC connection may leave a keepalive ping unanswered before it is closed.
 pub const GRPC_KEEPALIVE_TIMEOUT_MS: u64 = 10_000;
+/// Interval at which a replica gives the heap memory it freed back to the operating system.
+pub const MALLOC_TRIM_INTERVAL_MS: u64 = 10_000;
 /// Pause of an accept loop after accepting failed for want of descriptors or memory.
 pub const ACCEPT_RETRY_MS: u64 = 100;
 /// Shortest interval between two log lines about connections refused over a port's cap.

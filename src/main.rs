@@ -136,6 +136,7 @@ fn main() -> anyhow::Result<()> {
                 let caps = cluster::listen::ConnectionCaps::fit(open_files)?;
                 tracing::info!(open_files, peer = caps.peer, client = caps.client, api = caps.api, "connection limits");
                 let listeners = cluster::server::Listeners::bind(&config, caps).await?;
+                cluster::memory::start_trimming().context("starting the memory trimming thread")?;
                 cluster::server::run(config, listeners, shutdown_signal()).await?;
                 Ok(())
             }

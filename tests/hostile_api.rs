@@ -457,7 +457,7 @@ async fn idle_watch(addr: std::net::SocketAddr, path: &str) -> tokio::net::TcpSt
 
 // Item 3: watches from resourceVersion=0 cost bounded memory, given back when they close.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watches_from_zero_cost_bounded_memory_that_is_reused() {
+async fn watches_from_zero_cost_bounded_memory_given_back_when_they_close() {
     // Each watch lists 4 MB: more than loopback's socket buffers take off the replica's hands.
     const CONFIG_MAPS: usize = 100;
     const WATCHES: usize = 100;
@@ -502,7 +502,9 @@ async fn watches_from_zero_cost_bounded_memory_that_is_reused() {
         let per_watch = peak.saturating_sub(baseline) / WATCHES as u64;
         // What remains per idle watch is mostly the HTTP server's write buffer (hyper's ~400 KB), not the list.
         assert!(per_watch < 800 * 1024, "round {round}: each idle watch cost {} KB", per_watch / 1024);
-        let after = rss_settles(pid, peak, Duration::from_secs(10), "after the watches closed").await;
+        // Most of what they took goes back to the system, not only to the allocator (`cluster::memory`).
+        let returned = baseline + peak.saturating_sub(baseline) / 3 + 16 * MB;
+        let after = rss_settles(pid, returned, Duration::from_secs(30), "after the watches closed").await;
         eprintln!(
             "watches round {round}: {WATCHES} opened in {opened:?}; rss baseline {} MB, peak {} MB, after close {} MB",
             baseline / MB,

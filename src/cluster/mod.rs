@@ -1,10 +1,11 @@
 //! The composition root and its tools: builds a replica from validated configuration and runs it until
 //! shutdown (`server`) behind its listeners' limits (`listen`), lays out local clusters of real processes
-//! (`local`), and talks to them (`etcd_client`).
+//! (`local`), and talks to them (`etcd_client`); `memory` gives freed heap memory back to the system.
 
 pub mod config;
 pub mod etcd_client;
 pub mod leadership;
 pub mod listen;
 pub mod local;
+pub mod memory;
 pub mod server;
