@@ -292,15 +292,17 @@ async fn half_sent_headers_and_silent_sockets_cannot_exhaust_a_replica() {
         (n <= fds_before + 8).then_some(n)
     })
     .await;
-    let rss_after = c.rss_mib(0);
+    // Memory returns near the baseline too, once the allocator has given it back (`cluster::memory`).
+    let rss_after = eventually(Duration::from_secs(30), "memory back near the baseline", || async {
+        let rss = c.rss_mib(0);
+        (rss <= rss_before + 32).then_some(rss)
+    })
+    .await;
     eprintln!(
         "opened {:?} then {:?}; fds before {fds_before}, peak {}, between {fds_between}, peak {}, after {fds_after}; \
          rss MiB before {rss_before}, peak {}, between {rss_between}, peak {}, after {rss_after}",
         first.opened, second.opened, first.fds_peak, second.fds_peak, first.rss_peak_mib, second.rss_peak_mib
     );
-    // Measured: 53 MiB before, 109 after one flood, 133 after two; descriptors are back at once, memory is
-    // not (whether the allocator keeps it or something holds it is not settled yet): bounded here.
-    assert!(rss_after <= rss_before + 128, "memory stayed up: {rss_before} MiB before, {rss_after} MiB after");
     assert!(fresh_etcd_round_trip(&endpoint, "after", Duration::from_secs(5)).await.is_some());
     assert_eq!(http_status(api, "/api/v1/namespaces/default", Duration::from_secs(5)).await, Some(200));
 }
