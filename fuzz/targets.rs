@@ -37,7 +37,7 @@ use raftsman::proto::etcd as pb;
 use raftsman::store::command::Command;
 use raftsman::store::network::{decode, encode, LeaderRequest, LeaderResponse, SnapshotHeader};
 use raftsman::store::peer::{check_append, check_snapshot_header, check_transfer, check_vote_request};
-use raftsman::store::storage::check_snapshot;
+use raftsman::store::storage::{check_snapshot, seal_snapshot};
 use raftsman::store::types::{NodeId, TypeConfig};
 use serde_json::{json, Value};
 
@@ -307,12 +307,10 @@ fn is_member(id: NodeId) -> bool {
     (1..=3).contains(&id)
 }
 
-/// The trailer a snapshot body ends with (`store::storage`): `rsmsnap1` and the CRC-32 of what precedes it,
-/// little-endian. A target that appends it reaches the decoding behind the checksum.
+/// `content` with the trailer a snapshot body ends with (`store::storage::seal_snapshot`): a target that
+/// appends it reaches the decoding behind the checksum.
 pub fn with_snapshot_trailer(mut content: Vec<u8>) -> Vec<u8> {
-    let crc = crc32fast::hash(&content);
-    content.extend_from_slice(b"rsmsnap1");
-    content.extend_from_slice(&crc.to_le_bytes());
+    seal_snapshot(&mut content);
     content
 }
 

@@ -333,6 +333,12 @@ fn snapshot_trailer(content: &[u8]) -> [u8; SNAPSHOT_TRAILER_BYTES] {
     trailer
 }
 
+/// Ends a snapshot body with its trailer (magic and checksum).
+pub fn seal_snapshot(body: &mut Vec<u8>) {
+    let trailer = snapshot_trailer(body);
+    body.extend_from_slice(&trailer);
+}
+
 /// A snapshot body taken apart and checked: its trailer and checksum, its head, and every record, decoded.
 struct DecodedSnapshot<'a> {
     head: SnapshotHead,
@@ -579,8 +585,7 @@ impl SmShared {
             body.extend_from_slice(&len.to_le_bytes());
             body.extend_from_slice(&v);
         }
-        let trailer = snapshot_trailer(&body);
-        body.extend_from_slice(&trailer);
+        seal_snapshot(&mut body);
         self.save_snapshot(&meta, &body)?;
         Ok(Snapshot { meta, snapshot: io::Cursor::new(body) })
     }
