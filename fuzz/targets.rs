@@ -31,7 +31,7 @@ use openraft::raft::{
 use prost::Message;
 use raftsman::apiserver::resources::{Resource, RESOURCES};
 use raftsman::apiserver::selectors::{fields, FieldSelector, LabelSelector};
-use raftsman::apiserver::{defaults, etcd, managed_fields, patch, protobuf, validation, verbs};
+use raftsman::apiserver::{etcd, managed_fields, patch, protobuf, verbs};
 use raftsman::limits;
 use raftsman::proto::etcd as pb;
 use raftsman::store::command::Command;
@@ -85,23 +85,15 @@ fn envelope(resource: &Resource, mut body: Value) -> Option<Value> {
     Some(body)
 }
 
-/// The pure part of `verbs::admit`: defaults, the typed check and its unknown fields, managed fields, and
-/// validation of a create (`old` None) or an update. Returns the admitted object, if it was admitted.
-fn admit(resource: &'static Resource, old: Option<&Value>, mut obj: Value) -> Option<Value> {
-    match old {
-        None => defaults::apply_create_defaults(resource.group, resource.kind, &mut obj),
-        Some(_) => defaults::apply_defaults(resource.group, resource.kind, &mut obj),
-    }
-    let mut typed = (resource.typed)(&obj).ok()?;
-    let mut unknown = Vec::new();
-    verbs::unknown_fields(&obj, &typed, "", &mut unknown);
-    let api_version = resource.api_version();
-    managed_fields::record_update(resource.group, resource.kind, &api_version, old, &mut typed, "kubectl", NOW);
-    let causes = match old {
-        None => validation::validate_create(resource.group, resource.kind, &typed),
-        Some(old) => validation::validate_update(resource.group, resource.kind, old, &typed),
+/// `verbs::admit` as a create (`old` None) or an update, with unknown fields as warnings and a field manager.
+/// Returns the admitted object, if it was admitted.
+fn admit(resource: &'static Resource, old: Option<&Value>, obj: Value) -> Option<Value> {
+    let opts = verbs::WriteOptions {
+        field_validation: verbs::FieldValidation::Warn,
+        field_manager: Some("kubectl".into()),
+        ..verbs::WriteOptions::default()
     };
-    causes.is_empty().then_some(typed)
+    verbs::admit(resource, old, obj, &opts, &mut Vec::new()).ok()
 }
 
 /// A created object, then the same object written again as an update.

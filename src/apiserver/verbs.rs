@@ -150,7 +150,7 @@ fn check_envelope(target: &Target, body: &mut Value) -> Result<(), ApiError> {
 }
 
 /// The unknown fields of `input`: present there, absent from its typed round trip.
-pub fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
     match (input, typed) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
@@ -171,8 +171,9 @@ pub fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<St
     }
 }
 
-/// Defaults, type check with field validation, and validation of a new version of an object.
-fn admit(
+/// Defaults, type check with field validation, and validation of a new version of an object. Pure: it reads
+/// the clock for managed fields' timestamps and touches no store.
+pub fn admit(
     resource: &'static Resource,
     old: Option<&Value>,
     mut obj: Value,
