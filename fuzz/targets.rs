@@ -5,7 +5,7 @@
 //! Each target decodes its bytes the way a replica does and then runs the pure code the replica runs next:
 //! - `kube_json`: a Kubernetes JSON body, then the admission of a create (defaults, the typed check, managed
 //!   fields, validation) and of an update onto itself;
-//! - `kube_protobuf`: a Kubernetes protobuf body (`apiserver::protobuf::decode_object`), then the same admission;
+//! - `kube_protobuf`: a Kubernetes protobuf body (`apis::protobuf::decode_object`), then the same admission;
 //! - `patch`: an object and a patch (`<type>\0<object JSON>\0<patch JSON>`, type `json`, `merge`,
 //!   `strategic` or `apply`), the patch applied as the PATCH verb applies it, then the admission of the update;
 //! - `selectors`: `<plural>\n<label selector>\n<field selector>`, parsed as the query parameters are, printed,
@@ -29,9 +29,11 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use prost::Message;
-use raftsman::apiserver::resources::{Resource, RESOURCES};
-use raftsman::apiserver::selectors::{fields, FieldSelector, LabelSelector};
-use raftsman::apiserver::{etcd, managed_fields, patch, protobuf, verbs};
+use raftsman::apis::catalog::{Resource, RESOURCES};
+use raftsman::apis::selectors::{fields, FieldSelector, LabelSelector};
+use raftsman::apis::{managed_fields, patch, protobuf};
+use raftsman::apiserver::etcd;
+use raftsman::apiserver::registry::verbs;
 use raftsman::limits;
 use raftsman::proto::etcd as pb;
 use raftsman::store::command::Command;

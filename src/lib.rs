@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the code map and the invariants each module keeps.
 
+pub mod apis;
 pub mod apiserver;
 pub mod bench;
 pub mod cluster;

@@ -83,7 +83,7 @@ struct ServerArgs {
     api_addr: SocketAddr,
     /// The IPv4 range Services' cluster IPs are allocated from.
     #[arg(long, default_value = "10.96.0.0/16")]
-    service_cluster_ip_range: raftsman::apiserver::allocations::ServiceRange,
+    service_cluster_ip_range: raftsman::apiserver::registry::allocations::ServiceRange,
     /// NAME=HOST:PORT of every initial member (peer addresses). It forms the cluster when the data dir is new;
     /// on restart it may be left out, and if given it must describe the cluster the data dir belongs to.
     #[arg(long, default_value = "")]

@@ -1,12 +1,12 @@
 //! Real `etcdctl` (Debian's etcd-client, v3.4) against a three-replica cluster, checked against the state it
 //! leaves, and bad input and faults: clear errors, nothing changed, the replica keeps serving.
 
-mod common;
+mod harness;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{eventually, put_retrying, TestCluster};
+use harness::{eventually, put_retrying, TestCluster};
 use raftsman::cluster::local::Signal;
 use raftsman::proto::etcd as pb;
 

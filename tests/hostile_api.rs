@@ -2,7 +2,7 @@
 //! with upstream's answer, change nothing it should not, leave the replica up, and cost bounded memory that
 //! is given back afterwards.
 
-mod common;
+mod harness;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{eventually, TestCluster};
+use harness::{eventually, TestCluster};
 
 /// One replica's Kubernetes API, spoken to over plain HTTP.
 struct Api {

@@ -3,7 +3,7 @@
 //! thousands of Kubernetes watches on a follower. The replica stays up, keeps its store's files, serves new
 //! clients, closes what overstays its limits, and returns to its baseline of descriptors and memory.
 
-mod common;
+mod harness;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use raftsman::cluster::local::{Flavor, LocalCluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::eventually;
+use harness::eventually;
 
 /// Replicas started under a chosen open-file limit (a shell that sets it, then execs the binary, so the pid
 /// is the replica's).

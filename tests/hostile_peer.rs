@@ -3,12 +3,12 @@
 //! forwarded commands beyond the client limits, and concurrent writes of 1 MB through a follower. Each test
 //! checks the refusal it expects, that the replica is still up, and that the cluster still commits.
 
-mod common;
+mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{eventually, put_retrying, TestCluster};
+use harness::{eventually, put_retrying, TestCluster};
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use openraft::{EntryPayload, Membership, StoredMembership};
 use raftsman::cluster::local::Signal;

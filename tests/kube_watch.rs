@@ -2,7 +2,7 @@
 //! acknowledged write exactly once across a leader SIGKILL, and re-lists after its resource version is
 //! compacted away (410 Gone).
 
-mod common;
+mod harness;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +15,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use raftsman::cluster::local::Signal;
 
-use common::{eventually, TestCluster};
+use harness::{eventually, TestCluster};
 
 /// A kube client for replica `i`'s API, once it is ready.
 async fn client(cluster: &TestCluster, i: usize) -> kube::Client {

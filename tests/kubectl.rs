@@ -1,7 +1,7 @@
 //! Real kubectl against a three-replica cluster, through a follower's API, as a user types the commands.
 //! Every step is checked against the object state the API then serves, not only kubectl's exit code.
 
-mod common;
+mod harness;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use common::{eventually, TestCluster};
+use harness::{eventually, TestCluster};
 
 /// kubectl pointed at one replica, with its own discovery cache.
 struct Kubectl {

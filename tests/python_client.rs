@@ -1,13 +1,13 @@
 //! The official Python `kubernetes` client (from PyPI) against a follower: CRUD, patches, server-side apply
 //! and watches on pods and deployments (`tests/python/client.py` asserts on every step).
 
-mod common;
+mod harness;
 
 use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{eventually, TestCluster};
+use harness::{eventually, TestCluster};
 
 /// The Python interpreter that has the `kubernetes` package (`deploy/dev.sh` prepares one).
 fn python() -> String {

@@ -1,12 +1,12 @@
 //! The replicated store as operators see it: three real `raftsman server` processes on loopback, leader
 //! crashes, restarts, catch-up by log and by snapshot, and full-cluster restarts.
 
-mod common;
+mod harness;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{eventually, put_retrying, TestCluster};
+use harness::{eventually, put_retrying, TestCluster};
 use raftsman::cluster::local::Signal;
 
 fn key(i: usize) -> String {

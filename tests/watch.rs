@@ -1,12 +1,12 @@
 //! Watches as etcd defines them: from an old revision, every event exactly once and in order, across a
 //! leader change, and resumable from any revision that is not compacted.
 
-mod common;
+mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{eventually, put_retrying, TestCluster};
+use harness::{eventually, put_retrying, TestCluster};
 use raftsman::cluster::etcd_client::{prefix_end, EtcdClient};
 use raftsman::cluster::local::Signal;
 use raftsman::proto::etcd as pb;

@@ -11,10 +11,23 @@
 
 use serde_json::Value;
 
-use super::errors::ApiError;
-use super::resources::Resource;
+use super::catalog::Resource;
 use super::strategic;
 use crate::limits;
+
+/// Why a patch was refused; nothing was written.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    /// The patch itself is malformed (the API answers 400 Bad Request).
+    #[error("{0}")]
+    Malformed(String),
+    /// The patch is well formed but does not apply to the object (422 Invalid).
+    #[error("{0}")]
+    DoesNotApply(String),
+    /// The patch, or the object it makes, is larger than allowed (413).
+    #[error("{0}")]
+    TooLarge(String),
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PatchType {
@@ -56,22 +69,17 @@ pub fn encoded_len(value: &Value) -> usize {
     count.0
 }
 
-fn does_not_apply(resource: &'static Resource, detail: String) -> ApiError {
-    ApiError::Invalid {
-        resource,
-        name: String::new(),
-        message: format!("the JSON patch does not apply: {detail}"),
-        causes: Vec::new(),
-    }
+fn does_not_apply(detail: String) -> PatchError {
+    PatchError::DoesNotApply(format!("the JSON patch does not apply: {detail}"))
 }
 
 /// Applies a JSON patch one operation at a time, refusing it before a `copy` would take the bytes its copies
 /// add past `API_JSON_PATCH_COPY_BYTES_MAX`.
-fn json_patch(resource: &'static Resource, current: &Value, patch: &Value) -> Result<Value, ApiError> {
+fn json_patch(current: &Value, patch: &Value) -> Result<Value, PatchError> {
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-        .map_err(|e| ApiError::BadRequest(format!("the JSON patch is not valid: {e}")))?;
+        .map_err(|e| PatchError::Malformed(format!("the JSON patch is not valid: {e}")))?;
     if ops.0.len() > limits::API_JSON_PATCH_OPERATIONS_MAX {
-        return Err(ApiError::RequestEntityTooLarge(format!(
+        return Err(PatchError::TooLarge(format!(
             "The allowed maximum operations in a JSON patch is {}, got {}",
             limits::API_JSON_PATCH_OPERATIONS_MAX,
             ops.0.len()
@@ -83,19 +91,16 @@ fn json_patch(resource: &'static Resource, current: &Value, patch: &Value) -> Re
         if let json_patch::PatchOperation::Copy(copy) = op {
             copied += doc.pointer(copy.from.as_str()).map_or(0, encoded_len);
             if copied > limits::API_JSON_PATCH_COPY_BYTES_MAX {
-                return Err(does_not_apply(
-                    resource,
-                    format!(
-                        "operation '/{i}': the accumulated size increase of copy is {copied} bytes, exceeding the \
+                return Err(does_not_apply(format!(
+                    "operation '/{i}': the accumulated size increase of copy is {copied} bytes, exceeding the \
                          limit of {} bytes",
-                        limits::API_JSON_PATCH_COPY_BYTES_MAX
-                    ),
-                ));
+                    limits::API_JSON_PATCH_COPY_BYTES_MAX
+                )));
             }
         }
         json_patch::patch(&mut doc, std::slice::from_ref(op)).map_err(|mut e| {
             e.operation = i;
-            does_not_apply(resource, e.to_string())
+            does_not_apply(e.to_string())
         })?;
     }
     Ok(doc)
@@ -107,11 +112,11 @@ pub fn apply(
     patch_type: PatchType,
     current: &Value,
     patch: &Value,
-) -> Result<Value, ApiError> {
+) -> Result<Value, PatchError> {
     let patched = patch_object(resource, patch_type, current, patch)?;
     let size = encoded_len(&patched);
     if size > limits::VALUE_BYTES_MAX {
-        return Err(ApiError::RequestEntityTooLarge(format!(
+        return Err(PatchError::TooLarge(format!(
             "the patched object is {size} bytes once encoded; the limit is {} bytes",
             limits::VALUE_BYTES_MAX
         )));
@@ -124,20 +129,20 @@ fn patch_object(
     patch_type: PatchType,
     current: &Value,
     patch: &Value,
-) -> Result<Value, ApiError> {
+) -> Result<Value, PatchError> {
     match patch_type {
-        PatchType::Json => json_patch(resource, current, patch),
+        PatchType::Json => json_patch(current, patch),
         PatchType::Merge => {
             if !patch.is_object() {
-                return Err(ApiError::BadRequest("a merge patch must be a JSON object".into()));
+                return Err(PatchError::Malformed("a merge patch must be a JSON object".into()));
             }
             let mut doc = current.clone();
             json_patch::merge(&mut doc, patch);
             Ok(doc)
         }
         PatchType::Strategic => strategic::strategic_merge(resource.group, resource.kind, current, patch)
-            .map_err(|e| ApiError::BadRequest(e.to_string())),
-        PatchType::Apply => Err(ApiError::Internal("server-side apply is handled by the apply module".into())),
+            .map_err(|e| PatchError::Malformed(e.to_string())),
+        PatchType::Apply => Err(PatchError::Malformed("an apply patch is not a merge: see managed_fields".into())),
     }
 }
 
@@ -147,7 +152,7 @@ mod tests {
     use serde_json::json;
 
     fn config_maps() -> &'static Resource {
-        super::super::resources::find("", "v1", "configmaps").unwrap()
+        crate::apis::catalog::find("", "v1", "configmaps").unwrap()
     }
 
     #[test]
@@ -164,7 +169,7 @@ mod tests {
             ops.push(json!({"op": "copy", "from": "/x/a", "path": "/x/a/-"}));
         }
         let e = apply(config_maps(), PatchType::Json, &current, &json!(ops)).unwrap_err();
-        assert_eq!(e.code(), 422);
+        assert!(matches!(e, PatchError::DoesNotApply(_)), "{e:?}");
         assert!(e.to_string().contains("accumulated size increase of copy"), "{e}");
         // The operation named is the one that would have crossed the limit (copies of 100 KB, then doubling).
         assert!(e.to_string().contains("operation '/4'"), "{e}");
@@ -177,10 +182,10 @@ mod tests {
             .collect();
         let current = json!({"kind": "ConfigMap"});
         let e = apply(config_maps(), PatchType::Json, &current, &json!(ops)).unwrap_err();
-        assert_eq!(e.code(), 413);
+        assert!(matches!(e, PatchError::TooLarge(_)), "{e:?}");
         let big = json!({"data": {"a": "x".repeat(limits::VALUE_BYTES_MAX)}});
         let e = apply(config_maps(), PatchType::Merge, &current, &big).unwrap_err();
-        assert_eq!(e.code(), 413);
+        assert!(matches!(e, PatchError::TooLarge(_)), "{e:?}");
     }
 
     #[test]

@@ -3533,7 +3533,7 @@ mod tests {
                         "resources":{}}]}},
                 "strategy":{}},
             "status":{}});
-        super::super::defaults::apply_defaults("apps", "Deployment", &mut d);
+        crate::apis::defaults::apply_defaults("apps", "Deployment", &mut d);
         assert_eq!(validate_create("apps", "Deployment", &d), Vec::<Cause>::new());
         assert_eq!(validate_update("apps", "Deployment", &d, &d), Vec::<Cause>::new());
     }

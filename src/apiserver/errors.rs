@@ -5,8 +5,9 @@
 
 use serde_json::{json, Value};
 
-use super::resources::Resource;
-pub use super::validation::Cause;
+use crate::apis::catalog::Resource;
+use crate::apis::patch::PatchError;
+pub use crate::apis::validation::Cause;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +154,17 @@ impl ApiError {
         let body = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
         let message = format!("{} {name:?} is invalid: {body}", resource.qualified_kind());
         ApiError::Invalid { resource, name: name.to_string(), message, causes }
+    }
+
+    /// A refused patch of a `resource` object, answered as the real API server answers it.
+    pub fn patch(resource: &'static Resource, e: PatchError) -> ApiError {
+        match e {
+            PatchError::Malformed(m) => ApiError::BadRequest(m),
+            PatchError::DoesNotApply(message) => {
+                ApiError::Invalid { resource, name: String::new(), message, causes: Vec::new() }
+            }
+            PatchError::TooLarge(m) => ApiError::RequestEntityTooLarge(m),
+        }
     }
 }
 

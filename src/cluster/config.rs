@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::apiserver::allocations::ServiceRange;
+use crate::apiserver::registry::allocations::ServiceRange;
 use crate::store::storage::StorageBugs;
 
 #[derive(Debug, thiserror::Error)]

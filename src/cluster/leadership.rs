@@ -11,7 +11,7 @@
 use openraft::async_runtime::WatchReceiver;
 use tokio::sync::watch;
 
-use crate::apiserver::rest::LeaderTerm;
+use crate::apiserver::http::rest::LeaderTerm;
 use crate::controllers;
 use crate::store::Store;
 

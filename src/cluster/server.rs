@@ -18,7 +18,7 @@ use super::config::{cluster_id, member_id, ValidServerConfig};
 use super::leadership;
 use super::listen::{self, ConnectionCaps};
 use crate::apiserver::etcd::EtcdService;
-use crate::apiserver::rest::{self, KubeApi};
+use crate::apiserver::http::rest::{self, KubeApi};
 use crate::limits;
 use crate::store::command::Command;
 use crate::store::network::{PeerNetwork, PeerPool};

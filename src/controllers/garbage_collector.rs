@@ -85,7 +85,7 @@ mod tests {
 
     fn obj(uid: &str, owners: &[(&str, bool)], deleting: bool, finalizers: &[&str]) -> ObjectRef {
         ObjectRef {
-            resource: crate::apiserver::resources::find("apps", "v1", "replicasets").unwrap(),
+            resource: crate::apis::catalog::find("apps", "v1", "replicasets").unwrap(),
             namespace: Some("default".into()),
             name: format!("o-{uid}"),
             uid: uid.into(),

@@ -20,7 +20,7 @@ use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch
 use kube::Client;
 use serde_json::{json, Value};
 
-use crate::apiserver::resources::{self, Resource};
+use crate::apis::catalog::{self, Resource};
 use crate::limits;
 
 /// One object's facts the controllers decide from.
@@ -130,7 +130,7 @@ fn object_ref(resource: &'static Resource, m: &ObjectMeta, spec: Option<&Value>)
 
 async fn snapshot(client: &Client) -> Result<Snapshot, kube::Error> {
     let mut objects = Vec::new();
-    for r in resources::RESOURCES {
+    for r in catalog::RESOURCES {
         let api = api_for(client, r, None);
         if r.kind == "Namespace" {
             let list = api.list(&ListParams::default()).await?;
@@ -146,7 +146,7 @@ async fn snapshot(client: &Client) -> Result<Snapshot, kube::Error> {
 
 /// The store revision the API reports, as the cheapest sign that something changed.
 async fn revision(client: &Client) -> Result<String, kube::Error> {
-    let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
+    let namespaces = catalog::find("", "v1", "namespaces").expect("namespaces are served");
     let list = api_for(client, namespaces, None).list_metadata(&ListParams::default().limit(1)).await?;
     Ok(list.metadata.resource_version.unwrap_or_default())
 }
@@ -157,8 +157,7 @@ async fn owner_exists(client: &Client, dependent: &ObjectRef, owner: &OwnerRef) 
         Some((g, v)) => (g, v),
         None => ("", owner.api_version.as_str()),
     };
-    let Some(r) =
-        resources::RESOURCES.iter().find(|r| r.group == group && r.version == version && r.kind == owner.kind)
+    let Some(r) = catalog::RESOURCES.iter().find(|r| r.group == group && r.version == version && r.kind == owner.kind)
     else {
         // An owner of a kind this server does not serve cannot be checked: keep the dependent.
         return Ok(true);
@@ -226,14 +225,14 @@ async fn execute(client: &Client, snapshot: &Snapshot, action: &Action) -> Resul
             api.replace_subresource("finalize", &o.name, &PostParams::default(), &live).await?;
         }
         Action::CreateNamespace { name } => {
-            let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
+            let namespaces = catalog::find("", "v1", "namespaces").expect("namespaces are served");
             let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
             let ns: DynamicObject = serde_json::from_value(ns).map_err(kube::Error::SerdeError)?;
             tracing::info!(name, "creating a system namespace");
             ignore_exists(api_for(client, namespaces, None).create(&PostParams::default(), &ns).await)?;
         }
         Action::CreateServiceAccount { namespace } => {
-            let accounts = resources::find("", "v1", "serviceaccounts").expect("service accounts are served");
+            let accounts = catalog::find("", "v1", "serviceaccounts").expect("service accounts are served");
             let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
             let sa: DynamicObject = serde_json::from_value(sa).map_err(kube::Error::SerdeError)?;
             ignore_exists(api_for(client, accounts, Some(namespace)).create(&PostParams::default(), &sa).await)?;

@@ -54,7 +54,7 @@ pub fn plan(snapshot: &Snapshot) -> Vec<Action> {
 mod tests {
     use super::super::ObjectRef;
     use super::*;
-    use crate::apiserver::resources::find;
+    use crate::apis::catalog::find;
 
     fn namespace(name: &str, deleting: bool) -> ObjectRef {
         ObjectRef {

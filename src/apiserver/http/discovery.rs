@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use super::resources::{self, Resource, Subresource};
+use crate::apis::catalog::{self, Resource, Subresource};
 
 /// The Kubernetes version whose types are served (k8s-openapi's `v1_33`).
 pub const KUBERNETES_MINOR: &str = "33";
@@ -56,7 +56,7 @@ fn subresource_verbs(s: Subresource) -> &'static [&'static str] {
 
 /// The legacy `APIResourceList` of one group-version.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let gv = resources::group_versions().into_iter().find(|(g, v, _)| *g == group && *v == version)?;
+    let gv = catalog::group_versions().into_iter().find(|(g, v, _)| *g == group && *v == version)?;
     let mut list = Vec::new();
     for r in gv.2 {
         list.push(json!({
@@ -88,7 +88,7 @@ pub fn core_versions(server_address: &str) -> Value {
 
 /// `GET /apis` in the legacy form.
 pub fn group_list() -> Value {
-    let groups: Vec<Value> = resources::group_versions()
+    let groups: Vec<Value> = catalog::group_versions()
         .into_iter()
         .filter(|(g, _, _)| !g.is_empty())
         .map(|(g, v, _)| {
@@ -101,7 +101,7 @@ pub fn group_list() -> Value {
 
 /// `GET /api` (core = true) or `GET /apis` as an aggregated `APIGroupDiscoveryList`.
 pub fn aggregated(core: bool) -> Value {
-    let items: Vec<Value> = resources::group_versions()
+    let items: Vec<Value> = catalog::group_versions()
         .into_iter()
         .filter(|(g, _, _)| g.is_empty() == core)
         .map(|(g, v, rs)| {
@@ -145,7 +145,7 @@ fn gv_path(group: &str, version: &str) -> String {
 /// `GET /openapi/v3`: where each group-version's document is.
 pub fn openapi_root() -> Value {
     let mut paths = serde_json::Map::new();
-    for (g, v, _) in resources::group_versions() {
+    for (g, v, _) in catalog::group_versions() {
         let p = gv_path(g, v);
         let url = format!("/openapi/v3/{p}?hash={}", env!("CARGO_PKG_VERSION"));
         paths.insert(p, json!({"serverRelativeURL": url}));
@@ -160,7 +160,7 @@ pub fn openapi_document(gv: &str) -> Option<Value> {
         ["apis", g, v] => (*g, *v),
         _ => return None,
     };
-    let gv = resources::group_versions().into_iter().find(|(g, v, _)| *g == group && *v == version)?;
+    let gv = catalog::group_versions().into_iter().find(|(g, v, _)| *g == group && *v == version)?;
     let mut paths = serde_json::Map::new();
     let params = json!([
         {"name": "dryRun", "in": "query", "schema": {"type": "string"}},

@@ -13,10 +13,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use super::errors::ApiError;
-use super::registry::Consistency;
-use super::resources;
-use super::verbs::{Target, Verbs};
+use crate::apis::catalog;
+use crate::apiserver::errors::ApiError;
+use crate::apiserver::registry::objects::Consistency;
+use crate::apiserver::registry::verbs::{Target, Verbs};
 
 /// The query options a log request passes on to the kubelet.
 const PASSED_ON: &[&str] =
@@ -65,7 +65,7 @@ pub async fn log(verbs: &Verbs, target: &Target, query: &[(String, String)]) -> 
             target.name()
         )));
     };
-    let nodes = resources::find("", "v1", "nodes").expect("nodes are served");
+    let nodes = catalog::find("", "v1", "nodes").expect("nodes are served");
     let node_target = Target { resource: nodes, namespace: None, name: Some(node_name.to_string()), subresource: None };
     let node = verbs.get(&node_target, Consistency::Local).await?.object;
     let address = kubelet_address(&node)

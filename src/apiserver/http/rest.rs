@@ -16,17 +16,18 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::allocations::ServiceRange;
-use super::collections::{self, ListOptions, WatchFormat};
-use super::discovery;
-use super::errors::ApiError;
-use super::patch::{self, PatchType};
-use super::protobuf;
-use super::registry::{Consistency, Objects};
-use super::resources::{self, Resource, Subresource};
-use super::selectors::{FieldSelector, LabelSelector};
-use super::table;
-use super::verbs::{self, DeleteOptions, FieldValidation, Target, Verbs, WriteOptions};
+use crate::apis::catalog::{self, Resource, Subresource};
+use crate::apis::patch::{self, PatchType};
+use crate::apis::protobuf;
+use crate::apis::selectors::{FieldSelector, LabelSelector};
+use crate::apis::table;
+use crate::apiserver::errors::ApiError;
+use crate::apiserver::http::discovery;
+use crate::apiserver::registry::allocations::ServiceRange;
+use crate::apiserver::registry::apply;
+use crate::apiserver::registry::collections::{self, ListOptions, WatchFormat};
+use crate::apiserver::registry::objects::{Consistency, Objects};
+use crate::apiserver::registry::verbs::{self, DeleteOptions, FieldValidation, Target, Verbs, WriteOptions};
 use crate::limits;
 use crate::store::Store;
 
@@ -311,7 +312,7 @@ async fn ready(api: &KubeApi) -> Result<(), ApiError> {
     if !problems.is_empty() {
         return Err(ApiError::Unavailable(problems.join("; ")));
     }
-    let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
+    let namespaces = catalog::find("", "v1", "namespaces").expect("namespaces are served");
     match api.objects().get(&namespaces.key(None, "default"), Consistency::Local).await? {
         Some(_) => Ok(()),
         None => Err(ApiError::Unavailable("the default namespace does not exist yet".into())),
@@ -327,13 +328,13 @@ fn not_found(uri: &Uri) -> ApiError {
 /// and an empty namespace or subresource names nothing.
 fn target(group: &str, version: &str, rest: &[&str], uri: &Uri) -> Result<Target, ApiError> {
     if let ["namespaces", "", plural, ..] = rest {
-        if resources::find(group, version, plural).is_some_and(|r| r.namespaced) {
+        if catalog::find(group, version, plural).is_some_and(|r| r.namespaced) {
             return Err(not_found(uri));
         }
     }
     let namespaced_path = match rest {
         ["namespaces", ns, plural, tail @ ..] => {
-            resources::find(group, version, plural).filter(|r| r.namespaced).map(|r| (r, Some(*ns), tail))
+            catalog::find(group, version, plural).filter(|r| r.namespaced).map(|r| (r, Some(*ns), tail))
         }
         _ => None,
     };
@@ -341,7 +342,7 @@ fn target(group: &str, version: &str, rest: &[&str], uri: &Uri) -> Result<Target
         Some(found) => found,
         None => match rest {
             [plural, tail @ ..] => {
-                let r = resources::find(group, version, plural).ok_or_else(|| not_found(uri))?;
+                let r = catalog::find(group, version, plural).ok_or_else(|| not_found(uri))?;
                 (r, None, tail)
             }
             [] => return Err(not_found(uri)),
@@ -420,7 +421,9 @@ async fn resource_request(
             let stored = verbs.get(&target, Consistency::Linearizable).await?;
             Ok(ok(&scale_of(&stored.object)))
         }
-        (Method::GET, true, Some(Subresource::Log)) => super::logs::log(verbs, &target, &query.0).await,
+        (Method::GET, true, Some(Subresource::Log)) => {
+            crate::apiserver::http::logs::log(verbs, &target, &query.0).await
+        }
         (Method::POST, true, Some(Subresource::Binding)) => {
             let binding = json_body(headers, &body, false)?;
             let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).map(String::from);
@@ -572,7 +575,7 @@ fn token_response(account: &Value, request: &Value) -> Value {
 /// The `autoscaling/v1 Scale` view of a scalable object.
 fn scale_of(obj: &Value) -> Value {
     let m = &obj["metadata"];
-    let selector = super::selectors::selector_string(obj["spec"].get("selector"));
+    let selector = crate::apis::selectors::selector_string(obj["spec"].get("selector"));
     json!({
         "kind": "Scale", "apiVersion": "autoscaling/v1",
         "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
@@ -609,7 +612,8 @@ async fn scale(
                     json_patch::merge(&mut doc, &input);
                     doc
                 }
-                Some(PatchType::Json) => patch::apply(target.resource, PatchType::Json, &view, &input)?,
+                Some(PatchType::Json) => patch::apply(target.resource, PatchType::Json, &view, &input)
+                    .map_err(|e| ApiError::patch(target.resource, e))?,
             };
             let replicas = new_scale["spec"]["replicas"]
                 .as_i64()
@@ -650,7 +654,7 @@ async fn patch(
     let input = json_body(headers, body, true)?;
     if patch_type == PatchType::Apply {
         let options = query.apply_options()?;
-        return super::apply::server_side_apply(verbs, target, &options, input).await.map(|written| {
+        return apply::server_side_apply(verbs, target, &options, input).await.map(|written| {
             let code = if written.created { StatusCode::CREATED } else { StatusCode::OK };
             with_warnings(json_response(code, &written.object, "application/json"), &written.warnings)
         });
@@ -659,7 +663,8 @@ async fn patch(
     let resource = target.resource;
     let written = verbs
         .update_with(target, &options, |current| {
-            let mut next = patch::apply(resource, patch_type, current, &input)?;
+            let mut next =
+                patch::apply(resource, patch_type, current, &input).map_err(|e| ApiError::patch(resource, e))?;
             // Without a resourceVersion in the patch itself, a patch applies to whatever is current.
             let patched_rv = next["metadata"]["resourceVersion"].clone();
             if patched_rv == current["metadata"]["resourceVersion"] {

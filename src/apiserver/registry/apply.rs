@@ -4,10 +4,10 @@
 
 use serde_json::{json, Value};
 
-use super::errors::ApiError;
-use super::managed_fields::{self, ApplyError};
-use super::registry::Consistency;
-use super::verbs::{now_timestamp, Target, Verbs, WriteOptions, Written};
+use crate::apis::managed_fields::{self, ApplyError};
+use crate::apiserver::errors::ApiError;
+use crate::apiserver::registry::objects::Consistency;
+use crate::apiserver::registry::verbs::{now_timestamp, Target, Verbs, WriteOptions, Written};
 
 fn apply_error(target: &Target, e: ApplyError) -> ApiError {
     match e {

@@ -21,12 +21,12 @@ use futures::Stream;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::errors::ApiError;
-use super::registry::{decode_object, prefix_end, Consistency, Objects, Raw};
-use super::resources::Resource;
-use super::selectors::{FieldSelector, LabelSelector};
-use super::table;
-use super::verbs::{meta, Target};
+use crate::apis::catalog::Resource;
+use crate::apis::selectors::{FieldSelector, LabelSelector};
+use crate::apis::table;
+use crate::apiserver::errors::ApiError;
+use crate::apiserver::registry::objects::{decode_object, prefix_end, Consistency, Objects, Raw};
+use crate::apiserver::registry::verbs::{meta, Target};
 use crate::limits;
 use crate::store::command::{EventKind, KeyRange, KeyValue};
 use crate::store::watch::{Pull, WatchFilter};

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::errors::ApiError;
+use crate::apiserver::errors::ApiError;
 use crate::limits;
 use crate::store::command::{
     ApplyError, Command, Compare, CompareResult, CompareTarget, DeleteOp, KeyRange, KeyValue, Outcome, PutOp, RangeOp,

@@ -12,11 +12,13 @@
 
 use serde_json::{json, Map, Value};
 
-use super::allocations::{self, ServiceRange};
-use super::errors::ApiError;
-use super::registry::{Allocations, Consistency, Guard, Objects, Stored};
-use super::resources::{self, Resource, Subresource};
-use super::{defaults, managed_fields, validation};
+use crate::apis::catalog::{self, Resource, Subresource};
+use crate::apis::defaults;
+use crate::apis::managed_fields;
+use crate::apis::validation;
+use crate::apiserver::errors::ApiError;
+use crate::apiserver::registry::allocations::{self, ServiceRange};
+use crate::apiserver::registry::objects::{Allocations, Consistency, Guard, Objects, Stored};
 use crate::limits;
 
 /// What a request addresses.
@@ -290,7 +292,7 @@ impl Verbs {
         let mut taken = self.objects.keys(allocations::SERVICE_IPS_PREFIX).await?;
         taken.extend(self.objects.keys(allocations::NODE_PORTS_PREFIX).await?);
         let name = meta_str(new, "name").unwrap_or_default().to_string();
-        let services = resources::find("", "v1", "services").expect("services are served");
+        let services = catalog::find("", "v1", "services").expect("services are served");
         let invalid = |field: String, message: String| {
             ApiError::invalid(services, &name, vec![validation::Cause { reason: "FieldValueInvalid", field, message }])
         };
@@ -325,7 +327,7 @@ impl Verbs {
         let Some(ns) = target.namespace.as_deref().filter(|_| target.resource.namespaced) else {
             return Ok(None);
         };
-        let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
+        let namespaces = catalog::find("", "v1", "namespaces").expect("namespaces are served");
         let key = namespaces.key(None, ns);
         // The guard makes a stale local read safe: if the namespace changed since, the write is refused and
         // retried with a fresh read. An answer that would refuse the write is always confirmed with one.

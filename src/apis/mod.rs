@@ -1,0 +1,19 @@
+//! The Kubernetes API machinery that needs no server: the catalog of kinds and, for the objects of those
+//! kinds as Kubernetes JSON (`serde_json::Value`), their defaults, validation, selectors, printed tables,
+//! protobuf bodies and patch engines (JSON, merge, strategic, server-side apply with managed fields and the
+//! schema they follow).
+//!
+//! **Architecture invariant:** pure. Nothing here imports the store, the API server, the cluster layer, an
+//! async runtime or an HTTP crate; it depends on k8s-openapi, serde and `limits` only, so that the API server,
+//! the controllers, the scheduler and the agent can all use it. `tests/layering.rs` enforces the rule.
+
+pub mod catalog;
+pub mod defaults;
+pub mod managed_fields;
+pub mod patch;
+pub mod protobuf;
+pub mod schema;
+pub mod selectors;
+pub mod strategic;
+pub mod table;
+pub mod validation;
