@@ -16,4 +16,5 @@ pub mod schema;
 pub mod selectors;
 pub mod strategic;
 pub mod table;
+pub mod time;
 pub mod validation;

@@ -17,7 +17,10 @@
 //! in the size of the body; every field on the wire is either decoded or refused with an error that names
 //! it (an unknown field number, or a field whose message is not modelled here), never silently dropped.
 
+use base64::Engine as _;
 use serde_json::{Map, Value};
+
+use super::time;
 
 /// The media type of Kubernetes protobuf bodies.
 pub const PROTOBUF_CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
@@ -31,13 +34,6 @@ const MAX_DEPTH: usize = 32;
 
 /// The largest field number protobuf allows.
 const MAX_FIELD_NUMBER: u64 = (1 << 29) - 1;
-
-/// Go's zero `time.Time` (0001-01-01T00:00:00Z) in Unix seconds: encoded explicitly, it is still zero.
-const ZERO_TIME_SECONDS: i64 = -62_135_596_800;
-
-/// The Unix seconds of 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the years RFC 3339 can write.
-const RFC3339_FIRST_SECOND: i64 = -62_167_219_200;
-const RFC3339_LAST_SECOND: i64 = 253_402_300_799;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProtobufError {
@@ -445,40 +441,10 @@ fn time_json(bytes: &[u8], path: &Path<'_>) -> Result<Value, ProtobufError> {
     let nanos = nanos.map(|n| expect_varint(n, path)).transpose()?.unwrap_or(0) as i32;
     let seconds = seconds.checked_add(i64::from(nanos).div_euclid(1_000_000_000));
     let seconds = seconds.ok_or_else(|| invalid(path, "time out of range"))?;
-    if seconds == ZERO_TIME_SECONDS && i64::from(nanos).rem_euclid(1_000_000_000) == 0 {
+    if seconds == time::ZERO_TIME_SECONDS && i64::from(nanos).rem_euclid(1_000_000_000) == 0 {
         return Ok(Value::Null);
     }
-    rfc3339(seconds).map(Value::String).ok_or_else(|| invalid(path, "time out of range"))
-}
-
-/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`, for the years 0000 to 9999.
-fn rfc3339(seconds: i64) -> Option<String> {
-    if !(RFC3339_FIRST_SECOND..=RFC3339_LAST_SECOND).contains(&seconds) {
-        return None;
-    }
-    let (year, month, day) = civil_date(seconds.div_euclid(86_400));
-    let second_of_day = seconds.rem_euclid(86_400);
-    let (hour, minute, second) = (second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60);
-    Some(format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z"))
-}
-
-/// The proleptic Gregorian date of a day counted from 1970-01-01, working in 400-year cycles that start on
-/// March 1st so that the leap day is the last day of a cycle year.
-fn civil_date(days_since_epoch: i64) -> (i64, i64, i64) {
-    const DAYS_PER_CYCLE: i64 = 146_097;
-    // From 0000-03-01 to 1970-01-01.
-    let days = days_since_epoch + 719_468;
-    let cycle = days.div_euclid(DAYS_PER_CYCLE);
-    let day_of_cycle = days.rem_euclid(DAYS_PER_CYCLE);
-    let year_of_cycle =
-        (day_of_cycle - day_of_cycle / 1460 + day_of_cycle / 36_524 - day_of_cycle / (DAYS_PER_CYCLE - 1)) / 365;
-    let day_of_year = day_of_cycle - (365 * year_of_cycle + year_of_cycle / 4 - year_of_cycle / 100);
-    // Months counted from March, each group of five lasting 153 days.
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
-    let year = cycle * 400 + year_of_cycle + i64::from(month <= 2);
-    (year, month, day)
+    time::format(seconds).map(Value::String).ok_or_else(|| invalid(path, "time out of range"))
 }
 
 /// `util.intstr.IntOrString` {type (1), intVal (2), strVal (3)}: type 0 is the number, 1 the string.
@@ -513,21 +479,7 @@ fn fields_v1_json(bytes: &[u8], path: &Path<'_>) -> Result<Value, ProtobufError>
 
 /// Standard base64 with padding, the JSON form of Go's `[]byte`.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut encoded = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let mut group = [0u8; 3];
-        group[..chunk.len()].copy_from_slice(chunk);
-        let bits = u32::from(group[0]) << 16 | u32::from(group[1]) << 8 | u32::from(group[2]);
-        for index in 0..4 {
-            if index <= chunk.len() {
-                encoded.push(char::from(ALPHABET[(bits >> (18 - 6 * index)) as usize & 63]));
-            } else {
-                encoded.push('=');
-            }
-        }
-    }
-    encoded
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -2254,21 +2206,8 @@ mod tests {
     }
 
     #[test]
-    fn rfc3339_covers_the_representable_years() {
-        assert_eq!(rfc3339(0).as_deref(), Some("1970-01-01T00:00:00Z"));
-        assert_eq!(rfc3339(1_700_000_000).as_deref(), Some("2023-11-14T22:13:20Z"));
-        assert_eq!(rfc3339(951_782_400).as_deref(), Some("2000-02-29T00:00:00Z"));
-        assert_eq!(rfc3339(-1).as_deref(), Some("1969-12-31T23:59:59Z"));
-        assert_eq!(rfc3339(RFC3339_LAST_SECOND).as_deref(), Some("9999-12-31T23:59:59Z"));
-        assert_eq!(rfc3339(RFC3339_FIRST_SECOND).as_deref(), Some("0000-01-01T00:00:00Z"));
-        assert_eq!(rfc3339(ZERO_TIME_SECONDS).as_deref(), Some("0001-01-01T00:00:00Z"));
-        assert_eq!(rfc3339(RFC3339_LAST_SECOND + 1), None);
-        assert_eq!(rfc3339(i64::MIN), None);
-    }
-
-    #[test]
     fn go_zero_time_is_null_and_far_times_are_refused() {
-        let zero = Encoder::new().message(8, Encoder::new().varint(1, ZERO_TIME_SECONDS as u64));
+        let zero = Encoder::new().message(8, Encoder::new().varint(1, time::ZERO_TIME_SECONDS as u64));
         let object = decoded(&body("v1", "ConfigMap", Encoder::new().message(1, zero)));
         assert_eq!(object["metadata"], json!({"creationTimestamp": null}));
 

@@ -20,6 +20,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Map, Value};
 
 use super::selectors::{format_label_selector, format_labels, LabelSelector};
+use super::time;
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;
 
@@ -118,118 +119,8 @@ fn with_remainder(whole: i128, unit: &str, remainder: i128, remainder_unit: &str
     }
 }
 
-/// Parses an RFC 3339 timestamp (`2024-05-01T10:00:00Z`, optional fraction, `Z` or `±hh:mm`) into Unix seconds
-/// and nanoseconds. Anything else, including out-of-range fields, is `None`.
-pub fn parse_timestamp(text: &str) -> Option<(i64, u32)> {
-    let b = text.as_bytes();
-    let year = digits(b, 0, 4)?;
-    let month = digits(b, 5, 2)?;
-    let day = digits(b, 8, 2)?;
-    let hour = digits(b, 11, 2)?;
-    let minute = digits(b, 14, 2)?;
-    let second = digits(b, 17, 2)?;
-    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
-    if separators.iter().any(|&(i, c)| b.get(i) != Some(&c)) || !matches!(b.get(10), Some(b'T' | b't')) {
-        return None;
-    }
-    let mut i = 19;
-    let mut nanos: u32 = 0;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            if i - start < 9 {
-                nanos = nanos * 10 + u32::from(b[i] - b'0');
-            }
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        let kept = (i - start).min(9);
-        nanos *= 10u32.pow(9 - kept as u32);
-    }
-    let offset_secs = match b.get(i..) {
-        Some([b'Z' | b'z']) => 0,
-        Some([sign @ (b'+' | b'-'), ..]) if b.len() == i + 6 && b.get(i + 3) == Some(&b':') => {
-            let (hours, minutes) = (digits(b, i + 1, 2)?, digits(b, i + 4, 2)?);
-            if hours > 23 || minutes > 59 {
-                return None;
-            }
-            let magnitude = hours * 3600 + minutes * 60;
-            if *sign == b'-' {
-                -magnitude
-            } else {
-                magnitude
-            }
-        }
-        _ => return None,
-    };
-    let valid = (1..=12).contains(&month)
-        && day >= 1
-        && day <= days_in_month(year, month)
-        && hour <= 23
-        && minute <= 59
-        && second <= 59;
-    if !valid {
-        return None;
-    }
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-    Some((secs, nanos))
-}
-
-fn digits(b: &[u8], start: usize, len: usize) -> Option<i64> {
-    let field = b.get(start..start + len)?;
-    field.iter().try_fold(0i64, |n, c| c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0')))
-}
-
-fn is_leap_year(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap_year(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The date of a day count since 1970-01-01, as (year, month, day).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// `2006-01-02T15:04:05Z` in UTC; a missing or unreadable timestamp prints as Go's zero time.
-fn format_utc(instant: Option<(i64, u32)>) -> String {
-    let Some((secs, _)) = instant else { return "0001-01-01T00:00:00Z".to_owned() };
-    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
-    let in_day = secs.rem_euclid(86_400);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", in_day / 3600, in_day % 3600 / 60, in_day % 60)
-}
-
 fn instant(value: Option<&Value>) -> Option<(i64, u32)> {
-    value.and_then(Value::as_str).and_then(parse_timestamp)
+    value.and_then(Value::as_str).and_then(time::parse)
 }
 
 fn elapsed_ns(from: (i64, u32), to: (i64, u32)) -> i128 {
@@ -640,7 +531,10 @@ impl Printer {
                 json!(age(object, now)),
             ],
             Printer::CreatedAt => {
-                vec![json!(name(object)), json!(format_utc(instant(at(object, &["metadata", "creationTimestamp"]))))]
+                vec![
+                    json!(name(object)),
+                    json!(time::format_or_zero(instant(at(object, &["metadata", "creationTimestamp"])))),
+                ]
             }
             Printer::AgeOnly => vec![json!(name(object)), json!(age(object, now))],
         }
@@ -1359,7 +1253,7 @@ mod tests {
     const NOW: i64 = 1_714_564_800;
 
     fn ago(seconds: i64) -> String {
-        format_utc(Some((NOW - seconds, 0)))
+        time::format_or_zero(Some((NOW - seconds, 0)))
     }
 
     fn cells(group: &str, resource: &str, object: Value) -> Vec<Value> {
@@ -1406,36 +1300,6 @@ mod tests {
         assert_eq!(human_duration(-1_500_000_000), "0s");
         assert_eq!(human_duration(1_999_999_999), "1s");
         assert_eq!(human_duration(i128::MAX), "292y");
-    }
-
-    #[test]
-    fn timestamps_parse_as_rfc3339() {
-        let cases: &[(&str, Option<(i64, u32)>)] = &[
-            ("1970-01-01T00:00:00Z", Some((0, 0))),
-            ("2024-05-01T12:00:00Z", Some((NOW, 0))),
-            ("2024-05-01T12:00:00.5Z", Some((NOW, 500_000_000))),
-            ("2024-05-01T12:00:00.123456789123Z", Some((NOW, 123_456_789))),
-            ("2024-05-01T14:30:00+02:30", Some((NOW, 0))),
-            ("2024-05-01T09:00:00-03:00", Some((NOW, 0))),
-            ("2024-02-29T00:00:00Z", Some((1_709_164_800, 0))),
-            ("1969-12-31T23:59:59Z", Some((-1, 0))),
-            ("2023-02-29T00:00:00Z", None),
-            ("2024-13-01T00:00:00Z", None),
-            ("2024-05-01 12:00:00Z", None),
-            ("2024-05-01T12:00:00", None),
-            ("2024-05-01T12:00:00.Z", None),
-            ("2024-05-01T24:00:00Z", None),
-            ("2024-05-01T12:00:00+2:00", None),
-            ("", None),
-            ("not a time at all, really", None),
-        ];
-        for &(input, expected) in cases {
-            assert_eq!(parse_timestamp(input), expected, "{input:?}");
-        }
-        for secs in [0, NOW, -86_400 * 365, 253_402_300_799] {
-            assert_eq!(parse_timestamp(&format_utc(Some((secs, 0)))), Some((secs, 0)));
-        }
-        assert_eq!(format_utc(None), "0001-01-01T00:00:00Z");
     }
 
     #[test]

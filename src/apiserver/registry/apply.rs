@@ -5,9 +5,10 @@
 use serde_json::{json, Value};
 
 use crate::apis::managed_fields::{self, ApplyError};
+use crate::apis::time;
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::registry::objects::Consistency;
-use crate::apiserver::registry::verbs::{now_timestamp, Target, Verbs, WriteOptions, Written};
+use crate::apiserver::registry::verbs::{Target, Verbs, WriteOptions, Written};
 
 fn apply_error(target: &Target, e: ApplyError) -> ApiError {
     match e {
@@ -46,7 +47,7 @@ pub async fn server_side_apply(
     let recorded = WriteOptions { field_manager: None, ..options.clone() };
     match verbs.get(target, Consistency::Linearizable).await {
         Err(ApiError::NotFound { .. }) => {
-            let now = now_timestamp();
+            let now = time::now();
             let object = managed_fields::apply(
                 resource.group,
                 resource.kind,
@@ -64,7 +65,7 @@ pub async fn server_side_apply(
         Ok(_) => {
             verbs
                 .update_with(target, &recorded, |current| {
-                    let now = now_timestamp();
+                    let now = time::now();
                     let mut next = managed_fields::apply(
                         resource.group,
                         resource.kind,

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 use crate::apis::catalog::{self, Resource, Subresource};
 use crate::apis::defaults;
 use crate::apis::managed_fields;
+use crate::apis::time;
 use crate::apis::validation;
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::registry::allocations::{self, ServiceRange};
@@ -66,19 +67,9 @@ pub struct Written {
     pub warnings: Vec<String>,
 }
 
-/// Now, as the API's timestamps show it (RFC 3339, whole seconds, UTC).
-pub fn now_timestamp() -> String {
-    let now = jiff::Timestamp::now();
-    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
-}
-
 /// A random version-4 UUID.
 fn new_uid() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// The five random characters `generateName` appends (no vowels, no confusable digits), as upstream.
@@ -212,7 +203,7 @@ pub fn admit(
     }
     let mut obj = typed;
     if let Some(manager) = opts.field_manager.as_deref() {
-        let now = now_timestamp();
+        let now = time::now();
         let api_version = resource.api_version();
         managed_fields::record_update(resource.group, resource.kind, &api_version, old, &mut obj, manager, &now);
     }
@@ -383,7 +374,7 @@ impl Verbs {
         };
         meta.insert("name".into(), Value::String(name.clone()));
         meta.insert("uid".into(), Value::String(new_uid()));
-        meta.insert("creationTimestamp".into(), Value::String(now_timestamp()));
+        meta.insert("creationTimestamp".into(), Value::String(time::now()));
         for f in ["deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "selfLink"] {
             meta.remove(f);
         }
@@ -749,8 +740,7 @@ fn graceful_pending(obj: &Value) -> bool {
 }
 
 fn deletion_time(grace_seconds: i64) -> String {
-    let now = jiff::Timestamp::now().as_second() + grace_seconds;
-    jiff::Timestamp::from_second(now).map(|t| t.to_string()).unwrap_or_else(|_| now_timestamp())
+    time::from_now(grace_seconds)
 }
 
 #[cfg(test)]
