@@ -192,3 +192,27 @@ pub const RAFT_WORKER_THREADS: usize = 2;
 /// takes it for an attack and closes it (h2's guard defaults to 20).
 pub const PEER_RESET_STREAMS_MAX: usize = 4096;
 const _: () = assert!(PEER_RESET_STREAMS_MAX >= GRPC_STREAMS_PER_CONNECTION_MAX as usize);
+
+/// How long the API server waits to connect to a node's kubelet when it relays a log.
+pub const KUBELET_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// How long the API server waits for the kubelet's answer to begin (its status and headers); the log itself then
+/// streams for as long as the client reads it (`kubectl logs -f`).
+pub const KUBELET_RESPONSE_TIMEOUT_MS: u64 = 30_000;
+/// Idle connections to kubelets the API server keeps for later log requests, per kubelet.
+pub const KUBELET_IDLE_CONNECTIONS_MAX: usize = 4;
+/// The lifetime of a ServiceAccount token when a TokenRequest does not ask for one, and the range a requested
+/// one is clamped to (upstream's minimum of ten minutes; at most a year).
+pub const SERVICE_ACCOUNT_TOKEN_SECS_DEFAULT: i64 = 3_600;
+pub const SERVICE_ACCOUNT_TOKEN_SECS_MIN: i64 = 600;
+pub const SERVICE_ACCOUNT_TOKEN_SECS_MAX: i64 = 365 * 86_400;
+/// The etcd v3 client's (`cluster::etcd_client`) connect timeout and per-request deadline.
+pub const ETCD_CLIENT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+pub const ETCD_CLIENT_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// The interval of HTTP/2 keepalive pings a replica sends on its peer connections; a peer that does not answer
+/// one within `PEER_RPC_TIMEOUT_MS` is dropped and redialled.
+pub const PEER_KEEPALIVE_INTERVAL_MS: u64 = HEARTBEAT_INTERVAL_MS * 10;
+
+const _: () = assert!(KUBELET_CONNECT_TIMEOUT_MS < KUBELET_RESPONSE_TIMEOUT_MS);
+const _: () = assert!(SERVICE_ACCOUNT_TOKEN_SECS_MIN <= SERVICE_ACCOUNT_TOKEN_SECS_DEFAULT);
+const _: () = assert!(SERVICE_ACCOUNT_TOKEN_SECS_DEFAULT <= SERVICE_ACCOUNT_TOKEN_SECS_MAX);
+const _: () = assert!(ETCD_CLIENT_CONNECT_TIMEOUT_MS < ETCD_CLIENT_REQUEST_TIMEOUT_MS);

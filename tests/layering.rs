@@ -82,7 +82,10 @@ fn violations(root: &Path) -> Vec<String> {
         let text = std::fs::read_to_string(&file).expect("a source file");
         for (i, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or_default();
-            let bad_use = use_root(code).is_some_and(|root| !APIS_MAY_USE.contains(&root.as_str()));
+            // A root in upper case is the file's own type (`use Subresource::*`), not a crate.
+            let bad_use = use_root(code).is_some_and(|root| {
+                !root.starts_with(|c: char| c.is_ascii_uppercase()) && !APIS_MAY_USE.contains(&root.as_str())
+            });
             let bad_path = APIS_MUST_NOT_NAME.iter().any(|p| {
                 code.match_indices(p)
                     .any(|(at, _)| at == 0 || !code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_'))
@@ -106,8 +109,11 @@ fn the_api_machinery_imports_neither_the_store_nor_the_servers() {
 fn the_check_sees_a_forbidden_import() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     for i in 0..6 {
-        std::fs::write(dir.path().join(format!("pure{i}.rs")), "use serde_json::Value;\nuse super::catalog;\n")
-            .expect("a file");
+        std::fs::write(
+            dir.path().join(format!("pure{i}.rs")),
+            "use serde_json::Value;\nuse super::catalog;\nuse Kind::*;\n",
+        )
+        .expect("a file");
     }
     assert!(violations(dir.path()).is_empty());
     std::fs::write(dir.path().join("bad.rs"), "use crate::store::Store;\nfn f() { tokio::spawn(async {}); }\n")

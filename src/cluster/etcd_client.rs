@@ -21,8 +21,8 @@ impl EtcdClient {
     /// A lazily connecting client for `endpoint` (`http://host:port`).
     pub fn new(endpoint: &str) -> Result<EtcdClient, tonic::transport::Error> {
         let channel = Endpoint::from_shared(endpoint.to_string())?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_millis(limits::ETCD_CLIENT_CONNECT_TIMEOUT_MS))
+            .timeout(Duration::from_millis(limits::ETCD_CLIENT_REQUEST_TIMEOUT_MS))
             .tcp_nodelay(true)
             .connect_lazy();
         Ok(EtcdClient { channel })

@@ -99,7 +99,7 @@ impl PeerPool {
                 let endpoint = Endpoint::from_shared(format!("http://{addr}"))
                     .expect("peer addresses are validated socket addresses")
                     .connect_timeout(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS))
-                    .http2_keep_alive_interval(Duration::from_millis(limits::HEARTBEAT_INTERVAL_MS * 10))
+                    .http2_keep_alive_interval(Duration::from_millis(limits::PEER_KEEPALIVE_INTERVAL_MS))
                     .keep_alive_timeout(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS));
                 (self.dial)(endpoint)
             })

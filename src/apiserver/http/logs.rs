@@ -4,19 +4,47 @@
 //! The kubelet's address is the node's `InternalIP` (or `Hostname`) and its
 //! `status.daemonEndpoints.kubeletEndpoint.Port`, as upstream resolves it. Query options (`follow`,
 //! `tailLines`, `sinceSeconds`, `timestamps`, `previous`, `limitBytes`) are passed through unchanged.
+//!
+//! One client (`Kubelets`) serves every relay of a replica and keeps a few idle connections per kubelet. A
+//! kubelet that cannot be reached within `KUBELET_CONNECT_TIMEOUT_MS`, or has not begun to answer within
+//! `KUBELET_RESPONSE_TIMEOUT_MS`, is a 503; once it answers, the log streams for as long as the client reads.
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+
+use axum::body::Bytes;
 use http_body_util::Empty;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
 use crate::apis::catalog;
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::registry::objects::Consistency;
 use crate::apiserver::registry::verbs::{Target, Verbs};
+use crate::limits;
+
+/// The HTTP client the API server reaches kubelets with, shared by every log relay.
+#[derive(Clone)]
+pub struct Kubelets {
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl Default for Kubelets {
+    fn default() -> Kubelets {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_millis(limits::KUBELET_CONNECT_TIMEOUT_MS)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(limits::KUBELET_IDLE_CONNECTIONS_MAX)
+            .build(connector);
+        Kubelets { client }
+    }
+}
 
 /// The query options a log request passes on to the kubelet.
 const PASSED_ON: &[&str] =
@@ -54,7 +82,12 @@ pub fn kubelet_address(node: &Value) -> Option<String> {
     Some(format!("{host}:{port}"))
 }
 
-pub async fn log(verbs: &Verbs, target: &Target, query: &[(String, String)]) -> Result<Response, ApiError> {
+pub async fn log(
+    kubelets: &Kubelets,
+    verbs: &Verbs,
+    target: &Target,
+    query: &[(String, String)],
+) -> Result<Response, ApiError> {
     let main = Target { subresource: None, ..target.clone() };
     let pod = verbs.get(&main, Consistency::Linearizable).await?.object;
     let requested = query.iter().find(|(k, _)| k == "container").map(|(_, v)| v.as_str());
@@ -77,29 +110,29 @@ pub async fn log(verbs: &Verbs, target: &Target, query: &[(String, String)]) -> 
     let uri = format!("http://{address}/containerLogs/{namespace}/{}/{container}{query}", target.name());
     let uri: axum::http::Uri =
         uri.parse().map_err(|e| ApiError::BadRequest(format!("cannot reach the kubelet at {address}: {e}")))?;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<axum::body::Bytes>>();
-    let answer = client.get(uri).await.map_err(|e| {
+    let unavailable = |e: String| {
         ApiError::Unavailable(format!("the kubelet of node {node_name:?} at {address} did not answer: {e}"))
-    })?;
+    };
+    let waited = Duration::from_millis(limits::KUBELET_RESPONSE_TIMEOUT_MS);
+    let answer = tokio::time::timeout(waited, kubelets.client.get(uri))
+        .await
+        .map_err(|_| unavailable(format!("no answer within {waited:?}")))?
+        .map_err(|e| unavailable(e.to_string()))?;
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut response = (status, Body::new(answer.into_body())).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(response)
 }
 
+/// What a query part keeps as it is: RFC 3986's unreserved characters.
+const QUERY_PART: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 /// `?k=v&...` with each part percent-encoded, or nothing.
 fn encode_query(pairs: &[(&str, &str)]) -> String {
     if pairs.is_empty() {
         return String::new();
     }
-    let encode = |s: &str| -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
+    let encode = |s: &str| utf8_percent_encode(s, QUERY_PART).to_string();
     let parts: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
     format!("?{}", parts.join("&"))
 }

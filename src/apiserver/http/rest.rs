@@ -21,8 +21,10 @@ use crate::apis::patch::{self, PatchType};
 use crate::apis::protobuf;
 use crate::apis::selectors::{FieldSelector, LabelSelector};
 use crate::apis::table;
+use crate::apis::time;
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::http::discovery;
+use crate::apiserver::http::logs::{self, Kubelets};
 use crate::apiserver::registry::allocations::ServiceRange;
 use crate::apiserver::registry::apply;
 use crate::apiserver::registry::collections::{self, ListOptions, WatchFormat};
@@ -37,12 +39,13 @@ pub struct KubeApi {
     /// The address clients reach this replica's API at, for `/api`'s serverAddressByClientCIDRs.
     advertise: String,
     watches: AtomicUsize,
+    kubelets: Kubelets,
 }
 
 impl KubeApi {
     pub fn new(store: Store, advertise: String, service_range: ServiceRange) -> Arc<KubeApi> {
         let verbs = Verbs { objects: Objects::new(store), service_range };
-        Arc::new(KubeApi { verbs, advertise, watches: AtomicUsize::new(0) })
+        Arc::new(KubeApi { verbs, advertise, watches: AtomicUsize::new(0), kubelets: Kubelets::default() })
     }
 
     fn objects(&self) -> &Objects {
@@ -421,9 +424,7 @@ async fn resource_request(
             let stored = verbs.get(&target, Consistency::Linearizable).await?;
             Ok(ok(&scale_of(&stored.object)))
         }
-        (Method::GET, true, Some(Subresource::Log)) => {
-            crate::apiserver::http::logs::log(verbs, &target, &query.0).await
-        }
+        (Method::GET, true, Some(Subresource::Log)) => logs::log(&api.kubelets, verbs, &target, &query.0).await,
         (Method::POST, true, Some(Subresource::Binding)) => {
             let binding = json_body(headers, &body, false)?;
             let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).map(String::from);
@@ -553,10 +554,11 @@ impl Drop for WatchCount {
 /// that nothing verifies; it exists so that clients asking for one (`kubectl create token`) get the shape they
 /// expect.
 fn token_response(account: &Value, request: &Value) -> Value {
-    let seconds = request["spec"]["expirationSeconds"].as_i64().unwrap_or(3600).clamp(600, 86_400 * 365);
-    let expires = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + seconds)
-        .map(|t| t.to_string())
-        .unwrap_or_default();
+    let seconds = request["spec"]["expirationSeconds"]
+        .as_i64()
+        .unwrap_or(limits::SERVICE_ACCOUNT_TOKEN_SECS_DEFAULT)
+        .clamp(limits::SERVICE_ACCOUNT_TOKEN_SECS_MIN, limits::SERVICE_ACCOUNT_TOKEN_SECS_MAX);
+    let expires = time::from_now(seconds);
     let token: String = (0..4).map(|_| format!("{:016x}", rand::random::<u64>())).collect();
     let mut spec = request["spec"].clone();
     if !spec.is_object() {
