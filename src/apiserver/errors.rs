@@ -130,9 +130,8 @@ impl ApiError {
             ApiError::Unavailable(_) | ApiError::TooManyRequests(_) => Some(json!({"retryAfterSeconds": 1})),
             _ => None,
         };
-        if let Some(d) = details {
-            status["details"] = d;
-        }
+        // Every Status carries details, as upstream's do: clients read them without checking (kubectl debug).
+        status["details"] = details.unwrap_or_else(|| json!({}));
         status
     }
 
@@ -156,12 +155,14 @@ impl ApiError {
         ApiError::Invalid { resource, name: name.to_string(), message, causes }
     }
 
-    /// A refused patch of a `resource` object, answered as the real API server answers it.
-    pub fn patch(resource: &'static Resource, e: PatchError) -> ApiError {
+    /// A refused patch of the `resource` object `name`: a patch that does not apply is Invalid, naming the
+    /// object, with the engine's reason as its cause (which kubectl prints).
+    pub fn patch(resource: &'static Resource, name: &str, e: PatchError) -> ApiError {
         match e {
             PatchError::Malformed(m) => ApiError::BadRequest(m),
             PatchError::DoesNotApply(message) => {
-                ApiError::Invalid { resource, name: String::new(), message, causes: Vec::new() }
+                let cause = Cause { reason: "FieldValueInvalid", field: String::new(), message };
+                ApiError::invalid(resource, name, vec![cause])
             }
             PatchError::TooLarge(m) => ApiError::RequestEntityTooLarge(m),
         }

@@ -615,7 +615,7 @@ async fn scale(
                     doc
                 }
                 Some(PatchType::Json) => patch::apply(target.resource, PatchType::Json, &view, &input)
-                    .map_err(|e| ApiError::patch(target.resource, e))?,
+                    .map_err(|e| ApiError::patch(target.resource, target.name(), e))?,
             };
             let replicas = new_scale["spec"]["replicas"]
                 .as_i64()
@@ -666,7 +666,8 @@ async fn patch(
     let written = verbs
         .update_with(target, &options, |current| {
             let mut next =
-                patch::apply(resource, patch_type, current, &input).map_err(|e| ApiError::patch(resource, e))?;
+                patch::apply(resource, patch_type, current, &input)
+                .map_err(|e| ApiError::patch(resource, target.name(), e))?;
             // Without a resourceVersion in the patch itself, a patch applies to whatever is current.
             let patched_rv = next["metadata"]["resourceVersion"].clone();
             if patched_rv == current["metadata"]["resourceVersion"] {
