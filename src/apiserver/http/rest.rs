@@ -411,7 +411,7 @@ async fn resource_request(
             };
             let stored = verbs.get(&target, consistency).await?;
             if table {
-                let mut t = table::table(resource.group, resource.plural, &[stored.object], now, true);
+                let mut t = table::table(resource, &[stored.object], now, true);
                 t["metadata"] = json!({"resourceVersion": stored.revision.to_string()});
                 return Ok(ok(&t));
             }
@@ -419,7 +419,7 @@ async fn resource_request(
         }
         (Method::GET, true, Some(Subresource::Scale)) => {
             let stored = verbs.get(&target, Consistency::Linearizable).await?;
-            Ok(ok(&scale_of(&stored.object)))
+            Ok(ok(&scale_of(resource, &stored.object)))
         }
         (Method::GET, true, Some(Subresource::Log)) => {
             crate::apiserver::http::logs::log(verbs, &target, &query.0).await
@@ -573,9 +573,9 @@ fn token_response(account: &Value, request: &Value) -> Value {
 }
 
 /// The `autoscaling/v1 Scale` view of a scalable object.
-fn scale_of(obj: &Value) -> Value {
+fn scale_of(resource: &Resource, obj: &Value) -> Value {
     let m = &obj["metadata"];
-    let selector = crate::apis::selectors::selector_string(obj["spec"].get("selector"));
+    let selector = (resource.scale_selector)(obj["spec"].get("selector"));
     json!({
         "kind": "Scale", "apiVersion": "autoscaling/v1",
         "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
@@ -604,7 +604,7 @@ async fn scale(
     let main = Target { subresource: None, ..target.clone() };
     let written = verbs
         .update_with(&main, &options, |current| {
-            let view = scale_of(current);
+            let view = scale_of(target.resource, current);
             let new_scale = match patch_type {
                 None => input.clone(),
                 Some(PatchType::Apply) | Some(PatchType::Strategic) | Some(PatchType::Merge) => {
@@ -631,7 +631,7 @@ async fn scale(
             Ok(next)
         })
         .await?;
-    Ok(ok(&scale_of(&written.object)))
+    Ok(ok(&scale_of(target.resource, &written.object)))
 }
 
 fn unsupported_patch(content_type: &str) -> ApiError {
