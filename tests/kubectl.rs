@@ -627,3 +627,121 @@ async fn logs_come_from_the_kubelet_of_the_pods_node() {
     assert!(k.fails(&["logs", "pending"]).contains("not scheduled"));
     assert!(k.fails(&["logs", "web", "-c", "nope"]).contains("not valid for pod web"));
 }
+
+const RC_PVC_PV: &str = r#"
+apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: data
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: slow
+  resources:
+    requests:
+      storage: 1Gi
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: pv1
+spec:
+  capacity:
+    storage: 5Gi
+  accessModes: [ReadWriteOnce, ReadOnlyMany]
+  storageClassName: slow
+  hostPath:
+    path: /data
+---
+apiVersion: v1
+kind: PodTemplate
+metadata:
+  name: tpl
+template:
+  metadata:
+    labels:
+      app: tpl
+  spec:
+    containers:
+    - name: busybox
+      image: busybox
+"#;
+
+/// The header and the row of `name` in a `kubectl get` table, split into columns.
+fn table_row(table: &str, name: &str) -> (Vec<String>, Vec<String>) {
+    let split = |line: &str| line.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let header = split(table.lines().next().unwrap_or_default());
+    let row = table.lines().find(|l| l.starts_with(name)).map(split).unwrap_or_default();
+    (header, row)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replication_controllers_claims_volumes_and_pod_templates_are_served() {
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let k = Kubectl::for_replica(&cluster, follower(leader)).await;
+
+    // Phase 1: kubectl creates each kind from one manifest; the server defaults them and resets their status.
+    let manifest = k.manifest("rc-pvc-pv.yaml", RC_PVC_PV);
+    let created = k.ok(&["create", "-f", &manifest]);
+    for name in ["replicationcontroller/web", "persistentvolumeclaim/data", "persistentvolume/pv1", "podtemplate/tpl"] {
+        assert!(created.contains(&format!("{name} created")), "{created}");
+    }
+    let rc = k.json(&["get", "rc", "web"]);
+    assert_eq!(rc["metadata"]["generation"], 1);
+    assert_eq!(rc["spec"]["template"]["spec"]["restartPolicy"], "Always");
+    assert_eq!(k.json(&["get", "pvc", "data"])["status"]["phase"], "Pending");
+    let pv = k.json(&["get", "pv", "pv1"]);
+    assert_eq!(
+        (pv["spec"]["persistentVolumeReclaimPolicy"].as_str(), pv["status"]["phase"].as_str()),
+        (Some("Retain"), Some("Pending"))
+    );
+    assert!(pv["metadata"].get("namespace").is_none(), "{pv}");
+
+    // Phase 2: `kubectl get` prints upstream's columns for each.
+    let (header, row) = table_row(&k.ok(&["get", "rc"]), "web");
+    assert_eq!(header, ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]);
+    assert_eq!(row[..4], ["web", "2", "0", "0"]);
+    let (header, row) = table_row(&k.ok(&["get", "pvc"]), "data");
+    assert_eq!(
+        header,
+        ["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS", "MODES", "STORAGECLASS", "VOLUMEATTRIBUTESCLASS", "AGE"]
+    );
+    assert_eq!(row[..4], ["data", "Pending", "slow", "<unset>"]);
+    let (header, row) = table_row(&k.ok(&["get", "pv"]), "pv1");
+    assert_eq!(header[..5], ["NAME", "CAPACITY", "ACCESS", "MODES", "RECLAIM"]);
+    assert_eq!(row[..5], ["pv1", "5Gi", "RWO,ROX", "Retain", "Pending"]);
+    let (header, row) = table_row(&k.ok(&["get", "podtemplates"]), "tpl");
+    assert_eq!(header, ["NAME", "CONTAINERS", "IMAGES", "POD", "LABELS"]);
+    assert_eq!(row, ["tpl", "busybox", "busybox", "app=tpl"]);
+
+    // Phase 3: the controller scales through its scale subresource, and a spec change bumps its generation.
+    k.ok(&["scale", "rc", "web", "--replicas=4"]);
+    let rc = k.json(&["get", "rc", "web"]);
+    assert_eq!((rc["spec"]["replicas"].as_i64(), rc["metadata"]["generation"].as_i64()), (Some(4), Some(2)));
+    let scale: Value =
+        serde_json::from_str(&k.ok(&["get", "--raw", "/api/v1/namespaces/default/replicationcontrollers/web/scale"]))
+            .expect("a Scale");
+    assert_eq!(scale["status"]["selector"], "app=web");
+
+    // Phase 4: they are deleted like any other object.
+    k.ok(&["delete", "-f", &manifest]);
+    assert_eq!(k.ok(&["get", "rc,pvc,podtemplates", "-o", "name"]).trim(), "");
+    assert!(k.fails(&["get", "pv", "pv1"]).contains("NotFound"));
+}
