@@ -627,3 +627,184 @@ async fn logs_come_from_the_kubelet_of_the_pods_node() {
     assert!(k.fails(&["logs", "pending"]).contains("not scheduled"));
     assert!(k.fails(&["logs", "web", "-c", "nope"]).contains("not valid for pod web"));
 }
+
+const RC_PVC_PV: &str = r#"
+apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: data
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: slow
+  resources:
+    requests:
+      storage: 1Gi
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: pv1
+spec:
+  capacity:
+    storage: 5Gi
+  accessModes: [ReadWriteOnce, ReadOnlyMany]
+  storageClassName: slow
+  hostPath:
+    path: /data
+---
+apiVersion: v1
+kind: PodTemplate
+metadata:
+  name: tpl
+template:
+  metadata:
+    labels:
+      app: tpl
+  spec:
+    containers:
+    - name: busybox
+      image: busybox
+"#;
+
+/// The header and the row of `name` in a `kubectl get` table, split into columns.
+fn table_row(table: &str, name: &str) -> (Vec<String>, Vec<String>) {
+    let split = |line: &str| line.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let header = split(table.lines().next().unwrap_or_default());
+    let row = table.lines().find(|l| l.starts_with(name)).map(split).unwrap_or_default();
+    (header, row)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replication_controllers_claims_volumes_and_pod_templates_are_served() {
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let k = Kubectl::for_replica(&cluster, follower(leader)).await;
+
+    // Phase 1: kubectl creates each kind from one manifest; the server defaults them and resets their status.
+    let manifest = k.manifest("rc-pvc-pv.yaml", RC_PVC_PV);
+    let created = k.ok(&["create", "-f", &manifest]);
+    for name in ["replicationcontroller/web", "persistentvolumeclaim/data", "persistentvolume/pv1", "podtemplate/tpl"] {
+        assert!(created.contains(&format!("{name} created")), "{created}");
+    }
+    let rc = k.json(&["get", "rc", "web"]);
+    assert_eq!(rc["metadata"]["generation"], 1);
+    assert_eq!(rc["spec"]["template"]["spec"]["restartPolicy"], "Always");
+    assert_eq!(k.json(&["get", "pvc", "data"])["status"]["phase"], "Pending");
+    let pv = k.json(&["get", "pv", "pv1"]);
+    assert_eq!(
+        (pv["spec"]["persistentVolumeReclaimPolicy"].as_str(), pv["status"]["phase"].as_str()),
+        (Some("Retain"), Some("Pending"))
+    );
+    assert!(pv["metadata"].get("namespace").is_none(), "{pv}");
+
+    // Phase 2: `kubectl get` prints upstream's columns for each.
+    let (header, row) = table_row(&k.ok(&["get", "rc"]), "web");
+    assert_eq!(header, ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]);
+    assert_eq!(row[..4], ["web", "2", "0", "0"]);
+    let (header, row) = table_row(&k.ok(&["get", "pvc"]), "data");
+    assert_eq!(
+        header,
+        ["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS", "MODES", "STORAGECLASS", "VOLUMEATTRIBUTESCLASS", "AGE"]
+    );
+    assert_eq!(row[..4], ["data", "Pending", "slow", "<unset>"]);
+    let (header, row) = table_row(&k.ok(&["get", "pv"]), "pv1");
+    assert_eq!(header[..5], ["NAME", "CAPACITY", "ACCESS", "MODES", "RECLAIM"]);
+    assert_eq!(row[..5], ["pv1", "5Gi", "RWO,ROX", "Retain", "Pending"]);
+    let (header, row) = table_row(&k.ok(&["get", "podtemplates"]), "tpl");
+    assert_eq!(header, ["NAME", "CONTAINERS", "IMAGES", "POD", "LABELS"]);
+    assert_eq!(row, ["tpl", "busybox", "busybox", "app=tpl"]);
+
+    // Phase 3: the controller scales through its scale subresource, and a spec change bumps its generation.
+    k.ok(&["scale", "rc", "web", "--replicas=4"]);
+    let rc = k.json(&["get", "rc", "web"]);
+    assert_eq!((rc["spec"]["replicas"].as_i64(), rc["metadata"]["generation"].as_i64()), (Some(4), Some(2)));
+    let scale: Value =
+        serde_json::from_str(&k.ok(&["get", "--raw", "/api/v1/namespaces/default/replicationcontrollers/web/scale"]))
+            .expect("a Scale");
+    assert_eq!(scale["status"]["selector"], "app=web");
+
+    // Phase 4: they are deleted like any other object.
+    k.ok(&["delete", "-f", &manifest]);
+    assert_eq!(k.ok(&["get", "rc,pvc,podtemplates", "-o", "name"]).trim(), "");
+    assert!(k.fails(&["get", "pv", "pv1"]).contains("NotFound"));
+}
+
+/// The JSON body of a plain HTTP/1.1 request to replica `i`'s API (the test cluster has no authentication).
+async fn raw_status(cluster: &TestCluster, i: usize, method: &str, path: &str, body: &str) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(cluster.local.members[i].api_addr).await.expect("the API answers");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\nContent-Type: application/json-patch+json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    let (_, json) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("not a JSON Status ({e}): {answer}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn system_namespaces_stay_and_errors_say_what_failed() {
+    let cluster = TestCluster::start(3).await;
+    let i = follower(cluster.leader().await);
+    let k = Kubectl::for_replica(&cluster, i).await;
+    k.ok(&["create", "configmap", "keep", "--from-literal=a=b"]);
+
+    // Phase 1: the namespaces the cluster needs may not be deleted, not even in a dry run, and not as a
+    // collection; nothing in them is touched.
+    for ns in ["default", "kube-public", "kube-system"] {
+        let err = k.fails(&["delete", "namespace", ns]);
+        assert!(err.contains("this namespace may not be deleted"), "{ns}: {err}");
+        let err = k.fails(&["delete", "namespace", ns, "--dry-run=server"]);
+        assert!(err.contains("this namespace may not be deleted"), "{ns}: {err}");
+    }
+    let all = raw_status(&cluster, i, "DELETE", "/api/v1/namespaces", "").await;
+    assert_eq!(all["code"], 405, "{all}");
+    assert_eq!(k.ok(&["get", "ns", "default", "-o", "jsonpath={.status.phase}"]), "Active");
+    assert_eq!(k.ok(&["get", "ns", "kube-system", "-o", "jsonpath={.status.phase}"]), "Active");
+    assert_eq!(k.ok(&["get", "configmap", "keep", "-o", "jsonpath={.data.a}"]), "b");
+    let created = k.ok(&["create", "namespace", "scratch"]);
+    assert!(created.contains("scratch"), "{created}");
+    k.ok(&["delete", "namespace", "scratch"]);
+
+    // Phase 2: every error Status carries details, so clients that read them (kubectl debug) do not crash.
+    let unserved = raw_status(&cluster, i, "GET", "/apis/nowhere.example.com/v1/things", "").await;
+    assert_eq!(unserved["code"], 404, "{unserved}");
+    assert!(unserved["details"].is_object(), "{unserved}");
+    let missing = raw_status(&cluster, i, "GET", "/api/v1/namespaces/default/configmaps/absent", "").await;
+    assert_eq!(missing["details"]["name"], "absent", "{missing}");
+    assert_eq!(missing["details"]["kind"], "configmaps", "{missing}");
+
+    // Phase 3: a JSON patch whose test fails names the object and keeps the reason.
+    let err = k.fails(&[
+        "patch",
+        "configmap",
+        "keep",
+        "--type=json",
+        "-p",
+        r#"[{"op":"test","path":"/data/a","value":"c"}]"#,
+    ]);
+    assert!(err.contains("\"keep\""), "the object is named: {err}");
+    assert!(err.contains("/data/a"), "the failed operation is kept: {err}");
+    assert_eq!(k.ok(&["get", "configmap", "keep", "-o", "jsonpath={.data.a}"]), "b");
+}

@@ -1,14 +1,22 @@
-//! The registry of resource kinds the API serves: names, scope, subresources, discovery metadata, and the
-//! typed check each body goes through.
+//! The registry of resource kinds the API serves: names, scope, subresources, discovery metadata, the typed
+//! check each body goes through, and each kind's strategy: its defaulting, validation, name rule, printed
+//! columns, what a create resets, how its deletion finishes and whether it holds allocations.
 //!
-//! The table is the single source for routing, discovery, OpenAPI and storage keys. Objects are stored under
+//! The table is the single source for routing, discovery, OpenAPI, storage keys and per-kind behaviour: adding
+//! a kind is one entry here (its rules live in `defaults.rs`, `validation.rs` and `table.rs`, named by the
+//! entry), and no other code tells kinds apart by name. Objects are stored under
 //! `/registry/<plural>/<namespace>/<name>` (namespaced) or `/registry/<plural>/<name>` (cluster-scoped); no two
-//! served resources share a plural, so keys never collide.
+//! served resources share a plural or a kind, so keys never collide.
 
 use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, discovery};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+
+use super::defaults::{self, keep_status, reset_status};
+use super::selectors;
+use super::table::Printer;
+use super::validation::{self, Causes, NameRule};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subresource {
@@ -35,6 +43,18 @@ impl Subresource {
     }
 }
 
+/// How the deletion of an object of a kind finishes, beyond `metadata.finalizers`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deletion {
+    /// Removed once no finalizer holds it.
+    Plain,
+    /// A pod bound to a node is only marked: its kubelet stops it within the grace period and removes it.
+    Graceful,
+    /// `spec.finalizers` hold it too (the namespace controller empties it, then removes them through the
+    /// `finalize` subresource), and its `status.phase` reads `Terminating` meanwhile.
+    Finalized,
+}
+
 #[derive(Debug)]
 pub struct Resource {
     /// API group; empty for the core group.
@@ -54,7 +74,64 @@ pub struct Resource {
     pub typed: fn(&Value) -> Result<Value, String>,
     /// Registers the kind's OpenAPI schema (and those it refers to) and returns a reference to it.
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    /// Upstream's defaulting, run on every write (create, update, patch, apply).
+    pub defaults: fn(&mut Value),
+    /// What upstream's registry defaults only on create, after `defaults`.
+    pub create_defaults: fn(&mut Value),
+    /// What a new object starts from, whatever the client sent (upstream's `PrepareForCreate`): its status
+    /// kept, reset (controllers set it through the status subresource), or set to the kind's initial status.
+    pub prepare_for_create: fn(&mut Value),
+    /// The kind's own validation; the metadata rules every kind shares run before it.
+    pub validate: fn(&Value, &mut Causes),
+    /// The kind's update rules (`old`, `new`): what may not change, after every create rule on `new`.
+    pub validate_update: fn(&Value, &Value, &mut Causes),
+    /// The syntax of `metadata.name`.
+    pub names: NameRule,
+    /// The columns `kubectl get` prints.
+    pub printer: Printer,
+    /// How a deletion finishes.
+    pub deletion: Deletion,
+    /// Whether objects claim Service cluster IPs and node ports (released when they give them up or go).
+    pub allocates_addresses: bool,
+    /// `spec.selector` as the `scale` subresource reports it in `status.selector`.
+    pub scale_selector: fn(Option<&Value>) -> String,
+    /// Names of objects that may never be deleted: the namespaces the cluster itself needs, which upstream's
+    /// NamespaceLifecycle admission keeps.
+    pub undeletable: &'static [&'static str],
+    /// Whether a whole collection may be deleted in one request (upstream serves no deletecollection of
+    /// namespaces).
+    pub delete_collection: bool,
 }
+
+/// A kind with no rules of its own: no defaults, no validation beyond the metadata rules, status kept as
+/// sent, subdomain names, `NAME AGE` columns. Entries start from it and name what differs; its identity
+/// fields are always replaced.
+const PLAIN: Resource = Resource {
+    group: "",
+    version: "",
+    kind: "",
+    plural: "",
+    singular: "",
+    namespaced: true,
+    short_names: &[],
+    categories: &[],
+    subresources: &[],
+    tracks_generation: false,
+    typed: typed::<Value>,
+    schema: schema::<Value>,
+    defaults: defaults::no_defaults,
+    create_defaults: defaults::no_defaults,
+    prepare_for_create: keep_status,
+    validate: validation::no_rules,
+    validate_update: validation::no_update_rules,
+    names: NameRule::Dns1123Subdomain,
+    printer: Printer::AgeOnly,
+    deletion: Deletion::Plain,
+    allocates_addresses: false,
+    scale_selector: selectors::selector_string,
+    undeletable: &[],
+    delete_collection: true,
+};
 
 fn schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     generator.subschema_for::<T>()
@@ -99,6 +176,15 @@ impl Resource {
         }
     }
 
+    /// The verbs the resource's collection and objects serve, as discovery lists them.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.delete_collection {
+            &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        } else {
+            &["create", "delete", "get", "list", "patch", "update", "watch"]
+        }
+    }
+
     pub fn has(&self, sub: Subresource) -> bool {
         self.subresources.contains(&sub)
     }
@@ -118,9 +204,12 @@ impl Resource {
 
 use Subresource::*;
 
+/// An entry: identity, scope, the k8s-openapi type, discovery metadata, then the rules that differ from
+/// [`PLAIN`]'s.
 macro_rules! resource {
     ($group:expr, $version:expr, $kind:expr, $plural:expr, $singular:expr, $namespaced:expr, $ty:ty,
-     short: [$($short:expr),*], categories: [$($cat:expr),*], sub: [$($sub:expr),*], generation: $gen:expr) => {
+     short: [$($short:expr),*], categories: [$($cat:expr),*], sub: [$($sub:expr),*], generation: $gen:expr
+     $(, $rule:ident: $value:expr)* $(,)?) => {
         Resource {
             group: $group,
             version: $version,
@@ -134,51 +223,103 @@ macro_rules! resource {
             tracks_generation: $gen,
             typed: typed::<$ty>,
             schema: schema::<$ty>,
+            $($rule: $value,)*
+            ..PLAIN
         }
     };
 }
 
+use defaults as d;
+use validation as v;
+
 /// Every served resource, in discovery order (groups in priority order).
 pub static RESOURCES: &[Resource] = &[
     resource!("", "v1", "Namespace", "namespaces", "namespace", false, core::v1::Namespace,
-        short: ["ns"], categories: [], sub: [Status, Finalize], generation: false),
+        short: ["ns"], categories: [], sub: [Status, Finalize], generation: false,
+        defaults: d::default_namespace, create_defaults: d::add_kubernetes_finalizer,
+        prepare_for_create: d::namespace_initial_status, names: NameRule::Dns1123Label, printer: Printer::Namespace,
+        deletion: Deletion::Finalized, undeletable: &["default", "kube-public", "kube-system"],
+        delete_collection: false),
     resource!("", "v1", "Pod", "pods", "pod", true, core::v1::Pod,
-        short: ["po"], categories: ["all"], sub: [Status, Log, Binding], generation: false),
+        short: ["po"], categories: ["all"], sub: [Status, Log, Binding], generation: false,
+        defaults: d::default_pod, prepare_for_create: d::pod_initial_status, validate: v::validate_pod,
+        validate_update: v::validate_pod_update, printer: Printer::Pod, deletion: Deletion::Graceful),
     resource!("", "v1", "Node", "nodes", "node", false, core::v1::Node,
-        short: ["no"], categories: [], sub: [Status], generation: false),
+        short: ["no"], categories: [], sub: [Status], generation: false,
+        defaults: d::default_node, prepare_for_create: reset_status, printer: Printer::Node),
     resource!("", "v1", "Service", "services", "service", true, core::v1::Service,
-        short: ["svc"], categories: ["all"], sub: [Status], generation: false),
+        short: ["svc"], categories: ["all"], sub: [Status], generation: false,
+        defaults: d::default_service, prepare_for_create: reset_status, validate: v::validate_service,
+        validate_update: v::validate_service_update, names: NameRule::Dns1035Label, printer: Printer::Service,
+        allocates_addresses: true),
     resource!("", "v1", "Endpoints", "endpoints", "endpoints", true, core::v1::Endpoints,
-        short: ["ep"], categories: [], sub: [], generation: false),
+        short: ["ep"], categories: [], sub: [], generation: false,
+        defaults: d::default_endpoints, printer: Printer::Endpoints),
     resource!("", "v1", "ConfigMap", "configmaps", "configmap", true, core::v1::ConfigMap,
-        short: ["cm"], categories: [], sub: [], generation: false),
+        short: ["cm"], categories: [], sub: [], generation: false,
+        validate: v::validate_config_map, validate_update: v::validate_config_map_update,
+        printer: Printer::ConfigMap),
     resource!("", "v1", "Secret", "secrets", "secret", true, core::v1::Secret,
-        short: [], categories: [], sub: [], generation: false),
+        short: [], categories: [], sub: [], generation: false,
+        defaults: d::default_secret, validate: v::validate_secret, validate_update: v::validate_secret_update,
+        printer: Printer::Secret),
     resource!("", "v1", "Event", "events", "event", true, core::v1::Event,
-        short: ["ev"], categories: [], sub: [], generation: false),
+        short: ["ev"], categories: [], sub: [], generation: false, printer: Printer::Event),
     resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, core::v1::ServiceAccount,
-        short: ["sa"], categories: [], sub: [Token], generation: false),
+        short: ["sa"], categories: [], sub: [Token], generation: false, printer: Printer::ServiceAccount),
+    resource!("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", true,
+        core::v1::ReplicationController, short: ["rc"], categories: ["all"], sub: [Status, Scale], generation: true,
+        defaults: d::default_replication_controller, prepare_for_create: reset_status,
+        validate: v::validate_replication_controller, printer: Printer::ReplicationController,
+        scale_selector: selectors::set_selector_string),
+    resource!("", "v1", "PodTemplate", "podtemplates", "podtemplate", true, core::v1::PodTemplate,
+        short: [], categories: [], sub: [], generation: false,
+        defaults: d::default_pod_template, validate: v::validate_pod_template_object, printer: Printer::PodTemplate),
+    resource!("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true,
+        core::v1::PersistentVolumeClaim, short: ["pvc"], categories: [], sub: [Status], generation: false,
+        defaults: d::default_persistent_volume_claim, prepare_for_create: reset_status,
+        printer: Printer::PersistentVolumeClaim),
+    resource!("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false,
+        core::v1::PersistentVolume, short: ["pv"], categories: [], sub: [Status], generation: false,
+        defaults: d::default_persistent_volume, prepare_for_create: reset_status,
+        printer: Printer::PersistentVolume),
     resource!("apps", "v1", "Deployment", "deployments", "deployment", true, apps::v1::Deployment,
-        short: ["deploy"], categories: ["all"], sub: [Status, Scale], generation: true),
+        short: ["deploy"], categories: ["all"], sub: [Status, Scale], generation: true,
+        defaults: d::default_deployment, prepare_for_create: reset_status, validate: v::validate_deployment,
+        validate_update: v::validate_selector_unchanged, printer: Printer::Deployment),
     resource!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, apps::v1::ReplicaSet,
-        short: ["rs"], categories: ["all"], sub: [Status, Scale], generation: true),
+        short: ["rs"], categories: ["all"], sub: [Status, Scale], generation: true,
+        defaults: d::default_replica_set, prepare_for_create: reset_status, validate: v::validate_replica_set,
+        validate_update: v::validate_selector_unchanged, printer: Printer::ReplicaSet),
     resource!("apps", "v1", "StatefulSet", "statefulsets", "statefulset", true, apps::v1::StatefulSet,
-        short: ["sts"], categories: ["all"], sub: [Status, Scale], generation: true),
+        short: ["sts"], categories: ["all"], sub: [Status, Scale], generation: true,
+        defaults: d::default_stateful_set, prepare_for_create: reset_status, validate: v::validate_stateful_set,
+        validate_update: v::validate_stateful_set_update, printer: Printer::StatefulSet),
     resource!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, apps::v1::DaemonSet,
-        short: ["ds"], categories: ["all"], sub: [Status], generation: true),
+        short: ["ds"], categories: ["all"], sub: [Status], generation: true,
+        defaults: d::default_daemon_set, prepare_for_create: reset_status, validate: v::validate_daemon_set,
+        validate_update: v::validate_selector_unchanged, printer: Printer::DaemonSet),
     resource!("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true,
-        apps::v1::ControllerRevision, short: [], categories: [], sub: [], generation: false),
+        apps::v1::ControllerRevision, short: [], categories: [], sub: [], generation: false,
+        printer: Printer::ControllerRevision),
     resource!("batch", "v1", "Job", "jobs", "job", true, batch::v1::Job,
-        short: [], categories: ["all"], sub: [Status], generation: true),
+        short: [], categories: ["all"], sub: [Status], generation: true,
+        defaults: d::default_job, prepare_for_create: reset_status, validate: v::validate_job,
+        validate_update: v::validate_job_update, printer: Printer::Job),
     resource!("batch", "v1", "CronJob", "cronjobs", "cronjob", true, batch::v1::CronJob,
-        short: ["cj"], categories: ["all"], sub: [Status], generation: true),
+        short: ["cj"], categories: ["all"], sub: [Status], generation: true,
+        defaults: d::default_cron_job, prepare_for_create: reset_status, validate: v::validate_cron_job,
+        printer: Printer::CronJob),
     resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, coordination::v1::Lease,
-        short: [], categories: [], sub: [], generation: false),
+        short: [], categories: [], sub: [], generation: false, printer: Printer::Lease),
     resource!("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler",
         true, autoscaling::v2::HorizontalPodAutoscaler, short: ["hpa"], categories: ["all"], sub: [Status],
-        generation: true),
+        generation: true, defaults: d::default_horizontal_pod_autoscaler, prepare_for_create: reset_status,
+        validate: v::validate_horizontal_pod_autoscaler, printer: Printer::HorizontalPodAutoscaler),
     resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true,
-        discovery::v1::EndpointSlice, short: [], categories: [], sub: [], generation: false),
+        discovery::v1::EndpointSlice, short: [], categories: [], sub: [], generation: false,
+        defaults: d::default_endpoint_slice, validate: v::validate_endpoint_slice,
+        validate_update: v::validate_endpoint_slice_update, printer: Printer::EndpointSlice),
 ];
 
 /// The type check of the `autoscaling/v1 Scale` objects the `/scale` subresources speak.
@@ -203,16 +344,62 @@ pub fn group_versions() -> Vec<(&'static str, &'static str, Vec<&'static Resourc
     out
 }
 
+/// The served resource of `kind` in `group`, for tests that name kinds.
+#[cfg(test)]
+pub(crate) fn served(group: &str, kind: &str) -> &'static Resource {
+    RESOURCES.iter().find(|r| r.group == group && r.kind == kind).unwrap_or_else(|| panic!("{group}/{kind} is served"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn plurals_are_unique_so_keys_never_collide() {
+    fn entries_are_unique_so_keys_and_names_never_collide() {
         for (i, a) in RESOURCES.iter().enumerate() {
             for b in &RESOURCES[i + 1..] {
                 assert_ne!(a.plural, b.plural);
+                assert_ne!((a.group, a.kind), (b.group, b.kind));
+                assert_ne!((a.group, a.singular), (b.group, b.singular));
+                for short in a.short_names {
+                    assert!(!b.short_names.contains(short), "{short} names {} and {}", a.kind, b.kind);
+                }
             }
+        }
+    }
+
+    #[test]
+    fn every_served_kind_prints_one_cell_per_column() {
+        let objects = [
+            serde_json::json!({}),
+            serde_json::json!({"metadata": {"name": "a", "creationTimestamp": "2024-05-01T12:00:00Z"}}),
+            serde_json::json!({"metadata": {"name": "b", "deletionTimestamp": "x"}, "spec": {"template": {}},
+                "status": {"phase": "Bound", "conditions": [{}]}}),
+            serde_json::json!(null),
+        ];
+        for resource in RESOURCES {
+            let table = super::super::table::table(resource, &objects, 1_714_564_800, true);
+            let columns = table["columnDefinitions"].as_array().map_or(0, Vec::len);
+            assert!(columns >= 2, "{} prints its name and more", resource.kind);
+            for row in table["rows"].as_array().into_iter().flatten() {
+                assert_eq!(row["cells"].as_array().map_or(0, Vec::len), columns, "{}", resource.kind);
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_whose_status_controllers_set_do_not_take_it_from_a_create() {
+        for resource in RESOURCES.iter().filter(|r| r.has(Subresource::Status)) {
+            let mut obj = serde_json::json!({"metadata": {"name": "a"}, "status": {"sent": "by the client"}});
+            (resource.prepare_for_create)(&mut obj);
+            assert_ne!(obj["status"]["sent"], "by the client", "{}", resource.kind);
+        }
+    }
+
+    #[test]
+    fn only_kinds_with_a_finalize_subresource_are_held_by_spec_finalizers() {
+        for resource in RESOURCES {
+            assert_eq!(resource.has(Finalize), resource.deletion == Deletion::Finalized, "{}", resource.kind);
         }
     }
 

@@ -1,11 +1,12 @@
 //! Server-side defaulting of built-in objects, as upstream's `SetDefaults_*` functions and declarative
-//! `+default` markers fill them when an object is decoded.
+//! `+default` markers fill them when an object is decoded, and what a new object starts from (upstream's
+//! `PrepareForCreate`: a status reset or the kind's initial status).
 //!
-//! Objects are `serde_json::Value`s in Kubernetes JSON form, addressed by (group, kind) with group `""` for
-//! core. [`apply_defaults`] fills what upstream fills every time an object is decoded, so it runs on every
-//! write, create or update. [`apply_create_defaults`] adds what upstream's registries set only when an object
-//! is first created (a Namespace's `kubernetes` finalizer, which must not come back after the namespace
-//! controller has removed it).
+//! Objects are `serde_json::Value`s in Kubernetes JSON form. Each catalog entry (`Resource`) names its kind's
+//! functions here. [`apply_defaults`] fills what upstream fills every time an object is decoded (the entry's
+//! `defaults`), so it runs on every write, create or update. [`apply_create_defaults`] adds what upstream's
+//! registries set only when an object is first created (the entry's `create_defaults`: a Namespace's
+//! `kubernetes` finalizer, which must not come back after the namespace controller has removed it).
 //!
 //! Invariants:
 //! - Idempotent: applying defaults to a defaulted object changes nothing.
@@ -14,11 +15,13 @@
 //!   except where upstream overwrites too (the namespace's `kubernetes.io/metadata.name` label).
 //! - A field of the wrong JSON type is left as it is: defaulting never panics and never reports errors;
 //!   validation reports them.
-//! - Unknown kinds are left untouched.
+//! - Kinds whose entry names no defaults are left untouched.
 //! - Service defaults assume an IPv4 single-stack cluster (`ipFamilies: ["IPv4"]`); cluster IP and node port
 //!   allocation belong to the Service registry, not here.
 
 use serde_json::{json, Map, Value};
+
+use super::catalog::Resource;
 
 /// The default container termination message path.
 const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
@@ -31,40 +34,70 @@ const BACKOFF_LIMIT_PER_INDEX_DEFAULT: i64 = 2_147_483_647;
 /// ClientIP session affinity timeout when the Service does not say (three hours).
 const CLIENT_IP_AFFINITY_SECONDS: i64 = 10_800;
 
-/// Fills upstream's defaults into `obj`, a `group`/`kind` object in Kubernetes JSON form. Idempotent.
-pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
-    match (group, kind) {
-        ("", "Pod") => default_pod(obj),
-        ("", "PodTemplate") => {
-            if let Some(template) = child_object(obj, "template") {
-                default_pod_template_spec(template);
-            }
-        }
-        ("", "ReplicationController") => default_replication_controller(obj),
-        ("", "Service") => default_service(obj),
-        ("", "Namespace") => default_namespace(obj),
-        ("", "Secret") => default_secret(obj),
-        ("", "Node") => default_node(obj),
-        ("", "Endpoints") => default_endpoints(obj),
-        ("", "PersistentVolume") => default_persistent_volume(obj),
-        ("", "PersistentVolumeClaim") => default_persistent_volume_claim(obj),
-        ("apps", "Deployment") => default_deployment(obj),
-        ("apps", "ReplicaSet") => default_replica_set(obj),
-        ("apps", "StatefulSet") => default_stateful_set(obj),
-        ("apps", "DaemonSet") => default_daemon_set(obj),
-        ("batch", "Job") => default_job(obj),
-        ("batch", "CronJob") => default_cron_job(obj),
-        ("autoscaling", "HorizontalPodAutoscaler") => default_horizontal_pod_autoscaler(obj),
-        ("discovery.k8s.io", "EndpointSlice") => default_endpoint_slice(obj),
-        _ => {}
-    }
+/// Fills upstream's defaults into `obj`, an object of `resource` in Kubernetes JSON form. Idempotent.
+pub fn apply_defaults(resource: &Resource, obj: &mut Value) {
+    (resource.defaults)(obj);
 }
 
 /// [`apply_defaults`] plus what upstream's registries set only on create. Idempotent.
-pub fn apply_create_defaults(group: &str, kind: &str, obj: &mut Value) {
-    apply_defaults(group, kind, obj);
-    if (group, kind) == ("", "Namespace") {
-        add_kubernetes_finalizer(obj);
+pub fn apply_create_defaults(resource: &Resource, obj: &mut Value) {
+    (resource.defaults)(obj);
+    (resource.create_defaults)(obj);
+}
+
+/// The defaulting of a kind upstream fills nothing into.
+pub(crate) fn no_defaults(_obj: &mut Value) {}
+
+// ---------------------------------------------------------------------------------------------------------
+// What a new object starts from, whatever the client sent (upstream's `PrepareForCreate`).
+
+/// Keeps the status the client sent: kinds without a status that controllers set.
+pub(crate) fn keep_status(_obj: &mut Value) {}
+
+/// Drops the status the client sent: controllers and kubelets set it, through the status subresource.
+pub(crate) fn reset_status(obj: &mut Value) {
+    if let Some(o) = obj.as_object_mut() {
+        o.remove("status");
+    }
+}
+
+/// A new Pod is `Pending`, with the QoS class its containers' requests and limits give it.
+pub(crate) fn pod_initial_status(pod: &mut Value) {
+    let status = json!({"phase": "Pending", "qosClass": qos_class(pod)});
+    if let Some(o) = pod.as_object_mut() {
+        o.insert("status".to_owned(), status);
+    }
+}
+
+/// A new Namespace is `Active`.
+pub(crate) fn namespace_initial_status(namespace: &mut Value) {
+    if let Some(o) = namespace.as_object_mut() {
+        o.insert("status".to_owned(), json!({"phase": "Active"}));
+    }
+}
+
+/// A pod's QoS class from its containers' requests and limits, as upstream computes it.
+fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> =
+        ["containers", "initContainers"].iter().filter_map(|f| pod["spec"][f].as_array()).flatten().collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in containers {
+        let requests = c["resources"]["requests"].as_object();
+        let limits = c["resources"]["limits"].as_object();
+        any |= requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty());
+        for res in ["cpu", "memory"] {
+            let limit = limits.and_then(|l| l.get(res));
+            let request = requests.and_then(|r| r.get(res)).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
     }
 }
 
@@ -134,7 +167,7 @@ fn string_field<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
 // ---------------------------------------------------------------------------------------------------------
 // Pods and pod templates.
 
-fn default_pod(pod: &mut Value) {
+pub(crate) fn default_pod(pod: &mut Value) {
     let Some(spec) = child_object(pod, "spec") else { return };
     default_pod_only(spec);
     default_pod_spec(spec);
@@ -183,6 +216,12 @@ fn default_host_port(port: &mut Value) {
     };
     if unset {
         map.insert("hostPort".to_owned(), container_port);
+    }
+}
+
+pub(crate) fn default_pod_template(pod_template: &mut Value) {
+    if let Some(template) = child_object(pod_template, "template") {
+        default_pod_template_spec(template);
     }
 }
 
@@ -458,7 +497,7 @@ fn is_image_digest(digest: &str) -> bool {
 // ---------------------------------------------------------------------------------------------------------
 // Workloads.
 
-fn default_replication_controller(rc: &mut Value) {
+pub(crate) fn default_replication_controller(rc: &mut Value) {
     let template_labels = rc.pointer("/spec/template/metadata/labels").filter(|l| l.is_object()).cloned();
     if let Some(labels) = template_labels {
         if let Some(spec) = child_object(rc, "spec").and_then(Value::as_object_mut) {
@@ -490,7 +529,7 @@ fn is_wrong_type(map: &Map<String, Value>, key: &str) -> bool {
     map.get(key).is_some_and(|v| !v.is_null() && !v.is_object())
 }
 
-fn default_deployment(deployment: &mut Value) {
+pub(crate) fn default_deployment(deployment: &mut Value) {
     let Some(spec) = child_object(deployment, "spec") else { return };
     if let Some(map) = spec.as_object_mut() {
         default_value(map, "replicas", Value::from(1));
@@ -515,7 +554,7 @@ fn default_deployment(deployment: &mut Value) {
     }
 }
 
-fn default_replica_set(replica_set: &mut Value) {
+pub(crate) fn default_replica_set(replica_set: &mut Value) {
     let Some(spec) = child_object(replica_set, "spec") else { return };
     if let Some(map) = spec.as_object_mut() {
         default_value(map, "replicas", Value::from(1));
@@ -525,7 +564,7 @@ fn default_replica_set(replica_set: &mut Value) {
     }
 }
 
-fn default_stateful_set(stateful_set: &mut Value) {
+pub(crate) fn default_stateful_set(stateful_set: &mut Value) {
     let Some(spec) = child_object(stateful_set, "spec") else { return };
     if let Some(map) = spec.as_object_mut() {
         default_string(map, "podManagementPolicy", "OrderedReady");
@@ -560,7 +599,7 @@ fn default_stateful_set(stateful_set: &mut Value) {
     }
 }
 
-fn default_daemon_set(daemon_set: &mut Value) {
+pub(crate) fn default_daemon_set(daemon_set: &mut Value) {
     let Some(spec) = child_object(daemon_set, "spec") else { return };
     if let Some(strategy) = child_object(spec, "updateStrategy") {
         if let Some(map) = strategy.as_object_mut() {
@@ -581,7 +620,7 @@ fn default_daemon_set(daemon_set: &mut Value) {
     }
 }
 
-fn default_job(job: &mut Value) {
+pub(crate) fn default_job(job: &mut Value) {
     let template_labels = job.pointer("/spec/template/metadata/labels").filter(|l| l.is_object()).cloned();
     if let Some(labels) = template_labels {
         if let Some(metadata) = child_object(job, "metadata").and_then(Value::as_object_mut) {
@@ -626,7 +665,7 @@ fn default_job_spec_nested(spec: &mut Value) {
     }
 }
 
-fn default_cron_job(cron_job: &mut Value) {
+pub(crate) fn default_cron_job(cron_job: &mut Value) {
     let Some(spec) = child_object(cron_job, "spec") else { return };
     if let Some(map) = spec.as_object_mut() {
         default_string(map, "concurrencyPolicy", "Allow");
@@ -639,7 +678,7 @@ fn default_cron_job(cron_job: &mut Value) {
     }
 }
 
-fn default_horizontal_pod_autoscaler(hpa: &mut Value) {
+pub(crate) fn default_horizontal_pod_autoscaler(hpa: &mut Value) {
     let version_one = string_field(hpa, "apiVersion") == Some("autoscaling/v1");
     let Some(spec) = child_object(hpa, "spec") else { return };
     if let Some(map) = spec.as_object_mut() {
@@ -684,7 +723,7 @@ fn default_scaling_rules(behavior: &mut Value, key: &str, scale_up: bool) {
 // ---------------------------------------------------------------------------------------------------------
 // Services, endpoints, namespaces, secrets, nodes, volumes.
 
-fn default_service(service: &mut Value) {
+pub(crate) fn default_service(service: &mut Value) {
     let Some(spec) = child_object(service, "spec") else { return };
     let Some(map) = spec.as_object_mut() else { return };
     default_string(map, "sessionAffinity", "None");
@@ -765,7 +804,7 @@ fn default_cluster_ips(spec: &mut Map<String, Value>) {
     }
 }
 
-fn default_endpoints(endpoints: &mut Value) {
+pub(crate) fn default_endpoints(endpoints: &mut Value) {
     for subset in array_items(endpoints, "subsets") {
         for port in array_items(subset, "ports") {
             if let Some(map) = port.as_object_mut() {
@@ -775,7 +814,7 @@ fn default_endpoints(endpoints: &mut Value) {
     }
 }
 
-fn default_endpoint_slice(slice: &mut Value) {
+pub(crate) fn default_endpoint_slice(slice: &mut Value) {
     for port in array_items(slice, "ports") {
         if let Some(map) = port.as_object_mut() {
             default_value(map, "name", Value::String(String::new()));
@@ -784,7 +823,7 @@ fn default_endpoint_slice(slice: &mut Value) {
     }
 }
 
-fn default_namespace(namespace: &mut Value) {
+pub(crate) fn default_namespace(namespace: &mut Value) {
     let name = namespace.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_owned();
     if !name.is_empty() {
         if let Some(labels) =
@@ -799,7 +838,7 @@ fn default_namespace(namespace: &mut Value) {
 }
 
 /// The Namespace registry's create-time rule: `spec.finalizers` must hold `kubernetes`.
-fn add_kubernetes_finalizer(namespace: &mut Value) {
+pub(crate) fn add_kubernetes_finalizer(namespace: &mut Value) {
     let Some(spec) = child_object(namespace, "spec").and_then(Value::as_object_mut) else { return };
     match spec.get_mut("finalizers") {
         None | Some(Value::Null) => {
@@ -816,7 +855,7 @@ fn add_kubernetes_finalizer(namespace: &mut Value) {
 
 /// Secret type defaults to Opaque; `stringData` is merged into `data` (base64) and dropped, as upstream's
 /// conversion does, with `stringData` winning over `data` for the same key.
-fn default_secret(secret: &mut Value) {
+pub(crate) fn default_secret(secret: &mut Value) {
     let Some(map) = secret.as_object_mut() else { return };
     default_string(map, "type", "Opaque");
     let Some(Value::Object(string_data)) = map.get("stringData").cloned() else { return };
@@ -855,7 +894,7 @@ fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
-fn default_node(node: &mut Value) {
+pub(crate) fn default_node(node: &mut Value) {
     let Some(status) = existing_object(node, "status").and_then(Value::as_object_mut) else { return };
     if is_unset(status, "allocatable") {
         if let Some(capacity) = status.get("capacity").filter(|c| c.is_object()).cloned() {
@@ -864,7 +903,7 @@ fn default_node(node: &mut Value) {
     }
 }
 
-fn default_persistent_volume(volume: &mut Value) {
+pub(crate) fn default_persistent_volume(volume: &mut Value) {
     if let Some(status) = child_object(volume, "status").and_then(Value::as_object_mut) {
         default_string(status, "phase", "Pending");
     }
@@ -874,7 +913,7 @@ fn default_persistent_volume(volume: &mut Value) {
     }
 }
 
-fn default_persistent_volume_claim(claim: &mut Value) {
+pub(crate) fn default_persistent_volume_claim(claim: &mut Value) {
     if let Some(status) = child_object(claim, "status").and_then(Value::as_object_mut) {
         default_string(status, "phase", "Pending");
     }
@@ -892,6 +931,7 @@ fn default_persistent_volume_claim_spec(spec: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apis::catalog::served;
 
     /// The body `kubectl apply -f deploy.yaml` sends (from the recorded wire log).
     fn kubectl_deployment() -> Value {
@@ -903,7 +943,7 @@ mod tests {
     }
 
     fn defaulted(group: &str, kind: &str, mut obj: Value) -> Value {
-        apply_defaults(group, kind, &mut obj);
+        apply_defaults(served(group, kind), &mut obj);
         obj
     }
 
@@ -1191,11 +1231,11 @@ mod tests {
         assert_eq!(ns.pointer("/spec/finalizers"), None, "the finalizer is create-only");
 
         let mut created = json!({"metadata":{"name":"team-a"}});
-        apply_create_defaults("", "Namespace", &mut created);
+        apply_create_defaults(served("", "Namespace"), &mut created);
         assert_eq!(created.pointer("/spec/finalizers"), Some(&json!(["kubernetes"])));
         let mut other = json!({"metadata":{"name":"b"},"spec":{"finalizers":["example.com/x"]}});
-        apply_create_defaults("", "Namespace", &mut other);
-        apply_create_defaults("", "Namespace", &mut other);
+        apply_create_defaults(served("", "Namespace"), &mut other);
+        apply_create_defaults(served("", "Namespace"), &mut other);
         assert_eq!(other.pointer("/spec/finalizers"), Some(&json!(["example.com/x", "kubernetes"])));
 
         let finalized = defaulted("", "Namespace", json!({"metadata":{"name":"b"},"spec":{"finalizers":[]}}));
@@ -1293,9 +1333,34 @@ mod tests {
     }
 
     #[test]
-    fn unknown_kinds_are_untouched() {
-        let obj = json!({"spec":{"template":{"spec":{}}}});
-        assert_eq!(defaulted("example.com", "Widget", obj.clone()), obj);
-        assert_eq!(defaulted("apps", "Unknown", obj.clone()), obj);
+    fn kinds_without_defaults_are_untouched() {
+        let obj = json!({"metadata":{"name":"c"},"data":{"a":"b"}});
+        assert_eq!(defaulted("", "ConfigMap", obj.clone()), obj);
+    }
+
+    #[test]
+    fn qos_classes() {
+        assert_eq!(qos_class(&json!({"spec": {"containers": [{"name": "a"}]}})), "BestEffort");
+        let g = json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
+        assert_eq!(qos_class(&g), "Guaranteed");
+        let b = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}});
+        assert_eq!(qos_class(&b), "Burstable");
+    }
+
+    #[test]
+    fn create_starts_from_the_kinds_initial_status() {
+        let prepared = |group, kind, mut obj: Value| {
+            (served(group, kind).prepare_for_create)(&mut obj);
+            obj
+        };
+        let pod = json!({"spec": {"containers": [{"name": "a"}]}, "status": {"phase": "Running"}});
+        assert_eq!(prepared("", "Pod", pod)["status"], json!({"phase": "Pending", "qosClass": "BestEffort"}));
+        let namespace = json!({"metadata": {"name": "a"}, "status": {"phase": "Terminating"}});
+        assert_eq!(prepared("", "Namespace", namespace)["status"], json!({"phase": "Active"}));
+        let deployment = json!({"spec": {}, "status": {"replicas": 3}});
+        assert_eq!(prepared("apps", "Deployment", deployment), json!({"spec": {}}));
+        let config_map = json!({"data": {}, "status": "kept"});
+        assert_eq!(prepared("", "ConfigMap", config_map.clone()), config_map);
+        assert_eq!(prepared("", "Pod", json!("not an object")), json!("not an object"));
     }
 }

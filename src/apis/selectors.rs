@@ -400,6 +400,15 @@ pub fn selector_string(selector: Option<&Value>) -> String {
     LabelSelector::from_label_selector(selector).map(|s| s.to_string()).unwrap_or_default()
 }
 
+/// The canonical string of a plain label map used as a selector (a ReplicationController's `spec.selector`),
+/// as `Scale.status.selector` carries it: sorted `k=v` pairs, empty when there are none.
+pub fn set_selector_string(labels: Option<&Value>) -> String {
+    match labels.and_then(Value::as_object) {
+        Some(map) if !map.is_empty() => format_labels(labels),
+        _ => String::new(),
+    }
+}
+
 /// `metav1.FormatLabelSelector`: the canonical string of a `metav1.LabelSelector` object, `<none>` when it is
 /// empty or missing and `<error>` when it is invalid.
 pub fn format_label_selector(selector: Option<&Value>) -> String {

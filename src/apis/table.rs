@@ -2,8 +2,8 @@
 //! `Accept: application/json;as=Table;v=v1;g=meta.k8s.io`.
 //!
 //! Owns the column sets and cell values of the built-in printers kube-apiserver uses for each resource
-//! (pods, nodes, services, events, the apps and batch workloads, ...), the fallbacks for everything else
-//! (`NAME AGE`, or `NAME CREATED AT` for the built-ins upstream prints that way), upstream's human-readable
+//! (pods, nodes, services, events, volumes and claims, the apps and batch workloads, ...) as the [`Printer`]
+//! each catalog entry names, upstream's fallback for kinds without one (`NAME AGE`), upstream's human-readable
 //! durations and a small RFC 3339 parser for the timestamps they are computed from.
 //!
 //! Invariants:
@@ -19,50 +19,22 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Map, Value};
 
+use super::catalog::Resource;
 use super::selectors::{format_label_selector, format_labels, LabelSelector};
 use super::time;
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;
 
-/// Builds a Table of `objects` (all of `resource_plural` in `group`) as seen at `now_unix_secs`. With
-/// `include_column_definitions` false the definitions list is empty, as in watch events after the first.
+/// Builds a Table of `objects` (all of `resource`) as seen at `now_unix_secs`, with the resource's printer.
+/// With `include_column_definitions` false the definitions list is empty, as in watch events after the first.
 /// The caller fills `metadata` (`resourceVersion`, `continue`).
-pub fn table(
-    group: &str,
-    resource_plural: &str,
-    objects: &[Value],
-    now_unix_secs: i64,
-    include_column_definitions: bool,
-) -> Value {
-    let printer = Printer::of(group, resource_plural);
-    let rows: Vec<Value> = objects.iter().map(|object| printer.row(object, now_unix_secs)).collect();
-    let definitions = if include_column_definitions { column_definitions(group, resource_plural) } else { json!([]) };
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": {},
-        "columnDefinitions": definitions,
-        "rows": rows,
-    })
+pub fn table(resource: &Resource, objects: &[Value], now_unix_secs: i64, include_column_definitions: bool) -> Value {
+    resource.printer.table(objects, now_unix_secs, include_column_definitions)
 }
 
-/// The `columnDefinitions` of a Table of `resource_plural` in `group`.
-pub fn column_definitions(group: &str, resource_plural: &str) -> Value {
-    let columns = Printer::of(group, resource_plural).columns();
-    Value::Array(
-        columns
-            .iter()
-            .map(|c| {
-                json!({
-                    "name": c.name,
-                    "type": c.cell_type.as_str(),
-                    "format": c.format,
-                    "description": c.description,
-                    "priority": c.priority,
-                })
-            })
-            .collect(),
-    )
+/// The `columnDefinitions` of a Table of `resource`.
+pub fn column_definitions(resource: &Resource) -> Value {
+    resource.printer.column_definitions()
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -387,15 +359,44 @@ const ENDPOINT_SLICE_COLUMNS: &[Column] = &[
     column("Endpoints", Text, "First endpoint addresses."),
     AGE,
 ];
-const CREATED_AT_COLUMNS: &[Column] = &[NAME, column("Created At", Date, "Creation time of the object.")];
+const POD_TEMPLATE_COLUMNS: &[Column] = &[
+    NAME,
+    column("Containers", Text, "Names of each container in the template."),
+    column("Images", Text, "Images referenced by each container in the template."),
+    column("Pod Labels", Text, "The labels for the pod template."),
+];
+const PERSISTENT_VOLUME_COLUMNS: &[Column] = &[
+    NAME,
+    column("Capacity", Text, "Storage capacity of the volume."),
+    column("Access Modes", Text, "Ways the volume can be mounted."),
+    column("Reclaim Policy", Text, "What happens to the volume when its claim is released."),
+    column("Status", Text, "Phase of the volume."),
+    column("Claim", Text, "Namespace and name of the claim bound to the volume."),
+    column("StorageClass", Text, "StorageClass of the pv"),
+    column("VolumeAttributesClass", Text, "VolumeAttributesClass of the pv"),
+    column("Reason", Text, "Why the volume is in its phase."),
+    AGE,
+    wide("VolumeMode", Text, "Whether the volume is a filesystem or a raw block device."),
+];
+const PERSISTENT_VOLUME_CLAIM_COLUMNS: &[Column] = &[
+    NAME,
+    column("Status", Text, "Phase of the claim."),
+    column("Volume", Text, "Name of the volume bound to the claim."),
+    column("Capacity", Text, "Storage capacity of the bound volume."),
+    column("Access Modes", Text, "Ways the bound volume can be mounted."),
+    column("StorageClass", Text, "StorageClass of the pvc"),
+    column("VolumeAttributesClass", Text, "VolumeAttributesClass of the pvc"),
+    AGE,
+    wide("VolumeMode", Text, "Whether the claim asks for a filesystem or a raw block device."),
+];
 const AGE_ONLY_COLUMNS: &[Column] = &[NAME, column("Age", Date, "Time since the object was created.")];
 
 // ---------------------------------------------------------------------------------------------------------------
 // Printers
 
-/// Which of upstream's printers a resource uses.
+/// Which of upstream's printers a resource uses: its columns and how each row's cells are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Printer {
+pub enum Printer {
     Namespace,
     Pod,
     Node,
@@ -403,9 +404,12 @@ enum Printer {
     Endpoints,
     ConfigMap,
     Secret,
-    Event(EventShape),
+    Event,
     ServiceAccount,
     ReplicationController,
+    PodTemplate,
+    PersistentVolume,
+    PersistentVolumeClaim,
     Deployment,
     ReplicaSet,
     StatefulSet,
@@ -416,39 +420,38 @@ enum Printer {
     Lease,
     HorizontalPodAutoscaler,
     EndpointSlice,
-    CreatedAt,
+    /// Upstream's default for kinds without a printer of their own: `NAME AGE`.
     AgeOnly,
 }
 
 impl Printer {
-    fn of(group: &str, resource_plural: &str) -> Printer {
-        match (group, resource_plural) {
-            ("", "namespaces") => Printer::Namespace,
-            ("", "pods") => Printer::Pod,
-            ("", "nodes") => Printer::Node,
-            ("", "services") => Printer::Service,
-            ("", "endpoints") => Printer::Endpoints,
-            ("", "configmaps") => Printer::ConfigMap,
-            ("", "secrets") => Printer::Secret,
-            ("", "events") => Printer::Event(EventShape::Core),
-            ("events.k8s.io", "events") => Printer::Event(EventShape::EventsV1),
-            ("", "serviceaccounts") => Printer::ServiceAccount,
-            ("", "replicationcontrollers") => Printer::ReplicationController,
-            ("apps", "deployments") => Printer::Deployment,
-            ("apps", "replicasets") => Printer::ReplicaSet,
-            ("apps", "statefulsets") => Printer::StatefulSet,
-            ("apps", "daemonsets") => Printer::DaemonSet,
-            ("apps", "controllerrevisions") => Printer::ControllerRevision,
-            ("batch", "jobs") => Printer::Job,
-            ("batch", "cronjobs") => Printer::CronJob,
-            ("coordination.k8s.io", "leases") => Printer::Lease,
-            ("autoscaling", "horizontalpodautoscalers") => Printer::HorizontalPodAutoscaler,
-            ("discovery.k8s.io", "endpointslices") => Printer::EndpointSlice,
-            ("", "limitranges")
-            | ("rbac.authorization.k8s.io", "roles" | "clusterroles")
-            | ("apiextensions.k8s.io", "customresourcedefinitions") => Printer::CreatedAt,
-            _ => Printer::AgeOnly,
-        }
+    fn table(self, objects: &[Value], now: i64, include_column_definitions: bool) -> Value {
+        let rows: Vec<Value> = objects.iter().map(|object| self.row(object, now)).collect();
+        let definitions = if include_column_definitions { self.column_definitions() } else { json!([]) };
+        json!({
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {},
+            "columnDefinitions": definitions,
+            "rows": rows,
+        })
+    }
+
+    fn column_definitions(self) -> Value {
+        Value::Array(
+            self.columns()
+                .iter()
+                .map(|c| {
+                    json!({
+                        "name": c.name,
+                        "type": c.cell_type.as_str(),
+                        "format": c.format,
+                        "description": c.description,
+                        "priority": c.priority,
+                    })
+                })
+                .collect(),
+        )
     }
 
     fn columns(self) -> &'static [Column] {
@@ -460,9 +463,12 @@ impl Printer {
             Printer::Endpoints => ENDPOINTS_COLUMNS,
             Printer::ConfigMap => CONFIG_MAP_COLUMNS,
             Printer::Secret => SECRET_COLUMNS,
-            Printer::Event(_) => EVENT_COLUMNS,
+            Printer::Event => EVENT_COLUMNS,
             Printer::ServiceAccount => SERVICE_ACCOUNT_COLUMNS,
             Printer::ReplicationController | Printer::ReplicaSet => REPLICATION_CONTROLLER_COLUMNS,
+            Printer::PodTemplate => POD_TEMPLATE_COLUMNS,
+            Printer::PersistentVolume => PERSISTENT_VOLUME_COLUMNS,
+            Printer::PersistentVolumeClaim => PERSISTENT_VOLUME_CLAIM_COLUMNS,
             Printer::Deployment => DEPLOYMENT_COLUMNS,
             Printer::StatefulSet => STATEFUL_SET_COLUMNS,
             Printer::DaemonSet => DAEMON_SET_COLUMNS,
@@ -472,7 +478,6 @@ impl Printer {
             Printer::Lease => LEASE_COLUMNS,
             Printer::HorizontalPodAutoscaler => HORIZONTAL_POD_AUTOSCALER_COLUMNS,
             Printer::EndpointSlice => ENDPOINT_SLICE_COLUMNS,
-            Printer::CreatedAt => CREATED_AT_COLUMNS,
             Printer::AgeOnly => AGE_ONLY_COLUMNS,
         }
     }
@@ -494,7 +499,7 @@ impl Printer {
                 let entries = at(object, &["data"]).and_then(Value::as_object).map_or(0, Map::len);
                 vec![json!(name(object)), json!(text(object, &["type"])), json!(entries), json!(age(object, now))]
             }
-            Printer::Event(shape) => event_cells(object, shape, now),
+            Printer::Event => event_cells(object, now),
             Printer::ServiceAccount => {
                 vec![json!(name(object)), json!(items(object, &["secrets"]).len()), json!(age(object, now))]
             }
@@ -504,6 +509,13 @@ impl Printer {
             Printer::ReplicaSet => {
                 replica_set_cells(object, now, format_label_selector(at(object, &["spec", "selector"])))
             }
+            Printer::PodTemplate => {
+                let [containers, images] = container_cells(object, &["template"]);
+                let labels = format_labels(at(object, &["template", "metadata", "labels"]));
+                vec![json!(name(object)), containers, images, json!(labels)]
+            }
+            Printer::PersistentVolume => persistent_volume_cells(object, now),
+            Printer::PersistentVolumeClaim => persistent_volume_claim_cells(object, now),
             Printer::Deployment => deployment_cells(object, now),
             Printer::StatefulSet => {
                 let ready = format!("{}/{}", integer(object, &["status", "readyReplicas"]), desired_replicas(object));
@@ -530,12 +542,6 @@ impl Printer {
                 json!(format_slice_endpoints(items(object, &["endpoints"]))),
                 json!(age(object, now)),
             ],
-            Printer::CreatedAt => {
-                vec![
-                    json!(name(object)),
-                    json!(time::format_or_zero(instant(at(object, &["metadata", "creationTimestamp"])))),
-                ]
-            }
             Printer::AgeOnly => vec![json!(name(object)), json!(age(object, now))],
         }
     }
@@ -927,30 +933,8 @@ fn format_slice_endpoints(endpoints: &[Value]) -> String {
 // Events
 
 /// The two JSON forms of an Event: core `v1` and `events.k8s.io/v1` (renamed and `deprecated*` fields).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EventShape {
-    Core,
-    EventsV1,
-}
-
-impl EventShape {
-    fn key(self, core: &'static str) -> &'static str {
-        match (self, core) {
-            (EventShape::Core, _) => core,
-            (EventShape::EventsV1, "involvedObject") => "regarding",
-            (EventShape::EventsV1, "message") => "note",
-            (EventShape::EventsV1, "firstTimestamp") => "deprecatedFirstTimestamp",
-            (EventShape::EventsV1, "lastTimestamp") => "deprecatedLastTimestamp",
-            (EventShape::EventsV1, "count") => "deprecatedCount",
-            (EventShape::EventsV1, "source") => "deprecatedSource",
-            (EventShape::EventsV1, "reportingComponent") => "reportingController",
-            (EventShape::EventsV1, other) => other,
-        }
-    }
-}
-
-fn event_cells(event: &Value, shape: EventShape, now: i64) -> Vec<Value> {
-    let field = |core: &'static str| at(event, &[shape.key(core)]);
+fn event_cells(event: &Value, now: i64) -> Vec<Value> {
+    let field = |key: &'static str| at(event, &[key]);
     let first_seen = match instant(field("firstTimestamp")) {
         Some(first) => human_duration(elapsed_ns(first, (now, 0))),
         None => since(at(event, &["eventTime"]), now),
@@ -973,7 +957,7 @@ fn event_cells(event: &Value, shape: EventShape, now: i64) -> Vec<Value> {
         involved_name => format!("{kind}/{involved_name}"),
     };
     let source = field("source").unwrap_or(&Value::Null);
-    let component = or_placeholder(text(source, &["component"]), text(event, &[shape.key("reportingComponent")]));
+    let component = or_placeholder(text(source, &["component"]), text(event, &["reportingComponent"]));
     let instance = or_placeholder(text(source, &["host"]), text(event, &["reportingInstance"]));
     let source = if instance.is_empty() { component } else { format!("{component}, {instance}") };
     vec![
@@ -987,6 +971,87 @@ fn event_cells(event: &Value, shape: EventShape, now: i64) -> Vec<Value> {
         json!(first_seen),
         json!(count),
         json!(name(event)),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Storage
+
+/// The annotation older clients set instead of `storageClassName`; upstream's printers prefer it.
+const STORAGE_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
+
+/// Upstream's `GetAccessModesAsString`: the modes present, abbreviated, in a fixed order.
+fn access_modes(modes: &[Value]) -> String {
+    let abbreviations =
+        [("ReadWriteOnce", "RWO"), ("ReadOnlyMany", "ROX"), ("ReadWriteMany", "RWX"), ("ReadWriteOncePod", "RWOP")];
+    let present = |mode: &str| modes.iter().any(|m| m.as_str() == Some(mode));
+    abbreviations.iter().filter(|(mode, _)| present(mode)).map(|(_, short)| *short).collect::<Vec<_>>().join(",")
+}
+
+/// The storage class of a volume or claim: the beta annotation if set, else `spec.storageClassName`.
+fn storage_class(object: &Value) -> &str {
+    match at(object, &["metadata", "annotations", STORAGE_CLASS_ANNOTATION]).and_then(Value::as_str) {
+        Some(class) => class,
+        None => text(object, &["spec", "storageClassName"]),
+    }
+}
+
+/// `status.phase`, or `Terminating` once the object is being deleted.
+fn storage_phase(object: &Value) -> &str {
+    if at(object, &["metadata", "deletionTimestamp"]).is_some() {
+        "Terminating"
+    } else {
+        text(object, &["status", "phase"])
+    }
+}
+
+/// A `storage` quantity as upstream prints it: a missing one is the zero quantity, `0`.
+fn storage(value: Option<&Value>) -> String {
+    value.map_or_else(|| "0".to_owned(), |v| quantity(Some(v)))
+}
+
+fn or_unset(value: Option<&Value>) -> String {
+    value.and_then(Value::as_str).map_or_else(|| "<unset>".to_owned(), str::to_owned)
+}
+
+fn persistent_volume_cells(volume: &Value, now: i64) -> Vec<Value> {
+    let claim = match at(volume, &["spec", "claimRef"]) {
+        Some(claim) => format!("{}/{}", text(claim, &["namespace"]), text(claim, &["name"])),
+        None => String::new(),
+    };
+    vec![
+        json!(name(volume)),
+        json!(storage(at(volume, &["spec", "capacity", "storage"]))),
+        json!(access_modes(items(volume, &["spec", "accessModes"]))),
+        json!(text(volume, &["spec", "persistentVolumeReclaimPolicy"])),
+        json!(storage_phase(volume)),
+        json!(claim),
+        json!(storage_class(volume)),
+        json!(or_unset(at(volume, &["spec", "volumeAttributesClassName"]))),
+        json!(text(volume, &["status", "reason"])),
+        json!(age(volume, now)),
+        json!(or_unset(at(volume, &["spec", "volumeMode"]))),
+    ]
+}
+
+/// A claim shows capacity and access modes only once it names its volume.
+fn persistent_volume_claim_cells(claim: &Value, now: i64) -> Vec<Value> {
+    let volume = text(claim, &["spec", "volumeName"]);
+    let (capacity, modes) = if volume.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (storage(at(claim, &["status", "capacity", "storage"])), access_modes(items(claim, &["status", "accessModes"])))
+    };
+    vec![
+        json!(name(claim)),
+        json!(storage_phase(claim)),
+        json!(volume),
+        json!(capacity),
+        json!(modes),
+        json!(storage_class(claim)),
+        json!(or_unset(at(claim, &["spec", "volumeAttributesClassName"]))),
+        json!(age(claim, now)),
+        json!(or_unset(at(claim, &["spec", "volumeMode"]))),
     ]
 }
 
@@ -1248,6 +1313,7 @@ fn horizontal_pod_autoscaler_cells(hpa: &Value, now: i64) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apis::catalog::RESOURCES;
 
     /// 2024-05-01T12:00:00Z.
     const NOW: i64 = 1_714_564_800;
@@ -1256,12 +1322,21 @@ mod tests {
         time::format_or_zero(Some((NOW - seconds, 0)))
     }
 
-    fn cells(group: &str, resource: &str, object: Value) -> Vec<Value> {
-        let table = table(group, resource, &[object], NOW, true);
+    /// The served resource `plural` of `group`.
+    fn served(group: &str, plural: &str) -> &'static Resource {
+        RESOURCES.iter().find(|r| r.group == group && r.plural == plural).expect("served")
+    }
+
+    fn printed(printer: Printer, object: Value) -> Vec<Value> {
+        let table = printer.table(&[object], NOW, true);
         let columns = table["columnDefinitions"].as_array().map_or(0, Vec::len);
         let row_cells = table["rows"][0]["cells"].as_array().cloned().unwrap_or_default();
-        assert_eq!(row_cells.len(), columns, "one cell per column for {group}/{resource}");
+        assert_eq!(row_cells.len(), columns, "one cell per column for {printer:?}");
         row_cells
+    }
+
+    fn cells(group: &str, plural: &str, object: Value) -> Vec<Value> {
+        printed(served(group, plural).printer, object)
     }
 
     #[test]
@@ -1306,7 +1381,7 @@ mod tests {
     fn table_carries_definitions_rows_and_partial_object_metadata() {
         let metadata = json!({"name": "team-a", "uid": "u1", "labels": {"x": "y"}, "creationTimestamp": ago(300)});
         let namespace = json!({"kind": "Namespace", "metadata": metadata, "status": {"phase": "Active"}});
-        let full = table("", "namespaces", std::slice::from_ref(&namespace), NOW, true);
+        let full = table(served("", "namespaces"), std::slice::from_ref(&namespace), NOW, true);
         assert_eq!(full["kind"], "Table");
         assert_eq!(full["apiVersion"], "meta.k8s.io/v1");
         assert_eq!(full["metadata"], json!({}));
@@ -1319,7 +1394,7 @@ mod tests {
             full["rows"][0]["object"],
             json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata})
         );
-        let later = table("", "namespaces", &[namespace], NOW, false);
+        let later = table(served("", "namespaces"), &[namespace], NOW, false);
         assert_eq!(later["columnDefinitions"], json!([]));
         assert_eq!(later["rows"], full["rows"]);
     }
@@ -1343,7 +1418,7 @@ mod tests {
                 .cloned()
                 .unwrap_or_default()
         );
-        let defs = column_definitions("", "pods");
+        let defs = column_definitions(served("", "pods"));
         let wide: Vec<&str> = defs
             .as_array()
             .into_iter()
@@ -1500,32 +1575,17 @@ mod tests {
                 json!("web-0.17a8")
             ]
         );
-        let new_style = json!({
-            "metadata": {"name": "e2"}, "regarding": {"kind": "Node"}, "note": "rebooted", "type": "Warning",
-            "reason": "Rebooted", "eventTime": ago(30), "reportingController": "kubelet",
-        });
-        assert_eq!(
-            cells("events.k8s.io", "events", new_style),
-            [
-                json!("30s"),
-                json!("Warning"),
-                json!("Rebooted"),
-                json!("node"),
-                json!(""),
-                json!("kubelet"),
-                json!("rebooted"),
-                json!("30s"),
-                json!(1),
-                json!("e2")
-            ]
-        );
         let series = json!({"metadata": {"name": "e3"}, "involvedObject": {"kind": "Pod", "name": "p"},
             "eventTime": ago(900),
             "series": {"count": 7, "lastObservedTime": ago(60)}});
         let row = cells("", "events", series);
         assert_eq!((row[0].clone(), row[7].clone(), row[8].clone()), (json!("60s"), json!("15m"), json!(7)));
-        let names: Vec<Value> =
-            column_definitions("", "events").as_array().into_iter().flatten().map(|c| c["name"].clone()).collect();
+        let names: Vec<Value> = column_definitions(served("", "events"))
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c["name"].clone())
+            .collect();
         assert_eq!(names[..4], [json!("Last Seen"), json!("Type"), json!("Reason"), json!("Object")]);
     }
 
@@ -1618,13 +1678,82 @@ mod tests {
     }
 
     #[test]
-    fn unknown_resources_fall_back_to_name_and_age() {
+    fn controllers_templates_volumes_and_claims_print_upstreams_columns() {
+        let rc = json!({"metadata": {"name": "web", "creationTimestamp": ago(60)},
+            "spec": {"replicas": 3, "selector": {"app": "web"},
+                     "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx:1.25"}]}}},
+            "status": {"replicas": 2, "readyReplicas": 1}});
+        assert_eq!(
+            cells("", "replicationcontrollers", rc),
+            [
+                json!("web"),
+                json!(3),
+                json!(2),
+                json!(1),
+                json!("60s"),
+                json!("nginx"),
+                json!("nginx:1.25"),
+                json!("app=web")
+            ]
+        );
+        let template = json!({"metadata": {"name": "t"},
+            "template": {"metadata": {"labels": {"app": "t"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}});
+        assert_eq!(cells("", "podtemplates", template), [json!("t"), json!("c"), json!("busybox"), json!("app=t")]);
+        let volume = json!({"metadata": {"name": "pv1", "creationTimestamp": ago(30)},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany", "ReadWriteOnce"],
+                     "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "slow", "volumeMode": "Filesystem",
+                     "claimRef": {"namespace": "default", "name": "data"}},
+            "status": {"phase": "Bound"}});
+        assert_eq!(
+            cells("", "persistentvolumes", volume),
+            [
+                json!("pv1"),
+                json!("1Gi"),
+                json!("RWO,RWX"),
+                json!("Retain"),
+                json!("Bound"),
+                json!("default/data"),
+                json!("slow"),
+                json!("<unset>"),
+                json!(""),
+                json!("30s"),
+                json!("Filesystem")
+            ]
+        );
+        let pending = json!({"metadata": {"name": "data", "creationTimestamp": ago(5)},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            "status": {"phase": "Pending"}});
+        assert_eq!(
+            cells("", "persistentvolumeclaims", pending),
+            [
+                json!("data"),
+                json!("Pending"),
+                json!(""),
+                json!(""),
+                json!(""),
+                json!(""),
+                json!("<unset>"),
+                json!("5s"),
+                json!("<unset>")
+            ]
+        );
+        let bound = json!({"metadata": {"name": "data", "deletionTimestamp": ago(1),
+                "annotations": {"volume.beta.kubernetes.io/storage-class": "fast"}},
+            "spec": {"volumeName": "pv1", "storageClassName": "slow"},
+            "status": {"phase": "Bound", "capacity": {"storage": "2Gi"}, "accessModes": ["ReadWriteOncePod"]}});
+        assert_eq!(
+            cells("", "persistentvolumeclaims", bound)[1..6],
+            [json!("Terminating"), json!("pv1"), json!("2Gi"), json!("RWOP"), json!("fast")]
+        );
+    }
+
+    #[test]
+    fn kinds_without_a_printer_fall_back_to_name_and_age() {
         let widget = json!({"metadata": {"name": "w1", "creationTimestamp": ago(7)}});
-        assert_eq!(cells("example.com", "widgets", widget.clone()), [json!("w1"), json!("7s")]);
-        assert_eq!(column_definitions("example.com", "widgets")[1]["name"], "Age");
-        assert_eq!(cells("example.com", "widgets", json!({"metadata": {"name": "w2"}}))[1], json!("<unknown>"));
-        assert_eq!(cells("rbac.authorization.k8s.io", "clusterroles", widget), [json!("w1"), json!(ago(7))]);
-        let malformed = table("", "pods", &[json!("not an object"), json!(null)], NOW, true);
+        assert_eq!(printed(Printer::AgeOnly, widget), [json!("w1"), json!("7s")]);
+        assert_eq!(Printer::AgeOnly.column_definitions()[1]["name"], "Age");
+        assert_eq!(printed(Printer::AgeOnly, json!({"metadata": {"name": "w2"}}))[1], json!("<unknown>"));
+        let malformed = table(served("", "pods"), &[json!("not an object"), json!(null)], NOW, true);
         assert_eq!(malformed["rows"][0]["cells"][0], json!(""));
         assert_eq!(malformed["rows"][1]["object"]["metadata"], json!({}));
     }

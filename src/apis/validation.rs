@@ -1,11 +1,14 @@
 //! Field validation of built-in objects: the checks upstream's `Validate*` functions make when an object is
 //! created or updated, reported as [`Cause`]s with upstream's field paths and messages.
 //!
-//! Objects are `serde_json::Value`s in Kubernetes JSON form, addressed by (group, kind) with group `""` for
-//! core. They arrive defaulted (see `defaults.rs`) and round-tripped through their typed form. This module owns:
-//! - the metadata rules every kind shares: name syntax by kind, namespace, labels, annotations, and the
-//!   identity fields (name, namespace, uid) that may not change on update;
-//! - pod spec rules wherever a pod spec appears: a Pod, a workload's pod template, a Job or CronJob template;
+//! Objects are `serde_json::Value`s in Kubernetes JSON form, validated for the catalog entry (`Resource`) they
+//! belong to: [`validate_create`] and [`validate_update`] run the metadata rules every kind shares, then the
+//! rules the entry names (its `validate`, `validate_update` and `names`). Objects arrive defaulted (see
+//! `defaults.rs`) and round-tripped through their typed form. This module owns:
+//! - the metadata rules every kind shares: name syntax by the kind's [`NameRule`], namespace, labels,
+//!   annotations, and the identity fields (name, namespace, uid) that may not change on update;
+//! - pod spec rules wherever a pod spec appears: a Pod, a PodTemplate, a workload's pod template, a Job or
+//!   CronJob template;
 //! - spec rules for Deployments, ReplicaSets, StatefulSets, DaemonSets, ReplicationControllers, Services,
 //!   Jobs, CronJobs, ConfigMaps, Secrets, HorizontalPodAutoscalers and EndpointSlices;
 //! - update rules: immutable fields, and the few parts of a running Pod's spec that may change;
@@ -24,6 +27,8 @@
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 
+use super::catalog::Resource;
+
 /// One reason an object is invalid: upstream's `StatusCause`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cause {
@@ -36,57 +41,44 @@ pub struct Cause {
     pub message: String,
 }
 
-/// Validates an object about to be created.
-pub fn validate_create(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
+/// Validates an object of `resource` about to be created: the metadata rules every kind shares, then the kind's.
+pub fn validate_create(resource: &Resource, obj: &Value) -> Vec<Cause> {
     let mut causes = Causes::default();
-    validate_object(group, kind, obj, &mut causes);
+    validate_object(resource, obj, &mut causes);
     causes.0
 }
 
-/// Validates a new version of an existing object: every create rule on `new`, plus what may not change.
-pub fn validate_update(group: &str, kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
+/// Validates a new version of an existing object: every create rule on `new`, plus what may not change (the
+/// identity metadata, then the kind's update rules).
+pub fn validate_update(resource: &Resource, old: &Value, new: &Value) -> Vec<Cause> {
     let mut causes = Causes::default();
-    validate_object(group, kind, new, &mut causes);
+    validate_object(resource, new, &mut causes);
     validate_metadata_update(old, new, &mut causes);
-    let (old_spec, new_spec) = (member(old, "spec"), member(new, "spec"));
-    match (group, kind) {
-        ("", "Pod") => validate_pod_update(old_spec, new_spec, &mut causes),
-        ("", "Service") => validate_service_update(old_spec, new_spec, &mut causes),
-        ("", "Secret") => validate_secret_update(old, new, &mut causes),
-        ("", "ConfigMap") => validate_config_map_update(old, new, &mut causes),
-        ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => {
-            validate_selector_unchanged(old_spec, new_spec, &mut causes)
-        }
-        ("apps", "StatefulSet") => validate_stateful_set_update(old_spec, new_spec, &mut causes),
-        ("batch", "Job") => validate_job_update(old_spec, new_spec, &mut causes),
-        ("discovery.k8s.io", "EndpointSlice") => {
-            validate_unchanged(old.get("addressType"), new.get("addressType"), "addressType", &mut causes)
-        }
-        _ => {}
-    }
+    (resource.validate_update)(old, new, &mut causes);
     causes.0
 }
 
-fn validate_object(group: &str, kind: &str, obj: &Value, causes: &mut Causes) {
-    validate_metadata(group, kind, obj, causes);
-    let spec = member(obj, "spec");
-    match (group, kind) {
-        ("", "Pod") => validate_pod_spec(spec, "spec", &[], causes),
-        ("", "PodTemplate") => validate_pod_template(member(obj, "template"), "template", &[], causes),
-        ("", "ReplicationController") => validate_replication_controller(spec, causes),
-        ("", "Service") => validate_service(spec, causes),
-        ("", "ConfigMap") => validate_config_map(obj, causes),
-        ("", "Secret") => validate_secret(obj, causes),
-        ("apps", "Deployment") => validate_deployment(spec, causes),
-        ("apps", "ReplicaSet") => validate_replica_set(spec, causes),
-        ("apps", "StatefulSet") => validate_stateful_set(spec, causes),
-        ("apps", "DaemonSet") => validate_daemon_set(spec, causes),
-        ("batch", "Job") => validate_job(spec, causes),
-        ("batch", "CronJob") => validate_cron_job(obj, causes),
-        ("autoscaling", "HorizontalPodAutoscaler") => validate_horizontal_pod_autoscaler(spec, causes),
-        ("discovery.k8s.io", "EndpointSlice") => validate_endpoint_slice(obj, causes),
-        _ => {}
-    }
+fn validate_object(resource: &Resource, obj: &Value, causes: &mut Causes) {
+    validate_metadata(resource.names, obj, causes);
+    (resource.validate)(obj, causes);
+}
+
+/// The validation of a kind with no rules beyond the metadata ones.
+pub(crate) fn no_rules(_obj: &Value, _causes: &mut Causes) {}
+
+/// The update validation of a kind with no update rules beyond the create ones and the identity metadata.
+pub(crate) fn no_update_rules(_old: &Value, _new: &Value, _causes: &mut Causes) {}
+
+pub(crate) fn validate_pod(obj: &Value, causes: &mut Causes) {
+    validate_pod_spec(member(obj, "spec"), "spec", &[], causes);
+}
+
+pub(crate) fn validate_pod_template_object(obj: &Value, causes: &mut Causes) {
+    validate_pod_template(member(obj, "template"), "template", &[], causes);
+}
+
+pub(crate) fn validate_endpoint_slice_update(old: &Value, new: &Value, causes: &mut Causes) {
+    validate_unchanged(old.get("addressType"), new.get("addressType"), "addressType", causes);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -101,8 +93,9 @@ const MAX_INT32: i64 = 2_147_483_647;
 const PROTOCOLS: [&str; 3] = ["SCTP", "TCP", "UDP"];
 const RESTART_POLICIES: [&str; 3] = ["Always", "OnFailure", "Never"];
 
+/// The causes found so far, in upstream's order. Only this module adds to them.
 #[derive(Default)]
-struct Causes(Vec<Cause>);
+pub struct Causes(Vec<Cause>);
 
 impl Causes {
     fn len(&self) -> usize {
@@ -521,50 +514,15 @@ fn is_port_number(n: i64) -> bool {
 // ---------------------------------------------------------------------------------------------------------
 // Metadata.
 
-/// Which syntax a kind's `metadata.name` must follow.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum NameRule {
+/// Which syntax a kind's `metadata.name` (and `generateName`) must follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameRule {
+    /// Most built-in kinds: a lowercase RFC 1123 subdomain.
     Dns1123Subdomain,
+    /// Namespaces: a lowercase RFC 1123 label.
     Dns1123Label,
+    /// Services: an RFC 1035 label (starts with a letter).
     Dns1035Label,
-    PathSegment,
-    /// Review kinds, which are never stored and carry no name.
-    Unnamed,
-}
-
-const BUILT_IN_GROUPS: [&str; 20] = [
-    "",
-    "apps",
-    "batch",
-    "autoscaling",
-    "policy",
-    "networking.k8s.io",
-    "storage.k8s.io",
-    "discovery.k8s.io",
-    "coordination.k8s.io",
-    "scheduling.k8s.io",
-    "node.k8s.io",
-    "certificates.k8s.io",
-    "events.k8s.io",
-    "apiextensions.k8s.io",
-    "apiregistration.k8s.io",
-    "admissionregistration.k8s.io",
-    "resource.k8s.io",
-    "storagemigration.k8s.io",
-    "internal.apiserver.k8s.io",
-    "extensions",
-];
-
-fn name_rule(group: &str, kind: &str) -> NameRule {
-    match (group, kind) {
-        ("", "Namespace") => NameRule::Dns1123Label,
-        ("", "Service") => NameRule::Dns1035Label,
-        ("authentication.k8s.io", _) | ("authorization.k8s.io", _) => NameRule::Unnamed,
-        ("rbac.authorization.k8s.io", _) | ("flowcontrol.apiserver.k8s.io", _) => NameRule::PathSegment,
-        (g, _) if BUILT_IN_GROUPS.contains(&g) => NameRule::Dns1123Subdomain,
-        // Custom resources only need names that fit in a URL path.
-        _ => NameRule::PathSegment,
-    }
 }
 
 fn name_messages(rule: NameRule, name: &str) -> Vec<String> {
@@ -572,35 +530,30 @@ fn name_messages(rule: NameRule, name: &str) -> Vec<String> {
         NameRule::Dns1123Subdomain => dns1123_subdomain(name),
         NameRule::Dns1123Label => dns1123_label(name),
         NameRule::Dns1035Label => dns1035_label(name),
-        NameRule::PathSegment => path_segment_name(name),
-        NameRule::Unnamed => Vec::new(),
     }
 }
 
-fn validate_metadata(group: &str, kind: &str, obj: &Value, causes: &mut Causes) {
+fn validate_metadata(rule: NameRule, obj: &Value, causes: &mut Causes) {
     let meta = member(obj, "metadata");
-    let rule = name_rule(group, kind);
-    if rule != NameRule::Unnamed {
-        let name = text(meta, "name");
-        let generate_name = text(meta, "generateName");
-        if !generate_name.is_empty() {
-            // A prefix may end in '-': the generated suffix follows it.
-            let masked = match generate_name.strip_suffix('-') {
-                Some(head) => format!("{head}a"),
-                None => generate_name.to_owned(),
-            };
-            for msg in name_messages(rule, &masked) {
-                causes.invalid("metadata.generateName", &go_quote(generate_name), &msg);
-            }
+    let name = text(meta, "name");
+    let generate_name = text(meta, "generateName");
+    if !generate_name.is_empty() {
+        // A prefix may end in '-': the generated suffix follows it.
+        let masked = match generate_name.strip_suffix('-') {
+            Some(head) => format!("{head}a"),
+            None => generate_name.to_owned(),
+        };
+        for msg in name_messages(rule, &masked) {
+            causes.invalid("metadata.generateName", &go_quote(generate_name), &msg);
         }
-        if name.is_empty() {
-            if generate_name.is_empty() {
-                causes.required("metadata.name", "name or generateName is required");
-            }
-        } else {
-            for msg in name_messages(rule, name) {
-                causes.invalid("metadata.name", &go_quote(name), &msg);
-            }
+    }
+    if name.is_empty() {
+        if generate_name.is_empty() {
+            causes.required("metadata.name", "name or generateName is required");
+        }
+    } else {
+        for msg in name_messages(rule, name) {
+            causes.invalid("metadata.name", &go_quote(name), &msg);
         }
     }
     let namespace = text(meta, "namespace");
@@ -1372,7 +1325,8 @@ fn validate_tolerations(tolerations: &[Value], path: &str, causes: &mut Causes) 
 
 const POD_UPDATE_FORBIDDEN: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
 
-fn validate_pod_update(old: &Value, new: &Value, causes: &mut Causes) {
+pub(crate) fn validate_pod_update(old: &Value, new: &Value, causes: &mut Causes) {
+    let (old, new) = (member(old, "spec"), member(new, "spec"));
     if items(old, "containers").len() != items(new, "containers").len() {
         causes.forbidden("spec.containers", "pod updates may not add or remove containers");
         return;
@@ -1476,7 +1430,8 @@ fn validate_replicated_template(
     }
 }
 
-fn validate_deployment(spec: &Value, causes: &mut Causes) {
+pub(crate) fn validate_deployment(obj: &Value, causes: &mut Causes) {
+    let spec = member(obj, "spec");
     causes.nonnegative(spec, "replicas", "spec");
     let selection = validate_workload_selector(spec, Workload::Deployment, causes);
     validate_replicated_template(&selection, spec, "ReplicaSet", &[], causes);
@@ -1574,14 +1529,16 @@ fn int_or_percent_value(value: Option<&Value>) -> i64 {
     }
 }
 
-fn validate_replica_set(spec: &Value, causes: &mut Causes) {
+pub(crate) fn validate_replica_set(obj: &Value, causes: &mut Causes) {
+    let spec = member(obj, "spec");
     causes.nonnegative(spec, "replicas", "spec");
     causes.nonnegative(spec, "minReadySeconds", "spec");
     let selection = validate_workload_selector(spec, Workload::ReplicaSet, causes);
     validate_replicated_template(&selection, spec, "ReplicaSet", &[], causes);
 }
 
-fn validate_stateful_set(spec: &Value, causes: &mut Causes) {
+pub(crate) fn validate_stateful_set(obj: &Value, causes: &mut Causes) {
+    let spec = member(obj, "spec");
     if let Some(policy) = present(spec, "podManagementPolicy") {
         match policy.as_str() {
             Some("OrderedReady" | "Parallel") => {}
@@ -1621,7 +1578,8 @@ fn validate_stateful_set(spec: &Value, causes: &mut Causes) {
     validate_replicated_template(&selection, spec, "StatefulSet", &claim_names, causes);
 }
 
-fn validate_daemon_set(spec: &Value, causes: &mut Causes) {
+pub(crate) fn validate_daemon_set(obj: &Value, causes: &mut Causes) {
+    let spec = member(obj, "spec");
     let selection = validate_workload_selector(spec, Workload::DaemonSet, causes);
     validate_replicated_template(&selection, spec, "DaemonSet", &[], causes);
     causes.nonnegative(spec, "minReadySeconds", "spec");
@@ -1638,7 +1596,8 @@ fn validate_daemon_set(spec: &Value, causes: &mut Causes) {
     causes.nonnegative(spec, "revisionHistoryLimit", "spec");
 }
 
-fn validate_replication_controller(spec: &Value, causes: &mut Causes) {
+pub(crate) fn validate_replication_controller(obj: &Value, causes: &mut Causes) {
+    let spec = member(obj, "spec");
     causes.nonnegative(spec, "minReadySeconds", "spec");
     let selector = present(spec, "selector").filter(|s| s.as_object().is_some_and(|m| !m.is_empty()));
     if selector.is_none() {
@@ -1673,7 +1632,8 @@ fn validate_replication_controller(spec: &Value, causes: &mut Causes) {
     }
 }
 
-fn validate_selector_unchanged(old: &Value, new: &Value, causes: &mut Causes) {
+pub(crate) fn validate_selector_unchanged(old: &Value, new: &Value, causes: &mut Causes) {
+    let (old, new) = (member(old, "spec"), member(new, "spec"));
     let (old_selector, new_selector) = (present(old, "selector"), present(new, "selector"));
     if !same(old_selector, new_selector) {
         causes.invalid("spec.selector", &new_selector.map_or_else(|| "null".to_owned(), show_selector), IMMUTABLE);
@@ -1690,7 +1650,8 @@ const STATEFUL_SET_MUTABLE: [&str; 7] = [
     "minReadySeconds",
 ];
 
-fn validate_stateful_set_update(old: &Value, new: &Value, causes: &mut Causes) {
+pub(crate) fn validate_stateful_set_update(old: &Value, new: &Value, causes: &mut Causes) {
+    let (old, new) = (member(old, "spec"), member(new, "spec"));
     let strip = |spec: &Value| {
         let mut spec = spec.clone();
         if let Some(map) = spec.as_object_mut() {
@@ -1715,7 +1676,8 @@ const SERVICE_TYPES: [&str; 4] = ["ClusterIP", "ExternalName", "LoadBalancer", "
 const NODE_PORT_MIN: i64 = 30000;
 const NODE_PORT_MAX: i64 = 32767;
 
-fn validate_service(spec: &Value, causes: &mut Causes) {
+pub(crate) fn validate_service(obj: &Value, causes: &mut Causes) {
+    let spec = member(obj, "spec");
     let service_type = text(spec, "type");
     let cluster_ip = text(spec, "clusterIP");
     let headless = cluster_ip == "None";
@@ -1884,7 +1846,8 @@ fn validate_service_port(
     }
 }
 
-fn validate_service_update(old: &Value, new: &Value, causes: &mut Causes) {
+pub(crate) fn validate_service_update(old: &Value, new: &Value, causes: &mut Causes) {
+    let (old, new) = (member(old, "spec"), member(new, "spec"));
     let uses_cluster_ip = |spec: &Value| text(spec, "type") != "ExternalName";
     let (old_ip, new_ip) = (text(old, "clusterIP"), text(new, "clusterIP"));
     // An empty clusterIP on the new version keeps the allocated one.
@@ -1896,7 +1859,8 @@ fn validate_service_update(old: &Value, new: &Value, causes: &mut Causes) {
 // ---------------------------------------------------------------------------------------------------------
 // Jobs and CronJobs (batch).
 
-fn validate_job(spec: &Value, causes: &mut Causes) {
+pub(crate) fn validate_job(obj: &Value, causes: &mut Causes) {
+    let spec = member(obj, "spec");
     if let Some(selector) = present(spec, "selector") {
         let before = causes.len();
         validate_label_selector(selector, "spec.selector", causes);
@@ -1935,7 +1899,8 @@ fn validate_job_spec(spec: &Value, path: &str, causes: &mut Causes) {
     }
 }
 
-fn validate_job_update(old: &Value, new: &Value, causes: &mut Causes) {
+pub(crate) fn validate_job_update(old: &Value, new: &Value, causes: &mut Causes) {
+    let (old, new) = (member(old, "spec"), member(new, "spec"));
     if present(old, "selector").is_some() {
         let (old_selector, new_selector) = (present(old, "selector"), present(new, "selector"));
         if !same(old_selector, new_selector) {
@@ -1948,7 +1913,7 @@ fn validate_job_update(old: &Value, new: &Value, causes: &mut Causes) {
 
 const CRON_JOB_NAME_MAX: usize = 52;
 
-fn validate_cron_job(obj: &Value, causes: &mut Causes) {
+pub(crate) fn validate_cron_job(obj: &Value, causes: &mut Causes) {
     let name = text(member(obj, "metadata"), "name");
     if name.len() > CRON_JOB_NAME_MAX {
         causes.invalid("metadata.name", &go_quote(name), "must be no more than 52 characters");
@@ -2151,7 +2116,7 @@ fn go_duration(s: &str) -> Result<(), String> {
 
 const MAX_DATA_SIZE: usize = 1024 * 1024;
 
-fn validate_config_map(obj: &Value, causes: &mut Causes) {
+pub(crate) fn validate_config_map(obj: &Value, causes: &mut Causes) {
     let (data, binary) = (obj.get("data"), obj.get("binaryData"));
     let mut total = 0;
     for (key, value) in sorted_entries(data) {
@@ -2194,7 +2159,7 @@ fn secret_required_keys(secret_type: &str) -> &'static [&'static str] {
     }
 }
 
-fn validate_secret(obj: &Value, causes: &mut Causes) {
+pub(crate) fn validate_secret(obj: &Value, causes: &mut Causes) {
     let data = obj.get("data");
     let string_data = obj.get("stringData");
     let mut total = 0;
@@ -2242,12 +2207,12 @@ fn is_immutable(obj: &Value) -> bool {
     obj.get("immutable").and_then(Value::as_bool) == Some(true)
 }
 
-fn validate_secret_update(old: &Value, new: &Value, causes: &mut Causes) {
+pub(crate) fn validate_secret_update(old: &Value, new: &Value, causes: &mut Causes) {
     validate_unchanged(present(old, "type"), present(new, "type"), "type", causes);
     validate_frozen_data(old, new, &["data"], causes);
 }
 
-fn validate_config_map_update(old: &Value, new: &Value, causes: &mut Causes) {
+pub(crate) fn validate_config_map_update(old: &Value, new: &Value, causes: &mut Causes) {
     validate_frozen_data(old, new, &["data", "binaryData"], causes);
 }
 
@@ -2269,7 +2234,8 @@ fn validate_frozen_data(old: &Value, new: &Value, keys: &[&str], causes: &mut Ca
 // ---------------------------------------------------------------------------------------------------------
 // Autoscaling and discovery.
 
-fn validate_horizontal_pod_autoscaler(spec: &Value, causes: &mut Causes) {
+pub(crate) fn validate_horizontal_pod_autoscaler(obj: &Value, causes: &mut Causes) {
+    let spec = member(obj, "spec");
     let min = int(spec, "minReplicas");
     if let Some(min) = min.filter(|m| *m < 1) {
         causes.invalid("spec.minReplicas", &min.to_string(), "must be greater than or equal to 1");
@@ -2295,7 +2261,7 @@ fn validate_horizontal_pod_autoscaler(spec: &Value, causes: &mut Causes) {
     }
 }
 
-fn validate_endpoint_slice(obj: &Value, causes: &mut Causes) {
+pub(crate) fn validate_endpoint_slice(obj: &Value, causes: &mut Causes) {
     let address_type = member(obj, "addressType");
     if !matches!(address_type.as_str(), Some("IPv4" | "IPv6" | "FQDN")) {
         let shown = if address_type.is_null() { go_quote("") } else { show(address_type) };
@@ -2306,6 +2272,7 @@ fn validate_endpoint_slice(obj: &Value, causes: &mut Causes) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apis::catalog::{served, RESOURCES};
     use serde_json::json;
 
     /// Applies an RFC 7386 merge patch, so each case states only what differs from a valid object.
@@ -2385,7 +2352,7 @@ mod tests {
     fn requests_and_limits_are_nonnegative_and_ordered() {
         let obj = pod_spec_patch(json!({"containers": [{"name": "app", "image": "nginx",
             "resources": {"limits": {"cpu": "-1", "memory": "1Gi"}, "requests": {"memory": "2Gi", "cpu": "-2"}}}]}));
-        let causes = validate_create("", "Pod", &obj);
+        let causes = validate_create(served("", "Pod"), &obj);
         assert_eq!(
             fields(&causes),
             [
@@ -2409,7 +2376,7 @@ mod tests {
                 "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1,
                     "podAffinityTerm": {"topologyKey": "", "labelSelector": {"matchExpressions": [
                         {"key": "k", "operator": "Nope"}]}}}]}}}));
-        let causes = validate_create("", "Pod", &obj);
+        let causes = validate_create(served("", "Pod"), &obj);
         let node = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]";
         let term = "spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm";
         for field in [
@@ -2595,15 +2562,6 @@ mod tests {
                     "Invalid value: \"1web\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
                 )),
             ),
-            ("cluster role names may hold colons", "rbac.authorization.k8s.io", "ClusterRole", json!({"metadata":{"name":"system:controller:x"}}), None),
-            ("custom resource names are path segments", "example.com", "Widget", json!({"metadata":{"name":"My_Widget"}}), None),
-            (
-                "custom resource name may not hold a slash",
-                "example.com",
-                "Widget",
-                json!({"metadata":{"name":"a/b"}}),
-                Some(("FieldValueInvalid", "metadata.name", "Invalid value: \"a/b\": may not contain '/'")),
-            ),
             ("prefixed label key", "", "Pod", merged(pod(), json!({"metadata":{"labels":{"example.com/tier":"web_1","empty":""}}})), None),
             (
                 "label key name part",
@@ -2659,7 +2617,7 @@ mod tests {
             ),
         ];
         for (label, group, kind, obj, expected) in cases {
-            check(label, &validate_create(group, kind, &obj), expected);
+            check(label, &validate_create(served(group, kind), &obj), expected);
         }
     }
 
@@ -2687,7 +2645,7 @@ mod tests {
             ),
         ];
         for (label, old, new, expected) in cases {
-            check(label, &validate_update("", "Pod", &old, &new), expected);
+            check(label, &validate_update(served("", "Pod"), &old, &new), expected);
         }
     }
 
@@ -2899,7 +2857,7 @@ mod tests {
             ),
         ];
         for (label, obj, expected) in cases {
-            check(label, &validate_create("", "Pod", &obj), expected);
+            check(label, &validate_create(served("", "Pod"), &obj), expected);
         }
     }
 
@@ -2908,13 +2866,13 @@ mod tests {
         let d = merged(deployment(), json!({"spec":{"template":{"spec":{"containers":[{"name":"app","image":""}]}}}}));
         check(
             "deployment",
-            &validate_create("apps", "Deployment", &d),
+            &validate_create(served("apps", "Deployment"), &d),
             Some(("FieldValueRequired", "spec.template.spec.containers[0].image", "Required value")),
         );
         let c = merged(cron_job(), json!({"spec":{"jobTemplate":{"spec":{"template":{"spec":{"containers":[]}}}}}}));
         check(
             "cron job",
-            &validate_create("batch", "CronJob", &c),
+            &validate_create(served("batch", "CronJob"), &c),
             Some(("FieldValueRequired", "spec.jobTemplate.spec.template.spec.containers", "Required value")),
         );
     }
@@ -3070,7 +3028,7 @@ mod tests {
             ),
         ];
         for (label, kind, obj, expected) in cases {
-            check(label, &validate_create("apps", kind, &obj), expected);
+            check(label, &validate_create(served("apps", kind), &obj), expected);
         }
     }
 
@@ -3082,7 +3040,7 @@ mod tests {
         );
         check(
             "selector immutable",
-            &validate_update("apps", "Deployment", &deployment(), &moved),
+            &validate_update(served("apps", "Deployment"), &deployment(), &moved),
             Some((
                 "FieldValueInvalid",
                 "spec.selector",
@@ -3093,12 +3051,12 @@ mod tests {
             deployment(),
             json!({"spec":{"replicas":5,"template":{"spec":{"containers":[{"name":"app","image":"nginx:2"}]}}}}),
         );
-        check("scale and new image", &validate_update("apps", "Deployment", &deployment(), &scaled), None);
+        check("scale and new image", &validate_update(served("apps", "Deployment"), &deployment(), &scaled), None);
         let set = workload("StatefulSet");
         let renamed = merged(set.clone(), json!({"spec":{"serviceName":"other"}}));
         check(
             "stateful set service name",
-            &validate_update("apps", "StatefulSet", &set, &renamed),
+            &validate_update(served("apps", "StatefulSet"), &set, &renamed),
             Some((
                 "FieldValueForbidden",
                 "spec",
@@ -3107,7 +3065,7 @@ mod tests {
         );
         check(
             "stateful set scale",
-            &validate_update("apps", "StatefulSet", &set, &merged(set.clone(), json!({"spec":{"replicas":3}}))),
+            &validate_update(served("apps", "StatefulSet"), &set, &merged(set.clone(), json!({"spec":{"replicas":3}}))),
             None,
         );
     }
@@ -3173,7 +3131,7 @@ mod tests {
             ),
         ];
         for (label, old, new, expected) in cases {
-            check(label, &validate_update("", "Pod", &old, &new), expected);
+            check(label, &validate_update(served("", "Pod"), &old, &new), expected);
         }
     }
 
@@ -3252,16 +3210,16 @@ mod tests {
             ),
         ];
         for (label, obj, expected) in cases {
-            check(label, &validate_create("", "Service", &obj), expected);
+            check(label, &validate_create(served("", "Service"), &obj), expected);
         }
         let allocated = merged(service(), json!({"spec":{"clusterIP":"10.0.0.5","clusterIPs":["10.0.0.5"]}}));
         let moved = merged(service(), json!({"spec":{"clusterIP":"10.0.0.6","clusterIPs":["10.0.0.6"]}}));
         check(
             "cluster IP immutable",
-            &validate_update("", "Service", &allocated, &moved),
+            &validate_update(served("", "Service"), &allocated, &moved),
             Some(("FieldValueInvalid", "spec.clusterIP", "Invalid value: \"10.0.0.6\": field is immutable")),
         );
-        check("cluster IP kept", &validate_update("", "Service", &allocated, &service()), None);
+        check("cluster IP kept", &validate_update(served("", "Service"), &allocated, &service()), None);
     }
 
     #[test]
@@ -3373,17 +3331,17 @@ mod tests {
             ),
         ];
         for (label, kind, obj, expected) in cases {
-            check(label, &validate_create("batch", kind, &obj), expected);
+            check(label, &validate_create(served("batch", kind), &obj), expected);
         }
         let changed = merged(job(), json!({"spec":{"template":{"spec":{"restartPolicy":"OnFailure"}}}}));
-        let causes = validate_update("batch", "Job", &job(), &changed);
+        let causes = validate_update(served("batch", "Job"), &job(), &changed);
         assert!(
             causes.iter().any(|c| c.field == "spec.template" && c.message.ends_with(": field is immutable")),
             "{causes:#?}"
         );
         check(
             "job suspended",
-            &validate_update("batch", "Job", &job(), &merged(job(), json!({"spec":{"suspend":true}}))),
+            &validate_update(served("batch", "Job"), &job(), &merged(job(), json!({"spec":{"suspend":true}}))),
             None,
         );
     }
@@ -3430,34 +3388,46 @@ mod tests {
             ),
         ];
         for (label, kind, obj, expected) in cases {
-            check(label, &validate_create("", kind, &obj), expected);
+            check(label, &validate_create(served("", kind), &obj), expected);
         }
         let retyped = merged(secret(), json!({"type":"kubernetes.io/basic-auth","data":{"username":"dQ=="}}));
         check(
             "secret type immutable",
-            &validate_update("", "Secret", &secret(), &retyped),
+            &validate_update(served("", "Secret"), &secret(), &retyped),
             Some(("FieldValueInvalid", "type", "Invalid value: \"kubernetes.io/basic-auth\": field is immutable")),
         );
         let frozen = merged(secret(), json!({"immutable":true}));
         check(
             "immutable secret data",
-            &validate_update("", "Secret", &frozen, &merged(frozen.clone(), json!({"data":{"password":"eA=="}}))),
+            &validate_update(
+                served("", "Secret"),
+                &frozen,
+                &merged(frozen.clone(), json!({"data":{"password":"eA=="}})),
+            ),
             Some(("FieldValueForbidden", "data", "Forbidden: field is immutable when `immutable` is set")),
         );
         check(
             "immutable secret labels",
-            &validate_update("", "Secret", &frozen, &merged(frozen.clone(), json!({"metadata":{"labels":{"a":"b"}}}))),
+            &validate_update(
+                served("", "Secret"),
+                &frozen,
+                &merged(frozen.clone(), json!({"metadata":{"labels":{"a":"b"}}})),
+            ),
             None,
         );
         let frozen_map = merged(config_map(), json!({"immutable":true}));
         check(
             "immutable config map",
-            &validate_update("", "ConfigMap", &frozen_map, &merged(frozen_map.clone(), json!({"immutable":false}))),
+            &validate_update(
+                served("", "ConfigMap"),
+                &frozen_map,
+                &merged(frozen_map.clone(), json!({"immutable":false})),
+            ),
             Some(("FieldValueForbidden", "immutable", "Forbidden: field is immutable when `immutable` is set")),
         );
         check(
             "mutable config map",
-            &validate_update("", "ConfigMap", &config_map(), &merged(config_map(), json!({"data":{"k":"v"}}))),
+            &validate_update(served("", "ConfigMap"), &config_map(), &merged(config_map(), json!({"data":{"k":"v"}}))),
             None,
         );
     }
@@ -3519,7 +3489,7 @@ mod tests {
             ),
         ];
         for (label, group, kind, obj, expected) in cases {
-            check(label, &validate_create(group, kind, &obj), expected);
+            check(label, &validate_create(served(group, kind), &obj), expected);
         }
     }
 
@@ -3533,9 +3503,49 @@ mod tests {
                         "resources":{}}]}},
                 "strategy":{}},
             "status":{}});
-        crate::apis::defaults::apply_defaults("apps", "Deployment", &mut d);
-        assert_eq!(validate_create("apps", "Deployment", &d), Vec::<Cause>::new());
-        assert_eq!(validate_update("apps", "Deployment", &d, &d), Vec::<Cause>::new());
+        crate::apis::defaults::apply_defaults(served("apps", "Deployment"), &mut d);
+        assert_eq!(validate_create(served("apps", "Deployment"), &d), Vec::<Cause>::new());
+        assert_eq!(validate_update(served("apps", "Deployment"), &d, &d), Vec::<Cause>::new());
+    }
+
+    #[test]
+    fn replication_controller_and_pod_template_rules() {
+        let template = json!({"metadata":{"labels":{"app":"web"}},
+            "spec":{"restartPolicy":"Always","dnsPolicy":"ClusterFirst",
+                "containers":[{"name":"c","image":"nginx","imagePullPolicy":"Always","terminationMessagePolicy":"File"}]}});
+        let rc = json!({"metadata":{"name":"web","namespace":"default"},
+            "spec":{"replicas":1,"selector":{"app":"web"},"template":template.clone()}});
+        check("valid controller", &validate_create(served("", "ReplicationController"), &rc), None);
+        check(
+            "selector must match the template",
+            &validate_create(
+                served("", "ReplicationController"),
+                &merged(rc.clone(), json!({"spec":{"selector":{"app":"db"}}})),
+            ),
+            Some((
+                "FieldValueInvalid",
+                "spec.template.metadata.labels",
+                "Invalid value: map[string]string{\"app\":\"web\"}: `selector` does not match template `labels`",
+            )),
+        );
+        let never = merged(rc, json!({"spec":{"template":{"spec":{"restartPolicy":"Never"}}}}));
+        check(
+            "controllers restart their pods",
+            &validate_create(served("", "ReplicationController"), &never),
+            Some((
+                "FieldValueNotSupported",
+                "spec.template.spec.restartPolicy",
+                "Unsupported value: \"Never\": supported values: \"Always\"",
+            )),
+        );
+        let pod_template = json!({"metadata":{"name":"t","namespace":"default"},"template":template});
+        check("valid pod template", &validate_create(served("", "PodTemplate"), &pod_template), None);
+        let nameless = merged(pod_template, json!({"template":{"spec":{"containers":[{"name":null}]}}}));
+        check(
+            "pod template containers are validated",
+            &validate_create(served("", "PodTemplate"), &nameless),
+            Some(("FieldValueRequired", "template.spec.containers[0].name", "Required value")),
+        );
     }
 
     #[test]
@@ -3548,28 +3558,11 @@ mod tests {
             json!({"metadata":{"name":5,"labels":[1],"annotations":"a"},"spec":{"containers":{"a":1},"selector":"x",
                 "template":7,"ports":"x","schedule":5,"jobTemplate":[],"strategy":"x","tolerations":[7]}}),
         ];
-        let kinds = [
-            ("", "Pod"),
-            ("", "Service"),
-            ("", "ConfigMap"),
-            ("", "Secret"),
-            ("", "ReplicationController"),
-            ("", "PodTemplate"),
-            ("apps", "Deployment"),
-            ("apps", "ReplicaSet"),
-            ("apps", "StatefulSet"),
-            ("apps", "DaemonSet"),
-            ("batch", "Job"),
-            ("batch", "CronJob"),
-            ("autoscaling", "HorizontalPodAutoscaler"),
-            ("discovery.k8s.io", "EndpointSlice"),
-            ("example.com", "Widget"),
-        ];
-        for (group, kind) in kinds {
+        for resource in RESOURCES {
             for a in &odd {
-                validate_create(group, kind, a);
+                validate_create(resource, a);
                 for b in &odd {
-                    validate_update(group, kind, a, b);
+                    validate_update(resource, a, b);
                 }
             }
         }

@@ -20,7 +20,7 @@ use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch
 use kube::Client;
 use serde_json::{json, Value};
 
-use crate::apis::catalog::{self, Resource};
+use crate::apis::catalog::{self, Deletion, Resource};
 use crate::limits;
 
 /// One object's facts the controllers decide from.
@@ -99,7 +99,7 @@ fn api_for(client: &Client, r: &Resource, namespace: Option<&str>) -> Api<Dynami
     }
 }
 
-/// The facts of one object; `spec` matters only for Namespaces (their `spec.finalizers`).
+/// The facts of one object; `spec` matters only for kinds whose `spec.finalizers` hold their deletion (Namespaces).
 fn object_ref(resource: &'static Resource, m: &ObjectMeta, spec: Option<&Value>) -> Option<ObjectRef> {
     Some(ObjectRef {
         resource,
@@ -132,7 +132,7 @@ async fn snapshot(client: &Client) -> Result<Snapshot, kube::Error> {
     let mut objects = Vec::new();
     for r in catalog::RESOURCES {
         let api = api_for(client, r, None);
-        if r.kind == "Namespace" {
+        if r.deletion == Deletion::Finalized {
             let list = api.list(&ListParams::default()).await?;
             objects.extend(list.items.iter().filter_map(|o| object_ref(r, &o.metadata, o.data.get("spec"))));
         } else {

@@ -34,8 +34,6 @@ pub fn wants_aggregated(accept: &str) -> bool {
     accept.split(',').any(|t| t.contains("as=APIGroupDiscoveryList") && t.contains("v=v2") && !t.contains("v=v2beta1"))
 }
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
-
 fn subresource_kind(r: &Resource, s: Subresource) -> (&'static str, &'static str, &'static str) {
     match s {
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
@@ -61,7 +59,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     for r in gv.2 {
         list.push(json!({
             "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
-            "verbs": VERBS, "shortNames": r.short_names, "categories": r.categories,
+            "verbs": r.verbs(), "shortNames": r.short_names, "categories": r.categories,
         }));
         for s in r.subresources {
             let (g, v, kind) = subresource_kind(r, *s);
@@ -121,7 +119,7 @@ pub fn aggregated(core: bool) -> Value {
                         "resource": r.plural,
                         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
                         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
-                        "singularResource": r.singular, "verbs": VERBS, "shortNames": r.short_names,
+                        "singularResource": r.singular, "verbs": r.verbs(), "shortNames": r.short_names,
                         "categories": r.categories, "subresources": subs,
                     })
                 })

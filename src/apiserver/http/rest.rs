@@ -414,7 +414,7 @@ async fn resource_request(
             };
             let stored = verbs.get(&target, consistency).await?;
             if table {
-                let mut t = table::table(resource.group, resource.plural, &[stored.object], now, true);
+                let mut t = table::table(resource, &[stored.object], now, true);
                 t["metadata"] = json!({"resourceVersion": stored.revision.to_string()});
                 return Ok(ok(&t));
             }
@@ -422,7 +422,7 @@ async fn resource_request(
         }
         (Method::GET, true, Some(Subresource::Scale)) => {
             let stored = verbs.get(&target, Consistency::Linearizable).await?;
-            Ok(ok(&scale_of(&stored.object)))
+            Ok(ok(&scale_of(resource, &stored.object)))
         }
         (Method::GET, true, Some(Subresource::Log)) => logs::log(&api.kubelets, verbs, &target, &query.0).await,
         (Method::POST, true, Some(Subresource::Binding)) => {
@@ -483,6 +483,10 @@ async fn resource_request(
             let deleted = verbs.delete(&target, &options).await?;
             Ok(ok(&deleted))
         }
+        (Method::DELETE, false, None) if !resource.delete_collection => Err(ApiError::MethodNotAllowed(format!(
+            "the server does not allow this method on the requested resource ({} cannot be deleted as a collection)",
+            resource.qualified_plural()
+        ))),
         (Method::DELETE, false, None) => {
             let mut options = query.delete_options()?;
             if !body.is_empty() {
@@ -575,9 +579,9 @@ fn token_response(account: &Value, request: &Value) -> Value {
 }
 
 /// The `autoscaling/v1 Scale` view of a scalable object.
-fn scale_of(obj: &Value) -> Value {
+fn scale_of(resource: &Resource, obj: &Value) -> Value {
     let m = &obj["metadata"];
-    let selector = crate::apis::selectors::selector_string(obj["spec"].get("selector"));
+    let selector = (resource.scale_selector)(obj["spec"].get("selector"));
     json!({
         "kind": "Scale", "apiVersion": "autoscaling/v1",
         "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
@@ -606,7 +610,7 @@ async fn scale(
     let main = Target { subresource: None, ..target.clone() };
     let written = verbs
         .update_with(&main, &options, |current| {
-            let view = scale_of(current);
+            let view = scale_of(target.resource, current);
             let new_scale = match patch_type {
                 None => input.clone(),
                 Some(PatchType::Apply) | Some(PatchType::Strategic) | Some(PatchType::Merge) => {
@@ -633,7 +637,7 @@ async fn scale(
             Ok(next)
         })
         .await?;
-    Ok(ok(&scale_of(&written.object)))
+    Ok(ok(&scale_of(target.resource, &written.object)))
 }
 
 fn unsupported_patch(content_type: &str) -> ApiError {
@@ -665,8 +669,7 @@ async fn patch(
     let resource = target.resource;
     let written = verbs
         .update_with(target, &options, |current| {
-            let mut next =
-                patch::apply(resource, patch_type, current, &input)
+            let mut next = patch::apply(resource, patch_type, current, &input)
                 .map_err(|e| ApiError::patch(resource, target.name(), e))?;
             // Without a resourceVersion in the patch itself, a patch applies to whatever is current.
             let patched_rv = next["metadata"]["resourceVersion"].clone();

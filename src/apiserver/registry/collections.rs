@@ -233,7 +233,7 @@ pub fn list_table(resource: &Resource, mut listed: Listed, now: i64) -> (Value, 
             Err(e) => skip_corrupt(&raw.key, &e, &mut listed.skipped),
         }
     }
-    let mut t = table::table(resource.group, resource.plural, &objects, now, true);
+    let mut t = table::table(resource, &objects, now, true);
     t["metadata"] = json!({"resourceVersion": listed.revision.to_string()});
     if let Some(token) = listed.continue_token {
         t["metadata"]["continue"] = json!(token);
@@ -297,13 +297,7 @@ impl WatchSession {
         let object = match (self.format, kind) {
             (WatchFormat::Table, "ADDED" | "MODIFIED" | "DELETED") => {
                 let now = jiff::Timestamp::now().as_second();
-                let mut t = table::table(
-                    self.target.resource.group,
-                    self.target.resource.plural,
-                    std::slice::from_ref(&object),
-                    now,
-                    !self.columns_sent,
-                );
+                let mut t = table::table(self.target.resource, std::slice::from_ref(&object), now, !self.columns_sent);
                 self.columns_sent = true;
                 t["metadata"] = json!({"resourceVersion": meta(&object).and_then(|m| m.get("resourceVersion")).cloned().unwrap_or(Value::Null)});
                 t

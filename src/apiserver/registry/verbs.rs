@@ -12,7 +12,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::apis::catalog::{self, Resource, Subresource};
+use crate::apis::catalog::{self, Deletion, Resource, Subresource};
 use crate::apis::defaults;
 use crate::apis::managed_fields;
 use crate::apis::time;
@@ -175,8 +175,8 @@ pub fn admit(
 ) -> Result<Value, ApiError> {
     let name = meta_str(&obj, "name").unwrap_or_default().to_string();
     match old {
-        None => defaults::apply_create_defaults(resource.group, resource.kind, &mut obj),
-        Some(_) => defaults::apply_defaults(resource.group, resource.kind, &mut obj),
+        None => defaults::apply_create_defaults(resource, &mut obj),
+        Some(_) => defaults::apply_defaults(resource, &mut obj),
     }
     let typed = (resource.typed)(&obj).map_err(|e| ApiError::BadRequest(format!("error decoding the body: {e}")))?;
     // Upstream's types hold quantities parsed, so it cannot decode a body with one that does not parse.
@@ -211,54 +211,13 @@ pub fn admit(
         meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(rv.into()));
     }
     let causes = match old {
-        None => validation::validate_create(resource.group, resource.kind, &obj),
-        Some(old) => validation::validate_update(resource.group, resource.kind, old, &obj),
+        None => validation::validate_create(resource, &obj),
+        Some(old) => validation::validate_update(resource, old, &obj),
     };
     if !causes.is_empty() {
         return Err(ApiError::invalid(resource, &name, causes));
     }
     Ok(obj)
-}
-
-/// What a new object of `resource` starts with, whatever the client sent (upstream's PrepareForCreate).
-fn prepare_for_create(resource: &Resource, obj: &mut Value) {
-    let status_set_by_controllers = resource.has(Subresource::Status) && resource.kind != "Namespace";
-    if status_set_by_controllers {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
-    }
-    if resource.kind == "Pod" {
-        obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
-    }
-    if resource.kind == "Namespace" {
-        obj["status"] = json!({"phase": "Active"});
-    }
-}
-
-/// A pod's QoS class from its containers' requests and limits, as upstream computes it.
-fn qos_class(pod: &Value) -> &'static str {
-    let containers: Vec<&Value> =
-        ["containers", "initContainers"].iter().filter_map(|f| pod["spec"][f].as_array()).flatten().collect();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in containers {
-        let requests = c["resources"]["requests"].as_object();
-        let limits = c["resources"]["limits"].as_object();
-        any |= requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty());
-        for res in ["cpu", "memory"] {
-            let limit = limits.and_then(|l| l.get(res));
-            let request = requests.and_then(|r| r.get(res)).or(limit);
-            if limit.is_none() || request != limit {
-                guaranteed = false;
-            }
-        }
-    }
-    match (any, guaranteed) {
-        (false, _) => "BestEffort",
-        (true, true) => "Guaranteed",
-        (true, false) => "Burstable",
-    }
 }
 
 #[derive(Clone)]
@@ -275,17 +234,21 @@ impl Verbs {
 
     /// The IPs and node ports `new` (replacing `old`) needs to claim and may give up; fills in the ones it
     /// asks the server to choose.
-    async fn allocate(&self, old: Option<&Value>, new: &mut Value) -> Result<Allocations, ApiError> {
-        if new["kind"] != "Service" {
+    async fn allocate(
+        &self,
+        resource: &'static Resource,
+        old: Option<&Value>,
+        new: &mut Value,
+    ) -> Result<Allocations, ApiError> {
+        if !resource.allocates_addresses {
             return Ok(Allocations::default());
         }
         let before = old.map(allocations::held).unwrap_or_default();
         let mut taken = self.objects.keys(allocations::SERVICE_IPS_PREFIX).await?;
         taken.extend(self.objects.keys(allocations::NODE_PORTS_PREFIX).await?);
         let name = meta_str(new, "name").unwrap_or_default().to_string();
-        let services = catalog::find("", "v1", "services").expect("services are served");
         let invalid = |field: String, message: String| {
-            ApiError::invalid(services, &name, vec![validation::Cause { reason: "FieldValueInvalid", field, message }])
+            ApiError::invalid(resource, &name, vec![validation::Cause { reason: "FieldValueInvalid", field, message }])
         };
         let requested = allocations::held(new);
         if let Some(k) = requested.iter().find(|k| taken.contains(*k) && !before.contains(*k)) {
@@ -383,14 +346,14 @@ impl Verbs {
         } else {
             meta.remove("generation");
         }
-        prepare_for_create(resource, &mut body);
+        (resource.prepare_for_create)(&mut body);
         let mut warnings = Vec::new();
         let obj = admit(resource, None, body, opts, &mut warnings)?;
         let key = target.key(&name);
         for attempt in 0..limits::API_WRITE_ATTEMPTS_MAX {
             let guards: Vec<Guard> = self.namespace_guard(target, &name, attempt > 0).await?.into_iter().collect();
             let mut obj = obj.clone();
-            let allocations = self.allocate(None, &mut obj).await?;
+            let allocations = self.allocate(resource, None, &mut obj).await?;
             if opts.dry_run {
                 return Ok(Written { object: obj, created: true, warnings });
             }
@@ -420,6 +383,10 @@ impl Verbs {
     ) -> Result<Written, ApiError> {
         let resource = target.resource;
         let name = target.name().to_string();
+        if resource.undeletable.contains(&name.as_str()) {
+            let message = format!("this {} may not be deleted", resource.singular);
+            return Err(ApiError::Forbidden { resource, name, message });
+        }
         let key = target.key(&name);
         let mut current = self.get(target, Consistency::Linearizable).await?;
         for _ in 0..limits::API_WRITE_ATTEMPTS_MAX {
@@ -438,7 +405,7 @@ impl Verbs {
                 )));
             }
             let mut merged = self.merge_update(target, &current.object, proposed)?;
-            if resource.kind == "Service" {
+            if resource.allocates_addresses {
                 allocations::carry_over(&current.object, &mut merged);
             }
             let mut warnings = Vec::new();
@@ -450,11 +417,11 @@ impl Verbs {
             if opts.dry_run {
                 return Ok(Written { object: new, created: false, warnings });
             }
-            let result = if deleting && !held(&new) && !graceful_pending(&new) {
+            let result = if deleting && !held(resource, &new) && !graceful_pending(&new) {
                 let released = Allocations { release: allocations::held(&current.object), ..Allocations::default() };
                 self.objects.delete(&key, current.revision, &released).await?
             } else {
-                let allocations = self.allocate(Some(&current.object), &mut new).await?;
+                let allocations = self.allocate(resource, Some(&current.object), &mut new).await?;
                 self.objects.put(&key, &new, current.revision, &[], &allocations).await?
             };
             match result {
@@ -571,7 +538,7 @@ impl Verbs {
             }
             let grace = pod_grace_seconds(resource, &current.object, options.grace_period_seconds);
             let already = meta(&marked).is_some_and(|m| m.contains_key("deletionTimestamp"));
-            let namespace_held = resource.kind == "Namespace" && !namespace_finalizers(&marked).is_empty();
+            let namespace_held = resource.deletion == Deletion::Finalized && !namespace_finalizers(&marked).is_empty();
             let result = if finals.is_empty() && grace == 0 && !namespace_held {
                 if options.dry_run {
                     return Ok(current.object);
@@ -585,7 +552,7 @@ impl Verbs {
                     meta.insert("deletionTimestamp".into(), Value::String(deletion_time(grace)));
                 }
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-                if resource.kind == "Namespace" {
+                if resource.deletion == Deletion::Finalized {
                     marked["status"]["phase"] = json!("Terminating");
                 }
                 if marked == current.object || options.dry_run {
@@ -715,7 +682,7 @@ fn check_delete_options_types(body: &Value) -> Result<(), ApiError> {
 /// A pod bound to a node is deleted gracefully: its kubelet stops it and then removes it; any other object,
 /// or a pod no node runs, goes at once.
 fn pod_grace_seconds(resource: &Resource, obj: &Value, requested: Option<i64>) -> i64 {
-    if resource.kind != "Pod" || obj["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+    if resource.deletion != Deletion::Graceful || obj["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
         return 0;
     }
     let phase = obj["status"]["phase"].as_str().unwrap_or_default();
@@ -725,14 +692,15 @@ fn pod_grace_seconds(resource: &Resource, obj: &Value, requested: Option<i64>) -
     requested.or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30).max(0)
 }
 
-/// A Namespace's `spec.finalizers`: the namespace controller's hold on its deletion.
+/// `spec.finalizers` of a kind whose deletion they hold (a Namespace's: the namespace controller's hold).
 fn namespace_finalizers(obj: &Value) -> Vec<&str> {
     obj["spec"]["finalizers"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
 }
 
-/// Whether something still holds an object being deleted: a finalizer (or a namespace finalizer).
-fn held(obj: &Value) -> bool {
-    !finalizers(obj).is_empty() || (obj["kind"] == "Namespace" && !namespace_finalizers(obj).is_empty())
+/// Whether something still holds an object being deleted: a finalizer (or, for kinds they hold, a
+/// `spec.finalizers` entry).
+fn held(resource: &Resource, obj: &Value) -> bool {
+    !finalizers(obj).is_empty() || (resource.deletion == Deletion::Finalized && !namespace_finalizers(obj).is_empty())
 }
 
 fn graceful_pending(obj: &Value) -> bool {
@@ -785,14 +753,5 @@ mod tests {
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
         assert_ne!(u, new_uid());
-    }
-
-    #[test]
-    fn qos_classes() {
-        assert_eq!(qos_class(&json!({"spec": {"containers": [{"name": "a"}]}})), "BestEffort");
-        let g = json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
-        assert_eq!(qos_class(&g), "Guaranteed");
-        let b = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}});
-        assert_eq!(qos_class(&b), "Burstable");
     }
 }
