@@ -202,7 +202,7 @@ impl Resource {
     }
 }
 
-use Subresource::*;
+use self::Subresource::*;
 
 /// An entry: identity, scope, the k8s-openapi type, discovery metadata, then the rules that differ from
 /// [`PLAIN`]'s.
@@ -229,8 +229,8 @@ macro_rules! resource {
     };
 }
 
-use defaults as d;
-use validation as v;
+use super::defaults as d;
+use super::validation as v;
 
 /// Every served resource, in discovery order (groups in priority order).
 pub static RESOURCES: &[Resource] = &[

@@ -220,7 +220,7 @@ const fn wide(name: &'static str, cell_type: CellType, description: &'static str
     Column { name, cell_type, format: "", priority: 1, description }
 }
 
-use CellType::{Boolean, Date, Integer, String as Text};
+use self::CellType::{Boolean, Date, Integer, String as Text};
 
 const NAME: Column =
     Column { name: "Name", cell_type: Text, format: "name", priority: 0, description: "Name of the object." };
