@@ -19,15 +19,13 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::async_runtime::WatchReceiver;
-use openraft::ServerState;
 use raftsman::cluster::config::PlantedBugs;
 use raftsman::cluster::etcd_client::EtcdClient;
 use raftsman::proto::etcd as pb;
 use raftsman::store::command::KeyRange;
 use raftsman::store::disk::{Cf, Disk};
 use raftsman::store::types::Entry;
-use raftsman::store::watch::{Pull, WatchFilter};
+use raftsman::store::watch::WatchFilter;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Endpoint;
@@ -289,17 +287,11 @@ fn controller_writes(cluster: &Cluster) -> Option<Vec<AppliedWrite>> {
         no_delete: false,
     };
     let mut applied = Vec::new();
-    let mut from = 1;
-    while from <= store.revision() {
-        match store.sm.pull(from, &filter).ok()? {
-            Pull::Events { events, next } => {
-                for e in events {
-                    let term = String::from_utf8_lossy(&e.kv.value).parse().unwrap_or(u64::MAX);
-                    applied.push(AppliedWrite { revision: e.kv.mod_revision, term });
-                }
-                from = next;
-            }
-            Pull::Compacted { .. } => return None,
+    let mut watcher = store.watch(filter, 1);
+    while let Some(batch) = watcher.pull().ok()? {
+        for e in batch.events {
+            let term = String::from_utf8_lossy(&e.kv.value).parse().unwrap_or(u64::MAX);
+            applied.push(AppliedWrite { revision: e.kv.mod_revision, term });
         }
     }
     Some(applied)
@@ -347,14 +339,8 @@ impl Driver {
             self.cluster.stores.lock().unwrap().iter().map(|(i, s)| (*i, s.clone())).collect();
         for (i, store) in stores {
             let observation = {
-                let metrics = store.raft.metrics();
-                let m = metrics.borrow_watched();
-                Observation {
-                    replica: Cluster::id(i),
-                    term: m.current_term,
-                    leads: m.state == ServerState::Leader,
-                    applied: m.last_applied.as_ref().map_or(0, |l| l.index),
-                }
+                let role = store.raft_role();
+                Observation { replica: Cluster::id(i), term: role.term, leads: role.leads, applied: role.applied_index }
             };
             self.safety.observe(observation);
             if self.last_seen.insert(i, observation) != Some(observation) {
@@ -375,7 +361,7 @@ impl Driver {
                 self.safety.applied_entry(Cluster::id(i), applied);
             }
             self.checked.insert(i, observation.applied);
-            let installed = store.sm.snapshots_installed();
+            let installed = store.snapshots_installed();
             if installed > self.installed.insert(i, installed).unwrap_or(0) {
                 self.snapshot_installs += 1;
                 self.note(now, format!("replica-{i} installed a snapshot up to {}", observation.applied));

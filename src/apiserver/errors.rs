@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::apis::catalog::Resource;
 use crate::apis::patch::PatchError;
 pub use crate::apis::validation::Cause;
+use crate::store::watch::WatchError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +177,20 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(m) => ApiError::BadRequest(m),
             e @ StoreError::TooLarge { .. } => ApiError::RequestEntityTooLarge(e.to_string()),
             other => ApiError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// How a watch that cannot go on ends: a compacted start is 410 Expired (clients re-list), a storage fault
+/// 500, a stopping replica 503.
+impl From<WatchError> for ApiError {
+    fn from(e: WatchError) -> ApiError {
+        match e {
+            WatchError::Compacted { from, compact_revision } => {
+                ApiError::Gone(format!("too old resource version: {} ({compact_revision})", from - 1))
+            }
+            e @ WatchError::Storage(_) => ApiError::Internal(e.to_string()),
+            e @ WatchError::Stopped => ApiError::Unavailable(e.to_string()),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! and results translated back. Bad input is refused with `InvalidArgument` before anything is proposed.
 //! Every response carries a header with the cluster id, this member's id, the store revision and the term.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::cluster::config::PlantedBugs;
 use crate::limits;
 use crate::proto::etcd as pb;
 use crate::store::command::{self as cmd, Applied, ApplyError, Command, Outcome, ResponseOp};
-use crate::store::watch::{Pull, WatchFilter};
+use crate::store::watch::{Batch, WatchError, WatchFilter, Watcher};
 use crate::store::{Store, StoreError};
 
 /// One value implementing every etcd service; cheap to clone.
@@ -49,8 +49,8 @@ impl EtcdService {
 
     fn header_at(&self, revision: i64) -> Option<pb::ResponseHeader> {
         Some(pb::ResponseHeader {
-            cluster_id: self.store.cluster_id,
-            member_id: self.store.id,
+            cluster_id: self.store.cluster_id(),
+            member_id: self.store.member_id(),
             revision,
             raft_term: self.store.term(),
         })
@@ -257,7 +257,7 @@ impl pb::kv_server::Kv for EtcdService {
         if !serializable && !self.planted_bugs.stale_follower_reads {
             self.store.read_index().await.map_err(store_status)?;
         }
-        let (revision, result) = self.store.sm.range(&op).map_err(apply_status)?;
+        let (revision, result) = self.store.range(&op).map_err(apply_status)?;
         Ok(Response::new(self.range_response(result, revision)))
     }
 
@@ -308,10 +308,19 @@ impl pb::kv_server::Kv for EtcdService {
 // ------------------------------------------------------------------------------------------------------
 // Watch
 
-struct Watcher {
-    filter: WatchFilter,
-    next: i64,
+/// One watcher of a stream: the store's cursor, and whether it asked for progress notifications.
+struct StreamWatcher {
+    watcher: Watcher,
     progress_notify: bool,
+}
+
+/// Why a watch stream ends before its client closes it.
+#[derive(Debug)]
+enum StreamEnd {
+    /// The client went away: there is no one to tell.
+    ClientGone,
+    /// The stream cannot go on; the client gets this status.
+    Failed(Status),
 }
 
 #[tonic::async_trait]
@@ -327,92 +336,108 @@ impl pb::watch_server::Watch for EtcdService {
 
 type WatchTx = mpsc::Sender<Result<pb::WatchResponse, Status>>;
 
+async fn send(tx: &WatchTx, resp: pb::WatchResponse) -> Result<(), StreamEnd> {
+    tx.send(Ok(resp)).await.map_err(|_| StreamEnd::ClientGone)
+}
+
+/// The response that cancels watcher `id` because it cannot go on: a compaction carries the compact revision
+/// (clients take it for `ErrCompacted` and re-list); a storage fault carries its reason and no compact revision.
+fn watch_canceled(header: Option<pb::ResponseHeader>, id: i64, e: &WatchError) -> pb::WatchResponse {
+    let (compact_revision, cancel_reason) = match e {
+        WatchError::Compacted { compact_revision, .. } => (*compact_revision, ApplyError::Compacted.to_string()),
+        WatchError::Storage(_) | WatchError::Stopped => (0, format!("etcdserver: {e}")),
+    };
+    pb::WatchResponse { header, watch_id: id, canceled: true, compact_revision, cancel_reason, ..Default::default() }
+}
+
 impl EtcdService {
-    /// Serves one watch stream: its watchers pull events whenever the store's revision moves.
-    async fn watch_session(self, mut incoming: Streaming<pb::WatchRequest>, tx: WatchTx) {
-        let mut watchers: BTreeMap<i64, Watcher> = BTreeMap::new();
-        let mut next_id = 0i64;
-        // The planted bug, when switched on, drops one event after the term this stream started in ends.
-        let mut planted_skip = self.planted_bugs.skip_watch_event_after_leader_change.then(|| self.store.term());
-        let mut revisions = self.store.sm.hub.subscribe();
-        let mut progress = tokio::time::interval(Duration::from_millis(limits::WATCH_PROGRESS_INTERVAL_MS));
-        progress.tick().await;
-        loop {
-            let behind = match self.deliver(&mut watchers, &tx, &mut planted_skip).await {
-                Ok(behind) => behind,
-                Err(()) => return,
-            };
-            tokio::select! {
-                msg = incoming.next() => {
-                    let request = match msg {
-                        Some(Ok(r)) => r,
-                        Some(Err(_)) | None => return,
-                    };
-                    if self.handle_watch_request(request, &mut watchers, &mut next_id, &tx).await.is_err() {
-                        return;
-                    }
-                }
-                changed = revisions.changed() => if changed.is_err() { return },
-                _ = progress.tick() => {
-                    let current = self.store.sm.hub.current_revision();
-                    for (id, _) in watchers.iter().filter(|(_, w)| w.progress_notify && w.next > current) {
-                        let resp = pb::WatchResponse { header: self.header_at(current), watch_id: *id, ..Default::default() };
-                        if tx.send(Ok(resp)).await.is_err() { return }
-                    }
-                }
-                () = std::future::ready(()), if behind => {}
-                () = tx.closed() => return,
+    /// Serves one watch stream until its client closes it; a stream that cannot go on ends with a status.
+    async fn watch_session(self, incoming: Streaming<pb::WatchRequest>, tx: WatchTx) {
+        match self.serve_watchers(incoming, &tx).await {
+            Ok(()) | Err(StreamEnd::ClientGone) => {}
+            Err(StreamEnd::Failed(status)) => {
+                tracing::warn!(error = %status.message(), "watch stream ended on an error");
+                let _ = tx.send(Err(status)).await;
             }
         }
     }
 
-    /// Sends one batch of pending events per watcher; returns whether some watcher is still behind.
-    async fn deliver(
-        &self,
-        watchers: &mut BTreeMap<i64, Watcher>,
-        tx: &WatchTx,
-        planted_skip: &mut Option<u64>,
-    ) -> Result<bool, ()> {
-        let current = self.store.sm.hub.current_revision();
-        let mut behind = false;
-        let mut compacted = Vec::new();
-        for (id, w) in watchers.iter_mut().filter(|(_, w)| w.next <= current) {
-            match self.store.sm.pull(w.next, &w.filter) {
-                Ok(Pull::Events { mut events, next }) => {
-                    if planted_skip.is_some_and(|term| term != self.store.term()) && !events.is_empty() {
-                        events.remove(0);
-                        *planted_skip = None;
-                    }
-                    w.next = next;
-                    behind |= next <= current;
-                    if !events.is_empty() {
-                        let resp = pb::WatchResponse {
-                            header: self.header_at(current.max(next - 1)),
-                            watch_id: *id,
-                            events: events.into_iter().map(event).collect(),
-                            ..Default::default()
-                        };
-                        tx.send(Ok(resp)).await.map_err(|_| ())?;
+    /// The stream's watchers each pull one batch whenever the store's revision moves, in turns, until every
+    /// one has caught up; requests from the client are served in between.
+    async fn serve_watchers(&self, mut incoming: Streaming<pb::WatchRequest>, tx: &WatchTx) -> Result<(), StreamEnd> {
+        let mut watchers: BTreeMap<i64, StreamWatcher> = BTreeMap::new();
+        let mut next_id = 0i64;
+        // The planted bug, when switched on, drops one event after the term this stream started in ends.
+        let mut planted_skip = self.planted_bugs.skip_watch_event_after_leader_change.then(|| self.store.term());
+        let mut revisions = self.store.revisions();
+        let mut progress = tokio::time::interval(Duration::from_millis(limits::WATCH_PROGRESS_INTERVAL_MS));
+        progress.tick().await;
+        loop {
+            let behind = self.deliver(&mut watchers, tx, &mut planted_skip).await?;
+            tokio::select! {
+                msg = incoming.next() => {
+                    let request = match msg {
+                        Some(Ok(r)) => r,
+                        Some(Err(_)) | None => return Ok(()),
+                    };
+                    let current = revisions.current();
+                    self.handle_watch_request(request, &mut watchers, &mut next_id, current, tx).await?;
+                }
+                changed = revisions.changed() => if let Err(e) = changed {
+                    return Err(StreamEnd::Failed(Status::unavailable(format!("etcdserver: {e}"))));
+                },
+                _ = progress.tick() => {
+                    let current = revisions.current();
+                    let idle = watchers.iter().filter(|(_, w)| w.progress_notify && !w.watcher.is_behind());
+                    for (id, _) in idle {
+                        send(tx, pb::WatchResponse { header: self.header_at(current), watch_id: *id, ..Default::default() }).await?;
                     }
                 }
-                Ok(Pull::Compacted { compact_revision }) => compacted.push((*id, compact_revision)),
-                Err(e) => {
-                    tracing::warn!(error = %e, watch_id = id, "watch history read failed");
-                    compacted.push((*id, 0));
-                }
+                () = std::future::ready(()), if behind => {}
+                () = tx.closed() => return Err(StreamEnd::ClientGone),
             }
         }
-        for (id, compact_revision) in compacted {
-            watchers.remove(&id);
-            let resp = pb::WatchResponse {
-                header: self.header(),
-                watch_id: id,
-                canceled: true,
-                compact_revision,
-                cancel_reason: ApplyError::Compacted.to_string(),
-                ..Default::default()
+    }
+
+    /// Sends one batch of pending events per watcher; returns whether some watcher is still behind. A watcher
+    /// that cannot go on is canceled with its reason.
+    async fn deliver(
+        &self,
+        watchers: &mut BTreeMap<i64, StreamWatcher>,
+        tx: &WatchTx,
+        planted_skip: &mut Option<u64>,
+    ) -> Result<bool, StreamEnd> {
+        let mut behind = false;
+        let mut ended = Vec::new();
+        for (id, w) in watchers.iter_mut().filter(|(_, w)| w.watcher.is_behind()) {
+            let Batch { mut events, revision } = match w.watcher.pull() {
+                Ok(Some(batch)) => batch,
+                Ok(None) => continue,
+                Err(e) => {
+                    ended.push((*id, e));
+                    continue;
+                }
             };
-            tx.send(Ok(resp)).await.map_err(|_| ())?;
+            if planted_skip.is_some_and(|term| term != self.store.term()) && !events.is_empty() {
+                events.remove(0);
+                *planted_skip = None;
+            }
+            behind |= w.watcher.is_behind();
+            if !events.is_empty() {
+                let events = events.into_iter().map(event).collect();
+                send(
+                    tx,
+                    pb::WatchResponse { header: self.header_at(revision), watch_id: *id, events, ..Default::default() },
+                )
+                .await?;
+            }
+        }
+        for (id, e) in ended {
+            if let WatchError::Storage(_) = e {
+                tracing::warn!(error = %e, watch_id = id, "watch canceled: its history cannot be read");
+            }
+            watchers.remove(&id);
+            send(tx, watch_canceled(self.header(), id, &e)).await?;
         }
         Ok(behind)
     }
@@ -420,33 +445,35 @@ impl EtcdService {
     async fn handle_watch_request(
         &self,
         request: pb::WatchRequest,
-        watchers: &mut BTreeMap<i64, Watcher>,
+        watchers: &mut BTreeMap<i64, StreamWatcher>,
         next_id: &mut i64,
+        current: i64,
         tx: &WatchTx,
-    ) -> Result<(), ()> {
+    ) -> Result<(), StreamEnd> {
         use pb::watch_request::RequestUnion as U;
         let resp = match request.request_union {
-            Some(U::CreateRequest(c)) => self.create_watcher(c, watchers, next_id),
+            Some(U::CreateRequest(c)) => self.create_watcher(c, watchers, next_id, current),
             Some(U::CancelRequest(c)) => {
                 watchers.remove(&c.watch_id);
                 pb::WatchResponse { header: self.header(), watch_id: c.watch_id, canceled: true, ..Default::default() }
             }
             Some(U::ProgressRequest(_)) => {
                 // Everything below the slowest watcher's next revision has been delivered.
-                let current = self.store.sm.hub.current_revision();
-                let upto = watchers.values().map(|w| w.next - 1).min().unwrap_or(current).min(current);
+                let upto =
+                    watchers.values().map(|w| w.watcher.next_revision() - 1).min().unwrap_or(current).min(current);
                 pb::WatchResponse { header: self.header_at(upto), watch_id: -1, ..Default::default() }
             }
             None => return Ok(()),
         };
-        tx.send(Ok(resp)).await.map_err(|_| ())
+        send(tx, resp).await
     }
 
     fn create_watcher(
         &self,
         c: pb::WatchCreateRequest,
-        watchers: &mut BTreeMap<i64, Watcher>,
+        watchers: &mut BTreeMap<i64, StreamWatcher>,
         next_id: &mut i64,
+        current: i64,
     ) -> pb::WatchResponse {
         let refuse = |reason: &str, id: i64| pb::WatchResponse {
             header: self.header(),
@@ -473,7 +500,6 @@ impl EtcdService {
             }
             *next_id
         };
-        let current = self.store.sm.hub.current_revision();
         let filters = c.filters();
         let (mut no_put, mut no_delete) = (false, false);
         for f in filters {
@@ -488,8 +514,9 @@ impl EtcdService {
             no_put,
             no_delete,
         };
-        let next = if c.start_revision > 0 { c.start_revision } else { current + 1 };
-        watchers.insert(id, Watcher { filter, next, progress_notify: c.progress_notify });
+        let from = if c.start_revision > 0 { c.start_revision } else { current + 1 };
+        watchers
+            .insert(id, StreamWatcher { watcher: self.store.watch(filter, from), progress_notify: c.progress_notify });
         pb::WatchResponse { header: self.header_at(current), watch_id: id, created: true, ..Default::default() }
     }
 }
@@ -561,12 +588,9 @@ impl pb::lease_server::Lease for EtcdService {
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
         let req = req.into_inner();
         let remaining = self.store.lease_time_to_live(req.id).await.map_err(store_status)?;
-        let (granted, keys) = {
-            let state = self.store.sm.read();
-            match state.mvcc.leases().get(&req.id) {
-                Some(l) => (l.ttl, if req.keys { l.keys.iter().cloned().collect() } else { Vec::new() }),
-                None => (0, Vec::new()),
-            }
+        let (granted, keys) = match self.store.lease(req.id, req.keys) {
+            Some(lease) => (lease.granted_ttl, lease.keys),
+            None => (0, Vec::new()),
         };
         Ok(Response::new(pb::LeaseTimeToLiveResponse {
             header: self.header(),
@@ -582,7 +606,7 @@ impl pb::lease_server::Lease for EtcdService {
         &self,
         _req: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
-        let leases = self.store.sm.read().mvcc.leases().keys().map(|id| pb::LeaseStatus { id: *id }).collect();
+        let leases = self.store.lease_ids().into_iter().map(|id| pb::LeaseStatus { id }).collect();
         Ok(Response::new(pb::LeaseLeasesResponse { header: self.header(), leases }))
     }
 }
@@ -596,25 +620,18 @@ impl pb::cluster_server::Cluster for EtcdService {
         &self,
         _req: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
-        let members = {
-            let state = self.store.sm.read();
-            let membership = state.membership.membership();
-            let learners: HashSet<u64> = membership.learner_ids().collect();
-            membership
-                .nodes()
-                .map(|(id, node)| pb::Member {
-                    id: *id,
-                    name: node.name.clone(),
-                    peer_ur_ls: vec![format!("http://{}", node.peer_addr)],
-                    client_ur_ls: state
-                        .members
-                        .get(id)
-                        .map(|m| vec![format!("http://{}", m.client_addr)])
-                        .unwrap_or_default(),
-                    is_learner: learners.contains(id),
-                })
-                .collect()
-        };
+        let members = self
+            .store
+            .members()
+            .into_iter()
+            .map(|m| pb::Member {
+                id: m.id,
+                name: m.name,
+                peer_ur_ls: vec![format!("http://{}", m.peer_addr)],
+                client_ur_ls: m.published.map(|p| vec![format!("http://{}", p.client_addr)]).unwrap_or_default(),
+                is_learner: m.is_learner,
+            })
+            .collect();
         Ok(Response::new(pb::MemberListResponse { header: self.header(), members }))
     }
 }

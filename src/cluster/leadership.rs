@@ -8,7 +8,6 @@
 //! when they are committed in another term. A deposed leader's controllers, still running for a moment, cannot
 //! change anything.
 
-use openraft::async_runtime::WatchReceiver;
 use tokio::sync::watch;
 
 use crate::apiserver::http::rest::LeaderTerm;
@@ -27,28 +26,20 @@ fn fenced_client(router: axum::Router, term: u64) -> kube::Client {
 }
 
 pub async fn run(store: Store, router: axum::Router, mut shutdown: watch::Receiver<bool>) {
-    let mut metrics = store.raft.metrics();
     loop {
-        let term = loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            if let Some(term) = store.leading_term() {
-                break term;
-            }
-            tokio::select! {
-                changed = metrics.changed() => if changed.is_err() { return },
-                _ = shutdown.changed() => {}
-            }
+        let term = tokio::select! {
+            term = store.wait_for_leadership() => match term {
+                Some(term) => term,
+                None => return,
+            },
+            _ = shutdown.wait_for(|stop| *stop) => return,
         };
         tracing::info!(term, "leading: starting the controllers");
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(controllers::run(fenced_client(router.clone(), term), stop_rx));
-        while !*shutdown.borrow() && store.leading_term() == Some(term) {
-            tokio::select! {
-                changed = metrics.changed() => if changed.is_err() { break },
-                _ = shutdown.changed() => {}
-            }
+        tokio::select! {
+            () = store.wait_for_leadership_end(term) => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
         }
         let _ = stop_tx.send(true);
         task.abort();

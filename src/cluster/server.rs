@@ -251,7 +251,6 @@ pub async fn run(
         }
         other => other,
     })?;
-    let raft = store.raft.clone();
     tracing::info!(name = %me.name, member_id = format!("{id:x}"), cluster_id = format!("{cluster:x}"), fresh, "replica starting");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -304,7 +303,7 @@ pub async fn run(
     // restarts it on its data dir, instead of serving errors forever.
     let fatal = tokio::select! {
         () = shutdown => None,
-        fatal = raft_failure(raft.clone()) => Some(fatal),
+        fatal = store.fatal_error() => Some(fatal),
     };
     tracing::info!("replica stopping");
     let _ = stop_tx.send(true);
@@ -315,7 +314,7 @@ pub async fn run(
     api_task.abort();
     let _ = api_task.await;
     let served = [("client API", client_task.await), ("peer API", peer_task.await)];
-    let raft_stopped = raft.shutdown().await.map_err(|e| ServerError::Raft(e.to_string()));
+    let raft_stopped = store.shutdown().await.map_err(|e| ServerError::Raft(e.to_string()));
     raft_runtime.shutdown_background();
     raft_stopped?;
     tracing::info!("replica stopped");
@@ -360,28 +359,15 @@ current-context: raftsman-{name}
         .map_err(|source| ServerError::Kubeconfig { path, source })
 }
 
-/// Resolves with the error once openraft reports that it stopped on a fatal error.
-async fn raft_failure(raft: Raft) -> String {
-    use openraft::async_runtime::WatchReceiver;
-    let mut metrics = raft.metrics();
-    loop {
-        if let Err(fatal) = &metrics.borrow_watched().running_state {
-            return fatal.to_string();
-        }
-        if metrics.changed().await.is_err() {
-            return "raft metrics closed".into();
-        }
-    }
-}
-
 async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// Announces this member's client address through the log, retrying until it is committed.
 async fn publish_member(store: Store, name: String, client_addr: String, stop: tokio::sync::watch::Receiver<bool>) {
-    let id = store.id;
-    let already = store.sm.read().members.get(&id).is_some_and(|m| m.client_addr == client_addr && m.name == name);
+    let id = store.member_id();
+    let published = store.members().into_iter().find(|m| m.id == id).and_then(|m| m.published);
+    let already = published.is_some_and(|m| m.client_addr == client_addr && m.name == name);
     if already {
         return;
     }

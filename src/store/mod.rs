@@ -1,11 +1,13 @@
 //! The replicated store: openraft over RocksDB, the MVCC state machine, the watch hub and the leases.
 //!
-//! `Store` is the cheap handle every client-facing service uses. Any replica accepts any request:
+//! `Store` is the cheap handle every client-facing service uses, through its methods only: Raft, the state
+//! machine, the disk and the peer pool stay private to this module. Any replica accepts any request:
 //! - writes are proposed locally on the leader and forwarded to it by followers (waiting up to
 //!   `LEADER_WAIT_MS` for an election, then failing with `Unavailable`);
 //! - linearizable reads obtain a read index from the leader (ReadIndex), wait until the local state machine
 //!   has applied it, and read locally; serializable reads read locally at once;
-//! - lease keep-alives and time-to-live queries are answered by the leader, which alone tracks expiry.
+//! - lease keep-alives and time-to-live queries are answered by the leader, which alone tracks expiry;
+//! - watches are `Watcher`s (`watch.rs`), cursors over the history that wait for new revisions.
 //!
 //! Architecture invariants: a write is acknowledged only once committed (fsynced on a quorum) and applied;
 //! a write whose fate is unknown is reported as a failure, never retried behind the client's back.
@@ -30,10 +32,11 @@ use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{ReadPolicy, ServerState};
 use tokio::time::Instant;
 
-use command::{Applied, Command};
+use command::{Applied, ApplyError, Command, RangeOp, RangeResult};
 use network::{LeaderRequest, LeaderResponse, PeerPool};
-use storage::{Db, SmShared};
+use storage::{Db, MemberAttrs, SmShared};
 use types::*;
+use watch::{Revisions, WatchFilter, Watcher};
 
 use crate::limits;
 
@@ -61,13 +64,13 @@ enum LeaderAt {
     Remote(String),
 }
 
-pub struct StoreInner {
-    pub raft: Raft,
-    pub sm: Arc<SmShared>,
-    pub db: Arc<Db>,
-    pub pool: PeerPool,
-    pub id: NodeId,
-    pub cluster_id: u64,
+struct StoreInner {
+    raft: Raft,
+    sm: Arc<SmShared>,
+    db: Arc<Db>,
+    pool: PeerPool,
+    id: NodeId,
+    cluster_id: u64,
     lessor: lease::Lessor,
     /// Each follower's replication progress as the leader last saw it change (for `health`). std Mutex: a map
     /// update only, never held across an await.
@@ -87,11 +90,32 @@ pub struct Store {
     inner: Arc<StoreInner>,
 }
 
-impl std::ops::Deref for Store {
-    type Target = StoreInner;
-    fn deref(&self) -> &StoreInner {
-        &self.inner
-    }
+/// A member of the cluster as this replica knows it: from the Raft membership, with the attributes it
+/// published through the log (none yet when it has not).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub id: NodeId,
+    pub name: String,
+    pub peer_addr: String,
+    pub published: Option<MemberAttrs>,
+    pub is_learner: bool,
+}
+
+/// A lease as the state machine holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub granted_ttl: i64,
+    /// The keys attached to it, when asked for.
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// Where this replica stands in Raft right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RaftRole {
+    pub term: u64,
+    /// In the Leader state (whether or not it has applied an entry of its term yet).
+    pub leads: bool,
+    pub applied_index: u64,
 }
 
 /// What `etcdctl endpoint status` shows.
@@ -121,16 +145,94 @@ impl Store {
         Store { inner: Arc::new(inner) }
     }
 
+    fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    fn sm(&self) -> &SmShared {
+        &self.inner.sm
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.inner.cluster_id
+    }
+
+    /// This replica's member id.
+    pub fn member_id(&self) -> NodeId {
+        self.inner.id
+    }
+
     pub fn term(&self) -> u64 {
-        self.raft.metrics().borrow_watched().current_term
+        self.raft().metrics().borrow_watched().current_term
     }
 
     pub fn revision(&self) -> i64 {
-        self.sm.read().mvcc.revision()
+        self.sm().read().mvcc.revision()
+    }
+
+    /// A serializable range read: the local state machine as it is now, with the revision it was read at. For
+    /// a linearizable read, call `read_index` first.
+    pub fn range(&self, op: &RangeOp) -> Result<(i64, RangeResult), ApplyError> {
+        self.sm().range(op)
+    }
+
+    /// A watcher of the changes `filter` selects, from revision `from` on (see `watch::Watcher`).
+    pub fn watch(&self, filter: WatchFilter, from: i64) -> Watcher {
+        Watcher::new(self.inner.sm.clone(), filter, from)
+    }
+
+    /// The published revision as it moves, for a service that pulls several watchers on one signal.
+    pub fn revisions(&self) -> Revisions {
+        self.sm().revisions()
+    }
+
+    /// The members in the applied membership, in id order.
+    pub fn members(&self) -> Vec<Member> {
+        let state = self.sm().read();
+        let membership = state.membership.membership();
+        let learners: Vec<NodeId> = membership.learner_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                name: node.name.clone(),
+                peer_addr: node.peer_addr.clone(),
+                published: state.members.get(id).cloned(),
+                is_learner: learners.contains(id),
+            })
+            .collect()
+    }
+
+    /// The ids of the live leases, ascending.
+    pub fn lease_ids(&self) -> Vec<i64> {
+        self.sm().read().mvcc.leases().keys().copied().collect()
+    }
+
+    /// A live lease's granted TTL and, when `with_keys`, its keys; None when it does not exist.
+    pub fn lease(&self, id: i64, with_keys: bool) -> Option<Lease> {
+        let state = self.sm().read();
+        let lease = state.mvcc.leases().get(&id)?;
+        let keys = if with_keys { lease.keys.iter().cloned().collect() } else { Vec::new() };
+        Some(Lease { granted_ttl: lease.ttl, keys })
+    }
+
+    /// Snapshots received from a leader and installed since this replica started.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.sm().snapshots_installed()
+    }
+
+    pub fn raft_role(&self) -> RaftRole {
+        let metrics = self.raft().metrics();
+        let m = metrics.borrow_watched();
+        RaftRole {
+            term: m.current_term,
+            leads: m.state == ServerState::Leader,
+            applied_index: m.last_applied.as_ref().map_or(0, |l| l.index),
+        }
     }
 
     pub fn status(&self) -> Status {
-        let m = self.raft.metrics().borrow_watched().clone();
+        let m = self.raft().metrics().borrow_watched().clone();
         let committed = m.local_committed.as_ref().map_or(0, |l| l.index);
         Status {
             leader: m.current_leader,
@@ -138,7 +240,7 @@ impl Store {
             committed_index: committed,
             applied_index: m.last_applied.as_ref().map_or(0, |l| l.index),
             revision: self.revision(),
-            db_size_bytes: self.db.size_bytes(),
+            db_size_bytes: self.inner.db.size_bytes(),
             is_learner: m.state == ServerState::Learner,
         }
     }
@@ -147,12 +249,12 @@ impl Store {
     /// that knows no leader is unhealthy; a leader is unhealthy while a follower has stayed behind its log
     /// without any progress for `REPLICATION_STALL_MS` (it cannot replicate to it).
     pub fn health(&self) -> Vec<String> {
-        let m = self.raft.metrics().borrow_watched().clone();
+        let m = self.raft().metrics().borrow_watched().clone();
         let Some(leader) = m.current_leader else {
             return vec!["no raft leader is known".into()];
         };
-        let mut progress = self.progress.lock().expect("progress lock poisoned");
-        let Some(replication) = m.replication.as_ref().filter(|_| leader == self.id) else {
+        let mut progress = self.inner.progress.lock().expect("progress lock poisoned");
+        let Some(replication) = m.replication.as_ref().filter(|_| leader == self.inner.id) else {
             progress.clear();
             return Vec::new();
         };
@@ -183,11 +285,11 @@ impl Store {
 
     /// Waits until some replica is known to lead, up to `LEADER_WAIT_MS`.
     async fn leader(&self, deadline: Instant) -> Result<LeaderAt, StoreError> {
-        let mut rx = self.raft.metrics();
+        let mut rx = self.raft().metrics();
         loop {
             let leader = rx.borrow_watched().current_leader;
             if let Some(leader) = leader {
-                if leader == self.id {
+                if leader == self.inner.id {
                     return Ok(LeaderAt::Local);
                 }
                 let m = rx.borrow_watched().membership_config.clone();
@@ -227,7 +329,7 @@ impl Store {
                     LeaderResponse::Applied { applied, index } => {
                         // Like etcd, answer once this replica has applied the write too, so that its client reads
                         // its own write here even with a serializable read.
-                        let local = self.raft.wait(Some(Duration::from_millis(limits::READ_TIMEOUT_MS)));
+                        let local = self.raft().wait(Some(Duration::from_millis(limits::READ_TIMEOUT_MS)));
                         if let Err(e) = local.applied_index_at_least(Some(index), "a forwarded write").await {
                             tracing::debug!(error = %e, index, "a forwarded write is not yet applied here");
                         }
@@ -243,7 +345,7 @@ impl Store {
     /// Writes through the local Raft; `Err(LeaderLost)` means the command was not appended and may be retried.
     /// On success it returns the result and the log index of the entry.
     async fn write_local(&self, cmd: Command) -> Result<Result<(Applied, u64), StoreError>, LeaderLost> {
-        let write = self.raft.client_write(cmd);
+        let write = self.raft().client_write(cmd);
         match tokio::time::timeout(Duration::from_millis(limits::WRITE_TIMEOUT_MS), write).await {
             Err(_) => Ok(Err(StoreError::Unavailable("etcdserver: request timed out".into()))),
             Ok(Ok(resp)) => Ok(Ok((resp.data, resp.log_id.index))),
@@ -259,7 +361,7 @@ impl Store {
     /// connection, as a dead one does) is answered `NotLeader`, so the caller waits for the election and
     /// retries; any other transport failure leaves the outcome unknown and is an error.
     async fn forward(&self, addr: &str, req: LeaderRequest) -> Result<LeaderResponse, StoreError> {
-        match self.pool.forward(addr, &req).await {
+        match self.inner.pool.forward(addr, &req).await {
             Ok(LeaderResponse::Failed(msg)) => Err(StoreError::Unavailable(msg)),
             Ok(LeaderResponse::Refused(msg)) => Err(StoreError::Invalid(msg)),
             Ok(resp) => Ok(resp),
@@ -294,7 +396,7 @@ impl Store {
                 },
             }
         };
-        self.raft
+        self.raft()
             .wait(Some(Duration::from_millis(limits::READ_TIMEOUT_MS)))
             .applied_index_at_least(Some(index), "linearizable read")
             .await
@@ -303,7 +405,7 @@ impl Store {
     }
 
     async fn local_read_index(&self) -> Result<Result<u64, StoreError>, LeaderLost> {
-        let read = self.raft.get_read_linearizer(ReadPolicy::ReadIndex);
+        let read = self.raft().get_read_linearizer(ReadPolicy::ReadIndex);
         match tokio::time::timeout(Duration::from_millis(limits::READ_TIMEOUT_MS), read).await {
             Err(_) => Ok(Err(StoreError::Unavailable("etcdserver: request timed out".into()))),
             Ok(Ok(linearizer)) => Ok(Ok(linearizer.read_log_id().index())),
@@ -316,18 +418,18 @@ impl Store {
     /// Hands leadership to `target` (a voter) and waits until it leads. Only the leader can do this. If the
     /// target does not take over in time, the cluster elects a leader by itself and the caller gets an error.
     pub async fn transfer_leadership(&self, target: NodeId) -> Result<(), StoreError> {
-        let m = self.raft.metrics().borrow_watched().clone();
+        let m = self.raft().metrics().borrow_watched().clone();
         if m.state != ServerState::Leader {
             return Err(StoreError::NotLeader);
         }
         if !m.membership_config.membership().voter_ids().any(|id| id == target) {
             return Err(StoreError::BadTransferee(target));
         }
-        if target == self.id {
+        if target == self.inner.id {
             return Ok(());
         }
-        self.raft.trigger().transfer_leader(target).await.map_err(|e| StoreError::Stopped(e.to_string()))?;
-        self.raft
+        self.raft().trigger().transfer_leader(target).await.map_err(|e| StoreError::Stopped(e.to_string()))?;
+        self.raft()
             .wait(Some(Duration::from_millis(limits::LEADER_WAIT_MS)))
             .current_leader(target, "leadership transfer")
             .await
@@ -365,25 +467,65 @@ impl Store {
     /// Lease questions, answered only while this replica leads and has applied an entry of its term.
     fn answer_as_leader(&self, req: &LeaderRequest) -> Option<LeaderResponse> {
         let term = self.leading_term()?;
-        let state = self.sm.read();
+        let state = self.sm().read();
         let ttl_of = |id: &i64| state.mvcc.leases().get(id).map(|l| l.ttl);
         Some(match req {
-            LeaderRequest::KeepAlive(id) => LeaderResponse::Ttl(self.lessor.keep_alive(term, *id, ttl_of(id))),
-            LeaderRequest::TimeToLive(id) => LeaderResponse::Ttl(self.lessor.remaining(term, *id, ttl_of(id))),
+            LeaderRequest::KeepAlive(id) => LeaderResponse::Ttl(self.inner.lessor.keep_alive(term, *id, ttl_of(id))),
+            LeaderRequest::TimeToLive(id) => LeaderResponse::Ttl(self.inner.lessor.remaining(term, *id, ttl_of(id))),
             _ => return None,
         })
     }
 
     /// The current term when this replica is leader and has applied an entry of that term (caught up).
     pub fn leading_term(&self) -> Option<u64> {
-        let m = self.raft.metrics().borrow_watched().clone();
+        let m = self.raft().metrics().borrow_watched().clone();
         let caught_up = m.last_applied.as_ref().is_some_and(|l| term_of(l) == m.current_term);
         (m.state == ServerState::Leader && caught_up).then_some(m.current_term)
     }
 
+    /// Waits until this replica leads and has applied an entry of its term (`leading_term`), and returns that
+    /// term; None once Raft has stopped.
+    pub async fn wait_for_leadership(&self) -> Option<u64> {
+        let mut metrics = self.raft().metrics();
+        loop {
+            if let Some(term) = self.leading_term() {
+                return Some(term);
+            }
+            metrics.changed().await.ok()?;
+        }
+    }
+
+    /// Waits until this replica no longer leads in `term`, or Raft has stopped.
+    pub async fn wait_for_leadership_end(&self, term: u64) {
+        let mut metrics = self.raft().metrics();
+        while self.leading_term() == Some(term) {
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Resolves once Raft has stopped on a fatal error (a storage fault), with that error.
+    pub async fn fatal_error(&self) -> String {
+        let mut metrics = self.raft().metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_watched().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft metrics closed".into();
+            }
+        }
+    }
+
+    /// Stops Raft (its core, replication and state machine tasks); the store serves nothing afterwards.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        self.raft().shutdown().await.map_err(|e| StoreError::Stopped(e.to_string()))
+    }
+
     /// Serves a request a follower forwarded to this replica.
     pub async fn serve_forwarded(&self, req: LeaderRequest) -> LeaderResponse {
-        let not_leader = || LeaderResponse::NotLeader(self.raft.metrics().borrow_watched().current_leader);
+        let not_leader = || LeaderResponse::NotLeader(self.raft().metrics().borrow_watched().current_leader);
         match req {
             LeaderRequest::Propose(cmd) => {
                 if let Err(e) = check_command(&cmd).and_then(|()| self.check_member_claim(&cmd)) {
@@ -410,7 +552,7 @@ impl Store {
         let Command::PublishMember { id, name, .. } = cmd else {
             return Ok(());
         };
-        let m = self.raft.metrics().borrow_watched().membership_config.clone();
+        let m = self.raft().metrics().borrow_watched().membership_config.clone();
         match m.membership().get_node(id) {
             Some(node) if node.name == *name => Ok(()),
             Some(node) => Err(StoreError::Invalid(format!("member {id:x} is named {:?}, not {name:?}", node.name))),
@@ -430,8 +572,8 @@ impl Store {
                 continue;
             };
             let expired = {
-                let state = self.sm.read();
-                self.lessor.expired(term, state.mvcc.leases())
+                let state = self.sm().read();
+                self.inner.lessor.expired(term, state.mvcc.leases())
             };
             if expired.is_empty() {
                 continue;

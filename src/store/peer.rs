@@ -115,7 +115,7 @@ impl PeerService {
     /// Whether `id` is in this replica's membership (voter or learner). A replica without any membership yet
     /// (one waiting to join) learns its cluster from whoever leads it.
     fn is_member(&self) -> impl Fn(NodeId) -> bool {
-        let membership = self.store.raft.metrics().borrow_watched().membership_config.clone();
+        let membership = self.store.raft().metrics().borrow_watched().membership_config.clone();
         let joining = membership.membership().voter_ids().next().is_none();
         move |id| joining || membership.membership().get_node(&id).is_some()
     }
@@ -132,19 +132,19 @@ impl RaftPeer for PeerService {
     async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc = decode(&req.into_inner().payload).map_err(bad_payload)?;
         check_append(&rpc, self.is_member()).map_err(refused)?;
-        reply(self.store.raft.append_entries(rpc).await)
+        reply(self.store.raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc = decode(&req.into_inner().payload).map_err(bad_payload)?;
         check_vote_request(&rpc, self.is_member()).map_err(refused)?;
-        reply(self.store.raft.vote(rpc).await)
+        reply(self.store.raft().vote(rpc).await)
     }
 
     async fn transfer_leader(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc = decode(&req.into_inner().payload).map_err(bad_payload)?;
         check_transfer(&rpc, self.is_member()).map_err(refused)?;
-        reply(self.store.raft.handle_transfer_leader(rpc).await)
+        reply(self.store.raft().handle_transfer_leader(rpc).await)
     }
 
     async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftMessage>, Status> {
@@ -161,7 +161,7 @@ impl RaftPeer for PeerService {
         }
         check_snapshot(&header.meta, &data).map_err(|e| refused(e.to_string()))?;
         let snapshot = Snapshot { meta: header.meta, snapshot: Cursor::new(data) };
-        reply(self.store.raft.install_full_snapshot(header.vote, snapshot).await)
+        reply(self.store.raft().install_full_snapshot(header.vote, snapshot).await)
     }
 
     async fn forward(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

@@ -31,7 +31,7 @@ use super::command::{Applied, ApplyError, Command, Outcome};
 use super::disk::{memory::MemoryDisk, rocks::RocksDisk, Batch, Cf, Disk, Syncs};
 use super::mvcc::{History, HistoryRecord, Mvcc, MvccMeta, Revision, Write};
 use super::types::*;
-use super::watch::{Pull, RecentPull, RevisionEvents, WatchFilter, WatchHub};
+use super::watch::{Pull, RecentPull, RevisionEvents, Revisions, WatchFilter, WatchHub};
 use crate::limits;
 
 const KEY_VOTE: &[u8] = b"vote";
@@ -285,7 +285,7 @@ pub struct SmShared {
     db: Arc<Db>,
     /// std RwLock: held for in-memory work and RocksDB calls only, never across an await.
     state: RwLock<SmState>,
-    pub hub: WatchHub,
+    hub: WatchHub,
     bugs: StorageBugs,
     /// Snapshots received from a leader and installed since this replica started.
     installed: std::sync::atomic::AtomicU64,
@@ -434,24 +434,28 @@ impl SmShared {
     }
 
     /// Snapshots received from a leader and installed since this replica started.
-    pub fn snapshots_installed(&self) -> u64 {
+    pub(super) fn snapshots_installed(&self) -> u64 {
         self.installed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Read access to the state; do not hold it across an await.
-    pub fn read(&self) -> RwLockReadGuard<'_, SmState> {
+    pub(super) fn read(&self) -> RwLockReadGuard<'_, SmState> {
         self.state.read().expect("state machine lock poisoned")
     }
 
-    /// A range read against the local state machine.
     /// A range read against the local state machine, with the store revision it was read at.
-    pub fn range(&self, op: &super::command::RangeOp) -> Result<(i64, super::command::RangeResult), ApplyError> {
+    pub(super) fn range(&self, op: &super::command::RangeOp) -> Result<(i64, super::command::RangeResult), ApplyError> {
         let state = self.read();
         Ok((state.mvcc.revision(), state.mvcc.range(op, &DbHistory(&self.db))?))
     }
 
+    /// The published revision as it moves (see `watch::Watcher`).
+    pub(super) fn revisions(&self) -> Revisions {
+        self.hub.subscribe()
+    }
+
     /// Events for a watcher from `from` on: from the hub's ring when it has them, else from disk.
-    pub fn pull(&self, from: i64, filter: &WatchFilter) -> Result<Pull, ApplyError> {
+    pub(super) fn pull(&self, from: i64, filter: &WatchFilter) -> Result<Pull, ApplyError> {
         let compact = self.read().mvcc.compact_revision();
         if from < compact {
             return Ok(Pull::Compacted { compact_revision: compact });

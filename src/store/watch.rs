@@ -1,4 +1,5 @@
-//! The watch hub: recent changes in memory, older ones from the persisted history, pulled by each watcher.
+//! Watching the store: the hub of recent changes every replica keeps, and `Watcher`, the one cursor through
+//! which every watch (the etcd Watch service and Kubernetes watches alike) pulls its events.
 //!
 //! Watchers pull; nothing is pushed into per-watcher queues. A watcher remembers the next revision it needs
 //! and asks the hub for events from there; the hub answers from its ring of recent revisions when it holds
@@ -6,8 +7,11 @@
 //! revision order, each revision whole, with no gaps and no duplicates, and a watcher resumes from any revision
 //! not yet compacted. A slow watcher costs no memory: it simply falls behind the ring and reads from disk.
 //!
-//! Invariant: `publish` is called with consecutive revisions, after the changes are persisted; the published
-//! revision (a `tokio::sync::watch`) is what wakes watchers.
+//! Invariants: `publish` is called with consecutive revisions, after the changes are persisted; the published
+//! revision (a `tokio::sync::watch`) is what wakes watchers, never a timer. A watcher's cursor moves only past
+//! revisions whose selected events it has handed out, so a batch dropped by a caller is never skipped silently
+//! unless the caller drops the watcher too. A compacted start is `WatchError::Compacted`, a failed read of the
+//! history `WatchError::Storage`: the two are never confused.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -16,6 +20,7 @@ use tokio::sync::watch;
 
 use super::command::{Event, EventKind, KeyRange};
 use super::mvcc::HistoryRecord;
+use super::storage::SmShared;
 use crate::limits;
 
 /// What a watcher wants to see.
@@ -44,7 +49,7 @@ pub struct RevisionEvents {
 
 /// A batch of events for one watcher and the revision it needs next.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Pull {
+pub(super) enum Pull {
     Events {
         events: Vec<Event>,
         next: i64,
@@ -57,7 +62,7 @@ pub enum Pull {
 
 /// Matching changes from the ring and the revision the watcher needs next.
 #[derive(Debug, PartialEq, Eq)]
-pub struct RecentPull {
+pub(super) struct RecentPull {
     pub records: Vec<HistoryRecord>,
     pub next: i64,
 }
@@ -123,18 +128,115 @@ impl WatchHub {
         self.revision.send_replace(revision);
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<i64> {
-        self.revision.subscribe()
+    pub(super) fn subscribe(&self) -> Revisions {
+        Revisions(self.revision.subscribe())
     }
 
-    pub fn current_revision(&self) -> i64 {
+    pub(super) fn current_revision(&self) -> i64 {
         *self.revision.borrow()
     }
 
     /// Changes from the in-memory ring, or None when the watcher must read the history on disk.
-    pub fn pull_recent(&self, from: i64, filter: &WatchFilter) -> Option<RecentPull> {
+    pub(super) fn pull_recent(&self, from: i64, filter: &WatchFilter) -> Option<RecentPull> {
         let current = self.current_revision();
         self.ring.lock().expect("watch ring poisoned").pull(from, filter, current)
+    }
+}
+
+/// Why a watcher cannot go on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WatchError {
+    /// The watcher needs revision `from`, which compaction (up to `compact_revision`) removed.
+    #[error("required revision {from} has been compacted (compacted up to {compact_revision})")]
+    Compacted { from: i64, compact_revision: i64 },
+    /// The history could not be read: a fault of this replica's storage, not of the request.
+    #[error("watch history read failed: {0}")]
+    Storage(String),
+    /// The state machine is gone: the replica is stopping.
+    #[error("the store stopped")]
+    Stopped,
+}
+
+/// The store's revision as it moves: what wakes watchers.
+pub struct Revisions(watch::Receiver<i64>);
+
+impl Revisions {
+    /// The revision applied and published last.
+    pub fn current(&self) -> i64 {
+        *self.0.borrow()
+    }
+
+    /// Waits until a revision newer than the one last seen through this handle is published.
+    pub async fn changed(&mut self) -> Result<(), WatchError> {
+        self.0.changed().await.map_err(|_| WatchError::Stopped)
+    }
+}
+
+/// Events for one watcher: whole revisions, in order, at most `WATCH_EVENTS_PER_RESPONSE_MAX` unless a single
+/// revision holds more.
+#[derive(Debug)]
+pub struct Batch {
+    pub events: Vec<Event>,
+    /// The store revision the batch was read at: at least the revision of its last event.
+    pub revision: i64,
+}
+
+/// A cursor over the store's changes that a filter selects, from a start revision on; see the module doc.
+pub struct Watcher {
+    sm: Arc<SmShared>,
+    filter: WatchFilter,
+    next: i64,
+    revisions: Revisions,
+}
+
+impl Watcher {
+    /// A watcher whose first event is the first selected change at revision `from` or later.
+    pub(super) fn new(sm: Arc<SmShared>, filter: WatchFilter, from: i64) -> Watcher {
+        let revisions = sm.revisions();
+        Watcher { sm, filter, next: from, revisions }
+    }
+
+    /// The revision this watcher needs next: every selected change before it has been handed out.
+    pub fn next_revision(&self) -> i64 {
+        self.next
+    }
+
+    /// Whether the store holds revisions this watcher has not pulled yet.
+    pub fn is_behind(&self) -> bool {
+        self.next <= self.revisions.current()
+    }
+
+    /// Pulls once, without waiting: the selected events of the next revisions (possibly none, when the filter
+    /// selected nothing in them; the cursor moves past them all the same), or None when the watcher is caught
+    /// up.
+    pub fn pull(&mut self) -> Result<Option<Batch>, WatchError> {
+        let current = self.revisions.current();
+        if self.next > current {
+            return Ok(None);
+        }
+        match self.sm.pull(self.next, &self.filter) {
+            Ok(Pull::Events { events, next }) => {
+                self.next = next;
+                Ok(Some(Batch { events, revision: current.max(next - 1) }))
+            }
+            Ok(Pull::Compacted { compact_revision }) => {
+                Err(WatchError::Compacted { from: self.next, compact_revision })
+            }
+            Err(e) => Err(WatchError::Storage(e.to_string())),
+        }
+    }
+
+    /// Waits for the next selected events and returns them. Cancel-safe: a batch is handed out in the same poll
+    /// that pulls it.
+    pub async fn next_batch(&mut self) -> Result<Batch, WatchError> {
+        loop {
+            match self.pull()? {
+                Some(batch) if !batch.events.is_empty() => return Ok(batch),
+                // Nothing selected in a stretch of history: move on, letting other tasks run in between.
+                Some(_) => tokio::task::yield_now().await,
+                None => self.revisions.changed().await?,
+            }
+        }
     }
 }
 

@@ -25,11 +25,11 @@ use crate::apis::catalog::Resource;
 use crate::apis::selectors::{FieldSelector, LabelSelector};
 use crate::apis::table;
 use crate::apiserver::errors::ApiError;
-use crate::apiserver::registry::objects::{decode_object, prefix_end, Consistency, Objects, Raw};
+use crate::apiserver::registry::objects::{decode_object, object_json, prefix_end, Consistency, Objects, Raw};
 use crate::apiserver::registry::verbs::{meta, Target};
 use crate::limits;
 use crate::store::command::{EventKind, KeyRange, KeyValue};
-use crate::store::watch::{Pull, WatchFilter};
+use crate::store::watch::{Batch, WatchError, WatchFilter};
 
 /// The query options of list and watch.
 #[derive(Clone, Debug, Default)]
@@ -248,6 +248,28 @@ pub enum WatchFormat {
     Table,
 }
 
+/// Why a watch ends before its timeout.
+#[derive(Debug)]
+enum WatchEnd {
+    /// The client went away: there is no one to tell.
+    ClientGone,
+    /// The watch cannot go on; the client gets an ERROR event with this error's `Status` (410 Expired for a
+    /// compacted start, 500 InternalError for a storage fault, ...).
+    Failed(ApiError),
+}
+
+impl From<ApiError> for WatchEnd {
+    fn from(e: ApiError) -> WatchEnd {
+        WatchEnd::Failed(e)
+    }
+}
+
+impl From<WatchError> for WatchEnd {
+    fn from(e: WatchError) -> WatchEnd {
+        WatchEnd::Failed(e.into())
+    }
+}
+
 struct WatchSession {
     objects: Objects,
     target: Target,
@@ -286,14 +308,69 @@ fn decode_kv(kv: &KeyValue) -> Option<Value> {
     }
 }
 
-/// The 410 a watch ends with when it asked for a revision the history no longer holds.
-pub fn expired_status(requested: i64, compact: i64) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": format!("too old resource version: {requested} ({compact})"), "reason": "Expired", "code": 410})
+/// A change's object encoded with its resourceVersion set to `revision`, without decoding it; one that does
+/// not decode is left out of the stream (and logged), as `decode_kv` leaves it out.
+fn splice_kv(kv: &KeyValue, revision: i64) -> Option<Vec<u8>> {
+    let key = String::from_utf8_lossy(&kv.key);
+    match object_json(&key, &kv.value, revision) {
+        Ok(json) => Some(json),
+        Err(e) => {
+            skip_corrupt(&key, &e, &mut Vec::new());
+            None
+        }
+    }
+}
+
+/// Whether a stored value decodes (as `decode_object` decides), checked without building the object.
+fn decodes(kv: &KeyValue) -> bool {
+    use serde_json::value::RawValue;
+    let decodes = serde_json::from_slice::<std::collections::BTreeMap<&str, &RawValue>>(&kv.value).is_ok()
+        || serde_json::from_slice::<Value>(&kv.value).is_ok_and(|v| v.is_object());
+    if !decodes {
+        skip_corrupt(
+            &String::from_utf8_lossy(&kv.key),
+            &ApiError::Internal("not a JSON object".into()),
+            &mut Vec::new(),
+        );
+    }
+    decodes
+}
+
+/// One event as a line of the stream, its object already encoded.
+fn event_line(kind: &str, object: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(object.len() + 32);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    line
+}
+
+/// Lines waiting to be queued as one chunk of the response: what one pull yields goes to the client in as few
+/// writes as the queue's byte budget allows, instead of one write per event.
+#[derive(Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+}
+
+impl Chunk {
+    /// Adds a line; returns the chunk to queue first when the line would take it past the budget.
+    fn push(&mut self, line: &[u8]) -> Option<Vec<u8>> {
+        let full = !self.bytes.is_empty() && self.bytes.len() + line.len() > limits::API_WATCH_QUEUE_BYTES_MAX;
+        let ready = full.then(|| std::mem::take(&mut self.bytes));
+        self.bytes.extend_from_slice(line);
+        ready
+    }
+
+    fn take(&mut self) -> Option<Vec<u8>> {
+        (!self.bytes.is_empty()).then(|| std::mem::take(&mut self.bytes))
+    }
 }
 
 impl WatchSession {
-    async fn send(&mut self, kind: &str, object: Value) -> Result<(), ()> {
+    /// An event as a line of the stream, in the stream's format.
+    fn line(&mut self, kind: &str, object: Value) -> Result<Vec<u8>, ApiError> {
         let object = match (self.format, kind) {
             (WatchFormat::Table, "ADDED" | "MODIFIED" | "DELETED") => {
                 let now = jiff::Timestamp::now().as_second();
@@ -304,76 +381,81 @@ impl WatchSession {
             }
             _ => object,
         };
-        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).map_err(|_| ())?;
+        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object}))
+            .map_err(|e| ApiError::Internal(format!("encoding a watch event: {e}")))?;
         line.push(b'\n');
+        Ok(line)
+    }
+
+    async fn send(&mut self, kind: &str, object: Value) -> Result<(), WatchEnd> {
+        let line = self.line(kind, object)?;
         self.send_line(line).await
     }
 
-    /// Sends an event whose object is already encoded.
-    async fn send_encoded(&mut self, kind: &str, object: &[u8]) -> Result<(), ()> {
-        let mut line = Vec::with_capacity(object.len() + 32);
-        line.extend_from_slice(b"{\"type\":");
-        line.extend_from_slice(&serde_json::to_vec(kind).map_err(|_| ())?);
-        line.extend_from_slice(b",\"object\":");
-        line.extend_from_slice(object);
-        line.extend_from_slice(b"}\n");
-        self.send_line(line).await
-    }
-
-    /// Queues one encoded event once the queue's byte budget has room for it.
-    async fn send_line(&mut self, line: Vec<u8>) -> Result<(), ()> {
+    /// Queues encoded events once the queue's byte budget has room for them.
+    async fn send_line(&mut self, line: Vec<u8>) -> Result<(), WatchEnd> {
         let permit = tokio::select! {
-            permit = self.budget.acquire_many(budget_share(line.len())) => permit.map_err(|_| ())?,
-            () = self.tx.closed() => return Err(()),
+            permit = self.budget.acquire_many(budget_share(line.len())) => permit.map_err(|_| WatchEnd::ClientGone)?,
+            () = self.tx.closed() => return Err(WatchEnd::ClientGone),
         };
         // Given back by the stream when the client takes the event.
         permit.forget();
-        self.tx.send(Bytes::from(line)).await.map_err(|_| ())
+        self.tx.send(Bytes::from(line)).await.map_err(|_| WatchEnd::ClientGone)
+    }
+
+    /// Adds a line to `chunk`, queueing what it held first when the line would take it past the budget.
+    async fn push_line(&mut self, chunk: &mut Chunk, line: &[u8]) -> Result<(), WatchEnd> {
+        match chunk.push(line) {
+            Some(ready) => self.send_line(ready).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn flush(&mut self, chunk: &mut Chunk) -> Result<(), WatchEnd> {
+        match chunk.take() {
+            Some(ready) => self.send_line(ready).await,
+            None => Ok(()),
+        }
     }
 
     /// Sends every selected object at `revision` as ADDED, reading a few objects at a time so that the list
-    /// is never held whole; ends the stream with an ERROR event if the revision cannot be read any more.
-    async fn send_initial(&mut self, revision: i64) -> Result<(), ()> {
+    /// is never held whole; a revision that cannot be read any more is 410 Expired.
+    async fn send_initial(&mut self, revision: i64) -> Result<(), WatchEnd> {
         let resource = self.target.resource;
         let prefix = resource.prefix(self.target.namespace.as_deref());
         let end = prefix_end(&prefix);
         let mut from = prefix.into_bytes();
         let spliced = self.format == WatchFormat::Objects && self.opts.selects_everything();
-        let mut chunk = limits::API_WATCH_INITIAL_CHUNK_MAX;
+        let mut chunk = Chunk::default();
+        let mut page_size = limits::API_WATCH_INITIAL_CHUNK_MAX;
         loop {
-            let page = match self.objects.page(&from, &end, revision, chunk) {
-                Ok(page) => page,
-                Err(e) => {
-                    let status = match e {
-                        ApiError::Gone(_) => expired_status(revision, revision),
-                        other => other.status(),
-                    };
-                    let _ = self.send("ERROR", status).await;
-                    return Err(());
-                }
-            };
+            let page = self.objects.page(&from, &end, revision, page_size).map_err(|e| match e {
+                ApiError::Gone(_) => ApiError::Gone(too_old(revision, revision)),
+                other => other,
+            })?;
             let more = page.more && !page.items.is_empty();
-            chunk = initial_chunk(&page.items);
+            page_size = initial_chunk(&page.items);
             for raw in page.items {
                 from = raw.key.clone().into_bytes();
                 from.push(0);
                 if spliced {
                     match raw.json() {
-                        Ok(json) => self.send_encoded("ADDED", &json).await?,
+                        Ok(json) => self.push_line(&mut chunk, &event_line("ADDED", &json)).await?,
                         Err(e) => skip_corrupt(&raw.key, &e, &mut Vec::new()),
                     }
                     continue;
                 }
                 match raw.decode() {
                     Ok(stored) if self.opts.selects(resource, &stored.object) => {
-                        self.send("ADDED", stored.object).await?
+                        let line = self.line("ADDED", stored.object)?;
+                        self.push_line(&mut chunk, &line).await?
                     }
                     Ok(_) => {}
                     Err(e) => skip_corrupt(&raw.key, &e, &mut Vec::new()),
                 }
             }
             if !more {
-                return Ok(());
+                return self.flush(&mut chunk).await;
             }
         }
     }
@@ -386,18 +468,27 @@ impl WatchSession {
         json!({"kind": self.target.resource.kind, "apiVersion": self.target.resource.api_version(), "metadata": metadata})
     }
 
-    /// Sends one change, translated by the selection before and after it; returns false when it was skipped.
-    async fn send_change(&mut self, kind: EventKind, kv: &KeyValue, prev: Option<&KeyValue>) -> Result<(), ()> {
+    /// One change as a line, translated by the selection before and after it; None when the client does not
+    /// see it.
+    fn change_line(
+        &mut self,
+        kind: EventKind,
+        kv: &KeyValue,
+        prev: Option<&KeyValue>,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
+        if self.format == WatchFormat::Objects && self.opts.selects_everything() {
+            return Ok(Self::spliced_change_line(kind, kv, prev));
+        }
         let resource = self.target.resource;
         let old = prev.and_then(decode_kv).filter(|o| self.opts.selects(resource, o));
-        match kind {
+        let (kind, object) = match kind {
             EventKind::Put => {
-                let Some(new) = decode_kv(kv) else { return Ok(()) };
+                let Some(new) = decode_kv(kv) else { return Ok(None) };
                 match (old.is_some(), self.opts.selects(resource, &new)) {
-                    (false, true) => self.send("ADDED", new).await,
-                    (true, true) => self.send("MODIFIED", new).await,
-                    (true, false) => self.send("DELETED", new).await,
-                    (false, false) => Ok(()),
+                    (false, true) => ("ADDED", new),
+                    (true, true) => ("MODIFIED", new),
+                    (true, false) => ("DELETED", new),
+                    (false, false) => return Ok(None),
                 }
             }
             EventKind::Delete => match old {
@@ -405,13 +496,40 @@ impl WatchSession {
                     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                         m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
                     }
-                    self.send("DELETED", obj).await
+                    ("DELETED", obj)
                 }
-                None => Ok(()),
+                None => return Ok(None),
             },
+        };
+        self.line(kind, object).map(Some)
+    }
+
+    /// `change_line` for a watch that selects everything and wants plain objects: the stored bytes are spliced,
+    /// never decoded, which is most of what a change costs a watch.
+    fn spliced_change_line(kind: EventKind, kv: &KeyValue, prev: Option<&KeyValue>) -> Option<Vec<u8>> {
+        match kind {
+            EventKind::Put => {
+                let new = splice_kv(kv, kv.mod_revision)?;
+                let kind = if prev.is_some_and(decodes) { "MODIFIED" } else { "ADDED" };
+                Some(event_line(kind, &new))
+            }
+            EventKind::Delete => Some(event_line("DELETED", &splice_kv(prev?, kv.mod_revision)?)),
         }
     }
 
+    /// Sends one batch of changes, in as few chunks as the queue's budget allows.
+    async fn send_changes(&mut self, batch: Batch) -> Result<(), WatchEnd> {
+        let mut chunk = Chunk::default();
+        for e in &batch.events {
+            if let Some(line) = self.change_line(e.kind, &e.kv, e.prev_kv.as_ref())? {
+                self.push_line(&mut chunk, &line).await?;
+            }
+        }
+        self.flush(&mut chunk).await
+    }
+
+    /// Streams until the timeout or the client going away; a watch that cannot go on ends with an ERROR
+    /// event carrying its `Status`.
     async fn run(mut self) {
         let timeout = Duration::from_secs(
             self.opts
@@ -420,82 +538,77 @@ impl WatchSession {
                 .min(limits::API_WATCH_TIMEOUT_SECS_MAX),
         );
         let deadline = tokio::time::Instant::now() + timeout;
-        let _ = tokio::time::timeout_at(deadline, self.stream()).await;
+        let _ = tokio::time::timeout_at(deadline, async {
+            match self.stream().await {
+                Ok(()) | Err(WatchEnd::ClientGone) => {}
+                Err(WatchEnd::Failed(e)) => {
+                    if e.code() >= 500 {
+                        tracing::warn!(error = %e, resource = self.target.resource.plural, "watch ended on an error");
+                    }
+                    let _ = self.send("ERROR", e.status()).await;
+                }
+            }
+        })
+        .await;
     }
 
-    async fn stream(&mut self) -> Result<(), ()> {
-        let store = self.objects.store().clone();
-        let resource = self.target.resource;
+    /// The revision the watch's changes start after: the current state's, sent first as ADDED events, or the
+    /// one the client gave.
+    async fn start(&mut self) -> Result<i64, WatchEnd> {
         let rv = self.opts.resource_version.clone().unwrap_or_default();
-        let mut next = if rv.is_empty() || rv == "0" || self.opts.send_initial_events {
-            // Start from the current state: every selected object as ADDED, then the changes after it.
+        if rv.is_empty() || rv == "0" || self.opts.send_initial_events {
             let mut opts = self.opts.clone();
             if !rv.is_empty() && rv != "0" {
                 opts.resource_version_match = None;
             }
-            let revision = match start_revision(&self.objects, &opts).await {
-                Ok(revision) => revision,
-                Err(e) => return self.send("ERROR", e.status()).await,
-            };
+            let revision = start_revision(&self.objects, &opts).await?;
             self.send_initial(revision).await?;
             if self.opts.send_initial_events && self.opts.allow_bookmarks {
                 let b = self.bookmark(revision, true);
                 self.send("BOOKMARK", b).await?;
             }
-            revision + 1
-        } else {
-            match rv.parse::<i64>() {
-                Ok(r) if r >= 0 => r + 1,
-                _ => {
-                    let status = ApiError::BadRequest(format!("invalid resource version {rv:?}")).status();
-                    return self.send("ERROR", status).await;
-                }
-            }
-        };
-        let prefix = resource.prefix(self.target.namespace.as_deref());
+            return Ok(revision);
+        }
+        match rv.parse::<i64>() {
+            Ok(r) if r >= 0 => Ok(r),
+            _ => Err(ApiError::BadRequest(format!("invalid resource version {rv:?}")).into()),
+        }
+    }
+
+    async fn stream(&mut self) -> Result<(), WatchEnd> {
+        let after = self.start().await?;
+        let prefix = self.target.resource.prefix(self.target.namespace.as_deref());
         let filter = WatchFilter {
             range: KeyRange { key: prefix.as_bytes().to_vec(), end: prefix_end(&prefix) },
             prev_kv: true,
             no_put: false,
             no_delete: false,
         };
-        let mut revisions = store.sm.hub.subscribe();
+        let mut watcher = self.objects.store().watch(filter, after + 1);
         let mut bookmarks = tokio::time::interval(Duration::from_millis(limits::API_WATCH_BOOKMARK_INTERVAL_MS));
         bookmarks.tick().await;
         loop {
-            let current = store.sm.hub.current_revision();
-            if next <= current {
-                match store.sm.pull(next, &filter) {
-                    Ok(Pull::Events { events, next: after }) => {
-                        for e in &events {
-                            self.send_change(e.kind, &e.kv, e.prev_kv.as_ref()).await?;
-                        }
-                        next = after;
-                        continue;
-                    }
-                    Ok(Pull::Compacted { compact_revision }) => {
-                        return self.send("ERROR", expired_status(next - 1, compact_revision)).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "watch history read failed");
-                        return self.send("ERROR", ApiError::Internal(e.to_string()).status()).await;
-                    }
-                }
-            }
             tokio::select! {
-                changed = revisions.changed() => if changed.is_err() { return Err(()) },
+                batch = watcher.next_batch() => self.send_changes(batch?).await?,
                 _ = bookmarks.tick(), if self.opts.allow_bookmarks => {
-                    let b = self.bookmark(next - 1, false);
+                    let b = self.bookmark(watcher.next_revision() - 1, false);
                     self.send("BOOKMARK", b).await?;
                 }
-                () = self.tx.closed() => return Err(()),
+                () = self.tx.closed() => return Err(WatchEnd::ClientGone),
             }
         }
     }
 }
 
-/// Starts a watch; its events arrive on the returned stream, one JSON line each, until the timeout, a
-/// compaction past its position, or the client going away (dropping the stream ends the watch).
+/// The message of the 410 Expired a watch ends with when its initial events are asked at a revision the
+/// history no longer holds (the same words as `WatchError::Compacted`'s).
+fn too_old(requested: i64, compact: i64) -> String {
+    format!("too old resource version: {requested} ({compact})")
+}
+
+/// Starts a watch; its events arrive on the returned stream, one JSON line each, until the timeout, an error
+/// (sent as an ERROR event: 410 Expired after a compaction, 500 for a storage fault), or the client going away
+/// (dropping the stream ends the watch).
 pub fn watch(
     objects: Objects,
     target: Target,
@@ -521,6 +634,46 @@ mod tests {
         assert_eq!(budget_share(0), 1);
         assert_eq!(budget_share(100), 100);
         assert_eq!(budget_share(limits::API_WATCH_QUEUE_BYTES_MAX * 3) as usize, limits::API_WATCH_QUEUE_BYTES_MAX);
+    }
+
+    #[test]
+    fn a_chunk_gathers_lines_up_to_the_queue_budget_and_a_large_line_goes_alone() {
+        let mut chunk = Chunk::default();
+        let line = vec![b'x'; limits::API_WATCH_QUEUE_BYTES_MAX / 3];
+        for _ in 0..3 {
+            assert_eq!(chunk.push(&line), None);
+        }
+        let full = chunk.push(b"y\n").expect("a fourth line overflows the budget");
+        assert_eq!(full.len(), 3 * line.len());
+        let large = vec![b'z'; limits::API_WATCH_QUEUE_BYTES_MAX * 2];
+        assert_eq!(chunk.push(&large), Some(b"y\n".to_vec()));
+        assert_eq!(chunk.take(), Some(large));
+        assert_eq!(chunk.take(), None);
+    }
+
+    #[test]
+    fn spliced_changes_match_decoded_ones() {
+        let kv = |value: &str, revision: i64| KeyValue {
+            key: b"/registry/pods/default/p".to_vec(),
+            value: value.as_bytes().to_vec(),
+            mod_revision: revision,
+            ..KeyValue::default()
+        };
+        let (old, new) = (
+            kv(r#"{"metadata":{"name":"p"},"spec":{"a":1}}"#, 5),
+            kv(r#"{"metadata":{"name":"p"},"spec":{"a":2}}"#, 6),
+        );
+        let event = |line: Vec<u8>| serde_json::from_slice::<Value>(&line).expect("an event line");
+        let added = event(WatchSession::spliced_change_line(EventKind::Put, &old, None).expect("added"));
+        assert_eq!(added, json!({"type": "ADDED", "object": decode_kv(&old).expect("decodes")}));
+        let modified = event(WatchSession::spliced_change_line(EventKind::Put, &new, Some(&old)).expect("modified"));
+        assert_eq!(modified, json!({"type": "MODIFIED", "object": decode_kv(&new).expect("decodes")}));
+        let gone = kv("", 7);
+        let deleted = event(WatchSession::spliced_change_line(EventKind::Delete, &gone, Some(&new)).expect("deleted"));
+        let mut object = decode_kv(&new).expect("decodes");
+        object["metadata"]["resourceVersion"] = json!("7");
+        assert_eq!(deleted, json!({"type": "DELETED", "object": object}));
+        assert_eq!(WatchSession::spliced_change_line(EventKind::Put, &kv("[1]", 8), None), None);
     }
 
     #[test]

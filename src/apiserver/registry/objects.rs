@@ -82,33 +82,40 @@ impl Raw {
 
     /// The object's JSON with its resourceVersion set, spliced into `metadata` without decoding the rest.
     pub fn json(&self) -> Result<Vec<u8>, ApiError> {
-        use serde_json::value::RawValue;
-        let Ok(top) = serde_json::from_slice::<BTreeMap<&str, &RawValue>>(&self.value) else {
-            return serde_json::to_vec(&self.decode()?.object).map_err(|e| ApiError::Internal(e.to_string()));
-        };
-        let mut out = Vec::with_capacity(self.value.len() + 32);
-        out.push(b'{');
-        for (i, (k, v)) in top.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(&serde_json::to_vec(k).map_err(|e| ApiError::Internal(e.to_string()))?);
-            out.push(b':');
-            let text = v.get();
-            match (*k, text.strip_prefix('{')) {
-                ("metadata", Some(inner)) => {
-                    out.extend_from_slice(format!("{{\"resourceVersion\":\"{}\"", self.revision).as_bytes());
-                    if !inner.trim_start().starts_with('}') {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(inner.as_bytes());
-                }
-                _ => out.extend_from_slice(text.as_bytes()),
-            }
-        }
-        out.push(b'}');
-        Ok(out)
+        object_json(&self.key, &self.value, self.revision)
     }
+}
+
+/// A stored object's JSON with its resourceVersion (`revision`) spliced into `metadata` without decoding the
+/// rest; the same object as `decode_object`'s, and an error exactly when that fails.
+pub fn object_json(key: &str, value: &[u8], revision: i64) -> Result<Vec<u8>, ApiError> {
+    use serde_json::value::RawValue;
+    let Ok(top) = serde_json::from_slice::<BTreeMap<&str, &RawValue>>(value) else {
+        let object = decode_object(key, value, revision)?;
+        return serde_json::to_vec(&object).map_err(|e| ApiError::Internal(e.to_string()));
+    };
+    let mut out = Vec::with_capacity(value.len() + 32);
+    out.push(b'{');
+    for (i, (k, v)) in top.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&serde_json::to_vec(k).map_err(|e| ApiError::Internal(e.to_string()))?);
+        out.push(b':');
+        let text = v.get();
+        match (*k, text.strip_prefix('{')) {
+            ("metadata", Some(inner)) => {
+                out.extend_from_slice(format!("{{\"resourceVersion\":\"{revision}\"").as_bytes());
+                if !inner.trim_start().starts_with('}') {
+                    out.push(b',');
+                }
+                out.extend_from_slice(inner.as_bytes());
+            }
+            _ => out.extend_from_slice(text.as_bytes()),
+        }
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
 /// One page of a range read.
@@ -211,7 +218,7 @@ impl Objects {
     pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Stored>, ApiError> {
         self.sync(consistency).await?;
         let op = RangeOp { range: single(key), ..RangeOp::default() };
-        let (_, result) = self.store.sm.range(&op).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (_, result) = self.store.range(&op).map_err(|e| ApiError::Internal(e.to_string()))?;
         result.kvs.into_iter().next().map(decode).transpose()
     }
 
@@ -224,7 +231,7 @@ impl Objects {
             revision,
             ..RangeOp::default()
         };
-        let (current, result) = self.store.sm.range(&op).map_err(|e| match e {
+        let (current, result) = self.store.range(&op).map_err(|e| match e {
             ApplyError::Compacted => ApiError::Gone(format!(
                 "The provided continue parameter is too old to display a consistent list result. You can \
                  start a new list without the continue parameter, or use the continue token in this response \
@@ -321,7 +328,7 @@ impl Objects {
             keys_only: true,
             ..RangeOp::default()
         };
-        let (_, result) = self.store.sm.range(&op).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (_, result) = self.store.range(&op).map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(result.kvs.into_iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect())
     }
 }
