@@ -773,7 +773,7 @@ async fn system_namespaces_stay_and_errors_say_what_failed() {
     // Phase 1: the namespaces the cluster needs may not be deleted, not even in a dry run, and not as a
     // collection; nothing in them is touched.
     for ns in ["default", "kube-public", "kube-system"] {
-        let err = k.fails(&["delete", "namespace", ns]);
+        let err = k.fails(&["delete", "namespace", ns, "--wait=false"]);
         assert!(err.contains("this namespace may not be deleted"), "{ns}: {err}");
         let err = k.fails(&["delete", "namespace", ns, "--dry-run=server"]);
         assert!(err.contains("this namespace may not be deleted"), "{ns}: {err}");

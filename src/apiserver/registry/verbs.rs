@@ -383,10 +383,6 @@ impl Verbs {
     ) -> Result<Written, ApiError> {
         let resource = target.resource;
         let name = target.name().to_string();
-        if resource.undeletable.contains(&name.as_str()) {
-            let message = format!("this {} may not be deleted", resource.singular);
-            return Err(ApiError::Forbidden { resource, name, message });
-        }
         let key = target.key(&name);
         let mut current = self.get(target, Consistency::Linearizable).await?;
         for _ in 0..limits::API_WRITE_ATTEMPTS_MAX {
@@ -504,6 +500,10 @@ impl Verbs {
     pub async fn delete(&self, target: &Target, options: &DeleteOptions) -> Result<Value, ApiError> {
         let resource = target.resource;
         let name = target.name().to_string();
+        if resource.undeletable.contains(&name.as_str()) {
+            let message = format!("this {} may not be deleted", resource.singular);
+            return Err(ApiError::Forbidden { resource, name, message });
+        }
         let key = target.key(&name);
         let mut current = self.get(target, Consistency::Linearizable).await?;
         for _ in 0..limits::API_WRITE_ATTEMPTS_MAX {
