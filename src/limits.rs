@@ -69,6 +69,8 @@ pub const APPEND_ENTRIES_MAX: u64 = 1024;
 pub const SNAPSHOT_LOGS_SINCE_LAST: u64 = 20_000;
 /// Log entries kept behind a snapshot so that slightly lagging followers catch up without one.
 pub const SNAPSHOT_LOGS_KEPT: u64 = 5_000;
+/// Log entries removed behind a snapshot in one purge (one write batch).
+pub const LOG_PURGE_BATCH_ENTRIES: u64 = 256;
 /// Size of one chunk of a snapshot streamed to a follower.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Largest snapshot a replica accepts from a leader.

@@ -130,7 +130,7 @@ pub fn raft_config() -> Result<openraft::Config, ServerError> {
         max_payload_entries: limits::APPEND_ENTRIES_MAX,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(limits::SNAPSHOT_LOGS_SINCE_LAST),
         max_in_snapshot_log_to_keep: limits::SNAPSHOT_LOGS_KEPT,
-        purge_batch_size: 256,
+        purge_batch_size: limits::LOG_PURGE_BATCH_ENTRIES,
         enable_pre_vote: Some(true),
         // Replicate entries as soon as they are written locally instead of after the local fsync: the leader's
         // and the followers' fsyncs overlap (commit still needs a quorum of completed fsyncs).
