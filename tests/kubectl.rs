@@ -795,7 +795,17 @@ async fn system_namespaces_stay_and_errors_say_what_failed() {
     assert_eq!(missing["details"]["name"], "absent", "{missing}");
     assert_eq!(missing["details"]["kind"], "configmaps", "{missing}");
 
-    // Phase 3: a JSON patch whose test fails names the object and keeps the reason.
+    // Phase 3: sorting by a field outside metadata sorts the printed rows (kubectl asks the Table rows for
+    // whole objects).
+    k.ok(&["create", "deployment", "big", "--image=nginx", "--replicas=3"]);
+    k.ok(&["create", "deployment", "small", "--image=nginx", "--replicas=1"]);
+    let sorted = k.ok(&["get", "deploy", "--sort-by=.spec.replicas"]);
+    let names: Vec<&str> = sorted.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(names, ["small", "big"], "{sorted}");
+    let reversed = k.ok(&["get", "deploy", "--sort-by=.metadata.name"]);
+    assert!(reversed.find("big").unwrap() < reversed.find("small").unwrap(), "{reversed}");
+
+    // Phase 4: a JSON patch whose test fails names the object and keeps the reason.
     let err = k.fails(&[
         "patch",
         "configmap",

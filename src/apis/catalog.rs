@@ -378,7 +378,7 @@ mod tests {
             serde_json::json!(null),
         ];
         for resource in RESOURCES {
-            let table = super::super::table::table(resource, &objects, 1_714_564_800, true);
+            let table = super::super::table::table(resource, &objects, 1_714_564_800, true, Default::default());
             let columns = table["columnDefinitions"].as_array().map_or(0, Vec::len);
             assert!(columns >= 2, "{} prints its name and more", resource.kind);
             for row in table["rows"].as_array().into_iter().flatten() {

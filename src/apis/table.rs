@@ -25,11 +25,40 @@ use super::time;
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;
 
+/// What each row's `object` holds (the `includeObject` option): nothing, the object's metadata as a
+/// `PartialObjectMetadata` (the default), or the whole object, which kubectl asks for to sort by a field
+/// outside `metadata` (`--sort-by=.status.phase`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IncludeObject {
+    None,
+    #[default]
+    Metadata,
+    Object,
+}
+
+impl IncludeObject {
+    /// The option as a query names it; unset is the default.
+    pub fn parse(value: Option<&str>) -> Result<IncludeObject, String> {
+        match value.unwrap_or_default() {
+            "" | "Metadata" => Ok(IncludeObject::Metadata),
+            "None" => Ok(IncludeObject::None),
+            "Object" => Ok(IncludeObject::Object),
+            other => Err(format!("includeObject must be None, Metadata or Object, not {other:?}")),
+        }
+    }
+}
+
 /// Builds a Table of `objects` (all of `resource`) as seen at `now_unix_secs`, with the resource's printer.
 /// With `include_column_definitions` false the definitions list is empty, as in watch events after the first.
 /// The caller fills `metadata` (`resourceVersion`, `continue`).
-pub fn table(resource: &Resource, objects: &[Value], now_unix_secs: i64, include_column_definitions: bool) -> Value {
-    resource.printer.table(objects, now_unix_secs, include_column_definitions)
+pub fn table(
+    resource: &Resource,
+    objects: &[Value],
+    now_unix_secs: i64,
+    include_column_definitions: bool,
+    include: IncludeObject,
+) -> Value {
+    resource.printer.table(objects, now_unix_secs, include_column_definitions, include)
 }
 
 /// The `columnDefinitions` of a Table of `resource`.
@@ -425,8 +454,8 @@ pub enum Printer {
 }
 
 impl Printer {
-    fn table(self, objects: &[Value], now: i64, include_column_definitions: bool) -> Value {
-        let rows: Vec<Value> = objects.iter().map(|object| self.row(object, now)).collect();
+    fn table(self, objects: &[Value], now: i64, include_column_definitions: bool, include: IncludeObject) -> Value {
+        let rows: Vec<Value> = objects.iter().map(|object| self.row(object, now, include)).collect();
         let definitions = if include_column_definitions { self.column_definitions() } else { json!([]) };
         json!({
             "kind": "Table",
@@ -546,7 +575,7 @@ impl Printer {
         }
     }
 
-    fn row(self, object: &Value, now: i64) -> Value {
+    fn row(self, object: &Value, now: i64, include: IncludeObject) -> Value {
         let mut row = Map::new();
         row.insert("cells".to_owned(), Value::Array(self.cells(object, now)));
         if self == Printer::Pod {
@@ -554,7 +583,12 @@ impl Printer {
                 row.insert("conditions".to_owned(), conditions);
             }
         }
-        row.insert("object".to_owned(), partial_object_metadata(object));
+        let object = match include {
+            IncludeObject::None => Value::Null,
+            IncludeObject::Metadata => partial_object_metadata(object),
+            IncludeObject::Object => object.clone(),
+        };
+        row.insert("object".to_owned(), object);
         Value::Object(row)
     }
 }
@@ -1328,7 +1362,7 @@ mod tests {
     }
 
     fn printed(printer: Printer, object: Value) -> Vec<Value> {
-        let table = printer.table(&[object], NOW, true);
+        let table = printer.table(&[object], NOW, true, IncludeObject::Metadata);
         let columns = table["columnDefinitions"].as_array().map_or(0, Vec::len);
         let row_cells = table["rows"][0]["cells"].as_array().cloned().unwrap_or_default();
         assert_eq!(row_cells.len(), columns, "one cell per column for {printer:?}");
@@ -1381,7 +1415,8 @@ mod tests {
     fn table_carries_definitions_rows_and_partial_object_metadata() {
         let metadata = json!({"name": "team-a", "uid": "u1", "labels": {"x": "y"}, "creationTimestamp": ago(300)});
         let namespace = json!({"kind": "Namespace", "metadata": metadata, "status": {"phase": "Active"}});
-        let full = table(served("", "namespaces"), std::slice::from_ref(&namespace), NOW, true);
+        let full =
+            table(served("", "namespaces"), std::slice::from_ref(&namespace), NOW, true, IncludeObject::Metadata);
         assert_eq!(full["kind"], "Table");
         assert_eq!(full["apiVersion"], "meta.k8s.io/v1");
         assert_eq!(full["metadata"], json!({}));
@@ -1394,9 +1429,19 @@ mod tests {
             full["rows"][0]["object"],
             json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata})
         );
-        let later = table(served("", "namespaces"), &[namespace], NOW, false);
+        let later =
+            table(served("", "namespaces"), std::slice::from_ref(&namespace), NOW, false, IncludeObject::Metadata);
         assert_eq!(later["columnDefinitions"], json!([]));
         assert_eq!(later["rows"], full["rows"]);
+        let whole =
+            table(served("", "namespaces"), std::slice::from_ref(&namespace), NOW, false, IncludeObject::Object);
+        assert_eq!(whole["rows"][0]["object"], namespace);
+        let none = table(served("", "namespaces"), &[namespace], NOW, false, IncludeObject::None);
+        assert_eq!(none["rows"][0]["object"], Value::Null);
+        assert_eq!(none["rows"][0]["cells"], full["rows"][0]["cells"]);
+        assert_eq!(IncludeObject::parse(None), Ok(IncludeObject::Metadata));
+        assert_eq!(IncludeObject::parse(Some("Object")), Ok(IncludeObject::Object));
+        assert!(IncludeObject::parse(Some("Everything")).is_err());
     }
 
     #[test]
@@ -1753,7 +1798,8 @@ mod tests {
         assert_eq!(printed(Printer::AgeOnly, widget), [json!("w1"), json!("7s")]);
         assert_eq!(Printer::AgeOnly.column_definitions()[1]["name"], "Age");
         assert_eq!(printed(Printer::AgeOnly, json!({"metadata": {"name": "w2"}}))[1], json!("<unknown>"));
-        let malformed = table(served("", "pods"), &[json!("not an object"), json!(null)], NOW, true);
+        let malformed =
+            table(served("", "pods"), &[json!("not an object"), json!(null)], NOW, true, IncludeObject::Metadata);
         assert_eq!(malformed["rows"][0]["cells"][0], json!(""));
         assert_eq!(malformed["rows"][1]["object"]["metadata"], json!({}));
     }

@@ -20,7 +20,7 @@ use crate::apis::catalog::{self, Resource, Subresource};
 use crate::apis::patch::{self, PatchType};
 use crate::apis::protobuf;
 use crate::apis::selectors::{FieldSelector, LabelSelector};
-use crate::apis::table;
+use crate::apis::table::{self, IncludeObject};
 use crate::apis::time;
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::http::discovery;
@@ -388,7 +388,10 @@ async fn resource_request(
         return Err(method_not_allowed(method, uri));
     }
     let query = Query::parse(uri)?;
-    let table = accepts_table(headers);
+    let table = match accepts_table(headers) {
+        true => Some(IncludeObject::parse(query.get("includeObject")).map_err(ApiError::BadRequest)?),
+        false => None,
+    };
     let resource = target.resource;
     let now = jiff::Timestamp::now().as_second();
     match (method.clone(), target.name.is_some(), target.subresource) {
@@ -396,11 +399,11 @@ async fn resource_request(
         (Method::GET, false, None) => {
             let listed = collections::list(api.objects(), &target, &query.list_options(resource)?).await?;
             let (response, skipped) = match table {
-                true => {
-                    let (t, skipped) = collections::list_table(resource, listed, now);
+                Some(include) => {
+                    let (t, skipped) = collections::list_table(resource, listed, now, include);
                     (ok(&t), skipped)
                 }
-                false => {
+                None => {
                     let (bytes, skipped) = collections::list_object(resource, listed)?;
                     (json_bytes(bytes), skipped)
                 }
@@ -413,8 +416,8 @@ async fn resource_request(
                 _ => Consistency::Linearizable,
             };
             let stored = verbs.get(&target, consistency).await?;
-            if table {
-                let mut t = table::table(resource, &[stored.object], now, true);
+            if let Some(include) = table {
+                let mut t = table::table(resource, &[stored.object], now, true, include);
                 t["metadata"] = json!({"resourceVersion": stored.revision.to_string()});
                 return Ok(ok(&t));
             }
@@ -525,14 +528,19 @@ fn method_not_allowed(method: &Method, uri: &Uri) -> ApiError {
     ))
 }
 
-fn watch(api: &Arc<KubeApi>, target: Target, query: &Query, table: bool) -> Result<Response, ApiError> {
+fn watch(
+    api: &Arc<KubeApi>,
+    target: Target,
+    query: &Query,
+    table: Option<IncludeObject>,
+) -> Result<Response, ApiError> {
     let opts = query.list_options(target.resource)?;
     let watching = api.watches.fetch_add(1, Ordering::SeqCst);
     if watching >= limits::API_WATCHES_MAX {
         api.watches.fetch_sub(1, Ordering::SeqCst);
         return Err(ApiError::TooManyRequests(format!("this replica already serves {watching} watches")));
     }
-    let format = if table { WatchFormat::Table } else { WatchFormat::Objects };
+    let format = table.map_or(WatchFormat::Objects, WatchFormat::Table);
     let events = collections::watch(api.objects().clone(), target, opts, format);
     let api = api.clone();
     let guard = WatchCount(api);
@@ -540,7 +548,8 @@ fn watch(api: &Arc<KubeApi>, target: Target, query: &Query, table: bool) -> Resu
         let _held = &guard;
         item
     });
-    let content_type = if table { "application/json;as=Table;v=v1;g=meta.k8s.io" } else { "application/json" };
+    let content_type =
+        if table.is_some() { "application/json;as=Table;v=v1;g=meta.k8s.io" } else { "application/json" };
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], Body::from_stream(stream))
         .into_response())
 }

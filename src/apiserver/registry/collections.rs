@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::apis::catalog::Resource;
 use crate::apis::selectors::{FieldSelector, LabelSelector};
-use crate::apis::table;
+use crate::apis::table::{self, IncludeObject};
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::registry::objects::{decode_object, object_json, prefix_end, Consistency, Objects, Raw};
 use crate::apiserver::registry::verbs::{meta, Target};
@@ -225,7 +225,7 @@ pub fn list_object(resource: &Resource, mut listed: Listed) -> Result<(Vec<u8>, 
 }
 
 /// The Table a `kubectl get` asks for, with the keys of the objects left out because they do not decode.
-pub fn list_table(resource: &Resource, mut listed: Listed, now: i64) -> (Value, Vec<String>) {
+pub fn list_table(resource: &Resource, mut listed: Listed, now: i64, include: IncludeObject) -> (Value, Vec<String>) {
     let mut objects = Vec::with_capacity(listed.items.len());
     for raw in &listed.items {
         match raw.decode() {
@@ -233,7 +233,7 @@ pub fn list_table(resource: &Resource, mut listed: Listed, now: i64) -> (Value, 
             Err(e) => skip_corrupt(&raw.key, &e, &mut listed.skipped),
         }
     }
-    let mut t = table::table(resource, &objects, now, true);
+    let mut t = table::table(resource, &objects, now, true, include);
     t["metadata"] = json!({"resourceVersion": listed.revision.to_string()});
     if let Some(token) = listed.continue_token {
         t["metadata"]["continue"] = json!(token);
@@ -245,7 +245,8 @@ pub fn list_table(resource: &Resource, mut listed: Listed, now: i64) -> (Value, 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WatchFormat {
     Objects,
-    Table,
+    /// `meta.k8s.io/v1` Tables, each row holding what `includeObject` asked for.
+    Table(IncludeObject),
 }
 
 /// Why a watch ends before its timeout.
@@ -372,9 +373,10 @@ impl WatchSession {
     /// An event as a line of the stream, in the stream's format.
     fn line(&mut self, kind: &str, object: Value) -> Result<Vec<u8>, ApiError> {
         let object = match (self.format, kind) {
-            (WatchFormat::Table, "ADDED" | "MODIFIED" | "DELETED") => {
+            (WatchFormat::Table(include), "ADDED" | "MODIFIED" | "DELETED") => {
                 let now = jiff::Timestamp::now().as_second();
-                let mut t = table::table(self.target.resource, std::slice::from_ref(&object), now, !self.columns_sent);
+                let mut t =
+                    table::table(self.target.resource, std::slice::from_ref(&object), now, !self.columns_sent, include);
                 self.columns_sent = true;
                 t["metadata"] = json!({"resourceVersion": meta(&object).and_then(|m| m.get("resourceVersion")).cloned().unwrap_or(Value::Null)});
                 t
