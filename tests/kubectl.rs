@@ -764,7 +764,7 @@ async fn raw_status(cluster: &TestCluster, i: usize, method: &str, path: &str, b
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn system_namespaces_stay_and_errors_say_what_failed() {
+async fn system_namespaces_sorting_health_checks_and_error_details() {
     let cluster = TestCluster::start(3).await;
     let i = follower(cluster.leader().await);
     let k = Kubectl::for_replica(&cluster, i).await;
@@ -795,7 +795,15 @@ async fn system_namespaces_stay_and_errors_say_what_failed() {
     assert_eq!(missing["details"]["name"], "absent", "{missing}");
     assert_eq!(missing["details"]["kind"], "configmaps", "{missing}");
 
-    // Phase 3: sorting by a field outside metadata sorts the printed rows (kubectl asks the Table rows for
+    // Phase 3: the health endpoints list their checks when asked.
+    let ready = k.ok(&["get", "--raw", "/readyz?verbose"]);
+    assert!(ready.contains("[+]store ok") && ready.contains("[+]bootstrap-default-namespace ok"), "{ready}");
+    assert!(ready.trim_end().ends_with("readyz check passed"), "{ready}");
+    let live = k.ok(&["get", "--raw", "/livez?verbose"]);
+    assert!(live.contains("[+]ping ok") && live.contains("livez check passed"), "{live}");
+    assert_eq!(k.ok(&["get", "--raw", "/readyz"]), "ok");
+
+    // Phase 4: sorting by a field outside metadata sorts the printed rows (kubectl asks the Table rows for
     // whole objects).
     k.ok(&["create", "deployment", "big", "--image=nginx", "--replicas=3"]);
     k.ok(&["create", "deployment", "small", "--image=nginx", "--replicas=1"]);
@@ -805,7 +813,7 @@ async fn system_namespaces_stay_and_errors_say_what_failed() {
     let reversed = k.ok(&["get", "deploy", "--sort-by=.metadata.name"]);
     assert!(reversed.find("big").unwrap() < reversed.find("small").unwrap(), "{reversed}");
 
-    // Phase 4: a JSON patch whose test fails names the object and keeps the reason.
+    // Phase 5: a JSON patch whose test fails names the object and keeps the reason.
     let err = k.fails(&[
         "patch",
         "configmap",

@@ -286,8 +286,8 @@ async fn route(
     let get = method == Method::GET;
     match segments.as_slice() {
         ["version"] if get => Ok(ok(&discovery::version())),
-        ["healthz" | "livez"] if get => Ok((StatusCode::OK, "ok").into_response()),
-        ["readyz"] if get => ready(api).await.map(|()| (StatusCode::OK, "ok").into_response()),
+        [endpoint @ ("healthz" | "livez")] if get => health(endpoint, vec![("ping", Ok(()))], verbose(uri)),
+        ["readyz"] if get => health("readyz", readiness(api).await, verbose(uri)),
         ["api"] if get && discovery::wants_aggregated(accept) => {
             Ok(json_response(StatusCode::OK, &discovery::aggregated(true), discovery::AGGREGATED_CONTENT_TYPE))
         }
@@ -308,18 +308,50 @@ async fn route(
     }
 }
 
-/// Ready: the store is healthy (a leader is known and, on the leader, every follower is replicating) and the
-/// cluster's bootstrap (the `default` namespace) is visible here.
-async fn ready(api: &KubeApi) -> Result<(), ApiError> {
+/// What `/readyz` checks: the store is healthy (a leader is known and, on the leader, every follower is
+/// replicating) and the cluster's bootstrap (the `default` namespace) is visible here.
+async fn readiness(api: &KubeApi) -> Vec<(&'static str, Result<(), String>)> {
     let problems = api.objects().store().health();
-    if !problems.is_empty() {
-        return Err(ApiError::Unavailable(problems.join("; ")));
-    }
+    let store = if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) };
     let namespaces = catalog::find("", "v1", "namespaces").expect("namespaces are served");
-    match api.objects().get(&namespaces.key(None, "default"), Consistency::Local).await? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::Unavailable("the default namespace does not exist yet".into())),
+    let bootstrap = match api.objects().get(&namespaces.key(None, "default"), Consistency::Local).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("the default namespace does not exist yet".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    vec![("ping", Ok(())), ("store", store), ("bootstrap-default-namespace", bootstrap)]
+}
+
+/// A health endpoint's answer: `ok`, or with `?verbose` each check on a line as upstream lists them
+/// (`[+]ping ok`, `[-]store failed: ...`). A failed check is 503, with a `Status` unless verbose.
+fn health(
+    endpoint: &str,
+    checks: Vec<(&'static str, Result<(), String>)>,
+    verbose: bool,
+) -> Result<Response, ApiError> {
+    let failed: Vec<String> = checks.iter().filter_map(|(_, result)| result.as_ref().err().cloned()).collect();
+    if !verbose {
+        return match failed.is_empty() {
+            true => Ok((StatusCode::OK, "ok").into_response()),
+            false => Err(ApiError::Unavailable(failed.join("; "))),
+        };
     }
+    let mut text: String = checks
+        .iter()
+        .map(|(name, result)| match result {
+            Ok(()) => format!("[+]{name} ok\n"),
+            Err(reason) => format!("[-]{name} failed: {reason}\n"),
+        })
+        .collect();
+    let (code, outcome) =
+        if failed.is_empty() { (StatusCode::OK, "passed") } else { (StatusCode::SERVICE_UNAVAILABLE, "failed") };
+    text.push_str(&format!("{endpoint} check {outcome}\n"));
+    Ok((code, [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))], text).into_response())
+}
+
+/// Whether a health endpoint was asked for its checks (`?verbose`, with or without a value).
+fn verbose(uri: &Uri) -> bool {
+    uri.query().unwrap_or_default().split('&').any(|part| part == "verbose" || part.starts_with("verbose="))
 }
 
 fn not_found(uri: &Uri) -> ApiError {
