@@ -9,12 +9,11 @@
 //! kubelet that cannot be reached within `KUBELET_CONNECT_TIMEOUT_MS`, or has not begun to answer within
 //! `KUBELET_RESPONSE_TIMEOUT_MS`, is a 503; once it answers, the log streams for as long as the client reads.
 
-use axum::body::Body;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use http_body_util::Empty;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
