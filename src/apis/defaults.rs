@@ -168,9 +168,30 @@ fn string_field<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
 // Pods and pod templates.
 
 pub(crate) fn default_pod(pod: &mut Value) {
+    if let Some(status) = child_object(pod, "status") {
+        mirror_ip(status, "podIP", "podIPs");
+        mirror_ip(status, "hostIP", "hostIPs");
+    }
     let Some(spec) = child_object(pod, "spec") else { return };
     default_pod_only(spec);
     default_pod_spec(spec);
+}
+
+/// A pod status that names one address (`podIP`) but not the list (`podIPs`), or the list but not the address,
+/// gets the other filled in, as upstream's conversion of a v1 PodStatus fills them from each other.
+fn mirror_ip(status: &mut Value, single: &str, plural: &str) {
+    let Some(map) = status.as_object_mut() else { return };
+    let first = map.get(plural).and_then(|list| list.get(0)).and_then(|entry| entry.get("ip")).cloned();
+    match (map.get(single).and_then(Value::as_str).filter(|ip| !ip.is_empty()), first) {
+        (Some(ip), None) if is_unset(map, plural) => {
+            let list = json!([{"ip": ip}]);
+            map.insert(plural.to_owned(), list);
+        }
+        (None, Some(ip)) if ip.is_string() && is_unset(map, single) => {
+            map.insert(single.to_owned(), ip);
+        }
+        _ => {}
+    }
 }
 
 /// `SetDefaults_Pod`: what only a Pod gets, not a pod template.
@@ -931,6 +952,20 @@ fn default_persistent_volume_claim_spec(spec: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_addresses_and_their_lists_fill_each_other() {
+        let mut pod = json!({"status": {"podIP": "10.0.0.5", "hostIPs": [{"ip": "192.168.1.2"}]}, "spec": {}});
+        default_pod(&mut pod);
+        assert_eq!(pod["status"]["podIPs"], json!([{"ip": "10.0.0.5"}]));
+        assert_eq!(pod["status"]["hostIP"], "192.168.1.2");
+        let before = pod.clone();
+        default_pod(&mut pod);
+        assert_eq!(pod, before, "idempotent");
+        let mut pending = json!({"status": {"phase": "Pending"}, "spec": {}});
+        default_pod(&mut pending);
+        assert_eq!(pending["status"], json!({"phase": "Pending"}));
+    }
     use crate::apis::catalog::served;
 
     /// The body `kubectl apply -f deploy.yaml` sends (from the recorded wire log).
