@@ -64,12 +64,15 @@ pub fn parse(text: &str) -> Option<(i64, u32)> {
 
 /// `text` with a fraction of more than nine digits cut to nine (jiff reads nanoseconds at most).
 fn truncate_fraction(text: &str) -> std::borrow::Cow<'_, str> {
-    let Some(dot) = text.get(19..).filter(|rest| rest.starts_with('.')).map(|_| 19) else { return text.into() };
-    let digits = text[dot + 1..].bytes().take_while(u8::is_ascii_digit).count();
+    const DOT: usize = 19;
+    if text.get(DOT..=DOT) != Some(".") {
+        return text.into();
+    }
+    let digits = text[DOT + 1..].bytes().take_while(u8::is_ascii_digit).count();
     if digits <= 9 {
         return text.into();
     }
-    format!("{}{}", &text[..dot + 10], &text[dot + 1 + digits..]).into()
+    format!("{}{}", &text[..DOT + 10], &text[DOT + 1 + digits..]).into()
 }
 
 /// A timestamp as Kubernetes prints it, Go's zero time when it is missing or out of range.

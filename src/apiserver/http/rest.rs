@@ -286,8 +286,8 @@ async fn route(
     let get = method == Method::GET;
     match segments.as_slice() {
         ["version"] if get => Ok(ok(&discovery::version())),
-        [endpoint @ ("healthz" | "livez")] if get => health(endpoint, vec![("ping", Ok(()))], verbose(uri)),
-        ["readyz"] if get => health("readyz", readiness(api).await, verbose(uri)),
+        [endpoint @ ("healthz" | "livez")] if get => health(endpoint, vec![("ping", Ok(()))], verbose(uri)?),
+        ["readyz"] if get => health("readyz", readiness(api).await, verbose(uri)?),
         ["api"] if get && discovery::wants_aggregated(accept) => {
             Ok(json_response(StatusCode::OK, &discovery::aggregated(true), discovery::AGGREGATED_CONTENT_TYPE))
         }
@@ -350,8 +350,8 @@ fn health(
 }
 
 /// Whether a health endpoint was asked for its checks (`?verbose`, with or without a value).
-fn verbose(uri: &Uri) -> bool {
-    uri.query().unwrap_or_default().split('&').any(|part| part == "verbose" || part.starts_with("verbose="))
+fn verbose(uri: &Uri) -> Result<bool, ApiError> {
+    Ok(Query::parse(uri)?.get("verbose").is_some())
 }
 
 fn not_found(uri: &Uri) -> ApiError {

@@ -549,7 +549,7 @@ impl Verbs {
                 let meta = meta_mut(&mut marked);
                 meta.insert("finalizers".into(), json!(finals));
                 if !already {
-                    meta.insert("deletionTimestamp".into(), Value::String(deletion_time(grace)));
+                    meta.insert("deletionTimestamp".into(), Value::String(time::from_now(grace)));
                 }
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 if resource.deletion == Deletion::Finalized {
@@ -705,10 +705,6 @@ fn held(resource: &Resource, obj: &Value) -> bool {
 
 fn graceful_pending(obj: &Value) -> bool {
     meta(obj).and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64).is_some_and(|g| g > 0)
-}
-
-fn deletion_time(grace_seconds: i64) -> String {
-    time::from_now(grace_seconds)
 }
 
 #[cfg(test)]
