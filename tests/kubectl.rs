@@ -826,3 +826,298 @@ async fn system_namespaces_sorting_health_checks_and_error_details() {
     assert!(err.contains("/data/a"), "the failed operation is kept: {err}");
     assert_eq!(k.ok(&["get", "configmap", "keep", "-o", "jsonpath={.data.a}"]), "b");
 }
+
+const LIMIT_RANGE: &str = r#"
+apiVersion: v1
+kind: LimitRange
+metadata:
+  name: cpu-bounds
+spec:
+  limits:
+  - type: Container
+    default:
+      cpu: 500m
+    defaultRequest:
+      cpu: 250m
+    max:
+      cpu: "1"
+"#;
+
+const QUOTA: &str = r#"
+apiVersion: v1
+kind: ResourceQuota
+metadata:
+  name: q
+  namespace: quota-test
+spec:
+  hard:
+    pods: "2"
+    requests.cpu: "1"
+"#;
+
+const PRIORITY_CLASS: &str = r#"
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata:
+  name: high
+value: 1000
+description: for tests
+"#;
+
+/// A pod manifest with one container asking for `cpu` (none when empty).
+fn pod_asking(name: &str, namespace: &str, cpu: &str) -> String {
+    let resources =
+        if cpu.is_empty() { String::new() } else { format!("\n    resources: {{requests: {{cpu: {cpu}}}}}") };
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  containers:\n  \
+         - name: c\n    image: busybox{resources}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limit_ranges_quotas_and_priority_classes_govern_new_pods() {
+    let cluster = TestCluster::start(3).await;
+    let i = follower(cluster.leader().await);
+    let k = Kubectl::for_replica(&cluster, i).await;
+
+    // Phase 1: a LimitRange's defaults land in a pod that states no resources, and its bounds refuse one
+    // that asks for more.
+    k.ok(&["apply", "-f", &k.manifest("limits.yaml", LIMIT_RANGE)]);
+    k.ok(&["run", "plain", "--image=busybox"]);
+    let pod = k.json(&["get", "pod", "plain"]);
+    let resources = &pod["spec"]["containers"][0]["resources"];
+    assert_eq!(
+        (resources["requests"]["cpu"].as_str(), resources["limits"]["cpu"].as_str()),
+        (Some("250m"), Some("500m"))
+    );
+    let set = pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"].as_str().unwrap_or_default();
+    assert!(set.starts_with("LimitRanger plugin set: cpu request for container plain"), "{pod}");
+    let err = k.fails(&[
+        "run",
+        "greedy",
+        "--image=busybox",
+        "--overrides",
+        r#"{"spec":{"containers":[{"name":"greedy","image":"busybox","resources":{"limits":{"cpu":"2"}}}]}}"#,
+    ]);
+    assert!(
+        err.contains(r#"pods "greedy" is forbidden: maximum cpu usage per Container is 1, but limit is 2"#),
+        "{err}"
+    );
+    assert!(k.fails(&["get", "pod", "greedy"]).contains("NotFound"));
+    let (header, row) = table_row(&k.ok(&["get", "limits"]), "cpu-bounds");
+    assert_eq!((header, row.len()), (vec!["NAME".to_string(), "CREATED".into(), "AT".into()], 2));
+
+    // Phase 2: a ResourceQuota gets its status from the leader, refuses the pod that would exceed it with
+    // upstream's message, and frees what a deleted pod used.
+    k.ok(&["create", "namespace", "quota-test"]);
+    k.ok(&["apply", "-f", &k.manifest("quota.yaml", QUOTA)]);
+    eventually(Duration::from_secs(20), "the quota's status", || async {
+        let quota = k.json(&["get", "quota", "q", "-n", "quota-test"]);
+        (quota["status"]["used"]["pods"] == "0").then_some(())
+    })
+    .await;
+    let err = k.fails(&["apply", "-f", &k.manifest("none.yaml", &pod_asking("none", "quota-test", ""))]);
+    assert!(err.contains("failed quota: q: must specify requests.cpu for: c"), "{err}");
+    for name in ["a", "b"] {
+        k.ok(&["apply", "-f", &k.manifest(&format!("{name}.yaml"), &pod_asking(name, "quota-test", "400m"))]);
+    }
+    let err = k.fails(&["apply", "-f", &k.manifest("c.yaml", &pod_asking("c", "quota-test", "400m"))]);
+    assert!(
+        err.contains(
+            r#"pods "c" is forbidden: exceeded quota: q, requested: pods=1,requests.cpu=400m, used: pods=2,requests.cpu=800m, limited: pods=2,requests.cpu=1"#
+        ),
+        "{err}"
+    );
+    let (header, row) = table_row(&k.ok(&["get", "quota", "-n", "quota-test"]), "q");
+    assert_eq!(header, ["NAME", "AGE", "REQUEST", "LIMIT"]);
+    assert_eq!(row[2..], ["pods:", "2/2,", "requests.cpu:", "800m/1"]);
+    k.ok(&["delete", "pod", "a", "-n", "quota-test"]);
+    eventually(Duration::from_secs(20), "the quota to see the pod gone", || async {
+        let quota = k.json(&["get", "quota", "q", "-n", "quota-test"]);
+        (quota["status"]["used"]["requests.cpu"] == "400m").then_some(())
+    })
+    .await;
+    k.ok(&["apply", "-f", &k.manifest("c.yaml", &pod_asking("c", "quota-test", "400m"))]);
+
+    // Phase 3: the system priority classes exist; a pod's class sets its priority, and a class that does not
+    // exist is refused.
+    let classes = k.ok(&["get", "priorityclasses", "-o", "name"]);
+    assert!(classes.contains("system-node-critical") && classes.contains("system-cluster-critical"), "{classes}");
+    k.ok(&["apply", "-f", &k.manifest("pc.yaml", PRIORITY_CLASS)]);
+    let (header, row) = table_row(&k.ok(&["get", "pc"]), "high");
+    assert_eq!(header, ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"]);
+    assert_eq!([&row[..3], &row[4..]].concat(), ["high", "1000", "false", "PreemptLowerPriority"]);
+    let important = r#"{"spec":{"priorityClassName":"high"}}"#;
+    k.ok(&["run", "important", "--image=busybox", "--overrides", important]);
+    let pod = k.json(&["get", "pod", "important"]);
+    assert_eq!(
+        (pod["spec"]["priority"].as_i64(), pod["spec"]["preemptionPolicy"].as_str()),
+        (Some(1000), Some("PreemptLowerPriority"))
+    );
+    assert_eq!(k.json(&["get", "pod", "plain"])["spec"]["priority"], 0);
+    let err = k.fails(&["run", "lost", "--image=busybox", "--overrides", r#"{"spec":{"priorityClassName":"nope"}}"#]);
+    assert!(err.contains(r#"pods "lost" is forbidden: no PriorityClass with name nope was found"#), "{err}");
+    let err =
+        k.fails(&["apply", "-f", &k.manifest("sys.yaml", &PRIORITY_CLASS.replace("name: high", "name: system-mine"))]);
+    assert!(err.contains("priority class names with 'system-' prefix are reserved"), "{err}");
+}
+
+const HPA_V1: &str = r#"
+apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata:
+  name: web
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 2
+  maxReplicas: 5
+  targetCPUUtilizationPercentage: 70
+"#;
+
+const EVENTS_V1: &str = r#"
+apiVersion: events.k8s.io/v1
+kind: Event
+metadata:
+  name: web.1
+eventTime: "2024-05-01T12:00:00.000000Z"
+reportingController: example.com/tester
+reportingInstance: tester-1
+action: Testing
+reason: Checked
+note: all good
+type: Normal
+regarding: {kind: Deployment, name: web, namespace: default}
+"#;
+
+const NETWORKING: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: nginx
+spec:
+  controller: example.com/ingress-nginx
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: site
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: foo.example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service: {name: web, port: {number: 80}}
+  tls:
+  - hosts: [foo.example.com]
+    secretName: cert
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: deny
+spec:
+  podSelector:
+    matchLabels: {app: web}
+  egress:
+  - ports: [{port: 53}]
+"#;
+
+const PRUNED_SET: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: kept, labels: {set: pruning}}
+data: {a: b}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: dropped, labels: {set: pruning}}
+data: {a: b}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_versions_networking_kinds_prune_and_cluster_info_dump() {
+    let cluster = TestCluster::start(3).await;
+    let i = follower(cluster.leader().await);
+    let k = Kubectl::for_replica(&cluster, i).await;
+
+    // Phase 1: every served group-version is listed, a group's preferred version first.
+    let versions = k.ok(&["api-versions"]);
+    for gv in ["autoscaling/v1", "autoscaling/v2", "events.k8s.io/v1", "networking.k8s.io/v1", "scheduling.k8s.io/v1"] {
+        assert!(versions.lines().any(|l| l == gv), "{gv} in {versions}");
+    }
+
+    // Phase 2: an autoscaling/v1 HPA is one object with its v2 form; a change through either version shows in
+    // the other.
+    k.ok(&["create", "deployment", "web", "--image=nginx"]);
+    k.ok(&["apply", "-f", &k.manifest("hpa.yaml", HPA_V1)]);
+    let v2 = k.json(&["get", "horizontalpodautoscalers.v2.autoscaling", "web"]);
+    assert_eq!(v2["apiVersion"], "autoscaling/v2");
+    assert_eq!(v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 70, "{v2}");
+    k.ok(&[
+        "patch",
+        "horizontalpodautoscalers.v2.autoscaling",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maxReplicas":7}}"#,
+    ]);
+    let v1 = k.json(&["get", "horizontalpodautoscalers.v1.autoscaling", "web"]);
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    let v1_spec = &v1["spec"];
+    assert_eq!(
+        (v1_spec["maxReplicas"].as_i64(), v1_spec["targetCPUUtilizationPercentage"].as_i64()),
+        (Some(7), Some(70))
+    );
+    let (header, row) = table_row(&k.ok(&["get", "hpa"]), "web");
+    assert_eq!(header[..4], ["NAME", "REFERENCE", "TARGETS", "MINPODS"]);
+    assert_eq!(row[1], "Deployment/web");
+    assert_eq!(k.ok(&["get", "hpa", "-o", "name"]).trim(), "horizontalpodautoscaler.autoscaling/web");
+
+    // Phase 3: an events.k8s.io Event is a core Event under other field names, both ways.
+    k.ok(&["create", "-f", &k.manifest("event.yaml", EVENTS_V1)]);
+    let core = k.json(&["get", "events", "web.1"]);
+    assert_eq!((core["message"].as_str(), core["involvedObject"]["name"].as_str()), (Some("all good"), Some("web")));
+    assert_eq!(core["reportingComponent"], "example.com/tester");
+    let listed = k.json(&["get", "events.v1.events.k8s.io"]);
+    let item = listed["items"].as_array().unwrap().iter().find(|e| e["metadata"]["name"] == "web.1").cloned();
+    let item = item.expect("the event is listed through events.k8s.io");
+    assert_eq!((item["note"].as_str(), item["regarding"]["kind"].as_str()), (Some("all good"), Some("Deployment")));
+    let err = k.fails(&[
+        "create",
+        "-f",
+        &k.manifest("bad-event.yaml", &EVENTS_V1.replace("action: Testing\n", "").replace("web.1", "web.2")),
+    ]);
+    assert!(err.contains("action: Required value"), "{err}");
+
+    // Phase 4: Ingress, IngressClass and NetworkPolicy are stored, defaulted, validated and printed.
+    k.ok(&["apply", "-f", &k.manifest("net.yaml", NETWORKING)]);
+    let (header, row) = table_row(&k.ok(&["get", "ingress"]), "site");
+    assert_eq!(header, ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]);
+    assert_eq!(row[..4], ["site", "nginx", "foo.example.com", "80,"]);
+    let policy = k.json(&["get", "netpol", "deny"]);
+    assert_eq!(policy["spec"]["policyTypes"], serde_json::json!(["Ingress", "Egress"]));
+    assert_eq!(policy["spec"]["egress"][0]["ports"][0]["protocol"], "TCP");
+    let (_, row) = table_row(&k.ok(&["get", "ingressclass"]), "nginx");
+    assert_eq!(row[..3], ["nginx", "example.com/ingress-nginx", "<none>"]);
+    let bad = NETWORKING.split("---").nth(1).unwrap().replace("pathType: Prefix", "pathType: Sometimes");
+    let err = k.fails(&["apply", "-f", &k.manifest("bad-ing.yaml", &bad.replace("name: site", "name: odd"))]);
+    assert!(err.contains("spec.rules[0].http.paths[0].pathType: Unsupported value: \"Sometimes\""), "{err}");
+
+    // Phase 5: `apply --prune` with kubectl's default allowlist removes what the manifests no longer name.
+    let set = k.manifest("set.yaml", PRUNED_SET);
+    k.ok(&["apply", "--prune", "-l", "set=pruning", "-f", &set]);
+    let kept_only = k.manifest("set.yaml", PRUNED_SET.split("---").next().unwrap());
+    let out = k.ok(&["apply", "--prune", "-l", "set=pruning", "-f", &kept_only]);
+    assert!(out.contains("configmap/dropped pruned"), "{out}");
+    assert_eq!(k.ok(&["get", "cm", "-l", "set=pruning", "-o", "name"]).trim(), "configmap/kept");
+
+    // Phase 6: `cluster-info dump` reads every kind it wants and writes them out.
+    let dump = k.work.path().join("dump");
+    k.ok(&["cluster-info", "dump", "--output-directory", dump.to_str().unwrap()]);
+    let deployments = std::fs::read_to_string(dump.join("default").join("deployments.json")).expect("dumped");
+    assert!(deployments.contains("\"web\""), "{deployments}");
+}

@@ -8,11 +8,13 @@
 //! `/registry/<plural>/<namespace>/<name>` (namespaced) or `/registry/<plural>/<name>` (cluster-scoped); no two
 //! served resources share a plural or a kind, so keys never collide.
 
-use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, discovery};
+use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, discovery, events, networking, scheduling};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::admission::Usage;
+use super::conversion;
 use super::defaults::{self, keep_status, reset_status};
 use super::selectors;
 use super::table::Printer;
@@ -53,6 +55,19 @@ pub enum Deletion {
     /// `spec.finalizers` hold it too (the namespace controller empties it, then removes them through the
     /// `finalize` subresource), and its `status.phase` reads `Terminating` meanwhile.
     Finalized,
+}
+
+/// How a resource served at a second version keeps its objects: as objects of the resource it names (same
+/// group and plural, or the kind upstream converts it to), converted on every read and write, as upstream
+/// stores one version of a group-resource and serves the others through conversion.
+#[derive(Debug)]
+pub struct Conversion {
+    /// The group, version and plural of the resource whose stored objects these are.
+    pub stored_as: (&'static str, &'static str, &'static str),
+    /// From this resource's form to the stored one.
+    pub to_stored: fn(Value) -> Value,
+    /// From the stored form to this resource's.
+    pub from_stored: fn(Value) -> Value,
 }
 
 #[derive(Debug)]
@@ -101,6 +116,12 @@ pub struct Resource {
     /// Whether a whole collection may be deleted in one request (upstream serves no deletecollection of
     /// namespaces).
     pub delete_collection: bool,
+    /// `None` for a resource stored under its own plural; the conversion for one served from another's objects.
+    pub conversion: Option<&'static Conversion>,
+    /// What an object uses of a ResourceQuota, beyond its `count/<resource>`.
+    pub usage: Usage,
+    /// Whether new objects go through the pod admission steps: LimitRanger defaults and bounds, Priority.
+    pub pod_admission: bool,
 }
 
 /// A kind with no rules of its own: no defaults, no validation beyond the metadata rules, status kept as
@@ -131,6 +152,9 @@ const PLAIN: Resource = Resource {
     scale_selector: selectors::selector_string,
     undeletable: &[],
     delete_collection: true,
+    conversion: None,
+    usage: Usage::Counted,
+    pod_admission: false,
 };
 
 fn schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -191,10 +215,38 @@ impl Resource {
 
     /// The store key prefix of every object of this resource, or of those in one namespace.
     pub fn prefix(&self, namespace: Option<&str>) -> String {
+        let plural = self.conversion.map_or(self.plural, |c| c.stored_as.2);
         match namespace {
-            Some(ns) if self.namespaced => format!("/registry/{}/{ns}/", self.plural),
-            _ => format!("/registry/{}/", self.plural),
+            Some(ns) if self.namespaced => format!("/registry/{plural}/{ns}/"),
+            _ => format!("/registry/{plural}/"),
         }
+    }
+
+    /// A stored object in this resource's form.
+    pub fn from_stored(&self, stored: Value) -> Value {
+        match self.conversion {
+            Some(c) => (c.from_stored)(stored),
+            None => stored,
+        }
+    }
+
+    /// An object of this resource in the form it is stored in.
+    pub fn to_stored(&self, object: Value) -> Value {
+        match self.conversion {
+            Some(c) => (c.to_stored)(object),
+            None => object,
+        }
+    }
+
+    /// The resource whose form objects of this one are stored in: itself, or the one its conversion names.
+    pub fn storage(&'static self) -> &'static Resource {
+        self.conversion.and_then(|c| find(c.stored_as.0, c.stored_as.1, c.stored_as.2)).unwrap_or(self)
+    }
+
+    /// The quota resource that counts objects of this resource (`count/pods`, `count/deployments.apps`).
+    pub fn count_name(&self) -> String {
+        let storage = self.conversion.map_or((self.group, self.plural), |c| (c.stored_as.0, c.stored_as.2));
+        super::admission::count_name(storage.0, storage.1)
     }
 
     pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
@@ -243,7 +295,8 @@ pub static RESOURCES: &[Resource] = &[
     resource!("", "v1", "Pod", "pods", "pod", true, core::v1::Pod,
         short: ["po"], categories: ["all"], sub: [Status, Log, Binding], generation: false,
         defaults: d::default_pod, prepare_for_create: d::pod_initial_status, validate: v::validate_pod,
-        validate_update: v::validate_pod_update, printer: Printer::Pod, deletion: Deletion::Graceful),
+        validate_update: v::validate_pod_update, printer: Printer::Pod, deletion: Deletion::Graceful,
+        usage: Usage::Pods, pod_admission: true),
     resource!("", "v1", "Node", "nodes", "node", false, core::v1::Node,
         short: ["no"], categories: [], sub: [Status], generation: false,
         defaults: d::default_node, prepare_for_create: reset_status, printer: Printer::Node),
@@ -251,18 +304,18 @@ pub static RESOURCES: &[Resource] = &[
         short: ["svc"], categories: ["all"], sub: [Status], generation: false,
         defaults: d::default_service, prepare_for_create: reset_status, validate: v::validate_service,
         validate_update: v::validate_service_update, names: NameRule::Dns1035Label, printer: Printer::Service,
-        allocates_addresses: true),
+        allocates_addresses: true, usage: Usage::Services),
     resource!("", "v1", "Endpoints", "endpoints", "endpoints", true, core::v1::Endpoints,
         short: ["ep"], categories: [], sub: [], generation: false,
         defaults: d::default_endpoints, printer: Printer::Endpoints),
     resource!("", "v1", "ConfigMap", "configmaps", "configmap", true, core::v1::ConfigMap,
         short: ["cm"], categories: [], sub: [], generation: false,
         validate: v::validate_config_map, validate_update: v::validate_config_map_update,
-        printer: Printer::ConfigMap),
+        printer: Printer::ConfigMap, usage: Usage::Object("configmaps")),
     resource!("", "v1", "Secret", "secrets", "secret", true, core::v1::Secret,
         short: [], categories: [], sub: [], generation: false,
         defaults: d::default_secret, validate: v::validate_secret, validate_update: v::validate_secret_update,
-        printer: Printer::Secret),
+        printer: Printer::Secret, usage: Usage::Object("secrets")),
     resource!("", "v1", "Event", "events", "event", true, core::v1::Event,
         short: ["ev"], categories: [], sub: [], generation: false, printer: Printer::Event),
     resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, core::v1::ServiceAccount,
@@ -271,18 +324,25 @@ pub static RESOURCES: &[Resource] = &[
         core::v1::ReplicationController, short: ["rc"], categories: ["all"], sub: [Status, Scale], generation: true,
         defaults: d::default_replication_controller, prepare_for_create: reset_status,
         validate: v::validate_replication_controller, printer: Printer::ReplicationController,
-        scale_selector: selectors::set_selector_string),
+        scale_selector: selectors::set_selector_string, usage: Usage::Object("replicationcontrollers")),
     resource!("", "v1", "PodTemplate", "podtemplates", "podtemplate", true, core::v1::PodTemplate,
         short: [], categories: [], sub: [], generation: false,
         defaults: d::default_pod_template, validate: v::validate_pod_template_object, printer: Printer::PodTemplate),
     resource!("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true,
         core::v1::PersistentVolumeClaim, short: ["pvc"], categories: [], sub: [Status], generation: false,
         defaults: d::default_persistent_volume_claim, prepare_for_create: reset_status,
-        printer: Printer::PersistentVolumeClaim),
+        printer: Printer::PersistentVolumeClaim, usage: Usage::Claims),
     resource!("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false,
         core::v1::PersistentVolume, short: ["pv"], categories: [], sub: [Status], generation: false,
         defaults: d::default_persistent_volume, prepare_for_create: reset_status,
         printer: Printer::PersistentVolume),
+    resource!("", "v1", "LimitRange", "limitranges", "limitrange", true, core::v1::LimitRange,
+        short: ["limits"], categories: [], sub: [], generation: false,
+        defaults: d::default_limit_range, validate: v::validate_limit_range, printer: Printer::LimitRange),
+    resource!("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", true, core::v1::ResourceQuota,
+        short: ["quota"], categories: [], sub: [Status], generation: false,
+        prepare_for_create: reset_status, validate: v::validate_resource_quota, printer: Printer::ResourceQuota,
+        usage: Usage::Object("resourcequotas")),
     resource!("apps", "v1", "Deployment", "deployments", "deployment", true, apps::v1::Deployment,
         short: ["deploy"], categories: ["all"], sub: [Status, Scale], generation: true,
         defaults: d::default_deployment, prepare_for_create: reset_status, validate: v::validate_deployment,
@@ -310,17 +370,53 @@ pub static RESOURCES: &[Resource] = &[
         short: ["cj"], categories: ["all"], sub: [Status], generation: true,
         defaults: d::default_cron_job, prepare_for_create: reset_status, validate: v::validate_cron_job,
         printer: Printer::CronJob),
+    resource!("events.k8s.io", "v1", "Event", "events", "event", true, events::v1::Event,
+        short: [], categories: [], sub: [], generation: false,
+        validate: v::validate_events_event, printer: Printer::Event, conversion: Some(&EVENTS_V1)),
     resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, coordination::v1::Lease,
         short: [], categories: [], sub: [], generation: false, printer: Printer::Lease),
     resource!("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler",
         true, autoscaling::v2::HorizontalPodAutoscaler, short: ["hpa"], categories: ["all"], sub: [Status],
         generation: true, defaults: d::default_horizontal_pod_autoscaler, prepare_for_create: reset_status,
         validate: v::validate_horizontal_pod_autoscaler, printer: Printer::HorizontalPodAutoscaler),
+    resource!("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler",
+        true, autoscaling::v1::HorizontalPodAutoscaler, short: ["hpa"], categories: ["all"], sub: [Status],
+        generation: true, defaults: d::default_horizontal_pod_autoscaler, prepare_for_create: reset_status,
+        validate: v::validate_horizontal_pod_autoscaler, printer: Printer::HorizontalPodAutoscaler,
+        conversion: Some(&AUTOSCALING_V1)),
+    resource!("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true, networking::v1::Ingress,
+        short: ["ing"], categories: [], sub: [Status], generation: true,
+        prepare_for_create: reset_status, validate: v::validate_ingress, printer: Printer::Ingress),
+    resource!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false,
+        networking::v1::IngressClass, short: [], categories: [], sub: [], generation: true,
+        validate: v::validate_ingress_class, validate_update: v::validate_ingress_class_update,
+        printer: Printer::IngressClass),
+    resource!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true,
+        networking::v1::NetworkPolicy, short: ["netpol"], categories: [], sub: [], generation: true,
+        defaults: d::default_network_policy, validate: v::validate_network_policy, printer: Printer::NetworkPolicy),
+    resource!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false,
+        scheduling::v1::PriorityClass, short: ["pc"], categories: [], sub: [], generation: false,
+        defaults: d::default_priority_class, validate: v::validate_priority_class,
+        validate_update: v::validate_priority_class_update, printer: Printer::PriorityClass),
     resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true,
         discovery::v1::EndpointSlice, short: [], categories: [], sub: [], generation: false,
         defaults: d::default_endpoint_slice, validate: v::validate_endpoint_slice,
         validate_update: v::validate_endpoint_slice_update, printer: Printer::EndpointSlice),
 ];
+
+/// `autoscaling/v1` HorizontalPodAutoscalers are stored as `autoscaling/v2` ones.
+static AUTOSCALING_V1: Conversion = Conversion {
+    stored_as: ("autoscaling", "v2", "horizontalpodautoscalers"),
+    to_stored: conversion::autoscaling_v1_to_v2,
+    from_stored: conversion::autoscaling_v2_to_v1,
+};
+
+/// `events.k8s.io/v1` Events are the core `v1` Events.
+static EVENTS_V1: Conversion = Conversion {
+    stored_as: ("", "v1", "events"),
+    to_stored: conversion::events_v1_to_core,
+    from_stored: conversion::core_to_events_v1,
+};
 
 /// The type check of the `autoscaling/v1 Scale` objects the `/scale` subresources speak.
 pub fn typed_scale(v: &Value) -> Result<Value, String> {
@@ -330,6 +426,26 @@ pub fn typed_scale(v: &Value) -> Result<Value, String> {
 /// The resource served at `group/version` under `plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
     RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The resources whose objects are stored under their own keys: each stored object once.
+pub fn stored() -> impl Iterator<Item = &'static Resource> {
+    RESOURCES.iter().filter(|r| r.conversion.is_none())
+}
+
+/// A served version of a group and its resources.
+pub type GroupVersion = (&'static str, Vec<&'static Resource>);
+
+/// The groups served, in discovery order, each with its versions (the preferred one first) and their resources.
+pub fn groups() -> Vec<(&'static str, Vec<GroupVersion>)> {
+    let mut out: Vec<(&'static str, Vec<GroupVersion>)> = Vec::new();
+    for (group, version, resources) in group_versions() {
+        match out.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, versions)) => versions.push((version, resources)),
+            None => out.push((group, vec![(version, resources)])),
+        }
+    }
+    out
 }
 
 /// The group-versions served, in discovery order, each with its resources.
@@ -358,10 +474,14 @@ mod tests {
     fn entries_are_unique_so_keys_and_names_never_collide() {
         for (i, a) in RESOURCES.iter().enumerate() {
             for b in &RESOURCES[i + 1..] {
-                assert_ne!(a.plural, b.plural);
-                assert_ne!((a.group, a.kind), (b.group, b.kind));
-                assert_ne!((a.group, a.singular), (b.group, b.singular));
-                for short in a.short_names {
+                if a.conversion.is_none() && b.conversion.is_none() {
+                    assert_ne!(a.prefix(None), b.prefix(None));
+                }
+                assert_ne!((a.group, a.version, a.kind), (b.group, b.version, b.kind));
+                assert_ne!((a.group, a.version, a.singular), (b.group, b.version, b.singular));
+                // Versions of one resource share its short names; no other two resources do.
+                let versions_of_one = (a.group, a.plural) == (b.group, b.plural);
+                for short in a.short_names.iter().filter(|_| !versions_of_one) {
                     assert!(!b.short_names.contains(short), "{short} names {} and {}", a.kind, b.kind);
                 }
             }
@@ -384,6 +504,16 @@ mod tests {
             for row in table["rows"].as_array().into_iter().flatten() {
                 assert_eq!(row["cells"].as_array().map_or(0, Vec::len), columns, "{}", resource.kind);
             }
+        }
+    }
+
+    #[test]
+    fn converted_resources_are_stored_as_a_resource_of_their_own_keys() {
+        for resource in RESOURCES.iter().filter(|r| r.conversion.is_some()) {
+            let storage = resource.storage();
+            assert!(storage.conversion.is_none() && storage != resource, "{}", resource.api_version());
+            assert_eq!(resource.prefix(Some("ns")), storage.prefix(Some("ns")));
+            assert_eq!(resource.namespaced, storage.namespaced);
         }
     }
 

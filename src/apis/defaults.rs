@@ -949,6 +949,67 @@ fn default_persistent_volume_claim_spec(spec: &mut Value) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Policy, scheduling and networking kinds.
+
+/// A `Container` limit's `default` takes what `max` names and it lacks; its `defaultRequest` takes what
+/// `default`, then `min`, names and it lacks (upstream's `SetDefaults_LimitRangeItem`).
+pub(crate) fn default_limit_range(limit_range: &mut Value) {
+    let Some(spec) = existing_object(limit_range, "spec") else { return };
+    for item in array_items(spec, "limits") {
+        if string_field(item, "type") != Some("Container") {
+            continue;
+        }
+        let Some(map) = item.as_object_mut() else { continue };
+        for (target, sources) in [("default", &["max"][..]), ("defaultRequest", &["default", "min"][..])] {
+            for source in sources {
+                let Some(Value::Object(from)) = map.get(*source).cloned() else { continue };
+                if from.is_empty() {
+                    continue;
+                }
+                if is_unset(map, target) {
+                    map.insert(target.to_owned(), Value::Object(Map::new()));
+                }
+                let Some(Value::Object(to)) = map.get_mut(target) else { continue };
+                for (resource, quantity) in from {
+                    to.entry(resource).or_insert(quantity);
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn default_priority_class(priority_class: &mut Value) {
+    if let Some(map) = priority_class.as_object_mut() {
+        default_value(map, "preemptionPolicy", json!("PreemptLowerPriority"));
+    }
+}
+
+/// Ports default to TCP, and `policyTypes` to `Ingress`, plus `Egress` when the policy has egress rules.
+pub(crate) fn default_network_policy(policy: &mut Value) {
+    let Some(spec) = child_object(policy, "spec") else { return };
+    for direction in ["ingress", "egress"] {
+        for rule in array_items(spec, direction) {
+            for port in array_items(rule, "ports") {
+                if let Some(map) = port.as_object_mut() {
+                    default_string(map, "protocol", "TCP");
+                }
+            }
+        }
+    }
+    let Some(map) = spec.as_object_mut() else { return };
+    let unset = match map.get("policyTypes") {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(types)) => types.is_empty(),
+        Some(_) => false,
+    };
+    if unset {
+        let has_egress = map.get("egress").and_then(Value::as_array).is_some_and(|rules| !rules.is_empty());
+        let types = if has_egress { json!(["Ingress", "Egress"]) } else { json!(["Ingress"]) };
+        map.insert("policyTypes".to_owned(), types);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

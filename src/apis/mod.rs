@@ -7,11 +7,14 @@
 //! async runtime or an HTTP crate; it depends on k8s-openapi, serde and `limits` only, so that the API server,
 //! the controllers, the scheduler and the agent can all use it. `tests/layering.rs` enforces the rule.
 
+pub mod admission;
 pub mod catalog;
+pub mod conversion;
 pub mod defaults;
 pub mod managed_fields;
 pub mod patch;
 pub mod protobuf;
+pub mod quantity;
 pub mod schema;
 pub mod selectors;
 pub mod strategic;

@@ -313,6 +313,17 @@ static KINDS: &[(&str, &str, &ObjectType)] = &[
     ("autoscaling", "HorizontalPodAutoscaler", &HORIZONTAL_POD_AUTOSCALER),
     ("autoscaling", "Scale", &SCALE),
     ("discovery.k8s.io", "EndpointSlice", &ENDPOINT_SLICE),
+    ("", "ReplicationController", &REPLICATION_CONTROLLER),
+    ("", "PodTemplate", &POD_TEMPLATE),
+    ("", "PersistentVolumeClaim", &PERSISTENT_VOLUME_CLAIM),
+    ("", "PersistentVolume", &PERSISTENT_VOLUME),
+    ("", "LimitRange", &LIMIT_RANGE),
+    ("", "ResourceQuota", &RESOURCE_QUOTA),
+    ("events.k8s.io", "Event", &EVENTS_EVENT),
+    ("networking.k8s.io", "Ingress", &INGRESS),
+    ("networking.k8s.io", "IngressClass", &INGRESS_CLASS),
+    ("networking.k8s.io", "NetworkPolicy", &NETWORK_POLICY),
+    ("scheduling.k8s.io", "PriorityClass", &PRIORITY_CLASS),
 ];
 
 // meta/v1
@@ -412,6 +423,23 @@ static HORIZONTAL_POD_AUTOSCALER: ObjectType = ObjectType::new(
     ],
 );
 static SCALE: ObjectType = ObjectType::new("Scale", &[("metadata", object(&OBJECT_META))]);
+static REPLICATION_CONTROLLER: ObjectType = ObjectType::new(
+    "ReplicationController",
+    &[("metadata", object(&OBJECT_META)), ("spec", object(&REPLICATION_CONTROLLER_SPEC))],
+);
+static REPLICATION_CONTROLLER_SPEC: ObjectType =
+    ObjectType::new("ReplicationControllerSpec", &[("template", object(&POD_TEMPLATE_SPEC))]);
+static POD_TEMPLATE: ObjectType =
+    ObjectType::new("PodTemplate", &[("metadata", object(&OBJECT_META)), ("template", object(&POD_TEMPLATE_SPEC))]);
+static PERSISTENT_VOLUME: ObjectType = ObjectType::new("PersistentVolume", &[("metadata", object(&OBJECT_META))]);
+// Kinds whose lists are all atomic and whose maps all merge: only their metadata carries patch metadata.
+static LIMIT_RANGE: ObjectType = ObjectType::new("LimitRange", &[("metadata", object(&OBJECT_META))]);
+static RESOURCE_QUOTA: ObjectType = ObjectType::new("ResourceQuota", &[("metadata", object(&OBJECT_META))]);
+static EVENTS_EVENT: ObjectType = ObjectType::new("Event", &[("metadata", object(&OBJECT_META))]);
+static INGRESS: ObjectType = ObjectType::new("Ingress", &[("metadata", object(&OBJECT_META))]);
+static INGRESS_CLASS: ObjectType = ObjectType::new("IngressClass", &[("metadata", object(&OBJECT_META))]);
+static NETWORK_POLICY: ObjectType = ObjectType::new("NetworkPolicy", &[("metadata", object(&OBJECT_META))]);
+static PRIORITY_CLASS: ObjectType = ObjectType::new("PriorityClass", &[("metadata", object(&OBJECT_META))]);
 static ENDPOINT_SLICE: ObjectType = ObjectType::new(
     "EndpointSlice",
     &[
@@ -863,7 +891,14 @@ mod tests {
             let metadata = field(group, kind, &["metadata"]).map(|schema| schema.shape);
             assert_eq!(metadata, Some(Shape::Object(&OBJECT_META)), "{group}/{kind}");
         }
-        assert_eq!(kinds().count(), 20);
+        for resource in crate::apis::catalog::RESOURCES {
+            assert!(
+                root(resource.group, resource.kind).is_some(),
+                "{} {} has patch metadata",
+                resource.group,
+                resource.kind
+            );
+        }
     }
 
     #[test]

@@ -58,7 +58,21 @@ pub fn table(
     include_column_definitions: bool,
     include: IncludeObject,
 ) -> Value {
-    resource.printer.table(objects, now_unix_secs, include_column_definitions, include)
+    match resource.conversion {
+        // A version served from another's objects prints as the stored form does.
+        Some(_) => {
+            let stored: Vec<Value> = objects.iter().map(|o| resource.to_stored(o.clone())).collect();
+            let mut table = resource.printer.table(&stored, now_unix_secs, include_column_definitions, include);
+            let rows = table["rows"].as_array_mut().into_iter().flatten();
+            for (row, object) in rows.zip(objects) {
+                if include != IncludeObject::None {
+                    row["object"] = Printer::included(object, include);
+                }
+            }
+            table
+        }
+        None => resource.printer.table(objects, now_unix_secs, include_column_definitions, include),
+    }
 }
 
 /// The `columnDefinitions` of a Table of `resource`.
@@ -419,6 +433,36 @@ const PERSISTENT_VOLUME_CLAIM_COLUMNS: &[Column] = &[
     wide("VolumeMode", Text, "Whether the claim asks for a filesystem or a raw block device."),
 ];
 const AGE_ONLY_COLUMNS: &[Column] = &[NAME, column("Age", Date, "Time since the object was created.")];
+const LIMIT_RANGE_COLUMNS: &[Column] =
+    &[NAME, column("Created At", Date, "Time when the limit range was created, in UTC.")];
+const RESOURCE_QUOTA_COLUMNS: &[Column] = &[
+    NAME,
+    AGE,
+    column("Request", Text, "Used and hard amounts of the quota's resources other than limits."),
+    column("Limit", Text, "Used and hard amounts of the quota's limits."),
+];
+const PRIORITY_CLASS_COLUMNS: &[Column] = &[
+    NAME,
+    column("Value", Integer, "The priority pods of this class get."),
+    column("Global-Default", Boolean, "Whether pods that name no class get this one."),
+    AGE,
+    column("PreemptionPolicy", Text, "Whether pods of this class may preempt pods of lower priority."),
+];
+const INGRESS_COLUMNS: &[Column] = &[
+    NAME,
+    column("Class", Text, "The ingress class that implements the ingress."),
+    column("Hosts", Text, "Hosts the rules match."),
+    column("Address", Text, "Addresses the load balancer serves the ingress at."),
+    column("Ports", Text, "Ports the ingress is served on."),
+    AGE,
+];
+const INGRESS_CLASS_COLUMNS: &[Column] = &[
+    NAME,
+    column("Controller", Text, "The controller that implements ingresses of this class."),
+    column("Parameters", Text, "The object holding the controller's parameters."),
+    AGE,
+];
+const NETWORK_POLICY_COLUMNS: &[Column] = &[NAME, column("Pod-Selector", Text, "The pods the policy applies to."), AGE];
 
 // ---------------------------------------------------------------------------------------------------------------
 // Printers
@@ -449,6 +493,12 @@ pub enum Printer {
     Lease,
     HorizontalPodAutoscaler,
     EndpointSlice,
+    LimitRange,
+    ResourceQuota,
+    PriorityClass,
+    Ingress,
+    IngressClass,
+    NetworkPolicy,
     /// Upstream's default for kinds without a printer of their own: `NAME AGE`.
     AgeOnly,
 }
@@ -507,6 +557,12 @@ impl Printer {
             Printer::Lease => LEASE_COLUMNS,
             Printer::HorizontalPodAutoscaler => HORIZONTAL_POD_AUTOSCALER_COLUMNS,
             Printer::EndpointSlice => ENDPOINT_SLICE_COLUMNS,
+            Printer::LimitRange => LIMIT_RANGE_COLUMNS,
+            Printer::ResourceQuota => RESOURCE_QUOTA_COLUMNS,
+            Printer::PriorityClass => PRIORITY_CLASS_COLUMNS,
+            Printer::Ingress => INGRESS_COLUMNS,
+            Printer::IngressClass => INGRESS_CLASS_COLUMNS,
+            Printer::NetworkPolicy => NETWORK_POLICY_COLUMNS,
             Printer::AgeOnly => AGE_ONLY_COLUMNS,
         }
     }
@@ -571,6 +627,34 @@ impl Printer {
                 json!(format_slice_endpoints(items(object, &["endpoints"]))),
                 json!(age(object, now)),
             ],
+            Printer::LimitRange => {
+                vec![json!(name(object)), json!(text(object, &["metadata", "creationTimestamp"]))]
+            }
+            Printer::ResourceQuota => resource_quota_cells(object, now),
+            Printer::PriorityClass => vec![
+                json!(name(object)),
+                json!(integer(object, &["value"])),
+                json!(flag(object, &["globalDefault"]).unwrap_or(false)),
+                json!(age(object, now)),
+                json!(at(object, &["preemptionPolicy"]).and_then(Value::as_str).unwrap_or("<unset>")),
+            ],
+            Printer::Ingress => ingress_cells(object, now),
+            Printer::IngressClass => {
+                let parameters = at(object, &["spec", "parameters"]).map_or_else(
+                    || "<none>".to_owned(),
+                    |p| match text(p, &["apiGroup"]) {
+                        "" => format!("{}/{}", text(p, &["kind"]), text(p, &["name"])),
+                        group => format!("{}.{group}/{}", text(p, &["kind"]), text(p, &["name"])),
+                    },
+                );
+                let controller = text(object, &["spec", "controller"]);
+                vec![json!(name(object)), json!(controller), json!(parameters), json!(age(object, now))]
+            }
+            Printer::NetworkPolicy => vec![
+                json!(name(object)),
+                json!(format_label_selector(at(object, &["spec", "podSelector"]))),
+                json!(age(object, now)),
+            ],
             Printer::AgeOnly => vec![json!(name(object)), json!(age(object, now))],
         }
     }
@@ -583,13 +667,17 @@ impl Printer {
                 row.insert("conditions".to_owned(), conditions);
             }
         }
-        let object = match include {
+        row.insert("object".to_owned(), Printer::included(object, include));
+        Value::Object(row)
+    }
+
+    /// What a row carries of its object.
+    fn included(object: &Value, include: IncludeObject) -> Value {
+        match include {
             IncludeObject::None => Value::Null,
             IncludeObject::Metadata => partial_object_metadata(object),
             IncludeObject::Object => object.clone(),
-        };
-        row.insert("object".to_owned(), object);
-        Value::Object(row)
+        }
     }
 }
 
@@ -1341,6 +1429,60 @@ fn horizontal_pod_autoscaler_cells(hpa: &Value, now: i64) -> Vec<Value> {
         json!(integer(hpa, &["spec", "maxReplicas"])),
         json!(integer(hpa, &["status", "currentReplicas"])),
         json!(age(hpa, now)),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Resource quotas and ingresses
+
+/// `REQUEST` and `LIMIT`: `resource: used/hard` for each hard limit in name order, `limits.*` in the second.
+fn resource_quota_cells(quota: &Value, now: i64) -> Vec<Value> {
+    let mut resources: Vec<&String> =
+        at(quota, &["spec", "hard"]).and_then(Value::as_object).map(|m| m.keys().collect()).unwrap_or_default();
+    resources.sort();
+    let (mut requests, mut limits) = (Vec::new(), Vec::new());
+    for resource in resources {
+        let amount = |field: &str| match at(quota, &["status", field, resource.as_str()]) {
+            None => "0".to_owned(),
+            some => quantity(some),
+        };
+        let cell = format!("{resource}: {}/{}", amount("used"), amount("hard"));
+        match resource.split_once('.') {
+            Some(("limits", _)) => limits.push(cell),
+            _ => requests.push(cell),
+        }
+    }
+    vec![json!(name(quota)), json!(age(quota, now)), json!(requests.join(", ")), json!(limits.join(", "))]
+}
+
+/// The hosts an ingress's rules name, three at most, `*` when none does.
+fn format_ingress_hosts(rules: &[Value]) -> String {
+    const SHOWN: usize = 3;
+    let hosts: Vec<&str> = rules.iter().map(|r| text(r, &["host"])).filter(|h| !h.is_empty()).take(SHOWN).collect();
+    if hosts.is_empty() {
+        return "*".to_owned();
+    }
+    match rules.len() > SHOWN && hosts.len() == SHOWN {
+        true => format!("{} + {} more...", hosts.join(","), rules.len() - SHOWN),
+        false => hosts.join(","),
+    }
+}
+
+fn ingress_cells(ingress: &Value, now: i64) -> Vec<Value> {
+    let class = at(ingress, &["spec", "ingressClassName"]).and_then(Value::as_str).unwrap_or("<none>");
+    let addresses: Vec<&str> = items(ingress, &["status", "loadBalancer", "ingress"])
+        .iter()
+        .map(|i| if text(i, &["ip"]).is_empty() { text(i, &["hostname"]) } else { text(i, &["ip"]) })
+        .filter(|a| !a.is_empty())
+        .collect();
+    let ports = if items(ingress, &["spec", "tls"]).is_empty() { "80" } else { "80, 443" };
+    vec![
+        json!(name(ingress)),
+        json!(class),
+        json!(format_ingress_hosts(items(ingress, &["spec", "rules"]))),
+        json!(addresses.join(",")),
+        json!(ports),
+        json!(age(ingress, now)),
     ]
 }
 

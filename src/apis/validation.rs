@@ -25,7 +25,7 @@
 //! - Kinds without spec rules get the metadata rules only.
 
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use super::catalog::Resource;
 
@@ -2266,6 +2266,281 @@ pub(crate) fn validate_endpoint_slice(obj: &Value, causes: &mut Causes) {
     if !matches!(address_type.as_str(), Some("IPv4" | "IPv6" | "FQDN")) {
         let shown = if address_type.is_null() { go_quote("") } else { show(address_type) };
         causes.not_supported("addressType", &shown, &["FQDN", "IPv4", "IPv6"]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Policy, scheduling and networking kinds.
+
+const LIMIT_TYPES: [&str; 3] = ["Container", "PersistentVolumeClaim", "Pod"];
+
+/// The quantity `limit[key][resource]`, parsed, with its text.
+fn limit_quantity<'a>(limit: &'a Value, key: &str, resource: &str) -> Option<(&'a str, f64)> {
+    let text = member(member(limit, key), resource).as_str()?;
+    parse_quantity(text).map(|value| (text, value))
+}
+
+/// Each limit has a known type, parsable quantities, and bounds in order: min ≤ defaultRequest ≤ default ≤ max.
+pub(crate) fn validate_limit_range(obj: &Value, causes: &mut Causes) {
+    for (i, limit) in items(member(obj, "spec"), "limits").iter().enumerate() {
+        let path = index("spec.limits", i);
+        let kind = text(limit, "type");
+        if !LIMIT_TYPES.contains(&kind) {
+            causes.not_supported(&child(&path, "type"), &go_quote(kind), &LIMIT_TYPES);
+        }
+        if kind == "Pod" {
+            for key in ["default", "defaultRequest"] {
+                if present(limit, key).is_some() {
+                    causes.forbidden(&child(&path, key), "may not be specified when `type` is 'Pod'");
+                }
+            }
+        }
+        let mut resources = BTreeSet::new();
+        for key in ["min", "max", "default", "defaultRequest", "maxLimitRequestRatio"] {
+            for (resource, quantity) in sorted_entries(limit.get(key)) {
+                let q = text_of(quantity);
+                if parse_quantity(q).is_some_and(|v| v < 0.0) {
+                    causes.invalid(&keyed(&child(&path, key), resource), &go_quote(q), NEGATIVE);
+                }
+                resources.insert(resource.clone());
+            }
+        }
+        for resource in &resources {
+            let at = |key: &str| limit_quantity(limit, key, resource);
+            let (min, max, default, request) = (at("min"), at("max"), at("default"), at("defaultRequest"));
+            let mut order = |low: Option<(&str, f64)>, high: Option<(&str, f64)>, key: &str, what: &str| {
+                if let (Some((low_text, low)), Some((high_text, high))) = (low, high) {
+                    if low > high {
+                        let message = format!("{what} {low_text} is greater than {high_text}");
+                        causes.invalid(&keyed(&child(&path, key), resource), &go_quote(low_text), &message);
+                    }
+                }
+            };
+            order(min, max, "min", "min value");
+            order(default, max, "default", "default value");
+            order(min, default, "min", "min value");
+            order(request, default, "defaultRequest", "default request value");
+            order(min, request, "min", "min value");
+            order(request, max, "defaultRequest", "default request value");
+        }
+    }
+}
+
+const QUOTA_SCOPES: [&str; 6] =
+    ["BestEffort", "CrossNamespacePodAffinity", "NotBestEffort", "NotTerminating", "PriorityClass", "Terminating"];
+
+pub(crate) fn validate_resource_quota(obj: &Value, causes: &mut Causes) {
+    let spec = member(obj, "spec");
+    for (resource, quantity) in sorted_entries(spec.get("hard")) {
+        let path = keyed("spec.hard", resource);
+        for msg in qualified_name(resource) {
+            causes.invalid(&path, &go_quote(resource), &msg);
+        }
+        let q = text_of(quantity);
+        if parse_quantity(q).is_some_and(|v| v < 0.0) {
+            causes.invalid(&path, &go_quote(q), NEGATIVE);
+        }
+    }
+    for (i, scope) in items(spec, "scopes").iter().enumerate() {
+        let scope = scope.as_str().unwrap_or("");
+        if !QUOTA_SCOPES.contains(&scope) {
+            causes.not_supported(&index("spec.scopes", i), &go_quote(scope), &QUOTA_SCOPES);
+        }
+    }
+}
+
+/// The priority above which only the system classes may go.
+pub const HIGHEST_USER_DEFINABLE_PRIORITY: i64 = 1_000_000_000;
+
+/// The classes every cluster has, with their values.
+pub const SYSTEM_PRIORITY_CLASSES: [(&str, i64); 2] =
+    [("system-node-critical", 2_000_001_000), ("system-cluster-critical", 2_000_000_000)];
+
+pub(crate) fn validate_priority_class(obj: &Value, causes: &mut Causes) {
+    let name = text(member(obj, "metadata"), "name");
+    let value = int(obj, "value").unwrap_or(0);
+    match SYSTEM_PRIORITY_CLASSES.iter().find(|(system, _)| *system == name) {
+        Some((_, system_value)) if value != *system_value => causes.forbidden(
+            "metadata.name",
+            &format!("{name} is a system priority class and must have value {system_value}"),
+        ),
+        Some(_) => {}
+        None if name.starts_with("system-") => {
+            causes.forbidden("metadata.name", "priority class names with 'system-' prefix are reserved")
+        }
+        None if value > HIGHEST_USER_DEFINABLE_PRIORITY => causes.forbidden(
+            "value",
+            &format!("maximum allowed value of a user defined priority is {HIGHEST_USER_DEFINABLE_PRIORITY}"),
+        ),
+        None => {}
+    }
+    let policy = text(obj, "preemptionPolicy");
+    if !matches!(policy, "" | "Never" | "PreemptLowerPriority") {
+        causes.not_supported("preemptionPolicy", &go_quote(policy), &["Never", "PreemptLowerPriority"]);
+    }
+}
+
+pub(crate) fn validate_priority_class_update(old: &Value, new: &Value, causes: &mut Causes) {
+    if old.get("value") != new.get("value") {
+        causes.forbidden("value", "may not be changed in an update.");
+    }
+    validate_unchanged(old.get("preemptionPolicy"), new.get("preemptionPolicy"), "preemptionPolicy", causes);
+}
+
+const PATH_TYPES: [&str; 3] = ["Exact", "ImplementationSpecific", "Prefix"];
+
+pub(crate) fn validate_ingress(obj: &Value, causes: &mut Causes) {
+    let spec = member(obj, "spec");
+    let backend = present(spec, "defaultBackend");
+    if let Some(backend) = backend {
+        validate_ingress_backend(backend, "spec.defaultBackend", causes);
+    }
+    let rules = items(spec, "rules");
+    if backend.is_none() && rules.is_empty() {
+        causes.invalid("spec", &show(spec), "either `defaultBackend` or `rules` must be specified");
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let path = index("spec.rules", i);
+        let host = text(rule, "host");
+        if !host.is_empty() {
+            for msg in dns1123_subdomain(host.strip_prefix("*.").unwrap_or(host)) {
+                causes.invalid(&child(&path, "host"), &go_quote(host), &msg);
+            }
+        }
+        let Some(http) = present(rule, "http") else { continue };
+        let paths_path = child(&child(&path, "http"), "paths");
+        let paths = items(http, "paths");
+        if paths.is_empty() {
+            causes.required(&paths_path, "");
+        }
+        for (j, entry) in paths.iter().enumerate() {
+            let entry_path = index(&paths_path, j);
+            let path_type = text(entry, "pathType");
+            let url_path = text(entry, "path");
+            if path_type.is_empty() {
+                causes.required(&child(&entry_path, "pathType"), "pathType must be specified");
+            } else if !PATH_TYPES.contains(&path_type) {
+                causes.not_supported(&child(&entry_path, "pathType"), &go_quote(path_type), &PATH_TYPES);
+            } else if path_type != "ImplementationSpecific" && !url_path.starts_with('/') {
+                causes.invalid(&child(&entry_path, "path"), &go_quote(url_path), "must be an absolute path");
+            }
+            validate_ingress_backend(member(entry, "backend"), &child(&entry_path, "backend"), causes);
+        }
+    }
+    for (i, tls) in items(spec, "tls").iter().enumerate() {
+        for (j, host) in items(tls, "hosts").iter().enumerate() {
+            let host = host.as_str().unwrap_or("");
+            for msg in dns1123_subdomain(host.strip_prefix("*.").unwrap_or(host)) {
+                causes.invalid(&index(&child(&index("spec.tls", i), "hosts"), j), &go_quote(host), &msg);
+            }
+        }
+    }
+}
+
+fn validate_ingress_backend(backend: &Value, path: &str, causes: &mut Causes) {
+    match (present(backend, "service"), present(backend, "resource")) {
+        (Some(_), Some(_)) => causes.invalid(path, &show(backend), "cannot set both resource and service backends"),
+        (None, None) => causes.invalid(path, &show(backend), "one backend type must be specified"),
+        (Some(service), None) => {
+            let service_path = child(path, "service");
+            let name = text(service, "name");
+            if name.is_empty() {
+                causes.required(&child(&service_path, "name"), "");
+            } else {
+                for msg in dns1035_label(name) {
+                    causes.invalid(&child(&service_path, "name"), &go_quote(name), &msg);
+                }
+            }
+            let port = member(service, "port");
+            let port_path = child(&service_path, "port");
+            match (text(port, "name"), int(port, "number").unwrap_or(0)) {
+                ("", 0) => causes.invalid(&port_path, &show(port), "port name or number is required"),
+                (name, 0) => {
+                    for msg in port_name(name) {
+                        causes.invalid(&child(&port_path, "name"), &go_quote(name), &msg);
+                    }
+                }
+                ("", number) if !is_port_number(number) => {
+                    causes.invalid(&child(&port_path, "number"), &number.to_string(), PORT_RANGE)
+                }
+                ("", _) => {}
+                _ => causes.invalid(&port_path, &show(port), "cannot set both port name & port number"),
+            }
+        }
+        (None, Some(resource)) => {
+            for key in ["kind", "name"] {
+                if text(resource, key).is_empty() {
+                    causes.required(&child(&child(path, "resource"), key), "");
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn validate_ingress_class(obj: &Value, causes: &mut Causes) {
+    let controller = text(member(obj, "spec"), "controller");
+    if controller.is_empty() {
+        causes.required("spec.controller", "");
+    } else if controller.len() > 250 {
+        causes.too_long("spec.controller", 250);
+    }
+}
+
+pub(crate) fn validate_ingress_class_update(old: &Value, new: &Value, causes: &mut Causes) {
+    validate_unchanged(
+        member(old, "spec").get("controller"),
+        member(new, "spec").get("controller"),
+        "spec.controller",
+        causes,
+    );
+}
+
+pub(crate) fn validate_network_policy(obj: &Value, causes: &mut Causes) {
+    let spec = member(obj, "spec");
+    validate_label_selector(member(spec, "podSelector"), "spec.podSelector", causes);
+    for direction in ["ingress", "egress"] {
+        for (i, rule) in items(spec, direction).iter().enumerate() {
+            let path = index(&child("spec", direction), i);
+            for (j, port) in items(rule, "ports").iter().enumerate() {
+                validate_protocol(port, &index(&child(&path, "ports"), j), causes);
+            }
+        }
+    }
+    for (i, policy_type) in items(spec, "policyTypes").iter().enumerate() {
+        let policy_type = policy_type.as_str().unwrap_or("");
+        if !matches!(policy_type, "Ingress" | "Egress") {
+            causes.not_supported(&index("spec.policyTypes", i), &go_quote(policy_type), &["Egress", "Ingress"]);
+        }
+    }
+}
+
+/// The fields an `events.k8s.io/v1` Event must carry when it is created through that API.
+pub(crate) fn validate_events_event(obj: &Value, causes: &mut Causes) {
+    const TEXT_MAX: usize = 128;
+    const NOTE_MAX: usize = 1024;
+    if present(obj, "eventTime").is_none() {
+        causes.required("eventTime", "");
+    }
+    for key in ["reportingController", "reportingInstance", "action", "reason"] {
+        let value = text(obj, key);
+        if value.is_empty() {
+            causes.required(key, "");
+        } else if value.len() > TEXT_MAX && key != "reportingController" {
+            causes.too_long(key, TEXT_MAX);
+        }
+    }
+    let controller = text(obj, "reportingController");
+    if !controller.is_empty() {
+        for msg in qualified_name(controller) {
+            causes.invalid("reportingController", &go_quote(controller), &msg);
+        }
+    }
+    let event_type = text(obj, "type");
+    if !matches!(event_type, "Normal" | "Warning") {
+        causes.not_supported("type", &go_quote(event_type), &["Normal", "Warning"]);
+    }
+    if text(obj, "note").len() > NOTE_MAX {
+        causes.too_long("note", NOTE_MAX);
     }
 }
 

@@ -1,4 +1,5 @@
-//! Controllers that run on the Raft leader: the garbage collector and the namespace controller.
+//! Controllers that run on the Raft leader: the garbage collector, the namespace controller, the resource
+//! quota controller and the creation of the system priority classes.
 //!
 //! Architecture invariant: controllers are API clients. They read and write through the Kubernetes API with
 //! the `kube` client (in-process, over the API router without a socket), never through the store, so they would
@@ -12,6 +13,8 @@
 
 pub mod garbage_collector;
 pub mod namespace;
+pub mod priority_classes;
+pub mod resource_quota;
 
 use std::time::{Duration, Instant};
 
@@ -80,6 +83,10 @@ pub enum Action {
     CreateServiceAccount {
         namespace: String,
     },
+    CreatePriorityClass {
+        name: &'static str,
+        value: i64,
+    },
 }
 
 fn api_resource(r: &Resource) -> ApiResource {
@@ -130,7 +137,7 @@ fn object_ref(resource: &'static Resource, m: &ObjectMeta, spec: Option<&Value>)
 
 async fn snapshot(client: &Client) -> Result<Snapshot, kube::Error> {
     let mut objects = Vec::new();
-    for r in catalog::RESOURCES {
+    for r in catalog::stored() {
         let api = api_for(client, r, None);
         if r.deletion == Deletion::Finalized {
             let list = api.list(&ListParams::default()).await?;
@@ -237,6 +244,15 @@ async fn execute(client: &Client, snapshot: &Snapshot, action: &Action) -> Resul
             let sa: DynamicObject = serde_json::from_value(sa).map_err(kube::Error::SerdeError)?;
             ignore_exists(api_for(client, accounts, Some(namespace)).create(&PostParams::default(), &sa).await)?;
         }
+        Action::CreatePriorityClass { name, value } => {
+            let classes = catalog::find("scheduling.k8s.io", "v1", "priorityclasses").expect("served");
+            let class = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": name}, "value": value,
+                "description": priority_classes::description(name)});
+            let class: DynamicObject = serde_json::from_value(class).map_err(kube::Error::SerdeError)?;
+            tracing::info!(name, "creating a system priority class");
+            ignore_exists(api_for(client, classes, None).create(&PostParams::default(), &class).await)?;
+        }
     }
     Ok(())
 }
@@ -255,10 +271,14 @@ async fn pass(client: &Client) -> Result<(), kube::Error> {
     let snapshot = snapshot(client).await?;
     let mut actions = garbage_collector::plan(&snapshot);
     actions.extend(namespace::plan(&snapshot));
+    actions.extend(priority_classes::plan(&snapshot));
     for action in actions.iter().take(limits::CONTROLLER_ACTIONS_PER_PASS_MAX) {
         if let Err(e) = execute(client, &snapshot, action).await {
             tracing::debug!(error = %e, ?action, "controller action failed; a later pass retries");
         }
+    }
+    if let Err(e) = resource_quota::reconcile(client).await {
+        tracing::debug!(error = %e, "resource quota pass failed; a later pass retries");
     }
     Ok(())
 }

@@ -86,12 +86,13 @@ pub fn core_versions(server_address: &str) -> Value {
 
 /// `GET /apis` in the legacy form.
 pub fn group_list() -> Value {
-    let groups: Vec<Value> = catalog::group_versions()
+    let groups: Vec<Value> = catalog::groups()
         .into_iter()
-        .filter(|(g, _, _)| !g.is_empty())
-        .map(|(g, v, _)| {
-            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
-            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(g, versions)| {
+            let versions: Vec<Value> =
+                versions.iter().map(|(v, _)| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+            json!({"name": g, "preferredVersion": versions[0], "versions": versions})
         })
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
@@ -99,37 +100,43 @@ pub fn group_list() -> Value {
 
 /// `GET /api` (core = true) or `GET /apis` as an aggregated `APIGroupDiscoveryList`.
 pub fn aggregated(core: bool) -> Value {
-    let items: Vec<Value> = catalog::group_versions()
+    let items: Vec<Value> = catalog::groups()
         .into_iter()
-        .filter(|(g, _, _)| g.is_empty() == core)
-        .map(|(g, v, rs)| {
-            let resources: Vec<Value> = rs
-                .iter()
-                .map(|r| {
-                    let subs: Vec<Value> = r
-                        .subresources
-                        .iter()
-                        .map(|s| {
-                            let (sg, sv, sk) = subresource_kind(r, *s);
-                            json!({"subresource": s.name(), "responseKind": {"group": sg, "version": sv, "kind": sk},
-                                "verbs": subresource_verbs(*s)})
-                        })
-                        .collect();
-                    json!({
-                        "resource": r.plural,
-                        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
-                        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
-                        "singularResource": r.singular, "verbs": r.verbs(), "shortNames": r.short_names,
-                        "categories": r.categories, "subresources": subs,
-                    })
-                })
-                .collect();
+        .filter(|(g, _)| g.is_empty() == core)
+        .map(|(g, versions)| {
+            let versions: Vec<Value> = versions.iter().map(|(v, rs)| aggregated_version(v, rs)).collect();
             let metadata =
                 if core { json!({"creationTimestamp": null}) } else { json!({"name": g, "creationTimestamp": null}) };
-            json!({"metadata": metadata, "versions": [{"version": v, "freshness": "Current", "resources": resources}]})
+            json!({"metadata": metadata, "versions": versions})
         })
         .collect();
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
+/// One version of a group in aggregated discovery.
+fn aggregated_version(v: &str, rs: &[&'static Resource]) -> Value {
+    let resources: Vec<Value> = rs
+        .iter()
+        .map(|r| {
+            let subs: Vec<Value> = r
+                .subresources
+                .iter()
+                .map(|s| {
+                    let (sg, sv, sk) = subresource_kind(r, *s);
+                    json!({"subresource": s.name(), "responseKind": {"group": sg, "version": sv, "kind": sk},
+                        "verbs": subresource_verbs(*s)})
+                })
+                .collect();
+            json!({
+                "resource": r.plural,
+                "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                "singularResource": r.singular, "verbs": r.verbs(), "shortNames": r.short_names,
+                "categories": r.categories, "subresources": subs,
+            })
+        })
+        .collect();
+    json!({"version": v, "freshness": "Current", "resources": resources})
 }
 
 fn gv_path(group: &str, version: &str) -> String {

@@ -25,7 +25,7 @@ use crate::apis::catalog::Resource;
 use crate::apis::selectors::{FieldSelector, LabelSelector};
 use crate::apis::table::{self, IncludeObject};
 use crate::apiserver::errors::ApiError;
-use crate::apiserver::registry::objects::{decode_object, object_json, prefix_end, Consistency, Objects, Raw};
+use crate::apiserver::registry::objects::{decode_object, object_json, prefix_end, Consistency, Objects, Page, Raw};
 use crate::apiserver::registry::verbs::{meta, Target};
 use crate::limits;
 use crate::store::command::{EventKind, KeyRange, KeyValue};
@@ -151,6 +151,7 @@ pub async fn list(objects: &Objects, target: &Target, opts: &ListOptions) -> Res
     let mut skipped = Vec::new();
     loop {
         let page = objects.page(&from, &end, revision, chunk)?;
+        let page = Page { items: presented_raws(target.resource, page.items), ..page };
         revision = page.revision;
         let scanned = page.items.len();
         let mut iter = page.items.into_iter();
@@ -297,6 +298,33 @@ fn initial_chunk(read: &[Raw]) -> usize {
     (limits::API_WATCH_QUEUE_BYTES_MAX / average.max(1)).clamp(1, limits::API_WATCH_INITIAL_CHUNK_MAX)
 }
 
+/// A stored value in the form of `resource`, which serves it at another version than it is stored at; one
+/// that does not decode is passed on as it is, to be skipped and reported where it is read.
+fn presented_value(resource: &Resource, value: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<Value>(value) {
+        Ok(object) if object.is_object() => {
+            serde_json::to_vec(&resource.from_stored(object)).unwrap_or_else(|_| value.to_vec())
+        }
+        _ => value.to_vec(),
+    }
+}
+
+/// Stored objects read through `resource`, in its form.
+fn presented_raws(resource: &Resource, raws: Vec<Raw>) -> Vec<Raw> {
+    match resource.conversion {
+        None => raws,
+        Some(_) => raws.into_iter().map(|raw| Raw { value: presented_value(resource, &raw.value), ..raw }).collect(),
+    }
+}
+
+/// A change read through `resource`, in its form.
+fn presented_kv<'a>(resource: &Resource, kv: &'a KeyValue) -> std::borrow::Cow<'a, KeyValue> {
+    match resource.conversion {
+        None => std::borrow::Cow::Borrowed(kv),
+        Some(_) => std::borrow::Cow::Owned(KeyValue { value: presented_value(resource, &kv.value), ..kv.clone() }),
+    }
+}
+
 /// A change's object; one that does not decode is left out of the stream (and logged).
 fn decode_kv(kv: &KeyValue) -> Option<Value> {
     let key = String::from_utf8_lossy(&kv.key);
@@ -437,7 +465,7 @@ impl WatchSession {
             })?;
             let more = page.more && !page.items.is_empty();
             page_size = initial_chunk(&page.items);
-            for raw in page.items {
+            for raw in presented_raws(resource, page.items) {
                 from = raw.key.clone().into_bytes();
                 from.push(0);
                 if spliced {
@@ -522,8 +550,10 @@ impl WatchSession {
     /// Sends one batch of changes, in as few chunks as the queue's budget allows.
     async fn send_changes(&mut self, batch: Batch) -> Result<(), WatchEnd> {
         let mut chunk = Chunk::default();
+        let resource = self.target.resource;
         for e in &batch.events {
-            if let Some(line) = self.change_line(e.kind, &e.kv, e.prev_kv.as_ref())? {
+            let (kv, prev) = (presented_kv(resource, &e.kv), e.prev_kv.as_ref().map(|p| presented_kv(resource, p)));
+            if let Some(line) = self.change_line(e.kind, &kv, prev.as_deref())? {
                 self.push_line(&mut chunk, &line).await?;
             }
         }

@@ -35,11 +35,13 @@ pub enum Consistency {
     Local,
 }
 
-/// A condition a write also depends on: `key` still has mod revision `revision` (0: still absent).
+/// A condition a write also depends on: `key` still has mod revision `revision` (0: still absent); with
+/// `replace`, the key is rewritten to that object in the same transaction (a quota charged for the write).
 #[derive(Clone, Debug)]
 pub struct Guard {
     pub key: String,
     pub revision: i64,
+    pub replace: Option<Value>,
 }
 
 /// Keys written or removed in the same transaction as an object: allocations it takes (each must be absent;
@@ -304,6 +306,12 @@ impl Objects {
         compares.extend(guards.iter().map(|g| mod_is(&g.key, g.revision)));
         compares.extend(allocations.claim.iter().map(|k| mod_is(k, 0)));
         let mut writes = vec![RequestOp::Put(PutOp { key: key.as_bytes().to_vec(), value, ..PutOp::default() })];
+        for guard in guards {
+            if let Some(object) = &guard.replace {
+                let value = encode(object)?;
+                writes.push(RequestOp::Put(PutOp { key: guard.key.as_bytes().to_vec(), value, ..PutOp::default() }));
+            }
+        }
         writes.extend(allocations.writes(key));
         self.cas(compares, writes).await
     }

@@ -12,6 +12,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::apis::admission;
 use crate::apis::catalog::{self, Deletion, Resource, Subresource};
 use crate::apis::defaults;
 use crate::apis::managed_fields;
@@ -19,7 +20,7 @@ use crate::apis::time;
 use crate::apis::validation;
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::registry::allocations::{self, ServiceRange};
-use crate::apiserver::registry::objects::{Allocations, Consistency, Guard, Objects, Stored};
+use crate::apiserver::registry::objects::{prefix_end, Allocations, Consistency, Guard, Objects, Refused, Stored};
 use crate::limits;
 
 /// What a request addresses.
@@ -298,16 +299,120 @@ impl Verbs {
                     message: format!("unable to create new content in namespace {ns} because it is being terminated"),
                 })
             }
-            Some(s) => Ok(Some(Guard { key, revision: s.revision })),
+            Some(s) => Ok(Some(Guard { key, revision: s.revision, replace: None })),
         }
+    }
+
+    /// Every object of `resource` (in `namespace`), as of a linearizable read: the policy objects admission
+    /// reads, which are few.
+    async fn list_all(&self, resource: &'static Resource, namespace: Option<&str>) -> Result<Vec<Value>, ApiError> {
+        let prefix = resource.prefix(namespace);
+        let end = prefix_end(&prefix);
+        let revision = self.objects.revision(Consistency::Linearizable).await?;
+        let mut from = prefix.into_bytes();
+        let mut out = Vec::new();
+        loop {
+            let page = self.objects.page(&from, &end, revision, limits::API_LIST_CHUNK_MAX)?;
+            for raw in &page.items {
+                out.push(resource.from_stored(raw.decode()?.object));
+            }
+            match page.items.last() {
+                Some(last) if page.more => {
+                    from = last.key.clone().into_bytes();
+                    from.push(0);
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The admission steps of a new pod that read policy objects: LimitRanger's defaults and bounds from the
+    /// namespace's LimitRanges, then Priority's from the PriorityClasses.
+    async fn admit_pod(&self, target: &Target, name: &str, pod: &mut Value) -> Result<(), ApiError> {
+        if !target.resource.pod_admission {
+            return Ok(());
+        }
+        // Upstream's admission sees the object after decoding has defaulted it.
+        defaults::apply_create_defaults(target.resource, pod);
+        let forbidden = |message| ApiError::Forbidden { resource: target.resource, name: name.to_string(), message };
+        let limit_ranges = catalog::find("", "v1", "limitranges").expect("limit ranges are served");
+        let ranges = self.list_all(limit_ranges, target.namespace.as_deref()).await?;
+        admission::apply_limit_ranges(pod, &ranges).map_err(forbidden)?;
+        let priority_classes = catalog::find("scheduling.k8s.io", "v1", "priorityclasses").expect("served");
+        let classes = self.list_all(priority_classes, None).await?;
+        admission::resolve_priority(pod, &classes).map_err(forbidden)
+    }
+
+    /// The ResourceQuotas of the namespace that limit what a new object uses, each charged with it: guards
+    /// that rewrite each quota's `status.used` in the object's own transaction, so that concurrent creates
+    /// can never together exceed a quota. Forbidden when a quota does not allow the object.
+    async fn charge_quotas(&self, target: &Target, name: &str, obj: &Value) -> Result<Vec<Guard>, ApiError> {
+        let resource = target.resource;
+        let Some(namespace) = target.namespace.as_deref().filter(|_| resource.namespaced) else {
+            return Ok(Vec::new());
+        };
+        let quotas = catalog::find("", "v1", "resourcequotas").expect("resource quotas are served");
+        let prefix = quotas.prefix(Some(namespace));
+        let revision = self.objects.revision(Consistency::Linearizable).await?;
+        let page = self.objects.page(prefix.as_bytes(), &prefix_end(&prefix), revision, limits::API_LIST_CHUNK_MAX)?;
+        let delta = admission::usage(resource.usage, &resource.count_name(), obj);
+        let mut guards = Vec::new();
+        for raw in page.items {
+            let quota = raw.decode()?;
+            if !admission::tracks(&quota.object, resource.usage, obj) {
+                continue;
+            }
+            let charged = admission::charge(&quota.object, resource.usage, obj, &delta);
+            let used = charged.map_err(|message| ApiError::Forbidden { resource, name: name.to_string(), message })?;
+            if let Some(used) = used {
+                let mut replace = quota.object;
+                replace["status"]["used"] = used;
+                guards.push(Guard { key: raw.key, revision: raw.revision, replace: Some(replace) });
+            }
+        }
+        Ok(guards)
     }
 
     pub async fn get(&self, target: &Target, consistency: Consistency) -> Result<Stored, ApiError> {
         let key = target.key(target.name());
-        self.objects
-            .get(&key, consistency)
-            .await?
-            .ok_or_else(|| ApiError::NotFound { resource: target.resource, name: target.name().to_string() })
+        let stored = self.objects.get(&key, consistency).await?;
+        let stored =
+            stored.ok_or_else(|| ApiError::NotFound { resource: target.resource, name: target.name().into() })?;
+        Ok(presented(target.resource, stored))
+    }
+
+    /// `Objects::put` of an object in `resource`'s form: it is stored in its storage form, and what a refusal
+    /// reads back comes in `resource`'s form.
+    async fn put(
+        &self,
+        resource: &'static Resource,
+        key: &str,
+        object: &Value,
+        expected: i64,
+        guards: &[Guard],
+        allocations: &Allocations,
+    ) -> Result<Result<i64, Refused>, ApiError> {
+        let result = match resource.conversion {
+            None => self.objects.put(key, object, expected, guards, allocations).await?,
+            Some(_) => {
+                let mut stored = resource.to_stored(object.clone());
+                defaults::apply_defaults(resource.storage(), &mut stored);
+                self.objects.put(key, &stored, expected, guards, allocations).await?
+            }
+        };
+        Ok(result.map_err(|refused| presented_refusal(resource, refused)))
+    }
+
+    /// `Objects::delete`, with what a refusal reads back in `resource`'s form.
+    async fn remove(
+        &self,
+        resource: &'static Resource,
+        key: &str,
+        expected: i64,
+        allocations: &Allocations,
+    ) -> Result<Result<i64, Refused>, ApiError> {
+        let result = self.objects.delete(key, expected, allocations).await?;
+        Ok(result.map_err(|refused| presented_refusal(resource, refused)))
     }
 
     pub async fn create(&self, target: &Target, mut body: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
@@ -347,17 +452,19 @@ impl Verbs {
             meta.remove("generation");
         }
         (resource.prepare_for_create)(&mut body);
+        self.admit_pod(target, &name, &mut body).await?;
         let mut warnings = Vec::new();
         let obj = admit(resource, None, body, opts, &mut warnings)?;
         let key = target.key(&name);
         for attempt in 0..limits::API_WRITE_ATTEMPTS_MAX {
-            let guards: Vec<Guard> = self.namespace_guard(target, &name, attempt > 0).await?.into_iter().collect();
+            let mut guards: Vec<Guard> = self.namespace_guard(target, &name, attempt > 0).await?.into_iter().collect();
+            guards.extend(self.charge_quotas(target, &name, &obj).await?);
             let mut obj = obj.clone();
             let allocations = self.allocate(resource, None, &mut obj).await?;
             if opts.dry_run {
                 return Ok(Written { object: obj, created: true, warnings });
             }
-            match self.objects.put(&key, &obj, 0, &guards, &allocations).await? {
+            match self.put(resource, &key, &obj, 0, &guards, &allocations).await? {
                 Ok(revision) => {
                     let mut obj = obj;
                     meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(revision.to_string()));
@@ -415,10 +522,10 @@ impl Verbs {
             }
             let result = if deleting && !held(resource, &new) && !graceful_pending(&new) {
                 let released = Allocations { release: allocations::held(&current.object), ..Allocations::default() };
-                self.objects.delete(&key, current.revision, &released).await?
+                self.remove(resource, &key, current.revision, &released).await?
             } else {
                 let allocations = self.allocate(resource, Some(&current.object), &mut new).await?;
-                self.objects.put(&key, &new, current.revision, &[], &allocations).await?
+                self.put(resource, &key, &new, current.revision, &[], &allocations).await?
             };
             match result {
                 Ok(revision) => {
@@ -544,7 +651,7 @@ impl Verbs {
                     return Ok(current.object);
                 }
                 let released = Allocations { release: allocations::held(&current.object), ..Allocations::default() };
-                self.objects.delete(&key, current.revision, &released).await?
+                self.remove(resource, &key, current.revision, &released).await?
             } else {
                 let meta = meta_mut(&mut marked);
                 meta.insert("finalizers".into(), json!(finals));
@@ -558,7 +665,7 @@ impl Verbs {
                 if marked == current.object || options.dry_run {
                     return Ok(marked);
                 }
-                self.objects.put(&key, &marked, current.revision, &[], &Allocations::default()).await?
+                self.put(resource, &key, &marked, current.revision, &[], &Allocations::default()).await?
             };
             match result {
                 Ok(revision) if !finals.is_empty() || grace > 0 || namespace_held => {
@@ -575,6 +682,18 @@ impl Verbs {
         }
         Err(ApiError::conflict(resource, &name))
     }
+}
+
+/// A stored object in the form of the resource it was read through.
+pub fn presented(resource: &Resource, stored: Stored) -> Stored {
+    match resource.conversion {
+        None => stored,
+        Some(_) => Stored { object: resource.from_stored(stored.object), ..stored },
+    }
+}
+
+fn presented_refusal(resource: &Resource, refused: Refused) -> Refused {
+    Refused { current: refused.current.into_iter().map(|c| c.map(|s| presented(resource, s))).collect() }
 }
 
 /// `DeleteOptions`, from the body or the query string.
