@@ -1044,7 +1044,7 @@ async fn second_versions_networking_kinds_prune_and_cluster_info_dump() {
     let i = follower(cluster.leader().await);
     let k = Kubectl::for_replica(&cluster, i).await;
 
-    // Phase 1: every served group-version is listed, a group's preferred version first.
+    // Phase 1: every served group-version is listed.
     let versions = k.ok(&["api-versions"]);
     for gv in ["autoscaling/v1", "autoscaling/v2", "events.k8s.io/v1", "networking.k8s.io/v1", "scheduling.k8s.io/v1"] {
         assert!(versions.lines().any(|l| l == gv), "{gv} in {versions}");
@@ -1077,7 +1077,23 @@ async fn second_versions_networking_kinds_prune_and_cluster_info_dump() {
     assert_eq!(row[1], "Deployment/web");
     assert_eq!(k.ok(&["get", "hpa", "-o", "name"]).trim(), "horizontalpodautoscaler.autoscaling/web");
 
-    // Phase 3: an events.k8s.io Event is a core Event under other field names, both ways.
+    // Phase 3: kubectl's generators for these kinds (protobuf bodies) create what they print.
+    k.ok(&["create", "deployment", "api", "--image=nginx"]);
+    k.ok(&["autoscale", "deployment", "api", "--min=2", "--max=5", "--cpu-percent=80"]);
+    let (_, row) = table_row(&k.ok(&["get", "hpa"]), "api");
+    // The TARGETS cell has spaces: MINPODS and MAXPODS are counted from the end.
+    assert_eq!([&row[1..2], &row[row.len() - 4..row.len() - 2]].concat(), ["Deployment/api", "2", "5"], "{row:?}");
+    let hpa = k.json(&["get", "hpa", "api"]);
+    assert_eq!(hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 80, "{hpa}");
+    k.ok(&["create", "quota", "counts", "--hard=pods=10,configmaps=5"]);
+    assert_eq!(k.json(&["get", "quota", "counts"])["spec"]["hard"]["configmaps"], "5");
+    k.ok(&["create", "priorityclass", "batch", "--value=100", "--description=batch work"]);
+    assert_eq!(k.json(&["get", "pc", "batch"])["value"], 100);
+    k.ok(&["create", "ingress", "simple", "--rule=foo.example.com/bar=svc1:8080"]);
+    let ingress = k.json(&["get", "ingress", "simple"]);
+    assert_eq!(ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["number"], 8080);
+
+    // Phase 4: an events.k8s.io Event is a core Event under other field names, both ways.
     k.ok(&["create", "-f", &k.manifest("event.yaml", EVENTS_V1)]);
     let core = k.json(&["get", "events", "web.1"]);
     assert_eq!((core["message"].as_str(), core["involvedObject"]["name"].as_str()), (Some("all good"), Some("web")));
@@ -1093,7 +1109,7 @@ async fn second_versions_networking_kinds_prune_and_cluster_info_dump() {
     ]);
     assert!(err.contains("action: Required value"), "{err}");
 
-    // Phase 4: Ingress, IngressClass and NetworkPolicy are stored, defaulted, validated and printed.
+    // Phase 5: Ingress, IngressClass and NetworkPolicy are stored, defaulted, validated and printed.
     k.ok(&["apply", "-f", &k.manifest("net.yaml", NETWORKING)]);
     let (header, row) = table_row(&k.ok(&["get", "ingress"]), "site");
     assert_eq!(header, ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]);
@@ -1107,7 +1123,7 @@ async fn second_versions_networking_kinds_prune_and_cluster_info_dump() {
     let err = k.fails(&["apply", "-f", &k.manifest("bad-ing.yaml", &bad.replace("name: site", "name: odd"))]);
     assert!(err.contains("spec.rules[0].http.paths[0].pathType: Unsupported value: \"Sometimes\""), "{err}");
 
-    // Phase 5: `apply --prune` with kubectl's default allowlist removes what the manifests no longer name.
+    // Phase 6: `apply --prune` with kubectl's default allowlist removes what the manifests no longer name.
     let set = k.manifest("set.yaml", PRUNED_SET);
     k.ok(&["apply", "--prune", "-l", "set=pruning", "-f", &set]);
     let kept_only = k.manifest("set.yaml", PRUNED_SET.split("---").next().unwrap());
@@ -1115,7 +1131,7 @@ async fn second_versions_networking_kinds_prune_and_cluster_info_dump() {
     assert!(out.contains("configmap/dropped pruned"), "{out}");
     assert_eq!(k.ok(&["get", "cm", "-l", "set=pruning", "-o", "name"]).trim(), "configmap/kept");
 
-    // Phase 6: `cluster-info dump` reads every kind it wants and writes them out.
+    // Phase 7: `cluster-info dump` reads every kind it wants and writes them out.
     let dump = k.work.path().join("dump");
     k.ok(&["cluster-info", "dump", "--output-directory", dump.to_str().unwrap()]);
     let deployments = std::fs::read_to_string(dump.join("default").join("deployments.json")).expect("dumped");
