@@ -750,8 +750,9 @@ async fn replication_controllers_claims_volumes_and_pod_templates_are_served() {
 async fn raw_status(cluster: &TestCluster, i: usize, method: &str, path: &str, body: &str) -> Value {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(cluster.local.members[i].api_addr).await.expect("the API answers");
+    let content_type = if method == "PATCH" { "application/json-patch+json" } else { "application/json" };
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\nContent-Type: application/json-patch+json\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -939,7 +940,34 @@ async fn limit_ranges_quotas_and_priority_classes_govern_new_pods() {
     .await;
     k.ok(&["apply", "-f", &k.manifest("c.yaml", &pod_asking("c", "quota-test", "400m"))]);
 
-    // Phase 3: the system priority classes exist; a pod's class sets its priority, and a class that does not
+    // Phase 3: creates racing through every replica at once never together exceed a quota.
+    let maps =
+        r#"{"apiVersion":"v1","kind":"ResourceQuota","metadata":{"name":"maps"},"spec":{"hard":{"configmaps":"5"}}}"#;
+    k.ok(&["apply", "-n", "quota-test", "-f", &k.manifest("maps.yaml", maps)]);
+    eventually(Duration::from_secs(20), "the maps quota's status", || async {
+        let quota = k.json(&["get", "quota", "maps", "-n", "quota-test"]);
+        (quota["status"]["used"]["configmaps"] == "0").then_some(())
+    })
+    .await;
+    let racing = (0..24).map(|n| {
+        let cluster = &cluster;
+        async move {
+            let body = format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"race-{n}"}}}}"#);
+            raw_status(cluster, n % 3, "POST", "/api/v1/namespaces/quota-test/configmaps", &body).await
+        }
+    });
+    let answers = futures::future::join_all(racing).await;
+    let created = answers.iter().filter(|a| a["kind"] == "ConfigMap").count();
+    let refused: Vec<&Value> = answers.iter().filter(|a| a["code"] == 403).collect();
+    assert_eq!((created, refused.len()), (5, 19), "{answers:?}");
+    assert!(refused[0]["message"].as_str().unwrap().contains("exceeded quota: maps, requested: configmaps=1"));
+    assert_eq!(
+        k.ok(&["get", "cm", "-n", "quota-test", "-o", "name"]).lines().filter(|l| l.contains("race-")).count(),
+        5
+    );
+    assert_eq!(k.json(&["get", "quota", "maps", "-n", "quota-test"])["status"]["used"]["configmaps"], "5");
+
+    // Phase 4: the system priority classes exist; a pod's class sets its priority, and a class that does not
     // exist is refused.
     let classes = k.ok(&["get", "priorityclasses", "-o", "name"]);
     assert!(classes.contains("system-node-critical") && classes.contains("system-cluster-critical"), "{classes}");

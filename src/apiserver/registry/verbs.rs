@@ -10,12 +10,15 @@
 //! (type errors refused, unknown fields reported by field validation and pruned) → validation (422). A body
 //! that fails any check writes nothing.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Map, Value};
 
 use crate::apis::admission;
 use crate::apis::catalog::{self, Deletion, Resource, Subresource};
 use crate::apis::defaults;
 use crate::apis::managed_fields;
+use crate::apis::quantity::Quantity;
 use crate::apis::time;
 use crate::apis::validation;
 use crate::apiserver::errors::ApiError;
@@ -303,12 +306,13 @@ impl Verbs {
         }
     }
 
-    /// Every object of `resource` (in `namespace`), as of a linearizable read: the policy objects admission
-    /// reads, which are few.
+    /// Every object of `resource` (in `namespace`): the policy objects admission reads, which are few. Read
+    /// from this replica's state, as upstream's admission reads its informers' caches: a policy object created
+    /// a moment ago may not apply yet.
     async fn list_all(&self, resource: &'static Resource, namespace: Option<&str>) -> Result<Vec<Value>, ApiError> {
         let prefix = resource.prefix(namespace);
         let end = prefix_end(&prefix);
-        let revision = self.objects.revision(Consistency::Linearizable).await?;
+        let revision = self.objects.revision(Consistency::Local).await?;
         let mut from = prefix.into_bytes();
         let mut out = Vec::new();
         loop {
@@ -345,32 +349,66 @@ impl Verbs {
 
     /// The ResourceQuotas of the namespace that limit what a new object uses, each charged with it: guards
     /// that rewrite each quota's `status.used` in the object's own transaction, so that concurrent creates
-    /// can never together exceed a quota. Forbidden when a quota does not allow the object.
-    async fn charge_quotas(&self, target: &Target, name: &str, obj: &Value) -> Result<Vec<Guard>, ApiError> {
+    /// can never together exceed a quota. Forbidden when a quota does not allow the object. The quotas are read
+    /// from this replica's state unless `fresh`: the guards refuse a write charged to a stale quota, and the
+    /// retry reads them fresh; a refusal is always confirmed with a fresh read.
+    async fn charge_quotas(
+        &self,
+        target: &Target,
+        name: &str,
+        obj: &Value,
+        fresh: bool,
+    ) -> Result<Vec<Guard>, ApiError> {
         let resource = target.resource;
         let Some(namespace) = target.namespace.as_deref().filter(|_| resource.namespaced) else {
             return Ok(Vec::new());
         };
+        let delta = admission::usage(resource.usage, &resource.count_name(), obj);
+        for consistency in
+            [if fresh { Consistency::Linearizable } else { Consistency::Local }, Consistency::Linearizable]
+        {
+            match self.charges(resource, namespace, obj, &delta, consistency).await? {
+                Ok(guards) => return Ok(guards),
+                Err(message) if consistency == Consistency::Linearizable => {
+                    return Err(ApiError::Forbidden { resource, name: name.to_string(), message })
+                }
+                Err(_) => {}
+            }
+        }
+        unreachable!("the last read is linearizable and decides")
+    }
+
+    /// Each quota of `namespace` charged with `delta`, as of a read with `consistency`; Err is a quota's
+    /// refusal.
+    async fn charges(
+        &self,
+        resource: &'static Resource,
+        namespace: &str,
+        obj: &Value,
+        delta: &BTreeMap<String, Quantity>,
+        consistency: Consistency,
+    ) -> Result<Result<Vec<Guard>, String>, ApiError> {
         let quotas = catalog::find("", "v1", "resourcequotas").expect("resource quotas are served");
         let prefix = quotas.prefix(Some(namespace));
-        let revision = self.objects.revision(Consistency::Linearizable).await?;
+        let revision = self.objects.revision(consistency).await?;
         let page = self.objects.page(prefix.as_bytes(), &prefix_end(&prefix), revision, limits::API_LIST_CHUNK_MAX)?;
-        let delta = admission::usage(resource.usage, &resource.count_name(), obj);
         let mut guards = Vec::new();
         for raw in page.items {
             let quota = raw.decode()?;
             if !admission::tracks(&quota.object, resource.usage, obj) {
                 continue;
             }
-            let charged = admission::charge(&quota.object, resource.usage, obj, &delta);
-            let used = charged.map_err(|message| ApiError::Forbidden { resource, name: name.to_string(), message })?;
-            if let Some(used) = used {
-                let mut replace = quota.object;
-                replace["status"]["used"] = used;
-                guards.push(Guard { key: raw.key, revision: raw.revision, replace: Some(replace) });
+            match admission::charge(&quota.object, resource.usage, obj, delta) {
+                Ok(Some(used)) => {
+                    let mut replace = quota.object;
+                    replace["status"]["used"] = used;
+                    guards.push(Guard { key: raw.key, revision: raw.revision, replace: Some(replace) });
+                }
+                Ok(None) => {}
+                Err(message) => return Ok(Err(message)),
             }
         }
-        Ok(guards)
+        Ok(Ok(guards))
     }
 
     pub async fn get(&self, target: &Target, consistency: Consistency) -> Result<Stored, ApiError> {
@@ -458,7 +496,7 @@ impl Verbs {
         let key = target.key(&name);
         for attempt in 0..limits::API_WRITE_ATTEMPTS_MAX {
             let mut guards: Vec<Guard> = self.namespace_guard(target, &name, attempt > 0).await?.into_iter().collect();
-            guards.extend(self.charge_quotas(target, &name, &obj).await?);
+            guards.extend(self.charge_quotas(target, &name, &obj, attempt > 0).await?);
             let mut obj = obj.clone();
             let allocations = self.allocate(resource, None, &mut obj).await?;
             if opts.dry_run {
