@@ -307,18 +307,23 @@ impl Verbs {
     }
 
     /// Every object of `resource` (in `namespace`): the policy objects admission reads, which are few. Read
-    /// from this replica's state, as upstream's admission reads its informers' caches: a policy object created
-    /// a moment ago may not apply yet.
-    async fn list_all(&self, resource: &'static Resource, namespace: Option<&str>) -> Result<Vec<Value>, ApiError> {
+    /// `Local`ly, as upstream's admission reads its informers' caches, a policy object created a moment ago may
+    /// not apply yet.
+    async fn list_all(
+        &self,
+        resource: &'static Resource,
+        namespace: Option<&str>,
+        consistency: Consistency,
+    ) -> Result<Vec<Stored>, ApiError> {
         let prefix = resource.prefix(namespace);
         let end = prefix_end(&prefix);
-        let revision = self.objects.revision(Consistency::Local).await?;
+        let revision = self.objects.revision(consistency).await?;
         let mut from = prefix.into_bytes();
         let mut out = Vec::new();
         loop {
             let page = self.objects.page(&from, &end, revision, limits::API_LIST_CHUNK_MAX)?;
             for raw in &page.items {
-                out.push(resource.from_stored(raw.decode()?.object));
+                out.push(presented(resource, raw.decode()?));
             }
             match page.items.last() {
                 Some(last) if page.more => {
@@ -340,11 +345,12 @@ impl Verbs {
         defaults::apply_create_defaults(target.resource, pod);
         let forbidden = |message| ApiError::Forbidden { resource: target.resource, name: name.to_string(), message };
         let limit_ranges = catalog::find("", "v1", "limitranges").expect("limit ranges are served");
-        let ranges = self.list_all(limit_ranges, target.namespace.as_deref()).await?;
-        admission::apply_limit_ranges(pod, &ranges).map_err(forbidden)?;
+        let objects = |stored: Vec<Stored>| stored.into_iter().map(|s| s.object).collect::<Vec<Value>>();
+        let ranges = self.list_all(limit_ranges, target.namespace.as_deref(), Consistency::Local).await?;
+        admission::apply_limit_ranges(pod, &objects(ranges)).map_err(forbidden)?;
         let priority_classes = catalog::find("scheduling.k8s.io", "v1", "priorityclasses").expect("served");
-        let classes = self.list_all(priority_classes, None).await?;
-        admission::resolve_priority(pod, &classes).map_err(forbidden)
+        let classes = self.list_all(priority_classes, None, Consistency::Local).await?;
+        admission::resolve_priority(pod, &objects(classes)).map_err(forbidden)
     }
 
     /// The ResourceQuotas of the namespace that limit what a new object uses, each charged with it: guards
@@ -364,18 +370,12 @@ impl Verbs {
             return Ok(Vec::new());
         };
         let delta = admission::usage(resource.usage, &resource.count_name(), obj);
-        for consistency in
-            [if fresh { Consistency::Linearizable } else { Consistency::Local }, Consistency::Linearizable]
-        {
-            match self.charges(resource, namespace, obj, &delta, consistency).await? {
-                Ok(guards) => return Ok(guards),
-                Err(message) if consistency == Consistency::Linearizable => {
-                    return Err(ApiError::Forbidden { resource, name: name.to_string(), message })
-                }
-                Err(_) => {}
-            }
+        let first = if fresh { Consistency::Linearizable } else { Consistency::Local };
+        let mut charged = self.charges(resource, namespace, obj, &delta, first).await?;
+        if charged.is_err() && first == Consistency::Local {
+            charged = self.charges(resource, namespace, obj, &delta, Consistency::Linearizable).await?;
         }
-        unreachable!("the last read is linearizable and decides")
+        charged.map_err(|message| ApiError::Forbidden { resource, name: name.to_string(), message })
     }
 
     /// Each quota of `namespace` charged with `delta`, as of a read with `consistency`; Err is a quota's
@@ -389,12 +389,8 @@ impl Verbs {
         consistency: Consistency,
     ) -> Result<Result<Vec<Guard>, String>, ApiError> {
         let quotas = catalog::find("", "v1", "resourcequotas").expect("resource quotas are served");
-        let prefix = quotas.prefix(Some(namespace));
-        let revision = self.objects.revision(consistency).await?;
-        let page = self.objects.page(prefix.as_bytes(), &prefix_end(&prefix), revision, limits::API_LIST_CHUNK_MAX)?;
         let mut guards = Vec::new();
-        for raw in page.items {
-            let quota = raw.decode()?;
+        for quota in self.list_all(quotas, Some(namespace), consistency).await? {
             if !admission::tracks(&quota.object, resource.usage, obj) {
                 continue;
             }
@@ -402,7 +398,7 @@ impl Verbs {
                 Ok(Some(used)) => {
                     let mut replace = quota.object;
                     replace["status"]["used"] = used;
-                    guards.push(Guard { key: raw.key, revision: raw.revision, replace: Some(replace) });
+                    guards.push(Guard { key: quota.key, revision: quota.revision, replace: Some(replace) });
                 }
                 Ok(None) => {}
                 Err(message) => return Ok(Err(message)),
