@@ -10,11 +10,13 @@
 pub mod catalog;
 pub mod defaults;
 pub mod managed_fields;
+pub mod omitempty;
 pub mod patch;
 pub mod protobuf;
 pub mod schema;
 pub mod selectors;
 pub mod strategic;
+pub mod strategy;
 pub mod table;
 pub mod time;
 pub mod validation;
