@@ -296,7 +296,9 @@ mod tests {
             "data": {}, "binaryData": {}
         }));
         assert_eq!(cm, json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}));
-        let kept = round_trip::<core::v1::ConfigMap>(json!({"metadata": {"name": "c", "labels": {"a": ""}}, "data": {"k": ""}}));
+        let kept = round_trip::<core::v1::ConfigMap>(
+            json!({"metadata": {"name": "c", "labels": {"a": ""}}, "data": {"k": ""}}),
+        );
         assert_eq!(kept["metadata"]["labels"], json!({"a": ""}));
         assert_eq!(kept["data"], json!({"k": ""}));
     }

@@ -69,7 +69,8 @@ fn deletion_conditions(remaining: &[(&str, &str, &[String])]) -> Vec<Condition> 
     let mut resources: Vec<String> =
         by_resource.iter().map(|(r, n)| format!("{r} has {n} resource instances")).collect();
     resources.sort();
-    let mut finalizers: Vec<String> = by_finalizer.iter().map(|(f, n)| format!("{f} in {n} resource instances")).collect();
+    let mut finalizers: Vec<String> =
+        by_finalizer.iter().map(|(f, n)| format!("{f} in {n} resource instances")).collect();
     finalizers.sort();
     CONDITIONS
         .iter()
@@ -280,13 +281,20 @@ mod tests {
         assert_eq!((failure.status.as_str(), failure.reason.as_str()), ("False", "ContentDeleted"));
         assert!(!actions.iter().any(|a| matches!(a, Action::FinalizeNamespace { .. })));
         // Conditions already in place are not written again.
-        let s = Snapshot {
-            objects: s
-                .objects
-                .iter()
-                .map(|o| if o.name == "a" { ObjectRef { conditions: conditions.clone(), ..o.clone() } } else { o.clone() })
-                .collect(),
-        };
+        let s =
+            Snapshot {
+                objects: s
+                    .objects
+                    .iter()
+                    .map(|o| {
+                        if o.name == "a" {
+                            ObjectRef { conditions: conditions.clone(), ..o.clone() }
+                        } else {
+                            o.clone()
+                        }
+                    })
+                    .collect(),
+            };
         assert!(!plan(&s).iter().any(|a| matches!(a, Action::SetNamespaceConditions { .. })));
     }
 

@@ -69,8 +69,7 @@ impl Verbs {
             )));
         };
         let pull_secrets = found.object.get("imagePullSecrets").and_then(Value::as_array).cloned().unwrap_or_default();
-        let names: Vec<Value> =
-            pull_secrets.iter().filter_map(|s| s.get("name")).map(|n| json!({"name": n})).collect();
+        let names: Vec<Value> = pull_secrets.iter().filter_map(|s| s.get("name")).map(|n| json!({"name": n})).collect();
         let unset = spec.get("imagePullSecrets").is_none_or(|s| s.as_array().is_none_or(Vec::is_empty));
         if unset && !names.is_empty() {
             spec.insert("imagePullSecrets".into(), Value::Array(names));
@@ -85,13 +84,10 @@ impl Verbs {
         if !target.resource.creates_default_service_account {
             return;
         }
-        let accounts = Target {
-            resource: service_accounts(),
-            namespace: Some(name.to_string()),
-            name: None,
-            subresource: None,
-        };
-        let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": DEFAULT_SERVICE_ACCOUNT}});
+        let accounts =
+            Target { resource: service_accounts(), namespace: Some(name.to_string()), name: None, subresource: None };
+        let account =
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": DEFAULT_SERVICE_ACCOUNT}});
         match Box::pin(self.create(&accounts, account, &WriteOptions::default())).await {
             Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
             Err(e) => tracing::warn!(namespace = name, error = %e, "the default service account was not created"),
