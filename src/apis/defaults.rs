@@ -1048,6 +1048,20 @@ mod tests {
     }
 
     #[test]
+    fn the_service_account_alias_follows_the_name() {
+        let pod = |spec: Value| defaulted("", "Pod", json!({"metadata": {"name": "p"}, "spec": spec}));
+        let named = pod(json!({"serviceAccountName": "robot", "serviceAccount": "old", "containers": []}));
+        assert_eq!(
+            (&named["spec"]["serviceAccountName"], &named["spec"]["serviceAccount"]),
+            (&json!("robot"), &json!("robot"))
+        );
+        let aliased = pod(json!({"serviceAccount": "robot", "containers": []}));
+        assert_eq!(aliased["spec"]["serviceAccountName"], "robot");
+        let neither = pod(json!({"containers": []}));
+        assert!(neither["spec"].get("serviceAccount").is_none() && neither["spec"].get("serviceAccountName").is_none());
+    }
+
+    #[test]
     fn image_pull_policy_follows_the_tag() {
         let cases = [
             ("nginx", "Always"),
