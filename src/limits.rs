@@ -207,6 +207,11 @@ pub const KUBELET_IDLE_CONNECTIONS_MAX: usize = 4;
 pub const SERVICE_ACCOUNT_TOKEN_SECS_DEFAULT: i64 = 3_600;
 pub const SERVICE_ACCOUNT_TOKEN_SECS_MIN: i64 = 600;
 pub const SERVICE_ACCOUNT_TOKEN_SECS_MAX: i64 = 365 * 86_400;
+/// How often a new pod's `default` ServiceAccount is looked up before the pod is refused, and the pause
+/// between lookups: the namespace controller may still be creating it (upstream tries ten times, 100 to 200 ms
+/// apart). Any other account is looked up once.
+pub const DEFAULT_SERVICE_ACCOUNT_LOOKUPS_MAX: usize = 10;
+pub const DEFAULT_SERVICE_ACCOUNT_LOOKUP_INTERVAL_MS: u64 = 150;
 /// The etcd v3 client's (`cluster::etcd_client`) connect timeout and per-request deadline.
 pub const ETCD_CLIENT_CONNECT_TIMEOUT_MS: u64 = 2_000;
 pub const ETCD_CLIENT_REQUEST_TIMEOUT_MS: u64 = 10_000;

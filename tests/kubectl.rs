@@ -1165,3 +1165,292 @@ async fn second_versions_networking_kinds_prune_and_cluster_info_dump() {
     let deployments = std::fs::read_to_string(dump.join("default").join("deployments.json")).expect("dumped");
     assert!(deployments.contains("\"web\""), "{deployments}");
 }
+
+/// The default ServiceAccount of the `default` namespace exists (pods may be created there).
+async fn default_service_account(k: &Kubectl) {
+    eventually(Duration::from_secs(20), "the default service account", || async {
+        k.run(&["get", "serviceaccount", "default"]).status.success().then_some(())
+    })
+    .await;
+}
+
+const SETTINGS: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: b\n";
+
+const SCRATCH_POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: scratch
+spec:
+  securityContext: {}
+  containers:
+  - name: c
+    image: busybox
+    securityContext: {}
+    resources: {}
+  volumes:
+  - name: tmp
+    emptyDir: {}
+"#;
+
+const BATCH_JOB: &str = r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: applied
+spec:
+  template:
+    metadata:
+      labels:
+        app: batch
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: c
+        image: busybox
+"#;
+
+const KUBELET_NODE: &str = r#"
+apiVersion: v1
+kind: Node
+metadata:
+  name: worker-1
+status:
+  capacity:
+    cpu: "4"
+    memory: 8Gi
+    pods: "110"
+  addresses:
+  - type: InternalIP
+    address: 127.0.0.2
+"#;
+
+/// The labels a Job's pods get from its generated selector (`uid` is the Job's).
+fn job_labels(name: &str, uid: &str) -> Value {
+    serde_json::json!({
+        "job-name": name, "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid, "batch.kubernetes.io/controller-uid": uid,
+    })
+}
+
+/// Checks a Job created without a manual selector: it selects its own uid, its template carries the labels,
+/// and `-l` finds it by them.
+fn assert_generated_selector(k: &Kubectl, name: &str, extra_template_labels: &[(&str, &str)]) -> Value {
+    let job = k.json(&["get", "job", name]);
+    let uid = job["metadata"]["uid"].as_str().unwrap().to_string();
+    assert_eq!(
+        job["spec"]["selector"],
+        serde_json::json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+        "{job}"
+    );
+    let mut labels = job_labels(name, &uid);
+    for (key, value) in extra_template_labels {
+        labels[*key] = Value::from(*value);
+    }
+    assert_eq!(job["spec"]["template"]["metadata"]["labels"], labels, "{job}");
+    assert_eq!(job["spec"]["manualSelector"], false, "upstream 1.33 defaults it: {job}");
+    job
+}
+
+/// Checks that a Job whose own labels are its template's is found by them.
+fn assert_found_by_its_labels(k: &Kubectl, job: &Value) {
+    let (name, uid) = (job["metadata"]["name"].as_str().unwrap(), job["metadata"]["uid"].as_str().unwrap());
+    assert_eq!(job["metadata"]["labels"], job_labels(name, uid), "{job}");
+    for selector in [format!("batch.kubernetes.io/controller-uid={uid}"), format!("job-name={name}")] {
+        assert_eq!(k.ok(&["get", "jobs", "-l", &selector, "-o", "name"]).trim(), format!("job.batch/{name}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_are_stored_as_upstream_stores_them() {
+    let cluster = TestCluster::start(3).await;
+    let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
+    default_service_account(&k).await;
+
+    // Phase 1: an annotation added and removed leaves no empty map behind, so `kubectl diff` of the file that
+    // made the object finds nothing (exit 0, no output).
+    let settings = k.manifest("settings.yaml", SETTINGS);
+    k.ok(&["create", "-f", &settings]);
+    k.ok(&["annotate", "configmap", "settings", "note=x"]);
+    k.ok(&["annotate", "configmap", "settings", "note-"]);
+    let cm = k.json(&["get", "configmap", "settings"]);
+    assert!(cm["metadata"].get("annotations").is_none(), "{cm}");
+    let diff = k.run(&["diff", "-f", &settings]);
+    assert_eq!(diff.status.code(), Some(0), "{}", String::from_utf8_lossy(&diff.stdout));
+    assert_eq!(String::from_utf8_lossy(&diff.stdout), "");
+
+    // Phase 2: the same after `kubectl apply`, whose own annotation a merge patch then removes.
+    let applied = k.manifest("applied.yaml", &SETTINGS.replace("settings", "applied"));
+    k.ok(&["apply", "-f", &applied]);
+    let annotation = r#"{"metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":null}}}"#;
+    k.ok(&["patch", "configmap", "applied", "--type=merge", "-p", annotation]);
+    let cm = k.json(&["get", "configmap", "applied"]);
+    assert!(cm["metadata"].get("annotations").is_none(), "{cm}");
+    let diff = k.run(&["diff", "-f", &applied]);
+    assert_eq!(diff.status.code(), Some(0), "{}", String::from_utf8_lossy(&diff.stdout));
+    let server_side = k.manifest("server-side.yaml", &SETTINGS.replace("settings", "server-side"));
+    k.ok(&["apply", "--server-side", "-f", &server_side]);
+    k.ok(&["annotate", "configmap", "server-side", "note=x"]);
+    k.ok(&["annotate", "configmap", "server-side", "note-"]);
+    let diff = k.run(&["diff", "--server-side", "-f", &server_side]);
+    assert_eq!(diff.status.code(), Some(0), "{}", String::from_utf8_lossy(&diff.stdout));
+    assert_eq!(String::from_utf8_lossy(&diff.stdout), "");
+    k.ok(&["patch", "configmap", "applied", "--type=merge", "-p", r#"{"data":{"a":null},"metadata":{"labels":{}}}"#]);
+    let cm = k.json(&["get", "configmap", "applied"]);
+    assert!(cm.get("data").is_none() && cm["metadata"].get("labels").is_none(), "{cm}");
+
+    // Phase 3: empty structs are values, not absences: they stay.
+    k.ok(&["apply", "-f", &k.manifest("scratch.yaml", SCRATCH_POD)]);
+    let pod = k.json(&["get", "pod", "scratch"]);
+    assert_eq!(pod["spec"]["volumes"][0]["emptyDir"], serde_json::json!({}), "{pod}");
+    assert_eq!(pod["spec"]["securityContext"], serde_json::json!({}), "{pod}");
+    assert_eq!(pod["spec"]["containers"][0]["securityContext"], serde_json::json!({}), "{pod}");
+    assert_eq!(pod["spec"]["containers"][0]["resources"], serde_json::json!({}), "{pod}");
+
+    // Phase 4: a Job made from a CronJob, by `kubectl create job` and by `kubectl apply` gets upstream's
+    // generated selector, and its pods' labels name it.
+    k.ok(&["create", "cronjob", "nightly", "--image=busybox", "--schedule=0 3 * * *"]);
+    k.ok(&["create", "job", "manual-run", "--from=cronjob/nightly"]);
+    let job = assert_generated_selector(&k, "manual-run", &[]);
+    assert_eq!(job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"], "manual", "{job}");
+    assert_found_by_its_labels(&k, &job);
+    k.ok(&["create", "job", "plain", "--image=busybox"]);
+    let job = assert_generated_selector(&k, "plain", &[]);
+    assert_found_by_its_labels(&k, &job);
+    let batch = k.manifest("job.yaml", BATCH_JOB);
+    k.ok(&["apply", "-f", &batch]);
+    // Its own labels were defaulted from its template's before the generated ones were added, as upstream's.
+    let job = assert_generated_selector(&k, "applied", &[("app", "batch")]);
+    assert_eq!(job["metadata"]["labels"], serde_json::json!({"app": "batch"}), "{job}");
+    let out = k.ok(&["apply", "-f", &batch]);
+    assert!(out.contains("job.batch/applied unchanged"), "{out}");
+
+    // Phase 5: a Node registers with its status, as a kubelet does.
+    k.ok(&["create", "-f", &k.manifest("node.yaml", KUBELET_NODE)]);
+    let node = k.json(&["get", "node", "worker-1"]);
+    assert_eq!(node["status"]["capacity"]["cpu"], "4", "{node}");
+    assert_eq!(node["status"]["allocatable"]["memory"], "8Gi", "{node}");
+    assert_eq!(node["status"]["addresses"][0]["address"], "127.0.0.2", "{node}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_types_change_and_release_what_they_no_longer_use() {
+    let cluster = TestCluster::start(3).await;
+    let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
+    let ip = |s: &Value| s["spec"]["clusterIP"].as_str().unwrap_or_default().to_string();
+
+    // Phase 1: a NodePort Service becomes a ClusterIP one: its node port goes, its cluster IP stays.
+    k.ok(&["create", "service", "nodeport", "web", "--tcp=80:8080"]);
+    let web = k.json(&["get", "service", "web"]);
+    let node_port = web["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    k.ok(&["patch", "svc", "web", "-p", r#"{"spec":{"type":"ClusterIP"}}"#]);
+    let now = k.json(&["get", "service", "web"]);
+    assert_eq!(now["spec"]["type"], "ClusterIP", "{now}");
+    assert!(now["spec"]["ports"][0].get("nodePort").is_none(), "{now}");
+    assert!(now["spec"].get("externalTrafficPolicy").is_none(), "{now}");
+    assert_eq!(ip(&now), ip(&web));
+    let (_, row) = table_row(&k.ok(&["get", "svc"]), "web");
+    assert_eq!(row[1], "ClusterIP", "{row:?}");
+    assert_eq!(row[4], "80/TCP", "{row:?}");
+
+    // Phase 2: the released node port can be claimed by another Service.
+    let claim = k.manifest(
+        "claim.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: claim\nspec:\n  type: NodePort\n  ports:\n  - port: 80\n    nodePort: {node_port}\n"
+        ),
+    );
+    k.ok(&["apply", "-f", &claim]);
+    assert_eq!(k.json(&["get", "service", "claim"])["spec"]["ports"][0]["nodePort"], node_port);
+
+    // Phase 3: a ClusterIP Service becomes an ExternalName one: its cluster IP goes and another Service may
+    // ask for it.
+    k.ok(&["create", "service", "clusterip", "db", "--tcp=5432"]);
+    let db_ip = ip(&k.json(&["get", "service", "db"]));
+    k.ok(&["patch", "svc", "db", "-p", r#"{"spec":{"type":"ExternalName","externalName":"db.example.com"}}"#]);
+    let db = k.json(&["get", "service", "db"]);
+    assert_eq!(db["spec"]["type"], "ExternalName", "{db}");
+    for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+        assert!(db["spec"].get(field).is_none(), "{field}: {db}");
+    }
+    let (_, row) = table_row(&k.ok(&["get", "svc"]), "db");
+    assert_eq!((row[1].as_str(), row[2].as_str(), row[3].as_str()), ("ExternalName", "<none>", "db.example.com"));
+    let same_ip = k.manifest(
+        "same-ip.yaml",
+        &format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: reuse\nspec:\n  clusterIP: {db_ip}\n  ports:\n  - port: 80\n"),
+    );
+    k.ok(&["apply", "-f", &same_ip]);
+    assert_eq!(ip(&k.json(&["get", "service", "reuse"])), db_ip);
+
+    // Phase 4: back to ClusterIP, it gets a new address.
+    k.ok(&["patch", "svc", "db", "--type=merge", "-p", r#"{"spec":{"type":"ClusterIP","externalName":null}}"#]);
+    let db = k.json(&["get", "service", "db"]);
+    assert!(ip(&db).starts_with("10.96.") && ip(&db) != db_ip, "{db}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_need_their_service_account_and_namespaces_say_what_holds_them() {
+    let cluster = TestCluster::start(3).await;
+    let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
+    default_service_account(&k).await;
+
+    // Phase 1: a pod naming a ServiceAccount that does not exist is refused, and nothing is written.
+    let err = k.fails(&["run", "p", "--image=busybox", "--overrides", r#"{"spec":{"serviceAccountName":"nosuch"}}"#]);
+    assert!(
+        err.contains(
+            r#"pods "p" is forbidden: error looking up service account default/nosuch: serviceaccount "nosuch" not found"#
+        ),
+        "{err}"
+    );
+    assert!(k.fails(&["get", "pod", "p"]).contains("NotFound"));
+    k.ok(&["create", "serviceaccount", "robot"]);
+    k.ok(&["run", "p", "--image=busybox", "--overrides", r#"{"spec":{"serviceAccountName":"robot"}}"#]);
+    assert_eq!(k.json(&["get", "pod", "p"])["spec"]["serviceAccountName"], "robot");
+
+    // Phase 2: a fresh namespace takes pods at once; they run as its default account.
+    k.ok(&["create", "namespace", "fresh"]);
+    k.ok(&["run", "q", "--image=busybox", "-n", "fresh"]);
+    let q = k.json(&["get", "pod", "q", "-n", "fresh"]);
+    assert_eq!(q["spec"]["serviceAccountName"], "default", "{q}");
+    assert_eq!(q["spec"]["serviceAccount"], "default", "{q}");
+
+    // Phase 3: a namespace whose content a finalizer holds says so in its conditions, with upstream's reasons
+    // and messages; once the finalizer goes, so does the namespace.
+    k.ok(&["create", "namespace", "doomed"]);
+    let held = k.manifest(
+        "held.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: doomed\n  finalizers:\n  - example.com/hold\n",
+    );
+    k.ok(&["apply", "-f", &held]);
+    k.ok(&["delete", "namespace", "doomed", "--wait=false"]);
+    let condition = |ns: &Value, kind: &str| {
+        ns["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == kind).cloned()
+    };
+    let ns = eventually(Duration::from_secs(30), "the namespace's conditions", || async {
+        let ns = k.json(&["get", "namespace", "doomed"]);
+        let remaining = condition(&ns, "NamespaceFinalizersRemaining")?;
+        (remaining["status"] == "True").then_some(ns)
+    })
+    .await;
+    let content = condition(&ns, "NamespaceContentRemaining").unwrap();
+    assert_eq!(content["reason"], "SomeResourcesRemain", "{ns}");
+    assert_eq!(content["message"], "Some resources are remaining: configmaps. has 1 resource instances", "{ns}");
+    let finalizers = condition(&ns, "NamespaceFinalizersRemaining").unwrap();
+    assert_eq!(finalizers["reason"], "SomeFinalizersRemain", "{ns}");
+    assert_eq!(
+        finalizers["message"],
+        "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances",
+        "{ns}"
+    );
+    for (kind, reason) in [
+        ("NamespaceDeletionDiscoveryFailure", "ResourcesDiscovered"),
+        ("NamespaceDeletionGroupVersionParsingFailure", "ParsedGroupVersions"),
+        ("NamespaceDeletionContentFailure", "ContentDeleted"),
+    ] {
+        let c = condition(&ns, kind).unwrap_or_else(|| panic!("{kind} missing: {ns}"));
+        assert_eq!((c["status"].as_str(), c["reason"].as_str()), (Some("False"), Some(reason)), "{ns}");
+    }
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    k.ok(&["patch", "configmap", "held", "-n", "doomed", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    k.ok(&["wait", "--for=delete", "namespace/doomed", "--timeout=30s"]);
+}

@@ -16,7 +16,9 @@ use serde_json::Value;
 use super::admission::Usage;
 use super::conversion;
 use super::defaults::{self, keep_status, reset_status};
+use super::omitempty;
 use super::selectors;
+use super::strategy;
 use super::table::Printer;
 use super::validation::{self, Causes, NameRule};
 
@@ -86,7 +88,7 @@ pub struct Resource {
     pub tracks_generation: bool,
     /// Decodes a body into the kind's k8s-openapi type and encodes it back: type errors are refused and fields
     /// the type does not know are dropped, as the real API server prunes them.
-    pub typed: fn(&Value) -> Result<Value, String>,
+    pub typed: fn(&Value) -> Result<Typed, String>,
     /// Registers the kind's OpenAPI schema (and those it refers to) and returns a reference to it.
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
     /// Upstream's defaulting, run on every write (create, update, patch, apply).
@@ -96,6 +98,9 @@ pub struct Resource {
     /// What a new object starts from, whatever the client sent (upstream's `PrepareForCreate`): its status
     /// kept, reset (controllers set it through the status subresource), or set to the kind's initial status.
     pub prepare_for_create: fn(&mut Value),
+    /// What an update changes beyond what every update keeps (upstream's `PrepareForUpdate`), given the stored
+    /// object and the new one after its defaults: a Service drops the fields its new type no longer uses.
+    pub prepare_for_update: fn(&Value, &mut Value),
     /// The kind's own validation; the metadata rules every kind shares run before it.
     pub validate: fn(&Value, &mut Causes),
     /// The kind's update rules (`old`, `new`): what may not change, after every create rule on `new`.
@@ -108,6 +113,12 @@ pub struct Resource {
     pub deletion: Deletion,
     /// Whether objects claim Service cluster IPs and node ports (released when they give them up or go).
     pub allocates_addresses: bool,
+    /// Whether a new object runs as a ServiceAccount of its namespace (`spec.serviceAccountName`, `default` when
+    /// unset), which must exist: upstream's ServiceAccount admission.
+    pub runs_as_service_account: bool,
+    /// Whether a new object gets its `default` ServiceAccount at once (a Namespace), so that pods can be
+    /// created in it right away.
+    pub creates_default_service_account: bool,
     /// `spec.selector` as the `scale` subresource reports it in `status.selector`.
     pub scale_selector: fn(Option<&Value>) -> String,
     /// Names of objects that may never be deleted: the namespaces the cluster itself needs, which upstream's
@@ -143,12 +154,15 @@ const PLAIN: Resource = Resource {
     defaults: defaults::no_defaults,
     create_defaults: defaults::no_defaults,
     prepare_for_create: keep_status,
+    prepare_for_update: strategy::no_update_changes,
     validate: validation::no_rules,
     validate_update: validation::no_update_rules,
     names: NameRule::Dns1123Subdomain,
     printer: Printer::AgeOnly,
     deletion: Deletion::Plain,
     allocates_addresses: false,
+    runs_as_service_account: false,
+    creates_default_service_account: false,
     scale_selector: selectors::selector_string,
     undeletable: &[],
     delete_collection: true,
@@ -161,9 +175,21 @@ fn schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) ->
     generator.subschema_for::<T>()
 }
 
-fn typed<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String> {
+/// A body after the typed round trip.
+#[derive(Debug)]
+pub struct Typed {
+    /// Every field the type knows, as the type encodes it: what unknown fields are found against.
+    pub known: Value,
+    /// What the API server stores and returns: `known` without the empty maps and lists upstream's encoding
+    /// leaves out (`omitempty`).
+    pub stored: Value,
+}
+
+fn typed<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Typed, String> {
     let t: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
-    serde_json::to_value(t).map_err(|e| e.to_string())
+    let known = serde_json::to_value(&t).map_err(|e| e.to_string())?;
+    let stored = omitempty::to_value(&t).map_err(|e| e.to_string())?;
+    Ok(Typed { known, stored })
 }
 
 /// Resources are equal when they are the same served resource.
@@ -282,6 +308,7 @@ macro_rules! resource {
 }
 
 use super::defaults as d;
+use super::strategy as s;
 use super::validation as v;
 
 /// Every served resource, in discovery order (groups in priority order).
@@ -291,18 +318,19 @@ pub static RESOURCES: &[Resource] = &[
         defaults: d::default_namespace, create_defaults: d::add_kubernetes_finalizer,
         prepare_for_create: d::namespace_initial_status, names: NameRule::Dns1123Label, printer: Printer::Namespace,
         deletion: Deletion::Finalized, undeletable: &["default", "kube-public", "kube-system"],
-        delete_collection: false),
+        delete_collection: false, creates_default_service_account: true),
     resource!("", "v1", "Pod", "pods", "pod", true, core::v1::Pod,
         short: ["po"], categories: ["all"], sub: [Status, Log, Binding], generation: false,
         defaults: d::default_pod, prepare_for_create: d::pod_initial_status, validate: v::validate_pod,
         validate_update: v::validate_pod_update, printer: Printer::Pod, deletion: Deletion::Graceful,
-        usage: Usage::Pods, pod_admission: true),
+        usage: Usage::Pods, pod_admission: true, runs_as_service_account: true),
     resource!("", "v1", "Node", "nodes", "node", false, core::v1::Node,
         short: ["no"], categories: [], sub: [Status], generation: false,
-        defaults: d::default_node, prepare_for_create: reset_status, printer: Printer::Node),
+        defaults: d::default_node, prepare_for_create: s::prepare_node_for_create, printer: Printer::Node),
     resource!("", "v1", "Service", "services", "service", true, core::v1::Service,
         short: ["svc"], categories: ["all"], sub: [Status], generation: false,
-        defaults: d::default_service, prepare_for_create: reset_status, validate: v::validate_service,
+        defaults: d::default_service, prepare_for_create: reset_status,
+        prepare_for_update: s::drop_type_dependent_fields, validate: v::validate_service,
         validate_update: v::validate_service_update, names: NameRule::Dns1035Label, printer: Printer::Service,
         allocates_addresses: true, usage: Usage::Services),
     resource!("", "v1", "Endpoints", "endpoints", "endpoints", true, core::v1::Endpoints,
@@ -364,7 +392,8 @@ pub static RESOURCES: &[Resource] = &[
         printer: Printer::ControllerRevision),
     resource!("batch", "v1", "Job", "jobs", "job", true, batch::v1::Job,
         short: [], categories: ["all"], sub: [Status], generation: true,
-        defaults: d::default_job, prepare_for_create: reset_status, validate: v::validate_job,
+        defaults: d::default_job, create_defaults: s::generate_job_selector, prepare_for_create: reset_status,
+        validate: v::validate_job,
         validate_update: v::validate_job_update, printer: Printer::Job),
     resource!("batch", "v1", "CronJob", "cronjobs", "cronjob", true, batch::v1::CronJob,
         short: ["cj"], categories: ["all"], sub: [Status], generation: true,
@@ -420,7 +449,7 @@ static EVENTS_V1: Conversion = Conversion {
 
 /// The type check of the `autoscaling/v1 Scale` objects the `/scale` subresources speak.
 pub fn typed_scale(v: &Value) -> Result<Value, String> {
-    typed::<autoscaling::v1::Scale>(v)
+    typed::<autoscaling::v1::Scale>(v).map(|t| t.stored)
 }
 
 /// The resource served at `group/version` under `plural`.
@@ -519,7 +548,15 @@ mod tests {
 
     #[test]
     fn kinds_whose_status_controllers_set_do_not_take_it_from_a_create() {
+        // A Node registers with its status: its kubelet sets it from the start.
+        let registered_with_status = ["Node"];
         for resource in RESOURCES.iter().filter(|r| r.has(Subresource::Status)) {
+            if registered_with_status.contains(&resource.kind) {
+                let mut obj = serde_json::json!({"metadata": {"name": "a"}, "status": {"capacity": {"cpu": "1"}}});
+                (resource.prepare_for_create)(&mut obj);
+                assert_eq!(obj["status"]["capacity"]["cpu"], "1", "{}", resource.kind);
+                continue;
+            }
             let mut obj = serde_json::json!({"metadata": {"name": "a"}, "status": {"sent": "by the client"}});
             (resource.prepare_for_create)(&mut obj);
             assert_ne!(obj["status"]["sent"], "by the client", "{}", resource.kind);
@@ -537,8 +574,18 @@ mod tests {
     fn typed_check_refuses_a_wrong_kind_and_prunes_unknown_fields() {
         let pods = find("", "v1", "pods").unwrap();
         assert!((pods.typed)(&serde_json::json!({"kind": "Service", "apiVersion": "v1"})).is_err());
-        let v = (pods.typed)(&serde_json::json!({"metadata": {"name": "a", "bogus": 1}})).unwrap();
+        let v = (pods.typed)(&serde_json::json!({"metadata": {"name": "a", "bogus": 1}})).unwrap().stored;
         assert_eq!(v["metadata"], serde_json::json!({"name": "a"}));
         assert_eq!(v["kind"], "Pod");
+    }
+
+    #[test]
+    fn typed_check_stores_no_empty_maps_but_knows_them() {
+        let config_maps = find("", "v1", "configmaps").unwrap();
+        let t = (config_maps.typed)(&serde_json::json!({"metadata": {"name": "a", "annotations": {}}, "data": {}}))
+            .unwrap();
+        assert_eq!(t.known["metadata"]["annotations"], serde_json::json!({}));
+        assert_eq!(t.known["data"], serde_json::json!({}));
+        assert_eq!(t.stored, serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}));
     }
 }

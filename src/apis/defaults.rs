@@ -260,6 +260,19 @@ fn default_pod_spec(spec: &mut Value) {
         default_value(map, "securityContext", Value::Object(Map::new()));
         default_value(map, "terminationGracePeriodSeconds", Value::from(30));
         default_string(map, "schedulerName", "default-scheduler");
+        // `serviceAccount` is the deprecated alias of `serviceAccountName`: upstream's conversion takes it when
+        // the name is unset and always encodes it from the name.
+        let alias = map.get("serviceAccount").and_then(Value::as_str).filter(|a| !a.is_empty()).map(str::to_owned);
+        match (map.get("serviceAccountName").and_then(Value::as_str).filter(|n| !n.is_empty()), alias) {
+            (Some(name), _) => {
+                let name = Value::String(name.to_owned());
+                map.insert("serviceAccount".to_owned(), name);
+            }
+            (None, Some(alias)) if map.get("serviceAccountName").is_none_or(|n| n.is_null() || n == "") => {
+                map.insert("serviceAccountName".to_owned(), Value::String(alias));
+            }
+            _ => {}
+        }
     }
     for volume in array_items(spec, "volumes") {
         default_volume(volume);
@@ -1093,6 +1106,20 @@ mod tests {
             let twice = defaulted(group, kind, once.clone());
             assert_eq!(once, twice, "{group}/{kind} is not idempotent");
         }
+    }
+
+    #[test]
+    fn the_service_account_alias_follows_the_name() {
+        let pod = |spec: Value| defaulted("", "Pod", json!({"metadata": {"name": "p"}, "spec": spec}));
+        let named = pod(json!({"serviceAccountName": "robot", "serviceAccount": "old", "containers": []}));
+        assert_eq!(
+            (&named["spec"]["serviceAccountName"], &named["spec"]["serviceAccount"]),
+            (&json!("robot"), &json!("robot"))
+        );
+        let aliased = pod(json!({"serviceAccount": "robot", "containers": []}));
+        assert_eq!(aliased["spec"]["serviceAccountName"], "robot");
+        let neither = pod(json!({"containers": []}));
+        assert!(neither["spec"].get("serviceAccount").is_none() && neither["spec"].get("serviceAccountName").is_none());
     }
 
     #[test]

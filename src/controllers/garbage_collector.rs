@@ -93,6 +93,7 @@ mod tests {
             deleting,
             finalizers: finalizers.iter().map(|f| f.to_string()).collect(),
             namespace_finalizers: Vec::new(),
+            conditions: Vec::new(),
             owners: owners
                 .iter()
                 .map(|(u, block)| OwnerRef {

@@ -24,6 +24,7 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use crate::apis::catalog::{self, Deletion, Resource};
+use crate::apis::time;
 use crate::limits;
 
 /// One object's facts the controllers decide from.
@@ -38,6 +39,8 @@ pub struct ObjectRef {
     pub finalizers: Vec<String>,
     /// A Namespace's `spec.finalizers`.
     pub namespace_finalizers: Vec<String>,
+    /// A Namespace's `status.conditions`.
+    pub conditions: Vec<namespace::Condition>,
     pub owners: Vec<OwnerRef>,
 }
 
@@ -77,6 +80,11 @@ pub enum Action {
     FinalizeNamespace {
         object: usize,
     },
+    /// Merge these conditions into the namespace's `status.conditions` (upstream's rules of transition).
+    SetNamespaceConditions {
+        object: usize,
+        conditions: Vec<namespace::Condition>,
+    },
     CreateNamespace {
         name: &'static str,
     },
@@ -106,8 +114,9 @@ fn api_for(client: &Client, r: &Resource, namespace: Option<&str>) -> Api<Dynami
     }
 }
 
-/// The facts of one object; `spec` matters only for kinds whose `spec.finalizers` hold their deletion (Namespaces).
-fn object_ref(resource: &'static Resource, m: &ObjectMeta, spec: Option<&Value>) -> Option<ObjectRef> {
+/// The facts of one object; its body (`spec.finalizers`, `status.conditions`) matters only for kinds whose
+/// `spec.finalizers` hold their deletion (Namespaces).
+fn object_ref(resource: &'static Resource, m: &ObjectMeta, body: Option<&Value>) -> Option<ObjectRef> {
     Some(ObjectRef {
         resource,
         namespace: m.namespace.clone(),
@@ -116,9 +125,13 @@ fn object_ref(resource: &'static Resource, m: &ObjectMeta, spec: Option<&Value>)
         resource_version: m.resource_version.clone().unwrap_or_default(),
         deleting: m.deletion_timestamp.is_some(),
         finalizers: m.finalizers.clone().unwrap_or_default(),
-        namespace_finalizers: spec
-            .and_then(|s| s["finalizers"].as_array())
+        namespace_finalizers: body
+            .and_then(|b| b["spec"]["finalizers"].as_array())
             .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+            .unwrap_or_default(),
+        conditions: body
+            .and_then(|b| b["status"]["conditions"].as_array())
+            .map(|a| a.iter().map(namespace::Condition::from_status).collect())
             .unwrap_or_default(),
         owners: m
             .owner_references
@@ -141,7 +154,7 @@ async fn snapshot(client: &Client) -> Result<Snapshot, kube::Error> {
         let api = api_for(client, r, None);
         if r.deletion == Deletion::Finalized {
             let list = api.list(&ListParams::default()).await?;
-            objects.extend(list.items.iter().filter_map(|o| object_ref(r, &o.metadata, o.data.get("spec"))));
+            objects.extend(list.items.iter().filter_map(|o| object_ref(r, &o.metadata, Some(&o.data))));
         } else {
             // Only the metadata is decoded: the rest of each object is skipped, not built.
             let list = api.list_metadata(&ListParams::default()).await?;
@@ -230,6 +243,20 @@ async fn execute(client: &Client, snapshot: &Snapshot, action: &Action) -> Resul
                 o.namespace_finalizers.iter().filter(|f| f.as_str() != namespace::KUBERNETES_FINALIZER).collect();
             live.data["spec"]["finalizers"] = json!(remaining);
             api.replace_subresource("finalize", &o.name, &PostParams::default(), &live).await?;
+        }
+        Action::SetNamespaceConditions { object, conditions } => {
+            let o = target(*object);
+            let api = api_for(client, o.resource, None);
+            let mut live = api.get(&o.name).await?;
+            if live.metadata.uid.as_deref() != Some(o.uid.as_str()) {
+                return Ok(());
+            }
+            let current = live.data["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            if let Some(merged) = namespace::merge_conditions(&current, conditions, &time::now()) {
+                live.data["status"]["conditions"] = Value::Array(merged);
+                // The live object's resourceVersion is the precondition.
+                api.replace_subresource("status", &o.name, &PostParams::default(), &live).await?;
+            }
         }
         Action::CreateNamespace { name } => {
             let namespaces = catalog::find("", "v1", "namespaces").expect("namespaces are served");

@@ -3,6 +3,10 @@
 //!
 //! `plan` is pure. A terminating namespace (deletionTimestamp set) has every object in it deleted; once none is
 //! left, its `kubernetes` finalizer is removed through the `finalize` subresource and the API server deletes it.
+//! Meanwhile its `status.conditions` say what holds it, with upstream's condition types, reasons and messages:
+//! the objects that remain (already being deleted, or held by finalizers) by resource, and their finalizers.
+
+use serde_json::{json, Value};
 
 use super::{Action, Snapshot};
 
@@ -10,6 +14,112 @@ pub const KUBERNETES_FINALIZER: &str = "kubernetes";
 
 /// The namespaces every cluster has.
 pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// One of the conditions the controller keeps on a terminating namespace (its time of transition aside).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Condition {
+    pub condition_type: String,
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Condition {
+    /// The condition as the controller read it from a namespace's `status.conditions` entry.
+    pub fn from_status(entry: &Value) -> Condition {
+        let text = |field: &str| entry[field].as_str().unwrap_or_default().to_owned();
+        Condition {
+            condition_type: text("type"),
+            status: text("status"),
+            reason: text("reason"),
+            message: text("message"),
+        }
+    }
+
+    fn new(condition_type: &str, status: &str, reason: &str, message: String) -> Condition {
+        Condition { condition_type: condition_type.into(), status: status.into(), reason: reason.into(), message }
+    }
+}
+
+/// The condition types upstream's namespace controller maintains, in its order, each with the reason and
+/// message of its "nothing wrong" (`False`) form.
+const CONDITIONS: [(&str, &str, &str); 5] = [
+    ("NamespaceDeletionDiscoveryFailure", "ResourcesDiscovered", "All resources successfully discovered"),
+    ("NamespaceDeletionGroupVersionParsingFailure", "ParsedGroupVersions", "All legacy kube types successfully parsed"),
+    (
+        "NamespaceDeletionContentFailure",
+        "ContentDeleted",
+        "All content successfully deleted, may be waiting on finalization",
+    ),
+    ("NamespaceContentRemaining", "ContentRemoved", "All content successfully removed"),
+    ("NamespaceFinalizersRemaining", "ContentHasNoFinalizers", "All content-preserving finalizers finished"),
+];
+
+/// The conditions of a terminating namespace whose remaining objects are `remaining` (resource and group,
+/// finalizers of each).
+fn deletion_conditions(remaining: &[(&str, &str, &[String])]) -> Vec<Condition> {
+    let mut by_resource: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut by_finalizer: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (plural, group, finalizers) in remaining {
+        *by_resource.entry(format!("{plural}.{group}")).or_default() += 1;
+        for f in finalizers.iter() {
+            *by_finalizer.entry(f.as_str()).or_default() += 1;
+        }
+    }
+    let mut resources: Vec<String> =
+        by_resource.iter().map(|(r, n)| format!("{r} has {n} resource instances")).collect();
+    resources.sort();
+    let mut finalizers: Vec<String> =
+        by_finalizer.iter().map(|(f, n)| format!("{f} in {n} resource instances")).collect();
+    finalizers.sort();
+    CONDITIONS
+        .iter()
+        .map(|(condition_type, ok_reason, ok_message)| match *condition_type {
+            "NamespaceContentRemaining" if !resources.is_empty() => Condition::new(
+                condition_type,
+                "True",
+                "SomeResourcesRemain",
+                format!("Some resources are remaining: {}", resources.join(", ")),
+            ),
+            "NamespaceFinalizersRemaining" if !finalizers.is_empty() => Condition::new(
+                condition_type,
+                "True",
+                "SomeFinalizersRemain",
+                format!("Some content in the namespace has finalizers remaining: {}", finalizers.join(", ")),
+            ),
+            _ => Condition::new(condition_type, "False", ok_reason, (*ok_message).to_owned()),
+        })
+        .collect()
+}
+
+/// `current` (a namespace's `status.conditions`) with `wanted` merged in as upstream does: a new type is
+/// appended, a changed one updated in place (its `lastTransitionTime` set to `now` only when its status
+/// flips), others kept. `None` when nothing changes.
+pub fn merge_conditions(current: &[Value], wanted: &[Condition], now: &str) -> Option<Vec<Value>> {
+    let mut merged = current.to_vec();
+    let mut changed = false;
+    for want in wanted {
+        let existing = merged.iter_mut().find(|c| c["type"] == want.condition_type.as_str());
+        match existing {
+            None => {
+                merged.push(json!({"type": want.condition_type, "status": want.status,
+                    "lastTransitionTime": now, "reason": want.reason, "message": want.message}));
+                changed = true;
+            }
+            Some(entry) if Condition::from_status(entry) != *want => {
+                if entry["status"] != want.status.as_str() {
+                    entry["lastTransitionTime"] = json!(now);
+                }
+                entry["status"] = json!(want.status);
+                entry["reason"] = json!(want.reason);
+                entry["message"] = json!(want.message);
+                changed = true;
+            }
+            Some(_) => {}
+        }
+    }
+    changed.then_some(merged)
+}
 
 pub fn plan(snapshot: &Snapshot) -> Vec<Action> {
     let mut actions = Vec::new();
@@ -43,6 +153,18 @@ pub fn plan(snapshot: &Snapshot) -> Vec<Action> {
                 actions.push(Action::Delete { object: j, propagation: Some("Background"), confirm_owners_gone: false });
             }
         }
+        // What this pass's deletions leave: objects already being deleted, and those finalizers hold.
+        let remaining: Vec<(&str, &str, &[String])> = contents
+            .iter()
+            .map(|&j| &snapshot.objects[j])
+            .filter(|o| o.deleting || !o.finalizers.is_empty())
+            .map(|o| (o.resource.plural, o.resource.group, o.finalizers.as_slice()))
+            .collect();
+        let conditions = deletion_conditions(&remaining);
+        let known: Vec<&Condition> = conditions.iter().filter(|c| ns.conditions.contains(c)).collect();
+        if known.len() != conditions.len() {
+            actions.push(Action::SetNamespaceConditions { object: i, conditions });
+        }
         if contents.is_empty() && ns.namespace_finalizers.iter().any(|f| f == KUBERNETES_FINALIZER) {
             actions.push(Action::FinalizeNamespace { object: i });
         }
@@ -66,6 +188,7 @@ mod tests {
             deleting,
             finalizers: Vec::new(),
             namespace_finalizers: vec![KUBERNETES_FINALIZER.into()],
+            conditions: Vec::new(),
             owners: Vec::new(),
         }
     }
@@ -80,6 +203,7 @@ mod tests {
             deleting,
             finalizers: Vec::new(),
             namespace_finalizers: Vec::new(),
+            conditions: Vec::new(),
             owners: Vec::new(),
         }
     }
@@ -111,15 +235,82 @@ mod tests {
         assert!(plan(&with_system(vec![namespace("a", false)])).is_empty());
     }
 
+    /// A terminating namespace whose conditions already say that nothing remains.
+    fn terminating(name: &str) -> ObjectRef {
+        ObjectRef { conditions: deletion_conditions(&[]), ..namespace(name, true) }
+    }
+
     #[test]
     fn a_terminating_namespace_is_emptied_then_finalized() {
-        let s = with_system(vec![namespace("a", true), config_map("a", "x", false), config_map("b", "y", false)]);
+        let s = with_system(vec![terminating("a"), config_map("a", "x", false), config_map("b", "y", false)]);
         assert_eq!(
             plan(&s),
             vec![Action::Delete { object: 1, propagation: Some("Background"), confirm_owners_gone: false }]
         );
-        let s = with_system(vec![namespace("a", true), config_map("b", "y", false)]);
+        let s = with_system(vec![terminating("a"), config_map("b", "y", false)]);
         assert_eq!(plan(&s), vec![Action::FinalizeNamespace { object: 0 }]);
+    }
+
+    fn condition<'a>(conditions: &'a [Condition], condition_type: &str) -> &'a Condition {
+        conditions.iter().find(|c| c.condition_type == condition_type).unwrap()
+    }
+
+    #[test]
+    fn a_namespace_held_by_finalized_content_says_what_remains() {
+        let held = ObjectRef { finalizers: vec!["example.com/hold".into()], ..config_map("a", "x", false) };
+        let going = ObjectRef { finalizers: vec!["example.com/hold".into()], ..config_map("a", "y", true) };
+        let s = with_system(vec![namespace("a", true), held, going, config_map("a", "z", false)]);
+        let actions = plan(&s);
+        let Some(Action::SetNamespaceConditions { object: 0, conditions }) =
+            actions.iter().find(|a| matches!(a, Action::SetNamespaceConditions { .. }))
+        else {
+            panic!("no conditions set: {actions:?}")
+        };
+        let types: Vec<&str> = conditions.iter().map(|c| c.condition_type.as_str()).collect();
+        assert_eq!(types, CONDITIONS.map(|(t, _, _)| t));
+        let content = condition(conditions, "NamespaceContentRemaining");
+        assert_eq!((content.status.as_str(), content.reason.as_str()), ("True", "SomeResourcesRemain"));
+        assert_eq!(content.message, "Some resources are remaining: configmaps. has 2 resource instances");
+        let finalizers = condition(conditions, "NamespaceFinalizersRemaining");
+        assert_eq!((finalizers.status.as_str(), finalizers.reason.as_str()), ("True", "SomeFinalizersRemain"));
+        assert_eq!(
+            finalizers.message,
+            "Some content in the namespace has finalizers remaining: example.com/hold in 2 resource instances"
+        );
+        let failure = condition(conditions, "NamespaceDeletionContentFailure");
+        assert_eq!((failure.status.as_str(), failure.reason.as_str()), ("False", "ContentDeleted"));
+        assert!(!actions.iter().any(|a| matches!(a, Action::FinalizeNamespace { .. })));
+        // Conditions already in place are not written again.
+        let s =
+            Snapshot {
+                objects: s
+                    .objects
+                    .iter()
+                    .map(|o| {
+                        if o.name == "a" {
+                            ObjectRef { conditions: conditions.clone(), ..o.clone() }
+                        } else {
+                            o.clone()
+                        }
+                    })
+                    .collect(),
+            };
+        assert!(!plan(&s).iter().any(|a| matches!(a, Action::SetNamespaceConditions { .. })));
+    }
+
+    #[test]
+    fn conditions_merge_as_upstream_merges_them() {
+        let wanted = deletion_conditions(&[("configmaps", "", &["f".to_string()])]);
+        let merged = merge_conditions(&[], &wanted, "T1").unwrap();
+        assert_eq!(merged.len(), 5);
+        assert_eq!(merged[3]["lastTransitionTime"], "T1");
+        assert_eq!(merge_conditions(&merged, &wanted, "T2"), None);
+        let cleared = deletion_conditions(&[]);
+        let again = merge_conditions(&merged, &cleared, "T3").unwrap();
+        assert_eq!(again[3]["status"], "False");
+        assert_eq!(again[3]["reason"], "ContentRemoved");
+        assert_eq!(again[3]["lastTransitionTime"], "T3", "the status flipped");
+        assert_eq!(again[0]["lastTransitionTime"], "T1", "unchanged");
     }
 
     #[test]

@@ -180,11 +180,14 @@ pub fn admit(
     let name = meta_str(&obj, "name").unwrap_or_default().to_string();
     match old {
         None => defaults::apply_create_defaults(resource, &mut obj),
-        Some(_) => defaults::apply_defaults(resource, &mut obj),
+        Some(old) => {
+            defaults::apply_defaults(resource, &mut obj);
+            (resource.prepare_for_update)(old, &mut obj);
+        }
     }
     let typed = (resource.typed)(&obj).map_err(|e| ApiError::BadRequest(format!("error decoding the body: {e}")))?;
     // Upstream's types hold quantities parsed, so it cannot decode a body with one that does not parse.
-    if validation::unparsable_quantity(&typed).is_some() {
+    if validation::unparsable_quantity(&typed.known).is_some() {
         return Err(ApiError::BadRequest(format!(
             "{kind} in version {version:?} cannot be handled as a {kind}: quantities must match the regular \
              expression '{}'",
@@ -194,7 +197,7 @@ pub fn admit(
         )));
     }
     let mut unknown = Vec::new();
-    unknown_fields(&obj, &typed, "", &mut unknown);
+    unknown_fields(&obj, &typed.known, "", &mut unknown);
     // The metadata the server adds (resourceVersion, managedFields) is known; so are directives already applied.
     unknown.retain(|f| !f.starts_with("metadata.resourceVersion"));
     match opts.field_validation {
@@ -205,7 +208,7 @@ pub fn admit(
         FieldValidation::Warn => warnings.extend(unknown.iter().map(|f| format!("unknown field {f:?}"))),
         _ => {}
     }
-    let mut obj = typed;
+    let mut obj = typed.stored;
     if let Some(manager) = opts.field_manager.as_deref() {
         let now = time::now();
         let api_version = resource.api_version();
@@ -488,10 +491,13 @@ impl Verbs {
         (resource.prepare_for_create)(&mut body);
         self.admit_pod(target, &name, &mut body).await?;
         let mut warnings = Vec::new();
-        let obj = admit(resource, None, body, opts, &mut warnings)?;
+        let mut obj = admit(resource, None, body, opts, &mut warnings)?;
         let key = target.key(&name);
         for attempt in 0..limits::API_WRITE_ATTEMPTS_MAX {
             let mut guards: Vec<Guard> = self.namespace_guard(target, &name, attempt > 0).await?.into_iter().collect();
+            if attempt == 0 {
+                self.admit_service_account(target, &name, &mut obj).await?;
+            }
             guards.extend(self.charge_quotas(target, &name, &obj, attempt > 0).await?);
             let mut obj = obj.clone();
             let allocations = self.allocate(resource, None, &mut obj).await?;
@@ -502,6 +508,7 @@ impl Verbs {
                 Ok(revision) => {
                     let mut obj = obj;
                     meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(revision.to_string()));
+                    self.create_default_service_account(target, &name).await;
                     return Ok(Written { object: obj, created: true, warnings });
                 }
                 Err(refused) if refused.current.first().is_some_and(Option::is_some) => {
