@@ -116,6 +116,13 @@ pub const API_WRITE_ATTEMPTS_MAX: usize = 16;
 pub const CONTROLLER_PASS_INTERVAL_MS_MIN: u64 = 500;
 /// Most actions one controller pass executes; the rest wait for the next pass.
 pub const CONTROLLER_ACTIONS_PER_PASS_MAX: usize = 1000;
+/// How long the leader goes without hearing from a follower before the `kubernetes` Service's endpoints stop
+/// listing that replica's API; a new leader waits as long before dropping one it has not heard from yet.
+pub const API_SERVER_SILENCE_MS: u64 = 5_000;
+/// How long `componentstatuses` waits for another replica's `/livez` to answer, and the most of its answer it
+/// reads.
+pub const COMPONENT_PROBE_TIMEOUT_MS: u64 = 2_000;
+pub const COMPONENT_PROBE_BODY_BYTES_MAX: usize = 4096;
 
 const _: () = assert!(ELECTION_TIMEOUT_MS_MIN < ELECTION_TIMEOUT_MS_MAX);
 const _: () = assert!(HEARTBEAT_INTERVAL_MS * 3 <= ELECTION_TIMEOUT_MS_MIN);
@@ -126,6 +133,7 @@ const _: () = assert!(GRPC_MESSAGE_BYTES_MAX < COMMAND_BYTES_MAX);
 const _: () = assert!(COMMAND_BYTES_MAX + 64 * 1024 <= PEER_MESSAGE_BYTES_MAX);
 const _: () = assert!(APPEND_ENTRIES_BYTES_MAX < PEER_MESSAGE_BYTES_MAX);
 const _: () = assert!(REPLICATION_STALL_MS > PEER_RPC_TIMEOUT_MS);
+const _: () = assert!(API_SERVER_SILENCE_MS > PEER_RPC_TIMEOUT_MS);
 const _: () = assert!(LEADER_WAIT_MS > ELECTION_TIMEOUT_MS_MAX * 2);
 const _: () = assert!(WRITE_TIMEOUT_MS > LEADER_WAIT_MS);
 const _: () = assert!(SNAPSHOT_LOGS_KEPT < SNAPSHOT_LOGS_SINCE_LAST);

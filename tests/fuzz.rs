@@ -445,7 +445,11 @@ fn peer_seeds() -> Vec<(&'static str, Vec<u8>)> {
     // The snapshot body (`store::storage`): the head (meta, leases, members), then each history record as its
     // revision, a u32 LE length and its bincode.
     let members: BTreeMap<u64, MemberAttrs> = (1..=3)
-        .map(|id| (id, MemberAttrs { name: format!("n{id}"), client_addr: format!("127.0.0.1:237{id}") }))
+        .map(|id| {
+            let (name, client_addr, api_addr) =
+                (format!("n{id}"), format!("127.0.0.1:237{id}"), format!("127.0.0.1:644{id}"));
+            (id, MemberAttrs { name, client_addr, api_addr })
+        })
         .collect();
     let mut content = encode(&(MvccMeta { revision: 2, compact_revision: 0 }, vec![(0x1234i64, 60i64)], members));
     for main in 1..=2 {

@@ -214,12 +214,18 @@ async fn forwarded_requests_get_the_limits_of_client_requests() {
                 id: ids[(leader + 1) % 3],
                 name: "mallory".into(),
                 client_addr: "127.0.0.1:1".into(),
+                api_addr: "127.0.0.1:2".into(),
             },
             "is named",
         ),
         (
             "a stranger's address",
-            Command::PublishMember { id: 0x5eed, name: "mallory".into(), client_addr: "127.0.0.1:1".into() },
+            Command::PublishMember {
+                id: 0x5eed,
+                name: "mallory".into(),
+                client_addr: "127.0.0.1:1".into(),
+                api_addr: "127.0.0.1:2".into(),
+            },
             "not a member",
         ),
     ];

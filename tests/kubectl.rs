@@ -1454,3 +1454,213 @@ async fn pods_need_their_service_account_and_namespaces_say_what_holds_them() {
     k.ok(&["patch", "configmap", "held", "-n", "doomed", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
     k.ok(&["wait", "--for=delete", "namespace/doomed", "--timeout=30s"]);
 }
+
+/// Every `ip:port` an Endpoints object lists, sorted.
+fn endpoint_addresses(endpoints: &Value) -> Vec<String> {
+    let mut all: Vec<String> = endpoints["subsets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|subset| {
+            let ports: Vec<i64> =
+                subset["ports"].as_array().unwrap().iter().map(|p| p["port"].as_i64().unwrap()).collect();
+            let ips: Vec<String> = subset["addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| a["ip"].as_str().unwrap().to_string())
+                .collect();
+            ips.into_iter().flat_map(move |ip| ports.clone().into_iter().map(move |port| format!("{ip}:{port}")))
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// Every `ip:port` the EndpointSlices of a list carry, sorted.
+fn slice_addresses(list: &Value) -> Vec<String> {
+    let mut all = Vec::new();
+    for slice in list["items"].as_array().unwrap() {
+        for port in slice["ports"].as_array().into_iter().flatten() {
+            for endpoint in slice["endpoints"].as_array().into_iter().flatten() {
+                for ip in endpoint["addresses"].as_array().unwrap() {
+                    all.push(format!("{}:{}", ip.as_str().unwrap(), port["port"]));
+                }
+            }
+        }
+    }
+    all.sort();
+    all
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kubernetes_service_lists_the_replicas_and_follows_the_leader() {
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let survivor = follower(leader);
+    let k = Kubectl::for_replica(&cluster, survivor).await;
+    let addresses: Vec<String> = cluster.local.members.iter().map(|m| m.api_addr.to_string()).collect();
+    let mut all = addresses.clone();
+    all.sort();
+
+    // Phase 1: the leader creates the Service on the range's first address, port https 443 to the API port.
+    let service = eventually(Duration::from_secs(20), "the kubernetes service", || async {
+        let out = k.run(&["get", "service", "kubernetes", "-o", "json"]);
+        out.status.success().then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
+    })
+    .await;
+    assert_eq!(service["spec"]["clusterIP"], "10.96.0.1", "{service}");
+    assert_eq!(service["spec"]["type"], "ClusterIP");
+    assert_eq!(service["metadata"]["labels"]["component"], "apiserver");
+    assert_eq!(service["metadata"]["labels"]["provider"], "kubernetes");
+    let lowest_port = (0..3).map(|i| cluster.local.members[i].api_addr.port()).min().unwrap();
+    assert_eq!(
+        service["spec"]["ports"],
+        serde_json::json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": lowest_port}])
+    );
+    let table = k.ok(&["get", "svc", "kubernetes"]);
+    assert!(table.contains("10.96.0.1") && table.contains("443/TCP"), "{table}");
+
+    // Phase 2: its Endpoints and EndpointSlices list the three replicas' API addresses.
+    eventually(Duration::from_secs(20), "the endpoints to list every replica", || async {
+        let out = k.run(&["get", "endpoints", "kubernetes", "-o", "json"]);
+        let endpoints: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (endpoint_addresses(&endpoints) == all).then_some(())
+    })
+    .await;
+    let slices = k.json(&["get", "endpointslices", "-l", "kubernetes.io/service-name=kubernetes"]);
+    assert_eq!(slice_addresses(&slices), all, "{slices}");
+    assert!(slices["items"].as_array().unwrap().iter().any(|s| s["metadata"]["name"] == "kubernetes"), "{slices}");
+
+    // Phase 3: no other Service may take the address, even by asking for it.
+    let err = k.fails(&["create", "service", "clusterip", "squatter", "--tcp=80:80", "--clusterip=10.96.0.1"]);
+    assert!(err.contains("already allocated"), "{err}");
+    assert!(k.fails(&["get", "service", "squatter"]).contains("NotFound"));
+
+    // Phase 4: the leader is SIGKILLed; under the new leader the objects are still there, the same, and the
+    // endpoints list the two replicas still answering; componentstatuses shows the dead one unhealthy.
+    let uid = service["metadata"]["uid"].clone();
+    cluster.local.signal(leader, raftsman::cluster::local::Signal::Kill);
+    let mut survivors: Vec<String> = (0..3).filter(|i| *i != leader).map(|i| addresses[i].clone()).collect();
+    survivors.sort();
+    eventually(Duration::from_secs(30), "the endpoints to drop the dead replica", || async {
+        let out = k.run(&["get", "endpoints", "kubernetes", "-o", "json"]);
+        let endpoints: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (endpoint_addresses(&endpoints) == survivors).then_some(())
+    })
+    .await;
+    let slices = k.json(&["get", "endpointslices", "-l", "kubernetes.io/service-name=kubernetes"]);
+    assert_eq!(slice_addresses(&slices), survivors, "{slices}");
+    let after = k.json(&["get", "service", "kubernetes"]);
+    assert_eq!(after["metadata"]["uid"], uid);
+    assert_eq!(after["spec"]["clusterIP"], "10.96.0.1");
+    let dead = format!("etcd-{}", cluster.local.members[leader].name);
+    let statuses = k.ok(&["get", "componentstatuses"]);
+    let (_, row) = table_row(&statuses, &dead);
+    assert_eq!(row.get(1).map(String::as_str), Some("Unhealthy"), "{statuses}");
+    assert!(statuses.contains("does not answer"), "{statuses}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bindings_component_statuses_metrics_and_version_are_served() {
+    let cluster = TestCluster::start(3).await;
+    let i = follower(cluster.leader().await);
+    let k = Kubectl::for_replica(&cluster, i).await;
+
+    // Phase 1: a Binding posted to the namespace's bindings binds the pod it names, once.
+    k.ok(&["run", "web", "--image=nginx", "--restart=Never"]);
+    let binding =
+        r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"web"},"target":{"kind":"Node","name":"node-a"}}"#;
+    let bound = raw_status(&cluster, i, "POST", "/api/v1/namespaces/default/bindings", binding).await;
+    assert_eq!((bound["status"].as_str(), bound["code"].as_i64()), (Some("Success"), Some(201)), "{bound}");
+    assert_eq!(k.ok(&["get", "pod", "web", "-o", "jsonpath={.spec.nodeName}"]), "node-a");
+    let again =
+        raw_status(&cluster, i, "POST", "/api/v1/namespaces/default/bindings", &binding.replace("node-a", "node-b"))
+            .await;
+    assert_eq!(again["code"], 409, "{again}");
+    assert!(again["message"].as_str().unwrap().contains("already assigned"), "{again}");
+    let absent = raw_status(
+        &cluster,
+        i,
+        "POST",
+        "/api/v1/namespaces/default/bindings",
+        &binding.replace("\"web\"", "\"absent\""),
+    )
+    .await;
+    assert_eq!(absent["code"], 404, "{absent}");
+    let nameless = raw_status(
+        &cluster,
+        i,
+        "POST",
+        "/api/v1/namespaces/default/bindings",
+        r#"{"kind":"Binding","target":{"name":"node-a"}}"#,
+    )
+    .await;
+    assert_eq!(nameless["code"], 400, "{nameless}");
+    let listed = raw_status(&cluster, i, "GET", "/api/v1/namespaces/default/bindings", "").await;
+    assert_eq!(listed["code"], 405, "{listed}");
+    assert_eq!(k.ok(&["get", "pod", "web", "-o", "jsonpath={.spec.nodeName}"]), "node-a");
+    // kubectl finds the resource of kind Binding through discovery. (It validates a kind that cannot be patched
+    // with the OpenAPI v2 document, which is not served yet.)
+    k.ok(&["run", "api", "--image=nginx", "--restart=Never"]);
+    let manifest = k.manifest(
+        "binding.yaml",
+        "apiVersion: v1\nkind: Binding\nmetadata:\n  name: api\ntarget:\n  kind: Node\n  name: node-b\n",
+    );
+    k.ok(&["create", "-f", &manifest, "--validate=false"]);
+    assert_eq!(k.ok(&["get", "pod", "api", "-o", "jsonpath={.spec.nodeName}"]), "node-b");
+
+    // Phase 2: discovery lists bindings (create only) and componentstatuses (get and list only).
+    let resources = k.ok(&["api-resources", "-o", "wide"]);
+    let (_, bindings) = table_row(&resources, "bindings ");
+    assert_eq!(bindings[1..4], ["v1", "true", "Binding"], "{resources}");
+    assert_eq!(bindings[4..].join(" "), "create", "{resources}");
+    let (_, cs) = table_row(&resources, "componentstatuses ");
+    assert_eq!(cs[1..5], ["cs", "v1", "false", "ComponentStatus"], "{resources}");
+    assert_eq!(cs[5..].join(" "), "get,list", "{resources}");
+
+    // Phase 3: kubectl get cs prints upstream's columns: every replica and the leader's components, healthy,
+    // with upstream's deprecation warning.
+    let out = k.run(&["get", "cs"]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (header, _) = table_row(&table, "NAME");
+    assert_eq!(header, ["NAME", "STATUS", "MESSAGE", "ERROR"], "{table}");
+    let mut names: Vec<String> =
+        table.lines().skip(1).filter_map(|l| l.split_whitespace().next().map(String::from)).collect();
+    names.sort();
+    assert_eq!(names, ["controller-manager", "etcd-n1", "etcd-n2", "etcd-n3", "scheduler"], "{table}");
+    for line in table.lines().skip(1) {
+        assert_eq!(line.split_whitespace().nth(1), Some("Healthy"), "{table}");
+    }
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ComponentStatus is deprecated"), "{out:?}");
+    let one = k.json(&["get", "componentstatus", "etcd-n2"]);
+    assert_eq!(one["conditions"][0]["type"], "Healthy", "{one}");
+    assert_eq!(one["conditions"][0]["status"], "True", "{one}");
+    assert!(k.fails(&["get", "cs", "etcd-n9"]).contains("NotFound"));
+
+    // Phase 4: they are read-only.
+    for (method, path) in [("DELETE", "/api/v1/componentstatuses/scheduler"), ("POST", "/api/v1/componentstatuses")] {
+        let refused = raw_status(&cluster, i, method, path, r#"{"metadata":{"name":"x"}}"#).await;
+        assert_eq!(refused["code"], 405, "{method} {path}: {refused}");
+        assert_eq!(refused["reason"], "MethodNotAllowed", "{refused}");
+    }
+
+    // Phase 5: /metrics is a clear 404 until there are metrics.
+    let metrics = raw_status(&cluster, i, "GET", "/metrics", "").await;
+    assert_eq!((metrics["code"].as_i64(), metrics["reason"].as_str()), (Some(404), Some("NotFound")), "{metrics}");
+    assert!(metrics["details"].is_object(), "{metrics}");
+
+    // Phase 6: kubectl version shows the build: the Kubernetes version with raftsman's, commit, date.
+    let version = k.json(&["version"]);
+    let server = &version["serverVersion"];
+    let git_version = server["gitVersion"].as_str().unwrap();
+    assert_eq!(git_version, format!("v1.33.0+raftsman.{}", env!("CARGO_PKG_VERSION")), "{server}");
+    let commit = server["gitCommit"].as_str().unwrap();
+    assert!(commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()), "{server}");
+    assert!(["clean", "dirty"].contains(&server["gitTreeState"].as_str().unwrap()), "{server}");
+    let date = server["buildDate"].as_str().unwrap();
+    assert!(date.parse::<jiff::Timestamp>().is_ok() && date.ends_with('Z') && date > "2025", "{server}");
+    assert!(server["goVersion"].as_str().unwrap().starts_with("rustc 1."), "{server}");
+    assert_eq!(server["compiler"], "rustc");
+    assert_eq!(server["platform"], "linux/amd64");
+}

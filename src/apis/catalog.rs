@@ -2,6 +2,9 @@
 //! check each body goes through, and each kind's strategy: its defaulting, validation, name rule, printed
 //! columns, what a create resets, how its deletion finishes and whether it holds allocations.
 //!
+//! Two kinds are never stored (`Backing`): `bindings` binds pods, `componentstatuses` is computed on each read;
+//! their entries say so, and discovery lists only the verbs they serve.
+//!
 //! The table is the single source for routing, discovery, OpenAPI, storage keys and per-kind behaviour: adding
 //! a kind is one entry here (its rules live in `defaults.rs`, `validation.rs` and `table.rs`, named by the
 //! entry), and no other code tells kinds apart by name. Objects are stored under
@@ -72,6 +75,19 @@ pub struct Conversion {
     pub from_stored: fn(Value) -> Value,
 }
 
+/// What serves a resource's verbs: the store, or, for the few resources whose objects are never stored,
+/// what the server does instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// Objects in the store under the resource's keys, with every verb.
+    Stored,
+    /// Create only: a create binds the pod the Binding names to a node, as `pods/{name}/binding` does.
+    PodBinding,
+    /// Get and list only: each read computes the objects from the replicas' health (upstream's deprecated
+    /// ComponentStatus).
+    ComponentStatuses,
+}
+
 #[derive(Debug)]
 pub struct Resource {
     /// API group; empty for the core group.
@@ -133,6 +149,8 @@ pub struct Resource {
     pub usage: Usage,
     /// Whether new objects go through the pod admission steps: LimitRanger defaults and bounds, Priority.
     pub pod_admission: bool,
+    /// What serves the verbs.
+    pub backing: Backing,
 }
 
 /// A kind with no rules of its own: no defaults, no validation beyond the metadata rules, status kept as
@@ -169,6 +187,7 @@ const PLAIN: Resource = Resource {
     conversion: None,
     usage: Usage::Counted,
     pod_admission: false,
+    backing: Backing::Stored,
 };
 
 fn schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -228,11 +247,19 @@ impl Resource {
 
     /// The verbs the resource's collection and objects serve, as discovery lists them.
     pub fn verbs(&self) -> &'static [&'static str] {
-        if self.delete_collection {
-            &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-        } else {
-            &["create", "delete", "get", "list", "patch", "update", "watch"]
+        match self.backing {
+            Backing::PodBinding => &["create"],
+            Backing::ComponentStatuses => &["get", "list"],
+            Backing::Stored if self.delete_collection => {
+                &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+            }
+            Backing::Stored => &["create", "delete", "get", "list", "patch", "update", "watch"],
         }
+    }
+
+    /// Whether the resource's objects are in the store (listed, watched, owned, collected).
+    pub fn is_stored(&self) -> bool {
+        self.backing == Backing::Stored
     }
 
     pub fn has(&self, sub: Subresource) -> bool {
@@ -371,6 +398,11 @@ pub static RESOURCES: &[Resource] = &[
         short: ["quota"], categories: [], sub: [Status], generation: false,
         prepare_for_create: reset_status, validate: v::validate_resource_quota, printer: Printer::ResourceQuota,
         usage: Usage::Object("resourcequotas")),
+    resource!("", "v1", "Binding", "bindings", "binding", true, core::v1::Binding,
+        short: [], categories: [], sub: [], generation: false, backing: Backing::PodBinding),
+    resource!("", "v1", "ComponentStatus", "componentstatuses", "componentstatus", false, core::v1::ComponentStatus,
+        short: ["cs"], categories: [], sub: [], generation: false, printer: Printer::ComponentStatus,
+        backing: Backing::ComponentStatuses),
     resource!("apps", "v1", "Deployment", "deployments", "deployment", true, apps::v1::Deployment,
         short: ["deploy"], categories: ["all"], sub: [Status, Scale], generation: true,
         defaults: d::default_deployment, prepare_for_create: reset_status, validate: v::validate_deployment,
@@ -459,7 +491,7 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
 
 /// The resources whose objects are stored under their own keys: each stored object once.
 pub fn stored() -> impl Iterator<Item = &'static Resource> {
-    RESOURCES.iter().filter(|r| r.conversion.is_none())
+    RESOURCES.iter().filter(|r| r.is_stored() && r.conversion.is_none())
 }
 
 /// A served version of a group and its resources.
@@ -567,6 +599,17 @@ mod tests {
     fn only_kinds_with_a_finalize_subresource_are_held_by_spec_finalizers() {
         for resource in RESOURCES {
             assert_eq!(resource.has(Finalize), resource.deletion == Deletion::Finalized, "{}", resource.kind);
+        }
+    }
+
+    #[test]
+    fn resources_that_are_not_stored_serve_only_their_verbs() {
+        assert_eq!(find("", "v1", "bindings").unwrap().verbs(), ["create"]);
+        assert_eq!(find("", "v1", "componentstatuses").unwrap().verbs(), ["get", "list"]);
+        for resource in RESOURCES.iter().filter(|r| !r.is_stored()) {
+            assert!(resource.subresources.is_empty(), "{}", resource.kind);
+            assert_eq!(resource.deletion, Deletion::Plain, "{}", resource.kind);
+            assert!(!resource.allocates_addresses, "{}", resource.kind);
         }
     }
 

@@ -306,6 +306,12 @@ const SERVICE_COLUMNS: &[Column] = &[
     wide("Selector", Text, "Labels of the pods the service sends traffic to."),
 ];
 const ENDPOINTS_COLUMNS: &[Column] = &[NAME, column("Endpoints", Text, "First addresses and ports."), AGE];
+const COMPONENT_STATUS_COLUMNS: &[Column] = &[
+    NAME,
+    column("Status", Text, "Status of the component conditions"),
+    column("Message", Text, "Message of the component conditions"),
+    column("Error", Text, "Error of the component conditions"),
+];
 const CONFIG_MAP_COLUMNS: &[Column] = &[NAME, column("Data", Text, "Number of data and binary data entries."), AGE];
 const SECRET_COLUMNS: &[Column] =
     &[NAME, column("Type", Text, "Type of the secret."), column("Data", Text, "Number of data entries."), AGE];
@@ -499,6 +505,7 @@ pub enum Printer {
     Ingress,
     IngressClass,
     NetworkPolicy,
+    ComponentStatus,
     /// Upstream's default for kinds without a printer of their own: `NAME AGE`.
     AgeOnly,
 }
@@ -563,6 +570,7 @@ impl Printer {
             Printer::Ingress => INGRESS_COLUMNS,
             Printer::IngressClass => INGRESS_CLASS_COLUMNS,
             Printer::NetworkPolicy => NETWORK_POLICY_COLUMNS,
+            Printer::ComponentStatus => COMPONENT_STATUS_COLUMNS,
             Printer::AgeOnly => AGE_ONLY_COLUMNS,
         }
     }
@@ -655,6 +663,7 @@ impl Printer {
                 json!(format_label_selector(at(object, &["spec", "podSelector"]))),
                 json!(age(object, now)),
             ],
+            Printer::ComponentStatus => component_status_cells(object),
             Printer::AgeOnly => vec![json!(name(object)), json!(age(object, now))],
         }
     }
@@ -679,6 +688,17 @@ impl Printer {
             IncludeObject::Object => object.clone(),
         }
     }
+}
+
+/// The `Healthy` condition as upstream prints it: `Healthy` only when it is true, `Unknown` without one.
+fn component_status_cells(object: &Value) -> Vec<Value> {
+    let healthy = items(object, &["conditions"]).iter().find(|c| text(c, &["type"]) == "Healthy");
+    let (status, message, error) = match healthy {
+        Some(c) if text(c, &["status"]) == "True" => ("Healthy", text(c, &["message"]), text(c, &["error"])),
+        Some(c) => ("Unhealthy", text(c, &["message"]), text(c, &["error"])),
+        None => ("Unknown", "", ""),
+    };
+    vec![json!(name(object)), json!(status), json!(message), json!(error)]
 }
 
 fn partial_object_metadata(object: &Value) -> Value {
@@ -1944,5 +1964,23 @@ mod tests {
             table(served("", "pods"), &[json!("not an object"), json!(null)], NOW, true, IncludeObject::Metadata);
         assert_eq!(malformed["rows"][0]["cells"][0], json!(""));
         assert_eq!(malformed["rows"][1]["object"]["metadata"], json!({}));
+    }
+
+    #[test]
+    fn component_statuses_print_their_healthy_condition() {
+        let healthy = json!({"metadata": {"name": "scheduler"},
+            "conditions": [{"type": "Healthy", "status": "True", "message": "ok"}]});
+        assert_eq!(
+            cells("", "componentstatuses", healthy),
+            [json!("scheduler"), json!("Healthy"), json!("ok"), json!("")]
+        );
+        let down = json!({"metadata": {"name": "etcd-n2"},
+            "conditions": [{"type": "Healthy", "status": "False", "error": "no answer"}]});
+        assert_eq!(
+            cells("", "componentstatuses", down),
+            [json!("etcd-n2"), json!("Unhealthy"), json!(""), json!("no answer")]
+        );
+        let bare = json!({"metadata": {"name": "x"}});
+        assert_eq!(cells("", "componentstatuses", bare)[1], "Unknown");
     }
 }

@@ -8,11 +8,42 @@
 //! when they are committed in another term. A deposed leader's controllers, still running for a moment, cannot
 //! change anything.
 
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
 use tokio::sync::watch;
 
 use crate::apiserver::http::rest::LeaderTerm;
-use crate::controllers;
+use crate::controllers::kubernetes_service::{Heard, Replica};
+use crate::controllers::{self, Environment};
 use crate::store::Store;
+
+/// What this replica tells its controllers when it leads.
+#[derive(Clone, Copy, Debug)]
+pub struct Leading {
+    /// Where this replica's Kubernetes API is reached.
+    pub api_addr: SocketAddr,
+    /// The first address of the service range.
+    pub kubernetes_service_ip: Ipv4Addr,
+}
+
+/// The replicas as this replica, leading, sees them: their published API addresses (its own as it knows it)
+/// and when it last heard from each.
+fn replicas(store: &Store, own_api_addr: SocketAddr) -> Vec<Replica> {
+    let me = store.member_id();
+    let heard = store.followers_heard();
+    store
+        .members()
+        .into_iter()
+        .map(|m| {
+            if m.id == me {
+                return Replica { api_addr: Some(own_api_addr), heard: Heard::Leading };
+            }
+            let api_addr = m.published.and_then(|p| p.api_addr.parse().ok());
+            Replica { api_addr, heard: heard.get(&m.id).map_or(Heard::Never, |ago| Heard::Ago(*ago)) }
+        })
+        .collect()
+}
 
 /// An API client for the controllers of `term`: in-process through the router, every request fenced.
 fn fenced_client(router: axum::Router, term: u64) -> kube::Client {
@@ -25,7 +56,7 @@ fn fenced_client(router: axum::Router, term: u64) -> kube::Client {
     kube::Client::new(service, "default")
 }
 
-pub async fn run(store: Store, router: axum::Router, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutdown: watch::Receiver<bool>) {
     loop {
         let term = tokio::select! {
             term = store.wait_for_leadership() => match term {
@@ -36,7 +67,12 @@ pub async fn run(store: Store, router: axum::Router, mut shutdown: watch::Receiv
         };
         tracing::info!(term, "leading: starting the controllers");
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(controllers::run(fenced_client(router.clone(), term), stop_rx));
+        let seen = store.clone();
+        let environment = Environment {
+            kubernetes_service_ip: leading.kubernetes_service_ip,
+            replicas: Arc::new(move || replicas(&seen, leading.api_addr)),
+        };
+        let task = tokio::spawn(controllers::run(fenced_client(router.clone(), term), environment, stop_rx));
         tokio::select! {
             () = store.wait_for_leadership_end(term) => {}
             _ = shutdown.wait_for(|stop| *stop) => {}

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +29,8 @@ use crate::store::types::{NodeId, Raft, RaftNode};
 use crate::store::Store;
 
 const IDENTITY_FILE: &str = "member.json";
-const DATA_FORMAT: u32 = 1;
+/// 2: members publish their Kubernetes API address too (`Command::PublishMember`, `MemberAttrs`).
+const DATA_FORMAT: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -285,19 +287,21 @@ pub async fn run(
         .max_concurrent_streams(limits::GRPC_STREAMS_PER_CONNECTION_MAX)
         .add_routes(EtcdService::new(store.clone(), config.config.planted_bugs).routes())
         .serve_with_incoming_shutdown(client_incoming, wait_stop(stop_rx.clone()));
-    let api_addr = listeners.api.local_addr().map_err(ServerError::ServeApi)?;
+    let api_addr = advertised(listeners.api.local_addr().map_err(ServerError::ServeApi)?, me.peer_addr);
     write_kubeconfig(dir, &me.name, api_addr)?;
-    let api = KubeApi::new(store.clone(), api_addr.to_string(), config.config.service_cluster_ip_range);
+    let service_range = config.config.service_cluster_ip_range;
+    let api = KubeApi::new(store.clone(), api_addr.to_string(), service_range);
     let router = rest::router(api);
     // The leader's controllers are API clients of this replica, through the router without a socket.
-    let leader_task = tokio::spawn(leadership::run(store.clone(), router.clone(), stop_rx.clone()));
+    let leading = leadership::Leading { api_addr, kubernetes_service_ip: service_range.kubernetes_ip() };
+    let leader_task = tokio::spawn(leadership::run(store.clone(), router.clone(), leading, stop_rx.clone()));
     let api_server = listen::serve_api(listeners.api, router, caps.api, wait_stop(stop_rx.clone()));
     let api_task = tokio::spawn(api_server);
     let peer_task = raft_runtime.spawn(peer_server);
     let client_task = tokio::spawn(client_server);
     let lessor_task = tokio::spawn(store.clone().run_lessor(stop_rx.clone()));
-    let publish_task =
-        tokio::spawn(publish_member(store.clone(), me.name.clone(), config.config.client_addr.to_string(), stop_rx));
+    let addresses = Published { client_addr: config.config.client_addr.to_string(), api_addr: api_addr.to_string() };
+    let publish_task = tokio::spawn(publish_member(store.clone(), me.name.clone(), addresses, stop_rx));
 
     // A replica whose Raft stopped on a fatal error (a storage fault) exits with it, so that its supervisor
     // restarts it on its data dir, instead of serving errors forever.
@@ -332,7 +336,7 @@ pub async fn run(
 /// The admin kubeconfig, `<data dir>/admin.kubeconfig`, pointing kubectl at this replica's API. One kubeconfig
 /// names one server: to survive the loss of this replica, a client switches to another replica's file (or
 /// an address in front of all of them).
-fn write_kubeconfig(dir: &Path, name: &str, api_addr: std::net::SocketAddr) -> Result<(), ServerError> {
+fn write_kubeconfig(dir: &Path, name: &str, api_addr: SocketAddr) -> Result<(), ServerError> {
     let path = dir.join("admin.kubeconfig");
     let text = format!(
         r#"apiVersion: v1
@@ -363,20 +367,42 @@ async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Announces this member's client address through the log, retrying until it is committed.
-async fn publish_member(store: Store, name: String, client_addr: String, stop: tokio::sync::watch::Receiver<bool>) {
+/// The addresses a member announces to the others.
+struct Published {
+    client_addr: String,
+    api_addr: String,
+}
+
+/// Announces this member's client addresses through the log, retrying until it is committed.
+async fn publish_member(store: Store, name: String, addresses: Published, stop: tokio::sync::watch::Receiver<bool>) {
     let id = store.member_id();
     let published = store.members().into_iter().find(|m| m.id == id).and_then(|m| m.published);
-    let already = published.is_some_and(|m| m.client_addr == client_addr && m.name == name);
+    let already = published
+        .is_some_and(|m| m.client_addr == addresses.client_addr && m.api_addr == addresses.api_addr && m.name == name);
     if already {
         return;
     }
     while !*stop.borrow() {
-        let cmd = Command::PublishMember { id, name: name.clone(), client_addr: client_addr.clone() };
+        let cmd = Command::PublishMember {
+            id,
+            name: name.clone(),
+            client_addr: addresses.client_addr.clone(),
+            api_addr: addresses.api_addr.clone(),
+        };
         match store.propose(cmd).await {
             Ok(_) => return,
             Err(e) => tracing::debug!(error = %e, "member attributes not yet published"),
         }
         tokio::time::sleep(Duration::from_millis(limits::ELECTION_TIMEOUT_MS_MAX)).await;
+    }
+}
+
+/// The address others reach a listener at: the one it is bound to, or, when bound to every interface, the
+/// peer address's host (which the other members reach) with the listener's port.
+fn advertised(bound: SocketAddr, peer: SocketAddr) -> SocketAddr {
+    if bound.ip().is_unspecified() {
+        SocketAddr::new(peer.ip(), bound.port())
+    } else {
+        bound
     }
 }

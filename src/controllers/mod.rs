@@ -1,5 +1,6 @@
 //! Controllers that run on the Raft leader: the garbage collector, the namespace controller, the resource
-//! quota controller and the creation of the system priority classes.
+//! quota controller, the creation of the system priority classes, and the one that keeps the `kubernetes`
+//! Service and its endpoints.
 //!
 //! Architecture invariant: controllers are API clients. They read and write through the Kubernetes API with
 //! the `kube` client (in-process, over the API router without a socket), never through the store, so they would
@@ -10,12 +11,19 @@
 //! (uid or resourceVersion), so a stale snapshot makes a write fail, never do harm; the next pass sees the new
 //! state. Passes run when the store has moved, and leave idle at least four times as long as they took, which
 //! bounds the controllers' share of the leader's time.
+//!
+//! The `kubernetes` Service's endpoints also depend on what only the replica knows (the replicas' API
+//! addresses and when the leader last heard from each), which the replica hands in as an `Environment`; a
+//! change there starts a pass too.
 
 pub mod garbage_collector;
+pub mod kubernetes_service;
 pub mod namespace;
 pub mod priority_classes;
 pub mod resource_quota;
 
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -95,6 +103,15 @@ pub enum Action {
         name: &'static str,
         value: i64,
     },
+}
+
+/// What the replica running the controllers knows that the API does not hold.
+#[derive(Clone)]
+pub struct Environment {
+    /// The `kubernetes` Service's cluster IP: the first address of the service range.
+    pub kubernetes_service_ip: Ipv4Addr,
+    /// The replicas as the leader sees them now.
+    pub replicas: Arc<dyn Fn() -> Vec<kubernetes_service::Replica> + Send + Sync>,
 }
 
 fn api_resource(r: &Resource) -> ApiResource {
@@ -293,8 +310,55 @@ fn ignore_exists<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {
     }
 }
 
-/// One pass: snapshot, plan, execute. Failed actions are logged and retried by a later pass.
-async fn pass(client: &Client) -> Result<(), kube::Error> {
+/// The `kubernetes` Service, its Endpoints and its EndpointSlices as the API serves them now.
+async fn kubernetes_service_objects(client: &Client) -> Result<kubernetes_service::Current, kube::Error> {
+    use kubernetes_service::{endpoint_slices, NAME, NAMESPACE, SERVICE_NAME_LABEL};
+    let get = |plural| async move {
+        let r = catalog::find("", "v1", plural).expect("served");
+        let found = api_for(client, r, Some(NAMESPACE)).get_opt(NAME).await?;
+        found.map(|o| serde_json::to_value(o).map_err(kube::Error::SerdeError)).transpose()
+    };
+    let selector = ListParams::default().labels(&format!("{SERVICE_NAME_LABEL}={NAME}"));
+    let slices = api_for(client, endpoint_slices(), Some(NAMESPACE)).list(&selector).await?;
+    Ok(kubernetes_service::Current {
+        service: get("services").await?,
+        endpoints: get("endpoints").await?,
+        slices: slices
+            .items
+            .into_iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()
+            .map_err(kube::Error::SerdeError)?,
+    })
+}
+
+/// Makes one of the `kubernetes` Service controller's writes, with its precondition.
+async fn write(client: &Client, write: &kubernetes_service::Write) -> Result<(), kube::Error> {
+    use kubernetes_service::{Write, NAMESPACE};
+    let decode = |v: &Value| serde_json::from_value::<DynamicObject>(v.clone()).map_err(kube::Error::SerdeError);
+    match write {
+        Write::Create { resource, object } => {
+            tracing::info!(kind = resource.kind, name = ?object["metadata"]["name"], "creating");
+            api_for(client, resource, Some(NAMESPACE)).create(&PostParams::default(), &decode(object)?).await?;
+        }
+        Write::Replace { resource, object } => {
+            let name = object["metadata"]["name"].as_str().unwrap_or_default();
+            tracing::info!(kind = resource.kind, name, "updating");
+            api_for(client, resource, Some(NAMESPACE)).replace(name, &PostParams::default(), &decode(object)?).await?;
+        }
+        Write::Delete { resource, name, uid } => {
+            let preconditions = Some(kube::api::Preconditions { uid: Some(uid.clone()), resource_version: None });
+            tracing::info!(kind = resource.kind, name, "deleting");
+            let params = DeleteParams { preconditions, ..DeleteParams::default() };
+            api_for(client, resource, Some(NAMESPACE)).delete(name, &params).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One pass: snapshot, plan, execute. Failed actions are logged and retried by a later pass; a failed write
+/// to the `kubernetes` Service's objects fails the pass, so that the next one comes soon.
+async fn pass(client: &Client, kubernetes: &kubernetes_service::Desired) -> Result<(), kube::Error> {
     let snapshot = snapshot(client).await?;
     let mut actions = garbage_collector::plan(&snapshot);
     actions.extend(namespace::plan(&snapshot));
@@ -307,12 +371,18 @@ async fn pass(client: &Client) -> Result<(), kube::Error> {
     if let Err(e) = resource_quota::reconcile(client).await {
         tracing::debug!(error = %e, "resource quota pass failed; a later pass retries");
     }
+    let current = kubernetes_service_objects(client).await?;
+    for w in kubernetes_service::plan(kubernetes, &current) {
+        write(client, &w).await?;
+    }
     Ok(())
 }
 
 /// Runs the controllers until `stop` fires.
-pub async fn run(client: Client, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(client: Client, environment: Environment, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let leading_since = Instant::now();
     let mut last_revision = String::new();
+    let mut last_kubernetes = None;
     let mut idle = Duration::from_millis(limits::CONTROLLER_PASS_INTERVAL_MS_MIN);
     loop {
         tokio::select! {
@@ -320,15 +390,19 @@ pub async fn run(client: Client, mut stop: tokio::sync::watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => return,
         }
         let started = Instant::now();
+        let replicas = (environment.replicas)();
+        let kubernetes =
+            kubernetes_service::desired(environment.kubernetes_service_ip, &replicas, leading_since.elapsed());
         match revision(&client).await {
-            Ok(rv) if rv == last_revision => continue,
+            Ok(rv) if rv == last_revision && last_kubernetes.as_ref() == Some(&kubernetes) => continue,
             Ok(rv) => last_revision = rv,
             Err(e) => {
                 tracing::debug!(error = %e, "controllers cannot read the api");
                 continue;
             }
         }
-        if let Err(e) = pass(&client).await {
+        last_kubernetes = Some(kubernetes.clone());
+        if let Err(e) = pass(&client, &kubernetes).await {
             tracing::debug!(error = %e, "controller pass failed");
             last_revision.clear();
         }

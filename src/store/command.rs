@@ -221,11 +221,13 @@ pub enum Command {
         term: u64,
         txn: TxnOp,
     },
-    /// A member announcing the address its clients use (etcd's member attributes).
+    /// A member announcing the addresses its clients use (etcd's member attributes): its etcd API and its
+    /// Kubernetes API.
     PublishMember {
         id: u64,
         name: String,
         client_addr: String,
+        api_addr: String,
     },
 }
 
@@ -390,12 +392,15 @@ impl Command {
                 invalid("too many leases in one expiry")
             }
             Command::LeaseExpire { .. } => Ok(()),
-            Command::PublishMember { name, client_addr, .. } => {
+            Command::PublishMember { name, client_addr, api_addr, .. } => {
                 if name.is_empty() || name.len() > limits::KEY_BYTES_MAX {
                     return invalid("a member name must be 1 to 1536 bytes");
                 }
                 if client_addr.parse::<std::net::SocketAddr>().is_err() {
                     return invalid(format!("member client address {client_addr:?} is not host:port"));
+                }
+                if api_addr.parse::<std::net::SocketAddr>().is_err() {
+                    return invalid(format!("member api address {api_addr:?} is not host:port"));
                 }
                 Ok(())
             }

@@ -203,6 +203,20 @@ impl Store {
             .collect()
     }
 
+    /// On the leader, how long ago each follower last acknowledged a heartbeat or an append; a follower not
+    /// heard from in this term is absent. Empty on a replica that does not lead.
+    pub fn followers_heard(&self) -> BTreeMap<NodeId, Duration> {
+        use openraft::Instant as _;
+        let metrics = self.raft().metrics();
+        let m = metrics.borrow_watched();
+        m.heartbeat
+            .iter()
+            .flatten()
+            .filter(|(id, _)| **id != self.inner.id)
+            .filter_map(|(id, acked)| acked.as_ref().map(|at| (*id, at.elapsed())))
+            .collect()
+    }
+
     /// The ids of the live leases, ascending.
     pub fn lease_ids(&self) -> Vec<i64> {
         self.sm().read().mvcc.leases().keys().copied().collect()

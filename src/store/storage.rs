@@ -268,7 +268,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberAttrs {
     pub name: String,
+    /// Where its etcd API listens.
     pub client_addr: String,
+    /// Where its Kubernetes API listens.
+    pub api_addr: String,
 }
 
 /// Everything the state machine holds in memory.
@@ -515,8 +518,13 @@ impl SmShared {
                     membership_changed = true;
                     Applied { revision: state.mvcc.revision(), outcome: Ok(Outcome::Nothing) }
                 }
-                EntryPayload::Normal(Command::PublishMember { id, name, client_addr }) => {
-                    state.members.insert(*id, MemberAttrs { name: name.clone(), client_addr: client_addr.clone() });
+                EntryPayload::Normal(Command::PublishMember { id, name, client_addr, api_addr }) => {
+                    let attrs = MemberAttrs {
+                        name: name.clone(),
+                        client_addr: client_addr.clone(),
+                        api_addr: api_addr.clone(),
+                    };
+                    state.members.insert(*id, attrs);
                     members_changed = true;
                     Applied { revision: state.mvcc.revision(), outcome: Ok(Outcome::Nothing) }
                 }

@@ -8,24 +8,33 @@
 
 use serde_json::{json, Value};
 
-use crate::apis::catalog::{self, Resource, Subresource};
+use crate::apis::catalog::{self, Backing, Resource, Subresource};
 
 /// The Kubernetes version whose types are served (k8s-openapi's `v1_33`).
 pub const KUBERNETES_MINOR: &str = "33";
+/// The oldest minor whose behaviour the API still offers, as upstream reports it (one below its own).
+const KUBERNETES_MIN_COMPATIBILITY_MINOR: &str = "32";
 
 pub const AGGREGATED_CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
+/// `/version`: the Kubernetes version served, with raftsman's version as build metadata, and the facts of
+/// this build (`build.rs`): commit, tree state, date, and the Rust compiler in Go's place.
 pub fn version() -> Value {
+    let arch = if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH };
     json!({
         "major": "1",
         "minor": KUBERNETES_MINOR,
-        "gitVersion": format!("v1.{KUBERNETES_MINOR}.0+raftsman-{}", env!("CARGO_PKG_VERSION")),
-        "gitCommit": "",
-        "gitTreeState": "clean",
-        "buildDate": "1970-01-01T00:00:00Z",
-        "goVersion": "",
+        "emulationMajor": "1",
+        "emulationMinor": KUBERNETES_MINOR,
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": KUBERNETES_MIN_COMPATIBILITY_MINOR,
+        "gitVersion": format!("v1.{KUBERNETES_MINOR}.0+raftsman.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": env!("RAFTSMAN_GIT_COMMIT"),
+        "gitTreeState": env!("RAFTSMAN_GIT_TREE_STATE"),
+        "buildDate": env!("RAFTSMAN_BUILD_DATE"),
+        "goVersion": env!("RAFTSMAN_RUSTC_VERSION"),
         "compiler": "rustc",
-        "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+        "platform": format!("{}/{arch}", std::env::consts::OS),
     })
 }
 
@@ -175,10 +184,10 @@ pub fn openapi_document(gv: &str) -> Option<Value> {
     ]);
     for r in &gv.2 {
         let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
-        let path = if r.namespaced {
-            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
+        let collection = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}", r.plural)
         } else {
-            format!("{base}/{}/{{name}}", r.plural)
+            format!("{base}/{}", r.plural)
         };
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
         let op = |action: &str| {
@@ -186,7 +195,15 @@ pub fn openapi_document(gv: &str) -> Option<Value> {
                 "x-kubernetes-group-version-kind": gvk, "parameters": params,
                 "responses": {"200": {"description": "OK"}}})
         };
-        paths.insert(path, json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
+        let (path, operations) = match r.backing {
+            Backing::Stored => (
+                format!("{collection}/{{name}}"),
+                json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
+            ),
+            Backing::ComponentStatuses => (format!("{collection}/{{name}}"), json!({"get": op("get")})),
+            Backing::PodBinding => (collection, json!({"post": op("post")})),
+        };
+        paths.insert(path, operations);
     }
     Some(json!({
         "openapi": "3.0.0",

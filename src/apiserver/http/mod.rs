@@ -1,6 +1,8 @@
 //! The Kubernetes API's HTTP edge: the router and request options (`rest`), discovery documents
-//! (`discovery`) and the relay of container logs from the node's kubelet (`logs`).
+//! (`discovery`), the relay of container logs from the node's kubelet (`logs`) and the computed component
+//! statuses (`components`).
 
+pub mod components;
 pub mod discovery;
 pub mod logs;
 pub mod rest;

@@ -16,13 +16,14 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::apis::catalog::{self, Resource, Subresource};
+use crate::apis::catalog::{self, Backing, Resource, Subresource};
 use crate::apis::patch::{self, PatchType};
 use crate::apis::protobuf;
 use crate::apis::selectors::{FieldSelector, LabelSelector};
 use crate::apis::table::{self, IncludeObject};
 use crate::apis::time;
 use crate::apiserver::errors::ApiError;
+use crate::apiserver::http::components::{self, Prober};
 use crate::apiserver::http::discovery;
 use crate::apiserver::http::logs::{self, Kubelets};
 use crate::apiserver::registry::allocations::ServiceRange;
@@ -40,12 +41,14 @@ pub struct KubeApi {
     advertise: String,
     watches: AtomicUsize,
     kubelets: Kubelets,
+    prober: Prober,
 }
 
 impl KubeApi {
     pub fn new(store: Store, advertise: String, service_range: ServiceRange) -> Arc<KubeApi> {
         let verbs = Verbs { objects: Objects::new(store), service_range };
-        Arc::new(KubeApi { verbs, advertise, watches: AtomicUsize::new(0), kubelets: Kubelets::default() })
+        let (kubelets, prober) = (Kubelets::default(), Prober::default());
+        Arc::new(KubeApi { verbs, advertise, watches: AtomicUsize::new(0), kubelets, prober })
     }
 
     fn objects(&self) -> &Objects {
@@ -426,6 +429,44 @@ async fn resource_request(
     };
     let resource = target.resource;
     let now = jiff::Timestamp::now().as_second();
+    match (resource.backing, method.clone(), target.name.is_some()) {
+        (Backing::Stored, _, _) => {}
+        (Backing::PodBinding, Method::POST, false) => {
+            let binding = json_body(headers, &body, false)?;
+            let name = binding["metadata"]["name"].as_str().filter(|n| !n.is_empty()).map(String::from);
+            let Some(name) = name else {
+                return Err(ApiError::BadRequest("a Binding needs metadata.name, the name of the pod to bind".into()));
+            };
+            let pods = catalog::find("", "v1", "pods").expect("pods are served");
+            let pod = Target { resource: pods, name: Some(name), subresource: None, ..target };
+            return bind(verbs, &pod, &binding, &query.write_options(headers)?).await;
+        }
+        (Backing::ComponentStatuses, Method::GET, _) if !query.flag("watch")? => {
+            let items = components::statuses(api.objects().store(), &api.prober).await;
+            let listed = match &target.name {
+                Some(name) => {
+                    let item = items.into_iter().find(|c| verbs::meta_str(c, "name") == Some(name.as_str()));
+                    vec![item.ok_or_else(|| ApiError::NotFound { resource, name: name.clone() })?]
+                }
+                None => {
+                    let options = query.list_options(resource)?;
+                    let selected = |c: &Value| {
+                        options.label_selector.as_ref().is_none_or(|s| s.matches_object(c))
+                            && options.field_selector.as_ref().is_none_or(|s| s.matches_object("", resource.plural, c))
+                    };
+                    items.into_iter().filter(selected).collect()
+                }
+            };
+            let response = match (table, &target.name) {
+                (Some(include), _) => ok(&table::table(resource, &listed, now, true, include)),
+                (None, Some(_)) => ok(&listed[0]),
+                (None, None) => ok(&json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": {},
+                    "items": listed})),
+            };
+            return Ok(with_warnings(response, &[components::DEPRECATION_WARNING.to_string()]));
+        }
+        (Backing::PodBinding | Backing::ComponentStatuses, _, _) => return Err(method_not_allowed(method, uri)),
+    }
     match (method.clone(), target.name.is_some(), target.subresource) {
         (Method::GET, false, None) if query.flag("watch")? => watch(api, target, &query, table),
         (Method::GET, false, None) => {
@@ -462,32 +503,11 @@ async fn resource_request(
         (Method::GET, true, Some(Subresource::Log)) => logs::log(&api.kubelets, verbs, &target, &query.0).await,
         (Method::POST, true, Some(Subresource::Binding)) => {
             let binding = json_body(headers, &body, false)?;
-            let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).map(String::from);
-            let Some(node) = node else {
-                return Err(ApiError::BadRequest("a Binding needs target.name, the node to bind to".into()));
-            };
-            let main = Target { subresource: None, ..target.clone() };
-            let options = query.write_options(headers)?;
-            verbs
-                .update_with(&main, &options, |pod| match pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-                    Some(bound) => Err(ApiError::Conflict {
-                        resource,
-                        name: main.name().to_string(),
-                        message: format!("pod {} is already assigned to node {bound:?}", main.name()),
-                    }),
-                    None => {
-                        let mut next = pod.clone();
-                        next["spec"]["nodeName"] = json!(node);
-                        if let Some(m) = next["metadata"].as_object_mut() {
-                            m.remove("resourceVersion");
-                        }
-                        Ok(next)
-                    }
-                })
-                .await?;
-            let status =
-                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
-            Ok(json_response(StatusCode::CREATED, &status, "application/json"))
+            if binding["metadata"]["name"].as_str().is_some_and(|n| !n.is_empty() && n != target.name()) {
+                return Err(ApiError::BadRequest("name in URL does not match name in Binding object".into()));
+            }
+            let pod = Target { subresource: None, ..target.clone() };
+            bind(verbs, &pod, &binding, &query.write_options(headers)?).await
         }
         (Method::POST, true, Some(Subresource::Token)) => {
             let account = verbs.get(&Target { subresource: None, ..target.clone() }, Consistency::Linearizable).await?;
@@ -551,6 +571,50 @@ async fn resource_request(
         }
         _ => Err(method_not_allowed(method, uri)),
     }
+}
+
+/// Binds `pod` to the node a Binding names (`pods/{name}/binding`, or `bindings` naming the pod), as the
+/// scheduler does: a pod already bound is a conflict. Answers a `Status` of success, as upstream does.
+async fn bind(verbs: &Verbs, pod: &Target, binding: &Value, options: &WriteOptions) -> Result<Response, ApiError> {
+    if let Some(kind) = binding["kind"].as_str().filter(|k| *k != "Binding") {
+        return Err(ApiError::BadRequest(format!(
+            "the kind in the data ({kind}) does not match the expected kind (Binding)"
+        )));
+    }
+    let namespace = binding["metadata"]["namespace"].as_str().filter(|ns| !ns.is_empty());
+    if namespace.is_some_and(|ns| Some(ns) != pod.namespace.as_deref()) {
+        return Err(ApiError::BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request".into(),
+        ));
+    }
+    if let Some(kind) = binding["target"]["kind"].as_str().filter(|k| !k.is_empty() && *k != "Node") {
+        return Err(ApiError::BadRequest(format!(
+            "target.kind: Unsupported value: {kind:?}: supported values: \"Node\", \"<empty>\""
+        )));
+    }
+    let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).map(String::from);
+    let Some(node) = node else {
+        return Err(ApiError::BadRequest("a Binding needs target.name, the node to bind to".into()));
+    };
+    verbs
+        .update_with(pod, options, |current| match current["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+            Some(bound) => Err(ApiError::Conflict {
+                resource: pod.resource,
+                name: pod.name().to_string(),
+                message: format!("pod {} is already assigned to node {bound:?}", pod.name()),
+            }),
+            None => {
+                let mut next = current.clone();
+                next["spec"]["nodeName"] = json!(node);
+                if let Some(m) = next["metadata"].as_object_mut() {
+                    m.remove("resourceVersion");
+                }
+                Ok(next)
+            }
+        })
+        .await?;
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+    Ok(json_response(StatusCode::CREATED, &status, "application/json"))
 }
 
 fn method_not_allowed(method: &Method, uri: &Uri) -> ApiError {

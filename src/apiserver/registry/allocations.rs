@@ -15,6 +15,9 @@ pub const SERVICE_IPS_PREFIX: &str = "/registry/ranges/serviceips/";
 pub const NODE_PORTS_PREFIX: &str = "/registry/ranges/servicenodeports/";
 pub const NODE_PORT_MIN: u16 = 30000;
 pub const NODE_PORT_MAX: u16 = 32767;
+/// The API's own Service, through which clients inside the cluster reach it.
+pub const KUBERNETES_SERVICE: &str = "kubernetes";
+pub const KUBERNETES_SERVICE_NAMESPACE: &str = "default";
 
 /// An IPv4 range for cluster IPs, `10.96.0.0/16` style.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,10 +48,15 @@ impl Default for ServiceRange {
 }
 
 impl ServiceRange {
-    /// Usable addresses: the network and broadcast addresses are skipped, and the first one is the API's own
-    /// `kubernetes` Service's, as upstream reserves it.
+    /// Usable addresses: the network and broadcast addresses are skipped.
     fn size(self) -> u32 {
         (1u32 << (32 - self.prefix)) - 2
+    }
+
+    /// The first usable address, which only the API's own `kubernetes` Service may hold, as upstream reserves
+    /// it: no other Service is given it or may ask for it, whichever is created first.
+    pub fn kubernetes_ip(self) -> Ipv4Addr {
+        self.nth(0)
     }
 
     fn nth(self, i: u32) -> Ipv4Addr {
@@ -71,6 +79,12 @@ pub fn node_port_key(port: i64) -> String {
 
 fn wants_cluster_ip(service: &Value) -> bool {
     service["spec"]["type"].as_str() != Some("ExternalName") && service["spec"]["clusterIP"].as_str() != Some("None")
+}
+
+/// The API's own Service, `default/kubernetes`, the only one that may hold the range's first address.
+fn is_kubernetes_service(service: &Value) -> bool {
+    service["metadata"]["namespace"] == KUBERNETES_SERVICE_NAMESPACE
+        && service["metadata"]["name"] == KUBERNETES_SERVICE
 }
 
 fn wants_node_ports(service: &Value) -> bool {
@@ -120,6 +134,10 @@ pub fn carry_over(old: &Value, new: &mut Value) {
 pub enum AllocationError {
     #[error("spec.clusterIP: Invalid value: {0:?}: provided IP is not in the valid range")]
     OutOfRange(String),
+    #[error(
+        "spec.clusterIPs: Invalid value: {0:?}: provided IP is reserved for the API's own Service default/kubernetes"
+    )]
+    Reserved(String),
     #[error("spec.clusterIPs: Internal error: range is full")]
     IpsExhausted,
     #[error("spec.ports[{0}].nodePort: Internal error: range is full")]
@@ -143,12 +161,16 @@ pub fn assign(
                 if !parsed.is_some_and(|p| range.contains(p)) {
                     return Err(AllocationError::OutOfRange(ip.to_string()));
                 }
+                if parsed == Some(range.kubernetes_ip()) && !is_kubernetes_service(service) {
+                    return Err(AllocationError::Reserved(ip.to_string()));
+                }
             }
             None => {
-                let size = range.size();
+                // Chosen among every address but the first.
+                let size = range.size() - 1;
                 let start = pick(size);
                 let ip = (0..size)
-                    .map(|i| range.nth((start + i) % size))
+                    .map(|i| range.nth(1 + (start + i) % size))
                     .map(|ip| ip.to_string())
                     .find(|ip| !taken.contains(&ip_key(ip)))
                     .ok_or(AllocationError::IpsExhausted)?;
@@ -210,6 +232,38 @@ mod tests {
         assert_eq!(svc["spec"]["clusterIP"], "10.0.0.2");
         assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30002);
         assert_eq!(held(&svc), [ip_key("10.0.0.2"), node_port_key(30001), node_port_key(30002)].into());
+    }
+
+    #[test]
+    fn only_the_kubernetes_service_holds_the_first_address() {
+        let range: ServiceRange = "10.0.0.0/28".parse().unwrap();
+        assert_eq!(range.kubernetes_ip(), Ipv4Addr::new(10, 0, 0, 1));
+        // Whatever the random start, a Service that asks for no address never gets the first one, even when it
+        // is the only one not taken.
+        let others: BTreeSet<String> = (3..=14).map(|i| ip_key(&format!("10.0.0.{i}"))).collect();
+        for start in 0..20 {
+            let mut svc =
+                json!({"metadata": {"namespace": "default", "name": "web"}, "spec": {"ports": [{"port": 80}]}});
+            assign(&mut svc, range, &others, |n| start % n).unwrap();
+            assert_eq!(svc["spec"]["clusterIP"], "10.0.0.2", "start {start}");
+        }
+        let full: BTreeSet<String> = (2..=14).map(|i| ip_key(&format!("10.0.0.{i}"))).collect();
+        let mut svc = json!({"metadata": {"namespace": "default", "name": "web"}, "spec": {"ports": [{"port": 80}]}});
+        assert_eq!(assign(&mut svc, range, &full, |_| 0), Err(AllocationError::IpsExhausted));
+        // Asking for it is refused, in any namespace, unless it is default/kubernetes asking.
+        for (namespace, name) in [("default", "web"), ("team-a", "kubernetes"), ("kube-system", "kubernetes")] {
+            let mut svc = json!({"metadata": {"namespace": namespace, "name": name},
+                "spec": {"clusterIP": "10.0.0.1", "ports": [{"port": 80}]}});
+            assert_eq!(
+                assign(&mut svc, range, &BTreeSet::new(), |_| 0),
+                Err(AllocationError::Reserved("10.0.0.1".into())),
+                "{namespace}/{name}"
+            );
+        }
+        let mut api = json!({"metadata": {"namespace": "default", "name": "kubernetes"},
+            "spec": {"clusterIP": "10.0.0.1", "ports": [{"port": 443}]}});
+        assign(&mut api, range, &BTreeSet::new(), |_| 0).unwrap();
+        assert_eq!(held(&api), [ip_key("10.0.0.1")].into());
     }
 
     #[test]
