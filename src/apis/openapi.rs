@@ -364,10 +364,7 @@ fn resource_paths(paths: &mut Map<String, Value>, r: &Resource, name: &str, list
     let write_params =
         || vec![query("dryRun", "string"), query("fieldManager", "string"), query("fieldValidation", "string")];
 
-    let mut scope_params = vec![query("pretty", "string")];
-    if r.namespaced {
-        scope_params.push(path_param("namespace"));
-    }
+    let scope_params = if r.namespaced { vec![path_param("namespace")] } else { vec![] };
     let collection = format!("/{}", collection_path(r));
     let mut collection_item = Map::new();
     collection_item.insert("get".into(), op("list", "list", list_params(), ok(list)));
@@ -378,7 +375,7 @@ fn resource_paths(paths: &mut Map<String, Value>, r: &Resource, name: &str, list
     if r.delete_collection {
         let mut params = vec![json!({"name": "body", "in": "body", "schema": reference(&shared.delete_options)})];
         params.extend(delete_params());
-        params.extend(list_params());
+        params.extend(list_params().into_iter().filter(|p| p["name"] != "watch" && p["name"] != "allowWatchBookmarks"));
         collection_item.insert("delete".into(), op("deleteCollection", "deletecollection", params, ok(&shared.status)));
     }
     collection_item.insert("parameters".into(), json!(scope_params));
@@ -405,11 +402,9 @@ fn resource_paths(paths: &mut Map<String, Value>, r: &Resource, name: &str, list
     paths.insert(collection, Value::Object(collection_item));
     if r.namespaced {
         let all = format!("/{}/{}", gv_path(r.group, r.version), r.plural);
-        let mut list_all = op("list", "list", vec![], ok(list));
+        let mut list_all = op("list", "list", list_params(), ok(list));
         list_all["operationId"] = json!(format!("list{group}{version}{}ForAllNamespaces", r.kind));
-        let mut params = list_params();
-        params.push(query("pretty", "string"));
-        paths.insert(all, json!({"get": list_all, "parameters": params}));
+        paths.insert(all, json!({"get": list_all}));
     }
 }
 
@@ -437,13 +432,7 @@ fn list_params() -> Vec<Value> {
 }
 
 fn delete_params() -> Vec<Value> {
-    vec![
-        query("dryRun", "string"),
-        query("gracePeriodSeconds", "integer"),
-        query("ignoreStoreReadErrorWithClusterBreakingPotential", "boolean"),
-        query("orphanDependents", "boolean"),
-        query("propagationPolicy", "string"),
-    ]
+    vec![query("dryRun", "string"), query("gracePeriodSeconds", "integer"), query("propagationPolicy", "string")]
 }
 
 /// The keywords a Swagger 2.0 schema has that JSON Schema's drafts share and keep as they are.
