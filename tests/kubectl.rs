@@ -1664,3 +1664,76 @@ async fn bindings_component_statuses_metrics_and_version_are_served() {
     assert_eq!(server["compiler"], "rustc");
     assert_eq!(server["platform"], "linux/amd64");
 }
+
+/// The head and body of a plain HTTP/1.1 GET to replica `i`'s API with the given Accept header.
+async fn raw_get(cluster: &TestCluster, i: usize, path: &str, accept: &str) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(cluster.local.members[i].api_addr).await.expect("the API answers");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\nAccept: {accept}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP answer");
+    (String::from_utf8_lossy(&answer[..end]).to_lowercase(), answer[end + 4..].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_v2_lets_kubectl_name_unserved_kinds_and_validate_lists() {
+    let cluster = TestCluster::start(3).await;
+    let i = follower(cluster.leader().await);
+    let k = Kubectl::for_replica(&cluster, i).await;
+
+    // Phase 1: a kind the server does not serve has no OpenAPI v3 document, so kubectl's default validation
+    // falls back to OpenAPI v2, then says the kind is unknown.
+    let widget = k.manifest("widget.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n");
+    for verb in ["create", "apply"] {
+        let err = k.fails(&[verb, "-f", &widget]);
+        assert!(err.contains(r#"no matches for kind "Widget" in version "example.com/v1""#), "{verb}: {err}");
+        assert!(!err.contains("failed to download openapi") && !err.contains("error validating"), "{verb}: {err}");
+    }
+
+    // Phase 2: a served kind with an unknown field still meets the server's strict field validation, and
+    // nothing is created.
+    let strict = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: strict\ndata:\n  a: b\nbogus: 1\n";
+    let err = k.fails(&["create", "-f", &k.manifest("strict.yaml", strict)]);
+    assert!(err.contains("strict decoding error") && err.contains(r#"unknown field "bogus""#), "{err}");
+    assert!(k.fails(&["get", "configmap", "strict"]).contains("NotFound"));
+
+    // Phase 3: kubectl validates the items of a List itself, against the v2 definitions: a bad item fails before
+    // anything is sent; good items are created.
+    let list = |second: &str| {
+        format!(
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: listed-a\n  \
+             data:\n    a: b\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: listed-b\n  spec:\n{second}    \
+             containers:\n    - name: c\n      image: busybox\n"
+        )
+    };
+    let err = k.fails(&["create", "-f", &k.manifest("bad-list.yaml", &list("    bogus: 1\n"))]);
+    assert!(err.contains("error validating data") && err.contains(r#"unknown field "bogus""#), "{err}");
+    assert!(err.contains("io.k8s.api.core.v1.PodSpec"), "{err}");
+    assert_eq!(k.ok(&["get", "configmaps,pods", "-o", "name"]).trim(), "");
+    k.ok(&["create", "-f", &k.manifest("list.yaml", &list(""))]);
+    assert_eq!(k.ok(&["get", "configmap", "listed-a", "-o", "jsonpath={.data.a}"]), "b");
+    assert_eq!(k.ok(&["get", "pod", "listed-b", "-o", "jsonpath={.spec.containers[0].image}"]), "busybox");
+
+    // Phase 4: the document itself, as JSON and as the protobuf client-go decodes; other encodings are 406.
+    let (head, body) = raw_get(&cluster, i, "/openapi/v2", "application/json").await;
+    assert!(head.starts_with("http/1.1 200") && head.contains("content-type: application/json"), "{head}");
+    let document: Value = serde_json::from_slice(&body).expect("a JSON document");
+    assert_eq!(document["swagger"], "2.0");
+    let pod = &document["definitions"]["io.k8s.api.core.v1.Pod"];
+    assert_eq!(
+        pod["x-kubernetes-group-version-kind"],
+        serde_json::json!([{"group": "", "kind": "Pod", "version": "v1"}])
+    );
+    assert_eq!(pod["properties"]["spec"]["$ref"], "#/definitions/io.k8s.api.core.v1.PodSpec");
+    let patch = &document["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
+    assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Pod");
+    let protobuf = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+    let (head, body) = raw_get(&cluster, i, "/openapi/v2", protobuf).await;
+    assert!(head.contains("content-type: application/com.github.proto-openapi.spec.v2.v1.0+protobuf"), "{head}");
+    assert!(!body.starts_with(b"{"), "not JSON");
+    assert!(body.windows(5).any(|field| field == b"\x0a\x032.0"), "Document.swagger (field 1) is 2.0");
+    let (head, _) = raw_get(&cluster, i, "/openapi/v2", "application/yaml").await;
+    assert!(head.starts_with("http/1.1 406"), "{head}");
+}

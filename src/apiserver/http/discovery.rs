@@ -1,17 +1,14 @@
-//! What clients learn before they ask for objects: `/version`, discovery (aggregated and legacy) and the
-//! OpenAPI v3 documents, all built from the resource table.
+//! What clients learn before they ask for objects: `/version` and discovery (aggregated and legacy), built from
+//! the resource table, and which encoding of the OpenAPI v2 document (`apis::openapi`) a client asks for.
 //!
-//! kubectl needs aggregated discovery answered with its exact content type, and an OpenAPI v3 document per
-//! group-version whose PATCH operations declare `fieldValidation`: then it leaves field validation to the
-//! server instead of downloading OpenAPI v2. The documents carry each kind's schema from k8s-openapi so that
-//! `kubectl explain` works.
+//! kubectl needs aggregated discovery answered with its exact content type.
 
 use serde_json::{json, Value};
 
-use crate::apis::catalog::{self, Backing, Resource, Subresource};
+use crate::apis::catalog::{self, Resource, Subresource};
+use crate::apis::openapi;
+use crate::apis::KUBERNETES_MINOR;
 
-/// The Kubernetes version whose types are served (k8s-openapi's `v1_33`).
-pub const KUBERNETES_MINOR: &str = "33";
 /// The oldest minor whose behaviour the API still offers, as upstream reports it (one below its own).
 const KUBERNETES_MIN_COMPATIBILITY_MINOR: &str = "32";
 
@@ -148,89 +145,71 @@ fn aggregated_version(v: &str, rs: &[&'static Resource]) -> Value {
     json!({"version": v, "freshness": "Current", "resources": resources})
 }
 
-fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
+/// The encodings `/openapi/v2` is served in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenApiV2Encoding {
+    Json,
+    /// gnostic's protobuf, which client-go asks for (`openapi::V2_PROTOBUF_CONTENT_TYPE`).
+    Protobuf,
 }
 
-/// `GET /openapi/v3`: where each group-version's document is.
-pub fn openapi_root() -> Value {
-    let mut paths = serde_json::Map::new();
-    for (g, v, _) in catalog::group_versions() {
-        let p = gv_path(g, v);
-        let url = format!("/openapi/v3/{p}?hash={}", env!("CARGO_PKG_VERSION"));
-        paths.insert(p, json!({"serverRelativeURL": url}));
-    }
-    json!({"paths": paths})
-}
-
-/// The OpenAPI v3 document of one group-version (`api/v1`, `apis/apps/v1`).
-pub fn openapi_document(gv: &str) -> Option<Value> {
-    let (group, version) = match gv.split('/').collect::<Vec<_>>().as_slice() {
-        ["api", v] => ("", *v),
-        ["apis", g, v] => (*g, *v),
-        _ => return None,
-    };
-    let gv = catalog::group_versions().into_iter().find(|(g, v, _)| *g == group && *v == version)?;
-    let mut paths = serde_json::Map::new();
-    let params = json!([
-        {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
-        {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
-        {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
-        {"name": "force", "in": "query", "schema": {"type": "boolean"}},
-    ]);
-    for r in &gv.2 {
-        let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
-        let collection = if r.namespaced {
-            format!("{base}/namespaces/{{namespace}}/{}", r.plural)
-        } else {
-            format!("{base}/{}", r.plural)
-        };
-        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
-        let op = |action: &str| {
-            json!({"operationId": format!("{action}{}", r.kind), "x-kubernetes-action": action,
-                "x-kubernetes-group-version-kind": gvk, "parameters": params,
-                "responses": {"200": {"description": "OK"}}})
-        };
-        let (path, operations) = match r.backing {
-            Backing::Stored => (
-                format!("{collection}/{{name}}"),
-                json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
-            ),
-            Backing::ComponentStatuses => (format!("{collection}/{{name}}"), json!({"get": op("get")})),
-            Backing::PodBinding => (collection, json!({"post": op("post")})),
-        };
-        paths.insert(path, operations);
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": format!("v1.{KUBERNETES_MINOR}.0")},
-        "paths": paths,
-        "components": {"schemas": schemas(&gv.2)},
-    }))
-}
-
-/// The schemas of `resources` and of every type they refer to, each kind's marked with its group, version
-/// and kind as kubectl looks them up.
-fn schemas(resources: &[&'static Resource]) -> Value {
-    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
-    let roots: Vec<(String, &Resource)> = resources
-        .iter()
-        .map(|r| {
-            let reference = (r.schema)(&mut generator);
-            let name = reference.get("$ref").and_then(Value::as_str).unwrap_or_default();
-            (name.rsplit('/').next().unwrap_or_default().to_string(), *r)
+/// The encoding an Accept header asks `/openapi/v2` for, as upstream's handler picks it: the media ranges by
+/// decreasing quality, exact ones before wildcards (in the order given otherwise), the first that matches JSON
+/// or protobuf (in either spelling); no header means any. None: neither is acceptable (406).
+pub fn openapi_v2_encoding(accept: &str) -> Option<OpenApiV2Encoding> {
+    let accept = if accept.trim().is_empty() { "*/*" } else { accept };
+    let mut ranges: Vec<(f32, u8, &str, &str)> = accept
+        .split(',')
+        .filter_map(|range| {
+            let mut parts = range.split(';');
+            let (kind, subtype) = parts.next()?.trim().split_once('/')?;
+            let quality = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let exact = u8::from(kind != "*") + u8::from(subtype != "*");
+            (quality > 0.0).then_some((quality, exact, kind, subtype))
         })
         .collect();
-    let mut definitions = generator.take_definitions(true);
-    for (name, r) in roots {
-        if let Some(Value::Object(schema)) = definitions.get_mut(&name) {
-            let gvk = json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
-            schema.insert("x-kubernetes-group-version-kind".into(), gvk);
+    ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+    let offered = [
+        ("application/json", OpenApiV2Encoding::Json),
+        (openapi::V2_PROTOBUF_CONTENT_TYPE_DEPRECATED, OpenApiV2Encoding::Protobuf),
+        (openapi::V2_PROTOBUF_CONTENT_TYPE, OpenApiV2Encoding::Protobuf),
+    ];
+    ranges.into_iter().find_map(|(_, _, kind, subtype)| {
+        offered.iter().find_map(|(media, encoding)| {
+            let (k, s) = media.split_once('/')?;
+            ((kind == k || kind == "*") && (subtype == s || subtype == "*")).then_some(*encoding)
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_v2_is_json_unless_protobuf_is_asked_for_first() {
+        use OpenApiV2Encoding::*;
+        for (accept, encoding) in [
+            ("", Some(Json)),
+            ("*/*", Some(Json)),
+            ("application/json", Some(Json)),
+            ("application/json, */*", Some(Json)),
+            ("application/com.github.proto-openapi.spec.v2@v1.0+protobuf", Some(Protobuf)),
+            ("application/com.github.proto-openapi.spec.v2@v1.0+protobuf, application/json", Some(Protobuf)),
+            ("application/com.github.proto-openapi.spec.v2.v1.0+protobuf", Some(Protobuf)),
+            ("*/*, application/com.github.proto-openapi.spec.v2.v1.0+protobuf", Some(Protobuf)),
+            ("application/json, application/com.github.proto-openapi.spec.v2.v1.0+protobuf", Some(Json)),
+            ("application/json;q=0.5, application/com.github.proto-openapi.spec.v2@v1.0+protobuf", Some(Protobuf)),
+            ("application/yaml, application/*", Some(Json)),
+            ("application/yaml", None),
+            ("application/json;q=0", None),
+            ("text/html", None),
+            ("garbage", None),
+        ] {
+            assert_eq!(openapi_v2_encoding(accept), encoding, "{accept:?}");
         }
     }
-    Value::Object(definitions)
 }

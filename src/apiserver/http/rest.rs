@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use crate::apis::catalog::{self, Backing, Resource, Subresource};
+use crate::apis::openapi;
 use crate::apis::patch::{self, PatchType};
 use crate::apis::protobuf;
 use crate::apis::selectors::{FieldSelector, LabelSelector};
@@ -24,7 +25,7 @@ use crate::apis::table::{self, IncludeObject};
 use crate::apis::time;
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::http::components::{self, Prober};
-use crate::apiserver::http::discovery;
+use crate::apiserver::http::discovery::{self, OpenApiV2Encoding};
 use crate::apiserver::http::logs::{self, Kubelets};
 use crate::apiserver::registry::allocations::ServiceRange;
 use crate::apiserver::registry::apply;
@@ -303,12 +304,35 @@ async fn route(
         ["apis", group, version] if get => {
             discovery::resource_list(group, version).map(|v| ok(&v)).ok_or_else(|| not_found(uri))
         }
-        ["openapi", "v3"] if get => Ok(ok(&discovery::openapi_root())),
+        ["openapi", "v2"] if get => openapi_v2(accept),
+        ["openapi", "v3"] if get => Ok(ok(&openapi::v3_root())),
         ["openapi", "v3", rest @ ..] if get => {
-            discovery::openapi_document(&rest.join("/")).map(|v| ok(&v)).ok_or_else(|| not_found(uri))
+            openapi::v3_document(&rest.join("/")).map(|v| ok(&v)).ok_or_else(|| not_found(uri))
         }
         _ => Err(not_found(uri)),
     }
+}
+
+/// `GET /openapi/v2` in the encoding the Accept header asks for: JSON, or the protobuf client-go reads.
+fn openapi_v2(accept: &str) -> Result<Response, ApiError> {
+    let (body, content_type) = match discovery::openapi_v2_encoding(accept) {
+        Some(OpenApiV2Encoding::Json) => (openapi::v2_json(), "application/json"),
+        Some(OpenApiV2Encoding::Protobuf) => {
+            let body = openapi::v2_protobuf().map_err(|e| ApiError::Internal(e.to_string()))?;
+            (body, openapi::V2_PROTOBUF_CONTENT_TYPE)
+        }
+        None => {
+            return Err(ApiError::NotAcceptable(format!(
+                "only the following media types are accepted: application/json, {}",
+                openapi::V2_PROTOBUF_CONTENT_TYPE
+            )))
+        }
+    };
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (header::VARY, HeaderValue::from_static("Accept")),
+    ];
+    Ok((StatusCode::OK, headers, Body::from(Bytes::from_static(body))).into_response())
 }
 
 /// What `/readyz` checks: the store is healthy (a leader is known and, on the leader, every follower is
