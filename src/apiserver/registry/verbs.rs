@@ -320,11 +320,15 @@ impl Verbs {
     ) -> Result<Vec<Stored>, ApiError> {
         let prefix = resource.prefix(namespace);
         let end = prefix_end(&prefix);
-        let revision = self.objects.revision(consistency).await?;
+        self.objects.revision(consistency).await?;
+        // The first page at the current revision (read from the index, never from the history, however far the
+        // state moved since the sync), the others at the first's.
+        let mut revision = 0;
         let mut from = prefix.into_bytes();
         let mut out = Vec::new();
         loop {
             let page = self.objects.page(&from, &end, revision, limits::API_LIST_CHUNK_MAX)?;
+            revision = page.revision;
             for raw in &page.items {
                 out.push(presented(resource, raw.decode()?));
             }
