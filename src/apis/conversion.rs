@@ -108,45 +108,33 @@ pub fn autoscaling_v1_to_v2(hpa: Value) -> Value {
     Value::Object(hpa)
 }
 
+/// Removes the v2 metric list `list` from `map`, sets `field` to the first CPU utilization in it (v1's one
+/// metric), and returns the other metrics.
+fn take_cpu_utilization(map: &mut Map<String, Value>, list: &str, field: &str) -> Vec<Value> {
+    let mut metrics = match map.remove(list) {
+        Some(Value::Array(metrics)) => metrics,
+        _ => Vec::new(),
+    };
+    if let Some(i) = metrics.iter().position(|m| cpu_utilization(m).is_some()) {
+        let utilization = cpu_utilization(&metrics.remove(i)).cloned();
+        map.insert(field.to_owned(), utilization.unwrap_or_default());
+    }
+    metrics
+}
+
 /// A stored `autoscaling/v2` HPA as `autoscaling/v1` shows it.
 pub fn autoscaling_v2_to_v1(hpa: Value) -> Value {
     let mut hpa = object(hpa);
     hpa.insert("apiVersion".to_owned(), json!("autoscaling/v1"));
     let mut meta = object(hpa.remove("metadata").unwrap_or_default());
     let mut spec = object(hpa.remove("spec").unwrap_or_default());
-    let metrics = match spec.remove("metrics") {
-        Some(Value::Array(metrics)) => metrics,
-        _ => Vec::new(),
-    };
-    let cpu = metrics.iter().position(|m| cpu_utilization(m).is_some());
-    let mut others = Vec::new();
-    for (i, metric) in metrics.into_iter().enumerate() {
-        match (Some(i) == cpu, cpu_utilization(&metric).cloned()) {
-            (true, Some(target)) => {
-                spec.insert("targetCPUUtilizationPercentage".to_owned(), target);
-            }
-            _ => others.push(metric),
-        }
-    }
+    let others = take_cpu_utilization(&mut spec, "metrics", "targetCPUUtilizationPercentage");
     annotate(&mut meta, METRICS_ANNOTATION, Value::Array(others));
     if let Some(behavior) = spec.remove("behavior") {
         annotate(&mut meta, BEHAVIOR_ANNOTATION, behavior);
     }
     let mut status = object(hpa.remove("status").unwrap_or_default());
-    let current = match status.remove("currentMetrics") {
-        Some(Value::Array(current)) => current,
-        _ => Vec::new(),
-    };
-    let cpu = current.iter().position(|m| cpu_utilization(m).is_some());
-    let mut other_current = Vec::new();
-    for (i, metric) in current.into_iter().enumerate() {
-        match (Some(i) == cpu, cpu_utilization(&metric).cloned()) {
-            (true, Some(utilization)) => {
-                status.insert("currentCPUUtilizationPercentage".to_owned(), utilization);
-            }
-            _ => other_current.push(metric),
-        }
-    }
+    let other_current = take_cpu_utilization(&mut status, "currentMetrics", "currentCPUUtilizationPercentage");
     annotate(&mut meta, CURRENT_METRICS_ANNOTATION, Value::Array(other_current));
     if let Some(conditions) = status.remove("conditions") {
         annotate(&mut meta, CONDITIONS_ANNOTATION, conditions);
