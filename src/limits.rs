@@ -112,10 +112,22 @@ pub const API_WATCHES_MAX: usize = 10_000;
 /// Most compare-and-swap attempts of one write against concurrent writers before it answers 409.
 pub const API_WRITE_ATTEMPTS_MAX: usize = 16;
 
-/// Shortest pause between two passes of the leader's controllers (a pass also rests four times its length).
-pub const CONTROLLER_PASS_INTERVAL_MS_MIN: u64 = 500;
-/// Most actions one controller pass executes; the rest wait for the next pass.
-pub const CONTROLLER_ACTIONS_PER_PASS_MAX: usize = 1000;
+// The leader's controller runtime.
+/// Most keys one controller's work queue holds from events (after an overflow it resyncs from its caches).
+pub const WORK_QUEUE_KEYS_MAX: usize = 100_000;
+/// A failing key comes back after this back-off, doubled at each failure in a row up to the maximum.
+pub const WORK_QUEUE_BACKOFF_MS_MIN: u64 = 5;
+pub const WORK_QUEUE_BACKOFF_MS_MAX: u64 = 60_000;
+/// Concurrent workers of the garbage collector and of the namespace controller.
+pub const GARBAGE_COLLECTOR_WORKERS: usize = 8;
+pub const NAMESPACE_WORKERS: usize = 2;
+/// A change inside a namespace being deleted looks at the namespace again after this delay, so that a
+/// deletion of many objects costs few passes over what remains.
+pub const NAMESPACE_RECHECK_DELAY_MS: u64 = 200;
+/// A change of an object in a namespace with quotas recalculates them after this delay (a burst costs one).
+pub const QUOTA_RECALCULATION_DELAY_MS: u64 = 1_000;
+/// How often the leader looks at the replicas' facts behind the `kubernetes` Service's endpoints.
+pub const KUBERNETES_SERVICE_CHECK_INTERVAL_MS: u64 = 500;
 /// How long the leader goes without hearing from a follower before the `kubernetes` Service's endpoints stop
 /// listing that replica's API; a new leader waits as long before dropping one it has not heard from yet.
 pub const API_SERVER_SILENCE_MS: u64 = 5_000;

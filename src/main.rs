@@ -41,9 +41,14 @@ struct BenchArgs {
     /// Seconds each throughput measurement runs.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Which benchmarks to run: the store against etcd, the Kubernetes API, or both.
+    /// Which benchmarks to run: the store against etcd, the Kubernetes API, the scheduler, or all.
     #[arg(long, value_enum, default_value_t = BenchSuite::All)]
     suite: BenchSuite,
+    /// Fake nodes and bare pods of the scheduler benchmark.
+    #[arg(long, default_value_t = 1_000)]
+    fake_nodes: usize,
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -51,6 +56,7 @@ enum BenchSuite {
     All,
     Store,
     Api,
+    Scheduler,
 }
 
 #[derive(clap::Args)]
@@ -144,7 +150,8 @@ fn main() -> anyhow::Result<()> {
             Cmd::Bench(args) => {
                 let dir = std::path::absolute(&args.data_dir).context("resolving --data-dir")?;
                 let raftsman = std::env::current_exe().context("locating the raftsman binary")?;
-                if args.suite != BenchSuite::Api {
+                let all = args.suite == BenchSuite::All;
+                if all || args.suite == BenchSuite::Store {
                     let config = raftsman::bench::BenchConfig {
                         dir: dir.clone(),
                         raftsman: raftsman.clone(),
@@ -154,10 +161,23 @@ fn main() -> anyhow::Result<()> {
                     };
                     println!("{}", raftsman::bench::run(config).await?);
                 }
-                if args.suite != BenchSuite::Store {
+                if all || args.suite == BenchSuite::Api {
+                    let (dir, raftsman) = (dir.clone(), raftsman.clone());
                     let config = raftsman::bench::api::ApiBenchConfig { dir, raftsman, ..Default::default() };
                     let result = raftsman::bench::api::run(config.clone()).await?;
                     println!("{}", raftsman::bench::api::table(&config, &result));
+                }
+                if all || args.suite == BenchSuite::Scheduler {
+                    use raftsman::bench::scheduler::{self as bench, SchedulerBenchConfig};
+                    let config = SchedulerBenchConfig {
+                        dir,
+                        raftsman,
+                        nodes: args.fake_nodes,
+                        pods: args.pods,
+                        ..Default::default()
+                    };
+                    let result = bench::run(config.clone()).await?;
+                    println!("{}", bench::table(&config, &result));
                 }
                 Ok(())
             }

@@ -1528,8 +1528,12 @@ async fn the_kubernetes_service_lists_the_replicas_and_follows_the_leader() {
         (endpoint_addresses(&endpoints) == all).then_some(())
     })
     .await;
-    let slices = k.json(&["get", "endpointslices", "-l", "kubernetes.io/service-name=kubernetes"]);
-    assert_eq!(slice_addresses(&slices), all, "{slices}");
+    // The slices are written after the Endpoints, in a write of their own.
+    let slices = eventually(Duration::from_secs(10), "the endpoint slices to list every replica", || async {
+        let slices = k.json(&["get", "endpointslices", "-l", "kubernetes.io/service-name=kubernetes"]);
+        (slice_addresses(&slices) == all).then_some(slices)
+    })
+    .await;
     assert!(slices["items"].as_array().unwrap().iter().any(|s| s["metadata"]["name"] == "kubernetes"), "{slices}");
 
     // Phase 3: no other Service may take the address, even by asking for it.

@@ -6,7 +6,8 @@
 //! The replica is the real store code in this process, a single voter on the simulated disk, so that the test
 //! can damage one history record under it.
 
-use std::sync::Arc;
+mod harness;
+
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -16,35 +17,15 @@ use raftsman::apiserver::registry::collections::{self, ListOptions, WatchFormat}
 use raftsman::apiserver::registry::objects::Objects;
 use raftsman::apiserver::registry::verbs::Target;
 use raftsman::cluster::config::PlantedBugs;
-use raftsman::cluster::server::{open_store, raft_config};
 use raftsman::proto::etcd as pb;
 use raftsman::store::command::{Applied, Command, PutOp};
 use raftsman::store::disk::memory::MemoryDisk;
 use raftsman::store::disk::{Batch, Cf, Disk};
 use raftsman::store::mvcc::Revision;
-use raftsman::store::network::PeerPool;
-use raftsman::store::storage::{Db, StorageBugs};
-use raftsman::store::types::RaftNode;
 use raftsman::store::Store;
 use serde_json::Value;
 
 const KEY: &str = "/registry/configmaps/default/settings";
-
-/// A single-voter replica on `disk`, once it leads.
-async fn replica(disk: MemoryDisk) -> Store {
-    let node = RaftNode { name: "solo".into(), peer_addr: "127.0.0.1:1".into() };
-    let initial = Some([(1, node)].into_iter().collect());
-    let pool = PeerPool::with_dialer(Arc::new(|e: tonic::transport::Endpoint| e.connect_lazy()));
-    let config = raft_config().expect("raft config");
-    let store =
-        open_store(config, Db::simulated(disk), pool, 1, 7, initial, StorageBugs::default()).await.expect("open store");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while store.leading_term().is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "the single voter did not take the lead");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    store
-}
 
 async fn put(store: &Store, key: &str, value: &str) -> i64 {
     let op = PutOp { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec(), ..PutOp::default() };
@@ -120,7 +101,7 @@ async fn a_history_that_cannot_be_read_is_a_storage_error_not_a_compaction() {
     // Phase 1: an object written twice; the record of its first version is damaged on disk. A watch from the
     // first version needs it as the second one's previous value.
     let disk = MemoryDisk::new(Duration::ZERO);
-    let store = replica(disk.clone()).await;
+    let store = harness::solo::replica(disk.clone()).await;
     let first = put(&store, KEY, &config_map("one")).await;
     put(&store, KEY, &config_map("two")).await;
     damage_history(&disk, first);
@@ -143,7 +124,7 @@ async fn a_history_that_cannot_be_read_is_a_storage_error_not_a_compaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compacted_start_is_still_expired() {
     let disk = MemoryDisk::new(Duration::ZERO);
-    let store = replica(disk).await;
+    let store = harness::solo::replica(disk).await;
     let first = put(&store, KEY, &config_map("one")).await;
     put(&store, KEY, &config_map("two")).await;
     let third = put(&store, KEY, &config_map("three")).await;

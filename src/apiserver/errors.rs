@@ -53,6 +53,10 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// The `Status` reason of a fenced write refused because its leadership term ended: a 409 that no retry can
+/// fix, unlike an ordinary `Conflict`.
+pub const FENCED_REASON: &str = "Fenced";
+
 fn named(resource: &Resource, name: &str, what: &str) -> String {
     format!("{} {name:?} {what}", resource.qualified_plural())
 }
@@ -83,7 +87,8 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::PathNotFound(_) => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } | ApiError::Fenced(_) => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
+            ApiError::Fenced(_) => FENCED_REASON,
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Forbidden { .. } => "Forbidden",

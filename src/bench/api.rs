@@ -55,7 +55,7 @@ pub struct ApiResult {
     pub rss_mib: Vec<f64>,
 }
 
-fn pod(name: &str) -> Pod {
+pub(super) fn pod(name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "labels": {"app": "bench", "tier": "web"}},
         "spec": {"containers": [{"name": "app", "image": "registry.local/app:1.0", "ports": [{"containerPort": 8080}],
@@ -70,7 +70,7 @@ fn setup(reason: impl ToString) -> BenchError {
 
 /// Creates pods `first..first+count` with `clients` concurrent clients; returns the latencies in microseconds
 /// and the acknowledgement time of each pod.
-async fn create_pods(
+pub(super) async fn create_pods(
     api: &Api<Pod>,
     first: usize,
     count: usize,

@@ -7,6 +7,7 @@
 //! deadline and stops by itself; all traffic stays on loopback.
 
 pub mod api;
+pub mod scheduler;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

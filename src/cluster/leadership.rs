@@ -1,8 +1,9 @@
 //! Leader-only work: the controllers run while this replica leads and has applied an entry of its term, and
 //! are stopped (aborted and awaited) as soon as that term's leadership ends.
 //!
-//! Architecture invariant: every term gets a fresh controllers instance that rebuilds its state from the API;
-//! nothing leader-only survives a step-down.
+//! Architecture invariant: every term gets fresh informers (which list everything again), queues and
+//! components; nothing leader-only survives a step-down, and every task of a term has ended before the next
+//! term's can start.
 //! Architecture invariant (fencing): the controllers' client marks every request with the term it was made
 //! for (`LeaderTerm`), and the API proposes their writes as fenced transactions, which the state machine refuses
 //! when they are committed in another term. A deposed leader's controllers, still running for a moment, cannot
@@ -15,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::apiserver::http::rest::LeaderTerm;
 use crate::controllers::kubernetes_service::{Heard, Replica};
+use crate::controllers::runtime::Informers;
 use crate::controllers::{self, Environment};
 use crate::store::Store;
 
@@ -66,20 +68,22 @@ pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutd
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         tracing::info!(term, "leading: starting the controllers");
-        let (stop_tx, stop_rx) = watch::channel(false);
         let seen = store.clone();
         let environment = Environment {
             kubernetes_service_ip: leading.kubernetes_service_ip,
             replicas: Arc::new(move || replicas(&seen, leading.api_addr)),
         };
-        let task = tokio::spawn(controllers::run(fenced_client(router.clone(), term), environment, stop_rx));
+        let mut informers = Informers::new(fenced_client(router.clone(), term));
+        let components = controllers::prepare(&mut informers, environment);
+        let informers = informers.start();
+        let task = tokio::spawn(components);
         tokio::select! {
             () = store.wait_for_leadership_end(term) => {}
             _ = shutdown.wait_for(|stop| *stop) => {}
         }
-        let _ = stop_tx.send(true);
         task.abort();
         let _ = task.await;
+        informers.stop().await;
         tracing::info!(term, "no longer leading: the controllers stopped");
     }
 }

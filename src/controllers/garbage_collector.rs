@@ -1,7 +1,7 @@
 //! The garbage collector: deletes objects whose owners are gone, and finishes foreground and orphan deletions.
 //!
-//! `plan` is pure: from one snapshot of the objects' ownership graph it decides the actions. Rules, as
-//! Kubernetes' garbage collector applies them:
+//! `plan` is pure: it decides for one object, from that object, whether each of its owners exists, and its
+//! dependents. Rules, as Kubernetes' garbage collector applies them:
 //! - a dependent none of whose owners exists is deleted (in the background); references to missing owners
 //!   are dropped while another owner still exists;
 //! - an owner being deleted in the foreground (finalizer `foregroundDeletion`) first has its dependents deleted
@@ -9,70 +9,53 @@
 //! - an owner being deleted with `orphan` has its references removed from every dependent, then loses the
 //!   finalizer.
 //!
-//! A snapshot is assembled from several lists, so it can miss an owner created after its resource was listed:
-//! the executor therefore confirms an owner is really gone (by reading it) before deleting a dependent.
+//! The graph it decides from is fed by several watches, so it can miss an owner created a moment ago: the
+//! executor therefore confirms an owner is really gone (by reading it) before deleting a dependent.
+//!
+//! The work queue is keyed by uid. A change to an object queues the object, and its owners when they are being
+//! deleted (one of their dependents moved); a deletion also queues its dependents (their owner is gone).
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use super::{Action, Snapshot};
+use super::{Action, ObjectRef};
 
 pub const FOREGROUND: &str = "foregroundDeletion";
 pub const ORPHAN: &str = "orphan";
 
-pub fn plan(snapshot: &Snapshot) -> Vec<Action> {
-    let by_uid: BTreeMap<&str, usize> = snapshot.objects.iter().enumerate().map(|(i, o)| (o.uid.as_str(), i)).collect();
-    let mut dependents: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, o) in snapshot.objects.iter().enumerate() {
-        for r in &o.owners {
-            dependents.entry(r.uid.as_str()).or_default().push(i);
-        }
-    }
+/// What to do about `object`, given which of its owners exist and its dependents.
+pub fn plan(object: &ObjectRef, owner_exists: impl Fn(&str) -> bool, dependents: &[ObjectRef]) -> Vec<Action> {
     let mut actions = Vec::new();
-    let mut orphaned_refs: BTreeSet<(usize, &str)> = BTreeSet::new();
-    for (i, owner) in snapshot.objects.iter().enumerate() {
-        if !owner.deleting {
-            continue;
-        }
-        let deps = dependents.get(owner.uid.as_str()).map(Vec::as_slice).unwrap_or_default();
-        if owner.finalizers.iter().any(|f| f == ORPHAN) {
-            for &d in deps {
-                orphaned_refs.insert((d, owner.uid.as_str()));
-                actions.push(Action::RemoveOwnerRef { object: d, owner_uid: owner.uid.clone() });
+    if object.deleting {
+        if object.finalizers.iter().any(|f| f == ORPHAN) {
+            for d in dependents {
+                actions.push(Action::RemoveOwnerRef { object: d.clone(), owner_uid: object.uid.clone() });
             }
-            if deps.is_empty() {
-                actions.push(Action::RemoveFinalizer { object: i, finalizer: ORPHAN });
+            if dependents.is_empty() {
+                actions.push(Action::RemoveFinalizer { object: object.clone(), finalizer: ORPHAN });
             }
-        } else if owner.finalizers.iter().any(|f| f == FOREGROUND) {
-            for &d in deps {
-                if !snapshot.objects[d].deleting {
-                    actions.push(Action::Delete {
-                        object: d,
-                        propagation: Some(FOREGROUND),
-                        confirm_owners_gone: false,
-                    });
-                }
+        } else if object.finalizers.iter().any(|f| f == FOREGROUND) {
+            for d in dependents.iter().filter(|d| !d.deleting) {
+                actions.push(Action::Delete {
+                    object: d.clone(),
+                    propagation: Some(FOREGROUND),
+                    confirm_owners_gone: false,
+                });
             }
-            let blocking = deps
-                .iter()
-                .any(|&d| snapshot.objects[d].owners.iter().any(|r| r.uid == owner.uid && r.block_owner_deletion));
+            let blocking =
+                dependents.iter().any(|d| d.owners.iter().any(|r| r.uid == object.uid && r.block_owner_deletion));
             if !blocking {
-                actions.push(Action::RemoveFinalizer { object: i, finalizer: FOREGROUND });
+                actions.push(Action::RemoveFinalizer { object: object.clone(), finalizer: FOREGROUND });
             }
         }
+        return actions;
     }
-    for (i, o) in snapshot.objects.iter().enumerate() {
-        if o.owners.is_empty() || o.deleting {
-            continue;
-        }
-        let (present, missing): (Vec<_>, Vec<_>) = o.owners.iter().partition(|r| by_uid.contains_key(r.uid.as_str()));
-        if present.is_empty() {
-            actions.push(Action::Delete { object: i, propagation: None, confirm_owners_gone: true });
-        } else {
-            for r in missing {
-                if !orphaned_refs.contains(&(i, r.uid.as_str())) {
-                    actions.push(Action::RemoveOwnerRef { object: i, owner_uid: r.uid.clone() });
-                }
-            }
+    if object.owners.is_empty() {
+        return actions;
+    }
+    let (present, missing): (Vec<_>, Vec<_>) = object.owners.iter().partition(|r| owner_exists(&r.uid));
+    if present.is_empty() {
+        actions.push(Action::Delete { object: object.clone(), propagation: None, confirm_owners_gone: true });
+    } else {
+        for r in missing {
+            actions.push(Action::RemoveOwnerRef { object: object.clone(), owner_uid: r.uid.clone() });
         }
     }
     actions
@@ -107,41 +90,49 @@ mod tests {
         }
     }
 
-    fn snapshot(objects: Vec<ObjectRef>) -> Snapshot {
-        Snapshot { objects }
+    fn plan_for(objects: &[ObjectRef], i: usize) -> Vec<Action> {
+        let o = &objects[i];
+        let exists = |uid: &str| objects.iter().any(|x| x.uid == uid);
+        let dependents: Vec<ObjectRef> =
+            objects.iter().filter(|d| d.owners.iter().any(|r| r.uid == o.uid)).cloned().collect();
+        plan(o, exists, &dependents)
     }
 
     #[test]
     fn a_dependent_whose_owners_are_all_gone_is_deleted_after_confirmation() {
-        let s = snapshot(vec![obj("a", &[("gone", true)], false, &[])]);
-        assert_eq!(plan(&s), vec![Action::Delete { object: 0, propagation: None, confirm_owners_gone: true }]);
+        let s = [obj("a", &[("gone", true)], false, &[])];
+        assert_eq!(
+            plan_for(&s, 0),
+            vec![Action::Delete { object: s[0].clone(), propagation: None, confirm_owners_gone: true }]
+        );
     }
 
     #[test]
     fn a_dependent_with_a_live_owner_stays_and_loses_only_dangling_references() {
-        let s = snapshot(vec![obj("o", &[], false, &[]), obj("d", &[("o", true), ("gone", false)], false, &[])]);
-        assert_eq!(plan(&s), vec![Action::RemoveOwnerRef { object: 1, owner_uid: "gone".into() }]);
+        let s = [obj("o", &[], false, &[]), obj("d", &[("o", true), ("gone", false)], false, &[])];
+        assert_eq!(plan_for(&s, 0), vec![]);
+        assert_eq!(plan_for(&s, 1), vec![Action::RemoveOwnerRef { object: s[1].clone(), owner_uid: "gone".into() }]);
     }
 
     #[test]
     fn foreground_deletion_deletes_dependents_first_then_releases_the_owner() {
-        let s = snapshot(vec![obj("o", &[], true, &[FOREGROUND]), obj("d", &[("o", true)], false, &[])]);
+        let s = [obj("o", &[], true, &[FOREGROUND]), obj("d", &[("o", true)], false, &[])];
         assert_eq!(
-            plan(&s),
-            vec![Action::Delete { object: 1, propagation: Some(FOREGROUND), confirm_owners_gone: false }]
+            plan_for(&s, 0),
+            vec![Action::Delete { object: s[1].clone(), propagation: Some(FOREGROUND), confirm_owners_gone: false }]
         );
-        let s = snapshot(vec![obj("o", &[], true, &[FOREGROUND]), obj("d", &[("o", false)], false, &[])]);
-        let actions = plan(&s);
-        assert!(actions.contains(&Action::RemoveFinalizer { object: 0, finalizer: FOREGROUND }));
-        let s = snapshot(vec![obj("o", &[], true, &[FOREGROUND])]);
-        assert_eq!(plan(&s), vec![Action::RemoveFinalizer { object: 0, finalizer: FOREGROUND }]);
+        assert_eq!(plan_for(&s, 1), vec![], "its owner exists: the dependent waits for the owner's decision");
+        let s = [obj("o", &[], true, &[FOREGROUND]), obj("d", &[("o", false)], false, &[])];
+        assert!(plan_for(&s, 0).contains(&Action::RemoveFinalizer { object: s[0].clone(), finalizer: FOREGROUND }));
+        let s = [obj("o", &[], true, &[FOREGROUND])];
+        assert_eq!(plan_for(&s, 0), vec![Action::RemoveFinalizer { object: s[0].clone(), finalizer: FOREGROUND }]);
     }
 
     #[test]
     fn orphan_deletion_frees_dependents_then_releases_the_owner() {
-        let s = snapshot(vec![obj("o", &[], true, &[ORPHAN]), obj("d", &[("o", true)], false, &[])]);
-        assert_eq!(plan(&s), vec![Action::RemoveOwnerRef { object: 1, owner_uid: "o".into() }]);
-        let s = snapshot(vec![obj("o", &[], true, &[ORPHAN])]);
-        assert_eq!(plan(&s), vec![Action::RemoveFinalizer { object: 0, finalizer: ORPHAN }]);
+        let s = [obj("o", &[], true, &[ORPHAN]), obj("d", &[("o", true)], false, &[])];
+        assert_eq!(plan_for(&s, 0), vec![Action::RemoveOwnerRef { object: s[1].clone(), owner_uid: "o".into() }]);
+        let s = [obj("o", &[], true, &[ORPHAN])];
+        assert_eq!(plan_for(&s, 0), vec![Action::RemoveFinalizer { object: s[0].clone(), finalizer: ORPHAN }]);
     }
 }

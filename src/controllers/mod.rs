@@ -6,34 +6,40 @@
 //! the `kube` client (in-process, over the API router without a socket), never through the store, so they would
 //! work unchanged as separate processes.
 //!
-//! Each pass lists every served resource into a `Snapshot` of ownership facts, lets each controller's pure
-//! `plan` decide `Action`s, and executes them. Executing is idempotent and every write carries a precondition
-//! (uid or resourceVersion), so a stale snapshot makes a write fail, never do harm; the next pass sees the new
-//! state. Passes run when the store has moved, and leave idle at least four times as long as they took, which
-//! bounds the controllers' share of the leader's time.
+//! They run on the controller runtime (`runtime`): the term's shared informers feed the ownership graph
+//! (`graph`) with the metadata of every stored object, handlers map each change to the keys it concerns on
+//! each controller's work queue, and workers reconcile one key at a time with a pure `plan` over the cached
+//! objects. Executing is idempotent and every write carries a precondition (uid or resourceVersion), so a
+//! cache a moment behind makes a write fail, never do harm; the key comes back after a back-off. The cost of a
+//! change is the cost of the keys it concerns, never a pass over everything.
 //!
 //! The `kubernetes` Service's endpoints also depend on what only the replica knows (the replicas' API
-//! addresses and when the leader last heard from each), which the replica hands in as an `Environment`; a
-//! change there starts a pass too.
+//! addresses and when the leader last heard from each), which the replica hands in as an `Environment`,
+//! looked at every `KUBERNETES_SERVICE_CHECK_INTERVAL_MS`; a change there queues that controller too.
 
 pub mod garbage_collector;
+pub mod graph;
 pub mod kubernetes_service;
 pub mod namespace;
 pub mod priority_classes;
 pub mod resource_quota;
+pub mod runtime;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
 
-use crate::apis::catalog::{self, Deletion, Resource};
+use crate::apis::catalog::{self, Resource};
 use crate::apis::time;
 use crate::limits;
+use graph::Graph;
+use runtime::{run_workers, Informer, Informers, Next, WorkQueue};
 
 /// One object's facts the controllers decide from.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,36 +67,30 @@ pub struct OwnerRef {
     pub block_owner_deletion: bool,
 }
 
-/// Every object the API serves, as of one pass.
-#[derive(Clone, Debug, Default)]
-pub struct Snapshot {
-    pub objects: Vec<ObjectRef>,
-}
-
-/// What a controller asks for; `object` indexes the snapshot.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a controller asks for.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Delete the object (with this propagation policy); when `confirm_owners_gone`, only after reading each
     /// owner and finding it absent.
     Delete {
-        object: usize,
+        object: ObjectRef,
         propagation: Option<&'static str>,
         confirm_owners_gone: bool,
     },
     RemoveFinalizer {
-        object: usize,
+        object: ObjectRef,
         finalizer: &'static str,
     },
     RemoveOwnerRef {
-        object: usize,
+        object: ObjectRef,
         owner_uid: String,
     },
     FinalizeNamespace {
-        object: usize,
+        object: ObjectRef,
     },
     /// Merge these conditions into the namespace's `status.conditions` (upstream's rules of transition).
     SetNamespaceConditions {
-        object: usize,
+        object: ObjectRef,
         conditions: Vec<namespace::Condition>,
     },
     CreateNamespace {
@@ -114,20 +114,11 @@ pub struct Environment {
     pub replicas: Arc<dyn Fn() -> Vec<kubernetes_service::Replica> + Send + Sync>,
 }
 
-fn api_resource(r: &Resource) -> ApiResource {
-    ApiResource {
-        group: r.group.to_string(),
-        version: r.version.to_string(),
-        api_version: r.api_version(),
-        kind: r.kind.to_string(),
-        plural: r.plural.to_string(),
-    }
-}
-
 fn api_for(client: &Client, r: &Resource, namespace: Option<&str>) -> Api<DynamicObject> {
+    let ar = runtime::informer::api_resource(r);
     match namespace {
-        Some(ns) if r.namespaced => Api::namespaced_with(client.clone(), ns, &api_resource(r)),
-        _ => Api::all_with(client.clone(), &api_resource(r)),
+        Some(ns) if r.namespaced => Api::namespaced_with(client.clone(), ns, &ar),
+        _ => Api::all_with(client.clone(), &ar),
     }
 }
 
@@ -165,29 +156,6 @@ fn object_ref(resource: &'static Resource, m: &ObjectMeta, body: Option<&Value>)
     })
 }
 
-async fn snapshot(client: &Client) -> Result<Snapshot, kube::Error> {
-    let mut objects = Vec::new();
-    for r in catalog::stored() {
-        let api = api_for(client, r, None);
-        if r.deletion == Deletion::Finalized {
-            let list = api.list(&ListParams::default()).await?;
-            objects.extend(list.items.iter().filter_map(|o| object_ref(r, &o.metadata, Some(&o.data))));
-        } else {
-            // Only the metadata is decoded: the rest of each object is skipped, not built.
-            let list = api.list_metadata(&ListParams::default()).await?;
-            objects.extend(list.items.iter().filter_map(|o| object_ref(r, &o.metadata, None)));
-        }
-    }
-    Ok(Snapshot { objects })
-}
-
-/// The store revision the API reports, as the cheapest sign that something changed.
-async fn revision(client: &Client) -> Result<String, kube::Error> {
-    let namespaces = catalog::find("", "v1", "namespaces").expect("namespaces are served");
-    let list = api_for(client, namespaces, None).list_metadata(&ListParams::default().limit(1)).await?;
-    Ok(list.metadata.resource_version.unwrap_or_default())
-}
-
 /// Whether the owner a dependent names still exists (with the same uid).
 async fn owner_exists(client: &Client, dependent: &ObjectRef, owner: &OwnerRef) -> Result<bool, kube::Error> {
     let (group, version) = match owner.api_version.split_once('/') {
@@ -205,11 +173,10 @@ async fn owner_exists(client: &Client, dependent: &ObjectRef, owner: &OwnerRef) 
     }
 }
 
-async fn execute(client: &Client, snapshot: &Snapshot, action: &Action) -> Result<(), kube::Error> {
-    let target = |i: usize| &snapshot.objects[i];
+async fn execute(client: &Client, action: &Action) -> Result<(), kube::Error> {
     match action {
         Action::Delete { object, propagation, confirm_owners_gone } => {
-            let o = target(*object);
+            let o = object;
             if *confirm_owners_gone {
                 for owner in &o.owners {
                     if owner_exists(client, o, owner).await? {
@@ -229,7 +196,7 @@ async fn execute(client: &Client, snapshot: &Snapshot, action: &Action) -> Resul
             api_for(client, o.resource, o.namespace.as_deref()).delete(&o.name, &params).await?;
         }
         Action::RemoveFinalizer { object, finalizer } => {
-            let o = target(*object);
+            let o = object;
             let remaining: Vec<&String> = o.finalizers.iter().filter(|f| f.as_str() != *finalizer).collect();
             let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": o.resource_version}});
             api_for(client, o.resource, o.namespace.as_deref())
@@ -237,7 +204,7 @@ async fn execute(client: &Client, snapshot: &Snapshot, action: &Action) -> Resul
                 .await?;
         }
         Action::RemoveOwnerRef { object, owner_uid } => {
-            let o = target(*object);
+            let o = object;
             let api = api_for(client, o.resource, o.namespace.as_deref());
             let live = api.get(&o.name).await?;
             let refs: Vec<Value> = live
@@ -253,7 +220,7 @@ async fn execute(client: &Client, snapshot: &Snapshot, action: &Action) -> Resul
             api.patch(&o.name, &PatchParams::default(), &Patch::Merge(patch)).await?;
         }
         Action::FinalizeNamespace { object } => {
-            let o = target(*object);
+            let o = object;
             let api = api_for(client, o.resource, None);
             let mut live = api.get(&o.name).await?;
             let remaining: Vec<&String> =
@@ -262,7 +229,7 @@ async fn execute(client: &Client, snapshot: &Snapshot, action: &Action) -> Resul
             api.replace_subresource("finalize", &o.name, &PostParams::default(), &live).await?;
         }
         Action::SetNamespaceConditions { object, conditions } => {
-            let o = target(*object);
+            let o = object;
             let api = api_for(client, o.resource, None);
             let mut live = api.get(&o.name).await?;
             if live.metadata.uid.as_deref() != Some(o.uid.as_str()) {
@@ -356,57 +323,212 @@ async fn write(client: &Client, write: &kubernetes_service::Write) -> Result<(),
     Ok(())
 }
 
-/// One pass: snapshot, plan, execute. Failed actions are logged and retried by a later pass; a failed write
-/// to the `kubernetes` Service's objects fails the pass, so that the next one comes soon.
-async fn pass(client: &Client, kubernetes: &kubernetes_service::Desired) -> Result<(), kube::Error> {
-    let snapshot = snapshot(client).await?;
-    let mut actions = garbage_collector::plan(&snapshot);
-    actions.extend(namespace::plan(&snapshot));
-    actions.extend(priority_classes::plan(&snapshot));
-    for action in actions.iter().take(limits::CONTROLLER_ACTIONS_PER_PASS_MAX) {
-        if let Err(e) = execute(client, &snapshot, action).await {
-            tracing::debug!(error = %e, ?action, "controller action failed; a later pass retries");
-        }
+/// Executes `actions` one after the other; the first failure stops them (the key comes back).
+async fn execute_all(client: &Client, actions: &[Action]) -> Result<Next, kube::Error> {
+    for action in actions {
+        execute(client, action).await?;
     }
-    if let Err(e) = resource_quota::reconcile(client).await {
-        tracing::debug!(error = %e, "resource quota pass failed; a later pass retries");
-    }
-    let current = kubernetes_service_objects(client).await?;
-    for w in kubernetes_service::plan(kubernetes, &current) {
-        write(client, &w).await?;
-    }
-    Ok(())
+    Ok(Next::Done)
 }
 
-/// Runs the controllers until `stop` fires.
-pub async fn run(client: Client, environment: Environment, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let leading_since = Instant::now();
-    let mut last_revision = String::new();
-    let mut last_kubernetes = None;
-    let mut idle = Duration::from_millis(limits::CONTROLLER_PASS_INTERVAL_MS_MIN);
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(idle) => {}
-            _ = stop.wait_for(|s| *s) => return,
+/// A namespace as the namespace controller decides from it (with `spec.finalizers` and `status.conditions`).
+fn namespace_ref(namespaces: &Informer<Namespace>, name: &str) -> Option<ObjectRef> {
+    let ns = runtime::informer::get(namespaces.store(), None, name)?;
+    let body = serde_json::to_value(ns.as_ref()).ok()?;
+    object_ref(resource("", "v1", "namespaces"), &ns.metadata, Some(&body))
+}
+
+fn resource(group: &str, version: &str, plural: &str) -> &'static Resource {
+    catalog::find(group, version, plural).expect("a kind the controllers use is served")
+}
+
+/// The controllers' work queues.
+struct Queues {
+    garbage: Arc<WorkQueue<String>>,
+    namespaces: Arc<WorkQueue<String>>,
+    quotas: Arc<WorkQueue<String>>,
+    priority_classes: Arc<WorkQueue<&'static str>>,
+    kubernetes: Arc<WorkQueue<()>>,
+}
+
+/// Which keys of which controller one change concerns. `before` and `after` are the object as the graph held
+/// it before the change and holds it now (None once deleted).
+fn route(graph: &Graph, queues: &Queues, before: Option<&ObjectRef>, after: Option<&ObjectRef>) {
+    let Some(o) = after.or(before) else { return };
+    let deleted = after.is_none();
+    let namespaces = resource("", "v1", "namespaces");
+    let quotas = resource("", "v1", "resourcequotas");
+    // Garbage collection: the object itself, its owners being deleted, and (once it is gone) its dependents.
+    if let Some(now) = after {
+        if !now.owners.is_empty() || now.deleting {
+            queues.garbage.add(now.uid.clone());
         }
-        let started = Instant::now();
-        let replicas = (environment.replicas)();
-        let kubernetes =
-            kubernetes_service::desired(environment.kubernetes_service_ip, &replicas, leading_since.elapsed());
-        match revision(&client).await {
-            Ok(rv) if rv == last_revision && last_kubernetes.as_ref() == Some(&kubernetes) => continue,
-            Ok(rv) => last_revision = rv,
-            Err(e) => {
-                tracing::debug!(error = %e, "controllers cannot read the api");
-                continue;
+    }
+    let owners = before.into_iter().chain(after).flat_map(|x| &x.owners);
+    for owner in owners {
+        if graph.get(&owner.uid).is_some_and(|x| x.deleting) {
+            queues.garbage.add(owner.uid.clone());
+        }
+    }
+    if deleted {
+        for d in graph.dependents(&o.uid) {
+            queues.garbage.add(d.uid);
+        }
+    }
+    // Namespaces: the namespace itself; what happens inside one that is being emptied; its default account.
+    if std::ptr::eq(o.resource, namespaces) {
+        queues.namespaces.add(o.name.clone());
+    } else if let Some(ns) = &o.namespace {
+        if graph.find(namespaces, None, ns).is_some_and(|x| x.deleting) {
+            queues.namespaces.add_after(ns.clone(), Duration::from_millis(limits::NAMESPACE_RECHECK_DELAY_MS));
+        } else if deleted && o.resource.kind == "ServiceAccount" && o.name == "default" {
+            queues.namespaces.add(ns.clone());
+        }
+        // Quotas: a quota at once; other objects of a namespace with quotas after a delay that batches them.
+        if std::ptr::eq(o.resource, quotas) {
+            queues.quotas.add(ns.clone());
+        } else if graph.namespace_has(ns, quotas) {
+            queues.quotas.add_after(ns.clone(), Duration::from_millis(limits::QUOTA_RECALCULATION_DELAY_MS));
+        }
+    }
+    if deleted && o.resource.plural == "priorityclasses" {
+        if let Some((name, _)) = crate::apis::validation::SYSTEM_PRIORITY_CLASSES.iter().find(|(n, _)| *n == o.name) {
+            queues.priority_classes.add(name);
+        }
+    }
+    if o.namespace.as_deref() == Some(kubernetes_service::NAMESPACE)
+        && matches!(o.resource.plural, "services" | "endpoints" | "endpointslices")
+    {
+        queues.kubernetes.add(());
+    }
+}
+
+/// Registers the controllers with this term's informers; the returned future runs them (once the informers
+/// have listed) until it is dropped.
+pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std::future::Future<Output = ()> + Send {
+    let client = informers.client().clone();
+    let graph = Arc::new(Graph::default());
+    let namespaces = informers.typed::<Namespace>();
+    let capacity = limits::WORK_QUEUE_KEYS_MAX;
+    let all_uids = {
+        let graph = graph.clone();
+        move || graph.uids()
+    };
+    let all_namespaces = {
+        let namespaces = namespaces.clone();
+        move || namespaces.store().state().iter().filter_map(|n| n.metadata.name.clone()).collect::<Vec<_>>()
+    };
+    let queues = Arc::new(Queues {
+        garbage: WorkQueue::new("garbage-collector", capacity, all_uids),
+        namespaces: WorkQueue::new("namespace", capacity, all_namespaces.clone()),
+        quotas: WorkQueue::new("resource-quota", capacity, all_namespaces),
+        priority_classes: WorkQueue::new("priority-classes", capacity, || {
+            crate::apis::validation::SYSTEM_PRIORITY_CLASSES.iter().map(|(n, _)| *n).collect()
+        }),
+        kubernetes: WorkQueue::new("kubernetes-service", capacity, || vec![()]),
+    });
+    {
+        let (graph, queues) = (graph.clone(), queues.clone());
+        informers.on_metadata(move |resource, change| {
+            let (before, after) = graph.apply(resource, change);
+            route(&graph, &queues, before.as_ref(), after.as_ref());
+        });
+    }
+    let synced = informers.synced();
+    async move {
+        synced.wait().await;
+        tracing::info!("controllers' informers synced");
+        for name in namespace::SYSTEM_NAMESPACES {
+            queues.namespaces.add(name.to_string());
+        }
+        for (name, _) in crate::apis::validation::SYSTEM_PRIORITY_CLASSES {
+            queues.priority_classes.add(name);
+        }
+        queues.kubernetes.add(());
+        let garbage = {
+            let (client, graph) = (client.clone(), graph.clone());
+            move |uid: String| {
+                let (client, graph) = (client.clone(), graph.clone());
+                async move {
+                    let Some(object) = graph.get(&uid) else { return Ok(Next::Done) };
+                    let actions = garbage_collector::plan(&object, |u| graph.contains(u), &graph.dependents(&uid));
+                    execute_all(&client, &actions).await
+                }
             }
-        }
-        last_kubernetes = Some(kubernetes.clone());
-        if let Err(e) = pass(&client, &kubernetes).await {
-            tracing::debug!(error = %e, "controller pass failed");
-            last_revision.clear();
-        }
-        let min = Duration::from_millis(limits::CONTROLLER_PASS_INTERVAL_MS_MIN);
-        idle = (started.elapsed() * 4).max(min);
+        };
+        let namespace = {
+            let (client, graph) = (client.clone(), graph.clone());
+            move |name: String| {
+                let (client, graph, namespaces) = (client.clone(), graph.clone(), namespaces.clone());
+                async move {
+                    let ns = namespace_ref(&namespaces, &name);
+                    let actions = namespace::plan(&name, ns.as_ref(), &graph.in_namespace(&name));
+                    execute_all(&client, &actions).await
+                }
+            }
+        };
+        let quota = {
+            let client = client.clone();
+            move |ns: String| {
+                let client = client.clone();
+                async move { resource_quota::reconcile(&client, &ns).await.map(|()| Next::Done) }
+            }
+        };
+        let priority = {
+            let (client, graph) = (client.clone(), graph.clone());
+            move |name: &'static str| {
+                let (client, graph) = (client.clone(), graph.clone());
+                async move {
+                    let classes = resource("scheduling.k8s.io", "v1", "priorityclasses");
+                    let actions = priority_classes::plan(|n| n != name || graph.find(classes, None, n).is_some());
+                    execute_all(&client, &actions).await
+                }
+            }
+        };
+        let leading_since = Instant::now();
+        let desired = {
+            let environment = environment.clone();
+            move || {
+                let replicas = (environment.replicas)();
+                kubernetes_service::desired(environment.kubernetes_service_ip, &replicas, leading_since.elapsed())
+            }
+        };
+        let kubernetes = {
+            let (client, desired) = (client.clone(), desired.clone());
+            move |()| {
+                let (client, desired) = (client.clone(), desired());
+                async move {
+                    let current = kubernetes_service_objects(&client).await?;
+                    for w in kubernetes_service::plan(&desired, &current) {
+                        write(&client, &w).await?;
+                    }
+                    Ok::<_, kube::Error>(Next::Done)
+                }
+            }
+        };
+        // The replicas' facts are not in the API: look at them now and then, and queue the controller when
+        // they change.
+        let watch_environment = {
+            let queue = queues.kubernetes.clone();
+            async move {
+                let mut last = desired();
+                loop {
+                    tokio::time::sleep(Duration::from_millis(limits::KUBERNETES_SERVICE_CHECK_INTERVAL_MS)).await;
+                    let now = desired();
+                    if now != last {
+                        queue.add(());
+                        last = now;
+                    }
+                }
+            }
+        };
+        tokio::join!(
+            run_workers(queues.garbage.clone(), limits::GARBAGE_COLLECTOR_WORKERS, garbage),
+            run_workers(queues.namespaces.clone(), limits::NAMESPACE_WORKERS, namespace),
+            run_workers(queues.quotas.clone(), 1, quota),
+            run_workers(queues.priority_classes.clone(), 1, priority),
+            run_workers(queues.kubernetes.clone(), 1, kubernetes),
+            watch_environment,
+        );
     }
 }

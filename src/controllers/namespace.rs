@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use super::{Action, Snapshot};
+use super::{Action, ObjectRef};
 
 pub const KUBERNETES_FINALIZER: &str = "kubernetes";
 
@@ -121,53 +121,40 @@ pub fn merge_conditions(current: &[Value], wanted: &[Condition], now: &str) -> O
     changed.then_some(merged)
 }
 
-pub fn plan(snapshot: &Snapshot) -> Vec<Action> {
-    let mut actions = Vec::new();
-    let is_namespace = |o: &&super::ObjectRef| o.resource.kind == "Namespace";
-    for name in SYSTEM_NAMESPACES {
-        if !snapshot.objects.iter().filter(is_namespace).any(|o| o.name == *name) {
-            actions.push(Action::CreateNamespace { name });
-        }
+/// What to do about the namespace `name`, from the namespace as the cache holds it (None when there is none)
+/// and the objects in it.
+pub fn plan(name: &str, namespace: Option<&ObjectRef>, contents: &[ObjectRef]) -> Vec<Action> {
+    let Some(ns) = namespace else {
+        return match SYSTEM_NAMESPACES.iter().find(|n| **n == name) {
+            Some(name) => vec![Action::CreateNamespace { name }],
+            None => Vec::new(),
+        };
+    };
+    if !ns.deleting {
+        let has_default_account =
+            contents.iter().any(|o| o.resource.kind == "ServiceAccount" && o.name == "default");
+        return match has_default_account {
+            true => Vec::new(),
+            false => vec![Action::CreateServiceAccount { namespace: ns.name.clone() }],
+        };
     }
-    for ns in snapshot.objects.iter().filter(is_namespace).filter(|ns| !ns.deleting) {
-        let has_default_account = snapshot.objects.iter().any(|o| {
-            o.resource.kind == "ServiceAccount" && o.name == "default" && o.namespace.as_deref() == Some(&ns.name)
-        });
-        if !has_default_account {
-            actions.push(Action::CreateServiceAccount { namespace: ns.name.clone() });
-        }
+    let mut actions: Vec<Action> = contents
+        .iter()
+        .filter(|o| !o.deleting)
+        .map(|o| Action::Delete { object: o.clone(), propagation: Some("Background"), confirm_owners_gone: false })
+        .collect();
+    // What these deletions leave: objects already being deleted, and those finalizers hold.
+    let remaining: Vec<(&str, &str, &[String])> = contents
+        .iter()
+        .filter(|o| o.deleting || !o.finalizers.is_empty())
+        .map(|o| (o.resource.plural, o.resource.group, o.finalizers.as_slice()))
+        .collect();
+    let conditions = deletion_conditions(&remaining);
+    if !conditions.iter().all(|c| ns.conditions.contains(c)) {
+        actions.push(Action::SetNamespaceConditions { object: ns.clone(), conditions });
     }
-    for (i, ns) in snapshot.objects.iter().enumerate() {
-        if ns.resource.kind != "Namespace" || !ns.deleting {
-            continue;
-        }
-        let contents: Vec<usize> = snapshot
-            .objects
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| o.resource.namespaced && o.namespace.as_deref() == Some(ns.name.as_str()))
-            .map(|(j, _)| j)
-            .collect();
-        for &j in &contents {
-            if !snapshot.objects[j].deleting {
-                actions.push(Action::Delete { object: j, propagation: Some("Background"), confirm_owners_gone: false });
-            }
-        }
-        // What this pass's deletions leave: objects already being deleted, and those finalizers hold.
-        let remaining: Vec<(&str, &str, &[String])> = contents
-            .iter()
-            .map(|&j| &snapshot.objects[j])
-            .filter(|o| o.deleting || !o.finalizers.is_empty())
-            .map(|o| (o.resource.plural, o.resource.group, o.finalizers.as_slice()))
-            .collect();
-        let conditions = deletion_conditions(&remaining);
-        let known: Vec<&Condition> = conditions.iter().filter(|c| ns.conditions.contains(c)).collect();
-        if known.len() != conditions.len() {
-            actions.push(Action::SetNamespaceConditions { object: i, conditions });
-        }
-        if contents.is_empty() && ns.namespace_finalizers.iter().any(|f| f == KUBERNETES_FINALIZER) {
-            actions.push(Action::FinalizeNamespace { object: i });
-        }
+    if contents.is_empty() && ns.namespace_finalizers.iter().any(|f| f == KUBERNETES_FINALIZER) {
+        actions.push(Action::FinalizeNamespace { object: ns.clone() });
     }
     actions
 }
@@ -208,31 +195,19 @@ mod tests {
         }
     }
 
-    fn with_system(mut objects: Vec<ObjectRef>) -> Snapshot {
-        objects.extend(SYSTEM_NAMESPACES.iter().map(|n| namespace(n, false)));
-        let accounts: Vec<ObjectRef> = objects
-            .iter()
-            .filter(|o| o.resource.kind == "Namespace" && !o.deleting)
-            .map(|ns| ObjectRef {
-                resource: find("", "v1", "serviceaccounts").unwrap(),
-                namespace: Some(ns.name.clone()),
-                name: "default".into(),
-                ..config_map(&ns.name, "default", false)
-            })
-            .collect();
-        objects.extend(accounts);
-        Snapshot { objects }
+    fn account(ns: &str) -> ObjectRef {
+        ObjectRef { resource: find("", "v1", "serviceaccounts").unwrap(), ..config_map(ns, "default", false) }
     }
 
     #[test]
     fn system_namespaces_and_default_accounts_are_created() {
-        let s = Snapshot { objects: vec![namespace("a", false)] };
-        let actions = plan(&s);
         for name in SYSTEM_NAMESPACES {
-            assert!(actions.contains(&Action::CreateNamespace { name }));
+            assert_eq!(plan(name, None, &[]), vec![Action::CreateNamespace { name }]);
         }
-        assert!(actions.contains(&Action::CreateServiceAccount { namespace: "a".into() }));
-        assert!(plan(&with_system(vec![namespace("a", false)])).is_empty());
+        assert_eq!(plan("other", None, &[]), vec![], "a deleted namespace of a user stays deleted");
+        let a = namespace("a", false);
+        assert_eq!(plan("a", Some(&a), &[]), vec![Action::CreateServiceAccount { namespace: "a".into() }]);
+        assert!(plan("a", Some(&a), &[account("a")]).is_empty());
     }
 
     /// A terminating namespace whose conditions already say that nothing remains.
@@ -242,13 +217,13 @@ mod tests {
 
     #[test]
     fn a_terminating_namespace_is_emptied_then_finalized() {
-        let s = with_system(vec![terminating("a"), config_map("a", "x", false), config_map("b", "y", false)]);
+        let a = terminating("a");
+        let x = config_map("a", "x", false);
         assert_eq!(
-            plan(&s),
-            vec![Action::Delete { object: 1, propagation: Some("Background"), confirm_owners_gone: false }]
+            plan("a", Some(&a), std::slice::from_ref(&x)),
+            vec![Action::Delete { object: x, propagation: Some("Background"), confirm_owners_gone: false }]
         );
-        let s = with_system(vec![terminating("a"), config_map("b", "y", false)]);
-        assert_eq!(plan(&s), vec![Action::FinalizeNamespace { object: 0 }]);
+        assert_eq!(plan("a", Some(&a), &[]), vec![Action::FinalizeNamespace { object: a }]);
     }
 
     fn condition<'a>(conditions: &'a [Condition], condition_type: &str) -> &'a Condition {
@@ -259,9 +234,10 @@ mod tests {
     fn a_namespace_held_by_finalized_content_says_what_remains() {
         let held = ObjectRef { finalizers: vec!["example.com/hold".into()], ..config_map("a", "x", false) };
         let going = ObjectRef { finalizers: vec!["example.com/hold".into()], ..config_map("a", "y", true) };
-        let s = with_system(vec![namespace("a", true), held, going, config_map("a", "z", false)]);
-        let actions = plan(&s);
-        let Some(Action::SetNamespaceConditions { object: 0, conditions }) =
+        let a = namespace("a", true);
+        let contents = [held, going, config_map("a", "z", false)];
+        let actions = plan("a", Some(&a), &contents);
+        let Some(Action::SetNamespaceConditions { conditions, .. }) =
             actions.iter().find(|a| matches!(a, Action::SetNamespaceConditions { .. }))
         else {
             panic!("no conditions set: {actions:?}")
@@ -281,21 +257,8 @@ mod tests {
         assert_eq!((failure.status.as_str(), failure.reason.as_str()), ("False", "ContentDeleted"));
         assert!(!actions.iter().any(|a| matches!(a, Action::FinalizeNamespace { .. })));
         // Conditions already in place are not written again.
-        let s =
-            Snapshot {
-                objects: s
-                    .objects
-                    .iter()
-                    .map(|o| {
-                        if o.name == "a" {
-                            ObjectRef { conditions: conditions.clone(), ..o.clone() }
-                        } else {
-                            o.clone()
-                        }
-                    })
-                    .collect(),
-            };
-        assert!(!plan(&s).iter().any(|a| matches!(a, Action::SetNamespaceConditions { .. })));
+        let a = ObjectRef { conditions: conditions.clone(), ..a };
+        assert!(!plan("a", Some(&a), &contents).iter().any(|a| matches!(a, Action::SetNamespaceConditions { .. })));
     }
 
     #[test]
@@ -315,7 +278,7 @@ mod tests {
 
     #[test]
     fn a_live_namespace_is_left_alone() {
-        let s = with_system(vec![namespace("a", false), config_map("a", "x", false)]);
-        assert!(plan(&s).is_empty());
+        let a = namespace("a", false);
+        assert!(plan("a", Some(&a), &[account("a"), config_map("a", "x", false)]).is_empty());
     }
 }

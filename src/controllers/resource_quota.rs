@@ -4,6 +4,9 @@
 //! finished pods and changed limits.
 //!
 //! `plan` is pure: the quota and the objects of its namespace in, the status to write (if it differs) out.
+//! The work queue is keyed by namespace: a quota's change queues its namespace at once, a change of another
+//! object in a namespace with quotas queues it after `QUOTA_RECALCULATION_DELAY_MS`, so that a burst of
+//! changes costs one recalculation.
 
 use std::collections::BTreeSet;
 
@@ -35,17 +38,16 @@ fn counted_resources(quota: &Value) -> Vec<&'static Resource> {
         .collect()
 }
 
-/// Recomputes the status of every ResourceQuota; a write that races another fails its precondition and the
-/// next pass tries again.
-pub async fn reconcile(client: &Client) -> Result<(), kube::Error> {
+/// Recomputes the status of every ResourceQuota of `namespace`; a write that races another fails its
+/// precondition, and the key comes back.
+pub async fn reconcile(client: &Client, namespace: &str) -> Result<(), kube::Error> {
     let quotas = catalog::find("", "v1", "resourcequotas").expect("resource quotas are served");
-    for quota in api_for(client, quotas, None).list(&ListParams::default()).await?.items {
-        let Some(namespace) = quota.metadata.namespace.clone() else { continue };
+    for quota in api_for(client, quotas, Some(namespace)).list(&ListParams::default()).await?.items {
         let Some(name) = quota.metadata.name.clone() else { continue };
         let quota_json = serde_json::to_value(&quota).map_err(kube::Error::SerdeError)?;
         let mut objects = Vec::new();
         for resource in counted_resources(&quota_json) {
-            let list = api_for(client, resource, Some(&namespace)).list(&ListParams::default()).await?;
+            let list = api_for(client, resource, Some(namespace)).list(&ListParams::default()).await?;
             for item in list.items {
                 objects.push((resource, serde_json::to_value(&item).map_err(kube::Error::SerdeError)?));
             }
@@ -54,7 +56,7 @@ pub async fn reconcile(client: &Client) -> Result<(), kube::Error> {
             let mut updated = quota_json;
             updated["status"] = status;
             let updated: DynamicObject = serde_json::from_value(updated).map_err(kube::Error::SerdeError)?;
-            api_for(client, quotas, Some(&namespace)).replace_status(&name, &PostParams::default(), &updated).await?;
+            api_for(client, quotas, Some(namespace)).replace_status(&name, &PostParams::default(), &updated).await?;
         }
     }
     Ok(())

@@ -1,0 +1,225 @@
+//! The scheduler benchmark: a three-replica cluster and one `raftsman agent --runtime fake --fake-nodes N`
+//! serving N nodes, then bare pods created by concurrent clients through a follower.
+//!
+//! Measured: the time from the first create until every pod is bound and until every pod reports Running
+//! (a watch from before the first create sees each pod's first binding and first Running status), the binding
+//! throughput, each replica's resident memory with the nodes and pods stored, and the time from a SIGKILL of
+//! the leader until the new leader's scheduler binds its first pod (pods keep arriving through a follower
+//! throughout). Targets are the issue's: 2,000 pods/s bound, failover under 2 s. Every loop is bounded.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+
+use super::api::create_pods;
+use super::{leader_index, BenchError};
+use crate::cluster::local::{Flavor, LocalCluster, Signal};
+
+#[derive(Clone, Debug)]
+pub struct SchedulerBenchConfig {
+    pub dir: std::path::PathBuf,
+    pub raftsman: std::path::PathBuf,
+    pub nodes: usize,
+    pub pods: usize,
+    pub clients: usize,
+}
+
+impl Default for SchedulerBenchConfig {
+    fn default() -> Self {
+        SchedulerBenchConfig {
+            dir: std::env::temp_dir().join("raftsman-bench"),
+            raftsman: "raftsman".into(),
+            nodes: 1_000,
+            pods: 10_000,
+            clients: 50,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SchedulerResult {
+    pub created_secs: f64,
+    pub bound_secs: f64,
+    pub running_secs: f64,
+    pub bound: usize,
+    pub running: usize,
+    pub create_errors: u64,
+    pub failover_first_binding_ms: Option<f64>,
+    pub rss_mib: Vec<f64>,
+}
+
+fn setup(reason: impl ToString) -> BenchError {
+    BenchError::Setup { system: "raftsman scheduler", reason: reason.to_string() }
+}
+
+/// Kills the agent when the benchmark ends, however it ends.
+struct AgentProcess(Child);
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// When each pod was first seen bound and first seen Running, from a watch started before the pods exist.
+#[derive(Default)]
+struct Seen {
+    bound: HashMap<String, Instant>,
+    running: HashMap<String, Instant>,
+}
+
+fn follow(pods: Api<Pod>, from: String, seen: Arc<Mutex<Seen>>, expected: usize) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut from = from;
+        // A watch ends after its timeout; resume from the last event, a bounded number of times.
+        for _ in 0..20 {
+            let Ok(stream) = pods.watch(&WatchParams::default().timeout(290), &from).await else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let mut stream = stream.boxed();
+            while let Some(Ok(event)) = stream.next().await {
+                let (WatchEvent::Added(p) | WatchEvent::Modified(p)) = event else { continue };
+                from = p.metadata.resource_version.clone().unwrap_or(from);
+                let name = p.metadata.name.clone().unwrap_or_default();
+                let bound = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+                let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                let mut s = seen.lock().expect("seen lock");
+                if bound {
+                    s.bound.entry(name.clone()).or_insert_with(Instant::now);
+                }
+                if running {
+                    s.running.entry(name).or_insert_with(Instant::now);
+                }
+                if s.running.len() >= expected && s.bound.len() >= expected {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+async fn ready_nodes(nodes: &Api<Node>) -> usize {
+    let Ok(list) = nodes.list(&ListParams::default()).await else { return 0 };
+    let ready = |n: &Node| {
+        let conditions = n.status.as_ref().and_then(|s| s.conditions.as_ref());
+        conditions.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
+    };
+    list.items.iter().filter(|n| ready(n)).count()
+}
+
+pub async fn run(config: SchedulerBenchConfig) -> Result<SchedulerResult, BenchError> {
+    let dir = config.dir.join("raftsman-scheduler");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(setup)?;
+    let mut cluster =
+        LocalCluster::new(Flavor::Raftsman { binary: config.raftsman.clone() }, &dir, 3, None).map_err(setup)?;
+    cluster.start_all().map_err(setup)?;
+    let servers: Vec<String> = cluster.members.iter().map(|m| m.api_addr.to_string()).collect();
+    let url: http::Uri = format!("http://{}", cluster.members[1].api_addr).parse().map_err(setup)?;
+    let client = kube::Client::try_from(kube::Config::new(url)).map_err(setup)?;
+    let log = std::fs::File::create(dir.join("agent.log")).map_err(setup)?;
+    let agent = Command::new(&config.raftsman)
+        .args(["agent", "--node-name", "fake", "--runtime", "fake"])
+        .args(["--servers", &servers.join(",")])
+        .args(["--fake-nodes", &config.nodes.to_string()])
+        .arg("--data-dir")
+        .arg(dir.join("agent"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(setup)?)
+        .stderr(log)
+        .spawn()
+        .map_err(setup)?;
+    let _agent = AgentProcess(agent);
+    let nodes: Api<Node> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while ready_nodes(&nodes).await < config.nodes {
+        if Instant::now() > deadline {
+            return Err(setup(format!("{} nodes were not Ready within 300 s", config.nodes)));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("scheduler: {} fake nodes Ready", config.nodes);
+
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let from = pods.list_metadata(&ListParams::default().limit(1)).await.map_err(setup)?.metadata.resource_version;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let watcher = follow(pods.clone(), from.unwrap_or_default(), seen.clone(), config.pods);
+    let started = Instant::now();
+    let (_, create_errors, _) = create_pods(&pods, 0, config.pods, config.clients).await;
+    let mut result = SchedulerResult { create_errors, ..SchedulerResult::default() };
+    result.created_secs = started.elapsed().as_secs_f64();
+    let _ = tokio::time::timeout(Duration::from_secs(600), watcher).await;
+    {
+        let s = seen.lock().expect("seen lock");
+        let last = |m: &HashMap<String, Instant>| m.values().max().map(|t| t.duration_since(started).as_secs_f64());
+        result.bound = s.bound.len();
+        result.running = s.running.len();
+        result.bound_secs = last(&s.bound).unwrap_or(f64::NAN);
+        result.running_secs = last(&s.running).unwrap_or(f64::NAN);
+    }
+    eprintln!(
+        "scheduler: {} pods created in {:.1} s, {} bound by {:.1} s, {} Running by {:.1} s",
+        config.pods, result.created_secs, result.bound, result.bound_secs, result.running, result.running_secs
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    result.rss_mib = (0..3).filter_map(|i| cluster.rss_bytes(i)).map(|b| b as f64 / (1024.0 * 1024.0)).collect();
+
+    // Failover: pods keep arriving through a follower; the first one bound after the kill times the takeover.
+    let endpoints = cluster.client_endpoints();
+    let leader = leader_index(&endpoints).await.ok_or_else(|| setup("no leader"))?;
+    let follower = (leader + 1) % 3;
+    let url: http::Uri = format!("http://{}", cluster.members[follower].api_addr).parse().map_err(setup)?;
+    let pods: Api<Pod> = Api::default_namespaced(kube::Client::try_from(kube::Config::new(url)).map_err(setup)?);
+    let from = pods.list_metadata(&ListParams::default().limit(1)).await.map_err(setup)?.metadata.resource_version;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let extra = 200;
+    let watcher = follow(pods.clone(), from.unwrap_or_default(), seen.clone(), extra);
+    let killed = Instant::now();
+    cluster.signal(leader, Signal::Kill);
+    for i in 0..extra {
+        let _ = pods.create(&PostParams::default(), &super::api::pod(&format!("after-{i}"))).await;
+        if killed.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), watcher).await;
+    let first = seen.lock().expect("seen lock").bound.values().min().copied();
+    result.failover_first_binding_ms = first.map(|t| t.duration_since(killed).as_secs_f64() * 1000.0);
+    eprintln!("scheduler: first binding {:?} ms after the leader's SIGKILL", result.failover_first_binding_ms);
+    Ok(result)
+}
+
+pub fn table(config: &SchedulerBenchConfig, r: &SchedulerResult) -> String {
+    let rss = r.rss_mib.iter().map(|m| format!("{m:.0}")).collect::<Vec<_>>().join(" / ");
+    let per_sec = |n: usize, secs: f64| if secs > 0.0 { format!("{:.0}", n as f64 / secs) } else { "-".into() };
+    let failover = r.failover_first_binding_ms.map_or("none".into(), |ms| format!("{ms:.0}"));
+    let mut out = format!(
+        "| Scheduler ({} fake nodes, {} pods by {} clients) | value | target |\n|---|---:|---|\n",
+        config.nodes, config.pods, config.clients
+    );
+    let rows = [
+        ("pods created, s".to_string(), format!("{:.1}", r.created_secs), String::new()),
+        ("create errors".into(), r.create_errors.to_string(), "0".into()),
+        ("first create to all bound, s".into(), format!("{:.1} ({} bound)", r.bound_secs, r.bound), String::new()),
+        ("bound pods/s".into(), per_sec(r.bound, r.bound_secs), ">= 2000".into()),
+        (
+            "first create to all Running, s".into(),
+            format!("{:.1} ({} Running)", r.running_secs, r.running),
+            String::new(),
+        ),
+        ("leader SIGKILL to first binding, ms".into(), failover, "< 2000".into()),
+        ("RSS per replica, MiB".into(), rss, String::new()),
+    ];
+    for (name, value, target) in rows {
+        out.push_str(&format!("| {name} | {value} | {target} |\n"));
+    }
+    out
+}
