@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod kubectl;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 

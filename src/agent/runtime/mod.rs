@@ -35,15 +35,8 @@ pub struct ContainerSpec {
 /// The state of a container's latest attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContainerState {
-    Running {
-        started_at: jiff::Timestamp,
-    },
-    Exited {
-        exit_code: i32,
-        reason: String,
-        started_at: jiff::Timestamp,
-        finished_at: jiff::Timestamp,
-    },
+    Running { started_at: jiff::Timestamp },
+    Exited { exit_code: i32, reason: String, started_at: jiff::Timestamp, finished_at: jiff::Timestamp },
 }
 
 /// One container as the runtime knows it: its latest attempt.
