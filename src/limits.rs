@@ -243,3 +243,60 @@ const _: () = assert!(KUBELET_CONNECT_TIMEOUT_MS < KUBELET_RESPONSE_TIMEOUT_MS);
 const _: () = assert!(SERVICE_ACCOUNT_TOKEN_SECS_MIN <= SERVICE_ACCOUNT_TOKEN_SECS_DEFAULT);
 const _: () = assert!(SERVICE_ACCOUNT_TOKEN_SECS_DEFAULT <= SERVICE_ACCOUNT_TOKEN_SECS_MAX);
 const _: () = assert!(ETCD_CLIENT_CONNECT_TIMEOUT_MS < ETCD_CLIENT_REQUEST_TIMEOUT_MS);
+
+// The agent (`src/agent/`).
+/// How often the agent's balancer checks each API server replica's `/readyz`, and how long one check may take
+/// before the replica counts as down (its connections are then closed at once).
+pub const AGENT_HEALTH_INTERVAL_MS: u64 = 200;
+pub const AGENT_HEALTH_TIMEOUT_MS: u64 = 500;
+/// Most of a `/readyz?verbose` answer the agent reads.
+pub const AGENT_HEALTH_BODY_BYTES_MAX: usize = 4096;
+/// How long a replica that answers but is not ready keeps the agent's open connections (an election makes
+/// every replica unready for a moment) before they are closed, when another replica is ready.
+pub const AGENT_UNREADY_GRACE_MS: u64 = 2_000;
+/// How long the agent keeps an idle connection to a replica: less than the replica keeps it
+/// (`API_HEADER_READ_TIMEOUT_MS`), so that a request never goes out on a connection the replica is closing.
+pub const AGENT_IDLE_CONNECTION_MS: u64 = 5_000;
+/// How often the agent reads the `kubernetes` Endpoints to learn the replicas' API addresses.
+pub const AGENT_SERVERS_REFRESH_MS: u64 = 10_000;
+/// Most API server replicas the agent's balancer knows at once (the given ones first).
+pub const AGENT_SERVERS_MAX: usize = 16;
+/// Largest request body the agent sends (bodies are buffered so a request refused at connect can go elsewhere).
+pub const AGENT_REQUEST_BYTES_MAX: usize = API_BODY_BYTES_MAX;
+/// First and longest pause of the agent's watches after an error before they resume.
+pub const AGENT_WATCH_BACKOFF_MS_MIN: u64 = 50;
+pub const AGENT_WATCH_BACKOFF_MS_MAX: u64 = 5_000;
+/// How often a node's Lease is renewed, and the duration it claims (upstream's kubelet: 10 s and 40 s).
+pub const AGENT_LEASE_RENEW_MS: u64 = 10_000;
+pub const AGENT_LEASE_DURATION_SECS: i32 = 40;
+/// How often a node's status is computed (upstream's node-status-update-frequency), and how long an unchanged
+/// status goes without being reported again (upstream's node-status-report-frequency).
+pub const AGENT_NODE_STATUS_UPDATE_MS: u64 = 10_000;
+pub const AGENT_NODE_STATUS_REPORT_MS: u64 = 300_000;
+/// Most fake nodes one agent process serves.
+pub const AGENT_FAKE_NODES_MAX: usize = 10_000;
+/// Shortest pause between two pod syncs (changes arriving meanwhile are handled together), and the longest
+/// time between two syncs without changes (what back-off timers wait on).
+pub const AGENT_SYNC_INTERVAL_MS_MIN: u64 = 50;
+pub const AGENT_SYNC_INTERVAL_MS_MAX: u64 = 1_000;
+/// Most runtime actions (start, stop, remove, delete) running at once.
+pub const AGENT_ACTIONS_CONCURRENT_MAX: usize = 64;
+/// Most pod status writes in flight at once, and most waiting (the others are recomputed at the next sync).
+pub const AGENT_STATUS_WRITERS_MAX: usize = 16;
+pub const AGENT_STATUS_QUEUE_MAX: usize = 100_000;
+/// Upstream's CrashLoopBackOff: the first restart is at once, then 10 s doubling to 5 min; an attempt that ran
+/// for twice the longest back-off resets it.
+pub const AGENT_RESTART_BACKOFF_SECS_MIN: u64 = 10;
+pub const AGENT_RESTART_BACKOFF_SECS_MAX: u64 = 300;
+/// The grace given to containers of a pod that no longer exists in the API.
+pub const AGENT_ORPHAN_GRACE_SECS: u64 = 2;
+/// The grace period of a pod that names none (upstream's default).
+pub const AGENT_POD_GRACE_SECS_DEFAULT: i64 = 30;
+
+const _: () = assert!(AGENT_HEALTH_TIMEOUT_MS < AGENT_UNREADY_GRACE_MS);
+const _: () = assert!(AGENT_IDLE_CONNECTION_MS < API_HEADER_READ_TIMEOUT_MS);
+const _: () = assert!(AGENT_WATCH_BACKOFF_MS_MIN < AGENT_WATCH_BACKOFF_MS_MAX);
+const _: () = assert!(AGENT_LEASE_RENEW_MS < AGENT_LEASE_DURATION_SECS as u64 * 1000);
+const _: () = assert!(AGENT_NODE_STATUS_UPDATE_MS < AGENT_NODE_STATUS_REPORT_MS);
+const _: () = assert!(AGENT_SYNC_INTERVAL_MS_MIN < AGENT_SYNC_INTERVAL_MS_MAX);
+const _: () = assert!(AGENT_RESTART_BACKOFF_SECS_MIN < AGENT_RESTART_BACKOFF_SECS_MAX);

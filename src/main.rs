@@ -1,5 +1,5 @@
-//! The `raftsman` command: a control-plane replica (`server`), a local HA cluster (`up`) and the benchmark
-//! (`bench`). The only place that uses anyhow and reads process-level settings.
+//! The `raftsman` command: a control-plane replica (`server`), a worker agent (`agent`), a local HA cluster
+//! (`up`) and the benchmark (`bench`). The only place that uses anyhow and reads process-level settings.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +28,45 @@ enum Cmd {
     Up(UpArgs),
     /// Benchmark a three-replica raftsman cluster against a three-member etcd cluster, side by side.
     Bench(BenchArgs),
+    /// Run a worker agent: register a node (or many fake ones) and run the pods bound to it.
+    Agent(AgentArgs),
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// The node's name (with --fake-nodes N, the prefix of NAME-0 ... NAME-(N-1)).
+    #[arg(long)]
+    node_name: String,
+    /// HOST:PORT of the API servers to start from (more are learned from the cluster).
+    #[arg(long, value_delimiter = ',', required = true)]
+    servers: Vec<SocketAddr>,
+    /// What runs the pods: `fake` (nothing runs; for tests at scale) or `process` (local processes).
+    #[arg(long, value_enum)]
+    runtime: AgentRuntime,
+    /// Labels of the node, k=v,...
+    #[arg(long, default_value = "")]
+    node_labels: String,
+    /// Taints the node registers with, k=v:Effect,...
+    #[arg(long, default_value = "")]
+    register_with_taints: String,
+    /// Where the agent keeps its state (learned API servers, the process runtime's pods).
+    #[arg(long, default_value = "raftsman-agent")]
+    data_dir: PathBuf,
+    /// Serve this many fake nodes from this one process (needs --runtime fake).
+    #[arg(long)]
+    fake_nodes: Option<usize>,
+    /// The size of a fake node, k=v,... (cpu, memory, pods, ...).
+    #[arg(long, default_value = "cpu=32,memory=256Gi,pods=110,ephemeral-storage=100Gi")]
+    fake_capacity: String,
+    /// Address of the kubelet endpoint (`kubectl logs` through the API server).
+    #[arg(long, default_value = "127.0.0.1:10250")]
+    kubelet_addr: SocketAddr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum AgentRuntime {
+    Fake,
+    Process,
 }
 
 #[derive(clap::Args)]
@@ -147,6 +186,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Cmd::Up(args) => up(args).await,
+            Cmd::Agent(args) => agent(args).await,
             Cmd::Bench(args) => {
                 let dir = std::path::absolute(&args.data_dir).context("resolving --data-dir")?;
                 let raftsman = std::env::current_exe().context("locating the raftsman binary")?;
@@ -183,6 +223,44 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    use raftsman::agent::{self, node, AgentConfig, RuntimeKind};
+    let config = AgentConfig {
+        node_name: args.node_name,
+        servers: args.servers,
+        runtime: match args.runtime {
+            AgentRuntime::Fake => RuntimeKind::Fake,
+            AgentRuntime::Process => RuntimeKind::Process,
+        },
+        node_labels: node::parse_pairs(&args.node_labels).map_err(anyhow::Error::msg).context("--node-labels")?,
+        taints: node::parse_taints(&args.register_with_taints)
+            .map_err(anyhow::Error::msg)
+            .context("--register-with-taints")?,
+        data_dir: args.data_dir,
+        fake_nodes: args.fake_nodes,
+        fake_capacity: node::parse_pairs(&args.fake_capacity)
+            .map_err(anyhow::Error::msg)
+            .context("--fake-capacity")?
+            .into_iter()
+            .map(|(k, v)| (k, k8s_openapi::apimachinery::pkg::api::resource::Quantity(v)))
+            .collect(),
+        kubelet_addr: args.kubelet_addr,
+        ..AgentConfig::default()
+    }
+    .validate()?;
+    match config.runtime {
+        RuntimeKind::Fake => {
+            let runtime = std::sync::Arc::new(agent::runtime::fake::FakeRuntime::new());
+            agent::run(config, runtime, shutdown_signal()).await?;
+        }
+        // The process runtime (`agent::runtime::process`) is not part of this build yet.
+        RuntimeKind::Process => {
+            anyhow::bail!("--runtime process is not available in this build yet; use --runtime fake")
+        }
+    }
+    Ok(())
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod kubectl;
 pub mod solo;
 
 use std::future::Future;

@@ -1,0 +1,219 @@
+//! `raftsman agent`: the worker side, an API client of the replicas (DESIGN.md invariant 1) that registers
+//! its node(s) and runs the pods bound to them through a container runtime.
+//!
+//! - `balancer.rs`: the one connection to the API servers (health-checked replicas, invariant 7).
+//! - `node.rs`: registration, Lease and Ready condition of each node.
+//! - `pods.rs`: pod sync (pure plan and status, executed through the runtime).
+//! - `runtime/`: the runtime trait and its implementations.
+//!
+//! One agent serves one node, or with `--fake-nodes N` the fake nodes `NAME-0` ... `NAME-(N-1)`, each with its
+//! own registration, Lease and status, sharing one balancer, one pod watch and one pod sync. Everything runs
+//! until the shutdown signal; what the runtime runs is left running when the agent stops (invariant 7 and the
+//! agent's restart).
+
+pub mod balancer;
+pub mod node;
+pub mod pods;
+pub mod runtime;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Taint;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::limits;
+use node::NodeConfig;
+use runtime::Runtime;
+
+/// Which runtime the agent runs pods with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeKind {
+    Fake,
+    Process,
+}
+
+impl RuntimeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Fake => "fake",
+            RuntimeKind::Process => "process",
+        }
+    }
+}
+
+/// The agent's configuration, as the command line gives it.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub node_name: String,
+    pub servers: Vec<SocketAddr>,
+    pub runtime: RuntimeKind,
+    pub node_labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub data_dir: PathBuf,
+    /// Serve this many fake nodes (`NAME-0` ...) instead of one node called `NAME`.
+    pub fake_nodes: Option<usize>,
+    /// The size of a fake node.
+    pub fake_capacity: BTreeMap<String, Quantity>,
+    /// Where the kubelet endpoint listens (its port is reported in the Node).
+    pub kubelet_addr: SocketAddr,
+    /// The node's address (InternalIP) and the pods' hostIP.
+    pub node_ip: IpAddr,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            node_name: String::new(),
+            servers: Vec::new(),
+            runtime: RuntimeKind::Fake,
+            node_labels: BTreeMap::new(),
+            taints: Vec::new(),
+            data_dir: PathBuf::from("raftsman-agent"),
+            fake_nodes: None,
+            fake_capacity: default_fake_capacity(),
+            kubelet_addr: SocketAddr::from(([127, 0, 0, 1], 10250)),
+            node_ip: IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+}
+
+pub fn default_fake_capacity() -> BTreeMap<String, Quantity> {
+    [("cpu", "32"), ("memory", "256Gi"), ("pods", "110"), ("ephemeral-storage", "100Gi")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--node-name must be a DNS subdomain (lowercase letters, digits, '-' and '.'), got {0:?}")]
+    NodeName(String),
+    #[error("--servers must name at least one API server (HOST:PORT)")]
+    NoServers,
+    #[error("--fake-nodes needs --runtime fake")]
+    FakeNodesNeedFake,
+    #[error("--fake-nodes must be between 1 and {max}", max = limits::AGENT_FAKE_NODES_MAX)]
+    FakeNodes,
+    #[error("more than {max} --servers", max = limits::AGENT_SERVERS_MAX)]
+    TooManyServers,
+}
+
+impl AgentConfig {
+    pub fn validate(self) -> Result<AgentConfig, ConfigError> {
+        let name_ok = !self.node_name.is_empty()
+            && self.node_name.len() <= 240
+            && self.node_name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && self.node_name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && self.node_name.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !name_ok {
+            return Err(ConfigError::NodeName(self.node_name));
+        }
+        if self.servers.is_empty() {
+            return Err(ConfigError::NoServers);
+        }
+        if self.servers.len() > limits::AGENT_SERVERS_MAX {
+            return Err(ConfigError::TooManyServers);
+        }
+        if let Some(n) = self.fake_nodes {
+            if self.runtime != RuntimeKind::Fake {
+                return Err(ConfigError::FakeNodesNeedFake);
+            }
+            if n == 0 || n > limits::AGENT_FAKE_NODES_MAX {
+                return Err(ConfigError::FakeNodes);
+            }
+        }
+        Ok(self)
+    }
+
+    /// The names of the nodes this agent serves.
+    pub fn node_names(&self) -> Vec<String> {
+        match self.fake_nodes {
+            Some(n) => (0..n).map(|i| format!("{}-{i}", self.node_name)).collect(),
+            None => vec![self.node_name.clone()],
+        }
+    }
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path).map(|s| s.trim().to_owned()).unwrap_or_default()
+}
+
+/// What one node registers as, for the runtime in use.
+fn node_config(config: &AgentConfig, name: String) -> NodeConfig {
+    let capacity = match config.runtime {
+        RuntimeKind::Fake => config.fake_capacity.clone(),
+        RuntimeKind::Process => node::host_capacity(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            &std::fs::read_to_string("/proc/meminfo").unwrap_or_default(),
+        ),
+    };
+    let os_image = match config.runtime {
+        RuntimeKind::Fake => "raftsman fake node".to_owned(),
+        RuntimeKind::Process => {
+            let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+            release
+                .lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_owned())
+                .unwrap_or_else(|| "Linux".to_owned())
+        }
+    };
+    NodeConfig {
+        name,
+        labels: config.node_labels.clone(),
+        taints: config.taints.clone(),
+        capacity,
+        address: config.node_ip,
+        kubelet_port: config.kubelet_addr.port(),
+        runtime_version: format!("{}://{}", config.runtime.name(), env!("CARGO_PKG_VERSION")),
+        os_image,
+        kernel_version: read_trimmed("/proc/sys/kernel/osrelease"),
+        boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+        machine_id: read_trimmed("/etc/machine-id"),
+    }
+}
+
+/// Runs the agent with `runtime` until `shutdown` completes.
+pub async fn run<R: Runtime>(
+    config: AgentConfig,
+    runtime: Arc<R>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let (client, balancer) = balancer::client(&config.servers, Some(config.data_dir.clone()));
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(balancer::learn_servers(client.clone(), balancer));
+    let names = config.node_names();
+    tasks.spawn(pods::run(
+        client.clone(),
+        runtime,
+        pods::PodSyncConfig {
+            nodes: names.clone(),
+            host_ip: config.node_ip.to_string(),
+            runtime: config.runtime.name(),
+        },
+    ));
+    let count = names.len() as u32;
+    let spread = |i: usize| Duration::from_millis(limits::AGENT_LEASE_RENEW_MS) * i as u32 / count.max(1);
+    for (i, name) in names.into_iter().enumerate() {
+        let (client, node) = (client.clone(), node_config(&config, name));
+        let offset = spread(i);
+        tasks.spawn(async move {
+            // Registrations are spread like the renewals, so that a thousand fake nodes do not arrive at once.
+            tokio::time::sleep(offset / 10).await;
+            let uid = node::register(&client, &node).await;
+            let renew = node::renew_lease(client.clone(), node.name.clone(), uid, Duration::ZERO);
+            let report = node::report_status(client, node, offset);
+            tokio::join!(renew, report);
+        });
+    }
+    tracing::info!(nodes = count, runtime = config.runtime.name(), servers = ?config.servers, "agent: running");
+    shutdown.await;
+    tracing::info!("agent: stopping; what runs is left running");
+    tasks.shutdown().await;
+    Ok(())
+}

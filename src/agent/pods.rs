@@ -1,0 +1,742 @@
+//! Pod sync: runs the pods bound to the agent's nodes through a `Runtime` and reports their status.
+//!
+//! The decisions are pure: `plan(desired pods, runtime reports, now) -> actions` (start, stop, remove, delete)
+//! and `pod_status(pod, reports, ..., now) -> PodStatus`, as upstream's kubelet decides them: restartPolicy
+//! Always, OnFailure and Never; CrashLoopBackOff (the first restart at once, then 10 s doubling to 5 min,
+//! reset by an attempt that ran 10 min); graceful deletion (a pod with a deletionTimestamp has its containers
+//! stopped with its grace period, then is deleted with gracePeriodSeconds 0 and a uid precondition); the phase,
+//! the conditions and the container statuses as `kubectl` shows them.
+//!
+//! Around them, `run` keeps one watch of the pods bound to its nodes (field selector `spec.nodeName`, one
+//! reflector for any number of fake nodes), syncs on every change (at most every `AGENT_SYNC_INTERVAL_MS_MIN`)
+//! and at least every `AGENT_SYNC_INTERVAL_MS_MAX` (for back-off timers), executes actions concurrently (at most
+//! `AGENT_ACTIONS_CONCURRENT_MAX`, never two for one container), and writes statuses through the status
+//! subresource by `AGENT_STATUS_WRITERS_MAX` workers, only when a pod's status changed.
+//!
+//! Keeps DESIGN.md invariant 7's agent side: nothing is planned before the first list of the pods has arrived,
+//! and the reflector's cache survives every lost connection, so the agent keeps what it runs while no replica
+//! is reachable. Level-triggered: an action is repeated until the runtime's reports show it done, and a start
+//! names its attempt, so a container is never started twice for one attempt.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{
+    ContainerState as ApiContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+use kube::runtime::WatchStreamExt;
+use tokio::sync::{Notify, Semaphore};
+
+use super::node::seconds;
+use super::runtime::{ContainerReport, ContainerSpec, ContainerState, PodRef, Runtime};
+use crate::limits;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// A pod as the plan needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredPod {
+    pub pod: PodRef,
+    pub restart_policy: RestartPolicy,
+    pub containers: Vec<ContainerSpec>,
+    /// Set while the pod is being deleted: the grace its containers get.
+    pub deleting: Option<Duration>,
+    /// Its phase is Succeeded or Failed: nothing of it runs again.
+    pub terminal: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Start {
+        pod: PodRef,
+        container: ContainerSpec,
+        attempt: u32,
+    },
+    Stop {
+        pod_uid: String,
+        container: String,
+        grace: Duration,
+    },
+    /// Forget a pod the API no longer has, all of whose containers have exited.
+    Remove {
+        pod_uid: String,
+    },
+    /// Delete a pod being deleted, all of whose containers have exited (grace 0, uid precondition).
+    Delete {
+        pod: PodRef,
+    },
+}
+
+/// What an action is about: no two actions with one key run at once.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ActionKey {
+    Container(String, String),
+    Pod(String),
+}
+
+impl Action {
+    pub fn key(&self) -> ActionKey {
+        match self {
+            Action::Start { pod, container, .. } => ActionKey::Container(pod.uid.clone(), container.name.clone()),
+            Action::Stop { pod_uid, container, .. } => ActionKey::Container(pod_uid.clone(), container.clone()),
+            Action::Remove { pod_uid } => ActionKey::Pod(pod_uid.clone()),
+            Action::Delete { pod } => ActionKey::Pod(pod.uid.clone()),
+        }
+    }
+}
+
+/// What comes next for one container.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Next {
+    /// Start this attempt now.
+    Start(u32),
+    /// Exited; restarted once `until` has come (the back-off it waits).
+    BackOff { until: jiff::Timestamp, backoff: Duration },
+    /// Running, or exited for good.
+    Nothing,
+}
+
+/// The back-off before restarting a container whose attempt `attempt` ran for `ran`: none after the first
+/// attempt, then 10 s doubling to 5 min; none again after an attempt that ran twice the longest back-off.
+pub fn restart_backoff(attempt: u32, ran: Duration) -> Duration {
+    let max = limits::AGENT_RESTART_BACKOFF_SECS_MAX;
+    if attempt == 0 || ran >= Duration::from_secs(2 * max) {
+        return Duration::ZERO;
+    }
+    let secs = limits::AGENT_RESTART_BACKOFF_SECS_MIN.saturating_mul(1u64 << (attempt - 1).min(16));
+    Duration::from_secs(secs.min(max))
+}
+
+fn span(from: jiff::Timestamp, to: jiff::Timestamp) -> Duration {
+    Duration::try_from(to.duration_since(from)).unwrap_or(Duration::ZERO)
+}
+
+/// What comes next for a container of a pod with `policy`, given its latest attempt.
+pub fn next(policy: RestartPolicy, report: Option<&ContainerReport>, now: jiff::Timestamp) -> Next {
+    let Some(report) = report else { return Next::Start(0) };
+    let ContainerState::Exited { exit_code, started_at, finished_at, .. } = &report.state else {
+        return Next::Nothing;
+    };
+    let restart = match policy {
+        RestartPolicy::Always => true,
+        RestartPolicy::OnFailure => *exit_code != 0,
+        RestartPolicy::Never => false,
+    };
+    if !restart {
+        return Next::Nothing;
+    }
+    let backoff = restart_backoff(report.attempt, span(*started_at, *finished_at));
+    let until = finished_at.checked_add(backoff).unwrap_or(*finished_at);
+    if now >= until {
+        Next::Start(report.attempt + 1)
+    } else {
+        Next::BackOff { until, backoff }
+    }
+}
+
+/// The actions that bring the runtime to the desired pods. Pure.
+pub fn plan(desired: &[DesiredPod], reports: &[ContainerReport], now: jiff::Timestamp) -> Vec<Action> {
+    let mut by_pod: HashMap<&str, Vec<&ContainerReport>> = HashMap::new();
+    for r in reports {
+        by_pod.entry(r.pod_uid.as_str()).or_default().push(r);
+    }
+    let mut actions = Vec::new();
+    let mut known = HashSet::new();
+    for pod in desired {
+        known.insert(pod.pod.uid.as_str());
+        let reports = by_pod.get(pod.pod.uid.as_str()).map_or(&[][..], |v| v.as_slice());
+        if let Some(grace) = pod.deleting {
+            let running: Vec<&&ContainerReport> =
+                reports.iter().filter(|r| matches!(r.state, ContainerState::Running { .. })).collect();
+            if running.is_empty() {
+                actions.push(Action::Delete { pod: pod.pod.clone() });
+            }
+            for r in running {
+                actions.push(Action::Stop { pod_uid: r.pod_uid.clone(), container: r.name.clone(), grace });
+            }
+            continue;
+        }
+        if pod.terminal {
+            continue;
+        }
+        for container in &pod.containers {
+            let report = reports.iter().find(|r| r.name == container.name).copied();
+            if let Next::Start(attempt) = next(pod.restart_policy, report, now) {
+                actions.push(Action::Start { pod: pod.pod.clone(), container: container.clone(), attempt });
+            }
+        }
+    }
+    let mut orphans: Vec<(&str, &Vec<&ContainerReport>)> =
+        by_pod.iter().filter(|(uid, _)| !known.contains(*uid)).map(|(uid, r)| (*uid, r)).collect();
+    orphans.sort_by_key(|(uid, _)| *uid);
+    for (uid, reports) in orphans {
+        let mut running = false;
+        for r in reports.iter().filter(|r| matches!(r.state, ContainerState::Running { .. })) {
+            running = true;
+            actions.push(Action::Stop {
+                pod_uid: uid.to_owned(),
+                container: r.name.clone(),
+                grace: Duration::from_secs(limits::AGENT_ORPHAN_GRACE_SECS),
+            });
+        }
+        if !running {
+            actions.push(Action::Remove { pod_uid: uid.to_owned() });
+        }
+    }
+    actions
+}
+
+/// The plan's view of a pod.
+pub fn desired_pod(pod: &Pod) -> DesiredPod {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let restart_policy = match spec.restart_policy.as_deref() {
+        Some("Never") => RestartPolicy::Never,
+        Some("OnFailure") => RestartPolicy::OnFailure,
+        _ => RestartPolicy::Always,
+    };
+    let containers = spec
+        .containers
+        .iter()
+        .map(|c| ContainerSpec {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            argv: c.command.iter().flatten().chain(c.args.iter().flatten()).cloned().collect(),
+            env: c.env.iter().flatten().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect(),
+            working_dir: c.working_dir.clone(),
+        })
+        .collect();
+    let deleting = pod.metadata.deletion_timestamp.as_ref().map(|_| {
+        let secs = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or(spec.termination_grace_period_seconds)
+            .unwrap_or(limits::AGENT_POD_GRACE_SECS_DEFAULT);
+        Duration::from_secs(secs.max(0) as u64)
+    });
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    DesiredPod {
+        pod: PodRef {
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+        },
+        restart_policy,
+        containers,
+        deleting,
+        terminal: matches!(phase, Some("Succeeded" | "Failed")),
+    }
+}
+
+/// Where a pod runs, for its status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placement {
+    pub host_ip: String,
+    pub pod_ip: Option<String>,
+    /// `fake` or `process`: the scheme of container and image ids.
+    pub runtime: &'static str,
+}
+
+fn container_id(runtime: &str, report: &ContainerReport) -> String {
+    format!("{runtime}://{}-{}-{}", report.pod_uid, report.name, report.attempt)
+}
+
+fn terminated(runtime: &str, report: &ContainerReport) -> Option<ContainerStateTerminated> {
+    match &report.state {
+        ContainerState::Exited { exit_code, reason, started_at, finished_at } => Some(ContainerStateTerminated {
+            exit_code: *exit_code,
+            reason: Some(reason.clone()),
+            started_at: Some(Time(seconds(*started_at))),
+            finished_at: Some(Time(seconds(*finished_at))),
+            container_id: Some(container_id(runtime, report)),
+            ..Default::default()
+        }),
+        ContainerState::Running { .. } => None,
+    }
+}
+
+/// The status of one container, from its latest attempt and the status the API has for it.
+fn container_status(
+    pod: &DesiredPod,
+    spec: &ContainerSpec,
+    report: Option<&ContainerReport>,
+    previous: Option<&ContainerStatus>,
+    placement: &Placement,
+    now: jiff::Timestamp,
+) -> ContainerStatus {
+    let runtime = placement.runtime;
+    let mut status = ContainerStatus {
+        name: spec.name.clone(),
+        image: spec.image.clone(),
+        image_id: format!("{runtime}://{}", spec.image),
+        ..Default::default()
+    };
+    let Some(report) = report else {
+        status.state = Some(ApiContainerState {
+            waiting: Some(ContainerStateWaiting { reason: Some("ContainerCreating".to_owned()), message: None }),
+            ..Default::default()
+        });
+        status.last_state = previous.and_then(|p| p.last_state.clone());
+        status.started = Some(false);
+        return status;
+    };
+    status.restart_count = report.attempt as i32;
+    status.container_id = Some(container_id(runtime, report));
+    // The previous attempt's end: what the API showed as this container's state when it was that attempt.
+    let earlier = previous.and_then(|p| match &p.state {
+        Some(ApiContainerState { terminated: Some(t), .. }) if (p.restart_count as u32) < report.attempt => {
+            Some(ApiContainerState { terminated: Some(t.clone()), ..Default::default() })
+        }
+        _ => p.last_state.clone(),
+    });
+    match &report.state {
+        ContainerState::Running { started_at } => {
+            status.state = Some(ApiContainerState {
+                running: Some(ContainerStateRunning { started_at: Some(Time(seconds(*started_at))) }),
+                ..Default::default()
+            });
+            status.last_state = earlier.filter(|_| report.attempt > 0);
+            status.ready = pod.deleting.is_none();
+            status.started = Some(true);
+        }
+        ContainerState::Exited { .. } => {
+            let ended = ApiContainerState { terminated: terminated(runtime, report), ..Default::default() };
+            match next(pod.restart_policy, Some(report), now) {
+                Next::BackOff { backoff, .. } if pod.deleting.is_none() => {
+                    let message = format!(
+                        "back-off {}s restarting failed container={} pod={}_{}({})",
+                        backoff.as_secs(),
+                        spec.name,
+                        pod.pod.name,
+                        pod.pod.namespace,
+                        pod.pod.uid
+                    );
+                    status.state = Some(ApiContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: Some("CrashLoopBackOff".to_owned()),
+                            message: Some(message),
+                        }),
+                        ..Default::default()
+                    });
+                    status.last_state = Some(ended);
+                }
+                _ => {
+                    status.state = Some(ended);
+                    status.last_state = earlier.filter(|_| report.attempt > 0);
+                }
+            }
+            status.started = Some(false);
+        }
+    }
+    status
+}
+
+/// The phase upstream's kubelet gives a pod from its containers' statuses (`getPhase`).
+fn phase(pod: &DesiredPod, statuses: &[ContainerStatus]) -> &'static str {
+    let (mut waiting, mut running, mut stopped, mut succeeded) = (0, 0, 0, 0);
+    for s in statuses {
+        let state = s.state.clone().unwrap_or_default();
+        if state.running.is_some() {
+            running += 1;
+        } else if let Some(t) = &state.terminated {
+            stopped += 1;
+            if t.exit_code == 0 {
+                succeeded += 1;
+            }
+        } else if s.last_state.as_ref().is_some_and(|l| l.terminated.is_some()) {
+            stopped += 1;
+        } else {
+            waiting += 1;
+        }
+    }
+    if waiting > 0 {
+        return "Pending";
+    }
+    if running > 0 {
+        return "Running";
+    }
+    if stopped == 0 {
+        return "Pending";
+    }
+    if pod.deleting.is_some() {
+        return if stopped == succeeded { "Succeeded" } else { "Failed" };
+    }
+    match pod.restart_policy {
+        RestartPolicy::Always => "Running",
+        _ if stopped == succeeded => "Succeeded",
+        RestartPolicy::Never => "Failed",
+        RestartPolicy::OnFailure => "Running",
+    }
+}
+
+fn condition(
+    kind: &str,
+    ok: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+    previous: &[PodCondition],
+    now: &Time,
+) -> PodCondition {
+    let status = if ok { "True" } else { "False" };
+    let transition = previous
+        .iter()
+        .find(|c| c.type_ == kind && c.status == status)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    PodCondition {
+        type_: kind.to_owned(),
+        status: status.to_owned(),
+        reason: reason.filter(|_| !ok).map(str::to_owned),
+        message: message.filter(|_| !ok),
+        last_transition_time: Some(transition),
+        ..Default::default()
+    }
+}
+
+/// The status the agent reports for a pod. Pure; fields the agent does not own are kept.
+pub fn pod_status(
+    pod: &DesiredPod,
+    current: Option<&PodStatus>,
+    reports: &[&ContainerReport],
+    placement: &Placement,
+    now: jiff::Timestamp,
+) -> PodStatus {
+    let mut status = current.cloned().unwrap_or_default();
+    let now_time = Time(seconds(now));
+    let previous = status.container_statuses.clone().unwrap_or_default();
+    let mut statuses: Vec<ContainerStatus> = pod
+        .containers
+        .iter()
+        .map(|spec| {
+            let report = reports.iter().find(|r| r.name == spec.name).copied();
+            let before = previous.iter().find(|p| p.name == spec.name);
+            container_status(pod, spec, report, before, placement, now)
+        })
+        .collect();
+    statuses.sort_by(|a, b| a.name.cmp(&b.name));
+    let phase = phase(pod, &statuses);
+    let terminal = matches!(phase, "Succeeded" | "Failed");
+    let unready: Vec<&str> = statuses.iter().filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
+    let (reason, message) = match terminal {
+        true => ("PodCompleted", None),
+        false => ("ContainersNotReady", Some(format!("containers with unready status: [{}]", unready.join(" ")))),
+    };
+    let ready = unready.is_empty() && !terminal;
+    let conditions = status.conditions.clone().unwrap_or_default();
+    let scheduled = conditions.iter().find(|c| c.type_ == "PodScheduled").cloned().unwrap_or(PodCondition {
+        type_: "PodScheduled".to_owned(),
+        status: "True".to_owned(),
+        last_transition_time: Some(now_time.clone()),
+        ..Default::default()
+    });
+    status.conditions = Some(vec![
+        condition("PodReadyToStartContainers", true, None, None, &conditions, &now_time),
+        condition("Initialized", true, None, None, &conditions, &now_time),
+        condition("Ready", ready, Some(reason), message.clone(), &conditions, &now_time),
+        condition("ContainersReady", ready, Some(reason), message, &conditions, &now_time),
+        scheduled,
+    ]);
+    status.phase = Some(phase.to_owned());
+    status.container_statuses = Some(statuses);
+    status.host_ip = Some(placement.host_ip.clone());
+    status.host_ips = Some(vec![HostIP { ip: placement.host_ip.clone() }]);
+    status.pod_ip = placement.pod_ip.clone();
+    status.pod_ips = placement.pod_ip.as_ref().map(|ip| vec![PodIP { ip: ip.clone() }]);
+    status.start_time = status.start_time.or(Some(now_time));
+    status
+}
+
+/// What `run` needs besides the client and the runtime.
+#[derive(Clone, Debug)]
+pub struct PodSyncConfig {
+    /// The nodes whose pods this agent runs.
+    pub nodes: Vec<String>,
+    pub host_ip: String,
+    pub runtime: &'static str,
+}
+
+/// The one watch of the pods bound to `nodes`: a reflector store, and a notification on every change.
+pub fn informer(
+    client: kube::Client,
+    nodes: &[String],
+    changed: Arc<Notify>,
+) -> (Store<Pod>, impl std::future::Future<Output = ()>) {
+    let selector = match nodes {
+        [one] => format!("spec.nodeName={one}"),
+        _ => "spec.nodeName!=".to_owned(),
+    };
+    let (reader, writer) = reflector::store();
+    let config = watcher::Config::default().fields(&selector);
+    let stream = reflector::reflector(writer, watcher::watcher(Api::<Pod>::all(client), config))
+        .backoff(WatchBackoff::default());
+    let drive = async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init) => tracing::info!(%selector, "agent: listing the pods"),
+                Ok(_) => changed.notify_one(),
+                Err(e) => tracing::debug!(error = %e, "agent: the pod watch failed; it resumes"),
+            }
+        }
+    };
+    (reader, drive)
+}
+
+/// The pause of a failing watch before it resumes: `AGENT_WATCH_BACKOFF_MS_MIN` doubling to `..._MAX`, from
+/// the start again once an event arrives. Short, because a watch fails when its replica dies and resumes at
+/// once on another.
+#[derive(Debug)]
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: Duration::from_millis(limits::AGENT_WATCH_BACKOFF_MS_MIN) }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let pause = self.next;
+        self.next = (pause * 2).min(Duration::from_millis(limits::AGENT_WATCH_BACKOFF_MS_MAX));
+        Some(pause)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        *self = WatchBackoff::default();
+    }
+}
+
+/// A status write waiting for a worker: the pod's identity and its new status.
+struct StatusWrite {
+    namespace: String,
+    name: String,
+    status: PodStatus,
+}
+
+/// The statuses waiting to be written, one per pod (a newer one replaces an older), and what was last written
+/// for each pod with the resourceVersion it produced (`u64::MAX` while it is being written). A std Mutex:
+/// nothing awaits under it.
+#[derive(Default)]
+struct StatusQueue {
+    inner: Mutex<StatusQueueInner>,
+    ready: Notify,
+}
+
+#[derive(Default)]
+struct StatusQueueInner {
+    order: VecDeque<String>,
+    pending: HashMap<String, StatusWrite>,
+    written: HashMap<String, (u64, PodStatus)>,
+}
+
+impl StatusQueue {
+    /// Queues `status` for `pod` unless the API has it already, or it was written and the API has seen no
+    /// other write of the pod since.
+    fn offer(&self, pod: &Pod, status: PodStatus) {
+        if pod.status.as_ref() == Some(&status) {
+            return;
+        }
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let version: u64 = pod.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut inner = self.inner.lock().expect("status queue lock poisoned");
+        if inner.written.get(&uid).is_some_and(|(at, written)| *written == status && version <= *at) {
+            return;
+        }
+        let write = StatusWrite {
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            status: status.clone(),
+        };
+        if inner.pending.insert(uid.clone(), write).is_none() {
+            if inner.order.len() >= limits::AGENT_STATUS_QUEUE_MAX {
+                // Dropped: the next sync offers it again.
+                inner.pending.remove(&uid);
+                return;
+            }
+            inner.order.push_back(uid.clone());
+        }
+        inner.written.insert(uid, (u64::MAX, status));
+        drop(inner);
+        self.ready.notify_one();
+    }
+
+    fn take(&self) -> Option<(String, StatusWrite)> {
+        let mut inner = self.inner.lock().expect("status queue lock poisoned");
+        let uid = inner.order.pop_front()?;
+        let write = inner.pending.remove(&uid)?;
+        Some((uid, write))
+    }
+
+    fn done(&self, uid: &str, status: &PodStatus, version: Option<u64>) {
+        let mut inner = self.inner.lock().expect("status queue lock poisoned");
+        match version {
+            Some(v) => {
+                if inner.written.get(uid).is_some_and(|(_, s)| s == status) {
+                    inner.written.insert(uid.to_owned(), (v, status.clone()));
+                }
+            }
+            None => {
+                inner.written.remove(uid);
+            }
+        }
+    }
+
+    /// Forgets the pods no longer bound here.
+    fn retain(&self, uids: &HashSet<&str>) {
+        let mut inner = self.inner.lock().expect("status queue lock poisoned");
+        inner.written.retain(|uid, _| uids.contains(uid.as_str()));
+    }
+}
+
+async fn write_statuses(client: kube::Client, queue: Arc<StatusQueue>) {
+    loop {
+        let Some((uid, write)) = queue.take() else {
+            queue.ready.notified().await;
+            continue;
+        };
+        let api: Api<Pod> = Api::namespaced(client.clone(), &write.namespace);
+        let patch = serde_json::json!({"status": write.status});
+        match api.patch_status(&write.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(pod) => {
+                let version = pod.metadata.resource_version.as_deref().and_then(|v| v.parse().ok());
+                queue.done(&uid, &write.status, version.or(Some(0)));
+            }
+            Err(e) => {
+                tracing::debug!(pod = %write.name, namespace = %write.namespace, error = %e, "agent: writing a pod status failed");
+                queue.done(&uid, &write.status, None);
+            }
+        }
+    }
+}
+
+/// Runs pod sync for `config.nodes` until dropped.
+pub async fn run<R: Runtime>(client: kube::Client, runtime: Arc<R>, config: PodSyncConfig) {
+    let changed = Arc::new(Notify::new());
+    let (store, drive) = informer(client.clone(), &config.nodes, changed.clone());
+    let watch = tokio::spawn(drive);
+    let queue = Arc::new(StatusQueue::default());
+    let writers: Vec<_> = (0..limits::AGENT_STATUS_WRITERS_MAX)
+        .map(|_| tokio::spawn(write_statuses(client.clone(), queue.clone())))
+        .collect();
+    let _abort = AbortOnDrop(writers.into_iter().chain([watch]).collect());
+    if store.wait_until_ready().await.is_err() {
+        return;
+    }
+    tracing::info!(nodes = config.nodes.len(), pods = store.state().len(), "agent: pod sync started");
+    let nodes: HashSet<&str> = config.nodes.iter().map(String::as_str).collect();
+    let in_flight: Arc<Mutex<HashSet<ActionKey>>> = Arc::default();
+    let permits = Arc::new(Semaphore::new(limits::AGENT_ACTIONS_CONCURRENT_MAX));
+    loop {
+        // Actions that end after this snapshot may not show in the reports listed below: skipped this time.
+        let busy: HashSet<ActionKey> = in_flight.lock().expect("in-flight lock poisoned").clone();
+        let reports = match runtime.list().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "agent: listing the runtime's containers failed");
+                tokio::time::sleep(Duration::from_millis(limits::AGENT_SYNC_INTERVAL_MS_MAX)).await;
+                continue;
+            }
+        };
+        let pods: Vec<Arc<Pod>> = store
+            .state()
+            .into_iter()
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| nodes.contains(n)))
+            .collect();
+        let desired: Vec<DesiredPod> = pods.iter().map(|p| desired_pod(p)).collect();
+        let now = jiff::Timestamp::now();
+        for action in plan(&desired, &reports, now) {
+            let key = action.key();
+            if busy.contains(&key) || !in_flight.lock().expect("in-flight lock poisoned").insert(key.clone()) {
+                continue;
+            }
+            let (client, runtime, in_flight, changed, permits) =
+                (client.clone(), runtime.clone(), in_flight.clone(), changed.clone(), permits.clone());
+            tokio::spawn(async move {
+                let _permit = permits.acquire().await;
+                execute(&client, runtime.as_ref(), action).await;
+                in_flight.lock().expect("in-flight lock poisoned").remove(&key);
+                changed.notify_one();
+            });
+        }
+        let mut by_pod: HashMap<&str, Vec<&ContainerReport>> = HashMap::new();
+        for r in &reports {
+            by_pod.entry(r.pod_uid.as_str()).or_default().push(r);
+        }
+        for (pod, want) in pods.iter().zip(&desired) {
+            if want.terminal {
+                continue;
+            }
+            let reports = by_pod.get(want.pod.uid.as_str()).cloned().unwrap_or_default();
+            let placement = Placement {
+                host_ip: config.host_ip.clone(),
+                pod_ip: runtime.pod_ip(&want.pod.uid).map(|ip| ip.to_string()),
+                runtime: config.runtime,
+            };
+            queue.offer(pod, pod_status(want, pod.status.as_ref(), &reports, &placement, now));
+        }
+        queue.retain(&desired.iter().map(|d| d.pod.uid.as_str()).collect());
+        tokio::time::sleep(Duration::from_millis(limits::AGENT_SYNC_INTERVAL_MS_MIN)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_millis(limits::AGENT_SYNC_INTERVAL_MS_MAX), changed.notified()).await;
+    }
+}
+
+async fn execute<R: Runtime>(client: &kube::Client, runtime: &R, action: Action) {
+    let outcome = match &action {
+        Action::Start { pod, container, attempt } => {
+            runtime.start(pod, container, *attempt).await.map_err(|e| e.to_string())
+        }
+        Action::Stop { pod_uid, container, grace } => {
+            runtime.stop(pod_uid, container, *grace).await.map_err(|e| e.to_string())
+        }
+        Action::Remove { pod_uid } => runtime.remove(pod_uid).await.map_err(|e| e.to_string()),
+        Action::Delete { pod } => {
+            let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions { uid: Some(pod.uid.clone()), resource_version: None }),
+                ..Default::default()
+            };
+            match api.delete(&pod.name, &params).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => tracing::debug!(?action, "agent: action done"),
+        Err(error) => tracing::warn!(?action, %error, "agent: action failed"),
+    }
+}
+
+/// Aborts its tasks when dropped.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

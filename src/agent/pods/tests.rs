@@ -1,0 +1,239 @@
+//! Unit tests of the pure pod sync: the plan, the back-off and the status.
+
+use super::*;
+
+fn ts(s: &str) -> jiff::Timestamp {
+    s.parse().unwrap()
+}
+
+fn at(secs: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(1_800_000_000 + secs).unwrap()
+}
+
+fn pod(uid: &str, policy: RestartPolicy, containers: &[&str]) -> DesiredPod {
+    DesiredPod {
+        pod: PodRef { uid: uid.into(), namespace: "default".into(), name: format!("pod-{uid}") },
+        restart_policy: policy,
+        containers: containers
+            .iter()
+            .map(|c| ContainerSpec {
+                name: (*c).into(),
+                image: "busybox".into(),
+                argv: vec!["sleep".into(), "1d".into()],
+                env: vec![],
+                working_dir: None,
+            })
+            .collect(),
+        deleting: None,
+        terminal: false,
+    }
+}
+
+fn running(uid: &str, name: &str, attempt: u32, started: i64) -> ContainerReport {
+    ContainerReport {
+        pod_uid: uid.into(),
+        name: name.into(),
+        attempt,
+        state: ContainerState::Running { started_at: at(started) },
+    }
+}
+
+fn exited(uid: &str, name: &str, attempt: u32, code: i32, started: i64, finished: i64) -> ContainerReport {
+    ContainerReport {
+        pod_uid: uid.into(),
+        name: name.into(),
+        attempt,
+        state: ContainerState::Exited {
+            exit_code: code,
+            reason: if code == 0 { "Completed".into() } else { "Error".into() },
+            started_at: at(started),
+            finished_at: at(finished),
+        },
+    }
+}
+
+fn starts(actions: &[Action]) -> Vec<(String, String, u32)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start { pod, container, attempt } => Some((pod.uid.clone(), container.name.clone(), *attempt)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn new_pods_start_every_container_once() {
+    let desired = [pod("a", RestartPolicy::Always, &["x", "y"])];
+    let actions = plan(&desired, &[], at(0));
+    assert_eq!(starts(&actions), vec![("a".into(), "x".into(), 0), ("a".into(), "y".into(), 0)]);
+    let reports = [running("a", "x", 0, 0), running("a", "y", 0, 0)];
+    assert!(plan(&desired, &reports, at(1)).is_empty(), "running containers are left alone");
+}
+
+#[test]
+fn back_off_is_upstreams() {
+    assert_eq!(restart_backoff(0, Duration::ZERO), Duration::ZERO, "the first restart is at once");
+    assert_eq!(restart_backoff(1, Duration::ZERO), Duration::from_secs(10));
+    assert_eq!(restart_backoff(2, Duration::ZERO), Duration::from_secs(20));
+    assert_eq!(restart_backoff(5, Duration::ZERO), Duration::from_secs(160));
+    assert_eq!(restart_backoff(6, Duration::ZERO), Duration::from_secs(300));
+    assert_eq!(restart_backoff(600, Duration::ZERO), Duration::from_secs(300), "no overflow");
+    assert_eq!(restart_backoff(4, Duration::from_secs(600)), Duration::ZERO, "a long run resets it");
+}
+
+#[test]
+fn restart_policies() {
+    let ok = [exited("a", "x", 0, 0, 0, 1)];
+    let failed = [exited("a", "x", 0, 3, 0, 1)];
+    for (policy, on_ok, on_failure) in [
+        (RestartPolicy::Always, true, true),
+        (RestartPolicy::OnFailure, false, true),
+        (RestartPolicy::Never, false, false),
+    ] {
+        let desired = [pod("a", policy, &["x"])];
+        assert_eq!(!starts(&plan(&desired, &ok, at(2))).is_empty(), on_ok, "{policy:?} after exit 0");
+        assert_eq!(!starts(&plan(&desired, &failed, at(2))).is_empty(), on_failure, "{policy:?} after exit 3");
+    }
+}
+
+#[test]
+fn crash_loop_waits_its_back_off() {
+    let desired = [pod("a", RestartPolicy::Always, &["x"])];
+    let reports = [exited("a", "x", 2, 1, 100, 101)];
+    // Attempt 2 ended at 101: the third restart waits 20 s.
+    assert!(plan(&desired, &reports, at(120)).is_empty());
+    assert_eq!(starts(&plan(&desired, &reports, at(121))), vec![("a".into(), "x".into(), 3)]);
+    assert_eq!(
+        next(RestartPolicy::Always, Some(&reports[0]), at(110)),
+        Next::BackOff { until: at(121), backoff: Duration::from_secs(20) }
+    );
+}
+
+#[test]
+fn deletion_stops_then_deletes() {
+    let mut deleting = pod("a", RestartPolicy::Always, &["x", "y"]);
+    deleting.deleting = Some(Duration::from_secs(7));
+    let reports = [running("a", "x", 0, 0), exited("a", "y", 0, 0, 0, 1)];
+    let actions = plan(std::slice::from_ref(&deleting), &reports, at(5));
+    assert_eq!(
+        actions,
+        vec![Action::Stop { pod_uid: "a".into(), container: "x".into(), grace: Duration::from_secs(7) }]
+    );
+    let reports = [exited("a", "x", 0, 137, 0, 6), exited("a", "y", 0, 0, 0, 1)];
+    let actions = plan(std::slice::from_ref(&deleting), &reports, at(6));
+    assert_eq!(actions, vec![Action::Delete { pod: deleting.pod.clone() }]);
+    // Nothing was ever started: deleted at once, nothing started.
+    assert_eq!(plan(std::slice::from_ref(&deleting), &[], at(0)), vec![Action::Delete { pod: deleting.pod.clone() }]);
+}
+
+#[test]
+fn orphans_are_stopped_then_removed_and_terminal_pods_left_alone() {
+    let reports = [running("gone", "x", 0, 0), exited("gone", "y", 0, 0, 0, 1), exited("done", "x", 0, 0, 0, 1)];
+    let actions = plan(&[], &reports[..2], at(5));
+    assert_eq!(
+        actions,
+        vec![Action::Stop {
+            pod_uid: "gone".into(),
+            container: "x".into(),
+            grace: Duration::from_secs(limits::AGENT_ORPHAN_GRACE_SECS)
+        }]
+    );
+    assert_eq!(plan(&[], &reports[1..2], at(5)), vec![Action::Remove { pod_uid: "gone".into() }]);
+    let mut done = pod("done", RestartPolicy::Always, &["x"]);
+    done.terminal = true;
+    assert!(plan(&[done], &reports[2..], at(5)).is_empty(), "a terminal pod neither restarts nor goes away");
+}
+
+fn placement() -> Placement {
+    Placement { host_ip: "127.0.0.1".into(), pod_ip: Some("10.244.0.7".into()), runtime: "fake" }
+}
+
+fn condition_of<'a>(status: &'a PodStatus, kind: &str) -> &'a PodCondition {
+    status.conditions.as_ref().unwrap().iter().find(|c| c.type_ == kind).unwrap()
+}
+
+#[test]
+fn status_of_a_running_pod() {
+    let desired = pod("a", RestartPolicy::Always, &["y", "x"]);
+    let now = ts("2026-01-01T00:00:10.7Z");
+    let pending = pod_status(&desired, None, &[], &placement(), now);
+    assert_eq!(pending.phase.as_deref(), Some("Pending"));
+    let waiting = pending.container_statuses.as_ref().unwrap()[0].state.clone().unwrap().waiting.unwrap();
+    assert_eq!(waiting.reason.as_deref(), Some("ContainerCreating"));
+    assert_eq!(condition_of(&pending, "Ready").reason.as_deref(), Some("ContainersNotReady"));
+    assert_eq!(condition_of(&pending, "Ready").message.as_deref(), Some("containers with unready status: [x y]"));
+    assert_eq!(condition_of(&pending, "PodScheduled").status, "True");
+
+    let reports = [running("a", "x", 0, 1), running("a", "y", 0, 1)];
+    let refs: Vec<&ContainerReport> = reports.iter().collect();
+    let later = ts("2026-01-01T00:00:11Z");
+    let status = pod_status(&desired, Some(&pending), &refs, &placement(), later);
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+    let kinds: Vec<(&str, &str)> =
+        status.conditions.as_ref().unwrap().iter().map(|c| (c.type_.as_str(), c.status.as_str())).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("PodReadyToStartContainers", "True"),
+            ("Initialized", "True"),
+            ("Ready", "True"),
+            ("ContainersReady", "True"),
+            ("PodScheduled", "True")
+        ]
+    );
+    assert_eq!(condition_of(&status, "Ready").last_transition_time, Some(Time(later)));
+    assert_eq!(
+        condition_of(&status, "Initialized").last_transition_time,
+        Some(Time(ts("2026-01-01T00:00:10Z"))),
+        "unchanged: kept"
+    );
+    let names: Vec<&str> = status.container_statuses.as_ref().unwrap().iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["x", "y"], "sorted by name");
+    let x = &status.container_statuses.as_ref().unwrap()[0];
+    assert!(x.ready && x.started == Some(true) && x.restart_count == 0);
+    assert_eq!(x.container_id.as_deref(), Some("fake://a-x-0"));
+    assert_eq!(status.pod_ip.as_deref(), Some("10.244.0.7"));
+    assert_eq!(status.host_ips.as_ref().unwrap()[0].ip, "127.0.0.1");
+    assert_eq!(status.start_time, pending.start_time, "startTime is kept");
+    // Nothing changed: the same status again (so no write).
+    assert_eq!(pod_status(&desired, Some(&status), &refs, &placement(), ts("2026-01-01T00:00:30Z")), status);
+}
+
+#[test]
+fn status_of_completed_pods() {
+    for (code, phase, reason) in [(0, "Succeeded", "Completed"), (3, "Failed", "Error")] {
+        let desired = pod("a", RestartPolicy::Never, &["x"]);
+        let reports = [exited("a", "x", 0, code, 1, 2)];
+        let status = pod_status(&desired, None, &[&reports[0]], &placement(), at(3));
+        assert_eq!(status.phase.as_deref(), Some(phase));
+        let terminated = status.container_statuses.as_ref().unwrap()[0].state.clone().unwrap().terminated.unwrap();
+        assert_eq!((terminated.exit_code, terminated.reason.as_deref()), (code, Some(reason)));
+        assert_eq!(condition_of(&status, "Ready").reason.as_deref(), Some("PodCompleted"));
+    }
+    // OnFailure: a failure restarts (Running), success ends it.
+    let desired = pod("a", RestartPolicy::OnFailure, &["x"]);
+    let failed = [exited("a", "x", 0, 1, 1, 2)];
+    assert_eq!(pod_status(&desired, None, &[&failed[0]], &placement(), at(3)).phase.as_deref(), Some("Running"));
+}
+
+#[test]
+fn status_of_a_crash_loop() {
+    let desired = pod("a", RestartPolicy::Always, &["x"]);
+    let reports = [exited("a", "x", 1, 2, 10, 11)];
+    let status = pod_status(&desired, None, &[&reports[0]], &placement(), at(12));
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+    let x = &status.container_statuses.as_ref().unwrap()[0];
+    let waiting = x.state.clone().unwrap().waiting.unwrap();
+    assert_eq!(waiting.reason.as_deref(), Some("CrashLoopBackOff"));
+    assert_eq!(waiting.message.as_deref(), Some("back-off 10s restarting failed container=x pod=pod-a_default(a)"));
+    assert_eq!(x.last_state.clone().unwrap().terminated.unwrap().exit_code, 2);
+    assert_eq!(x.restart_count, 1);
+    // Restarted: running, with the last attempt's end as its last state.
+    let again = [running("a", "x", 2, 21)];
+    let status = pod_status(&desired, Some(&status), &[&again[0]], &placement(), at(22));
+    let x = &status.container_statuses.as_ref().unwrap()[0];
+    assert_eq!(x.restart_count, 2);
+    assert!(x.state.clone().unwrap().running.is_some());
+    assert_eq!(x.last_state.clone().unwrap().terminated.unwrap().exit_code, 2);
+}
