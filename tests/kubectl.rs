@@ -4,83 +4,13 @@
 mod harness;
 
 use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
+use harness::kubectl::Kubectl;
 use harness::{eventually, TestCluster};
-
-/// kubectl pointed at one replica, with its own discovery cache.
-struct Kubectl {
-    kubeconfig: PathBuf,
-    cache: tempfile::TempDir,
-    work: tempfile::TempDir,
-}
-
-impl Kubectl {
-    /// kubectl using the admin kubeconfig replica `i` wrote into its data dir, once that replica is ready.
-    async fn for_replica(cluster: &TestCluster, i: usize) -> Kubectl {
-        let kubeconfig = cluster.local.members[i].data_dir.join("admin.kubeconfig");
-        assert!(kubeconfig.exists(), "replica {i} wrote no kubeconfig");
-        let k = Kubectl { kubeconfig, cache: tempfile::tempdir().unwrap(), work: tempfile::tempdir().unwrap() };
-        eventually(Duration::from_secs(20), "the api to be ready", || async {
-            k.run(&["get", "--raw", "/readyz"]).status.success().then_some(())
-        })
-        .await;
-        k
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_with_env(args, &[])
-    }
-
-    fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(self.cache.path())
-            .args(args)
-            .envs(env.iter().copied())
-            .output()
-            .expect("kubectl runs")
-    }
-
-    /// Runs kubectl and returns its stdout, failing the test with its stderr when it fails.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "kubectl {} failed: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs kubectl expecting failure; returns its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(!out.status.success(), "kubectl {} succeeded but should fail", args.join(" "));
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&all)).expect("kubectl printed JSON")
-    }
-
-    /// Writes a manifest into the work dir and returns its path.
-    fn manifest(&self, name: &str, text: &str) -> String {
-        let path = self.work.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_string_lossy().into_owned()
-    }
-}
 
 fn follower(cluster_leader: usize) -> usize {
     (cluster_leader + 1) % 3

@@ -10,12 +10,13 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::apiserver::http::rest::LeaderTerm;
 use crate::controllers::kubernetes_service::{Heard, Replica};
-use crate::controllers::{self, Environment};
+use crate::controllers::{self, node_lifecycle, Environment};
 use crate::store::Store;
 
 /// What this replica tells its controllers when it leads.
@@ -25,6 +26,8 @@ pub struct Leading {
     pub api_addr: SocketAddr,
     /// The first address of the service range.
     pub kubernetes_service_ip: Ipv4Addr,
+    /// How long a node may go without a heartbeat before the node lifecycle controller declares it Unknown.
+    pub node_monitor_grace_period: Duration,
 }
 
 /// The replicas as this replica, leading, sees them: their published API addresses (its own as it knows it)
@@ -72,14 +75,18 @@ pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutd
             kubernetes_service_ip: leading.kubernetes_service_ip,
             replicas: Arc::new(move || replicas(&seen, leading.api_addr)),
         };
-        let task = tokio::spawn(controllers::run(fenced_client(router.clone(), term), environment, stop_rx));
+        let client = fenced_client(router.clone(), term);
+        let task = tokio::spawn(controllers::run(client.clone(), environment, stop_rx.clone()));
+        let nodes = tokio::spawn(node_lifecycle::run(client, leading.node_monitor_grace_period, stop_rx));
         tokio::select! {
             () = store.wait_for_leadership_end(term) => {}
             _ = shutdown.wait_for(|stop| *stop) => {}
         }
         let _ = stop_tx.send(true);
         task.abort();
+        nodes.abort();
         let _ = task.await;
+        let _ = nodes.await;
         tracing::info!(term, "no longer leading: the controllers stopped");
     }
 }
