@@ -133,6 +133,10 @@ struct ServerArgs {
     /// on restart it may be left out, and if given it must describe the cluster the data dir belongs to.
     #[arg(long, default_value = "")]
     initial_cluster: String,
+    /// How long a node may go without a heartbeat before the leader marks it Unknown and taints it unreachable
+    /// (as kube-controller-manager's flag of the same name).
+    #[arg(long, default_value = "50s", value_parser = cluster::config::parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
     /// Switches on a deliberate bug so the chaos suite can show its checkers catch it. Never in production.
     #[arg(long, hide = true)]
     chaos_plant_bug: Option<cluster::config::PlantedBugs>,
@@ -173,6 +177,7 @@ fn main() -> anyhow::Result<()> {
                     api_addr: args.api_addr,
                     service_cluster_ip_range: args.service_cluster_ip_range,
                     initial_cluster: args.initial_cluster,
+                    node_monitor_grace_period: args.node_monitor_grace_period,
                     planted_bugs: args.chaos_plant_bug.unwrap_or_default(),
                 }
                 .validate()?;

@@ -29,7 +29,10 @@ async fn a_write_fenced_to_an_ended_term_is_refused_with_its_own_reason() {
     assert_eq!(error.reason(), FENCED_REASON);
     assert_ne!(error.reason(), "Conflict", "a fenced write is not an ordinary conflict");
     assert_eq!(error.status()["reason"], FENCED_REASON);
-    assert!(objects.get(KEY, Consistency::Linearizable).await.expect("read").is_none(), "the refused write changed nothing");
+    assert!(
+        objects.get(KEY, Consistency::Linearizable).await.expect("read").is_none(),
+        "the refused write changed nothing"
+    );
 
     let current = objects.fenced(term).put(KEY, &object, 0, &[], &Allocations::default()).await;
     assert!(matches!(current, Ok(Ok(_))), "a write of the current term applies: {current:?}");

@@ -1,7 +1,9 @@
 //! What upstream's admission plugins decide from the policy objects of a namespace, given those objects:
 //! LimitRanger (container resource defaults and bounds), ResourceQuota (what an object uses and whether the
-//! quotas allow it) and Priority (a pod's priority from its class). The registry reads the policy objects and
-//! writes the results; everything here is pure.
+//! quotas allow it) and Priority (a pod's priority from its class); and the two that need no other object:
+//! DefaultTolerationSeconds (a pod's tolerations of not-ready and unreachable nodes) and TaintNodesByCondition
+//! (a new node's not-ready taint). The registry reads the policy objects and writes the results; everything
+//! here is pure.
 //!
 //! Refusals are the messages of upstream's 403 Forbidden answers, which the registry prefixes with the
 //! object (`pods "p" is forbidden: ...`).
@@ -445,6 +447,65 @@ pub fn resolve_priority(pod: &mut Value, classes: &[Value]) -> Result<(), String
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// DefaultTolerationSeconds and TaintNodesByCondition
+
+/// The taint a node has while it is not ready, and while it is unreachable (the node lifecycle controller's).
+pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
+/// How long a pod stays on a not-ready or unreachable node unless it says otherwise (upstream's
+/// `--default-not-ready-toleration-seconds` and `--default-unreachable-toleration-seconds`).
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Upstream's DefaultTolerationSeconds, on a pod created or updated: a pod that tolerates no NoExecute
+/// not-ready taint (a toleration of that key or of every key, with the NoExecute effect or every effect) gets
+/// one for 300 s, and likewise for the unreachable taint, appended to its tolerations.
+pub fn add_default_tolerations(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    if spec.get("tolerations").is_some_and(|t| !t.is_null() && !t.is_array()) {
+        return;
+    }
+    let tolerations = spec.get("tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
+    let text = |t: &Value, field: &str| t.get(field).and_then(Value::as_str).unwrap_or_default().to_string();
+    let tolerated = |taint: &str| {
+        tolerations.iter().any(|t| {
+            let (key, effect) = (text(t, "key"), text(t, "effect"));
+            (key.is_empty() || key == taint) && (effect.is_empty() || effect == "NoExecute")
+        })
+    };
+    let mut added = tolerations.clone();
+    for taint in [NOT_READY_TAINT, UNREACHABLE_TAINT] {
+        if !tolerated(taint) {
+            added.push(json!({"key": taint, "operator": "Exists", "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS}));
+        }
+    }
+    if added.len() != tolerations.len() {
+        spec.insert("tolerations".into(), Value::Array(added));
+    }
+}
+
+/// Upstream's TaintNodesByCondition, on a node created: it gets the `node.kubernetes.io/not-ready:NoSchedule`
+/// taint unless it has one of that key and effect, so that nothing is scheduled to it before it reports Ready
+/// (the node lifecycle controller then takes the taint away).
+pub(crate) fn add_not_ready_taint(node: &mut Value) {
+    let Some(map) = node.as_object_mut() else { return };
+    if map.get("spec").is_none_or(Value::is_null) {
+        map.insert("spec".into(), json!({}));
+    }
+    let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    if spec.get("taints").is_none_or(Value::is_null) {
+        spec.insert("taints".into(), json!([]));
+    }
+    let Some(taints) = spec.get_mut("taints").and_then(Value::as_array_mut) else { return };
+    let present = taints
+        .iter()
+        .any(|t| t.get("key") == Some(&json!(NOT_READY_TAINT)) && t.get("effect") == Some(&json!("NoSchedule")));
+    if !present {
+        taints.push(json!({"key": NOT_READY_TAINT, "effect": "NoSchedule"}));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,5 +635,48 @@ mod tests {
         assert_eq!(resolve_priority(&mut missing, &classes).unwrap_err(), "no PriorityClass with name nope was found");
         let mut stated = json!({"spec": {"priorityClassName": "high", "priority": 5}});
         assert!(resolve_priority(&mut stated, &classes).unwrap_err().contains("must not be provided in pod spec"));
+    }
+
+    #[test]
+    fn pods_get_the_default_tolerations_unless_they_tolerate_those_taints() {
+        let mut bare = json!({"spec": {"containers": []}});
+        add_default_tolerations(&mut bare);
+        assert_eq!(
+            bare["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
+        let again = bare.clone();
+        add_default_tolerations(&mut bare);
+        assert_eq!(bare, again, "added once");
+        let own = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+            "tolerationSeconds": 2});
+        let mut short = json!({"spec": {"tolerations": [own.clone()]}});
+        add_default_tolerations(&mut short);
+        assert_eq!(short["spec"]["tolerations"].as_array().unwrap().len(), 2);
+        assert_eq!(short["spec"]["tolerations"][0], own, "the pod's own toleration stays first and unchanged");
+        assert_eq!(short["spec"]["tolerations"][1]["key"], "node.kubernetes.io/not-ready");
+        // A toleration of every key, or of the key with no effect, covers both; a NoSchedule one does not.
+        let mut everything = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        add_default_tolerations(&mut everything);
+        assert_eq!(everything["spec"]["tolerations"].as_array().unwrap().len(), 1);
+        let mut no_schedule = json!({"spec": {"tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}]}});
+        add_default_tolerations(&mut no_schedule);
+        assert_eq!(no_schedule["spec"]["tolerations"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_new_node_gets_the_not_ready_taint_once() {
+        let mut node = json!({"metadata": {"name": "n"}});
+        add_not_ready_taint(&mut node);
+        assert_eq!(node["spec"]["taints"], json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]));
+        add_not_ready_taint(&mut node);
+        assert_eq!(node["spec"]["taints"].as_array().unwrap().len(), 1);
+        let mut tainted = json!({"spec": {"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}});
+        add_not_ready_taint(&mut tainted);
+        assert_eq!(tainted["spec"]["taints"][0]["key"], "dedicated");
+        assert_eq!(tainted["spec"]["taints"][1]["key"], "node.kubernetes.io/not-ready");
     }
 }

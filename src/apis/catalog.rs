@@ -109,7 +109,8 @@ pub struct Resource {
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
     /// Upstream's defaulting, run on every write (create, update, patch, apply).
     pub defaults: fn(&mut Value),
-    /// What upstream's registry defaults only on create, after `defaults`.
+    /// What upstream's registry defaults only on create, after `defaults`, and what its admission adds to
+    /// every new object of the kind without reading other objects (TaintNodesByCondition's not-ready taint).
     pub create_defaults: fn(&mut Value),
     /// What a new object starts from, whatever the client sent (upstream's `PrepareForCreate`): its status
     /// kept, reset (controllers set it through the status subresource), or set to the kind's initial status.
@@ -147,7 +148,8 @@ pub struct Resource {
     pub conversion: Option<&'static Conversion>,
     /// What an object uses of a ResourceQuota, beyond its `count/<resource>`.
     pub usage: Usage,
-    /// Whether new objects go through the pod admission steps: LimitRanger defaults and bounds, Priority.
+    /// Whether new objects go through the pod admission steps: LimitRanger defaults and bounds, Priority,
+    /// DefaultTolerationSeconds (which updates of the object itself go through too).
     pub pod_admission: bool,
     /// What serves the verbs.
     pub backing: Backing,
@@ -353,7 +355,8 @@ pub static RESOURCES: &[Resource] = &[
         usage: Usage::Pods, pod_admission: true, runs_as_service_account: true),
     resource!("", "v1", "Node", "nodes", "node", false, core::v1::Node,
         short: ["no"], categories: [], sub: [Status], generation: false,
-        defaults: d::default_node, prepare_for_create: s::prepare_node_for_create, printer: Printer::Node),
+        defaults: d::default_node, create_defaults: super::admission::add_not_ready_taint,
+        prepare_for_create: s::prepare_node_for_create, printer: Printer::Node),
     resource!("", "v1", "Service", "services", "service", true, core::v1::Service,
         short: ["svc"], categories: ["all"], sub: [Status], generation: false,
         defaults: d::default_service, prepare_for_create: reset_status,

@@ -5,8 +5,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::apiserver::registry::allocations::ServiceRange;
+use crate::limits;
 use crate::store::storage::StorageBugs;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +23,8 @@ pub enum ConfigError {
     SelfMissing(String),
     #[error("--initial-cluster gives {name:?} the peer address {listed}, but --peer-addr is {given}")]
     PeerAddrMismatch { name: String, listed: SocketAddr, given: SocketAddr },
+    #[error("--node-monitor-grace-period must be more than 0s and at most {max_secs}s, got {given:?}")]
+    NodeMonitorGracePeriod { given: Duration, max_secs: u64 },
 }
 
 /// One member of the initial cluster.
@@ -42,6 +46,9 @@ pub struct ServerConfig {
     pub service_cluster_ip_range: ServiceRange,
     /// `name=host:port,...`; forms the cluster when the data dir is new, checked against it otherwise.
     pub initial_cluster: String,
+    /// How long a node may go without a heartbeat (its Lease or its Ready condition) before the leader declares
+    /// it Unknown and taints it unreachable (kube-controller-manager's `--node-monitor-grace-period`).
+    pub node_monitor_grace_period: Duration,
     /// Deliberate bugs, for the chaos suite to prove its checkers catch them. Never set in production.
     pub planted_bugs: PlantedBugs,
 }
@@ -80,6 +87,16 @@ impl std::str::FromStr for PlantedBugs {
     }
 }
 
+/// Upstream's default `--node-monitor-grace-period` (50 s since Kubernetes 1.32; 40 s before).
+pub const NODE_MONITOR_GRACE_PERIOD_DEFAULT: Duration = Duration::from_secs(50);
+
+/// A duration as Kubernetes' flags take them (Go's `time.Duration` syntax: `50s`, `1m30s`, `500ms`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed: jiff::SignedDuration =
+        text.trim().parse().map_err(|e| format!("{text:?} is not a duration like 50s or 1m30s: {e}"))?;
+    Duration::try_from(parsed).map_err(|_| format!("{text:?} is negative"))
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -90,6 +107,7 @@ impl Default for ServerConfig {
             api_addr: "127.0.0.1:6443".parse().expect("valid literal"),
             service_cluster_ip_range: ServiceRange::default(),
             initial_cluster: String::new(),
+            node_monitor_grace_period: NODE_MONITOR_GRACE_PERIOD_DEFAULT,
             planted_bugs: PlantedBugs::default(),
         }
     }
@@ -121,6 +139,13 @@ impl ServerConfig {
                 name: self.name.clone(),
                 listed: me.peer_addr,
                 given: self.peer_addr,
+            });
+        }
+        let grace = self.node_monitor_grace_period;
+        if grace.is_zero() || grace > Duration::from_secs(limits::NODE_MONITOR_GRACE_PERIOD_SECS_MAX) {
+            return Err(ConfigError::NodeMonitorGracePeriod {
+                given: grace,
+                max_secs: limits::NODE_MONITOR_GRACE_PERIOD_SECS_MAX,
             });
         }
         Ok(ValidServerConfig { config: self, members })
@@ -191,6 +216,20 @@ mod tests {
             Err(ConfigError::DuplicateMember(_))
         ));
         assert!(matches!(cfg("", "").validate(), Err(ConfigError::Name(_))));
+    }
+
+    #[test]
+    fn the_node_grace_period_is_parsed_as_upstream_writes_it_and_bounded() {
+        assert_eq!(parse_duration("50s"), Ok(Duration::from_secs(50)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(ServerConfig::default().node_monitor_grace_period, Duration::from_secs(50));
+        let with = |grace| ServerConfig { node_monitor_grace_period: grace, ..cfg("n1", "") }.validate();
+        assert!(with(Duration::from_secs(4)).is_ok());
+        assert!(matches!(with(Duration::ZERO), Err(ConfigError::NodeMonitorGracePeriod { .. })));
+        assert!(matches!(with(Duration::from_secs(86_401)), Err(ConfigError::NodeMonitorGracePeriod { .. })));
     }
 
     #[test]

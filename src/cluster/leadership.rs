@@ -11,13 +11,14 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::apiserver::http::rest::LeaderTerm;
 use crate::controllers::kubernetes_service::{Heard, Replica};
 use crate::controllers::runtime::Informers;
-use crate::controllers::{self, Environment};
+use crate::controllers::{self, node_lifecycle, Environment};
 use crate::store::Store;
 
 /// What this replica tells its controllers when it leads.
@@ -27,6 +28,8 @@ pub struct Leading {
     pub api_addr: SocketAddr,
     /// The first address of the service range.
     pub kubernetes_service_ip: Ipv4Addr,
+    /// How long a node may go without a heartbeat before the node lifecycle controller declares it Unknown.
+    pub node_monitor_grace_period: Duration,
 }
 
 /// The replicas as this replica, leading, sees them: their published API addresses (its own as it knows it)
@@ -74,9 +77,12 @@ pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutd
             replicas: Arc::new(move || replicas(&seen, leading.api_addr)),
         };
         let mut informers = Informers::new(fenced_client(router.clone(), term));
-        let components = controllers::prepare(&mut informers, environment);
+        let controllers = controllers::prepare(&mut informers, environment);
+        let nodes = node_lifecycle::prepare(&mut informers, leading.node_monitor_grace_period);
         let informers = informers.start();
-        let task = tokio::spawn(components);
+        let task = tokio::spawn(async move {
+            tokio::join!(controllers, nodes);
+        });
         tokio::select! {
             () = store.wait_for_leadership_end(term) => {}
             _ = shutdown.wait_for(|stop| *stop) => {}

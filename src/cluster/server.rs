@@ -293,7 +293,11 @@ pub async fn run(
     let api = KubeApi::new(store.clone(), api_addr.to_string(), service_range);
     let router = rest::router(api);
     // The leader's controllers are API clients of this replica, through the router without a socket.
-    let leading = leadership::Leading { api_addr, kubernetes_service_ip: service_range.kubernetes_ip() };
+    let leading = leadership::Leading {
+        api_addr,
+        kubernetes_service_ip: service_range.kubernetes_ip(),
+        node_monitor_grace_period: config.config.node_monitor_grace_period,
+    };
     let leader_task = tokio::spawn(leadership::run(store.clone(), router.clone(), leading, stop_rx.clone()));
     let api_server = listen::serve_api(listeners.api, router, caps.api, wait_stop(stop_rx.clone()));
     let api_task = tokio::spawn(api_server);

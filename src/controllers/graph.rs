@@ -91,7 +91,11 @@ impl Graph {
 
     /// Takes in one change; returns the object as it was before (if the graph held it) and as it is now (None
     /// once deleted).
-    pub fn apply(&self, resource: &'static Resource, change: Change<'_, ObjectMeta>) -> (Option<ObjectRef>, Option<ObjectRef>) {
+    pub fn apply(
+        &self,
+        resource: &'static Resource,
+        change: Change<'_, ObjectMeta>,
+    ) -> (Option<ObjectRef>, Option<ObjectRef>) {
         let Some(now) = object_ref(resource, change.object(), None) else { return (None, None) };
         let mut inner = self.lock();
         let before = inner.remove(&now.uid);

@@ -21,6 +21,8 @@ pub mod garbage_collector;
 pub mod graph;
 pub mod kubernetes_service;
 pub mod namespace;
+pub mod node_lifecycle;
+pub mod pod_gc;
 pub mod priority_classes;
 pub mod resource_quota;
 pub mod runtime;

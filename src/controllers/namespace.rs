@@ -131,8 +131,7 @@ pub fn plan(name: &str, namespace: Option<&ObjectRef>, contents: &[ObjectRef]) -
         };
     };
     if !ns.deleting {
-        let has_default_account =
-            contents.iter().any(|o| o.resource.kind == "ServiceAccount" && o.name == "default");
+        let has_default_account = contents.iter().any(|o| o.resource.kind == "ServiceAccount" && o.name == "default");
         return match has_default_account {
             true => Vec::new(),
             false => vec![Action::CreateServiceAccount { namespace: ns.name.clone() }],

@@ -21,9 +21,15 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `size` replicas and waits until one leads.
     pub async fn start(size: usize) -> TestCluster {
+        TestCluster::start_with(size, &[]).await
+    }
+
+    /// Starts `size` replicas with extra `server` flags and waits until one leads.
+    pub async fn start_with(size: usize, server_args: &[&str]) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let binary = env!("CARGO_BIN_EXE_raftsman").into();
         let mut local = LocalCluster::new(Flavor::Raftsman { binary }, dir.path(), size, None).expect("layout");
+        local.server_args = server_args.iter().map(|a| a.to_string()).collect();
         local.start_all().expect("start replicas");
         let clients = local.client_endpoints().iter().map(|e| EtcdClient::new(e).expect("client")).collect();
         let cluster = TestCluster { local, clients, _dir: dir };

@@ -342,8 +342,8 @@ impl Verbs {
         }
     }
 
-    /// The admission steps of a new pod that read policy objects: LimitRanger's defaults and bounds from the
-    /// namespace's LimitRanges, then Priority's from the PriorityClasses.
+    /// The admission steps of a new pod: LimitRanger's defaults and bounds from the namespace's LimitRanges,
+    /// Priority's from the PriorityClasses, then DefaultTolerationSeconds.
     async fn admit_pod(&self, target: &Target, name: &str, pod: &mut Value) -> Result<(), ApiError> {
         if !target.resource.pod_admission {
             return Ok(());
@@ -357,7 +357,9 @@ impl Verbs {
         admission::apply_limit_ranges(pod, &objects(ranges)).map_err(forbidden)?;
         let priority_classes = catalog::find("scheduling.k8s.io", "v1", "priorityclasses").expect("served");
         let classes = self.list_all(priority_classes, None, Consistency::Local).await?;
-        admission::resolve_priority(pod, &objects(classes)).map_err(forbidden)
+        admission::resolve_priority(pod, &objects(classes)).map_err(forbidden)?;
+        admission::add_default_tolerations(pod);
+        Ok(())
     }
 
     /// The ResourceQuotas of the namespace that limit what a new object uses, each charged with it: guards
@@ -553,6 +555,9 @@ impl Verbs {
                 )));
             }
             let mut merged = self.merge_update(target, &current.object, proposed)?;
+            if resource.pod_admission && target.subresource.is_none() {
+                admission::add_default_tolerations(&mut merged);
+            }
             if resource.allocates_addresses {
                 allocations::carry_over(&current.object, &mut merged);
             }

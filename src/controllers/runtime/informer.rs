@@ -6,6 +6,8 @@
 //! stored kind (`on_metadata`). Each stored kind gets one watch: whole objects when some component reads the
 //! kind whole, metadata alone otherwise, and no watch at all when nobody needs it.
 //!
+//! The caches leave out `managedFields`, which no leader component reads.
+//!
 //! A change reaches the handlers after the store holds it. A re-list (after a 410 or a broken watch) reports
 //! every listed object as applied and, once it is complete, every object it no longer holds as deleted, so
 //! a handler sees each deletion even when the watch missed the event.
@@ -25,7 +27,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{store::Writer, Lookup, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
-use kube::Client;
+use kube::{Client, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -141,7 +143,14 @@ impl Informers {
     pub fn new(client: Client) -> Informers {
         // Unknown until `start` counts the informers.
         let (synced_tx, synced_rx) = watch::channel(usize::MAX);
-        Informers { client, typed: HashMap::new(), starters: HashMap::new(), metadata: Vec::new(), synced_tx, synced_rx }
+        Informers {
+            client,
+            typed: HashMap::new(),
+            starters: HashMap::new(),
+            metadata: Vec::new(),
+            synced_tx,
+            synced_rx,
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -160,8 +169,8 @@ impl Informers {
             + Sync
             + 'static,
     {
-        let resource = catalog::find(K::GROUP, K::VERSION, K::URL_PATH_SEGMENT)
-            .expect("a typed informer is for a served kind");
+        let resource =
+            catalog::find(K::GROUP, K::VERSION, K::URL_PATH_SEGMENT).expect("a typed informer is for a served kind");
         let key = key(resource);
         if let Some(existing) = self.typed.get(&key) {
             return existing.downcast_ref::<Informer<K>>().expect("one type per kind").clone();
@@ -171,7 +180,9 @@ impl Informers {
         let handlers = informer.handlers.clone();
         self.typed.insert(key.clone(), Box::new(informer.clone()));
         let starter: Starter = Box::new(move |tasks, client, metadata, synced| {
-            let stream = watcher::watcher(Api::<K>::all(client), watcher::Config::default()).default_backoff();
+            let stream = watcher::watcher(Api::<K>::all(client), watcher::Config::default())
+                .default_backoff()
+                .modify(|o: &mut K| o.managed_fields_mut().clear());
             tasks.spawn(pump(resource, stream, writer, (), handlers, metadata, synced));
         });
         self.starters.insert(key, starter);
@@ -200,7 +211,9 @@ impl Informers {
                     let ar = api_resource(resource);
                     // An `Api` of `PartialObjectMeta` asks for metadata alone.
                     let api = Api::<PartialObjectMeta<DynamicObject>>::all_with(client, &ar);
-                    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+                    let stream = watcher::watcher(api, watcher::Config::default())
+                        .default_backoff()
+                        .modify(|o: &mut PartialObjectMeta<DynamicObject>| o.managed_fields_mut().clear());
                     let writer = Writer::<PartialObjectMeta<DynamicObject>>::new(ar.clone());
                     let handlers = Arc::new(Mutex::new(Vec::new()));
                     tasks.spawn(pump(resource, stream, writer, ar, handlers, metadata, synced));
