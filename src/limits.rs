@@ -269,6 +269,9 @@ pub const AGENT_WATCH_BACKOFF_MS_MAX: u64 = 5_000;
 /// How often a node's Lease is renewed, and the duration it claims (upstream's kubelet: 10 s and 40 s).
 pub const AGENT_LEASE_RENEW_MS: u64 = 10_000;
 pub const AGENT_LEASE_DURATION_SECS: i32 = 40;
+/// The first pause before a failed Lease renewal is tried again (upstream's 200 ms); it doubles up to
+/// `AGENT_LEASE_RENEW_MS` while failures go on.
+pub const AGENT_LEASE_RETRY_MS_MIN: u64 = 200;
 /// How often a node's status is computed (upstream's node-status-update-frequency), and how long an unchanged
 /// status goes without being reported again (upstream's node-status-report-frequency).
 pub const AGENT_NODE_STATUS_UPDATE_MS: u64 = 10_000;
@@ -297,6 +300,7 @@ const _: () = assert!(AGENT_HEALTH_TIMEOUT_MS < AGENT_UNREADY_GRACE_MS);
 const _: () = assert!(AGENT_IDLE_CONNECTION_MS < API_HEADER_READ_TIMEOUT_MS);
 const _: () = assert!(AGENT_WATCH_BACKOFF_MS_MIN < AGENT_WATCH_BACKOFF_MS_MAX);
 const _: () = assert!(AGENT_LEASE_RENEW_MS < AGENT_LEASE_DURATION_SECS as u64 * 1000);
+const _: () = assert!(AGENT_LEASE_RETRY_MS_MIN < AGENT_LEASE_RENEW_MS);
 const _: () = assert!(AGENT_NODE_STATUS_UPDATE_MS < AGENT_NODE_STATUS_REPORT_MS);
 const _: () = assert!(AGENT_SYNC_INTERVAL_MS_MIN < AGENT_SYNC_INTERVAL_MS_MAX);
 const _: () = assert!(AGENT_RESTART_BACKOFF_SECS_MIN < AGENT_RESTART_BACKOFF_SECS_MAX);

@@ -6,7 +6,8 @@
 //!   InternalIP and Hostname; the kubelet port; node info; the conditions) or, when it exists, merges the labels
 //!   in and reports the status. Taints are only set on creation, as upstream.
 //! - The Lease `kube-node-lease/<node>` is renewed every `AGENT_LEASE_RENEW_MS` (renewTime, holderIdentity,
-//!   leaseDurationSeconds `AGENT_LEASE_DURATION_SECS`), owned by the Node.
+//!   leaseDurationSeconds `AGENT_LEASE_DURATION_SECS`), owned by the Node; a failed renewal is retried after
+//!   `AGENT_LEASE_RETRY_MS_MIN`, doubling up to the renewal interval while failures go on.
 //! - The status is computed every `AGENT_NODE_STATUS_UPDATE_MS` against the Node as the API has it, and written
 //!   (with a new lastHeartbeatTime) only when it differs or `AGENT_NODE_STATUS_REPORT_MS` has passed since the
 //!   last report (upstream's node-status-update-frequency and node-status-report-frequency): the Lease is the
@@ -289,6 +290,7 @@ pub async fn renew_lease(client: kube::Client, node: String, node_uid: String, o
     tokio::time::sleep(offset).await;
     let mut tick = tokio::time::interval(Duration::from_millis(limits::AGENT_LEASE_RENEW_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry = Duration::from_millis(limits::AGENT_LEASE_RETRY_MS_MIN);
     loop {
         tick.tick().await;
         let now = jiff::Timestamp::now();
@@ -310,11 +312,16 @@ pub async fn renew_lease(client: kube::Client, node: String, node_uid: String, o
             },
         };
         match renewed {
-            Ok(lease) => current = Some(lease),
+            Ok(lease) => {
+                current = Some(lease);
+                retry = Duration::from_millis(limits::AGENT_LEASE_RETRY_MS_MIN);
+            }
             Err(e) => {
                 tracing::warn!(node = %node, error = %e, "agent: renewing the node lease failed");
-                // Retried sooner than the next tick, as upstream does, reading the lease again.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                // Retried sooner than the next tick, as upstream does, reading the lease again; the pause doubles
+                // while failures go on, so that many nodes do not hammer a cluster that cannot answer.
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(Duration::from_millis(limits::AGENT_LEASE_RENEW_MS));
                 tick.reset_immediately();
             }
         }
