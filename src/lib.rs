@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the code map and the invariants each module keeps.
 
+pub mod agent;
 pub mod apis;
 pub mod apiserver;
 pub mod bench;

@@ -1,0 +1,4 @@
+//! The node agent: the kubelet (its runtimes and its HTTP endpoint).
+
+pub mod kubelet;
+pub mod runtime;
