@@ -329,3 +329,37 @@ pub const NODE_LIFECYCLE_RETRY_INTERVAL_MS: u64 = 1_000;
 const _: () = assert!(NODE_LIFECYCLE_PASS_INTERVAL_MS_MIN < NODE_LIFECYCLE_RETRY_INTERVAL_MS);
 const _: () = assert!(NODE_LIFECYCLE_RETRY_INTERVAL_MS < NODE_LIFECYCLE_RESYNC_INTERVAL_MS);
 const _: () = assert!(POD_GC_DELETES_PER_PASS_MAX <= NODE_LIFECYCLE_WRITES_PER_PASS_MAX);
+
+// The agent's process runtime and the kubelet endpoint.
+/// Size at which a container's log file is rotated; one rotated file is kept, so an attempt's log takes at
+/// most twice this (kubelet's `containerLogMaxSize` default).
+pub const CONTAINER_LOG_BYTES_MAX: u64 = 10 * 1024 * 1024;
+/// Longest log record: a longer line is written in pieces (CRI's partial records, 16 KiB as containerd's).
+pub const CONTAINER_LOG_LINE_BYTES_MAX: usize = 16 * 1024;
+/// How long the process runtime waits for a container's shim to start the container's process.
+pub const CONTAINER_START_TIMEOUT_MS: u64 = 10_000;
+/// How often the process runtime looks whether a starting container's shim has started it.
+pub const CONTAINER_START_POLL_MS: u64 = 5;
+/// How often a container being stopped is looked at.
+pub const CONTAINER_STATE_POLL_MS: u64 = 20;
+/// How long a stop waits for a container to exit after SIGKILL before it reports a failure.
+pub const CONTAINER_KILL_WAIT_MS: u64 = 10_000;
+/// How long a shim waits, once its container's main process has exited, for the rest of its output: a process
+/// that left the container's group may hold the pipes open.
+pub const CONTAINER_OUTPUT_DRAIN_MS: u64 = 1_000;
+/// Connections the kubelet endpoint serves at once; more wait in the listen backlog.
+pub const KUBELET_CONNECTIONS_MAX: usize = 256;
+/// How long a kubelet client may take to send a request header.
+pub const KUBELET_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Bytes of a container log read (and sent) at once.
+pub const KUBELET_LOG_CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks of a log queued for a client before reading waits for it.
+pub const KUBELET_LOG_CHUNKS_QUEUED_MAX: usize = 4;
+/// How often a followed log's file is read for new output.
+pub const KUBELET_LOG_FOLLOW_POLL_MS: u64 = 100;
+/// How often a followed log asks the runtime whether its container has exited.
+pub const KUBELET_LOG_FOLLOW_STATUS_MS: u64 = 500;
+
+const _: () = assert!(CONTAINER_LOG_LINE_BYTES_MAX as u64 * 4 <= CONTAINER_LOG_BYTES_MAX);
+const _: () = assert!(CONTAINER_START_POLL_MS < CONTAINER_START_TIMEOUT_MS);
+const _: () = assert!(KUBELET_LOG_FOLLOW_POLL_MS <= KUBELET_LOG_FOLLOW_STATUS_MS);

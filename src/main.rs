@@ -22,6 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Runs one container attempt of the agent's process runtime; started by the agent, not by hand.
+    #[command(name = "agent-shim", hide = true)]
+    AgentShim { attempt_dir: PathBuf },
     /// Run one control-plane replica.
     Server(ServerArgs),
     /// Run a local HA cluster of three replicas (child processes) until interrupted.
@@ -164,6 +167,10 @@ async fn shutdown_signal() {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Cmd::AgentShim { attempt_dir } = &cli.command {
+        // No tracing and no async runtime: the shim only waits on its container.
+        std::process::exit(raftsman::agent::runtime::process::run_shim(attempt_dir));
+    }
     init_tracing(cli.log_json);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
@@ -190,6 +197,7 @@ fn main() -> anyhow::Result<()> {
                 cluster::server::run(config, listeners, shutdown_signal()).await?;
                 Ok(())
             }
+            Cmd::AgentShim { .. } => unreachable!("the shim runs before the async runtime"),
             Cmd::Up(args) => up(args).await,
             Cmd::Agent(args) => agent(args).await,
             Cmd::Bench(args) => {
@@ -260,9 +268,11 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
             let runtime = std::sync::Arc::new(agent::runtime::fake::FakeRuntime::new());
             agent::run(config, runtime, shutdown_signal()).await?;
         }
-        // The process runtime (`agent::runtime::process`) is not part of this build yet.
         RuntimeKind::Process => {
-            anyhow::bail!("--runtime process is not available in this build yet; use --runtime fake")
+            let runtime = agent::runtime::process::ProcessRuntime::new(&config.data_dir)
+                .context("opening the process runtime's data dir")?
+                .with_host_ip(config.node_ip);
+            agent::run(config, std::sync::Arc::new(runtime), shutdown_signal()).await?;
         }
     }
     Ok(())

@@ -12,6 +12,7 @@
 //! agent's restart).
 
 pub mod balancer;
+pub mod kubelet;
 pub mod node;
 pub mod pods;
 pub mod runtime;
@@ -22,8 +23,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Taint;
+use k8s_openapi::api::core::v1::{Pod, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::limits;
 use node::NodeConfig;
@@ -188,6 +190,20 @@ pub async fn run<R: Runtime>(
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(balancer::learn_servers(client.clone(), balancer));
     let names = config.node_names();
+    let cache: Arc<std::sync::OnceLock<Store<Pod>>> = Arc::default();
+    // The kubelet endpoint, which the API servers relay `kubectl logs` to: the pod's uid from the pod cache.
+    let kubelet = tokio::net::TcpListener::bind(config.kubelet_addr).await?;
+    let (stop_kubelet, kubelet_stopped) = tokio::sync::oneshot::channel::<()>();
+    let pods_by_name = {
+        let cache = cache.clone();
+        move |namespace: &str, name: &str| {
+            let key = ObjectRef::<Pod>::new(name).within(namespace);
+            cache.get()?.get(&key)?.metadata.uid.clone()
+        }
+    };
+    tasks.spawn(kubelet::serve(kubelet, pods_by_name, runtime.clone(), async {
+        let _ = kubelet_stopped.await;
+    }));
     tasks.spawn(pods::run(
         client.clone(),
         runtime,
@@ -195,6 +211,7 @@ pub async fn run<R: Runtime>(
             nodes: names.clone(),
             host_ip: config.node_ip.to_string(),
             runtime: config.runtime.name(),
+            cache,
         },
     ));
     let count = names.len() as u32;
@@ -214,6 +231,7 @@ pub async fn run<R: Runtime>(
     tracing::info!(nodes = count, runtime = config.runtime.name(), servers = ?config.servers, "agent: running");
     shutdown.await;
     tracing::info!("agent: stopping; what runs is left running");
+    let _ = stop_kubelet.send(());
     tasks.shutdown().await;
     Ok(())
 }

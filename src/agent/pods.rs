@@ -464,6 +464,8 @@ pub struct PodSyncConfig {
     pub nodes: Vec<String>,
     pub host_ip: String,
     pub runtime: &'static str,
+    /// Where the pod cache is published for the kubelet endpoint, once it exists.
+    pub cache: Arc<std::sync::OnceLock<Store<Pod>>>,
 }
 
 /// The one watch of the pods bound to `nodes`: a reflector store, and a notification on every change.
@@ -630,6 +632,7 @@ async fn write_statuses(client: kube::Client, queue: Arc<StatusQueue>) {
 pub async fn run<R: Runtime>(client: kube::Client, runtime: Arc<R>, config: PodSyncConfig) {
     let changed = Arc::new(Notify::new());
     let (store, drive) = informer(client.clone(), &config.nodes, changed.clone());
+    let _ = config.cache.set(store.clone());
     let watch = tokio::spawn(drive);
     let queue = Arc::new(StatusQueue::default());
     let writers: Vec<_> = (0..limits::AGENT_STATUS_WRITERS_MAX)

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod fake;
+pub mod process;
 
 /// Which pod a container belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
