@@ -4,87 +4,13 @@
 mod harness;
 
 use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
+use harness::kubectl::{follower, raw_status, Kubectl};
 use harness::{eventually, TestCluster};
-
-/// kubectl pointed at one replica, with its own discovery cache.
-struct Kubectl {
-    kubeconfig: PathBuf,
-    cache: tempfile::TempDir,
-    work: tempfile::TempDir,
-}
-
-impl Kubectl {
-    /// kubectl using the admin kubeconfig replica `i` wrote into its data dir, once that replica is ready.
-    async fn for_replica(cluster: &TestCluster, i: usize) -> Kubectl {
-        let kubeconfig = cluster.local.members[i].data_dir.join("admin.kubeconfig");
-        assert!(kubeconfig.exists(), "replica {i} wrote no kubeconfig");
-        let k = Kubectl { kubeconfig, cache: tempfile::tempdir().unwrap(), work: tempfile::tempdir().unwrap() };
-        eventually(Duration::from_secs(20), "the api to be ready", || async {
-            k.run(&["get", "--raw", "/readyz"]).status.success().then_some(())
-        })
-        .await;
-        k
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_with_env(args, &[])
-    }
-
-    fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(self.cache.path())
-            .args(args)
-            .envs(env.iter().copied())
-            .output()
-            .expect("kubectl runs")
-    }
-
-    /// Runs kubectl and returns its stdout, failing the test with its stderr when it fails.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "kubectl {} failed: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs kubectl expecting failure; returns its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(!out.status.success(), "kubectl {} succeeded but should fail", args.join(" "));
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&all)).expect("kubectl printed JSON")
-    }
-
-    /// Writes a manifest into the work dir and returns its path.
-    fn manifest(&self, name: &str, text: &str) -> String {
-        let path = self.work.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_string_lossy().into_owned()
-    }
-}
-
-fn follower(cluster_leader: usize) -> usize {
-    (cluster_leader + 1) % 3
-}
 
 const DEPLOY_V1: &str = r#"
 apiVersion: apps/v1
@@ -744,24 +670,6 @@ async fn replication_controllers_claims_volumes_and_pod_templates_are_served() {
     k.ok(&["delete", "-f", &manifest]);
     assert_eq!(k.ok(&["get", "rc,pvc,podtemplates", "-o", "name"]).trim(), "");
     assert!(k.fails(&["get", "pv", "pv1"]).contains("NotFound"));
-}
-
-/// The JSON body of a plain HTTP/1.1 request to replica `i`'s API (the test cluster has no authentication).
-async fn raw_status(cluster: &TestCluster, i: usize, method: &str, path: &str, body: &str) -> Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(cluster.local.members[i].api_addr).await.expect("the API answers");
-    let content_type = if method == "PATCH" { "application/json-patch+json" } else { "application/json" };
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
-    let answer = String::from_utf8_lossy(&answer);
-    let (_, json) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("not a JSON Status ({e}): {answer}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,5 +1,5 @@
-//! Leader-only work: the controllers run while this replica leads and has applied an entry of its term, and
-//! are stopped (aborted and awaited) as soon as that term's leadership ends.
+//! Leader-only work: the controllers and the scheduler run while this replica leads and has applied an entry of
+//! its term, and are stopped (aborted and awaited) as soon as that term's leadership ends.
 //!
 //! Architecture invariant: every term gets a fresh controllers instance that rebuilds its state from the API;
 //! nothing leader-only survives a step-down.
@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::apiserver::http::rest::LeaderTerm;
 use crate::controllers::kubernetes_service::{Heard, Replica};
 use crate::controllers::{self, Environment};
+use crate::scheduler;
 use crate::store::Store;
 
 /// What this replica tells its controllers when it leads.
@@ -72,14 +73,17 @@ pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutd
             kubernetes_service_ip: leading.kubernetes_service_ip,
             replicas: Arc::new(move || replicas(&seen, leading.api_addr)),
         };
-        let task = tokio::spawn(controllers::run(fenced_client(router.clone(), term), environment, stop_rx));
+        let task = tokio::spawn(controllers::run(fenced_client(router.clone(), term), environment, stop_rx.clone()));
+        let scheduler = tokio::spawn(scheduler::run(fenced_client(router.clone(), term), stop_rx));
         tokio::select! {
             () = store.wait_for_leadership_end(term) => {}
             _ = shutdown.wait_for(|stop| *stop) => {}
         }
         let _ = stop_tx.send(true);
         task.abort();
+        scheduler.abort();
         let _ = task.await;
-        tracing::info!(term, "no longer leading: the controllers stopped");
+        let _ = scheduler.await;
+        tracing::info!(term, "no longer leading: the controllers and the scheduler stopped");
     }
 }

@@ -1,0 +1,102 @@
+//! kubectl for the integration tests: pointed at one replica with the admin kubeconfig it wrote, with its own
+//! discovery cache and work dir; and raw HTTP requests for what kubectl cannot send.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{eventually, TestCluster};
+
+/// kubectl pointed at one replica, with its own discovery cache.
+pub struct Kubectl {
+    pub kubeconfig: PathBuf,
+    pub cache: tempfile::TempDir,
+    pub work: tempfile::TempDir,
+}
+
+impl Kubectl {
+    /// kubectl using the admin kubeconfig replica `i` wrote into its data dir, once that replica is ready.
+    pub async fn for_replica(cluster: &TestCluster, i: usize) -> Kubectl {
+        let kubeconfig = cluster.local.members[i].data_dir.join("admin.kubeconfig");
+        assert!(kubeconfig.exists(), "replica {i} wrote no kubeconfig");
+        let k = Kubectl { kubeconfig, cache: tempfile::tempdir().unwrap(), work: tempfile::tempdir().unwrap() };
+        eventually(Duration::from_secs(20), "the api to be ready", || async {
+            k.run(&["get", "--raw", "/readyz"]).status.success().then_some(())
+        })
+        .await;
+        k
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_env(args, &[])
+    }
+
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("kubectl runs")
+    }
+
+    /// Runs kubectl and returns its stdout, failing the test with its stderr when it fails.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl expecting failure; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "kubectl {} succeeded but should fail", args.join(" "));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&all)).expect("kubectl printed JSON")
+    }
+
+    /// Writes a manifest into the work dir and returns its path.
+    pub fn manifest(&self, name: &str, text: &str) -> String {
+        let path = self.work.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+}
+
+pub fn follower(cluster_leader: usize) -> usize {
+    (cluster_leader + 1) % 3
+}
+
+/// The JSON body of a plain HTTP/1.1 request to replica `i`'s API (the test cluster has no authentication).
+pub async fn raw_status(cluster: &TestCluster, i: usize, method: &str, path: &str, body: &str) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(cluster.local.members[i].api_addr).await.expect("the API answers");
+    let content_type = if method == "PATCH" { "application/json-patch+json" } else { "application/json" };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    let (_, json) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("not a JSON Status ({e}): {answer}"))
+}
