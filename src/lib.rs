@@ -10,4 +10,5 @@ pub mod cluster;
 pub mod controllers;
 pub mod limits;
 pub mod proto;
+pub mod scheduler;
 pub mod store;

@@ -128,6 +128,30 @@ pub const NAMESPACE_RECHECK_DELAY_MS: u64 = 200;
 pub const QUOTA_RECALCULATION_DELAY_MS: u64 = 1_000;
 /// How often the leader looks at the replicas' facts behind the `kubernetes` Service's endpoints.
 pub const KUBERNETES_SERVICE_CHECK_INTERVAL_MS: u64 = 500;
+
+/// Shortest pause between two passes of the leader's controllers (a pass also rests four times its length).
+pub const CONTROLLER_PASS_INTERVAL_MS_MIN: u64 = 500;
+/// Most actions one controller pass executes; the rest wait for the next pass.
+pub const CONTROLLER_ACTIONS_PER_PASS_MAX: usize = 1000;
+
+// The scheduler.
+/// Most writes (bindings, unschedulable pods' conditions and Events) the scheduler has in flight at once:
+/// enough for many bindings to share each Raft round trip.
+pub const SCHEDULER_WRITES_IN_FLIGHT_MAX: usize = 128;
+/// A round of scheduling decisions waits until this many write slots are free (or none is in flight).
+pub const SCHEDULER_ROUND_SLOTS_MIN: usize = 32;
+/// Least time between two rounds of scheduling decisions (each rebuilds the view of the cluster).
+pub const SCHEDULER_ROUND_INTERVAL_MS: u64 = 5;
+/// First back-off of a pod that could not be scheduled (upstream's podInitialBackoffSeconds); it doubles.
+pub const SCHEDULER_BACKOFF_MS_INITIAL: u64 = 1_000;
+/// Longest back-off of a pod that could not be scheduled (upstream's podMaxBackoffSeconds).
+pub const SCHEDULER_BACKOFF_MS_MAX: u64 = 10_000;
+/// An unschedulable pod is tried again after this long even when nothing changed (upstream's
+/// podMaxInUnschedulablePodsDuration).
+pub const SCHEDULER_UNSCHEDULABLE_RETRY_MS: u64 = 300_000;
+/// Most Events the scheduler remembers to aggregate repeats into (by pod, reason and message).
+pub const SCHEDULER_EVENT_KEYS_MAX: usize = 4096;
+
 /// How long the leader goes without hearing from a follower before the `kubernetes` Service's endpoints stop
 /// listing that replica's API; a new leader waits as long before dropping one it has not heard from yet.
 pub const API_SERVER_SILENCE_MS: u64 = 5_000;
@@ -363,3 +387,7 @@ pub const KUBELET_LOG_FOLLOW_STATUS_MS: u64 = 500;
 const _: () = assert!(CONTAINER_LOG_LINE_BYTES_MAX as u64 * 4 <= CONTAINER_LOG_BYTES_MAX);
 const _: () = assert!(CONTAINER_START_POLL_MS < CONTAINER_START_TIMEOUT_MS);
 const _: () = assert!(KUBELET_LOG_FOLLOW_POLL_MS <= KUBELET_LOG_FOLLOW_STATUS_MS);
+
+const _: () = assert!(0 < SCHEDULER_ROUND_SLOTS_MIN && SCHEDULER_ROUND_SLOTS_MIN <= SCHEDULER_WRITES_IN_FLIGHT_MAX);
+const _: () = assert!(SCHEDULER_BACKOFF_MS_INITIAL <= SCHEDULER_BACKOFF_MS_MAX);
+const _: () = assert!(SCHEDULER_BACKOFF_MS_MAX < SCHEDULER_UNSCHEDULABLE_RETRY_MS);

@@ -9,12 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use harness::kubectl::Kubectl;
+use harness::kubectl::{follower, raw_status, Kubectl};
 use harness::{eventually, TestCluster};
-
-fn follower(cluster_leader: usize) -> usize {
-    (cluster_leader + 1) % 3
-}
 
 const DEPLOY_V1: &str = r#"
 apiVersion: apps/v1
@@ -674,24 +670,6 @@ async fn replication_controllers_claims_volumes_and_pod_templates_are_served() {
     k.ok(&["delete", "-f", &manifest]);
     assert_eq!(k.ok(&["get", "rc,pvc,podtemplates", "-o", "name"]).trim(), "");
     assert!(k.fails(&["get", "pv", "pv1"]).contains("NotFound"));
-}
-
-/// The JSON body of a plain HTTP/1.1 request to replica `i`'s API (the test cluster has no authentication).
-async fn raw_status(cluster: &TestCluster, i: usize, method: &str, path: &str, body: &str) -> Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(cluster.local.members[i].api_addr).await.expect("the API answers");
-    let content_type = if method == "PATCH" { "application/json-patch+json" } else { "application/json" };
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
-    let answer = String::from_utf8_lossy(&answer);
-    let (_, json) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("not a JSON Status ({e}): {answer}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

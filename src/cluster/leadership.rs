@@ -1,5 +1,6 @@
-//! Leader-only work: the controllers run while this replica leads and has applied an entry of its term, and
-//! are stopped (aborted and awaited) as soon as that term's leadership ends.
+//! Leader-only work: the controllers, the node lifecycle controller and the scheduler run on the term's shared
+//! informers while this replica leads and has applied an entry of its term, and are stopped (aborted and
+//! awaited) as soon as that term's leadership ends.
 //!
 //! Architecture invariant: every term gets fresh informers (which list everything again), queues and
 //! components; nothing leader-only survives a step-down, and every task of a term has ended before the next
@@ -19,6 +20,7 @@ use crate::apiserver::http::rest::LeaderTerm;
 use crate::controllers::kubernetes_service::{Heard, Replica};
 use crate::controllers::runtime::Informers;
 use crate::controllers::{self, node_lifecycle, Environment};
+use crate::scheduler;
 use crate::store::Store;
 
 /// What this replica tells its controllers when it leads.
@@ -79,9 +81,10 @@ pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutd
         let mut informers = Informers::new(fenced_client(router.clone(), term));
         let controllers = controllers::prepare(&mut informers, environment);
         let nodes = node_lifecycle::prepare(&mut informers, leading.node_monitor_grace_period);
+        let scheduler = scheduler::prepare(&mut informers);
         let informers = informers.start();
         let task = tokio::spawn(async move {
-            tokio::join!(controllers, nodes);
+            tokio::join!(controllers, nodes, scheduler);
         });
         tokio::select! {
             () = store.wait_for_leadership_end(term) => {}
@@ -90,6 +93,6 @@ pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutd
         task.abort();
         let _ = task.await;
         informers.stop().await;
-        tracing::info!(term, "no longer leading: the controllers stopped");
+        tracing::info!(term, "no longer leading: the controllers and the scheduler stopped");
     }
 }

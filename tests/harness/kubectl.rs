@@ -77,3 +77,25 @@ impl Kubectl {
         path.to_string_lossy().into_owned()
     }
 }
+
+pub fn follower(cluster_leader: usize) -> usize {
+    (cluster_leader + 1) % 3
+}
+
+/// The JSON body of a plain HTTP/1.1 request to replica `i`'s API (the test cluster has no authentication).
+pub async fn raw_status(cluster: &TestCluster, i: usize, method: &str, path: &str, body: &str) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(cluster.local.members[i].api_addr).await.expect("the API answers");
+    let content_type = if method == "PATCH" { "application/json-patch+json" } else { "application/json" };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    let (_, json) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("not a JSON Status ({e}): {answer}"))
+}

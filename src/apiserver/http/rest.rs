@@ -597,8 +597,10 @@ async fn resource_request(
     }
 }
 
-/// Binds `pod` to the node a Binding names (`pods/{name}/binding`, or `bindings` naming the pod), as the
-/// scheduler does: a pod already bound is a conflict. Answers a `Status` of success, as upstream does.
+/// Binds `pod` to the node a Binding names (`pods/{name}/binding`, or `bindings` naming the pod), as
+/// upstream's binding storage does: the Binding's `metadata.uid` and `metadata.resourceVersion`, when given,
+/// must be the pod's (409 otherwise); a pod already bound, being deleted or gated is a conflict; the node name
+/// and the PodScheduled=True condition are written together. Answers a `Status` of success, as upstream does.
 async fn bind(verbs: &Verbs, pod: &Target, binding: &Value, options: &WriteOptions) -> Result<Response, ApiError> {
     if let Some(kind) = binding["kind"].as_str().filter(|k| *k != "Binding") {
         return Err(ApiError::BadRequest(format!(
@@ -620,25 +622,77 @@ async fn bind(verbs: &Verbs, pod: &Target, binding: &Value, options: &WriteOptio
     let Some(node) = node else {
         return Err(ApiError::BadRequest("a Binding needs target.name, the node to bind to".into()));
     };
+    let given = |field: &str| binding["metadata"][field].as_str().filter(|v| !v.is_empty()).map(String::from);
+    let (uid, resource_version) = (given("uid"), given("resourceVersion"));
+    let name = pod.name().to_string();
+    let key = pod.key(&name);
+    let conflict = |message: String| ApiError::Conflict { resource: pod.resource, name: name.clone(), message };
+    // Upstream's storage reports a failed precondition as an invalid object, which the API answers as 409.
+    let precondition_failed = |message: String| {
+        conflict(format!(
+            "StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: {message}"
+        ))
+    };
+    let now = time::now();
+    let bound = Target { subresource: Some(Subresource::Binding), ..pod.clone() };
     verbs
-        .update_with(pod, options, |current| match current["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-            Some(bound) => Err(ApiError::Conflict {
-                resource: pod.resource,
-                name: pod.name().to_string(),
-                message: format!("pod {} is already assigned to node {bound:?}", pod.name()),
-            }),
-            None => {
-                let mut next = current.clone();
-                next["spec"]["nodeName"] = json!(node);
-                if let Some(m) = next["metadata"].as_object_mut() {
-                    m.remove("resourceVersion");
-                }
-                Ok(next)
+        .update_with(&bound, options, |current| {
+            let have = |field: &str| verbs::meta_str(current, field).unwrap_or_default().to_string();
+            if let Some(uid) = uid.as_ref().filter(|u| **u != have("uid")) {
+                return Err(precondition_failed(format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    have("uid")
+                )));
             }
+            if let Some(rv) = resource_version.as_ref().filter(|rv| **rv != have("resourceVersion")) {
+                return Err(precondition_failed(format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    have("resourceVersion")
+                )));
+            }
+            if !current["metadata"]["deletionTimestamp"].is_null() {
+                return Err(conflict(format!("pod {name} is being deleted, cannot be assigned to a host")));
+            }
+            if let Some(bound) = current["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                return Err(conflict(format!("pod {name} is already assigned to node {bound:?}")));
+            }
+            if current["spec"]["schedulingGates"].as_array().is_some_and(|g| !g.is_empty()) {
+                return Err(conflict(format!("pod {name} has non-empty .spec.schedulingGates")));
+            }
+            let mut next = current.clone();
+            next["spec"]["nodeName"] = json!(node);
+            if let Some(m) = next["metadata"].as_object_mut() {
+                m.remove("resourceVersion");
+            }
+            set_scheduled(&mut next, &now);
+            Ok(next)
         })
         .await?;
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
     Ok(json_response(StatusCode::CREATED, &status, "application/json"))
+}
+
+/// Sets PodScheduled=True as upstream's `UpdatePodCondition` does: the condition replaced whole (no reason or
+/// message), its lastTransitionTime `now` unless it was True already.
+fn set_scheduled(pod: &mut Value, now: &str) {
+    if !pod["status"].is_object() {
+        pod["status"] = json!({});
+    }
+    if !pod["status"]["conditions"].is_array() {
+        pod["status"]["conditions"] = json!([]);
+    }
+    let conditions = pod["status"]["conditions"].as_array_mut().expect("made an array above");
+    let existing = conditions.iter().position(|c| c["type"] == "PodScheduled");
+    let transition = match existing.map(|i| &conditions[i]) {
+        Some(c) if c["status"] == "True" && c["lastTransitionTime"].is_string() => c["lastTransitionTime"].clone(),
+        _ => json!(now),
+    };
+    let condition = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
+        "lastTransitionTime": transition});
+    match existing {
+        Some(i) => conditions[i] = condition,
+        None => conditions.push(condition),
+    }
 }
 
 fn method_not_allowed(method: &Method, uri: &Uri) -> ApiError {

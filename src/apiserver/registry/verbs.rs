@@ -635,7 +635,8 @@ impl Verbs {
             };
         }
         meta.insert("name".into(), Value::String(target.name().to_string()));
-        if resource.has(Subresource::Status) {
+        // A binding sets `spec.nodeName` and the PodScheduled condition in one write.
+        if resource.has(Subresource::Status) && target.subresource != Some(Subresource::Binding) {
             match old.get("status") {
                 Some(s) => new["status"] = s.clone(),
                 None => {
