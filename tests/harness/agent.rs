@@ -15,6 +15,8 @@ pub struct Agent {
     pub node_name: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// The agent's command line, for a restart.
+    command: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -32,21 +34,33 @@ impl Agent {
         let log = dir.path().join("agent.log");
         let kubelet = raftsman::cluster::local::free_ports(1).expect("a free port")[0];
         let servers: Vec<String> = servers.iter().map(SocketAddr::to_string).collect();
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("agent log");
+        let mut command = vec!["--log-json".to_string(), "agent".into(), "--node-name".into(), node_name.into()];
+        command.extend(["--servers".to_string(), servers.join(",")]);
+        command.extend(["--data-dir".to_string(), data_dir.to_string_lossy().into_owned()]);
+        command.extend(["--kubelet-addr".to_string(), format!("127.0.0.1:{kubelet}")]);
+        command.extend(args.iter().map(|a| a.to_string()));
+        let mut agent = Agent { child: None, node_name: node_name.to_owned(), data_dir, log, command, _dir: dir };
+        agent.spawn();
+        agent
+    }
+
+    fn spawn(&mut self) {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("agent log");
         let child = Command::new(env!("CARGO_BIN_EXE_raftsman"))
-            .args(["--log-json", "agent", "--node-name", node_name])
-            .args(["--servers", &servers.join(",")])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--kubelet-addr", &format!("127.0.0.1:{kubelet}")])
-            .args(args)
+            .args(&self.command)
             .env("RAFTSMAN_LOG", "info,raftsman::agent=debug,kube=warn")
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("agent log"))
             .stderr(file)
             .spawn()
             .expect("start raftsman agent");
-        Agent { child: Some(child), node_name: node_name.to_owned(), data_dir, log, _dir: dir }
+        self.child = Some(child);
+    }
+
+    /// Starts the agent again with the same command and data dir (after `kill`).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart after kill");
+        self.spawn();
     }
 
     pub fn pid(&self) -> Option<u32> {
