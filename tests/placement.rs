@@ -140,7 +140,7 @@ fn pid_with(marker: &str) -> Option<u32> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        if args.first().is_some_and(|a| a.ends_with(b"sh")) && args.iter().any(|a| *a == marker.as_bytes()) {
+        if args.first().is_some_and(|a| a.ends_with(b"sh")) && args.contains(&marker.as_bytes()) {
             return Some(pid);
         }
     }
