@@ -39,6 +39,23 @@ async fn term_and_revision(c: &TestCluster, i: usize) -> (u64, i64) {
     (s.raft_term, s.header.map_or(0, |h| h.revision))
 }
 
+/// `term_and_revision` once the leader's controllers have made their bootstrap writes (system namespaces, their
+/// accounts, priority classes, the `kubernetes` Service): the first value that holds for 1.5 s.
+async fn settled_term_and_revision(c: &TestCluster, i: usize) -> (u64, i64) {
+    let mut last = term_and_revision(c, i).await;
+    let mut same_since = std::time::Instant::now();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while same_since.elapsed() < Duration::from_millis(1500) {
+        assert!(std::time::Instant::now() < deadline, "the cluster never settled");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = term_and_revision(c, i).await;
+        if now != last {
+            (last, same_since) = (now, std::time::Instant::now());
+        }
+    }
+    last
+}
+
 /// The replica is still running, and the cluster still commits a write through it.
 async fn still_serving(c: &mut TestCluster, i: usize, key: &str) {
     assert!(c.local.is_running(i), "replica {i} exited; its log:\n{}", c.log(i));
@@ -56,7 +73,7 @@ async fn crafted_raft_messages_are_refused_and_change_nothing() {
     let leader = c.leader().await;
     let follower = (leader + 1) % 3;
     let ids = ids(&c).await;
-    let (term, revision) = term_and_revision(&c, follower).await;
+    let (term, revision) = settled_term_and_revision(&c, follower).await;
     let mut peer = peer_client(&c, follower).await;
 
     // A vote with the largest term, as part of a leadership transfer: once granted, it wrapped the term and
@@ -122,7 +139,7 @@ async fn a_forged_snapshot_is_checked_before_anything_is_replaced() {
     let leader = c.leader().await;
     let follower = (leader + 1) % 3;
     let ids = ids(&c).await;
-    let (term, revision) = term_and_revision(&c, follower).await;
+    let (term, revision) = settled_term_and_revision(&c, follower).await;
 
     let nodes: BTreeMap<u64, RaftNode> = ids
         .iter()
@@ -182,7 +199,7 @@ async fn forwarded_requests_get_the_limits_of_client_requests() {
     let mut c = TestCluster::start(3).await;
     let leader = c.leader().await;
     let ids = ids(&c).await;
-    let (_, revision) = term_and_revision(&c, leader).await;
+    let (_, revision) = settled_term_and_revision(&c, leader).await;
     let mut peer = peer_client(&c, leader).await;
 
     // Nested 3,300 deep (92 KB): it overflowed the stack of the replica that decoded it.
