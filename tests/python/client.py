@@ -134,9 +134,12 @@ check("py" in managers, f"the field manager is recorded: {managers}")
 
 # Phase 5: foreground deletion, waited for with a watch.
 apps.delete_namespaced_deployment("pyd", NS, propagation_policy="Foreground")
-gone = False
-for event in watch.Watch().stream(
-    apps.list_namespaced_deployment, NS, field_selector="metadata.name=pyd", timeout_seconds=20
+# Watched from the list's revision, so a deletion finished before the watch starts is not waited for.
+listed = apps.list_namespaced_deployment(NS, field_selector="metadata.name=pyd")
+gone = not listed.items
+for event in [] if gone else watch.Watch().stream(
+    apps.list_namespaced_deployment, NS, field_selector="metadata.name=pyd", timeout_seconds=20,
+    resource_version=listed.metadata.resource_version,
 ):
     if event["type"] == "DELETED":
         gone = True
