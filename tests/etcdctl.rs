@@ -121,7 +121,7 @@ async fn etcdctl_works_against_any_replica_and_all_of_them() {
 async fn bad_requests_get_clear_errors_and_change_nothing() {
     let c = TestCluster::start(3).await;
     let client = &c.clients[0];
-    let before = client.status().await.unwrap().header.unwrap().revision;
+    let before = harness::settled_revision(client).await;
 
     let big_key = vec![b'k'; raftsman::limits::KEY_BYTES_MAX + 1];
     let err = client.put(big_key, "v").await.unwrap_err();

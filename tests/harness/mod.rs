@@ -67,6 +67,25 @@ impl TestCluster {
     }
 }
 
+/// The store revision `client`'s replica reports once the leader's components have made their bootstrap writes
+/// (system namespaces, their accounts, priority classes, the `kubernetes` Service): the first value that holds
+/// for 1.5 s. Tests that check that something changed nothing compare against it.
+pub async fn settled_revision(client: &EtcdClient) -> i64 {
+    let revision = || async { client.status().await.expect("status").header.map_or(0, |h| h.revision) };
+    let mut last = revision().await;
+    let mut same_since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while same_since.elapsed() < Duration::from_millis(1500) {
+        assert!(Instant::now() < deadline, "the cluster never settled");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = revision().await;
+        if now != last {
+            (last, same_since) = (now, Instant::now());
+        }
+    }
+    last
+}
+
 /// Polls `probe` until it returns Some or `timeout` passes (then panics naming `what`).
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
 where
