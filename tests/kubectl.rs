@@ -1411,17 +1411,19 @@ async fn the_kubernetes_service_lists_the_replicas_and_follows_the_leader() {
     let mut all = addresses.clone();
     all.sort();
 
-    // Phase 1: the leader creates the Service on the range's first address, port https 443 to the API port.
+    // Phase 1: the leader creates the Service on the range's first address, port https 443 to the API port
+    // (the lowest of the replicas' API ports, once every replica has published its address).
+    let lowest_port = (0..3).map(|i| cluster.local.members[i].api_addr.port()).min().unwrap();
     let service = eventually(Duration::from_secs(20), "the kubernetes service", || async {
         let out = k.run(&["get", "service", "kubernetes", "-o", "json"]);
-        out.status.success().then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
+        let service = out.status.success().then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())?;
+        (service["spec"]["ports"][0]["targetPort"] == lowest_port).then_some(service)
     })
     .await;
     assert_eq!(service["spec"]["clusterIP"], "10.96.0.1", "{service}");
     assert_eq!(service["spec"]["type"], "ClusterIP");
     assert_eq!(service["metadata"]["labels"]["component"], "apiserver");
     assert_eq!(service["metadata"]["labels"]["provider"], "kubernetes");
-    let lowest_port = (0..3).map(|i| cluster.local.members[i].api_addr.port()).min().unwrap();
     assert_eq!(
         service["spec"]["ports"],
         serde_json::json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": lowest_port}])
