@@ -20,18 +20,6 @@ use harness::agent::Agent;
 use harness::kubectl::Kubectl;
 use harness::{eventually, TestCluster};
 
-/// A kube client for replica `i`'s API, once it is ready.
-async fn client(cluster: &TestCluster, i: usize) -> kube::Client {
-    let url: http::Uri = format!("http://{}", cluster.local.members[i].api_addr).parse().unwrap();
-    let client = kube::Client::try_from(kube::Config::new(url)).unwrap();
-    eventually(Duration::from_secs(20), "the default service account", || async {
-        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::default_namespaced(client.clone());
-        accounts.get_opt("default").await.ok().flatten()
-    })
-    .await;
-    client
-}
-
 fn pod(name: &str, node: &str, command: &[&str], restart_policy: &str) -> Pod {
     serde_json::from_value(json!({
         "metadata": {"name": name},
@@ -104,7 +92,7 @@ fn starts(agent: &Agent) -> BTreeMap<String, usize> {
 async fn a_fake_agent_registers_its_node_runs_finishes_and_deletes_pods() {
     let cluster = TestCluster::start(3).await;
     let follower = (cluster.leader().await + 1) % 3;
-    let client = client(&cluster, follower).await;
+    let client = harness::kube_client(&cluster, follower).await;
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
@@ -235,7 +223,7 @@ async fn kill_while_creating(
 ) -> (Duration, Duration) {
     let victim_addr = cluster.local.members[victim].api_addr;
     assert_eq!(agent.current_server(), Some(victim_addr), "the agent talks to the replica about to be killed");
-    let pods: Api<Pod> = Api::default_namespaced(client(cluster, survivor).await);
+    let pods: Api<Pod> = Api::default_namespaced(harness::kube_client(cluster, survivor).await);
     create(&pods, &pod(&format!("{prefix}-before"), &agent.node_name, &["sleep", "3600"], "Always")).await;
 
     cluster.local.signal(victim, Signal::Kill);
@@ -285,7 +273,7 @@ async fn the_agent_carries_on_when_its_replica_or_the_leader_is_killed() {
         Agent::start(&[addr(follower), addr(other), addr(leader)], "via-follower", &["--runtime", "fake"]);
     let mut on_leader =
         Agent::start(&[addr(leader), addr(follower), addr(other)], "via-leader", &["--runtime", "fake"]);
-    let admin = client(&cluster, other).await;
+    let admin = harness::kube_client(&cluster, other).await;
     let nodes: Api<Node> = Api::all(admin.clone());
     wait_node_ready(&nodes, "via-follower").await;
     wait_node_ready(&nodes, "via-leader").await;
@@ -337,7 +325,7 @@ async fn the_agent_carries_on_when_its_replica_or_the_leader_is_killed() {
         cluster.local.start(i).unwrap();
     }
     cluster.leader().await;
-    let pods: Api<Pod> = Api::default_namespaced(client(&cluster, other).await);
+    let pods: Api<Pod> = Api::default_namespaced(harness::kube_client(&cluster, other).await);
     for name in before.0.keys().chain(before.1.keys()) {
         let p = wait_pod(&pods, name, "Running after the restart", |p| phase(p) == Some("Running")).await;
         assert_eq!(p.status.unwrap().container_statuses.unwrap()[0].restart_count, 0, "{name}");

@@ -17,17 +17,6 @@ use raftsman::cluster::local::Signal;
 
 use harness::{eventually, TestCluster};
 
-/// A kube client for replica `i`'s API, once it is ready.
-async fn client(cluster: &TestCluster, i: usize) -> kube::Client {
-    let url: http::Uri = format!("http://{}", cluster.local.members[i].api_addr).parse().unwrap();
-    let client = kube::Client::try_from(kube::Config::new(url)).unwrap();
-    eventually(Duration::from_secs(20), "the default namespace", || async {
-        Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).get_opt("default").await.ok().flatten()
-    })
-    .await;
-    client
-}
-
 fn config_map(name: &str, value: &str) -> ConfigMap {
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": name}, "data": {"v": value}
@@ -86,8 +75,8 @@ async fn a_watcher_on_a_follower_sees_every_write_once_across_a_leader_kill() {
     let leader = cluster.leader().await;
     let watched = (leader + 1) % 3;
     let writer = (leader + 2) % 3;
-    let watch_api: Api<ConfigMap> = Api::default_namespaced(client(&cluster, watched).await);
-    let write_api: Api<ConfigMap> = Api::default_namespaced(client(&cluster, writer).await);
+    let watch_api: Api<ConfigMap> = Api::default_namespaced(harness::kube_client(&cluster, watched).await);
+    let write_api: Api<ConfigMap> = Api::default_namespaced(harness::kube_client(&cluster, writer).await);
 
     // Phase 1: the watcher starts; writes go through another follower while the leader is killed midway.
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -127,7 +116,7 @@ async fn a_watcher_on_a_follower_sees_every_write_once_across_a_leader_kill() {
 async fn a_watcher_whose_version_was_compacted_relists_and_goes_on() {
     let cluster = TestCluster::start(3).await;
     let leader = cluster.leader().await;
-    let api: Api<ConfigMap> = Api::default_namespaced(client(&cluster, (leader + 1) % 3).await);
+    let api: Api<ConfigMap> = Api::default_namespaced(harness::kube_client(&cluster, (leader + 1) % 3).await);
 
     // Phase 1: a watcher that reconnects every second, so it resumes from its last resourceVersion.
     let seen = Arc::new(Mutex::new(Seen::default()));

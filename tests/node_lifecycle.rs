@@ -23,17 +23,6 @@ use harness::{eventually, TestCluster};
 
 const LEASES: &str = "kube-node-lease";
 
-/// A kube client for replica `i`'s API, once it serves the default namespace.
-async fn client(cluster: &TestCluster, i: usize) -> kube::Client {
-    let url: http::Uri = format!("http://{}", cluster.local.members[i].api_addr).parse().unwrap();
-    let client = kube::Client::try_from(kube::Config::new(url)).unwrap();
-    eventually(Duration::from_secs(20), "the default namespace", || async {
-        Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).get_opt("default").await.ok().flatten()
-    })
-    .await;
-    client
-}
-
 fn now() -> String {
     Timestamp::now().to_string()
 }
@@ -208,7 +197,7 @@ async fn a_silent_node_is_tainted_its_pods_evicted_and_it_comes_back() {
     let cluster = TestCluster::start_with(3, &["--node-monitor-grace-period", "4s"]).await;
     let follower = (cluster.leader().await + 1) % 3;
     let k = Kubectl::for_replica(&cluster, follower).await;
-    let client = client(&cluster, follower).await;
+    let client = harness::kube_client(&cluster, follower).await;
     let nodes = Api::<Node>::all(client.clone());
     let pods = Api::<Pod>::namespaced(client.clone(), "default");
     let heartbeats = Heartbeats::start(client.clone());
@@ -375,7 +364,7 @@ async fn a_new_leader_gives_every_node_a_full_grace_period() {
     let cluster = TestCluster::start_with(3, &["--node-monitor-grace-period", "6s"]).await;
     let leader = cluster.leader().await;
     let survivor = (leader + 1) % 3;
-    let client = client(&cluster, survivor).await;
+    let client = harness::kube_client(&cluster, survivor).await;
     let nodes = Api::<Node>::all(client.clone());
     let heartbeats = Heartbeats::start(client.clone());
     heartbeats.renew("n");

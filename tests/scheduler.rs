@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -22,17 +22,6 @@ use serde_json::{json, Value};
 
 use harness::kubectl::{follower, raw_status, Kubectl};
 use harness::{eventually, TestCluster};
-
-/// A kube client for replica `i`'s API, once the default ServiceAccount exists (new pods need it).
-async fn client(cluster: &TestCluster, i: usize) -> kube::Client {
-    let url: http::Uri = format!("http://{}", cluster.local.members[i].api_addr).parse().unwrap();
-    let client = kube::Client::try_from(kube::Config::new(url)).unwrap();
-    eventually(Duration::from_secs(20), "the default service account", || async {
-        Api::<ServiceAccount>::namespaced(client.clone(), "default").get_opt("default").await.ok().flatten()
-    })
-    .await;
-    client
-}
 
 fn micro_now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
@@ -110,7 +99,7 @@ async fn binding_honours_preconditions_refuses_deleting_pods_and_sets_pod_schedu
     let cluster = TestCluster::start(3).await;
     let i = follower(cluster.leader().await);
     let k = Kubectl::for_replica(&cluster, i).await;
-    let client = client(&cluster, i).await;
+    let client = harness::kube_client(&cluster, i).await;
     let pods = Api::<Pod>::namespaced(client.clone(), "default");
     // Pods for another scheduler: this one leaves them alone.
     let other = json!({"schedulerName": "other-scheduler"});
@@ -174,7 +163,7 @@ async fn kubectl_run_is_placed_and_an_unschedulable_pod_says_why_until_a_node_fi
     let cluster = TestCluster::start(3).await;
     let i = follower(cluster.leader().await);
     let k = Kubectl::for_replica(&cluster, i).await;
-    let client = client(&cluster, i).await;
+    let client = harness::kube_client(&cluster, i).await;
     let pods = Api::<Pod>::namespaced(client.clone(), "default");
     for name in ["node-1", "node-2", "node-3"] {
         register(&client, NodeSpec::new(name)).await;
@@ -248,7 +237,7 @@ async fn pods_spread_and_node_selectors_taints_and_tolerations_hold() {
     let cluster = TestCluster::start(3).await;
     let i = follower(cluster.leader().await);
     let k = Kubectl::for_replica(&cluster, i).await;
-    let client = client(&cluster, i).await;
+    let client = harness::kube_client(&cluster, i).await;
     let pods = Api::<Pod>::namespaced(client.clone(), "default");
     register(&client, NodeSpec::new("plain")).await;
     register(&client, NodeSpec { labels: &[("disk", "ssd")], ..NodeSpec::new("fast") }).await;
@@ -378,7 +367,7 @@ async fn a_leader_killed_while_1000_pods_are_bound_binds_each_once_and_the_next_
     let mut cluster = TestCluster::start(3).await;
     let leader = cluster.leader().await;
     let i = follower(leader);
-    let client = client(&cluster, i).await;
+    let client = harness::kube_client(&cluster, i).await;
     let pods = Api::<Pod>::namespaced(client.clone(), "default");
     for n in 0..20 {
         register(&client, NodeSpec::new(&format!("node-{n:02}"))).await;
@@ -439,7 +428,7 @@ async fn binding_throughput() {
     let (count, node_count) = (env("SCHED_BENCH_PODS", 2000), env("SCHED_BENCH_NODES", 100));
     let cluster = TestCluster::start(3).await;
     let i = follower(cluster.leader().await);
-    let client = client(&cluster, i).await;
+    let client = harness::kube_client(&cluster, i).await;
     let pods = Api::<Pod>::namespaced(client.clone(), "default");
     futures::stream::iter(0..node_count)
         .for_each_concurrent(16, |n| {

@@ -36,7 +36,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use jiff::Timestamp;
 use percent_encoding::percent_decode_str;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
@@ -91,7 +91,8 @@ where
         };
         let tcp = tokio::select! {
             () = &mut shutdown => break,
-            tcp = accept(&listener) => tcp,
+            // Plain TCP for now: this is where TLS will be set up.
+            tcp = crate::cluster::listen::accept(&listener, "kubelet") => tcp,
         };
         let (http, shared, mut drain) = (http.clone(), Arc::clone(&shared), drain_rx.clone());
         connections.spawn(async move {
@@ -123,22 +124,6 @@ where
 /// Resolves once the server drains (or is gone).
 async fn stopping(drain: &mut watch::Receiver<bool>) {
     let _ = drain.wait_for(|stop| *stop).await;
-}
-
-/// The next connection. Plain TCP for now: the one place where TLS will be set up.
-async fn accept(listener: &TcpListener) -> TcpStream {
-    loop {
-        match listener.accept().await {
-            Ok((tcp, _)) => {
-                let _ = tcp.set_nodelay(true);
-                return tcp;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "kubelet accept failed");
-                tokio::time::sleep(Duration::from_millis(limits::ACCEPT_RETRY_MS)).await;
-            }
-        }
-    }
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {

@@ -165,7 +165,7 @@ impl Gate {
 /// Accepts the next connection, with Nagle's algorithm off (small request/response exchanges must not wait
 /// for delayed acknowledgements). A failed accept is logged; when it failed for want of descriptors or
 /// memory, the loop pauses instead of spinning.
-async fn accept(listener: &TcpListener, port: &'static str) -> TcpStream {
+pub async fn accept(listener: &TcpListener, port: &'static str) -> TcpStream {
     loop {
         match listener.accept().await {
             Ok((tcp, _)) => {

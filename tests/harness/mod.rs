@@ -86,6 +86,19 @@ pub async fn settled_revision(client: &EtcdClient) -> i64 {
     last
 }
 
+/// A kube client for replica `i`'s API, once it serves the `default` namespace with its ServiceAccount.
+pub async fn kube_client(cluster: &TestCluster, i: usize) -> kube::Client {
+    let url: http::Uri = format!("http://{}", cluster.local.members[i].api_addr).parse().unwrap();
+    let client = kube::Client::try_from(kube::Config::new(url)).unwrap();
+    eventually(Duration::from_secs(20), "the default service account", || async {
+        let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            kube::Api::namespaced(client.clone(), "default");
+        accounts.get_opt("default").await.ok().flatten()
+    })
+    .await;
+    client
+}
+
 /// Polls `probe` until it returns Some or `timeout` passes (then panics naming `what`).
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
 where
