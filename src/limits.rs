@@ -334,25 +334,14 @@ const _: () = assert!(AGENT_RESTART_BACKOFF_SECS_MIN < AGENT_RESTART_BACKOFF_SEC
 /// Longest `--node-monitor-grace-period` a replica accepts (a day): a longer one would let a dead node hold its
 /// pods for longer than anyone waits.
 pub const NODE_MONITOR_GRACE_PERIOD_SECS_MAX: u64 = 86_400;
-/// Writes (node status and taints, pod status, evictions) the node lifecycle controller makes in one pass; what
-/// is left is planned again right after.
-pub const NODE_LIFECYCLE_WRITES_PER_PASS_MAX: usize = 256;
-/// Orphaned pods (bound to a node that no longer exists) force-deleted in one pass.
-pub const POD_GC_DELETES_PER_PASS_MAX: usize = 64;
+/// Nodes the node lifecycle controller reconciles at once.
+pub const NODE_LIFECYCLE_WORKERS: usize = 4;
 /// Missing nodes (named by pods, absent from the cache) whose quarantine the pod garbage collector times at
 /// once; the pods of further ones wait until some of these are settled.
 pub const POD_GC_MISSING_NODES_MAX: usize = 10_000;
-/// Shortest pause between two passes: the changes that arrive meanwhile are planned together.
-pub const NODE_LIFECYCLE_PASS_INTERVAL_MS_MIN: u64 = 100;
-/// Longest time without a pass when no deadline is pending and nothing changes (a missed notification costs at
-/// most this).
+/// Longest time before a node is looked at again when no deadline of its own is pending and nothing changes (a
+/// missed notification costs at most this).
 pub const NODE_LIFECYCLE_RESYNC_INTERVAL_MS: u64 = 30_000;
-/// How soon a pass follows one whose writes failed for a reason no cache change will announce.
-pub const NODE_LIFECYCLE_RETRY_INTERVAL_MS: u64 = 1_000;
-
-const _: () = assert!(NODE_LIFECYCLE_PASS_INTERVAL_MS_MIN < NODE_LIFECYCLE_RETRY_INTERVAL_MS);
-const _: () = assert!(NODE_LIFECYCLE_RETRY_INTERVAL_MS < NODE_LIFECYCLE_RESYNC_INTERVAL_MS);
-const _: () = assert!(POD_GC_DELETES_PER_PASS_MAX <= NODE_LIFECYCLE_WRITES_PER_PASS_MAX);
 
 // The agent's process runtime and the kubelet endpoint.
 /// Size at which a container's log file is rotated; one rotated file is kept, so an attempt's log takes at

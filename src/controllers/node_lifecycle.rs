@@ -5,8 +5,10 @@
 //! `pod_gc`'s, run from the same task.
 //!
 //! `plan` decides, purely, from the Nodes, their Leases in `kube-node-lease`, the pods, the time, when this
-//! leader started leading and the grace period; `prepare` reads the term's shared caches, plans when they
-//! change or when a deadline the last plan computed arrives, and executes.
+//! leader started leading and the grace period; `prepare` queues a node's name whenever it, its Lease or a pod
+//! bound to it changes, and each reconcile plans that node alone, with its Lease and its pods (an index by
+//! `spec.nodeName` kept from the pod informer's changes), then executes: a change costs what that node
+//! holds, never a pass over the cluster.
 //!
 //! Architecture invariant (DESIGN.md 6): a new leader trusts no liveness it did not observe, and no absence of
 //! liveness either: a node's heartbeat counts from no earlier than the moment this leader started leading, so no
@@ -15,20 +17,20 @@
 //! uid for a deletion); a stale cache makes a write fail, never do harm, and the next pass sees the new state.
 //! Architecture invariant: writes go through the Kubernetes API only, with the leader's fenced client.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, PodCondition, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use tokio::sync::Notify;
 
+use super::runtime::{run_workers, Change, Next, WorkQueue};
 use super::{pod_gc, runtime};
 use crate::limits;
 
@@ -359,105 +361,159 @@ fn pod_not_ready(pod: &Pod, now: Timestamp) -> Option<Pod> {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// The task around the plan.
+// The task around the plan: one key per node.
+
+/// The pods bound to each node, kept from the Pod informer's changes, so that one node's reconcile reads its
+/// own pods alone.
+#[derive(Default)]
+struct PodsByNode {
+    node_of: HashMap<ObjectRef<Pod>, String>,
+    pods: HashMap<String, HashSet<ObjectRef<Pod>>>,
+}
+
+impl PodsByNode {
+    /// Records a change; returns the nodes it concerns (where the pod was bound and where it is).
+    fn apply(&mut self, change: Change<'_, Pod>) -> Vec<String> {
+        let key = ObjectRef::from_obj(change.object());
+        let now = match change {
+            Change::Applied(pod) => pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
+            Change::Deleted(_) => None,
+        };
+        let before = self.node_of.get(&key).cloned();
+        if before != now {
+            if let Some(before) = &before {
+                self.node_of.remove(&key);
+                if let Some(pods) = self.pods.get_mut(before) {
+                    pods.remove(&key);
+                    if pods.is_empty() {
+                        self.pods.remove(before);
+                    }
+                }
+            }
+            if let Some(now) = &now {
+                self.node_of.insert(key.clone(), now.clone());
+                self.pods.entry(now.clone()).or_default().insert(key);
+            }
+        }
+        before.into_iter().chain(now).collect()
+    }
+
+    fn on(&self, node: &str) -> Vec<ObjectRef<Pod>> {
+        self.pods.get(node).map(|p| p.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
+/// What every reconcile of a term shares.
+struct Context {
+    client: Client,
+    nodes: Store<Node>,
+    leases: Store<Lease>,
+    pods: Store<Pod>,
+    by_node: Arc<Mutex<PodsByNode>>,
+    /// When this replica's leadership began.
+    leading_since: Timestamp,
+    grace: Duration,
+    /// The pod garbage collector's quarantine clock, this term's own: when each missing node that pods still
+    /// name was first seen missing.
+    missing_since: Mutex<BTreeMap<String, Timestamp>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Registers the controller (and the pod garbage collector) with the term's informers: Nodes, Leases and
-/// Pods, whole. The returned future plans when they change (changes arriving within
-/// `NODE_LIFECYCLE_PASS_INTERVAL_MS_MIN` are planned together), when a deadline of the last plan arrives, or at
-/// the latest every `NODE_LIFECYCLE_RESYNC_INTERVAL_MS`, until it is dropped.
+/// Pods, whole, each change queueing the node it concerns (a Node, its Lease in `kube-node-lease`, a pod bound
+/// to it). The returned future reconciles one node at a time per worker, once the informers have listed,
+/// until it is dropped; a node is looked at again when a deadline its plan computed arrives, or at the latest
+/// every `NODE_LIFECYCLE_RESYNC_INTERVAL_MS`.
 pub fn prepare(informers: &mut runtime::Informers, grace: Duration) -> impl std::future::Future<Output = ()> + Send {
     let client = informers.client().clone();
-    let changed = Arc::new(Notify::new());
     let nodes = informers.typed::<Node>();
     let leases = informers.typed::<Lease>();
     let pods = informers.typed::<Pod>();
+    let by_node: Arc<Mutex<PodsByNode>> = Arc::default();
+    let queue = {
+        let (nodes, by_node) = (nodes.store().clone(), by_node.clone());
+        WorkQueue::new("node-lifecycle", limits::WORK_QUEUE_KEYS_MAX, move || {
+            let mut names: BTreeSet<String> = nodes.state().iter().map(|n| n.name_any()).collect();
+            names.extend(lock(&by_node).pods.keys().cloned());
+            names.into_iter().collect()
+        })
+    };
     {
-        let changed = changed.clone();
-        nodes.on_change(move |_| changed.notify_one());
+        let queue = queue.clone();
+        nodes.on_change(move |change| queue.add(change.object().name_any()));
     }
     {
-        let changed = changed.clone();
+        let queue = queue.clone();
         leases.on_change(move |change| {
             if change.object().metadata.namespace.as_deref() == Some(NODE_LEASE_NAMESPACE) {
-                changed.notify_one();
+                queue.add(change.object().name_any());
             }
         });
     }
     {
-        let changed = changed.clone();
-        pods.on_change(move |_| changed.notify_one());
+        let (queue, by_node) = (queue.clone(), by_node.clone());
+        pods.on_change(move |change| {
+            for node in lock(&by_node).apply(change) {
+                queue.add(node);
+            }
+        });
     }
     let synced = informers.synced();
+    let (nodes, leases, pods) = (nodes.store().clone(), leases.store().clone(), pods.store().clone());
     async move {
         synced.wait().await;
         let leading_since = Timestamp::now();
         tracing::info!(grace_secs = grace.as_secs_f64(), "node lifecycle controller started");
-        // The pod garbage collector's quarantine clock: this term's own.
-        let mut missing_since = BTreeMap::new();
-        loop {
-            let caches = (nodes.store(), leases.store(), pods.store());
-            let idle = pass(&client, caches, &mut missing_since, leading_since, grace).await;
-            tokio::select! {
-                () = changed.notified() => {}
-                () = tokio::time::sleep(idle) => {}
-            }
-            // Changes that arrive together are planned together.
-            tokio::time::sleep(Duration::from_millis(limits::NODE_LIFECYCLE_PASS_INTERVAL_MS_MIN)).await;
-        }
+        let context =
+            Context { client, nodes, leases, pods, by_node, leading_since, grace, missing_since: Mutex::default() };
+        let context = &context;
+        run_workers(queue, limits::NODE_LIFECYCLE_WORKERS, |name| reconcile(context, name)).await;
     }
 }
 
-/// One pass over the caches: plan, execute, collect orphaned pods. Returns how long to wait for the next one
-/// when nothing changes.
-async fn pass(
-    client: &Client,
-    (nodes, leases, pods): (&Store<Node>, &Store<Lease>, &Store<Pod>),
-    missing_since: &mut BTreeMap<String, Timestamp>,
-    leading_since: Timestamp,
-    grace: Duration,
-) -> Duration {
-    let started = Instant::now();
+/// Plans one node with its Lease and its pods and carries the plan out; for a node that does not exist, collects
+/// the pods still bound to it once its quarantine is over.
+async fn reconcile(context: &Context, name: String) -> Result<Next, kube::Error> {
     let now = Timestamp::now();
-    let in_lease_namespace = |l: &Arc<Lease>| l.metadata.namespace.as_deref() == Some(NODE_LEASE_NAMESPACE);
-    let leases: Vec<Arc<Lease>> = leases.state().into_iter().filter(in_lease_namespace).collect();
-    let (nodes, pods) = (nodes.state(), pods.state());
-    let plan = plan(&Input { nodes: &nodes, leases: &leases, pods: &pods, now, leading_since, grace });
-    let mut failed = false;
-    for write in plan.writes.iter().take(limits::NODE_LIFECYCLE_WRITES_PER_PASS_MAX) {
-        if let Err(e) = execute(client, write).await {
-            tracing::debug!(error = %e, "node lifecycle write failed; a later pass retries");
-            failed = true;
+    let bound = lock(&context.by_node).on(&name);
+    let pods: Vec<Arc<Pod>> = bound.iter().filter_map(|key| context.pods.get(key)).collect();
+    let next = match runtime::informer::get(&context.nodes, None, &name) {
+        Some(node) => {
+            lock(&context.missing_since).remove(&name);
+            let lease = runtime::informer::get(&context.leases, Some(NODE_LEASE_NAMESPACE), &name);
+            let (leading_since, grace) = (context.leading_since, context.grace);
+            let input = Input { nodes: &[node], leases: lease.as_slice(), pods: &pods, now, leading_since, grace };
+            let plan = plan(&input);
+            for write in &plan.writes {
+                execute(&context.client, write).await?;
+            }
+            plan.next
         }
-    }
-    // Upstream quarantines a missing node for 40 s; here for as long as a node may go silent.
-    let gc = pod_gc::plan(&nodes, &pods, missing_since, now, grace);
-    *missing_since = gc.missing_since;
-    let orphans = gc.orphans;
-    for orphan in orphans.iter().take(limits::POD_GC_DELETES_PER_PASS_MAX) {
-        if let Err(e) = pod_gc::collect(client, orphan).await {
-            tracing::debug!(error = %e, pod = %orphan.name, "pod garbage collection failed; a later pass retries");
-            failed = true;
+        None if pods.is_empty() => {
+            lock(&context.missing_since).remove(&name);
+            return Ok(Next::Done);
         }
-    }
-    let more = plan.writes.len() > limits::NODE_LIFECYCLE_WRITES_PER_PASS_MAX
-        || orphans.len() > limits::POD_GC_DELETES_PER_PASS_MAX;
+        None => {
+            // Upstream quarantines a missing node for 40 s; here for as long as a node may go silent.
+            let seen: BTreeMap<String, Timestamp> = {
+                let mut missing = lock(&context.missing_since);
+                let since = *missing.entry(name.clone()).or_insert(now);
+                [(name.clone(), since)].into()
+            };
+            let gc = pod_gc::plan(&[], &pods, &seen, now, context.grace);
+            for orphan in &gc.orphans {
+                pod_gc::collect(&context.client, orphan).await?;
+            }
+            gc.next
+        }
+    };
     let resync = Duration::from_millis(limits::NODE_LIFECYCLE_RESYNC_INTERVAL_MS);
-    let next = match (plan.next, gc.next) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    let mut idle = match next {
-        Some(next) => Duration::try_from(next.duration_since(Timestamp::now())).unwrap_or_default().min(resync),
-        None => resync,
-    };
-    if failed {
-        idle = idle.min(Duration::from_millis(limits::NODE_LIFECYCLE_RETRY_INTERVAL_MS));
-    }
-    if more {
-        idle = Duration::ZERO;
-    }
-    tracing::trace!(writes = plan.writes.len(), took = ?started.elapsed(), ?idle, "node lifecycle pass");
-    idle
+    let wait = next
+        .map_or(resync, |at| Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or_default().min(resync));
+    Ok(Next::RequeueAfter(wait))
 }
 
 async fn execute(client: &Client, write: &Write) -> Result<(), kube::Error> {

@@ -1,11 +1,12 @@
 //! Pod garbage collection (upstream's PodGC controller), on the Raft leader: a pod bound to a node that no
 //! longer exists has no kubelet to finish it, so the leader removes it (a forced deletion, grace period 0). Run
-//! from the node lifecycle controller's task, over the same caches.
+//! from the node lifecycle controller's reconciles, over the same caches.
 //!
 //! As upstream, a missing node is quarantined first: its pods go only once this leader has seen it missing for
 //! a while (upstream waits a fixed 40 s; here the node monitor grace period), so that a pod bound just before
 //! its node registers, or a cache that lags, costs nothing. The quarantine clock is the leader's own and starts
-//! afresh with every term.
+//! afresh with every term. The node lifecycle controller runs it for each node name that pods name and no Node
+//! has.
 //!
 //! Architecture invariant: a pod is removed only after a live read of its node (not the cache, which may lag
 //! behind a node just created) found no node of that name, and its deletion is conditional on the uid that was

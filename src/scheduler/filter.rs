@@ -45,11 +45,14 @@ pub fn filter(node: &NodeView, pod: &PodFacts) -> Result<(), Refusal> {
 }
 
 fn node_unschedulable(node: &NodeView, pod: &PodFacts) -> Result<(), Refusal> {
-    let cordon = Taint { key: TAINT_UNSCHEDULABLE.into(), value: String::new(), effect: "NoSchedule".into() };
-    if node.facts.unschedulable && !tolerated(&pod.tolerations, &cordon) {
-        return Err(Refusal::unresolvable(REASON_UNSCHEDULABLE));
+    if !node.facts.unschedulable {
+        return Ok(());
     }
-    Ok(())
+    let cordon = Taint { key: TAINT_UNSCHEDULABLE.into(), value: String::new(), effect: "NoSchedule".into() };
+    match tolerated(&pod.tolerations, &cordon) {
+        true => Ok(()),
+        false => Err(Refusal::unresolvable(REASON_UNSCHEDULABLE)),
+    }
 }
 
 fn taint_toleration(node: &NodeView, pod: &PodFacts) -> Result<(), Refusal> {

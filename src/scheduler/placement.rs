@@ -8,6 +8,9 @@
 //! filters' reasons on nodes that would still refuse without the lower-priority pods, and "No preemption
 //! victims found for incoming pod" otherwise.
 //!
+//! Large clusters are sampled as upstream samples them: a decision looks for `feasible_to_find` feasible
+//! nodes, starting where the previous decision stopped, and picks the best of those.
+//!
 //! Pure. Invariant: a node returned passes `filter::filter` for the pod against the same snapshot.
 
 use std::collections::BTreeMap;
@@ -67,23 +70,52 @@ fn preemption(pod: &PodFacts, refused: &[(&NodeView, Refusal)], total: usize) ->
 
 /// Filters and scores every node of the snapshot for `pod`.
 pub fn place(snapshot: &Snapshot, pod: &PodFacts) -> Placement {
-    if snapshot.nodes.is_empty() {
-        return Placement::Unschedulable(NO_NODES.into());
+    place_from(snapshot, pod, 0, usize::MAX).0
+}
+
+/// How many feasible nodes a decision looks for before it scores them: upstream's adaptive
+/// percentageOfNodesToScore (50% less one point per 125 nodes, at least 5%, and never fewer than 100 nodes).
+pub fn feasible_to_find(nodes: usize) -> usize {
+    const MIN_FEASIBLE: usize = 100;
+    if nodes < MIN_FEASIBLE {
+        return nodes;
     }
+    let percent = 50usize.saturating_sub(nodes / 125).max(5);
+    (nodes * percent / 100).max(MIN_FEASIBLE)
+}
+
+/// Filters the snapshot's nodes for `pod` starting at node `start` (wrapping around) until `to_find` nodes
+/// are feasible, and scores those, as upstream samples large clusters; also returns where the next decision
+/// starts, so that successive decisions look at every node in turn. When fewer than `to_find` nodes are
+/// feasible every node has been filtered, so the message of an unschedulable pod counts them all.
+pub fn place_from(snapshot: &Snapshot, pod: &PodFacts, start: usize, to_find: usize) -> (Placement, usize) {
+    let total = snapshot.nodes.len();
+    if total == 0 {
+        return (Placement::Unschedulable(NO_NODES.into()), 0);
+    }
+    let start = start % total;
     let mut feasible = Vec::new();
     let mut refused = Vec::new();
-    for node in &snapshot.nodes {
+    let mut looked = 0;
+    for node in snapshot.nodes[start..].iter().chain(&snapshot.nodes[..start]) {
+        looked += 1;
         match filter(node, pod) {
             Ok(()) => feasible.push(node),
             Err(refusal) => refused.push((node, refusal)),
         }
+        if feasible.len() >= to_find {
+            break;
+        }
     }
+    let next = (start + looked) % total;
+    // Scored in name order, so that ties go to the first node by name whatever the start.
+    feasible.sort_by(|a, b| a.facts.name.cmp(&b.facts.name));
     if let Some(i) = best(&feasible, pod) {
-        return Placement::Node(feasible[i].facts.name.clone());
+        return (Placement::Node(feasible[i].facts.name.clone()), next);
     }
-    let total = snapshot.nodes.len();
     let reasons: Vec<Vec<String>> = refused.iter().map(|(_, r)| r.reasons.clone()).collect();
-    Placement::Unschedulable(format!("{} {}", summary(total, &reasons), preemption(pod, &refused, total)))
+    let message = format!("{} {}", summary(total, &reasons), preemption(pod, &refused, total));
+    (Placement::Unschedulable(message), next)
 }
 
 #[cfg(test)]
@@ -180,6 +212,27 @@ mod tests {
     #[test]
     fn no_nodes_at_all() {
         assert_eq!(place(&Snapshot::default(), &pod("p", "1")), Placement::Unschedulable(NO_NODES.into()));
+    }
+
+    #[test]
+    fn large_clusters_are_sampled_in_turn_and_small_ones_whole() {
+        assert_eq!(feasible_to_find(3), 3);
+        assert_eq!(feasible_to_find(150), 100);
+        assert_eq!(feasible_to_find(1_000), 420);
+        assert_eq!(feasible_to_find(5_000), 500);
+        assert_eq!(feasible_to_find(100_000), 5_000);
+        let snapshot = Snapshot::new((0..10).map(|i| node(&format!("n{i}"), "8", "110")).collect());
+        let (first, next) = place_from(&snapshot, &pod("p", "1"), 0, 3);
+        assert_eq!((first, next), (Placement::Node("n0".into()), 3));
+        let (second, next) = place_from(&snapshot, &pod("q", "1"), next, 3);
+        assert_eq!((second, next), (Placement::Node("n3".into()), 6));
+        let (_, next) = place_from(&snapshot, &pod("r", "1"), 9, 3);
+        assert_eq!(next, 2, "wraps around");
+        // Nothing fits: every node was filtered, and the message counts them all.
+        let (none, _) = place_from(&snapshot, &pod("big", "9"), 4, 3);
+        assert!(
+            matches!(none, Placement::Unschedulable(m) if m.starts_with("0/10 nodes are available: 10 Insufficient cpu."))
+        );
     }
 
     fn arb_node(i: usize) -> impl Strategy<Value = NodeFacts> {

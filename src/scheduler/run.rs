@@ -3,10 +3,11 @@
 //! precondition), the PodScheduled=False condition of unschedulable pods (status subresource, with the
 //! resourceVersion as precondition) and the Events.
 //!
-//! Writes run concurrently, at most `SCHEDULER_WRITES_IN_FLIGHT_MAX` at once, so that bindings share Raft
-//! round trips; a round of decisions waits until enough of them are free (or none is in flight), and rounds
-//! are at least `SCHEDULER_ROUND_INTERVAL_MS` apart, so the cost of rebuilding the view stays a fraction of
-//! the writes it decides.
+//! Each round first feeds the queue the changes the informers reported since the last one (the queue keeps
+//! the cluster's state for the whole term), then decides. Writes run concurrently, at most
+//! `SCHEDULER_WRITES_IN_FLIGHT_MAX` at once, so that bindings share Raft round trips; a round of decisions
+//! waits until enough of them are free (or none is in flight), and rounds are at least
+//! `SCHEDULER_ROUND_INTERVAL_MS` apart.
 //!
 //! Invariant (leadership): a fresh instance per term on the term's informers, aborted with the controllers; all its
 //! writes go through the fenced client, and the binding subresource refuses a pod already bound, so a pod is
@@ -24,7 +25,7 @@ use tokio::task::JoinSet;
 
 use super::events::{unschedulable_conditions, EventWrite, Recorder, Report};
 use super::informers::{informers, Informers};
-use super::model::{NodeFacts, PodFacts};
+use super::model::PodFacts;
 use super::queue::{BindOutcome, Decision, Queue};
 use crate::apis::time;
 use crate::controllers::runtime;
@@ -134,37 +135,35 @@ async fn report(
     Done::Reported { uid: pod.uid.clone(), missing_event }
 }
 
-/// The pods as facts, converting only those whose resourceVersion changed since the last round.
-fn pod_facts(
-    pods: &[Arc<Pod>],
-    memo: &mut HashMap<String, (String, Arc<PodFacts>)>,
-) -> (Vec<Arc<PodFacts>>, HashMap<String, Arc<Pod>>) {
-    let mut next = HashMap::with_capacity(pods.len());
-    let mut facts = Vec::with_capacity(pods.len());
-    let mut objects = HashMap::new();
-    for pod in pods {
-        let (Some(uid), rv) = (pod.metadata.uid.as_ref(), pod.metadata.resource_version.clone().unwrap_or_default())
-        else {
-            continue;
-        };
-        let f = match memo.remove(uid) {
-            Some((seen, f)) if seen == rv => f,
-            _ => Arc::new(PodFacts::from_pod(pod)),
-        };
-        if f.node_name.is_none() {
-            objects.insert(uid.clone(), pod.clone());
+/// Feeds the queue what the informers reported since the last round.
+fn catch_up(queue: &mut Queue, informers: &Informers) {
+    let changes = informers.take();
+    for (name, node) in changes.nodes {
+        match node {
+            Some(facts) => queue.set_node(facts),
+            None => queue.remove_node(&name),
         }
-        facts.push(f.clone());
-        next.insert(uid.clone(), (rv, f));
     }
-    *memo = next;
-    (facts, objects)
+    for (uid, pod) in changes.pods {
+        match pod {
+            Some(facts) => queue.set_pod(facts),
+            None => queue.remove_pod(&uid),
+        }
+    }
+}
+
+/// The conditions the informers show for the pod decided on (none if it has changed identity since).
+fn current_conditions(informers: &Informers, pod: &PodFacts) -> Vec<Value> {
+    runtime::informer::get(&informers.pods, Some(&pod.namespace), &pod.name)
+        .filter(|p| p.metadata.uid.as_deref() == Some(pod.uid.as_str()))
+        .and_then(|p| p.status.as_ref()?.conditions.clone())
+        .map(|c| c.iter().filter_map(|c| serde_json::to_value(c).ok()).collect())
+        .unwrap_or_default()
 }
 
 async fn schedule(client: Client, informers: Informers) {
     let mut queue = Queue::default();
     let mut recorder = Recorder::default();
-    let mut memo = HashMap::new();
     let mut writes: JoinSet<Done> = JoinSet::new();
     // Which pod each write is for, so that a write that panicked still frees its pod.
     let mut tasks: HashMap<tokio::task::Id, String> = HashMap::new();
@@ -179,9 +178,8 @@ async fn schedule(client: Client, informers: Informers) {
         if ready && last_round.elapsed() >= interval {
             dirty = false;
             last_round = Instant::now();
-            let (pods, objects) = pod_facts(&informers.pods.state(), &mut memo);
-            let nodes: Vec<NodeFacts> = informers.nodes.state().iter().map(|n| NodeFacts::from_node(n)).collect();
-            let round = queue.round(nodes, &pods, Instant::now(), free);
+            catch_up(&mut queue, &informers);
+            let round = queue.round(Instant::now(), free);
             wake_at = round.wake_at;
             let now = time::now();
             for decision in round.decisions {
@@ -194,11 +192,7 @@ async fn schedule(client: Client, informers: Informers) {
                     }
                     Decision::Unschedulable { pod, message } => {
                         tracing::debug!(pod = %pod.name, message = %message, "unschedulable");
-                        let current: Vec<Value> = objects
-                            .get(&pod.uid)
-                            .and_then(|p| p.status.as_ref()?.conditions.as_ref())
-                            .map(|c| c.iter().filter_map(|c| serde_json::to_value(c).ok()).collect())
-                            .unwrap_or_default();
+                        let current = current_conditions(&informers, &pod);
                         let conditions = unschedulable_conditions(&current, &message, &now);
                         let event = recorder.record(&Report::failed(&pod, &message), &now, unix_nanos());
                         let uid = pod.uid.clone();

@@ -8,7 +8,7 @@
 //! Pure. Invariant: `best` is deterministic: the highest total wins, ties go to the first node by name.
 
 use super::filter::term_matches;
-use super::model::{tolerated, PodFacts, Toleration};
+use super::model::{PodFacts, Toleration};
 use super::snapshot::NodeView;
 use crate::apis::quantity::Quantity;
 
@@ -62,12 +62,11 @@ fn preferred_affinity(node: &NodeView, pod: &PodFacts) -> i64 {
 }
 
 fn untolerated_soft_taints(node: &NodeView, pod: &PodFacts) -> i64 {
-    let tolerations: Vec<Toleration> =
-        pod.tolerations.iter().filter(|t| t.effect.is_empty() || t.effect == "PreferNoSchedule").cloned().collect();
+    let soft = |t: &&Toleration| t.effect.is_empty() || t.effect == "PreferNoSchedule";
     node.facts
         .effective_taints()
         .iter()
-        .filter(|t| t.effect == "PreferNoSchedule" && !tolerated(&tolerations, t))
+        .filter(|t| t.effect == "PreferNoSchedule" && !pod.tolerations.iter().filter(soft).any(|tol| tol.tolerates(t)))
         .count() as i64
 }
 

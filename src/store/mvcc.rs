@@ -224,47 +224,67 @@ impl Mvcc {
         if rev < self.meta.compact_revision {
             return Err(ApplyError::Compacted);
         }
-        // At the current revision the index answers everything but values, which are read last, and only for
-        // the keys returned (unless sorting needs them).
+        // The index answers everything but values at the current revision, and keys and mod revisions at a past
+        // one; the records are read last, and only for the keys returned, unless sorting or filtering needs
+        // what only they hold. So a page of a large range reads the values of that page alone.
         let current = rev == self.meta.revision;
-        let values_first = !current || op.sort_target == SortTarget::Value;
-        let mut kvs = Vec::new();
+        let creation_needed = matches!(op.sort_target, SortTarget::Create | SortTarget::Version)
+            || op.min_create_revision != 0
+            || op.max_create_revision != 0;
+        let records_first = op.sort_target == SortTarget::Value || (!current && creation_needed);
+        // Each key with the revision of the record that holds its value at `rev`.
+        let mut found: Vec<(KeyValue, Revision)> = Vec::new();
         for (key, entry) in self.entries_in(&op.range) {
-            let kv = if current {
-                self.live_kv(key, entry, values_first, history)?
+            let visible = if current {
+                entry.live.and(entry.marks.last())
             } else {
-                match entry.marks.iter().rev().find(|m| m.rev.main <= rev) {
-                    Some(m) if !m.tombstone => self.record(m.rev, history)?.map(|r| r.kv),
-                    _ => None,
-                }
+                entry.marks.iter().rev().find(|m| m.rev.main <= rev).filter(|m| !m.tombstone)
             };
-            if let Some(kv) = kv {
-                kvs.push(kv);
-            }
+            let Some(mark) = visible else { continue };
+            let kv = match (records_first, current) {
+                (true, _) => match self.record(mark.rev, history)? {
+                    Some(record) => record.kv,
+                    None if !current => continue,
+                    None => return Err(missing(mark.rev)),
+                },
+                (false, true) => self.live_kv(key, entry, false, history)?.ok_or_else(|| missing(mark.rev))?,
+                (false, false) => KeyValue { key: key.to_vec(), mod_revision: mark.rev.main, ..KeyValue::default() },
+            };
+            found.push((kv, mark.rev));
         }
-        let count = kvs.len() as i64;
-        kvs.retain(|kv| {
+        let count = found.len() as i64;
+        found.retain(|(kv, _)| {
             (op.min_mod_revision == 0 || kv.mod_revision >= op.min_mod_revision)
                 && (op.max_mod_revision == 0 || kv.mod_revision <= op.max_mod_revision)
                 && (op.min_create_revision == 0 || kv.create_revision >= op.min_create_revision)
                 && (op.max_create_revision == 0 || kv.create_revision <= op.max_create_revision)
         });
-        sort_kvs(&mut kvs, op.sort_order, op.sort_target);
+        sort_found(&mut found, op.sort_order, op.sort_target);
         let limit = match op.limit {
             l if l > 0 => (l as usize).min(limits::RANGE_KEYS_MAX),
             _ => limits::RANGE_KEYS_MAX,
         };
-        let more = kvs.len() > limit;
-        kvs.truncate(limit);
+        let more = found.len() > limit;
+        found.truncate(limit);
         if op.count_only {
-            kvs.clear();
-        } else if op.keys_only {
-            kvs.iter_mut().for_each(|kv| kv.value.clear());
-        } else if !values_first {
-            for kv in &mut kvs {
-                let last = Revision { main: kv.mod_revision, sub: self.last_sub(&kv.key) };
-                kv.value = self.record(last, history)?.ok_or_else(|| missing(last))?.kv.value;
+            found.clear();
+        }
+        let mut kvs = Vec::with_capacity(found.len());
+        for (mut kv, at) in found {
+            let loaded = records_first || (op.keys_only && current);
+            if !loaded {
+                let record = match self.record(at, history)? {
+                    Some(record) => record.kv,
+                    // A past revision's record can be gone with the history compaction forgot.
+                    None if !current => continue,
+                    None => return Err(missing(at)),
+                };
+                kv = if current { KeyValue { value: record.value, ..kv } } else { record };
             }
+            if op.keys_only {
+                kv.value.clear();
+            }
+            kvs.push(kv);
         }
         Ok(RangeResult { kvs, more, count })
     }
@@ -289,11 +309,6 @@ impl Mvcc {
             Some(record) => Ok(Some(record.clone())),
             None => history.record(rev),
         }
-    }
-
-    /// The sub revision of a key's last change.
-    fn last_sub(&self, key: &[u8]) -> i64 {
-        self.keys.get(key).and_then(|e| e.marks.last()).map_or(0, |m| m.rev.sub)
     }
 
     /// A live key as a `KeyValue`; without `value` the value stays empty and nothing is read.
@@ -575,7 +590,7 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
     }
 }
 
-fn sort_kvs(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
+fn sort_found(found: &mut [(KeyValue, Revision)], order: SortOrder, target: SortTarget) {
     // Keys come out of the index in ascending key order already.
     let order = match (order, target) {
         (SortOrder::None, SortTarget::Key) => return,
@@ -584,13 +599,13 @@ fn sort_kvs(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
     };
     match target {
         SortTarget::Key => {}
-        SortTarget::Version => kvs.sort_by_key(|kv| kv.version),
-        SortTarget::Create => kvs.sort_by_key(|kv| kv.create_revision),
-        SortTarget::Mod => kvs.sort_by_key(|kv| kv.mod_revision),
-        SortTarget::Value => kvs.sort_by(|a, b| a.value.cmp(&b.value)),
+        SortTarget::Version => found.sort_by_key(|(kv, _)| kv.version),
+        SortTarget::Create => found.sort_by_key(|(kv, _)| kv.create_revision),
+        SortTarget::Mod => found.sort_by_key(|(kv, _)| kv.mod_revision),
+        SortTarget::Value => found.sort_by(|(a, _), (b, _)| a.value.cmp(&b.value)),
     }
     if order == SortOrder::Descend {
-        kvs.reverse();
+        found.reverse();
     }
 }
 

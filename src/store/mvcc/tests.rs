@@ -150,6 +150,41 @@ fn prefix_range_limit_count_and_sort() {
     assert_eq!((r.count, r.kvs.len()), (4, 0));
 }
 
+/// Counts the records a read loads.
+struct Counting<'a>(&'a BTreeMap<Revision, HistoryRecord>, std::cell::Cell<usize>);
+
+impl History for Counting<'_> {
+    fn record(&self, rev: Revision) -> Result<Option<HistoryRecord>, ApplyError> {
+        self.1.set(self.1.get() + 1);
+        self.0.record(rev)
+    }
+}
+
+#[test]
+fn a_page_at_a_past_revision_loads_the_values_of_that_page_alone() {
+    let mut h = Harness::default();
+    for i in 0..1_000 {
+        h.put(&format!("p/{i:04}"), &format!("v{i}"));
+    }
+    let past = h.put("p/0000", "changed").revision - 1;
+    h.apply(Command::Delete(DeleteOp { range: key("p/0001"), prev_kv: false }));
+    let history = Counting(&h.history, std::cell::Cell::new(0));
+    let page = RangeOp { range: prefix("p/"), revision: past, limit: 10, ..RangeOp::default() };
+    let r = h.mvcc.range(&page, &history).unwrap();
+    assert_eq!(history.1.get(), 10, "records loaded for a page of 10");
+    assert_eq!((r.count, r.more, r.kvs.len()), (1_000, true, 10));
+    assert_eq!((r.kvs[0].value.as_slice(), r.kvs[0].version, r.kvs[0].create_revision), (&b"v0"[..], 1, 1));
+    assert_eq!(r.kvs[1].key, b"p/0001", "deleted after the revision read");
+    // Filters on what only the records hold still see every record, and agree with the lazy read.
+    let by_create = RangeOp { max_create_revision: 5, ..page.clone() };
+    let r = h.mvcc.range(&by_create, &h.history).unwrap();
+    assert_eq!(r.kvs.len(), 5);
+    assert_eq!(r.kvs[4].create_revision, 5);
+    let keys = RangeOp { keys_only: true, ..page };
+    let r = h.mvcc.range(&keys, &h.history).unwrap();
+    assert!(r.kvs.iter().all(|kv| kv.value.is_empty() && kv.version == 1));
+}
+
 #[test]
 fn txn_compares_and_is_atomic() {
     let mut h = Harness::default();
