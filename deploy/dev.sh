@@ -4,7 +4,8 @@
 # incremental, then runs one of:
 #   up     build and start a local three-replica cluster in ./raftsman-up (Ctrl-C stops it)
 #   test   rustfmt check, clippy with warnings denied, every test (unit, storage suite, multi-process)
-#   bench  the side-by-side benchmark against a three-member etcd 3.4 cluster
+#   bench  the side-by-side benchmark against a three-member etcd 3.4 cluster (and the other suites)
+#   plot-soak SAMPLES.csv [OUTPUT.png]  plots what `bench --suite soak` sampled (default output: soak.png)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/raftsman-target}"
@@ -29,16 +30,28 @@ ensure_packages() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# The official Python Kubernetes client for the conformance test, in a virtualenv of its own.
-ensure_python_client() {
-  local venv="$HOME/.cache/raftsman-venv"
-  if ! "$venv/bin/python" -c 'import kubernetes' >/dev/null 2>&1; then
-    echo "installing the python kubernetes client into $venv" >&2
-    python3 -m venv "$venv" || { apt-get install -y -qq --no-install-recommends python3-venv >/dev/null && python3 -m venv "$venv"; }
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'kubernetes==37.0.2'
+# The project's Python packages, in a virtualenv of its own: the official Kubernetes client for the conformance
+# test, matplotlib for the soak plot. Installs PACKAGE==VERSION unless MODULE imports already.
+VENV="$HOME/.cache/raftsman-venv"
+ensure_python_package() {
+  local module="$1" requirement="$2"
+  if ! "$VENV/bin/python" -c "import $module" >/dev/null 2>&1; then
+    echo "installing $requirement into $VENV" >&2
+    python3 -m venv "$VENV" || { apt-get install -y -qq --no-install-recommends python3-venv >/dev/null && python3 -m venv "$VENV"; }
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$requirement"
   fi
-  export RAFTSMAN_TEST_PYTHON="$venv/bin/python"
 }
+
+ensure_python_client() {
+  ensure_python_package kubernetes 'kubernetes==37.0.2'
+  export RAFTSMAN_TEST_PYTHON="$VENV/bin/python"
+}
+
+if [ "${1:-}" = plot-soak ]; then
+  [ -n "${2:-}" ] || { echo "usage: deploy/dev.sh plot-soak SAMPLES.csv [OUTPUT.png]" >&2; exit 2; }
+  ensure_python_package matplotlib 'matplotlib==3.10.9'
+  exec "$VENV/bin/python" deploy/plot-soak.py "$2" "${3:-soak.png}"
+fi
 
 command -v cargo >/dev/null 2>&1 || { echo "raftsman needs the Rust toolchain (https://rustup.rs)" >&2; exit 1; }
 
@@ -65,7 +78,7 @@ case "${1:-}" in
     exec "$CARGO_TARGET_DIR/release/raftsman" bench "${@:2}"
     ;;
   *)
-    echo "usage: deploy/dev.sh up|test|bench [args...]" >&2
+    echo "usage: deploy/dev.sh up|test|bench [args...] | plot-soak SAMPLES.csv [OUTPUT.png]" >&2
     exit 2
     ;;
 esac

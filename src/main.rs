@@ -83,14 +83,22 @@ struct BenchArgs {
     /// Seconds each throughput measurement runs.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Which benchmarks to run: the store against etcd, the Kubernetes API, the scheduler, or all.
+    /// Which benchmarks to run: the store against etcd, the Kubernetes API, the scheduler, or all three; or
+    /// the soak (never part of all: it runs for --soak-minutes).
     #[arg(long, value_enum, default_value_t = BenchSuite::All)]
     suite: BenchSuite,
-    /// Fake nodes and bare pods of the scheduler benchmark.
+    /// Fake nodes of the scheduler and soak benchmarks (the soak keeps as many pods).
     #[arg(long, default_value_t = 1_000)]
     fake_nodes: usize,
+    /// Bare pods of the scheduler benchmark.
     #[arg(long, default_value_t = 10_000)]
     pods: usize,
+    /// How long the soak runs.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    soak_minutes: u64,
+    /// The soak's sampling period.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    sample_seconds: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -99,6 +107,7 @@ enum BenchSuite {
     Store,
     Api,
     Scheduler,
+    Soak,
 }
 
 #[derive(clap::Args)]
@@ -223,14 +232,32 @@ fn main() -> anyhow::Result<()> {
                 if all || args.suite == BenchSuite::Scheduler {
                     use raftsman::bench::scheduler::{self as bench, SchedulerBenchConfig};
                     let config = SchedulerBenchConfig {
-                        dir,
-                        raftsman,
+                        dir: dir.clone(),
+                        raftsman: raftsman.clone(),
                         nodes: args.fake_nodes,
                         pods: args.pods,
                         ..Default::default()
                     };
                     let result = bench::run(config.clone()).await?;
                     println!("{}", bench::table(&config, &result));
+                }
+                if args.suite == BenchSuite::Soak {
+                    use raftsman::bench::soak::{self as bench, SoakBenchConfig};
+                    let config = SoakBenchConfig {
+                        dir: dir.clone(),
+                        raftsman,
+                        nodes: args.fake_nodes,
+                        pods: args.fake_nodes,
+                        churn_per_minute: args.fake_nodes.div_ceil(10),
+                        duration: std::time::Duration::from_secs(args.soak_minutes * 60),
+                        sample: std::time::Duration::from_secs(args.sample_seconds),
+                        ..Default::default()
+                    };
+                    let result = bench::run(config.clone()).await?;
+                    println!("{}", bench::table(&config, &result));
+                    let csv = dir.join("soak.csv");
+                    std::fs::write(&csv, bench::csv(&result)).with_context(|| format!("writing {}", csv.display()))?;
+                    println!("samples: {} (plot them: deploy/dev.sh plot-soak {})", csv.display(), csv.display());
                 }
                 Ok(())
             }

@@ -68,6 +68,11 @@ fn setup(reason: impl ToString) -> BenchError {
     BenchError::Setup { system: "raftsman api", reason: reason.to_string() }
 }
 
+/// The name `create_pods` gives its pod number `i`.
+pub(super) fn pod_name(i: usize) -> String {
+    format!("pod-{i}")
+}
+
 /// Creates pods `first..first+count` with `clients` concurrent clients; returns the latencies in microseconds
 /// and the acknowledgement time of each pod.
 pub(super) async fn create_pods(
@@ -88,7 +93,7 @@ pub(super) async fn create_pods(
                 if i >= end {
                     break;
                 }
-                let name = format!("pod-{i}");
+                let name = pod_name(i);
                 let t = Instant::now();
                 match api.create(&PostParams::default(), &pod(&name)).await {
                     Ok(_) => {

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod scheduler;
+pub mod soak;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

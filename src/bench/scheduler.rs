@@ -8,6 +8,7 @@
 //! throughout). Targets are the issue's: 2,000 pods/s bound, failover under 2 s. Every loop is bounded.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +20,9 @@ use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use super::api::create_pods;
 use super::{leader_index, BenchError};
 use crate::cluster::local::{Flavor, LocalCluster, Signal};
+
+/// How long the fake agent's nodes may take to register and turn Ready.
+const NODES_READY_WAIT: Duration = Duration::from_secs(300);
 
 #[derive(Clone, Debug)]
 pub struct SchedulerBenchConfig {
@@ -58,7 +62,7 @@ fn setup(reason: impl ToString) -> BenchError {
 }
 
 /// Kills the agent when the benchmark ends, however it ends.
-struct AgentProcess(Child);
+pub(super) struct AgentProcess(Child);
 
 impl Drop for AgentProcess {
     fn drop(&mut self) {
@@ -114,6 +118,42 @@ async fn ready_nodes(nodes: &Api<Node>) -> usize {
     list.items.iter().filter(|n| ready(n)).count()
 }
 
+/// Starts `raftsman agent --runtime fake --fake-nodes NODES` against every replica of `cluster`, its data under
+/// `dir/agent` and its log in `dir/agent.log`.
+pub(super) fn start_fake_agent(
+    raftsman: &Path,
+    cluster: &LocalCluster,
+    dir: &Path,
+    nodes: usize,
+) -> std::io::Result<AgentProcess> {
+    let servers: Vec<String> = cluster.members.iter().map(|m| m.api_addr.to_string()).collect();
+    let log = std::fs::File::create(dir.join("agent.log"))?;
+    let agent = Command::new(raftsman)
+        .args(["agent", "--node-name", "fake", "--runtime", "fake"])
+        .args(["--servers", &servers.join(",")])
+        .args(["--fake-nodes", &nodes.to_string()])
+        .arg("--data-dir")
+        .arg(dir.join("agent"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    Ok(AgentProcess(agent))
+}
+
+/// Waits until `count` nodes are Ready, polling for at most `NODES_READY_WAIT`; returns whether they are.
+pub(super) async fn wait_for_ready_nodes(client: &kube::Client, count: usize) -> bool {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let deadline = Instant::now() + NODES_READY_WAIT;
+    while ready_nodes(&nodes).await < count {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    true
+}
+
 pub async fn run(config: SchedulerBenchConfig) -> Result<SchedulerResult, BenchError> {
     let dir = config.dir.join("raftsman-scheduler");
     let _ = std::fs::remove_dir_all(&dir);
@@ -121,29 +161,11 @@ pub async fn run(config: SchedulerBenchConfig) -> Result<SchedulerResult, BenchE
     let mut cluster =
         LocalCluster::new(Flavor::Raftsman { binary: config.raftsman.clone() }, &dir, 3, None).map_err(setup)?;
     cluster.start_all().map_err(setup)?;
-    let servers: Vec<String> = cluster.members.iter().map(|m| m.api_addr.to_string()).collect();
     let url: http::Uri = format!("http://{}", cluster.members[1].api_addr).parse().map_err(setup)?;
     let client = kube::Client::try_from(kube::Config::new(url)).map_err(setup)?;
-    let log = std::fs::File::create(dir.join("agent.log")).map_err(setup)?;
-    let agent = Command::new(&config.raftsman)
-        .args(["agent", "--node-name", "fake", "--runtime", "fake"])
-        .args(["--servers", &servers.join(",")])
-        .args(["--fake-nodes", &config.nodes.to_string()])
-        .arg("--data-dir")
-        .arg(dir.join("agent"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(setup)?)
-        .stderr(log)
-        .spawn()
-        .map_err(setup)?;
-    let _agent = AgentProcess(agent);
-    let nodes: Api<Node> = Api::all(client.clone());
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while ready_nodes(&nodes).await < config.nodes {
-        if Instant::now() > deadline {
-            return Err(setup(format!("{} nodes were not Ready within 300 s", config.nodes)));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let _agent = start_fake_agent(&config.raftsman, &cluster, &dir, config.nodes).map_err(setup)?;
+    if !wait_for_ready_nodes(&client, config.nodes).await {
+        return Err(setup(format!("{} nodes were not Ready within {NODES_READY_WAIT:?}", config.nodes)));
     }
     eprintln!("scheduler: {} fake nodes Ready", config.nodes);
 
