@@ -308,8 +308,10 @@ pub const AGENT_SYNC_INTERVAL_MS_MIN: u64 = 50;
 pub const AGENT_SYNC_INTERVAL_MS_MAX: u64 = 1_000;
 /// Most runtime actions (start, stop, remove, delete) running at once.
 pub const AGENT_ACTIONS_CONCURRENT_MAX: usize = 64;
-/// Most pod status writes in flight at once, and most waiting (the others are recomputed at the next sync).
-pub const AGENT_STATUS_WRITERS_MAX: usize = 16;
+/// Pod status writes in flight at once per node an agent serves, up to `AGENT_STATUS_WRITERS_MAX` per agent (a
+/// `--fake-nodes` agent serves many); and most waiting (the others are recomputed at the next sync).
+pub const AGENT_STATUS_WRITERS_PER_NODE: usize = 16;
+pub const AGENT_STATUS_WRITERS_MAX: usize = 128;
 pub const AGENT_STATUS_QUEUE_MAX: usize = 100_000;
 /// Upstream's CrashLoopBackOff: the first restart is at once, then 10 s doubling to 5 min; an attempt that ran
 /// for twice the longest back-off resets it.
@@ -323,6 +325,7 @@ pub const AGENT_POD_GRACE_SECS_DEFAULT: i64 = 30;
 const _: () = assert!(AGENT_HEALTH_TIMEOUT_MS < AGENT_UNREADY_GRACE_MS);
 const _: () = assert!(AGENT_IDLE_CONNECTION_MS < API_HEADER_READ_TIMEOUT_MS);
 const _: () = assert!(AGENT_WATCH_BACKOFF_MS_MIN < AGENT_WATCH_BACKOFF_MS_MAX);
+const _: () = assert!(AGENT_STATUS_WRITERS_PER_NODE <= AGENT_STATUS_WRITERS_MAX);
 const _: () = assert!(AGENT_LEASE_RENEW_MS < AGENT_LEASE_DURATION_SECS as u64 * 1000);
 const _: () = assert!(AGENT_LEASE_RETRY_MS_MIN < AGENT_LEASE_RENEW_MS);
 const _: () = assert!(AGENT_NODE_STATUS_UPDATE_MS < AGENT_NODE_STATUS_REPORT_MS);

@@ -11,7 +11,8 @@
 //! reflector for any number of fake nodes), syncs on every change (at most every `AGENT_SYNC_INTERVAL_MS_MIN`)
 //! and at least every `AGENT_SYNC_INTERVAL_MS_MAX` (for back-off timers), executes actions concurrently (at most
 //! `AGENT_ACTIONS_CONCURRENT_MAX`, never two for one container), and writes statuses through the status
-//! subresource by `AGENT_STATUS_WRITERS_MAX` workers, only when a pod's status changed.
+//! subresource by `AGENT_STATUS_WRITERS_PER_NODE` workers per node served (at most `AGENT_STATUS_WRITERS_MAX`),
+//! only when a pod's status changed.
 //!
 //! Keeps DESIGN.md invariant 7's agent side: nothing is planned before the first list of the pods has arrived,
 //! and the reflector's cache survives every lost connection, so the agent keeps what it runs while no replica
@@ -635,9 +636,9 @@ pub async fn run<R: Runtime>(client: kube::Client, runtime: Arc<R>, config: PodS
     let _ = config.cache.set(store.clone());
     let watch = tokio::spawn(drive);
     let queue = Arc::new(StatusQueue::default());
-    let writers: Vec<_> = (0..limits::AGENT_STATUS_WRITERS_MAX)
-        .map(|_| tokio::spawn(write_statuses(client.clone(), queue.clone())))
-        .collect();
+    let writers = (config.nodes.len() * limits::AGENT_STATUS_WRITERS_PER_NODE).min(limits::AGENT_STATUS_WRITERS_MAX);
+    let writers: Vec<_> =
+        (0..writers.max(1)).map(|_| tokio::spawn(write_statuses(client.clone(), queue.clone()))).collect();
     let _abort = AbortOnDrop(writers.into_iter().chain([watch]).collect());
     if store.wait_until_ready().await.is_err() {
         return;

@@ -183,6 +183,11 @@ impl LocalCluster {
         false
     }
 
+    /// CPU time member `i` has used so far (user and system), from /proc.
+    pub fn cpu_secs(&self, i: usize) -> Option<f64> {
+        process_cpu_secs(self.pid(i)?)
+    }
+
     /// Resident memory of member `i` in bytes, from /proc.
     pub fn rss_bytes(&self, i: usize) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(i)?)).ok()?;
@@ -190,6 +195,17 @@ impl LocalCluster {
         let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kb * 1024)
     }
+}
+
+/// CPU time a process has used so far (user and system), from `/proc/PID/stat`.
+pub fn process_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after its closing parenthesis do not.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf reads a configuration value and has no preconditions.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_sec > 0).then(|| ticks as f64 / per_sec as f64)
 }
 
 impl Drop for LocalCluster {
