@@ -113,6 +113,9 @@ pub const API_WATCHES_MAX: usize = 10_000;
 pub const API_WRITE_ATTEMPTS_MAX: usize = 16;
 
 // The leader's controller runtime.
+/// Longest wait, once a term's components are stopped, for their requests still inside the API to end (they are
+/// dropped with their tasks; this bounds a request that would not let go).
+pub const TERM_REQUESTS_DRAIN_MS: u64 = 5_000;
 /// Most keys one controller's work queue holds from events (after an overflow it resyncs from its caches).
 pub const WORK_QUEUE_KEYS_MAX: usize = 100_000;
 /// A failing key comes back after this back-off, doubled at each failure in a row up to the maximum.

@@ -4,7 +4,8 @@
 //!
 //! Architecture invariant: every term gets fresh informers (which list everything again), queues and
 //! components; nothing leader-only survives a step-down, and every task of a term has ended before the next
-//! term's can start.
+//! term's can start: the term's components are aborted and awaited, and the term's client counts the requests
+//! inside the API, so that writes a component had spawned are waited for too.
 //! Architecture invariant (fencing): the controllers' client marks every request with the term it was made
 //! for (`LeaderTerm`), and the API proposes their writes as fenced transactions, which the state machine refuses
 //! when they are committed in another term. A deposed leader's controllers, still running for a moment, cannot
@@ -20,6 +21,7 @@ use crate::apiserver::http::rest::LeaderTerm;
 use crate::controllers::kubernetes_service::{Heard, Replica};
 use crate::controllers::runtime::Informers;
 use crate::controllers::{self, node_lifecycle, Environment};
+use crate::limits;
 use crate::scheduler;
 use crate::store::Store;
 
@@ -52,9 +54,48 @@ fn replicas(store: &Store, own_api_addr: SocketAddr) -> Vec<Replica> {
         .collect()
 }
 
-/// An API client for the controllers of `term`: in-process through the router, every request fenced.
-fn fenced_client(router: axum::Router, term: u64) -> kube::Client {
+/// Counts a term's requests that are inside the API (until their response head), so that the term ends
+/// only once none is left, whichever task made them.
+#[derive(Clone)]
+struct InFlight(Arc<watch::Sender<usize>>);
+
+/// One request inside the API.
+struct Entered(Arc<watch::Sender<usize>>);
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+impl InFlight {
+    fn new() -> InFlight {
+        InFlight(Arc::new(watch::channel(0).0))
+    }
+
+    fn enter(&self) -> Entered {
+        self.0.send_modify(|n| *n += 1);
+        Entered(self.0.clone())
+    }
+
+    /// Resolves once no request is inside the API.
+    async fn drained(&self) {
+        let _ = self.0.subscribe().wait_for(|n| *n == 0).await;
+    }
+}
+
+/// An API client for the controllers of `term`: in-process through the router, every request fenced and
+/// counted in `in_flight`.
+fn fenced_client(router: axum::Router, term: u64, in_flight: InFlight) -> kube::Client {
     let service = tower::ServiceBuilder::new()
+        .map_future(move |response| {
+            let entered = in_flight.enter();
+            async move {
+                let response = response.await;
+                drop(entered);
+                response
+            }
+        })
         .map_request(move |mut request: http::Request<kube::client::Body>| {
             request.extensions_mut().insert(LeaderTerm(term));
             request
@@ -78,7 +119,8 @@ pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutd
             kubernetes_service_ip: leading.kubernetes_service_ip,
             replicas: Arc::new(move || replicas(&seen, leading.api_addr)),
         };
-        let mut informers = Informers::new(fenced_client(router.clone(), term));
+        let in_flight = InFlight::new();
+        let mut informers = Informers::new(fenced_client(router.clone(), term, in_flight.clone()));
         let controllers = controllers::prepare(&mut informers, environment);
         let nodes = node_lifecycle::prepare(&mut informers, leading.node_monitor_grace_period);
         let scheduler = scheduler::prepare(&mut informers);
@@ -93,6 +135,33 @@ pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutd
         task.abort();
         let _ = task.await;
         informers.stop().await;
+        // Writes the components had spawned are dropped with them; wait until the last has let go.
+        let drain = Duration::from_millis(limits::TERM_REQUESTS_DRAIN_MS);
+        if tokio::time::timeout(drain, in_flight.drained()).await.is_err() {
+            tracing::warn!(term, "requests of the term still inside the API after {drain:?}");
+        }
         tracing::info!(term, "no longer leading: the controllers and the scheduler stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_term_drains_only_once_requests_it_spawned_are_gone() {
+        let router = axum::Router::new().route("/api/v1/namespaces", axum::routing::get(std::future::pending::<()>));
+        let in_flight = InFlight::new();
+        let client = fenced_client(router, 7, in_flight.clone());
+        let request = tokio::spawn(async move {
+            let _ = client.request_text(http::Request::get("/api/v1/namespaces").body(Vec::new()).unwrap()).await;
+        });
+        let mut count = in_flight.0.subscribe();
+        count.wait_for(|n| *n == 1).await.unwrap();
+        let drained = tokio::time::timeout(Duration::from_millis(50), in_flight.drained()).await;
+        assert!(drained.is_err(), "a request still inside the API holds the term");
+        request.abort();
+        let drained = tokio::time::timeout(Duration::from_secs(5), in_flight.drained()).await;
+        assert!(drained.is_ok(), "the aborted request let go");
     }
 }
