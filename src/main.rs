@@ -149,6 +149,9 @@ struct ServerArgs {
     /// (as kube-controller-manager's flag of the same name).
     #[arg(long, default_value = "50s", value_parser = cluster::config::parse_duration)]
     node_monitor_grace_period: std::time::Duration,
+    /// How often the leader compacts the history to the revision it saw one interval earlier; 0 turns it off.
+    #[arg(long, default_value = "5m", value_parser = cluster::config::parse_duration)]
+    compaction_interval: std::time::Duration,
     /// Switches on a deliberate bug so the chaos suite can show its checkers catch it. Never in production.
     #[arg(long, hide = true)]
     chaos_plant_bug: Option<cluster::config::PlantedBugs>,
@@ -194,6 +197,7 @@ fn main() -> anyhow::Result<()> {
                     service_cluster_ip_range: args.service_cluster_ip_range,
                     initial_cluster: args.initial_cluster,
                     node_monitor_grace_period: args.node_monitor_grace_period,
+                    compaction_interval: args.compaction_interval,
                     planted_bugs: args.chaos_plant_bug.unwrap_or_default(),
                 }
                 .validate()?;

@@ -49,6 +49,9 @@ pub struct ServerConfig {
     /// How long a node may go without a heartbeat (its Lease or its Ready condition) before the leader declares
     /// it Unknown and taints it unreachable (kube-controller-manager's `--node-monitor-grace-period`).
     pub node_monitor_grace_period: Duration,
+    /// How often the leader compacts the history to the revision it saw one interval earlier (the Kubernetes
+    /// API server's `--etcd-compaction-interval`); zero turns automatic compaction off.
+    pub compaction_interval: Duration,
     /// Deliberate bugs, for the chaos suite to prove its checkers catch them. Never set in production.
     pub planted_bugs: PlantedBugs,
 }
@@ -90,8 +93,14 @@ impl std::str::FromStr for PlantedBugs {
 /// Upstream's default `--node-monitor-grace-period` (50 s since Kubernetes 1.32; 40 s before).
 pub const NODE_MONITOR_GRACE_PERIOD_DEFAULT: Duration = Duration::from_secs(50);
 
+/// Upstream's default compaction interval (kube-apiserver's `--etcd-compaction-interval`).
+pub const COMPACTION_INTERVAL_DEFAULT: Duration = Duration::from_secs(300);
+
 /// A duration as Kubernetes' flags take them (Go's `time.Duration` syntax: `50s`, `1m30s`, `500ms`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
     let parsed: jiff::SignedDuration =
         text.trim().parse().map_err(|e| format!("{text:?} is not a duration like 50s or 1m30s: {e}"))?;
     Duration::try_from(parsed).map_err(|_| format!("{text:?} is negative"))
@@ -108,6 +117,7 @@ impl Default for ServerConfig {
             service_cluster_ip_range: ServiceRange::default(),
             initial_cluster: String::new(),
             node_monitor_grace_period: NODE_MONITOR_GRACE_PERIOD_DEFAULT,
+            compaction_interval: COMPACTION_INTERVAL_DEFAULT,
             planted_bugs: PlantedBugs::default(),
         }
     }
@@ -216,6 +226,14 @@ mod tests {
             Err(ConfigError::DuplicateMember(_))
         ));
         assert!(matches!(cfg("", "").validate(), Err(ConfigError::Name(_))));
+    }
+
+    #[test]
+    fn the_compaction_interval_defaults_to_upstreams_and_zero_turns_it_off() {
+        assert_eq!(ServerConfig::default().compaction_interval, Duration::from_secs(300));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("-1s").is_err());
     }
 
     #[test]

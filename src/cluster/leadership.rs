@@ -1,6 +1,6 @@
 //! Leader-only work: the controllers, the node lifecycle controller and the scheduler run on the term's shared
-//! informers while this replica leads and has applied an entry of its term, and are stopped (aborted and
-//! awaited) as soon as that term's leadership ends.
+//! informers, beside the automatic compaction of the store's history, while this replica leads and has applied
+//! an entry of its term, and are stopped (aborted and awaited) as soon as that term's leadership ends.
 //!
 //! Architecture invariant: every term gets fresh informers (which list everything again), queues and
 //! components; nothing leader-only survives a step-down, and every task of a term has ended before the next
@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::compaction;
 use crate::apiserver::http::rest::LeaderTerm;
 use crate::controllers::kubernetes_service::{Heard, Replica};
 use crate::controllers::runtime::Informers;
@@ -34,6 +35,8 @@ pub struct Leading {
     pub kubernetes_service_ip: Ipv4Addr,
     /// How long a node may go without a heartbeat before the node lifecycle controller declares it Unknown.
     pub node_monitor_grace_period: Duration,
+    /// How often the history is compacted (zero: never).
+    pub compaction_interval: Duration,
 }
 
 /// The replicas as this replica, leading, sees them: their published API addresses (its own as it knows it)
@@ -124,9 +127,10 @@ pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutd
         let controllers = controllers::prepare(&mut informers, environment);
         let nodes = node_lifecycle::prepare(&mut informers, leading.node_monitor_grace_period);
         let scheduler = scheduler::prepare(&mut informers);
+        let compaction = compaction::run(store.clone(), leading.compaction_interval);
         let informers = informers.start();
         let task = tokio::spawn(async move {
-            tokio::join!(controllers, nodes, scheduler);
+            tokio::join!(controllers, nodes, scheduler, compaction);
         });
         tokio::select! {
             () = store.wait_for_leadership_end(term) => {}

@@ -297,6 +297,7 @@ pub async fn run(
         api_addr,
         kubernetes_service_ip: service_range.kubernetes_ip(),
         node_monitor_grace_period: config.config.node_monitor_grace_period,
+        compaction_interval: config.config.compaction_interval,
     };
     let leader_task = tokio::spawn(leadership::run(store.clone(), router.clone(), leading, stop_rx.clone()));
     let api_server = listen::serve_api(listeners.api, router, caps.api, wait_stop(stop_rx.clone()));

@@ -170,6 +170,11 @@ impl Store {
         self.sm().read().mvcc.revision()
     }
 
+    /// The revision the history is compacted to on this replica.
+    pub fn compact_revision(&self) -> i64 {
+        self.sm().read().mvcc.compact_revision()
+    }
+
     /// A serializable range read: the local state machine as it is now, with the revision it was read at. For
     /// a linearizable read, call `read_index` first.
     pub fn range(&self, op: &RangeOp) -> Result<(i64, RangeResult), ApplyError> {
