@@ -90,6 +90,9 @@ pub const READ_TIMEOUT_MS: u64 = 5_000;
 pub const ROCKSDB_WRITE_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 /// Memtable memory of all column families together; reaching it forces flushes.
 pub const ROCKSDB_TOTAL_WRITE_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+/// Most RocksDB write-ahead log kept on disk: past it, the column families still holding the oldest log file
+/// (a quiet one, like leases, pins every log written since its last flush) are flushed so the file can go.
+pub const ROCKSDB_WAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
 /// RocksDB's block cache, shared by all column families.
 pub const ROCKSDB_BLOCK_CACHE_BYTES: usize = 16 * 1024 * 1024;
@@ -178,6 +181,7 @@ const _: () = assert!(WRITE_TIMEOUT_MS > LEADER_WAIT_MS);
 const _: () = assert!(SNAPSHOT_LOGS_KEPT < SNAPSHOT_LOGS_SINCE_LAST);
 const _: () = assert!(WATCH_EVENTS_PER_RESPONSE_MAX <= WATCH_RING_REVISIONS_MAX);
 const _: () = assert!(ROCKSDB_WRITE_BUFFER_BYTES * 2 <= ROCKSDB_TOTAL_WRITE_BUFFER_BYTES);
+const _: () = assert!(ROCKSDB_TOTAL_WRITE_BUFFER_BYTES as u64 <= ROCKSDB_WAL_BYTES_MAX);
 const _: () = assert!(API_BODY_BYTES_MAX >= VALUE_BYTES_MAX);
 
 /// Most connections the peer port holds at once (each other replica keeps one; more are closed on arrival).

@@ -35,6 +35,7 @@ impl RocksDisk {
         // Table files kept open: part of the replica's open-file budget (`cluster::listen`).
         opts.set_max_open_files(limits::ROCKSDB_OPEN_FILES_MAX as i32);
         opts.set_db_write_buffer_size(limits::ROCKSDB_TOTAL_WRITE_BUFFER_BYTES);
+        opts.set_max_total_wal_size(limits::ROCKSDB_WAL_BYTES_MAX);
         let cache = rocksdb::Cache::new_lru_cache(limits::ROCKSDB_BLOCK_CACHE_BYTES);
         let cf_opts = || {
             let mut table = rocksdb::BlockBasedOptions::default();
