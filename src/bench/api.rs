@@ -16,8 +16,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 
-use super::{percentile, BenchError, Load};
-use crate::cluster::local::{Flavor, LocalCluster};
+use super::{kube_cluster, percentile, BenchError, Load};
 
 #[derive(Clone, Debug)]
 pub struct ApiBenchConfig {
@@ -118,13 +117,7 @@ pub(super) async fn create_pods(
 
 pub async fn run(config: ApiBenchConfig) -> Result<ApiResult, BenchError> {
     let dir = config.dir.join("raftsman-api");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(setup)?;
-    let mut cluster =
-        LocalCluster::new(Flavor::Raftsman { binary: config.raftsman.clone() }, &dir, 3, None).map_err(setup)?;
-    cluster.start_all().map_err(setup)?;
-    let url: http::Uri = format!("http://{}", cluster.members[1].api_addr).parse().map_err(setup)?;
-    let client = kube::Client::try_from(kube::Config::new(url)).map_err(setup)?;
+    let (cluster, client) = kube_cluster(&config.raftsman, &dir).map_err(setup)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Api::<Namespace>::all(client.clone()).get_opt("default").await.ok().flatten().is_none() {
         if Instant::now() > deadline {

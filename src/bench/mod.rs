@@ -10,7 +10,7 @@ pub mod api;
 pub mod scheduler;
 pub mod soak;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::cluster::etcd_client::EtcdClient;
@@ -136,6 +136,20 @@ async fn wait_for_leader(endpoints: &[String], system: &'static str) -> Result<(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A fresh three-replica raftsman cluster in `dir` (emptied first), started, and a Kubernetes client of its
+/// second member, as the API-level suites drive it.
+fn kube_cluster(raftsman: &Path, dir: &Path) -> Result<(LocalCluster, kube::Client), String> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let mut cluster = LocalCluster::new(Flavor::Raftsman { binary: raftsman.to_path_buf() }, dir, 3, None)
+        .map_err(|e| e.to_string())?;
+    cluster.start_all().map_err(|e| e.to_string())?;
+    let url: http::Uri =
+        format!("http://{}", cluster.members[1].api_addr).parse().map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    let client = kube::Client::try_from(kube::Config::new(url)).map_err(|e| e.to_string())?;
+    Ok((cluster, client))
 }
 
 /// The index of the member that leads, by asking each one.

@@ -19,8 +19,8 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 
 use super::api::create_pods;
-use super::{leader_index, BenchError};
-use crate::cluster::local::{process_cpu_secs, Flavor, LocalCluster, Signal};
+use super::{kube_cluster, leader_index, BenchError};
+use crate::cluster::local::{process_cpu_secs, LocalCluster, Signal};
 use crate::scheduler::model::{NodeFacts, PodFacts, Ready, Resources};
 use crate::scheduler::queue::{BindOutcome, Decision, Queue};
 
@@ -228,13 +228,7 @@ pub async fn run(config: SchedulerBenchConfig) -> Result<SchedulerResult, BenchE
     let core_decisions_per_sec = core_decisions(config.nodes, config.pods);
     eprintln!("scheduler: the core alone decides {core_decisions_per_sec:.0} pods/s");
     let dir = config.dir.join("raftsman-scheduler");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(setup)?;
-    let mut cluster =
-        LocalCluster::new(Flavor::Raftsman { binary: config.raftsman.clone() }, &dir, 3, None).map_err(setup)?;
-    cluster.start_all().map_err(setup)?;
-    let url: http::Uri = format!("http://{}", cluster.members[1].api_addr).parse().map_err(setup)?;
-    let client = kube::Client::try_from(kube::Config::new(url)).map_err(setup)?;
+    let (mut cluster, client) = kube_cluster(&config.raftsman, &dir).map_err(setup)?;
     let agent = start_fake_agent(&config.raftsman, &cluster, &dir, config.nodes).map_err(setup)?;
     let agent_pid = agent.0.id();
     if !wait_for_ready_nodes(&client, config.nodes).await {

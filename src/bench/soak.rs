@@ -21,10 +21,10 @@ use kube::api::{Api, DeleteParams};
 
 use super::api::{create_pods, pod_name};
 use super::scheduler::{start_fake_agent, wait_for_ready_nodes};
-use super::{leader_index, BenchError};
+use super::{kube_cluster, leader_index, BenchError};
 use crate::agent::balancer::{probe, Health};
 use crate::cluster::etcd_client::EtcdClient;
-use crate::cluster::local::{Flavor, LocalCluster, Signal};
+use crate::cluster::local::{LocalCluster, Signal};
 
 /// How often the churn replaces its slice of pods.
 const CHURN_PERIOD: Duration = Duration::from_secs(60);
@@ -104,13 +104,7 @@ fn setup(reason: impl ToString) -> BenchError {
 
 pub async fn run(config: SoakBenchConfig) -> Result<SoakResult, BenchError> {
     let dir = config.dir.join("raftsman-soak");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(setup)?;
-    let mut cluster =
-        LocalCluster::new(Flavor::Raftsman { binary: config.raftsman.clone() }, &dir, 3, None).map_err(setup)?;
-    cluster.start_all().map_err(setup)?;
-    let url: http::Uri = format!("http://{}", cluster.members[1].api_addr).parse().map_err(setup)?;
-    let client = kube::Client::try_from(kube::Config::new(url)).map_err(setup)?;
+    let (mut cluster, client) = kube_cluster(&config.raftsman, &dir).map_err(setup)?;
     let _agent = start_fake_agent(&config.raftsman, &cluster, &dir, config.nodes).map_err(setup)?;
     if !wait_for_ready_nodes(&client, config.nodes).await {
         return Err(setup(format!("{} nodes were not Ready in time", config.nodes)));
