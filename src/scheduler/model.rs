@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, Node, NodeSelectorTerm, Pod};
+use k8s_openapi::api::core::v1::{Container, Node, NodeSelectorTerm, Pod, PodSpec};
 
 use crate::apis::quantity::Quantity;
 
@@ -250,9 +250,10 @@ fn term(t: &NodeSelectorTerm) -> Term {
 impl PodFacts {
     pub fn from_pod(pod: &Pod) -> PodFacts {
         let m = &pod.metadata;
-        let spec = pod.spec.clone().unwrap_or_default();
-        let init = spec.init_containers.clone().unwrap_or_default();
-        let mut requests = pod_requests(&spec.containers, &init, |c| {
+        let no_spec = PodSpec::default();
+        let spec = pod.spec.as_ref().unwrap_or(&no_spec);
+        let init = spec.init_containers.as_deref().unwrap_or_default();
+        let mut requests = pod_requests(&spec.containers, init, |c| {
             quantities(c.resources.as_ref().and_then(|r| r.requests.as_ref()))
         });
         add(&mut requests, &quantities(spec.overhead.as_ref()));
@@ -266,7 +267,7 @@ impl PodFacts {
             r.retain(|k, _| k == "cpu" || k == "memory");
             r
         };
-        let non_zero = pod_requests(&spec.containers, &init, defaults);
+        let non_zero = pod_requests(&spec.containers, init, defaults);
         let affinity = spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref());
         let required = affinity
             .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
