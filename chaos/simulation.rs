@@ -157,3 +157,17 @@ fn planted_ignored_fences_are_caught_by_the_control_plane_checker() {
     };
     caught(bugs, "control plane");
 }
+
+/// A leader cut off from the majority renews no lease after the cut (the majority's leader expires it).
+#[test]
+fn an_isolated_leader_renews_no_lease() {
+    for seed in [1, 2, 3] {
+        let seen = sim::isolated_leader::run(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert!(seen.renewed_before_cut > 0, "seed {seed}: the lease was never renewed, so this proves nothing");
+        assert!(
+            seen.renewed_after_cut.is_empty(),
+            "seed {seed}: the isolated leader renewed the lease {:?} after the cut",
+            seen.renewed_after_cut
+        );
+    }
+}

@@ -41,10 +41,24 @@ pub const WATCHERS_PER_STREAM_MAX: usize = 1024;
 pub const WATCH_STREAM_QUEUE_MAX: usize = 256;
 /// Most events carried by one watch response.
 pub const WATCH_EVENTS_PER_RESPONSE_MAX: usize = 1000;
+/// Most history records one pull of a watcher catching up from disk reads (it stops at the end of a revision
+/// past this), so that a watcher selecting little of a long history takes many short steps.
+pub const WATCH_CATCH_UP_RECORDS_PER_PULL_MAX: usize = 10_000;
 /// Most recent revisions whose events the watch hub keeps in memory; older ones are read from disk.
 pub const WATCH_RING_REVISIONS_MAX: usize = 8192;
+/// Most bytes of keys and values the watch hub's ring holds: a few large revisions push the older ones out
+/// (a revision larger than this alone is read from disk).
+pub const WATCH_RING_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Interval between progress notifications for watchers that asked for them.
 pub const WATCH_PROGRESS_INTERVAL_MS: u64 = 10_000;
+
+/// Most keys one step of a compaction's cleanup goes through while holding the state machine (etcd's
+/// compaction batch limit).
+pub const COMPACTION_PRUNE_KEYS_MAX: usize = 1000;
+/// Pause between two cleanup steps, in which writes and reads go ahead.
+pub const COMPACTION_PRUNE_PAUSE_MS: u64 = 10;
+/// How often a replica looks for a compaction to clean up after.
+pub const COMPACTION_PRUNE_POLL_MS: u64 = 1000;
 
 /// Most leases that may exist at once.
 pub const LEASES_MAX: usize = 100_000;

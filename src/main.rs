@@ -152,6 +152,10 @@ struct ServerArgs {
     /// How often the leader compacts the history to the revision it saw one interval earlier; 0 turns it off.
     #[arg(long, default_value = "5m", value_parser = cluster::config::parse_duration)]
     compaction_interval: std::time::Duration,
+    /// Starts a member that lost its database (its data dir is empty, or kept only member.json) as a
+    /// replacement: it takes the cluster's state from the leader and votes only once it has a membership.
+    #[arg(long)]
+    rejoin: bool,
     /// Switches on a deliberate bug so the chaos suite can show its checkers catch it. Never in production.
     #[arg(long, hide = true)]
     chaos_plant_bug: Option<cluster::config::PlantedBugs>,
@@ -198,6 +202,7 @@ fn main() -> anyhow::Result<()> {
                     initial_cluster: args.initial_cluster,
                     node_monitor_grace_period: args.node_monitor_grace_period,
                     compaction_interval: args.compaction_interval,
+                    rejoin: args.rejoin,
                     planted_bugs: args.chaos_plant_bug.unwrap_or_default(),
                 }
                 .validate()?;

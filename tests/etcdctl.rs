@@ -273,6 +273,52 @@ async fn foreign_other_cluster_and_corrupt_data_dirs_are_refused_untouched() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt"));
 }
 
+/// A member whose database is gone but whose identity file is left must not come back as a new member: with
+/// an empty log it could vote away acknowledged writes. It starts only with `--rejoin`, takes the cluster's
+/// state from the leader, and afterwards restarts as any member does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_lost_its_database_starts_only_to_rejoin() {
+    let mut c = TestCluster::start(3).await;
+    let all = c.local.client_endpoints();
+    ok(&all, &["put", "before-the-loss", "kept"]);
+    let lost = (c.leader().await + 1) % 3;
+    c.local.signal(lost, Signal::Kill);
+    let db = c.local.members[lost].data_dir.join("db");
+    std::fs::remove_dir_all(&db).unwrap();
+
+    c.local.start(lost).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.local.is_running(lost) {
+        assert!(Instant::now() < deadline, "the member started without its database");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(&c.local.members[lost].log).unwrap();
+    assert!(log.contains("its database (db/) is gone") && log.contains("--rejoin"), "{log}");
+    assert!(!db.exists(), "a refused start creates nothing");
+
+    c.local.server_args.push("--rejoin".into());
+    c.local.start(lost).unwrap();
+    c.local.server_args.pop();
+    ok(&all[..1], &["put", "after-the-loss", "new"]);
+    eventually(Duration::from_secs(30), "the rejoined member to hold the cluster's data", || async {
+        let before = c.clients[lost].get("before-the-loss", true).await.ok()?;
+        let after = c.clients[lost].get("after-the-loss", true).await.ok()?;
+        (before.kvs.len() == 1 && after.kvs.len() == 1).then_some(())
+    })
+    .await;
+    let members = ok(&all, &["member", "list"]);
+    assert_eq!(members.lines().count(), 3, "{members}");
+
+    // Once rejoined, it is a member like the others: a plain restart resumes from its database.
+    assert!(c.local.stop(lost, Duration::from_secs(10)), "clean stop");
+    c.local.start(lost).unwrap();
+    eventually(Duration::from_secs(20), "the restarted member to serve", || async {
+        let r = c.clients[lost].get("after-the-loss", true).await.ok()?;
+        (r.kvs.len() == 1).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lease_deletes_its_keys_on_every_replica() {
     let c = TestCluster::start(3).await;

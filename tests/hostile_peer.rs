@@ -17,16 +17,44 @@ use raftsman::proto::etcd::cluster_client::ClusterClient;
 use raftsman::proto::peer::raft_peer_client::RaftPeerClient;
 use raftsman::proto::peer::{RaftMessage, SnapshotChunk};
 use raftsman::store::command::{Command, KeyRange, PutOp, RequestOp, TxnOp};
+use raftsman::store::network::CLUSTER_HEADER;
 use raftsman::store::network::{decode, encode, LeaderRequest, LeaderResponse, SnapshotHeader};
 use raftsman::store::types::{Entry, LogId, RaftNode, SnapshotMeta, TypeConfig, Vote};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::Channel;
 
-async fn peer_client(c: &TestCluster, i: usize) -> RaftPeerClient<Channel> {
-    RaftPeerClient::connect(format!("http://{}", c.local.members[i].peer_addr))
+/// Says, on every request, that it comes from a replica of the cluster with this id.
+#[derive(Clone)]
+struct FromCluster(Option<u64>);
+
+impl Interceptor for FromCluster {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(cluster) = self.0 {
+            request.metadata_mut().insert(CLUSTER_HEADER, format!("{cluster:x}").parse().unwrap());
+        }
+        Ok(request)
+    }
+}
+
+type PeerClient = RaftPeerClient<InterceptedService<Channel, FromCluster>>;
+
+/// A client of replica `i`'s peer port that speaks as a replica of `cluster` (None: says nothing).
+async fn peer_client_of(c: &TestCluster, i: usize, cluster: Option<u64>) -> PeerClient {
+    let channel = Channel::from_shared(format!("http://{}", c.local.members[i].peer_addr))
+        .unwrap()
+        .connect()
         .await
-        .expect("peer port answers")
+        .expect("peer port answers");
+    RaftPeerClient::with_interceptor(channel, FromCluster(cluster))
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024)
+}
+
+/// A client of replica `i`'s peer port that speaks as a replica of the same cluster.
+async fn peer_client(c: &TestCluster, i: usize) -> PeerClient {
+    let cluster = c.clients[i].status().await.expect("status").header.expect("header").cluster_id;
+    peer_client_of(c, i, Some(cluster)).await
 }
 
 /// Member ids by index, as every replica reports them.
@@ -75,6 +103,16 @@ async fn crafted_raft_messages_are_refused_and_change_nothing() {
     let ids = ids(&c).await;
     let (term, revision) = settled_term_and_revision(&c, follower).await;
     let mut peer = peer_client(&c, follower).await;
+
+    // A well-formed vote from a replica of another cluster, and from a sender that does not say its cluster.
+    let cluster = c.clients[follower].status().await.unwrap().header.unwrap().cluster_id;
+    let vote = VoteRequest::<TypeConfig>::new(Vote::new(term + 1, ids[leader]), None);
+    let mut other_cluster = peer_client_of(&c, follower, Some(cluster ^ 1)).await;
+    let msg = refused(other_cluster.vote(RaftMessage { payload: encode(&vote) }).await.unwrap_err());
+    assert!(msg.contains("belongs to cluster"), "{msg}");
+    let mut unnamed = peer_client_of(&c, follower, None).await;
+    let msg = refused(unnamed.vote(RaftMessage { payload: encode(&vote) }).await.unwrap_err());
+    assert!(msg.contains("did not say its cluster"), "{msg}");
 
     // A vote with the largest term, as part of a leadership transfer: once granted, it wrapped the term and
     // panicked every replica on every restart.
@@ -189,7 +227,7 @@ fn nested_txn_request(depth: usize) -> Vec<u8> {
     b
 }
 
-async fn forward(peer: &mut RaftPeerClient<Channel>, payload: Vec<u8>) -> Result<LeaderResponse, tonic::Status> {
+async fn forward(peer: &mut PeerClient, payload: Vec<u8>) -> Result<LeaderResponse, tonic::Status> {
     let reply = peer.forward(RaftMessage { payload }).await?.into_inner();
     Ok(decode(&reply.payload).expect("a forward reply decodes"))
 }

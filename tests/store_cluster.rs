@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use harness::{eventually, put_retrying, TestCluster};
 use raftsman::cluster::local::Signal;
+use raftsman::proto::etcd as pb;
+use tokio_stream::wrappers::ReceiverStream;
 
 fn key(i: usize) -> String {
     format!("k/{i:05}")
@@ -73,32 +75,37 @@ async fn leader_kill_restart_and_full_restart_keep_every_acknowledged_write() {
     }
 }
 
+/// Far more revisions than compaction keeps (every key rewritten many times, compaction every second), with a
+/// follower down meanwhile: the history before the compaction is gone everywhere, and the follower comes back
+/// through a snapshot holding only the retained history, then serves the same data and watches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_that_missed_purged_log_catches_up_by_snapshot() {
-    let mut c = TestCluster::start(3).await;
+async fn a_follower_that_missed_purged_log_catches_up_by_snapshot_of_a_compacted_store() {
+    let mut c = TestCluster::start_with(3, &["--compaction-interval", "1s"]).await;
     let leader = c.leader().await;
     let lagging = (leader + 2) % 3;
     let writer = (leader + 1) % 3;
     c.local.signal(lagging, Signal::Kill);
 
-    // Enough writes that the leader snapshots and purges the log the lagging follower needs.
+    // Enough writes that the leader snapshots and purges the log the lagging follower needs; 500 keys, each
+    // written about 40 times.
     let total =
         raftsman::limits::SNAPSHOT_LOGS_SINCE_LAST as usize + raftsman::limits::SNAPSHOT_LOGS_KEPT as usize + 500;
+    let keys = 500;
     let tasks = 64;
     let mut handles = Vec::new();
     for t in 0..tasks {
         let client = c.clients[writer].clone();
         handles.push(tokio::spawn(async move {
             for i in (t..total).step_by(tasks) {
-                put_retrying(&client, &key(i), "x", Duration::from_secs(10)).await.unwrap();
+                put_retrying(&client, &key(i % keys), &format!("w{i}"), Duration::from_secs(10)).await.unwrap();
             }
         }));
     }
     for h in handles {
         h.await.unwrap();
     }
-    let expected = c.clients[writer].get_prefix(b"k/", false).await.unwrap().count;
-    assert_eq!(expected as usize, total);
+    let expected = local_keys(&c, writer).await.unwrap();
+    assert_eq!(expected.len(), keys);
 
     // The leader purges only log entries no replication stream is using; wait until it has.
     eventually(Duration::from_secs(60), "the leader to purge its log behind a snapshot", || async {
@@ -108,9 +115,33 @@ async fn a_follower_that_missed_purged_log_catches_up_by_snapshot() {
     .await;
     c.local.start(lagging).unwrap();
     eventually(Duration::from_secs(60), "the lagging follower to catch up", || async {
-        let r = c.clients[lagging].get_prefix(b"k/", true).await.ok()?;
-        (r.count as usize == total).then_some(())
+        (local_keys(&c, lagging).await? == expected).then_some(())
     })
     .await;
     assert!(c.log(lagging).contains("installed a snapshot"), "the follower caught up by snapshot:\n{}", c.log(lagging));
+
+    // The early history is compacted on the follower too, and it watches from a retained revision.
+    let old = pb::RangeRequest { key: key(0).into_bytes(), revision: 2, serializable: true, ..Default::default() };
+    let err = c.clients[lagging].kv().range(old).await.expect_err("revision 2 is compacted");
+    assert!(err.message().contains("compacted"), "{}", err.message());
+    let revision = c.clients[writer].status().await.unwrap().header.unwrap().revision;
+    put_retrying(&c.clients[writer], &key(7), "after-catch-up", Duration::from_secs(10)).await.unwrap();
+    let create =
+        pb::WatchCreateRequest { key: key(7).into_bytes(), start_revision: revision + 1, ..Default::default() };
+    let request = pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) };
+    let (_keep_open, requests) = tokio::sync::mpsc::channel(1);
+    let requests = futures::StreamExt::chain(futures::stream::iter([request]), ReceiverStream::new(requests));
+    let mut stream = c.clients[lagging].watch_client().watch(requests).await.unwrap().into_inner();
+    let event = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let response = stream.message().await.unwrap().expect("the watch stays open");
+            assert!(!response.canceled, "{}", response.cancel_reason);
+            if let Some(event) = response.events.into_iter().next() {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the change arrives");
+    assert_eq!(event.kv.unwrap().value, b"after-catch-up");
 }

@@ -86,11 +86,9 @@ pub async fn replica(cluster: Arc<Cluster>, index: usize) -> Result<(), Box<dyn 
         };
         cluster.names.iter().enumerate().map(node).collect()
     });
-    let pool = PeerPool::with_dialer(Arc::new(net::dial));
+    let pool = PeerPool::new(CLUSTER_ID, Arc::new(net::dial));
     let db = Db::simulated(disk);
-    let store =
-        open_store(Cluster::raft_config(), db, pool, Cluster::id(index), CLUSTER_ID, initial, cluster.bugs.storage)
-            .await?;
+    let store = open_store(Cluster::raft_config(), db, pool, Cluster::id(index), initial, cluster.bugs.storage).await?;
     cluster.stores.lock().unwrap().insert(index, store.clone());
 
     let peer = tonic::transport::Server::builder()

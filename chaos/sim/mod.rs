@@ -11,6 +11,7 @@
 //! can be compared.
 
 mod cluster;
+pub mod isolated_leader;
 mod nemesis;
 mod net;
 

@@ -25,6 +25,8 @@ pub enum ConfigError {
     PeerAddrMismatch { name: String, listed: SocketAddr, given: SocketAddr },
     #[error("--node-monitor-grace-period must be more than 0s and at most {max_secs}s, got {given:?}")]
     NodeMonitorGracePeriod { given: Duration, max_secs: u64 },
+    #[error("--rejoin needs --initial-cluster to name the other members, whose leader brings this one back")]
+    RejoinAlone,
 }
 
 /// One member of the initial cluster.
@@ -52,6 +54,9 @@ pub struct ServerConfig {
     /// How often the leader compacts the history to the revision it saw one interval earlier (the Kubernetes
     /// API server's `--etcd-compaction-interval`); zero turns automatic compaction off.
     pub compaction_interval: Duration,
+    /// Start a member whose database was lost (its data dir kept only its identity, or is empty) as a
+    /// replacement that takes the cluster's state from the leader, instead of as a member of a new cluster.
+    pub rejoin: bool,
     /// Deliberate bugs, for the chaos suite to prove its checkers catch them. Never set in production.
     pub planted_bugs: PlantedBugs,
 }
@@ -118,6 +123,7 @@ impl Default for ServerConfig {
             initial_cluster: String::new(),
             node_monitor_grace_period: NODE_MONITOR_GRACE_PERIOD_DEFAULT,
             compaction_interval: COMPACTION_INTERVAL_DEFAULT,
+            rejoin: false,
             planted_bugs: PlantedBugs::default(),
         }
     }
@@ -150,6 +156,9 @@ impl ServerConfig {
                 listed: me.peer_addr,
                 given: self.peer_addr,
             });
+        }
+        if self.rejoin && members.len() < 2 {
+            return Err(ConfigError::RejoinAlone);
         }
         let grace = self.node_monitor_grace_period;
         if grace.is_zero() || grace > Duration::from_secs(limits::NODE_MONITOR_GRACE_PERIOD_SECS_MAX) {

@@ -59,16 +59,44 @@ struct Identity {
     cluster_id: u64,
     member_id: u64,
     name: String,
+    /// Whether this member's database has ever held its Raft state. Once it has, a missing database is a
+    /// lost one, never a new one. (Dirs written before the field existed always had their database.)
+    #[serde(default = "initialized_before_the_field")]
+    initialized: bool,
+}
+
+fn initialized_before_the_field() -> bool {
+    true
+}
+
+/// How a replica's database starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    /// A new member of a new cluster: the database is created and Raft initialized with the described members.
+    New,
+    /// The database is there: Raft resumes from it.
+    Existing,
+    /// The member's database is gone and the operator asked it to rejoin (`--rejoin`): an empty database,
+    /// no initialization; the leader brings it the cluster's state, and it votes only once it has a
+    /// membership from a leader.
+    Rejoin,
 }
 
 fn data_dir_error(dir: &Path, reason: impl Into<String>) -> ServerError {
     ServerError::DataDir { dir: dir.to_path_buf(), reason: reason.into() }
 }
 
-/// Reads the data dir's identity, or writes `expected` when the dir is new. Returns the identity and whether
-/// the dir is new. On an existing dir the cluster is only checked when the operator described one
-/// (`check_cluster`); the name always has to match.
-fn claim_data_dir(dir: &Path, expected: &Identity, check_cluster: bool) -> Result<(Identity, bool), ServerError> {
+/// Reads the data dir's identity, or writes `expected` when the dir is new. Returns the identity and how the
+/// database starts. On an existing dir the cluster is only checked when the operator described one
+/// (`check_cluster`); the name always has to match. A member whose database is gone after it once held Raft
+/// state starts only to `rejoin`: started as new, it would vote with an empty log and could elect a leader
+/// that lacks acknowledged writes.
+fn claim_data_dir(
+    dir: &Path,
+    expected: &Identity,
+    check_cluster: bool,
+    rejoin: bool,
+) -> Result<(Identity, Start), ServerError> {
     let path = dir.join(IDENTITY_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
@@ -95,8 +123,25 @@ fn claim_data_dir(dir: &Path, expected: &Identity, check_cluster: bool) -> Resul
                     ),
                 ));
             }
-            let fresh = !dir.join("db").exists();
-            Ok((found, fresh))
+            let start = match (dir.join("db").exists(), found.initialized, rejoin) {
+                (true, _, _) => Start::Existing,
+                // The first start stopped before the database was made.
+                (false, false, false) => Start::New,
+                (false, _, true) => Start::Rejoin,
+                (false, true, false) => {
+                    return Err(data_dir_error(
+                        dir,
+                        format!(
+                            "holds the identity of member {:?} ({:x}), but its database (db/) is gone; refusing to \
+                             start with an empty log, which could vote away acknowledged writes. With the other \
+                             members running, start it again with --rejoin: it then takes the cluster's state from \
+                             the leader and votes only once it has it",
+                            found.name, found.member_id
+                        ),
+                    ))
+                }
+            };
+            Ok((found, start))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let empty = match std::fs::read_dir(dir) {
@@ -108,17 +153,24 @@ fn claim_data_dir(dir: &Path, expected: &Identity, check_cluster: bool) -> Resul
                 return Err(data_dir_error(dir, "is not empty and is not a raftsman data dir; refusing to touch it"));
             }
             std::fs::create_dir_all(dir).map_err(|e| data_dir_error(dir, e.to_string()))?;
-            let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
-            let bytes = serde_json::to_vec_pretty(expected).expect("identity serializes");
-            std::fs::write(&tmp, bytes)
-                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-                .and_then(|()| std::fs::rename(&tmp, &path))
-                .and_then(|()| std::fs::File::open(dir)?.sync_all())
-                .map_err(|e| data_dir_error(dir, e.to_string()))?;
-            Ok((Identity { name: expected.name.clone(), ..*expected }, true))
+            // A member rejoining on an empty dir is initialized from the start: the leader brings its state.
+            let identity = Identity { name: expected.name.clone(), initialized: rejoin, ..*expected };
+            write_identity(dir, &identity)?;
+            Ok((identity, if rejoin { Start::Rejoin } else { Start::New }))
         }
         Err(e) => Err(data_dir_error(dir, e.to_string())),
     }
+}
+
+/// Writes the identity file atomically and durably (temporary file, sync, rename, sync of the dir).
+fn write_identity(dir: &Path, identity: &Identity) -> Result<(), ServerError> {
+    let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
+    let bytes = serde_json::to_vec_pretty(identity).expect("identity serializes");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, dir.join(IDENTITY_FILE)))
+        .and_then(|()| std::fs::File::open(dir)?.sync_all())
+        .map_err(|e| data_dir_error(dir, e.to_string()))
 }
 
 /// The Raft configuration of a replica.
@@ -148,13 +200,12 @@ pub fn raft_config() -> Result<openraft::Config, ServerError> {
 }
 
 /// The replica's store on an open database: its state machine, its Raft (initialized with the `initial`
-/// members when the database is new) and the handle every service uses.
+/// members when the database is new) and the handle every service uses. Its cluster is the peer pool's.
 pub async fn open_store(
     raft_config: openraft::Config,
     db: Arc<Db>,
     pool: PeerPool,
     id: NodeId,
-    cluster: u64,
     initial: Option<BTreeMap<NodeId, RaftNode>>,
     bugs: StorageBugs,
 ) -> Result<Store, ServerError> {
@@ -177,7 +228,7 @@ pub async fn open_store(
             Err(e) => return Err(ServerError::Raft(e.to_string())),
         }
     }
-    Ok(Store::new(raft, sm, db, pool, id, cluster))
+    Ok(Store::new(raft, sm, db, pool, id))
 }
 
 /// A replica's listeners, bound before anything else starts (tests bind port 0), and how many connections
@@ -216,15 +267,22 @@ pub async fn run(
         cluster_id: described,
         member_id: member_id(described, me),
         name: me.name.clone(),
+        initialized: false,
     };
     let dir = &config.config.data_dir;
     let check_cluster = !config.config.initial_cluster.trim().is_empty();
-    let (identity, fresh) = claim_data_dir(dir, &expected, check_cluster)?;
+    let (identity, start) = claim_data_dir(dir, &expected, check_cluster, config.config.rejoin)?;
     let (cluster, id) = (identity.cluster_id, identity.member_id);
 
-    let db = Db::open(&dir.join("db"), &dir.join("snap"), fresh)
+    let db = Db::open(&dir.join("db"), &dir.join("snap"), start != Start::Existing)
         .map_err(|e| data_dir_error(dir, format!("cannot open the database ({e}); refusing to start")))?;
-    let initial = fresh.then(|| {
+    // A database made by a first start that stopped before Raft was initialized is initialized now.
+    let initialize = match start {
+        Start::New => true,
+        Start::Existing => !identity.initialized,
+        Start::Rejoin => false,
+    };
+    let initial = initialize.then(|| {
         config
             .members
             .iter()
@@ -241,21 +299,32 @@ pub async fn run(
         .build()
         .map_err(ServerError::Runtime)?;
     let raft_threads = raft_runtime.handle().clone();
-    let pool = PeerPool::with_dialer(Arc::new(move |endpoint: tonic::transport::Endpoint| {
-        // A lazily connecting channel spawns its connection task where it is made.
-        let _on_raft_threads = raft_threads.enter();
-        endpoint.tcp_nodelay(true).connect_lazy()
-    }));
-    let opened = raft_runtime.spawn(open_store(raft_config()?, db, pool, id, cluster, initial, bugs));
+    let pool = PeerPool::new(
+        cluster,
+        Arc::new(move |endpoint: tonic::transport::Endpoint| {
+            // A lazily connecting channel spawns its connection task where it is made.
+            let _on_raft_threads = raft_threads.enter();
+            endpoint.tcp_nodelay(true).connect_lazy()
+        }),
+    );
+    let opened = raft_runtime.spawn(open_store(raft_config()?, db, pool, id, initial, bugs));
     let store = opened.await.map_err(|e| ServerError::Raft(e.to_string()))?.map_err(|e| match e {
         ServerError::LoadStateMachine(e) => {
             data_dir_error(dir, format!("cannot load the state machine ({e}); refusing to start"))
         }
         other => other,
     })?;
-    tracing::info!(name = %me.name, member_id = format!("{id:x}"), cluster_id = format!("{cluster:x}"), fresh, "replica starting");
+    if !identity.initialized {
+        write_identity(dir, &Identity { initialized: true, ..identity })?;
+    }
+    tracing::info!(name = %me.name, member_id = format!("{id:x}"), cluster_id = format!("{cluster:x}"), ?start, "replica starting");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // A member back with an empty log waits, answering no Raft message, until the leader accepts it.
+    let rejoin_task = (start == Start::Rejoin).then(|| {
+        let others = config.members.iter().filter(|m| m.name != me.name).map(|m| m.peer_addr.to_string()).collect();
+        tokio::spawn(store.clone().rejoin(others, stop_rx.clone()))
+    });
     let caps = listeners.caps;
     let keepalive = |server: tonic::transport::Server| {
         server
@@ -305,6 +374,7 @@ pub async fn run(
     let peer_task = raft_runtime.spawn(peer_server);
     let client_task = tokio::spawn(client_server);
     let lessor_task = tokio::spawn(store.clone().run_lessor(stop_rx.clone()));
+    let pruner_task = tokio::spawn(store.clone().run_pruner(stop_rx.clone()));
     let addresses = Published { client_addr: config.config.client_addr.to_string(), api_addr: api_addr.to_string() };
     let publish_task = tokio::spawn(publish_member(store.clone(), me.name.clone(), addresses, stop_rx));
 
@@ -318,6 +388,10 @@ pub async fn run(
     let _ = stop_tx.send(true);
     publish_task.abort();
     let _ = lessor_task.await;
+    let _ = pruner_task.await;
+    if let Some(task) = rejoin_task {
+        let _ = task.await;
+    }
     let _ = leader_task.await;
     // Kubernetes watches would hold a graceful stop for as long as they last: the API closes at once.
     api_task.abort();

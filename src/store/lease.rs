@@ -43,11 +43,17 @@ fn deadline(now: Instant, ttl: i64) -> Instant {
 }
 
 impl Lessor {
-    /// Refreshes a lease; returns its TTL, or None when the state machine does not know it.
+    /// Refreshes a lease; returns its TTL, or None when the state machine does not know it or it is past its
+    /// deadline (its expiry is proposed, or will be at the next check: as in etcd, it cannot be revived).
     pub fn keep_alive(&self, term: u64, id: i64, ttl: Option<i64>) -> Option<i64> {
         let ttl = ttl?;
+        let now = Instant::now();
         let mut state = self.state.lock().expect("lessor poisoned");
-        state.for_term(term).insert(id, deadline(Instant::now(), ttl));
+        let deadlines = state.for_term(term);
+        if deadlines.get(&id).is_some_and(|expiry| *expiry <= now) {
+            return None;
+        }
+        deadlines.insert(id, deadline(now, ttl));
         Some(ttl)
     }
 
@@ -93,6 +99,16 @@ mod tests {
         assert_eq!(lessor.keep_alive(1, 3, None), None, "unknown lease");
         // A new term forgets deadlines: the lease gets a full TTL from the new leader's first look.
         assert_eq!(lessor.remaining(2, 2, Some(60)), Some(60));
+    }
+
+    #[test]
+    fn a_lease_past_its_deadline_cannot_be_kept_alive() {
+        let lessor = Lessor::default();
+        assert_eq!(lessor.expired(1, &leases(&[(1, 0), (2, 60)])), vec![1], "lease 1's expiry is proposed");
+        assert_eq!(lessor.keep_alive(1, 1, Some(0)), None, "the expiring lease stays expired");
+        assert_eq!(lessor.keep_alive(1, 2, Some(60)), Some(60));
+        // A new leader has proposed nothing yet: it gives every lease a full TTL from its first look.
+        assert_eq!(lessor.keep_alive(2, 1, Some(5)), Some(5));
     }
 
     #[test]

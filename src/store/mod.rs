@@ -75,6 +75,9 @@ struct StoreInner {
     /// Each follower's replication progress as the leader last saw it change (for `health`). std Mutex: a map
     /// update only, never held across an await.
     progress: std::sync::Mutex<BTreeMap<NodeId, Progress>>,
+    /// Set while this replica, rejoining with an empty log, waits for the leader to accept that: until then it
+    /// answers no Raft message, so the leader never sees its empty log as a log that went back.
+    awaiting_rejoin: std::sync::atomic::AtomicBool,
 }
 
 /// A follower's matched log index and when the leader first saw it there.
@@ -131,16 +134,17 @@ pub struct Status {
 }
 
 impl Store {
-    pub fn new(raft: Raft, sm: Arc<SmShared>, db: Arc<Db>, pool: PeerPool, id: NodeId, cluster_id: u64) -> Store {
+    pub fn new(raft: Raft, sm: Arc<SmShared>, db: Arc<Db>, pool: PeerPool, id: NodeId) -> Store {
         let inner = StoreInner {
             raft,
             sm,
             db,
+            cluster_id: pool.cluster(),
             pool,
             id,
-            cluster_id,
             lessor: lease::Lessor::default(),
             progress: Default::default(),
+            awaiting_rejoin: Default::default(),
         };
         Store { inner: Arc::new(inner) }
     }
@@ -470,7 +474,7 @@ impl Store {
         let deadline = Self::leader_deadline();
         loop {
             match self.leader(deadline).await? {
-                LeaderAt::Local => match self.answer_as_leader(&req) {
+                LeaderAt::Local => match self.answer_as_leader(&req).await? {
                     Some(LeaderResponse::Ttl(ttl)) => return Ok(ttl),
                     _ => self.wait_a_little(deadline).await?,
                 },
@@ -483,16 +487,29 @@ impl Store {
         }
     }
 
-    /// Lease questions, answered only while this replica leads and has applied an entry of its term.
-    fn answer_as_leader(&self, req: &LeaderRequest) -> Option<LeaderResponse> {
-        let term = self.leading_term()?;
+    /// Lease questions, answered only while this replica leads and has applied an entry of its term (None
+    /// otherwise). A keep-alive first confirms the leadership with a quorum, as etcd 3.5 does: a leader cut off
+    /// from the majority, where another leader will expire the lease, must not tell a client it lives on.
+    async fn answer_as_leader(&self, req: &LeaderRequest) -> Result<Option<LeaderResponse>, StoreError> {
+        let Some(term) = self.leading_term() else { return Ok(None) };
+        if let LeaderRequest::KeepAlive(_) = req {
+            match self.local_read_index().await {
+                Err(LeaderLost) => return Ok(None),
+                Ok(confirmed) => {
+                    confirmed?;
+                }
+            }
+            if self.leading_term() != Some(term) {
+                return Ok(None);
+            }
+        }
         let state = self.sm().read();
         let ttl_of = |id: &i64| state.mvcc.leases().get(id).map(|l| l.ttl);
-        Some(match req {
+        Ok(Some(match req {
             LeaderRequest::KeepAlive(id) => LeaderResponse::Ttl(self.inner.lessor.keep_alive(term, *id, ttl_of(id))),
             LeaderRequest::TimeToLive(id) => LeaderResponse::Ttl(self.inner.lessor.remaining(term, *id, ttl_of(id))),
-            _ => return None,
-        })
+            _ => return Ok(None),
+        }))
     }
 
     /// The current term when this replica is leader and has applied an entry of that term (caught up).
@@ -561,7 +578,27 @@ impl Store {
                 Ok(Ok(index)) => LeaderResponse::ReadIndex(index),
                 Ok(Err(e)) => LeaderResponse::Failed(e.to_string()),
             },
-            req => self.answer_as_leader(&req).unwrap_or_else(not_leader),
+            LeaderRequest::AcceptRejoin(id) => {
+                if self.leading_term().is_none() {
+                    return not_leader();
+                }
+                match self.raft().trigger().allow_next_revert(&id, true).await {
+                    Ok(Ok(())) => {
+                        tracing::warn!(
+                            member = format!("{id:x}"),
+                            "member rejoins with an empty log: replicating to it from the start"
+                        );
+                        LeaderResponse::RejoinAccepted
+                    }
+                    Ok(Err(e)) => LeaderResponse::Refused(e.to_string()),
+                    Err(fatal) => LeaderResponse::Failed(fatal.to_string()),
+                }
+            }
+            req => match self.answer_as_leader(&req).await {
+                Ok(Some(answer)) => answer,
+                Ok(None) => not_leader(),
+                Err(e) => LeaderResponse::Failed(e.to_string()),
+            },
         }
     }
 
@@ -576,6 +613,70 @@ impl Store {
             Some(node) if node.name == *name => Ok(()),
             Some(node) => Err(StoreError::Invalid(format!("member {id:x} is named {:?}, not {name:?}", node.name))),
             None => Err(StoreError::Invalid(format!("{id:x} is not a member of this cluster"))),
+        }
+    }
+
+    /// Whether this replica waits for a leader to accept it back with an empty log (`rejoin`).
+    pub fn awaiting_rejoin(&self) -> bool {
+        self.inner.awaiting_rejoin.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Rejoins the cluster after this replica lost its database: asks the replicas at `peers` in turn until
+    /// the leader accepts that this member's log is empty now, answering no Raft message meanwhile; then the
+    /// leader replicates to it from the start. The replica waits from the call on; the returned future asks
+    /// until accepted, or until `shutdown` fires.
+    pub fn rejoin(
+        self,
+        peers: Vec<String>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> {
+        use std::sync::atomic::Ordering;
+        self.inner.awaiting_rejoin.store(true, Ordering::Release);
+        async move {
+            loop {
+                for addr in &peers {
+                    match self.inner.pool.forward(addr, &LeaderRequest::AcceptRejoin(self.inner.id)).await {
+                        Ok(LeaderResponse::RejoinAccepted) => {
+                            tracing::info!(leader = %addr, "the leader accepted this member back with an empty log");
+                            self.inner.awaiting_rejoin.store(false, Ordering::Release);
+                            return;
+                        }
+                        Ok(other) => tracing::debug!(peer = %addr, reply = ?other, "not accepted back yet"),
+                        Err(e) => tracing::debug!(peer = %addr, error = %e, "not accepted back yet"),
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(limits::ELECTION_TIMEOUT_MS_MAX)) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+
+    /// Cleans up after compactions until `shutdown` fires: every replica removes the history a compaction made
+    /// unreadable, in bounded steps with pauses between them (`COMPACTION_PRUNE_*`), on a blocking thread.
+    pub async fn run_pruner(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(limits::COMPACTION_PRUNE_POLL_MS));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            while self.sm().pruning() && !*shutdown.borrow() {
+                let sm = self.inner.sm.clone();
+                match tokio::task::spawn_blocking(move || sm.prune_step()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "removing compacted history failed; it is retried after a restart");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the compaction cleanup task failed");
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(limits::COMPACTION_PRUNE_PAUSE_MS)).await;
+            }
         }
     }
 

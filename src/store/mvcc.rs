@@ -11,8 +11,8 @@
 //! - `apply` is deterministic: it depends only on the current state and the command.
 //! - The revision grows by exactly one per command that changes at least one key; a refused command (an
 //!   `ApplyError`) changes nothing, because everything it checks is checked before anything is written.
-//! - A key's revision list is ascending; after compaction at `c` it keeps the newest change at or before `c`
-//!   unless that change was a delete.
+//! - A key's revision list is ascending; once a compaction at `c` is pruned, it keeps the newest change at or
+//!   before `c` unless that change was a delete. Reads before `c` are refused from the compaction on.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
@@ -107,6 +107,17 @@ pub struct Mvcc {
     meta: MvccMeta,
     /// History records written since the storage layer last persisted, for reads until it has.
     pending: HashMap<Revision, HistoryRecord>,
+    /// The keys whose revisions before the compaction revision are still in memory and on disk.
+    pruning: Option<Pruning>,
+}
+
+/// A compaction's cleanup in progress, done in bounded steps (`prune`) outside apply. History before the
+/// compaction revision is unreadable from the moment the compaction is applied; removing it is not visible.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Pruning {
+    revision: i64,
+    /// The first key not yet pruned.
+    next: Vec<u8>,
 }
 
 /// The result of applying one command.
@@ -125,7 +136,10 @@ impl Mvcc {
         records: impl IntoIterator<Item = (Revision, HistoryRecord)>,
         leases: impl IntoIterator<Item = (i64, i64)>,
     ) -> Mvcc {
-        let mut mvcc = Mvcc { meta, ..Mvcc::default() };
+        // Whatever an interrupted cleanup left is pruned again.
+        let pruning =
+            (meta.compact_revision > 0).then(|| Pruning { revision: meta.compact_revision, next: Vec::new() });
+        let mut mvcc = Mvcc { meta, pruning, ..Mvcc::default() };
         for (id, ttl) in leases {
             mvcc.leases.insert(id, LeaseState { ttl, keys: BTreeSet::new() });
         }
@@ -189,7 +203,7 @@ impl Mvcc {
             Command::Txn(op) | Command::FencedTxn { txn: op, .. } => {
                 self.txn(op, history, &mut tx).map(|r| Outcome::Response(ResponseOp::Txn(r)))
             }
-            Command::Compact { revision } => self.compact(*revision, &mut tx).map(|()| Outcome::Compacted),
+            Command::Compact { revision } => self.compact(*revision).map(|()| Outcome::Compacted),
             Command::LeaseGrant { id, ttl } => self.lease_grant(*id, *ttl, &mut tx),
             Command::LeaseRevoke { id } => match self.leases.contains_key(id) {
                 true => self.lease_revoke(*id, &mut tx, history).map(|()| Outcome::LeaseRevoked),
@@ -499,29 +513,61 @@ impl Mvcc {
         Ok(kvs.iter().all(|kv| compare_kv(c, kv)))
     }
 
-    fn compact(&mut self, revision: i64, tx: &mut Tx) -> Result<(), ApplyError> {
+    /// Makes history before `revision` unreadable at once; what it frees is removed later, in bounded steps
+    /// (`prune`), so that a compaction of a large store never holds the write path for long.
+    fn compact(&mut self, revision: i64) -> Result<(), ApplyError> {
         if revision <= self.meta.compact_revision {
             return Err(ApplyError::Compacted);
         }
         if revision > self.meta.revision {
             return Err(ApplyError::FutureRevision);
         }
-        let pending = &mut self.pending;
-        self.keys.retain(|_, entry| {
+        self.meta.compact_revision = revision;
+        self.pruning = Some(Pruning { revision, next: Vec::new() });
+        Ok(())
+    }
+
+    /// Whether a compaction still has history to remove.
+    pub fn pruning(&self) -> bool {
+        self.pruning.is_some()
+    }
+
+    /// One step of a compaction's cleanup: up to `keys_max` keys give up their revisions before the
+    /// compaction revision (all but the newest, and that one too if it is a delete), and keys left with none
+    /// are forgotten. Returns the history records to delete from disk. Only between batches of entries: records
+    /// not yet persisted are never pruned.
+    pub fn prune(&mut self, keys_max: usize) -> Vec<Write> {
+        let Some(pruning) = &mut self.pruning else { return Vec::new() };
+        debug_assert!(self.pending.is_empty(), "pruning runs between batches, once they are persisted");
+        let revision = pruning.revision;
+        let mut writes = Vec::new();
+        let mut emptied = Vec::new();
+        let mut next = None;
+        let from = (Bound::Included(pruning.next.as_slice()), Bound::Unbounded);
+        for (visited, (key, entry)) in self.keys.range_mut::<[u8], _>(from).enumerate() {
+            if visited == keys_max {
+                next = Some(key.clone());
+                break;
+            }
             let at_or_before = entry.marks.partition_point(|m| m.rev.main <= revision);
             let keep_from = match at_or_before {
                 0 => 0,
                 n if entry.marks[n - 1].tombstone => n,
                 n => n - 1,
             };
-            for mark in entry.marks.drain(..keep_from) {
-                pending.remove(&mark.rev);
-                tx.writes.push(Write::ForgetHistory(mark.rev));
+            writes.extend(entry.marks.drain(..keep_from).map(|mark| Write::ForgetHistory(mark.rev)));
+            if entry.live.is_none() && entry.marks.is_empty() {
+                emptied.push(key.clone());
             }
-            entry.live.is_some() || !entry.marks.is_empty()
-        });
-        self.meta.compact_revision = revision;
-        Ok(())
+        }
+        for key in emptied {
+            self.keys.remove(&key);
+        }
+        match next {
+            Some(key) => pruning.next = key,
+            None => self.pruning = None,
+        }
+        writes
     }
 
     fn lease_grant(&mut self, id: i64, ttl: i64, tx: &mut Tx) -> Result<Outcome, ApplyError> {

@@ -32,6 +32,9 @@ pub enum LeaderRequest {
     ReadIndex,
     KeepAlive(i64),
     TimeToLive(i64),
+    /// A member that lost its database and rejoins with an empty log: the leader is to accept, once, that
+    /// this member's log went back to empty, and replicate to it from the start.
+    AcceptRejoin(NodeId),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -44,6 +47,8 @@ pub enum LeaderResponse {
     ReadIndex(u64),
     /// Remaining seconds of a lease, or None when the lease does not exist.
     Ttl(Option<i64>),
+    /// The leader will replicate to the rejoining member from the start.
+    RejoinAccepted,
     /// The receiver is not the leader; it names the leader it knows.
     NotLeader(Option<NodeId>),
     /// The request reached the leader but failed there; the outcome of a write is unknown.
@@ -70,25 +75,36 @@ pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, bincode::Error> {
 /// Makes the (lazily connecting) channel to a peer address.
 pub type Dialer = Arc<dyn Fn(Endpoint) -> Channel + Send + Sync>;
 
-/// Lazily connected channels to peers, by address.
+/// The metadata header every peer request carries: the sender's cluster id (hex). A replica refuses requests
+/// from another cluster, and from senders that do not say.
+pub const CLUSTER_HEADER: &str = "raftsman-cluster-id";
+
+/// `message` as a request from a replica of `cluster`.
+pub fn peer_request<T>(message: T, cluster: u64) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("{cluster:x}").parse().expect("hex digits are a valid header value");
+    request.metadata_mut().insert(CLUSTER_HEADER, value);
+    request
+}
+
+/// Lazily connected channels to the peers of one cluster, by address.
 #[derive(Clone)]
 pub struct PeerPool {
     /// std Mutex: only a map lookup or insert happens under it.
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     dial: Dialer,
-}
-
-impl Default for PeerPool {
-    /// Peers over TCP.
-    fn default() -> PeerPool {
-        PeerPool::with_dialer(Arc::new(|endpoint: Endpoint| endpoint.tcp_nodelay(true).connect_lazy()))
-    }
+    cluster: u64,
 }
 
 impl PeerPool {
-    /// Peers reached through `dial` (the simulation's network, for one).
-    pub fn with_dialer(dial: Dialer) -> PeerPool {
-        PeerPool { channels: Arc::default(), dial }
+    /// Peers of `cluster` reached through `dial` (TCP, or the simulation's network).
+    pub fn new(cluster: u64, dial: Dialer) -> PeerPool {
+        PeerPool { channels: Arc::default(), dial, cluster }
+    }
+
+    /// The cluster these peers belong to.
+    pub fn cluster(&self) -> u64 {
+        self.cluster
     }
 
     pub fn client(&self, addr: &str) -> RaftPeerClient<Channel> {
@@ -112,7 +128,7 @@ impl PeerPool {
     /// Sends a leader-only request to `addr`; `Err` means the request may not have arrived.
     pub async fn forward(&self, addr: &str, req: &LeaderRequest) -> Result<LeaderResponse, tonic::Status> {
         let mut client = self.client(addr);
-        let mut request = tonic::Request::new(RaftMessage { payload: encode(req) });
+        let mut request = peer_request(RaftMessage { payload: encode(req) }, self.cluster);
         request.set_timeout(Duration::from_millis(limits::WRITE_TIMEOUT_MS));
         let reply = client.forward(request).await?.into_inner();
         decode(&reply.payload).map_err(|e| tonic::Status::internal(format!("undecodable forward reply: {e}")))
@@ -159,7 +175,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConn;
 
     async fn new_client(&mut self, target: NodeId, node: &RaftNode) -> PeerConn {
-        PeerConn { client: self.pool.client(&node.peer_addr), target }
+        PeerConn { client: self.pool.client(&node.peer_addr), target, cluster: self.pool.cluster }
     }
 }
 
@@ -173,6 +189,7 @@ type PeerCall =
 pub struct PeerConn {
     client: RaftPeerClient<Channel>,
     target: NodeId,
+    cluster: u64,
 }
 
 fn rpc_err(status: tonic::Status) -> RPCError<TypeConfig> {
@@ -191,7 +208,7 @@ impl PeerConn {
         option: &RPCOption,
         which: PeerCall,
     ) -> Result<Resp, RPCError<TypeConfig>> {
-        let mut request = tonic::Request::new(RaftMessage { payload: encode(req) });
+        let mut request = peer_request(RaftMessage { payload: encode(req) }, self.cluster);
         request.set_timeout(option.soft_ttl().min(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS)));
         let reply = which(&mut self.client, request).await.map_err(rpc_err)?.into_inner();
         let decoded: Result<Resp, String> =
@@ -259,7 +276,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
             Some(first) => first.header = header,
             None => chunks.push(SnapshotChunk { header, data: Vec::new() }),
         }
-        let mut request = tonic::Request::new(futures::stream::iter(chunks));
+        let mut request = peer_request(futures::stream::iter(chunks), self.cluster);
         request.set_timeout(Duration::from_millis(limits::SNAPSHOT_RPC_TIMEOUT_MS));
         let send = self.client.install_snapshot(request);
         let reply = tokio::select! {

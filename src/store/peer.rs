@@ -15,7 +15,7 @@ use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::network::{decode, encode, LeaderRequest, SnapshotHeader};
+use super::network::{decode, encode, LeaderRequest, SnapshotHeader, CLUSTER_HEADER};
 use super::storage::check_snapshot;
 use super::types::*;
 use super::Store;
@@ -112,12 +112,37 @@ pub fn check_snapshot_header(header: &SnapshotHeader, is_member: impl Fn(NodeId)
 }
 
 impl PeerService {
+    /// Refuses a request from a replica of another cluster (or one that does not say which): its member ids
+    /// could collide with this cluster's, and a joining replica would otherwise take whoever leads it.
+    fn check_cluster(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+        let ours = self.store.cluster_id();
+        let theirs = metadata.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok()).map(|v| u64::from_str_radix(v, 16));
+        match theirs {
+            Some(Ok(id)) if id == ours => Ok(()),
+            Some(Ok(id)) => Err(refused(format!("the sender belongs to cluster {id:x}, this replica to {ours:x}"))),
+            _ => Err(refused(format!("the sender did not say its cluster ({CLUSTER_HEADER})"))),
+        }
+    }
+
     /// Whether `id` is in this replica's membership (voter or learner). A replica without any membership yet
     /// (one waiting to join) learns its cluster from whoever leads it.
     fn is_member(&self) -> impl Fn(NodeId) -> bool {
+        let joining = self.joining();
         let membership = self.store.raft().metrics().borrow_watched().membership_config.clone();
-        let joining = membership.membership().voter_ids().next().is_none();
         move |id| joining || membership.membership().get_node(&id).is_some()
+    }
+
+    /// Refuses Raft messages while this replica waits to be accepted back with an empty log (`Store::rejoin`).
+    fn check_not_awaiting_rejoin(&self) -> Result<(), Status> {
+        if self.store.awaiting_rejoin() {
+            return Err(Status::unavailable("rejoining: waiting for the leader to accept this member's empty log"));
+        }
+        Ok(())
+    }
+
+    /// Whether this replica has no membership yet: it waits for a leader to bring it the cluster's state.
+    fn joining(&self) -> bool {
+        self.store.raft().metrics().borrow_watched().membership_config.membership().voter_ids().next().is_none()
     }
 }
 
@@ -130,34 +155,48 @@ fn reply<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Result<Res
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
     async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.check_cluster(req.metadata())?;
+        self.check_not_awaiting_rejoin()?;
         let rpc = decode(&req.into_inner().payload).map_err(bad_payload)?;
         check_append(&rpc, self.is_member()).map_err(refused)?;
         reply(self.store.raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.check_cluster(req.metadata())?;
+        self.check_not_awaiting_rejoin()?;
         let rpc = decode(&req.into_inner().payload).map_err(bad_payload)?;
         check_vote_request(&rpc, self.is_member()).map_err(refused)?;
+        if self.joining() {
+            // A replica without a membership is one rejoining after losing its database: with an empty log it
+            // would vote for any candidate, even one lacking acknowledged writes.
+            return Err(refused("this replica is rejoining and votes once a leader has given it its log".into()));
+        }
         reply(self.store.raft().vote(rpc).await)
     }
 
     async fn transfer_leader(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.check_cluster(req.metadata())?;
+        self.check_not_awaiting_rejoin()?;
         let rpc = decode(&req.into_inner().payload).map_err(bad_payload)?;
         check_transfer(&rpc, self.is_member()).map_err(refused)?;
         reply(self.store.raft().handle_transfer_leader(rpc).await)
     }
 
     async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftMessage>, Status> {
+        self.check_cluster(req.metadata())?;
+        self.check_not_awaiting_rejoin()?;
         let mut chunks = req.into_inner();
         let first = chunks.next().await.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
         let header: SnapshotHeader = decode(&first.header).map_err(bad_payload)?;
         check_snapshot_header(&header, self.is_member()).map_err(refused)?;
         let mut data = first.data;
         while let Some(chunk) = chunks.next().await {
-            data.extend_from_slice(&chunk?.data);
-            if data.len() > limits::SNAPSHOT_BYTES_MAX {
+            let chunk = chunk?;
+            if data.len() + chunk.data.len() > limits::SNAPSHOT_BYTES_MAX {
                 return Err(Status::resource_exhausted("snapshot larger than the limit"));
             }
+            data.extend_from_slice(&chunk.data);
         }
         check_snapshot(&header.meta, &data).map_err(|e| refused(e.to_string()))?;
         let snapshot = Snapshot { meta: header.meta, snapshot: Cursor::new(data) };
@@ -165,6 +204,7 @@ impl RaftPeer for PeerService {
     }
 
     async fn forward(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.check_cluster(req.metadata())?;
         let request: LeaderRequest = decode(&req.into_inner().payload).map_err(bad_payload)?;
         let response = self.store.serve_forwarded(request).await;
         Ok(Response::new(RaftMessage { payload: encode(&response) }))

@@ -28,7 +28,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::command::{Applied, ApplyError, Command, Outcome};
-use super::disk::{memory::MemoryDisk, rocks::RocksDisk, Batch, Cf, Disk, Syncs};
+use super::disk::{memory::MemoryDisk, rocks::RocksDisk, Batch, Cf, Disk, Frozen, Syncs};
 use super::mvcc::{History, HistoryRecord, Mvcc, MvccMeta, Revision, Write};
 use super::types::*;
 use super::watch::{Pull, RecentPull, RevisionEvents, Revisions, WatchFilter, WatchHub};
@@ -281,6 +281,8 @@ pub struct SmState {
     pub applied: Option<LogId>,
     pub membership: StoredMembership,
     pub members: BTreeMap<u64, MemberAttrs>,
+    /// Set when a failed batch left a state that could not be reloaded from disk: reads refuse with it.
+    pub failed: Option<String>,
 }
 
 /// The state machine's shared half: what readers (KV, watch, status) use while Raft applies.
@@ -300,6 +302,20 @@ struct DbHistory<'a>(&'a Db);
 impl History for DbHistory<'_> {
     fn record(&self, rev: Revision) -> Result<Option<HistoryRecord>, ApplyError> {
         self.0.get(Cf::History, &rev.to_bytes()).map_err(|e| ApplyError::Storage(e.to_string()))
+    }
+}
+
+/// The history column family of a frozen view of the disk, as the MVCC core reads it.
+struct FrozenHistory<'a>(&'a dyn Frozen);
+
+impl History for FrozenHistory<'_> {
+    fn record(&self, rev: Revision) -> Result<Option<HistoryRecord>, ApplyError> {
+        let key = rev.to_bytes();
+        match self.0.scan(Cf::History, &key).next() {
+            Some(Ok((k, v))) if *k == key => decode(&v).map(Some).map_err(|e| ApplyError::Storage(e.to_string())),
+            Some(Err(e)) => Err(ApplyError::Storage(e.to_string())),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -408,32 +424,38 @@ fn snapshot_records(mut rest: &[u8]) -> impl Iterator<Item = io::Result<(Revisio
     })
 }
 
+/// The state machine's state as the database holds it.
+fn load_state(db: &Db) -> io::Result<SmState> {
+    let meta: MvccMeta = db.get(Cf::Sm, KEY_MVCC)?.unwrap_or_default();
+    // Records stream into the index one by one; the first error stops the stream and fails the load.
+    let mut failure = None;
+    let records = db.disk.scan(Cf::History, &[]).map_while(|item| {
+        let record = item.and_then(|(k, v)| {
+            let rev = Revision::from_bytes(&k).ok_or_else(|| bad_key("history"))?;
+            Ok((rev, decode::<HistoryRecord>(&v)?))
+        });
+        record.map_err(|e| failure = Some(e)).ok()
+    });
+    let leases = read_leases(db.disk.scan(Cf::Lease, &[]))?;
+    let mvcc = Mvcc::restore(meta, records, leases);
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(SmState {
+        mvcc,
+        applied: db.get::<Option<LogId>>(Cf::Sm, KEY_APPLIED)?.flatten(),
+        membership: db.get(Cf::Sm, KEY_MEMBERSHIP)?.unwrap_or_default(),
+        members: db.get(Cf::Sm, KEY_MEMBERS)?.unwrap_or_default(),
+        failed: None,
+    })
+}
+
 impl SmShared {
     /// Loads the state machine from the database.
     pub fn load(db: Arc<Db>, bugs: StorageBugs) -> io::Result<Arc<SmShared>> {
-        let meta: MvccMeta = db.get(Cf::Sm, KEY_MVCC)?.unwrap_or_default();
-        // Records stream into the index one by one; the first error stops the stream and fails the load.
-        let mut failure = None;
-        let records = db.disk.scan(Cf::History, &[]).map_while(|item| {
-            let record = item.and_then(|(k, v)| {
-                let rev = Revision::from_bytes(&k).ok_or_else(|| bad_key("history"))?;
-                Ok((rev, decode::<HistoryRecord>(&v)?))
-            });
-            record.map_err(|e| failure = Some(e)).ok()
-        });
-        let leases = read_leases(db.disk.scan(Cf::Lease, &[]))?;
-        let mvcc = Mvcc::restore(meta, records, leases);
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let state = SmState {
-            mvcc,
-            applied: db.get::<Option<LogId>>(Cf::Sm, KEY_APPLIED)?.flatten(),
-            membership: db.get(Cf::Sm, KEY_MEMBERSHIP)?.unwrap_or_default(),
-            members: db.get(Cf::Sm, KEY_MEMBERS)?.unwrap_or_default(),
-        };
-        let installed = Default::default();
-        Ok(Arc::new(SmShared { hub: WatchHub::new(meta.revision), db, state: RwLock::new(state), bugs, installed }))
+        let state = load_state(&db)?;
+        let hub = WatchHub::new(state.mvcc.revision());
+        Ok(Arc::new(SmShared { hub, db, state: RwLock::new(state), bugs, installed: Default::default() }))
     }
 
     /// Snapshots received from a leader and installed since this replica started.
@@ -449,7 +471,20 @@ impl SmShared {
     /// A range read against the local state machine, with the store revision it was read at.
     pub(super) fn range(&self, op: &super::command::RangeOp) -> Result<(i64, super::command::RangeResult), ApplyError> {
         let state = self.read();
+        if let Some(failure) = &state.failed {
+            return Err(ApplyError::Storage(failure.clone()));
+        }
         Ok((state.mvcc.revision(), state.mvcc.range(op, &DbHistory(&self.db))?))
+    }
+
+    /// Whether reading this disk blocks the thread (RocksDB; the simulated disk never does).
+    pub(super) fn disk_reads_block(&self) -> bool {
+        matches!(self.db.disk.syncs(), Syncs::Blocking)
+    }
+
+    /// Whether the watch hub's ring holds revision `from`, so that a pull from there reads no disk.
+    pub(super) fn hub_holds(&self, from: i64) -> bool {
+        self.hub.holds(from)
     }
 
     /// The published revision as it moves (see `watch::Watcher`).
@@ -467,29 +502,46 @@ impl SmShared {
             let events = records.into_iter().map(|r| self.event(r, filter.prev_kv)).collect::<Result<_, _>>()?;
             return Ok(Pull::Events { events, next });
         }
-        // Compaction may have run since the check above; decide again under the lock the disk read holds.
-        let state = self.read();
-        let compact = state.mvcc.compact_revision();
-        if from < compact {
-            return Ok(Pull::Compacted { compact_revision: compact });
-        }
-        let current = state.mvcc.revision();
+        // Compaction may have run since the check above: decide again under the lock, and take a view of the
+        // disk there. The scan then reads that view without the lock, so neither applying entries nor a
+        // compaction's cleanup waits for it, and what it reads is the history as of the check.
+        let (current, frozen) = {
+            let state = self.read();
+            if let Some(failure) = &state.failed {
+                return Err(ApplyError::Storage(failure.clone()));
+            }
+            let compact = state.mvcc.compact_revision();
+            if from < compact {
+                return Ok(Pull::Compacted { compact_revision: compact });
+            }
+            (state.mvcc.revision(), self.db.disk.frozen())
+        };
+        let storage = |e: io::Error| ApplyError::Storage(e.to_string());
         let mut events = Vec::new();
         let mut next = from;
+        let mut reached_the_end = true;
         let start = Revision { main: from, sub: 0 }.to_bytes();
-        for item in self.db.disk.scan(Cf::History, &start) {
-            let (k, v) = item.map_err(|e| ApplyError::Storage(e.to_string()))?;
+        for (scanned, item) in frozen.scan(Cf::History, &start).enumerate() {
+            let (k, v) = item.map_err(storage)?;
             let rev = Revision::from_bytes(&k).ok_or_else(|| ApplyError::Storage("bad history key".into()))?;
-            if rev.main > current || (rev.main >= next && events.len() >= limits::WATCH_EVENTS_PER_RESPONSE_MAX) {
+            if rev.main > current {
                 break;
             }
-            let record: HistoryRecord = decode(&v).map_err(|e| ApplyError::Storage(e.to_string()))?;
+            // Whole revisions only: stop between two, once enough was selected or scanned.
+            let full = events.len() >= limits::WATCH_EVENTS_PER_RESPONSE_MAX
+                || scanned >= limits::WATCH_CATCH_UP_RECORDS_PER_PULL_MAX;
+            if rev.main >= next && full {
+                reached_the_end = false;
+                break;
+            }
+            let record: HistoryRecord = decode(&v).map_err(storage)?;
             next = rev.main + 1;
             if filter.matches(&record) {
-                events.push(self.event(record, filter.prev_kv)?);
+                let prev_kv = if filter.prev_kv { Mvcc::prev_kv(&FrozenHistory(&*frozen), &record)? } else { None };
+                events.push(super::command::Event { kind: record.kind, kv: record.kv, prev_kv });
             }
         }
-        if events.len() < limits::WATCH_EVENTS_PER_RESPONSE_MAX {
+        if reached_the_end {
             next = next.max(current + 1);
         }
         Ok(Pull::Events { events, next })
@@ -502,12 +554,35 @@ impl SmShared {
         Ok(super::command::Event { kind: record.kind, kv: record.kv, prev_kv })
     }
 
-    /// Applies a batch of committed entries and persists their effects in one write batch.
+    /// Applies a batch of committed entries and persists their effects in one write batch. If that fails
+    /// halfway (a storage read inside a command, or the write itself), the in-memory state is put back to
+    /// what the disk holds, so no part of the batch is ever visible; openraft then stops on the error.
     fn apply_batch(&self, entries: &[Entry]) -> io::Result<Vec<Applied>> {
+        let mut state = self.state.write().expect("state machine lock poisoned");
+        let (results, published) = match self.apply_and_persist(&mut state, entries) {
+            Ok(applied) => applied,
+            Err(e) => {
+                *state = load_state(&self.db).unwrap_or_else(|reload| {
+                    tracing::error!(error = %reload, "the state machine cannot be reloaded: it serves no more reads");
+                    SmState { failed: Some(e.to_string()), ..SmState::default() }
+                });
+                return Err(e);
+            }
+        };
+        let revision = state.mvcc.revision();
+        drop(state);
+        self.hub.publish(published, revision);
+        Ok(results)
+    }
+
+    fn apply_and_persist(
+        &self,
+        state: &mut SmState,
+        entries: &[Entry],
+    ) -> io::Result<(Vec<Applied>, Vec<RevisionEvents>)> {
         let mut results = Vec::with_capacity(entries.len());
         let mut published = Vec::new();
         let mut batch = Batch::default();
-        let mut state = self.state.write().expect("state machine lock poisoned");
         let (mut members_changed, mut membership_changed) = (false, false);
         for entry in entries {
             state.applied = Some(entry.log_id);
@@ -540,8 +615,7 @@ impl SmShared {
                 EntryPayload::Normal(cmd) => {
                     let out = state.mvcc.apply(cmd, &DbHistory(&self.db));
                     if let Err(ApplyError::Storage(e)) = &out.applied.outcome {
-                        // The state may be half-changed in memory: stop here and persist nothing; openraft treats
-                        // the error as fatal and a restart reloads the state from disk.
+                        // The state may be half-changed in memory: stop here and persist nothing.
                         return Err(io::Error::other(format!("applying {}: {e}", entry.log_id)));
                     }
                     self.stage_writes(&mut batch, out.writes);
@@ -564,10 +638,29 @@ impl SmShared {
         }
         self.db.disk.write(batch, false)?;
         state.mvcc.persisted();
-        let revision = state.mvcc.revision();
-        drop(state);
-        self.hub.publish(published, revision);
-        Ok(results)
+        Ok((results, published))
+    }
+
+    /// One bounded step of a compaction's cleanup (`Mvcc::prune`): the history it frees is deleted from disk.
+    /// Returns whether more remains. Blocking disk work: run it off the async workers.
+    pub(super) fn prune_step(&self) -> io::Result<bool> {
+        let mut state = self.state.write().expect("state machine lock poisoned");
+        let writes = state.mvcc.prune(limits::COMPACTION_PRUNE_KEYS_MAX);
+        let more = state.mvcc.pruning();
+        if writes.is_empty() {
+            return Ok(more);
+        }
+        let mut batch = Batch::default();
+        self.stage_writes(&mut batch, writes);
+        // The keys are forgotten in memory already; if this write fails, a restart finds the records and
+        // prunes them again.
+        self.db.disk.write(batch, false)?;
+        Ok(more)
+    }
+
+    /// Whether a compaction still has history to clean up.
+    pub(super) fn pruning(&self) -> bool {
+        self.read().mvcc.pruning()
     }
 
     fn stage_writes(&self, batch: &mut Batch, writes: Vec<Write>) {
@@ -629,6 +722,7 @@ impl SmShared {
             applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
             members: head.members,
+            failed: None,
         };
         let revision = state.mvcc.revision();
         drop(state);

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::command::{Event, EventKind, KeyRange};
+use super::command::{ApplyError, Event, EventKind, KeyRange};
 use super::mvcc::HistoryRecord;
 use super::storage::SmShared;
 use crate::limits;
@@ -70,9 +70,35 @@ pub(super) struct RecentPull {
 #[derive(Default)]
 struct Ring {
     revisions: VecDeque<RevisionEvents>,
+    /// What the revisions' keys and values hold, in bytes (`RevisionEvents::bytes`).
+    bytes: usize,
+}
+
+impl RevisionEvents {
+    /// The bytes of the keys and values of this revision's changes: what it costs the ring.
+    fn bytes(&self) -> usize {
+        self.records.iter().map(|r| r.kv.key.len() + r.kv.value.len()).sum()
+    }
 }
 
 impl Ring {
+    fn push(&mut self, rev: RevisionEvents) {
+        if self.revisions.back().is_some_and(|last| last.revision + 1 != rev.revision) {
+            self.clear();
+        }
+        self.bytes += rev.bytes();
+        self.revisions.push_back(rev);
+        while self.revisions.len() > limits::WATCH_RING_REVISIONS_MAX || self.bytes > limits::WATCH_RING_BYTES_MAX {
+            let Some(oldest) = self.revisions.pop_front() else { break };
+            self.bytes -= oldest.bytes();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.revisions.clear();
+        self.bytes = 0;
+    }
+
     /// The ring's changes from `from` on, when the ring still holds `from` (or nothing newer exists).
     fn pull(&self, from: i64, filter: &WatchFilter, current: i64) -> Option<RecentPull> {
         let first = self.revisions.front().map_or(current + 1, |r| r.revision);
@@ -110,13 +136,7 @@ impl WatchHub {
         if !batch.is_empty() {
             let mut ring = self.ring.lock().expect("watch ring poisoned");
             for rev in batch {
-                if ring.revisions.back().is_some_and(|last| last.revision + 1 != rev.revision) {
-                    ring.revisions.clear();
-                }
-                ring.revisions.push_back(rev);
-            }
-            while ring.revisions.len() > limits::WATCH_RING_REVISIONS_MAX {
-                ring.revisions.pop_front();
+                ring.push(rev);
             }
         }
         self.revision.send_replace(revision);
@@ -124,7 +144,7 @@ impl WatchHub {
 
     /// Forgets the ring: the state was replaced by a snapshot, whose history is on disk.
     pub fn reset(&self, revision: i64) {
-        self.ring.lock().expect("watch ring poisoned").revisions.clear();
+        self.ring.lock().expect("watch ring poisoned").clear();
         self.revision.send_replace(revision);
     }
 
@@ -134,6 +154,13 @@ impl WatchHub {
 
     pub(super) fn current_revision(&self) -> i64 {
         *self.revision.borrow()
+    }
+
+    /// Whether the ring holds revision `from` (or nothing that new exists yet): a pull from there reads no disk.
+    pub(super) fn holds(&self, from: i64) -> bool {
+        let current = self.current_revision();
+        let ring = self.ring.lock().expect("watch ring poisoned");
+        from > current || ring.revisions.front().is_some_and(|r| r.revision <= from)
     }
 
     /// Changes from the in-memory ring, or None when the watcher must read the history on disk.
@@ -214,10 +241,33 @@ impl Watcher {
         if self.next > current {
             return Ok(None);
         }
-        match self.sm.pull(self.next, &self.filter) {
+        let pulled = self.sm.pull(self.next, &self.filter);
+        self.take(pulled, current).map(Some)
+    }
+
+    /// Like `pull`, but a catch-up from a disk whose reads block runs on a blocking thread, so that the
+    /// workers serving requests never wait on a scan of the history.
+    async fn pull_off_the_workers(&mut self) -> Result<Option<Batch>, WatchError> {
+        let current = self.revisions.current();
+        if self.next > current {
+            return Ok(None);
+        }
+        if !self.sm.disk_reads_block() || self.sm.hub_holds(self.next) {
+            return self.pull();
+        }
+        let (sm, filter, from) = (self.sm.clone(), self.filter.clone(), self.next);
+        let pulled = tokio::task::spawn_blocking(move || sm.pull(from, &filter))
+            .await
+            .map_err(|e| WatchError::Storage(format!("the history read stopped: {e}")))?;
+        self.take(pulled, current).map(Some)
+    }
+
+    /// Moves the cursor past what was pulled at `current` and hands it out.
+    fn take(&mut self, pulled: Result<Pull, ApplyError>, current: i64) -> Result<Batch, WatchError> {
+        match pulled {
             Ok(Pull::Events { events, next }) => {
                 self.next = next;
-                Ok(Some(Batch { events, revision: current.max(next - 1) }))
+                Ok(Batch { events, revision: current.max(next - 1) })
             }
             Ok(Pull::Compacted { compact_revision }) => {
                 Err(WatchError::Compacted { from: self.next, compact_revision })
@@ -226,11 +276,11 @@ impl Watcher {
         }
     }
 
-    /// Waits for the next selected events and returns them. Cancel-safe: a batch is handed out in the same poll
-    /// that pulls it.
+    /// Waits for the next selected events and returns them. Cancel-safe: the cursor moves only in the poll
+    /// that hands the batch out.
     pub async fn next_batch(&mut self) -> Result<Batch, WatchError> {
         loop {
-            match self.pull()? {
+            match self.pull_off_the_workers().await? {
                 Some(batch) if !batch.events.is_empty() => return Ok(batch),
                 // Nothing selected in a stretch of history: move on, letting other tasks run in between.
                 Some(_) => tokio::task::yield_now().await,
@@ -294,6 +344,28 @@ mod tests {
         hub.publish(many, last);
         assert_eq!(hub.pull_recent(1, &all()), None);
         assert!(hub.pull_recent(last, &all()).is_some());
+    }
+
+    /// The ring is bounded in bytes as well as in revisions: large revisions push older ones out to disk, and
+    /// a revision larger than the whole budget is not kept at all.
+    #[test]
+    fn the_ring_is_bounded_in_bytes() {
+        let large = |revision: i64, bytes: usize| {
+            let kv =
+                KeyValue { key: b"k".to_vec(), value: vec![0; bytes], mod_revision: revision, ..KeyValue::default() };
+            let record = HistoryRecord { kind: EventKind::Put, kv, prev: None };
+            RevisionEvents { revision, records: Arc::new(vec![record]) }
+        };
+        let quarter = limits::WATCH_RING_BYTES_MAX / 4;
+        let hub = WatchHub::new(0);
+        hub.publish((1..=6).map(|r| large(r, quarter - 1)).collect(), 6);
+        assert_eq!(hub.pull_recent(2, &all()), None, "revisions 1 and 2 were pushed out");
+        let Some(RecentPull { records, next }) = hub.pull_recent(3, &all()) else { panic!("3 to 6 are kept") };
+        assert_eq!((records.len(), next), (4, 7));
+        assert!(hub.ring.lock().unwrap().bytes <= limits::WATCH_RING_BYTES_MAX);
+        hub.publish(vec![large(7, limits::WATCH_RING_BYTES_MAX + 1)], 7);
+        assert_eq!(hub.pull_recent(7, &all()), None, "a revision above the budget is read from disk");
+        assert_eq!(hub.ring.lock().unwrap().bytes, 0);
     }
 
     #[test]

@@ -15,10 +15,10 @@ use raftsman::store::Store;
 pub async fn replica(disk: MemoryDisk) -> Store {
     let node = RaftNode { name: "solo".into(), peer_addr: "127.0.0.1:1".into() };
     let initial = Some([(1, node)].into_iter().collect());
-    let pool = PeerPool::with_dialer(Arc::new(|e: tonic::transport::Endpoint| e.connect_lazy()));
+    let pool = PeerPool::new(7, Arc::new(|e: tonic::transport::Endpoint| e.connect_lazy()));
     let config = raft_config().expect("raft config");
     let store =
-        open_store(config, Db::simulated(disk), pool, 1, 7, initial, StorageBugs::default()).await.expect("open store");
+        open_store(config, Db::simulated(disk), pool, 1, initial, StorageBugs::default()).await.expect("open store");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while store.leading_term().is_none() {
         assert!(tokio::time::Instant::now() < deadline, "the single voter did not take the lead");

@@ -25,6 +25,19 @@ struct State {
     /// Batches written since the last sync, in order.
     unsynced: Vec<Batch>,
     snapshot: Option<Vec<u8>>,
+    /// Faults switched on by a test: what fails with an I/O error.
+    failing: Failing,
+}
+
+/// The I/O a test makes fail, to see what the layers above do with a broken disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Failing {
+    pub reads: bool,
+    pub writes: bool,
+}
+
+fn broken(what: &str) -> io::Error {
+    io::Error::other(format!("simulated disk fault: {what} failed"))
 }
 
 fn apply(families: &mut Families, batch: &Batch) {
@@ -78,6 +91,11 @@ impl MemoryDisk {
         lost
     }
 
+    /// Makes reads (`get`, `scan`, `last`) and writes fail from now on, as `failing` says, until changed back.
+    pub fn set_failing(&self, failing: Failing) {
+        self.state().failing = failing;
+    }
+
     /// Batches written and not yet synced.
     pub fn unsynced(&self) -> usize {
         self.state().unsynced.len()
@@ -103,11 +121,18 @@ fn scan_copy(families: &Families, cf: Cf, from: &[u8]) -> Vec<Pair> {
 
 impl Disk for MemoryDisk {
     fn get(&self, cf: Cf, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
-        Ok(self.state().live.get(&cf).and_then(|m| m.get(key)).cloned())
+        let state = self.state();
+        if state.failing.reads {
+            return Err(broken("a read"));
+        }
+        Ok(state.live.get(&cf).and_then(|m| m.get(key)).cloned())
     }
 
     fn write(&self, batch: Batch, sync: bool) -> io::Result<()> {
         let mut state = self.state();
+        if state.failing.writes {
+            return Err(broken("a write"));
+        }
         apply(&mut state.live, &batch);
         state.unsynced.push(batch);
         if sync {
@@ -127,11 +152,18 @@ impl Disk for MemoryDisk {
     }
 
     fn scan(&self, cf: Cf, from: &[u8]) -> Scan<'_> {
-        Box::new(scan_copy(&self.state().live, cf, from).into_iter().map(Ok))
+        let state = self.state();
+        if state.failing.reads {
+            return Box::new(std::iter::once(Err(broken("a scan"))));
+        }
+        Box::new(scan_copy(&state.live, cf, from).into_iter().map(Ok))
     }
 
     fn last(&self, cf: Cf) -> io::Result<Option<Pair>> {
         let state = self.state();
+        if state.failing.reads {
+            return Err(broken("a read"));
+        }
         let last = state.live.get(&cf).and_then(|m| m.last_key_value());
         Ok(last.map(|(k, v)| (k.clone().into_boxed_slice(), v.clone().into_boxed_slice())))
     }

@@ -63,6 +63,17 @@ impl Harness {
         self.mvcc.persisted();
     }
 
+    /// Runs a compaction's cleanup to its end in steps of `keys_max` keys, persisting each; returns the steps.
+    fn prune(&mut self, keys_max: usize) -> usize {
+        let mut steps = 0;
+        while self.mvcc.pruning() {
+            self.unpersisted.extend(self.mvcc.prune(keys_max));
+            self.persist();
+            steps += 1;
+        }
+        steps
+    }
+
     fn put(&mut self, k: &str, v: &str) -> Applied {
         self.apply(Command::Put(PutOp { key: k.into(), value: v.into(), ..PutOp::default() })).0
     }
@@ -260,11 +271,40 @@ fn compaction_keeps_latest_and_refuses_old_reads() {
     assert_eq!(h.get_at("a", 3), Err(ApplyError::Compacted));
     assert_eq!(h.get_at("a", 4).unwrap().unwrap().value, b"2");
     assert_eq!(h.get_at("b", 4).unwrap(), None);
+    assert_eq!(h.history.len(), 5, "the history is removed by pruning, not by the compaction");
+    h.prune(1_000);
     assert_eq!(h.history.len(), 2, "only a@2 and a@5 remain: {:?}", h.history.keys());
+    assert_eq!(h.get_at("a", 4).unwrap().unwrap().value, b"2");
     let (applied, _) = h.apply(Command::Compact { revision: 4 });
     assert_eq!(applied.outcome, Err(ApplyError::Compacted));
     let (applied, _) = h.apply(Command::Compact { revision: 9 });
     assert_eq!(applied.outcome, Err(ApplyError::FutureRevision));
+}
+
+/// A compaction frees its history in steps of a bounded number of keys, never in one pass over the store;
+/// writes between steps are kept, and a restore resumes the cleanup an interruption left.
+#[test]
+fn a_compaction_is_pruned_in_bounded_steps() {
+    let mut h = Harness::default();
+    for round in 0..3 {
+        for k in 0..10 {
+            h.put(&format!("k{k}"), &format!("v{round}"));
+        }
+    }
+    let compact_to = h.mvcc.revision();
+    h.apply(Command::Compact { revision: compact_to });
+    let one_step = h.mvcc.prune(4);
+    assert_eq!(one_step.len(), 8, "4 keys, each giving up its 2 older revisions: {one_step:?}");
+    h.unpersisted.extend(one_step);
+    h.persist();
+    h.put("k9", "after"); // A write between two steps.
+    let restored = h.restored();
+    assert!(restored.pruning(), "a restore resumes the cleanup");
+    assert_eq!(h.prune(4), 2, "the 6 keys left take two steps of 4");
+    assert_eq!(h.history.len(), 11, "one record per key, plus k9's new one");
+    assert_eq!(h.get_at("k9", 0).unwrap().unwrap().value, b"after");
+    assert_eq!(h.get_at("k9", compact_to).unwrap().unwrap().value, b"v2");
+    assert_eq!(h.mvcc.prune(4), Vec::new(), "nothing left to prune");
 }
 
 #[test]
@@ -329,6 +369,8 @@ mod properties {
         Delete(u8),
         DeletePrefix,
         Compact(u8),
+        /// One step of a compaction's cleanup (between batches: after a persist).
+        Prune,
         /// The storage layer writes what was applied so far (a batch of entries ends).
         Persist,
     }
@@ -339,6 +381,7 @@ mod properties {
             2 => (0u8..6).prop_map(Step::Delete),
             1 => Just(Step::DeletePrefix),
             1 => any::<u8>().prop_map(Step::Compact),
+            1 => Just(Step::Prune),
             2 => Just(Step::Persist),
         ]
     }
@@ -377,6 +420,12 @@ mod properties {
                         h.persist();
                         continue;
                     }
+                    Step::Prune => {
+                        h.persist();
+                        h.unpersisted.extend(h.mvcc.prune(2));
+                        h.persist();
+                        continue;
+                    }
                 };
                 let before = h.mvcc.revision();
                 // Reads inside apply (previous values, ignore_value) must see writes not yet persisted.
@@ -395,6 +444,7 @@ mod properties {
             }
             h.persist();
             let restored = h.restored();
+            h.prune(3);
             let all = RangeOp { range: KeyRange { key: vec![0], end: vec![0] }, ..RangeOp::default() };
             for (rev, expected) in model.iter().enumerate().skip(h.mvcc.compact_revision().max(1) as usize) {
                 let at = RangeOp { revision: rev as i64, ..all.clone() };

@@ -64,3 +64,132 @@ fn fenced_transactions_apply_only_in_their_own_term() {
     let keys: Vec<Vec<u8>> = shared.range(&op).expect("range").1.kvs.into_iter().map(|kv| kv.key).collect();
     assert_eq!(keys, vec![b"a".to_vec()]);
 }
+
+fn put(key: &str) -> Command {
+    use crate::store::command::PutOp;
+    Command::Put(PutOp { key: key.as_bytes().to_vec(), value: b"v".to_vec(), prev_kv: true, ..PutOp::default() })
+}
+
+fn keys_in(shared: &SmShared) -> Result<Vec<Vec<u8>>, ApplyError> {
+    let op = crate::store::command::RangeOp {
+        range: crate::store::command::KeyRange { key: b"a".to_vec(), end: b"z".to_vec() },
+        ..Default::default()
+    };
+    Ok(shared.range(&op)?.1.kvs.into_iter().map(|kv| kv.key).collect())
+}
+
+/// A batch whose write fails, or whose command fails on a storage read halfway, leaves nothing of itself
+/// visible: the state is what the disk holds, or, when the disk cannot even be read, reads refuse.
+#[test]
+fn a_storage_error_in_the_middle_of_a_batch_leaves_none_of_it_visible() {
+    use crate::store::disk::memory::Failing;
+    let disk = MemoryDisk::new(std::time::Duration::ZERO);
+    let shared = SmShared::load(Db::simulated(disk.clone()), StorageBugs::default()).expect("load state machine");
+    let entry = |index: u64, cmd: Command| Entry::new_normal(openraft::testing::log_id::<TypeConfig>(1, 1, index), cmd);
+    shared.apply_batch(&[entry(1, put("a"))]).expect("apply");
+
+    // The batch's write fails: the puts applied in memory before it are rolled back.
+    disk.set_failing(Failing { reads: false, writes: true });
+    let failed = shared.apply_batch(&[entry(2, put("b")), entry(3, put("c"))]);
+    assert!(failed.is_err(), "the write failed");
+    assert_eq!(keys_in(&shared), Ok(vec![b"a".to_vec()]));
+    assert_eq!(shared.read().mvcc.revision(), 1, "the revision is the persisted one");
+    assert_eq!(shared.read().applied.map(|l| l.index), Some(1));
+
+    // A read fails inside the second command (its previous value): the first is not left visible, and with
+    // the disk unreadable the state machine refuses reads rather than show a half-applied state.
+    disk.set_failing(Failing { reads: true, writes: false });
+    let failed = shared.apply_batch(&[entry(2, put("d")), entry(3, put("a"))]);
+    assert!(failed.is_err(), "the read failed");
+    assert!(keys_in(&shared).is_err(), "reads refuse");
+    disk.set_failing(Failing::default());
+    let reloaded = SmShared::load(Db::simulated(disk), StorageBugs::default()).expect("load state machine");
+    assert_eq!(keys_in(&reloaded), Ok(vec![b"a".to_vec()]), "a restart finds only what was persisted");
+}
+
+/// A watcher catching up from disk on a history it selects nothing of reads it in bounded steps, each ending
+/// between two revisions, instead of scanning the whole history in one pull.
+#[test]
+fn a_watch_catching_up_from_disk_scans_a_bounded_stretch_per_pull() {
+    use crate::store::command::KeyRange;
+    use crate::store::watch::{Pull, WatchFilter};
+    let shared = SmShared::load(Db::simulated(MemoryDisk::new(std::time::Duration::ZERO)), StorageBugs::default())
+        .expect("load state machine");
+    let writes = limits::WATCH_RING_REVISIONS_MAX + 2 * limits::WATCH_CATCH_UP_RECORDS_PER_PULL_MAX;
+    let mut index = 0;
+    for chunk in (0..writes).collect::<Vec<_>>().chunks(500) {
+        let entries: Vec<Entry> = chunk
+            .iter()
+            .map(|_| {
+                index += 1;
+                Entry::new_normal(openraft::testing::log_id::<TypeConfig>(1, 1, index), put("busy"))
+            })
+            .collect();
+        shared.apply_batch(&entries).expect("apply");
+    }
+    let current = shared.read().mvcc.revision();
+    let quiet = WatchFilter {
+        range: KeyRange { key: b"quiet".to_vec(), end: Vec::new() },
+        prev_kv: false,
+        no_put: false,
+        no_delete: false,
+    };
+    let mut from = 1;
+    let mut pulls = 0;
+    while from <= current {
+        let Ok(Pull::Events { events, next }) = shared.pull(from, &quiet) else { panic!("pull from {from}") };
+        assert!(events.is_empty());
+        assert!(next > from, "every pull moves on");
+        assert!(next - from <= limits::WATCH_CATCH_UP_RECORDS_PER_PULL_MAX as i64, "{from} to {next} in one pull");
+        (from, pulls) = (next, pulls + 1);
+    }
+    assert_eq!(from, current + 1);
+    assert!(pulls >= 3, "{pulls} pulls");
+}
+
+/// A watcher catching up from RocksDB reads the history on a blocking thread: the runtime's workers go on
+/// serving while the read waits (here, on a state lock another thread holds for a second).
+#[test]
+fn a_watch_catching_up_from_disk_leaves_the_async_workers_free() {
+    use crate::store::command::KeyRange;
+    use crate::store::watch::{WatchFilter, Watcher};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Db::open(&dir.path().join("db"), &dir.path().join("snap"), true).expect("open db");
+    let shared = SmShared::load(db, StorageBugs::default()).expect("load state machine");
+    let writes = limits::WATCH_RING_REVISIONS_MAX as u64 + 100;
+    let entries: Vec<Entry> = (1..=writes)
+        .map(|index| Entry::new_normal(openraft::testing::log_id::<TypeConfig>(1, 1, index), put("k")))
+        .collect();
+    for chunk in entries.chunks(1000) {
+        shared.apply_batch(chunk).expect("apply");
+    }
+    let all = WatchFilter {
+        range: KeyRange { key: b"k".to_vec(), end: Vec::new() },
+        prev_kv: false,
+        no_put: false,
+        no_delete: false,
+    };
+    let mut watcher = Watcher::new(shared.clone(), all, 1);
+
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = {
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            let _state = shared.state.write().unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        })
+    };
+    locked_rx.recv().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (waited, first) = runtime.block_on(async move {
+        let catch_up = tokio::spawn(async move { watcher.next_batch().await });
+        let started = std::time::Instant::now();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let waited = started.elapsed();
+        (waited, catch_up.await.unwrap().expect("events"))
+    });
+    holder.join().unwrap();
+    assert!(waited < std::time::Duration::from_millis(500), "the only worker was blocked for {waited:?}");
+    assert_eq!(first.events[0].kv.mod_revision, 1, "the catch-up starts where it was asked to");
+}
