@@ -114,6 +114,8 @@ pub const API_WATCH_QUEUE_MAX: usize = 256;
 pub const API_WATCHES_MAX: usize = 10_000;
 /// Most compare-and-swap attempts of one write against concurrent writers before it answers 409.
 pub const API_WRITE_ATTEMPTS_MAX: usize = 16;
+/// Longest `--event-ttl` a replica accepts (a year).
+pub const EVENT_TTL_SECS_MAX: u64 = 366 * 86_400;
 
 // The leader's controller runtime.
 /// Longest wait, once a term's components are stopped, for their requests still inside the API to end (they are
@@ -328,6 +330,8 @@ pub const AGENT_RESTART_BACKOFF_SECS_MAX: u64 = 300;
 pub const AGENT_ORPHAN_GRACE_SECS: u64 = 2;
 /// The grace period of a pod that names none (upstream's default).
 pub const AGENT_POD_GRACE_SECS_DEFAULT: i64 = 30;
+
+const _: () = assert!(EVENT_TTL_SECS_MAX < LEASE_TTL_SECS_MAX as u64 / 2);
 
 const _: () = assert!(AGENT_HEALTH_TIMEOUT_MS < AGENT_UNREADY_GRACE_MS);
 const _: () = assert!(AGENT_IDLE_CONNECTION_MS < API_HEADER_READ_TIMEOUT_MS);

@@ -152,6 +152,9 @@ struct ServerArgs {
     /// How often the leader compacts the history to the revision it saw one interval earlier; 0 turns it off.
     #[arg(long, default_value = "5m", value_parser = cluster::config::parse_duration)]
     compaction_interval: std::time::Duration,
+    /// How long an Event is kept after its last write (as kube-apiserver's flag of the same name); more than 0.
+    #[arg(long, default_value = "1h", value_parser = cluster::config::parse_duration)]
+    event_ttl: std::time::Duration,
     /// Switches on a deliberate bug so the chaos suite can show its checkers catch it. Never in production.
     #[arg(long, hide = true)]
     chaos_plant_bug: Option<cluster::config::PlantedBugs>,
@@ -198,6 +201,7 @@ fn main() -> anyhow::Result<()> {
                     initial_cluster: args.initial_cluster,
                     node_monitor_grace_period: args.node_monitor_grace_period,
                     compaction_interval: args.compaction_interval,
+                    event_ttl: args.event_ttl,
                     planted_bugs: args.chaos_plant_bug.unwrap_or_default(),
                 }
                 .validate()?;
