@@ -128,6 +128,19 @@ pub const API_WATCH_QUEUE_MAX: usize = 256;
 pub const API_WATCHES_MAX: usize = 10_000;
 /// Most compare-and-swap attempts of one write against concurrent writers before it answers 409.
 pub const API_WRITE_ATTEMPTS_MAX: usize = 16;
+/// Longest `--event-ttl` a replica accepts (a year).
+pub const EVENT_TTL_SECS_MAX: u64 = 366 * 86_400;
+/// Events written within this long of a lease's grant share it (upstream's `--lease-reuse-duration-seconds`),
+/// and so live at most this much longer than their TTL; a shorter TTL shares for `EVENT_LEASE_REUSE_PERCENT` of
+/// itself (upstream's share too), so a short TTL is not stretched by a whole minute.
+pub const EVENT_LEASE_REUSE_MS_MAX: u64 = 60_000;
+pub const EVENT_LEASE_REUSE_PERCENT: u32 = 5;
+/// Most writes that share one lease (upstream's lease object count), so that its expiry deletes a bounded
+/// number of keys in one revision.
+pub const EVENT_LEASE_WRITES_MAX: usize = 1000;
+/// Most leases one write with a time to live tries: the lease it took vanished before the write committed
+/// (expired or revoked), or a fresh lease id was taken already.
+pub const TTL_LEASE_ATTEMPTS_MAX: usize = 4;
 
 // The leader's controller runtime.
 /// Longest wait, once a term's components are stopped, for their requests still inside the API to end (they are
@@ -342,6 +355,10 @@ pub const AGENT_RESTART_BACKOFF_SECS_MAX: u64 = 300;
 pub const AGENT_ORPHAN_GRACE_SECS: u64 = 2;
 /// The grace period of a pod that names none (upstream's default).
 pub const AGENT_POD_GRACE_SECS_DEFAULT: i64 = 30;
+
+const _: () = assert!(EVENT_TTL_SECS_MAX + EVENT_LEASE_REUSE_MS_MAX / 1000 < LEASE_TTL_SECS_MAX as u64);
+const _: () = assert!(0 < EVENT_LEASE_REUSE_PERCENT && EVENT_LEASE_REUSE_PERCENT < 100);
+const _: () = assert!(TTL_LEASE_ATTEMPTS_MAX >= 2);
 
 const _: () = assert!(AGENT_HEALTH_TIMEOUT_MS < AGENT_UNREADY_GRACE_MS);
 const _: () = assert!(AGENT_IDLE_CONNECTION_MS < API_HEADER_READ_TIMEOUT_MS);

@@ -156,6 +156,9 @@ struct ServerArgs {
     /// replacement: it takes the cluster's state from the leader and votes only once it has a membership.
     #[arg(long)]
     rejoin: bool,
+    /// How long an Event is kept after its last write (as kube-apiserver's flag of the same name); more than 0.
+    #[arg(long, default_value = "1h", value_parser = cluster::config::parse_duration)]
+    event_ttl: std::time::Duration,
     /// Switches on a deliberate bug so the chaos suite can show its checkers catch it. Never in production.
     #[arg(long, hide = true)]
     chaos_plant_bug: Option<cluster::config::PlantedBugs>,
@@ -203,6 +206,7 @@ fn main() -> anyhow::Result<()> {
                     node_monitor_grace_period: args.node_monitor_grace_period,
                     compaction_interval: args.compaction_interval,
                     rejoin: args.rejoin,
+                    event_ttl: args.event_ttl,
                     planted_bugs: args.chaos_plant_bug.unwrap_or_default(),
                 }
                 .validate()?;

@@ -6,31 +6,10 @@ mod harness;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use harness::etcdctl::etcdctl;
 use harness::{eventually, put_retrying, TestCluster};
 use raftsman::cluster::local::Signal;
 use raftsman::proto::etcd as pb;
-
-/// Runs etcdctl against `endpoints` and returns (success, stdout, stderr).
-fn etcdctl(endpoints: &[String], args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    use std::io::Write;
-    let hosts: Vec<&str> = endpoints.iter().map(|e| e.trim_start_matches("http://")).collect();
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", hosts.join(",")))
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("etcdctl is installed (Debian package etcd-client)");
-    child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// Runs a long-running etcdctl command (watch) for `duration` and returns what it printed.
 fn etcdctl_for(endpoints: &[String], args: &[&str], duration: Duration) -> String {

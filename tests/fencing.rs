@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use raftsman::apiserver::errors::{ApiError, FENCED_REASON};
 use raftsman::apiserver::registry::objects::{Allocations, Consistency, Objects};
+use raftsman::cluster::config::EVENT_TTL_DEFAULT;
 use raftsman::store::disk::memory::MemoryDisk;
 use serde_json::json;
 
@@ -20,9 +21,9 @@ async fn a_write_fenced_to_an_ended_term_is_refused_with_its_own_reason() {
     let term = store.leading_term().expect("leading");
     let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "fenced", "namespace": "default"}, "data": {"k": "v"}});
-    let objects = Objects::new(store.clone());
+    let objects = Objects::new(store.clone(), EVENT_TTL_DEFAULT);
 
-    let stale = objects.fenced(term - 1).put(KEY, &object, 0, &[], &Allocations::default()).await;
+    let stale = objects.fenced(term - 1).put(KEY, &object, 0, &[], &Allocations::default(), false).await;
     let Err(error) = stale else { panic!("a write of term {} applied in term {term}: {stale:?}", term - 1) };
     assert!(matches!(error, ApiError::Fenced(t) if t == term - 1), "{error:?}");
     assert_eq!(error.code(), 409);
@@ -34,7 +35,7 @@ async fn a_write_fenced_to_an_ended_term_is_refused_with_its_own_reason() {
         "the refused write changed nothing"
     );
 
-    let current = objects.fenced(term).put(KEY, &object, 0, &[], &Allocations::default()).await;
+    let current = objects.fenced(term).put(KEY, &object, 0, &[], &Allocations::default(), false).await;
     assert!(matches!(current, Ok(Ok(_))), "a write of the current term applies: {current:?}");
     assert!(objects.get(KEY, Consistency::Linearizable).await.expect("read").is_some());
 }

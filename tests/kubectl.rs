@@ -5,10 +5,11 @@ mod harness;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use harness::etcdctl::{etcdctl, get_json, lease_of};
 use harness::kubectl::{follower, raw_status, Kubectl};
 use harness::{eventually, TestCluster};
 
@@ -1650,4 +1651,97 @@ async fn openapi_v2_lets_kubectl_name_unserved_kinds_and_validate_lists() {
     assert!(body.windows(5).any(|field| field == b"\x0a\x032.0"), "Document.swagger (field 1) is 2.0");
     let (head, _) = raw_get(&cluster, i, "/openapi/v2", "application/yaml").await;
     assert!(head.starts_with("http/1.1 406"), "{head}");
+}
+
+const CORE_EVENT: &str = r#"
+apiVersion: v1
+kind: Event
+metadata:
+  name: web.core
+involvedObject: {kind: ConfigMap, name: web, namespace: default}
+reason: Checked
+message: kept for a while
+type: Normal
+"#;
+
+/// The granted TTL `etcdctl lease timetolive` reports for a lease, in seconds.
+fn granted_ttl(endpoints: &[String], lease: i64) -> i64 {
+    let (success, out, err) = etcdctl(endpoints, &["lease", "timetolive", &format!("{lease:x}")], None);
+    assert!(success, "etcdctl lease timetolive failed: {err}");
+    let ttl = out.split("granted with TTL(").nth(1).and_then(|rest| rest.split("s)").next());
+    ttl.and_then(|t| t.parse().ok()).unwrap_or_else(|| panic!("no granted TTL in {out:?}"))
+}
+
+/// The names `kubectl get events -o name` lists in the default namespace.
+fn event_names(k: &Kubectl) -> Vec<String> {
+    k.ok(&["get", "events", "-o", "name"]).lines().map(String::from).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_expire_after_the_event_ttl_and_only_they_carry_a_lease() {
+    let ttl = Duration::from_secs(5);
+    let cluster = TestCluster::start_with(3, &["--event-ttl", "5s"]).await;
+    let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
+    let etcd = cluster.local.client_endpoints();
+    const CORE_KEY: &str = "/registry/events/default/web.core";
+    const EVENTS_V1_KEY: &str = "/registry/events/default/web.1";
+    const CONFIG_MAP_KEY: &str = "/registry/configmaps/default/web";
+
+    // Phase 1: an Event through each API (core v1 and events.k8s.io/v1) and a ConfigMap are created and listed.
+    k.ok(&["create", "configmap", "web", "--from-literal=a=b"]);
+    let before_create = Instant::now();
+    k.ok(&["create", "-f", &k.manifest("core-event.yaml", CORE_EVENT)]);
+    k.ok(&["create", "-f", &k.manifest("events-v1.yaml", EVENTS_V1)]);
+    let listed = event_names(&k);
+    assert!(listed.contains(&"event/web.core".into()) && listed.contains(&"event/web.1".into()), "{listed:?}");
+
+    // Phase 2: each Event's key carries a lease of the TTL plus the short reuse window (5% of 5 s, rounded up to
+    // whole seconds); the ConfigMap's key carries none.
+    let core_lease = lease_of(&etcd, CORE_KEY).expect("the core Event is stored");
+    let v1_lease = lease_of(&etcd, EVENTS_V1_KEY).expect("the events.k8s.io Event is stored");
+    assert!(core_lease != 0 && v1_lease != 0, "Events are written with a lease: {core_lease} {v1_lease}");
+    assert_eq!(granted_ttl(&etcd, core_lease), 6);
+    assert_eq!(granted_ttl(&etcd, v1_lease), 6);
+    assert_eq!(lease_of(&etcd, CONFIG_MAP_KEY), Some(0), "a ConfigMap is stored without a lease");
+
+    // Phase 3: a patch later than the reuse window writes the Event again with a fresh lease, so it lives a
+    // full TTL from the patch.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before_patch = Instant::now();
+    k.ok(&["annotate", "event", "web.core", "touched=yes"]);
+    let patched_lease = lease_of(&etcd, CORE_KEY).expect("the patched Event is stored");
+    assert!(patched_lease != 0 && patched_lease != core_lease, "a fresh lease after the window: {patched_lease}");
+
+    // Phase 4: the scheduler's Events (written in-process through the same registry) carry a lease too.
+    default_service_account(&k).await;
+    k.ok(&["run", "waiting", "--image=nginx"]);
+    let scheduler_event = eventually(Duration::from_secs(20), "the FailedScheduling event", || async {
+        let events = k.json(&["get", "events", "--field-selector", "reason=FailedScheduling"]);
+        let name = events["items"].as_array()?.first()?["metadata"]["name"].as_str()?.to_string();
+        Some(name)
+    })
+    .await;
+    let scheduler_lease = lease_of(&etcd, &format!("/registry/events/default/{scheduler_event}"));
+    assert!(scheduler_lease.is_some_and(|l| l != 0), "the scheduler's Event has a lease: {scheduler_lease:?}");
+    k.ok(&["delete", "pod", "waiting"]);
+
+    // Phase 5: the Events go once their TTL (plus at most the window) has passed, never before; the
+    // events.k8s.io one first, the patched one a full TTL after its patch. The ConfigMap stays.
+    eventually(Duration::from_secs(20), "the events.k8s.io Event to expire", || async {
+        (!event_names(&k).contains(&"event/web.1".into())).then_some(())
+    })
+    .await;
+    assert!(before_create.elapsed() >= ttl, "gone after {:?}, before its TTL", before_create.elapsed());
+    eventually(Duration::from_secs(20), "the patched Event to expire", || async {
+        (!event_names(&k).contains(&"event/web.core".into())).then_some(())
+    })
+    .await;
+    assert!(before_patch.elapsed() >= ttl, "gone {:?} after its patch, before its TTL", before_patch.elapsed());
+    eventually(Duration::from_secs(20), "every Event of the namespace to expire", || async {
+        get_json(&etcd, &["/registry/events/default/", "--prefix", "--keys-only"]).is_empty().then_some(())
+    })
+    .await;
+    assert!(event_names(&k).is_empty());
+    assert_eq!(lease_of(&etcd, CONFIG_MAP_KEY), Some(0), "the ConfigMap has not expired");
+    assert_eq!(k.json(&["get", "configmap", "web"])["data"]["a"], "b");
 }

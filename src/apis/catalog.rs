@@ -1,6 +1,7 @@
 //! The registry of resource kinds the API serves: names, scope, subresources, discovery metadata, the typed
 //! check each body goes through, and each kind's strategy: its defaulting, validation, name rule, printed
-//! columns, what a create resets, how its deletion finishes and whether it holds allocations.
+//! columns, what a create resets, how its deletion finishes, whether it holds allocations and whether its
+//! objects are stored with a time to live.
 //!
 //! Two kinds are never stored (`Backing`): `bindings` binds pods, `componentstatuses` is computed on each read;
 //! their entries say so, and discovery lists only the verbs they serve.
@@ -153,6 +154,10 @@ pub struct Resource {
     pub pod_admission: bool,
     /// What serves the verbs.
     pub backing: Backing,
+    /// Whether objects are stored with a time to live: every write puts the object with a lease of the server's
+    /// `--event-ttl`, so it is deleted that long after its last write, as upstream stores Events. A resource
+    /// with a `Conversion` follows the rule of the resource it is stored as.
+    pub expires: bool,
 }
 
 /// A kind with no rules of its own: no defaults, no validation beyond the metadata rules, status kept as
@@ -190,6 +195,7 @@ const PLAIN: Resource = Resource {
     usage: Usage::Counted,
     pod_admission: false,
     backing: Backing::Stored,
+    expires: false,
 };
 
 fn schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -375,7 +381,7 @@ pub static RESOURCES: &[Resource] = &[
         defaults: d::default_secret, validate: v::validate_secret, validate_update: v::validate_secret_update,
         printer: Printer::Secret, usage: Usage::Object("secrets")),
     resource!("", "v1", "Event", "events", "event", true, core::v1::Event,
-        short: ["ev"], categories: [], sub: [], generation: false, printer: Printer::Event),
+        short: ["ev"], categories: [], sub: [], generation: false, printer: Printer::Event, expires: true),
     resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, core::v1::ServiceAccount,
         short: ["sa"], categories: [], sub: [Token], generation: false, printer: Printer::ServiceAccount),
     resource!("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", true,
@@ -578,6 +584,19 @@ mod tests {
             assert!(storage.conversion.is_none() && storage != resource, "{}", resource.api_version());
             assert_eq!(resource.prefix(Some("ns")), storage.prefix(Some("ns")));
             assert_eq!(resource.namespaced, storage.namespaced);
+        }
+    }
+
+    #[test]
+    fn events_of_both_versions_and_nothing_else_are_stored_with_a_time_to_live() {
+        let expiring: Vec<String> = RESOURCES
+            .iter()
+            .filter(|r| r.storage().expires)
+            .map(|r| format!("{}/{}", r.api_version(), r.kind))
+            .collect();
+        assert_eq!(expiring, ["v1/Event", "events.k8s.io/v1/Event"]);
+        for resource in RESOURCES.iter().filter(|r| r.conversion.is_some()) {
+            assert!(!resource.expires, "{} follows the rule of its storage", resource.api_version());
         }
     }
 

@@ -27,6 +27,8 @@ pub enum ConfigError {
     NodeMonitorGracePeriod { given: Duration, max_secs: u64 },
     #[error("--rejoin needs --initial-cluster to name the other members, whose leader brings this one back")]
     RejoinAlone,
+    #[error("--event-ttl must be more than 0s and at most {max_secs}s, got {given:?}")]
+    EventTtl { given: Duration, max_secs: u64 },
 }
 
 /// One member of the initial cluster.
@@ -57,6 +59,9 @@ pub struct ServerConfig {
     /// Start a member whose database was lost (its data dir kept only its identity, or is empty) as a
     /// replacement that takes the cluster's state from the leader, instead of as a member of a new cluster.
     pub rejoin: bool,
+    /// How long an Event is kept after its last write (the Kubernetes API server's `--event-ttl`): Events are
+    /// stored with a lease of this TTL.
+    pub event_ttl: Duration,
     /// Deliberate bugs, for the chaos suite to prove its checkers catch them. Never set in production.
     pub planted_bugs: PlantedBugs,
 }
@@ -101,6 +106,9 @@ pub const NODE_MONITOR_GRACE_PERIOD_DEFAULT: Duration = Duration::from_secs(50);
 /// Upstream's default compaction interval (kube-apiserver's `--etcd-compaction-interval`).
 pub const COMPACTION_INTERVAL_DEFAULT: Duration = Duration::from_secs(300);
 
+/// Upstream's default `--event-ttl`.
+pub const EVENT_TTL_DEFAULT: Duration = Duration::from_secs(3600);
+
 /// A duration as Kubernetes' flags take them (Go's `time.Duration` syntax: `50s`, `1m30s`, `500ms`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.trim() == "0" {
@@ -124,6 +132,7 @@ impl Default for ServerConfig {
             node_monitor_grace_period: NODE_MONITOR_GRACE_PERIOD_DEFAULT,
             compaction_interval: COMPACTION_INTERVAL_DEFAULT,
             rejoin: false,
+            event_ttl: EVENT_TTL_DEFAULT,
             planted_bugs: PlantedBugs::default(),
         }
     }
@@ -166,6 +175,10 @@ impl ServerConfig {
                 given: grace,
                 max_secs: limits::NODE_MONITOR_GRACE_PERIOD_SECS_MAX,
             });
+        }
+        let ttl = self.event_ttl;
+        if ttl.is_zero() || ttl > Duration::from_secs(limits::EVENT_TTL_SECS_MAX) {
+            return Err(ConfigError::EventTtl { given: ttl, max_secs: limits::EVENT_TTL_SECS_MAX });
         }
         Ok(ValidServerConfig { config: self, members })
     }
@@ -257,6 +270,19 @@ mod tests {
         assert!(with(Duration::from_secs(4)).is_ok());
         assert!(matches!(with(Duration::ZERO), Err(ConfigError::NodeMonitorGracePeriod { .. })));
         assert!(matches!(with(Duration::from_secs(86_401)), Err(ConfigError::NodeMonitorGracePeriod { .. })));
+    }
+
+    #[test]
+    fn the_event_ttl_defaults_to_upstreams_and_must_be_positive() {
+        assert_eq!(ServerConfig::default().event_ttl, Duration::from_secs(3600));
+        let with = |ttl| ServerConfig { event_ttl: ttl, ..cfg("n1", "") }.validate();
+        assert!(with(Duration::from_secs(5)).is_ok());
+        assert!(with(Duration::from_millis(500)).is_ok(), "a short TTL is raised to the shortest lease");
+        let refused = with(parse_duration("0").unwrap()).unwrap_err();
+        assert!(matches!(refused, ConfigError::EventTtl { .. }), "{refused}");
+        assert!(refused.to_string().starts_with("--event-ttl must be more than 0s"), "{refused}");
+        let too_long = Duration::from_secs(limits::EVENT_TTL_SECS_MAX + 1);
+        assert!(matches!(with(too_long), Err(ConfigError::EventTtl { .. })));
     }
 
     #[test]

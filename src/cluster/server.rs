@@ -359,7 +359,7 @@ pub async fn run(
     let api_addr = advertised(listeners.api.local_addr().map_err(ServerError::ServeApi)?, me.peer_addr);
     write_kubeconfig(dir, &me.name, api_addr)?;
     let service_range = config.config.service_cluster_ip_range;
-    let api = KubeApi::new(store.clone(), api_addr.to_string(), service_range);
+    let api = KubeApi::new(store.clone(), api_addr.to_string(), service_range, config.config.event_ttl);
     let router = rest::router(api);
     // The leader's controllers are API clients of this replica, through the router without a socket.
     let leading = leadership::Leading {

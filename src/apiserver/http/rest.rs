@@ -9,6 +9,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -46,8 +47,9 @@ pub struct KubeApi {
 }
 
 impl KubeApi {
-    pub fn new(store: Store, advertise: String, service_range: ServiceRange) -> Arc<KubeApi> {
-        let verbs = Verbs { objects: Objects::new(store), service_range };
+    /// The API of the replica of `store`; Events live `event_ttl` after their last write.
+    pub fn new(store: Store, advertise: String, service_range: ServiceRange, event_ttl: Duration) -> Arc<KubeApi> {
+        let verbs = Verbs { objects: Objects::new(store, event_ttl), service_range };
         let (kubelets, prober) = (Kubelets::default(), Prober::default());
         Arc::new(KubeApi { verbs, advertise, watches: AtomicUsize::new(0), kubelets, prober })
     }

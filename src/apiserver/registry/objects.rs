@@ -4,13 +4,17 @@
 //! An object is stored as its JSON without `metadata.resourceVersion`; the version is the key's mod revision,
 //! set on every read. Every write is one transaction that compares what the caller read (the key's mod
 //! revision, or its absence, plus any guard such as the namespace's revision) and writes only if nothing
-//! changed, so concurrent writers through any replica never overwrite each other.
+//! changed, so concurrent writers through any replica never overwrite each other. An object stored with a time
+//! to live (an Event) is put with a lease in that same transaction (`ttl`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::apiserver::errors::ApiError;
+use crate::apiserver::registry::ttl::TtlLeases;
 use crate::limits;
 use crate::store::command::{
     ApplyError, Command, Compare, CompareResult, CompareTarget, DeleteOp, KeyRange, KeyValue, Outcome, PutOp, RangeOp,
@@ -66,6 +70,24 @@ impl Allocations {
 #[derive(Debug)]
 pub struct Refused {
     pub current: Vec<Option<Stored>>,
+}
+
+/// What a compare-and-swap transaction did.
+enum Swapped {
+    Written(i64),
+    Refused(Refused),
+    /// Every compare held, but a lease a put named does not exist (any more): nothing was written.
+    LeaseNotFound,
+}
+
+impl Swapped {
+    fn into_result(self, key: &str) -> Result<Result<i64, Refused>, ApiError> {
+        match self {
+            Swapped::Written(revision) => Ok(Ok(revision)),
+            Swapped::Refused(refused) => Ok(Err(refused)),
+            Swapped::LeaseNotFound => Err(ApiError::Internal(format!("the write of {key} named a lease that is gone"))),
+        }
+    }
 }
 
 /// An object as read, still encoded: lists pass most objects through without decoding them.
@@ -132,6 +154,8 @@ pub struct Objects {
     store: Store,
     /// The leadership term writes are fenced to (the leader's controllers), if any.
     fence: Option<u64>,
+    /// The leases of writes with a time to live, shared by every copy (fenced or not).
+    leases: Arc<TtlLeases>,
 }
 
 /// A stored object's JSON decoded, with its resourceVersion (the key's mod revision) set.
@@ -190,14 +214,16 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
 }
 
 impl Objects {
-    pub fn new(store: Store) -> Objects {
-        Objects { store, fence: None }
+    /// The objects in `store`; those written with a time to live (`put`'s `expires`) live `ttl` after their last
+    /// write (Events: `--event-ttl`).
+    pub fn new(store: Store, ttl: Duration) -> Objects {
+        Objects { store, fence: None, leases: Arc::new(TtlLeases::new(ttl)) }
     }
 
     /// These objects, with every write fenced to `term`: the state machine refuses a write committed in another
     /// term, so the work of a leader that has been deposed cannot change anything.
     pub fn fenced(&self, term: u64) -> Objects {
-        Objects { store: self.store.clone(), fence: Some(term) }
+        Objects { store: self.store.clone(), fence: Some(term), leases: self.leases.clone() }
     }
 
     pub fn store(&self) -> &Store {
@@ -261,7 +287,7 @@ impl Objects {
     }
 
     /// Runs a transaction: if every compare holds, `writes`; otherwise reads back every compared key.
-    async fn cas(&self, compares: Vec<Compare>, writes: Vec<RequestOp>) -> Result<Result<i64, Refused>, ApiError> {
+    async fn cas(&self, compares: Vec<Compare>, writes: Vec<RequestOp>) -> Result<Swapped, ApiError> {
         let reads = compares
             .iter()
             .map(|c| RequestOp::Range(RangeOp { range: c.range.clone(), ..RangeOp::default() }))
@@ -274,7 +300,7 @@ impl Objects {
         let applied = self.store.propose(command).await?;
         let revision = applied.revision;
         match applied.outcome {
-            Ok(Outcome::Response(ResponseOp::Txn(t))) if t.succeeded => Ok(Ok(revision)),
+            Ok(Outcome::Response(ResponseOp::Txn(t))) if t.succeeded => Ok(Swapped::Written(revision)),
             Ok(Outcome::Response(ResponseOp::Txn(t))) => {
                 let mut current = Vec::new();
                 for r in t.responses {
@@ -283,16 +309,18 @@ impl Objects {
                         other => return Err(ApiError::Internal(format!("unexpected response {other:?}"))),
                     }
                 }
-                Ok(Err(Refused { current }))
+                Ok(Swapped::Refused(Refused { current }))
             }
             Ok(other) => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
             Err(ApplyError::Fenced(term)) => Err(ApiError::Fenced(term)),
+            Err(ApplyError::LeaseNotFound) => Ok(Swapped::LeaseNotFound),
             Err(e) => Err(ApiError::Internal(e.to_string())),
         }
     }
 
-    /// Writes `object` at `key` if the key still has mod revision `expected` (0: absent) and every guard holds.
-    /// The first entry of `Refused::current` is the key's current state.
+    /// Writes `object` at `key` if the key still has mod revision `expected` (0: absent) and every guard holds;
+    /// with `expires`, with a lease of this replica's time to live (a fresh one if the lease it took vanished
+    /// before the write committed). The first entry of `Refused::current` is the key's current state.
     pub async fn put(
         &self,
         key: &str,
@@ -300,20 +328,42 @@ impl Objects {
         expected: i64,
         guards: &[Guard],
         allocations: &Allocations,
+        expires: bool,
     ) -> Result<Result<i64, Refused>, ApiError> {
         let value = encode(object)?;
         let mut compares = vec![mod_is(key, expected)];
         compares.extend(guards.iter().map(|g| mod_is(&g.key, g.revision)));
         compares.extend(allocations.claim.iter().map(|k| mod_is(k, 0)));
-        let mut writes = vec![RequestOp::Put(PutOp { key: key.as_bytes().to_vec(), value, ..PutOp::default() })];
+        let put = PutOp { key: key.as_bytes().to_vec(), value, ..PutOp::default() };
+        let mut others = Vec::new();
         for guard in guards {
             if let Some(object) = &guard.replace {
                 let value = encode(object)?;
-                writes.push(RequestOp::Put(PutOp { key: guard.key.as_bytes().to_vec(), value, ..PutOp::default() }));
+                others.push(RequestOp::Put(PutOp { key: guard.key.as_bytes().to_vec(), value, ..PutOp::default() }));
             }
         }
-        writes.extend(allocations.writes(key));
-        self.cas(compares, writes).await
+        others.extend(allocations.writes(key));
+        let writes = |lease: i64| {
+            let put = RequestOp::Put(PutOp { lease, ..put.clone() });
+            std::iter::once(put).chain(others.iter().cloned()).collect::<Vec<_>>()
+        };
+        if !expires {
+            return self.cas(compares, writes(0)).await?.into_result(key);
+        }
+        for _ in 0..limits::TTL_LEASE_ATTEMPTS_MAX {
+            let lease = self.leases.lease(&self.store).await?;
+            match self.cas(compares.clone(), writes(lease)).await? {
+                Swapped::LeaseNotFound => {
+                    tracing::info!(key, lease, "the lease of a write vanished; writing again with a fresh one");
+                    self.leases.vanished(lease).await;
+                }
+                done => return done.into_result(key),
+            }
+        }
+        Err(ApiError::Unavailable(format!(
+            "the write of {key} found {} leases gone in a row",
+            limits::TTL_LEASE_ATTEMPTS_MAX
+        )))
     }
 
     /// Deletes `key` if it still has mod revision `expected`.
@@ -325,7 +375,7 @@ impl Objects {
     ) -> Result<Result<i64, Refused>, ApiError> {
         let mut writes = vec![RequestOp::Delete(DeleteOp { range: single(key), prev_kv: false })];
         writes.extend(allocations.writes(key));
-        self.cas(vec![mod_is(key, expected)], writes).await
+        self.cas(vec![mod_is(key, expected)], writes).await?.into_result(key)
     }
 
     /// The keys under `prefix` in this replica's state (after a read index, so no acknowledged write is missed).

@@ -424,8 +424,8 @@ impl Verbs {
         Ok(presented(target.resource, stored))
     }
 
-    /// `Objects::put` of an object in `resource`'s form: it is stored in its storage form, and what a refusal
-    /// reads back comes in `resource`'s form.
+    /// `Objects::put` of an object in `resource`'s form: it is stored in its storage form (with a lease when
+    /// that kind is stored with a time to live), and what a refusal reads back comes in `resource`'s form.
     async fn put(
         &self,
         resource: &'static Resource,
@@ -435,12 +435,14 @@ impl Verbs {
         guards: &[Guard],
         allocations: &Allocations,
     ) -> Result<Result<i64, Refused>, ApiError> {
+        // Every write of a kind stored with a time to live gives the object a full TTL again, as upstream's.
+        let expires = resource.storage().expires;
         let result = match resource.conversion {
-            None => self.objects.put(key, object, expected, guards, allocations).await?,
+            None => self.objects.put(key, object, expected, guards, allocations, expires).await?,
             Some(_) => {
                 let mut stored = resource.to_stored(object.clone());
                 defaults::apply_defaults(resource.storage(), &mut stored);
-                self.objects.put(key, &stored, expected, guards, allocations).await?
+                self.objects.put(key, &stored, expected, guards, allocations, expires).await?
             }
         };
         Ok(result.map_err(|refused| presented_refusal(resource, refused)))
