@@ -24,6 +24,7 @@ pub mod types;
 pub mod watch;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,6 +76,8 @@ struct StoreInner {
     /// Each follower's replication progress as the leader last saw it change (for `health`). std Mutex: a map
     /// update only, never held across an await.
     progress: std::sync::Mutex<BTreeMap<NodeId, Progress>>,
+    /// Linearizable reads made through this replica (`read_index` calls), for `/metrics`.
+    read_indexes: AtomicU64,
 }
 
 /// A follower's matched log index and when the leader first saw it there.
@@ -141,6 +144,7 @@ impl Store {
             cluster_id,
             lessor: lease::Lessor::default(),
             progress: Default::default(),
+            read_indexes: AtomicU64::new(0),
         };
         Store { inner: Arc::new(inner) }
     }
@@ -233,6 +237,12 @@ impl Store {
         let lease = state.mvcc.leases().get(&id)?;
         let keys = if with_keys { lease.keys.iter().cloned().collect() } else { Vec::new() };
         Some(Lease { granted_ttl: lease.ttl, keys })
+    }
+
+    /// The read indexes this replica has asked for since it started (each linearizable read makes one, from its
+    /// own Raft as leader or forwarded to the leader).
+    pub fn read_indexes(&self) -> u64 {
+        self.inner.read_indexes.load(Ordering::Relaxed)
     }
 
     /// Snapshots received from a leader and installed since this replica started.
@@ -401,6 +411,7 @@ impl Store {
 
     /// Makes the local state machine current enough for a linearizable read.
     pub async fn read_index(&self) -> Result<(), StoreError> {
+        self.inner.read_indexes.fetch_add(1, Ordering::Relaxed);
         let deadline = Self::leader_deadline();
         let index = loop {
             match self.leader(deadline).await? {
