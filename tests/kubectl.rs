@@ -1560,10 +1560,18 @@ async fn bindings_component_statuses_metrics_and_version_are_served() {
         assert_eq!(refused["reason"], "MethodNotAllowed", "{refused}");
     }
 
-    // Phase 5: /metrics is a clear 404 until there are metrics.
-    let metrics = raw_status(&cluster, i, "GET", "/metrics", "").await;
-    assert_eq!((metrics["code"].as_i64(), metrics["reason"].as_str()), (Some(404), Some("NotFound")), "{metrics}");
-    assert!(metrics["details"].is_object(), "{metrics}");
+    // Phase 5: /metrics answers in Prometheus' text format; a linearizable read counts one read index.
+    let read_indexes = || async {
+        let (head, body) = raw_get(&cluster, i, "/metrics", "text/plain").await;
+        assert!(head.starts_with("http/1.1 200") && head.contains("content-type: text/plain"), "{head}");
+        let body = String::from_utf8(body).unwrap();
+        assert!(body.contains("# TYPE raftsman_store_read_indexes_total counter\n"), "{body}");
+        let line = body.lines().find(|l| l.starts_with("raftsman_store_read_indexes_total ")).expect("the counter");
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+    };
+    let before = read_indexes().await;
+    k.ok(&["get", "namespace", "default"]);
+    assert_eq!(read_indexes().await, before + 1, "one get, one read index");
 
     // Phase 6: kubectl version shows the build: the Kubernetes version with raftsman's, commit, date.
     let version = k.json(&["version"]);

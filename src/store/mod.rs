@@ -24,6 +24,7 @@ pub mod types;
 pub mod watch;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +79,8 @@ struct StoreInner {
     /// Set while this replica, rejoining with an empty log, waits for the leader to accept that: until then it
     /// answers no Raft message, so the leader never sees its empty log as a log that went back.
     awaiting_rejoin: std::sync::atomic::AtomicBool,
+    /// Linearizable reads made through this replica (`read_index` calls), for `/metrics`.
+    read_indexes: AtomicU64,
 }
 
 /// A follower's matched log index and when the leader first saw it there.
@@ -145,6 +148,7 @@ impl Store {
             lessor: lease::Lessor::default(),
             progress: Default::default(),
             awaiting_rejoin: Default::default(),
+            read_indexes: AtomicU64::new(0),
         };
         Store { inner: Arc::new(inner) }
     }
@@ -237,6 +241,12 @@ impl Store {
         let lease = state.mvcc.leases().get(&id)?;
         let keys = if with_keys { lease.keys.iter().cloned().collect() } else { Vec::new() };
         Some(Lease { granted_ttl: lease.ttl, keys })
+    }
+
+    /// The read indexes this replica has asked for since it started (each linearizable read makes one, from its
+    /// own Raft as leader or forwarded to the leader).
+    pub fn read_indexes(&self) -> u64 {
+        self.inner.read_indexes.load(Ordering::Relaxed)
     }
 
     /// Snapshots received from a leader and installed since this replica started.
@@ -405,6 +415,7 @@ impl Store {
 
     /// Makes the local state machine current enough for a linearizable read.
     pub async fn read_index(&self) -> Result<(), StoreError> {
+        self.inner.read_indexes.fetch_add(1, Ordering::Relaxed);
         let deadline = Self::leader_deadline();
         let index = loop {
             match self.leader(deadline).await? {

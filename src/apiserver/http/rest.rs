@@ -294,6 +294,7 @@ async fn route(
         ["version"] if get => Ok(ok(&discovery::version())),
         [endpoint @ ("healthz" | "livez")] if get => health(endpoint, vec![("ping", Ok(()))], verbose(uri)?),
         ["readyz"] if get => health("readyz", readiness(api).await, verbose(uri)?),
+        ["metrics"] if get => Ok(metrics(api.objects().store())),
         ["api"] if get && discovery::wants_aggregated(accept) => {
             Ok(json_response(StatusCode::OK, &discovery::aggregated(true), discovery::AGGREGATED_CONTENT_TYPE))
         }
@@ -335,6 +336,19 @@ fn openapi_v2(accept: &str) -> Result<Response, ApiError> {
         (header::VARY, HeaderValue::from_static("Accept")),
     ];
     Ok((StatusCode::OK, headers, Body::from(Bytes::from_static(body))).into_response())
+}
+
+/// `/metrics`, in Prometheus' text format: the counters an operator needs to see what a request costs.
+fn metrics(store: &Store) -> Response {
+    let text = format!(
+        "# HELP raftsman_store_read_indexes_total Linearizable reads made through this replica: read indexes \
+         from its own Raft as leader, or asked of the leader.\n\
+         # TYPE raftsman_store_read_indexes_total counter\n\
+         raftsman_store_read_indexes_total {}\n",
+        store.read_indexes()
+    );
+    let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
 /// What `/readyz` checks: the store is healthy (a leader is known and, on the leader, every follower is

@@ -1,13 +1,13 @@
 //! Server-side apply (`application/apply-patch+yaml`): the applied configuration of a field manager is merged
 //! into the object by `managed_fields::apply` (ownership, conflicts, removal of fields the manager stopped
-//! applying); an absent object is created from it (201).
+//! applying); an absent object is created from it (201). It is an update like any other (`Verbs::update_with`),
+//! so it reads the object as an update does.
 
 use serde_json::{json, Value};
 
 use crate::apis::managed_fields::{self, ApplyError};
 use crate::apis::time;
 use crate::apiserver::errors::ApiError;
-use crate::apiserver::registry::objects::Consistency;
 use crate::apiserver::registry::verbs::{Target, Verbs, WriteOptions, Written};
 
 fn apply_error(target: &Target, e: ApplyError) -> ApiError {
@@ -45,7 +45,28 @@ pub async fn server_side_apply(
     }
     // The manager's ownership is recorded here; the verbs must not record the write a second time.
     let recorded = WriteOptions { field_manager: None, ..options.clone() };
-    match verbs.get(target, Consistency::Linearizable).await {
+    // An update first: it reads this replica's state, and answers NotFound only after a linearizable read.
+    let updated = verbs
+        .update_with(target, &recorded, |current| {
+            let now = time::now();
+            let mut next = managed_fields::apply(
+                resource.group,
+                resource.kind,
+                &api_version,
+                Some(current),
+                &config,
+                &manager,
+                options.force,
+                &now,
+            )
+            .map_err(|e| apply_error(target, e))?;
+            if let Some(m) = next["metadata"].as_object_mut() {
+                m.remove("resourceVersion");
+            }
+            Ok(next)
+        })
+        .await;
+    match updated {
         Err(ApiError::NotFound { .. }) => {
             let now = time::now();
             let object = managed_fields::apply(
@@ -61,28 +82,6 @@ pub async fn server_side_apply(
             .map_err(|e| apply_error(target, e))?;
             verbs.create(target, object, &recorded).await
         }
-        Err(e) => Err(e),
-        Ok(_) => {
-            verbs
-                .update_with(target, &recorded, |current| {
-                    let now = time::now();
-                    let mut next = managed_fields::apply(
-                        resource.group,
-                        resource.kind,
-                        &api_version,
-                        Some(current),
-                        &config,
-                        &manager,
-                        options.force,
-                        &now,
-                    )
-                    .map_err(|e| apply_error(target, e))?;
-                    if let Some(m) = next["metadata"].as_object_mut() {
-                        m.remove("resourceVersion");
-                    }
-                    Ok(next)
-                })
-                .await
-        }
+        other => other,
     }
 }

@@ -1,10 +1,12 @@
 //! The write verbs of the Kubernetes API (create, update, patch, delete) and get, over `registry::Objects`.
 //!
 //! Every write reads the object, computes the new one, and writes it with a compare-and-swap on the revision it
-//! read. A write with a client precondition (a `resourceVersion` in the body, delete preconditions) fails with
-//! 409 when the object moved; one without retries against the new state, as the real API server's
-//! `GuaranteedUpdate` does. uid, timestamps and generation are stamped here, before proposing, so the state
-//! machine's apply stays deterministic.
+//! read. The read is this replica's state, with no read index: the compare refuses a write decided from a
+//! stale read. What a write answers without writing (NotFound, a failed precondition, a no-op, a dry run) is
+//! decided again from a linearizable read before it is answered. A write with a client precondition (a
+//! `resourceVersion` in the body, delete preconditions) fails with 409 when the object moved; one without
+//! retries against the new state, as the real API server's `GuaranteedUpdate` does. uid, timestamps and
+//! generation are stamped here, before proposing, so the state machine's apply stays deterministic.
 //!
 //! Order of checks for a body: shape (kind, apiVersion, name, namespace) → defaults → the k8s-openapi type
 //! (type errors refused, unknown fields reported by field validation and pruned) → validation (422). A body
@@ -531,6 +533,11 @@ impl Verbs {
 
     /// Reads the object, lets `change` compute its next version, and writes it if it differs, retrying on a
     /// concurrent write unless the new version carries a resourceVersion precondition.
+    ///
+    /// The first read is this replica's state, without a read index: the write's compare-and-swap on the
+    /// revision read refuses one computed from a stale read, and the refusal carries the object as the log has
+    /// it, which the next attempt works from. An answer given without writing (any error, a no-op, a dry run)
+    /// is only ever given from a linearizable read: one decided from the local read is decided again.
     pub async fn update_with(
         &self,
         target: &Target,
@@ -540,59 +547,102 @@ impl Verbs {
         let resource = target.resource;
         let name = target.name().to_string();
         let key = target.key(&name);
-        let mut current = self.get(target, Consistency::Linearizable).await?;
+        let mut read = self.get(target, Consistency::Local).await;
+        let mut fresh = false;
         for _ in 0..limits::API_WRITE_ATTEMPTS_MAX {
-            let mut proposed = change(&current.object)?;
-            check_envelope(target, &mut proposed)?;
-            let precondition = meta_str(&proposed, "resourceVersion").filter(|rv| !rv.is_empty()).map(String::from);
-            if let Some(rv) = &precondition {
-                if *rv != current.revision.to_string() {
-                    return Err(ApiError::conflict(resource, &name));
-                }
-            }
-            let given_name = meta_str(&proposed, "name").unwrap_or_default();
-            if !given_name.is_empty() && given_name != name {
-                return Err(ApiError::BadRequest(format!(
-                    "the name of the object ({given_name}) does not match the name on the URL ({name})"
-                )));
-            }
-            let mut merged = self.merge_update(target, &current.object, proposed)?;
-            if resource.pod_admission && target.subresource.is_none() {
-                admission::add_default_tolerations(&mut merged);
-            }
-            if resource.allocates_addresses {
-                allocations::carry_over(&current.object, &mut merged);
-            }
-            let mut warnings = Vec::new();
-            let mut new = admit(resource, Some(&current.object), merged, opts, &mut warnings)?;
-            if new == current.object {
-                return Ok(Written { object: new, created: false, warnings });
-            }
-            let deleting = meta(&new).is_some_and(|m| m.contains_key("deletionTimestamp"));
-            if opts.dry_run {
-                return Ok(Written { object: new, created: false, warnings });
-            }
-            let result = if deleting && !held(resource, &new) && !graceful_pending(&new) {
-                let released = Allocations { release: allocations::held(&current.object), ..Allocations::default() };
-                self.remove(resource, &key, current.revision, &released).await?
-            } else {
-                let allocations = self.allocate(resource, Some(&current.object), &mut new).await?;
-                self.put(resource, &key, &new, current.revision, &[], &allocations).await?
+            let decided = match read {
+                Ok(current) => self.decide_update(target, opts, &mut change, &current).await.map(|d| (current, d)),
+                Err(e) => Err(e),
             };
-            match result {
-                Ok(revision) => {
-                    let mut new = new;
-                    meta_mut(&mut new).insert("resourceVersion".into(), Value::String(revision.to_string()));
-                    return Ok(Written { object: new, created: false, warnings });
+            let (current, change) = match decided {
+                Ok((current, Decided::Write(change))) => (current, change),
+                _ if !fresh => {
+                    fresh = true;
+                    read = self.get(target, Consistency::Linearizable).await;
+                    continue;
                 }
-                Err(_) if precondition.is_some() => return Err(ApiError::conflict(resource, &name)),
-                Err(refused) => match refused.current.into_iter().next().flatten() {
-                    Some(now) => current = now,
-                    None => return Err(ApiError::NotFound { resource, name }),
-                },
+                Ok((_, Decided::Answer(written))) => return Ok(written),
+                Err(e) => return Err(e),
+            };
+            match self.write(resource, &key, current.revision, &change).await? {
+                Ok(revision) => {
+                    let mut new = change.object;
+                    meta_mut(&mut new).insert("resourceVersion".into(), Value::String(revision.to_string()));
+                    return Ok(Written { object: new, created: false, warnings: change.warnings });
+                }
+                Err(_) if change.conditional => return Err(ApiError::conflict(resource, &name)),
+                // What the refused transaction read is the object at its place in the log: as fresh as a
+                // linearizable read.
+                Err(refused) => {
+                    fresh = true;
+                    read = refused
+                        .current
+                        .into_iter()
+                        .next()
+                        .flatten()
+                        .ok_or_else(|| ApiError::NotFound { resource, name: name.clone() });
+                }
             }
         }
         Err(ApiError::conflict(resource, &name))
+    }
+
+    /// What an update makes of `current`: `change`'s proposal, checked against it, merged, admitted.
+    async fn decide_update(
+        &self,
+        target: &Target,
+        opts: &WriteOptions,
+        change: &mut impl FnMut(&Value) -> Result<Value, ApiError>,
+        current: &Stored,
+    ) -> Result<Decided<Written>, ApiError> {
+        let resource = target.resource;
+        let name = target.name();
+        let mut proposed = change(&current.object)?;
+        check_envelope(target, &mut proposed)?;
+        let precondition = meta_str(&proposed, "resourceVersion").filter(|rv| !rv.is_empty());
+        if precondition.is_some_and(|rv| rv != current.revision.to_string()) {
+            return Err(ApiError::conflict(resource, name));
+        }
+        let conditional = precondition.is_some();
+        let given_name = meta_str(&proposed, "name").unwrap_or_default();
+        if !given_name.is_empty() && given_name != name {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({given_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let mut merged = self.merge_update(target, &current.object, proposed)?;
+        if resource.pod_admission && target.subresource.is_none() {
+            admission::add_default_tolerations(&mut merged);
+        }
+        if resource.allocates_addresses {
+            allocations::carry_over(&current.object, &mut merged);
+        }
+        let mut warnings = Vec::new();
+        let mut new = admit(resource, Some(&current.object), merged, opts, &mut warnings)?;
+        if new == current.object || opts.dry_run {
+            return Ok(Decided::Answer(Written { object: new, created: false, warnings }));
+        }
+        let deleting = meta(&new).is_some_and(|m| m.contains_key("deletionTimestamp"));
+        if deleting && !held(resource, &new) && !graceful_pending(&new) {
+            let allocations = Allocations { release: allocations::held(&current.object), ..Allocations::default() };
+            return Ok(Decided::Write(Change { object: new, remove: true, allocations, conditional, warnings }));
+        }
+        let allocations = self.allocate(resource, Some(&current.object), &mut new).await?;
+        Ok(Decided::Write(Change { object: new, remove: false, allocations, conditional, warnings }))
+    }
+
+    /// Makes `change` with a compare-and-swap on `revision`, the one it was decided from.
+    async fn write(
+        &self,
+        resource: &'static Resource,
+        key: &str,
+        revision: i64,
+        change: &Change,
+    ) -> Result<Result<i64, Refused>, ApiError> {
+        match change.remove {
+            true => self.remove(resource, key, revision, &change.allocations).await,
+            false => self.put(resource, key, &change.object, revision, &[], &change.allocations).await,
+        }
     }
 
     /// The object an update stores: the client's proposal with what it may not change taken from `old`.
@@ -656,7 +706,8 @@ impl Verbs {
     }
 
     /// Deletes an object: at once when nothing holds it, otherwise by marking it (deletionTimestamp) for the
-    /// finalizers, the garbage collector or the kubelet to finish.
+    /// finalizers, the garbage collector or the kubelet to finish. Reads as `update_with` does: this replica's
+    /// state first, and a linearizable read before any answer given without writing.
     pub async fn delete(&self, target: &Target, options: &DeleteOptions) -> Result<Value, ApiError> {
         let resource = target.resource;
         let name = target.name().to_string();
@@ -665,76 +716,119 @@ impl Verbs {
             return Err(ApiError::Forbidden { resource, name, message });
         }
         let key = target.key(&name);
-        let mut current = self.get(target, Consistency::Linearizable).await?;
+        let mut read = self.get(target, Consistency::Local).await;
+        let mut fresh = false;
         for _ in 0..limits::API_WRITE_ATTEMPTS_MAX {
-            if let Some(uid) = &options.uid {
-                if meta_str(&current.object, "uid") != Some(uid) {
-                    return Err(ApiError::Conflict {
-                        resource,
-                        name,
-                        message: format!(
-                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                            meta_str(&current.object, "uid").unwrap_or_default()
-                        ),
-                    });
+            let decided = read.and_then(|current| decide_delete(target, options, &current).map(|d| (current, d)));
+            let (current, change) = match decided {
+                Ok((current, Decided::Write(change))) => (current, change),
+                _ if !fresh => {
+                    fresh = true;
+                    read = self.get(target, Consistency::Linearizable).await;
+                    continue;
                 }
-            }
-            if let Some(rv) = &options.resource_version {
-                if *rv != current.revision.to_string() {
-                    return Err(ApiError::conflict(resource, &name));
-                }
-            }
-            let mut marked = current.object.clone();
-            let mut finals = finalizers(&marked);
-            let extra = match options.propagation.as_deref() {
-                Some("Foreground") => Some("foregroundDeletion"),
-                Some("Orphan") => Some("orphan"),
-                _ => None,
+                Ok((_, Decided::Answer(object))) => return Ok(object),
+                Err(e) => return Err(e),
             };
-            if let Some(f) = extra {
-                if !finals.iter().any(|x| x == f) {
-                    finals.push(f.to_string());
-                }
-            }
-            let grace = pod_grace_seconds(resource, &current.object, options.grace_period_seconds);
-            let already = meta(&marked).is_some_and(|m| m.contains_key("deletionTimestamp"));
-            let namespace_held = resource.deletion == Deletion::Finalized && !namespace_finalizers(&marked).is_empty();
-            let result = if finals.is_empty() && grace == 0 && !namespace_held {
-                if options.dry_run {
-                    return Ok(current.object);
-                }
-                let released = Allocations { release: allocations::held(&current.object), ..Allocations::default() };
-                self.remove(resource, &key, current.revision, &released).await?
-            } else {
-                let meta = meta_mut(&mut marked);
-                meta.insert("finalizers".into(), json!(finals));
-                if !already {
-                    meta.insert("deletionTimestamp".into(), Value::String(time::from_now(grace)));
-                }
-                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-                if resource.deletion == Deletion::Finalized {
-                    marked["status"]["phase"] = json!("Terminating");
-                }
-                if marked == current.object || options.dry_run {
-                    return Ok(marked);
-                }
-                self.put(resource, &key, &marked, current.revision, &[], &Allocations::default()).await?
-            };
-            match result {
-                Ok(revision) if !finals.is_empty() || grace > 0 || namespace_held => {
+            match self.write(resource, &key, current.revision, &change).await? {
+                Ok(_) if change.remove => return Ok(current.object),
+                Ok(revision) => {
+                    let mut marked = change.object;
                     meta_mut(&mut marked).insert("resourceVersion".into(), Value::String(revision.to_string()));
                     return Ok(marked);
                 }
-                Ok(_) => return Ok(current.object),
-                Err(_) if options.resource_version.is_some() => return Err(ApiError::conflict(resource, &name)),
-                Err(refused) => match refused.current.into_iter().next().flatten() {
-                    Some(now) => current = now,
-                    None => return Err(ApiError::NotFound { resource, name }),
-                },
+                Err(_) if change.conditional => return Err(ApiError::conflict(resource, &name)),
+                Err(refused) => {
+                    fresh = true;
+                    read = refused
+                        .current
+                        .into_iter()
+                        .next()
+                        .flatten()
+                        .ok_or_else(|| ApiError::NotFound { resource, name: name.clone() });
+                }
             }
         }
         Err(ApiError::conflict(resource, &name))
     }
+}
+
+/// What a write decided from the object as it read it.
+enum Decided<A> {
+    /// The answer, given without writing: a no-op, a dry run, an object already marked for deletion.
+    Answer(A),
+    /// A write to make with a compare-and-swap on the revision read.
+    Write(Change),
+}
+
+/// The write an update or a delete decided on.
+struct Change {
+    /// The object's next version (for a removal, what the object becomes on its way out).
+    object: Value,
+    /// Remove the object instead of writing `object`.
+    remove: bool,
+    allocations: Allocations,
+    /// The client gave a resourceVersion: a refused write answers 409 and is not retried.
+    conditional: bool,
+    warnings: Vec<String>,
+}
+
+/// What a delete makes of `current`: removes it, or marks it for what still holds it.
+fn decide_delete(target: &Target, options: &DeleteOptions, current: &Stored) -> Result<Decided<Value>, ApiError> {
+    let resource = target.resource;
+    let name = target.name();
+    if let Some(uid) = &options.uid {
+        if meta_str(&current.object, "uid") != Some(uid) {
+            return Err(ApiError::Conflict {
+                resource,
+                name: name.to_string(),
+                message: format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&current.object, "uid").unwrap_or_default()
+                ),
+            });
+        }
+    }
+    if options.resource_version.as_ref().is_some_and(|rv| *rv != current.revision.to_string()) {
+        return Err(ApiError::conflict(resource, name));
+    }
+    let conditional = options.resource_version.is_some();
+    let mut marked = current.object.clone();
+    let mut finals = finalizers(&marked);
+    let extra = match options.propagation.as_deref() {
+        Some("Foreground") => Some("foregroundDeletion"),
+        Some("Orphan") => Some("orphan"),
+        _ => None,
+    };
+    if let Some(f) = extra {
+        if !finals.iter().any(|x| x == f) {
+            finals.push(f.to_string());
+        }
+    }
+    let grace = pod_grace_seconds(resource, &current.object, options.grace_period_seconds);
+    let already = meta(&marked).is_some_and(|m| m.contains_key("deletionTimestamp"));
+    let namespace_held = resource.deletion == Deletion::Finalized && !namespace_finalizers(&marked).is_empty();
+    if finals.is_empty() && grace == 0 && !namespace_held {
+        if options.dry_run {
+            return Ok(Decided::Answer(marked));
+        }
+        let allocations = Allocations { release: allocations::held(&current.object), ..Allocations::default() };
+        return Ok(Decided::Write(Change { object: marked, remove: true, allocations, conditional, warnings: vec![] }));
+    }
+    let meta = meta_mut(&mut marked);
+    meta.insert("finalizers".into(), json!(finals));
+    if !already {
+        meta.insert("deletionTimestamp".into(), Value::String(time::from_now(grace)));
+    }
+    meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+    if resource.deletion == Deletion::Finalized {
+        marked["status"]["phase"] = json!("Terminating");
+    }
+    if marked == current.object || options.dry_run {
+        return Ok(Decided::Answer(marked));
+    }
+    let allocations = Allocations::default();
+    Ok(Decided::Write(Change { object: marked, remove: false, allocations, conditional, warnings: vec![] }))
 }
 
 /// A stored object in the form of the resource it was read through.
