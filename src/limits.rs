@@ -260,11 +260,24 @@ pub const API_WATCH_INITIAL_CHUNK_MAX: usize = 16;
 pub const API_WATCH_QUEUE_BYTES_MAX: usize = 64 * 1024;
 /// Most keys of stored objects that do not decode one list names in its `Warning` headers.
 pub const API_SKIPPED_WARNINGS_MAX: usize = 10;
+/// Most recent changes a resource's watch cache keeps, so that watches resuming from a recent resourceVersion
+/// are served from it; older ones read the store's history.
+pub const API_WATCH_CACHE_WINDOW_EVENTS_MAX: usize = 16_384;
+/// Most bytes of changed objects (as stored) a resource's watch cache keeps in its window of recent changes.
+pub const API_WATCH_CACHE_WINDOW_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Most events a watch served by the cache may have waiting (a few words each: the events live in the
+/// window); a watch whose client falls further behind reads the store's history until it has caught up.
+pub const API_WATCH_CACHE_PENDING_EVENTS_MAX: usize = 4096;
+/// Pause before a watch cache whose store watch or list failed on a storage fault lists again.
+pub const API_WATCH_CACHE_RETRY_MS: u64 = 1_000;
 
 const _: () = assert!(API_JSON_PATCH_COPY_BYTES_MAX <= API_BODY_BYTES_MAX);
 const _: () = assert!(API_WATCH_INITIAL_CHUNK_MAX <= API_LIST_CHUNK_MAX);
 // The queue's byte budget is a semaphore, whose permits are counted in u32.
 const _: () = assert!(API_WATCH_QUEUE_BYTES_MAX <= u32::MAX as usize);
+// A watch can have a whole response of the store's watch pending, and never more than the window holds.
+const _: () = assert!(WATCH_EVENTS_PER_RESPONSE_MAX <= API_WATCH_CACHE_PENDING_EVENTS_MAX);
+const _: () = assert!(API_WATCH_CACHE_PENDING_EVENTS_MAX <= API_WATCH_CACHE_WINDOW_EVENTS_MAX);
 
 /// Worker threads of the runtime that runs Raft and the peer server, apart from client traffic.
 pub const RAFT_WORKER_THREADS: usize = 2;

@@ -16,6 +16,7 @@ use raftsman::apiserver::etcd::EtcdService;
 use raftsman::apiserver::registry::collections::{self, ListOptions, WatchFormat};
 use raftsman::apiserver::registry::objects::Objects;
 use raftsman::apiserver::registry::verbs::Target;
+use raftsman::apiserver::watch_cache::WatchCaches;
 use raftsman::cluster::config::{PlantedBugs, EVENT_TTL_DEFAULT};
 use raftsman::proto::etcd as pb;
 use raftsman::store::command::{Applied, Command, PutOp};
@@ -52,12 +53,8 @@ async fn first_kube_event(store: &Store, resource_version: i64) -> Value {
     let resource = catalog::find("", "v1", "configmaps").expect("configmaps are served");
     let target = Target { resource, namespace: Some("default".into()), name: None, subresource: None };
     let opts = ListOptions { resource_version: Some(resource_version.to_string()), ..ListOptions::default() };
-    let mut events = Box::pin(collections::watch(
-        Objects::new(store.clone(), EVENT_TTL_DEFAULT),
-        target,
-        opts,
-        WatchFormat::Objects,
-    ));
+    let caches = WatchCaches::new(Objects::new(store.clone(), EVENT_TTL_DEFAULT));
+    let mut events = Box::pin(collections::watch(caches, target, opts, WatchFormat::Objects));
     let line = tokio::time::timeout(Duration::from_secs(10), events.next())
         .await
         .expect("an event in time")

@@ -33,12 +33,15 @@ use crate::apiserver::registry::apply;
 use crate::apiserver::registry::collections::{self, ListOptions, WatchFormat};
 use crate::apiserver::registry::objects::{Consistency, Objects};
 use crate::apiserver::registry::verbs::{self, DeleteOptions, FieldValidation, Target, Verbs, WriteOptions};
+use crate::apiserver::watch_cache::WatchCaches;
 use crate::limits;
 use crate::store::Store;
 
 /// The Kubernetes API of one replica.
 pub struct KubeApi {
     verbs: Verbs,
+    /// The watch caches that serve this replica's watches (and the lists that allow a cached answer).
+    caches: Arc<WatchCaches>,
     /// The address clients reach this replica's API at, for `/api`'s serverAddressByClientCIDRs.
     advertise: String,
     watches: AtomicUsize,
@@ -49,9 +52,11 @@ pub struct KubeApi {
 impl KubeApi {
     /// The API of the replica of `store`; Events live `event_ttl` after their last write.
     pub fn new(store: Store, advertise: String, service_range: ServiceRange, event_ttl: Duration) -> Arc<KubeApi> {
-        let verbs = Verbs { objects: Objects::new(store, event_ttl), service_range };
+        let objects = Objects::new(store, event_ttl);
+        let caches = WatchCaches::new(objects.clone());
+        let verbs = Verbs { objects, service_range };
         let (kubelets, prober) = (Kubelets::default(), Prober::default());
-        Arc::new(KubeApi { verbs, advertise, watches: AtomicUsize::new(0), kubelets, prober })
+        Arc::new(KubeApi { verbs, caches, advertise, watches: AtomicUsize::new(0), kubelets, prober })
     }
 
     fn objects(&self) -> &Objects {
@@ -510,7 +515,7 @@ async fn resource_request(
     match (method.clone(), target.name.is_some(), target.subresource) {
         (Method::GET, false, None) if query.flag("watch")? => watch(api, target, &query, table),
         (Method::GET, false, None) => {
-            let listed = collections::list(api.objects(), &target, &query.list_options(resource)?).await?;
+            let listed = collections::list_cached(&api.caches, &target, &query.list_options(resource)?).await?;
             let (response, skipped) = match table {
                 Some(include) => {
                     let (t, skipped) = collections::list_table(resource, listed, now, include);
@@ -731,7 +736,7 @@ fn watch(
         return Err(ApiError::TooManyRequests(format!("this replica already serves {watching} watches")));
     }
     let format = table.map_or(WatchFormat::Objects, WatchFormat::Table);
-    let events = collections::watch(api.objects().clone(), target, opts, format);
+    let events = collections::watch(api.caches.clone(), target, opts, format);
     let api = api.clone();
     let guard = WatchCount(api);
     let stream = futures::StreamExt::map(events, move |item| {

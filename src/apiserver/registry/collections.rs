@@ -3,9 +3,16 @@
 //!
 //! A list is read at one revision: the first page at the current one (after a read index, unless the client
 //! allows a stale answer with `resourceVersion=0`), later pages at the revision their continue token carries,
-//! so pages never mix states. A watch pulls its resource's changes from the store's watch hub from the revision
-//! after the one it starts at, so it sees every change exactly once and in order; selectors turn a change that
-//! moves an object into or out of the selection into ADDED or DELETED, as the real API server does.
+//! so pages never mix states. A first page that may be behind (`resourceVersion=0`, or a version the resource's
+//! watch cache has reached) is answered from a running watch cache's objects instead of the store.
+//!
+//! A watch gets its resource's changes from the revision after the one it starts at, exactly once and in order:
+//! from the resource's watch cache (`watch_cache`), which decodes each change once for every watch of the
+//! resource, whenever the cache's window reaches back to that revision; otherwise (an older revision, or a watch
+//! the cache lost because its client reads slowly) from the store's watch hub, until it has caught up and can
+//! register with the cache again. Selectors turn a change that moves an object into or out of the selection
+//! into ADDED or DELETED, as the real API server does, on either path. A watch with `resourceVersion=0` starts
+//! with the cache's objects; other watches that start with the current state read it from the store.
 //!
 //! A stored value that does not decode (anyone with the etcd port can write one) is skipped and reported, with
 //! its key, in a warning log line and in the `Warning` header of lists; the rest is served. A watch's initial
@@ -27,6 +34,8 @@ use crate::apis::table::{self, IncludeObject};
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::registry::objects::{decode_object, object_json, prefix_end, Consistency, Objects, Page, Raw};
 use crate::apiserver::registry::verbs::{meta, Target};
+use crate::apiserver::watch_cache::core::{CachedEvent, EventType, Listing, Selection, Taken};
+use crate::apiserver::watch_cache::{Cache, Subscription, WatchCaches};
 use crate::limits;
 use crate::store::command::{EventKind, KeyRange, KeyValue};
 use crate::store::watch::{Batch, WatchError, WatchFilter};
@@ -55,6 +64,15 @@ impl ListOptions {
     pub fn selects(&self, resource: &Resource, obj: &Value) -> bool {
         self.label_selector.as_ref().is_none_or(|s| s.matches_object(obj))
             && self.field_selector.as_ref().is_none_or(|s| s.matches_object(resource.group, resource.plural, obj))
+    }
+
+    /// What these options select of `target`, as the watch cache reads it.
+    fn selection(&self, target: &Target) -> Selection {
+        Selection {
+            prefix: target.resource.prefix(target.namespace.as_deref()),
+            labels: self.label_selector.clone(),
+            fields: self.field_selector.clone(),
+        }
     }
 }
 
@@ -129,6 +147,41 @@ async fn start_revision(objects: &Objects, opts: &ListOptions) -> Result<i64, Ap
             }
         }
     })
+}
+
+/// A list: its first page from the resource's watch cache when the options allow a state that may be behind
+/// (`resourceVersion=0`, or a version the cache has reached, not `Exact`) and a watch has started the cache;
+/// from the store otherwise. Later pages always come from the store, at the revision of the first.
+pub async fn list_cached(caches: &WatchCaches, target: &Target, opts: &ListOptions) -> Result<Listed, ApiError> {
+    match from_cache(caches, target, opts) {
+        Some(listed) => Ok(listed),
+        None => list(caches.objects(), target, opts).await,
+    }
+}
+
+fn from_cache(caches: &WatchCaches, target: &Target, opts: &ListOptions) -> Option<Listed> {
+    if opts.continue_token.is_some() {
+        return None;
+    }
+    let min = match (opts.resource_version.as_deref()?, opts.resource_version_match.as_deref()) {
+        ("0", _) => 0,
+        (rv, None | Some("NotOlderThan")) => parse_revision(rv).ok()?,
+        _ => return None,
+    };
+    let cache = caches.running(target.resource)?;
+    let limit = if opts.limit == 0 { usize::MAX } else { opts.limit };
+    let listing = cache.list(&opts.selection(target), limit, min)?;
+    let mut skipped = Vec::new();
+    for key in &listing.skipped {
+        skip_corrupt(key, &ApiError::Internal(format!("stored object {key} does not decode")), &mut skipped);
+    }
+    let items = listing
+        .objects
+        .iter()
+        .map(|o| Raw { key: o.key.clone(), value: o.value.to_vec(), revision: o.revision })
+        .collect();
+    let continue_token = listing.next.map(|key| encode_continue(listing.revision, key.as_bytes()));
+    Some(Listed { items, revision: listing.revision, continue_token, skipped })
 }
 
 pub async fn list(objects: &Objects, target: &Target, opts: &ListOptions) -> Result<Listed, ApiError> {
@@ -273,6 +326,7 @@ impl From<WatchError> for WatchEnd {
 }
 
 struct WatchSession {
+    caches: Arc<WatchCaches>,
     objects: Objects,
     target: Target,
     opts: ListOptions,
@@ -584,10 +638,19 @@ impl WatchSession {
         .await;
     }
 
-    /// The revision the watch's changes start after: the current state's, sent first as ADDED events, or the
-    /// one the client gave.
-    async fn start(&mut self) -> Result<i64, WatchEnd> {
+    /// Where the watch's changes start: after the current state's revision, the state sent first as ADDED
+    /// events (from the cache, already registered with it, for `resourceVersion=0`; from the store otherwise), or
+    /// after the revision the client gave.
+    async fn start(&mut self, cache: Option<&Arc<Cache>>) -> Result<(i64, Option<Subscription>), WatchEnd> {
         let rv = self.opts.resource_version.clone().unwrap_or_default();
+        if rv == "0" {
+            if let Some((listing, subscription)) = cache.and_then(|c| c.snapshot(self.opts.selection(&self.target))) {
+                let revision = listing.revision;
+                self.send_listing(listing).await?;
+                self.initial_events_end(revision).await?;
+                return Ok((revision, Some(subscription)));
+            }
+        }
         if rv.is_empty() || rv == "0" || self.opts.send_initial_events {
             let mut opts = self.opts.clone();
             if !rv.is_empty() && rv != "0" {
@@ -595,20 +658,112 @@ impl WatchSession {
             }
             let revision = start_revision(&self.objects, &opts).await?;
             self.send_initial(revision).await?;
-            if self.opts.send_initial_events && self.opts.allow_bookmarks {
-                let b = self.bookmark(revision, true);
-                self.send("BOOKMARK", b).await?;
-            }
-            return Ok(revision);
+            self.initial_events_end(revision).await?;
+            return Ok((revision, None));
         }
         match rv.parse::<i64>() {
-            Ok(r) if r >= 0 => Ok(r),
+            Ok(r) if r >= 0 => Ok((r, None)),
             _ => Err(ApiError::BadRequest(format!("invalid resource version {rv:?}")).into()),
         }
     }
 
+    /// The bookmark that ends the initial events, for a client that asked for both.
+    async fn initial_events_end(&mut self, revision: i64) -> Result<(), WatchEnd> {
+        if self.opts.send_initial_events && self.opts.allow_bookmarks {
+            let b = self.bookmark(revision, true);
+            self.send("BOOKMARK", b).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a cache's objects as ADDED events.
+    async fn send_listing(&mut self, listing: Listing) -> Result<(), WatchEnd> {
+        let mut chunk = Chunk::default();
+        for object in &listing.objects {
+            let Some(json) = object.json(object.revision) else { continue };
+            let line = self.cached_line(EventType::Added, &json)?;
+            self.push_line(&mut chunk, &line).await?;
+        }
+        self.flush(&mut chunk).await
+    }
+
+    /// An event of the cache as a line of the stream: its shared JSON spliced in, or, for a Table, decoded.
+    fn cached_line(&mut self, kind: EventType, json: &[u8]) -> Result<Vec<u8>, ApiError> {
+        match self.format {
+            WatchFormat::Objects => Ok(event_line(kind.as_str(), json)),
+            WatchFormat::Table(_) => {
+                let object = serde_json::from_slice(json)
+                    .map_err(|e| ApiError::Internal(format!("decoding a cached object: {e}")))?;
+                self.line(kind.as_str(), object)
+            }
+        }
+    }
+
+    /// Sends what the cache recorded for this watch, in as few chunks as the queue's budget allows.
+    async fn send_cached(&mut self, events: &[(Arc<CachedEvent>, EventType)]) -> Result<(), WatchEnd> {
+        let mut chunk = Chunk::default();
+        for (event, kind) in events {
+            let Some(json) = event.json() else { continue };
+            let line = self.cached_line(*kind, json)?;
+            self.push_line(&mut chunk, &line).await?;
+        }
+        self.flush(&mut chunk).await
+    }
+
     async fn stream(&mut self) -> Result<(), WatchEnd> {
-        let after = self.start().await?;
+        let cache = self.caches.cache(self.target.resource);
+        let synced = cache.wait_synced().await;
+        let mut bookmarks = tokio::time::interval(Duration::from_millis(limits::API_WATCH_BOOKMARK_INTERVAL_MS));
+        bookmarks.tick().await;
+        let (mut after, mut subscription) = self.start(synced.then_some(&cache)).await?;
+        loop {
+            let subscription = match subscription.take() {
+                Some(s) => Some(s),
+                None => cache.subscribe(after + 1, self.opts.selection(&self.target)),
+            };
+            after = match subscription {
+                Some(subscription) => self.stream_cached(subscription, &mut bookmarks).await?,
+                None => self.stream_store(after, &cache, &mut bookmarks).await?,
+            };
+        }
+    }
+
+    /// Streams what the cache records for this watch until the cache loses it; returns the revision the watch
+    /// has seen everything through.
+    async fn stream_cached(
+        &mut self,
+        subscription: Subscription,
+        bookmarks: &mut tokio::time::Interval,
+    ) -> Result<i64, WatchEnd> {
+        loop {
+            let mut bookmark = false;
+            tokio::select! {
+                () = subscription.changed() => {}
+                _ = bookmarks.tick(), if self.opts.allow_bookmarks => bookmark = true,
+                () = self.tx.closed() => return Err(WatchEnd::ClientGone),
+            }
+            match subscription.take() {
+                Taken::Lost { from } => return Ok(from - 1),
+                Taken::Events { events, through } => {
+                    self.send_cached(&events).await?;
+                    if bookmark {
+                        let b = self.bookmark(through, false);
+                        self.send("BOOKMARK", b).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Streams from the store's history, after `after`, until the watch has caught up with the store and the
+    /// cache can take it on (checked after each batch sent or bookmark, so that each try follows progress);
+    /// returns the revision the watch has seen everything through.
+    async fn stream_store(
+        &mut self,
+        after: i64,
+        cache: &Cache,
+        bookmarks: &mut tokio::time::Interval,
+    ) -> Result<i64, WatchEnd> {
         let prefix = self.target.resource.prefix(self.target.namespace.as_deref());
         let filter = WatchFilter {
             range: KeyRange { key: prefix.as_bytes().to_vec(), end: prefix_end(&prefix) },
@@ -616,9 +771,7 @@ impl WatchSession {
             no_put: false,
             no_delete: false,
         };
-        let mut watcher = self.objects.store().watch(filter, after + 1);
-        let mut bookmarks = tokio::time::interval(Duration::from_millis(limits::API_WATCH_BOOKMARK_INTERVAL_MS));
-        bookmarks.tick().await;
+        let mut watcher = self.caches.store_watch(filter, after + 1);
         loop {
             tokio::select! {
                 batch = watcher.next_batch() => self.send_changes(batch?).await?,
@@ -627,6 +780,9 @@ impl WatchSession {
                     self.send("BOOKMARK", b).await?;
                 }
                 () = self.tx.closed() => return Err(WatchEnd::ClientGone),
+            }
+            if !watcher.is_behind() && cache.covers(watcher.next_revision()) {
+                return Ok(watcher.next_revision() - 1);
             }
         }
     }
@@ -642,14 +798,16 @@ fn too_old(requested: i64, compact: i64) -> String {
 /// (sent as an ERROR event: 410 Expired after a compaction, 500 for a storage fault), or the client going away
 /// (dropping the stream ends the watch).
 pub fn watch(
-    objects: Objects,
+    caches: Arc<WatchCaches>,
     target: Target,
     opts: ListOptions,
     format: WatchFormat,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     let (tx, rx) = mpsc::channel(limits::API_WATCH_QUEUE_MAX);
     let budget = Arc::new(Semaphore::new(limits::API_WATCH_QUEUE_BYTES_MAX));
-    let session = WatchSession { objects, target, opts, format, tx, budget: budget.clone(), columns_sent: false };
+    let objects = caches.objects().clone();
+    let session =
+        WatchSession { caches, objects, target, opts, format, tx, budget: budget.clone(), columns_sent: false };
     tokio::spawn(session.run());
     futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), move |event| {
         budget.add_permits(budget_share(event.len()) as usize);
