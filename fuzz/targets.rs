@@ -39,7 +39,7 @@ use raftsman::proto::etcd as pb;
 use raftsman::store::command::Command;
 use raftsman::store::network::{decode, encode, LeaderRequest, LeaderResponse, SnapshotHeader};
 use raftsman::store::peer::{check_append, check_snapshot_header, check_transfer, check_vote_request};
-use raftsman::store::storage::{check_snapshot, seal_snapshot};
+use raftsman::store::snapshot::{check_snapshot, seal_snapshot, SnapshotBody};
 use raftsman::store::types::{NodeId, TypeConfig};
 use serde_json::{json, Value};
 
@@ -301,7 +301,7 @@ fn is_member(id: NodeId) -> bool {
     (1..=3).contains(&id)
 }
 
-/// `content` with the trailer a snapshot body ends with (`store::storage::seal_snapshot`): a target that
+/// `content` with the trailer a snapshot body ends with (`store::snapshot::seal_snapshot`): a target that
 /// appends it reaches the decoding behind the checksum.
 pub fn with_snapshot_trailer(mut content: Vec<u8>) -> Vec<u8> {
     seal_snapshot(&mut content);
@@ -318,7 +318,7 @@ fn install_snapshot(data: &[u8], fix_trailer: bool) {
         return;
     }
     let body = if fix_trailer { with_snapshot_trailer(body.to_vec()) } else { body.to_vec() };
-    let _ = check_snapshot(&header.meta, &body);
+    let _ = check_snapshot(&header.meta, &SnapshotBody::from_bytes(body));
 }
 
 /// One peer payload: a selector byte naming its type, then its bincode.

@@ -41,6 +41,9 @@ pub const WATCHERS_PER_STREAM_MAX: usize = 1024;
 pub const WATCH_STREAM_QUEUE_MAX: usize = 256;
 /// Most events carried by one watch response.
 pub const WATCH_EVENTS_PER_RESPONSE_MAX: usize = 1000;
+/// Largest part of a watch response sent to an etcd client that asked for fragments (etcd splits at its
+/// `--max-request-bytes`, whose default this is).
+pub const WATCH_FRAGMENT_BYTES: usize = VALUE_BYTES_MAX;
 /// Most history records one pull of a watcher catching up from disk reads (it stops at the end of a revision
 /// past this), so that a watcher selecting little of a long history takes many short steps.
 pub const WATCH_CATCH_UP_RECORDS_PER_PULL_MAX: usize = 10_000;
@@ -89,6 +92,18 @@ pub const LOG_PURGE_BATCH_ENTRIES: u64 = 256;
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Largest snapshot a replica accepts from a leader.
 pub const SNAPSHOT_BYTES_MAX: usize = 8 * 1024 * 1024 * 1024;
+/// Read buffer of a snapshot being checked or installed.
+pub const SNAPSHOT_READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Largest head (MVCC meta, leases, members) a snapshot may claim.
+pub const SNAPSHOT_HEAD_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Committed entries applied in one write batch, by encoded size (at least one entry).
+pub const APPLY_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// History records installed from a snapshot file per write batch.
+pub const SNAPSHOT_INSTALL_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// What building, sending, receiving or installing a snapshot may add to a replica's memory, whatever the
+/// snapshot's size: a few chunks in flight, the read buffer, one install batch twice (ours and RocksDB's),
+/// and RocksDB's write buffers and block cache, which the install fills.
+pub const SNAPSHOT_MEMORY_BYTES: usize = 64 * 1024 * 1024;
 
 /// How long a peer RPC (other than a snapshot) may take.
 pub const PEER_RPC_TIMEOUT_MS: u64 = 2_000;
@@ -197,6 +212,14 @@ const _: () = assert!(ELECTION_TIMEOUT_MS_MIN < ELECTION_TIMEOUT_MS_MAX);
 const _: () = assert!(HEARTBEAT_INTERVAL_MS * 3 <= ELECTION_TIMEOUT_MS_MIN);
 const _: () = assert!(KEY_BYTES_MAX + VALUE_BYTES_MAX < GRPC_MESSAGE_BYTES_MAX);
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES < PEER_MESSAGE_BYTES_MAX);
+const _: () = assert!(
+    4 * SNAPSHOT_CHUNK_BYTES
+        + SNAPSHOT_READ_BUFFER_BYTES
+        + 2 * SNAPSHOT_INSTALL_BATCH_BYTES
+        + ROCKSDB_TOTAL_WRITE_BUFFER_BYTES
+        + ROCKSDB_BLOCK_CACHE_BYTES
+        < SNAPSHOT_MEMORY_BYTES
+);
 const _: () = assert!(GRPC_MESSAGE_BYTES_MAX < COMMAND_BYTES_MAX);
 // A message holding one largest entry, with its envelope (vote, log ids), fits in a peer message.
 const _: () = assert!(COMMAND_BYTES_MAX + 64 * 1024 <= PEER_MESSAGE_BYTES_MAX);
@@ -239,6 +262,8 @@ pub const GRPC_KEEPALIVE_INTERVAL_MS: u64 = 10_000;
 pub const GRPC_KEEPALIVE_TIMEOUT_MS: u64 = 10_000;
 /// Interval at which a replica gives the heap memory it freed back to the operating system.
 pub const MALLOC_TRIM_INTERVAL_MS: u64 = 10_000;
+/// Allocations of this size or more are mapped from the operating system and returned to it when freed.
+pub const MALLOC_MMAP_THRESHOLD_BYTES: usize = 256 * 1024;
 /// Pause of an accept loop after accepting failed for want of descriptors or memory.
 pub const ACCEPT_RETRY_MS: u64 = 100;
 /// Shortest interval between two log lines about connections refused over a port's cap.

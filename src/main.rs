@@ -159,6 +159,13 @@ struct ServerArgs {
     /// How long an Event is kept after its last write (as kube-apiserver's flag of the same name); more than 0.
     #[arg(long, default_value = "1h", value_parser = cluster::config::parse_duration)]
     event_ttl: std::time::Duration,
+    /// Log entries applied between two snapshots of the state machine (as etcd's flag of the same name).
+    #[arg(long, default_value_t = raftsman::limits::SNAPSHOT_LOGS_SINCE_LAST)]
+    snapshot_count: u64,
+    /// Log entries kept behind a snapshot, so that a follower lagging by fewer catches up from the log rather
+    /// than by a snapshot (etcd's --experimental-snapshot-catchup-entries).
+    #[arg(long, default_value_t = raftsman::limits::SNAPSHOT_LOGS_KEPT)]
+    snapshot_catchup_entries: u64,
     /// Switches on a deliberate bug so the chaos suite can show its checkers catch it. Never in production.
     #[arg(long, hide = true)]
     chaos_plant_bug: Option<cluster::config::PlantedBugs>,
@@ -207,6 +214,8 @@ fn main() -> anyhow::Result<()> {
                     compaction_interval: args.compaction_interval,
                     rejoin: args.rejoin,
                     event_ttl: args.event_ttl,
+                    snapshot_count: args.snapshot_count,
+                    snapshot_catchup_entries: args.snapshot_catchup_entries,
                     planted_bugs: args.chaos_plant_bug.unwrap_or_default(),
                 }
                 .validate()?;

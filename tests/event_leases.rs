@@ -27,9 +27,9 @@ fn key(name: &str) -> String {
 }
 
 /// The lease `key` is attached to (0: none).
-fn lease_of(store: &Store, key: &str) -> i64 {
+async fn lease_of(store: &Store, key: &str) -> i64 {
     let op = RangeOp { range: KeyRange { key: key.as_bytes().to_vec(), end: Vec::new() }, ..RangeOp::default() };
-    let (_, result) = store.range(&op).expect("range");
+    let (_, result) = store.range(&op).await.expect("range");
     result.kvs.first().unwrap_or_else(|| panic!("{key} is stored")).lease
 }
 
@@ -48,9 +48,9 @@ async fn writes_in_a_window_share_a_lease_and_a_vanished_lease_is_replaced() {
     // Phase 1: two Events written within the window share one lease, granted for the TTL plus the window.
     put(&objects, &key("a"), &event("a"), 0, true).await;
     put(&objects, &key("b"), &event("b"), 0, true).await;
-    let first = lease_of(&store, &key("a"));
+    let first = lease_of(&store, &key("a")).await;
     assert_ne!(first, 0, "an Event is written with a lease");
-    assert_eq!(lease_of(&store, &key("b")), first, "the writes of a window share one lease");
+    assert_eq!(lease_of(&store, &key("b")).await, first, "the writes of a window share one lease");
     let lease = store.lease(first, true).expect("the lease is granted");
     assert_eq!(lease.granted_ttl, 105);
     assert_eq!(lease.keys, [key("a").into_bytes(), key("b").into_bytes()]);
@@ -61,7 +61,7 @@ async fn writes_in_a_window_share_a_lease_and_a_vanished_lease_is_replaced() {
     let object =
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "plain", "namespace": "default"}});
     put(&objects, config_map, &object, 0, false).await;
-    assert_eq!(lease_of(&store, config_map), 0);
+    assert_eq!(lease_of(&store, config_map).await, 0);
 
     // Phase 3: the lease is revoked under the API, taking its Events with it. The next write names the lease it
     // holds, finds it gone, and is made again with a fresh one: it succeeds, with a lease.
@@ -69,17 +69,17 @@ async fn writes_in_a_window_share_a_lease_and_a_vanished_lease_is_replaced() {
     assert_eq!(revoked.outcome, Ok(Outcome::LeaseRevoked));
     assert!(objects.get(&key("a"), Consistency::Linearizable).await.expect("read").is_none(), "gone with it");
     let created = put(&objects, &key("c"), &event("c"), 0, true).await;
-    let second = lease_of(&store, &key("c"));
+    let second = lease_of(&store, &key("c")).await;
     assert!(second != 0 && second != first, "a fresh lease: {second:x} after {first:x}");
     assert_eq!(store.lease(second, true).expect("granted").keys, [key("c").into_bytes()]);
 
     // Phase 4: an update puts the Event with a lease again (the current one), and a fenced write of the leader's
     // components shares it; a refused compare writes nothing and grants nothing.
     let updated = put(&objects, &key("c"), &event("c"), created, true).await;
-    assert_eq!(lease_of(&store, &key("c")), second, "an update keeps a lease");
+    assert_eq!(lease_of(&store, &key("c")).await, second, "an update keeps a lease");
     let term = store.leading_term().expect("leading");
     put(&objects.fenced(term), &key("d"), &event("d"), 0, true).await;
-    assert_eq!(lease_of(&store, &key("d")), second, "fenced writes share the replica's leases");
+    assert_eq!(lease_of(&store, &key("d")).await, second, "fenced writes share the replica's leases");
     let stale = objects.put(&key("c"), &event("c"), created, &[], &Allocations::default(), true).await;
     let refused = stale.expect("no error").expect_err("the compare fails");
     assert_eq!(refused.current[0].as_ref().map(|s| s.revision), Some(updated));

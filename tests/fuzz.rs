@@ -442,7 +442,7 @@ fn peer_seeds() -> Vec<(&'static str, Vec<u8>)> {
         last_membership: StoredMembership::new(Some(LogId::new_term_index(1, 1)), membership),
     };
     let header = encode(&SnapshotHeader { vote: Vote::new_committed(3, 1), meta });
-    // The snapshot body (`store::storage`): the head (meta, leases, members), then each history record as its
+    // The snapshot body (`store::snapshot`): the head (meta, leases, members), then each history record as its
     // revision, a u32 LE length and its bincode.
     let members: BTreeMap<u64, MemberAttrs> = (1..=3)
         .map(|id| {

@@ -145,3 +145,112 @@ async fn a_follower_that_missed_purged_log_catches_up_by_snapshot_of_a_compacted
     .expect("the change arrives");
     assert_eq!(event.kv.unwrap().value, b"after-catch-up");
 }
+
+/// Every `k/` key of member `i` with its mod revision, without the values (serializable: what that member holds).
+async fn local_versions(c: &TestCluster, i: usize) -> Option<Vec<(Vec<u8>, i64)>> {
+    let prefix = b"k/";
+    let range_end = raftsman::cluster::etcd_client::prefix_end(prefix);
+    let read =
+        pb::RangeRequest { key: prefix.to_vec(), range_end, keys_only: true, serializable: true, ..Default::default() };
+    let kvs = c.clients[i].kv().range(read).await.ok()?.into_inner().kvs;
+    Some(kvs.into_iter().map(|kv| (kv.key, kv.mod_revision)).collect())
+}
+
+/// The peak resident memory of a process (its high-water mark), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process runs");
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).expect("VmHWM in /proc/PID/status");
+    kib.trim().trim_end_matches("kB").trim().parse::<u64>().expect("a number of kB") * 1024
+}
+
+/// A number logged as `name=N` on the first line of `log` that contains `line` (colour codes left out).
+fn logged_number(log: &str, line: &str, name: &str) -> Option<u64> {
+    let found = log.lines().find(|l| l.contains(line))?;
+    let mut plain = String::new();
+    let mut chars = found.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\x1b' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            plain.push(ch);
+        }
+    }
+    let value = plain.split_whitespace().find_map(|word| word.strip_prefix(&format!("{name}=")))?;
+    value.parse().ok()
+}
+
+/// A snapshot several times larger than `SNAPSHOT_MEMORY_BYTES` goes to a follower that was down: it is sent,
+/// received and installed a chunk and a batch at a time, and the follower's peak memory grows by less than
+/// that bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_larger_than_the_snapshot_memory_is_installed_within_it() {
+    use raftsman::limits::SNAPSHOT_MEMORY_BYTES;
+    let values = 4 * SNAPSHOT_MEMORY_BYTES / (1 << 20) + 40;
+    let snapshot_count = values.to_string();
+    let mut c =
+        TestCluster::start_with(3, &["--snapshot-count", &snapshot_count, "--snapshot-catchup-entries", "4"]).await;
+    let leader = c.leader().await;
+    let lagging = (leader + 2) % 3;
+    let writer = (leader + 1) % 3;
+    let idle_peak = peak_rss(c.local.pid(lagging).expect("running"));
+    c.local.signal(lagging, Signal::Kill);
+
+    // Values of 1 MiB, each different, so that the store holds several times the bound; then small writes
+    // until the leader snapshots, so that what the follower replays after the snapshot is small.
+    let tasks = 8;
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let client = c.clients[writer].clone();
+        handles.push(tokio::spawn(async move {
+            for i in (t..values).step_by(tasks) {
+                let value = format!("{i:08}").repeat((1 << 20) / 8);
+                put_retrying(&client, &key(i), &value, Duration::from_secs(30)).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let mut small = 0;
+    while !c.log(c.leader().await).contains("built a snapshot") {
+        assert!(small < 2 * values, "no snapshot after {small} more writes");
+        put_retrying(&c.clients[writer], "small", &small.to_string(), Duration::from_secs(10)).await.unwrap();
+        small += 1;
+    }
+    eventually(Duration::from_secs(120), "the leader to purge its log behind a snapshot", || async {
+        let leader = c.leader().await;
+        c.log(leader).contains("purged the log behind a snapshot").then_some(())
+    })
+    .await;
+
+    c.local.start(lagging).unwrap();
+    let expected = local_versions(&c, writer).await.unwrap();
+    assert_eq!(expected.len(), values);
+    eventually(Duration::from_secs(180), "the lagging follower to install the snapshot", || async {
+        logged_number(&c.log(lagging), "installed a snapshot", "bytes")
+    })
+    .await;
+    eventually(Duration::from_secs(60), "the lagging follower to catch up", || async {
+        (local_versions(&c, lagging).await? == expected).then_some(())
+    })
+    .await;
+    let last = key(values - 1);
+    let read = pb::RangeRequest { key: last.clone().into_bytes(), serializable: true, ..Default::default() };
+    let kv = c.clients[lagging].kv().range(read).await.unwrap().into_inner().kvs.remove(0);
+    assert_eq!(kv.value, format!("{:08}", values - 1).repeat((1 << 20) / 8).into_bytes(), "{last} on the follower");
+
+    let log = c.log(lagging);
+    let installed = logged_number(&log, "installed a snapshot", "bytes").expect("logged");
+    assert!(
+        installed > 4 * SNAPSHOT_MEMORY_BYTES as u64,
+        "the snapshot holds {installed} bytes, too few to show anything"
+    );
+    let peak = peak_rss(c.local.pid(lagging).expect("running"));
+    let grown = peak.saturating_sub(idle_peak);
+    eprintln!("snapshot of {installed} bytes installed; follower peak memory {idle_peak} idle, {peak} after");
+    assert!(
+        grown < SNAPSHOT_MEMORY_BYTES as u64,
+        "installing a snapshot of {installed} bytes took the follower's peak memory from {idle_peak} to {peak} bytes, \
+         more than SNAPSHOT_MEMORY_BYTES ({SNAPSHOT_MEMORY_BYTES}) above its idle peak"
+    );
+}

@@ -23,7 +23,6 @@ async fn watch(client: &EtcdClient, prefix: &[u8], start_revision: i64) -> Watch
 }
 
 async fn watch_with(client: &EtcdClient, prefix: &[u8], start_revision: i64, prev_kv: bool) -> Watch {
-    let (req_tx, req_rx) = mpsc::channel(4);
     let create = pb::WatchCreateRequest {
         key: prefix.to_vec(),
         range_end: prefix_end(prefix),
@@ -31,6 +30,11 @@ async fn watch_with(client: &EtcdClient, prefix: &[u8], start_revision: i64, pre
         prev_kv,
         ..Default::default()
     };
+    watch_created(client, create).await
+}
+
+async fn watch_created(client: &EtcdClient, create: pb::WatchCreateRequest) -> Watch {
+    let (req_tx, req_rx) = mpsc::channel(4);
     req_tx
         .send(pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) })
         .await
@@ -168,4 +172,54 @@ async fn a_watch_with_prev_kv_sees_the_values_each_change_replaced() {
             (delete, Some(String::new()), Some("v2".into())),
         ]
     );
+}
+
+/// A revision larger than a response should be (a range delete of keys whose previous values are asked for)
+/// reaches a watcher that asked for fragments in parts, every part but the last marked as a fragment, as etcd
+/// sends it; a watcher that did not ask gets it in one response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_revision_goes_in_fragments_to_a_watcher_that_asks_for_them() {
+    let c = TestCluster::start(1).await;
+    let client = &c.clients[0];
+    let (keys, value) = (30, "x".repeat(100 * 1024));
+    for i in 0..keys {
+        put_retrying(client, &format!("f/{i:02}"), &value, Duration::from_secs(10)).await.unwrap();
+    }
+    let delete = pb::DeleteRangeRequest { key: b"f/".to_vec(), range_end: prefix_end(b"f/"), ..Default::default() };
+    let deleted_at = client.kv().delete_range(delete).await.unwrap().into_inner().header.unwrap().revision;
+
+    let create = |fragment| pb::WatchCreateRequest {
+        key: b"f/".to_vec(),
+        range_end: prefix_end(b"f/"),
+        start_revision: deleted_at,
+        prev_kv: true,
+        fragment,
+        ..Default::default()
+    };
+    // Each response of the deleted revision as (events, encoded bytes, marked as a fragment).
+    let responses = |mut w: Watch| async move {
+        let mut parts = Vec::new();
+        let mut events = 0;
+        while events < keys {
+            let resp = tokio::time::timeout(Duration::from_secs(10), w.rx.recv()).await.unwrap().unwrap();
+            if resp.events.is_empty() {
+                continue;
+            }
+            assert!(resp.events.iter().all(|e| e.kv.as_ref().unwrap().mod_revision == deleted_at));
+            events += resp.events.len();
+            let bytes = resp.events.iter().map(prost::Message::encoded_len).sum::<usize>();
+            parts.push((resp.events.len(), bytes, resp.fragment));
+        }
+        parts
+    };
+    let parts = responses(watch_created(client, create(true)).await).await;
+    assert!(parts.len() > 1, "{parts:?}");
+    assert!(parts.iter().all(|&(_, bytes, _)| bytes <= raftsman::limits::WATCH_FRAGMENT_BYTES), "{parts:?}");
+    let marks: Vec<bool> = parts.iter().map(|&(_, _, fragment)| fragment).collect();
+    assert_eq!(marks, [vec![true; parts.len() - 1], vec![false]].concat());
+    assert_eq!(parts.iter().map(|&(events, _, _)| events).sum::<usize>(), keys);
+
+    let whole = responses(watch_created(client, create(false)).await).await;
+    assert_eq!(whole.len(), 1, "{whole:?}");
+    assert_eq!((whole[0].0, whole[0].2), (keys, false));
 }

@@ -257,7 +257,7 @@ impl pb::kv_server::Kv for EtcdService {
         if !serializable && !self.planted_bugs.stale_follower_reads {
             self.store.read_index().await.map_err(store_status)?;
         }
-        let (revision, result) = self.store.range(&op).map_err(apply_status)?;
+        let (revision, result) = self.store.range(&op).await.map_err(apply_status)?;
         Ok(Response::new(self.range_response(result, revision)))
     }
 
@@ -312,6 +312,35 @@ impl pb::kv_server::Kv for EtcdService {
 struct StreamWatcher {
     watcher: Watcher,
     progress_notify: bool,
+    /// The client reassembles fragments: a response larger than `WATCH_FRAGMENT_BYTES` goes in parts.
+    fragment: bool,
+}
+
+/// A watch response's events in the responses that carry them: one, or for a watcher that asked for fragments
+/// (as etcd's `fragment` option), parts of at most `WATCH_FRAGMENT_BYTES` (at least one event each), every part
+/// but the last marked as a fragment.
+fn fragments(events: Vec<pb::Event>, fragment: bool) -> Vec<(Vec<pb::Event>, bool)> {
+    use prost::Message;
+    if !fragment || events.iter().map(Message::encoded_len).sum::<usize>() <= limits::WATCH_FRAGMENT_BYTES {
+        return vec![(events, false)];
+    }
+    let mut parts: Vec<(Vec<pb::Event>, bool)> = Vec::new();
+    let mut bytes = 0;
+    for e in events {
+        let len = e.encoded_len();
+        match parts.last_mut() {
+            Some((part, _)) if bytes + len <= limits::WATCH_FRAGMENT_BYTES => part.push(e),
+            _ => {
+                parts.push((vec![e], true));
+                bytes = 0;
+            }
+        }
+        bytes += len;
+    }
+    if let Some((_, more)) = parts.last_mut() {
+        *more = false;
+    }
+    parts
 }
 
 /// Why a watch stream ends before its client closes it.
@@ -424,12 +453,12 @@ impl EtcdService {
             }
             behind |= w.watcher.is_behind();
             if !events.is_empty() {
-                let events = events.into_iter().map(event).collect();
-                send(
-                    tx,
-                    pb::WatchResponse { header: self.header_at(revision), watch_id: *id, events, ..Default::default() },
-                )
-                .await?;
+                let header = self.header_at(revision);
+                for (events, more) in fragments(events.into_iter().map(event).collect(), w.fragment) {
+                    let response =
+                        pb::WatchResponse { header, watch_id: *id, events, fragment: more, ..Default::default() };
+                    send(tx, response).await?;
+                }
             }
         }
         for (id, e) in ended {
@@ -515,8 +544,14 @@ impl EtcdService {
             no_delete,
         };
         let from = if c.start_revision > 0 { c.start_revision } else { current + 1 };
-        watchers
-            .insert(id, StreamWatcher { watcher: self.store.watch(filter, from), progress_notify: c.progress_notify });
+        watchers.insert(
+            id,
+            StreamWatcher {
+                watcher: self.store.watch(filter, from),
+                progress_notify: c.progress_notify,
+                fragment: c.fragment,
+            },
+        );
         pb::WatchResponse { header: self.header_at(current), watch_id: id, created: true, ..Default::default() }
     }
 }

@@ -29,6 +29,8 @@ pub enum ConfigError {
     RejoinAlone,
     #[error("--event-ttl must be more than 0s and at most {max_secs}s, got {given:?}")]
     EventTtl { given: Duration, max_secs: u64 },
+    #[error("--snapshot-count must be at least 1")]
+    SnapshotCount,
 }
 
 /// One member of the initial cluster.
@@ -62,6 +64,11 @@ pub struct ServerConfig {
     /// How long an Event is kept after its last write (the Kubernetes API server's `--event-ttl`): Events are
     /// stored with a lease of this TTL.
     pub event_ttl: Duration,
+    /// Log entries applied between two snapshots of the state machine (etcd's `--snapshot-count`).
+    pub snapshot_count: u64,
+    /// Log entries kept behind a snapshot, so that a follower lagging by fewer catches up from the log
+    /// (etcd's `--experimental-snapshot-catchup-entries`).
+    pub snapshot_catchup_entries: u64,
     /// Deliberate bugs, for the chaos suite to prove its checkers catch them. Never set in production.
     pub planted_bugs: PlantedBugs,
 }
@@ -133,6 +140,8 @@ impl Default for ServerConfig {
             compaction_interval: COMPACTION_INTERVAL_DEFAULT,
             rejoin: false,
             event_ttl: EVENT_TTL_DEFAULT,
+            snapshot_count: limits::SNAPSHOT_LOGS_SINCE_LAST,
+            snapshot_catchup_entries: limits::SNAPSHOT_LOGS_KEPT,
             planted_bugs: PlantedBugs::default(),
         }
     }
@@ -179,6 +188,9 @@ impl ServerConfig {
         let ttl = self.event_ttl;
         if ttl.is_zero() || ttl > Duration::from_secs(limits::EVENT_TTL_SECS_MAX) {
             return Err(ConfigError::EventTtl { given: ttl, max_secs: limits::EVENT_TTL_SECS_MAX });
+        }
+        if self.snapshot_count == 0 {
+            return Err(ConfigError::SnapshotCount);
         }
         Ok(ValidServerConfig { config: self, members })
     }

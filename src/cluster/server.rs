@@ -307,7 +307,10 @@ pub async fn run(
             endpoint.tcp_nodelay(true).connect_lazy()
         }),
     );
-    let opened = raft_runtime.spawn(open_store(raft_config()?, db, pool, id, initial, bugs));
+    let mut raft = raft_config()?;
+    raft.snapshot_policy = openraft::SnapshotPolicy::LogsSinceLast(config.config.snapshot_count);
+    raft.max_in_snapshot_log_to_keep = config.config.snapshot_catchup_entries;
+    let opened = raft_runtime.spawn(open_store(raft, db, pool, id, initial, bugs));
     let store = opened.await.map_err(|e| ServerError::Raft(e.to_string()))?.map_err(|e| match e {
         ServerError::LoadStateMachine(e) => {
             data_dir_error(dir, format!("cannot load the state machine ({e}); refusing to start"))

@@ -7,12 +7,15 @@
 //! - A batch is atomic: after a crash either all of it or none of it is there.
 //! - Writes reach the disk in order: whatever survives a crash is a prefix of the writes.
 //! - A write is durable once `sync` (or a write with `sync` set) returns; before that a crash may lose it.
-//! - The snapshot file is replaced atomically and is durable when `save_snapshot` returns.
+//! - A snapshot file is durable once its writer finished; it replaces the disk's snapshot atomically, and
+//!   durably, when kept. A snapshot file dropped before it was kept leaves nothing behind.
 
 pub mod memory;
 pub mod rocks;
 
+use std::fmt;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The column families, by owner: `Log` (entries by index) and `Raft` (vote, purged, committed) for the log;
@@ -117,13 +120,17 @@ pub trait Disk: Send + Sync + 'static {
     /// A consistent view of the disk as it is now, for a long scan while writes go on (snapshot builds).
     fn frozen(&self) -> Box<dyn Frozen + '_>;
 
-    /// Replaces the snapshot file; durable when this returns.
-    fn save_snapshot(&self, bytes: &[u8]) -> io::Result<()>;
+    /// Starts a new snapshot file, written in order. It becomes the disk's snapshot only when kept.
+    fn create_snapshot(&self) -> io::Result<Box<dyn SnapshotWrite>>;
 
-    fn load_snapshot(&self) -> io::Result<Option<Vec<u8>>>;
+    /// The disk's snapshot, the last one kept.
+    fn snapshot(&self) -> io::Result<Option<SnapshotFile>>;
 
     /// Bytes the disk occupies.
     fn size_bytes(&self) -> u64;
+
+    /// Tells this disk from every other one opened in this process (see `new_disk_id`).
+    fn id(&self) -> u64;
 
     fn syncs(&self) -> Syncs;
 }
@@ -132,4 +139,131 @@ pub trait Disk: Send + Sync + 'static {
 pub trait Frozen {
     /// The keys of `cf` from `from` on, in order, as they were when the view was taken.
     fn scan(&self, cf: Cf, from: &[u8]) -> Scan<'_>;
+}
+
+/// A snapshot file being written, in order.
+pub trait SnapshotWrite: Send {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()>;
+
+    /// Makes what was written durable and readable.
+    fn finish(self: Box<Self>) -> io::Result<SnapshotFile>;
+}
+
+/// The bytes of a finished snapshot file, as one disk keeps them.
+pub trait SnapshotBytes: Send + Sync {
+    /// Bytes in the file.
+    fn size(&self) -> u64;
+
+    /// Reads into `buf` from `offset`; 0 at the end.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Makes this file the disk's snapshot, replacing the previous one atomically; durable when this returns.
+    /// Keeping a file again does nothing.
+    fn keep(&self) -> io::Result<()>;
+
+    /// Whether a read blocks the calling thread (a real file; the simulated disk's never does).
+    fn reads_block(&self) -> bool;
+}
+
+/// A new disk's id: unique in this process; 0 is no disk's.
+pub fn new_disk_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A finished snapshot file, read at any offset by any number of readers, never loaded whole; clones share it.
+#[derive(Clone)]
+pub struct SnapshotFile {
+    bytes: Arc<dyn SnapshotBytes>,
+    /// The id of the disk it is on (0: none).
+    disk: u64,
+}
+
+impl SnapshotFile {
+    pub fn new(bytes: impl SnapshotBytes + 'static, disk: u64) -> SnapshotFile {
+        SnapshotFile { bytes: Arc::new(bytes), disk }
+    }
+
+    /// The id of the disk the file is on (`Disk::id`; 0 for bytes on no disk).
+    pub fn disk(&self) -> u64 {
+        self.disk
+    }
+
+    pub fn len(&self) -> u64 {
+        self.bytes.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.bytes.read_at(offset, buf)
+    }
+
+    /// Fills `buf` from `offset`, or fails if the file ends first.
+    pub fn read_exact_at(&self, mut offset: u64, mut buf: &mut [u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read_at(offset, buf)? {
+                0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the snapshot file ends early")),
+                n => {
+                    offset += n as u64;
+                    buf = &mut buf[n..];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn keep(&self) -> io::Result<()> {
+        self.bytes.keep()
+    }
+
+    pub fn reads_block(&self) -> bool {
+        self.bytes.reads_block()
+    }
+
+    /// The bytes from `from` to `to`, as a reader.
+    pub fn reader(&self, from: u64, to: u64) -> FileReader {
+        FileReader { file: self.clone(), at: from, end: to.min(self.len()) }
+    }
+}
+
+impl fmt::Debug for SnapshotFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SnapshotFile({} bytes)", self.len())
+    }
+}
+
+/// A stretch of a snapshot file, read in order.
+pub struct FileReader {
+    file: SnapshotFile,
+    at: u64,
+    end: u64,
+}
+
+impl io::Read for FileReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = usize::try_from(self.end.saturating_sub(self.at)).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(self.at, &mut buf[..want])?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// Runs disk work where it belongs: on tokio's blocking pool when it blocks (a real disk), inline otherwise
+/// (the simulated disk, whose runs must stay deterministic).
+pub async fn off_the_workers<T: Send + 'static>(
+    blocks: bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<T> {
+    if blocks {
+        tokio::task::spawn_blocking(work).await.map_err(|e| io::Error::other(format!("disk work stopped: {e}")))
+    } else {
+        Ok(work())
+    }
 }

@@ -19,11 +19,13 @@ pub mod mvcc;
 pub mod network;
 pub mod peer;
 pub mod runtime;
+pub mod snapshot;
 pub mod storage;
 pub mod types;
 pub mod watch;
 
 use std::collections::BTreeMap;
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +59,17 @@ pub enum StoreError {
     NotLeader,
     #[error("etcdserver: bad leader transferee {0:x}")]
     BadTransferee(NodeId),
+}
+
+/// A serializable read of the state machine: in place for a single key (one point read), on tokio's blocking
+/// pool for a range of keys on a disk whose reads block.
+async fn read_range(sm: &Arc<SmShared>, op: &RangeOp) -> Result<(i64, RangeResult), ApplyError> {
+    if op.range.end.is_empty() || !sm.disk_reads_block() {
+        return sm.range(op);
+    }
+    let (sm, op) = (sm.clone(), op.clone());
+    let read = tokio::task::spawn_blocking(move || sm.range(&op)).await;
+    read.map_err(|e| ApplyError::Storage(format!("the read stopped: {e}")))?
 }
 
 /// Where leader-only work must go.
@@ -184,9 +197,10 @@ impl Store {
     }
 
     /// A serializable range read: the local state machine as it is now, with the revision it was read at. For
-    /// a linearizable read, call `read_index` first.
-    pub fn range(&self, op: &RangeOp) -> Result<(i64, RangeResult), ApplyError> {
-        self.sm().range(op)
+    /// a linearizable read, call `read_index` first. A read of a range of keys may load many values from disk:
+    /// it runs off the async workers (a single key is one point read, served in place).
+    pub async fn range(&self, op: &RangeOp) -> Result<(i64, RangeResult), ApplyError> {
+        read_range(&self.inner.sm, op).await
     }
 
     /// A watcher of the changes `filter` selects, from revision `from` on (see `watch::Watcher`).
@@ -252,6 +266,19 @@ impl Store {
     /// Snapshots received from a leader and installed since this replica started.
     pub fn snapshots_installed(&self) -> u64 {
         self.sm().snapshots_installed()
+    }
+
+    /// Runs blocking disk work off the async workers (inline on the simulated disk, which never blocks).
+    pub async fn off_the_workers<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        disk::off_the_workers(self.sm().disk_reads_block(), work).await?
+    }
+
+    /// A new file for a snapshot arriving from the leader (blocking disk work: see `off_the_workers`).
+    pub fn receive_snapshot(&self, meta: &SnapshotMeta) -> io::Result<snapshot::NewSnapshot> {
+        self.sm().receive_snapshot(meta)
     }
 
     pub fn raft_role(&self) -> RaftRole {

@@ -20,6 +20,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
 use super::command::{Applied, Command};
+use super::disk::off_the_workers;
 use super::types::*;
 use crate::limits;
 use crate::proto::peer::raft_peer_client::RaftPeerClient;
@@ -217,6 +218,31 @@ impl PeerConn {
     }
 }
 
+/// A snapshot as the stream of chunks that carries it: the header in the first, then the body read from its
+/// file a chunk at a time, as the transport asks for more (so at most a few chunks are in memory). A body that
+/// cannot be read ends the stream early; the follower then refuses the snapshot as truncated.
+fn snapshot_chunks(header: Vec<u8>, body: SnapshotData) -> impl futures::Stream<Item = SnapshotChunk> {
+    futures::stream::unfold(Some((header, 0u64)), move |next| {
+        let body = body.clone();
+        async move {
+            let (header, offset) = next?;
+            let reading = body.clone();
+            let read =
+                off_the_workers(body.reads_block(), move || reading.read(offset, limits::SNAPSHOT_CHUNK_BYTES)).await;
+            let data = match read.and_then(|r| r) {
+                Ok(data) => data,
+                Err(e) => {
+                    tracing::error!(error = %e, offset, "reading a snapshot to send: the follower gets it truncated");
+                    return None;
+                }
+            };
+            let end = offset + data.len() as u64;
+            let more = (end < body.len()).then_some((Vec::new(), end));
+            Some((SnapshotChunk { header, data }, more))
+        }
+    })
+}
+
 impl RaftNetworkV2<TypeConfig> for PeerConn {
     type SnapshotData = SnapshotData;
 
@@ -267,16 +293,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let header = encode(&SnapshotHeader { vote, meta: snapshot.meta });
-        let body = snapshot.snapshot.into_inner();
-        let mut chunks: Vec<SnapshotChunk> = body
-            .chunks(limits::SNAPSHOT_CHUNK_BYTES)
-            .map(|c| SnapshotChunk { header: Vec::new(), data: c.to_vec() })
-            .collect();
-        match chunks.first_mut() {
-            Some(first) => first.header = header,
-            None => chunks.push(SnapshotChunk { header, data: Vec::new() }),
-        }
-        let mut request = peer_request(futures::stream::iter(chunks), self.cluster);
+        let mut request = peer_request(snapshot_chunks(header, snapshot.snapshot), self.cluster);
         request.set_timeout(Duration::from_millis(limits::SNAPSHOT_RPC_TIMEOUT_MS));
         let send = self.client.install_snapshot(request);
         let reply = tokio::select! {

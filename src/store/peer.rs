@@ -7,8 +7,6 @@
 //! is checked whole (format, checksum, every record) before anything is replaced; forwarded commands get the
 //! checks of client requests (`Store::serve_forwarded`).
 
-use std::io::Cursor;
-
 use futures::StreamExt;
 use openraft::async_runtime::WatchReceiver;
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
@@ -16,7 +14,7 @@ use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::network::{decode, encode, LeaderRequest, SnapshotHeader, CLUSTER_HEADER};
-use super::storage::check_snapshot;
+use super::snapshot::check_snapshot;
 use super::types::*;
 use super::Store;
 use crate::limits;
@@ -40,6 +38,12 @@ fn bad_payload(e: bincode::Error) -> Status {
 }
 
 /// A peer message that is refused before it reaches openraft.
+/// The snapshot file could not be written here: nothing was installed, the leader sends it again later.
+fn unwritable(e: std::io::Error) -> Status {
+    tracing::error!(error = %e, "receiving a snapshot");
+    Status::internal(format!("writing the snapshot: {e}"))
+}
+
 fn refused(reason: String) -> Status {
     tracing::warn!(%reason, "refused a peer message");
     Status::invalid_argument(format!("refused peer message: {reason}"))
@@ -183,6 +187,8 @@ impl RaftPeer for PeerService {
         reply(self.store.raft().handle_transfer_leader(rpc).await)
     }
 
+    /// Writes the chunks to a new snapshot file as they arrive (at most one chunk in memory), checks the whole
+    /// file, and only then hands it to Raft, which installs it from the file.
     async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftMessage>, Status> {
         self.check_cluster(req.metadata())?;
         self.check_not_awaiting_rejoin()?;
@@ -190,16 +196,27 @@ impl RaftPeer for PeerService {
         let first = chunks.next().await.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
         let header: SnapshotHeader = decode(&first.header).map_err(bad_payload)?;
         check_snapshot_header(&header, self.is_member()).map_err(refused)?;
+        let (store, meta) = (self.store.clone(), header.meta.clone());
+        let mut file = self.store.off_the_workers(move || store.receive_snapshot(&meta)).await.map_err(unwritable)?;
         let mut data = first.data;
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk?;
-            if data.len() + chunk.data.len() > limits::SNAPSHOT_BYTES_MAX {
+        loop {
+            if !file.fits(data.len()) {
                 return Err(Status::resource_exhausted("snapshot larger than the limit"));
             }
-            data.extend_from_slice(&chunk.data);
+            file = self.store.off_the_workers(move || file.write(&data).map(|()| file)).await.map_err(unwritable)?;
+            match chunks.next().await {
+                Some(chunk) => data = chunk?.data,
+                None => break,
+            }
         }
-        check_snapshot(&header.meta, &data).map_err(|e| refused(e.to_string()))?;
-        let snapshot = Snapshot { meta: header.meta, snapshot: Cursor::new(data) };
+        let meta = header.meta.clone();
+        let body = self.store.off_the_workers(move || file.finish()).await.map_err(unwritable)?;
+        let checked = body.clone();
+        self.store
+            .off_the_workers(move || check_snapshot(&meta, &checked))
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        let snapshot = Snapshot { meta: header.meta, snapshot: body };
         reply(self.store.raft().install_full_snapshot(header.vote, snapshot).await)
     }
 

@@ -20,7 +20,6 @@ use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use bincode::Options;
 use futures::{FutureExt, TryStreamExt};
 use openraft::storage::{EntryResponder, IOFlushed, LogState, RaftLogReader, RaftLogStorage, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
@@ -28,8 +27,11 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::command::{Applied, ApplyError, Command, Outcome};
-use super::disk::{memory::MemoryDisk, rocks::RocksDisk, Batch, Cf, Disk, Frozen, Syncs};
+use super::disk::{memory::MemoryDisk, off_the_workers, rocks::RocksDisk, Batch, Cf, Disk, Frozen, Syncs};
 use super::mvcc::{History, HistoryRecord, Mvcc, MvccMeta, Revision, Write};
+use super::snapshot::{
+    check_snapshot, open_snapshot, NewSnapshot, SnapshotBody, SnapshotDecoder, SnapshotEncoder, SnapshotHead,
+};
 use super::types::*;
 use super::watch::{Pull, RecentPull, RevisionEvents, Revisions, WatchFilter, WatchHub};
 use crate::limits;
@@ -41,6 +43,9 @@ const KEY_APPLIED: &[u8] = b"applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_MVCC: &[u8] = b"mvcc";
 const KEY_MEMBERS: &[u8] = b"members";
+/// Present while a snapshot is being installed (its value: the snapshot's last log id). A state machine found
+/// with it loads empty, and openraft installs the kept snapshot again.
+const KEY_INSTALLING: &[u8] = b"installing";
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     bincode::serialize(v).expect("in-memory values always serialize")
@@ -294,6 +299,9 @@ pub struct SmShared {
     bugs: StorageBugs,
     /// Snapshots received from a leader and installed since this replica started.
     installed: std::sync::atomic::AtomicU64,
+    /// Held by a snapshot build or install for its whole run (on a blocking thread): openraft may start an
+    /// install while a build it spawned runs, and the older of the two must not be kept after the newer.
+    snapshots: std::sync::Mutex<()>,
 }
 
 /// The history column family as the MVCC core reads it.
@@ -330,102 +338,15 @@ fn read_leases(scan: super::disk::Scan<'_>) -> io::Result<Vec<(i64, i64)>> {
     Ok(leases)
 }
 
-/// The fixed part of a snapshot body. The body is this header (bincode) followed by the history records, each
-/// as its 16-byte revision, a little-endian u32 length and the record's bytes as stored, then the trailer:
-/// `SNAPSHOT_MAGIC` and the CRC-32 of everything before it (little-endian u32). Records are copied, never
-/// decoded and re-encoded, and no second copy of the history is built in memory.
-#[derive(Serialize, Deserialize)]
-struct SnapshotHead {
-    mvcc: MvccMeta,
-    leases: Vec<(i64, i64)>,
-    members: BTreeMap<u64, MemberAttrs>,
-}
-
-/// Marks the end of a snapshot body, before its checksum.
-const SNAPSHOT_MAGIC: &[u8; 8] = b"rsmsnap1";
-const SNAPSHOT_TRAILER_BYTES: usize = SNAPSHOT_MAGIC.len() + 4;
-
-fn snapshot_trailer(content: &[u8]) -> [u8; SNAPSHOT_TRAILER_BYTES] {
-    let mut trailer = [0u8; SNAPSHOT_TRAILER_BYTES];
-    trailer[..SNAPSHOT_MAGIC.len()].copy_from_slice(SNAPSHOT_MAGIC);
-    trailer[SNAPSHOT_MAGIC.len()..].copy_from_slice(&crc32fast::hash(content).to_le_bytes());
-    trailer
-}
-
-/// Ends a snapshot body with its trailer (magic and checksum).
-pub fn seal_snapshot(body: &mut Vec<u8>) {
-    let trailer = snapshot_trailer(body);
-    body.extend_from_slice(&trailer);
-}
-
-/// A snapshot body taken apart and checked: its trailer and checksum, its head, and every record, decoded.
-struct DecodedSnapshot<'a> {
-    head: SnapshotHead,
-    records: Vec<(Revision, &'a [u8], HistoryRecord)>,
-}
-
-fn decode_snapshot(body: &[u8]) -> io::Result<DecodedSnapshot<'_>> {
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("snapshot {what}"));
-    let split = body.len().checked_sub(SNAPSHOT_TRAILER_BYTES).ok_or_else(|| bad("too short"))?;
-    let (content, trailer) = body.split_at(split);
-    if !trailer.starts_with(SNAPSHOT_MAGIC) {
-        return Err(bad("has no trailer: not a snapshot of this format"));
-    }
-    if trailer != snapshot_trailer(content) {
-        return Err(bad("checksum does not match: the snapshot is corrupt"));
-    }
-    // A length inside the head can claim more bytes than the body holds: the limit refuses it before the
-    // decoder allocates for it.
-    let options =
-        bincode::DefaultOptions::new().with_fixint_encoding().allow_trailing_bytes().with_limit(content.len() as u64);
-    let mut reader = content;
-    let head: SnapshotHead =
-        options.deserialize_from(&mut reader).map_err(|e| bad(&format!("head is undecodable: {e}")))?;
-    let mut records = Vec::new();
-    let mut last = None;
-    for record in snapshot_records(reader) {
-        let (rev, bytes) = record?;
-        if last.is_some_and(|last| rev <= last) {
-            return Err(bad("records are out of order"));
-        }
-        last = Some(rev);
-        records.push((rev, bytes, decode::<HistoryRecord>(bytes)?));
-    }
-    Ok(DecodedSnapshot { head, records })
-}
-
-/// Checks a snapshot received from a peer before anything is replaced: its format and checksum, that every
-/// record decodes, and that its membership has voters. A snapshot that fails changes nothing.
-pub fn check_snapshot(meta: &SnapshotMeta, body: &[u8]) -> io::Result<()> {
-    if meta.last_membership.membership().voter_ids().next().is_none() {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "snapshot membership has no voters"));
-    }
-    decode_snapshot(body).map(drop)
-}
-
-/// Splits the records that follow a snapshot head.
-fn snapshot_records(mut rest: &[u8]) -> impl Iterator<Item = io::Result<(Revision, &[u8])>> {
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let bad = || io::Error::new(io::ErrorKind::InvalidData, "truncated snapshot record");
-        let record = (|| {
-            let rev = Revision::from_bytes(rest.get(..16).ok_or_else(bad)?).ok_or_else(bad)?;
-            let len = u32::from_le_bytes(rest.get(16..20).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
-            let bytes = rest.get(20..20 + len).ok_or_else(bad)?;
-            rest = &rest[20 + len..];
-            Ok((rev, bytes))
-        })();
-        if record.is_err() {
-            rest = &[];
-        }
-        Some(record)
-    })
-}
-
 /// The state machine's state as the database holds it.
 fn load_state(db: &Db) -> io::Result<SmState> {
+    if let Some(last_log_id) = db.get::<Option<LogId>>(Cf::Sm, KEY_INSTALLING)? {
+        tracing::warn!(
+            ?last_log_id,
+            "a snapshot install was interrupted: the state machine starts empty and installs it again"
+        );
+        return Ok(SmState::default());
+    }
     let meta: MvccMeta = db.get(Cf::Sm, KEY_MVCC)?.unwrap_or_default();
     // Records stream into the index one by one; the first error stops the stream and fails the load.
     let mut failure = None;
@@ -455,7 +376,14 @@ impl SmShared {
     pub fn load(db: Arc<Db>, bugs: StorageBugs) -> io::Result<Arc<SmShared>> {
         let state = load_state(&db)?;
         let hub = WatchHub::new(state.mvcc.revision());
-        Ok(Arc::new(SmShared { hub, db, state: RwLock::new(state), bugs, installed: Default::default() }))
+        Ok(Arc::new(SmShared {
+            hub,
+            db,
+            state: RwLock::new(state),
+            bugs,
+            installed: Default::default(),
+            snapshots: Default::default(),
+        }))
     }
 
     /// Snapshots received from a leader and installed since this replica started.
@@ -674,40 +602,56 @@ impl SmShared {
         }
     }
 
-    /// Serializes the current state; the state lock is held only while the disk's view is taken.
+    /// Writes the current state to a new snapshot file and keeps it as the disk's snapshot. The state lock is
+    /// held only while the disk's view is taken; the file is written a chunk at a time from that view.
     fn build_snapshot(&self) -> io::Result<Snapshot> {
+        let _one_at_a_time = self.snapshots.lock().expect("snapshot lock poisoned");
         let (meta, mvcc, members, frozen) = {
             let state = self.read();
+            if let Some(failure) = &state.failed {
+                return Err(io::Error::other(format!("no snapshot of this state: {failure}")));
+            }
             let meta = SnapshotMeta { last_log_id: state.applied, last_membership: state.membership.clone() };
             (meta, state.mvcc.meta(), state.members.clone(), self.db.disk.frozen())
         };
         let leases = read_leases(frozen.scan(Cf::Lease, &[]))?;
-        let mut body = encode(&SnapshotHead { mvcc, leases, members });
+        let mut encoder = SnapshotEncoder::create(&*self.db.disk, &meta, &SnapshotHead { mvcc, leases, members })?;
         for item in frozen.scan(Cf::History, &[]) {
-            let (k, v) = item?;
-            let len = u32::try_from(v.len()).map_err(|_| io::Error::other("history record too large"))?;
-            body.extend_from_slice(&k);
-            body.extend_from_slice(&len.to_le_bytes());
-            body.extend_from_slice(&v);
+            let (rev, bytes) = item?;
+            encoder.record(&rev, &bytes)?;
         }
-        seal_snapshot(&mut body);
-        self.save_snapshot(&meta, &body)?;
-        Ok(Snapshot { meta, snapshot: io::Cursor::new(body) })
+        let body = encoder.finish()?;
+        body.keep()?;
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = body.len(), "built a snapshot");
+        Ok(Snapshot { meta, snapshot: body })
     }
 
-    /// Replaces the whole state with a snapshot received from the leader.
-    fn install_snapshot(&self, meta: &SnapshotMeta, body: Vec<u8>) -> io::Result<()> {
-        let DecodedSnapshot { head, records } = decode_snapshot(&body)?;
+    /// Replaces the whole state with a snapshot (received from the leader, or the disk's own when an install
+    /// was interrupted). The snapshot is checked first, then kept as the disk's snapshot; the state machine
+    /// then serves no reads until the new state is written, in batches of at most
+    /// `SNAPSHOT_INSTALL_BATCH_BYTES` read from the file, synced, and loaded.
+    fn install_snapshot(&self, meta: &SnapshotMeta, body: &SnapshotBody) -> io::Result<()> {
+        let _one_at_a_time = self.snapshots.lock().expect("snapshot lock poisoned");
+        check_snapshot(meta, body)?;
+        // Received snapshots are written to this disk already; openraft's own tests hand over another's.
+        let body = &body.on(&*self.db.disk, meta)?;
+        body.keep()?;
+        *self.state.write().expect("state machine lock poisoned") =
+            SmState { failed: Some("installing a snapshot from the leader".into()), ..SmState::default() };
+        let (head, mut records) = SnapshotDecoder::open(body)?;
         let mut batch = Batch::default();
+        batch.put(Cf::Sm, KEY_INSTALLING, encode(&meta.last_log_id));
         batch.delete_range(Cf::History, [0u8; 16], [0xffu8; 16]);
         batch.delete_range(Cf::Lease, [0u8; 8], [0xffu8; 8]);
-        let records: Vec<_> = records
-            .into_iter()
-            .map(|(rev, bytes, record)| {
-                batch.put(Cf::History, rev.to_bytes(), bytes);
-                (rev, record)
-            })
-            .collect();
+        let mut batch_bytes = 0;
+        while let Some((rev, bytes)) = records.next_record()? {
+            batch_bytes += bytes.len();
+            batch.put(Cf::History, rev.to_bytes(), bytes);
+            if batch_bytes >= limits::SNAPSHOT_INSTALL_BATCH_BYTES {
+                self.db.disk.write(std::mem::take(&mut batch), false)?;
+                batch_bytes = 0;
+            }
+        }
         for (id, ttl) in &head.leases {
             batch.put(Cf::Lease, id.to_be_bytes(), encode(ttl));
         }
@@ -715,46 +659,35 @@ impl SmShared {
         batch.put(Cf::Sm, KEY_MEMBERSHIP, encode(&meta.last_membership));
         batch.put(Cf::Sm, KEY_MVCC, encode(&head.mvcc));
         batch.put(Cf::Sm, KEY_MEMBERS, encode(&head.members));
-        let mut state = self.state.write().expect("state machine lock poisoned");
-        self.db.disk.write(batch, false)?;
-        *state = SmState {
-            mvcc: Mvcc::restore(head.mvcc, records, head.leases),
-            applied: meta.last_log_id,
-            membership: meta.last_membership.clone(),
-            members: head.members,
-            failed: None,
-        };
+        batch.delete(Cf::Sm, KEY_INSTALLING);
+        // Durable before openraft acknowledges the snapshot and purges the log it replaces.
+        self.db.disk.write(batch, true)?;
+        let state = load_state(&self.db)?;
         let revision = state.mvcc.revision();
-        drop(state);
-        self.save_snapshot(meta, &body)?;
+        *self.state.write().expect("state machine lock poisoned") = state;
         self.hub.reset(revision);
         self.installed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(last_log_id = ?meta.last_log_id, revision, bytes = body.len(), "installed a snapshot");
         Ok(())
     }
 
-    /// Keeps the snapshot as the disk's snapshot file: a little-endian u32 length, the meta (bincode), then the
-    /// body.
-    fn save_snapshot(&self, meta: &SnapshotMeta, body: &[u8]) -> io::Result<()> {
-        let meta = encode(meta);
-        let meta_len = u32::try_from(meta.len()).map_err(|_| io::Error::other("snapshot meta too large"))?;
-        let mut bytes = Vec::with_capacity(4 + meta.len() + body.len());
-        bytes.extend_from_slice(&meta_len.to_le_bytes());
-        bytes.extend_from_slice(&meta);
-        bytes.extend_from_slice(body);
-        self.db.disk.save_snapshot(&bytes)
-    }
-
     fn current_snapshot(&self) -> io::Result<Option<Snapshot>> {
-        let Some(mut bytes) = self.db.disk.load_snapshot()? else {
+        let Some(file) = self.db.disk.snapshot()? else {
             return Ok(None);
         };
-        let bad = || io::Error::new(io::ErrorKind::InvalidData, "the snapshot file is corrupt");
-        let meta_len = u32::from_le_bytes(bytes.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
-        let meta: SnapshotMeta = decode(bytes.get(4..4 + meta_len).ok_or_else(bad)?)?;
-        let body = bytes.split_off(4 + meta_len);
-        Ok(Some(Snapshot { meta, snapshot: io::Cursor::new(body) }))
+        let (meta, snapshot) = open_snapshot(file)?;
+        Ok(Some(Snapshot { meta, snapshot }))
     }
+
+    /// A new file for a snapshot arriving from the leader.
+    pub(super) fn receive_snapshot(&self, meta: &SnapshotMeta) -> io::Result<NewSnapshot> {
+        NewSnapshot::create(&*self.db.disk, meta)
+    }
+}
+
+/// An entry's size as the log holds it, near enough to bound an apply batch.
+fn entry_bytes(entry: &Entry) -> usize {
+    bincode::serialized_size(entry).map_or(usize::MAX, |n| n.min(usize::MAX as u64) as usize)
 }
 
 /// The state machine handed to openraft.
@@ -768,12 +701,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let shared = self.shared.clone();
-        match shared.db.disk.syncs() {
-            Syncs::Blocking => {
-                tokio::task::spawn_blocking(move || shared.build_snapshot()).await.map_err(io::Error::other)?
-            }
-            Syncs::Simulated { .. } => shared.build_snapshot(),
-        }
+        off_the_workers(shared.disk_reads_block(), move || shared.build_snapshot()).await?
     }
 }
 
@@ -791,9 +719,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Strm: futures::Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
         while let Some(first) = entries.try_next().await? {
-            // Take whatever else is ready without waiting, so that one write batch covers many entries.
+            // Take whatever else is ready without waiting, so that one write batch covers many entries, up to
+            // `APPLY_BATCH_BYTES_MAX` of them (a follower catching up applies thousands at once).
+            let mut bytes = entry_bytes(&first.0);
             let mut batch = vec![first];
-            while let Some(Some(next)) = entries.try_next().now_or_never().transpose()? {
+            while bytes < limits::APPLY_BATCH_BYTES_MAX {
+                let Some(Some(next)) = entries.try_next().now_or_never().transpose()? else {
+                    break;
+                };
+                bytes += entry_bytes(&next.0);
                 batch.push(next);
             }
             let (entries_only, responders): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
@@ -812,11 +746,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
-        let body = snapshot.into_inner();
-        if body.len() > limits::SNAPSHOT_BYTES_MAX {
-            return Err(io::Error::other("snapshot larger than the limit"));
-        }
-        self.shared.install_snapshot(meta, body)
+        let (shared, meta) = (self.shared.clone(), meta.clone());
+        off_the_workers(shared.disk_reads_block(), move || shared.install_snapshot(&meta, &snapshot)).await?
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {

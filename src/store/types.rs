@@ -27,7 +27,8 @@ pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
 pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
 pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
 pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
-pub type SnapshotData = std::io::Cursor<Vec<u8>>;
+/// A snapshot's body, in its file.
+pub type SnapshotData = super::snapshot::SnapshotBody;
 pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
 pub type Raft = openraft::Raft<TypeConfig, super::storage::StateMachine>;
 

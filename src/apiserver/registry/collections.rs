@@ -203,7 +203,7 @@ pub async fn list(objects: &Objects, target: &Target, opts: &ListOptions) -> Res
     let mut items = Vec::new();
     let mut skipped = Vec::new();
     loop {
-        let page = objects.page(&from, &end, revision, chunk)?;
+        let page = objects.page(&from, &end, revision, chunk).await?;
         let page = Page { items: presented_raws(target.resource, page.items), ..page };
         revision = page.revision;
         let scanned = page.items.len();
@@ -513,7 +513,7 @@ impl WatchSession {
         let mut chunk = Chunk::default();
         let mut page_size = limits::API_WATCH_INITIAL_CHUNK_MAX;
         loop {
-            let page = self.objects.page(&from, &end, revision, page_size).map_err(|e| match e {
+            let page = self.objects.page(&from, &end, revision, page_size).await.map_err(|e| match e {
                 ApiError::Gone(_) => ApiError::Gone(too_old(revision, revision)),
                 other => other,
             })?;

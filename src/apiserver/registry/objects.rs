@@ -246,20 +246,20 @@ impl Objects {
     pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Stored>, ApiError> {
         self.sync(consistency).await?;
         let op = RangeOp { range: single(key), ..RangeOp::default() };
-        let (_, result) = self.store.range(&op).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (_, result) = self.store.range(&op).await.map_err(|e| ApiError::Internal(e.to_string()))?;
         result.kvs.into_iter().next().map(decode).transpose()
     }
 
     /// Up to `limit` objects with keys in `[from, end)` at `revision` (0: the current one), from the local
     /// state machine; the caller syncs first when it needs a linearizable list.
-    pub fn page(&self, from: &[u8], end: &[u8], revision: i64, limit: usize) -> Result<Page, ApiError> {
+    pub async fn page(&self, from: &[u8], end: &[u8], revision: i64, limit: usize) -> Result<Page, ApiError> {
         let op = RangeOp {
             range: KeyRange { key: from.to_vec(), end: end.to_vec() },
             limit: limit as i64,
             revision,
             ..RangeOp::default()
         };
-        let (current, result) = self.store.range(&op).map_err(|e| match e {
+        let (current, result) = self.store.range(&op).await.map_err(|e| match e {
             ApplyError::Compacted => ApiError::Gone(format!(
                 "The provided continue parameter is too old to display a consistent list result. You can \
                  start a new list without the continue parameter, or use the continue token in this response \
@@ -386,7 +386,7 @@ impl Objects {
             keys_only: true,
             ..RangeOp::default()
         };
-        let (_, result) = self.store.range(&op).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (_, result) = self.store.range(&op).await.map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(result.kvs.into_iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect())
     }
 }

@@ -329,7 +329,7 @@ impl Verbs {
         let mut from = prefix.into_bytes();
         let mut out = Vec::new();
         loop {
-            let page = self.objects.page(&from, &end, revision, limits::API_LIST_CHUNK_MAX)?;
+            let page = self.objects.page(&from, &end, revision, limits::API_LIST_CHUNK_MAX).await?;
             revision = page.revision;
             for raw in &page.items {
                 out.push(presented(resource, raw.decode()?));

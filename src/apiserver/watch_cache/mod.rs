@@ -241,7 +241,7 @@ impl Cache {
         let mut from = prefix.into_bytes();
         let mut objects = Vec::new();
         loop {
-            let page = self.objects.page(&from, &end, revision, limits::API_LIST_CHUNK_MAX)?;
+            let page = self.objects.page(&from, &end, revision, limits::API_LIST_CHUNK_MAX).await?;
             let more = page.more && !page.items.is_empty();
             for raw in page.items {
                 from = raw.key.clone().into_bytes();

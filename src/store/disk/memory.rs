@@ -12,7 +12,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Batch, Cf, Disk, Frozen, Op, Pair, Scan, Syncs};
+use super::{Batch, Cf, Disk, Frozen, Op, Pair, Scan, SnapshotBytes, SnapshotFile, SnapshotWrite, Syncs};
 
 type Families = BTreeMap<Cf, BTreeMap<Vec<u8>, Vec<u8>>>;
 
@@ -24,7 +24,8 @@ struct State {
     durable: Families,
     /// Batches written since the last sync, in order.
     unsynced: Vec<Batch>,
-    snapshot: Option<Vec<u8>>,
+    /// The kept snapshot: durable as soon as kept.
+    snapshot: Option<Arc<Vec<u8>>>,
     /// Faults switched on by a test: what fails with an I/O error.
     failing: Failing,
 }
@@ -66,12 +67,13 @@ pub struct MemoryDisk {
     /// std Mutex: in-memory map work only, never held across an await.
     state: Arc<Mutex<State>>,
     sync_latency: Duration,
+    id: u64,
 }
 
 impl MemoryDisk {
     /// An empty disk whose syncs take `sync_latency` of simulated time.
     pub fn new(sync_latency: Duration) -> MemoryDisk {
-        MemoryDisk { state: Arc::default(), sync_latency }
+        MemoryDisk { state: Arc::default(), sync_latency, id: super::new_disk_id() }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -172,13 +174,16 @@ impl Disk for MemoryDisk {
         Box::new(MemoryFrozen(self.state().live.clone()))
     }
 
-    fn save_snapshot(&self, bytes: &[u8]) -> io::Result<()> {
-        self.state().snapshot = Some(bytes.to_vec());
-        Ok(())
+    fn create_snapshot(&self) -> io::Result<Box<dyn SnapshotWrite>> {
+        if self.state().failing.writes {
+            return Err(broken("a snapshot write"));
+        }
+        Ok(Box::new(MemorySnapshotWrite { bytes: Vec::new(), disk: self.state.clone(), id: self.id }))
     }
 
-    fn load_snapshot(&self) -> io::Result<Option<Vec<u8>>> {
-        Ok(self.state().snapshot.clone())
+    fn snapshot(&self) -> io::Result<Option<SnapshotFile>> {
+        let kept = self.state().snapshot.clone();
+        Ok(kept.map(|bytes| SnapshotFile::new(MemorySnapshot { bytes, disk: Some(self.state.clone()) }, self.id)))
     }
 
     fn size_bytes(&self) -> u64 {
@@ -188,6 +193,63 @@ impl Disk for MemoryDisk {
 
     fn syncs(&self) -> Syncs {
         Syncs::Simulated { latency: self.sync_latency }
+    }
+
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+struct MemorySnapshotWrite {
+    bytes: Vec<u8>,
+    disk: Arc<Mutex<State>>,
+    id: u64,
+}
+
+impl SnapshotWrite for MemorySnapshotWrite {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> io::Result<SnapshotFile> {
+        Ok(SnapshotFile::new(MemorySnapshot { bytes: Arc::new(self.bytes), disk: Some(self.disk) }, self.id))
+    }
+}
+
+/// A snapshot file in memory: on a simulated disk, or on none (bytes from elsewhere, to be checked).
+pub struct MemorySnapshot {
+    bytes: Arc<Vec<u8>>,
+    disk: Option<Arc<Mutex<State>>>,
+}
+
+impl MemorySnapshot {
+    /// Bytes on no disk: they can be read, not kept.
+    pub fn detached(bytes: Vec<u8>) -> MemorySnapshot {
+        MemorySnapshot { bytes: Arc::new(bytes), disk: None }
+    }
+}
+
+impl SnapshotBytes for MemorySnapshot {
+    fn size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let rest = usize::try_from(offset).ok().and_then(|at| self.bytes.get(at..)).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        Ok(n)
+    }
+
+    fn keep(&self) -> io::Result<()> {
+        let disk = self.disk.as_ref().ok_or_else(|| io::Error::other("these snapshot bytes are on no disk"))?;
+        disk.lock().expect("memory disk poisoned").snapshot = Some(self.bytes.clone());
+        Ok(())
+    }
+
+    fn reads_block(&self) -> bool {
+        false
     }
 }
 

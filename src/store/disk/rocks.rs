@@ -1,15 +1,23 @@
 //! The real disk: RocksDB, one database with a column family per `Cf`, and the snapshot as a file beside it.
 //! The only file that names rocksdb.
 //!
+//! A snapshot file is written as `snapshot.<n>.tmp` in the snapshot dir, synced when finished, and kept by
+//! renaming it over `snapshot.bin` and syncing the dir. Readers read through the open file, so a file replaced
+//! or removed while it is being sent stays readable until they are done.
+//!
 //! Writes go to RocksDB's write-ahead log unsynced unless asked; `sync` flushes and syncs that log, which makes
 //! every earlier write durable (the log is one ordered stream, so what survives a crash is a prefix).
 
+use std::fs::File;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
-use super::{Batch, Cf, Disk, Frozen, Op, Pair, Scan, Syncs};
+use super::{Batch, Cf, Disk, Frozen, Op, Pair, Scan, SnapshotBytes, SnapshotFile, SnapshotWrite, Syncs};
 use crate::limits;
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
@@ -22,6 +30,9 @@ pub struct RocksDisk {
     db: DB,
     path: PathBuf,
     snapshot_dir: PathBuf,
+    /// Numbers the snapshot files being written.
+    next_snapshot: AtomicU64,
+    id: u64,
 }
 
 impl RocksDisk {
@@ -49,7 +60,20 @@ impl RocksDisk {
         let cfs = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_opts()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(db_err)?;
         std::fs::create_dir_all(snapshot_dir)?;
-        Ok(RocksDisk { db, path: dir.to_path_buf(), snapshot_dir: snapshot_dir.to_path_buf() })
+        // Snapshot files a crash left unfinished or unkept.
+        for entry in std::fs::read_dir(snapshot_dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|ext| ext == "tmp") {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        Ok(RocksDisk {
+            db,
+            path: dir.to_path_buf(),
+            snapshot_dir: snapshot_dir.to_path_buf(),
+            next_snapshot: AtomicU64::new(0),
+            id: super::new_disk_id(),
+        })
     }
 
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
@@ -97,20 +121,22 @@ impl Disk for RocksDisk {
         Box::new(RocksFrozen { disk: self, snapshot: self.db.snapshot() })
     }
 
-    /// Written to a temporary file, synced, renamed over the old one, and the directory synced.
-    fn save_snapshot(&self, bytes: &[u8]) -> io::Result<()> {
-        use std::io::Write;
-        let tmp = self.snapshot_dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, self.snapshot_dir.join(SNAPSHOT_FILE))?;
-        std::fs::File::open(&self.snapshot_dir)?.sync_all()
+    fn create_snapshot(&self) -> io::Result<Box<dyn SnapshotWrite>> {
+        let n = self.next_snapshot.fetch_add(1, Ordering::Relaxed);
+        let path = self.snapshot_dir.join(format!("snapshot.{n}.tmp"));
+        let file = File::options().read(true).write(true).create_new(true).open(&path)?;
+        let dir = self.snapshot_dir.clone();
+        Ok(Box::new(RocksSnapshotWrite { file: Some(file), path, dir, len: 0, disk: self.id }))
     }
 
-    fn load_snapshot(&self) -> io::Result<Option<Vec<u8>>> {
-        match std::fs::read(self.snapshot_dir.join(SNAPSHOT_FILE)) {
-            Ok(bytes) => Ok(Some(bytes)),
+    fn snapshot(&self) -> io::Result<Option<SnapshotFile>> {
+        match File::open(self.snapshot_dir.join(SNAPSHOT_FILE)) {
+            Ok(file) => {
+                let len = file.metadata()?.len();
+                let place = Mutex::new(Place::Kept);
+                let dir = self.snapshot_dir.clone();
+                Ok(Some(SnapshotFile::new(RocksSnapshot { file, len, place, dir }, self.id)))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -125,6 +151,10 @@ impl Disk for RocksDisk {
     fn syncs(&self) -> Syncs {
         Syncs::Blocking
     }
+
+    fn id(&self) -> u64 {
+        self.id
+    }
 }
 
 struct RocksFrozen<'a> {
@@ -138,5 +168,86 @@ impl Frozen for RocksFrozen<'_> {
         let mut opts = rocksdb::ReadOptions::default();
         opts.fill_cache(false);
         pairs(self.snapshot.iterator_cf_opt(self.disk.cf(cf), opts, IteratorMode::From(from, Direction::Forward)))
+    }
+}
+
+/// A snapshot file being written; removed if dropped unfinished.
+struct RocksSnapshotWrite {
+    file: Option<File>,
+    path: PathBuf,
+    dir: PathBuf,
+    len: u64,
+    disk: u64,
+}
+
+impl SnapshotWrite for RocksSnapshotWrite {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let file = self.file.as_ref().expect("the file is open until finished");
+        file.write_all_at(bytes, self.len)?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> io::Result<SnapshotFile> {
+        let file = self.file.take().expect("the file is open until finished");
+        file.sync_all()?;
+        let place = Mutex::new(Place::Temporary(std::mem::take(&mut self.path)));
+        Ok(SnapshotFile::new(RocksSnapshot { file, len: self.len, place, dir: self.dir.clone() }, self.disk))
+    }
+}
+
+impl Drop for RocksSnapshotWrite {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Where a finished snapshot file is.
+enum Place {
+    /// Under its temporary name: removed when dropped.
+    Temporary(PathBuf),
+    /// Kept as the disk's snapshot (it may have been replaced since).
+    Kept,
+}
+
+struct RocksSnapshot {
+    file: File,
+    len: u64,
+    /// std Mutex: held across the rename and the dir sync of `keep` only.
+    place: Mutex<Place>,
+    dir: PathBuf,
+}
+
+impl SnapshotBytes for RocksSnapshot {
+    fn size(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read_at(buf, offset)
+    }
+
+    fn keep(&self) -> io::Result<()> {
+        let mut place = self.place.lock().expect("snapshot place poisoned");
+        if let Place::Temporary(path) = &*place {
+            std::fs::rename(path, self.dir.join(SNAPSHOT_FILE))?;
+            File::open(&self.dir)?.sync_all()?;
+            *place = Place::Kept;
+        }
+        Ok(())
+    }
+
+    fn reads_block(&self) -> bool {
+        true
+    }
+}
+
+impl Drop for RocksSnapshot {
+    fn drop(&mut self) {
+        if let Ok(Place::Temporary(path)) = self.place.get_mut() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }

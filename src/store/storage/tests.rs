@@ -193,3 +193,82 @@ fn a_watch_catching_up_from_disk_leaves_the_async_workers_free() {
     assert!(waited < std::time::Duration::from_millis(500), "the only worker was blocked for {waited:?}");
     assert_eq!(first.events[0].kv.mod_revision, 1, "the catch-up starts where it was asked to");
 }
+
+/// A read of a range of keys from RocksDB runs on a blocking thread: the runtime's workers go on serving while
+/// it waits (here, on a state lock another thread holds for a second).
+#[test]
+fn a_range_read_from_disk_leaves_the_async_workers_free() {
+    use crate::store::command::{KeyRange, RangeOp};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Db::open(&dir.path().join("db"), &dir.path().join("snap"), true).expect("open db");
+    let shared = SmShared::load(db, StorageBugs::default()).expect("load state machine");
+    let entry = |index: u64, cmd: Command| Entry::new_normal(openraft::testing::log_id::<TypeConfig>(1, 1, index), cmd);
+    shared.apply_batch(&[entry(1, put("a")), entry(2, put("b"))]).expect("apply");
+
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = {
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            let _state = shared.state.write().unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        })
+    };
+    locked_rx.recv().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (waited, keys) = runtime.block_on(async move {
+        let op = RangeOp { range: KeyRange { key: b"a".to_vec(), end: b"z".to_vec() }, ..RangeOp::default() };
+        let read = tokio::spawn(async move { crate::store::read_range(&shared, &op).await });
+        let started = std::time::Instant::now();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let waited = started.elapsed();
+        let (_, result) = read.await.unwrap().expect("range");
+        (waited, result.kvs.into_iter().map(|kv| kv.key).collect::<Vec<_>>())
+    });
+    holder.join().unwrap();
+    assert!(waited < std::time::Duration::from_millis(500), "the only worker was blocked for {waited:?}");
+    assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec()]);
+}
+
+/// An install is synced before it returns. One interrupted by a crash leaves its marker: the state machine
+/// then loads empty, and openraft, finding the disk's snapshot newer than what is applied, installs it again.
+#[tokio::test]
+async fn a_snapshot_install_is_synced_and_one_interrupted_is_done_again_at_start() {
+    let entry = |index: u64, cmd: Command| Entry::new_normal(openraft::testing::log_id::<TypeConfig>(1, 1, index), cmd);
+    let leader = SmShared::load(Db::simulated(MemoryDisk::new(std::time::Duration::ZERO)), StorageBugs::default())
+        .expect("load state machine");
+    let nodes: BTreeMap<u64, RaftNode> = [(1, RaftNode::default())].into();
+    let voters = openraft::Membership::new(vec![[1].into()], nodes).expect("a valid membership");
+    let membership =
+        Entry { log_id: openraft::testing::log_id::<TypeConfig>(1, 1, 1), payload: EntryPayload::Membership(voters) };
+    leader.apply_batch(&[membership, entry(2, put("a")), entry(3, put("b")), entry(4, put("c"))]).expect("apply");
+    let snapshot = leader.build_snapshot().expect("build");
+
+    let disk = MemoryDisk::new(std::time::Duration::ZERO);
+    let follower = SmShared::load(Db::simulated(disk.clone()), StorageBugs::default()).expect("load state machine");
+    follower.apply_batch(&[entry(1, put("a"))]).expect("apply");
+    // As a follower receives it: written to a file of its own disk.
+    let mut received = follower.receive_snapshot(&snapshot.meta).expect("create");
+    received.write(&snapshot.snapshot.read(0, usize::MAX).expect("read")).expect("write");
+    let received = received.finish().expect("finish");
+    follower.install_snapshot(&snapshot.meta, &received).expect("install");
+    let all = vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()];
+    assert_eq!(keys_in(&follower), Ok(all.clone()));
+    assert_eq!(disk.unsynced(), 0, "the install is durable when it returns");
+
+    // A crash in the middle of an install: the marker is there, the history only in part.
+    let mut batch = Batch::default();
+    batch.put(Cf::Sm, KEY_INSTALLING, encode(&snapshot.meta.last_log_id));
+    batch.delete(Cf::History, Revision { main: 3, sub: 0 }.to_bytes());
+    disk.write(batch, true).expect("write");
+    let restarted = SmShared::load(Db::simulated(disk), StorageBugs::default()).expect("load state machine");
+    assert_eq!(restarted.read().applied, None, "a half-installed state is not loaded");
+    assert_eq!(keys_in(&restarted), Ok(vec![]));
+
+    let mut sm = StateMachine { shared: restarted };
+    let kept = sm.get_current_snapshot().await.expect("read").expect("the disk keeps the snapshot");
+    assert_eq!(kept.meta, snapshot.meta);
+    sm.install_snapshot(&kept.meta, kept.snapshot).await.expect("install again");
+    assert_eq!(keys_in(&sm.shared), Ok(all));
+    assert_eq!(sm.shared.read().applied, snapshot.meta.last_log_id);
+}
