@@ -1753,3 +1753,45 @@ async fn events_expire_after_the_event_ttl_and_only_they_carry_a_lease() {
     assert_eq!(lease_of(&etcd, CONFIG_MAP_KEY), Some(0), "the ConfigMap has not expired");
     assert_eq!(k.json(&["get", "configmap", "web"])["data"]["a"], "b");
 }
+
+/// `kubectl get -w` goes on through automatic compactions (here every second): compaction ends only the watches
+/// that fall behind it, so the watch prints every change and is still running after several of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_w_goes_on_through_compactions() {
+    let cluster = TestCluster::start_with(3, &["--compaction-interval", "1s"]).await;
+    let leader = cluster.leader().await;
+    let k = Kubectl::for_replica(&cluster, follower(leader)).await;
+    k.ok(&["create", "configmap", "c0", "--from-literal=v=0"]);
+    let created = k.json(&["get", "configmap", "c0", "-o", "json"])["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("a resourceVersion")
+        .to_string();
+    let mut watch = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&k.kubeconfig)
+        .arg("--cache-dir")
+        .arg(k.cache.path())
+        .args(["get", "configmaps", "-w", "-o", "custom-columns=NAME:.metadata.name,V:.data.v", "--no-headers"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for v in 1..=5 {
+        k.ok(&["patch", "configmap", "c0", "-p", &format!(r#"{{"data":{{"v":"{v}"}}}}"#)]);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    // The history up to the create is gone by now: several compactions ran while the watch was open.
+    let stale = format!("/api/v1/namespaces/default/configmaps?resourceVersion={created}&resourceVersionMatch=Exact");
+    eventually(Duration::from_secs(10), "the create's revision compacted", || async {
+        k.fails(&["get", "--raw", &stale]).contains("too old").then_some(())
+    })
+    .await;
+    assert!(watch.try_wait().unwrap().is_none(), "kubectl get -w ended");
+    watch.kill().unwrap();
+    let mut printed = String::new();
+    watch.stdout.take().unwrap().read_to_string(&mut printed).unwrap();
+    let _ = watch.wait();
+    let values: Vec<&str> = printed.lines().filter_map(|l| l.strip_prefix("c0")).map(str::trim).collect();
+    assert_eq!(values, ["0", "1", "2", "3", "4", "5"], "{printed}");
+}

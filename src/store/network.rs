@@ -222,24 +222,20 @@ impl PeerConn {
 /// file a chunk at a time, as the transport asks for more (so at most a few chunks are in memory). A body that
 /// cannot be read ends the stream early; the follower then refuses the snapshot as truncated.
 fn snapshot_chunks(header: Vec<u8>, body: SnapshotData) -> impl futures::Stream<Item = SnapshotChunk> {
-    futures::stream::unfold(Some((header, 0u64)), move |next| {
-        let body = body.clone();
-        async move {
-            let (header, offset) = next?;
-            let reading = body.clone();
-            let read =
-                off_the_workers(body.reads_block(), move || reading.read(offset, limits::SNAPSHOT_CHUNK_BYTES)).await;
-            let data = match read.and_then(|r| r) {
-                Ok(data) => data,
-                Err(e) => {
-                    tracing::error!(error = %e, offset, "reading a snapshot to send: the follower gets it truncated");
-                    return None;
-                }
-            };
-            let end = offset + data.len() as u64;
-            let more = (end < body.len()).then_some((Vec::new(), end));
-            Some((SnapshotChunk { header, data }, more))
-        }
+    futures::stream::unfold(Some((header, 0u64, body)), |next| async move {
+        let (header, offset, body) = next?;
+        let reading = body.clone();
+        let read = off_the_workers(body.reads_block(), move || reading.read(offset, limits::SNAPSHOT_CHUNK_BYTES));
+        let data = match read.await.and_then(|r| r) {
+            Ok(data) => data,
+            Err(e) => {
+                tracing::error!(error = %e, offset, "reading a snapshot to send: the follower gets it truncated");
+                return None;
+            }
+        };
+        let end = offset + data.len() as u64;
+        let more = (end < body.len()).then_some((Vec::new(), end, body));
+        Some((SnapshotChunk { header, data }, more))
     })
 }
 

@@ -37,13 +37,13 @@ fn bad_payload(e: bincode::Error) -> Status {
     Status::invalid_argument(format!("undecodable peer message: {e}"))
 }
 
-/// A peer message that is refused before it reaches openraft.
 /// The snapshot file could not be written here: nothing was installed, the leader sends it again later.
 fn unwritable(e: std::io::Error) -> Status {
     tracing::error!(error = %e, "receiving a snapshot");
     Status::internal(format!("writing the snapshot: {e}"))
 }
 
+/// A peer message that is refused before it reaches openraft.
 fn refused(reason: String) -> Status {
     tracing::warn!(%reason, "refused a peer message");
     Status::invalid_argument(format!("refused peer message: {reason}"))
