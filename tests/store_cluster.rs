@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use harness::{eventually, put_retrying, TestCluster};
+use raftsman::cluster::etcd_client::EtcdClient;
 use raftsman::cluster::local::Signal;
 use raftsman::proto::etcd as pb;
 use tokio_stream::wrappers::ReceiverStream;
@@ -24,6 +25,30 @@ async fn local_keys(c: &TestCluster, i: usize) -> Option<BTreeMap<String, String
             .map(|kv| (String::from_utf8(kv.key).unwrap(), String::from_utf8(kv.value).unwrap()))
             .collect(),
     )
+}
+
+/// Writes `write(i)` for every i below `count` through `client`, from `tasks` concurrent tasks, each write
+/// retried for up to `timeout` until acknowledged.
+async fn put_concurrently(
+    client: &EtcdClient,
+    tasks: usize,
+    count: usize,
+    timeout: Duration,
+    write: fn(usize) -> (String, String),
+) {
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let client = client.clone();
+        handles.push(tokio::spawn(async move {
+            for i in (t..count).step_by(tasks) {
+                let (key, value) = write(i);
+                put_retrying(&client, &key, &value, timeout).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,22 +115,11 @@ async fn a_follower_that_missed_purged_log_catches_up_by_snapshot_of_a_compacted
     // written about 40 times.
     let total =
         raftsman::limits::SNAPSHOT_LOGS_SINCE_LAST as usize + raftsman::limits::SNAPSHOT_LOGS_KEPT as usize + 500;
-    let keys = 500;
-    let tasks = 64;
-    let mut handles = Vec::new();
-    for t in 0..tasks {
-        let client = c.clients[writer].clone();
-        handles.push(tokio::spawn(async move {
-            for i in (t..total).step_by(tasks) {
-                put_retrying(&client, &key(i % keys), &format!("w{i}"), Duration::from_secs(10)).await.unwrap();
-            }
-        }));
-    }
-    for h in handles {
-        h.await.unwrap();
-    }
+    const KEYS: usize = 500;
+    put_concurrently(&c.clients[writer], 64, total, Duration::from_secs(10), |i| (key(i % KEYS), format!("w{i}")))
+        .await;
     let expected = local_keys(&c, writer).await.unwrap();
-    assert_eq!(expected.len(), keys);
+    assert_eq!(expected.len(), KEYS);
 
     // The leader purges only log entries no replication stream is using; wait until it has.
     eventually(Duration::from_secs(60), "the leader to purge its log behind a snapshot", || async {
@@ -197,20 +211,8 @@ async fn a_snapshot_larger_than_the_snapshot_memory_is_installed_within_it() {
 
     // Values of 1 MiB, each different, so that the store holds several times the bound; then small writes
     // until the leader snapshots, so that what the follower replays after the snapshot is small.
-    let tasks = 8;
-    let mut handles = Vec::new();
-    for t in 0..tasks {
-        let client = c.clients[writer].clone();
-        handles.push(tokio::spawn(async move {
-            for i in (t..values).step_by(tasks) {
-                let value = format!("{i:08}").repeat((1 << 20) / 8);
-                put_retrying(&client, &key(i), &value, Duration::from_secs(30)).await.unwrap();
-            }
-        }));
-    }
-    for h in handles {
-        h.await.unwrap();
-    }
+    let one_mib = |i: usize| (key(i), format!("{i:08}").repeat((1 << 20) / 8));
+    put_concurrently(&c.clients[writer], 8, values, Duration::from_secs(30), one_mib).await;
     let mut small = 0;
     while !c.log(c.leader().await).contains("built a snapshot") {
         assert!(small < 2 * values, "no snapshot after {small} more writes");

@@ -147,6 +147,19 @@ fn a_watch_catching_up_from_disk_scans_a_bounded_stretch_per_pull() {
     assert!(pulls >= 3, "{pulls} pulls");
 }
 
+/// Another thread takes the state machine's lock and keeps it for a second; returns once it holds it.
+fn hold_the_state_lock_for_a_second(shared: &Arc<SmShared>) -> std::thread::JoinHandle<()> {
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let shared = shared.clone();
+    let holder = std::thread::spawn(move || {
+        let _state = shared.state.write().unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    });
+    locked_rx.recv().unwrap();
+    holder
+}
+
 /// A watcher catching up from RocksDB reads the history on a blocking thread: the runtime's workers go on
 /// serving while the read waits (here, on a state lock another thread holds for a second).
 #[test]
@@ -171,16 +184,7 @@ fn a_watch_catching_up_from_disk_leaves_the_async_workers_free() {
     };
     let mut watcher = Watcher::new(shared.clone(), all, 1);
 
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-    let holder = {
-        let shared = shared.clone();
-        std::thread::spawn(move || {
-            let _state = shared.state.write().unwrap();
-            locked_tx.send(()).unwrap();
-            std::thread::sleep(std::time::Duration::from_secs(1));
-        })
-    };
-    locked_rx.recv().unwrap();
+    let holder = hold_the_state_lock_for_a_second(&shared);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (waited, first) = runtime.block_on(async move {
         let catch_up = tokio::spawn(async move { watcher.next_batch().await });
@@ -205,16 +209,7 @@ fn a_range_read_from_disk_leaves_the_async_workers_free() {
     let entry = |index: u64, cmd: Command| Entry::new_normal(openraft::testing::log_id::<TypeConfig>(1, 1, index), cmd);
     shared.apply_batch(&[entry(1, put("a")), entry(2, put("b"))]).expect("apply");
 
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-    let holder = {
-        let shared = shared.clone();
-        std::thread::spawn(move || {
-            let _state = shared.state.write().unwrap();
-            locked_tx.send(()).unwrap();
-            std::thread::sleep(std::time::Duration::from_secs(1));
-        })
-    };
-    locked_rx.recv().unwrap();
+    let holder = hold_the_state_lock_for_a_second(&shared);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (waited, keys) = runtime.block_on(async move {
         let op = RangeOp { range: KeyRange { key: b"a".to_vec(), end: b"z".to_vec() }, ..RangeOp::default() };
