@@ -422,6 +422,34 @@ pub const POD_GC_MISSING_NODES_MAX: usize = 10_000;
 /// missed notification costs at most this).
 pub const NODE_LIFECYCLE_RESYNC_INTERVAL_MS: u64 = 30_000;
 
+// The leader's event recorder (`controllers::events`).
+/// Events waiting for the writer task; a further one is dropped.
+pub const EVENT_QUEUE_MAX: usize = 1_000;
+/// Events one object may have recorded in a burst (upstream's spam filter), then one more every
+/// `EVENT_REFILL_SECS`.
+pub const EVENT_BURST_PER_OBJECT: usize = 25;
+pub const EVENT_REFILL_SECS: u64 = 300;
+/// Objects whose spam filter is remembered; past this, those with a full burst are forgotten.
+pub const EVENT_SPAM_OBJECTS_MAX: usize = 10_000;
+
+// The workload controllers (`controllers::workloads`).
+/// ReplicaSets and Deployments reconciled at once (kube-controller-manager's `--concurrent-*-syncs`).
+pub const REPLICA_SET_WORKERS: usize = 5;
+pub const DEPLOYMENT_WORKERS: usize = 5;
+/// Most pods one ReplicaSet creates or deletes in one reconcile (upstream's burstReplicas); the rest wait for
+/// the cache to show these.
+pub const REPLICA_SET_BURST: usize = 500;
+/// Pod creations or deletions of one reconcile in flight at once; they start one, then double (upstream's slow
+/// start), so a failing create costs one request, not a burst.
+pub const POD_WRITES_IN_FLIGHT_MAX: usize = 64;
+/// Most completions of an Indexed Job (upstream's limit): bounds the indexes a `completedIndexes` range expands to.
+pub const JOB_COMPLETIONS_INDEXED_MAX: i32 = 100_000;
+/// Jobs reconciled at once (kube-controller-manager's `--concurrent-job-syncs`).
+pub const JOB_WORKERS: usize = 5;
+/// How long a controller waits for its cache to show the pods it created or deleted before it trusts the
+/// cache again anyway (upstream's ExpectationsTimeout).
+pub const EXPECTATIONS_TIMEOUT_SECS: u64 = 300;
+
 // The agent's process runtime and the kubelet endpoint.
 /// Size at which a container's log file is rotated; one rotated file is kept, so an attempt's log takes at
 /// most twice this (kubelet's `containerLogMaxSize` default).

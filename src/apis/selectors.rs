@@ -342,6 +342,11 @@ impl LabelSelector {
         !self.nothing && self.requirements.iter().all(|r| r.matches(label))
     }
 
+    /// Whether a typed label map (`ObjectMeta::labels`) satisfies every requirement.
+    pub fn matches_labels(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        !self.nothing && self.requirements.iter().all(|r| r.matches(|key| labels.get(key).map(String::as_str)))
+    }
+
     /// Whether an object's `metadata.labels` satisfy this selector.
     pub fn matches_object(&self, object: &Value) -> bool {
         self.matches(object.get("metadata").and_then(|m| m.get("labels")))

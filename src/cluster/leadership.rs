@@ -127,10 +127,11 @@ pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutd
         let controllers = controllers::prepare(&mut informers, environment);
         let nodes = node_lifecycle::prepare(&mut informers, leading.node_monitor_grace_period);
         let scheduler = scheduler::prepare(&mut informers);
+        let workloads = controllers::workloads::prepare(&mut informers);
         let compaction = compaction::run(store.clone(), leading.compaction_interval);
         let informers = informers.start();
         let task = tokio::spawn(async move {
-            tokio::join!(controllers, nodes, scheduler, compaction);
+            tokio::join!(controllers, nodes, scheduler, workloads, compaction);
         });
         tokio::select! {
             () = store.wait_for_leadership_end(term) => {}

@@ -17,6 +17,7 @@
 //! addresses and when the leader last heard from each), which the replica hands in as an `Environment`,
 //! looked at every `KUBERNETES_SERVICE_CHECK_INTERVAL_MS`; a change there queues that controller too.
 
+pub mod events;
 pub mod garbage_collector;
 pub mod graph;
 pub mod kubernetes_service;
@@ -26,6 +27,7 @@ pub mod pod_gc;
 pub mod priority_classes;
 pub mod resource_quota;
 pub mod runtime;
+pub mod workloads;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;

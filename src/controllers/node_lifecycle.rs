@@ -31,7 +31,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use super::runtime::{run_workers, Change, Next, WorkQueue};
-use super::{pod_gc, runtime};
+use super::{events, pod_gc, runtime};
 use crate::limits;
 
 /// The namespace of the nodes' heartbeat Leases (one per node, named after it).
@@ -528,7 +528,7 @@ async fn execute(client: &Client, write: &Write) -> Result<(), kube::Error> {
                 resource_version = written.metadata.resource_version.clone();
                 if *became_unknown {
                     let message = format!("Node {name} status is now: NodeNotReady");
-                    record_event(client, &written, "default", "NodeNotReady", &message, NODE_CONTROLLER).await;
+                    record_event(client, &written, "NodeNotReady", &message, NODE_CONTROLLER).await;
                 }
             }
             if *taints {
@@ -566,49 +566,19 @@ async fn execute(client: &Client, write: &Write) -> Result<(), kube::Error> {
             let preconditions = Some(Preconditions { uid: pod.metadata.uid.clone(), resource_version: None });
             api.delete(&name, &DeleteParams { preconditions, ..DeleteParams::default() }).await?;
             let message = format!("Marking for deletion Pod {namespace}/{name}");
-            record_event(client, pod.as_ref(), &namespace, EVICTION_REASON, &message, TAINT_EVICTION_CONTROLLER).await;
+            record_event(client, pod.as_ref(), EVICTION_REASON, &message, TAINT_EVICTION_CONTROLLER).await;
         }
     }
     Ok(())
 }
 
-/// Records a Normal core Event about `object` in `namespace`, as upstream's event recorder writes one; a failure
-/// is logged and otherwise ignored (events are informative).
-async fn record_event<K>(client: &Client, object: &K, namespace: &str, reason: &str, message: &str, component: &str)
+/// Records a Normal core Event about `object` now (in its namespace, `default` for a Node).
+async fn record_event<K>(client: &Client, object: &K, reason: &str, message: &str, component: &str)
 where
     K: Resource<DynamicType = ()>,
 {
-    let now = Timestamp::now();
-    let name = object.meta().name.clone().unwrap_or_default();
-    let event = json!({
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"name": format!("{name}.{:x}", now.as_nanosecond()), "namespace": namespace},
-        "involvedObject": {
-            "apiVersion": K::api_version(&()),
-            "kind": K::kind(&()),
-            "namespace": object.meta().namespace,
-            "name": name,
-            "uid": object.meta().uid,
-            "resourceVersion": object.meta().resource_version,
-        },
-        "reason": reason,
-        "message": message,
-        "source": {"component": component},
-        "firstTimestamp": Time(now),
-        "lastTimestamp": Time(now),
-        "count": 1,
-        "type": "Normal",
-        "reportingComponent": component,
-        "reportingInstance": "",
-    });
-    let result = match serde_json::from_value::<k8s_openapi::api::core::v1::Event>(event) {
-        Ok(event) => Api::namespaced(client.clone(), namespace).create(&PostParams::default(), &event).await.map(drop),
-        Err(e) => Err(kube::Error::SerdeError(e)),
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, reason, "event not recorded");
-    }
+    let event = events::event(events::reference(object), events::NORMAL, reason, message, component);
+    events::write(client, &event).await;
 }
 
 #[cfg(test)]

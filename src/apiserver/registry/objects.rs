@@ -312,7 +312,10 @@ impl Objects {
                 Ok(Swapped::Refused(Refused { current }))
             }
             Ok(other) => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
-            Err(ApplyError::Fenced(term)) => Err(ApiError::Fenced(term)),
+            Err(ApplyError::Fenced(term)) => {
+                tracing::info!(term, revision, "write refused: it was made for a leadership term that has ended");
+                Err(ApiError::Fenced(term))
+            }
             Err(ApplyError::LeaseNotFound) => Ok(Swapped::LeaseNotFound),
             Err(e) => Err(ApiError::Internal(e.to_string())),
         }
