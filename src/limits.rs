@@ -446,6 +446,13 @@ pub const POD_WRITES_IN_FLIGHT_MAX: usize = 64;
 pub const JOB_COMPLETIONS_INDEXED_MAX: i32 = 100_000;
 /// Jobs reconciled at once (kube-controller-manager's `--concurrent-job-syncs`).
 pub const JOB_WORKERS: usize = 5;
+pub const STATEFUL_SET_WORKERS: usize = 5;
+pub const DAEMON_SET_WORKERS: usize = 2;
+pub const CRON_JOB_WORKERS: usize = 2;
+/// Days a cron schedule's next time is searched for (a schedule for the 31st of February never fires).
+pub const CRON_SEARCH_DAYS_MAX: usize = 5 * 366;
+/// Missed runs of a CronJob counted one by one before jumping near the present (upstream warns past 100).
+pub const CRON_MISSED_MAX: usize = 100;
 /// How long a controller waits for its cache to show the pods it created or deleted before it trusts the
 /// cache again anyway (upstream's ExpectationsTimeout).
 pub const EXPECTATIONS_TIMEOUT_SECS: u64 = 300;

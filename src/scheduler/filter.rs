@@ -5,7 +5,7 @@
 //! Pure: over a `NodeView` and `PodFacts`. Invariant: a pod passes only if, added to the node, the requests
 //! of everything placed there stay within the node's allocatable.
 
-use super::model::{tolerated, PodFacts, Requirement, Taint, Term, TAINT_UNSCHEDULABLE};
+use super::model::{tolerated, NodeFacts, PodFacts, Requirement, Taint, Term, TAINT_UNSCHEDULABLE};
 use super::snapshot::NodeView;
 use crate::apis::quantity::Quantity;
 use std::collections::BTreeMap;
@@ -110,9 +110,28 @@ pub fn term_matches(term: &Term, name: &str, labels: &BTreeMap<String, String>) 
 
 /// nodeSelector and required node affinity both hold.
 pub fn affinity_matches(node: &NodeView, pod: &PodFacts) -> bool {
-    let labels = &node.facts.labels;
+    node_affinity_holds(&node.facts, pod)
+}
+
+fn node_affinity_holds(node: &NodeFacts, pod: &PodFacts) -> bool {
+    let labels = &node.labels;
     pod.node_selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-        && pod.required.as_ref().is_none_or(|terms| terms.iter().any(|t| term_matches(t, &node.facts.name, labels)))
+        && pod.required.as_ref().is_none_or(|terms| terms.iter().any(|t| term_matches(t, &node.name, labels)))
+}
+
+/// Whether a pod may run on a node whatever else the node holds (the DaemonSet controller's question): a cordon
+/// and every NoSchedule or NoExecute taint tolerated, nodeSelector and required node affinity holding.
+pub fn eligible(node: &NodeFacts, pod: &PodFacts) -> bool {
+    let cordon = Taint { key: TAINT_UNSCHEDULABLE.into(), value: String::new(), effect: "NoSchedule".into() };
+    let mut taints = node.effective_taints();
+    if node.unschedulable {
+        taints.push(cordon);
+    }
+    taints
+        .iter()
+        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .all(|t| tolerated(&pod.tolerations, t))
+        && node_affinity_holds(node, pod)
 }
 
 fn node_affinity(node: &NodeView, pod: &PodFacts) -> Result<(), Refusal> {

@@ -290,7 +290,8 @@ fn manage(
         Vec::new()
     };
     let want = match completions {
-        None if succeeded > 0 => 0,
+        // Once one has succeeded, no more start; the running ones finish.
+        None if succeeded > 0 => active.len() as i32,
         None => parallelism,
         Some(_) if indexed => parallelism.min(active.len() as i32 + pending.len() as i32),
         Some(c) => parallelism.min(c - succeeded),

@@ -1,7 +1,9 @@
 //! The workload controllers of kube-controller-manager, on the Raft leader: ReplicaSets (`replica_set`),
-//! Deployments (`deployment`) and Jobs (`job`).
+//! Deployments (`deployment`), Jobs (`job`), StatefulSets (`stateful_set`) and DaemonSets (`daemon_set`),
+//! the last two keeping their templates as ControllerRevisions (`revisions`).
 //!
-//! They run on the controller runtime: the term's shared informers (Pods, ReplicaSets, Deployments, Jobs) feed
+//! They run on the controller runtime: the term's shared informers (their kinds, Pods, ControllerRevisions and
+//! Nodes) feed
 //! indexes of each kind's children by controller uid and of the orphans of each namespace; a child's change
 //! queues its controller (an orphan's, every controller of its namespace whose selector matches it), and a
 //! worker reconciles one object at a time with a pure plan over the caches, then writes. A ReplicaSet waits for
@@ -11,11 +13,15 @@
 //! Architecture invariant: the cost of a change is the cost of the controller it concerns: its children come
 //! from the index, never from a pass over every pod.
 
+pub mod cron;
+pub mod daemon_set;
 pub mod deployment;
 pub mod expectations;
 pub mod job;
 pub mod pods;
 pub mod replica_set;
+pub mod revisions;
+pub mod stateful_set;
 pub mod template;
 pub mod writes;
 
@@ -25,9 +31,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::reflector::{Lookup, ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
@@ -133,6 +139,8 @@ fn seen(pods: &Store<Pod>, namespace: &str, name: &str) -> Seen {
 struct AllExpectations {
     replica_sets: Expectations<Key>,
     jobs: Expectations<Key>,
+    stateful_sets: Expectations<Key>,
+    daemon_sets: Expectations<Key>,
 }
 
 /// What every reconcile of the term shares.
@@ -142,12 +150,19 @@ struct Context {
     replica_sets: Store<ReplicaSet>,
     deployments: Store<Deployment>,
     jobs: Store<Job>,
+    stateful_sets: Store<StatefulSet>,
+    daemon_sets: Store<DaemonSet>,
+    revisions: Store<ControllerRevision>,
+    nodes: Store<Node>,
     pod_index: Arc<Mutex<OwnerIndex<Pod>>>,
     set_index: Arc<Mutex<OwnerIndex<ReplicaSet>>>,
+    revision_index: Arc<Mutex<OwnerIndex<ControllerRevision>>>,
     expectations: Arc<AllExpectations>,
     replica_set_events: Recorder,
     deployment_events: Recorder,
     job_events: Recorder,
+    stateful_set_events: Recorder,
+    daemon_set_events: Recorder,
 }
 
 /// The controllers' work queues.
@@ -156,6 +171,8 @@ struct Queues {
     replica_sets: Arc<WorkQueue<Key>>,
     deployments: Arc<WorkQueue<Key>>,
     jobs: Arc<WorkQueue<Key>>,
+    stateful_sets: Arc<WorkQueue<Key>>,
+    daemon_sets: Arc<WorkQueue<Key>>,
 }
 
 fn queue_of<K: Resource + Clone + Lookup<DynamicType = ()> + Send + Sync + 'static>(
@@ -182,6 +199,8 @@ fn route_pod(
     match before.as_ref().map(|(kind, name)| (kind.as_str(), name)) {
         Some(("ReplicaSet", name)) => queues.replica_sets.add((namespace.clone(), name.clone())),
         Some(("Job", name)) => queues.jobs.add((namespace.clone(), name.clone())),
+        Some(("StatefulSet", name)) => queues.stateful_sets.add((namespace.clone(), name.clone())),
+        Some(("DaemonSet", name)) => queues.daemon_sets.add((namespace.clone(), name.clone())),
         _ => {}
     }
     let state = match change {
@@ -201,6 +220,12 @@ fn route_pod(
     } else if let Some(key) = job::owner_key(pod) {
         expectations.jobs.observed(&key, &pod.name_any(), state);
         queues.jobs.add(key);
+    } else if let Some(key) = stateful_set::owner_key(pod) {
+        expectations.stateful_sets.observed(&key, &pod.name_any(), state);
+        queues.stateful_sets.add(key);
+    } else if let Some(key) = daemon_set::owner_key(pod) {
+        expectations.daemon_sets.observed(&key, &pod.name_any(), state);
+        queues.daemon_sets.add(key);
     } else if controller_of(&pod.metadata).is_none() {
         let in_namespace =
             sets.state().into_iter().filter(|rs| rs.metadata.namespace.as_deref() == Some(namespace.as_str()));
@@ -249,13 +274,20 @@ pub fn prepare(informers: &mut Informers) -> impl std::future::Future<Output = (
     let replica_sets = informers.typed::<ReplicaSet>();
     let deployments = informers.typed::<Deployment>();
     let jobs = informers.typed::<Job>();
+    let stateful_sets = informers.typed::<StatefulSet>();
+    let daemon_sets = informers.typed::<DaemonSet>();
+    let revisions = informers.typed::<ControllerRevision>();
+    let nodes = informers.typed::<Node>();
     let pod_index: Arc<Mutex<OwnerIndex<Pod>>> = Arc::default();
     let set_index: Arc<Mutex<OwnerIndex<ReplicaSet>>> = Arc::default();
+    let revision_index: Arc<Mutex<OwnerIndex<ControllerRevision>>> = Arc::default();
     let expectations: Arc<AllExpectations> = Arc::default();
     let queues = Queues {
         replica_sets: queue_of("replicaset", replica_sets.store()),
         deployments: queue_of("deployment", deployments.store()),
         jobs: queue_of("job", jobs.store()),
+        stateful_sets: queue_of("statefulset", stateful_sets.store()),
+        daemon_sets: queue_of("daemonset", daemon_sets.store()),
     };
     {
         let (index, expectations, queues) = (pod_index.clone(), expectations.clone(), queues.clone());
@@ -290,22 +322,76 @@ pub fn prepare(informers: &mut Informers) -> impl std::future::Future<Output = (
             queue.add(key);
         });
     }
+    {
+        let (queue, expectations) = (queues.stateful_sets.clone(), expectations.clone());
+        stateful_sets.on_change(move |change| {
+            let key = key_of(change.object());
+            if let Change::Deleted(_) = change {
+                expectations.stateful_sets.forget(&key);
+            }
+            queue.add(key);
+        });
+    }
+    {
+        let (queue, expectations) = (queues.daemon_sets.clone(), expectations.clone());
+        daemon_sets.on_change(move |change| {
+            let key = key_of(change.object());
+            if let Change::Deleted(_) = change {
+                expectations.daemon_sets.forget(&key);
+            }
+            queue.add(key);
+        });
+    }
+    {
+        let (index, queues) = (revision_index.clone(), queues.clone());
+        revisions.on_change(move |change| {
+            let revision = change.object();
+            let namespace = revision.metadata.namespace.clone().unwrap_or_default();
+            let before = lock(&index).apply(change);
+            let owner = controller_of(&revision.metadata).map(|r| (r.kind.clone(), r.name.clone()));
+            for (kind, name) in before.into_iter().chain(owner) {
+                match kind.as_str() {
+                    "StatefulSet" => queues.stateful_sets.add((namespace.clone(), name)),
+                    "DaemonSet" => queues.daemon_sets.add((namespace.clone(), name)),
+                    _ => {}
+                }
+            }
+        });
+    }
+    {
+        // A node's change may change where every DaemonSet runs.
+        let (queue, sets) = (queues.daemon_sets.clone(), daemon_sets.store().clone());
+        nodes.on_change(move |_| {
+            for set in sets.state() {
+                queue.add(key_of(set.as_ref()));
+            }
+        });
+    }
     let synced = informers.synced();
     let (replica_set_events, rs_writer) = Recorder::new(client.clone(), replica_set::COMPONENT);
     let (deployment_events, d_writer) = Recorder::new(client.clone(), deployment::COMPONENT);
     let (job_events, job_writer) = Recorder::new(client.clone(), job::COMPONENT);
+    let (stateful_set_events, sts_writer) = Recorder::new(client.clone(), stateful_set::COMPONENT);
+    let (daemon_set_events, ds_writer) = Recorder::new(client.clone(), daemon_set::COMPONENT);
     let context = Context {
         client,
         pods: pods.store().clone(),
         replica_sets: replica_sets.store().clone(),
         deployments: deployments.store().clone(),
         jobs: jobs.store().clone(),
+        stateful_sets: stateful_sets.store().clone(),
+        daemon_sets: daemon_sets.store().clone(),
+        revisions: revisions.store().clone(),
+        nodes: nodes.store().clone(),
         pod_index,
         set_index,
+        revision_index,
         expectations,
         replica_set_events,
         deployment_events,
         job_events,
+        stateful_set_events,
+        daemon_set_events,
     };
     async move {
         synced.wait().await;
@@ -318,9 +404,15 @@ pub fn prepare(informers: &mut Informers) -> impl std::future::Future<Output = (
             run_workers(queues.deployments, limits::DEPLOYMENT_WORKERS, |key| reconcile_deployment(context, key)
                 .boxed()),
             run_workers(queues.jobs, limits::JOB_WORKERS, |key| reconcile_job(context, key).boxed()),
+            run_workers(queues.stateful_sets, limits::STATEFUL_SET_WORKERS, |key| reconcile_stateful_set(context, key)
+                .boxed()),
+            run_workers(queues.daemon_sets, limits::DAEMON_SET_WORKERS, |key| reconcile_daemon_set(context, key)
+                .boxed()),
             rs_writer,
             d_writer,
             job_writer,
+            sts_writer,
+            ds_writer,
         );
     }
 }
@@ -349,13 +441,8 @@ async fn reconcile_replica_set(context: &Context, key: Key) -> Result<Next, kube
         now: Timestamp::now(),
     };
     let plan = replica_set::plan(&input);
-    let exec = writes::PodWriter {
-        client: &context.client,
-        recorder: &context.replica_set_events,
-        expectations: &context.expectations.replica_sets,
-        seen: &seen,
-    };
-    replica_set::execute(&exec, &key, &rs, &plan).await?;
+    let writer = pod_writer(context, &context.replica_set_events, &context.expectations.replica_sets, &seen);
+    replica_set::execute(&writer, &key, &rs, &plan).await?;
     Ok(next(plan.requeue))
 }
 
@@ -398,12 +485,73 @@ async fn reconcile_job(context: &Context, key: Key) -> Result<Next, kube::Error>
     let satisfied = context.expectations.jobs.satisfied(&key, seen);
     let plan =
         job::plan(&job::Input { job: &job, pods: &pods, expectations_satisfied: satisfied, now: Timestamp::now() });
-    let writer = writes::PodWriter {
-        client: &context.client,
-        recorder: &context.job_events,
-        expectations: &context.expectations.jobs,
-        seen: &seen,
-    };
+    let writer = pod_writer(context, &context.job_events, &context.expectations.jobs, &seen);
     job::execute(&writer, &key, &job, &plan).await?;
+    Ok(next(plan.requeue))
+}
+
+/// The pod writer of one reconcile of `key`, with its kind's recorder and expectations.
+fn pod_writer<'a>(
+    context: &'a Context,
+    recorder: &'a Recorder,
+    expectations: &'a Expectations<Key>,
+    seen: &'a (dyn Fn(&str) -> Seen + Sync),
+) -> writes::PodWriter<'a> {
+    writes::PodWriter { client: &context.client, recorder, expectations, seen }
+}
+
+async fn reconcile_stateful_set(context: &Context, key: Key) -> Result<Next, kube::Error> {
+    let expectations = &context.expectations.stateful_sets;
+    let Some(set) = informer::get(&context.stateful_sets, Some(&key.0), &key.1) else {
+        expectations.forget(&key);
+        return Ok(Next::Done);
+    };
+    let uid = set.metadata.uid.clone().unwrap_or_default();
+    let pods = lock(&context.pod_index).owned(&uid, &context.pods);
+    let revisions = lock(&context.revision_index).owned(&uid, &context.revisions);
+    let named = |name: &str| informer::get(&context.revisions, Some(&key.0), name);
+    let seen = |name: &str| seen(&context.pods, &key.0, name);
+    let mut plan = stateful_set::plan(&stateful_set::Input {
+        set: &set,
+        pods: &pods,
+        revisions: &revisions,
+        named: &named,
+        now: Timestamp::now(),
+    });
+    if !expectations.satisfied(&key, seen) {
+        // Its cache has not shown its last creations or deletions yet: status only.
+        plan.create.clear();
+        plan.claims.clear();
+        plan.delete.clear();
+    }
+    let writer = pod_writer(context, &context.stateful_set_events, expectations, &seen);
+    stateful_set::execute(&writer, &key, &set, &plan).await?;
+    Ok(next(plan.requeue))
+}
+
+async fn reconcile_daemon_set(context: &Context, key: Key) -> Result<Next, kube::Error> {
+    let expectations = &context.expectations.daemon_sets;
+    let Some(set) = informer::get(&context.daemon_sets, Some(&key.0), &key.1) else {
+        expectations.forget(&key);
+        return Ok(Next::Done);
+    };
+    let uid = set.metadata.uid.clone().unwrap_or_default();
+    let pods = lock(&context.pod_index).owned(&uid, &context.pods);
+    let revisions = lock(&context.revision_index).owned(&uid, &context.revisions);
+    let nodes = context.nodes.state();
+    let named = |name: &str| informer::get(&context.revisions, Some(&key.0), name);
+    let seen = |name: &str| seen(&context.pods, &key.0, name);
+    let satisfied = expectations.satisfied(&key, seen);
+    let plan = daemon_set::plan(&daemon_set::Input {
+        set: &set,
+        nodes: &nodes,
+        pods: &pods,
+        revisions: &revisions,
+        named: &named,
+        expectations_satisfied: satisfied,
+        now: Timestamp::now(),
+    });
+    let writer = pod_writer(context, &context.daemon_set_events, expectations, &seen);
+    daemon_set::execute(&writer, &key, &set, &plan).await?;
     Ok(next(plan.requeue))
 }

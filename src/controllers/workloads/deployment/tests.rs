@@ -95,7 +95,7 @@ fn a_new_deployment_creates_its_first_replica_set_with_every_replica_and_revisio
 /// Plays a rolling update step by step (every pod of a ReplicaSet appears and becomes available at once after
 /// a step), checking the bounds at every step.
 fn roll_out(replicas: i32, surge: Value, unavailable: Value) -> usize {
-    let d = deployment(replicas, "b", rolling(surge, unavailable));
+    let mut d = deployment(replicas, "b", rolling(surge, unavailable));
     let (max_surge, max_unavailable) = (fenceposts(&d).0, max_unavailable(&d));
     let mut sets = vec![replica_set("a", replicas, 1, 0)];
     for step in 0..100i64 {
@@ -112,7 +112,11 @@ fn roll_out(replicas: i32, surge: Value, unavailable: Value) -> usize {
                     let i = sets.iter().position(|s| s.name_any() == replica_set.name_any()).unwrap();
                     sets[i] = Arc::new(replica_set.as_ref().clone());
                 }
-                Write::Status(_) | Write::Revision(_) | Write::Delete(_) => {}
+                Write::Revision(r) => {
+                    d.annotations_mut().insert(REVISION.into(), r.clone());
+                }
+                Write::Status(status) => d.status = Some(status.as_ref().clone()),
+                Write::Delete(_) => {}
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -120,8 +124,10 @@ fn roll_out(replicas: i32, surge: Value, unavailable: Value) -> usize {
         // count is the least the step leaves), then the new pods come up.
         let alive: i32 = sets.iter().map(|s| replicas_of(s)).sum();
         assert!(alive <= replicas + max_surge, "step {step}: {alive} pods alive");
-        let available: i32 =
-            sets.iter().map(|s| replicas_of(s).min(s.status.as_ref().unwrap().available_replicas.unwrap_or(0))).sum();
+        let available: i32 = sets
+            .iter()
+            .map(|s| replicas_of(s).min(s.status.as_ref().and_then(|st| st.available_replicas).unwrap_or(0)))
+            .sum();
         assert!(available >= replicas - max_unavailable, "step {step}: {available} available");
         for s in &mut sets {
             let mut rs = s.as_ref().clone();
@@ -210,8 +216,15 @@ fn recreate_scales_the_old_down_and_waits_for_its_pods_before_creating_the_new()
     assert!(p.writes.iter().any(|w| matches!(w, Write::Create(rs) if replicas_of(rs) == 3)), "{:?}", p.writes);
 }
 
-fn status_with_progressing(reason: &str, updated: i64) -> DeploymentStatus {
-    let mut status = DeploymentStatus::default();
+/// A status with these counts and a Progressing condition last updated at `updated`.
+fn status_with_progressing(reason: &str, updated: i64, replicas: i32, new: i32, available: i32) -> DeploymentStatus {
+    let mut status = DeploymentStatus {
+        replicas: Some(replicas),
+        updated_replicas: Some(new),
+        ready_replicas: Some(available),
+        available_replicas: Some(available),
+        ..DeploymentStatus::default()
+    };
     let mut c = condition("Progressing", "True", reason, String::new(), at(updated));
     c.last_update_time = Some(Time(at(updated)));
     status.conditions = Some(vec![c]);
@@ -225,7 +238,7 @@ fn a_rollout_without_progress_past_its_deadline_reports_progress_deadline_exceed
     let old = replica_set("a", 2, 1, 0);
     let mut new = replica_set("b", 1, 2, 10).as_ref().clone();
     new.status = Some(Default::default());
-    d.status = Some(status_with_progressing("ReplicaSetUpdated", 0));
+    d.status = Some(status_with_progressing("ReplicaSetUpdated", 0, 2, 0, 2));
     let sets = [old, Arc::new(new)];
     let before = plan_of(&d, &sets, 100);
     assert!(before.requeue.is_some_and(|r| r <= Duration::from_secs(501)), "{:?}", before.requeue);
