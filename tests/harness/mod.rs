@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod etcdctl;
 pub mod kubectl;
+pub mod pods;
 pub mod solo;
 
 use std::future::Future;

@@ -1,6 +1,7 @@
 //! The workload controllers of kube-controller-manager, on the Raft leader: ReplicaSets (`replica_set`),
-//! Deployments (`deployment`), Jobs (`job`), StatefulSets (`stateful_set`) and DaemonSets (`daemon_set`),
-//! the last two keeping their templates as ControllerRevisions (`revisions`).
+//! Deployments (`deployment`), Jobs (`job`), CronJobs (`cron_job`, schedules in `cron`), StatefulSets
+//! (`stateful_set`) and DaemonSets (`daemon_set`), the last two keeping their templates as ControllerRevisions
+//! (`revisions`).
 //!
 //! They run on the controller runtime: the term's shared informers (their kinds, Pods, ControllerRevisions and
 //! Nodes) feed
@@ -14,6 +15,7 @@
 //! from the index, never from a pass over every pod.
 
 pub mod cron;
+pub mod cron_job;
 pub mod daemon_set;
 pub mod deployment;
 pub mod expectations;
@@ -32,7 +34,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::reflector::{Lookup, ObjectRef, Store};
 use kube::{Resource, ResourceExt};
@@ -152,17 +154,20 @@ struct Context {
     jobs: Store<Job>,
     stateful_sets: Store<StatefulSet>,
     daemon_sets: Store<DaemonSet>,
+    cron_jobs: Store<CronJob>,
     revisions: Store<ControllerRevision>,
     nodes: Store<Node>,
     pod_index: Arc<Mutex<OwnerIndex<Pod>>>,
     set_index: Arc<Mutex<OwnerIndex<ReplicaSet>>>,
     revision_index: Arc<Mutex<OwnerIndex<ControllerRevision>>>,
+    job_index: Arc<Mutex<OwnerIndex<Job>>>,
     expectations: Arc<AllExpectations>,
     replica_set_events: Recorder,
     deployment_events: Recorder,
     job_events: Recorder,
     stateful_set_events: Recorder,
     daemon_set_events: Recorder,
+    cron_job_events: Recorder,
 }
 
 /// The controllers' work queues.
@@ -173,6 +178,7 @@ struct Queues {
     jobs: Arc<WorkQueue<Key>>,
     stateful_sets: Arc<WorkQueue<Key>>,
     daemon_sets: Arc<WorkQueue<Key>>,
+    cron_jobs: Arc<WorkQueue<Key>>,
 }
 
 fn queue_of<K: Resource + Clone + Lookup<DynamicType = ()> + Send + Sync + 'static>(
@@ -276,11 +282,13 @@ pub fn prepare(informers: &mut Informers) -> impl std::future::Future<Output = (
     let jobs = informers.typed::<Job>();
     let stateful_sets = informers.typed::<StatefulSet>();
     let daemon_sets = informers.typed::<DaemonSet>();
+    let cron_jobs = informers.typed::<CronJob>();
     let revisions = informers.typed::<ControllerRevision>();
     let nodes = informers.typed::<Node>();
     let pod_index: Arc<Mutex<OwnerIndex<Pod>>> = Arc::default();
     let set_index: Arc<Mutex<OwnerIndex<ReplicaSet>>> = Arc::default();
     let revision_index: Arc<Mutex<OwnerIndex<ControllerRevision>>> = Arc::default();
+    let job_index: Arc<Mutex<OwnerIndex<Job>>> = Arc::default();
     let expectations: Arc<AllExpectations> = Arc::default();
     let queues = Queues {
         replica_sets: queue_of("replicaset", replica_sets.store()),
@@ -288,6 +296,7 @@ pub fn prepare(informers: &mut Informers) -> impl std::future::Future<Output = (
         jobs: queue_of("job", jobs.store()),
         stateful_sets: queue_of("statefulset", stateful_sets.store()),
         daemon_sets: queue_of("daemonset", daemon_sets.store()),
+        cron_jobs: queue_of("cronjob", cron_jobs.store()),
     };
     {
         let (index, expectations, queues) = (pod_index.clone(), expectations.clone(), queues.clone());
@@ -313,14 +322,25 @@ pub fn prepare(informers: &mut Informers) -> impl std::future::Future<Output = (
         deployments.on_change(move |change| queue.add(key_of(change.object())));
     }
     {
-        let (queue, expectations) = (queues.jobs.clone(), expectations.clone());
+        let (index, queues, expectations) = (job_index.clone(), queues.clone(), expectations.clone());
         jobs.on_change(move |change| {
-            let key = key_of(change.object());
+            let job = change.object();
+            let key = key_of(job);
             if let Change::Deleted(_) = change {
                 expectations.jobs.forget(&key);
             }
-            queue.add(key);
+            if let Some((_, name)) = lock(&index).apply(change) {
+                queues.cron_jobs.add((key.0.clone(), name));
+            }
+            if let Some(owner) = cron_job::owner_key(job) {
+                queues.cron_jobs.add(owner);
+            }
+            queues.jobs.add(key);
         });
+    }
+    {
+        let queue = queues.cron_jobs.clone();
+        cron_jobs.on_change(move |change| queue.add(key_of(change.object())));
     }
     {
         let (queue, expectations) = (queues.stateful_sets.clone(), expectations.clone());
@@ -373,6 +393,7 @@ pub fn prepare(informers: &mut Informers) -> impl std::future::Future<Output = (
     let (job_events, job_writer) = Recorder::new(client.clone(), job::COMPONENT);
     let (stateful_set_events, sts_writer) = Recorder::new(client.clone(), stateful_set::COMPONENT);
     let (daemon_set_events, ds_writer) = Recorder::new(client.clone(), daemon_set::COMPONENT);
+    let (cron_job_events, cj_writer) = Recorder::new(client.clone(), cron_job::COMPONENT);
     let context = Context {
         client,
         pods: pods.store().clone(),
@@ -381,17 +402,20 @@ pub fn prepare(informers: &mut Informers) -> impl std::future::Future<Output = (
         jobs: jobs.store().clone(),
         stateful_sets: stateful_sets.store().clone(),
         daemon_sets: daemon_sets.store().clone(),
+        cron_jobs: cron_jobs.store().clone(),
         revisions: revisions.store().clone(),
         nodes: nodes.store().clone(),
         pod_index,
         set_index,
         revision_index,
+        job_index,
         expectations,
         replica_set_events,
         deployment_events,
         job_events,
         stateful_set_events,
         daemon_set_events,
+        cron_job_events,
     };
     async move {
         synced.wait().await;
@@ -411,8 +435,10 @@ pub fn prepare(informers: &mut Informers) -> impl std::future::Future<Output = (
             rs_writer,
             d_writer,
             job_writer,
+            run_workers(queues.cron_jobs, limits::CRON_JOB_WORKERS, |key| reconcile_cron_job(context, key).boxed()),
             sts_writer,
             ds_writer,
+            cj_writer,
         );
     }
 }
@@ -553,5 +579,13 @@ async fn reconcile_daemon_set(context: &Context, key: Key) -> Result<Next, kube:
     });
     let writer = pod_writer(context, &context.daemon_set_events, expectations, &seen);
     daemon_set::execute(&writer, &key, &set, &plan).await?;
+    Ok(next(plan.requeue))
+}
+
+async fn reconcile_cron_job(context: &Context, key: Key) -> Result<Next, kube::Error> {
+    let Some(cj) = informer::get(&context.cron_jobs, Some(&key.0), &key.1) else { return Ok(Next::Done) };
+    let jobs = lock(&context.job_index).owned(cj.metadata.uid.as_deref().unwrap_or_default(), &context.jobs);
+    let plan = cron_job::plan(&cron_job::Input { cron_job: &cj, jobs: &jobs, now: Timestamp::now() });
+    cron_job::execute(&context.client, &context.cron_job_events, &key, &cj, &plan).await?;
     Ok(next(plan.requeue))
 }

@@ -54,7 +54,7 @@ pub fn update_revision<K: Resource<DynamicType = ()>>(
     named: impl Fn(&str) -> Option<Arc<ControllerRevision>>,
 ) -> Update {
     let newest = revisions.iter().map(|r| r.revision).max().unwrap_or(0);
-    let same = |r: &ControllerRevision| template_of(r).is_some_and(|t| &t == template);
+    let same = |r: &ControllerRevision| template_of(r).is_some_and(|t| template::same(&t, template));
     if let Some(existing) = revisions.iter().filter(|r| same(r)).max_by_key(|r| r.revision) {
         return if existing.revision == newest {
             Update::Current(existing.clone())

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
+use serde_json::Value;
 
 /// The label that tells a Deployment's ReplicaSets (and their pods) apart.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
@@ -18,10 +19,41 @@ fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u32 {
     bytes.into_iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
+/// Drops what upstream's semantic equality does not tell from absence: nulls, empty objects and empty lists
+/// (kubectl sends `resources: {}` back in a template it read without one).
+fn prune(value: &mut Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Object(map) => {
+            map.retain(|_, v| !prune(v));
+            map.is_empty()
+        }
+        Value::Array(items) => {
+            for item in items.iter_mut() {
+                prune(item);
+            }
+            items.is_empty()
+        }
+        _ => false,
+    }
+}
+
+/// The template as compared and hashed: without empty parts.
+fn canonical(template: &PodTemplateSpec) -> Value {
+    let mut value = serde_json::to_value(template).unwrap_or_default();
+    prune(&mut value);
+    value
+}
+
+/// Whether two templates are the same, empty parts aside.
+pub fn same(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
+    canonical(a) == canonical(b)
+}
+
 /// The hash of a template and a collision count, encoded as upstream encodes it (the decimal digits of a 32-bit
 /// hash, each mapped to a safe character): stable for one template, different after a collision.
 pub fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
-    let json = serde_json::to_vec(template).unwrap_or_default();
+    let json = serde_json::to_vec(&canonical(template)).unwrap_or_default();
     let count = collision_count.map(|c| c.to_le_bytes().to_vec()).unwrap_or_default();
     let hash = fnv1a(json.into_iter().chain(count));
     hash.to_string().bytes().map(|b| SAFE_ALPHABET[usize::from(b) % SAFE_ALPHABET.len()] as char).collect()
@@ -43,7 +75,7 @@ fn without_hash(template: &PodTemplateSpec) -> PodTemplateSpec {
 
 /// Whether two templates are the same but for the `pod-template-hash` label (upstream's EqualIgnoreHash).
 pub fn equal_ignoring_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
-    without_hash(a) == without_hash(b)
+    same(&without_hash(a), &without_hash(b))
 }
 
 /// The template with `key: value` added to its labels.
@@ -122,5 +154,9 @@ mod tests {
         assert!(equal_ignoring_hash(&a, &labelled));
         assert!(!equal_ignoring_hash(&a, &with_label(&a, "tier", "front")));
         assert!(!equal_ignoring_hash(&a, &template("a:2")));
+        let mut with_empty_resources = a.clone();
+        with_empty_resources.spec.as_mut().unwrap().containers[0].resources = Some(Default::default());
+        assert!(equal_ignoring_hash(&a, &with_empty_resources), "an empty part is no part");
+        assert_eq!(template_hash(&a, None), template_hash(&with_empty_resources, None));
     }
 }
