@@ -40,7 +40,7 @@ spec:
 ";
     k.ok(&["apply", "-f", &k.manifest("db.yaml", manifest)]);
     let out = k.ok(&["rollout", "status", "statefulset/db", "--timeout=60s"]);
-    assert!(out.contains("roll out complete") || out.contains("rolling update complete"), "{out}");
+    assert!(out.contains("partitioned roll out complete"), "{out}");
     assert_eq!(lock(&pods).created, ["db-0", "db-1", "db-2"], "created in order");
     let by_name: BTreeMap<String, Value> =
         alive(&k, "app=db").into_iter().map(|p| (p["metadata"]["name"].as_str().unwrap().to_string(), p)).collect();
@@ -61,7 +61,7 @@ spec:
     let before = lock(&pods).leaving.len();
     k.ok(&["set", "image", "statefulset/db", "c=db:2"]);
     let out = k.ok(&["rollout", "status", "statefulset/db", "--timeout=60s"]);
-    assert!(out.contains("rolling update complete"), "{out}");
+    assert!(out.contains("partitioned roll out complete: 3 new pods have been updated"), "{out}");
     assert_eq!(images(&k, "app=db"), BTreeMap::from([("db:2".to_string(), 3)]));
     assert_eq!(lock(&pods).leaving[before..], ["db-2", "db-1", "db-0"], "updated from the highest ordinal down");
     let set = k.json(&["get", "statefulset", "db"]);

@@ -44,7 +44,7 @@ fn a_due_run_creates_its_job_named_by_the_minute_once() {
     assert_eq!(created.annotations()[SCHEDULED_TIMESTAMP], "2026-12-05T10:00:00Z");
     assert_eq!(created.labels()["app"], "tick");
     assert_eq!(p.status.unwrap().last_schedule_time, Some(Time(ts("2026-12-05T10:00:00Z"))));
-    assert_eq!(p.requeue.map(|d| d.as_secs()), Some(239), "until 10:05");
+    assert_eq!(p.requeue.map(|d| d.as_secs()), Some(240), "until 10:05");
     // The run's Job already exists (created by an earlier leader): no second one.
     let p = plan_of(&cj, &[job("2026-12-05T10:00:00Z", None)], "2026-12-05T10:01:00Z");
     assert!(p.create.is_none());
