@@ -449,6 +449,7 @@ pub const JOB_WORKERS: usize = 5;
 pub const STATEFUL_SET_WORKERS: usize = 5;
 pub const DAEMON_SET_WORKERS: usize = 2;
 pub const CRON_JOB_WORKERS: usize = 2;
+pub const DISRUPTION_WORKERS: usize = 2;
 /// Days a cron schedule's next time is searched for (a schedule for the 31st of February never fires).
 pub const CRON_SEARCH_DAYS_MAX: usize = 5 * 366;
 /// Missed runs of a CronJob counted one by one before jumping near the present (upstream warns past 100).

@@ -315,3 +315,60 @@ async fn a_new_leader_finishes_a_scale_up_and_a_rolling_update_the_old_one_start
     watch.abort();
     assert!(lock(&pods).reused.is_empty(), "pod names created twice: {:?}", lock(&pods).reused);
 }
+
+/// `kubectl drain` evicts a node's pods one budget-allowed disruption at a time: with four replicas on the node
+/// and `minAvailable: 3`, every eviction waits for the last one's replacement to be ready elsewhere, the
+/// refusals meanwhile say why, and three pods are ready at every moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_drain_respects_a_pod_disruption_budget() {
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let k = Kubectl::for_replica(&cluster, follower(leader)).await;
+    let _a = Agent::fake(&cluster, "drained", &[]);
+    wait_nodes(&k, 1).await;
+    k.ok(&["apply", "-f", &k.manifest("web.yaml", &deployment_manifest("web", 4, "1", "0", "web:1"))]);
+    rollout_status(&k, "web");
+    let budget = "apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web}
+spec:
+  minAvailable: 3
+  selector: {matchLabels: {app: web}}
+";
+    k.ok(&["apply", "-f", &k.manifest("pdb.yaml", budget)]);
+    eventually(Duration::from_secs(30), "the budget's status", || async {
+        let pdb = k.json(&["get", "pdb", "web"]);
+        (pdb["status"]["disruptionsAllowed"] == 1 && pdb["status"]["expectedPods"] == 4).then_some(())
+    })
+    .await;
+    let printed = k.ok(&["get", "pdb", "web"]);
+    assert!(printed.contains("MIN AVAILABLE") && printed.lines().nth(1).unwrap().contains('3'), "{printed}");
+    let _b = Agent::fake(&cluster, "spare", &[]);
+    wait_nodes(&k, 2).await;
+    let (pods, watch) = watch_pods(vec![kube_client(&cluster, follower(leader)).await], "app=web");
+    eventually(Duration::from_secs(10), "the watch to list the pods", || async {
+        (lock(&pods).samples.last() == Some(&(4, 4))).then_some(())
+    })
+    .await;
+
+    let out = k.run(&["drain", "drained", "--ignore-daemonsets", "--timeout=120s"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("node/drained drained"), "{stdout}");
+    assert!(stderr.contains("Cannot evict pod as it would violate the pod's disruption budget"), "{stderr}");
+    let node = k.json(&["get", "node", "drained"]);
+    assert_eq!(node["spec"]["unschedulable"], true);
+    let on: Vec<String> = k.json(&["get", "pods", "-l", "app=web"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(on, ["spare"; 4], "every pod moved to the spare node");
+    watch.abort();
+    let (_, fewest_ready) = lock(&pods).bounds(0);
+    assert!(fewest_ready >= 3, "only {fewest_ready} ready at one point: the budget was broken");
+    k.ok(&["uncordon", "drained"]);
+    assert!(k.json(&["get", "node", "drained"])["spec"]["unschedulable"].is_null());
+}

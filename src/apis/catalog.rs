@@ -12,7 +12,9 @@
 //! `/registry/<plural>/<namespace>/<name>` (namespaced) or `/registry/<plural>/<name>` (cluster-scoped); no two
 //! served resources share a plural or a kind, so keys never collide.
 
-use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, discovery, events, networking, scheduling};
+use k8s_openapi::api::{
+    apps, autoscaling, batch, coordination, core, discovery, events, networking, policy, scheduling,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -36,6 +38,8 @@ pub enum Subresource {
     Finalize,
     /// A ServiceAccount's `token`: a TokenRequest answered with a token.
     Token,
+    /// A Pod's `eviction`: a deletion a PodDisruptionBudget may refuse.
+    Eviction,
 }
 
 impl Subresource {
@@ -47,6 +51,7 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
             Subresource::Token => "token",
+            Subresource::Eviction => "eviction",
         }
     }
 }
@@ -355,7 +360,7 @@ pub static RESOURCES: &[Resource] = &[
         deletion: Deletion::Finalized, undeletable: &["default", "kube-public", "kube-system"],
         delete_collection: false, creates_default_service_account: true),
     resource!("", "v1", "Pod", "pods", "pod", true, core::v1::Pod,
-        short: ["po"], categories: ["all"], sub: [Status, Log, Binding], generation: false,
+        short: ["po"], categories: ["all"], sub: [Status, Log, Binding, Eviction], generation: false,
         defaults: d::default_pod, prepare_for_create: d::pod_initial_status, validate: v::validate_pod,
         validate_update: v::validate_pod_update, printer: Printer::Pod, deletion: Deletion::Graceful,
         usage: Usage::Pods, pod_admission: true, runs_as_service_account: true),
@@ -454,6 +459,9 @@ pub static RESOURCES: &[Resource] = &[
         generation: true, defaults: d::default_horizontal_pod_autoscaler, prepare_for_create: reset_status,
         validate: v::validate_horizontal_pod_autoscaler, printer: Printer::HorizontalPodAutoscaler,
         conversion: Some(&AUTOSCALING_V1)),
+    resource!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true,
+        policy::v1::PodDisruptionBudget, short: ["pdb"], categories: [], sub: [Status], generation: true,
+        prepare_for_create: reset_status, printer: Printer::PodDisruptionBudget),
     resource!("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true, networking::v1::Ingress,
         short: ["ing"], categories: [], sub: [Status], generation: true,
         prepare_for_create: reset_status, validate: v::validate_ingress, printer: Printer::Ingress),

@@ -392,6 +392,13 @@ const CRON_JOB_COLUMNS: &[Column] = &[
     SELECTOR,
 ];
 const LEASE_COLUMNS: &[Column] = &[NAME, column("Holder", Text, "Identity of the lease holder."), AGE];
+const POD_DISRUPTION_BUDGET_COLUMNS: &[Column] = &[
+    NAME,
+    column("Min Available", Text, "The minimum number of pods that must be available."),
+    column("Max Unavailable", Text, "The maximum number of pods that may be unavailable."),
+    column("Allowed Disruptions", Integer, "Calculated number of pods that may be disrupted at this time."),
+    AGE,
+];
 const HORIZONTAL_POD_AUTOSCALER_COLUMNS: &[Column] = &[
     NAME,
     column("Reference", Text, "Kind and name of the scaled object."),
@@ -497,6 +504,7 @@ pub enum Printer {
     Job,
     CronJob,
     Lease,
+    PodDisruptionBudget,
     HorizontalPodAutoscaler,
     EndpointSlice,
     LimitRange,
@@ -562,6 +570,7 @@ impl Printer {
             Printer::Job => JOB_COLUMNS,
             Printer::CronJob => CRON_JOB_COLUMNS,
             Printer::Lease => LEASE_COLUMNS,
+            Printer::PodDisruptionBudget => POD_DISRUPTION_BUDGET_COLUMNS,
             Printer::HorizontalPodAutoscaler => HORIZONTAL_POD_AUTOSCALER_COLUMNS,
             Printer::EndpointSlice => ENDPOINT_SLICE_COLUMNS,
             Printer::LimitRange => LIMIT_RANGE_COLUMNS,
@@ -626,6 +635,20 @@ impl Printer {
             Printer::CronJob => cron_job_cells(object, now),
             Printer::Lease => {
                 vec![json!(name(object)), json!(text(object, &["spec", "holderIdentity"])), json!(age(object, now))]
+            }
+            Printer::PodDisruptionBudget => {
+                let bound = |field: &str| match &object["spec"][field] {
+                    Value::Null => "N/A".to_string(),
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                vec![
+                    json!(name(object)),
+                    json!(bound("minAvailable")),
+                    json!(bound("maxUnavailable")),
+                    json!(integer(object, &["status", "disruptionsAllowed"])),
+                    json!(age(object, now)),
+                ]
             }
             Printer::HorizontalPodAutoscaler => horizontal_pod_autoscaler_cells(object, now),
             Printer::EndpointSlice => vec![

@@ -45,6 +45,7 @@ fn subresource_kind(r: &Resource, s: Subresource) -> (&'static str, &'static str
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
         Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
+        Subresource::Eviction => ("policy", "v1", "Eviction"),
         _ => (r.group, r.version, r.kind),
     }
 }
@@ -54,7 +55,7 @@ fn subresource_verbs(s: Subresource) -> &'static [&'static str] {
         Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
         Subresource::Finalize => &["update"],
         Subresource::Log => &["get"],
-        Subresource::Binding | Subresource::Token => &["create"],
+        Subresource::Binding | Subresource::Token | Subresource::Eviction => &["create"],
     }
 }
 

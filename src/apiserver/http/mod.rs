@@ -4,5 +4,6 @@
 
 pub mod components;
 pub mod discovery;
+pub mod eviction;
 pub mod logs;
 pub mod rest;

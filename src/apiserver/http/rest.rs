@@ -27,6 +27,7 @@ use crate::apis::time;
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::http::components::{self, Prober};
 use crate::apiserver::http::discovery::{self, OpenApiV2Encoding};
+use crate::apiserver::http::eviction;
 use crate::apiserver::http::logs::{self, Kubelets};
 use crate::apiserver::registry::allocations::ServiceRange;
 use crate::apiserver::registry::apply;
@@ -553,6 +554,12 @@ async fn resource_request(
             }
             let pod = Target { subresource: None, ..target.clone() };
             bind(verbs, &pod, &binding, &query.write_options(headers)?).await
+        }
+        (Method::POST, true, Some(Subresource::Eviction)) => {
+            let request = json_body(headers, &body, false)?;
+            let pod = Target { subresource: None, ..target.clone() };
+            let status = eviction::evict(verbs, api.objects(), &pod, &request).await?;
+            Ok(json_response(StatusCode::CREATED, &status, "application/json"))
         }
         (Method::POST, true, Some(Subresource::Token)) => {
             let account = verbs.get(&Target { subresource: None, ..target.clone() }, Consistency::Linearizable).await?;

@@ -1,7 +1,7 @@
 //! The workload controllers of kube-controller-manager, on the Raft leader: ReplicaSets (`replica_set`),
 //! Deployments (`deployment`), Jobs (`job`), CronJobs (`cron_job`, schedules in `cron`), StatefulSets
 //! (`stateful_set`) and DaemonSets (`daemon_set`), the last two keeping their templates as ControllerRevisions
-//! (`revisions`).
+//! (`revisions`), and the disruption controller (`disruption`) that keeps PodDisruptionBudgets' status.
 //!
 //! They run on the controller runtime: the term's shared informers (their kinds, Pods, ControllerRevisions and
 //! Nodes) feed
@@ -18,6 +18,7 @@ pub mod cron;
 pub mod cron_job;
 pub mod daemon_set;
 pub mod deployment;
+pub mod disruption;
 pub mod expectations;
 pub mod job;
 pub mod pods;
@@ -36,6 +37,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::reflector::{Lookup, ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
@@ -57,11 +59,18 @@ struct OwnerIndex<K: Lookup<DynamicType = ()>> {
     owner: HashMap<ObjectRef<K>, Option<(String, String, String)>>,
     by_owner: HashMap<String, HashSet<ObjectRef<K>>>,
     orphans: HashMap<String, HashSet<ObjectRef<K>>>,
+    /// Every object by namespace.
+    by_namespace: HashMap<String, HashSet<ObjectRef<K>>>,
 }
 
 impl<K: Lookup<DynamicType = ()> + Resource> Default for OwnerIndex<K> {
     fn default() -> Self {
-        OwnerIndex { owner: HashMap::new(), by_owner: HashMap::new(), orphans: HashMap::new() }
+        OwnerIndex {
+            owner: HashMap::new(),
+            by_owner: HashMap::new(),
+            orphans: HashMap::new(),
+            by_namespace: HashMap::new(),
+        }
     }
 }
 
@@ -78,6 +87,19 @@ impl<K: Lookup<DynamicType = ()> + Resource> OwnerIndex<K> {
             Change::Deleted(_) => None,
         };
         let before = self.owner.remove(&key);
+        match &now {
+            Some(_) => {
+                self.by_namespace.entry(namespace.clone()).or_default().insert(key.clone());
+            }
+            None => {
+                if let Some(set) = self.by_namespace.get_mut(&namespace) {
+                    set.remove(&key);
+                    if set.is_empty() {
+                        self.by_namespace.remove(&namespace);
+                    }
+                }
+            }
+        }
         if let Some(before) = &before {
             let set = match before {
                 Some((uid, ..)) => self.by_owner.get_mut(uid),
@@ -113,6 +135,13 @@ impl<K: Lookup<DynamicType = ()> + Resource> OwnerIndex<K> {
         K: Clone,
     {
         self.by_owner.get(uid).into_iter().flatten().filter_map(|r| store.get(r)).collect()
+    }
+
+    fn in_namespace(&self, namespace: &str, store: &Store<K>) -> Vec<Arc<K>>
+    where
+        K: Clone,
+    {
+        self.by_namespace.get(namespace).into_iter().flatten().filter_map(|r| store.get(r)).collect()
     }
 
     fn orphans(&self, namespace: &str, store: &Store<K>) -> Vec<Arc<K>>
@@ -155,6 +184,7 @@ struct Context {
     stateful_sets: Store<StatefulSet>,
     daemon_sets: Store<DaemonSet>,
     cron_jobs: Store<CronJob>,
+    budgets: Store<PodDisruptionBudget>,
     revisions: Store<ControllerRevision>,
     nodes: Store<Node>,
     pod_index: Arc<Mutex<OwnerIndex<Pod>>>,
@@ -179,6 +209,7 @@ struct Queues {
     stateful_sets: Arc<WorkQueue<Key>>,
     daemon_sets: Arc<WorkQueue<Key>>,
     cron_jobs: Arc<WorkQueue<Key>>,
+    budgets: Arc<WorkQueue<Key>>,
 }
 
 fn queue_of<K: Resource + Clone + Lookup<DynamicType = ()> + Send + Sync + 'static>(
@@ -283,6 +314,7 @@ pub fn prepare(informers: &mut Informers) -> impl std::future::Future<Output = (
     let stateful_sets = informers.typed::<StatefulSet>();
     let daemon_sets = informers.typed::<DaemonSet>();
     let cron_jobs = informers.typed::<CronJob>();
+    let budgets = informers.typed::<PodDisruptionBudget>();
     let revisions = informers.typed::<ControllerRevision>();
     let nodes = informers.typed::<Node>();
     let pod_index: Arc<Mutex<OwnerIndex<Pod>>> = Arc::default();
@@ -297,13 +329,21 @@ pub fn prepare(informers: &mut Informers) -> impl std::future::Future<Output = (
         stateful_sets: queue_of("statefulset", stateful_sets.store()),
         daemon_sets: queue_of("daemonset", daemon_sets.store()),
         cron_jobs: queue_of("cronjob", cron_jobs.store()),
+        budgets: queue_of("disruption", budgets.store()),
     };
     {
         let (index, expectations, queues) = (pod_index.clone(), expectations.clone(), queues.clone());
-        let sets = replica_sets.store().clone();
+        let (sets, budgets) = (replica_sets.store().clone(), budgets.store().clone());
         pods.on_change(move |change| {
             let before = lock(&index).apply(change);
             route_pod(change, before, &queues, &expectations, &sets);
+            let pod = change.object();
+            let covering = budgets.state().into_iter().filter(|b| b.metadata.namespace == pod.metadata.namespace);
+            for budget in covering {
+                if disruption::selector(&budget).matches_labels(pod.labels()) {
+                    queues.budgets.add(key_of(budget.as_ref()));
+                }
+            }
         });
     }
     {
@@ -341,6 +381,10 @@ pub fn prepare(informers: &mut Informers) -> impl std::future::Future<Output = (
     {
         let queue = queues.cron_jobs.clone();
         cron_jobs.on_change(move |change| queue.add(key_of(change.object())));
+    }
+    {
+        let queue = queues.budgets.clone();
+        budgets.on_change(move |change| queue.add(key_of(change.object())));
     }
     {
         let (queue, expectations) = (queues.stateful_sets.clone(), expectations.clone());
@@ -403,6 +447,7 @@ pub fn prepare(informers: &mut Informers) -> impl std::future::Future<Output = (
         stateful_sets: stateful_sets.store().clone(),
         daemon_sets: daemon_sets.store().clone(),
         cron_jobs: cron_jobs.store().clone(),
+        budgets: budgets.store().clone(),
         revisions: revisions.store().clone(),
         nodes: nodes.store().clone(),
         pod_index,
@@ -436,6 +481,7 @@ pub fn prepare(informers: &mut Informers) -> impl std::future::Future<Output = (
             d_writer,
             job_writer,
             run_workers(queues.cron_jobs, limits::CRON_JOB_WORKERS, |key| reconcile_cron_job(context, key).boxed()),
+            run_workers(queues.budgets, limits::DISRUPTION_WORKERS, |key| reconcile_budget(context, key).boxed()),
             sts_writer,
             ds_writer,
             cj_writer,
@@ -587,5 +633,24 @@ async fn reconcile_cron_job(context: &Context, key: Key) -> Result<Next, kube::E
     let jobs = lock(&context.job_index).owned(cj.metadata.uid.as_deref().unwrap_or_default(), &context.jobs);
     let plan = cron_job::plan(&cron_job::Input { cron_job: &cj, jobs: &jobs, now: Timestamp::now() });
     cron_job::execute(&context.client, &context.cron_job_events, &key, &cj, &plan).await?;
+    Ok(next(plan.requeue))
+}
+
+async fn reconcile_budget(context: &Context, key: Key) -> Result<Next, kube::Error> {
+    let Some(budget) = informer::get(&context.budgets, Some(&key.0), &key.1) else { return Ok(Next::Done) };
+    let pods = lock(&context.pod_index).in_namespace(&key.0, &context.pods);
+    let replicas_of = |kind: &str, name: &str| match kind {
+        "ReplicaSet" => informer::get(&context.replica_sets, Some(&key.0), name).map(|rs| replica_set::replicas(&rs)),
+        "StatefulSet" => informer::get(&context.stateful_sets, Some(&key.0), name)
+            .map(|s| s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)),
+        _ => None,
+    };
+    let plan = disruption::plan(&disruption::Input {
+        budget: &budget,
+        pods: &pods,
+        replicas_of: &replicas_of,
+        now: Timestamp::now(),
+    });
+    disruption::execute(&context.client, &key, &budget, &plan).await?;
     Ok(next(plan.requeue))
 }
