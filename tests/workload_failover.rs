@@ -132,8 +132,14 @@ spec:
     assert!(batch.reused.is_empty(), "pod names created twice: {:?}", batch.reused);
 }
 
+/// The leader is paused (SIGSTOP) while its ReplicaSet controller creates 300 pods, a new leader is elected, and
+/// the old one resumes: it learns of the new term, stops its controllers, and nothing it had in flight takes
+/// effect twice: the new leader finishes with exactly 300 pods, no name created twice. (Whether a write of the
+/// old term reaches the log after the new term began, and is refused as fenced, depends on timing the test
+/// cannot hold: the controllers stop within milliseconds of learning of the new term, and Raft discards the
+/// entries the old leader appended alone. `tests/fencing.rs` shows the refusal itself.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_leader_resumed_behind_a_new_one_has_its_controller_writes_refused() {
+async fn a_paused_leader_resumed_behind_a_new_one_stops_and_changes_nothing_twice() {
     let mut cluster = TestCluster::start(3).await;
     let leader = cluster.leader().await;
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
@@ -159,22 +165,24 @@ spec:
     .await;
     cluster.local.signal(leader, Signal::Stop);
     let new = leader_among(&cluster, &others).await;
+    assert_ne!(new, leader);
     tokio::time::sleep(Duration::from_millis(500)).await;
     cluster.local.signal(leader, Signal::Cont);
-    eventually(Duration::from_secs(60), "all 300 pods, made by the new leader", || async {
-        let rs = k.json(&["get", "rs", "many"]);
-        (rs["status"]["replicas"] == 300).then_some(())
+    eventually(Duration::from_secs(20), "the old leader to stop its controllers", || async {
+        cluster.log(leader).contains("no longer leading: the controllers and the scheduler stopped").then_some(())
     })
     .await;
-    watch.abort();
+    eventually(Duration::from_secs(60), "all 300 pods, made by the new leader", || async {
+        let rs = k.json(&["get", "rs", "many"]);
+        (rs["status"]["replicas"] == 300 && rs["status"]["readyReplicas"] == 300).then_some(())
+    })
+    .await;
+    // Anything the old leader still had in flight has had time to land, had it been going to.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let log = cluster.log(leader);
-    let refused = log.lines().filter(|l| l.contains("it was made for a leadership term that has ended")).count();
-    let tail: Vec<&str> = log.lines().filter(|l| !l.contains("\"DEBUG\"")).collect();
-    let tail = tail[tail.len().saturating_sub(60)..].join("\n");
-    assert!(refused > 0, "no refusal in the old leader's log: {tail}");
-    assert_ne!(new, leader);
-    assert!(lock(&pods).reused.is_empty(), "pod names created twice");
-    let alive = lock(&pods).pods.values().filter(|p| p.1).count();
-    assert_eq!(alive, 300, "no pod beyond the 300");
+    watch.abort();
+    let history = lock(&pods);
+    assert!(history.reused.is_empty(), "pod names created twice: {:?}", history.reused);
+    let alive = history.pods.values().filter(|p| p.1).count();
+    assert_eq!(alive, 300, "pods beyond the 300");
+    assert_eq!(history.created.len(), 300, "a pod was created and removed again");
 }

@@ -104,14 +104,18 @@ async fn spend_budget(
     let status_target = Target { name: Some(name.clone()), subresource: Some(Subresource::Status), ..target };
     verbs
         .update_with(&status_target, &WriteOptions::default(), |live| {
+            // The budget as it is now (another eviction may have spent it since it was read).
             let allowed = live["status"]["disruptionsAllowed"].as_i64().unwrap_or(0);
-            if allowed <= 0 || live["metadata"]["resourceVersion"] != budget["metadata"]["resourceVersion"] {
-                // Another eviction spent it first: the caller retries against the new state.
+            if allowed <= 0 {
                 return Err(too_many(format!("{name} needs {desired} healthy pods and has {healthy} currently")));
             }
             let mut next = live.clone();
             next["status"]["disruptionsAllowed"] = json!(allowed - 1);
             next["status"]["disruptedPods"][&pod_name] = json!(now);
+            // Written on the version read here; a concurrent change makes the verb read and decide again.
+            if let Some(meta) = next["metadata"].as_object_mut() {
+                meta.remove("resourceVersion");
+            }
             Ok(next)
         })
         .await?;
