@@ -84,13 +84,13 @@ struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     seconds: u64,
     /// Which benchmarks to run: the store against etcd, the Kubernetes API, the scheduler, or all three; or
-    /// the soak (never part of all: it runs for --soak-minutes).
+    /// the workload controllers, or the soak (neither part of all: the soak runs for --soak-minutes).
     #[arg(long, value_enum, default_value_t = BenchSuite::All)]
     suite: BenchSuite,
     /// Fake nodes of the scheduler and soak benchmarks (the soak keeps as many pods).
     #[arg(long, default_value_t = 1_000)]
     fake_nodes: usize,
-    /// Bare pods of the scheduler benchmark.
+    /// Bare pods of the scheduler benchmark; the replicas of the workloads benchmark's Deployment.
     #[arg(long, default_value_t = 10_000)]
     pods: usize,
     /// How long the soak runs.
@@ -108,6 +108,7 @@ enum BenchSuite {
     Api,
     Scheduler,
     Soak,
+    Workloads,
 }
 
 #[derive(clap::Args)]
@@ -259,6 +260,18 @@ fn main() -> anyhow::Result<()> {
                         nodes: args.fake_nodes,
                         pods: args.pods,
                         ..Default::default()
+                    };
+                    let result = bench::run(config.clone()).await?;
+                    println!("{}", bench::table(&config, &result));
+                }
+                if args.suite == BenchSuite::Workloads {
+                    use raftsman::bench::workloads::{self as bench, WorkloadBenchConfig};
+                    let replicas = i32::try_from(args.pods).context("--pods")?;
+                    let config = WorkloadBenchConfig {
+                        dir: dir.clone(),
+                        raftsman: raftsman.clone(),
+                        nodes: args.fake_nodes,
+                        replicas,
                     };
                     let result = bench::run(config.clone()).await?;
                     println!("{}", bench::table(&config, &result));

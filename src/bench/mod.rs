@@ -9,6 +9,7 @@
 pub mod api;
 pub mod scheduler;
 pub mod soak;
+pub mod workloads;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

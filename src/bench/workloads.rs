@@ -1,0 +1,148 @@
+//! The workload benchmark: a three-replica cluster and one fake agent serving N nodes; a Deployment scaled
+//! from 0 to R replicas (time until it reports R available), then a rolling update of all R with maxSurge 25%
+//! (time until every replica is updated and available), then a second update during which the leader is
+//! SIGKILLed: the time until the new leader's controllers make their first write (the Deployment's or a
+//! ReplicaSet's status moves) and until the interrupted rollout has more updated replicas than at the kill.
+//! Targets are the issue's: R = 10,000 Running in under 10 s, failover under 2 s. Every wait is bounded.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use super::scheduler::{start_fake_agent, wait_for_ready_nodes};
+use super::{kube_cluster, leader_index, BenchError};
+use crate::cluster::local::Signal;
+
+/// The longest any one phase may take before the benchmark gives up on it.
+const PHASE_WAIT: Duration = Duration::from_secs(900);
+
+#[derive(Clone, Debug)]
+pub struct WorkloadBenchConfig {
+    pub dir: std::path::PathBuf,
+    pub raftsman: std::path::PathBuf,
+    pub nodes: usize,
+    pub replicas: i32,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct WorkloadResult {
+    pub scale_up_secs: Option<f64>,
+    pub rolling_update_secs: Option<f64>,
+    pub failover_first_write_ms: Option<f64>,
+    pub failover_progress_ms: Option<f64>,
+}
+
+fn setup(reason: impl ToString) -> BenchError {
+    BenchError::Setup { system: "raftsman workloads", reason: reason.to_string() }
+}
+
+/// The Deployment's status numbers: replicas, updated, available, and its resourceVersion.
+async fn numbers(api: &Api<Deployment>) -> Option<(i32, i32, i32, String)> {
+    let d = api.get("bench").await.ok()?;
+    let s = d.status.unwrap_or_default();
+    let rv = d.metadata.resource_version.unwrap_or_default();
+    Some((s.replicas.unwrap_or(0), s.updated_replicas.unwrap_or(0), s.available_replicas.unwrap_or(0), rv))
+}
+
+/// Polls until `done` holds for the Deployment's numbers; returns the seconds since `from`.
+async fn wait(api: &Api<Deployment>, from: Instant, done: impl Fn(i32, i32, i32) -> bool) -> Option<f64> {
+    while from.elapsed() < PHASE_WAIT {
+        if let Some((replicas, updated, available, _)) = numbers(api).await {
+            if done(replicas, updated, available) {
+                return Some(from.elapsed().as_secs_f64());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+fn set_image(image: &str) -> Patch<serde_json::Value> {
+    Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}}))
+}
+
+pub async fn run(config: WorkloadBenchConfig) -> Result<WorkloadResult, BenchError> {
+    let dir = config.dir.join("raftsman-workloads");
+    let (mut cluster, client) = kube_cluster(&config.raftsman, &dir).map_err(setup)?;
+    let _agent = start_fake_agent(&config.raftsman, &cluster, &dir, config.nodes).map_err(setup)?;
+    if !wait_for_ready_nodes(&client, config.nodes).await {
+        return Err(setup(format!("{} nodes were not Ready", config.nodes)));
+    }
+    eprintln!("workloads: {} fake nodes Ready", config.nodes);
+    let api: Api<Deployment> = Api::default_namespaced(client.clone());
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "bench"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "bench"}},
+                 "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+                 "template": {"metadata": {"labels": {"app": "bench"}},
+                              "spec": {"containers": [{"name": "c", "image": "bench:1"}]}}}
+    }))
+    .map_err(setup)?;
+    api.create(&PostParams::default(), &deployment).await.map_err(setup)?;
+    let r = config.replicas;
+    let mut result = WorkloadResult::default();
+
+    let started = Instant::now();
+    let scale = Patch::Merge(json!({"spec": {"replicas": r}}));
+    api.patch("bench", &PatchParams::default(), &scale).await.map_err(setup)?;
+    result.scale_up_secs = wait(&api, started, |replicas, _, available| replicas == r && available == r).await;
+    eprintln!("workloads: 0 to {r} available in {:?} s", result.scale_up_secs);
+
+    let started = Instant::now();
+    api.patch("bench", &PatchParams::default(), &set_image("bench:2")).await.map_err(setup)?;
+    let rolled = |replicas: i32, updated: i32, available: i32| replicas == r && updated == r && available == r;
+    // The status must first show the new template being rolled out (updated below r).
+    let _ = wait(&api, started, |_, updated, _| updated < r).await;
+    result.rolling_update_secs = wait(&api, started, rolled).await;
+    eprintln!("workloads: rolling update of {r} in {:?} s", result.rolling_update_secs);
+
+    // Failover in the middle of a third rollout.
+    let endpoints = cluster.client_endpoints();
+    let leader = leader_index(&endpoints).await.ok_or_else(|| setup("no leader"))?;
+    let follower = (leader + 1) % 3;
+    let url: http::Uri = format!("http://{}", cluster.members[follower].api_addr).parse().map_err(setup)?;
+    let api: Api<Deployment> = Api::default_namespaced(kube::Client::try_from(kube::Config::new(url)).map_err(setup)?);
+    api.patch("bench", &PatchParams::default(), &set_image("bench:3")).await.map_err(setup)?;
+    let _ = wait(&api, Instant::now(), |_, updated, _| updated > r / 10 && updated < r / 2).await;
+    let (_, updated_at_kill, _, rv_at_kill) = numbers(&api).await.ok_or_else(|| setup("no status"))?;
+    let killed = Instant::now();
+    cluster.signal(leader, Signal::Kill);
+    while killed.elapsed() < Duration::from_secs(60) {
+        if let Some((_, updated, _, rv)) = numbers(&api).await {
+            if rv != rv_at_kill && result.failover_first_write_ms.is_none() {
+                result.failover_first_write_ms = Some(killed.elapsed().as_secs_f64() * 1000.0);
+            }
+            if updated > updated_at_kill {
+                result.failover_progress_ms = Some(killed.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "workloads: after the leader's SIGKILL, first write {:?} ms, rollout moving {:?} ms",
+        result.failover_first_write_ms, result.failover_progress_ms
+    );
+    Ok(result)
+}
+
+pub fn table(config: &WorkloadBenchConfig, r: &WorkloadResult) -> String {
+    let secs = |v: Option<f64>| v.map_or("did not finish".into(), |s| format!("{s:.1} s"));
+    let ms = |v: Option<f64>| v.map_or("not seen".into(), |s| format!("{s:.0} ms"));
+    format!(
+        "| Workloads ({} fake nodes) | raftsman | target |\n|---|---|---|\n\
+         | Deployment 0 to {} available | {} | < 10 s |\n\
+         | rolling update of {} (maxSurge 25%) | {} | |\n\
+         | leader SIGKILL to the controllers' first write | {} | < 2 s |\n\
+         | leader SIGKILL to the rollout moving again | {} | < 2 s |\n",
+        config.nodes,
+        config.replicas,
+        secs(r.scale_up_secs),
+        config.replicas,
+        secs(r.rolling_update_secs),
+        ms(r.failover_first_write_ms),
+        ms(r.failover_progress_ms),
+    )
+}
