@@ -132,9 +132,9 @@ spec:
     assert!(batch.reused.is_empty(), "pod names created twice: {:?}", batch.reused);
 }
 
-/// The leader is paused (SIGSTOP) while its ReplicaSet controller creates 300 pods, a new leader is elected, and
+/// The leader is paused (SIGSTOP) while its ReplicaSet controller creates 200 pods, a new leader is elected, and
 /// the old one resumes: it learns of the new term, stops its controllers, and nothing it had in flight takes
-/// effect twice: the new leader finishes with exactly 300 pods, no name created twice. (Whether a write of the
+/// effect twice: the new leader finishes with exactly 200 pods, no name created twice. (Whether a write of the
 /// old term reaches the log after the new term began, and is refused as fenced, depends on timing the test
 /// cannot hold: the controllers stop within milliseconds of learning of the new term, and Raft discards the
 /// entries the old leader appended alone. `tests/fencing.rs` shows the refusal itself.)
@@ -151,7 +151,7 @@ async fn a_paused_leader_resumed_behind_a_new_one_stops_and_changes_nothing_twic
 kind: ReplicaSet
 metadata: {name: many}
 spec:
-  replicas: 300
+  replicas: 200
   selector: {matchLabels: {app: many}}
   template:
     metadata: {labels: {app: many}}
@@ -172,9 +172,9 @@ spec:
         cluster.log(leader).contains("no longer leading: the controllers and the scheduler stopped").then_some(())
     })
     .await;
-    eventually(Duration::from_secs(60), "all 300 pods, made by the new leader", || async {
+    eventually(Duration::from_secs(60), "all 200 pods, made by the new leader", || async {
         let rs = k.json(&["get", "rs", "many"]);
-        (rs["status"]["replicas"] == 300 && rs["status"]["readyReplicas"] == 300).then_some(())
+        (rs["status"]["replicas"] == 200 && rs["status"]["readyReplicas"] == 200).then_some(())
     })
     .await;
     // Anything the old leader still had in flight has had time to land, had it been going to.
@@ -183,6 +183,6 @@ spec:
     let history = lock(&pods);
     assert!(history.reused.is_empty(), "pod names created twice: {:?}", history.reused);
     let alive = history.pods.values().filter(|p| p.1).count();
-    assert_eq!(alive, 300, "pods beyond the 300");
-    assert_eq!(history.created.len(), 300, "a pod was created and removed again");
+    assert_eq!(alive, 200, "pods beyond the 200");
+    assert_eq!(history.created.len(), 200, "a pod was created and removed again");
 }

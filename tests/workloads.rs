@@ -355,7 +355,7 @@ spec:
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("node/drained drained"), "{stdout}");
-    assert!(stderr.contains("Cannot evict pod as it would violate the pod's disruption budget"), "{stderr}");
+    assert!(stderr.contains("Cannot evict pod as it would violate the pod's disruption budget"), "{stdout}{stderr}");
     let node = k.json(&["get", "node", "drained"]);
     assert_eq!(node["spec"]["unschedulable"], true);
     let on: Vec<String> = k.json(&["get", "pods", "-l", "app=web"])["items"]

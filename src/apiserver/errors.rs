@@ -46,6 +46,10 @@ pub enum ApiError {
     /// A bound on concurrent work was reached: retryable.
     #[error("{0}")]
     TooManyRequests(String),
+    /// An eviction a PodDisruptionBudget does not allow now (429 without Retry-After, as upstream: the
+    /// caller decides when to try again); the cause names the budget.
+    #[error("Cannot evict pod as it would violate the pod's disruption budget.")]
+    DisruptionBudget(String),
     /// No leader, no quorum, or the outcome of a write is unknown: retryable.
     #[error("{0}")]
     Unavailable(String),
@@ -77,7 +81,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::NotAcceptable(_) => 406,
             ApiError::RequestEntityTooLarge(_) => 413,
-            ApiError::TooManyRequests(_) => 429,
+            ApiError::TooManyRequests(_) | ApiError::DisruptionBudget(_) => 429,
             ApiError::Unavailable(_) => 503,
             ApiError::Internal(_) => 500,
         }
@@ -97,7 +101,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
-            ApiError::TooManyRequests(_) => "TooManyRequests",
+            ApiError::TooManyRequests(_) | ApiError::DisruptionBudget(_) => "TooManyRequests",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
         }
@@ -134,6 +138,9 @@ impl ApiError {
                 Some(json!({"name": name, "group": resource.group, "kind": resource.plural, "causes": causes}))
             }
             ApiError::Unavailable(_) | ApiError::TooManyRequests(_) => Some(json!({"retryAfterSeconds": 1})),
+            ApiError::DisruptionBudget(cause) => {
+                Some(json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]}))
+            }
             _ => None,
         };
         // Every Status carries details, as upstream's do: clients read them without checking (kubectl debug).

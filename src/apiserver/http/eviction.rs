@@ -15,10 +15,8 @@ use crate::apiserver::registry::collections::{self, ListOptions};
 use crate::apiserver::registry::objects::Consistency;
 use crate::apiserver::registry::verbs::{self, DeleteOptions, Target, Verbs, WriteOptions};
 
-const VIOLATION: &str = "Cannot evict pod as it would violate the pod's disruption budget.";
-
 fn too_many(cause: String) -> ApiError {
-    ApiError::TooManyRequests(format!("{VIOLATION} The disruption budget {cause}"))
+    ApiError::DisruptionBudget(format!("The disruption budget {cause}"))
 }
 
 fn ready(pod: &Value) -> bool {
