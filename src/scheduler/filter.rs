@@ -119,6 +119,13 @@ fn node_affinity_holds(node: &NodeFacts, pod: &PodFacts) -> bool {
         && pod.required.as_ref().is_none_or(|terms| terms.iter().any(|t| term_matches(t, &node.name, labels)))
 }
 
+/// Whether a pod may keep running on a node (the DaemonSet controller's other question): every NoExecute taint
+/// tolerated and the node affinity holding; NoSchedule taints and a cordon only keep new pods away.
+pub fn may_stay(node: &NodeFacts, pod: &PodFacts) -> bool {
+    node.taints.iter().filter(|t| t.effect == "NoExecute").all(|t| tolerated(&pod.tolerations, t))
+        && node_affinity_holds(node, pod)
+}
+
 /// Whether a pod may run on a node whatever else the node holds (the DaemonSet controller's question): a cordon
 /// and every NoSchedule or NoExecute taint tolerated, nodeSelector and required node affinity holding.
 pub fn eligible(node: &NodeFacts, pod: &PodFacts) -> bool {

@@ -149,9 +149,11 @@ fn scaled(value: Option<&IntOrString>, total: i32, default: i32) -> i32 {
     }
 }
 
-/// One node's daemon pods and whether it should run one.
+/// One node's daemon pods, whether it should get one, and whether the one it has may stay (a NoSchedule taint,
+/// a not-ready node or a cordon keeps a new pod away but leaves a running one, as upstream).
 struct OnNode<'a> {
     should_run: bool,
+    may_stay: bool,
     pods: Vec<&'a Arc<Pod>>,
 }
 
@@ -188,7 +190,9 @@ pub fn plan(input: &Input) -> Plan {
         .iter()
         .filter(|n| n.metadata.deletion_timestamp.is_none())
         .map(|n| {
-            (n.name_any(), OnNode { should_run: filter::eligible(&NodeFacts::from_node(n), &facts), pods: Vec::new() })
+            let node = NodeFacts::from_node(n);
+            let (should_run, may_stay) = (filter::eligible(&node, &facts), filter::may_stay(&node, &facts));
+            (n.name_any(), OnNode { should_run, may_stay, pods: Vec::new() })
         })
         .collect();
     let mut orphaned: Vec<&Arc<Pod>> = Vec::new();
@@ -208,14 +212,16 @@ pub fn plan(input: &Input) -> Plan {
         plan.delete.extend(orphaned.iter().map(|p| (*p).clone()));
         for (name, on) in &nodes {
             let active: Vec<&&Arc<Pod>> = on.pods.iter().filter(|p| pods::is_active(p)).collect();
-            if !on.should_run {
+            if !on.may_stay {
                 plan.delete.extend(on.pods.iter().map(|p| (*p).clone()));
                 continue;
             }
             // A finished pod is replaced; of several, the oldest updated one stays.
             plan.delete.extend(on.pods.iter().filter(|p| !pods::is_active(p)).map(|p| (*p).clone()));
             if active.is_empty() {
-                plan.create.push(name.clone());
+                if on.should_run {
+                    plan.create.push(name.clone());
+                }
             } else if active.len() > 1 && !active.iter().any(|p| !updated(p)) {
                 let mut extra: Vec<&&Arc<Pod>> = active.clone();
                 extra.sort_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp));

@@ -4,12 +4,13 @@
 //! (`revisions`), and the disruption controller (`disruption`) that keeps PodDisruptionBudgets' status.
 //!
 //! They run on the controller runtime: the term's shared informers (their kinds, Pods, ControllerRevisions and
-//! Nodes) feed
-//! indexes of each kind's children by controller uid and of the orphans of each namespace; a child's change
-//! queues its controller (an orphan's, every controller of its namespace whose selector matches it), and a
-//! worker reconciles one object at a time with a pure plan over the caches, then writes. A ReplicaSet waits for
-//! its cache to show the pods it created or deleted (`expectations`) before it creates or deletes again; a
-//! Deployment names its ReplicaSets after their template, so creating one twice is refused by the API.
+//! Nodes) feed indexes of each kind's children by controller uid and of the orphans of each namespace; a
+//! child's change queues its controller (an orphan's, every controller of its namespace whose selector matches
+//! it), and a worker reconciles one object at a time with a pure plan over the caches, then writes. A
+//! controller that creates pods with generated names waits for its cache to show the pods it created or
+//! deleted (`expectations`) before it creates or deletes again; a Deployment names its ReplicaSets after their
+//! template, a StatefulSet its pods after their ordinal and a CronJob its Jobs after their minute, so creating
+//! one twice is refused by the API.
 //!
 //! Architecture invariant: the cost of a change is the cost of the controller it concerns: its children come
 //! from the index, never from a pass over every pod.

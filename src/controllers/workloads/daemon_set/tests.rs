@@ -136,3 +136,22 @@ fn a_surging_update_starts_the_new_pod_before_removing_the_old() {
     let p = plan_of(&s, &nodes, &pods, &revisions);
     assert_eq!(p.delete.iter().map(|p| p.name_any()).collect::<Vec<_>>(), ["agent-n1-0"]);
 }
+
+#[test]
+fn a_pod_stays_on_a_node_that_only_turned_unschedulable_for_new_pods() {
+    let s = daemon_set("a", json!({}));
+    let r = revision(&s, 1);
+    let not_ready: Arc<Node> = Arc::new(
+        serde_json::from_value(json!({"metadata": {"name": "n1"},
+            "spec": {"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}]}}))
+        .unwrap(),
+    );
+    let p = plan_of(&s, std::slice::from_ref(&not_ready), &[pod(&s, "n1", &r, true, 0)], std::slice::from_ref(&r));
+    assert!(p.delete.is_empty() && p.create.is_empty(), "{:?}", p.delete);
+    assert!(plan_of(&s, &[not_ready], &[], &[r]).create.is_empty(), "no new pod on it");
+    let evicting = node("n2", json!({}), json!([{"key": "dedicated", "effect": "NoExecute"}]));
+    let r2 = revision(&s, 1);
+    let p = plan_of(&s, &[evicting], &[pod(&s, "n2", &r2, true, 0)], &[r2]);
+    assert_eq!(p.delete.len(), 1, "a NoExecute taint it does not tolerate removes it");
+}
