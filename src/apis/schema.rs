@@ -324,6 +324,7 @@ static KINDS: &[(&str, &str, &ObjectType)] = &[
     ("networking.k8s.io", "IngressClass", &INGRESS_CLASS),
     ("networking.k8s.io", "NetworkPolicy", &NETWORK_POLICY),
     ("scheduling.k8s.io", "PriorityClass", &PRIORITY_CLASS),
+    ("policy", "PodDisruptionBudget", &POD_DISRUPTION_BUDGET),
 ];
 
 // meta/v1
@@ -440,6 +441,18 @@ static INGRESS: ObjectType = ObjectType::new("Ingress", &[("metadata", object(&O
 static INGRESS_CLASS: ObjectType = ObjectType::new("IngressClass", &[("metadata", object(&OBJECT_META))]);
 static NETWORK_POLICY: ObjectType = ObjectType::new("NetworkPolicy", &[("metadata", object(&OBJECT_META))]);
 static PRIORITY_CLASS: ObjectType = ObjectType::new("PriorityClass", &[("metadata", object(&OBJECT_META))]);
+static POD_DISRUPTION_BUDGET: ObjectType = ObjectType::new(
+    "PodDisruptionBudget",
+    &[
+        ("metadata", object(&OBJECT_META)),
+        ("spec", object(&POD_DISRUPTION_BUDGET_SPEC)),
+        ("status", object(&POD_DISRUPTION_BUDGET_STATUS)),
+    ],
+);
+static POD_DISRUPTION_BUDGET_SPEC: ObjectType =
+    ObjectType::new("PodDisruptionBudgetSpec", &[("selector", object(&LABEL_SELECTOR))]);
+static POD_DISRUPTION_BUDGET_STATUS: ObjectType =
+    ObjectType::new("PodDisruptionBudgetStatus", &[("conditions", conditions(&CONDITION))]);
 static ENDPOINT_SLICE: ObjectType = ObjectType::new(
     "EndpointSlice",
     &[
