@@ -23,7 +23,6 @@ use kube::ResourceExt;
 use super::cron::Schedule;
 use super::{job, template, Key};
 use crate::controllers::events::{self, Recorder};
-use crate::controllers::runtime::controller_of;
 
 pub const COMPONENT: &str = "cronjob-controller";
 pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
@@ -224,9 +223,7 @@ pub async fn execute(
     if let Some(status) = status {
         let mut updated = cj.clone();
         updated.status = Some(status);
-        Api::<CronJob>::namespaced(client.clone(), &key.0)
-            .replace_status(&key.1, &PostParams::default(), &updated)
-            .await?;
+        super::writes::replace_status(client, key, &updated).await?;
     }
     for (type_, reason, message) in &plan.events {
         recorder.record(cj, type_, reason, message.clone());
@@ -236,9 +233,7 @@ pub async fn execute(
 
 /// The key of the CronJob controlling `job`, if one does.
 pub fn owner_key(job: &Job) -> Option<Key> {
-    let owner = controller_of(&job.metadata)?;
-    (owner.kind == "CronJob" && owner.api_version == "batch/v1")
-        .then(|| (job.metadata.namespace.clone().unwrap_or_default(), owner.name.clone()))
+    super::controller_key(&job.metadata, "batch/v1", "CronJob")
 }
 
 #[cfg(test)]

@@ -17,13 +17,12 @@ use k8s_openapi::api::core::v1::{
     Toleration,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, PostParams};
+
 use kube::ResourceExt;
 
 use super::revisions::{self, Update};
 use super::writes::PodWriter;
 use super::{pods, template, Key};
-use crate::controllers::runtime::controller_of;
 use crate::scheduler::filter;
 use crate::scheduler::model::{NodeFacts, PodFacts};
 
@@ -137,16 +136,10 @@ pub fn pod_for(set: &DaemonSet, template: &PodTemplateSpec, revision: &str, node
     pod
 }
 
-/// An int-or-percent of `total`, percentages rounded up (upstream rounds both DaemonSet bounds up).
+/// A rolling-update bound of `total`, `default` when unset; percentages rounded up (upstream rounds both
+/// DaemonSet bounds up).
 fn scaled(value: Option<&IntOrString>, total: i32, default: i32) -> i32 {
-    match value {
-        None => default,
-        Some(IntOrString::Int(n)) => *n,
-        Some(IntOrString::String(s)) => {
-            let percent: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
-            ((percent * i64::from(total) + 99) / 100) as i32
-        }
-    }
+    value.map_or(default, |v| super::scaled(v, total, true))
 }
 
 /// One node's daemon pods, whether it should get one, and whether the one it has may stay (a NoSchedule taint,
@@ -346,18 +339,14 @@ pub async fn execute(writer: &PodWriter<'_>, key: &Key, set: &DaemonSet, plan: &
     if let Some(status) = &plan.status {
         let mut updated = set.clone();
         updated.status = Some(status.clone());
-        Api::<DaemonSet>::namespaced(writer.client.clone(), &key.0)
-            .replace_status(&key.1, &PostParams::default(), &updated)
-            .await?;
+        super::writes::replace_status(writer.client, key, &updated).await?;
     }
     Ok(())
 }
 
 /// The key of the DaemonSet controlling `pod`, if one does.
 pub fn owner_key(pod: &Pod) -> Option<Key> {
-    let owner = controller_of(&pod.metadata)?;
-    (owner.kind == "DaemonSet" && owner.api_version == "apps/v1")
-        .then(|| (pod.metadata.namespace.clone().unwrap_or_default(), owner.name.clone()))
+    super::controller_key(&pod.metadata, "apps/v1", "DaemonSet")
 }
 
 #[cfg(test)]

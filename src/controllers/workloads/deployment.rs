@@ -138,17 +138,11 @@ fn is_rolling(d: &Deployment) -> bool {
     d.spec.as_ref().and_then(|s| s.strategy.as_ref()).and_then(|s| s.type_.as_deref()) != Some("Recreate")
 }
 
-/// An int-or-percent of `total`, percentages rounded up or down.
-fn scaled(value: Option<&IntOrString>, total: i32, round_up: bool, default: &str) -> i32 {
-    let value = value.cloned().unwrap_or_else(|| IntOrString::String(default.into()));
+/// maxSurge or maxUnavailable of `total` (25% when unset).
+fn bound(value: Option<&IntOrString>, total: i32, round_up: bool) -> i32 {
     match value {
-        IntOrString::Int(n) => n,
-        IntOrString::String(s) => {
-            let percent: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
-            let product = percent * i64::from(total);
-            let n = if round_up { (product + 99) / 100 } else { product / 100 };
-            n as i32
-        }
+        Some(v) => super::scaled(v, total, round_up),
+        None => super::scaled(&IntOrString::String("25%".into()), total, round_up),
     }
 }
 
@@ -157,8 +151,8 @@ fn scaled(value: Option<&IntOrString>, total: i32, round_up: bool, default: &str
 pub fn fenceposts(d: &Deployment) -> (i32, i32) {
     let replicas = spec_replicas(d);
     let rolling = d.spec.as_ref().and_then(|s| s.strategy.as_ref()).and_then(|s| s.rolling_update.as_ref());
-    let surge = scaled(rolling.and_then(|r| r.max_surge.as_ref()), replicas, true, "25%");
-    let unavailable = scaled(rolling.and_then(|r| r.max_unavailable.as_ref()), replicas, false, "25%");
+    let surge = bound(rolling.and_then(|r| r.max_surge.as_ref()), replicas, true);
+    let unavailable = bound(rolling.and_then(|r| r.max_unavailable.as_ref()), replicas, false);
     if surge == 0 && unavailable == 0 {
         return (0, 1);
     }
@@ -183,8 +177,7 @@ pub fn max_unavailable(d: &Deployment) -> i32 {
 }
 
 pub fn selector(d: &Deployment) -> LabelSelector {
-    let value = d.spec.as_ref().and_then(|s| serde_json::to_value(&s.selector).ok());
-    LabelSelector::from_label_selector(value.as_ref()).unwrap_or_else(|_| LabelSelector::nothing())
+    super::label_selector(d.spec.as_ref().map(|s| &s.selector))
 }
 
 pub fn plan(input: &Input) -> Plan {
@@ -746,7 +739,7 @@ pub async fn execute(client: &Client, recorder: &Recorder, d: &Deployment, write
         Write::Status(status) => {
             let mut updated = d.clone();
             updated.status = Some(status.as_ref().clone());
-            deployments.replace_status(&d.name_any(), &PostParams::default(), &updated).await?;
+            super::writes::replace_status(client, &(namespace.clone(), d.name_any()), &updated).await?;
         }
     }
     Ok(())
@@ -754,9 +747,7 @@ pub async fn execute(client: &Client, recorder: &Recorder, d: &Deployment, write
 
 /// The key of the Deployment controlling `rs`, if one does.
 pub fn owner_key(rs: &ReplicaSet) -> Option<super::Key> {
-    let owner = crate::controllers::runtime::controller_of(&rs.metadata)?;
-    (owner.kind == "Deployment" && owner.api_version == "apps/v1")
-        .then(|| (rs.namespace().unwrap_or_default(), owner.name.clone()))
+    super::controller_key(&rs.metadata, "apps/v1", "Deployment")
 }
 
 #[cfg(test)]

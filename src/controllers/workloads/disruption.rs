@@ -14,7 +14,6 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, PostParams};
 
 use super::{pods, Key};
 use crate::apis::selectors::LabelSelector;
@@ -39,18 +38,7 @@ pub struct Plan {
 }
 
 pub fn selector(budget: &PodDisruptionBudget) -> LabelSelector {
-    let value = budget.spec.as_ref().and_then(|s| serde_json::to_value(&s.selector).ok());
-    LabelSelector::from_label_selector(value.as_ref()).unwrap_or_else(|_| LabelSelector::nothing())
-}
-
-fn scaled(value: &IntOrString, total: i32) -> i32 {
-    match value {
-        IntOrString::Int(n) => *n,
-        IntOrString::String(s) => {
-            let percent: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
-            ((percent * i64::from(total) + 99) / 100) as i32
-        }
-    }
+    super::label_selector(budget.spec.as_ref().and_then(|s| s.selector.as_ref()))
 }
 
 pub fn plan(input: &Input) -> Plan {
@@ -82,8 +70,8 @@ pub fn plan(input: &Input) -> Plan {
     let expected = controllers.values().sum::<i32>() + bare;
     let desired = match (&spec.min_available, &spec.max_unavailable) {
         (Some(IntOrString::Int(n)), _) => *n,
-        (Some(percent), _) => scaled(percent, expected),
-        (None, Some(unavailable)) => (expected - scaled(unavailable, expected)).max(0),
+        (Some(percent), _) => super::scaled(percent, expected, true),
+        (None, Some(unavailable)) => (expected - super::scaled(unavailable, expected, true)).max(0),
         (None, None) => 0,
     };
     // Evictions still counting: their pod is there and not yet leaving, and they are recent.
@@ -149,9 +137,7 @@ pub async fn execute(
     if let Some(status) = &plan.status {
         let mut updated = budget.clone();
         updated.status = Some(status.clone());
-        Api::<PodDisruptionBudget>::namespaced(client.clone(), &key.0)
-            .replace_status(&key.1, &PostParams::default(), &updated)
-            .await?;
+        super::writes::replace_status(client, key, &updated).await?;
     }
     Ok(())
 }

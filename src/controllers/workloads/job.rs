@@ -19,13 +19,12 @@ use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, PostParams, Preconditions, PropagationPolicy};
+use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
 use kube::ResourceExt;
 
 use super::writes::PodWriter;
 use super::{pods, template, Key};
 use crate::controllers::events;
-use crate::controllers::runtime::controller_of;
 use crate::limits;
 
 pub const COMPONENT: &str = "job-controller";
@@ -366,7 +365,7 @@ pub async fn execute(writer: &PodWriter<'_>, key: &Key, job: &Job, plan: &Plan) 
     if let Some(status) = &plan.status {
         let mut updated = job.clone();
         updated.status = Some(status.clone());
-        jobs.replace_status(&key.1, &PostParams::default(), &updated).await?;
+        super::writes::replace_status(writer.client, key, &updated).await?;
     }
     for (type_, reason, message) in &plan.events {
         writer.recorder.record(job, type_, reason, message.clone());
@@ -376,9 +375,7 @@ pub async fn execute(writer: &PodWriter<'_>, key: &Key, job: &Job, plan: &Plan) 
 
 /// The key of the Job controlling `pod`, if one does.
 pub fn owner_key(pod: &Pod) -> Option<Key> {
-    let owner = controller_of(&pod.metadata)?;
-    (owner.kind == "Job" && owner.api_version == "batch/v1")
-        .then(|| (pod.metadata.namespace.clone().unwrap_or_default(), owner.name.clone()))
+    super::controller_key(&pod.metadata, "batch/v1", "Job")
 }
 
 #[cfg(test)]

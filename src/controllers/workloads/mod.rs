@@ -39,16 +39,48 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, Repl
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::runtime::reflector::{Lookup, ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use super::events::Recorder;
 use super::runtime::{controller_of, informer, run_workers, Change, Informers, Next, WorkQueue};
+use crate::apis::selectors::LabelSelector;
 use crate::limits;
 use expectations::{Expectations, Seen};
 
 /// A namespaced object's key: namespace and name.
 pub type Key = (String, String);
+
+/// An int-or-percent (maxSurge, maxUnavailable, minAvailable) of `total`, percentages rounded up or down.
+pub fn scaled(value: &IntOrString, total: i32, round_up: bool) -> i32 {
+    match value {
+        IntOrString::Int(n) => *n,
+        IntOrString::String(s) => {
+            let product = s.trim_end_matches('%').parse::<i64>().unwrap_or(0) * i64::from(total);
+            (if round_up { (product + 99) / 100 } else { product / 100 }) as i32
+        }
+    }
+}
+
+/// A typed `spec.selector` as a selector to match with; an invalid or missing one selects nothing.
+pub fn label_selector(
+    selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+) -> LabelSelector {
+    let value = selector.and_then(|s| serde_json::to_value(s).ok());
+    LabelSelector::from_label_selector(value.as_ref()).unwrap_or_else(|_| LabelSelector::nothing())
+}
+
+/// The key of the controller of `meta` when it is a `kind` of `api_version` (in the object's namespace).
+pub fn controller_key(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    api_version: &str,
+    kind: &str,
+) -> Option<Key> {
+    let owner = controller_of(meta)?;
+    (owner.kind == kind && owner.api_version == api_version)
+        .then(|| (meta.namespace.clone().unwrap_or_default(), owner.name.clone()))
+}
 
 fn key_of<K: Resource>(o: &K) -> Key {
     (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())

@@ -14,13 +14,13 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, PostParams};
+
 use kube::ResourceExt;
 
 use super::writes::PodWriter;
 use super::{pods, template, Key};
 use crate::apis::selectors::LabelSelector;
-use crate::controllers::runtime::{controller_of, is_fenced};
+use crate::controllers::runtime::is_fenced;
 use crate::limits;
 
 pub const COMPONENT: &str = "replicaset-controller";
@@ -50,8 +50,7 @@ pub struct Plan {
 
 /// The ReplicaSet's selector; an invalid one selects nothing.
 pub fn selector(rs: &ReplicaSet) -> LabelSelector {
-    let value = rs.spec.as_ref().and_then(|s| serde_json::to_value(&s.selector).ok());
-    LabelSelector::from_label_selector(value.as_ref()).unwrap_or_else(|_| LabelSelector::nothing())
+    super::label_selector(rs.spec.as_ref().map(|s| &s.selector))
 }
 
 pub fn replicas(rs: &ReplicaSet) -> i32 {
@@ -186,18 +185,14 @@ pub async fn execute(writer: &PodWriter<'_>, key: &Key, rs: &ReplicaSet, plan: &
     if let Some(status) = status {
         let mut updated = rs.clone();
         updated.status = Some(status);
-        Api::<ReplicaSet>::namespaced(writer.client.clone(), &key.0)
-            .replace_status(&rs.name_any(), &PostParams::default(), &updated)
-            .await?;
+        super::writes::replace_status(writer.client, key, &updated).await?;
     }
     manage
 }
 
 /// The key of the ReplicaSet controlling `pod`, if one does.
 pub fn owner_key(pod: &Pod) -> Option<Key> {
-    let owner = controller_of(&pod.metadata)?;
-    (owner.kind == "ReplicaSet" && owner.api_version == "apps/v1")
-        .then(|| (pod.namespace().unwrap_or_default(), owner.name.clone()))
+    super::controller_key(&pod.metadata, "apps/v1", "ReplicaSet")
 }
 
 #[cfg(test)]

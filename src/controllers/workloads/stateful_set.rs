@@ -25,7 +25,6 @@ use kube::ResourceExt;
 use super::revisions::{self, Update};
 use super::writes::PodWriter;
 use super::{pods, template, Key};
-use crate::controllers::runtime::controller_of;
 
 pub const COMPONENT: &str = "statefulset-controller";
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -283,18 +282,14 @@ pub async fn execute(writer: &PodWriter<'_>, key: &Key, set: &StatefulSet, plan:
     if let Some(status) = &plan.status {
         let mut updated = set.clone();
         updated.status = Some(status.clone());
-        Api::<StatefulSet>::namespaced(writer.client.clone(), &key.0)
-            .replace_status(&key.1, &PostParams::default(), &updated)
-            .await?;
+        super::writes::replace_status(writer.client, key, &updated).await?;
     }
     Ok(())
 }
 
 /// The key of the StatefulSet controlling `pod`, if one does.
 pub fn owner_key(pod: &Pod) -> Option<Key> {
-    let owner = controller_of(&pod.metadata)?;
-    (owner.kind == "StatefulSet" && owner.api_version == "apps/v1")
-        .then(|| (pod.metadata.namespace.clone().unwrap_or_default(), owner.name.clone()))
+    super::controller_key(&pod.metadata, "apps/v1", "StatefulSet")
 }
 
 #[cfg(test)]

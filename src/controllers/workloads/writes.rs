@@ -16,6 +16,19 @@ use crate::controllers::events::{self, Recorder};
 use crate::controllers::runtime::is_fenced;
 use crate::limits;
 
+/// Replaces the status of the object at `key` with `updated`'s, at the version `updated` carries (the cache's):
+/// a stale cache makes it fail and the key come back.
+pub async fn replace_status<K>(client: &Client, key: &Key, updated: &K) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), &key.0).replace_status(&key.1, &PostParams::default(), updated).await.map(drop)
+}
+
 /// What a controller's pod writes need: its client, its event recorder, its expectations and what the pod
 /// cache holds of a pod of the controller's namespace, by name.
 pub struct PodWriter<'a> {
