@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cluster;
 pub mod controllers;
 pub mod limits;
+pub mod metrics;
 pub mod proto;
 pub mod scheduler;
 pub mod store;

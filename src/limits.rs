@@ -450,6 +450,10 @@ pub const STATEFUL_SET_WORKERS: usize = 5;
 pub const DAEMON_SET_WORKERS: usize = 2;
 pub const CRON_JOB_WORKERS: usize = 2;
 pub const DISRUPTION_WORKERS: usize = 2;
+/// HorizontalPodAutoscalers reconciled at once (kube-controller-manager's `--concurrent-horizontal-pod-autoscaler-syncs`).
+pub const HORIZONTAL_POD_AUTOSCALER_WORKERS: usize = 5;
+/// Scale events an autoscaler remembers per direction for its behavior's policies and stabilization windows.
+pub const AUTOSCALER_RECOMMENDATIONS_MAX: usize = 1_000;
 /// Days a cron schedule's next time is searched for (a schedule for the 31st of February never fires).
 pub const CRON_SEARCH_DAYS_MAX: usize = 5 * 366;
 /// Missed runs of a CronJob counted one by one before jumping near the present (upstream warns past 100).
@@ -488,7 +492,25 @@ pub const KUBELET_LOG_FOLLOW_POLL_MS: u64 = 100;
 /// How often a followed log asks the runtime whether its container has exited.
 pub const KUBELET_LOG_FOLLOW_STATUS_MS: u64 = 500;
 
+/// How often an agent samples the usage of its pods and nodes (the window of the usage it reports); the first
+/// two samples are `AGENT_USAGE_FIRST_WINDOW_MS` apart, so that usage is known soon after a start.
+pub const AGENT_USAGE_SAMPLE_MS: u64 = 5_000;
+pub const AGENT_USAGE_FIRST_WINDOW_MS: u64 = 1_000;
+/// Pod points the leader's metrics keep at most (more are left out, with a warning).
+pub const METRICS_PODS_MAX: usize = 200_000;
+/// The largest usage report read from a kubelet endpoint, and the largest metrics answer relayed from the
+/// leader.
+pub const METRICS_REPORT_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// How long a kubelet endpoint (or the leader, relaying a metrics read) may take to answer.
+pub const METRICS_SCRAPE_TIMEOUT_MS: u64 = 10_000;
+/// The longest `--metric-resolution` and `--horizontal-pod-autoscaler-sync-period`.
+pub const METRICS_PERIOD_SECS_MAX: u64 = 3_600;
+/// Kubelet endpoints scraped at once.
+pub const METRICS_SCRAPES_IN_FLIGHT_MAX: usize = 16;
+
 const _: () = assert!(CONTAINER_LOG_LINE_BYTES_MAX as u64 * 4 <= CONTAINER_LOG_BYTES_MAX);
+const _: () = assert!(AGENT_USAGE_FIRST_WINDOW_MS < AGENT_USAGE_SAMPLE_MS);
+const _: () = assert!(KUBELET_CONNECT_TIMEOUT_MS < METRICS_SCRAPE_TIMEOUT_MS);
 const _: () = assert!(CONTAINER_START_POLL_MS < CONTAINER_START_TIMEOUT_MS);
 const _: () = assert!(KUBELET_LOG_FOLLOW_POLL_MS <= KUBELET_LOG_FOLLOW_STATUS_MS);
 

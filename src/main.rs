@@ -167,6 +167,12 @@ struct ServerArgs {
     /// than by a snapshot (etcd's --experimental-snapshot-catchup-entries).
     #[arg(long, default_value_t = raftsman::limits::SNAPSHOT_LOGS_KEPT)]
     snapshot_catchup_entries: u64,
+    /// How often the leader scrapes the agents for resource metrics (as metrics-server's flag of the same name).
+    #[arg(long, default_value = "15s", value_parser = cluster::config::parse_duration)]
+    metric_resolution: std::time::Duration,
+    /// How often each HorizontalPodAutoscaler is evaluated (as kube-controller-manager's flag of the same name).
+    #[arg(long, default_value = "15s", value_parser = cluster::config::parse_duration)]
+    horizontal_pod_autoscaler_sync_period: std::time::Duration,
     /// Switches on a deliberate bug so the chaos suite can show its checkers catch it. Never in production.
     #[arg(long, hide = true)]
     chaos_plant_bug: Option<cluster::config::PlantedBugs>,
@@ -217,6 +223,8 @@ fn main() -> anyhow::Result<()> {
                     event_ttl: args.event_ttl,
                     snapshot_count: args.snapshot_count,
                     snapshot_catchup_entries: args.snapshot_catchup_entries,
+                    metric_resolution: args.metric_resolution,
+                    autoscaler_sync_period: args.horizontal_pod_autoscaler_sync_period,
                     planted_bugs: args.chaos_plant_bug.unwrap_or_default(),
                 }
                 .validate()?;

@@ -292,6 +292,49 @@ async fn attempts_keep_the_previous_log_and_a_removed_pod_leaves_nothing() {
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
 
+/// A pod object of `uid`, as the agent hands the runtime the pods it runs.
+fn pod_object(uid: &str) -> Arc<k8s_openapi::api::core::v1::Pod> {
+    let pod = serde_json::json!({"metadata": {"uid": uid, "name": format!("pod-{uid}"), "namespace": "default"}});
+    Arc::new(serde_json::from_value(pod).unwrap())
+}
+
+#[tokio::test]
+async fn usage_counts_the_cpu_and_memory_of_a_containers_processes_and_their_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(dir.path().to_path_buf());
+    let runtime = runtime(dir.path());
+    // A child that spins, under a parent that only waits: the container is both.
+    runtime.start(&pod("busy"), &shell("spin", "sh -c 'while :; do :; done' & wait"), 0).await.unwrap();
+    runtime.start(&pod("idle"), &shell("sleep", "exec sleep 60"), 0).await.unwrap();
+    eventually(Duration::from_secs(10), "both containers running", || async {
+        (is_running(&runtime, "busy", "spin").await && is_running(&runtime, "idle", "sleep").await).then_some(())
+    })
+    .await;
+    let pods = [pod_object("busy"), pod_object("idle"), pod_object("unknown")];
+    let first = runtime.usage(&pods, Instant::now());
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = runtime.usage(&pods, Instant::now());
+    let elapsed = started.elapsed().as_nanos() as f64;
+    let counters = |sample: &[raftsman::agent::runtime::PodCounters], uid: &str| {
+        let pod = sample.iter().find(|p| p.uid == uid).unwrap_or_else(|| panic!("{uid} measured"));
+        assert_eq!(pod.containers.len(), 1, "{pod:?}");
+        pod.containers[0].1
+    };
+    let busy = (counters(&first, "busy"), counters(&second, "busy"));
+    let cores = (busy.1.cpu_ns - busy.0.cpu_ns) as f64 / elapsed;
+    // One spinning process on a shared two-core machine: most of a core, never more than the machine has.
+    assert!(cores > 0.3 && cores < 2.1, "the spinning container used {cores} cores");
+    assert!(busy.1.memory_bytes > 100 * 1024, "resident memory of two shells: {}", busy.1.memory_bytes);
+    let idle = (counters(&first, "idle"), counters(&second, "idle"));
+    let idle_cores = (idle.1.cpu_ns - idle.0.cpu_ns) as f64 / elapsed;
+    assert!(idle_cores < 0.05, "a sleeping container used {idle_cores} cores");
+    let unknown = second.iter().find(|p| p.uid == "unknown").expect("a pod the runtime does not run");
+    assert!(unknown.containers.is_empty());
+    let host = runtime.node_usage().expect("the host's counters");
+    assert!(host.cpu_ns > 0 && host.memory_bytes > 0, "{host:?}");
+}
+
 async fn get(client: &HttpClient, url: &str) -> (u16, String) {
     let response = client.get(url.parse().unwrap()).await.unwrap();
     let status = response.status().as_u16();
@@ -318,9 +361,15 @@ async fn the_kubelet_endpoint_serves_container_logs_over_http() {
         _ => None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(raftsman::agent::kubelet::serve(listener, pods, Arc::clone(&runtime), async {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(raftsman::agent::kubelet::serve(
+        listener,
+        pods,
+        Arc::clone(&runtime),
+        Default::default(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
 
     assert_eq!(get(&client, &format!("{base}/web/app")).await, (200, "one\ntwo\nthree\n".to_string()));

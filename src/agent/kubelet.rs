@@ -1,6 +1,7 @@
 //! The kubelet's HTTP endpoint: `GET /containerLogs/{namespace}/{pod}/{container}`, which the API server relays
-//! `pods/log` to (`apiserver::http::logs`), served from the runtime's log files (`container_log`), and
-//! `GET /healthz`.
+//! `pods/log` to (`apiserver::http::logs`), served from the runtime's log files (`container_log`);
+//! `GET /metrics/usage`, the latest usage sample of the agent's nodes and pods (`agent::usage`), which the
+//! leader scrapes; and `GET /healthz`.
 //!
 //! Query options are the kubelet's (`PodLogOptions` v1): `follow`, `tailLines` (and the older `tail`),
 //! `limitBytes`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous`. Answers as upstream's: 404
@@ -43,6 +44,7 @@ use tokio_stream::StreamExt;
 
 use self::container_log::{LogCursor, LogOptions, Progress};
 use super::runtime::{ContainerState, Runtime};
+use super::usage::Latest;
 use crate::limits;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -65,19 +67,25 @@ pub enum QueryError {
 struct Shared<R, P> {
     pods: P,
     runtime: Arc<R>,
+    usage: Latest,
     drain: watch::Receiver<bool>,
 }
 
 /// Serves the kubelet endpoint on `listener` until `shutdown` resolves; then stops accepting, ends the logs
 /// being followed, lets each connection finish and returns once all are closed. `pods` maps a namespace and
 /// pod name to the uid of the pod this node runs under that name.
-pub async fn serve<R, P>(listener: TcpListener, pods: P, runtime: Arc<R>, shutdown: impl Future<Output = ()>)
-where
+pub async fn serve<R, P>(
+    listener: TcpListener,
+    pods: P,
+    runtime: Arc<R>,
+    usage: Latest,
+    shutdown: impl Future<Output = ()>,
+) where
     R: Runtime,
     P: Fn(&str, &str) -> Option<String> + Send + Sync + 'static,
 {
     let (drain_tx, drain_rx) = watch::channel(false);
-    let shared = Arc::new(Shared { pods, runtime, drain: drain_rx.clone() });
+    let shared = Arc::new(Shared { pods, runtime, usage, drain: drain_rx.clone() });
     let connections_allowed = Arc::new(Semaphore::new(limits::KUBELET_CONNECTIONS_MAX));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
@@ -144,6 +152,13 @@ where
     let path = request.uri().path();
     if path == "/healthz" {
         return text(StatusCode::OK, "ok");
+    }
+    if path == "/metrics/usage" {
+        let report = Arc::clone(&shared.usage.read().unwrap_or_else(|p| p.into_inner()));
+        let mut response =
+            Response::new(Full::new(Bytes::from(serde_json::to_vec(&*report).unwrap_or_default())).boxed());
+        response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+        return response;
     }
     let Some(rest) = path.strip_prefix("/containerLogs/") else {
         return text(StatusCode::NOT_FOUND, "404 page not found");

@@ -5,6 +5,7 @@
 //! - `node.rs`: registration, Lease and Ready condition of each node.
 //! - `pods.rs`: pod sync (pure plan and status, executed through the runtime).
 //! - `runtime/`: the runtime trait and its implementations.
+//! - `usage.rs`: the usage of its pods and nodes, sampled for the leader's metrics.
 //!
 //! One agent serves one node, or with `--fake-nodes N` the fake nodes `NAME-0` ... `NAME-(N-1)`, each with its
 //! own registration, Lease and status, sharing one balancer, one pod watch and one pod sync. Everything runs
@@ -16,6 +17,7 @@ pub mod kubelet;
 pub mod node;
 pub mod pods;
 pub mod runtime;
+pub mod usage;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -201,7 +203,9 @@ pub async fn run<R: Runtime>(
             cache.get()?.get(&key)?.metadata.uid.clone()
         }
     };
-    tasks.spawn(kubelet::serve(kubelet, pods_by_name, runtime.clone(), async {
+    let usage = usage::Latest::default();
+    tasks.spawn(usage::run(runtime.clone(), cache.clone(), names.clone(), usage.clone()));
+    tasks.spawn(kubelet::serve(kubelet, pods_by_name, runtime.clone(), usage, async {
         let _ = kubelet_stopped.await;
     }));
     tasks.spawn(pods::run(

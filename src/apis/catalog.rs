@@ -3,8 +3,9 @@
 //! columns, what a create resets, how its deletion finishes, whether it holds allocations and whether its
 //! objects are stored with a time to live.
 //!
-//! Two kinds are never stored (`Backing`): `bindings` binds pods, `componentstatuses` is computed on each read;
-//! their entries say so, and discovery lists only the verbs they serve.
+//! Some kinds are never stored (`Backing`): `bindings` binds pods, `componentstatuses` is computed on each read,
+//! and `metrics.k8s.io`'s `nodes` and `pods` are the leader's resource metrics; their entries say so, and
+//! discovery lists only the verbs they serve.
 //!
 //! The table is the single source for routing, discovery, OpenAPI, storage keys and per-kind behaviour: adding
 //! a kind is one entry here (its rules live in `defaults.rs`, `validation.rs` and `table.rs`, named by the
@@ -92,6 +93,9 @@ pub enum Backing {
     /// Get and list only: each read computes the objects from the replicas' health (upstream's deprecated
     /// ComponentStatus).
     ComponentStatuses,
+    /// Get and list only: the usage of the nodes or pods of the same plural, from the leader's resource metrics
+    /// (`metrics.k8s.io`'s NodeMetrics and PodMetrics).
+    Metrics,
 }
 
 #[derive(Debug)]
@@ -262,7 +266,7 @@ impl Resource {
     pub fn verbs(&self) -> &'static [&'static str] {
         match self.backing {
             Backing::PodBinding => &["create"],
-            Backing::ComponentStatuses => &["get", "list"],
+            Backing::ComponentStatuses | Backing::Metrics => &["get", "list"],
             Backing::Stored if self.delete_collection => {
                 &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
             }
@@ -480,6 +484,10 @@ pub static RESOURCES: &[Resource] = &[
         discovery::v1::EndpointSlice, short: [], categories: [], sub: [], generation: false,
         defaults: d::default_endpoint_slice, validate: v::validate_endpoint_slice,
         validate_update: v::validate_endpoint_slice_update, printer: Printer::EndpointSlice),
+    resource!("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", "nodemetrics", false, Value,
+        short: [], categories: [], sub: [], generation: false, backing: Backing::Metrics),
+    resource!("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", "podmetrics", true, Value,
+        short: [], categories: [], sub: [], generation: false, backing: Backing::Metrics),
 ];
 
 /// `autoscaling/v1` HorizontalPodAutoscalers are stored as `autoscaling/v2` ones.
@@ -552,7 +560,7 @@ mod tests {
     fn entries_are_unique_so_keys_and_names_never_collide() {
         for (i, a) in RESOURCES.iter().enumerate() {
             for b in &RESOURCES[i + 1..] {
-                if a.conversion.is_none() && b.conversion.is_none() {
+                if a.is_stored() && b.is_stored() && a.conversion.is_none() && b.conversion.is_none() {
                     assert_ne!(a.prefix(None), b.prefix(None));
                 }
                 assert_ne!((a.group, a.version, a.kind), (b.group, b.version, b.kind));
@@ -636,6 +644,7 @@ mod tests {
     fn resources_that_are_not_stored_serve_only_their_verbs() {
         assert_eq!(find("", "v1", "bindings").unwrap().verbs(), ["create"]);
         assert_eq!(find("", "v1", "componentstatuses").unwrap().verbs(), ["get", "list"]);
+        assert_eq!(find("metrics.k8s.io", "v1beta1", "pods").unwrap().verbs(), ["get", "list"]);
         for resource in RESOURCES.iter().filter(|r| !r.is_stored()) {
             assert!(resource.subresources.is_empty(), "{}", resource.kind);
             assert_eq!(resource.deletion, Deletion::Plain, "{}", resource.kind);

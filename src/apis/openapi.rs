@@ -100,7 +100,9 @@ pub fn v3_document(gv: &str) -> Option<Value> {
                 format!("{collection}/{{name}}"),
                 json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
             ),
-            Backing::ComponentStatuses => (format!("{collection}/{{name}}"), json!({"get": op("get")})),
+            Backing::ComponentStatuses | Backing::Metrics => {
+                (format!("{collection}/{{name}}"), json!({"get": op("get")}))
+            }
             Backing::PodBinding => (collection, json!({"post": op("post")})),
         };
         paths.insert(path, operations);
@@ -385,7 +387,7 @@ fn resource_paths(paths: &mut Map<String, Value>, r: &Resource, name: &str, list
             paths.insert(collection, Value::Object(collection_item));
             return;
         }
-        Backing::ComponentStatuses => {
+        Backing::ComponentStatuses | Backing::Metrics => {
             collection_item.insert("get".into(), op("list", "list", list_params(), ok(list)));
             paths.insert(collection.clone(), Value::Object(collection_item));
             let get = op("read", "get", vec![], ok(name));

@@ -31,6 +31,8 @@ pub enum ConfigError {
     EventTtl { given: Duration, max_secs: u64 },
     #[error("--snapshot-count must be at least 1")]
     SnapshotCount,
+    #[error("{flag} must be at least 1s and at most {max_secs}s, got {given:?}")]
+    Period { flag: &'static str, given: Duration, max_secs: u64 },
 }
 
 /// One member of the initial cluster.
@@ -69,6 +71,12 @@ pub struct ServerConfig {
     /// Log entries kept behind a snapshot, so that a follower lagging by fewer catches up from the log
     /// (etcd's `--experimental-snapshot-catchup-entries`).
     pub snapshot_catchup_entries: u64,
+    /// How often the leader scrapes the agents' usage for the resource metrics (metrics-server's
+    /// `--metric-resolution`).
+    pub metric_resolution: Duration,
+    /// How often each HorizontalPodAutoscaler is evaluated (kube-controller-manager's
+    /// `--horizontal-pod-autoscaler-sync-period`).
+    pub autoscaler_sync_period: Duration,
     /// Deliberate bugs, for the chaos suite to prove its checkers catch them. Never set in production.
     pub planted_bugs: PlantedBugs,
 }
@@ -116,6 +124,11 @@ pub const COMPACTION_INTERVAL_DEFAULT: Duration = Duration::from_secs(300);
 /// Upstream's default `--event-ttl`.
 pub const EVENT_TTL_DEFAULT: Duration = Duration::from_secs(3600);
 
+/// metrics-server's default `--metric-resolution`, and kube-controller-manager's default
+/// `--horizontal-pod-autoscaler-sync-period`.
+pub const METRIC_RESOLUTION_DEFAULT: Duration = Duration::from_secs(15);
+pub const AUTOSCALER_SYNC_PERIOD_DEFAULT: Duration = Duration::from_secs(15);
+
 /// A duration as Kubernetes' flags take them (Go's `time.Duration` syntax: `50s`, `1m30s`, `500ms`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.trim() == "0" {
@@ -142,6 +155,8 @@ impl Default for ServerConfig {
             event_ttl: EVENT_TTL_DEFAULT,
             snapshot_count: limits::SNAPSHOT_LOGS_SINCE_LAST,
             snapshot_catchup_entries: limits::SNAPSHOT_LOGS_KEPT,
+            metric_resolution: METRIC_RESOLUTION_DEFAULT,
+            autoscaler_sync_period: AUTOSCALER_SYNC_PERIOD_DEFAULT,
             planted_bugs: PlantedBugs::default(),
         }
     }
@@ -191,6 +206,15 @@ impl ServerConfig {
         }
         if self.snapshot_count == 0 {
             return Err(ConfigError::SnapshotCount);
+        }
+        let periods = [
+            ("--metric-resolution", self.metric_resolution),
+            ("--horizontal-pod-autoscaler-sync-period", self.autoscaler_sync_period),
+        ];
+        for (flag, given) in periods {
+            if given < Duration::from_secs(1) || given > Duration::from_secs(limits::METRICS_PERIOD_SECS_MAX) {
+                return Err(ConfigError::Period { flag, given, max_secs: limits::METRICS_PERIOD_SECS_MAX });
+            }
         }
         Ok(ValidServerConfig { config: self, members })
     }
@@ -282,6 +306,18 @@ mod tests {
         assert!(with(Duration::from_secs(4)).is_ok());
         assert!(matches!(with(Duration::ZERO), Err(ConfigError::NodeMonitorGracePeriod { .. })));
         assert!(matches!(with(Duration::from_secs(86_401)), Err(ConfigError::NodeMonitorGracePeriod { .. })));
+    }
+
+    #[test]
+    fn metric_resolution_and_autoscaler_period_are_upstreams_and_bounded() {
+        assert_eq!(ServerConfig::default().metric_resolution, Duration::from_secs(15));
+        assert_eq!(ServerConfig::default().autoscaler_sync_period, Duration::from_secs(15));
+        let resolution = |d| ServerConfig { metric_resolution: d, ..cfg("n1", "") }.validate();
+        assert!(resolution(Duration::from_secs(1)).is_ok());
+        let refused = resolution(Duration::from_millis(500)).unwrap_err();
+        assert!(refused.to_string().starts_with("--metric-resolution must be at least 1s"), "{refused}");
+        let period = |d| ServerConfig { autoscaler_sync_period: d, ..cfg("n1", "") }.validate();
+        assert!(matches!(period(Duration::from_secs(100_000)), Err(ConfigError::Period { .. })));
     }
 
     #[test]

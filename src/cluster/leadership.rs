@@ -1,5 +1,5 @@
-//! Leader-only work: the controllers, the node lifecycle controller and the scheduler run on the term's shared
-//! informers, beside the automatic compaction of the store's history, while this replica leads and has applied
+//! Leader-only work: the controllers, the node lifecycle controller, the scheduler and the resource metrics
+//! scraper run on the term's shared informers, beside the automatic compaction of the store's history, while this replica leads and has applied
 //! an entry of its term, and are stopped (aborted and awaited) as soon as that term's leadership ends.
 //!
 //! Architecture invariant: every term gets fresh informers (which list everything again), queues and
@@ -23,11 +23,12 @@ use crate::controllers::kubernetes_service::{Heard, Replica};
 use crate::controllers::runtime::Informers;
 use crate::controllers::{self, node_lifecycle, Environment};
 use crate::limits;
+use crate::metrics::{self, Points};
 use crate::scheduler;
 use crate::store::Store;
 
 /// What this replica tells its controllers when it leads.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct Leading {
     /// Where this replica's Kubernetes API is reached.
     pub api_addr: SocketAddr,
@@ -37,6 +38,11 @@ pub struct Leading {
     pub node_monitor_grace_period: Duration,
     /// How often the history is compacted (zero: never).
     pub compaction_interval: Duration,
+    /// The resource metrics this replica keeps while it leads, and how often they are scraped.
+    pub points: Points,
+    pub metric_resolution: Duration,
+    /// How often each HorizontalPodAutoscaler is evaluated.
+    pub autoscaler_sync_period: Duration,
 }
 
 /// The replicas as this replica, leading, sees them: their published API addresses (its own as it knows it)
@@ -128,10 +134,13 @@ pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutd
         let nodes = node_lifecycle::prepare(&mut informers, leading.node_monitor_grace_period);
         let scheduler = scheduler::prepare(&mut informers);
         let workloads = controllers::workloads::prepare(&mut informers);
+        let scraper = metrics::scraper::prepare(&mut informers, leading.points.clone(), leading.metric_resolution);
+        let autoscaler =
+            controllers::autoscaler::prepare(&mut informers, leading.points.clone(), leading.autoscaler_sync_period);
         let compaction = compaction::run(store.clone(), leading.compaction_interval);
         let informers = informers.start();
         let task = tokio::spawn(async move {
-            tokio::join!(controllers, nodes, scheduler, workloads, compaction);
+            tokio::join!(controllers, nodes, scheduler, workloads, scraper, autoscaler, compaction);
         });
         tokio::select! {
             () = store.wait_for_leadership_end(term) => {}

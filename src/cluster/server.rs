@@ -21,6 +21,7 @@ use super::listen::{self, ConnectionCaps};
 use crate::apiserver::etcd::EtcdService;
 use crate::apiserver::http::rest::{self, KubeApi};
 use crate::limits;
+use crate::metrics::Points;
 use crate::store::command::Command;
 use crate::store::network::{PeerNetwork, PeerPool};
 use crate::store::peer::PeerService;
@@ -362,7 +363,8 @@ pub async fn run(
     let api_addr = advertised(listeners.api.local_addr().map_err(ServerError::ServeApi)?, me.peer_addr);
     write_kubeconfig(dir, &me.name, api_addr)?;
     let service_range = config.config.service_cluster_ip_range;
-    let api = KubeApi::new(store.clone(), api_addr.to_string(), service_range, config.config.event_ttl);
+    let points = Points::default();
+    let api = KubeApi::new(store.clone(), api_addr.to_string(), service_range, config.config.event_ttl, points.clone());
     let router = rest::router(api);
     // The leader's controllers are API clients of this replica, through the router without a socket.
     let leading = leadership::Leading {
@@ -370,6 +372,9 @@ pub async fn run(
         kubernetes_service_ip: service_range.kubernetes_ip(),
         node_monitor_grace_period: config.config.node_monitor_grace_period,
         compaction_interval: config.config.compaction_interval,
+        points,
+        metric_resolution: config.config.metric_resolution,
+        autoscaler_sync_period: config.config.autoscaler_sync_period,
     };
     let leader_task = tokio::spawn(leadership::run(store.clone(), router.clone(), leading, stop_rx.clone()));
     let api_server = listen::serve_api(listeners.api, router, caps.api, wait_stop(stop_rx.clone()));

@@ -17,6 +17,7 @@
 //! addresses and when the leader last heard from each), which the replica hands in as an `Environment`,
 //! looked at every `KUBERNETES_SERVICE_CHECK_INTERVAL_MS`; a change there queues that controller too.
 
+pub mod autoscaler;
 pub mod events;
 pub mod garbage_collector;
 pub mod graph;

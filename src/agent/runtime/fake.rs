@@ -4,15 +4,30 @@
 //! `FAKE_POD_NETWORK` derived from their uid. What it runs lives in memory only: a restarted agent starts
 //! again from attempt 0.
 //!
+//! Its containers use what their pod declares, read at every sample so that a test can change it:
+//! `fake.raftsman.io/cpu` and `fake.raftsman.io/memory` (quantities, for each container of the pod), and
+//! `fake.raftsman.io/metric.NAME` (the pod's metric `NAME`, as the service proxy will report its own). The
+//! CPU counter advances at the declared rate since the previous sample; nothing declared is zero.
+//!
 //! Cheap enough for an agent to serve thousands of fake nodes from one process (`--fake-nodes`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use super::{ContainerReport, ContainerSpec, ContainerState, PodRef, Runtime, RuntimeError};
+use k8s_openapi::api::core::v1::Pod;
+
+use super::{ContainerReport, ContainerSpec, ContainerState, Counters, PodCounters, PodRef, Runtime, RuntimeError};
+use crate::apis::validation::parse_quantity;
+
+/// The CPU each container of the pod uses (a quantity of cores).
+pub const CPU_ANNOTATION: &str = "fake.raftsman.io/cpu";
+/// The memory each container of the pod uses (a quantity of bytes).
+pub const MEMORY_ANNOTATION: &str = "fake.raftsman.io/memory";
+/// Followed by a name: the value of that metric of the pod.
+pub const METRIC_ANNOTATION_PREFIX: &str = "fake.raftsman.io/metric.";
 
 /// The exit code of a container killed by SIGKILL.
 const KILLED_EXIT_CODE: i32 = 137;
@@ -21,6 +36,21 @@ const KILLED_EXIT_CODE: i32 = 137;
 #[derive(Default)]
 pub struct FakeRuntime {
     pods: Mutex<HashMap<String, HashMap<String, ContainerReport>>>,
+    /// Each running container's CPU counter (nanoseconds) and when it was last advanced, by pod uid and name.
+    cpu: Mutex<HashMap<(String, String), (Instant, u64)>>,
+}
+
+/// What a pod declares each of its containers uses (cores, bytes), and its named metrics.
+pub fn declared(pod: &Pod) -> (f64, u64, BTreeMap<String, f64>) {
+    let annotations = pod.metadata.annotations.as_ref();
+    let quantity = |key: &str| annotations.and_then(|a| a.get(key)).and_then(|v| parse_quantity(v)).unwrap_or(0.0);
+    let metrics = annotations
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.strip_prefix(METRIC_ANNOTATION_PREFIX)?.to_owned(), parse_quantity(v)?)))
+        .filter(|(name, _)| !name.is_empty())
+        .collect();
+    (quantity(CPU_ANNOTATION).max(0.0), quantity(MEMORY_ANNOTATION).max(0.0) as u64, metrics)
 }
 
 impl FakeRuntime {
@@ -112,6 +142,36 @@ impl Runtime for FakeRuntime {
         let fourth = 1 + (hash % 254) as u8;
         Some(IpAddr::V4(Ipv4Addr::new(10, 244, third, fourth)))
     }
+
+    fn usage(&self, pods: &[Arc<Pod>], now: Instant) -> Vec<PodCounters> {
+        let running = self.pods.lock().expect("fake runtime lock poisoned");
+        let mut cpu = self.cpu.lock().expect("fake runtime lock poisoned");
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        for pod in pods {
+            let Some(containers) = pod.metadata.uid.as_ref().and_then(|uid| running.get(uid)) else { continue };
+            let (cores, memory_bytes, metrics) = declared(pod);
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let mut measured = Vec::new();
+            for report in containers.values().filter(|c| matches!(c.state, ContainerState::Running { .. })) {
+                let key = (uid.clone(), report.name.clone());
+                let (last, total) = cpu.get(&key).copied().unwrap_or((now, 0));
+                let advanced =
+                    total.saturating_add((now.saturating_duration_since(last).as_secs_f64() * cores * 1e9) as u64);
+                cpu.insert(key.clone(), (now, advanced));
+                seen.push(key);
+                measured.push((report.name.clone(), Counters { cpu_ns: advanced, memory_bytes }));
+            }
+            out.push(PodCounters { uid, containers: measured, metrics });
+        }
+        let seen: std::collections::HashSet<_> = seen.into_iter().collect();
+        cpu.retain(|key, _| seen.contains(key));
+        out
+    }
+
+    fn node_usage(&self) -> Option<Counters> {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -166,5 +226,37 @@ mod tests {
         runtime.remove("u1").await.unwrap();
         assert!(runtime.list().await.unwrap().is_empty());
         assert_eq!(runtime.pod_ip("u1"), None);
+    }
+
+    #[tokio::test]
+    async fn running_containers_use_what_their_pod_declares_from_the_last_sample_on() {
+        let runtime = FakeRuntime::new();
+        let pod_ref = PodRef { uid: "u1".into(), namespace: "ns".into(), name: "p".into() };
+        let spec = ContainerSpec {
+            name: "c".into(),
+            image: "i".into(),
+            argv: argv(&["sleep", "1d"]),
+            env: Vec::new(),
+            working_dir: None,
+        };
+        runtime.start(&pod_ref, &spec, 0).await.unwrap();
+        let declaring = |cpu: &str| {
+            let pod = serde_json::json!({"metadata": {"uid": "u1", "annotations": {CPU_ANNOTATION: cpu,
+                MEMORY_ANNOTATION: "1Mi", "fake.raftsman.io/metric.in_flight": "7", "fake.raftsman.io/metric.": "1"}}});
+            vec![Arc::new(serde_json::from_value::<Pod>(pod).unwrap())]
+        };
+        let start = Instant::now();
+        let first = runtime.usage(&declaring("500m"), start);
+        assert_eq!(first[0].containers, [("c".to_string(), Counters { cpu_ns: 0, memory_bytes: 1 << 20 })]);
+        assert_eq!(first[0].metrics, BTreeMap::from([("in_flight".to_string(), 7.0)]));
+        // Two seconds at the newly declared 2 cores: 4 s of CPU time.
+        let later = runtime.usage(&declaring("2"), start + Duration::from_secs(2));
+        assert_eq!(later[0].containers[0].1.cpu_ns, 4_000_000_000);
+        // A pod the runtime does not run, or one without declarations, uses nothing.
+        let bare = Arc::new(serde_json::from_value::<Pod>(serde_json::json!({"metadata": {"uid": "u1"}})).unwrap());
+        let idle = runtime.usage(&[bare], start + Duration::from_secs(3));
+        assert_eq!(idle[0].containers[0].1, Counters { cpu_ns: 4_000_000_000, memory_bytes: 0 });
+        runtime.stop("u1", "c", Duration::ZERO).await.unwrap();
+        assert!(runtime.usage(&declaring("1"), start + Duration::from_secs(4))[0].containers.is_empty());
     }
 }

@@ -1,15 +1,19 @@
 //! The container runtime interface of the agent: what `pods.rs` asks of a runtime (start, stop, remove, list)
-//! and what the kubelet endpoint asks of it (log files, pod IPs). Two implementations: `fake` (runs nothing,
+//! and what the kubelet endpoint asks of it (log files, pod IPs, usage). Two implementations: `fake` (runs nothing,
 //! for scale tests) and `process` (runs each container as a local process group).
 //!
 //! Keeps DESIGN.md invariant 7 for the agent: a runtime outlives the agent's connection to the API servers
 //! (what it runs keeps running while no replica is reachable), and `list` reports what it runs again after a
 //! restart of the agent, so the agent never starts a container twice for one attempt.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
 
 pub mod fake;
 pub mod process;
@@ -49,6 +53,22 @@ pub struct ContainerReport {
     pub state: ContainerState,
 }
 
+/// What a container (or a host) has used: CPU time so far, a counter that only grows while it runs, and the
+/// memory it uses now (its working set).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub cpu_ns: u64,
+    pub memory_bytes: u64,
+}
+
+/// The counters of a pod's running containers, by container name, and the pod's named metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodCounters {
+    pub uid: String,
+    pub containers: Vec<(String, Counters)>,
+    pub metrics: BTreeMap<String, f64>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("{0}")]
@@ -82,4 +102,10 @@ pub trait Runtime: Send + Sync + 'static {
     fn log_path(&self, pod_uid: &str, container: &str, previous: bool) -> Option<PathBuf>;
     /// The pod's IP as this runtime gives it.
     fn pod_ip(&self, pod_uid: &str) -> Option<IpAddr>;
+    /// The counters of the running containers of `pods`, the pods the agent runs as the API has them, as of
+    /// `at`, about now (the fake runtime advances the counters of what they declare in annotations to `at`).
+    /// Reads no more than the runtime's own state and `/proc`: cheap enough to call every few seconds.
+    fn usage(&self, pods: &[Arc<Pod>], at: Instant) -> Vec<PodCounters>;
+    /// The host's counters, for a runtime whose node is the host; `None` when a node uses what its pods use.
+    fn node_usage(&self) -> Option<Counters>;
 }

@@ -6,4 +6,5 @@ pub mod components;
 pub mod discovery;
 pub mod eviction;
 pub mod logs;
+pub mod metrics;
 pub mod rest;

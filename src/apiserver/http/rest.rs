@@ -29,6 +29,7 @@ use crate::apiserver::http::components::{self, Prober};
 use crate::apiserver::http::discovery::{self, OpenApiV2Encoding};
 use crate::apiserver::http::eviction;
 use crate::apiserver::http::logs::{self, Kubelets};
+use crate::apiserver::http::metrics;
 use crate::apiserver::registry::allocations::ServiceRange;
 use crate::apiserver::registry::apply;
 use crate::apiserver::registry::collections::{self, ListOptions, WatchFormat};
@@ -36,6 +37,7 @@ use crate::apiserver::registry::objects::{Consistency, Objects};
 use crate::apiserver::registry::verbs::{self, DeleteOptions, FieldValidation, Target, Verbs, WriteOptions};
 use crate::apiserver::watch_cache::WatchCaches;
 use crate::limits;
+use crate::metrics::Points;
 use crate::store::Store;
 
 /// The Kubernetes API of one replica.
@@ -48,16 +50,26 @@ pub struct KubeApi {
     watches: AtomicUsize,
     kubelets: Kubelets,
     prober: Prober,
+    /// The leader's resource metrics (kept only while this replica leads), and how a follower reaches the leader's.
+    points: Points,
+    relay: metrics::Relay,
 }
 
 impl KubeApi {
-    /// The API of the replica of `store`; Events live `event_ttl` after their last write.
-    pub fn new(store: Store, advertise: String, service_range: ServiceRange, event_ttl: Duration) -> Arc<KubeApi> {
+    /// The API of the replica of `store`; Events live `event_ttl` after their last write; resource metrics are
+    /// served from `points` while this replica leads.
+    pub fn new(
+        store: Store,
+        advertise: String,
+        service_range: ServiceRange,
+        event_ttl: Duration,
+        points: Points,
+    ) -> Arc<KubeApi> {
         let objects = Objects::new(store, event_ttl);
         let caches = WatchCaches::new(objects.clone());
         let verbs = Verbs { objects, service_range };
-        let (kubelets, prober) = (Kubelets::default(), Prober::default());
-        Arc::new(KubeApi { verbs, caches, advertise, watches: AtomicUsize::new(0), kubelets, prober })
+        let (kubelets, prober, relay) = (Kubelets::default(), Prober::default(), metrics::Relay::default());
+        Arc::new(KubeApi { verbs, caches, advertise, watches: AtomicUsize::new(0), kubelets, prober, points, relay })
     }
 
     fn objects(&self) -> &Objects {
@@ -511,7 +523,23 @@ async fn resource_request(
             };
             return Ok(with_warnings(response, &[components::DEPRECATION_WARNING.to_string()]));
         }
-        (Backing::PodBinding | Backing::ComponentStatuses, _, _) => return Err(method_not_allowed(method, uri)),
+        (Backing::Metrics, Method::GET, _) if !query.flag("watch")? => {
+            let measured = catalog::find("", "v1", resource.plural).expect("metrics measure served kinds");
+            let sources = metrics::Sources { verbs, caches: &api.caches, points: &api.points, relay: &api.relay };
+            let listed = match metrics::read(&sources, &target, query.list_options(measured)?, uri, headers).await? {
+                metrics::Answer::Relayed(response) => return Ok(response),
+                metrics::Answer::Objects(listed) => listed,
+            };
+            return Ok(match (table, &target.name) {
+                (Some(include), _) => ok(&table::table(resource, &listed, now, true, include)),
+                (None, Some(_)) => ok(&listed[0]),
+                (None, None) => ok(&json!({"kind": format!("{}List", resource.kind),
+                    "apiVersion": resource.api_version(), "metadata": {}, "items": listed})),
+            });
+        }
+        (Backing::PodBinding | Backing::ComponentStatuses | Backing::Metrics, _, _) => {
+            return Err(method_not_allowed(method, uri))
+        }
     }
     match (method.clone(), target.name.is_some(), target.subresource) {
         (Method::GET, false, None) if query.flag("watch")? => watch(api, target, &query, table),

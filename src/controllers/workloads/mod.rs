@@ -82,7 +82,7 @@ pub fn controller_key(
         .then(|| (meta.namespace.clone().unwrap_or_default(), owner.name.clone()))
 }
 
-fn key_of<K: Resource>(o: &K) -> Key {
+pub(super) fn key_of<K: Resource>(o: &K) -> Key {
     (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
 }
 
@@ -185,7 +185,7 @@ impl<K: Lookup<DynamicType = ()> + Resource> OwnerIndex<K> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -245,7 +245,7 @@ struct Queues {
     budgets: Arc<WorkQueue<Key>>,
 }
 
-fn queue_of<K: Resource + Clone + Lookup<DynamicType = ()> + Send + Sync + 'static>(
+pub(super) fn queue_of<K: Resource + Clone + Lookup<DynamicType = ()> + Send + Sync + 'static>(
     name: &'static str,
     store: &Store<K>,
 ) -> Arc<WorkQueue<Key>> {

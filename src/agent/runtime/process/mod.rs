@@ -30,19 +30,22 @@
 //!   from the password database) when the container does not set them. Nothing else of the agent's leaks.
 
 mod shim;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use jiff::Timestamp;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::{ContainerReport, ContainerSpec, ContainerState, PodRef, Runtime, RuntimeError};
+use k8s_openapi::api::core::v1::Pod;
+
+use super::{ContainerReport, ContainerSpec, ContainerState, Counters, PodCounters, PodRef, Runtime, RuntimeError};
 use crate::limits;
 
 pub use shim::run as run_shim;
@@ -471,6 +474,38 @@ impl Runtime for ProcessRuntime {
     fn pod_ip(&self, pod_uid: &str) -> Option<IpAddr> {
         let containers = self.containers.lock().expect("no panics under this lock");
         containers.keys().any(|(uid, _)| uid == pod_uid).then_some(self.host_ip?)
+    }
+
+    fn usage(&self, pods: &[Arc<Pod>], _at: Instant) -> Vec<PodCounters> {
+        let running: Vec<(String, String, u32, u64)> = {
+            let containers = self.containers.lock().expect("no panics under this lock");
+            containers
+                .iter()
+                .filter_map(|((uid, name), tracked)| match &tracked.state {
+                    Known::Running(s) => Some((uid.clone(), name.clone(), s.shim_pid, s.shim_start_ticks)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let tree = usage::Tree::new(usage::scan(), usage::units());
+        pods.iter()
+            .filter_map(|pod| pod.metadata.uid.as_deref())
+            .map(|uid| PodCounters {
+                uid: uid.to_owned(),
+                containers: running
+                    .iter()
+                    .filter(|(u, ..)| u == uid)
+                    .filter_map(|(_, name, shim, started)| Some((name.clone(), tree.below(*shim, *started)?)))
+                    .collect(),
+                metrics: BTreeMap::new(),
+            })
+            .collect()
+    }
+
+    fn node_usage(&self) -> Option<Counters> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+        usage::host(&stat, &meminfo, usage::units().0)
     }
 }
 
