@@ -105,7 +105,9 @@ async fn leader_kill_restart_and_full_restart_keep_every_acknowledged_write() {
 /// through a snapshot holding only the retained history, then serves the same data and watches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_that_missed_purged_log_catches_up_by_snapshot_of_a_compacted_store() {
-    let mut c = TestCluster::start_with(3, &["--compaction-interval", "1s"]).await;
+    const SNAPSHOT_COUNT: usize = 20_000;
+    let snapshot_count = SNAPSHOT_COUNT.to_string();
+    let mut c = TestCluster::start_with(3, &["--compaction-interval", "1s", "--snapshot-count", &snapshot_count]).await;
     let leader = c.leader().await;
     let lagging = (leader + 2) % 3;
     let writer = (leader + 1) % 3;
@@ -113,8 +115,7 @@ async fn a_follower_that_missed_purged_log_catches_up_by_snapshot_of_a_compacted
 
     // Enough writes that the leader snapshots and purges the log the lagging follower needs; 500 keys, each
     // written about 40 times.
-    let total =
-        raftsman::limits::SNAPSHOT_LOGS_SINCE_LAST as usize + raftsman::limits::SNAPSHOT_LOGS_KEPT as usize + 500;
+    let total = SNAPSHOT_COUNT + raftsman::limits::SNAPSHOT_LOGS_KEPT as usize + 500;
     const KEYS: usize = 500;
     put_concurrently(&c.clients[writer], 64, total, Duration::from_secs(10), |i| (key(i % KEYS), format!("w{i}")))
         .await;
