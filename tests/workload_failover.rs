@@ -132,26 +132,25 @@ spec:
     assert!(batch.reused.is_empty(), "pod names created twice: {:?}", batch.reused);
 }
 
-/// The leader is paused (SIGSTOP) while its ReplicaSet controller creates 200 pods, a new leader is elected, and
-/// the old one resumes: it learns of the new term, stops its controllers, and nothing it had in flight takes
-/// effect twice: the new leader finishes with exactly 200 pods, no name created twice. (Whether a write of the
-/// old term reaches the log after the new term began, and is refused as fenced, depends on timing the test
-/// cannot hold: the controllers stop within milliseconds of learning of the new term, and Raft discards the
-/// entries the old leader appended alone. `tests/fencing.rs` shows the refusal itself.)
+/// The leader is paused (SIGSTOP) while its ReplicaSet controller creates 1,000 pods, a new leader is elected,
+/// and the old one resumes: it learns of the new term and stops its controllers; the writes they had under way
+/// are carried through and those not yet in the log before the new term are refused as fenced (the old leader
+/// logs each refusal); nothing takes effect twice: the new leader finishes with exactly 1,000 pods, no name
+/// created twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_leader_resumed_behind_a_new_one_stops_and_changes_nothing_twice() {
+async fn a_paused_leader_resumed_behind_a_new_one_has_its_writes_refused_and_changes_nothing_twice() {
     let mut cluster = TestCluster::start(3).await;
     let leader = cluster.leader().await;
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     let k = Kubectl::for_replica(&cluster, others[0]).await;
-    let _a = Agent::fake(&cluster, "fake-a", &[]);
-    let _b = Agent::fake(&cluster, "fake-b", &[]);
-    wait_nodes(&k, 2).await;
+    // 1,000 pods, on nodes that take 110 each: room for twice as many.
+    let _a = Agent::fake(&cluster, "fake", &["--fake-nodes", "20"]);
+    wait_nodes(&k, 20).await;
     let manifest = "apiVersion: apps/v1
 kind: ReplicaSet
 metadata: {name: many}
 spec:
-  replicas: 200
+  replicas: 1000
   selector: {matchLabels: {app: many}}
   template:
     metadata: {labels: {app: many}}
@@ -172,9 +171,9 @@ spec:
         cluster.log(leader).contains("no longer leading: the controllers and the scheduler stopped").then_some(())
     })
     .await;
-    eventually(Duration::from_secs(60), "all 200 pods, made by the new leader", || async {
+    eventually(Duration::from_secs(90), "all 1000 pods, made by the new leader", || async {
         let rs = k.json(&["get", "rs", "many"]);
-        (rs["status"]["replicas"] == 200 && rs["status"]["readyReplicas"] == 200).then_some(())
+        (rs["status"]["replicas"] == 1000 && rs["status"]["readyReplicas"] == 1000).then_some(())
     })
     .await;
     // Anything the old leader still had in flight has had time to land, had it been going to.
@@ -183,6 +182,17 @@ spec:
     let history = lock(&pods);
     assert!(history.reused.is_empty(), "pod names created twice: {:?}", history.reused);
     let alive = history.pods.values().filter(|p| p.1).count();
-    assert_eq!(alive, 200, "pods beyond the 200");
-    assert_eq!(history.created.len(), 200, "a pod was created and removed again");
+    assert_eq!(alive, 1000, "pods beyond the 1000");
+    let gone: Vec<&String> = history.pods.iter().filter(|(_, p)| !p.1).map(|(n, _)| n).collect();
+    assert_eq!(
+        history.created.len(),
+        1000,
+        "pods created and removed again: {gone:?}; most alive at once: {}",
+        history.bounds(0).0
+    );
+    // Writes the old leader's controllers had made before they stopped were carried through, committed in the
+    // new term and refused by the state machine: the old leader logs each refusal.
+    let refused =
+        cluster.log(leader).matches("write refused: it was made for a leadership term that has ended").count();
+    assert!(refused > 0, "no fenced refusal in the old leader's log");
 }

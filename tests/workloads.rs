@@ -3,8 +3,7 @@
 //! rolls back, pauses and resumes, scales and restarts, and one that cannot progress says so; a ReplicaSet
 //! replaces deleted pods, adopts orphans and releases pods that stop matching; a leader SIGKILLed in the middle
 //! of a scale-up and of a rolling update leaves the new leader to finish both without a pod name created
-//! twice or a bound exceeded; a leader paused with SIGSTOP while it creates pods has its writes refused when it
-//! resumes.
+//! twice or a bound exceeded (`workload_failover.rs` pauses a leader with SIGSTOP).
 
 mod harness;
 

@@ -4,8 +4,9 @@
 //!
 //! Architecture invariant: every term gets fresh informers (which list everything again), queues and
 //! components; nothing leader-only survives a step-down, and every task of a term has ended before the next
-//! term's can start: the term's components are aborted and awaited, and the term's client counts the requests
-//! inside the API, so that writes a component had spawned are waited for too.
+//! term's can start: the term's components are aborted and awaited, and the term's client runs each request on
+//! a task of its own and counts them, so that the writes under way when a component is stopped are carried
+//! through (and, committed after the term ended, refused) and waited for.
 //! Architecture invariant (fencing): the controllers' client marks every request with the term it was made
 //! for (`LeaderTerm`), and the API proposes their writes as fenced transactions, which the state machine refuses
 //! when they are committed in another term. A deposed leader's controllers, still running for a moment, cannot
@@ -94,15 +95,24 @@ impl InFlight {
 }
 
 /// An API client for the controllers of `term`: in-process through the router, every request fenced and
-/// counted in `in_flight`.
+/// counted in `in_flight`. A request runs on a task of its own until its response head, as a request to a
+/// server would: a component stopped meanwhile drops the answer, not the request, so a write it made is
+/// carried through (and refused, when committed after the term ended) before the term is over.
 fn fenced_client(router: axum::Router, term: u64, in_flight: InFlight) -> kube::Client {
     let service = tower::ServiceBuilder::new()
         .map_future(move |response| {
             let entered = in_flight.enter();
-            async move {
+            let request = tokio::spawn(async move {
                 let response = response.await;
                 drop(entered);
                 response
+            });
+            async move {
+                request.await.unwrap_or_else(|e| {
+                    let mut failed = axum::response::Response::new(axum::body::Body::from(e.to_string()));
+                    *failed.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                    Ok(failed)
+                })
             }
         })
         .map_request(move |mut request: http::Request<kube::client::Body>| {
@@ -163,19 +173,30 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_term_drains_only_once_requests_it_spawned_are_gone() {
-        let router = axum::Router::new().route("/api/v1/namespaces", axum::routing::get(std::future::pending::<()>));
+    async fn a_request_outlives_the_component_that_made_it_and_the_term_drains_once_it_ends() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let served = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handler = {
+            let (release, served) = (release.clone(), served.clone());
+            move || async move {
+                release.notified().await;
+                served.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        };
+        let router = axum::Router::new().route("/api/v1/namespaces", axum::routing::post(handler));
         let in_flight = InFlight::new();
         let client = fenced_client(router, 7, in_flight.clone());
-        let request = tokio::spawn(async move {
-            let _ = client.request_text(http::Request::get("/api/v1/namespaces").body(Vec::new()).unwrap()).await;
+        let component = tokio::spawn(async move {
+            let _ = client.request_text(http::Request::post("/api/v1/namespaces").body(Vec::new()).unwrap()).await;
         });
         let mut count = in_flight.0.subscribe();
         count.wait_for(|n| *n == 1).await.unwrap();
+        component.abort();
         let drained = tokio::time::timeout(Duration::from_millis(50), in_flight.drained()).await;
-        assert!(drained.is_err(), "a request still inside the API holds the term");
-        request.abort();
+        assert!(drained.is_err(), "the request goes on without the component that made it");
+        release.notify_one();
         let drained = tokio::time::timeout(Duration::from_secs(5), in_flight.drained()).await;
-        assert!(drained.is_ok(), "the aborted request let go");
+        assert!(drained.is_ok(), "the request ended");
+        assert!(served.load(std::sync::atomic::Ordering::SeqCst), "and was served to its end");
     }
 }

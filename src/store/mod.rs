@@ -402,14 +402,21 @@ impl Store {
         }
     }
 
-    /// Writes through the local Raft; `Err(LeaderLost)` means the command was not appended and may be retried.
-    /// On success it returns the result and the log index of the entry.
+    /// Writes through the local Raft; `Err(LeaderLost)` means the command may be proposed again: it was not
+    /// appended, or it is a fenced transaction whose entry was discarded when this replica took another
+    /// leader's log. Proposing that again is safe: a fenced transaction applies only in an entry of its own
+    /// term, and the new proposal is committed in a later one, so the state machine refuses it (`Fenced`);
+    /// the discarded entry applies at most once (its outcome is unknown to this caller, as any write's cut off by
+    /// a leader change, but the term's controllers stop either way). Other discarded writes are Unavailable,
+    /// their outcome unknown. On success it returns the result and the log index of the entry.
     async fn write_local(&self, cmd: Command) -> Result<Result<(Applied, u64), StoreError>, LeaderLost> {
+        let fenced = matches!(cmd, Command::FencedTxn { .. });
         let write = self.raft().client_write(cmd);
         match tokio::time::timeout(Duration::from_millis(limits::WRITE_TIMEOUT_MS), write).await {
             Err(_) => Ok(Err(StoreError::Unavailable("etcdserver: request timed out".into()))),
             Ok(Ok(resp)) => Ok(Ok((resp.data, resp.log_id.index))),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(LeaderLost),
+            Ok(Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)))) if fenced => Err(LeaderLost),
             Ok(Err(RaftError::APIError(e))) => {
                 Ok(Err(StoreError::Unavailable(format!("etcdserver: leader changed, the outcome is unknown: {e}"))))
             }
