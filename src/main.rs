@@ -10,11 +10,6 @@ use clap::{Parser, Subcommand};
 use raftsman::cluster;
 use raftsman::cluster::config::ServerConfig;
 
-/// Every process of the command allocates through mimalloc: glibc's allocator spent a third of a busy leader's
-/// CPU on its own bookkeeping (BENCHMARKS.md, twelfth session).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "raftsman", version, about = "A Kubernetes-style control plane with its own Raft-replicated store")]
 struct Cli {
