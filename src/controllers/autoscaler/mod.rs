@@ -95,9 +95,12 @@ fn condition(type_: &str, status: bool, reason: &str, message: &str) -> Value {
     json!({"type": type_, "status": if status { "True" } else { "False" }, "reason": reason, "message": message})
 }
 
-/// `conditions` with the transition times of `before` kept where the status did not change.
+/// `conditions` with the transition times of `before` kept where the status did not change, and the conditions
+/// of `before` this evaluation did not look at kept as they were (as upstream sets them one by one).
 fn with_transitions(conditions: Vec<Value>, before: &[Value], now: &str) -> Vec<Value> {
-    conditions
+    let kept: Vec<Value> =
+        before.iter().filter(|b| !conditions.iter().any(|c| c["type"] == b["type"])).cloned().collect();
+    let mut merged: Vec<Value> = conditions
         .into_iter()
         .map(|mut c| {
             let earlier = before.iter().find(|b| b["type"] == c["type"]);
@@ -107,7 +110,9 @@ fn with_transitions(conditions: Vec<Value>, before: &[Value], now: &str) -> Vec<
             };
             c
         })
-        .collect()
+        .collect();
+    merged.extend(kept);
+    merged
 }
 
 /// What one evaluation found, for the status.
@@ -378,5 +383,9 @@ mod tests {
         let merged = with_transitions(now, &before, "t1");
         assert_eq!(merged[0]["lastTransitionTime"], "t0");
         assert_eq!(merged[1]["lastTransitionTime"], "t1");
+        // A condition this evaluation did not set stays as it was.
+        let merged = with_transitions(vec![condition("AbleToScale", true, "SucceededRescale", "m")], &before, "t2");
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[1], before[1]);
     }
 }
