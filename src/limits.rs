@@ -452,7 +452,8 @@ pub const STATEFUL_SET_WORKERS: usize = 5;
 pub const DAEMON_SET_WORKERS: usize = 2;
 pub const CRON_JOB_WORKERS: usize = 2;
 pub const DISRUPTION_WORKERS: usize = 2;
-/// HorizontalPodAutoscalers reconciled at once (kube-controller-manager's `--concurrent-horizontal-pod-autoscaler-syncs`).
+/// HorizontalPodAutoscalers reconciled at once (kube-controller-manager's
+/// `--concurrent-horizontal-pod-autoscaler-syncs`).
 pub const HORIZONTAL_POD_AUTOSCALER_WORKERS: usize = 5;
 /// Scale events an autoscaler remembers per direction for its behavior's policies and stabilization windows.
 pub const AUTOSCALER_RECOMMENDATIONS_MAX: usize = 1_000;

@@ -1,6 +1,7 @@
 //! Leader-only work: the controllers, the node lifecycle controller, the scheduler and the resource metrics
-//! scraper run on the term's shared informers, beside the automatic compaction of the store's history, while this replica leads and has applied
-//! an entry of its term, and are stopped (aborted and awaited) as soon as that term's leadership ends.
+//! scraper run on the term's shared informers, beside the automatic compaction of the store's history, while
+//! this replica leads and has applied an entry of its term, and are stopped (aborted and awaited) as soon as
+//! that term's leadership ends.
 //!
 //! Architecture invariant: every term gets fresh informers (which list everything again), queues and
 //! components; nothing leader-only survives a step-down, and every task of a term has ended before the next

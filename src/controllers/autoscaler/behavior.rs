@@ -301,10 +301,8 @@ mod tests {
     #[test]
     fn a_disabled_direction_does_not_move_and_percent_down_rounds_as_upstream() {
         let up = rules(json!({"selectPolicy": "Disabled"}), true);
-        let down = rules(
-            json!({"stabilizationWindowSeconds": 0, "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}]}),
-            false,
-        );
+        let half = json!([{"type": "Percent", "value": 50, "periodSeconds": 60}]);
+        let down = rules(json!({"stabilizationWindowSeconds": 0, "policies": half}), false);
         let mut memory = Memory::default();
         let d = memory.decide(9, &Bounds { current: 3, min: 1, max: 10 }, &up, &down, at(0));
         assert_eq!((d.replicas, d.limit.0), (3, "ScaleUpLimit"));

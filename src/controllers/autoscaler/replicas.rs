@@ -268,7 +268,10 @@ pub fn resource_metric(input: &Input<'_>, metric: &Value) -> Result<Proposal, Fa
     let Some(target_value) = target["averageValue"].as_str().and_then(|q| resource_amount(&resource, q)) else {
         return Err(Failure {
             reason: "InvalidMetricSourceType",
-            message: format!("invalid resource metric source: neither a utilization target nor a value target was set for {resource}"),
+            message: format!(
+                "invalid resource metric source: neither a utilization target nor a value target was set for \
+                 {resource}"
+            ),
         });
     };
     let (replicas, average) = plain(input.current, groups, target_value, &failure)?;

@@ -34,7 +34,8 @@ fn point(millicores: u64, metric: Option<f64>) -> PodPoint {
 }
 
 fn cpu_target(percent: i64) -> serde_json::Value {
-    json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": percent}}})
+    let target = json!({"type": "Utilization", "averageUtilization": percent});
+    json!({"type": "Resource", "resource": {"name": "cpu", "target": target}})
 }
 
 fn propose(
