@@ -10,17 +10,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use axum::body::Bytes;
 use futures::StreamExt;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::{BodyExt, Limited};
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::Store;
 
 use super::{Points, Report};
 use crate::apiserver::http::logs::kubelet_address;
+use crate::apiserver::http::{plain_client, PlainClient};
 use crate::controllers::runtime::Informers;
 use crate::limits;
 
@@ -38,17 +35,13 @@ pub fn endpoints(nodes: &[std::sync::Arc<Node>]) -> BTreeMap<String, BTreeSet<St
 }
 
 struct Scraper {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: PlainClient,
     points: Points,
 }
 
 impl Scraper {
     fn new(points: Points) -> Scraper {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(limits::KUBELET_CONNECT_TIMEOUT_MS)));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build(connector);
-        Scraper { client, points }
+        Scraper { client: plain_client(limits::KUBELET_CONNECT_TIMEOUT_MS, 1), points }
     }
 
     /// Asks one endpoint for its report and records the nodes it was asked about.

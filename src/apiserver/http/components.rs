@@ -9,13 +9,10 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::{BodyExt, Limited};
 use serde_json::{json, Value};
 
+use super::{plain_client, PlainClient};
 use crate::limits;
 use crate::store::{Member, Store};
 
@@ -25,15 +22,12 @@ pub const DEPRECATION_WARNING: &str = "v1 ComponentStatus is deprecated in v1.19
 /// The HTTP client that asks the other replicas whether they answer.
 #[derive(Clone)]
 pub struct Prober {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: PlainClient,
 }
 
 impl Default for Prober {
     fn default() -> Prober {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(limits::COMPONENT_PROBE_TIMEOUT_MS)));
-        connector.set_nodelay(true);
-        Prober { client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build(connector) }
+        Prober { client: plain_client(limits::COMPONENT_PROBE_TIMEOUT_MS, 1) }
     }
 }
 

@@ -11,16 +11,13 @@
 
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use http_body_util::Empty;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
+use super::{plain_client, PlainClient};
 use crate::apis::catalog;
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::registry::objects::Consistency;
@@ -30,18 +27,12 @@ use crate::limits;
 /// The HTTP client the API server reaches kubelets with, shared by every log relay.
 #[derive(Clone)]
 pub struct Kubelets {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: PlainClient,
 }
 
 impl Default for Kubelets {
     fn default() -> Kubelets {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(limits::KUBELET_CONNECT_TIMEOUT_MS)));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(limits::KUBELET_IDLE_CONNECTIONS_MAX)
-            .build(connector);
-        Kubelets { client }
+        Kubelets { client: plain_client(limits::KUBELET_CONNECT_TIMEOUT_MS, limits::KUBELET_IDLE_CONNECTIONS_MAX) }
     }
 }
 

@@ -10,15 +10,13 @@
 
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Map, Value};
 
+use super::{plain_client, PlainClient};
 use crate::apis::catalog;
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::registry::collections::{self, ListOptions};
@@ -35,15 +33,12 @@ pub const RELAYED_HEADER: &str = "raftsman-metrics-relayed";
 /// The HTTP client a follower relays metrics reads with.
 #[derive(Clone)]
 pub struct Relay {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: PlainClient,
 }
 
 impl Default for Relay {
     fn default() -> Relay {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(limits::KUBELET_CONNECT_TIMEOUT_MS)));
-        connector.set_nodelay(true);
-        Relay { client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build(connector) }
+        Relay { client: plain_client(limits::KUBELET_CONNECT_TIMEOUT_MS, 1) }
     }
 }
 
