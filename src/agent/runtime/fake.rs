@@ -147,7 +147,7 @@ impl Runtime for FakeRuntime {
         let running = self.pods.lock().expect("fake runtime lock poisoned");
         let mut cpu = self.cpu.lock().expect("fake runtime lock poisoned");
         let mut out = Vec::new();
-        let mut seen = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for pod in pods {
             let Some(containers) = pod.metadata.uid.as_ref().and_then(|uid| running.get(uid)) else { continue };
             let (cores, memory_bytes, metrics) = declared(pod);
@@ -159,12 +159,11 @@ impl Runtime for FakeRuntime {
                 let advanced =
                     total.saturating_add((now.saturating_duration_since(last).as_secs_f64() * cores * 1e9) as u64);
                 cpu.insert(key.clone(), (now, advanced));
-                seen.push(key);
+                seen.insert(key);
                 measured.push((report.name.clone(), Counters { cpu_ns: advanced, memory_bytes }));
             }
             out.push(PodCounters { uid, containers: measured, metrics });
         }
-        let seen: std::collections::HashSet<_> = seen.into_iter().collect();
         cpu.retain(|key, _| seen.contains(key));
         out
     }

@@ -30,7 +30,7 @@ use kube::runtime::reflector::Store;
 use serde_json::{json, Value};
 
 use super::events::Recorder;
-use super::runtime::{informer, run_workers, Informers, Next};
+use super::runtime::{informer, run_workers, Change, Informers, Next};
 use super::workloads::{key_of, lock, queue_of, Key};
 use crate::apis::catalog::{self, Resource, Subresource};
 use crate::apis::selectors::LabelSelector;
@@ -46,7 +46,7 @@ struct Context {
     pods: Store<Pod>,
     points: Points,
     period: Duration,
-    memory: Mutex<HashMap<String, Memory>>,
+    memory: Arc<Mutex<HashMap<String, Memory>>>,
     events: Recorder,
 }
 
@@ -60,9 +60,18 @@ pub fn prepare(
     let autoscalers = informers.typed::<HorizontalPodAutoscaler>();
     let pods = informers.typed::<Pod>();
     let queue = queue_of("horizontalpodautoscaler", autoscalers.store());
+    let memory: Arc<Mutex<HashMap<String, Memory>>> = Arc::default();
     {
-        let queue = queue.clone();
-        autoscalers.on_change(move |change| queue.add(key_of(change.object())));
+        let (queue, memory) = (queue.clone(), memory.clone());
+        autoscalers.on_change(move |change| {
+            // What a deleted autoscaler remembered goes with it (a new one of that name has another uid).
+            if let Change::Deleted(hpa) = change {
+                if let Some(uid) = &hpa.metadata.uid {
+                    lock(&memory).remove(uid);
+                }
+            }
+            queue.add(key_of(change.object()));
+        });
     }
     let synced = informers.synced();
     let (events, writer) = Recorder::new(client.clone(), COMPONENT);
@@ -72,7 +81,7 @@ pub fn prepare(
         pods: pods.store().clone(),
         points,
         period,
-        memory: Mutex::default(),
+        memory,
         events,
     };
     async move {
@@ -127,11 +136,6 @@ struct Outcome {
 async fn reconcile(context: &Context, key: Key) -> Result<Next, kube::Error> {
     let Some(hpa) = informer::get(&context.autoscalers, Some(&key.0), &key.1) else { return Ok(Next::Done) };
     let uid = hpa.metadata.uid.clone().unwrap_or_default();
-    {
-        let live: std::collections::HashSet<String> =
-            context.autoscalers.state().iter().filter_map(|h| h.metadata.uid.clone()).collect();
-        lock(&context.memory).retain(|uid, _| live.contains(uid));
-    }
     let spec = serde_json::to_value(&hpa.spec).unwrap_or_default();
     let outcome = evaluate(context, &hpa, &uid, &spec).await?;
     write_status(context, &key, &hpa, outcome).await?;
@@ -247,7 +251,7 @@ async fn evaluate(
             std::cmp::Ordering::Greater => format!("{} above target", best.name),
             _ => "All metrics below target".to_owned(),
         };
-        let decision = decide(context, uid, spec, best.replicas, &Bounds { current, min, max }, now);
+        let decision = decide(context, uid, &spec["behavior"], best.replicas, &Bounds { current, min, max }, now);
         let (stabilized_reason, stabilized_message) =
             decision.stabilized.unwrap_or(("ReadyForNewScale", "recommended size matches current size"));
         conditions[0] = condition("AbleToScale", true, stabilized_reason, stabilized_message);
@@ -284,23 +288,32 @@ async fn evaluate(
         "SucceededRescale",
         &format!("the HPA controller was able to update the target scale to {desired}"),
     );
-    let up = Rules::from_spec(&spec["behavior"]["scaleUp"], true);
-    let down = Rules::from_spec(&spec["behavior"]["scaleDown"], false);
+    let (up, down) = rules(&spec["behavior"]);
     lock(&context.memory).entry(uid.to_owned()).or_default().scaled(current, desired, now, &up, &down);
     Ok(Outcome { current, desired, metrics, conditions, rescaled: true })
 }
 
 /// The count to set for what the metrics recommend, by the autoscaler's behavior (or upstream's older rules).
-fn decide(context: &Context, uid: &str, spec: &Value, recommended: i32, bounds: &Bounds, now: Timestamp) -> Decision {
+fn decide(
+    context: &Context,
+    uid: &str,
+    behavior: &Value,
+    recommended: i32,
+    bounds: &Bounds,
+    now: Timestamp,
+) -> Decision {
     let mut memory = lock(&context.memory);
     let memory = memory.entry(uid.to_owned()).or_default();
-    let behavior = &spec["behavior"];
     if behavior.is_null() {
         return memory.decide_without_behavior(recommended, bounds, now);
     }
-    let up = Rules::from_spec(&behavior["scaleUp"], true);
-    let down = Rules::from_spec(&behavior["scaleDown"], false);
+    let (up, down) = rules(behavior);
     memory.decide(recommended, bounds, &up, &down, now)
+}
+
+/// The scale-up and scale-down rules of an autoscaler's `spec.behavior` (upstream's defaults where it is unset).
+fn rules(behavior: &Value) -> (Rules, Rules) {
+    (Rules::from_spec(&behavior["scaleUp"], true), Rules::from_spec(&behavior["scaleDown"], false))
 }
 
 /// The pods of `namespace` that `selector` (the scale's `status.selector`) selects; none for an empty or

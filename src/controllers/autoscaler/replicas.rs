@@ -51,10 +51,6 @@ pub struct Input<'a> {
     pub now: Timestamp,
 }
 
-fn parse_time(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Timestamp {
-    t.0
-}
-
 /// The pods grouped as upstream's `groupPods` does, with the measured values of the ready ones.
 #[derive(Debug, Default)]
 struct Groups {
@@ -96,11 +92,10 @@ fn group(input: &Input<'_>, cpu: bool, value_of: &dyn Fn(&PodPoint) -> Option<f6
 fn unready(pod: &Pod, point: &PodPoint, now: Timestamp) -> bool {
     let status = pod.status.as_ref();
     let condition = status.and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
-    let (Some(condition), Some(started)) = (condition, status.and_then(|s| s.start_time.as_ref()).map(parse_time))
-    else {
+    let (Some(condition), Some(started)) = (condition, status.and_then(|s| s.start_time.as_ref()).map(|t| t.0)) else {
         return true;
     };
-    let transition = condition.last_transition_time.as_ref().map(parse_time).unwrap_or(started);
+    let transition = condition.last_transition_time.as_ref().map_or(started, |t| t.0);
     if started + CPU_INITIALIZATION_PERIOD > now {
         let measured = point.timestamp.parse::<Timestamp>().unwrap_or(now);
         let window = SignedDuration::from_millis(i64::try_from(point.window_ms).unwrap_or(i64::MAX));
