@@ -10,14 +10,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/raftsman-target}"
 
-# Debian packages: protoc for the gRPC code, libclang for RocksDB's bindings, etcdctl for the tests, etcd for
-# the benchmark's side-by-side comparison.
+# Debian packages: protoc for the gRPC code, libclang for RocksDB's bindings, etcdctl and busybox-static for the
+# tests, etcd for the benchmark's side-by-side comparison.
 ensure_packages() {
   local missing=()
   command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
   ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' || missing+=(libclang-dev)
   command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
   if [ "${1:-}" = bench ]; then command -v etcd >/dev/null 2>&1 || missing+=(etcd-server); fi
+  # A static busybox: the Docker runtime's tests import it as their workload image (no registry is reachable).
+  if [ "${1:-}" = test ]; then
+    dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
+  fi
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ]; then
     echo "raftsman needs these Debian packages: ${missing[*]}" >&2

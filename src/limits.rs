@@ -318,6 +318,8 @@ pub const KUBELET_CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// How long the API server waits for the kubelet's answer to begin (its status and headers); the log itself then
 /// streams for as long as the client reads it (`kubectl logs -f`).
 pub const KUBELET_RESPONSE_TIMEOUT_MS: u64 = 30_000;
+/// Most of a kubelet's error answer an API server reads, to relay it as a Status message.
+pub const KUBELET_ERROR_BYTES_MAX: usize = 4096;
 /// Idle connections to kubelets the API server keeps for later log requests, per kubelet.
 pub const KUBELET_IDLE_CONNECTIONS_MAX: usize = 4;
 /// The lifetime of a ServiceAccount token when a TokenRequest does not ask for one, and the range a requested
@@ -395,6 +397,10 @@ pub const AGENT_RESTART_BACKOFF_SECS_MAX: u64 = 300;
 pub const AGENT_ORPHAN_GRACE_SECS: u64 = 2;
 /// The grace period of a pod that names none (upstream's default).
 pub const AGENT_POD_GRACE_SECS_DEFAULT: i64 = 30;
+/// The User-Agent of the agent's HTTP probes (upstream's is `kube-probe/<version>`).
+pub const PROBE_USER_AGENT: &str = "kube-probe/1.32";
+/// Longest hostname a pod gets (a DNS label's): a longer pod name is cut, as upstream's kubelet does.
+pub const POD_HOSTNAME_BYTES_MAX: usize = 63;
 
 const _: () = assert!(EVENT_TTL_SECS_MAX + EVENT_LEASE_REUSE_MS_MAX / 1000 < LEASE_TTL_SECS_MAX as u64);
 const _: () = assert!(0 < EVENT_LEASE_REUSE_PERCENT && EVENT_LEASE_REUSE_PERCENT < 100);

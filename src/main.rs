@@ -43,7 +43,8 @@ struct AgentArgs {
     /// HOST:PORT of the API servers to start from (more are learned from the cluster).
     #[arg(long, value_delimiter = ',', required = true)]
     servers: Vec<SocketAddr>,
-    /// What runs the pods: `fake` (nothing runs; for tests at scale) or `process` (local processes).
+    /// What runs the pods: `fake` (nothing runs; for tests at scale), `process` (local processes) or `docker`
+    /// (containers of the local Docker Engine).
     #[arg(long, value_enum)]
     runtime: AgentRuntime,
     /// Labels of the node, k=v,...
@@ -64,12 +65,19 @@ struct AgentArgs {
     /// Address of the kubelet endpoint (`kubectl logs` through the API server).
     #[arg(long, default_value = "127.0.0.1:10250")]
     kubelet_addr: SocketAddr,
+    /// The Docker network pods join (--runtime docker), created as a bridge on --pod-subnet when missing.
+    #[arg(long, default_value = "raftsman-pods")]
+    pod_network: String,
+    /// The subnet of a pod network the agent creates.
+    #[arg(long, default_value = "10.88.0.0/16")]
+    pod_subnet: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum AgentRuntime {
     Fake,
     Process,
+    Docker,
 }
 
 #[derive(clap::Args)]
@@ -198,7 +206,15 @@ async fn shutdown_signal() {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    if let Err(e) = run() {
+        // One line, whatever the environment asks of backtraces: the error and what it came from.
+        eprintln!("raftsman: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Cmd::AgentShim { attempt_dir } = &cli.command {
         // No tracing and no async runtime: the shim only waits on its container.
@@ -316,6 +332,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         runtime: match args.runtime {
             AgentRuntime::Fake => RuntimeKind::Fake,
             AgentRuntime::Process => RuntimeKind::Process,
+            AgentRuntime::Docker => RuntimeKind::Docker,
         },
         node_labels: node::parse_pairs(&args.node_labels).map_err(anyhow::Error::msg).context("--node-labels")?,
         taints: node::parse_taints(&args.register_with_taints)
@@ -342,6 +359,15 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
             let runtime = agent::runtime::process::ProcessRuntime::new(&config.data_dir)
                 .context("opening the process runtime's data dir")?
                 .with_host_ip(config.node_ip);
+            agent::run(config, std::sync::Arc::new(runtime), shutdown_signal()).await?;
+        }
+        RuntimeKind::Docker => {
+            let docker = agent::runtime::docker::DockerConfig {
+                node: config.node_name.clone(),
+                network: args.pod_network,
+                subnet: args.pod_subnet,
+            };
+            let runtime = agent::runtime::docker::DockerRuntime::connect(docker).await?;
             agent::run(config, std::sync::Arc::new(runtime), shutdown_signal()).await?;
         }
     }

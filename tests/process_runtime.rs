@@ -15,7 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use harness::eventually;
 use raftsman::agent::kubelet::container_log::{self, LogCursor, LogOptions, Progress};
 use raftsman::agent::runtime::process::{ProcessRuntime, DEFAULT_PATH};
-use raftsman::agent::runtime::{ContainerSpec, ContainerState, PodRef, Runtime, RuntimeError};
+use raftsman::agent::runtime::{ContainerSpec, ContainerState, PodRef, Runtime, RuntimeError, SandboxSpec};
 
 /// A runtime on `dir` whose shim is the `raftsman` binary.
 fn runtime(dir: &Path) -> ProcessRuntime {
@@ -30,9 +30,11 @@ fn container(name: &str, argv: &[&str]) -> ContainerSpec {
     ContainerSpec {
         name: name.to_string(),
         image: "busybox:1.36".to_string(),
-        argv: argv.iter().map(|s| s.to_string()).collect(),
+        command: argv.iter().map(|s| s.to_string()).collect(),
+        args: Vec::new(),
         env: Vec::new(),
         working_dir: None,
+        ..Default::default()
     }
 }
 
@@ -125,7 +127,7 @@ async fn a_container_runs_its_command_with_its_own_env_and_its_output_is_logged(
            echo "LEAK=${CARGO_MANIFEST_DIR:-none}"; pwd; printf 'no newline'; exit 3"#,
     );
     spec.env = vec![("FOO".to_string(), "bar baz".to_string())];
-    runtime.start(&pod("u1"), &spec, 0).await.unwrap();
+    runtime.start(&pod("u1"), &SandboxSpec::default(), &spec, 0).await.unwrap();
 
     let (attempt, code, reason) = exited(&runtime, "u1", "app").await;
     assert_eq!((attempt, code, reason.as_str()), (0, 3, "Error"));
@@ -164,17 +166,21 @@ async fn exit_codes_and_reasons_are_recorded_as_upstream_reports_them() {
     let _cleanup = Cleanup(dir.path().to_path_buf());
     let runtime = runtime(dir.path());
     let uid = "u2";
-    runtime.start(&pod(uid), &container("ok", &["true"]), 0).await.unwrap();
-    runtime.start(&pod(uid), &shell("killed", "kill -KILL $$"), 0).await.unwrap();
+    runtime.start(&pod(uid), &SandboxSpec::default(), &container("ok", &["true"]), 0).await.unwrap();
+    runtime.start(&pod(uid), &SandboxSpec::default(), &shell("killed", "kill -KILL $$"), 0).await.unwrap();
     // A process the container's main process left behind in its group ends with it.
-    runtime.start(&pod(uid), &shell("leaves", "sleep 1000 & echo $!; exit 0"), 0).await.unwrap();
+    runtime
+        .start(&pod(uid), &SandboxSpec::default(), &shell("leaves", "sleep 1000 & echo $!; exit 0"), 0)
+        .await
+        .unwrap();
     assert_eq!(exited(&runtime, uid, "ok").await, (0, 0, "Completed".to_string()));
     assert_eq!(exited(&runtime, uid, "killed").await, (0, 137, "Error".to_string()));
     assert_eq!(exited(&runtime, uid, "leaves").await, (0, 0, "Completed".to_string()));
     let left: u32 = current_log(&runtime, uid, "leaves").trim().parse().unwrap();
     assert!(start_ticks(left).is_none(), "the background sleep {left} was killed with its container");
 
-    let missing = runtime.start(&pod(uid), &container("missing", &["no-such-program-here"]), 0).await;
+    let missing =
+        runtime.start(&pod(uid), &SandboxSpec::default(), &container("missing", &["no-such-program-here"]), 0).await;
     let message = match missing {
         Err(RuntimeError::Start(message)) => message,
         other => panic!("{:?}", other.err()),
@@ -184,14 +190,19 @@ async fn exit_codes_and_reasons_are_recorded_as_upstream_reports_them() {
 
     let mut elsewhere = container("elsewhere", &["true"]);
     elsewhere.working_dir = Some(dir.path().join("nowhere").display().to_string());
-    let Err(RuntimeError::Start(message)) = runtime.start(&pod(uid), &elsewhere, 0).await else { panic!() };
+    let Err(RuntimeError::Start(message)) = runtime.start(&pod(uid), &SandboxSpec::default(), &elsewhere, 0).await
+    else {
+        panic!()
+    };
     assert!(message.starts_with("chdir to cwd"), "{message}");
-    let Err(RuntimeError::Start(message)) = runtime.start(&pod(uid), &container("none", &[]), 0).await else {
+    let Err(RuntimeError::Start(message)) =
+        runtime.start(&pod(uid), &SandboxSpec::default(), &container("none", &[]), 0).await
+    else {
         panic!()
     };
     assert!(message.contains("no command"), "{message}");
     assert_eq!(exited(&runtime, uid, "none").await, (0, 128, "StartError".to_string()));
-    assert!(runtime.start(&pod("../x"), &container("c", &["true"]), 0).await.is_err());
+    assert!(runtime.start(&pod("../x"), &SandboxSpec::default(), &container("c", &["true"]), 0).await.is_err());
 }
 
 #[tokio::test]
@@ -200,9 +211,14 @@ async fn stop_sends_sigterm_to_the_group_then_sigkill_once_the_grace_has_passed(
     let _cleanup = Cleanup(dir.path().to_path_buf());
     let runtime = runtime(dir.path());
     let uid = "u3";
-    runtime.start(&pod(uid), &container("polite", &["sleep", "1000"]), 0).await.unwrap();
+    runtime.start(&pod(uid), &SandboxSpec::default(), &container("polite", &["sleep", "1000"]), 0).await.unwrap();
     runtime
-        .start(&pod(uid), &shell("stubborn", "trap '' TERM; echo ready; while :; do sleep 0.05; done"), 0)
+        .start(
+            &pod(uid),
+            &SandboxSpec::default(),
+            &shell("stubborn", "trap '' TERM; echo ready; while :; do sleep 0.05; done"),
+            0,
+        )
         .await
         .unwrap();
     assert!(is_running(&runtime, uid, "polite").await && is_running(&runtime, uid, "stubborn").await);
@@ -236,8 +252,8 @@ async fn a_new_runtime_on_the_same_dir_keeps_the_running_containers_and_learns_t
     let uid = "u4";
     let first = runtime(dir.path());
     let waits = r#"echo before; while [ ! -e release ]; do sleep 0.05; done; echo after; exit 7"#;
-    first.start(&pod(uid), &shell("waits", waits), 0).await.unwrap();
-    first.start(&pod(uid), &container("sleeps", &["sleep", "1000"]), 0).await.unwrap();
+    first.start(&pod(uid), &SandboxSpec::default(), &shell("waits", waits), 0).await.unwrap();
+    first.start(&pod(uid), &SandboxSpec::default(), &container("sleeps", &["sleep", "1000"]), 0).await.unwrap();
     let (waits_pid, sleeps_pid) = (first.pid(uid, "waits").unwrap(), first.pid(uid, "sleeps").unwrap());
     let ticks = start_ticks(waits_pid).unwrap();
     drop(first);
@@ -268,7 +284,10 @@ async fn attempts_keep_the_previous_log_and_a_removed_pod_leaves_nothing() {
     let runtime = runtime(dir.path());
     let uid = "u5";
     for attempt in 0..3 {
-        runtime.start(&pod(uid), &shell("app", &format!("echo attempt {attempt}")), attempt).await.unwrap();
+        runtime
+            .start(&pod(uid), &SandboxSpec::default(), &shell("app", &format!("echo attempt {attempt}")), attempt)
+            .await
+            .unwrap();
         assert_eq!(exited(&runtime, uid, "app").await, (attempt, 0, "Completed".to_string()));
         assert_eq!(current_log(&runtime, uid, "app"), format!("attempt {attempt}\n"));
         let previous = runtime.log_path(uid, "app", true).map(|p| read_log(&p, LogOptions::default()));
@@ -279,9 +298,12 @@ async fn attempts_keep_the_previous_log_and_a_removed_pod_leaves_nothing() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(attempts.len(), 2, "only the latest two attempts are kept: {attempts:?}");
-    assert!(runtime.start(&pod(uid), &container("app", &["true"]), 2).await.is_err(), "attempt 2 ran already");
+    assert!(
+        runtime.start(&pod(uid), &SandboxSpec::default(), &container("app", &["true"]), 2).await.is_err(),
+        "attempt 2 ran already"
+    );
 
-    runtime.start(&pod(uid), &container("sleeps", &["sleep", "1000"]), 0).await.unwrap();
+    runtime.start(&pod(uid), &SandboxSpec::default(), &container("sleeps", &["sleep", "1000"]), 0).await.unwrap();
     assert!(runtime.remove(uid).await.is_err(), "a pod with a running container is not removed");
     runtime.stop(uid, "sleeps", Duration::from_secs(5)).await.unwrap();
     runtime.remove(uid).await.unwrap();
@@ -304,8 +326,11 @@ async fn usage_counts_the_cpu_and_memory_of_a_containers_processes_and_their_chi
     let _cleanup = Cleanup(dir.path().to_path_buf());
     let runtime = runtime(dir.path());
     // A child that spins, under a parent that only waits: the container is both.
-    runtime.start(&pod("busy"), &shell("spin", "sh -c 'while :; do :; done' & wait"), 0).await.unwrap();
-    runtime.start(&pod("idle"), &shell("sleep", "exec sleep 60"), 0).await.unwrap();
+    runtime
+        .start(&pod("busy"), &SandboxSpec::default(), &shell("spin", "sh -c 'while :; do :; done' & wait"), 0)
+        .await
+        .unwrap();
+    runtime.start(&pod("idle"), &SandboxSpec::default(), &shell("sleep", "exec sleep 60"), 0).await.unwrap();
     eventually(Duration::from_secs(10), "both containers running", || async {
         (is_running(&runtime, "busy", "spin").await && is_running(&runtime, "idle", "sleep").await).then_some(())
     })
@@ -347,10 +372,13 @@ async fn the_kubelet_endpoint_serves_container_logs_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let _cleanup = Cleanup(dir.path().to_path_buf());
     let runtime = Arc::new(runtime(dir.path()));
-    runtime.start(&pod("u6"), &shell("app", "echo one; echo two; echo three"), 0).await.unwrap();
+    runtime
+        .start(&pod("u6"), &SandboxSpec::default(), &shell("app", "echo one; echo two; echo three"), 0)
+        .await
+        .unwrap();
     exited(&runtime, "u6", "app").await;
     let follow_script = "echo first; while [ ! -e go ]; do sleep 0.05; done; echo second; exit 1";
-    runtime.start(&pod("u7"), &shell("app", follow_script), 0).await.unwrap();
+    runtime.start(&pod("u7"), &SandboxSpec::default(), &shell("app", follow_script), 0).await.unwrap();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/containerLogs/default", listener.local_addr().unwrap());

@@ -43,7 +43,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
 use self::container_log::{LogCursor, LogOptions, Progress};
-use super::runtime::{ContainerState, Runtime};
+use super::runtime::{ContainerLogs, ContainerState, Runtime};
 use super::usage::Latest;
 use crate::limits;
 
@@ -195,15 +195,25 @@ where
             format!("container {container:?} in pod {pod:?} is waiting to start: ContainerCreating"),
         );
     };
-    let Some(path) = shared.runtime.log_path(&uid, container, log.previous) else {
-        if log.previous {
+    let logs = match shared.runtime.logs(&uid, container, &log).await {
+        Ok(logs) => logs,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the container's log: {e}")),
+    };
+    let path = match logs {
+        Some(ContainerLogs::File(path)) => path,
+        Some(ContainerLogs::Stream(stream)) => {
+            let (tx, rx) = mpsc::channel(limits::KUBELET_LOG_CHUNKS_QUEUED_MAX);
+            tokio::spawn(relay_log(stream, log.options.limit_bytes, tx, shared.drain.clone()));
+            return log_response(rx);
+        }
+        None if log.previous => {
             return text(
                 StatusCode::BAD_REQUEST,
                 format!("previous terminated container {container:?} in pod {pod:?} not found"),
             );
         }
         // The attempt wrote no log (it could not be started).
-        return text(StatusCode::OK, "");
+        None => return text(StatusCode::OK, ""),
     };
     let options = log.options.clone();
     let cursor = match tokio::task::spawn_blocking(move || LogCursor::open(&path, options)).await {
@@ -217,10 +227,46 @@ where
         (log.follow && running).then(|| Attempt { pod_uid: uid, name: container.clone(), attempt: report.attempt });
     let (tx, rx) = mpsc::channel(limits::KUBELET_LOG_CHUNKS_QUEUED_MAX);
     tokio::spawn(stream_log(cursor, Arc::clone(&shared.runtime), watched, tx, shared.drain.clone()));
+    log_response(rx)
+}
+
+/// A log's response: its chunks as they come.
+fn log_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
     let body = StreamBody::new(ReceiverStream::new(rx).map(|chunk| Ok::<_, Infallible>(Frame::data(chunk))));
     let mut response = Response::new(BodyExt::boxed(body));
     response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
     response
+}
+
+/// Relays a runtime's log stream into `tx`, cut at `limit` bytes, until it ends, the client goes away or the
+/// server drains.
+async fn relay_log(
+    mut stream: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
+    limit: Option<u64>,
+    tx: mpsc::Sender<Bytes>,
+    mut drain: watch::Receiver<bool>,
+) {
+    let mut left = limit.unwrap_or(u64::MAX);
+    while left > 0 {
+        let chunk = tokio::select! {
+            chunk = stream.next() => chunk,
+            () = tx.closed() => return,
+            () = stopping(&mut drain) => return,
+        };
+        let mut chunk = match chunk {
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "reading a container log");
+                return;
+            }
+            None => return,
+        };
+        chunk.truncate(left.min(chunk.len() as u64) as usize);
+        left -= chunk.len() as u64;
+        if tx.send(chunk).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The attempt a followed log belongs to.

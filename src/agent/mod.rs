@@ -16,6 +16,7 @@ pub mod balancer;
 pub mod kubelet;
 pub mod node;
 pub mod pods;
+pub mod probes;
 pub mod runtime;
 pub mod usage;
 
@@ -38,6 +39,7 @@ use runtime::Runtime;
 pub enum RuntimeKind {
     Fake,
     Process,
+    Docker,
 }
 
 impl RuntimeKind {
@@ -45,6 +47,7 @@ impl RuntimeKind {
         match self {
             RuntimeKind::Fake => "fake",
             RuntimeKind::Process => "process",
+            RuntimeKind::Docker => "docker",
         }
     }
 }
@@ -150,14 +153,14 @@ fn read_trimmed(path: &str) -> String {
 fn node_config(config: &AgentConfig, name: String) -> NodeConfig {
     let capacity = match config.runtime {
         RuntimeKind::Fake => config.fake_capacity.clone(),
-        RuntimeKind::Process => node::host_capacity(
+        RuntimeKind::Process | RuntimeKind::Docker => node::host_capacity(
             std::thread::available_parallelism().map_or(1, |n| n.get()),
             &std::fs::read_to_string("/proc/meminfo").unwrap_or_default(),
         ),
     };
     let os_image = match config.runtime {
         RuntimeKind::Fake => "raftsman fake node".to_owned(),
-        RuntimeKind::Process => {
+        RuntimeKind::Process | RuntimeKind::Docker => {
             let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
             release
                 .lines()

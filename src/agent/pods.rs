@@ -1,7 +1,8 @@
 //! Pod sync: runs the pods bound to the agent's nodes through a `Runtime` and reports their status.
 //!
-//! The decisions are pure: `plan(desired pods, runtime reports, now) -> actions` (start, stop, remove, delete)
-//! and `pod_status(pod, reports, ..., now) -> PodStatus`, as upstream's kubelet decides them: restartPolicy
+//! The decisions are pure: `plan(desired pods, runtime reports, probe health, now) -> actions` (start, stop,
+//! remove, delete) and `pod_status(pod, reports, ..., now) -> PodStatus`, as upstream's kubelet decides them:
+//! the probes' verdicts (`probes.rs`: readiness, startup, a failed liveness probe stops the container); restartPolicy
 //! Always, OnFailure and Never; CrashLoopBackOff (the first restart at once, then 10 s doubling to 5 min,
 //! reset by an attempt that ran 10 min); graceful deletion (a pod with a deletionTimestamp has its containers
 //! stopped with its grace period, then is deleted with gracePeriodSeconds 0 and a uid precondition); the phase,
@@ -25,8 +26,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    ContainerState as ApiContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    Container, ContainerState as ApiContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, EnvVar, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -36,7 +37,9 @@ use kube::runtime::WatchStreamExt;
 use tokio::sync::{Notify, Semaphore};
 
 use super::node::seconds;
-use super::runtime::{ContainerReport, ContainerSpec, ContainerState, PodRef, Runtime};
+use super::probes::{Health, Probes};
+use super::runtime::{ContainerReport, ContainerSpec, ContainerState, HostPort, PodRef, Runtime, SandboxSpec};
+use crate::apis::validation::parse_quantity;
 use crate::limits;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,10 +53,13 @@ pub enum RestartPolicy {
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredPod {
     pub pod: PodRef,
+    pub sandbox: SandboxSpec,
     pub restart_policy: RestartPolicy,
     pub containers: Vec<ContainerSpec>,
     /// Set while the pod is being deleted: the grace its containers get.
     pub deleting: Option<Duration>,
+    /// The grace a container gets when it is stopped while its pod lives on (a failed liveness probe).
+    pub grace: Duration,
     /// Its phase is Succeeded or Failed: nothing of it runs again.
     pub terminal: bool,
 }
@@ -62,7 +68,8 @@ pub struct DesiredPod {
 pub enum Action {
     Start {
         pod: PodRef,
-        container: ContainerSpec,
+        sandbox: Box<SandboxSpec>,
+        container: Box<ContainerSpec>,
         attempt: u32,
     },
     Stop {
@@ -147,8 +154,14 @@ pub fn next(policy: RestartPolicy, report: Option<&ContainerReport>, now: jiff::
     }
 }
 
-/// The actions that bring the runtime to the desired pods. Pure.
-pub fn plan(desired: &[DesiredPod], reports: &[ContainerReport], now: jiff::Timestamp) -> Vec<Action> {
+/// The actions that bring the runtime to the desired pods, given what the probes say of the running
+/// containers (`health`). Pure.
+pub fn plan(
+    desired: &[DesiredPod],
+    reports: &[ContainerReport],
+    health: &dyn Fn(&ContainerReport) -> Health,
+    now: jiff::Timestamp,
+) -> Vec<Action> {
     let mut by_pod: HashMap<&str, Vec<&ContainerReport>> = HashMap::new();
     for r in reports {
         by_pod.entry(r.pod_uid.as_str()).or_default().push(r);
@@ -174,8 +187,24 @@ pub fn plan(desired: &[DesiredPod], reports: &[ContainerReport], now: jiff::Time
         }
         for container in &pod.containers {
             let report = reports.iter().find(|r| r.name == container.name).copied();
+            if let Some(r) = report.filter(|r| matches!(r.state, ContainerState::Running { .. })) {
+                if let Some(kind) = health(r).failed {
+                    tracing::info!(pod = %pod.pod.name, namespace = %pod.pod.namespace, container = %r.name,
+                        probe = ?kind, "agent: container failed its probe; stopping it");
+                    actions.push(Action::Stop {
+                        pod_uid: r.pod_uid.clone(),
+                        container: r.name.clone(),
+                        grace: pod.grace,
+                    });
+                }
+            }
             if let Next::Start(attempt) = next(pod.restart_policy, report, now) {
-                actions.push(Action::Start { pod: pod.pod.clone(), container: container.clone(), attempt });
+                actions.push(Action::Start {
+                    pod: pod.pod.clone(),
+                    sandbox: Box::new(pod.sandbox.clone()),
+                    container: Box::new(container.clone()),
+                    attempt,
+                });
             }
         }
     }
@@ -199,6 +228,67 @@ pub fn plan(desired: &[DesiredPod], reports: &[ContainerReport], now: jiff::Time
     actions
 }
 
+/// The value of an environment variable: its `value`, or what its `fieldRef` or `resourceFieldRef` selects of
+/// the pod (as upstream's kubelet resolves them); empty for what cannot be resolved here.
+fn env_value(pod: &Pod, container: &Container, var: &EnvVar) -> String {
+    if let Some(value) = &var.value {
+        return value.clone();
+    }
+    let Some(from) = &var.value_from else { return String::new() };
+    if let Some(field) = &from.field_ref {
+        return field_value(pod, &field.field_path).unwrap_or_default();
+    }
+    if let Some(resource) = &from.resource_field_ref {
+        let (kind, name) = resource.resource.split_once('.').unwrap_or(("", ""));
+        let resources = container.resources.as_ref();
+        let set = match kind {
+            "limits" => resources.and_then(|r| r.limits.as_ref()),
+            "requests" => resources.and_then(|r| r.requests.as_ref()),
+            _ => None,
+        };
+        let Some(value) = set.and_then(|s| s.get(name)).and_then(|q| parse_quantity(&q.0)) else {
+            return String::new();
+        };
+        let divisor = resource.divisor.as_ref().and_then(|d| parse_quantity(&d.0)).filter(|d| *d > 0.0).unwrap_or(1.0);
+        // Upstream rounds up to a whole number of divisors.
+        return format!("{}", (value / divisor).ceil() as i64);
+    }
+    String::new()
+}
+
+/// What a `fieldRef` path selects of a pod.
+fn field_value(pod: &Pod, path: &str) -> Option<String> {
+    let meta = &pod.metadata;
+    let keyed = |prefix: &str, map: &Option<std::collections::BTreeMap<String, String>>| -> Option<Option<String>> {
+        let key = path.strip_prefix(prefix)?.strip_prefix("['")?.strip_suffix("']")?;
+        Some(map.as_ref().and_then(|m| m.get(key).cloned()))
+    };
+    if let Some(value) =
+        keyed("metadata.labels", &meta.labels).or_else(|| keyed("metadata.annotations", &meta.annotations))
+    {
+        return value;
+    }
+    let status = pod.status.as_ref();
+    match path {
+        "metadata.name" => meta.name.clone(),
+        "metadata.namespace" => meta.namespace.clone(),
+        "metadata.uid" => meta.uid.clone(),
+        "spec.nodeName" => pod.spec.as_ref()?.node_name.clone(),
+        "spec.serviceAccountName" => pod.spec.as_ref()?.service_account_name.clone(),
+        "status.hostIP" => status?.host_ip.clone(),
+        "status.podIP" => status?.pod_ip.clone(),
+        "status.hostIPs" => Some(status?.host_ips.iter().flatten().map(|i| i.ip.clone()).collect::<Vec<_>>().join(",")),
+        "status.podIPs" => Some(status?.pod_ips.iter().flatten().map(|i| i.ip.clone()).collect::<Vec<_>>().join(",")),
+        _ => None,
+    }
+}
+
+/// A container's `resources.limits` of `resource`, if set and positive.
+fn limit(container: &Container, resource: &str) -> Option<f64> {
+    let quantity = container.resources.as_ref()?.limits.as_ref()?.get(resource)?;
+    parse_quantity(&quantity.0).filter(|v| *v > 0.0)
+}
+
 /// The plan's view of a pod.
 pub fn desired_pod(pod: &Pod) -> DesiredPod {
     let spec = pod.spec.clone().unwrap_or_default();
@@ -213,29 +303,52 @@ pub fn desired_pod(pod: &Pod) -> DesiredPod {
         .map(|c| ContainerSpec {
             name: c.name.clone(),
             image: c.image.clone().unwrap_or_default(),
-            argv: c.command.iter().flatten().chain(c.args.iter().flatten()).cloned().collect(),
-            env: c.env.iter().flatten().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect(),
+            command: c.command.clone().unwrap_or_default(),
+            args: c.args.clone().unwrap_or_default(),
+            env: c.env.iter().flatten().map(|e| (e.name.clone(), env_value(pod, c, e))).collect(),
             working_dir: c.working_dir.clone(),
+            memory_limit: limit(c, "memory").map(|bytes| bytes as u64),
+            cpu_limit_millis: limit(c, "cpu").map(|cpus| (cpus * 1000.0).ceil() as u64),
         })
         .collect();
+    let grace = spec.termination_grace_period_seconds.unwrap_or(limits::AGENT_POD_GRACE_SECS_DEFAULT);
     let deleting = pod.metadata.deletion_timestamp.as_ref().map(|_| {
-        let secs = pod
-            .metadata
-            .deletion_grace_period_seconds
-            .or(spec.termination_grace_period_seconds)
-            .unwrap_or(limits::AGENT_POD_GRACE_SECS_DEFAULT);
+        let secs = pod.metadata.deletion_grace_period_seconds.unwrap_or(grace);
         Duration::from_secs(secs.max(0) as u64)
     });
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let host_ports = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            Some(HostPort {
+                container_port: u16::try_from(p.container_port).ok()?,
+                host_port: u16::try_from(p.host_port?).ok().filter(|port| *port > 0)?,
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".to_owned()),
+                host_ip: p.host_ip.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
+    let mut hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
+    hostname.truncate(limits::POD_HOSTNAME_BYTES_MAX);
+    let hostname = hostname.trim_end_matches(['-', '.']).to_owned();
     DesiredPod {
         pod: PodRef {
             uid: pod.metadata.uid.clone().unwrap_or_default(),
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-            name: pod.metadata.name.clone().unwrap_or_default(),
+            name,
+        },
+        sandbox: SandboxSpec {
+            hostname,
+            host_ports,
+            share_process_namespace: spec.share_process_namespace.unwrap_or(false),
         },
         restart_policy,
         containers,
         deleting,
+        grace: Duration::from_secs(grace.max(0) as u64),
         terminal: matches!(phase, Some("Succeeded" | "Failed")),
     }
 }
@@ -267,11 +380,12 @@ fn terminated(runtime: &str, report: &ContainerReport) -> Option<ContainerStateT
     }
 }
 
-/// The status of one container, from its latest attempt and the status the API has for it.
+/// The status of one container, from its latest attempt, what its probes say and the status the API has.
 fn container_status(
     pod: &DesiredPod,
     spec: &ContainerSpec,
     report: Option<&ContainerReport>,
+    health: &dyn Fn(&ContainerReport) -> Health,
     previous: Option<&ContainerStatus>,
     placement: &Placement,
     now: jiff::Timestamp,
@@ -308,8 +422,9 @@ fn container_status(
                 ..Default::default()
             });
             status.last_state = earlier.filter(|_| report.attempt > 0);
-            status.ready = pod.deleting.is_none();
-            status.started = Some(true);
+            let health = health(report);
+            status.ready = pod.deleting.is_none() && health.ready;
+            status.started = Some(health.started);
         }
         ContainerState::Exited { .. } => {
             let ended = ApiContainerState { terminated: terminated(runtime, report), ..Default::default() };
@@ -405,12 +520,14 @@ fn condition(
     }
 }
 
-/// The status the agent reports for a pod. Pure; fields the agent does not own are kept.
+/// The status the agent reports for a pod, given what the probes say of its running containers. Pure; fields
+/// the agent does not own are kept.
 pub fn pod_status(
     pod: &DesiredPod,
     current: Option<&PodStatus>,
     reports: &[&ContainerReport],
     placement: &Placement,
+    health: &dyn Fn(&ContainerReport) -> Health,
     now: jiff::Timestamp,
 ) -> PodStatus {
     let mut status = current.cloned().unwrap_or_default();
@@ -422,7 +539,7 @@ pub fn pod_status(
         .map(|spec| {
             let report = reports.iter().find(|r| r.name == spec.name).copied();
             let before = previous.iter().find(|p| p.name == spec.name);
-            container_status(pod, spec, report, before, placement, now)
+            container_status(pod, spec, report, health, before, placement, now)
         })
         .collect();
     statuses.sort_by(|a, b| a.name.cmp(&b.name));
@@ -647,6 +764,7 @@ pub async fn run<R: Runtime>(client: kube::Client, runtime: Arc<R>, config: PodS
     let nodes: HashSet<&str> = config.nodes.iter().map(String::as_str).collect();
     let in_flight: Arc<Mutex<HashSet<ActionKey>>> = Arc::default();
     let permits = Arc::new(Semaphore::new(limits::AGENT_ACTIONS_CONCURRENT_MAX));
+    let probes = Arc::new(Probes::default());
     loop {
         // Actions that end after this snapshot may not show in the reports listed below: skipped this time.
         let busy: HashSet<ActionKey> = in_flight.lock().expect("in-flight lock poisoned").clone();
@@ -665,7 +783,9 @@ pub async fn run<R: Runtime>(client: kube::Client, runtime: Arc<R>, config: PodS
             .collect();
         let desired: Vec<DesiredPod> = pods.iter().map(|p| desired_pod(p)).collect();
         let now = jiff::Timestamp::now();
-        for action in plan(&desired, &reports, now) {
+        probes.sync(&runtime, &pods, &reports);
+        let health = |r: &ContainerReport| probes.health(&(r.pod_uid.clone(), r.name.clone(), r.attempt));
+        for action in plan(&desired, &reports, &health, now) {
             let key = action.key();
             if busy.contains(&key) || !in_flight.lock().expect("in-flight lock poisoned").insert(key.clone()) {
                 continue;
@@ -693,7 +813,7 @@ pub async fn run<R: Runtime>(client: kube::Client, runtime: Arc<R>, config: PodS
                 pod_ip: runtime.pod_ip(&want.pod.uid).map(|ip| ip.to_string()),
                 runtime: config.runtime,
             };
-            queue.offer(pod, pod_status(want, pod.status.as_ref(), &reports, &placement, now));
+            queue.offer(pod, pod_status(want, pod.status.as_ref(), &reports, &placement, &health, now));
         }
         queue.retain(&desired.iter().map(|d| d.pod.uid.as_str()).collect());
         tokio::time::sleep(Duration::from_millis(limits::AGENT_SYNC_INTERVAL_MS_MIN)).await;
@@ -704,8 +824,8 @@ pub async fn run<R: Runtime>(client: kube::Client, runtime: Arc<R>, config: PodS
 
 async fn execute<R: Runtime>(client: &kube::Client, runtime: &R, action: Action) {
     let outcome = match &action {
-        Action::Start { pod, container, attempt } => {
-            runtime.start(pod, container, *attempt).await.map_err(|e| e.to_string())
+        Action::Start { pod, sandbox, container, attempt } => {
+            runtime.start(pod, sandbox, container, *attempt).await.map_err(|e| e.to_string())
         }
         Action::Stop { pod_uid, container, grace } => {
             runtime.stop(pod_uid, container, *grace).await.map_err(|e| e.to_string())

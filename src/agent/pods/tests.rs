@@ -10,21 +10,29 @@ fn at(secs: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_second(1_800_000_000 + secs).unwrap()
 }
 
+fn healthy(_: &ContainerReport) -> Health {
+    Health::UNPROBED
+}
+
 fn pod(uid: &str, policy: RestartPolicy, containers: &[&str]) -> DesiredPod {
     DesiredPod {
         pod: PodRef { uid: uid.into(), namespace: "default".into(), name: format!("pod-{uid}") },
+        sandbox: SandboxSpec::default(),
         restart_policy: policy,
         containers: containers
             .iter()
             .map(|c| ContainerSpec {
                 name: (*c).into(),
                 image: "busybox".into(),
-                argv: vec!["sleep".into(), "1d".into()],
+                command: vec!["sleep".into(), "1d".into()],
+                args: Vec::new(),
                 env: vec![],
                 working_dir: None,
+                ..Default::default()
             })
             .collect(),
         deleting: None,
+        grace: Duration::from_secs(30),
         terminal: false,
     }
 }
@@ -56,7 +64,7 @@ fn starts(actions: &[Action]) -> Vec<(String, String, u32)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Start { pod, container, attempt } => Some((pod.uid.clone(), container.name.clone(), *attempt)),
+            Action::Start { pod, container, attempt, .. } => Some((pod.uid.clone(), container.name.clone(), *attempt)),
             _ => None,
         })
         .collect()
@@ -65,10 +73,10 @@ fn starts(actions: &[Action]) -> Vec<(String, String, u32)> {
 #[test]
 fn new_pods_start_every_container_once() {
     let desired = [pod("a", RestartPolicy::Always, &["x", "y"])];
-    let actions = plan(&desired, &[], at(0));
+    let actions = plan(&desired, &[], &healthy, at(0));
     assert_eq!(starts(&actions), vec![("a".into(), "x".into(), 0), ("a".into(), "y".into(), 0)]);
     let reports = [running("a", "x", 0, 0), running("a", "y", 0, 0)];
-    assert!(plan(&desired, &reports, at(1)).is_empty(), "running containers are left alone");
+    assert!(plan(&desired, &reports, &healthy, at(1)).is_empty(), "running containers are left alone");
 }
 
 #[test]
@@ -92,8 +100,12 @@ fn restart_policies() {
         (RestartPolicy::Never, false, false),
     ] {
         let desired = [pod("a", policy, &["x"])];
-        assert_eq!(!starts(&plan(&desired, &ok, at(2))).is_empty(), on_ok, "{policy:?} after exit 0");
-        assert_eq!(!starts(&plan(&desired, &failed, at(2))).is_empty(), on_failure, "{policy:?} after exit 3");
+        assert_eq!(!starts(&plan(&desired, &ok, &healthy, at(2))).is_empty(), on_ok, "{policy:?} after exit 0");
+        assert_eq!(
+            !starts(&plan(&desired, &failed, &healthy, at(2))).is_empty(),
+            on_failure,
+            "{policy:?} after exit 3"
+        );
     }
 }
 
@@ -102,8 +114,8 @@ fn crash_loop_waits_its_back_off() {
     let desired = [pod("a", RestartPolicy::Always, &["x"])];
     let reports = [exited("a", "x", 2, 1, 100, 101)];
     // Attempt 2 ended at 101: the third restart waits 20 s.
-    assert!(plan(&desired, &reports, at(120)).is_empty());
-    assert_eq!(starts(&plan(&desired, &reports, at(121))), vec![("a".into(), "x".into(), 3)]);
+    assert!(plan(&desired, &reports, &healthy, at(120)).is_empty());
+    assert_eq!(starts(&plan(&desired, &reports, &healthy, at(121))), vec![("a".into(), "x".into(), 3)]);
     assert_eq!(
         next(RestartPolicy::Always, Some(&reports[0]), at(110)),
         Next::BackOff { until: at(121), backoff: Duration::from_secs(20) }
@@ -115,22 +127,25 @@ fn deletion_stops_then_deletes() {
     let mut deleting = pod("a", RestartPolicy::Always, &["x", "y"]);
     deleting.deleting = Some(Duration::from_secs(7));
     let reports = [running("a", "x", 0, 0), exited("a", "y", 0, 0, 0, 1)];
-    let actions = plan(std::slice::from_ref(&deleting), &reports, at(5));
+    let actions = plan(std::slice::from_ref(&deleting), &reports, &healthy, at(5));
     assert_eq!(
         actions,
         vec![Action::Stop { pod_uid: "a".into(), container: "x".into(), grace: Duration::from_secs(7) }]
     );
     let reports = [exited("a", "x", 0, 137, 0, 6), exited("a", "y", 0, 0, 0, 1)];
-    let actions = plan(std::slice::from_ref(&deleting), &reports, at(6));
+    let actions = plan(std::slice::from_ref(&deleting), &reports, &healthy, at(6));
     assert_eq!(actions, vec![Action::Delete { pod: deleting.pod.clone() }]);
     // Nothing was ever started: deleted at once, nothing started.
-    assert_eq!(plan(std::slice::from_ref(&deleting), &[], at(0)), vec![Action::Delete { pod: deleting.pod.clone() }]);
+    assert_eq!(
+        plan(std::slice::from_ref(&deleting), &[], &healthy, at(0)),
+        vec![Action::Delete { pod: deleting.pod.clone() }]
+    );
 }
 
 #[test]
 fn orphans_are_stopped_then_removed_and_terminal_pods_left_alone() {
     let reports = [running("gone", "x", 0, 0), exited("gone", "y", 0, 0, 0, 1), exited("done", "x", 0, 0, 0, 1)];
-    let actions = plan(&[], &reports[..2], at(5));
+    let actions = plan(&[], &reports[..2], &healthy, at(5));
     assert_eq!(
         actions,
         vec![Action::Stop {
@@ -139,10 +154,10 @@ fn orphans_are_stopped_then_removed_and_terminal_pods_left_alone() {
             grace: Duration::from_secs(limits::AGENT_ORPHAN_GRACE_SECS)
         }]
     );
-    assert_eq!(plan(&[], &reports[1..2], at(5)), vec![Action::Remove { pod_uid: "gone".into() }]);
+    assert_eq!(plan(&[], &reports[1..2], &healthy, at(5)), vec![Action::Remove { pod_uid: "gone".into() }]);
     let mut done = pod("done", RestartPolicy::Always, &["x"]);
     done.terminal = true;
-    assert!(plan(&[done], &reports[2..], at(5)).is_empty(), "a terminal pod neither restarts nor goes away");
+    assert!(plan(&[done], &reports[2..], &healthy, at(5)).is_empty(), "a terminal pod neither restarts nor goes away");
 }
 
 fn placement() -> Placement {
@@ -157,7 +172,7 @@ fn condition_of<'a>(status: &'a PodStatus, kind: &str) -> &'a PodCondition {
 fn status_of_a_running_pod() {
     let desired = pod("a", RestartPolicy::Always, &["y", "x"]);
     let now = ts("2026-01-01T00:00:10.7Z");
-    let pending = pod_status(&desired, None, &[], &placement(), now);
+    let pending = pod_status(&desired, None, &[], &placement(), &healthy, now);
     assert_eq!(pending.phase.as_deref(), Some("Pending"));
     let waiting = pending.container_statuses.as_ref().unwrap()[0].state.clone().unwrap().waiting.unwrap();
     assert_eq!(waiting.reason.as_deref(), Some("ContainerCreating"));
@@ -168,7 +183,7 @@ fn status_of_a_running_pod() {
     let reports = [running("a", "x", 0, 1), running("a", "y", 0, 1)];
     let refs: Vec<&ContainerReport> = reports.iter().collect();
     let later = ts("2026-01-01T00:00:11Z");
-    let status = pod_status(&desired, Some(&pending), &refs, &placement(), later);
+    let status = pod_status(&desired, Some(&pending), &refs, &placement(), &healthy, later);
     assert_eq!(status.phase.as_deref(), Some("Running"));
     let kinds: Vec<(&str, &str)> =
         status.conditions.as_ref().unwrap().iter().map(|c| (c.type_.as_str(), c.status.as_str())).collect();
@@ -197,7 +212,7 @@ fn status_of_a_running_pod() {
     assert_eq!(status.host_ips.as_ref().unwrap()[0].ip, "127.0.0.1");
     assert_eq!(status.start_time, pending.start_time, "startTime is kept");
     // Nothing changed: the same status again (so no write).
-    assert_eq!(pod_status(&desired, Some(&status), &refs, &placement(), ts("2026-01-01T00:00:30Z")), status);
+    assert_eq!(pod_status(&desired, Some(&status), &refs, &placement(), &healthy, ts("2026-01-01T00:00:30Z")), status);
 }
 
 #[test]
@@ -205,7 +220,7 @@ fn status_of_completed_pods() {
     for (code, phase, reason) in [(0, "Succeeded", "Completed"), (3, "Failed", "Error")] {
         let desired = pod("a", RestartPolicy::Never, &["x"]);
         let reports = [exited("a", "x", 0, code, 1, 2)];
-        let status = pod_status(&desired, None, &[&reports[0]], &placement(), at(3));
+        let status = pod_status(&desired, None, &[&reports[0]], &placement(), &healthy, at(3));
         assert_eq!(status.phase.as_deref(), Some(phase));
         let terminated = status.container_statuses.as_ref().unwrap()[0].state.clone().unwrap().terminated.unwrap();
         assert_eq!((terminated.exit_code, terminated.reason.as_deref()), (code, Some(reason)));
@@ -214,14 +229,17 @@ fn status_of_completed_pods() {
     // OnFailure: a failure restarts (Running), success ends it.
     let desired = pod("a", RestartPolicy::OnFailure, &["x"]);
     let failed = [exited("a", "x", 0, 1, 1, 2)];
-    assert_eq!(pod_status(&desired, None, &[&failed[0]], &placement(), at(3)).phase.as_deref(), Some("Running"));
+    assert_eq!(
+        pod_status(&desired, None, &[&failed[0]], &placement(), &healthy, at(3)).phase.as_deref(),
+        Some("Running")
+    );
 }
 
 #[test]
 fn status_of_a_crash_loop() {
     let desired = pod("a", RestartPolicy::Always, &["x"]);
     let reports = [exited("a", "x", 1, 2, 10, 11)];
-    let status = pod_status(&desired, None, &[&reports[0]], &placement(), at(12));
+    let status = pod_status(&desired, None, &[&reports[0]], &placement(), &healthy, at(12));
     assert_eq!(status.phase.as_deref(), Some("Running"));
     let x = &status.container_statuses.as_ref().unwrap()[0];
     let waiting = x.state.clone().unwrap().waiting.unwrap();
@@ -231,9 +249,49 @@ fn status_of_a_crash_loop() {
     assert_eq!(x.restart_count, 1);
     // Restarted: running, with the last attempt's end as its last state.
     let again = [running("a", "x", 2, 21)];
-    let status = pod_status(&desired, Some(&status), &[&again[0]], &placement(), at(22));
+    let status = pod_status(&desired, Some(&status), &[&again[0]], &placement(), &healthy, at(22));
     let x = &status.container_statuses.as_ref().unwrap()[0];
     assert_eq!(x.restart_count, 2);
     assert!(x.state.clone().unwrap().running.is_some());
     assert_eq!(x.last_state.clone().unwrap().terminated.unwrap().exit_code, 2);
+}
+
+#[test]
+fn env_values_come_from_the_pod_and_the_containers_resources() {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u", "labels": {"app": "web"}},
+        "spec": {"nodeName": "n1", "serviceAccountName": "sa", "containers": [{
+            "name": "c",
+            "resources": {"limits": {"cpu": "1500m", "memory": "64Mi"}},
+            "env": [
+                {"name": "PLAIN", "value": "v"},
+                {"name": "NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                {"name": "NONE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['none']"}}},
+                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+                {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+                {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+            ],
+        }]},
+        "status": {"hostIP": "10.0.0.1"},
+    }))
+    .unwrap();
+    let desired = desired_pod(&pod);
+    let env: Vec<(&str, &str)> = desired.containers[0].env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        env,
+        [
+            ("PLAIN", "v"),
+            ("NAME", "p"),
+            ("APP", "web"),
+            ("NONE", ""),
+            ("NODE", "n1"),
+            ("HOST", "10.0.0.1"),
+            ("CPU", "2"),
+            ("MEM", "64")
+        ]
+    );
+    assert_eq!(desired.containers[0].memory_limit, Some(64 << 20));
+    assert_eq!(desired.containers[0].cpu_limit_millis, Some(1500));
 }

@@ -13,13 +13,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{ContainerReport, ContainerSpec, ContainerState, Counters, PodCounters, PodRef, Runtime, RuntimeError};
+use super::{
+    ContainerLogs, ContainerReport, ContainerSpec, ContainerState, Counters, PodCounters, PodRef, Runtime,
+    RuntimeError, SandboxSpec,
+};
+use crate::agent::kubelet::LogRequest;
 use crate::apis::validation::parse_quantity;
 
 /// The CPU each container of the pod uses (a quantity of cores).
@@ -89,9 +92,15 @@ fn exited(exit_code: i32, started_at: jiff::Timestamp, finished_at: jiff::Timest
 }
 
 impl Runtime for FakeRuntime {
-    async fn start(&self, pod: &PodRef, container: &ContainerSpec, attempt: u32) -> Result<(), RuntimeError> {
+    async fn start(
+        &self,
+        pod: &PodRef,
+        _sandbox: &SandboxSpec,
+        container: &ContainerSpec,
+        attempt: u32,
+    ) -> Result<(), RuntimeError> {
         let now = jiff::Timestamp::now();
-        let state = match exit_code(&container.argv) {
+        let state = match exit_code(&container.argv()) {
             Some(code) => exited(code, now, now),
             None => ContainerState::Running { started_at: now },
         };
@@ -127,8 +136,24 @@ impl Runtime for FakeRuntime {
         Ok(pods.values().flat_map(|p| p.values().cloned()).collect())
     }
 
-    fn log_path(&self, _pod_uid: &str, _container: &str, _previous: bool) -> Option<PathBuf> {
-        None
+    async fn logs(
+        &self,
+        _pod_uid: &str,
+        _container: &str,
+        _request: &LogRequest,
+    ) -> Result<Option<ContainerLogs>, RuntimeError> {
+        Ok(None)
+    }
+
+    /// Exits as `exit N` (or `sh -c 'exit N'`) says, else succeeds.
+    async fn exec(
+        &self,
+        _pod_uid: &str,
+        _container: &str,
+        command: &[String],
+        _timeout: Duration,
+    ) -> Result<i32, RuntimeError> {
+        Ok(exit_code(command).unwrap_or(0))
     }
 
     fn pod_ip(&self, pod_uid: &str) -> Option<IpAddr> {
@@ -204,13 +229,15 @@ mod tests {
         let spec = |name: &str, words: &[&str]| ContainerSpec {
             name: name.into(),
             image: "busybox".into(),
-            argv: argv(words),
+            command: argv(words),
+            args: Vec::new(),
             env: vec![],
             working_dir: None,
+            ..Default::default()
         };
-        runtime.start(&pod, &spec("run", &["sleep", "1d"]), 0).await.unwrap();
-        runtime.start(&pod, &spec("fail", &["sh", "-c", "exit 3"]), 0).await.unwrap();
-        runtime.start(&pod, &spec("run", &["sleep", "1d"]), 0).await.unwrap();
+        runtime.start(&pod, &SandboxSpec::default(), &spec("run", &["sleep", "1d"]), 0).await.unwrap();
+        runtime.start(&pod, &SandboxSpec::default(), &spec("fail", &["sh", "-c", "exit 3"]), 0).await.unwrap();
+        runtime.start(&pod, &SandboxSpec::default(), &spec("run", &["sleep", "1d"]), 0).await.unwrap();
         let mut reports = runtime.list().await.unwrap();
         reports.sort_by(|a, b| a.name.cmp(&b.name));
         assert_eq!(reports.len(), 2);
@@ -234,11 +261,13 @@ mod tests {
         let spec = ContainerSpec {
             name: "c".into(),
             image: "i".into(),
-            argv: argv(&["sleep", "1d"]),
+            command: argv(&["sleep", "1d"]),
+            args: Vec::new(),
             env: Vec::new(),
             working_dir: None,
+            ..Default::default()
         };
-        runtime.start(&pod_ref, &spec, 0).await.unwrap();
+        runtime.start(&pod_ref, &SandboxSpec::default(), &spec, 0).await.unwrap();
         let declaring = |cpu: &str| {
             let pod = serde_json::json!({"metadata": {"uid": "u1", "annotations": {CPU_ANNOTATION: cpu,
                 MEMORY_ANNOTATION: "1Mi", "fake.raftsman.io/metric.in_flight": "7", "fake.raftsman.io/metric.": "1"}}});

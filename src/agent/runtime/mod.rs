@@ -1,6 +1,7 @@
 //! The container runtime interface of the agent: what `pods.rs` asks of a runtime (start, stop, remove, list)
-//! and what the kubelet endpoint asks of it (log files, pod IPs, usage). Two implementations: `fake` (runs nothing,
-//! for scale tests) and `process` (runs each container as a local process group).
+//! and what the kubelet endpoint asks of it (logs, pod IPs, usage). Three implementations: `fake` (runs nothing,
+//! for scale tests), `process` (runs each container as a local process group) and `docker` (runs each pod as
+//! containers of a Docker Engine sharing a sandbox's namespaces).
 //!
 //! Keeps DESIGN.md invariant 7 for the agent: a runtime outlives the agent's connection to the API servers
 //! (what it runs keeps running while no replica is reachable), and `list` reports what it runs again after a
@@ -15,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 
+use super::kubelet::LogRequest;
+
+pub mod docker;
 pub mod fake;
 pub mod process;
 
@@ -26,15 +30,58 @@ pub struct PodRef {
     pub name: String,
 }
 
-/// What the runtime needs to start one container.
+/// What the runtime needs of a pod as a whole, for the sandbox that holds its namespaces (a runtime without
+/// sandboxes ignores it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxSpec {
+    /// The pod's hostname: `spec.hostname`, else its name (at most 63 bytes).
+    pub hostname: String,
+    /// The containers' ports that ask for a port of the host.
+    pub host_ports: Vec<HostPort>,
+    /// `spec.shareProcessNamespace`: the containers see each other's processes.
+    pub share_process_namespace: bool,
+}
+
+/// A container port bound on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    pub container_port: u16,
+    pub host_port: u16,
+    /// `TCP` or `UDP` (SCTP is refused by the API).
+    pub protocol: String,
+    /// The host address to bind, empty for all.
+    pub host_ip: String,
+}
+
+/// What the runtime needs to start one container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerSpec {
     pub name: String,
     pub image: String,
-    /// The command and then the args, as the pod gives them (the args alone when there is no command).
-    pub argv: Vec<String>,
+    /// The pod's `command`: replaces the image's entrypoint when not empty.
+    pub command: Vec<String>,
+    /// The pod's `args`: replaces the image's command when not empty.
+    pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub working_dir: Option<String>,
+    /// `resources.limits.memory` in bytes: the container is killed (OOMKilled) beyond it.
+    pub memory_limit: Option<u64>,
+    /// `resources.limits.cpu` in thousandths of a CPU: the container is throttled beyond it.
+    pub cpu_limit_millis: Option<u64>,
+}
+
+impl ContainerSpec {
+    /// The command and then the args, for a runtime that has no image to fill them in.
+    pub fn argv(&self) -> Vec<String> {
+        self.command.iter().chain(&self.args).cloned().collect()
+    }
+}
+
+/// Where a container's log is read from: a CRI log file (`kubelet::container_log`), or a stream of its lines as
+/// `kubectl logs` shows them, the runtime having applied the request's options but `limitBytes`.
+pub enum ContainerLogs {
+    File(PathBuf),
+    Stream(futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>),
 }
 
 /// The state of a container's latest attempt.
@@ -84,6 +131,7 @@ pub trait Runtime: Send + Sync + 'static {
     fn start(
         &self,
         pod: &PodRef,
+        sandbox: &SandboxSpec,
         container: &ContainerSpec,
         attempt: u32,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
@@ -98,8 +146,23 @@ pub trait Runtime: Send + Sync + 'static {
     fn remove(&self, pod_uid: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Every container the runtime knows (the latest attempt of each), including after a restart of the agent.
     fn list(&self) -> impl Future<Output = Result<Vec<ContainerReport>, RuntimeError>> + Send;
-    /// The log file of a container's current (or, with `previous`, its previous) attempt, if any.
-    fn log_path(&self, pod_uid: &str, container: &str, previous: bool) -> Option<PathBuf>;
+    /// The log of a container's current (or, with `previous`, its previous) attempt, if it has one. A stream
+    /// follows the attempt when `request.follow` and ends with it.
+    fn logs(
+        &self,
+        pod_uid: &str,
+        container: &str,
+        request: &LogRequest,
+    ) -> impl Future<Output = Result<Option<ContainerLogs>, RuntimeError>> + Send;
+    /// Runs `command` in a running container (with its environment and working directory, in its namespaces)
+    /// and returns its exit code; an error once `timeout` has passed.
+    fn exec(
+        &self,
+        pod_uid: &str,
+        container: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> impl Future<Output = Result<i32, RuntimeError>> + Send;
     /// The pod's IP as this runtime gives it.
     fn pod_ip(&self, pod_uid: &str) -> Option<IpAddr>;
     /// The counters of the running containers of `pods`, the pods the agent runs as the API has them, as of

@@ -14,6 +14,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
@@ -109,6 +110,19 @@ pub async fn log(
         .map_err(|_| unavailable(format!("no answer within {waited:?}")))?
         .map_err(|e| unavailable(e.to_string()))?;
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    if !status.is_success() {
+        // The kubelet's refusal becomes a Status carrying its words, as upstream's API server relays it.
+        let body = http_body_util::Limited::new(answer.into_body(), limits::KUBELET_ERROR_BYTES_MAX);
+        let text = match tokio::time::timeout(waited, body.collect()).await {
+            Ok(Ok(collected)) => String::from_utf8_lossy(&collected.to_bytes()).trim().to_owned(),
+            _ => format!("the kubelet answered {status}"),
+        };
+        return Err(match status {
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => ApiError::BadRequest(text),
+            StatusCode::NOT_FOUND => ApiError::PathNotFound(text),
+            _ => ApiError::Internal(text),
+        });
+    }
     let mut response = (status, Body::new(answer.into_body())).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(response)

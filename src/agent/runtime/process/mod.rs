@@ -45,7 +45,11 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{ContainerReport, ContainerSpec, ContainerState, Counters, PodCounters, PodRef, Runtime, RuntimeError};
+use super::{
+    ContainerLogs, ContainerReport, ContainerSpec, ContainerState, Counters, PodCounters, PodRef, Runtime,
+    RuntimeError, SandboxSpec,
+};
+use crate::agent::kubelet::LogRequest;
 use crate::limits;
 
 pub use shim::run as run_shim;
@@ -197,6 +201,14 @@ impl ProcessRuntime {
         self
     }
 
+    /// The log file of a container's current (or, with `previous`, its previous) attempt, if any.
+    pub fn log_path(&self, pod_uid: &str, container: &str, previous: bool) -> Option<PathBuf> {
+        let tracked = self.tracked(&(pod_uid.to_string(), container.to_string()))?;
+        let attempt = if previous { tracked.previous? } else { tracked.attempt };
+        let path = self.container_dir(pod_uid, container).join(attempt.to_string()).join(LOG_FILE);
+        path.exists().then_some(path)
+    }
+
     /// The pid of a container's running process (its process group id too).
     pub fn pid(&self, pod_uid: &str, container: &str) -> Option<u32> {
         let containers = self.containers.lock().expect("no panics under this lock");
@@ -276,7 +288,7 @@ impl ProcessRuntime {
             pod_uid: pod.uid.clone(),
             container: container.name.clone(),
             image: container.image.clone(),
-            argv: container.argv.clone(),
+            argv: container.argv(),
             env,
             working_dir: container.working_dir.as_ref().map_or(work_dir, PathBuf::from),
         };
@@ -448,7 +460,13 @@ impl ProcessRuntime {
 }
 
 impl Runtime for ProcessRuntime {
-    async fn start(&self, pod: &PodRef, container: &ContainerSpec, attempt: u32) -> Result<(), RuntimeError> {
+    async fn start(
+        &self,
+        pod: &PodRef,
+        _sandbox: &SandboxSpec,
+        container: &ContainerSpec,
+        attempt: u32,
+    ) -> Result<(), RuntimeError> {
         self.start_attempt(pod, container, attempt).await
     }
 
@@ -464,11 +482,47 @@ impl Runtime for ProcessRuntime {
         Ok(self.list_containers())
     }
 
-    fn log_path(&self, pod_uid: &str, container: &str, previous: bool) -> Option<PathBuf> {
-        let tracked = self.tracked(&(pod_uid.to_string(), container.to_string()))?;
-        let attempt = if previous { tracked.previous? } else { tracked.attempt };
-        let path = self.container_dir(pod_uid, container).join(attempt.to_string()).join(LOG_FILE);
-        path.exists().then_some(path)
+    async fn logs(
+        &self,
+        pod_uid: &str,
+        container: &str,
+        request: &LogRequest,
+    ) -> Result<Option<ContainerLogs>, RuntimeError> {
+        Ok(self.log_path(pod_uid, container, request.previous).map(ContainerLogs::File))
+    }
+
+    async fn exec(
+        &self,
+        pod_uid: &str,
+        container: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<i32, RuntimeError> {
+        let key = (pod_uid.to_string(), container.to_string());
+        let tracked = self.tracked(&key).filter(|t| matches!(t.state, Known::Running(_)));
+        let Some(tracked) = tracked else {
+            return Err(RuntimeError::Start(format!("container {container} is not running")));
+        };
+        let dir = self.container_dir(pod_uid, container).join(tracked.attempt.to_string());
+        let spec: ShimSpec = read_json(&dir.join(SPEC_FILE))
+            .ok_or_else(|| RuntimeError::Start(format!("container {container} has no spec")))?;
+        let Some((program, args)) = command.split_first() else {
+            return Err(RuntimeError::Start("no command to run".to_string()));
+        };
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&spec.working_dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        match tokio::time::timeout(timeout, child.wait()).await {
+            Ok(status) => Ok(status?.code().unwrap_or(START_ERROR_EXIT_CODE)),
+            Err(_) => Err(RuntimeError::Start(format!("{program} did not finish within {timeout:?}"))),
+        }
     }
 
     fn pod_ip(&self, pod_uid: &str) -> Option<IpAddr> {
@@ -503,10 +557,15 @@ impl Runtime for ProcessRuntime {
     }
 
     fn node_usage(&self) -> Option<Counters> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-        usage::host(&stat, &meminfo, usage::units().0)
+        host_usage()
     }
+}
+
+/// The host's counters, from `/proc`.
+pub fn host_usage() -> Option<Counters> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    usage::host(&stat, &meminfo, usage::units().0)
 }
 
 /// What an attempt's files and processes say of it now, given what was known before.

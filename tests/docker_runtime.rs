@@ -1,0 +1,275 @@
+//! `raftsman agent --runtime docker` against a three-replica cluster and the machine's Docker Engine, driven
+//! with real kubectl: a Deployment of a locally built image serves each pod's hostname from its pod IP, its
+//! containers carry the pod's labels, `kubectl logs` (and `--previous`) work through a follower, a `docker
+//! kill`ed container is restarted, an agent restart and replica kills restart nothing, and deleting the
+//! Deployment removes every container.
+
+mod harness;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use raftsman::cluster::local::Signal;
+use serde_json::Value;
+
+use harness::agent::Agent;
+use harness::docker::{self, NodeCleanup};
+use harness::kubectl::{follower, Kubectl};
+use harness::{eventually, TestCluster};
+
+const SERVE: &str = "mkdir -p /www && hostname > /www/index.html && echo serving $(hostname) && \
+                     exec httpd -f -p 8080 -h /www";
+
+/// The Deployment's pods that are Running and Ready with an IP, by name: (IP, restart count).
+fn ready_pods(k: &Kubectl, selector: &str) -> Vec<(String, String, i64)> {
+    let list = k.json(&["get", "pods", "-l", selector, "-o", "json"]);
+    let mut ready = Vec::new();
+    for pod in list["items"].as_array().unwrap() {
+        let status = &pod["status"];
+        let is_ready = status["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+        let (Some(ip), true) = (status["podIP"].as_str(), is_ready && status["phase"] == "Running") else { continue };
+        let restarts = status["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(-1);
+        ready.push((pod["metadata"]["name"].as_str().unwrap().to_owned(), ip.to_owned(), restarts));
+    }
+    ready.sort();
+    ready
+}
+
+/// The body of `GET /` from `ip:port`, if it answers.
+fn http_get(ip: &str, port: u16) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&format!("{ip}:{port}").parse().ok()?, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.write_all(format!("GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n").as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response.split_once("\r\n\r\n")?.1.trim().to_owned())
+}
+
+fn app_containers(node: &str) -> Vec<docker::Listed> {
+    let mut app: Vec<docker::Listed> =
+        docker::containers(node).into_iter().filter(|c| c.container == "app" && c.state == "running").collect();
+    app.sort_by(|a, b| a.pod.cmp(&b.pod));
+    app
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_runs_in_docker_and_survives_kills_of_its_containers_agent_and_replicas() {
+    let image = docker::busybox_image();
+    let mut cluster = TestCluster::start(3).await;
+    let node = "docker-deploy";
+    let _cleanup = NodeCleanup(node.to_owned());
+    let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
+    let mut agent = Agent::start(&servers, node, &["--runtime", "docker"]);
+    let leader = cluster.leader().await;
+    let k = Kubectl::for_replica(&cluster, follower(leader)).await;
+    harness::pods::wait_nodes(&k, 1).await;
+
+    let manifest = format!(
+        r#"{{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "web"}},
+            "spec": {{"replicas": 3, "selector": {{"matchLabels": {{"app": "web"}}}},
+              "template": {{"metadata": {{"labels": {{"app": "web"}}}},
+                "spec": {{"terminationGracePeriodSeconds": 2, "containers": [{{"name": "app", "image": "{image}",
+                  "imagePullPolicy": "Never", "command": ["sh", "-c", "{SERVE}"],
+                  "ports": [{{"containerPort": 8080}}]}}]}}}}}}}}"#
+    );
+    let path = k.manifest("web.json", &manifest);
+    k.ok(&["apply", "-f", &path]);
+    let pods = eventually(Duration::from_secs(60), "3 pods Running and Ready with IPs", || async {
+        let pods = ready_pods(&k, "app=web");
+        (pods.len() == 3).then_some(pods)
+    })
+    .await;
+
+    // Each pod IP answers with its pod's hostname (the pod's name), from the pod's own network namespace.
+    for (name, ip, restarts) in &pods {
+        assert_eq!(*restarts, 0);
+        assert!(ip.starts_with("10.88."), "{ip} is on the pod network");
+        let body = eventually(Duration::from_secs(10), "the pod to answer", || async { http_get(ip, 8080) }).await;
+        assert_eq!(&body, name);
+    }
+    let distinct: std::collections::BTreeSet<&String> = pods.iter().map(|(_, ip, _)| ip).collect();
+    assert_eq!(distinct.len(), 3, "{pods:?}");
+
+    // Every pod is a sandbox and an app container, found by the pod's labels and named after it.
+    let listed = docker::containers(node);
+    assert_eq!(listed.len(), 6, "{listed:?}");
+    for (name, _, _) in &pods {
+        let mut mine: Vec<&str> = listed.iter().filter(|c| c.pod == *name).map(|c| c.container.as_str()).collect();
+        mine.sort();
+        assert_eq!(mine, ["POD", "app"], "{name}: {listed:?}");
+        assert!(listed.iter().any(|c| c.name == format!("k8s_app_{name}_default_{}_0", uid(&k, name))));
+    }
+
+    // Logs through a follower.
+    let (first, first_ip, _) = pods[0].clone();
+    assert_eq!(k.ok(&["logs", &first]).trim(), format!("serving {first}"));
+    assert_eq!(
+        k.ok(&["logs", &first, "-c", "app", "--tail=1", "--timestamps"]).split_once(' ').unwrap().1.trim(),
+        format!("serving {first}")
+    );
+    let previous = k.fails(&["logs", &first, "--previous"]);
+    assert!(
+        previous.contains(&format!("(BadRequest): previous terminated container \"app\" in pod \"{first}\" not found")),
+        "{previous}"
+    );
+
+    // A killed container is restarted: a new container, restartCount 1, its predecessor's log as --previous.
+    let before = app_containers(node);
+    let victim = before.iter().find(|c| c.pod == first).unwrap().clone();
+    docker::kill(&victim.id);
+    eventually(Duration::from_secs(30), "the killed container to be restarted", || async {
+        let pods = ready_pods(&k, "app=web");
+        pods.iter().any(|(name, _, restarts)| *name == first && *restarts == 1).then_some(())
+    })
+    .await;
+    let restarted = app_containers(node).into_iter().find(|c| c.pod == first).unwrap();
+    assert_ne!(restarted.id, victim.id);
+    assert_eq!(k.ok(&["logs", &first, "--previous"]).trim(), format!("serving {first}"));
+    let status = k.json(&["get", "pod", &first, "-o", "json"])["status"]["containerStatuses"][0].clone();
+    assert_eq!(status["lastState"]["terminated"]["exitCode"], 137, "{status}");
+    assert_eq!(http_get(&first_ip, 8080).as_deref(), Some(first.as_str()), "the pod keeps its IP");
+
+    // Neither an agent restart nor the SIGKILL of the leader and then of the replica the agent talks to (which
+    // leaves no quorum) restarts a container.
+    let running = app_containers(node);
+    let started: Vec<String> = running.iter().map(|c| docker::started_at(&c.id)).collect();
+    agent.kill();
+    agent.restart();
+    let leader = cluster.leader().await;
+    let leader_addr = cluster.local.members[leader].api_addr;
+    cluster.local.signal(leader, Signal::Kill);
+    let talked_to = eventually(Duration::from_secs(20), "the agent to talk to a live replica", || async {
+        agent.current_server().filter(|s| *s != leader_addr)
+    })
+    .await;
+    let other = cluster.local.members.iter().position(|m| m.api_addr == talked_to).unwrap();
+    cluster.local.signal(other, Signal::Kill);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = app_containers(node);
+    assert_eq!(
+        after.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        running.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        "the same containers run"
+    );
+    let started_after: Vec<String> = after.iter().map(|c| docker::started_at(&c.id)).collect();
+    assert_eq!(started_after, started);
+    cluster.local.start(leader).unwrap();
+    cluster.local.start(other).unwrap();
+    let k = Kubectl::for_replica(&cluster, cluster.leader().await).await;
+    eventually(Duration::from_secs(30), "the restarted agent to report the pods as before", || async {
+        let pods = ready_pods(&k, "app=web");
+        let restarts: Vec<i64> = pods.iter().map(|(_, _, r)| *r).collect();
+        (pods.len() == 3 && restarts.iter().sum::<i64>() == 1).then_some(())
+    })
+    .await;
+
+    // Deleting the Deployment removes every container within the grace period (and a few syncs).
+    k.ok(&["delete", "deployment", "web"]);
+    eventually(Duration::from_secs(30), "every container of the node to be gone", || async {
+        docker::containers(node).is_empty().then_some(())
+    })
+    .await;
+    assert!(agent.is_running());
+}
+
+fn uid(k: &Kubectl, pod: &str) -> String {
+    let pod: Value = k.json(&["get", "pod", pod, "-o", "json"]);
+    pod["metadata"]["uid"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn without_a_docker_daemon_the_agent_says_so_and_exits() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_raftsman"))
+        .args(["agent", "--node-name", "n", "--servers", "127.0.0.1:1", "--runtime", "docker"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no Docker daemon answers at unix:///nonexistent/docker.sock"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_drive_readiness_and_restart_a_container_whose_liveness_fails() {
+    let image = docker::busybox_image();
+    let cluster = TestCluster::start(3).await;
+    let node = "docker-probes";
+    let _cleanup = NodeCleanup(node.to_owned());
+    let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
+    let _agent = Agent::start(&servers, node, &["--runtime", "docker"]);
+    let k = Kubectl::for_replica(&cluster, cluster.leader().await).await;
+    harness::pods::wait_nodes(&k, 1).await;
+    let manifest = format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "probed"}},
+            "spec": {{"terminationGracePeriodSeconds": 1, "containers": [
+              {{"name": "web", "image": "{image}", "imagePullPolicy": "Never",
+                "command": ["sh", "-c", "mkdir -p /www && touch /www/ready && exec httpd -f -p 8080 -h /www"],
+                "ports": [{{"name": "http", "containerPort": 8080}}],
+                "readinessProbe": {{"httpGet": {{"path": "/ready", "port": "http"}}, "periodSeconds": 1}},
+                "livenessProbe": {{"tcpSocket": {{"port": 8080}}, "periodSeconds": 1}}}},
+              {{"name": "live", "image": "{image}", "imagePullPolicy": "Never",
+                "command": ["sh", "-c", "touch /tmp/healthy && exec sleep 100000"],
+                "startupProbe": {{"exec": {{"command": ["cat", "/tmp/healthy"]}}, "periodSeconds": 1}},
+                "livenessProbe": {{"exec": {{"command": ["cat", "/tmp/healthy"]}}, "periodSeconds": 1,
+                                  "failureThreshold": 2}}}}]}}}}"#
+    );
+    let path = k.manifest("probed.json", &manifest);
+    k.ok(&["apply", "-f", &path]);
+    let statuses = |k: &Kubectl| {
+        let pod = k.json(&["get", "pod", "probed", "-o", "json"]);
+        let ready = pod["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .is_some_and(|c| c["status"] == "True");
+        let mut containers: Vec<(String, bool, i64)> = pod["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| (c["name"].as_str().unwrap().to_owned(), c["ready"] == true, c["restartCount"].as_i64().unwrap()))
+            .collect();
+        containers.sort();
+        (ready, containers)
+    };
+    let container_id = |name: &str| {
+        app_or(node, name).unwrap_or_else(|| panic!("a running {name} container: {:?}", docker::containers(node)))
+    };
+    eventually(Duration::from_secs(60), "the pod Ready", || async {
+        (statuses(&k) == (true, vec![("live".into(), true, 0), ("web".into(), true, 0)])).then_some(())
+    })
+    .await;
+
+    // Readiness follows the HTTP check, both ways, without restarting anything.
+    docker::exec(&container_id("web"), &["rm", "/www/ready"]);
+    eventually(Duration::from_secs(20), "the pod not Ready", || async {
+        (statuses(&k) == (false, vec![("live".into(), true, 0), ("web".into(), false, 0)])).then_some(())
+    })
+    .await;
+    docker::exec(&container_id("web"), &["touch", "/www/ready"]);
+    eventually(Duration::from_secs(20), "the pod Ready again", || async {
+        (statuses(&k) == (true, vec![("live".into(), true, 0), ("web".into(), true, 0)])).then_some(())
+    })
+    .await;
+
+    // A failing liveness probe restarts its container, which starts healthy again.
+    let before = container_id("live");
+    docker::exec(&before, &["rm", "/tmp/healthy"]);
+    eventually(Duration::from_secs(30), "the unhealthy container restarted and Ready", || async {
+        (statuses(&k) == (true, vec![("live".into(), true, 1), ("web".into(), true, 0)])).then_some(())
+    })
+    .await;
+    assert_ne!(container_id("live"), before);
+    k.ok(&["delete", "pod", "probed"]);
+    eventually(Duration::from_secs(30), "every container of the node to be gone", || async {
+        docker::containers(node).is_empty().then_some(())
+    })
+    .await;
+}
+
+/// The id of the running container `name` of the node's pods.
+fn app_or(node: &str, name: &str) -> Option<String> {
+    docker::containers(node).into_iter().find(|c| c.container == name && c.state == "running").map(|c| c.id)
+}
