@@ -397,6 +397,10 @@ pub const AGENT_RESTART_BACKOFF_SECS_MAX: u64 = 300;
 pub const AGENT_ORPHAN_GRACE_SECS: u64 = 2;
 /// The grace period of a pod that names none (upstream's default).
 pub const AGENT_POD_GRACE_SECS_DEFAULT: i64 = 30;
+/// How often, and how many times, the Docker runtime asks for the exit code of an exec'd command whose output
+/// has ended (Docker records it a moment later).
+pub const DOCKER_EXEC_EXIT_POLL_MS: u64 = 20;
+pub const DOCKER_EXEC_EXIT_POLLS_MAX: usize = 250;
 /// The User-Agent of the agent's HTTP probes (upstream's is `kube-probe/<version>`).
 pub const PROBE_USER_AGENT: &str = "kube-probe/1.32";
 /// Longest hostname a pod gets (a DNS label's): a longer pod name is cut, as upstream's kubelet does.

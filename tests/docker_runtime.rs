@@ -116,6 +116,23 @@ async fn a_deployment_runs_in_docker_and_survives_kills_of_its_containers_agent_
         "{previous}"
     );
 
+    // Exec through a follower: output, exit codes, stdin.
+    assert_eq!(k.ok(&["exec", &first, "--", "hostname"]).trim(), first);
+    let failed = k.run(&["exec", &first, "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(failed.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&failed.stdout), "out\n");
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.starts_with("err\n") && stderr.contains("command terminated with exit code 3"), "{stderr}");
+    let echoed =
+        k.run_with_input(&["exec", "-i", &first, "-c", "app", "--", "sh", "-c", "cat; echo done"], b"one\ntwo\n");
+    assert!(echoed.status.success(), "{}", String::from_utf8_lossy(&echoed.stderr));
+    assert_eq!(String::from_utf8_lossy(&echoed.stdout), "one\ntwo\ndone\n");
+    // A command the image does not have: Docker's words and exit code 126, as with the docker CLI.
+    let missing = k.run(&["exec", &first, "--", "no-such-command"]);
+    let said = format!("{}{}", String::from_utf8_lossy(&missing.stdout), String::from_utf8_lossy(&missing.stderr));
+    assert_eq!(missing.status.code(), Some(126), "{said}");
+    assert!(said.contains("\"no-such-command\": executable file not found"), "{said}");
+
     // A killed container is restarted: a new container, restartCount 1, its predecessor's log as --previous.
     let before = app_containers(node);
     let victim = before.iter().find(|c| c.pod == first).unwrap().clone();

@@ -1,5 +1,6 @@
 //! The kubelet's HTTP endpoint: `GET /containerLogs/{namespace}/{pod}/{container}`, which the API server relays
 //! `pods/log` to (`apiserver::http::logs`), served from the runtime's log files (`container_log`);
+//! `GET /exec/{namespace}/{pod}/{container}`, `kubectl exec` over a WebSocket (`exec.rs`);
 //! `GET /metrics/usage`, the latest usage sample of the agent's nodes and pods (`agent::usage`), which the
 //! leader scrapes; and `GET /healthz`.
 //!
@@ -25,6 +26,7 @@
 //! - Connections are set up in one place (`accept`), where TLS will go.
 
 pub mod container_log;
+pub mod exec;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -109,7 +111,7 @@ pub async fn serve<R, P>(
                 let shared = Arc::clone(&shared);
                 async move { Ok::<_, Infallible>(handle(&shared, request).await) }
             });
-            let connection = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+            let connection = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service).with_upgrades();
             tokio::pin!(connection);
             let served = tokio::select! {
                 served = connection.as_mut() => served,
@@ -148,6 +150,9 @@ where
 {
     if request.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed");
+    }
+    if request.uri().path().starts_with("/exec/") {
+        return exec_request(shared, request).await;
     }
     let path = request.uri().path();
     if path == "/healthz" {
@@ -228,6 +233,64 @@ where
     let (tx, rx) = mpsc::channel(limits::KUBELET_LOG_CHUNKS_QUEUED_MAX);
     tokio::spawn(stream_log(cursor, Arc::clone(&shared.runtime), watched, tx, shared.drain.clone()));
     log_response(rx)
+}
+
+/// `GET /exec/{namespace}/{pod}/{container}`: starts the command, then answers the WebSocket upgrade and relays
+/// the session (`exec.rs`).
+async fn exec_request<R, P, B>(shared: &Shared<R, P>, mut request: Request<B>) -> Response<Body>
+where
+    R: Runtime,
+    P: Fn(&str, &str) -> Option<String>,
+{
+    let path = request.uri().path().trim_start_matches("/exec/").to_owned();
+    let segments: Vec<String> =
+        path.split('/').map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
+    let [namespace, pod, container] = segments.as_slice() else {
+        return text(StatusCode::NOT_FOUND, "404 page not found");
+    };
+    let (exec_request, stdout, stderr) = match exec::parse_query(request.uri().query().unwrap_or_default()) {
+        Ok(parsed) => parsed,
+        Err(message) => return text(StatusCode::BAD_REQUEST, message),
+    };
+    let header = |name: header::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !header(header::UPGRADE).eq_ignore_ascii_case("websocket") {
+        return text(StatusCode::BAD_REQUEST, "Upgrade request required");
+    }
+    let key = header(header::SEC_WEBSOCKET_KEY).to_owned();
+    let Some(protocol) = exec::choose_protocol(header(header::SEC_WEBSOCKET_PROTOCOL)) else {
+        let offered = exec::PROTOCOLS.join(", ");
+        return text(StatusCode::BAD_REQUEST, format!("no subprotocol this kubelet speaks was offered ({offered})"));
+    };
+    let Some(uid) = (shared.pods)(namespace.as_str(), pod.as_str()) else {
+        return text(StatusCode::NOT_FOUND, format!("pod {pod:?} does not exist"));
+    };
+    let session = match shared.runtime.exec_session(&uid, container, exec_request).await {
+        Ok(session) => session,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("unable to start the command in container {container:?}: {e}"),
+            )
+        }
+    };
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => exec::relay(upgraded, session, protocol == exec::PROTOCOLS[0], stdout, stderr).await,
+            Err(e) => tracing::debug!(error = %e, "kubelet: an exec's upgrade failed"),
+        }
+    });
+    let mut response = Response::new(Full::new(Bytes::new()).boxed());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, header::HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_PROTOCOL, header::HeaderValue::from_static(protocol));
+    if let Ok(accept) = header::HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
 }
 
 /// A log's response: its chunks as they come.

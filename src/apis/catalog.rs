@@ -34,6 +34,8 @@ pub enum Subresource {
     Status,
     Scale,
     Log,
+    /// A Pod's `exec`: a command in one of its containers, over a WebSocket relayed to its kubelet.
+    Exec,
     Binding,
     /// A Namespace's `spec.finalizers`, which only the namespace controller changes.
     Finalize,
@@ -49,6 +51,7 @@ impl Subresource {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
             Subresource::Log => "log",
+            Subresource::Exec => "exec",
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
             Subresource::Token => "token",
@@ -364,7 +367,7 @@ pub static RESOURCES: &[Resource] = &[
         deletion: Deletion::Finalized, undeletable: &["default", "kube-public", "kube-system"],
         delete_collection: false, creates_default_service_account: true),
     resource!("", "v1", "Pod", "pods", "pod", true, core::v1::Pod,
-        short: ["po"], categories: ["all"], sub: [Status, Log, Binding, Eviction], generation: false,
+        short: ["po"], categories: ["all"], sub: [Status, Log, Exec, Binding, Eviction], generation: false,
         defaults: d::default_pod, prepare_for_create: d::pod_initial_status, validate: v::validate_pod,
         validate_update: v::validate_pod_update, printer: Printer::Pod, deletion: Deletion::Graceful,
         usage: Usage::Pods, pod_admission: true, runs_as_service_account: true),

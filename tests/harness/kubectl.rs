@@ -44,6 +44,24 @@ impl Kubectl {
             .expect("kubectl runs")
     }
 
+    /// Runs kubectl with `input` on its stdin.
+    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().expect("kubectl runs")
+    }
+
     /// Runs kubectl and returns its stdout, failing the test with its stderr when it fails.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);

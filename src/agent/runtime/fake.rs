@@ -16,11 +16,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{
-    ContainerLogs, ContainerReport, ContainerSpec, ContainerState, Counters, PodCounters, PodRef, Runtime,
-    RuntimeError, SandboxSpec,
+    ContainerLogs, ContainerReport, ContainerSpec, ContainerState, Counters, ExecRequest, ExecSession, PodCounters,
+    PodRef, Runtime, RuntimeError, SandboxSpec,
 };
 use crate::agent::kubelet::LogRequest;
 use crate::apis::validation::parse_quantity;
@@ -145,15 +146,20 @@ impl Runtime for FakeRuntime {
         Ok(None)
     }
 
-    /// Exits as `exit N` (or `sh -c 'exit N'`) says, else succeeds.
-    async fn exec(
+    /// Writes nothing, and exits as `exit N` (or `sh -c 'exit N'`) says, else succeeds.
+    async fn exec_session(
         &self,
         _pod_uid: &str,
         _container: &str,
-        command: &[String],
-        _timeout: Duration,
-    ) -> Result<i32, RuntimeError> {
-        Ok(exit_code(command).unwrap_or(0))
+        request: ExecRequest,
+    ) -> Result<ExecSession, RuntimeError> {
+        let code = exit_code(&request.command).unwrap_or(0);
+        Ok(ExecSession {
+            output: futures::stream::empty().boxed(),
+            stdin: None,
+            exit: futures::future::ready(Ok(code)).boxed(),
+            resize: None,
+        })
     }
 
     fn pod_ip(&self, pod_uid: &str) -> Option<IpAddr> {

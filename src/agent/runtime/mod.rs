@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::kubelet::LogRequest;
@@ -76,6 +77,35 @@ impl ContainerSpec {
         self.command.iter().chain(&self.args).cloned().collect()
     }
 }
+
+/// What `kubectl exec` asks to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    /// The command reads what the client sends.
+    pub stdin: bool,
+    /// The command runs on a terminal (its output is then one stream).
+    pub tty: bool,
+}
+
+/// Which stream a piece of a command's output came from (the channel numbers of the exec protocol).
+pub const STDOUT: u8 = 1;
+pub const STDERR: u8 = 2;
+
+/// A command started in a container.
+pub struct ExecSession {
+    /// What it writes, by stream (`STDOUT`, `STDERR`), ending once it has exited.
+    pub output: futures::stream::BoxStream<'static, (u8, bytes::Bytes)>,
+    /// Its input, when asked for; dropping it closes the command's stdin.
+    pub stdin: Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
+    /// Its exit code, once its output has ended.
+    pub exit: futures::future::BoxFuture<'static, Result<i32, RuntimeError>>,
+    /// Resizes its terminal, with `tty`.
+    pub resize: Option<Resize>,
+}
+
+/// Resizes a terminal to a width and a height.
+pub type Resize = Box<dyn Fn(u16, u16) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// Where a container's log is read from: a CRI log file (`kubelet::container_log`), or a stream of its lines as
 /// `kubectl logs` shows them, the runtime having applied the request's options but `limitBytes`.
@@ -154,15 +184,35 @@ pub trait Runtime: Send + Sync + 'static {
         container: &str,
         request: &LogRequest,
     ) -> impl Future<Output = Result<Option<ContainerLogs>, RuntimeError>> + Send;
-    /// Runs `command` in a running container (with its environment and working directory, in its namespaces)
-    /// and returns its exit code; an error once `timeout` has passed.
+    /// Starts `request.command` in a running container (with its environment and working directory, in its
+    /// namespaces), as `kubectl exec` does.
+    fn exec_session(
+        &self,
+        pod_uid: &str,
+        container: &str,
+        request: ExecRequest,
+    ) -> impl Future<Output = Result<ExecSession, RuntimeError>> + Send;
+    /// Runs `command` in a running container and returns its exit code (its output is dropped); an error once
+    /// `timeout` has passed.
     fn exec(
         &self,
         pod_uid: &str,
         container: &str,
         command: &[String],
         timeout: Duration,
-    ) -> impl Future<Output = Result<i32, RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<i32, RuntimeError>> + Send {
+        let request = ExecRequest { command: command.to_vec(), stdin: false, tty: false };
+        let run = async move {
+            let mut session = self.exec_session(pod_uid, container, request).await?;
+            while session.output.next().await.is_some() {}
+            session.exit.await
+        };
+        async move {
+            tokio::time::timeout(timeout, run)
+                .await
+                .unwrap_or_else(|_| Err(RuntimeError::Start(format!("the command did not finish within {timeout:?}"))))
+        }
+    }
     /// The pod's IP as this runtime gives it.
     fn pod_ip(&self, pod_uid: &str) -> Option<IpAddr>;
     /// The counters of the running containers of `pods`, the pods the agent runs as the API has them, as of

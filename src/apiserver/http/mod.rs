@@ -13,6 +13,7 @@ use hyper_util::rt::TokioExecutor;
 pub mod components;
 pub mod discovery;
 pub mod eviction;
+pub mod exec;
 pub mod logs;
 pub mod metrics;
 pub mod rest;

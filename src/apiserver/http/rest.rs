@@ -42,7 +42,7 @@ use crate::store::Store;
 
 /// The Kubernetes API of one replica.
 pub struct KubeApi {
-    verbs: Verbs,
+    pub(super) verbs: Verbs,
     /// The watch caches that serve this replica's watches (and the lists that allow a cached answer).
     caches: Arc<WatchCaches>,
     /// The address clients reach this replica's API at, for `/api`'s serverAddressByClientCIDRs.
@@ -78,7 +78,11 @@ impl KubeApi {
 }
 
 pub fn router(api: Arc<KubeApi>) -> axum::Router {
-    axum::Router::new().fallback(serve).layer(DefaultBodyLimit::max(limits::API_BODY_BYTES_MAX)).with_state(api)
+    axum::Router::new()
+        .route("/api/v1/namespaces/{namespace}/pods/{name}/exec", axum::routing::any(super::exec::serve))
+        .fallback(serve)
+        .layer(DefaultBodyLimit::max(limits::API_BODY_BYTES_MAX))
+        .with_state(api)
 }
 
 /// A request's query string.
@@ -200,7 +204,7 @@ fn ok(body: &Value) -> Response {
     json_response(StatusCode::OK, body, "application/json")
 }
 
-fn error_response(e: &ApiError) -> Response {
+pub(super) fn error_response(e: &ApiError) -> Response {
     let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = json_response(code, &e.status(), "application/json");
     if matches!(e, ApiError::Unavailable(_) | ApiError::TooManyRequests(_)) {

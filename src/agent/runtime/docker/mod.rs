@@ -33,7 +33,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummaryStateEnum, HostConfig, HostConfigLogConfig, Ipam,
     IpamConfig, NetworkCreateRequest, PortBinding,
@@ -44,13 +44,13 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{
-    ContainerLogs, ContainerReport, ContainerSpec, ContainerState, Counters, PodCounters, PodRef, Runtime,
-    RuntimeError, SandboxSpec,
+    ContainerLogs, ContainerReport, ContainerSpec, ContainerState, Counters, ExecRequest, ExecSession, PodCounters,
+    PodRef, Runtime, RuntimeError, SandboxSpec, STDERR, STDOUT,
 };
 use crate::agent::kubelet::LogRequest;
 use crate::limits;
@@ -641,38 +641,72 @@ impl Runtime for DockerRuntime {
         Ok(Some(ContainerLogs::Stream(stream.boxed())))
     }
 
-    /// Docker cannot end an exec'd process: one that outlives `timeout` is left to finish by itself.
-    async fn exec(
+    /// Docker cannot end an exec'd process: one whose client went away is left to finish by itself.
+    async fn exec_session(
         &self,
         pod_uid: &str,
         container: &str,
-        command: &[String],
-        timeout: Duration,
-    ) -> Result<i32, RuntimeError> {
+        request: ExecRequest,
+    ) -> Result<ExecSession, RuntimeError> {
         let running = self.attempts(pod_uid, container).await?.into_iter().next();
         let Some((_, summary)) = running.filter(|(_, s)| s.state == Some(ContainerSummaryStateEnum::RUNNING)) else {
             return Err(RuntimeError::Start(format!("container {container} is not running")));
         };
-        let id = summary.id.unwrap_or_default();
-        let run = async {
-            let config = CreateExecOptions {
-                cmd: Some(command.to_vec()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            };
-            let exec = self.docker.create_exec(&id, config).await.map_err(|e| docker_error("exec", e))?;
-            if let StartExecResults::Attached { mut output, .. } =
-                self.docker.start_exec(&exec.id, None).await.map_err(|e| docker_error("exec", e))?
-            {
-                while let Some(Ok(_)) = output.next().await {}
-            }
-            let inspected = self.docker.inspect_exec(&exec.id).await.map_err(|e| docker_error("exec", e))?;
-            Ok(inspected.exit_code.unwrap_or(i64::from(START_ERROR_EXIT_CODE)) as i32)
+        let config = CreateExecOptions {
+            cmd: Some(request.command.clone()),
+            attach_stdin: Some(request.stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(request.tty),
+            ..Default::default()
         };
-        tokio::time::timeout(timeout, run)
-            .await
-            .unwrap_or_else(|_| Err(RuntimeError::Start(format!("the command did not finish within {timeout:?}"))))
+        let id = summary.id.unwrap_or_default();
+        let exec = self.docker.create_exec(&id, config).await.map_err(|e| docker_error("exec", e))?.id;
+        let options = StartExecOptions { detach: false, tty: request.tty, ..Default::default() };
+        let StartExecResults::Attached { output, input } =
+            self.docker.start_exec(&exec, Some(options)).await.map_err(|e| docker_error("exec", e))?
+        else {
+            return Err(RuntimeError::Start("the exec did not attach".to_owned()));
+        };
+        let output = output
+            .filter_map(|frame| {
+                futures::future::ready(frame.ok().map(|frame| match frame {
+                    bollard::container::LogOutput::StdErr { message } => (STDERR, message),
+                    bollard::container::LogOutput::StdOut { message }
+                    | bollard::container::LogOutput::Console { message }
+                    | bollard::container::LogOutput::StdIn { message } => (STDOUT, message),
+                }))
+            })
+            .boxed();
+        let (docker, id) = (self.docker.clone(), exec.clone());
+        let exit = async move {
+            // The output ends as the process does; Docker may take a moment more to record its exit.
+            for _ in 0..limits::DOCKER_EXEC_EXIT_POLLS_MAX {
+                let inspected = docker.inspect_exec(&id).await.map_err(|e| docker_error("exec", e))?;
+                if inspected.running != Some(true) {
+                    return Ok(inspected.exit_code.unwrap_or(i64::from(START_ERROR_EXIT_CODE)) as i32);
+                }
+                tokio::time::sleep(Duration::from_millis(limits::DOCKER_EXEC_EXIT_POLL_MS)).await;
+            }
+            Err(RuntimeError::Start("the command's exit was not recorded".to_owned()))
+        };
+        let docker = self.docker.clone();
+        let resize = move |width: u16, height: u16| {
+            let (docker, exec) = (docker.clone(), exec.clone());
+            async move {
+                let options = ResizeExecOptions { width, height };
+                if let Err(e) = docker.resize_exec(&exec, options).await {
+                    tracing::debug!(error = %e, "docker runtime: resizing an exec's terminal failed");
+                }
+            }
+            .boxed()
+        };
+        Ok(ExecSession {
+            output,
+            stdin: request.stdin.then_some(input),
+            exit: exit.boxed(),
+            resize: Some(Box::new(resize)),
+        })
     }
 
     fn pod_ip(&self, pod_uid: &str) -> Option<IpAddr> {

@@ -40,14 +40,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::{FutureExt, StreamExt};
 use jiff::Timestamp;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{
-    ContainerLogs, ContainerReport, ContainerSpec, ContainerState, Counters, PodCounters, PodRef, Runtime,
-    RuntimeError, SandboxSpec,
+    ContainerLogs, ContainerReport, ContainerSpec, ContainerState, Counters, ExecRequest, ExecSession, PodCounters,
+    PodRef, Runtime, RuntimeError, SandboxSpec, STDERR, STDOUT,
 };
 use crate::agent::kubelet::LogRequest;
 use crate::limits;
@@ -491,13 +492,14 @@ impl Runtime for ProcessRuntime {
         Ok(self.log_path(pod_uid, container, request.previous).map(ContainerLogs::File))
     }
 
-    async fn exec(
+    /// Runs the command as a child of the agent with the container's environment and working directory (no
+    /// terminal: `tty` is not given).
+    async fn exec_session(
         &self,
         pod_uid: &str,
         container: &str,
-        command: &[String],
-        timeout: Duration,
-    ) -> Result<i32, RuntimeError> {
+        request: ExecRequest,
+    ) -> Result<ExecSession, RuntimeError> {
         let key = (pod_uid.to_string(), container.to_string());
         let tracked = self.tracked(&key).filter(|t| matches!(t.state, Known::Running(_)));
         let Some(tracked) = tracked else {
@@ -506,23 +508,30 @@ impl Runtime for ProcessRuntime {
         let dir = self.container_dir(pod_uid, container).join(tracked.attempt.to_string());
         let spec: ShimSpec = read_json(&dir.join(SPEC_FILE))
             .ok_or_else(|| RuntimeError::Start(format!("container {container} has no spec")))?;
-        let Some((program, args)) = command.split_first() else {
+        let Some((program, args)) = request.command.split_first() else {
             return Err(RuntimeError::Start("no command to run".to_string()));
         };
+        let piped = std::process::Stdio::piped;
         let mut child = tokio::process::Command::new(program)
             .args(args)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&spec.working_dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdin(if request.stdin { piped() } else { std::process::Stdio::null() })
+            .stdout(piped())
+            .stderr(piped())
             .kill_on_drop(true)
             .spawn()?;
-        match tokio::time::timeout(timeout, child.wait()).await {
-            Ok(status) => Ok(status?.code().unwrap_or(START_ERROR_EXIT_CODE)),
-            Err(_) => Err(RuntimeError::Start(format!("{program} did not finish within {timeout:?}"))),
-        }
+        let stdin = child.stdin.take().map(|w| Box::pin(w) as std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>);
+        let stdout = labelled(tokio_util::io::ReaderStream::new(child.stdout.take().expect("piped")), STDOUT);
+        let stderr = labelled(tokio_util::io::ReaderStream::new(child.stderr.take().expect("piped")), STDERR);
+        let exit = async move { Ok(child.wait().await?.code().unwrap_or(START_ERROR_EXIT_CODE)) };
+        Ok(ExecSession {
+            output: futures::stream::select(stdout, stderr).boxed(),
+            stdin,
+            exit: exit.boxed(),
+            resize: None,
+        })
     }
 
     fn pod_ip(&self, pod_uid: &str) -> Option<IpAddr> {
@@ -559,6 +568,17 @@ impl Runtime for ProcessRuntime {
     fn node_usage(&self) -> Option<Counters> {
         host_usage()
     }
+}
+
+/// A command's output read from one of its pipes, labelled with the stream it came from; ends at the first
+/// error.
+fn labelled(
+    chunks: impl futures::Stream<Item = io::Result<bytes::Bytes>> + Send + 'static,
+    channel: u8,
+) -> impl futures::Stream<Item = (u8, bytes::Bytes)> + Send + 'static {
+    chunks
+        .take_while(|chunk| futures::future::ready(chunk.is_ok()))
+        .filter_map(move |chunk| futures::future::ready(chunk.ok().map(|bytes| (channel, bytes))))
 }
 
 /// The host's counters, from `/proc`.
