@@ -1,8 +1,9 @@
 //! `raftsman agent --runtime docker` against a three-replica cluster and the machine's Docker Engine, driven
 //! with real kubectl: a Deployment of a locally built image serves each pod's hostname from its pod IP, its
-//! containers carry the pod's labels, `kubectl logs` (and `--previous`) work through a follower, a `docker
-//! kill`ed container is restarted, an agent restart and replica kills restart nothing, and deleting the
-//! Deployment removes every container.
+//! containers carry the pod's labels, `kubectl logs` (and `--previous`), `kubectl exec` (output, stdin, exit
+//! codes) and `kubectl top` work through a follower, a `docker kill`ed container is restarted, an agent restart
+//! and replica kills restart nothing, and deleting the Deployment removes every container; probes drive
+//! readiness and restart a container whose liveness fails.
 
 mod harness;
 
@@ -58,7 +59,7 @@ fn app_containers(node: &str) -> Vec<docker::Listed> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deployment_runs_in_docker_and_survives_kills_of_its_containers_agent_and_replicas() {
     let image = docker::busybox_image();
-    let mut cluster = TestCluster::start(3).await;
+    let mut cluster = TestCluster::start_with(3, &["--metric-resolution", "1s"]).await;
     let node = "docker-deploy";
     let _cleanup = NodeCleanup(node.to_owned());
     let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
@@ -132,6 +133,17 @@ async fn a_deployment_runs_in_docker_and_survives_kills_of_its_containers_agent_
     let said = format!("{}{}", String::from_utf8_lossy(&missing.stdout), String::from_utf8_lossy(&missing.stderr));
     assert_eq!(missing.status.code(), Some(126), "{said}");
     assert!(said.contains("\"no-such-command\": executable file not found"), "{said}");
+
+    // Usage from the containers' control groups and the host, through a follower.
+    eventually(Duration::from_secs(60), "kubectl top to show the pods and the node", || async {
+        let pods = k.run(&["top", "pod", "-l", "app=web", "--no-headers"]);
+        let nodes = k.run(&["top", "node", "--no-headers"]);
+        let pods = String::from_utf8_lossy(&pods.stdout).lines().count();
+        let nodes = String::from_utf8_lossy(&nodes.stdout).into_owned();
+        let memory = nodes.split_whitespace().nth(3).and_then(|m| m.strip_suffix("Mi")?.parse::<u64>().ok());
+        (pods == 3 && nodes.starts_with(node) && memory.is_some_and(|m| m > 0)).then_some(())
+    })
+    .await;
 
     // A killed container is restarted: a new container, restartCount 1, its predecessor's log as --previous.
     let before = app_containers(node);
