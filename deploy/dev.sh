@@ -5,6 +5,7 @@
 #   up     build and start a local three-replica cluster in ./raftsman-up (Ctrl-C stops it)
 #   test   rustfmt check, clippy with warnings denied, every test (unit, storage suite, multi-process)
 #   bench  the side-by-side benchmark against a three-member etcd 3.4 cluster (and the other suites)
+#   bench-docker [PODS]  pod startup latency of PODS (100) pods on one Docker node, and the agent's cost
 #   plot-soak SAMPLES.csv [OUTPUT.png]  plots what `bench --suite soak` sampled (default output: soak.png)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,8 +82,41 @@ case "${1:-}" in
     cargo build --release --bin raftsman
     exec "$CARGO_TARGET_DIR/release/raftsman" bench "${@:2}"
     ;;
+  bench-docker)
+    # Pod startup latency on one Docker node: three replicas, one agent on the local Docker Engine, a Deployment
+    # of ${2:-100} replicas of a busybox image imported from Debian's busybox-static (no registry).
+    ensure_packages test
+    ensure_python_client
+    cargo build --release --bin raftsman
+    bin="$CARGO_TARGET_DIR/release/raftsman"
+    dir="$(mktemp -d)"
+    pids=()
+    cleanup() {
+      kill "${pids[@]}" 2>/dev/null || true
+      wait 2>/dev/null || true
+      ids="$(docker ps -aq --filter label=io.raftsman.node=bench-docker)"
+      [ -z "$ids" ] || docker rm -f $ids >/dev/null
+      rm -rf "$dir"
+    }
+    trap cleanup EXIT
+    if ! docker image inspect raftsman-bench/busybox:1 >/dev/null 2>&1; then
+      mkdir -p "$dir/rootfs/bin" "$dir/rootfs/tmp"
+      cp /bin/busybox "$dir/rootfs/bin/"
+      for applet in $(/bin/busybox --list); do ln -sf busybox "$dir/rootfs/bin/$applet"; done
+      tar -C "$dir/rootfs" -c . | docker import --change 'ENV PATH=/bin' - raftsman-bench/busybox:1 >/dev/null
+    fi
+    "$bin" up --data-dir "$dir/cluster" --base-port 24000 >"$dir/up.log" 2>&1 &
+    pids+=($!)
+    until [ -f "$dir/cluster/n1/admin.kubeconfig" ] && grep -q 'replicas are up' "$dir/up.log"; do sleep 1; done
+    "$bin" agent --node-name bench-docker --servers 127.0.0.1:24002 --runtime docker \
+      --data-dir "$dir/agent" --kubelet-addr 127.0.0.1:24050 >"$dir/agent.log" 2>&1 &
+    pids+=($!)
+    until KUBECONFIG="$dir/cluster/n1/admin.kubeconfig" kubectl get node bench-docker >/dev/null 2>&1; do sleep 1; done
+    "$RAFTSMAN_TEST_PYTHON" deploy/docker-startup-bench.py "$dir/cluster/n1/admin.kubeconfig" "${pids[1]}" \
+      raftsman-bench/busybox:1 "${2:-100}"
+    ;;
   *)
-    echo "usage: deploy/dev.sh up|test|bench [args...] | plot-soak SAMPLES.csv [OUTPUT.png]" >&2
+    echo "usage: deploy/dev.sh up|test|bench [args...] | bench-docker [PODS] | plot-soak SAMPLES.csv [OUTPUT.png]" >&2
     exit 2
     ;;
 esac

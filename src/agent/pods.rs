@@ -2,8 +2,8 @@
 //!
 //! The decisions are pure: `plan(desired pods, runtime reports, probe health, now) -> actions` (start, stop,
 //! remove, delete) and `pod_status(pod, reports, ..., now) -> PodStatus`, as upstream's kubelet decides them:
-//! the probes' verdicts (`probes.rs`: readiness, startup, a failed liveness probe stops the container); restartPolicy
-//! Always, OnFailure and Never; CrashLoopBackOff (the first restart at once, then 10 s doubling to 5 min,
+//! the probes' verdicts (`probes.rs`: readiness, startup, a failed liveness probe stops the container);
+//! restartPolicy Always, OnFailure and Never; CrashLoopBackOff (the first restart at once, then 10 s doubling to 5 min,
 //! reset by an attempt that ran 10 min); graceful deletion (a pod with a deletionTimestamp has its containers
 //! stopped with its grace period, then is deleted with gracePeriodSeconds 0 and a uid precondition); the phase,
 //! the conditions and the container statuses as `kubectl` shows them.

@@ -62,7 +62,10 @@ pub struct Listed {
 
 /// The containers (stopped ones too) the agent of `node` has made.
 pub fn containers(node: &str) -> Vec<Listed> {
-    let format = r#"{{.ID}} {{.Names}} {{.State}} {{.Label "io.kubernetes.pod.name"}} {{.Label "io.kubernetes.container.name"}}"#;
+    let format = concat!(
+        r#"{{.ID}} {{.Names}} {{.State}} {{.Label "io.kubernetes.pod.name"}} "#,
+        r#"{{.Label "io.kubernetes.container.name"}}"#
+    );
     let filter = format!("label=io.raftsman.node={node}");
     let out = docker(&["ps", "-a", "--no-trunc", "--filter", &filter, "--format", format]);
     assert!(out.status.success(), "docker ps: {}", String::from_utf8_lossy(&out.stderr));

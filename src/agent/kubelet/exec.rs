@@ -33,7 +33,8 @@ const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
-/// What an exec request's query asks for: the command and its streams. `None` when it names no command.
+/// What an exec request's query asks for: the command, and whether stdout and stderr are wanted; refused (with
+/// upstream's words) when it names no command or no stream.
 pub fn parse_query(query: &str) -> Result<(ExecRequest, bool, bool), String> {
     let mut request = ExecRequest::default();
     let (mut stdout, mut stderr) = (false, false);
@@ -81,7 +82,7 @@ pub fn outcome(exit: &Result<i32, String>) -> Bytes {
         Ok(0) => json!({"metadata": {}, "status": "Success"}),
         Ok(code) => json!({
             "metadata": {}, "status": "Failure",
-            "message": format!("command terminated with non-zero exit code: error executing command [...], exit code {code}"),
+            "message": format!("command terminated with non-zero exit code: exit code {code}"),
             "reason": "NonZeroExitCode",
             "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
         }),

@@ -236,7 +236,8 @@ impl DockerRuntime {
         };
         match self.docker.create_network(request).await {
             Ok(_) => {
-                tracing::info!(network = %self.config.network, subnet = %self.config.subnet, "docker runtime: pod network created");
+                let (network, subnet) = (&self.config.network, &self.config.subnet);
+                tracing::info!(%network, %subnet, "docker runtime: pod network created");
                 Ok(())
             }
             // Another agent created it meanwhile.
@@ -295,15 +296,16 @@ impl DockerRuntime {
             tracing::info!(pod = %pod.name, namespace = %pod.namespace, "docker runtime: replacing a stopped sandbox");
             self.remove_container(&id).await.map_err(|e| e.to_string())?;
         }
-        let mut port_bindings = HashMap::new();
+        let mut bindings: HashMap<String, Vec<PortBinding>> = HashMap::new();
         for port in &spec.host_ports {
             let key = format!("{}/{}", port.container_port, port.protocol.to_ascii_lowercase());
-            let binding = PortBinding {
+            bindings.entry(key).or_default().push(PortBinding {
                 host_ip: Some(port.host_ip.clone()).filter(|ip| !ip.is_empty()),
                 host_port: Some(port.host_port.to_string()),
-            };
-            port_bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(binding);
+            });
         }
+        let port_bindings: HashMap<String, Option<Vec<PortBinding>>> =
+            bindings.into_iter().map(|(port, b)| (port, Some(b))).collect();
         let body = ContainerCreateBody {
             image: Some(self.sandbox_image.clone()),
             hostname: Some(spec.hostname.clone()),
