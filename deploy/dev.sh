@@ -95,23 +95,27 @@ case "${1:-}" in
       kill "${pids[@]}" 2>/dev/null || true
       wait 2>/dev/null || true
       ids="$(docker ps -aq --filter label=io.raftsman.node=bench-docker)"
-      [ -z "$ids" ] || docker rm -f $ids >/dev/null
+      [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
       rm -rf "$dir"
     }
     trap cleanup EXIT
     if ! docker image inspect raftsman-bench/busybox:1 >/dev/null 2>&1; then
       mkdir -p "$dir/rootfs/bin" "$dir/rootfs/tmp"
       cp /bin/busybox "$dir/rootfs/bin/"
-      for applet in $(/bin/busybox --list); do ln -sf busybox "$dir/rootfs/bin/$applet"; done
+      for applet in $(/bin/busybox --list); do
+        [ "$applet" = busybox ] || ln -s busybox "$dir/rootfs/bin/$applet"
+      done
       tar -C "$dir/rootfs" -c . | docker import --change 'ENV PATH=/bin' - raftsman-bench/busybox:1 >/dev/null
     fi
-    "$bin" up --data-dir "$dir/cluster" --base-port 24000 >"$dir/up.log" 2>&1 &
+    "$bin" up --data-dir "$dir/cluster" --base-port 24500 >"$dir/up.log" 2>&1 &
     pids+=($!)
-    until [ -f "$dir/cluster/n1/admin.kubeconfig" ] && grep -q 'replicas are up' "$dir/up.log"; do sleep 1; done
-    "$bin" agent --node-name bench-docker --servers 127.0.0.1:24002 --runtime docker \
-      --data-dir "$dir/agent" --kubelet-addr 127.0.0.1:24050 >"$dir/agent.log" 2>&1 &
+    export KUBECONFIG="$dir/cluster/n1/admin.kubeconfig"
+    for _ in $(seq 60); do kubectl get --raw /readyz >/dev/null 2>&1 && break; sleep 1; done
+    kubectl get --raw /readyz >/dev/null || { cat "$dir/up.log" >&2; exit 1; }
+    "$bin" agent --node-name bench-docker --servers 127.0.0.1:24502 --runtime docker \
+      --data-dir "$dir/agent" --kubelet-addr 127.0.0.1:24550 >"$dir/agent.log" 2>&1 &
     pids+=($!)
-    until KUBECONFIG="$dir/cluster/n1/admin.kubeconfig" kubectl get node bench-docker >/dev/null 2>&1; do sleep 1; done
+    until kubectl get node bench-docker >/dev/null 2>&1; do sleep 1; done
     "$RAFTSMAN_TEST_PYTHON" deploy/docker-startup-bench.py "$dir/cluster/n1/admin.kubeconfig" "${pids[1]}" \
       raftsman-bench/busybox:1 "${2:-100}"
     ;;

@@ -208,8 +208,14 @@ async fn shutdown_signal() {
 
 fn main() {
     if let Err(e) = run() {
-        // One line, whatever the environment asks of backtraces: the error and what it came from.
-        eprintln!("raftsman: {e:#}");
+        // One line, whatever the environment asks of backtraces: the error and the causes its words leave out.
+        let mut line = e.to_string();
+        for cause in e.chain().skip(1).map(|c| c.to_string()) {
+            if !line.contains(&cause) {
+                line = format!("{line}: {cause}");
+            }
+        }
+        eprintln!("raftsman: {line}");
         std::process::exit(1);
     }
 }
