@@ -401,6 +401,10 @@ pub const AGENT_POD_GRACE_SECS_DEFAULT: i64 = 30;
 /// has ended (Docker records it a moment later).
 pub const DOCKER_EXEC_EXIT_POLL_MS: u64 = 20;
 pub const DOCKER_EXEC_EXIT_POLLS_MAX: usize = 250;
+/// How long the Docker runtime waits for a pod network another agent is creating to show up under its name
+/// (its own creation having failed): `DOCKER_NETWORK_WAITS_MAX` looks, `DOCKER_NETWORK_WAIT_MS` apart.
+pub const DOCKER_NETWORK_WAIT_MS: u64 = 100;
+pub const DOCKER_NETWORK_WAITS_MAX: usize = 50;
 /// The User-Agent of the agent's HTTP probes (upstream's is `kube-probe/<version>`).
 pub const PROBE_USER_AGENT: &str = "kube-probe/1.32";
 /// Longest hostname a pod gets (a DNS label's): a longer pod name is cut, as upstream's kubelet does.

@@ -240,9 +240,17 @@ impl DockerRuntime {
                 tracing::info!(%network, %subnet, "docker runtime: pod network created");
                 Ok(())
             }
-            // Another agent created it meanwhile.
-            Err(e) if status(&e) == Some(409) => Ok(()),
-            Err(e) => Err(docker_error(&format!("creating the pod network {}", self.config.network), e)),
+            Err(e) => {
+                // Another agent on this daemon may be creating it (its subnet then overlaps ours): it shows up
+                // under its name a moment later.
+                for _ in 0..limits::DOCKER_NETWORK_WAITS_MAX {
+                    if self.docker.inspect_network(&self.config.network, None).await.is_ok() {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(limits::DOCKER_NETWORK_WAIT_MS)).await;
+                }
+                Err(docker_error(&format!("creating the pod network {}", self.config.network), e))
+            }
         }
     }
 
