@@ -292,6 +292,23 @@ async fn probes_drive_readiness_and_restart_a_container_whose_liveness_fails() {
     .await;
     assert_ne!(container_id("live"), before);
     k.ok(&["delete", "pod", "probed"]);
+
+    // A container that cannot start says why in its status (no pull is tried: the image is not on the node).
+    let absent = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "absent"},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "app", "image": "raftsman-test/absent:1",
+          "imagePullPolicy": "Never"}]}}"#;
+    let path = k.manifest("absent.json", absent);
+    k.ok(&["apply", "-f", &path]);
+    let ended = eventually(Duration::from_secs(30), "the start failure in the status", || async {
+        let pod = k.json(&["get", "pod", "absent", "-o", "json"]);
+        let ended = pod["status"]["containerStatuses"][0]["state"]["terminated"].clone();
+        ended.is_object().then_some(ended)
+    })
+    .await;
+    assert_eq!((ended["reason"].as_str(), ended["exitCode"].as_i64()), (Some("StartError"), Some(128)), "{ended}");
+    let message = ended["message"].as_str().unwrap_or_default();
+    assert!(message.contains(r#"image "raftsman-test/absent:1" is not present on this node"#), "{ended}");
+    k.ok(&["delete", "pod", "absent"]);
     eventually(Duration::from_secs(30), "every container of the node to be gone", || async {
         docker::containers(node).is_empty().then_some(())
     })

@@ -87,7 +87,7 @@ async fn exited(runtime: &ProcessRuntime, uid: &str, name: &str) -> (u32, i32, S
         let reports = runtime.list().await.unwrap();
         let report = reports.into_iter().find(|r| r.pod_uid == uid && r.name == name)?;
         match report.state {
-            ContainerState::Exited { exit_code, reason, started_at, finished_at } => {
+            ContainerState::Exited { exit_code, reason, started_at, finished_at, .. } => {
                 assert!(started_at <= finished_at);
                 Some((report.attempt, exit_code, reason))
             }

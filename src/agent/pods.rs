@@ -368,14 +368,17 @@ fn container_id(runtime: &str, report: &ContainerReport) -> String {
 
 fn terminated(runtime: &str, report: &ContainerReport) -> Option<ContainerStateTerminated> {
     match &report.state {
-        ContainerState::Exited { exit_code, reason, started_at, finished_at } => Some(ContainerStateTerminated {
-            exit_code: *exit_code,
-            reason: Some(reason.clone()),
-            started_at: Some(Time(seconds(*started_at))),
-            finished_at: Some(Time(seconds(*finished_at))),
-            container_id: Some(container_id(runtime, report)),
-            ..Default::default()
-        }),
+        ContainerState::Exited { exit_code, reason, message, started_at, finished_at } => {
+            Some(ContainerStateTerminated {
+                exit_code: *exit_code,
+                reason: Some(reason.clone()),
+                message: message.clone(),
+                started_at: Some(Time(seconds(*started_at))),
+                finished_at: Some(Time(seconds(*finished_at))),
+                container_id: Some(container_id(runtime, report)),
+                ..Default::default()
+            })
+        }
         ContainerState::Running { .. } => None,
     }
 }

@@ -54,6 +54,7 @@ fn exited(uid: &str, name: &str, attempt: u32, code: i32, started: i64, finished
         state: ContainerState::Exited {
             exit_code: code,
             reason: if code == 0 { "Completed".into() } else { "Error".into() },
+            message: None,
             started_at: at(started),
             finished_at: at(finished),
         },

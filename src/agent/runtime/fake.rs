@@ -89,7 +89,7 @@ fn is_shell(word: &str) -> bool {
 
 fn exited(exit_code: i32, started_at: jiff::Timestamp, finished_at: jiff::Timestamp) -> ContainerState {
     let reason = if exit_code == 0 { "Completed" } else { "Error" };
-    ContainerState::Exited { exit_code, reason: reason.to_owned(), started_at, finished_at }
+    ContainerState::Exited { exit_code, reason: reason.to_owned(), message: None, started_at, finished_at }
 }
 
 impl Runtime for FakeRuntime {

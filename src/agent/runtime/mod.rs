@@ -117,8 +117,17 @@ pub enum ContainerLogs {
 /// The state of a container's latest attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContainerState {
-    Running { started_at: jiff::Timestamp },
-    Exited { exit_code: i32, reason: String, started_at: jiff::Timestamp, finished_at: jiff::Timestamp },
+    Running {
+        started_at: jiff::Timestamp,
+    },
+    Exited {
+        exit_code: i32,
+        reason: String,
+        /// What the runtime said of the end, when it said anything (why a start failed).
+        message: Option<String>,
+        started_at: jiff::Timestamp,
+        finished_at: jiff::Timestamp,
+    },
 }
 
 /// One container as the runtime knows it: its latest attempt.

@@ -155,7 +155,13 @@ fn inspected(response: &ContainerInspectResponse) -> Inspected {
     let finished_at = parse_time(state.finished_at.as_deref()).max(started_at);
     Inspected {
         running: false,
-        state: ContainerState::Exited { exit_code, reason: reason.to_owned(), started_at, finished_at },
+        state: ContainerState::Exited {
+            exit_code,
+            reason: reason.to_owned(),
+            message: state.error.filter(|e| !e.is_empty()),
+            started_at,
+            finished_at,
+        },
     }
 }
 
@@ -516,6 +522,7 @@ impl Runtime for DockerRuntime {
                 let state = ContainerState::Exited {
                     exit_code: START_ERROR_EXIT_CODE,
                     reason: START_ERROR.to_owned(),
+                    message: Some(message.clone()),
                     started_at: now,
                     finished_at: now,
                 };

@@ -450,6 +450,7 @@ impl ProcessRuntime {
                     Known::Exited(exited) => ContainerState::Exited {
                         exit_code: exited.exit_code,
                         reason: exited.reason.clone(),
+                        message: exited.message.clone(),
                         started_at: parse_time(&exited.started_at),
                         finished_at: parse_time(&exited.finished_at),
                     },
