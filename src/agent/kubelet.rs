@@ -168,11 +168,10 @@ where
     let Some(rest) = path.strip_prefix("/containerLogs/") else {
         return text(StatusCode::NOT_FOUND, "404 page not found");
     };
-    let segments: Vec<String> =
-        rest.split('/').map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
-    let [namespace, pod, container] = segments.as_slice() else {
+    let Some(segments) = container_path(rest) else {
         return text(StatusCode::NOT_FOUND, "404 page not found");
     };
+    let [namespace, pod, container] = &segments;
     for (value, missing) in [(pod, "podID"), (container, "container name"), (namespace, "podNamespace")] {
         if value.is_empty() {
             return text(StatusCode::BAD_REQUEST, format!("{{\"message\": \"Missing {missing}.\"}}"));
@@ -242,12 +241,10 @@ where
     R: Runtime,
     P: Fn(&str, &str) -> Option<String>,
 {
-    let path = request.uri().path().trim_start_matches("/exec/").to_owned();
-    let segments: Vec<String> =
-        path.split('/').map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
-    let [namespace, pod, container] = segments.as_slice() else {
+    let Some(segments) = container_path(request.uri().path().trim_start_matches("/exec/")) else {
         return text(StatusCode::NOT_FOUND, "404 page not found");
     };
+    let [namespace, pod, container] = &segments;
     let (exec_request, stdout, stderr) = match exec::parse_query(request.uri().query().unwrap_or_default()) {
         Ok(parsed) => parsed,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
@@ -401,6 +398,26 @@ async fn stream_log<R: Runtime>(
     }
 }
 
+/// `{namespace}/{pod}/{container}`, each segment percent-decoded.
+fn container_path(path: &str) -> Option<[String; 3]> {
+    let segments: Vec<String> =
+        path.split('/').map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
+    segments.try_into().ok()
+}
+
+/// A query's `key=value` pairs, form-decoded, in order.
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|part| {
+            let (key, value) = part.split_once('=').unwrap_or((part, ""));
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
 /// Go's `strconv.ParseBool`.
 fn parse_bool(value: &str) -> Option<bool> {
     match value {
@@ -412,12 +429,7 @@ fn parse_bool(value: &str) -> Option<bool> {
 
 /// Decodes and validates a log request's query as the kubelet does; `now` anchors `sinceSeconds`.
 pub fn parse_query(query: &str, now: Timestamp) -> Result<LogRequest, QueryError> {
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for part in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = part.split_once('=').unwrap_or((part, ""));
-        let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
-        pairs.push((decode(key), decode(value)));
-    }
+    let pairs = query_pairs(query);
     let get = |key: &str| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     let int = |key: &str| get(key).map(|v| v.parse::<i64>().map_err(|_| QueryError::Decode)).transpose();
     let flag = |key: &str| get(key).map(|v| parse_bool(v).ok_or(QueryError::Decode)).transpose();

@@ -38,7 +38,7 @@ const CLOSE: u8 = 255;
 pub fn parse_query(query: &str) -> Result<(ExecRequest, bool, bool), String> {
     let mut request = ExecRequest::default();
     let (mut stdout, mut stderr) = (false, false);
-    for (key, value) in form_urlencoded(query) {
+    for (key, value) in super::query_pairs(query) {
         let flag = || super::parse_bool(&value).ok_or_else(|| format!("invalid value {value:?} for {key}"));
         match key.as_str() {
             "command" => request.command.push(value.clone()),
@@ -56,18 +56,6 @@ pub fn parse_query(query: &str) -> Result<(ExecRequest, bool, bool), String> {
         return Err("you must specify at least one of stdin, stdout, stderr".to_owned());
     }
     Ok((request, stdout, stderr))
-}
-
-fn form_urlencoded(query: &str) -> Vec<(String, String)> {
-    let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
 }
 
 /// The subprotocol to answer with: the most preferred of those the client offers.

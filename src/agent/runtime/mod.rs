@@ -31,6 +31,10 @@ pub struct PodRef {
     pub name: String,
 }
 
+/// The exit code and reason of a container that could not be started (containerd's).
+pub const START_ERROR_EXIT_CODE: i32 = 128;
+pub const START_ERROR: &str = "StartError";
+
 /// What the runtime needs of a pod as a whole, for the sandbox that holds its namespaces (a runtime without
 /// sandboxes ignores it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

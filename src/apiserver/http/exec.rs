@@ -18,11 +18,10 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::logs::{container, kubelet_address};
+use super::logs::{kubelet_of, pod_and_container};
 use super::rest::{error_response, KubeApi};
 use crate::apis::catalog;
 use crate::apiserver::errors::ApiError;
-use crate::apiserver::registry::objects::Consistency;
 use crate::apiserver::registry::verbs::Target;
 use crate::limits;
 
@@ -56,7 +55,6 @@ async fn relay(api: &KubeApi, namespace: String, name: String, mut request: Requ
     let pods = catalog::find("", "v1", "pods").expect("pods are served");
     let target =
         Target { resource: pods, namespace: Some(namespace.clone()), name: Some(name.clone()), subresource: None };
-    let pod = api.verbs.get(&target, Consistency::Linearizable).await?.object;
     let query: Vec<(String, String)> = request
         .uri()
         .query()
@@ -65,8 +63,7 @@ async fn relay(api: &KubeApi, namespace: String, name: String, mut request: Requ
         .filter_map(|p| p.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    let requested = query.iter().find(|(k, _)| k == "container").map(|(_, v)| v.as_str());
-    let container = container(&pod, requested)?.to_owned();
+    let (pod, container) = pod_and_container(&api.verbs, &target, &query).await?;
     if pod["status"]["phase"].as_str().is_some_and(|p| p == "Succeeded" || p == "Failed") {
         return Err(ApiError::BadRequest(format!(
             "cannot exec into a container in a completed pod; current phase is {}",
@@ -76,11 +73,7 @@ async fn relay(api: &KubeApi, namespace: String, name: String, mut request: Requ
     let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
         return Err(ApiError::BadRequest(format!("pod {name} does not have a host assigned")));
     };
-    let nodes = catalog::find("", "v1", "nodes").expect("nodes are served");
-    let node_target = Target { resource: nodes, namespace: None, name: Some(node_name.to_owned()), subresource: None };
-    let node = api.verbs.get(&node_target, Consistency::Local).await?.object;
-    let address = kubelet_address(&node)
-        .ok_or_else(|| ApiError::BadRequest(format!("node {node_name:?} reports no address for its kubelet")))?;
+    let address = kubelet_of(&api.verbs, node_name).await?;
     let unavailable = |e: String| {
         ApiError::Unavailable(format!("the kubelet of node {node_name:?} at {address} did not answer: {e}"))
     };

@@ -73,27 +73,44 @@ pub fn kubelet_address(node: &Value) -> Option<String> {
     Some(format!("{host}:{port}"))
 }
 
+/// The pod `target` names (read linearizably), and the container the query's `container` names or the pod's
+/// default one.
+pub async fn pod_and_container(
+    verbs: &Verbs,
+    target: &Target,
+    query: &[(String, String)],
+) -> Result<(Value, String), ApiError> {
+    let main = Target { subresource: None, ..target.clone() };
+    let pod = verbs.get(&main, Consistency::Linearizable).await?.object;
+    let requested = query.iter().find(|(k, _)| k == "container").map(|(_, v)| v.as_str());
+    let container = container(&pod, requested)?.to_owned();
+    Ok((pod, container))
+}
+
+/// Where the kubelet of node `node_name` listens, from the node's status.
+pub async fn kubelet_of(verbs: &Verbs, node_name: &str) -> Result<String, ApiError> {
+    let nodes = catalog::find("", "v1", "nodes").expect("nodes are served");
+    let node_target = Target { resource: nodes, namespace: None, name: Some(node_name.to_string()), subresource: None };
+    let node = verbs.get(&node_target, Consistency::Local).await?.object;
+    kubelet_address(&node)
+        .ok_or_else(|| ApiError::BadRequest(format!("node {node_name:?} reports no address for its kubelet")))
+}
+
 pub async fn log(
     kubelets: &Kubelets,
     verbs: &Verbs,
     target: &Target,
     query: &[(String, String)],
 ) -> Result<Response, ApiError> {
-    let main = Target { subresource: None, ..target.clone() };
-    let pod = verbs.get(&main, Consistency::Linearizable).await?.object;
-    let requested = query.iter().find(|(k, _)| k == "container").map(|(_, v)| v.as_str());
-    let container = container(&pod, requested)?;
+    let (pod, container) = pod_and_container(verbs, target, query).await?;
+    let container = container.as_str();
     let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
         return Err(ApiError::BadRequest(format!(
             "container {container:?} in pod {:?} is waiting to start: the pod is not scheduled to a node yet",
             target.name()
         )));
     };
-    let nodes = catalog::find("", "v1", "nodes").expect("nodes are served");
-    let node_target = Target { resource: nodes, namespace: None, name: Some(node_name.to_string()), subresource: None };
-    let node = verbs.get(&node_target, Consistency::Local).await?.object;
-    let address = kubelet_address(&node)
-        .ok_or_else(|| ApiError::BadRequest(format!("node {node_name:?} reports no address for its kubelet")))?;
+    let address = kubelet_of(verbs, node_name).await?;
     let passed: Vec<(&str, &str)> =
         query.iter().filter(|(k, _)| PASSED_ON.contains(&k.as_str())).map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let query = encode_query(&passed);

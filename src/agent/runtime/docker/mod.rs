@@ -50,7 +50,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::{
     ContainerLogs, ContainerReport, ContainerSpec, ContainerState, Counters, ExecRequest, ExecSession, PodCounters,
-    PodRef, Runtime, RuntimeError, SandboxSpec, STDERR, STDOUT,
+    PodRef, Runtime, RuntimeError, SandboxSpec, START_ERROR, START_ERROR_EXIT_CODE, STDERR, STDOUT,
 };
 use crate::agent::kubelet::LogRequest;
 use crate::limits;
@@ -66,10 +66,6 @@ const TYPE_SANDBOX: &str = "podsandbox";
 const TYPE_CONTAINER: &str = "container";
 /// The container name dockershim gave sandboxes.
 const SANDBOX_NAME: &str = "POD";
-
-/// The exit code and reason of a container that could not be started (containerd's).
-const START_ERROR_EXIT_CODE: i32 = 128;
-const START_ERROR: &str = "StartError";
 
 /// Where the agent's Docker runtime runs pods: the pod network it creates (or finds) and the node it is for.
 #[derive(Clone, Debug)]

@@ -48,7 +48,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::{
     ContainerLogs, ContainerReport, ContainerSpec, ContainerState, Counters, ExecRequest, ExecSession, PodCounters,
-    PodRef, Runtime, RuntimeError, SandboxSpec, STDERR, STDOUT,
+    PodRef, Runtime, RuntimeError, SandboxSpec, START_ERROR, START_ERROR_EXIT_CODE, STDERR, STDOUT,
 };
 use crate::agent::kubelet::LogRequest;
 use crate::limits;
@@ -69,9 +69,6 @@ const STARTED_FILE: &str = "started.json";
 const EXITED_FILE: &str = "exited.json";
 const LOG_FILE: &str = "log";
 
-/// The exit code and reason of a container that could not be started (containerd's).
-const START_ERROR_EXIT_CODE: i32 = 128;
-const START_ERROR: &str = "StartError";
 /// The exit code and reason of a container whose end was not observed (kubelet's).
 const UNKNOWN_EXIT_CODE: i32 = 137;
 const STATUS_UNKNOWN: &str = "ContainerStatusUnknown";
