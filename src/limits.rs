@@ -395,6 +395,25 @@ pub const AGENT_RESTART_BACKOFF_SECS_MIN: u64 = 10;
 pub const AGENT_RESTART_BACKOFF_SECS_MAX: u64 = 300;
 /// The grace given to containers of a pod that no longer exists in the API.
 pub const AGENT_ORPHAN_GRACE_SECS: u64 = 2;
+/// How often the agent reads again a ConfigMap or Secret its pods refer to (`agent::sources`): an update reaches
+/// the pods' volume files within about this long.
+pub const AGENT_SOURCES_REFRESH_MS: u64 = 10_000;
+/// The pause before an image whose pull failed is pulled again: the minimum, doubling to the maximum.
+pub const AGENT_IMAGE_BACKOFF_SECS_MIN: u64 = 10;
+pub const AGENT_IMAGE_BACKOFF_SECS_MAX: u64 = 300;
+/// How long one image pull may take.
+pub const AGENT_IMAGE_PULL_TIMEOUT_SECS: u64 = 600;
+/// How often the agent looks whether an image that may not be pulled (`imagePullPolicy: Never`) has appeared.
+pub const AGENT_IMAGE_RECHECK_MS: u64 = 5_000;
+/// How often the agent reads again a ConfigMap or Secret its pods wait for, which was not there.
+pub const AGENT_SOURCES_ABSENT_REFRESH_MS: u64 = 1_000;
+/// How often the agent looks for ConfigMaps and Secrets its pods newly refer to.
+pub const AGENT_SOURCES_CHECK_MS: u64 = 250;
+/// Reads of ConfigMaps and Secrets in flight at once, and how long one may take.
+pub const AGENT_SOURCES_READS_IN_FLIGHT_MAX: usize = 16;
+pub const AGENT_SOURCES_READ_TIMEOUT_MS: u64 = 5_000;
+/// Bytes of files one volume's sources may write (upstream's limit on a ConfigMap is 1 MiB).
+pub const AGENT_VOLUME_PAYLOAD_BYTES_MAX: usize = 8 << 20;
 /// The grace period of a pod that names none (upstream's default).
 pub const AGENT_POD_GRACE_SECS_DEFAULT: i64 = 30;
 /// How often, and how many times, the Docker runtime asks for the exit code of an exec'd command whose output
@@ -508,6 +527,10 @@ pub const KUBELET_LOG_CHUNKS_QUEUED_MAX: usize = 4;
 pub const KUBELET_LOG_FOLLOW_POLL_MS: u64 = 100;
 /// How often a followed log asks the runtime whether its container has exited.
 pub const KUBELET_LOG_FOLLOW_STATUS_MS: u64 = 500;
+/// The kubelet endpoint reads the kubelet credentials again, on a request with another token, at most this often.
+pub const KUBELET_CREDENTIALS_REREAD_MS: u64 = 1_000;
+/// How long one read of the kubelet credentials may take.
+pub const KUBELET_CREDENTIALS_READ_TIMEOUT_MS: u64 = 5_000;
 
 /// How often an agent samples the usage of its pods and nodes (the window of the usage it reports); the first
 /// two samples are `AGENT_USAGE_FIRST_WINDOW_MS` apart, so that usage is known soon after a start.

@@ -3,7 +3,8 @@
 //! containers carry the pod's labels, `kubectl logs` (and `--previous`), `kubectl exec` (output, stdin, exit
 //! codes) and `kubectl top` work through a follower, a `docker kill`ed container is restarted, an agent restart
 //! and replica kills restart nothing, and deleting the Deployment removes every container; probes drive
-//! readiness and restart a container whose liveness fails.
+//! readiness and restart a container whose liveness fails; ConfigMaps and Secrets reach containers as env and
+//! as files (updated in place), with emptyDir and downward API volumes.
 
 mod harness;
 
@@ -293,26 +294,156 @@ async fn probes_drive_readiness_and_restart_a_container_whose_liveness_fails() {
     assert_ne!(container_id("live"), before);
     k.ok(&["delete", "pod", "probed"]);
 
-    // A container that cannot start says why in its status (no pull is tried: the image is not on the node).
+    // An image that is not on the node: with pull policy Never the container waits, saying so; a pull that
+    // fails (from a registry on a loopback port nothing listens on) shows as ErrImagePull, then as back-off.
     let absent = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "absent"},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "app", "image": "raftsman-test/absent:1",
-          "imagePullPolicy": "Never"}]}}"#;
+        "spec": {"restartPolicy": "Never", "containers": [
+          {"name": "never", "image": "raftsman-test/absent:1", "imagePullPolicy": "Never"},
+          {"name": "pulled", "image": "127.0.0.1:1/raftsman-test/absent:1", "imagePullPolicy": "IfNotPresent"}]}}"#;
     let path = k.manifest("absent.json", absent);
     k.ok(&["apply", "-f", &path]);
-    let ended = eventually(Duration::from_secs(30), "the start failure in the status", || async {
+    let waiting = |k: &Kubectl, name: &str| {
         let pod = k.json(&["get", "pod", "absent", "-o", "json"]);
-        let ended = pod["status"]["containerStatuses"][0]["state"]["terminated"].clone();
-        ended.is_object().then_some(ended)
+        let statuses = pod["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+        statuses.into_iter().find(|c| c["name"] == name).map(|c| c["state"]["waiting"].clone()).unwrap_or_default()
+    };
+    let never = eventually(Duration::from_secs(30), "ErrImageNeverPull", || async {
+        let w = waiting(&k, "never");
+        (w["reason"] == "ErrImageNeverPull").then_some(w)
     })
     .await;
-    assert_eq!((ended["reason"].as_str(), ended["exitCode"].as_i64()), (Some("StartError"), Some(128)), "{ended}");
-    let message = ended["message"].as_str().unwrap_or_default();
-    assert!(message.contains(r#"image "raftsman-test/absent:1" is not present on this node"#), "{ended}");
+    assert_eq!(
+        never["message"],
+        r#"Container image "raftsman-test/absent:1" is not present with pull policy of Never"#
+    );
+    let failed = eventually(Duration::from_secs(60), "ErrImagePull", || async {
+        let w = waiting(&k, "pulled");
+        (w["reason"] == "ErrImagePull").then_some(w)
+    })
+    .await;
+    let message = failed["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with(r#"failed to pull image "127.0.0.1:1/raftsman-test/absent:1": "#), "{failed}");
+    eventually(Duration::from_secs(30), "ImagePullBackOff", || async {
+        let w = waiting(&k, "pulled");
+        (w["reason"] == "ImagePullBackOff"
+            && w["message"] == r#"Back-off pulling image "127.0.0.1:1/raftsman-test/absent:1""#)
+            .then_some(())
+    })
+    .await;
+    let pod = k.json(&["get", "pod", "absent", "-o", "json"]);
+    assert_eq!(pod["status"]["phase"], "Pending", "{pod}");
+    assert!(app_or(node, "never").is_none() && app_or(node, "pulled").is_none());
     k.ok(&["delete", "pod", "absent"]);
     eventually(Duration::from_secs(30), "every container of the node to be gone", || async {
         docker::containers(node).is_empty().then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_maps_secrets_and_volumes_reach_the_containers() {
+    let image = docker::busybox_image();
+    let cluster = TestCluster::start(3).await;
+    let node = "docker-volumes";
+    let _cleanup = NodeCleanup(node.to_owned());
+    let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
+    let agent = Agent::start(&servers, node, &["--runtime", "docker"]);
+    let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
+    harness::pods::wait_nodes(&k, 1).await;
+    let manifest = format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "configured", "labels": {{"app": "volumes"}}}},
+            "spec": {{"terminationGracePeriodSeconds": 1,
+              "initContainers": [{{"name": "prepare", "image": "{image}", "imagePullPolicy": "Never",
+                "command": ["sh", "-c", "echo prepared > /out/init"],
+                "volumeMounts": [{{"name": "shared", "mountPath": "/out"}}]}}],
+              "containers": [
+              {{"name": "app", "image": "{image}", "imagePullPolicy": "Never", "command": ["sleep", "100000"],
+                "env": [{{"name": "COLOR", "valueFrom": {{"configMapKeyRef": {{"name": "settings", "key": "color"}}}}}},
+                        {{"name": "PASSWORD", "valueFrom": {{"secretKeyRef": {{"name": "creds", "key": "password"}}}}}},
+                        {{"name": "GREETING", "value": "$(COLOR) sky"}}],
+                "envFrom": [{{"configMapRef": {{"name": "settings"}}, "prefix": "CFG_"}}],
+                "volumeMounts": [{{"name": "settings", "mountPath": "/etc/settings"}},
+                                 {{"name": "creds", "mountPath": "/etc/creds"}},
+                                 {{"name": "info", "mountPath": "/etc/info"}},
+                                 {{"name": "scratch", "mountPath": "/scratch"}},
+                                 {{"name": "shared", "mountPath": "/shared"}}]}},
+              {{"name": "writer", "image": "{image}", "imagePullPolicy": "Never",
+                "command": ["sh", "-c", "echo from the writer > /out/note && exec sleep 100000"],
+                "volumeMounts": [{{"name": "shared", "mountPath": "/out"}}]}}],
+              "volumes": [{{"name": "settings", "configMap": {{"name": "settings"}}}},
+                          {{"name": "creds", "secret": {{"secretName": "creds", "defaultMode": 256}}}},
+                          {{"name": "info", "downwardAPI": {{"items": [
+                              {{"path": "labels", "fieldRef": {{"fieldPath": "metadata.labels"}}}}]}}}},
+                          {{"name": "scratch", "emptyDir": {{"medium": "Memory"}}}},
+                          {{"name": "shared", "emptyDir": {{}}}}]}}}}"#
+    );
+    let path = k.manifest("configured.json", &manifest);
+    k.ok(&["apply", "-f", &path]);
+
+    // Without its ConfigMap, the pod waits and says why; nothing runs, not even the init container.
+    let waiting = eventually(Duration::from_secs(30), "the pod waiting for its ConfigMap", || async {
+        let pod = k.json(&["get", "pod", "configured", "-o", "json"]);
+        let waiting = pod["status"]["initContainerStatuses"][0]["state"]["waiting"].clone();
+        waiting["message"].as_str()?.contains("settings").then_some(waiting)
+    })
+    .await;
+    assert_eq!(waiting["reason"], "PodInitializing", "{waiting}");
+    assert_eq!(
+        waiting["message"], r#"MountVolume.SetUp failed for volume "settings" : configmap "settings" not found"#,
+        "{waiting}"
+    );
+    let listed = k.ok(&["get", "pod", "configured", "--no-headers"]);
+    assert!(listed.contains("Init:0/1"), "{listed}");
+    assert!(docker::containers(node).is_empty());
+
+    // Once the ConfigMap and the Secret exist, the init container runs to completion, then the containers,
+    // with the ConfigMap's and the Secret's values as env and as files.
+    k.ok(&["create", "configmap", "settings", "--from-literal=color=blue", "--from-literal=size=9"]);
+    k.ok(&["create", "secret", "generic", "creds", "--from-literal=password=hunter2"]);
+    eventually(Duration::from_secs(60), "the pod's containers Ready", || async {
+        let pod = k.json(&["get", "pod", "configured", "-o", "json"]);
+        let statuses = pod["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+        (statuses.len() == 2 && statuses.iter().all(|c| c["ready"] == true)).then_some(())
+    })
+    .await;
+    let exec = |script: &str| k.ok(&["exec", "configured", "-c", "app", "--", "sh", "-c", script]);
+    assert_eq!(exec("echo $COLOR $PASSWORD $CFG_size / $GREETING"), "blue hunter2 9 / blue sky\n");
+    assert_eq!(exec("cat /etc/settings/color /etc/settings/size /etc/creds/password"), "blue9hunter2");
+    assert_eq!(exec("stat -L -c %a /etc/creds/password /etc/settings/color"), "400\n644\n");
+    assert_eq!(exec("cat /etc/info/labels"), "app=\"volumes\"\n");
+    assert_eq!(exec("cat /shared/note /shared/init"), "from the writer\nprepared\n");
+    let pod = k.json(&["get", "pod", "configured", "-o", "json"]);
+    let init = &pod["status"]["initContainerStatuses"][0];
+    assert_eq!(init["state"]["terminated"]["reason"], "Completed", "{init}");
+    assert_eq!(init["ready"], true, "{init}");
+    let mounts = exec("cat /proc/mounts");
+    let fs_of = |at: &str| {
+        let line = mounts.lines().find(|l| l.split(' ').nth(1) == Some(at))?;
+        line.split(' ').nth(2).map(str::to_owned)
+    };
+    assert_eq!(fs_of("/scratch").as_deref(), Some("tmpfs"), "{mounts}");
+    assert_eq!(fs_of("/etc/creds").as_deref(), Some("tmpfs"), "a secret is never on the node's disk: {mounts}");
+    let refused = k.run(&["exec", "configured", "-c", "app", "--", "sh", "-c", "echo x > /etc/settings/color"]);
+    assert!(!refused.status.success(), "configMap volumes are read-only");
+
+    // An update of the ConfigMap reaches the files (not the env, which is fixed at start), all keys at once.
+    k.ok(&["patch", "configmap", "settings", "-p", r#"{"data": {"color": "green", "size": "10"}}"#]);
+    eventually(Duration::from_secs(60), "the updated ConfigMap in the files", || async {
+        (exec("cat /etc/settings/color /etc/settings/size") == "green10").then_some(())
+    })
+    .await;
+    assert_eq!(exec("echo $COLOR"), "blue\n");
+
+    // Deleting the pod removes its containers and its volumes' directory, tmpfs mounts included.
+    let pod_dir = agent.data_dir.join("volumes").join(uid(&k, "configured"));
+    assert!(pod_dir.join("settings").join("..data").exists(), "{}", pod_dir.display());
+    k.ok(&["delete", "pod", "configured"]);
+    eventually(Duration::from_secs(30), "containers and volumes gone", || async {
+        (docker::containers(node).is_empty() && !pod_dir.exists()).then_some(())
+    })
+    .await;
+    let host_mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!host_mounts.contains(&*agent.data_dir.to_string_lossy()), "{host_mounts}");
 }
 
 /// The id of the running container `name` of the node's pods.

@@ -7,6 +7,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde_json::Value;
 
 use harness::etcdctl::{etcdctl, get_json, lease_of};
@@ -506,13 +507,19 @@ fn fake_kubelet() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
             let mut reader = BufReader::new(conn.try_clone().unwrap());
             let mut line = String::new();
             let _ = reader.read_line(&mut line);
-            seen.lock().unwrap().push(line.trim().to_string());
+            let mut authorization = String::new();
             loop {
                 let mut header = String::new();
                 if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
                     break;
                 }
+                if let Some((name, value)) = header.split_once(':') {
+                    if name.eq_ignore_ascii_case("authorization") {
+                        authorization = value.trim().to_string();
+                    }
+                }
             }
+            seen.lock().unwrap().push(format!("{} ({authorization})", line.trim()));
             let body = "hello from the container\n";
             let _ = write!(
                 conn,
@@ -543,11 +550,16 @@ async fn logs_come_from_the_kubelet_of_the_pods_node() {
     );
     k.ok(&["apply", "-f", &pod]);
 
-    // Phase 2: kubectl logs reaches that kubelet for that container, with its options passed on.
+    // Phase 2: kubectl logs reaches that kubelet for that container, with its options passed on and the
+    // kubelet credentials the leader created.
     let out = k.ok(&["logs", "web", "--tail=5"]);
     assert_eq!(out, "hello from the container\n");
+    let token =
+        k.ok(&["get", "secret", "-n", "kube-system", "raftsman-kubelet-credentials", "-o", "jsonpath={.data.token}"]);
+    let token = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(token.trim()).unwrap()).unwrap();
+    assert_eq!(token.len(), 64, "{token}");
     let seen = requests.lock().unwrap().clone();
-    assert_eq!(seen, vec!["GET /containerLogs/default/web/app?tailLines=5 HTTP/1.1".to_string()]);
+    assert_eq!(seen, vec![format!("GET /containerLogs/default/web/app?tailLines=5 HTTP/1.1 (Bearer {token})")]);
 
     // Phase 3: a pod on no node, or an unknown container, is a clear error.
     k.ok(&["run", "pending", "--image=busybox"]);

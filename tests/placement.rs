@@ -114,6 +114,24 @@ async fn pods_are_placed_by_their_constraints_and_a_process_pod_really_runs() {
     .await;
     let wide = k.ok(&["get", "pods", "-o", "wide"]);
     assert!(wide.lines().any(|l| l.starts_with("echo ") && l.contains("Running") && l.contains("proc-1")), "{wide}");
+
+    // The kubelet endpoint serves only the API servers: a request of its own is refused. Replacing the kubelet
+    // credentials (the leader creates new ones) does not stop the relays.
+    let node = k.json(&["get", "node", "proc-1"]);
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_u64().unwrap();
+    assert!(kubelet_get(port, "/containerLogs/default/echo/echo").starts_with("HTTP/1.1 401"));
+    assert!(kubelet_get(port, "/metrics/usage").starts_with("HTTP/1.1 401"));
+    assert!(kubelet_get(port, "/healthz").starts_with("HTTP/1.1 200"));
+    let token = ["get", "secret", "-n", "kube-system", "raftsman-kubelet-credentials", "-o", "jsonpath={.data.token}"];
+    let first = k.ok(&token);
+    k.ok(&["delete", "secret", "-n", "kube-system", "raftsman-kubelet-credentials"]);
+    eventually(Duration::from_secs(20), "new kubelet credentials, and logs with them", || async {
+        let now = k.run(&token);
+        let renewed = now.status.success() && !now.stdout.is_empty() && now.stdout.as_slice() != first.as_bytes();
+        let logs = k.run(&["logs", "echo"]);
+        (renewed && String::from_utf8_lossy(&logs.stdout).contains("hello from a real process")).then_some(())
+    })
+    .await;
     let described = k.ok(&["describe", "pod", "echo"]);
     assert!(
         described.contains("PodScheduled") && described.contains("Successfully assigned default/echo to proc-1"),
@@ -132,6 +150,16 @@ async fn pods_are_placed_by_their_constraints_and_a_process_pod_really_runs() {
     assert!(described.contains("didn't match Pod's node affinity/selector"), "{described}");
     let _moon = Agent::fake(&cluster, "fake-moon", &["--node-labels", "zone=moon"]);
     assert_eq!(running_on(&k, &["nowhere".into()]).await["nowhere"], "fake-moon");
+}
+
+/// The answer of the kubelet endpoint on `port` to a GET of `path` without credentials.
+fn kubelet_get(port: u64, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
+    write!(tcp, "GET {path} HTTP/1.1\r\nHost: kubelet\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    answer
 }
 
 /// The pid of the `sh` whose command line carries `marker`, if one runs.

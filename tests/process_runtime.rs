@@ -360,8 +360,20 @@ async fn usage_counts_the_cpu_and_memory_of_a_containers_processes_and_their_chi
     assert!(host.cpu_ns > 0 && host.memory_bytes > 0, "{host:?}");
 }
 
+/// The token the test's kubelet endpoint accepts.
+const TOKEN: &str = "the-kubelet-token";
+
+/// A GET with the kubelet credentials.
 async fn get(client: &HttpClient, url: &str) -> (u16, String) {
-    let response = client.get(url.parse().unwrap()).await.unwrap();
+    get_as(client, url, Some(&format!("Bearer {TOKEN}"))).await
+}
+
+async fn get_as(client: &HttpClient, url: &str, authorization: Option<&str>) -> (u16, String) {
+    let mut request = hyper::Request::get(url).body(Empty::new()).unwrap();
+    if let Some(value) = authorization {
+        request.headers_mut().insert(hyper::header::AUTHORIZATION, value.parse().unwrap());
+    }
+    let response = client.request(request).await.unwrap();
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8(body.to_vec()).unwrap())
@@ -391,6 +403,7 @@ async fn the_kubelet_endpoint_serves_container_logs_over_http() {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(raftsman::agent::kubelet::serve(
         listener,
+        raftsman::agent::kubelet::auth::Credentials::fixed(TOKEN),
         pods,
         Arc::clone(&runtime),
         Default::default(),
@@ -401,6 +414,10 @@ async fn the_kubelet_endpoint_serves_container_logs_over_http() {
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
 
     assert_eq!(get(&client, &format!("{base}/web/app")).await, (200, "one\ntwo\nthree\n".to_string()));
+    // Only the API servers' credentials are served.
+    for wrong in [None, Some("Bearer not-the-token"), Some("Basic dXNlcjpwYXNz")] {
+        assert_eq!(get_as(&client, &format!("{base}/web/app"), wrong).await, (401, "Unauthorized".to_string()));
+    }
     assert_eq!(get(&client, &format!("{base}/web/app?tailLines=1")).await, (200, "three\n".to_string()));
     assert_eq!(get(&client, &format!("{base}/web/app?limitBytes=5")).await, (200, "one\nt".to_string()));
     assert_eq!(get(&client, &format!("{base}/web/app?sinceTime=2999-01-01T00%3A00%3A00Z")).await.1, "");
@@ -427,7 +444,11 @@ async fn the_kubelet_endpoint_serves_container_logs_over_http() {
     assert_eq!(get(&client, &format!("{base}/web/app?tailLines=-2")).await.0, 422);
 
     // Following a running container streams what it writes and ends once it has exited.
-    let response = client.get(format!("{base}/tail/app?follow=true").parse().unwrap()).await.unwrap();
+    let follow = hyper::Request::get(format!("{base}/tail/app?follow=true"))
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Empty::new())
+        .unwrap();
+    let response = client.request(follow).await.unwrap();
     assert_eq!(response.status(), 200);
     let mut body = response.into_body();
     let mut streamed = String::new();

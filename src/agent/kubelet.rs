@@ -2,7 +2,8 @@
 //! `pods/log` to (`apiserver::http::logs`), served from the runtime's log files (`container_log`);
 //! `GET /exec/{namespace}/{pod}/{container}`, `kubectl exec` over a WebSocket (`exec.rs`);
 //! `GET /metrics/usage`, the latest usage sample of the agent's nodes and pods (`agent::usage`), which the
-//! leader scrapes; and `GET /healthz`.
+//! leader scrapes; and `GET /healthz`. Every request but `/healthz` must carry the cluster's kubelet
+//! credentials (`auth.rs`), or is answered 401.
 //!
 //! Query options are the kubelet's (`PodLogOptions` v1): `follow`, `tailLines` (and the older `tail`),
 //! `limitBytes`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous`. Answers as upstream's: 404
@@ -25,6 +26,7 @@
 //!   most `KUBELET_LOG_CHUNKS_QUEUED_MAX` chunks, so a slow client slows the reading of the file.
 //! - Connections are set up in one place (`accept`), where TLS will go.
 
+pub mod auth;
 pub mod container_log;
 pub mod exec;
 
@@ -44,6 +46,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
+use self::auth::Credentials;
 use self::container_log::{LogCursor, LogOptions, Progress};
 use super::runtime::{ContainerLogs, ContainerState, Runtime};
 use super::usage::Latest;
@@ -69,15 +72,18 @@ pub enum QueryError {
 struct Shared<R, P> {
     pods: P,
     runtime: Arc<R>,
+    credentials: Credentials,
     usage: Latest,
     drain: watch::Receiver<bool>,
 }
 
 /// Serves the kubelet endpoint on `listener` until `shutdown` resolves; then stops accepting, ends the logs
 /// being followed, lets each connection finish and returns once all are closed. `pods` maps a namespace and
-/// pod name to the uid of the pod this node runs under that name.
+/// pod name to the uid of the pod this node runs under that name; only requests with `credentials` are served
+/// (but `/healthz`).
 pub async fn serve<R, P>(
     listener: TcpListener,
+    credentials: Credentials,
     pods: P,
     runtime: Arc<R>,
     usage: Latest,
@@ -87,7 +93,7 @@ pub async fn serve<R, P>(
     P: Fn(&str, &str) -> Option<String> + Send + Sync + 'static,
 {
     let (drain_tx, drain_rx) = watch::channel(false);
-    let shared = Arc::new(Shared { pods, runtime, usage, drain: drain_rx.clone() });
+    let shared = Arc::new(Shared { pods, runtime, credentials, usage, drain: drain_rx.clone() });
     let connections_allowed = Arc::new(Semaphore::new(limits::KUBELET_CONNECTIONS_MAX));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
@@ -151,13 +157,17 @@ where
     if request.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed");
     }
+    if request.uri().path() == "/healthz" {
+        return text(StatusCode::OK, "ok");
+    }
+    let authorization = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if !shared.credentials.admit(authorization).await {
+        return text(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
     if request.uri().path().starts_with("/exec/") {
         return exec_request(shared, request).await;
     }
     let path = request.uri().path();
-    if path == "/healthz" {
-        return text(StatusCode::OK, "ok");
-    }
     if path == "/metrics/usage" {
         let report = Arc::clone(&shared.usage.read().unwrap_or_else(|p| p.into_inner()));
         let mut response =

@@ -4,6 +4,8 @@
 //! - `balancer.rs`: the one connection to the API servers (health-checked replicas, invariant 7).
 //! - `node.rs`: registration, Lease and Ready condition of each node.
 //! - `pods.rs`: pod sync (pure plan and status, executed through the runtime).
+//! - `env.rs`, `sources.rs`, `volumes.rs`: a container's environment and its pod's volumes, from the
+//!   ConfigMaps and Secrets the pods refer to; `images.rs`: images pulled as `imagePullPolicy` says.
 //! - `runtime/`: the runtime trait and its implementations.
 //! - `usage.rs`: the usage of its pods and nodes, sampled for the leader's metrics.
 //!
@@ -13,12 +15,16 @@
 //! agent's restart).
 
 pub mod balancer;
+pub mod env;
+pub mod images;
 pub mod kubelet;
 pub mod node;
 pub mod pods;
 pub mod probes;
 pub mod runtime;
+pub mod sources;
 pub mod usage;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -208,7 +214,8 @@ pub async fn run<R: Runtime>(
     };
     let usage = usage::Latest::default();
     tasks.spawn(usage::run(runtime.clone(), cache.clone(), names.clone(), usage.clone()));
-    tasks.spawn(kubelet::serve(kubelet, pods_by_name, runtime.clone(), usage, async {
+    let credentials = kubelet::auth::Credentials::from_api(client.clone());
+    tasks.spawn(kubelet::serve(kubelet, credentials, pods_by_name, runtime.clone(), usage, async {
         let _ = kubelet_stopped.await;
     }));
     tasks.spawn(pods::run(
@@ -219,6 +226,7 @@ pub async fn run<R: Runtime>(
             host_ip: config.node_ip.to_string(),
             runtime: config.runtime.name(),
             cache,
+            volumes_dir: config.data_dir.join("volumes"),
         },
     ));
     let count = names.len() as u32;

@@ -8,6 +8,12 @@
 //! stopped with its grace period, then is deleted with gracePeriodSeconds 0 and a uid precondition); the phase,
 //! the conditions and the container statuses as `kubectl` shows them.
 //!
+//! A container starts once what it needs is there: its environment (`env.rs`, from the ConfigMaps and Secrets
+//! `sources.rs` reads), its pod's volumes (`volumes.rs`, made before each plan) and its image (`images.rs`,
+//! made sure of just before the start); until then it waits, as `ContainerCreating`,
+//! `CreateContainerConfigError` (a reference to what does not exist), `ErrImageNeverPull`, `ErrImagePull`
+//! or `ImagePullBackOff`.
+//!
 //! Around them, `run` keeps one watch of the pods bound to its nodes (field selector `spec.nodeName`, one
 //! reflector for any number of fake nodes), syncs on every change (at most every `AGENT_SYNC_INTERVAL_MS_MIN`)
 //! and at least every `AGENT_SYNC_INTERVAL_MS_MAX` (for back-off timers), executes actions concurrently (at most
@@ -20,14 +26,15 @@
 //! is reachable. Level-triggered: an action is repeated until the runtime's reports show it done, and a start
 //! names its attempt, so a container is never started twice for one attempt.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     Container, ContainerState as ApiContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, EnvVar, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -36,9 +43,15 @@ use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use tokio::sync::{Notify, Semaphore};
 
+use super::env::{environment, expand};
+use super::images::{self, Images};
 use super::node::seconds;
 use super::probes::{Health, Probes};
-use super::runtime::{ContainerReport, ContainerSpec, ContainerState, HostPort, PodRef, Runtime, SandboxSpec};
+use super::runtime::{
+    ContainerReport, ContainerSpec, ContainerState, HostPort, PodRef, PullPolicy, Runtime, SandboxSpec,
+};
+use super::sources::{self, Missing, Sources};
+use super::volumes::{self, Volumes};
 use crate::apis::validation::parse_quantity;
 use crate::limits;
 
@@ -55,6 +68,8 @@ pub struct DesiredPod {
     pub pod: PodRef,
     pub sandbox: SandboxSpec,
     pub restart_policy: RestartPolicy,
+    /// Run one after the other, each to success, before the containers.
+    pub init_containers: Vec<ContainerSpec>,
     pub containers: Vec<ContainerSpec>,
     /// Set while the pod is being deleted: the grace its containers get.
     pub deleting: Option<Duration>,
@@ -62,6 +77,40 @@ pub struct DesiredPod {
     pub grace: Duration,
     /// Its phase is Succeeded or Failed: nothing of it runs again.
     pub terminal: bool,
+    /// The containers that cannot be started now, and why (their env, their image or the pod's volumes are not
+    /// ready).
+    pub waiting: BTreeMap<String, Waiting>,
+}
+
+/// Why a container cannot be started now, as its status says it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Waiting {
+    /// `ContainerCreating` (waiting for what it needs), `CreateContainerConfigError` (a reference to what is
+    /// not there), or one of `images.rs`'s.
+    pub reason: &'static str,
+    pub message: Option<String>,
+}
+
+impl Waiting {
+    fn from(missing: Missing, reason: &'static str) -> Waiting {
+        match missing {
+            Missing::Unread => Waiting { reason: "ContainerCreating", message: None },
+            Missing::Absent(message) => Waiting { reason, message: Some(message) },
+        }
+    }
+}
+
+/// What, besides the pod, says how its containers are started.
+pub struct PodContext<'a> {
+    /// The ConfigMaps and Secrets the pods refer to, as last read.
+    pub sources: &'a Sources,
+    /// Where the pod's volumes are (`volumes::Volumes::pod_dir`).
+    pub volumes_dir: PathBuf,
+    /// Why the pod's volumes are not ready, if they are not.
+    pub volumes_missing: Option<&'a Missing>,
+    /// The images whose last try failed (`images.rs`).
+    pub image_failures: &'a HashMap<String, images::Failure>,
+    pub now: jiff::Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -154,6 +203,45 @@ pub fn next(policy: RestartPolicy, report: Option<&ContainerReport>, now: jiff::
     }
 }
 
+/// Where a pod is in its initialization.
+#[derive(Debug, PartialEq)]
+pub enum Init<'a> {
+    /// Every init container has succeeded (or a container has been started): the containers run.
+    Done,
+    /// This init container runs next, runs now, or waits to be restarted.
+    Next(&'a ContainerSpec),
+    /// This init container failed and will not be restarted (`restartPolicy: Never`): the pod has failed.
+    Failed(&'a ContainerSpec),
+}
+
+impl DesiredPod {
+    /// Where the pod is in its initialization, given its containers' latest attempts.
+    pub fn init<'a>(&'a self, reports: &[&ContainerReport]) -> Init<'a> {
+        let started = self.containers.iter().any(|c| reports.iter().any(|r| r.name == c.name));
+        if started {
+            return Init::Done;
+        }
+        for init in &self.init_containers {
+            match reports.iter().find(|r| r.name == init.name).map(|r| &r.state) {
+                Some(ContainerState::Exited { exit_code: 0, .. }) => continue,
+                Some(ContainerState::Exited { .. }) if self.restart_policy == RestartPolicy::Never => {
+                    return Init::Failed(init)
+                }
+                _ => return Init::Next(init),
+            }
+        }
+        Init::Done
+    }
+
+    /// The restart policy of its init containers: a failed one is restarted unless the pod's policy is Never.
+    fn init_policy(&self) -> RestartPolicy {
+        match self.restart_policy {
+            RestartPolicy::Never => RestartPolicy::Never,
+            _ => RestartPolicy::OnFailure,
+        }
+    }
+}
+
 /// The actions that bring the runtime to the desired pods, given what the probes say of the running
 /// containers (`health`). Pure.
 pub fn plan(
@@ -185,7 +273,12 @@ pub fn plan(
         if pod.terminal {
             continue;
         }
-        for container in &pod.containers {
+        let (containers, policy) = match pod.init(reports) {
+            Init::Done => (pod.containers.as_slice(), pod.restart_policy),
+            Init::Next(init) => (std::slice::from_ref(init), pod.init_policy()),
+            Init::Failed(_) => continue,
+        };
+        for container in containers {
             let report = reports.iter().find(|r| r.name == container.name).copied();
             if let Some(r) = report.filter(|r| matches!(r.state, ContainerState::Running { .. })) {
                 if let Some(kind) = health(r).failed {
@@ -198,7 +291,10 @@ pub fn plan(
                     });
                 }
             }
-            if let Next::Start(attempt) = next(pod.restart_policy, report, now) {
+            if let Next::Start(attempt) = next(policy, report, now) {
+                if pod.waiting.contains_key(&container.name) {
+                    continue;
+                }
                 actions.push(Action::Start {
                     pod: pod.pod.clone(),
                     sandbox: Box::new(pod.sandbox.clone()),
@@ -228,89 +324,77 @@ pub fn plan(
     actions
 }
 
-/// The value of an environment variable: its `value`, or what its `fieldRef` or `resourceFieldRef` selects of
-/// the pod (as upstream's kubelet resolves them); empty for what cannot be resolved here.
-fn env_value(pod: &Pod, container: &Container, var: &EnvVar) -> String {
-    if let Some(value) = &var.value {
-        return value.clone();
-    }
-    let Some(from) = &var.value_from else { return String::new() };
-    if let Some(field) = &from.field_ref {
-        return field_value(pod, &field.field_path).unwrap_or_default();
-    }
-    if let Some(resource) = &from.resource_field_ref {
-        let (kind, name) = resource.resource.split_once('.').unwrap_or(("", ""));
-        let resources = container.resources.as_ref();
-        let set = match kind {
-            "limits" => resources.and_then(|r| r.limits.as_ref()),
-            "requests" => resources.and_then(|r| r.requests.as_ref()),
-            _ => None,
-        };
-        let Some(value) = set.and_then(|s| s.get(name)).and_then(|q| parse_quantity(&q.0)) else {
-            return String::new();
-        };
-        let divisor = resource.divisor.as_ref().and_then(|d| parse_quantity(&d.0)).filter(|d| *d > 0.0).unwrap_or(1.0);
-        // Upstream rounds up to a whole number of divisors.
-        return format!("{}", (value / divisor).ceil() as i64);
-    }
-    String::new()
-}
-
-/// What a `fieldRef` path selects of a pod.
-fn field_value(pod: &Pod, path: &str) -> Option<String> {
-    let meta = &pod.metadata;
-    let keyed = |prefix: &str, map: &Option<std::collections::BTreeMap<String, String>>| -> Option<Option<String>> {
-        let key = path.strip_prefix(prefix)?.strip_prefix("['")?.strip_suffix("']")?;
-        Some(map.as_ref().and_then(|m| m.get(key).cloned()))
-    };
-    if let Some(value) =
-        keyed("metadata.labels", &meta.labels).or_else(|| keyed("metadata.annotations", &meta.annotations))
-    {
-        return value;
-    }
-    let status = pod.status.as_ref();
-    match path {
-        "metadata.name" => meta.name.clone(),
-        "metadata.namespace" => meta.namespace.clone(),
-        "metadata.uid" => meta.uid.clone(),
-        "spec.nodeName" => pod.spec.as_ref()?.node_name.clone(),
-        "spec.serviceAccountName" => pod.spec.as_ref()?.service_account_name.clone(),
-        "status.hostIP" => status?.host_ip.clone(),
-        "status.podIP" => status?.pod_ip.clone(),
-        "status.hostIPs" => Some(status?.host_ips.iter().flatten().map(|i| i.ip.clone()).collect::<Vec<_>>().join(",")),
-        "status.podIPs" => Some(status?.pod_ips.iter().flatten().map(|i| i.ip.clone()).collect::<Vec<_>>().join(",")),
-        _ => None,
-    }
-}
-
 /// A container's `resources.limits` of `resource`, if set and positive.
 fn limit(container: &Container, resource: &str) -> Option<f64> {
     let quantity = container.resources.as_ref()?.limits.as_ref()?.get(resource)?;
     parse_quantity(&quantity.0).filter(|v| *v > 0.0)
 }
 
+/// A container's `imagePullPolicy`; when unset, upstream's default: `Always` for an image tagged `latest` or
+/// not tagged (nor pinned by digest), else `IfNotPresent`.
+fn pull_policy(policy: Option<&str>, image: &str) -> PullPolicy {
+    match policy {
+        Some("Always") => PullPolicy::Always,
+        Some("Never") => PullPolicy::Never,
+        Some(_) => PullPolicy::IfNotPresent,
+        None => {
+            let name = image.rsplit('/').next().unwrap_or(image);
+            let latest = !image.contains('@') && name.split_once(':').is_none_or(|(_, tag)| tag == "latest");
+            if latest {
+                PullPolicy::Always
+            } else {
+                PullPolicy::IfNotPresent
+            }
+        }
+    }
+}
+
 /// The plan's view of a pod.
-pub fn desired_pod(pod: &Pod) -> DesiredPod {
+pub fn desired_pod(pod: &Pod, context: &PodContext) -> DesiredPod {
     let spec = pod.spec.clone().unwrap_or_default();
     let restart_policy = match spec.restart_policy.as_deref() {
         Some("Never") => RestartPolicy::Never,
         Some("OnFailure") => RestartPolicy::OnFailure,
         _ => RestartPolicy::Always,
     };
-    let containers = spec
-        .containers
-        .iter()
-        .map(|c| ContainerSpec {
+    let mut waiting = BTreeMap::new();
+    let mut container_spec = |c: &Container| {
+        let image = c.image.clone().unwrap_or_default();
+        let env = match (context.volumes_missing, environment(pod, c, context.sources)) {
+            (Some(missing), _) => {
+                waiting.insert(c.name.clone(), Waiting::from(missing.clone(), "ContainerCreating"));
+                Vec::new()
+            }
+            (None, Err(missing)) => {
+                waiting.insert(c.name.clone(), Waiting::from(missing, "CreateContainerConfigError"));
+                Vec::new()
+            }
+            (None, Ok(env)) => {
+                if let Some(w) = images::waiting(&image, context.image_failures.get(&image), context.now) {
+                    waiting.insert(c.name.clone(), w);
+                }
+                env
+            }
+        };
+        let expand = |words: &Option<Vec<String>>| -> Vec<String> {
+            let lookup = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+            words.iter().flatten().map(|w| expand(w, lookup)).collect()
+        };
+        ContainerSpec {
             name: c.name.clone(),
-            image: c.image.clone().unwrap_or_default(),
-            command: c.command.clone().unwrap_or_default(),
-            args: c.args.clone().unwrap_or_default(),
-            env: c.env.iter().flatten().map(|e| (e.name.clone(), env_value(pod, c, e))).collect(),
+            pull_policy: pull_policy(c.image_pull_policy.as_deref(), &image),
+            image,
+            command: expand(&c.command),
+            args: expand(&c.args),
             working_dir: c.working_dir.clone(),
             memory_limit: limit(c, "memory").map(|bytes| bytes as u64),
             cpu_limit_millis: limit(c, "cpu").map(|cpus| (cpus * 1000.0).ceil() as u64),
-        })
-        .collect();
+            mounts: volumes::mounts(pod, c, &context.volumes_dir),
+            env,
+        }
+    };
+    let init_containers = spec.init_containers.iter().flatten().map(&mut container_spec).collect();
+    let containers = spec.containers.iter().map(&mut container_spec).collect();
     let grace = spec.termination_grace_period_seconds.unwrap_or(limits::AGENT_POD_GRACE_SECS_DEFAULT);
     let deleting = pod.metadata.deletion_timestamp.as_ref().map(|_| {
         let secs = pod.metadata.deletion_grace_period_seconds.unwrap_or(grace);
@@ -346,10 +430,12 @@ pub fn desired_pod(pod: &Pod) -> DesiredPod {
             share_process_namespace: spec.share_process_namespace.unwrap_or(false),
         },
         restart_policy,
+        init_containers,
         containers,
         deleting,
         grace: Duration::from_secs(grace.max(0) as u64),
         terminal: matches!(phase, Some("Succeeded" | "Failed")),
+        waiting,
     }
 }
 
@@ -394,16 +480,26 @@ fn container_status(
     now: jiff::Timestamp,
 ) -> ContainerStatus {
     let runtime = placement.runtime;
+    let is_init = pod.init_containers.iter().any(|c| c.name == spec.name);
+    let policy = if is_init { pod.init_policy() } else { pod.restart_policy };
+    // What a container not yet created waits as: an init container, as the pod, initializing.
+    let creating = if is_init { "PodInitializing" } else { "ContainerCreating" };
     let mut status = ContainerStatus {
         name: spec.name.clone(),
         image: spec.image.clone(),
         image_id: format!("{runtime}://{}", spec.image),
         ..Default::default()
     };
+    let blocked = pod.waiting.get(&spec.name).filter(|_| pod.deleting.is_none());
+    let waiting = |reason: &str, message: Option<String>| ApiContainerState {
+        waiting: Some(ContainerStateWaiting { reason: Some(reason.to_owned()), message }),
+        ..Default::default()
+    };
     let Some(report) = report else {
-        status.state = Some(ApiContainerState {
-            waiting: Some(ContainerStateWaiting { reason: Some("ContainerCreating".to_owned()), message: None }),
-            ..Default::default()
+        status.state = Some(match blocked {
+            Some(b) if b.reason == "ContainerCreating" => waiting(creating, b.message.clone()),
+            Some(b) => waiting(b.reason, b.message.clone()),
+            None => waiting(creating, None),
         });
         status.last_state = previous.and_then(|p| p.last_state.clone());
         status.started = Some(false);
@@ -431,8 +527,8 @@ fn container_status(
         }
         ContainerState::Exited { .. } => {
             let ended = ApiContainerState { terminated: terminated(runtime, report), ..Default::default() };
-            match next(pod.restart_policy, Some(report), now) {
-                Next::BackOff { backoff, .. } if pod.deleting.is_none() => {
+            match (next(policy, Some(report), now), blocked) {
+                (Next::BackOff { backoff, .. }, _) if pod.deleting.is_none() => {
                     let message = format!(
                         "back-off {}s restarting failed container={} pod={}_{}({})",
                         backoff.as_secs(),
@@ -441,13 +537,11 @@ fn container_status(
                         pod.pod.namespace,
                         pod.pod.uid
                     );
-                    status.state = Some(ApiContainerState {
-                        waiting: Some(ContainerStateWaiting {
-                            reason: Some("CrashLoopBackOff".to_owned()),
-                            message: Some(message),
-                        }),
-                        ..Default::default()
-                    });
+                    status.state = Some(waiting("CrashLoopBackOff", Some(message)));
+                    status.last_state = Some(ended);
+                }
+                (Next::Start(_), Some(b)) => {
+                    status.state = Some(waiting(b.reason, b.message.clone()));
                     status.last_state = Some(ended);
                 }
                 _ => {
@@ -535,24 +629,49 @@ pub fn pod_status(
 ) -> PodStatus {
     let mut status = current.cloned().unwrap_or_default();
     let now_time = Time(seconds(now));
+    let init = pod.init(reports);
+    let status_of = |spec: &ContainerSpec, previous: &[ContainerStatus]| {
+        let report = reports.iter().find(|r| r.name == spec.name).copied();
+        let before = previous.iter().find(|p| p.name == spec.name);
+        container_status(pod, spec, report, health, before, placement, now)
+    };
     let previous = status.container_statuses.clone().unwrap_or_default();
-    let mut statuses: Vec<ContainerStatus> = pod
-        .containers
+    let mut statuses: Vec<ContainerStatus> = pod.containers.iter().map(|spec| status_of(spec, &previous)).collect();
+    statuses.sort_by(|a, b| a.name.cmp(&b.name));
+    if init != Init::Done {
+        for s in statuses.iter_mut().filter(|s| s.container_id.is_none()) {
+            let reason = Some("PodInitializing".to_owned());
+            s.state = Some(ApiContainerState {
+                waiting: Some(ContainerStateWaiting { reason, message: None }),
+                ..Default::default()
+            });
+        }
+    }
+    let previous = status.init_container_statuses.clone().unwrap_or_default();
+    let init_statuses: Vec<ContainerStatus> = pod
+        .init_containers
         .iter()
         .map(|spec| {
-            let report = reports.iter().find(|r| r.name == spec.name).copied();
-            let before = previous.iter().find(|p| p.name == spec.name);
-            container_status(pod, spec, report, health, before, placement, now)
+            let mut s = status_of(spec, &previous);
+            // A completed init container is ready, as upstream reports it.
+            s.ready = s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code == 0);
+            s
         })
         .collect();
-    statuses.sort_by(|a, b| a.name.cmp(&b.name));
-    let phase = phase(pod, &statuses);
+    let incomplete: Vec<&str> = init_statuses.iter().filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
+    let phase = match init {
+        Init::Done => phase(pod, &statuses),
+        Init::Next(_) => "Pending",
+        Init::Failed(_) => "Failed",
+    };
     let terminal = matches!(phase, "Succeeded" | "Failed");
     let unready: Vec<&str> = statuses.iter().filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
     let (reason, message) = match terminal {
         true => ("PodCompleted", None),
         false => ("ContainersNotReady", Some(format!("containers with unready status: [{}]", unready.join(" ")))),
     };
+    let initialized = init == Init::Done;
+    let init_message = format!("containers with incomplete status: [{}]", incomplete.join(" "));
     let ready = unready.is_empty() && !terminal;
     let conditions = status.conditions.clone().unwrap_or_default();
     let scheduled = conditions.iter().find(|c| c.type_ == "PodScheduled").cloned().unwrap_or(PodCondition {
@@ -563,13 +682,23 @@ pub fn pod_status(
     });
     status.conditions = Some(vec![
         condition("PodReadyToStartContainers", true, None, None, &conditions, &now_time),
-        condition("Initialized", true, None, None, &conditions, &now_time),
+        condition(
+            "Initialized",
+            initialized,
+            Some("ContainersNotInitialized"),
+            Some(init_message),
+            &conditions,
+            &now_time,
+        ),
         condition("Ready", ready, Some(reason), message.clone(), &conditions, &now_time),
         condition("ContainersReady", ready, Some(reason), message, &conditions, &now_time),
         scheduled,
     ]);
     status.phase = Some(phase.to_owned());
     status.container_statuses = Some(statuses);
+    if !init_statuses.is_empty() {
+        status.init_container_statuses = Some(init_statuses);
+    }
     status.host_ip = Some(placement.host_ip.clone());
     status.host_ips = Some(vec![HostIP { ip: placement.host_ip.clone() }]);
     status.pod_ip = placement.pod_ip.clone();
@@ -587,6 +716,8 @@ pub struct PodSyncConfig {
     pub runtime: &'static str,
     /// Where the pod cache is published for the kubelet endpoint, once it exists.
     pub cache: Arc<std::sync::OnceLock<Store<Pod>>>,
+    /// Where the pods' volumes are made (a directory of their own each).
+    pub volumes_dir: PathBuf,
 }
 
 /// The one watch of the pods bound to `nodes`: a reflector store, and a notification on every change.
@@ -759,7 +890,12 @@ pub async fn run<R: Runtime>(client: kube::Client, runtime: Arc<R>, config: PodS
     let writers = (config.nodes.len() * limits::AGENT_STATUS_WRITERS_PER_NODE).min(limits::AGENT_STATUS_WRITERS_MAX);
     let writers: Vec<_> =
         (0..writers.max(1)).map(|_| tokio::spawn(write_statuses(client.clone(), queue.clone()))).collect();
-    let _abort = AbortOnDrop(writers.into_iter().chain([watch]).collect());
+    let latest_sources = sources::Latest::default();
+    let read_sources =
+        tokio::spawn(sources::run(client.clone(), store.clone(), latest_sources.clone(), changed.clone()));
+    let _abort = AbortOnDrop(writers.into_iter().chain([watch, read_sources]).collect());
+    let volumes = Volumes::new(config.volumes_dir.clone());
+    let images = Arc::new(Images::default());
     if store.wait_until_ready().await.is_err() {
         return;
     }
@@ -784,8 +920,25 @@ pub async fn run<R: Runtime>(client: kube::Client, runtime: Arc<R>, config: PodS
             .into_iter()
             .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| nodes.contains(n)))
             .collect();
-        let desired: Vec<DesiredPod> = pods.iter().map(|p| desired_pod(p)).collect();
+        let sources = Arc::clone(&latest_sources.read().unwrap_or_else(|p| p.into_inner()));
+        let volumes_missing = prepare_volumes(&volumes, &pods, &sources, &reports).await;
+        images.recheck(runtime.as_ref()).await;
+        let image_failures = images.failures();
         let now = jiff::Timestamp::now();
+        let desired: Vec<DesiredPod> = pods
+            .iter()
+            .map(|p| {
+                let uid = p.metadata.uid.as_deref().unwrap_or_default();
+                let context = PodContext {
+                    sources: &sources,
+                    volumes_dir: volumes.pod_dir(uid),
+                    volumes_missing: volumes_missing.get(uid),
+                    image_failures: &image_failures,
+                    now,
+                };
+                desired_pod(p, &context)
+            })
+            .collect();
         probes.sync(&runtime, &pods, &reports);
         let health = |r: &ContainerReport| probes.health(&(r.pod_uid.clone(), r.name.clone(), r.attempt));
         for action in plan(&desired, &reports, &health, now) {
@@ -793,11 +946,11 @@ pub async fn run<R: Runtime>(client: kube::Client, runtime: Arc<R>, config: PodS
             if busy.contains(&key) || !in_flight.lock().expect("in-flight lock poisoned").insert(key.clone()) {
                 continue;
             }
-            let (client, runtime, in_flight, changed, permits) =
-                (client.clone(), runtime.clone(), in_flight.clone(), changed.clone(), permits.clone());
+            let (client, runtime, in_flight, changed, permits, images) =
+                (client.clone(), runtime.clone(), in_flight.clone(), changed.clone(), permits.clone(), images.clone());
             tokio::spawn(async move {
                 let _permit = permits.acquire().await;
-                execute(&client, runtime.as_ref(), action).await;
+                execute(&client, runtime.as_ref(), &images, action).await;
                 in_flight.lock().expect("in-flight lock poisoned").remove(&key);
                 changed.notify_one();
             });
@@ -825,9 +978,34 @@ pub async fn run<R: Runtime>(client: kube::Client, runtime: Arc<R>, config: PodS
     }
 }
 
-async fn execute<R: Runtime>(client: &kube::Client, runtime: &R, action: Action) {
+/// Makes the volumes of the pods that may start containers, and removes those of pods neither the API nor the
+/// runtime knows; returns why a pod's volumes are not ready, by uid.
+async fn prepare_volumes(
+    volumes: &Volumes,
+    pods: &[Arc<Pod>],
+    sources: &Arc<Sources>,
+    reports: &[ContainerReport],
+) -> HashMap<String, Missing> {
+    let live: Vec<Arc<Pod>> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")))
+        .filter(|p| p.spec.as_ref().is_some_and(|s| s.volumes.as_ref().is_some_and(|v| !v.is_empty())))
+        .cloned()
+        .collect();
+    let keep: HashSet<String> =
+        pods.iter().filter_map(|p| p.metadata.uid.clone()).chain(reports.iter().map(|r| r.pod_uid.clone())).collect();
+    let (volumes, sources) = (volumes.clone(), Arc::clone(sources));
+    tokio::task::spawn_blocking(move || volumes.prepare(&live, &sources, &keep)).await.unwrap_or_default()
+}
+
+async fn execute<R: Runtime>(client: &kube::Client, runtime: &R, images: &Images, action: Action) {
     let outcome = match &action {
         Action::Start { pod, sandbox, container, attempt } => {
+            // Without its image the container waits (the failure is recorded for its status).
+            if !images.ensure(runtime, &container.image, container.pull_policy).await {
+                return;
+            }
             runtime.start(pod, sandbox, container, *attempt).await.map_err(|e| e.to_string())
         }
         Action::Stop { pod_uid, container, grace } => {

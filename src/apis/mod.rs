@@ -11,6 +11,7 @@ pub mod admission;
 pub mod catalog;
 pub mod conversion;
 pub mod defaults;
+pub mod kubelet_credentials;
 pub mod managed_fields;
 pub mod omitempty;
 pub mod openapi;

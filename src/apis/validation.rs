@@ -153,7 +153,7 @@ fn with_detail(head: String, detail: &str) -> String {
 }
 
 /// A string as Go's `%q` prints it.
-fn go_quote(s: &str) -> String {
+pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

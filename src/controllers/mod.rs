@@ -1,6 +1,6 @@
 //! Controllers that run on the Raft leader: the garbage collector, the namespace controller, the resource
-//! quota controller, the creation of the system priority classes, and the one that keeps the `kubernetes`
-//! Service and its endpoints.
+//! quota controller, the creation of the system priority classes and of the kubelet credentials
+//! (`apis::kubelet_credentials`), and the one that keeps the `kubernetes` Service and its endpoints.
 //!
 //! Architecture invariant: controllers are API clients. They read and write through the Kubernetes API with
 //! the `kube` client (in-process, over the API router without a socket), never through the store, so they would
@@ -41,7 +41,7 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use crate::apis::catalog::{self, Resource};
-use crate::apis::time;
+use crate::apis::{kubelet_credentials, time};
 use crate::limits;
 use graph::Graph;
 use runtime::{run_workers, Informer, Informers, Next, WorkQueue};
@@ -108,6 +108,8 @@ pub enum Action {
         name: &'static str,
         value: i64,
     },
+    /// Create the kubelet credentials Secret with a new random token.
+    CreateKubeletCredentials,
 }
 
 /// What the replica running the controllers knows that the API does not hold.
@@ -269,6 +271,19 @@ async fn execute(client: &Client, action: &Action) -> Result<(), kube::Error> {
             tracing::info!(name, "creating a system priority class");
             ignore_exists(api_for(client, classes, None).create(&PostParams::default(), &class).await)?;
         }
+        Action::CreateKubeletCredentials => {
+            let token: String = rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect();
+            let secret = serde_json::from_value::<DynamicObject>(kubelet_credentials::secret(&token))
+                .map_err(kube::Error::SerdeError)?;
+            tracing::info!(
+                namespace = kubelet_credentials::NAMESPACE,
+                name = kubelet_credentials::NAME,
+                "creating the kubelet credentials"
+            );
+            let secrets = resource("", "v1", "secrets");
+            let api = api_for(client, secrets, Some(kubelet_credentials::NAMESPACE));
+            ignore_exists(api.create(&PostParams::default(), &secret).await)?;
+        }
     }
     Ok(())
 }
@@ -354,6 +369,7 @@ struct Queues {
     quotas: Arc<WorkQueue<String>>,
     priority_classes: Arc<WorkQueue<&'static str>>,
     kubernetes: Arc<WorkQueue<()>>,
+    kubelet_credentials: Arc<WorkQueue<()>>,
 }
 
 /// Which keys of which controller one change concerns. `before` and `after` are the object as the graph held
@@ -401,6 +417,13 @@ fn route(graph: &Graph, queues: &Queues, before: Option<&ObjectRef>, after: Opti
             queues.priority_classes.add(name);
         }
     }
+    if deleted
+        && o.resource.plural == "secrets"
+        && o.namespace.as_deref() == Some(kubelet_credentials::NAMESPACE)
+        && o.name == kubelet_credentials::NAME
+    {
+        queues.kubelet_credentials.add(());
+    }
     if o.namespace.as_deref() == Some(kubernetes_service::NAMESPACE)
         && matches!(o.resource.plural, "services" | "endpoints" | "endpointslices")
     {
@@ -431,6 +454,7 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
             crate::apis::validation::SYSTEM_PRIORITY_CLASSES.iter().map(|(n, _)| *n).collect()
         }),
         kubernetes: WorkQueue::new("kubernetes-service", capacity, || vec![()]),
+        kubelet_credentials: WorkQueue::new("kubelet-credentials", capacity, || vec![()]),
     });
     {
         let (graph, queues) = (graph.clone(), queues.clone());
@@ -450,6 +474,7 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
             queues.priority_classes.add(name);
         }
         queues.kubernetes.add(());
+        queues.kubelet_credentials.add(());
         let garbage = {
             let (client, graph) = (client.clone(), graph.clone());
             move |uid: String| {
@@ -486,6 +511,19 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
                 async move {
                     let classes = resource("scheduling.k8s.io", "v1", "priorityclasses");
                     let actions = priority_classes::plan(|n| n != name || graph.find(classes, None, n).is_some());
+                    execute_all(&client, &actions).await
+                }
+            }
+        };
+        let credentials = {
+            let (client, graph) = (client.clone(), graph.clone());
+            move |()| {
+                let (client, graph) = (client.clone(), graph.clone());
+                async move {
+                    let secrets = resource("", "v1", "secrets");
+                    let exists =
+                        graph.find(secrets, Some(kubelet_credentials::NAMESPACE), kubelet_credentials::NAME).is_some();
+                    let actions = if exists { vec![] } else { vec![Action::CreateKubeletCredentials] };
                     execute_all(&client, &actions).await
                 }
             }
@@ -533,6 +571,7 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
             run_workers(queues.quotas.clone(), 1, quota),
             run_workers(queues.priority_classes.clone(), 1, priority),
             run_workers(queues.kubernetes.clone(), 1, kubernetes),
+            run_workers(queues.kubelet_credentials.clone(), 1, credentials),
             watch_environment,
         );
     }

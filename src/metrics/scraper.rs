@@ -1,5 +1,6 @@
 //! The leader's metrics scraper: once per resolution, asks every kubelet endpoint for its latest usage report
-//! (`GET /metrics/usage`) and records it in the `Points`, as metrics-server scrapes kubelets.
+//! (`GET /metrics/usage`, with the kubelet credentials of `apis::kubelet_credentials`) and records it in the
+//! `Points`, as metrics-server scrapes kubelets.
 //!
 //! Nodes come from the term's Node informer; a node's kubelet endpoint is where `pods/log` is relayed too
 //! (`InternalIP` and `daemonEndpoints.kubeletEndpoint.Port`). Nodes that share an endpoint (an agent serving
@@ -12,10 +13,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use http_body_util::{BodyExt, Limited};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::runtime::reflector::Store;
 
 use super::{Points, Report};
+use crate::apis::kubelet_credentials;
 use crate::apiserver::http::logs::kubelet_address;
 use crate::apiserver::http::{plain_client, PlainClient};
 use crate::controllers::runtime::Informers;
@@ -37,19 +39,32 @@ pub fn endpoints(nodes: &[std::sync::Arc<Node>]) -> BTreeMap<String, BTreeSet<St
 struct Scraper {
     client: PlainClient,
     points: Points,
+    /// The term's API client, which the kubelet credentials are read with.
+    api: kube::Client,
 }
 
 impl Scraper {
-    fn new(points: Points) -> Scraper {
-        Scraper { client: plain_client(limits::KUBELET_CONNECT_TIMEOUT_MS, 1), points }
+    fn new(points: Points, api: kube::Client) -> Scraper {
+        Scraper { client: plain_client(limits::KUBELET_CONNECT_TIMEOUT_MS, 1), points, api }
+    }
+
+    /// The `Authorization` header the kubelets accept.
+    async fn credentials(&self) -> Result<String, String> {
+        let secrets: kube::Api<Secret> = kube::Api::namespaced(self.api.clone(), kubelet_credentials::NAMESPACE);
+        let secret = secrets.get_opt(kubelet_credentials::NAME).await.map_err(|e| e.to_string())?;
+        let secret = serde_json::to_value(secret.ok_or("the Secret is not there yet")?).map_err(|e| e.to_string())?;
+        let token = kubelet_credentials::token(&secret).ok_or("the Secret holds no usable token")?;
+        Ok(kubelet_credentials::bearer(&token))
     }
 
     /// Asks one endpoint for its report and records the nodes it was asked about.
-    async fn scrape(&self, address: &str, nodes: &BTreeSet<String>) -> Result<(), String> {
-        let uri: http::Uri =
-            format!("http://{address}/metrics/usage").parse().map_err(|e| format!("unusable address: {e}"))?;
+    async fn scrape(&self, address: &str, nodes: &BTreeSet<String>, authorization: &str) -> Result<(), String> {
+        let request = http::Request::get(format!("http://{address}/metrics/usage"))
+            .header(http::header::AUTHORIZATION, authorization)
+            .body(http_body_util::Empty::new())
+            .map_err(|e| format!("unusable address: {e}"))?;
         let answer = async {
-            let response = self.client.get(uri).await.map_err(|e| e.to_string())?;
+            let response = self.client.request(request).await.map_err(|e| e.to_string())?;
             if !response.status().is_success() {
                 return Err(format!("answered {}", response.status()));
             }
@@ -72,15 +87,23 @@ impl Scraper {
         Ok(())
     }
 
-    /// One round: every endpoint of the nodes the informer holds.
+    /// One round: every endpoint of the nodes the informer holds, with the kubelet credentials as read now.
     async fn round(&self, nodes: &Store<Node>) {
+        let authorization = match self.credentials().await {
+            Ok(authorization) => authorization,
+            Err(e) => {
+                tracing::debug!(error = %e, "metrics: no kubelet is scraped without the kubelet credentials");
+                return;
+            }
+        };
+        let authorization = authorization.as_str();
         let state = nodes.state();
         let names: BTreeSet<String> = state.iter().filter_map(|n| n.metadata.name.clone()).collect();
         self.points.retain_nodes(|n| names.contains(n));
         let endpoints = endpoints(&state);
         futures::stream::iter(endpoints.iter())
             .for_each_concurrent(limits::METRICS_SCRAPES_IN_FLIGHT_MAX, |(address, nodes)| async move {
-                if let Err(e) = self.scrape(address, nodes).await {
+                if let Err(e) = self.scrape(address, nodes, authorization).await {
                     tracing::debug!(%address, error = %e, "metrics: a kubelet endpoint was not scraped");
                 }
             })
@@ -96,8 +119,9 @@ pub fn prepare(
 ) -> impl std::future::Future<Output = ()> + Send {
     let nodes = informers.typed::<Node>().store().clone();
     let synced = informers.synced();
+    let api = informers.client().clone();
     async move {
-        let scraper = Scraper::new(points);
+        let scraper = Scraper::new(points, api);
         scraper.points.start();
         // The term ends by aborting this future: the guard forgets the points then.
         let _kept = Kept(scraper.points.clone());

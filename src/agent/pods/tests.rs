@@ -19,6 +19,7 @@ fn pod(uid: &str, policy: RestartPolicy, containers: &[&str]) -> DesiredPod {
         pod: PodRef { uid: uid.into(), namespace: "default".into(), name: format!("pod-{uid}") },
         sandbox: SandboxSpec::default(),
         restart_policy: policy,
+        init_containers: Vec::new(),
         containers: containers
             .iter()
             .map(|c| ContainerSpec {
@@ -34,7 +35,21 @@ fn pod(uid: &str, policy: RestartPolicy, containers: &[&str]) -> DesiredPod {
         deleting: None,
         grace: Duration::from_secs(30),
         terminal: false,
+        waiting: BTreeMap::new(),
     }
+}
+
+/// The plan's view of a pod that refers to nothing and whose images are there.
+fn desired_alone(pod: &Pod) -> DesiredPod {
+    let failures = HashMap::new();
+    let context = PodContext {
+        sources: &Sources::default(),
+        volumes_dir: PathBuf::from("/v"),
+        volumes_missing: None,
+        image_failures: &failures,
+        now: at(0),
+    };
+    desired_pod(pod, &context)
 }
 
 fn running(uid: &str, name: &str, attempt: u32, started: i64) -> ContainerReport {
@@ -278,7 +293,7 @@ fn env_values_come_from_the_pod_and_the_containers_resources() {
         "status": {"hostIP": "10.0.0.1"},
     }))
     .unwrap();
-    let desired = desired_pod(&pod);
+    let desired = desired_alone(&pod);
     let env: Vec<(&str, &str)> = desired.containers[0].env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(
         env,
@@ -295,4 +310,119 @@ fn env_values_come_from_the_pod_and_the_containers_resources() {
     );
     assert_eq!(desired.containers[0].memory_limit, Some(64 << 20));
     assert_eq!(desired.containers[0].cpu_limit_millis, Some(1500));
+}
+
+#[test]
+fn a_container_waiting_for_its_config_is_not_started_and_says_why() {
+    let mut blocked = pod("u1", RestartPolicy::Always, &["app", "side"]);
+    let why = Waiting { reason: "CreateContainerConfigError", message: Some("configmap \"cfg\" not found".into()) };
+    blocked.waiting.insert("app".into(), why);
+    let actions = plan(std::slice::from_ref(&blocked), &[], &healthy, at(0));
+    let started: Vec<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start { container, .. } => Some(container.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, ["side"]);
+
+    let placement = Placement { host_ip: "10.0.0.1".into(), pod_ip: None, runtime: "fake" };
+    let status = pod_status(&blocked, None, &[], &placement, &healthy, at(0));
+    let app = &status.container_statuses.as_ref().unwrap()[0];
+    let waiting = app.state.as_ref().unwrap().waiting.as_ref().unwrap();
+    assert_eq!(waiting.reason.as_deref(), Some("CreateContainerConfigError"));
+    assert_eq!(waiting.message.as_deref(), Some("configmap \"cfg\" not found"));
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+
+    // A container that exited and is due for a restart waits too, and shows its last end.
+    let ended = exited("u1", "app", 0, 1, 0, 5);
+    let status = pod_status(&blocked, None, &[&ended], &placement, &healthy, at(6));
+    let app = &status.container_statuses.as_ref().unwrap()[0];
+    assert_eq!(
+        app.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(),
+        Some("CreateContainerConfigError")
+    );
+    assert_eq!(app.last_state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 1);
+    assert!(plan(std::slice::from_ref(&blocked), &[ended], &healthy, at(6))
+        .iter()
+        .all(|a| !matches!(a, Action::Start { container, .. } if container.name == "app")));
+}
+
+#[test]
+fn command_and_args_are_expanded_with_the_environment() {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+        "spec": {"containers": [{"name": "c", "command": ["echo", "$(GREETING)"], "args": ["$(WHO)", "$$(WHO)"],
+            "env": [{"name": "GREETING", "value": "hello"}, {"name": "WHO", "value": "world"}]}]},
+    }))
+    .unwrap();
+    let desired = desired_alone(&pod);
+    assert_eq!(desired.containers[0].command, ["echo", "hello"]);
+    assert_eq!(desired.containers[0].args, ["world", "$(WHO)"]);
+    assert!(desired.waiting.is_empty());
+}
+
+#[test]
+fn the_pull_policy_defaults_by_the_tag() {
+    assert_eq!(pull_policy(None, "busybox"), PullPolicy::Always);
+    assert_eq!(pull_policy(None, "busybox:latest"), PullPolicy::Always);
+    assert_eq!(pull_policy(None, "localhost:5000/busybox"), PullPolicy::Always);
+    assert_eq!(pull_policy(None, "localhost:5000/busybox:1.36"), PullPolicy::IfNotPresent);
+    assert_eq!(pull_policy(None, "busybox@sha256:abc"), PullPolicy::IfNotPresent);
+    assert_eq!(pull_policy(Some("Never"), "busybox"), PullPolicy::Never);
+}
+
+#[test]
+fn init_containers_run_one_after_the_other_to_success_before_the_containers() {
+    let mut p = pod("u1", RestartPolicy::Always, &["app"]);
+    p.init_containers = pod("u1", RestartPolicy::Always, &["first", "second"]).containers;
+    let placement = Placement { host_ip: "10.0.0.1".into(), pod_ip: None, runtime: "fake" };
+    let started = |reports: &[ContainerReport], now| -> Vec<String> {
+        plan(std::slice::from_ref(&p), reports, &healthy, now)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Start { container, attempt, .. } => Some(format!("{}/{attempt}", container.name)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(started(&[], at(0)), ["first/0"]);
+    let status = pod_status(&p, None, &[], &placement, &healthy, at(0));
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+    let app = &status.container_statuses.as_ref().unwrap()[0];
+    assert_eq!(app.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("PodInitializing"));
+    let initialized = status.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Initialized").unwrap();
+    assert_eq!(initialized.status, "False");
+    assert_eq!(initialized.message.as_deref(), Some("containers with incomplete status: [first second]"));
+
+    // A failed init container is restarted (Always acts as OnFailure), with back-off; nothing after it starts.
+    let failed = exited("u1", "first", 0, 1, 0, 1);
+    assert_eq!(started(std::slice::from_ref(&failed), at(2)), ["first/1"]);
+    let failed_again = exited("u1", "first", 1, 1, 2, 3);
+    assert_eq!(started(std::slice::from_ref(&failed_again), at(4)), Vec::<String>::new());
+
+    // Once each has succeeded in turn, the containers start; the init containers are ready and completed.
+    let first = exited("u1", "first", 2, 0, 20, 21);
+    assert_eq!(started(std::slice::from_ref(&first), at(22)), ["second/0"]);
+    let second = exited("u1", "second", 0, 0, 22, 23);
+    let reports = [first.clone(), second.clone()];
+    assert_eq!(started(&reports, at(24)), ["app/0"]);
+    let app = running("u1", "app", 0, 24);
+    let status = pod_status(&p, None, &[&first, &second, &app], &placement, &healthy, at(25));
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+    let inits = status.init_container_statuses.as_ref().unwrap();
+    assert!(inits.iter().all(|s| s.ready), "{inits:?}");
+    assert_eq!(inits[0].restart_count, 2);
+    let initialized = status.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Initialized").unwrap();
+    assert_eq!(initialized.status, "True");
+    // A container that has started keeps the pod initialized, whatever became of the init containers.
+    assert_eq!(started(std::slice::from_ref(&app), at(26)), Vec::<String>::new());
+
+    // With restartPolicy Never, a failed init container fails the pod.
+    let mut never = p.clone();
+    never.restart_policy = RestartPolicy::Never;
+    assert!(plan(std::slice::from_ref(&never), std::slice::from_ref(&failed), &healthy, at(2)).is_empty());
+    let status = pod_status(&never, None, &[&failed], &placement, &healthy, at(2));
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
 }

@@ -73,6 +73,28 @@ pub struct ContainerSpec {
     pub memory_limit: Option<u64>,
     /// `resources.limits.cpu` in thousandths of a CPU: the container is throttled beyond it.
     pub cpu_limit_millis: Option<u64>,
+    /// When the image is pulled (`imagePullPolicy`).
+    pub pull_policy: PullPolicy,
+    /// The pod's volumes where the container's `volumeMounts` put them (a runtime without a filesystem of the
+    /// container's own ignores them).
+    pub mounts: Vec<Mount>,
+}
+
+/// `imagePullPolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+/// A directory or file of the host seen in a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub host_path: PathBuf,
+    pub container_path: String,
+    pub read_only: bool,
 }
 
 impl ContainerSpec {
@@ -225,6 +247,20 @@ pub trait Runtime: Send + Sync + 'static {
                 .await
                 .unwrap_or_else(|_| Err(RuntimeError::Start(format!("the command did not finish within {timeout:?}"))))
         }
+    }
+    /// Whether the runtime runs images (which the agent then pulls as `imagePullPolicy` says).
+    fn runs_images(&self) -> bool {
+        false
+    }
+    /// Whether `image` is on the node (a runtime without images has them all).
+    fn image_present(&self, image: &str) -> impl Future<Output = Result<bool, RuntimeError>> + Send {
+        let _ = image;
+        async { Ok(true) }
+    }
+    /// Pulls `image` onto the node from its registry.
+    fn pull_image(&self, image: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        let _ = image;
+        async { Ok(()) }
     }
     /// The pod's IP as this runtime gives it.
     fn pod_ip(&self, pod_uid: &str) -> Option<IpAddr>;

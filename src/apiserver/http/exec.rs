@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::logs::{kubelet_of, pod_and_container};
+use super::logs::{kubelet_of, pod_and_container, KubeletEndpoint};
 use super::rest::{error_response, KubeApi};
 use crate::apis::catalog;
 use crate::apiserver::errors::ApiError;
@@ -73,7 +73,7 @@ async fn relay(api: &KubeApi, namespace: String, name: String, mut request: Requ
     let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
         return Err(ApiError::BadRequest(format!("pod {name} does not have a host assigned")));
     };
-    let address = kubelet_of(&api.verbs, node_name).await?;
+    let KubeletEndpoint { address, authorization } = kubelet_of(&api.verbs, node_name).await?;
     let unavailable = |e: String| {
         ApiError::Unavailable(format!("the kubelet of node {node_name:?} at {address} did not answer: {e}"))
     };
@@ -82,7 +82,8 @@ async fn relay(api: &KubeApi, namespace: String, name: String, mut request: Requ
     let passed: Vec<String> = query.iter().filter(|(k, _)| k != "container").map(|(k, v)| format!("{k}={v}")).collect();
     let encode = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
     let mut head = format!(
-        "GET /exec/{}/{}/{}?{} HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n",
+        "GET /exec/{}/{}/{}?{} HTTP/1.1\r\nHost: {address}\r\nAuthorization: {authorization}\r\n\
+         Connection: Upgrade\r\nUpgrade: websocket\r\n",
         encode(&namespace),
         encode(&name),
         encode(&container),

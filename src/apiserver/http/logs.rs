@@ -19,7 +19,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
 use super::{plain_client, PlainClient};
-use crate::apis::catalog;
+use crate::apis::{catalog, kubelet_credentials};
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::registry::objects::Consistency;
 use crate::apiserver::registry::verbs::{Target, Verbs};
@@ -87,13 +87,43 @@ pub async fn pod_and_container(
     Ok((pod, container))
 }
 
-/// Where the kubelet of node `node_name` listens, from the node's status.
-pub async fn kubelet_of(verbs: &Verbs, node_name: &str) -> Result<String, ApiError> {
+/// A node's kubelet endpoint as a relay reaches it.
+pub struct KubeletEndpoint {
+    /// `host:port`.
+    pub address: String,
+    /// The `Authorization` header value it accepts (`apis::kubelet_credentials`).
+    pub authorization: String,
+}
+
+/// Where the kubelet of node `node_name` listens, from the node's status, and the credentials it accepts, from
+/// this replica's store.
+pub async fn kubelet_of(verbs: &Verbs, node_name: &str) -> Result<KubeletEndpoint, ApiError> {
     let nodes = catalog::find("", "v1", "nodes").expect("nodes are served");
     let node_target = Target { resource: nodes, namespace: None, name: Some(node_name.to_string()), subresource: None };
     let node = verbs.get(&node_target, Consistency::Local).await?.object;
-    kubelet_address(&node)
-        .ok_or_else(|| ApiError::BadRequest(format!("node {node_name:?} reports no address for its kubelet")))
+    let address = kubelet_address(&node)
+        .ok_or_else(|| ApiError::BadRequest(format!("node {node_name:?} reports no address for its kubelet")))?;
+    let secrets = catalog::find("", "v1", "secrets").expect("secrets are served");
+    let secret_target = Target {
+        resource: secrets,
+        namespace: Some(kubelet_credentials::NAMESPACE.to_owned()),
+        name: Some(kubelet_credentials::NAME.to_owned()),
+        subresource: None,
+    };
+    let missing = || {
+        ApiError::Unavailable(format!(
+            "the kubelet credentials ({}/{}) are not there yet",
+            kubelet_credentials::NAMESPACE,
+            kubelet_credentials::NAME
+        ))
+    };
+    let secret = match verbs.get(&secret_target, Consistency::Local).await {
+        Ok(found) => found.object,
+        Err(ApiError::NotFound { .. }) => return Err(missing()),
+        Err(e) => return Err(e),
+    };
+    let token = kubelet_credentials::token(&secret).ok_or_else(missing)?;
+    Ok(KubeletEndpoint { address, authorization: kubelet_credentials::bearer(&token) })
 }
 
 pub async fn log(
@@ -110,7 +140,7 @@ pub async fn log(
             target.name()
         )));
     };
-    let address = kubelet_of(verbs, node_name).await?;
+    let KubeletEndpoint { address, authorization } = kubelet_of(verbs, node_name).await?;
     let passed: Vec<(&str, &str)> =
         query.iter().filter(|(k, _)| PASSED_ON.contains(&k.as_str())).map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let query = encode_query(&passed);
@@ -122,7 +152,13 @@ pub async fn log(
         ApiError::Unavailable(format!("the kubelet of node {node_name:?} at {address} did not answer: {e}"))
     };
     let waited = Duration::from_millis(limits::KUBELET_RESPONSE_TIMEOUT_MS);
-    let answer = tokio::time::timeout(waited, kubelets.client.get(uri))
+    let mut request = http::Request::get(uri)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| ApiError::Internal(format!("a request to the kubelet at {address}: {e}")))?;
+    if let Ok(value) = HeaderValue::from_str(&authorization) {
+        request.headers_mut().insert(header::AUTHORIZATION, value);
+    }
+    let answer = tokio::time::timeout(waited, kubelets.client.request(request))
         .await
         .map_err(|_| unavailable(format!("no answer within {waited:?}")))?
         .map_err(|e| unavailable(e.to_string()))?;

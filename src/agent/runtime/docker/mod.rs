@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummaryStateEnum, HostConfig, HostConfigLogConfig, Ipam,
-    IpamConfig, NetworkCreateRequest, PortBinding,
+    IpamConfig, MountType, NetworkCreateRequest, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
@@ -49,8 +49,8 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{
-    ContainerLogs, ContainerReport, ContainerSpec, ContainerState, Counters, ExecRequest, ExecSession, PodCounters,
-    PodRef, Runtime, RuntimeError, SandboxSpec, START_ERROR, START_ERROR_EXIT_CODE, STDERR, STDOUT,
+    ContainerLogs, ContainerReport, ContainerSpec, ContainerState, Counters, ExecRequest, ExecSession, Mount,
+    PodCounters, PodRef, Runtime, RuntimeError, SandboxSpec, START_ERROR, START_ERROR_EXIT_CODE, STDERR, STDOUT,
 };
 use crate::agent::kubelet::LogRequest;
 use crate::limits;
@@ -366,15 +366,6 @@ impl DockerRuntime {
         }
     }
 
-    /// Makes sure `image` is present on the node.
-    async fn ensure_image(&self, image: &str) -> Result<(), String> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(()),
-            Err(e) if status(&e) == Some(404) => Err(format!("image {image:?} is not present on this node")),
-            Err(e) => Err(format!("inspecting image {image:?}: {e}")),
-        }
-    }
-
     /// Creates and starts attempt `attempt` of `container` in `sandbox`.
     async fn run_attempt(
         &self,
@@ -385,7 +376,6 @@ impl DockerRuntime {
     ) -> Result<(), String> {
         let name = container_name(pod, &container.name, attempt);
         let pod_sandbox = self.ensure_sandbox(pod, sandbox).await?;
-        self.ensure_image(&container.image).await?;
         let join = format!("container:{}", pod_sandbox.id);
         let body = ContainerCreateBody {
             image: Some(container.image.clone()),
@@ -403,6 +393,7 @@ impl DockerRuntime {
                 // Swap is not given beyond the limit, as upstream's kubelet does.
                 memory_swap: container.memory_limit.map(|bytes| bytes as i64),
                 nano_cpus: container.cpu_limit_millis.map(|millis| millis as i64 * 1_000_000),
+                mounts: Some(container.mounts.iter().map(bind).collect()).filter(|m: &Vec<_>| !m.is_empty()),
                 log_config: Some(HostConfigLogConfig {
                     typ: Some("json-file".to_owned()),
                     config: Some(HashMap::from([
@@ -722,6 +713,32 @@ impl Runtime for DockerRuntime {
         })
     }
 
+    fn runs_images(&self) -> bool {
+        true
+    }
+
+    async fn image_present(&self, image: &str) -> Result<bool, RuntimeError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) if status(&e) == Some(404) => Ok(false),
+            Err(e) => Err(docker_error("inspecting an image", e)),
+        }
+    }
+
+    async fn pull_image(&self, image: &str) -> Result<(), RuntimeError> {
+        let options = CreateImageOptions { from_image: Some(image.to_owned()), ..Default::default() };
+        let progress: Vec<_> = self
+            .docker
+            .create_image(Some(options), None, None)
+            .try_collect()
+            .await
+            .map_err(|e| RuntimeError::Start(e.to_string()))?;
+        match progress.iter().find_map(|p| p.error_detail.as_ref()) {
+            Some(error) => Err(RuntimeError::Start(error.message.clone().unwrap_or_else(|| format!("{error:?}")))),
+            None => Ok(()),
+        }
+    }
+
     fn pod_ip(&self, pod_uid: &str) -> Option<IpAddr> {
         self.seen.lock().expect("no panics under this lock").sandboxes.get(pod_uid)?.ip
     }
@@ -739,6 +756,17 @@ impl Runtime for DockerRuntime {
 
     fn node_usage(&self) -> Option<Counters> {
         super::process::host_usage()
+    }
+}
+
+/// A volume as Docker bind-mounts it.
+fn bind(mount: &Mount) -> bollard::models::Mount {
+    bollard::models::Mount {
+        typ: Some(MountType::BIND),
+        source: Some(mount.host_path.to_string_lossy().into_owned()),
+        target: Some(mount.container_path.clone()),
+        read_only: Some(mount.read_only),
+        ..Default::default()
     }
 }
 
