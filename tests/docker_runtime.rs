@@ -104,6 +104,15 @@ async fn a_deployment_runs_in_docker_and_survives_kills_of_its_containers_agent_
         assert_eq!(mine, ["POD", "app"], "{name}: {listed:?}");
         assert!(listed.iter().any(|c| c.name == format!("k8s_app_{name}_default_{}_0", uid(&k, name))));
     }
+    // The statuses name the containers and the image as Docker does.
+    let image_id = docker::image_id(image);
+    assert!(image_id.starts_with("sha256:"), "{image_id}");
+    for (name, _, _) in &pods {
+        let status = k.json(&["get", "pod", name, "-o", "json"])["status"]["containerStatuses"][0].clone();
+        let app = listed.iter().find(|c| c.pod == *name && c.container == "app").unwrap();
+        assert_eq!(status["containerID"], format!("docker://{}", app.id), "{status}");
+        assert_eq!(status["imageID"], format!("docker://{image_id}"), "{status}");
+    }
 
     // Logs through a follower.
     let (first, first_ip, _) = pods[0].clone();
@@ -369,7 +378,10 @@ async fn config_maps_secrets_and_volumes_reach_the_containers() {
                                  {{"name": "shared", "mountPath": "/shared"}}]}},
               {{"name": "writer", "image": "{image}", "imagePullPolicy": "Never",
                 "command": ["sh", "-c", "echo from the writer > /out/note && exec sleep 100000"],
+                "securityContext": {{"runAsUser": 1000, "runAsGroup": 3000, "readOnlyRootFilesystem": true,
+                  "allowPrivilegeEscalation": false, "capabilities": {{"drop": ["ALL"]}}}},
                 "volumeMounts": [{{"name": "shared", "mountPath": "/out"}}]}}],
+              "securityContext": {{"supplementalGroups": [4000]}},
               "volumes": [{{"name": "settings", "configMap": {{"name": "settings"}}}},
                           {{"name": "creds", "secret": {{"secretName": "creds", "defaultMode": 256}}}},
                           {{"name": "info", "downwardAPI": {{"items": [
@@ -425,6 +437,13 @@ async fn config_maps_secrets_and_volumes_reach_the_containers() {
     assert_eq!(fs_of("/etc/creds").as_deref(), Some("tmpfs"), "a secret is never on the node's disk: {mounts}");
     let refused = k.run(&["exec", "configured", "-c", "app", "--", "sh", "-c", "echo x > /etc/settings/color"]);
     assert!(!refused.status.success(), "configMap volumes are read-only");
+
+    // The writer runs as its security context says: its user and groups, a read-only root, no privileges.
+    let writer = |script: &str| k.run(&["exec", "configured", "-c", "writer", "--", "sh", "-c", script]);
+    let ids = writer("id -u; id -g; id -G; grep -E '^(NoNewPrivs|CapEff)' /proc/self/status");
+    let ids = String::from_utf8_lossy(&ids.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(ids, "1000 3000 3000 4000 CapEff: 0000000000000000 NoNewPrivs: 1");
+    assert!(!writer("touch /on-the-root").status.success(), "the root filesystem is read-only");
 
     // An update of the ConfigMap reaches the files (not the env, which is fixed at start), all keys at once.
     k.ok(&["patch", "configmap", "settings", "-p", r#"{"data": {"color": "green", "size": "10"}}"#]);

@@ -34,7 +34,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     Container, ContainerState as ApiContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodSecurityContext, PodStatus,
+    SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -48,7 +49,7 @@ use super::images::{self, Images};
 use super::node::seconds;
 use super::probes::{Health, Probes};
 use super::runtime::{
-    ContainerReport, ContainerSpec, ContainerState, HostPort, PodRef, PullPolicy, Runtime, SandboxSpec,
+    ContainerReport, ContainerSpec, ContainerState, HostPort, PodRef, PullPolicy, Runtime, SandboxSpec, Security,
 };
 use super::sources::{self, Missing, Sources};
 use super::volumes::{self, Volumes};
@@ -330,6 +331,31 @@ fn limit(container: &Container, resource: &str) -> Option<f64> {
     parse_quantity(&quantity.0).filter(|v| *v > 0.0)
 }
 
+/// What a container's security context asks, its pod's filling in what it leaves unset, as upstream merges
+/// them. `runAsNonRoot` with `runAsUser: 0` cannot be met: an error.
+fn security(pod: Option<&PodSecurityContext>, container: Option<&SecurityContext>) -> Result<Security, String> {
+    let capabilities = container.and_then(|c| c.capabilities.as_ref());
+    let security = Security {
+        user: container.and_then(|c| c.run_as_user).or(pod.and_then(|p| p.run_as_user)),
+        group: container.and_then(|c| c.run_as_group).or(pod.and_then(|p| p.run_as_group)),
+        supplemental_groups: pod
+            .into_iter()
+            .flat_map(|p| p.supplemental_groups.iter().flatten().copied().chain(p.fs_group))
+            .collect(),
+        run_as_non_root: container.and_then(|c| c.run_as_non_root).or(pod.and_then(|p| p.run_as_non_root))
+            == Some(true),
+        read_only_root_filesystem: container.and_then(|c| c.read_only_root_filesystem) == Some(true),
+        privileged: container.and_then(|c| c.privileged) == Some(true),
+        no_new_privileges: container.and_then(|c| c.allow_privilege_escalation) == Some(false),
+        add_capabilities: capabilities.into_iter().flat_map(|c| c.add.iter().flatten().cloned()).collect(),
+        drop_capabilities: capabilities.into_iter().flat_map(|c| c.drop.iter().flatten().cloned()).collect(),
+    };
+    if security.run_as_non_root && security.user == Some(0) {
+        return Err("container's runAsUser breaks non-root policy".to_owned());
+    }
+    Ok(security)
+}
+
 /// A container's `imagePullPolicy`; when unset, upstream's default: `Always` for an image tagged `latest` or
 /// not tagged (nor pinned by digest), else `IfNotPresent`.
 fn pull_policy(policy: Option<&str>, image: &str) -> PullPolicy {
@@ -360,6 +386,18 @@ pub fn desired_pod(pod: &Pod, context: &PodContext) -> DesiredPod {
     let mut waiting = BTreeMap::new();
     let mut container_spec = |c: &Container| {
         let image = c.image.clone().unwrap_or_default();
+        let security = match security(spec.security_context.as_ref(), c.security_context.as_ref()) {
+            Ok(security) => security,
+            Err(message) => {
+                let message = Some(format!(
+                    "{message} (pod: {:?}, container: {})",
+                    pod.metadata.name.as_deref().unwrap_or_default(),
+                    c.name
+                ));
+                waiting.insert(c.name.clone(), Waiting { reason: "CreateContainerConfigError", message });
+                Security::default()
+            }
+        };
         let env = match (context.volumes_missing, environment(pod, c, context.sources)) {
             (Some(missing), _) => {
                 waiting.insert(c.name.clone(), Waiting::from(missing.clone(), "ContainerCreating"));
@@ -371,7 +409,7 @@ pub fn desired_pod(pod: &Pod, context: &PodContext) -> DesiredPod {
             }
             (None, Ok(env)) => {
                 if let Some(w) = images::waiting(&image, context.image_failures.get(&image), context.now) {
-                    waiting.insert(c.name.clone(), w);
+                    waiting.entry(c.name.clone()).or_insert(w);
                 }
                 env
             }
@@ -390,6 +428,7 @@ pub fn desired_pod(pod: &Pod, context: &PodContext) -> DesiredPod {
             memory_limit: limit(c, "memory").map(|bytes| bytes as u64),
             cpu_limit_millis: limit(c, "cpu").map(|cpus| (cpus * 1000.0).ceil() as u64),
             mounts: volumes::mounts(pod, c, &context.volumes_dir),
+            security,
             env,
         }
     };
@@ -448,8 +487,12 @@ pub struct Placement {
     pub runtime: &'static str,
 }
 
+/// A container's id in its status: the runtime's, or one made of the pod, the name and the attempt.
 fn container_id(runtime: &str, report: &ContainerReport) -> String {
-    format!("{runtime}://{}-{}-{}", report.pod_uid, report.name, report.attempt)
+    match &report.ids {
+        Some(ids) => format!("{runtime}://{}", ids.container),
+        None => format!("{runtime}://{}-{}-{}", report.pod_uid, report.name, report.attempt),
+    }
 }
 
 fn terminated(runtime: &str, report: &ContainerReport) -> Option<ContainerStateTerminated> {
@@ -507,6 +550,9 @@ fn container_status(
     };
     status.restart_count = report.attempt as i32;
     status.container_id = Some(container_id(runtime, report));
+    if let Some(ids) = report.ids.as_ref().filter(|ids| !ids.image.is_empty()) {
+        status.image_id = format!("{runtime}://{}", ids.image);
+    }
     // The previous attempt's end: what the API showed as this container's state when it was that attempt.
     let earlier = previous.and_then(|p| match &p.state {
         Some(ApiContainerState { terminated: Some(t), .. }) if (p.restart_count as u32) < report.attempt => {

@@ -12,6 +12,13 @@ fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker").args(args).output().expect("run docker")
 }
 
+/// The id of a local image (`sha256:...`).
+pub fn image_id(image: &str) -> String {
+    let out = docker(&["image", "inspect", "--format", "{{.Id}}", image]);
+    assert!(out.status.success(), "docker image inspect: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// Imports `BUSYBOX_IMAGE` unless it is there.
 pub fn busybox_image() -> &'static str {
     if docker(&["image", "inspect", BUSYBOX_IMAGE]).status.success() {

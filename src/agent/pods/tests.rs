@@ -58,6 +58,7 @@ fn running(uid: &str, name: &str, attempt: u32, started: i64) -> ContainerReport
         name: name.into(),
         attempt,
         state: ContainerState::Running { started_at: at(started) },
+        ids: None,
     }
 }
 
@@ -73,6 +74,7 @@ fn exited(uid: &str, name: &str, attempt: u32, code: i32, started: i64, finished
             started_at: at(started),
             finished_at: at(finished),
         },
+        ids: None,
     }
 }
 
@@ -425,4 +427,38 @@ fn init_containers_run_one_after_the_other_to_success_before_the_containers() {
     assert!(plan(std::slice::from_ref(&never), std::slice::from_ref(&failed), &healthy, at(2)).is_empty());
     let status = pod_status(&never, None, &[&failed], &placement, &healthy, at(2));
     assert_eq!(status.phase.as_deref(), Some("Failed"));
+}
+
+#[test]
+fn a_containers_security_context_fills_in_from_its_pods() {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+        "spec": {
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 2000, "fsGroup": 3000, "supplementalGroups": [4000]},
+            "containers": [
+                {"name": "own", "securityContext": {"runAsUser": 1001, "readOnlyRootFilesystem": true,
+                    "allowPrivilegeEscalation": false, "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}}},
+                {"name": "inherits"},
+                {"name": "root", "securityContext": {"runAsUser": 0, "runAsNonRoot": true}}]},
+    }))
+    .unwrap();
+    let desired = desired_alone(&pod);
+    let own = &desired.containers[0].security;
+    assert_eq!((own.user, own.group), (Some(1001), Some(2000)));
+    assert_eq!(own.supplemental_groups, [4000, 3000]);
+    assert!(own.read_only_root_filesystem && own.no_new_privileges && !own.privileged);
+    assert_eq!(
+        (own.add_capabilities.as_slice(), own.drop_capabilities.as_slice()),
+        (&["NET_ADMIN".to_string()][..], &["ALL".to_string()][..])
+    );
+    let inherits = &desired.containers[1].security;
+    assert_eq!((inherits.user, inherits.group), (Some(1000), Some(2000)));
+    assert!(!inherits.read_only_root_filesystem && !inherits.no_new_privileges);
+    let refused = &desired.waiting["root"];
+    assert_eq!(refused.reason, "CreateContainerConfigError");
+    assert_eq!(
+        refused.message.as_deref(),
+        Some("container's runAsUser breaks non-root policy (pod: \"p\", container: root)")
+    );
+    assert!(!desired.waiting.contains_key("own") && !desired.waiting.contains_key("inherits"));
 }

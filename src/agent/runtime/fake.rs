@@ -112,7 +112,8 @@ impl Runtime for FakeRuntime {
         }
         tracing::info!(pod_uid = %pod.uid, namespace = %pod.namespace, pod = %pod.name,
             container = %container.name, attempt, "fake runtime: container started");
-        let report = ContainerReport { pod_uid: pod.uid.clone(), name: container.name.clone(), attempt, state };
+        let report =
+            ContainerReport { pod_uid: pod.uid.clone(), name: container.name.clone(), attempt, state, ids: None };
         containers.insert(container.name.clone(), report);
         Ok(())
     }

@@ -78,6 +78,26 @@ pub struct ContainerSpec {
     /// The pod's volumes where the container's `volumeMounts` put them (a runtime without a filesystem of the
     /// container's own ignores them).
     pub mounts: Vec<Mount>,
+    /// What its security context asks (a runtime without isolation ignores it).
+    pub security: Security,
+}
+
+/// A container's `securityContext`, its pod's filling in what it leaves unset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    /// `runAsUser` and `runAsGroup`: the image's user when unset.
+    pub user: Option<i64>,
+    pub group: Option<i64>,
+    /// The pod's `supplementalGroups` and `fsGroup`.
+    pub supplemental_groups: Vec<i64>,
+    /// `runAsNonRoot`: refuse to start as root.
+    pub run_as_non_root: bool,
+    pub read_only_root_filesystem: bool,
+    pub privileged: bool,
+    /// `allowPrivilegeEscalation: false`.
+    pub no_new_privileges: bool,
+    pub add_capabilities: Vec<String>,
+    pub drop_capabilities: Vec<String>,
 }
 
 /// `imagePullPolicy`.
@@ -163,6 +183,15 @@ pub struct ContainerReport {
     pub name: String,
     pub attempt: u32,
     pub state: ContainerState,
+    /// The runtime's ids of the attempt's container and of its image, when it has any.
+    pub ids: Option<RuntimeIds>,
+}
+
+/// A container's id and its image's, as the runtime names them (`docker ps`, `docker images --no-trunc`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeIds {
+    pub container: String,
+    pub image: String,
 }
 
 /// What a container (or a host) has used: CPU time so far, a counter that only grows while it runs, and the

@@ -50,7 +50,8 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::{
     ContainerLogs, ContainerReport, ContainerSpec, ContainerState, Counters, ExecRequest, ExecSession, Mount,
-    PodCounters, PodRef, Runtime, RuntimeError, SandboxSpec, START_ERROR, START_ERROR_EXIT_CODE, STDERR, STDOUT,
+    PodCounters, PodRef, Runtime, RuntimeError, RuntimeIds, SandboxSpec, START_ERROR, START_ERROR_EXIT_CODE, STDERR,
+    STDOUT,
 };
 use crate::agent::kubelet::LogRequest;
 use crate::limits;
@@ -366,6 +367,15 @@ impl DockerRuntime {
         }
     }
 
+    /// Whether `image` runs as root when no user is given (its configured user is empty, `root` or 0).
+    async fn image_runs_as_root(&self, image: &str) -> Result<bool, String> {
+        let inspected =
+            self.docker.inspect_image(image).await.map_err(|e| format!("inspecting image {image:?}: {e}"))?;
+        let user = inspected.config.and_then(|c| c.user).unwrap_or_default();
+        let name = user.split(':').next().unwrap_or_default();
+        Ok(matches!(name, "" | "root" | "0"))
+    }
+
     /// Creates and starts attempt `attempt` of `container` in `sandbox`.
     async fn run_attempt(
         &self,
@@ -376,6 +386,10 @@ impl DockerRuntime {
     ) -> Result<(), String> {
         let name = container_name(pod, &container.name, attempt);
         let pod_sandbox = self.ensure_sandbox(pod, sandbox).await?;
+        let security = &container.security;
+        if security.run_as_non_root && security.user.is_none() && self.image_runs_as_root(&container.image).await? {
+            return Err("container has runAsNonRoot and image will run as root".to_owned());
+        }
         let join = format!("container:{}", pod_sandbox.id);
         let body = ContainerCreateBody {
             image: Some(container.image.clone()),
@@ -384,6 +398,10 @@ impl DockerRuntime {
             cmd: Some(container.args.clone()).filter(|a| !a.is_empty() || !container.command.is_empty()),
             env: Some(container.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             working_dir: container.working_dir.clone(),
+            user: security.user.map(|u| match security.group {
+                Some(g) => format!("{u}:{g}"),
+                None => u.to_string(),
+            }),
             labels: Some(self.labels(pod, &container.name, TYPE_CONTAINER, attempt)),
             host_config: Some(HostConfig {
                 network_mode: Some(join.clone()),
@@ -394,6 +412,13 @@ impl DockerRuntime {
                 memory_swap: container.memory_limit.map(|bytes| bytes as i64),
                 nano_cpus: container.cpu_limit_millis.map(|millis| millis as i64 * 1_000_000),
                 mounts: Some(container.mounts.iter().map(bind).collect()).filter(|m: &Vec<_>| !m.is_empty()),
+                group_add: Some(security.supplemental_groups.iter().map(|g| g.to_string()).collect())
+                    .filter(|g: &Vec<_>| !g.is_empty()),
+                readonly_rootfs: Some(security.read_only_root_filesystem),
+                privileged: Some(security.privileged),
+                security_opt: security.no_new_privileges.then(|| vec!["no-new-privileges".to_owned()]),
+                cap_add: Some(security.add_capabilities.clone()).filter(|c| !c.is_empty()),
+                cap_drop: Some(security.drop_capabilities.clone()).filter(|c| !c.is_empty()),
                 log_config: Some(HostConfigLogConfig {
                     typ: Some("json-file".to_owned()),
                     config: Some(HashMap::from([
@@ -513,7 +538,13 @@ impl Runtime for DockerRuntime {
                     started_at: now,
                     finished_at: now,
                 };
-                let report = ContainerReport { pod_uid: pod.uid.clone(), name: container.name.clone(), attempt, state };
+                let report = ContainerReport {
+                    pod_uid: pod.uid.clone(),
+                    name: container.name.clone(),
+                    attempt,
+                    state,
+                    ids: None,
+                };
                 self.failed.lock().expect("no panics under this lock").insert(key, report);
                 Err(RuntimeError::Start(message))
             }
@@ -554,7 +585,7 @@ impl Runtime for DockerRuntime {
     async fn list(&self) -> Result<Vec<ContainerReport>, RuntimeError> {
         let summaries = self.containers(&[]).await?;
         let mut sandboxes = HashMap::new();
-        let mut latest: HashMap<(String, String), (u32, String, bool)> = HashMap::new();
+        let mut latest: HashMap<(String, String), (u32, String, String, bool)> = HashMap::new();
         for summary in &summaries {
             let (Some(uid), Some(id)) = (label(summary, LABEL_POD_UID), summary.id.as_deref()) else { continue };
             let state = summary.state.unwrap_or(ContainerSummaryStateEnum::EMPTY);
@@ -571,19 +602,26 @@ impl Runtime for DockerRuntime {
                 continue;
             }
             let running = matches!(state, ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::PAUSED);
-            let entry = latest.entry((uid.to_owned(), name.to_owned())).or_insert((attempt, id.to_owned(), running));
+            let image = summary.image_id.clone().unwrap_or_default();
+            let entry = latest.entry((uid.to_owned(), name.to_owned())).or_insert((
+                attempt,
+                id.to_owned(),
+                image.clone(),
+                running,
+            ));
             if attempt > entry.0 {
-                *entry = (attempt, id.to_owned(), running);
+                *entry = (attempt, id.to_owned(), image, running);
             }
         }
         let mut reports = Vec::with_capacity(latest.len());
         let mut running = Vec::new();
-        for ((uid, name), (attempt, id, is_running)) in latest {
+        for ((uid, name), (attempt, id, image, is_running)) in latest {
             let state = self.inspect(&id, is_running).await?;
             if matches!(state, ContainerState::Running { .. }) {
-                running.push((uid.clone(), name.clone(), id));
+                running.push((uid.clone(), name.clone(), id.clone()));
             }
-            reports.push(ContainerReport { pod_uid: uid, name, attempt, state });
+            let ids = Some(RuntimeIds { container: id, image });
+            reports.push(ContainerReport { pod_uid: uid, name, attempt, state, ids });
         }
         for failure in self.failed.lock().expect("no panics under this lock").values() {
             match reports.iter_mut().find(|r| r.pod_uid == failure.pod_uid && r.name == failure.name) {

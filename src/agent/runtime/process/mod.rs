@@ -452,7 +452,13 @@ impl ProcessRuntime {
                         finished_at: parse_time(&exited.finished_at),
                     },
                 };
-                Some(ContainerReport { pod_uid: pod_uid.clone(), name: name.clone(), attempt: tracked.attempt, state })
+                Some(ContainerReport {
+                    pod_uid: pod_uid.clone(),
+                    name: name.clone(),
+                    attempt: tracked.attempt,
+                    state,
+                    ids: None,
+                })
             })
             .collect()
     }
