@@ -398,6 +398,8 @@ pub const AGENT_ORPHAN_GRACE_SECS: u64 = 2;
 /// How often the agent reads again a ConfigMap or Secret its pods refer to (`agent::sources`): an update reaches
 /// the pods' volume files within about this long.
 pub const AGENT_SOURCES_REFRESH_MS: u64 = 10_000;
+/// The least time a container gets between the end of its preStop hook and its SIGKILL.
+pub const AGENT_PRE_STOP_GRACE_AFTER_SECS: u64 = 2;
 /// The pause before an image whose pull failed is pulled again: the minimum, doubling to the maximum.
 pub const AGENT_IMAGE_BACKOFF_SECS_MIN: u64 = 10;
 pub const AGENT_IMAGE_BACKOFF_SECS_MAX: u64 = 300;

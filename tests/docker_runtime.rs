@@ -359,6 +359,8 @@ async fn config_maps_secrets_and_volumes_reach_the_containers() {
     let agent = Agent::start(&servers, node, &["--runtime", "docker"]);
     let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
     harness::pods::wait_nodes(&k, 1).await;
+    let host = tempfile::tempdir().unwrap();
+    let host_dir = host.path().join("made-by-the-agent");
     let manifest = format!(
         r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "configured", "labels": {{"app": "volumes"}}}},
             "spec": {{"terminationGracePeriodSeconds": 1,
@@ -367,6 +369,7 @@ async fn config_maps_secrets_and_volumes_reach_the_containers() {
                 "volumeMounts": [{{"name": "shared", "mountPath": "/out"}}]}}],
               "containers": [
               {{"name": "app", "image": "{image}", "imagePullPolicy": "Never", "command": ["sleep", "100000"],
+                "lifecycle": {{"preStop": {{"exec": {{"command": ["sh", "-c", "echo $COLOR > /host/stopped"]}}}}}},
                 "env": [{{"name": "COLOR", "valueFrom": {{"configMapKeyRef": {{"name": "settings", "key": "color"}}}}}},
                         {{"name": "PASSWORD", "valueFrom": {{"secretKeyRef": {{"name": "creds", "key": "password"}}}}}},
                         {{"name": "GREETING", "value": "$(COLOR) sky"}}],
@@ -375,7 +378,8 @@ async fn config_maps_secrets_and_volumes_reach_the_containers() {
                                  {{"name": "creds", "mountPath": "/etc/creds"}},
                                  {{"name": "info", "mountPath": "/etc/info"}},
                                  {{"name": "scratch", "mountPath": "/scratch"}},
-                                 {{"name": "shared", "mountPath": "/shared"}}]}},
+                                 {{"name": "shared", "mountPath": "/shared"}},
+                                 {{"name": "host", "mountPath": "/host"}}]}},
               {{"name": "writer", "image": "{image}", "imagePullPolicy": "Never",
                 "command": ["sh", "-c", "echo from the writer > /out/note && exec sleep 100000"],
                 "securityContext": {{"runAsUser": 1000, "runAsGroup": 3000, "readOnlyRootFilesystem": true,
@@ -387,7 +391,9 @@ async fn config_maps_secrets_and_volumes_reach_the_containers() {
                           {{"name": "info", "downwardAPI": {{"items": [
                               {{"path": "labels", "fieldRef": {{"fieldPath": "metadata.labels"}}}}]}}}},
                           {{"name": "scratch", "emptyDir": {{"medium": "Memory"}}}},
-                          {{"name": "shared", "emptyDir": {{}}}}]}}}}"#
+                          {{"name": "shared", "emptyDir": {{}}}},
+                          {{"name": "host", "hostPath": {{"path": "{host}", "type": "DirectoryOrCreate"}}}}]}}}}"#,
+        host = host_dir.display()
     );
     let path = k.manifest("configured.json", &manifest);
     k.ok(&["apply", "-f", &path]);
@@ -453,7 +459,8 @@ async fn config_maps_secrets_and_volumes_reach_the_containers() {
     .await;
     assert_eq!(exec("echo $COLOR"), "blue\n");
 
-    // Deleting the pod removes its containers and its volumes' directory, tmpfs mounts included.
+    // Deleting the pod runs the preStop hook first (here it leaves a file in the hostPath the agent made),
+    // then removes its containers and its volumes' directory, tmpfs mounts included.
     let pod_dir = agent.data_dir.join("volumes").join(uid(&k, "configured"));
     assert!(pod_dir.join("settings").join("..data").exists(), "{}", pod_dir.display());
     k.ok(&["delete", "pod", "configured"]);
@@ -461,6 +468,7 @@ async fn config_maps_secrets_and_volumes_reach_the_containers() {
         (docker::containers(node).is_empty() && !pod_dir.exists()).then_some(())
     })
     .await;
+    assert_eq!(std::fs::read_to_string(host_dir.join("stopped")).unwrap(), "blue\n");
     let host_mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     assert!(!host_mounts.contains(&*agent.data_dir.to_string_lossy()), "{host_mounts}");
 }

@@ -5,7 +5,8 @@
 //! - `node.rs`: registration, Lease and Ready condition of each node.
 //! - `pods.rs`: pod sync (pure plan and status, executed through the runtime).
 //! - `env.rs`, `sources.rs`, `volumes.rs`: a container's environment and its pod's volumes, from the
-//!   ConfigMaps and Secrets the pods refer to; `images.rs`: images pulled as `imagePullPolicy` says.
+//!   ConfigMaps and Secrets the pods refer to; `images.rs`: images pulled as `imagePullPolicy` says;
+//!   `hooks.rs`: lifecycle hooks (`preStop`).
 //! - `runtime/`: the runtime trait and its implementations.
 //! - `usage.rs`: the usage of its pods and nodes, sampled for the leader's metrics.
 //!
@@ -16,6 +17,7 @@
 
 pub mod balancer;
 pub mod env;
+pub mod hooks;
 pub mod images;
 pub mod kubelet;
 pub mod node;

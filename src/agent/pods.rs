@@ -45,6 +45,7 @@ use kube::runtime::WatchStreamExt;
 use tokio::sync::{Notify, Semaphore};
 
 use super::env::{environment, expand};
+use super::hooks::{self, Hook};
 use super::images::{self, Images};
 use super::node::seconds;
 use super::probes::{Health, Probes};
@@ -126,6 +127,8 @@ pub enum Action {
         pod_uid: String,
         container: String,
         grace: Duration,
+        /// Run first, within the grace.
+        pre_stop: Option<Hook>,
     },
     /// Forget a pod the API no longer has, all of whose containers have exited.
     Remove {
@@ -267,7 +270,9 @@ pub fn plan(
                 actions.push(Action::Delete { pod: pod.pod.clone() });
             }
             for r in running {
-                actions.push(Action::Stop { pod_uid: r.pod_uid.clone(), container: r.name.clone(), grace });
+                let spec = pod.containers.iter().chain(&pod.init_containers).find(|c| c.name == r.name);
+                let pre_stop = spec.and_then(|c| c.pre_stop.clone());
+                actions.push(Action::Stop { pod_uid: r.pod_uid.clone(), container: r.name.clone(), grace, pre_stop });
             }
             continue;
         }
@@ -289,6 +294,7 @@ pub fn plan(
                         pod_uid: r.pod_uid.clone(),
                         container: r.name.clone(),
                         grace: pod.grace,
+                        pre_stop: container.pre_stop.clone(),
                     });
                 }
             }
@@ -316,6 +322,7 @@ pub fn plan(
                 pod_uid: uid.to_owned(),
                 container: r.name.clone(),
                 grace: Duration::from_secs(limits::AGENT_ORPHAN_GRACE_SECS),
+                pre_stop: None,
             });
         }
         if !running {
@@ -429,6 +436,7 @@ pub fn desired_pod(pod: &Pod, context: &PodContext) -> DesiredPod {
             cpu_limit_millis: limit(c, "cpu").map(|cpus| (cpus * 1000.0).ceil() as u64),
             mounts: volumes::mounts(pod, c, &context.volumes_dir),
             security,
+            pre_stop: hooks::pre_stop(c),
             env,
         }
     };
@@ -1054,8 +1062,12 @@ async fn execute<R: Runtime>(client: &kube::Client, runtime: &R, images: &Images
             }
             runtime.start(pod, sandbox, container, *attempt).await.map_err(|e| e.to_string())
         }
-        Action::Stop { pod_uid, container, grace } => {
-            runtime.stop(pod_uid, container, *grace).await.map_err(|e| e.to_string())
+        Action::Stop { pod_uid, container, grace, pre_stop } => {
+            let grace = match pre_stop {
+                Some(hook) => hooks::run_pre_stop(runtime, pod_uid, container, hook, *grace).await,
+                None => *grace,
+            };
+            runtime.stop(pod_uid, container, grace).await.map_err(|e| e.to_string())
         }
         Action::Remove { pod_uid } => runtime.remove(pod_uid).await.map_err(|e| e.to_string()),
         Action::Delete { pod } => {

@@ -56,7 +56,7 @@ pub struct ProbeSpec {
 }
 
 /// A container port given by number or by the name of one of the container's ports.
-fn port(value: &IntOrString, container: &Container) -> Option<u16> {
+pub fn port(value: &IntOrString, container: &Container) -> Option<u16> {
     match value {
         IntOrString::Int(n) => u16::try_from(*n).ok(),
         IntOrString::String(name) => match name.parse::<u16>() {
@@ -257,13 +257,25 @@ async fn work<R: Runtime>(probes: std::sync::Weak<Probes>, runtime: Arc<R>, key:
     }
 }
 
-/// Runs one check: an HTTP status from 200 to 399, a TCP connection, or an exec exit code 0, within the
-/// probe's timeout.
+/// Runs one probe's check.
 async fn check<R: Runtime>(
     runtime: &R,
     client: &crate::apiserver::http::PlainClient,
     (uid, container, _): &AttemptKey,
     spec: &ProbeSpec,
+) -> bool {
+    run_check(runtime, client, uid, container, &spec.check, spec.timeout).await
+}
+
+/// Runs a check against a container: an HTTP status from 200 to 399, a TCP connection, or an exec exit code
+/// 0, within `timeout` (probes and lifecycle hooks).
+pub async fn run_check<R: Runtime>(
+    runtime: &R,
+    client: &crate::apiserver::http::PlainClient,
+    uid: &str,
+    container: &str,
+    check: &Check,
+    timeout: Duration,
 ) -> bool {
     let host = |given: &Option<String>| -> Option<String> {
         match given {
@@ -272,7 +284,7 @@ async fn check<R: Runtime>(
         }
     };
     let checked = async {
-        match &spec.check {
+        match check {
             Check::Http { scheme, host: given, port, path, headers } => {
                 if !scheme.eq_ignore_ascii_case("HTTP") {
                     // HTTPS probes need TLS, which the agent does not speak yet: a failure, said once per check.
@@ -299,11 +311,11 @@ async fn check<R: Runtime>(
                 tokio::net::TcpStream::connect((host.as_str(), *port)).await.is_ok()
             }
             Check::Exec { command } => {
-                matches!(runtime.exec(uid, container, command, spec.timeout).await, Ok(0))
+                matches!(runtime.exec(uid, container, command, timeout).await, Ok(0))
             }
         }
     };
-    tokio::time::timeout(spec.timeout, checked).await.unwrap_or(false)
+    tokio::time::timeout(timeout, checked).await.unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -148,7 +148,12 @@ fn deletion_stops_then_deletes() {
     let actions = plan(std::slice::from_ref(&deleting), &reports, &healthy, at(5));
     assert_eq!(
         actions,
-        vec![Action::Stop { pod_uid: "a".into(), container: "x".into(), grace: Duration::from_secs(7) }]
+        vec![Action::Stop {
+            pod_uid: "a".into(),
+            container: "x".into(),
+            grace: Duration::from_secs(7),
+            pre_stop: None
+        }]
     );
     let reports = [exited("a", "x", 0, 137, 0, 6), exited("a", "y", 0, 0, 0, 1)];
     let actions = plan(std::slice::from_ref(&deleting), &reports, &healthy, at(6));
@@ -169,7 +174,8 @@ fn orphans_are_stopped_then_removed_and_terminal_pods_left_alone() {
         vec![Action::Stop {
             pod_uid: "gone".into(),
             container: "x".into(),
-            grace: Duration::from_secs(limits::AGENT_ORPHAN_GRACE_SECS)
+            grace: Duration::from_secs(limits::AGENT_ORPHAN_GRACE_SECS),
+            pre_stop: None,
         }]
     );
     assert_eq!(plan(&[], &reports[1..2], &healthy, at(5)), vec![Action::Remove { pod_uid: "gone".into() }]);

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 
+use super::hooks::Hook;
 use super::kubelet::LogRequest;
 
 pub mod docker;
@@ -80,6 +81,8 @@ pub struct ContainerSpec {
     pub mounts: Vec<Mount>,
     /// What its security context asks (a runtime without isolation ignores it).
     pub security: Security,
+    /// Run before it is stopped (`lifecycle.preStop`).
+    pub pre_stop: Option<Hook>,
 }
 
 /// A container's `securityContext`, its pod's filling in what it leaves unset.
