@@ -3,8 +3,10 @@
 //! containers carry the pod's labels, `kubectl logs` (and `--previous`), `kubectl exec` (output, stdin, exit
 //! codes) and `kubectl top` work through a follower, a `docker kill`ed container is restarted, an agent restart
 //! and replica kills restart nothing, and deleting the Deployment removes every container; probes drive
-//! readiness and restart a container whose liveness fails; ConfigMaps and Secrets reach containers as env and
-//! as files (updated in place), with emptyDir and downward API volumes.
+//! readiness and restart a container whose liveness fails, a container beyond its memory limit is OOMKilled and
+//! missing images wait as upstream says; ConfigMaps and Secrets reach containers as env and as files (updated
+//! in place), with init containers, emptyDir, downward API and hostPath volumes, a security context and a
+//! preStop hook.
 
 mod harness;
 
@@ -343,6 +345,24 @@ async fn probes_drive_readiness_and_restart_a_container_whose_liveness_fails() {
     assert_eq!(pod["status"]["phase"], "Pending", "{pod}");
     assert!(app_or(node, "never").is_none() && app_or(node, "pulled").is_none());
     k.ok(&["delete", "pod", "absent"]);
+
+    // A container that outgrows its memory limit is killed by the kernel and reported OOMKilled.
+    let hungry = format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "hungry"}},
+            "spec": {{"restartPolicy": "Never", "containers": [{{"name": "app", "image": "{image}",
+              "imagePullPolicy": "Never", "command": ["sh", "-c", "tail /dev/zero"],
+              "resources": {{"limits": {{"memory": "16Mi"}}}}}}]}}}}"#
+    );
+    let path = k.manifest("hungry.json", &hungry);
+    k.ok(&["apply", "-f", &path]);
+    let ended = eventually(Duration::from_secs(60), "the container killed for its memory", || async {
+        let pod = k.json(&["get", "pod", "hungry", "-o", "json"]);
+        let ended = pod["status"]["containerStatuses"][0]["state"]["terminated"].clone();
+        ended.is_object().then_some(ended)
+    })
+    .await;
+    assert_eq!((ended["reason"].as_str(), ended["exitCode"].as_i64()), (Some("OOMKilled"), Some(137)), "{ended}");
+    k.ok(&["delete", "pod", "hungry"]);
     eventually(Duration::from_secs(30), "every container of the node to be gone", || async {
         docker::containers(node).is_empty().then_some(())
     })
