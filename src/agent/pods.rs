@@ -1047,6 +1047,9 @@ async fn prepare_volumes(
         .filter(|p| p.spec.as_ref().is_some_and(|s| s.volumes.as_ref().is_some_and(|v| !v.is_empty())))
         .cloned()
         .collect();
+    if live.is_empty() && !volumes.any() {
+        return HashMap::new();
+    }
     let keep: HashSet<String> =
         pods.iter().filter_map(|p| p.metadata.uid.clone()).chain(reports.iter().map(|r| r.pod_uid.clone())).collect();
     let (volumes, sources) = (volumes.clone(), Arc::clone(sources));

@@ -90,11 +90,11 @@ impl Sources {
 
 /// Every ConfigMap and Secret `pod` refers to.
 pub fn references(pod: &Pod) -> BTreeSet<SourceKey> {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let mut out = BTreeSet::new();
     let mut add = |kind: Kind, name: &str| {
         if !name.is_empty() {
-            out.insert(SourceKey { kind, namespace: namespace.clone(), name: name.to_owned() });
+            out.insert(SourceKey { kind, namespace: namespace.to_owned(), name: name.to_owned() });
         }
     };
     let Some(spec) = &pod.spec else { return BTreeSet::new() };

@@ -211,6 +211,11 @@ impl Volumes {
         Volumes { root, made: Arc::default() }
     }
 
+    /// Whether any pod's volumes are on the node.
+    pub fn any(&self) -> bool {
+        std::fs::read_dir(&self.root).is_ok_and(|mut entries| entries.next().is_some())
+    }
+
     /// The directory of a pod's volumes.
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
         self.root.join(uid)
