@@ -404,8 +404,8 @@ async fn config_maps_secrets_and_volumes_reach_the_containers() {
                 "command": ["sh", "-c", "echo from the writer > /out/note && exec sleep 100000"],
                 "securityContext": {{"runAsUser": 1000, "runAsGroup": 3000, "readOnlyRootFilesystem": true,
                   "allowPrivilegeEscalation": false, "capabilities": {{"drop": ["ALL"]}}}},
-                "volumeMounts": [{{"name": "shared", "mountPath": "/out"}}]}}],
-              "securityContext": {{"supplementalGroups": [4000]}},
+                "volumeMounts": [{{"name": "shared", "mountPath": "/out"}}, {{"name": "creds", "mountPath": "/creds"}}]}}],
+              "securityContext": {{"supplementalGroups": [4000], "fsGroup": 2000}},
               "volumes": [{{"name": "settings", "configMap": {{"name": "settings"}}}},
                           {{"name": "creds", "secret": {{"secretName": "creds", "defaultMode": 256}}}},
                           {{"name": "info", "downwardAPI": {{"items": [
@@ -447,7 +447,7 @@ async fn config_maps_secrets_and_volumes_reach_the_containers() {
     let exec = |script: &str| k.ok(&["exec", "configured", "-c", "app", "--", "sh", "-c", script]);
     assert_eq!(exec("echo $COLOR $PASSWORD $CFG_size / $GREETING"), "blue hunter2 9 / blue sky\n");
     assert_eq!(exec("cat /etc/settings/color /etc/settings/size /etc/creds/password"), "blue9hunter2");
-    assert_eq!(exec("stat -L -c %a /etc/creds/password /etc/settings/color"), "400\n644\n");
+    assert_eq!(exec("stat -L -c %a /etc/creds/password /etc/settings/color"), "440\n644\n");
     assert_eq!(exec("cat /etc/info/labels"), "app=\"volumes\"\n");
     assert_eq!(exec("cat /shared/note /shared/init"), "from the writer\nprepared\n");
     let pod = k.json(&["get", "pod", "configured", "-o", "json"]);
@@ -466,9 +466,17 @@ async fn config_maps_secrets_and_volumes_reach_the_containers() {
 
     // The writer runs as its security context says: its user and groups, a read-only root, no privileges.
     let writer = |script: &str| k.run(&["exec", "configured", "-c", "writer", "--", "sh", "-c", script]);
-    let ids = writer("id -u; id -g; id -G; grep -E '^(NoNewPrivs|CapEff)' /proc/self/status");
+    let ids = writer("id -u; id -g; grep -E '^(NoNewPrivs|CapEff)' /proc/self/status");
     let ids = String::from_utf8_lossy(&ids.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
-    assert_eq!(ids, "1000 3000 3000 4000 CapEff: 0000000000000000 NoNewPrivs: 1");
+    assert_eq!(ids, "1000 3000 CapEff: 0000000000000000 NoNewPrivs: 1");
+    let groups = writer("id -G");
+    let mut groups: Vec<String> =
+        String::from_utf8_lossy(&groups.stdout).split_whitespace().map(str::to_owned).collect();
+    groups.sort();
+    assert_eq!(groups, ["2000", "3000", "4000"]);
+    // The fsGroup owns the volumes' files: the secret (mode 0400) is readable by the group.
+    let secret = writer("stat -L -c '%a %g' /creds/password && cat /creds/password");
+    assert_eq!(String::from_utf8_lossy(&secret.stdout), "440 2000\nhunter2");
     assert!(!writer("touch /on-the-root").status.success(), "the root filesystem is read-only");
 
     // An update of the ConfigMap reaches the files (not the env, which is fixed at start), all keys at once.

@@ -11,6 +11,9 @@
 //!   secret) live on a tmpfs, so their values are never written to the node's disk. Mounted read-only.
 //! - `hostPath`: the host's path, checked or created as its `type` says.
 //!
+//! With the pod's `fsGroup`, every volume but `hostPath` belongs to that group, readable by it (and, for an
+//! `emptyDir`, writable), as upstream sets volume ownership.
+//!
 //! `Volumes::prepare` keeps every volume of the pods being run as their sources say (a payload is written
 //! only when it changed), and removes the directories of pods neither the API nor the runtime knows any more,
 //! unmounting their tmpfs first. A volume that cannot be made keeps its pod's containers from starting:
@@ -228,12 +231,14 @@ impl Volumes {
         let mut made = self.made.lock().unwrap_or_else(|p| p.into_inner());
         for pod in pods {
             let Some(uid) = pod.metadata.uid.as_deref() else { continue };
+            let fs_group = pod.spec.as_ref().and_then(|s| s.security_context.as_ref()?.fs_group);
+            let fs_group = fs_group.and_then(|g| u32::try_from(g).ok());
             for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
                 let key = (uid.to_owned(), volume.name.clone());
                 let result = made_of(pod, volume, sources).and_then(|what| {
-                    let hash = hash_of(&what);
+                    let hash = hash_of(&what, fs_group);
                     if made.get(&key) != Some(&hash) {
-                        self.make(uid, &volume.name, what).map_err(|e| Missing::Absent(e.to_string()))?;
+                        self.make(uid, &volume.name, what, fs_group).map_err(|e| Missing::Absent(e.to_string()))?;
                         made.insert(key, hash);
                     }
                     Ok(())
@@ -256,8 +261,8 @@ impl Volumes {
         problems
     }
 
-    /// Makes one volume.
-    fn make(&self, uid: &str, name: &str, what: Made) -> std::io::Result<()> {
+    /// Makes one volume; with the pod's `fsGroup`, its files belong to that group.
+    fn make(&self, uid: &str, name: &str, what: Made, fs_group: Option<u32>) -> std::io::Result<()> {
         let dir = self.pod_dir(uid).join(name);
         match what {
             Made::Empty { tmpfs } => {
@@ -265,14 +270,16 @@ impl Volumes {
                 if let Some(size) = tmpfs {
                     mount_tmpfs(&dir, size)?;
                 }
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+                fs_group.map_or(Ok(()), |gid| own(&dir, gid, false))
             }
             Made::Files { payload, secret } => {
                 std::fs::create_dir_all(&dir)?;
                 if secret {
                     mount_tmpfs(&dir, 0)?;
                 }
-                write_atomically(&dir, &payload)
+                write_atomically(&dir, &payload)?;
+                fs_group.map_or(Ok(()), |gid| own(&dir, gid, true))
             }
             Made::Host { path, kind } => host_path(&path, &kind),
             Made::Unsupported(what) => Err(std::io::Error::other(format!("{what} is not supported on this node"))),
@@ -296,8 +303,28 @@ impl Volumes {
     }
 }
 
-fn hash_of(made: &Made) -> u64 {
+/// Gives `dir` and what it holds (never following a symlink) to group `gid`, readable by it (and writable,
+/// unless `read_only`), directories set-group-id so that new files join the group: upstream's volume
+/// ownership for `fsGroup`.
+fn own(dir: &Path, gid: u32, read_only: bool) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(dir, None, Some(gid))?;
+    let mut mask = if read_only { 0o440 } else { 0o660 };
+    if meta.is_dir() {
+        mask |= 0o2110;
+        for entry in std::fs::read_dir(dir)? {
+            own(&entry?.path(), gid, read_only)?;
+        }
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode((meta.permissions().mode() & 0o7777) | mask))
+}
+
+fn hash_of(made: &Made, fs_group: Option<u32>) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    fs_group.hash(&mut hasher);
     match made {
         Made::Empty { tmpfs } => (0u8, tmpfs).hash(&mut hasher),
         Made::Files { payload, secret } => (1u8, payload, secret).hash(&mut hasher),
@@ -574,6 +601,21 @@ mod tests {
             .collect();
         assert_eq!(hidden.len(), 2, "..data and one version: {hidden:?}");
         assert!(write_atomically(dir.path(), &Payload::from([("../x".into(), file("", 0o644))])).is_err());
+    }
+
+    #[test]
+    fn an_fs_group_owns_the_files_and_can_read_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let payload = Payload::from([("a".into(), file("1", 0o400)), ("sub/b".into(), file("2", 0o600))]);
+        write_atomically(dir.path(), &payload).unwrap();
+        own(dir.path(), 2000, true).unwrap();
+        for (path, mode) in [("a", 0o440), ("sub/b", 0o640)] {
+            let meta = std::fs::metadata(dir.path().join(path)).unwrap();
+            assert_eq!((meta.gid(), meta.permissions().mode() & 0o7777), (2000, mode), "{path}");
+        }
+        let sub = std::fs::metadata(dir.path().join("sub")).unwrap();
+        assert_eq!(sub.permissions().mode() & 0o2000, 0o2000, "directories pass their group on");
+        assert_eq!(std::fs::symlink_metadata(dir.path().join("a")).unwrap().gid(), 0, "links are left alone");
     }
 
     #[test]
