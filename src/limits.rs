@@ -398,6 +398,13 @@ pub const AGENT_ORPHAN_GRACE_SECS: u64 = 2;
 /// How often the agent reads again a ConfigMap or Secret its pods refer to (`agent::sources`): an update reaches
 /// the pods' volume files within about this long.
 pub const AGENT_SOURCES_REFRESH_MS: u64 = 10_000;
+/// How often the agent reads again a ConfigMap or Secret its pods wait for, which was not there.
+pub const AGENT_SOURCES_ABSENT_REFRESH_MS: u64 = 1_000;
+/// How often the agent looks for ConfigMaps and Secrets its pods newly refer to.
+pub const AGENT_SOURCES_CHECK_MS: u64 = 250;
+/// Reads of ConfigMaps and Secrets in flight at once, and how long one may take.
+pub const AGENT_SOURCES_READS_IN_FLIGHT_MAX: usize = 16;
+pub const AGENT_SOURCES_READ_TIMEOUT_MS: u64 = 5_000;
 /// The least time a container gets between the end of its preStop hook and its SIGKILL.
 pub const AGENT_PRE_STOP_GRACE_AFTER_SECS: u64 = 2;
 /// The pause before an image whose pull failed is pulled again: the minimum, doubling to the maximum.
@@ -407,13 +414,6 @@ pub const AGENT_IMAGE_BACKOFF_SECS_MAX: u64 = 300;
 pub const AGENT_IMAGE_PULL_TIMEOUT_SECS: u64 = 600;
 /// How often the agent looks whether an image that may not be pulled (`imagePullPolicy: Never`) has appeared.
 pub const AGENT_IMAGE_RECHECK_MS: u64 = 5_000;
-/// How often the agent reads again a ConfigMap or Secret its pods wait for, which was not there.
-pub const AGENT_SOURCES_ABSENT_REFRESH_MS: u64 = 1_000;
-/// How often the agent looks for ConfigMaps and Secrets its pods newly refer to.
-pub const AGENT_SOURCES_CHECK_MS: u64 = 250;
-/// Reads of ConfigMaps and Secrets in flight at once, and how long one may take.
-pub const AGENT_SOURCES_READS_IN_FLIGHT_MAX: usize = 16;
-pub const AGENT_SOURCES_READ_TIMEOUT_MS: u64 = 5_000;
 /// Bytes of files one volume's sources may write (upstream's limit on a ConfigMap is 1 MiB).
 pub const AGENT_VOLUME_PAYLOAD_BYTES_MAX: usize = 8 << 20;
 /// The grace period of a pod that names none (upstream's default).

@@ -520,6 +520,14 @@ fn terminated(runtime: &str, report: &ContainerReport) -> Option<ContainerStateT
     }
 }
 
+/// A container state waiting, for `reason`.
+fn waiting(reason: &str, message: Option<String>) -> ApiContainerState {
+    ApiContainerState {
+        waiting: Some(ContainerStateWaiting { reason: Some(reason.to_owned()), message }),
+        ..Default::default()
+    }
+}
+
 /// The status of one container, from its latest attempt, what its probes say and the status the API has.
 fn container_status(
     pod: &DesiredPod,
@@ -542,10 +550,6 @@ fn container_status(
         ..Default::default()
     };
     let blocked = pod.waiting.get(&spec.name).filter(|_| pod.deleting.is_none());
-    let waiting = |reason: &str, message: Option<String>| ApiContainerState {
-        waiting: Some(ContainerStateWaiting { reason: Some(reason.to_owned()), message }),
-        ..Default::default()
-    };
     let Some(report) = report else {
         status.state = Some(match blocked {
             Some(b) if b.reason == "ContainerCreating" => waiting(creating, b.message.clone()),
@@ -694,11 +698,7 @@ pub fn pod_status(
     statuses.sort_by(|a, b| a.name.cmp(&b.name));
     if init != Init::Done {
         for s in statuses.iter_mut().filter(|s| s.container_id.is_none()) {
-            let reason = Some("PodInitializing".to_owned());
-            s.state = Some(ApiContainerState {
-                waiting: Some(ContainerStateWaiting { reason, message: None }),
-                ..Default::default()
-            });
+            s.state = Some(waiting("PodInitializing", None));
         }
     }
     let previous = status.init_container_statuses.clone().unwrap_or_default();

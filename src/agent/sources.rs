@@ -167,15 +167,18 @@ pub async fn run(client: kube::Client, pods: Store<Pod>, latest: Latest, changed
             .collect()
             .await;
         let current = Arc::clone(&latest.read().unwrap_or_else(|p| p.into_inner()));
-        let mut next = Sources(
-            current.0.iter().filter(|(k, _)| wanted.contains(*k)).map(|(k, v)| (k.clone(), v.clone())).collect(),
-        );
+        let mut changes: Vec<(SourceKey, Data)> = Vec::new();
         for (key, data) in read {
             let Some(data) = data else { continue };
             read_at.insert(key.clone(), (Instant::now(), data.is_some()));
-            next.0.insert(key, data);
+            if current.0.get(&key) != Some(&data) {
+                changes.push((key, data));
+            }
         }
-        if next != *current {
+        // A new snapshot only when something changed: most rounds read nothing, or read what was there.
+        if !changes.is_empty() || current.0.keys().any(|k| !wanted.contains(k)) {
+            let kept = current.0.iter().filter(|(k, _)| wanted.contains(*k)).map(|(k, v)| (k.clone(), v.clone()));
+            let next = Sources(kept.chain(changes).collect());
             *latest.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
             changed.notify_one();
         }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use http_body_util::{BodyExt, Limited};
-use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::Store;
 
 use super::{Points, Report};
@@ -50,10 +50,7 @@ impl Scraper {
 
     /// The `Authorization` header the kubelets accept.
     async fn credentials(&self) -> Result<String, String> {
-        let secrets: kube::Api<Secret> = kube::Api::namespaced(self.api.clone(), kubelet_credentials::NAMESPACE);
-        let secret = secrets.get_opt(kubelet_credentials::NAME).await.map_err(|e| e.to_string())?;
-        let secret = serde_json::to_value(secret.ok_or("the Secret is not there yet")?).map_err(|e| e.to_string())?;
-        let token = kubelet_credentials::token(&secret).ok_or("the Secret holds no usable token")?;
+        let token = crate::agent::kubelet::auth::read(&self.api).await?;
         Ok(kubelet_credentials::bearer(&token))
     }
 

@@ -69,8 +69,9 @@ impl Credentials {
     }
 }
 
-/// The token the Secret holds now.
-async fn read(client: &kube::Client) -> Result<String, String> {
+/// The token the kubelet credentials Secret holds now, read through the API (the agent's and the leader's
+/// scraper's way to it).
+pub async fn read(client: &kube::Client) -> Result<String, String> {
     let secrets: kube::Api<Secret> = kube::Api::namespaced(client.clone(), kubelet_credentials::NAMESPACE);
     let waited = Duration::from_millis(limits::KUBELET_CREDENTIALS_READ_TIMEOUT_MS);
     let secret = tokio::time::timeout(waited, secrets.get_opt(kubelet_credentials::NAME))
