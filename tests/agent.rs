@@ -1,7 +1,8 @@
 //! `raftsman agent` with the fake runtime against a three-replica cluster: it registers its node (Ready, its
 //! Lease renewed), runs the pods bound to it with the status Kubernetes reports, finishes deleted pods, serves
 //! many fake nodes from one process, and carries on when the replica it talks to, or the leader, is SIGKILLed:
-//! its next request goes elsewhere within a second, and its pod watch neither misses nor repeats a pod.
+//! its next request goes elsewhere within a second, and its pod watch neither misses nor repeats a pod. A late
+//! status of a finished pod never lands on a new pod of its name.
 //! Pods are bound by creating them with `spec.nodeName` set.
 
 mod harness;
@@ -192,6 +193,18 @@ async fn a_fake_agent_registers_its_node_runs_finishes_and_deletes_pods() {
     .await;
     eprintln!("a deleted pod disappeared {:?} after its deletion", deleted_at.elapsed());
     assert_eq!(starts(&agent).get("web"), Some(&1), "web started exactly once");
+
+    // A status of the finished web, written late, does not land on a new pod of the same name.
+    let old_uid = web.metadata.uid.clone().unwrap();
+    let mut late = web.status.clone().unwrap();
+    late.phase = Some("Succeeded".into());
+    create(&pods, &pod("web", "n2", &["sleep", "3600"], "Always")).await;
+    let refused = raftsman::agent::pods::patch_status(&pods, "web", &old_uid, &late).await;
+    assert!(matches!(&refused, Err(kube::Error::Api(e)) if e.code == 409), "{refused:?}");
+    let new_web = pods.get("web").await.unwrap();
+    assert_ne!(new_web.metadata.uid.as_deref(), Some(old_uid.as_str()));
+    assert_ne!(new_web.status.and_then(|s| s.phase).as_deref(), Some("Succeeded"), "the late status landed");
+    pods.delete("web", &DeleteParams::default()).await.unwrap();
 
     // Phase 6: one agent process serves many fake nodes, each with its lease and its pods.
     let _many = Agent::fake(&cluster, "f", &["--fake-nodes", "3", "--fake-capacity", "cpu=4,memory=8Gi,pods=20"]);

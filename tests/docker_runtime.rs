@@ -1,12 +1,11 @@
-//! `raftsman agent --runtime docker` against a three-replica cluster and the machine's Docker Engine, driven
-//! with real kubectl: a Deployment of a locally built image serves each pod's hostname from its pod IP, its
-//! containers carry the pod's labels, `kubectl logs` (and `--previous`), `kubectl exec` (output, stdin, exit
-//! codes) and `kubectl top` work through a follower, a `docker kill`ed container is restarted, an agent restart
-//! and replica kills restart nothing, and deleting the Deployment removes every container; probes drive
-//! readiness and restart a container whose liveness fails, a container beyond its memory limit is OOMKilled and
-//! missing images wait as upstream says; ConfigMaps and Secrets reach containers as env and as files (updated
-//! in place), with init containers, emptyDir, downward API and hostPath volumes, a security context and a
-//! preStop hook.
+//! `raftsman agent --runtime docker` against a three-replica cluster and the machine's Docker Engine, driven with real
+//! kubectl: a Deployment of a locally built image serves each pod's hostname from its pod IP, its containers carry the
+//! pod's labels, `kubectl logs` (and `--previous`), `kubectl exec` (output, stdin, exit codes), `kubectl attach` and
+//! `kubectl top` work through a follower, a `docker kill`ed container is restarted, an agent restart and replica kills
+//! restart nothing, and deleting the Deployment removes every container; probes drive readiness and restart a container
+//! whose liveness fails, a container beyond its memory limit is OOMKilled and missing images wait as upstream says;
+//! ConfigMaps and Secrets reach containers as env and as files (updated in place), with init containers, emptyDir,
+//! downward API and hostPath volumes, a security context and a preStop hook.
 
 mod harness;
 
@@ -499,6 +498,46 @@ async fn config_maps_secrets_and_volumes_reach_the_containers() {
     assert_eq!(std::fs::read_to_string(host_dir.join("stopped")).unwrap(), "blue\n");
     let host_mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     assert!(!host_mounts.contains(&*agent.data_dir.to_string_lossy()), "{host_mounts}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_attach_joins_a_containers_own_streams_through_a_follower() {
+    let image = docker::busybox_image();
+    let cluster = TestCluster::start(3).await;
+    let node = "docker-attach";
+    let _cleanup = NodeCleanup(node.to_owned());
+    let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
+    let _agent = Agent::start(&servers, node, &["--runtime", "docker"]);
+    let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
+    harness::pods::wait_nodes(&k, 1).await;
+    let manifest = format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "talk"}},
+            "spec": {{"restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": [
+              {{"name": "app", "image": "{image}", "imagePullPolicy": "Never", "stdin": true, "stdinOnce": true,
+                "command": ["sh", "-c", "echo before; while read line; do echo got $line; done; echo bye"]}}]}}}}"#
+    );
+    k.ok(&["apply", "-f", &k.manifest("talk.json", &manifest)]);
+    k.ok(&["wait", "pod/talk", "--for=condition=Ready", "--timeout=60s"]);
+
+    // What is sent reaches the container's stdin; the end of the input closes it (stdinOnce), the container
+    // ends, and with it the attach: kubectl exits 0 with everything the container wrote since it attached.
+    let attached = k.run_with_input(&["attach", "-i", "talk", "-c", "app"], b"one\ntwo\n");
+    let stdout = String::from_utf8_lossy(&attached.stdout);
+    assert!(attached.status.success(), "{attached:?}");
+    assert_eq!(stdout, "got one\ngot two\nbye\n", "{attached:?}");
+    let pod = eventually(Duration::from_secs(30), "the pod Succeeded", || async {
+        let pod = k.json(&["get", "pod", "talk", "-o", "json"]);
+        (pod["status"]["phase"] == "Succeeded").then_some(pod)
+    })
+    .await;
+    assert_eq!(pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 0, "{pod}");
+    assert_eq!(k.ok(&["logs", "talk"]), "before\ngot one\ngot two\nbye\n");
+
+    // A completed pod is refused as upstream refuses it.
+    let refused = k.run(&["attach", "talk"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("cannot attach a container in a completed pod; current phase is Succeeded"), "{stderr}");
 }
 
 /// The id of the running container `name` of the node's pods.

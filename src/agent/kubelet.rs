@@ -1,6 +1,7 @@
 //! The kubelet's HTTP endpoint: `GET /containerLogs/{namespace}/{pod}/{container}`, which the API server relays
 //! `pods/log` to (`apiserver::http::logs`), served from the runtime's log files (`container_log`);
-//! `GET /exec/{namespace}/{pod}/{container}`, `kubectl exec` over a WebSocket (`exec.rs`);
+//! `GET /exec/{namespace}/{pod}/{container}` and `GET /attach/{namespace}/{pod}/{container}`, `kubectl exec`
+//! and `kubectl attach` over a WebSocket (`exec.rs`);
 //! `GET /metrics/usage`, the latest usage sample of the agent's nodes and pods (`agent::usage`), which the
 //! leader scrapes; and `GET /healthz`. Every request but `/healthz` must carry the cluster's kubelet
 //! credentials (`auth.rs`), or is answered 401.
@@ -164,8 +165,10 @@ where
     if !shared.credentials.admit(authorization).await {
         return text(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    if request.uri().path().starts_with("/exec/") {
-        return exec_request(shared, request).await;
+    for (prefix, session) in [("/exec/", exec::Session::Exec), ("/attach/", exec::Session::Attach)] {
+        if let Some(rest) = request.uri().path().strip_prefix(prefix).map(str::to_owned) {
+            return session_request(shared, session, &rest, request).await;
+        }
     }
     let path = request.uri().path();
     if path == "/metrics/usage" {
@@ -244,18 +247,24 @@ where
     log_response(rx)
 }
 
-/// `GET /exec/{namespace}/{pod}/{container}`: starts the command, then answers the WebSocket upgrade and relays
-/// the session (`exec.rs`).
-async fn exec_request<R, P, B>(shared: &Shared<R, P>, mut request: Request<B>) -> Response<Body>
+/// `GET /exec/{namespace}/{pod}/{container}` and `GET /attach/...` (`path` is what follows the verb): starts the
+/// command or attaches to the container, then answers the WebSocket upgrade and relays the session (`exec.rs`).
+async fn session_request<R, P, B>(
+    shared: &Shared<R, P>,
+    session: exec::Session,
+    path: &str,
+    mut request: Request<B>,
+) -> Response<Body>
 where
     R: Runtime,
     P: Fn(&str, &str) -> Option<String>,
 {
-    let Some(segments) = container_path(request.uri().path().trim_start_matches("/exec/")) else {
+    let Some(segments) = container_path(path) else {
         return text(StatusCode::NOT_FOUND, "404 page not found");
     };
     let [namespace, pod, container] = &segments;
-    let (exec_request, stdout, stderr) = match exec::parse_query(request.uri().query().unwrap_or_default()) {
+    let query = request.uri().query().unwrap_or_default();
+    let (exec_request, stdout, stderr) = match exec::parse_query(query, session) {
         Ok(parsed) => parsed,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
@@ -271,20 +280,25 @@ where
     let Some(uid) = (shared.pods)(namespace.as_str(), pod.as_str()) else {
         return text(StatusCode::NOT_FOUND, format!("pod {pod:?} does not exist"));
     };
-    let session = match shared.runtime.exec_session(&uid, container, exec_request).await {
+    let started = match session {
+        exec::Session::Exec => shared.runtime.exec_session(&uid, container, exec_request).await,
+        exec::Session::Attach => shared.runtime.attach_session(&uid, container, exec_request.stdin).await,
+    };
+    let session = match started {
         Ok(session) => session,
         Err(e) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("unable to start the command in container {container:?}: {e}"),
-            )
+            let what = match session {
+                exec::Session::Exec => "start the command in",
+                exec::Session::Attach => "attach to",
+            };
+            return text(StatusCode::BAD_REQUEST, format!("unable to {what} container {container:?}: {e}"));
         }
     };
     let upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => exec::relay(upgraded, session, protocol == exec::PROTOCOLS[0], stdout, stderr).await,
-            Err(e) => tracing::debug!(error = %e, "kubelet: an exec's upgrade failed"),
+            Err(e) => tracing::debug!(error = %e, "kubelet: an exec or attach upgrade failed"),
         }
     });
     let mut response = Response::new(Full::new(Bytes::new()).boxed());

@@ -437,6 +437,9 @@ pub fn desired_pod(pod: &Pod, context: &PodContext) -> DesiredPod {
             mounts: volumes::mounts(pod, c, &context.volumes_dir),
             security,
             pre_stop: hooks::pre_stop(c),
+            stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
             env,
         }
     };
@@ -913,6 +916,13 @@ impl StatusQueue {
     }
 }
 
+/// Writes `status` to the pod `name` only while that name is the pod `uid`: a status of a pod that is gone
+/// never lands on a new pod of the same name (409 Conflict instead), as upstream's kubelet patches.
+pub async fn patch_status(api: &Api<Pod>, name: &str, uid: &str, status: &PodStatus) -> kube::Result<Pod> {
+    let patch = serde_json::json!({"metadata": {"uid": uid}, "status": status});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await
+}
+
 async fn write_statuses(client: kube::Client, queue: Arc<StatusQueue>) {
     loop {
         let Some((uid, write)) = queue.take() else {
@@ -920,8 +930,7 @@ async fn write_statuses(client: kube::Client, queue: Arc<StatusQueue>) {
             continue;
         };
         let api: Api<Pod> = Api::namespaced(client.clone(), &write.namespace);
-        let patch = serde_json::json!({"status": write.status});
-        match api.patch_status(&write.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match patch_status(&api, &write.name, &uid, &write.status).await {
             Ok(pod) => {
                 let version = pod.metadata.resource_version.as_deref().and_then(|v| v.parse().ok());
                 queue.done(&uid, &write.status, version.or(Some(0)));

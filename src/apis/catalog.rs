@@ -36,6 +36,8 @@ pub enum Subresource {
     Log,
     /// A Pod's `exec`: a command in one of its containers, over a WebSocket relayed to its kubelet.
     Exec,
+    /// A Pod's `attach`: a container's own streams, over a WebSocket relayed to its kubelet.
+    Attach,
     Binding,
     /// A Namespace's `spec.finalizers`, which only the namespace controller changes.
     Finalize,
@@ -52,6 +54,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Log => "log",
             Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
             Subresource::Token => "token",
@@ -367,7 +370,7 @@ pub static RESOURCES: &[Resource] = &[
         deletion: Deletion::Finalized, undeletable: &["default", "kube-public", "kube-system"],
         delete_collection: false, creates_default_service_account: true),
     resource!("", "v1", "Pod", "pods", "pod", true, core::v1::Pod,
-        short: ["po"], categories: ["all"], sub: [Status, Log, Exec, Binding, Eviction], generation: false,
+        short: ["po"], categories: ["all"], sub: [Status, Log, Exec, Attach, Binding, Eviction], generation: false,
         defaults: d::default_pod, prepare_for_create: d::pod_initial_status, validate: v::validate_pod,
         validate_update: v::validate_pod_update, printer: Printer::Pod, deletion: Deletion::Graceful,
         usage: Usage::Pods, pod_admission: true, runs_as_service_account: true),

@@ -1,6 +1,8 @@
-//! `kubectl exec` at the kubelet endpoint: `GET /exec/{namespace}/{pod}/{container}?command=...&stdin=&stdout=
-//! &stderr=&tty=`, upgraded to a WebSocket speaking `v5.channel.k8s.io` or `v4.channel.k8s.io` (what the API
-//! server relays from kubectl, unchanged).
+//! `kubectl exec` and `kubectl attach` at the kubelet endpoint: `GET /exec/{namespace}/{pod}/{container}?command=
+//! ...&stdin=&stdout=&stderr=&tty=` and `GET /attach/{namespace}/{pod}/{container}?stdin=&stdout=&stderr=&tty=`,
+//! upgraded to a WebSocket speaking `v5.channel.k8s.io` or `v4.channel.k8s.io` (what the API server relays from
+//! kubectl, unchanged). An attach joins the container's own streams: its main process's output, and its stdin
+//! when the container was created with `stdin: true`.
 //!
 //! The protocol: binary messages whose first byte is the channel. 0 stdin (client to server), 1 stdout, 2 stderr,
 //! 3 the outcome as a `metav1.Status` (sent once, last), 4 a terminal resize (`{"Width":..,"Height":..}`), and
@@ -11,7 +13,8 @@
 //!   that cannot start, is refused with a plain 400 the API server turns into a Status.
 //! - The session ends when the command's output has ended: its exit code is sent on channel 3 (`Success`, or
 //!   `NonZeroExitCode` with the code as a cause, which kubectl exits with) and the socket is closed. A client
-//!   that goes away ends the relay of its input; the command runs on to its end (Docker cannot stop it).
+//!   that goes away ends the relay of its input; the command runs on to its end (Docker cannot stop it). An
+//!   attach ends with `Success` when the container's output ends (it exited), as upstream's kubelet ends it.
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -33,9 +36,19 @@ const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
-/// What an exec request's query asks for: the command, and whether stdout and stderr are wanted; refused (with
-/// upstream's words) when it names no command or no stream.
-pub fn parse_query(query: &str) -> Result<(ExecRequest, bool, bool), String> {
+/// Which session a request opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    /// Runs a command in the container (`pods/exec`).
+    Exec,
+    /// Joins the container's own streams (`pods/attach`).
+    Attach,
+}
+
+/// What an exec or attach request's query asks for: the command (an exec's; an attach has none), and whether
+/// stdout and stderr are wanted; refused (with upstream's words) when an exec names no command, or when no
+/// stream is asked for.
+pub fn parse_query(query: &str, session: Session) -> Result<(ExecRequest, bool, bool), String> {
     let mut request = ExecRequest::default();
     let (mut stdout, mut stderr) = (false, false);
     for (key, value) in super::query_pairs(query) {
@@ -49,8 +62,12 @@ pub fn parse_query(query: &str) -> Result<(ExecRequest, bool, bool), String> {
             _ => {}
         }
     }
-    if request.command.is_empty() {
-        return Err("you must specify at least 1 command".to_owned());
+    match session {
+        Session::Exec if request.command.is_empty() => {
+            return Err("you must specify at least 1 command".to_owned());
+        }
+        Session::Attach => request.command.clear(),
+        Session::Exec => {}
     }
     if !request.stdin && !stdout && !stderr {
         return Err("you must specify at least one of stdin, stdout, stderr".to_owned());
@@ -148,13 +165,25 @@ mod tests {
 
     #[test]
     fn queries_name_the_command_and_its_streams() {
-        let (request, stdout, stderr) =
-            parse_query("command=sh&command=-c&command=exit+3&stdin=true&stdout=true&stderr=false&tty=1").unwrap();
+        let (request, stdout, stderr) = parse_query(
+            "command=sh&command=-c&command=exit+3&stdin=true&stdout=true&stderr=false&tty=1",
+            Session::Exec,
+        )
+        .unwrap();
         assert_eq!(request.command, ["sh", "-c", "exit 3"]);
         assert!(request.stdin && request.tty && stdout && !stderr);
-        assert!(parse_query("stdout=true").unwrap_err().contains("at least 1 command"));
-        assert!(parse_query("command=ls").unwrap_err().contains("at least one of stdin, stdout, stderr"));
-        assert!(parse_query("command=ls&stdout=maybe").is_err());
+        assert!(parse_query("stdout=true", Session::Exec).unwrap_err().contains("at least 1 command"));
+        let no_stream = parse_query("command=ls", Session::Exec).unwrap_err();
+        assert!(no_stream.contains("at least one of stdin, stdout, stderr"));
+        assert!(parse_query("command=ls&stdout=maybe", Session::Exec).is_err());
+    }
+
+    #[test]
+    fn an_attach_needs_a_stream_but_no_command() {
+        let (request, stdout, stderr) = parse_query("stdin=true&stdout=true&stderr=true", Session::Attach).unwrap();
+        assert!(request.command.is_empty() && request.stdin && stdout && stderr);
+        let no_stream = parse_query("tty=true", Session::Attach).unwrap_err();
+        assert!(no_stream.contains("at least one of stdin, stdout, stderr"));
     }
 
     #[test]

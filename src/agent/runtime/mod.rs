@@ -83,6 +83,11 @@ pub struct ContainerSpec {
     pub security: Security,
     /// Run before it is stopped (`lifecycle.preStop`).
     pub pre_stop: Option<Hook>,
+    /// `stdin`: its stdin stays open for `kubectl attach -i`; `stdinOnce`: closed when the first attach that
+    /// wrote to it ends; `tty`: it runs on a terminal.
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
 }
 
 /// A container's `securityContext`, its pod's filling in what it leaves unset.
@@ -259,6 +264,17 @@ pub trait Runtime: Send + Sync + 'static {
         container: &str,
         request: ExecRequest,
     ) -> impl Future<Output = Result<ExecSession, RuntimeError>> + Send;
+    /// Joins a running container's own output, and its stdin when asked and the container keeps one open, as
+    /// `kubectl attach` does; the session's output ends when the container exits.
+    fn attach_session(
+        &self,
+        pod_uid: &str,
+        container: &str,
+        stdin: bool,
+    ) -> impl Future<Output = Result<ExecSession, RuntimeError>> + Send {
+        let _ = (pod_uid, container, stdin);
+        async { Err(RuntimeError::Start("this node's runtime does not attach to containers".to_owned())) }
+    }
     /// Runs `command` in a running container and returns its exit code (its output is dropped); an error once
     /// `timeout` has passed.
     fn exec(

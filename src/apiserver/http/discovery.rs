@@ -55,7 +55,7 @@ fn subresource_verbs(s: Subresource) -> &'static [&'static str] {
         Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
         Subresource::Finalize => &["update"],
         Subresource::Log => &["get"],
-        Subresource::Exec => &["get", "create"],
+        Subresource::Exec | Subresource::Attach => &["get", "create"],
         Subresource::Binding | Subresource::Token | Subresource::Eviction => &["create"],
     }
 }

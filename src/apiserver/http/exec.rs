@@ -1,8 +1,8 @@
-//! `pods/exec`: `kubectl exec` is relayed to the kubelet of the pod's node, as upstream's API server proxies it:
-//! the client's WebSocket upgrade request is passed on to `GET /exec/{namespace}/{pod}/{container}` on the
-//! kubelet endpoint with the same query and handshake headers, and once the kubelet has switched protocols
-//! the two connections are joined byte for byte. The API server never reads the frames; the kubelet's
-//! `Sec-WebSocket-Accept` answers the client's key.
+//! `pods/exec` and `pods/attach`: `kubectl exec` and `kubectl attach` are relayed to the kubelet of the pod's
+//! node, as upstream's API server proxies them: the client's WebSocket upgrade request is passed on to
+//! `GET /exec/{namespace}/{pod}/{container}` (or `/attach/...`) on the kubelet endpoint with the same query and
+//! handshake headers, and once the kubelet has switched protocols the two connections are joined byte for
+//! byte. The API server never reads the frames; the kubelet's `Sec-WebSocket-Accept` answers the client's key.
 //!
 //! A request that is not a WebSocket upgrade is refused as upstream refuses it when the upgrade fails
 //! (`Upgrade request required`; kubectl then tries SPDY, which is not served, and reports that). A kubelet
@@ -36,18 +36,45 @@ const PASSED_ON: [header::HeaderName; 4] = [
 /// The handshake headers passed back to the client.
 const PASSED_BACK: [&str; 2] = ["sec-websocket-accept", "sec-websocket-protocol"];
 
-pub async fn serve(
+/// The subresource relayed, by its name in the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Exec,
+    Attach,
+}
+
+impl Verb {
+    fn path(self) -> &'static str {
+        match self {
+            Verb::Exec => "exec",
+            Verb::Attach => "attach",
+        }
+    }
+}
+
+pub async fn exec(
     State(api): State<Arc<KubeApi>>,
     Path((namespace, name)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    match relay(&api, namespace, name, request).await {
-        Ok(response) => response,
-        Err(e) => error_response(&e),
-    }
+    relay(&api, Verb::Exec, namespace, name, request).await.unwrap_or_else(|e| error_response(&e))
 }
 
-async fn relay(api: &KubeApi, namespace: String, name: String, mut request: Request) -> Result<Response, ApiError> {
+pub async fn attach(
+    State(api): State<Arc<KubeApi>>,
+    Path((namespace, name)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    relay(&api, Verb::Attach, namespace, name, request).await.unwrap_or_else(|e| error_response(&e))
+}
+
+async fn relay(
+    api: &KubeApi,
+    verb: Verb,
+    namespace: String,
+    name: String,
+    mut request: Request,
+) -> Result<Response, ApiError> {
     let upgrade = request.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !upgrade.eq_ignore_ascii_case("websocket") {
         return Err(ApiError::BadRequest("Upgrade request required".to_owned()));
@@ -64,11 +91,11 @@ async fn relay(api: &KubeApi, namespace: String, name: String, mut request: Requ
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     let (pod, container) = pod_and_container(&api.verbs, &target, &query).await?;
-    if pod["status"]["phase"].as_str().is_some_and(|p| p == "Succeeded" || p == "Failed") {
-        return Err(ApiError::BadRequest(format!(
-            "cannot exec into a container in a completed pod; current phase is {}",
-            pod["status"]["phase"].as_str().unwrap_or_default()
-        )));
+    if let Some(phase) = pod["status"]["phase"].as_str().filter(|p| *p == "Succeeded" || *p == "Failed") {
+        return Err(ApiError::BadRequest(match verb {
+            Verb::Exec => format!("cannot exec into a container in a completed pod; current phase is {phase}"),
+            Verb::Attach => format!("cannot attach a container in a completed pod; current phase is {phase}"),
+        }));
     }
     let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
         return Err(ApiError::BadRequest(format!("pod {name} does not have a host assigned")));
@@ -82,8 +109,9 @@ async fn relay(api: &KubeApi, namespace: String, name: String, mut request: Requ
     let passed: Vec<String> = query.iter().filter(|(k, _)| k != "container").map(|(k, v)| format!("{k}={v}")).collect();
     let encode = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
     let mut head = format!(
-        "GET /exec/{}/{}/{}?{} HTTP/1.1\r\nHost: {address}\r\nAuthorization: {authorization}\r\n\
+        "GET /{}/{}/{}/{}?{} HTTP/1.1\r\nHost: {address}\r\nAuthorization: {authorization}\r\n\
          Connection: Upgrade\r\nUpgrade: websocket\r\n",
+        verb.path(),
         encode(&namespace),
         encode(&name),
         encode(&container),

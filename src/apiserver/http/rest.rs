@@ -79,7 +79,8 @@ impl KubeApi {
 
 pub fn router(api: Arc<KubeApi>) -> axum::Router {
     axum::Router::new()
-        .route("/api/v1/namespaces/{namespace}/pods/{name}/exec", axum::routing::any(super::exec::serve))
+        .route("/api/v1/namespaces/{namespace}/pods/{name}/exec", axum::routing::any(super::exec::exec))
+        .route("/api/v1/namespaces/{namespace}/pods/{name}/attach", axum::routing::any(super::exec::attach))
         .fallback(serve)
         .layer(DefaultBodyLimit::max(limits::API_BODY_BYTES_MAX))
         .with_state(api)

@@ -39,8 +39,8 @@ use bollard::models::{
     IpamConfig, MountType, NetworkCreateRequest, PortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, ResizeContainerTTYOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use bytes::Bytes;
@@ -50,8 +50,8 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::{
     ContainerLogs, ContainerReport, ContainerSpec, ContainerState, Counters, ExecRequest, ExecSession, Mount,
-    PodCounters, PodRef, Runtime, RuntimeError, RuntimeIds, SandboxSpec, START_ERROR, START_ERROR_EXIT_CODE, STDERR,
-    STDOUT,
+    PodCounters, PodRef, Resize, Runtime, RuntimeError, RuntimeIds, SandboxSpec, START_ERROR, START_ERROR_EXIT_CODE,
+    STDERR, STDOUT,
 };
 use crate::agent::kubelet::LogRequest;
 use crate::limits;
@@ -403,6 +403,10 @@ impl DockerRuntime {
                 None => u.to_string(),
             }),
             labels: Some(self.labels(pod, &container.name, TYPE_CONTAINER, attempt)),
+            open_stdin: Some(container.stdin),
+            stdin_once: Some(container.stdin_once),
+            attach_stdin: Some(container.stdin),
+            tty: Some(container.tty),
             host_config: Some(HostConfig {
                 network_mode: Some(join.clone()),
                 ipc_mode: Some(join.clone()),
@@ -480,6 +484,34 @@ impl DockerRuntime {
         attempts.sort_by_key(|(attempt, _)| std::cmp::Reverse(*attempt));
         Ok(attempts)
     }
+
+    /// The Docker id of a container's latest attempt, while it runs.
+    async fn running_id(&self, pod_uid: &str, container: &str) -> Result<String, RuntimeError> {
+        let latest = self.attempts(pod_uid, container).await?.into_iter().next();
+        match latest {
+            Some((_, summary)) if summary.state == Some(ContainerSummaryStateEnum::RUNNING) => {
+                Ok(summary.id.unwrap_or_default())
+            }
+            _ => Err(RuntimeError::Start(format!("container {container} is not running"))),
+        }
+    }
+}
+
+/// Docker's frames of a container's or an exec's streams, by the exec protocol's channel (a terminal's one
+/// stream is stdout).
+fn by_channel(
+    frames: impl futures::Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>> + Send + 'static,
+) -> futures::stream::BoxStream<'static, (u8, Bytes)> {
+    frames
+        .filter_map(|frame| {
+            futures::future::ready(frame.ok().map(|frame| match frame {
+                bollard::container::LogOutput::StdErr { message } => (STDERR, message),
+                bollard::container::LogOutput::StdOut { message }
+                | bollard::container::LogOutput::Console { message }
+                | bollard::container::LogOutput::StdIn { message } => (STDOUT, message),
+            }))
+        })
+        .boxed()
 }
 
 fn label<'a>(summary: &'a bollard::models::ContainerSummary, key: &str) -> Option<&'a str> {
@@ -690,10 +722,7 @@ impl Runtime for DockerRuntime {
         container: &str,
         request: ExecRequest,
     ) -> Result<ExecSession, RuntimeError> {
-        let running = self.attempts(pod_uid, container).await?.into_iter().next();
-        let Some((_, summary)) = running.filter(|(_, s)| s.state == Some(ContainerSummaryStateEnum::RUNNING)) else {
-            return Err(RuntimeError::Start(format!("container {container} is not running")));
-        };
+        let id = self.running_id(pod_uid, container).await?;
         let config = CreateExecOptions {
             cmd: Some(request.command.clone()),
             attach_stdin: Some(request.stdin),
@@ -702,7 +731,6 @@ impl Runtime for DockerRuntime {
             tty: Some(request.tty),
             ..Default::default()
         };
-        let id = summary.id.unwrap_or_default();
         let exec = self.docker.create_exec(&id, config).await.map_err(|e| docker_error("exec", e))?.id;
         let options = StartExecOptions { detach: false, tty: request.tty, ..Default::default() };
         let StartExecResults::Attached { output, input } =
@@ -710,16 +738,7 @@ impl Runtime for DockerRuntime {
         else {
             return Err(RuntimeError::Start("the exec did not attach".to_owned()));
         };
-        let output = output
-            .filter_map(|frame| {
-                futures::future::ready(frame.ok().map(|frame| match frame {
-                    bollard::container::LogOutput::StdErr { message } => (STDERR, message),
-                    bollard::container::LogOutput::StdOut { message }
-                    | bollard::container::LogOutput::Console { message }
-                    | bollard::container::LogOutput::StdIn { message } => (STDOUT, message),
-                }))
-            })
-            .boxed();
+        let output = by_channel(output);
         let (docker, id) = (self.docker.clone(), exec.clone());
         let exit = async move {
             // The output ends as the process does; Docker may take a moment more to record its exit.
@@ -748,6 +767,40 @@ impl Runtime for DockerRuntime {
             stdin: request.stdin.then_some(input),
             exit: exit.boxed(),
             resize: Some(Box::new(resize)),
+        })
+    }
+
+    /// Ends with the container's output (it exited); leaving it leaves the container running. Its stdin closes
+    /// with the attach only when the container has `stdinOnce`.
+    async fn attach_session(&self, pod_uid: &str, container: &str, stdin: bool) -> Result<ExecSession, RuntimeError> {
+        let id = self.running_id(pod_uid, container).await?;
+        let config = self.docker.inspect_container(&id, None).await.map_err(|e| docker_error("attach", e))?.config;
+        let (open_stdin, tty) =
+            config.map_or((false, false), |c| (c.open_stdin.unwrap_or(false), c.tty.unwrap_or(false)));
+        let options = AttachContainerOptions {
+            stdin: stdin && open_stdin,
+            stdout: true,
+            stderr: true,
+            stream: true,
+            ..Default::default()
+        };
+        let attached = self.docker.attach_container(&id, Some(options)).await.map_err(|e| docker_error("attach", e))?;
+        let docker = self.docker.clone();
+        let resize = move |width: u16, height: u16| {
+            let (docker, id) = (docker.clone(), id.clone());
+            async move {
+                let options = ResizeContainerTTYOptions { w: i32::from(width), h: i32::from(height) };
+                if let Err(e) = docker.resize_container_tty(&id, options).await {
+                    tracing::debug!(error = %e, "docker runtime: resizing a container's terminal failed");
+                }
+            }
+            .boxed()
+        };
+        Ok(ExecSession {
+            output: by_channel(attached.output),
+            stdin: (stdin && open_stdin).then_some(attached.input),
+            exit: futures::future::ready(Ok(0)).boxed(),
+            resize: tty.then(|| Box::new(resize) as Resize),
         })
     }
 
