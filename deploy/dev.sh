@@ -5,7 +5,8 @@
 #   up     build and start a local three-replica cluster in ./raftsman-up (Ctrl-C stops it)
 #   test   rustfmt check, clippy with warnings denied, every test (unit, storage suite, multi-process)
 #   bench  the side-by-side benchmark against a three-member etcd 3.4 cluster (and the other suites)
-#   bench-docker [PODS]  pod startup latency of PODS (100) pods on one Docker node, and the agent's cost
+#   bench-docker [PODS [RATE]]  pod startup latency of PODS (100) pods on one Docker node, all at once and at
+#                        RATE (2) pods a second, beside the Docker CLI, and the agent's cost
 #   plot-soak SAMPLES.csv [OUTPUT.png]  plots what `bench --suite soak` sampled (default output: soak.png)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,8 +84,9 @@ case "${1:-}" in
     exec "$CARGO_TARGET_DIR/release/raftsman" bench "${@:2}"
     ;;
   bench-docker)
-    # Pod startup latency on one Docker node: three replicas, one agent on the local Docker Engine, a Deployment
-    # of ${2:-100} replicas of a busybox image imported from Debian's busybox-static (no registry).
+    # Pod startup latency on one Docker node: three replicas, one agent on the local Docker Engine, ${2:-100}
+    # pods of a busybox image imported from Debian's busybox-static (no registry), as a Deployment and then at
+    # ${3:-2} pods a second, each beside the Docker CLI (deploy/docker-startup-bench.py).
     ensure_packages test
     ensure_python_client
     cargo build --release --bin raftsman
@@ -117,10 +119,10 @@ case "${1:-}" in
     pids+=($!)
     until kubectl get node bench-docker >/dev/null 2>&1; do sleep 1; done
     "$RAFTSMAN_TEST_PYTHON" deploy/docker-startup-bench.py "$dir/cluster/n1/admin.kubeconfig" "${pids[1]}" \
-      raftsman-bench/busybox:1 "${2:-100}"
+      raftsman-bench/busybox:1 "${2:-100}" "${3:-2}"
     ;;
   *)
-    echo "usage: deploy/dev.sh up|test|bench [args...] | bench-docker [PODS] | plot-soak SAMPLES.csv [OUTPUT.png]" >&2
+    echo "usage: deploy/dev.sh up|test|bench [args...] | bench-docker [PODS [RATE]] | plot-soak SAMPLES.csv [OUTPUT.png]" >&2
     exit 2
     ;;
 esac
