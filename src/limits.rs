@@ -178,6 +178,12 @@ pub const NAMESPACE_RECHECK_DELAY_MS: u64 = 200;
 pub const QUOTA_RECALCULATION_DELAY_MS: u64 = 1_000;
 /// How often the leader looks at the replicas' facts behind the `kubernetes` Service's endpoints.
 pub const KUBERNETES_SERVICE_CHECK_INTERVAL_MS: u64 = 500;
+/// Most addresses a Service's `v1` Endpoints list (upstream's cap; beyond it the object says it is truncated).
+pub const ENDPOINTS_ADDRESSES_MAX: usize = 1_000;
+/// Most endpoints in one EndpointSlice (upstream's default `--max-endpoints-per-slice`).
+pub const ENDPOINT_SLICE_ENDPOINTS_MAX: usize = 100;
+/// Concurrent workers of the endpoints controller (each reconciles one Service at a time).
+pub const ENDPOINTS_WORKERS: usize = 4;
 
 /// Shortest pause between two passes of the leader's controllers (a pass also rests four times its length).
 pub const CONTROLLER_PASS_INTERVAL_MS_MIN: u64 = 500;
@@ -559,3 +565,18 @@ const _: () = assert!(KUBELET_LOG_FOLLOW_POLL_MS <= KUBELET_LOG_FOLLOW_STATUS_MS
 const _: () = assert!(0 < SCHEDULER_ROUND_SLOTS_MIN && SCHEDULER_ROUND_SLOTS_MIN <= SCHEDULER_WRITES_IN_FLIGHT_MAX);
 const _: () = assert!(SCHEDULER_BACKOFF_MS_INITIAL <= SCHEDULER_BACKOFF_MS_MAX);
 const _: () = assert!(SCHEDULER_BACKOFF_MS_MAX < SCHEDULER_UNSCHEDULABLE_RETRY_MS);
+
+/// The service proxy: most connections forwarded at once (more are closed at once), how long a connection to
+/// an endpoint may take before the next endpoint is tried, and how many endpoints one connection tries.
+pub const PROXY_CONNECTIONS_MAX: usize = 10_000;
+pub const PROXY_CONNECT_TIMEOUT_MS: u64 = 1_000;
+pub const PROXY_CONNECT_ATTEMPTS_MAX: usize = 3;
+/// Most clients a frontend with `sessionAffinity: ClientIP` remembers.
+pub const PROXY_AFFINITY_CLIENTS_MAX: usize = 10_000;
+/// Changes of Services and slices that arrive within this long are applied together.
+pub const PROXY_TABLE_SETTLE_MS: u64 = 20;
+/// UDP: most sessions (client addresses) per frontend, how long one lives without a datagram, the largest
+/// datagram relayed.
+pub const PROXY_UDP_SESSIONS_MAX: usize = 1_000;
+pub const PROXY_UDP_IDLE_SECS: u64 = 30;
+pub const PROXY_UDP_DATAGRAM_BYTES_MAX: usize = 65_535;

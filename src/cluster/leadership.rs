@@ -145,13 +145,14 @@ pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutd
         let nodes = node_lifecycle::prepare(&mut informers, leading.node_monitor_grace_period);
         let scheduler = scheduler::prepare(&mut informers);
         let workloads = controllers::workloads::prepare(&mut informers);
+        let endpoints = controllers::endpoints::prepare(&mut informers);
         let scraper = metrics::scraper::prepare(&mut informers, leading.points.clone(), leading.metric_resolution);
         let autoscaler =
             controllers::autoscaler::prepare(&mut informers, leading.points.clone(), leading.autoscaler_sync_period);
         let compaction = compaction::run(store.clone(), leading.compaction_interval);
         let informers = informers.start();
         let task = tokio::spawn(async move {
-            tokio::join!(controllers, nodes, scheduler, workloads, scraper, autoscaler, compaction);
+            tokio::join!(controllers, nodes, scheduler, workloads, endpoints, scraper, autoscaler, compaction);
         });
         tokio::select! {
             () = store.wait_for_leadership_end(term) => {}

@@ -1,6 +1,8 @@
 //! Controllers that run on the Raft leader: the garbage collector, the namespace controller, the resource
 //! quota controller, the creation of the system priority classes and of the kubelet credentials
-//! (`apis::kubelet_credentials`), and the one that keeps the `kubernetes` Service and its endpoints.
+//! (`apis::kubelet_credentials`), and the one that keeps the `kubernetes` Service and its endpoints; the
+//! endpoints of the other Services (`endpoints`), the workload controllers (`workloads`), node lifecycle and
+//! the autoscaler have modules of their own.
 //!
 //! Architecture invariant: controllers are API clients. They read and write through the Kubernetes API with
 //! the `kube` client (in-process, over the API router without a socket), never through the store, so they would
@@ -18,6 +20,7 @@
 //! looked at every `KUBERNETES_SERVICE_CHECK_INTERVAL_MS`; a change there queues that controller too.
 
 pub mod autoscaler;
+pub mod endpoints;
 pub mod events;
 pub mod garbage_collector;
 pub mod graph;
