@@ -71,6 +71,13 @@ struct AgentArgs {
     /// The subnet of a pod network the agent creates.
     #[arg(long, default_value = "10.88.0.0/16")]
     pod_subnet: String,
+    /// Run the service proxy (on by default with --runtime docker): it makes the whole service range local
+    /// on this host (a `local` route; needs CAP_NET_ADMIN) and forwards cluster IPs and node ports.
+    #[arg(long)]
+    service_proxy: Option<bool>,
+    /// The API servers' service range (their --service-cluster-ip-range).
+    #[arg(long, default_value = "10.96.0.0/16")]
+    service_cluster_ip_range: raftsman::apiserver::registry::allocations::ServiceRange,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -353,6 +360,10 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
             .map(|(k, v)| (k, k8s_openapi::apimachinery::pkg::api::resource::Quantity(v)))
             .collect(),
         kubelet_addr: args.kubelet_addr,
+        service_proxy: args
+            .service_proxy
+            .unwrap_or(args.runtime == AgentRuntime::Docker)
+            .then_some(args.service_cluster_ip_range),
         ..AgentConfig::default()
     }
     .validate()?;

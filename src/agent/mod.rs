@@ -9,6 +9,8 @@
 //!   `hooks.rs`: lifecycle hooks (`preStop`).
 //! - `runtime/`: the runtime trait and its implementations.
 //! - `usage.rs`: the usage of its pods and nodes, sampled for the leader's metrics.
+//! - `proxy/`: the service proxy (cluster IPs and node ports forwarded to the Services' endpoints), with the
+//!   service range made local on the host before it starts.
 //!
 //! One agent serves one node, or with `--fake-nodes N` the fake nodes `NAME-0` ... `NAME-(N-1)`, each with its
 //! own registration, Lease and status, sharing one balancer, one pod watch and one pod sync. Everything runs
@@ -23,6 +25,7 @@ pub mod kubelet;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod proxy;
 pub mod runtime;
 pub mod sources;
 pub mod usage;
@@ -38,6 +41,7 @@ use k8s_openapi::api::core::v1::{Pod, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use crate::apiserver::registry::allocations::ServiceRange;
 use crate::limits;
 use node::NodeConfig;
 use runtime::Runtime;
@@ -77,6 +81,8 @@ pub struct AgentConfig {
     pub kubelet_addr: SocketAddr,
     /// The node's address (InternalIP) and the pods' hostIP.
     pub node_ip: IpAddr,
+    /// The service range, when the agent runs the service proxy (the range is made local on the host first).
+    pub service_proxy: Option<ServiceRange>,
 }
 
 impl Default for AgentConfig {
@@ -92,6 +98,7 @@ impl Default for AgentConfig {
             fake_capacity: default_fake_capacity(),
             kubelet_addr: SocketAddr::from(([127, 0, 0, 1], 10250)),
             node_ip: IpAddr::from([127, 0, 0, 1]),
+            service_proxy: None,
         }
     }
 }
@@ -214,8 +221,15 @@ pub async fn run<R: Runtime>(
             cache.get()?.get(&key)?.metadata.uid.clone()
         }
     };
+    let connections = proxy::Connections::default();
+    if let Some(range) = config.service_proxy {
+        // Before anything can send to a service address: none may leave the host.
+        let range = format!("{}/{}", range.base, range.prefix);
+        proxy::service_range::make_local(&range).map_err(std::io::Error::other)?;
+        tasks.spawn(proxy::run(client.clone(), names[0].clone(), connections.clone()));
+    }
     let usage = usage::Latest::default();
-    tasks.spawn(usage::run(runtime.clone(), cache.clone(), names.clone(), usage.clone()));
+    tasks.spawn(usage::run(runtime.clone(), cache.clone(), names.clone(), usage.clone(), connections));
     let credentials = kubelet::auth::Credentials::from_api(client.clone());
     tasks.spawn(kubelet::serve(kubelet, credentials, pods_by_name, runtime.clone(), usage, async {
         let _ = kubelet_stopped.await;

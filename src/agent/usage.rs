@@ -8,8 +8,8 @@
 //! A node uses what the host uses when the runtime measures the host (the process runtime), else what its pods
 //! use. The pure part is `report`.
 //!
-//! This is where the service proxy will add its per-pod metrics (connections in flight), beside those the
-//! runtime reports.
+//! Beside the metrics the runtime reports, each pod the service proxy has connections open to has
+//! `concurrent_connections`, their number at the sample.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -18,9 +18,13 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::Store;
 
+use super::proxy::Connections;
 use super::runtime::{Counters, PodCounters, Runtime};
 use crate::limits;
 use crate::metrics::{ContainerReport, NodeReport, PodReport, Report, Usage};
+
+/// The pod metric of the proxy's open connections to a pod.
+pub const CONNECTIONS_METRIC: &str = "concurrent_connections";
 
 /// The latest report, shared with the kubelet endpoint.
 pub type Latest = Arc<RwLock<Arc<Report>>>;
@@ -105,7 +109,13 @@ pub fn report(
 }
 
 /// Samples until dropped, publishing each report in `latest`.
-pub async fn run<R: Runtime>(runtime: Arc<R>, cache: Arc<OnceLock<Store<Pod>>>, nodes: Vec<String>, latest: Latest) {
+pub async fn run<R: Runtime>(
+    runtime: Arc<R>,
+    cache: Arc<OnceLock<Store<Pod>>>,
+    nodes: Vec<String>,
+    latest: Latest,
+    connections: Connections,
+) {
     let mut previous = Sample::default();
     let mut at = Instant::now();
     for sampled in 0u64.. {
@@ -118,7 +128,7 @@ pub async fn run<R: Runtime>(runtime: Arc<R>, cache: Arc<OnceLock<Store<Pod>>>, 
         let pods = cache.get().map(|c| c.state()).unwrap_or_default();
         let measuring = Arc::clone(&runtime);
         let now = Instant::now();
-        let Ok((measured, host, pods)) = tokio::task::spawn_blocking(move || {
+        let Ok((mut measured, host, pods)) = tokio::task::spawn_blocking(move || {
             let measured = measuring.usage(&pods, now);
             (measured, measuring.node_usage(), pods)
         })
@@ -126,10 +136,19 @@ pub async fn run<R: Runtime>(runtime: Arc<R>, cache: Arc<OnceLock<Store<Pod>>>, 
         else {
             continue;
         };
+        with_connections(&mut measured, connections.snapshot());
         let timestamp = jiff::Timestamp::now().to_string();
         let (report, sample) = report(&nodes, &pods, measured, host, &previous, now - at, &timestamp);
         *latest.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(report);
         (previous, at) = (sample, now);
+    }
+}
+
+/// Adds each pod's open proxied connections to its metrics (a pod the runtime did not measure gets none).
+fn with_connections(measured: &mut [PodCounters], mut open: HashMap<String, usize>) {
+    for pod in measured {
+        let count = open.remove(&pod.uid).unwrap_or(0);
+        pod.metrics.insert(CONNECTIONS_METRIC.to_owned(), count as f64);
     }
 }
 
@@ -174,6 +193,14 @@ mod tests {
         assert_eq!(n0.pods[0].metrics["in_flight"], 3.0);
         assert_eq!(n0.usage, Usage { cpu_nanocores: 500_000_000, memory_bytes: 20 });
         assert_eq!(out.nodes[1].pods.len(), 0, "a pod on another node is not n-1's");
+    }
+
+    #[test]
+    fn each_measured_pod_carries_its_open_connections() {
+        let mut measured = vec![counters("a", &[("x", 0, 1)]), counters("b", &[("x", 0, 1)])];
+        with_connections(&mut measured, [("a".to_owned(), 30), ("gone".to_owned(), 2)].into());
+        assert_eq!(measured[0].metrics[CONNECTIONS_METRIC], 30.0);
+        assert_eq!(measured[1].metrics[CONNECTIONS_METRIC], 0.0, "none open is a measure too");
     }
 
     #[test]

@@ -1,0 +1,258 @@
+//! The service proxy of `raftsman agent`: kube-proxy's job done in userspace on tokio. It follows every Service
+//! and EndpointSlice (two watches through the agent's balancer), turns them into a `table::Table` on each change,
+//! and keeps one listener per frontend: a TCP or UDP socket on each cluster IP and port, and on every address
+//! of the host for each node port. A connection is forwarded to a backend chosen round robin (or, with
+//! `sessionAffinity: ClientIP`, the one the client had, while it is still an endpoint and within the timeout);
+//! an endpoint that refuses is skipped for the next.
+//!
+//! Why userspace: it needs nothing of the host but sockets, works the same for pods and for the host, and lets
+//! the proxy count each pod's open connections (the `concurrent_connections` pod metric, `Connections`). The
+//! cost is a copy through the agent per byte, measured in BENCHMARKS.md against a direct connection.
+//!
+//! Invariants:
+//! - Before the proxy starts, the whole service range is a `local` route on the host (`service_range`), so no
+//!   packet to a service address leaves the machine, whether or not a listener is there yet.
+//! - The proxy keeps the last table it built while no replica answers (its watches retry), so forwarding goes
+//!   on from the last known state.
+//! - A connection lasts while its endpoint is listed in a slice; once the endpoint has left (its pod is gone)
+//!   the connection is closed. A listener whose address is taken is retried at each table change.
+//! - At most `PROXY_CONNECTIONS_MAX` connections are forwarded at once; more are refused (closed at once).
+
+pub mod service_range;
+pub mod table;
+mod tcp;
+mod udp;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector;
+use kube::runtime::{watcher, WatchStreamExt};
+use tokio::sync::{watch, Semaphore};
+
+use crate::limits;
+use table::{Backend, Endpoint, Frontend, Protocol, Table};
+
+/// Open forwarded connections per pod uid.
+#[derive(Clone, Default)]
+pub struct Connections(Arc<Mutex<HashMap<String, usize>>>);
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one more connection to `pod` while the returned guard lives.
+    fn open(&self, pod: Option<&str>) -> Option<Opened> {
+        let pod = pod?.to_owned();
+        *self.lock().entry(pod.clone()).or_default() += 1;
+        Some(Opened { connections: self.clone(), pod })
+    }
+
+    /// The open connections of each pod that has any.
+    pub fn snapshot(&self) -> HashMap<String, usize> {
+        self.lock().clone()
+    }
+}
+
+struct Opened {
+    connections: Connections,
+    pod: String,
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        let mut counts = self.connections.lock();
+        if let Some(n) = counts.get_mut(&self.pod) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.pod);
+            }
+        }
+    }
+}
+
+/// How one frontend picks an endpoint: round robin, with client-IP affinity when its backend asks for it.
+#[derive(Default)]
+struct Balancer {
+    next: usize,
+    affinity: HashMap<IpAddr, (Endpoint, Instant)>,
+}
+
+impl Balancer {
+    /// The endpoints of `backend` in the order to try them for a client at `client`.
+    fn order(&mut self, backend: &Backend, client: IpAddr, now: Instant) -> Vec<Endpoint> {
+        let endpoints = &backend.endpoints;
+        if endpoints.is_empty() {
+            return Vec::new();
+        }
+        if let Some(timeout) = backend.affinity {
+            self.affinity.retain(|_, (_, at)| now.duration_since(*at) < timeout);
+            if let Some((sticky, _)) = self.affinity.get(&client) {
+                if let Some(i) = endpoints.iter().position(|e| e == sticky) {
+                    return endpoints[i..].iter().chain(&endpoints[..i]).cloned().collect();
+                }
+            }
+        }
+        let start = self.next % endpoints.len();
+        self.next = self.next.wrapping_add(1);
+        endpoints[start..].iter().chain(&endpoints[..start]).cloned().collect()
+    }
+
+    /// `client` was connected to `endpoint`.
+    fn connected(&mut self, backend: &Backend, client: IpAddr, endpoint: &Endpoint, now: Instant) {
+        if backend.affinity.is_some() && self.affinity.len() < limits::PROXY_AFFINITY_CLIENTS_MAX {
+            self.affinity.insert(client, (endpoint.clone(), now));
+        }
+    }
+}
+
+/// What every listener shares.
+#[derive(Clone)]
+struct Shared {
+    table: watch::Receiver<Arc<Table>>,
+    connections: Connections,
+    permits: Arc<Semaphore>,
+}
+
+impl Shared {
+    fn backend(&self, frontend: &Frontend) -> Option<Arc<Backend>> {
+        self.table.borrow().frontends.get(frontend).cloned()
+    }
+}
+
+/// Runs the proxy for the node `node` until dropped: follows Services and EndpointSlices and forwards.
+pub async fn run(client: kube::Client, node: String, connections: Connections) {
+    let (services_store, services_writer) = reflector::store::<Service>();
+    let (slices_store, slices_writer) = reflector::store::<EndpointSlice>();
+    let (changed_tx, mut changed) = watch::channel(());
+    let follow_services = {
+        let api = kube::Api::<Service>::all(client.clone());
+        let changed = changed_tx.clone();
+        watcher(api, watcher::Config::default()).default_backoff().reflect(services_writer).for_each(move |_| {
+            let _ = changed.send(());
+            futures::future::ready(())
+        })
+    };
+    let follow_slices = {
+        let api = kube::Api::<EndpointSlice>::all(client);
+        watcher(api, watcher::Config::default()).default_backoff().reflect(slices_writer).for_each(move |_| {
+            let _ = changed_tx.send(());
+            futures::future::ready(())
+        })
+    };
+    let (table_tx, table_rx) = watch::channel(Arc::new(Table::default()));
+    let shared =
+        Shared { table: table_rx, connections, permits: Arc::new(Semaphore::new(limits::PROXY_CONNECTIONS_MAX)) };
+    let program = async move {
+        let (services, slices) = (services_store.clone(), slices_store.clone());
+        if services.wait_until_ready().await.is_err() || slices.wait_until_ready().await.is_err() {
+            return;
+        }
+        tracing::info!("proxy: following Services and EndpointSlices");
+        let mut listeners: BTreeMap<Frontend, tokio::task::JoinHandle<()>> = BTreeMap::new();
+        loop {
+            let table = Arc::new(table::table(&services.state(), &slices.state(), &node));
+            if **table_tx.borrow() != *table {
+                table_tx.send_replace(table.clone());
+            }
+            reconcile_listeners(&mut listeners, &table, &shared).await;
+            // Changes that arrive together are taken together.
+            if changed.changed().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(limits::PROXY_TABLE_SETTLE_MS)).await;
+            changed.borrow_and_update();
+        }
+    };
+    tokio::join!(follow_services, follow_slices, program);
+}
+
+/// Opens a listener for each frontend of `table` that has none (retrying those whose address was taken) and
+/// closes those of frontends that are gone.
+async fn reconcile_listeners(
+    listeners: &mut BTreeMap<Frontend, tokio::task::JoinHandle<()>>,
+    table: &Table,
+    shared: &Shared,
+) {
+    listeners.retain(|frontend, task| {
+        let keep = table.frontends.contains_key(frontend) && !task.is_finished();
+        if !keep {
+            task.abort();
+        }
+        keep
+    });
+    for frontend in table.frontends.keys() {
+        if listeners.contains_key(frontend) {
+            continue;
+        }
+        let address = std::net::SocketAddr::new(
+            frontend.address.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            frontend.port,
+        );
+        let opened = match frontend.protocol {
+            Protocol::Tcp => tcp::listen(address, *frontend, shared.clone()).await,
+            Protocol::Udp => udp::listen(address, *frontend, shared.clone()).await,
+        };
+        match opened {
+            Ok(task) => {
+                tracing::debug!(%address, protocol = ?frontend.protocol, "proxy: listening");
+                listeners.insert(*frontend, task);
+            }
+            Err(e) => {
+                tracing::warn!(%address, protocol = ?frontend.protocol, error = %e, "proxy: cannot listen")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(port: u16) -> Endpoint {
+        Endpoint { address: std::net::SocketAddr::from(([10, 88, 0, 2], port)), pod_uid: Some(format!("p{port}")) }
+    }
+
+    fn backend(ports: &[u16], affinity: Option<Duration>) -> Backend {
+        Backend { service: "default/web:".into(), endpoints: ports.iter().map(|p| endpoint(*p)).collect(), affinity }
+    }
+
+    #[test]
+    fn endpoints_are_taken_in_turn_and_an_affine_client_keeps_its_own() {
+        let mut balancer = Balancer::default();
+        let now = Instant::now();
+        let plain = backend(&[1, 2, 3], None);
+        let client: IpAddr = [127, 0, 0, 1].into();
+        let firsts: Vec<u16> = (0..4).map(|_| balancer.order(&plain, client, now)[0].address.port()).collect();
+        assert_eq!(firsts, [1, 2, 3, 1]);
+        assert_eq!(balancer.order(&plain, client, now).len(), 3, "the others follow, to skip a refusal");
+
+        let sticky = backend(&[1, 2, 3], Some(Duration::from_secs(10)));
+        let mut balancer = Balancer::default();
+        let first = balancer.order(&sticky, client, now)[0].clone();
+        balancer.connected(&sticky, client, &first, now);
+        for _ in 0..3 {
+            assert_eq!(balancer.order(&sticky, client, now + Duration::from_secs(5))[0], first);
+        }
+        let later = now + Duration::from_secs(11);
+        assert_ne!(balancer.order(&sticky, client, later)[0], first, "the affinity has expired");
+        assert!(balancer.order(&backend(&[], None), client, now).is_empty());
+    }
+
+    #[test]
+    fn connections_are_counted_per_pod_while_open() {
+        let connections = Connections::default();
+        let a = connections.open(Some("p1"));
+        let b = connections.open(Some("p1"));
+        assert!(connections.open(None).is_none());
+        assert_eq!(connections.snapshot()["p1"], 2);
+        drop((a, b));
+        assert!(connections.snapshot().is_empty());
+    }
+}

@@ -1,0 +1,142 @@
+//! The service proxy of `raftsman agent --runtime docker` against a three-replica cluster (on a service range of
+//! its own, so that other tests' proxies never hold its addresses) and the machine's Docker Engine: the agent
+//! makes the whole service range a local route; a NodePort Service of a Deployment of a locally built HTTP
+//! server balances requests through the node port on 127.0.0.1 and through the cluster IP, from the host and
+//! from inside a pod; new pods get traffic once Ready, a pod that is not ready gets none, and the proxy goes on
+//! forwarding while the leader replica is SIGKILLed and while no replica answers.
+
+mod harness;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use raftsman::cluster::local::Signal;
+
+use harness::agent::Agent;
+use harness::docker::{self, NodeCleanup};
+use harness::kubectl::{follower, Kubectl};
+use harness::{eventually, TestCluster};
+
+const RANGE: &str = "10.97.0.0/16";
+const NODE_PORT: u16 = 30_781;
+const SERVE: &str = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www";
+
+/// The body of `GET /` from `address`, if it answers within two seconds.
+fn http_get(address: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&address.parse().ok()?, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.write_all(format!("GET / HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response.split_once("\r\n\r\n")?.1.trim().to_owned())
+}
+
+/// The pods that answered `count` requests to `address`.
+fn answering(address: &str, count: usize) -> BTreeSet<String> {
+    (0..count).filter_map(|_| http_get(address)).collect()
+}
+
+/// The names of the pods of `app=web` that are Ready.
+fn ready(k: &Kubectl) -> BTreeSet<String> {
+    let pods = k.json(&["get", "pods", "-l", "app=web"]);
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter(|p| {
+            let conditions = p["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_port_service_balances_over_ready_pods_from_the_host_and_from_pods() {
+    let image = docker::busybox_image();
+    let mut cluster = TestCluster::start_with(3, &["--service-cluster-ip-range", RANGE]).await;
+    let node = "docker-services";
+    let _cleanup = NodeCleanup(node.to_owned());
+    let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
+    let _agent = Agent::start(&servers, node, &["--runtime", "docker", "--service-cluster-ip-range", RANGE]);
+    let leader = cluster.leader().await;
+    let k = Kubectl::for_replica(&cluster, follower(leader)).await;
+    harness::pods::wait_nodes(&k, 1).await;
+
+    // The whole range is local before any Service exists.
+    let routes = std::process::Command::new("ip").args(["route", "show", "table", "local"]).output().unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    assert!(routes.lines().any(|l| l.starts_with(&format!("local {RANGE} dev lo"))), "{routes}");
+
+    let manifest = format!(
+        r#"{{"apiVersion": "v1", "kind": "List", "items": [
+            {{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "web"}},
+              "spec": {{"replicas": 3, "selector": {{"matchLabels": {{"app": "web"}}}},
+                "template": {{"metadata": {{"labels": {{"app": "web"}}}},
+                  "spec": {{"terminationGracePeriodSeconds": 1, "containers": [{{"name": "app", "image": "{image}",
+                    "imagePullPolicy": "Never", "command": ["sh", "-c", "{SERVE}"],
+                    "ports": [{{"name": "http", "containerPort": 8080}}],
+                    "readinessProbe": {{"httpGet": {{"path": "/", "port": "http"}}, "periodSeconds": 1,
+                      "failureThreshold": 1}}}}]}}}}}}}},
+            {{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "web"}},
+              "spec": {{"type": "NodePort", "selector": {{"app": "web"}},
+                "ports": [{{"port": 80, "targetPort": "http", "nodePort": {NODE_PORT}}}]}}}}]}}"#
+    );
+    k.ok(&["apply", "-f", &k.manifest("web.json", &manifest)]);
+    let pods = eventually(Duration::from_secs(60), "3 pods Ready", || async {
+        let pods = ready(&k);
+        (pods.len() == 3).then_some(pods)
+    })
+    .await;
+    let cluster_ip = k.json(&["get", "service", "web"])["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    assert!(cluster_ip.starts_with("10.97."), "{cluster_ip}");
+    let node_port = format!("127.0.0.1:{NODE_PORT}");
+    let by_cluster_ip = format!("{cluster_ip}:80");
+
+    // 30 requests through the node port reach all three pods; so do requests to the cluster IP.
+    eventually(Duration::from_secs(30), "all three pods through the node port", || async {
+        (answering(&node_port, 30) == pods).then_some(())
+    })
+    .await;
+    assert_eq!(answering(&by_cluster_ip, 30), pods);
+
+    // From inside a pod, the cluster IP answers too (busybox's nc: its static wget cannot resolve anything).
+    let first = pods.iter().next().unwrap().clone();
+    let request = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {cluster_ip} 80");
+    let inside = k.ok(&["exec", &first, "--", "sh", "-c", &request]);
+    let body = inside.trim().lines().last().unwrap_or_default();
+    assert!(pods.contains(body), "{inside}");
+
+    // Scaled to 5, the new pods get traffic once Ready.
+    k.ok(&["scale", "deployment/web", "--replicas=5"]);
+    let five = eventually(Duration::from_secs(60), "5 pods Ready", || async {
+        let pods = ready(&k);
+        (pods.len() == 5).then_some(pods)
+    })
+    .await;
+    eventually(Duration::from_secs(10), "all five pods through the node port", || async {
+        (answering(&node_port, 40) == five).then_some(())
+    })
+    .await;
+
+    // A pod that fails its readiness probe gets no traffic.
+    k.ok(&["exec", &first, "--", "rm", "/www/index.html"]);
+    let others: BTreeSet<String> = five.iter().filter(|p| **p != first).cloned().collect();
+    eventually(Duration::from_secs(20), "the unready pod out of the rotation", || async {
+        (!ready(&k).contains(&first) && answering(&node_port, 30) == others).then_some(())
+    })
+    .await;
+
+    // SIGKILL the leader replica, then every replica: the proxy forwards from what it last knew.
+    cluster.local.signal(leader, Signal::Kill);
+    assert_eq!(answering(&node_port, 20), others);
+    for i in (0..3).filter(|i| *i != leader) {
+        cluster.local.signal(i, Signal::Kill);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(answering(&node_port, 20), others, "with no replica answering");
+    assert_eq!(answering(&by_cluster_ip, 20), others);
+}
