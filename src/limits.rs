@@ -580,3 +580,11 @@ pub const PROXY_TABLE_SETTLE_MS: u64 = 20;
 pub const PROXY_UDP_SESSIONS_MAX: usize = 1_000;
 pub const PROXY_UDP_IDLE_SECS: u64 = 30;
 pub const PROXY_UDP_DATAGRAM_BYTES_MAX: usize = 65_535;
+
+/// The agent's DNS server: the largest message it reads, most TCP clients and forwarded questions at once, how
+/// long a forwarded question waits, how long a TCP client may stay.
+pub const DNS_MESSAGE_BYTES_MAX: usize = 65_535;
+pub const DNS_TCP_CONNECTIONS_MAX: usize = 256;
+pub const DNS_FORWARDS_IN_FLIGHT_MAX: usize = 256;
+pub const DNS_FORWARD_TIMEOUT_MS: u64 = 2_000;
+pub const DNS_TCP_IDLE_SECS: u64 = 30;

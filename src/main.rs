@@ -75,9 +75,13 @@ struct AgentArgs {
     /// on this host (a `local` route; needs CAP_NET_ADMIN) and forwards cluster IPs and node ports.
     #[arg(long)]
     service_proxy: Option<bool>,
-    /// The API servers' service range (their --service-cluster-ip-range).
+    /// The API servers' service range (their --service-cluster-ip-range). With the proxy, the agent serves the
+    /// cluster DNS on its tenth address and points its pods at it.
     #[arg(long, default_value = "10.96.0.0/16")]
     service_cluster_ip_range: raftsman::apiserver::registry::allocations::ServiceRange,
+    /// The cluster domain the DNS answers for.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -364,6 +368,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
             .service_proxy
             .unwrap_or(args.runtime == AgentRuntime::Docker)
             .then_some(args.service_cluster_ip_range),
+        cluster_domain: args.cluster_domain,
         ..AgentConfig::default()
     }
     .validate()?;

@@ -3,7 +3,9 @@
 //! makes the whole service range a local route; a NodePort Service of a Deployment of a locally built HTTP
 //! server balances requests through the node port on 127.0.0.1 and through the cluster IP, from the host and
 //! from inside a pod; new pods get traffic once Ready, a pod that is not ready gets none, and the proxy goes on
-//! forwarding while the leader replica is SIGKILLed and while no replica answers.
+//! forwarding while the leader replica is SIGKILLed and while no replica answers. The agent's cluster DNS: pods'
+//! resolv.conf points at it, it answers Services, a StatefulSet's pod through its headless Service and
+//! NXDOMAIN for a missing name, from inside a pod and, with every replica down, from the host.
 
 mod harness;
 
@@ -20,6 +22,7 @@ use harness::kubectl::{follower, Kubectl};
 use harness::{eventually, TestCluster};
 
 const RANGE: &str = "10.97.0.0/16";
+const DNS: &str = "10.97.0.10";
 const NODE_PORT: u16 = 30_781;
 const SERVE: &str = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www";
 
@@ -38,9 +41,15 @@ fn answering(address: &str, count: usize) -> BTreeSet<String> {
     (0..count).filter_map(|_| http_get(address)).collect()
 }
 
-/// The names of the pods of `app=web` that are Ready.
-fn ready(k: &Kubectl) -> BTreeSet<String> {
-    let pods = k.json(&["get", "pods", "-l", "app=web"]);
+/// What the host's busybox `nslookup` says of `name` at the cluster DNS.
+fn nslookup(name: &str) -> String {
+    let out = std::process::Command::new("busybox").args(["nslookup", name, DNS]).output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// The names of the pods of `selector` that are Ready.
+fn ready_of(k: &Kubectl, selector: &str) -> BTreeSet<String> {
+    let pods = k.json(&["get", "pods", "-l", selector]);
     pods["items"]
         .as_array()
         .unwrap()
@@ -52,6 +61,10 @@ fn ready(k: &Kubectl) -> BTreeSet<String> {
         })
         .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
         .collect()
+}
+
+fn ready(k: &Kubectl) -> BTreeSet<String> {
+    ready_of(k, "app=web")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -83,7 +96,14 @@ async fn a_node_port_service_balances_over_ready_pods_from_the_host_and_from_pod
                       "failureThreshold": 1}}}}]}}}}}}}},
             {{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "web"}},
               "spec": {{"type": "NodePort", "selector": {{"app": "web"}},
-                "ports": [{{"port": 80, "targetPort": "http", "nodePort": {NODE_PORT}}}]}}}}]}}"#
+                "ports": [{{"port": 80, "targetPort": "http", "nodePort": {NODE_PORT}}}]}}}},
+            {{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "db"}},
+              "spec": {{"clusterIP": "None", "selector": {{"app": "db"}}}}}},
+            {{"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {{"name": "db"}},
+              "spec": {{"serviceName": "db", "replicas": 1, "selector": {{"matchLabels": {{"app": "db"}}}},
+                "template": {{"metadata": {{"labels": {{"app": "db"}}}},
+                  "spec": {{"terminationGracePeriodSeconds": 1, "containers": [{{"name": "app", "image": "{image}",
+                    "imagePullPolicy": "Never", "command": ["sh", "-c", "{SERVE}"]}}]}}}}}}}}]}}"#
     );
     k.ok(&["apply", "-f", &k.manifest("web.json", &manifest)]);
     let pods = eventually(Duration::from_secs(60), "3 pods Ready", || async {
@@ -109,6 +129,33 @@ async fn a_node_port_service_balances_over_ready_pods_from_the_host_and_from_pod
     let inside = k.ok(&["exec", &first, "--", "sh", "-c", &request]);
     let body = inside.trim().lines().last().unwrap_or_default();
     assert!(pods.contains(body), "{inside}");
+
+    // The pod's resolv.conf points at the cluster DNS, which answers the Service's name with its cluster IP,
+    // the StatefulSet's pod through its headless Service with the pod's IP (where it answers), and NXDOMAIN.
+    let resolv = k.ok(&["exec", &first, "--", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.starts_with(&format!("nameserver {DNS}\n")), "{resolv}");
+    assert!(resolv.contains("\nsearch default.svc.cluster.local svc.cluster.local cluster.local"), "{resolv}");
+    assert!(resolv.ends_with("\noptions ndots:5\n"), "{resolv}");
+    let dns_service = k.json(&["get", "service", "kube-dns", "-n", "kube-system"]);
+    assert_eq!(dns_service["spec"]["clusterIP"], DNS);
+    let found = k.ok(&["exec", &first, "--", "nslookup", "web.default.svc.cluster.local"]);
+    assert!(found.contains(&format!("Address: {cluster_ip}")), "{found}");
+    eventually(Duration::from_secs(60), "db-0 Ready", || async { (ready_of(&k, "app=db").len() == 1).then_some(()) })
+        .await;
+    let db_ip = k.json(&["get", "pod", "db-0"])["status"]["podIP"].as_str().unwrap().to_owned();
+    let found = eventually(Duration::from_secs(10), "db-0.db resolved", || async {
+        let out = k.run(&["exec", &first, "--", "nslookup", "db-0.db.default.svc.cluster.local"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains(&format!("Address: {db_ip}")).then_some(text)
+    })
+    .await;
+    assert!(found.contains("db-0.db.default.svc.cluster.local"), "{found}");
+    let request = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {db_ip} 8080");
+    let answer = k.ok(&["exec", &first, "--", "sh", "-c", &request]);
+    assert_eq!(answer.trim().lines().last(), Some("db-0"), "{answer}");
+    let missing = k.run(&["exec", &first, "--", "nslookup", "missing.default.svc.cluster.local"]);
+    let said = format!("{}{}", String::from_utf8_lossy(&missing.stdout), String::from_utf8_lossy(&missing.stderr));
+    assert!(said.contains("NXDOMAIN"), "{said}");
 
     // Scaled to 5, the new pods get traffic once Ready.
     k.ok(&["scale", "deployment/web", "--replicas=5"]);
@@ -139,4 +186,6 @@ async fn a_node_port_service_balances_over_ready_pods_from_the_host_and_from_pod
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(answering(&node_port, 20), others, "with no replica answering");
     assert_eq!(answering(&by_cluster_ip, 20), others);
+    let found = nslookup("web.default.svc.cluster.local");
+    assert!(found.contains(&format!("Address: {cluster_ip}")), "the DNS answers from what it knew: {found}");
 }

@@ -10,7 +10,8 @@
 //! - `runtime/`: the runtime trait and its implementations.
 //! - `usage.rs`: the usage of its pods and nodes, sampled for the leader's metrics.
 //! - `proxy/`: the service proxy (cluster IPs and node ports forwarded to the Services' endpoints), with the
-//!   service range made local on the host before it starts.
+//!   service range made local on the host before it starts; `dns/`: the cluster DNS beside it, and the pods'
+//!   resolv.conf pointing at it.
 //!
 //! One agent serves one node, or with `--fake-nodes N` the fake nodes `NAME-0` ... `NAME-(N-1)`, each with its
 //! own registration, Lease and status, sharing one balancer, one pod watch and one pod sync. Everything runs
@@ -18,6 +19,7 @@
 //! agent's restart).
 
 pub mod balancer;
+pub mod dns;
 pub mod env;
 pub mod hooks;
 pub mod images;
@@ -81,8 +83,11 @@ pub struct AgentConfig {
     pub kubelet_addr: SocketAddr,
     /// The node's address (InternalIP) and the pods' hostIP.
     pub node_ip: IpAddr,
-    /// The service range, when the agent runs the service proxy (the range is made local on the host first).
+    /// The service range, when the agent runs the service proxy and the cluster DNS (the range is made local
+    /// on the host first).
     pub service_proxy: Option<ServiceRange>,
+    /// The cluster domain (`cluster.local`).
+    pub cluster_domain: String,
 }
 
 impl Default for AgentConfig {
@@ -99,6 +104,7 @@ impl Default for AgentConfig {
             kubelet_addr: SocketAddr::from(([127, 0, 0, 1], 10250)),
             node_ip: IpAddr::from([127, 0, 0, 1]),
             service_proxy: None,
+            cluster_domain: "cluster.local".to_owned(),
         }
     }
 }
@@ -222,11 +228,19 @@ pub async fn run<R: Runtime>(
         }
     };
     let connections = proxy::Connections::default();
+    let mut pod_dns = None;
     if let Some(range) = config.service_proxy {
         // Before anything can send to a service address: none may leave the host.
-        let range = format!("{}/{}", range.base, range.prefix);
-        proxy::service_range::make_local(&range).map_err(std::io::Error::other)?;
-        tasks.spawn(proxy::run(client.clone(), names[0].clone(), connections.clone()));
+        proxy::service_range::make_local(&format!("{}/{}", range.base, range.prefix)).map_err(std::io::Error::other)?;
+        let (followed, follow) = proxy::follow(client.clone());
+        tasks.spawn(follow);
+        tasks.spawn(proxy::run(followed.clone(), names[0].clone(), connections.clone()));
+        let server = IpAddr::V4(range.cluster_dns_ip());
+        let host = dns::resolv::HostResolv::parse(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+        let upstream = dns::host_resolvers(&host, server);
+        let address = SocketAddr::new(server, 53);
+        tasks.spawn(dns::run(followed, address, config.cluster_domain.clone(), range, upstream));
+        pod_dns = Some(pods::PodDns { server, domain: config.cluster_domain.clone(), host });
     }
     let usage = usage::Latest::default();
     tasks.spawn(usage::run(runtime.clone(), cache.clone(), names.clone(), usage.clone(), connections));
@@ -243,6 +257,7 @@ pub async fn run<R: Runtime>(
             runtime: config.runtime.name(),
             cache,
             volumes_dir: config.data_dir.join("volumes"),
+            dns: pod_dns,
         },
     ));
     let count = names.len() as u32;

@@ -44,6 +44,7 @@ use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use tokio::sync::{Notify, Semaphore};
 
+use super::dns::resolv;
 use super::env::{environment, expand};
 use super::hooks::{self, Hook};
 use super::images::{self, Images};
@@ -112,7 +113,18 @@ pub struct PodContext<'a> {
     pub volumes_missing: Option<&'a Missing>,
     /// The images whose last try failed (`images.rs`).
     pub image_failures: &'a HashMap<String, images::Failure>,
+    /// The cluster DNS the pods are pointed at, if any.
+    pub dns: Option<&'a PodDns>,
     pub now: jiff::Timestamp,
+}
+
+/// Where pods find the cluster's names: the cluster DNS address, the cluster domain, and the host's own
+/// resolver settings (for `dnsPolicy: Default`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodDns {
+    pub server: std::net::IpAddr,
+    pub domain: String,
+    pub host: resolv::HostResolv,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -478,6 +490,7 @@ pub fn desired_pod(pod: &Pod, context: &PodContext) -> DesiredPod {
             hostname,
             host_ports,
             share_process_namespace: spec.share_process_namespace.unwrap_or(false),
+            resolv_conf: context.dns.map(|d| resolv::resolv_conf(pod, d.server, &d.domain, &d.host)),
         },
         restart_policy,
         init_containers,
@@ -775,6 +788,8 @@ pub struct PodSyncConfig {
     pub cache: Arc<std::sync::OnceLock<Store<Pod>>>,
     /// Where the pods' volumes are made (a directory of their own each).
     pub volumes_dir: PathBuf,
+    /// The cluster DNS the pods are pointed at, if any.
+    pub dns: Option<PodDns>,
 }
 
 /// The one watch of the pods bound to `nodes`: a reflector store, and a notification on every change.
@@ -997,6 +1012,7 @@ pub async fn run<R: Runtime>(client: kube::Client, runtime: Arc<R>, config: PodS
                     volumes_dir: volumes.pod_dir(uid),
                     volumes_missing: volumes_missing.get(uid),
                     image_failures: &image_failures,
+                    dns: config.dns.as_ref(),
                     now,
                 };
                 desired_pod(p, &context)

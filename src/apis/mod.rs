@@ -9,6 +9,7 @@
 
 pub mod admission;
 pub mod catalog;
+pub mod cluster_dns;
 pub mod conversion;
 pub mod defaults;
 pub mod kubelet_credentials;

@@ -36,6 +36,8 @@ pub struct Leading {
     pub api_addr: SocketAddr,
     /// The first address of the service range.
     pub kubernetes_service_ip: Ipv4Addr,
+    /// The tenth, the cluster DNS Service's.
+    pub cluster_dns_ip: Ipv4Addr,
     /// How long a node may go without a heartbeat before the node lifecycle controller declares it Unknown.
     pub node_monitor_grace_period: Duration,
     /// How often the history is compacted (zero: never).
@@ -137,6 +139,7 @@ pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutd
         let seen = store.clone();
         let environment = Environment {
             kubernetes_service_ip: leading.kubernetes_service_ip,
+            cluster_dns_ip: leading.cluster_dns_ip,
             replicas: Arc::new(move || replicas(&seen, leading.api_addr)),
         };
         let in_flight = InFlight::new();

@@ -370,6 +370,7 @@ pub async fn run(
     let leading = leadership::Leading {
         api_addr,
         kubernetes_service_ip: service_range.kubernetes_ip(),
+        cluster_dns_ip: service_range.cluster_dns_ip(),
         node_monitor_grace_period: config.config.node_monitor_grace_period,
         compaction_interval: config.config.compaction_interval,
         points,

@@ -1,6 +1,7 @@
 //! Controllers that run on the Raft leader: the garbage collector, the namespace controller, the resource
 //! quota controller, the creation of the system priority classes and of the kubelet credentials
-//! (`apis::kubelet_credentials`), and the one that keeps the `kubernetes` Service and its endpoints; the
+//! (`apis::kubelet_credentials`) and of the cluster DNS Service (`apis::cluster_dns`), and the one that keeps
+//! the `kubernetes` Service and its endpoints; the
 //! endpoints of the other Services (`endpoints`), the workload controllers (`workloads`), node lifecycle and
 //! the autoscaler have modules of their own.
 //!
@@ -44,7 +45,7 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use crate::apis::catalog::{self, Resource};
-use crate::apis::{kubelet_credentials, time};
+use crate::apis::{cluster_dns, kubelet_credentials, time};
 use crate::limits;
 use graph::Graph;
 use runtime::{run_workers, Informer, Informers, Next, WorkQueue};
@@ -113,6 +114,8 @@ pub enum Action {
     },
     /// Create the kubelet credentials Secret with a new random token.
     CreateKubeletCredentials,
+    /// Create the cluster DNS Service at this address.
+    CreateClusterDnsService(Ipv4Addr),
 }
 
 /// What the replica running the controllers knows that the API does not hold.
@@ -120,6 +123,8 @@ pub enum Action {
 pub struct Environment {
     /// The `kubernetes` Service's cluster IP: the first address of the service range.
     pub kubernetes_service_ip: Ipv4Addr,
+    /// The cluster DNS Service's: the tenth.
+    pub cluster_dns_ip: Ipv4Addr,
     /// The replicas as the leader sees them now.
     pub replicas: Arc<dyn Fn() -> Vec<kubernetes_service::Replica> + Send + Sync>,
 }
@@ -287,6 +292,13 @@ async fn execute(client: &Client, action: &Action) -> Result<(), kube::Error> {
             let api = api_for(client, secrets, Some(kubelet_credentials::NAMESPACE));
             ignore_exists(api.create(&PostParams::default(), &secret).await)?;
         }
+        Action::CreateClusterDnsService(ip) => {
+            let service =
+                serde_json::from_value::<DynamicObject>(cluster_dns::service(*ip)).map_err(kube::Error::SerdeError)?;
+            tracing::info!(namespace = cluster_dns::NAMESPACE, name = cluster_dns::NAME, %ip, "creating the cluster DNS Service");
+            let api = api_for(client, resource("", "v1", "services"), Some(cluster_dns::NAMESPACE));
+            ignore_exists(api.create(&PostParams::default(), &service).await)?;
+        }
     }
     Ok(())
 }
@@ -373,6 +385,7 @@ struct Queues {
     priority_classes: Arc<WorkQueue<&'static str>>,
     kubernetes: Arc<WorkQueue<()>>,
     kubelet_credentials: Arc<WorkQueue<()>>,
+    cluster_dns: Arc<WorkQueue<()>>,
 }
 
 /// Which keys of which controller one change concerns. `before` and `after` are the object as the graph held
@@ -427,6 +440,13 @@ fn route(graph: &Graph, queues: &Queues, before: Option<&ObjectRef>, after: Opti
     {
         queues.kubelet_credentials.add(());
     }
+    if deleted
+        && o.resource.plural == "services"
+        && o.namespace.as_deref() == Some(cluster_dns::NAMESPACE)
+        && o.name == cluster_dns::NAME
+    {
+        queues.cluster_dns.add(());
+    }
     if o.namespace.as_deref() == Some(kubernetes_service::NAMESPACE)
         && matches!(o.resource.plural, "services" | "endpoints" | "endpointslices")
     {
@@ -458,6 +478,7 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
         }),
         kubernetes: WorkQueue::new("kubernetes-service", capacity, || vec![()]),
         kubelet_credentials: WorkQueue::new("kubelet-credentials", capacity, || vec![()]),
+        cluster_dns: WorkQueue::new("cluster-dns", capacity, || vec![()]),
     });
     {
         let (graph, queues) = (graph.clone(), queues.clone());
@@ -478,6 +499,7 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
         }
         queues.kubernetes.add(());
         queues.kubelet_credentials.add(());
+        queues.cluster_dns.add(());
         let garbage = {
             let (client, graph) = (client.clone(), graph.clone());
             move |uid: String| {
@@ -531,6 +553,18 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
                 }
             }
         };
+        let dns = {
+            let (client, graph, ip) = (client.clone(), graph.clone(), environment.cluster_dns_ip);
+            move |()| {
+                let (client, graph) = (client.clone(), graph.clone());
+                async move {
+                    let services = resource("", "v1", "services");
+                    let exists = graph.find(services, Some(cluster_dns::NAMESPACE), cluster_dns::NAME).is_some();
+                    let actions = if exists { vec![] } else { vec![Action::CreateClusterDnsService(ip)] };
+                    execute_all(&client, &actions).await
+                }
+            }
+        };
         let leading_since = Instant::now();
         let desired = {
             let environment = environment.clone();
@@ -575,6 +609,7 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
             run_workers(queues.priority_classes.clone(), 1, priority),
             run_workers(queues.kubernetes.clone(), 1, kubernetes),
             run_workers(queues.kubelet_credentials.clone(), 1, credentials),
+            run_workers(queues.cluster_dns.clone(), 1, dns),
             watch_environment,
         );
     }

@@ -47,6 +47,7 @@ fn desired_alone(pod: &Pod) -> DesiredPod {
         volumes_dir: PathBuf::from("/v"),
         volumes_missing: None,
         image_failures: &failures,
+        dns: None,
         now: at(0),
     };
     desired_pod(pod, &context)

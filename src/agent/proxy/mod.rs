@@ -1,5 +1,6 @@
 //! The service proxy of `raftsman agent`: kube-proxy's job done in userspace on tokio. It follows every Service
-//! and EndpointSlice (two watches through the agent's balancer), turns them into a `table::Table` on each change,
+//! and EndpointSlice (`follow`: two watches through the agent's balancer, shared with the agent's DNS server),
+//! turns them into a `table::Table` on each change,
 //! and keeps one listener per frontend: a TCP or UDP socket on each cluster IP and port, and on every address
 //! of the host for each node port. A connection is forwarded to a backend chosen round robin (or, with
 //! `sessionAffinity: ClientIP`, the one the client had, while it is still an endpoint and within the timeout);
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector;
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use tokio::sync::{watch, Semaphore};
 
@@ -126,51 +127,100 @@ impl Shared {
     }
 }
 
-/// Runs the proxy for the node `node` until dropped: follows Services and EndpointSlices and forwards.
-pub async fn run(client: kube::Client, node: String, connections: Connections) {
-    let (services_store, services_writer) = reflector::store::<Service>();
-    let (slices_store, slices_writer) = reflector::store::<EndpointSlice>();
-    let (changed_tx, mut changed) = watch::channel(());
+/// The Services and EndpointSlices the agent follows for its proxy and its DNS: two reflector stores, and a
+/// signal on every change.
+#[derive(Clone)]
+pub struct Followed {
+    pub services: Store<Service>,
+    pub slices: Store<EndpointSlice>,
+    pub changed: watch::Receiver<()>,
+    /// True once both stores have listed. (A store's own readiness wakes one waiter only, so `follow` waits
+    /// for it once and tells every consumer through this.)
+    listed: watch::Receiver<bool>,
+}
+
+impl Followed {
+    /// Waits until both stores have listed once; false if their watches are gone.
+    pub async fn ready(&self) -> bool {
+        self.listed.clone().wait_for(|listed| *listed).await.is_ok()
+    }
+
+    /// Waits for the next change, then for the changes that come with it (`PROXY_TABLE_SETTLE_MS`); false once
+    /// the watches are gone.
+    pub async fn next_change(&mut self) -> bool {
+        if self.changed.changed().await.is_err() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(limits::PROXY_TABLE_SETTLE_MS)).await;
+        self.changed.borrow_and_update();
+        true
+    }
+}
+
+/// Starts following every Service and EndpointSlice through `client`; the returned future runs the two
+/// watches (retrying while no replica answers, the stores keeping what they hold) until dropped.
+pub fn follow(client: kube::Client) -> (Followed, impl std::future::Future<Output = ()>) {
+    let (services, services_writer) = reflector::store::<Service>();
+    let (slices, slices_writer) = reflector::store::<EndpointSlice>();
+    let (changed_tx, changed) = watch::channel(());
     let follow_services = {
         let api = kube::Api::<Service>::all(client.clone());
         let changed = changed_tx.clone();
-        watcher(api, watcher::Config::default()).default_backoff().reflect(services_writer).for_each(move |_| {
-            let _ = changed.send(());
+        watcher(api, watcher::Config::default()).default_backoff().reflect(services_writer).for_each(move |event| {
+            match event {
+                Ok(_) => drop(changed.send(())),
+                Err(e) => tracing::warn!(error = %e, "proxy: watching Services failed; retrying"),
+            }
             futures::future::ready(())
         })
     };
     let follow_slices = {
         let api = kube::Api::<EndpointSlice>::all(client);
-        watcher(api, watcher::Config::default()).default_backoff().reflect(slices_writer).for_each(move |_| {
-            let _ = changed_tx.send(());
+        watcher(api, watcher::Config::default()).default_backoff().reflect(slices_writer).for_each(move |event| {
+            match event {
+                Ok(_) => drop(changed_tx.send(())),
+                Err(e) => tracing::warn!(error = %e, "proxy: watching EndpointSlices failed; retrying"),
+            }
             futures::future::ready(())
         })
     };
+    let (listed_tx, listed) = watch::channel(false);
+    let wait_listed = {
+        let (services, slices) = (services.clone(), slices.clone());
+        async move {
+            if services.wait_until_ready().await.is_ok() && slices.wait_until_ready().await.is_ok() {
+                let _ = listed_tx.send(true);
+            }
+            // Kept until the watches end, so that waiters see them gone rather than never listed.
+            std::future::pending::<()>().await;
+        }
+    };
+    let run = async move {
+        tokio::join!(follow_services, follow_slices, wait_listed);
+    };
+    (Followed { services, slices, changed, listed }, run)
+}
+
+/// Runs the proxy for the node `node` until dropped, forwarding as `followed` says.
+pub async fn run(mut followed: Followed, node: String, connections: Connections) {
     let (table_tx, table_rx) = watch::channel(Arc::new(Table::default()));
     let shared =
         Shared { table: table_rx, connections, permits: Arc::new(Semaphore::new(limits::PROXY_CONNECTIONS_MAX)) };
-    let program = async move {
-        let (services, slices) = (services_store.clone(), slices_store.clone());
-        if services.wait_until_ready().await.is_err() || slices.wait_until_ready().await.is_err() {
+    if !followed.ready().await {
+        return;
+    }
+    tracing::info!("proxy: following Services and EndpointSlices");
+    let mut listeners: BTreeMap<Frontend, tokio::task::JoinHandle<()>> = BTreeMap::new();
+    loop {
+        let table = Arc::new(table::table(&followed.services.state(), &followed.slices.state(), &node));
+        if **table_tx.borrow() != *table {
+            table_tx.send_replace(table.clone());
+        }
+        reconcile_listeners(&mut listeners, &table, &shared).await;
+        if !followed.next_change().await {
             return;
         }
-        tracing::info!("proxy: following Services and EndpointSlices");
-        let mut listeners: BTreeMap<Frontend, tokio::task::JoinHandle<()>> = BTreeMap::new();
-        loop {
-            let table = Arc::new(table::table(&services.state(), &slices.state(), &node));
-            if **table_tx.borrow() != *table {
-                table_tx.send_replace(table.clone());
-            }
-            reconcile_listeners(&mut listeners, &table, &shared).await;
-            // Changes that arrive together are taken together.
-            if changed.changed().await.is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(limits::PROXY_TABLE_SETTLE_MS)).await;
-            changed.borrow_and_update();
-        }
-    };
-    tokio::join!(follow_services, follow_slices, program);
+    }
 }
 
 /// Opens a listener for each frontend of `table` that has none (retrying those whose address was taken) and

@@ -22,7 +22,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::controllers::kubernetes_service::SERVICE_NAME_LABEL;
 
-const PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";
+use crate::apis::cluster_dns::PROXY_NAME_LABEL;
 /// `sessionAffinityConfig.clientIP.timeoutSeconds` when unset: three hours, as upstream.
 const AFFINITY_TIMEOUT_DEFAULT_SECS: u64 = 10_800;
 

@@ -43,7 +43,10 @@ async fn relay(socket: Arc<UdpSocket>, frontend: Frontend, shared: Shared) {
     let mut buffer = vec![0u8; limits::PROXY_UDP_DATAGRAM_BYTES_MAX];
     let idle = Duration::from_secs(limits::PROXY_UDP_IDLE_SECS);
     loop {
-        let Ok((len, client)) = socket.recv_from(&mut buffer).await else { continue };
+        let Ok((len, client)) = socket.recv_from(&mut buffer).await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
         let now = Instant::now();
         let table = shared.table.borrow().clone();
         sessions.retain(|_, s| {

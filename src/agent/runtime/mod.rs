@@ -46,6 +46,9 @@ pub struct SandboxSpec {
     pub host_ports: Vec<HostPort>,
     /// `spec.shareProcessNamespace`: the containers see each other's processes.
     pub share_process_namespace: bool,
+    /// The pod's `/etc/resolv.conf`, when the agent points its pods at the cluster DNS (a runtime without a
+    /// filesystem of the pod's own ignores it).
+    pub resolv_conf: Option<String>,
 }
 
 /// A container port bound on the host.

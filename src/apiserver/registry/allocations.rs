@@ -59,6 +59,11 @@ impl ServiceRange {
         self.nth(0)
     }
 
+    /// The tenth address, where the cluster DNS is served (`apis::cluster_dns`), as kubeadm places it.
+    pub fn cluster_dns_ip(self) -> Ipv4Addr {
+        self.nth(9)
+    }
+
     fn nth(self, i: u32) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.base) + 1 + i)
     }

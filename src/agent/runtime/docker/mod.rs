@@ -333,7 +333,28 @@ impl DockerRuntime {
         let name = container_name(pod, SANDBOX_NAME, 0);
         let id = self.create(&name, body).await?;
         self.docker.start_container(&id, None).await.map_err(|e| format!("starting the pod's sandbox: {e}"))?;
+        if let Some(text) = &spec.resolv_conf {
+            self.write_resolv_conf(&id, text).await?;
+        }
         self.sandbox_seen(pod, id).await
+    }
+
+    /// Puts the pod's resolv.conf in place of Docker's, in the sandbox's own file (which the containers joined
+    /// to it share), as dockershim did: written in place, since Docker bind-mounts that very file.
+    async fn write_resolv_conf(&self, sandbox: &str, text: &str) -> Result<(), String> {
+        let inspected = self
+            .docker
+            .inspect_container(sandbox, None)
+            .await
+            .map_err(|e| format!("inspecting the pod's sandbox: {e}"))?;
+        let Some(path) = inspected.resolv_conf_path.filter(|p| !p.is_empty()) else {
+            return Err("the pod's sandbox has no resolv.conf to write".to_owned());
+        };
+        let text = text.to_owned();
+        tokio::task::spawn_blocking(move || std::fs::write(&path, text))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("writing the pod's resolv.conf: {e}"))
     }
 
     async fn sandbox_seen(&self, pod: &PodRef, id: String) -> Result<Sandbox, String> {
