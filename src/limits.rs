@@ -567,9 +567,11 @@ const _: () = assert!(SCHEDULER_BACKOFF_MS_INITIAL <= SCHEDULER_BACKOFF_MS_MAX);
 const _: () = assert!(SCHEDULER_BACKOFF_MS_MAX < SCHEDULER_UNSCHEDULABLE_RETRY_MS);
 
 /// The service proxy: most connections forwarded at once (more are closed at once), how long a connection to
-/// an endpoint may take before the next endpoint is tried, and how many endpoints one connection tries.
+/// an endpoint may take before the next endpoint is tried (and to the last one tried), and how many endpoints
+/// one connection tries.
 pub const PROXY_CONNECTIONS_MAX: usize = 10_000;
 pub const PROXY_CONNECT_TIMEOUT_MS: u64 = 1_000;
+pub const PROXY_CONNECT_LAST_TIMEOUT_MS: u64 = 10_000;
 pub const PROXY_CONNECT_ATTEMPTS_MAX: usize = 3;
 /// Most clients a frontend with `sessionAffinity: ClientIP` remembers.
 pub const PROXY_AFFINITY_CLIENTS_MAX: usize = 10_000;

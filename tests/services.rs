@@ -5,7 +5,8 @@
 //! from inside a pod; new pods get traffic once Ready, a pod that is not ready gets none, and the proxy goes on
 //! forwarding while the leader replica is SIGKILLed and while no replica answers. The agent's cluster DNS: pods'
 //! resolv.conf points at it, it answers Services, a StatefulSet's pod through its headless Service and
-//! NXDOMAIN for a missing name, from inside a pod and, with every replica down, from the host.
+//! NXDOMAIN for a missing name, from inside a pod and, with every replica down, from the host. Pods get the
+//! Services' variables. An autoscaler on the proxy's `concurrent_connections` metric follows held connections.
 
 mod harness;
 
@@ -168,6 +169,12 @@ async fn a_node_port_service_balances_over_ready_pods_from_the_host_and_from_pod
         (answering(&node_port, 40) == five).then_some(())
     })
     .await;
+    // A pod started after the Service has its variables (and the `kubernetes` Service's).
+    let newer = five.difference(&pods).next().unwrap().clone();
+    let env = k.ok(&["exec", &newer, "--", "sh", "-c", "echo $WEB_SERVICE_HOST $WEB_SERVICE_PORT $WEB_PORT"]);
+    assert_eq!(env.trim(), format!("{cluster_ip} 80 tcp://{cluster_ip}:80"));
+    let api = k.ok(&["exec", &newer, "--", "sh", "-c", "echo $KUBERNETES_SERVICE_HOST"]);
+    assert_eq!(api.trim(), "10.97.0.1");
 
     // A pod that fails its readiness probe gets no traffic.
     k.ok(&["exec", &first, "--", "rm", "/www/index.html"]);
@@ -188,4 +195,68 @@ async fn a_node_port_service_balances_over_ready_pods_from_the_host_and_from_pod
     assert_eq!(answering(&by_cluster_ip, 20), others);
     let found = nslookup("web.default.svc.cluster.local");
     assert!(found.contains(&format!("Address: {cluster_ip}")), "the DNS answers from what it knew: {found}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_autoscaler_on_the_concurrency_metric_follows_held_connections() {
+    const RANGE: &str = "10.98.0.0/16";
+    const NODE_PORT: u16 = 30_782;
+    let image = docker::busybox_image();
+    let fast = ["--metric-resolution", "1s", "--horizontal-pod-autoscaler-sync-period", "1s"];
+    let cluster = TestCluster::start_with(3, &[&fast[..], &["--service-cluster-ip-range", RANGE]].concat()).await;
+    let node = "docker-concurrency";
+    let _cleanup = NodeCleanup(node.to_owned());
+    let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
+    let _agent = Agent::start(&servers, node, &["--runtime", "docker", "--service-cluster-ip-range", RANGE]);
+    let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
+    harness::pods::wait_nodes(&k, 1).await;
+    // A request to /cgi-bin/hold keeps its connection open until its client has sent its whole body (or gone).
+    let serve = "mkdir -p /www/cgi-bin && printf '%s\\n' '#!/bin/sh' 'cat >/dev/null' echo > /www/cgi-bin/hold && \
+                 chmod +x /www/cgi-bin/hold && exec httpd -f -p 8080 -h /www";
+    let manifest = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "held"},
+          "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "held"}},
+            "template": {"metadata": {"labels": {"app": "held"}},
+              "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "app", "image": image,
+                "imagePullPolicy": "Never", "command": ["sh", "-c", serve]}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "held"},
+          "spec": {"type": "NodePort", "selector": {"app": "held"},
+            "ports": [{"port": 80, "targetPort": 8080, "nodePort": NODE_PORT}]}},
+        {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "held"},
+          "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "held"},
+            "minReplicas": 1, "maxReplicas": 5,
+            "metrics": [{"type": "Pods", "pods": {"metric": {"name": "concurrent_connections"},
+              "target": {"type": "AverageValue", "averageValue": "10"}}}],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}}]})
+    .to_string();
+    k.ok(&["apply", "-f", &k.manifest("held.json", &manifest)]);
+    let replicas =
+        |k: &Kubectl| k.json(&["get", "deployment", "held"])["status"]["readyReplicas"].as_i64().unwrap_or(0);
+    eventually(Duration::from_secs(60), "one pod serving", || async {
+        http_get(&format!("127.0.0.1:{NODE_PORT}")).map(|_| ())
+    })
+    .await;
+
+    // 30 connections held open on the one pod: 30 per pod against a target of 10 gives 3 pods.
+    let held: Vec<TcpStream> = (0..30)
+        .map(|_| {
+            let mut stream = TcpStream::connect(("127.0.0.1", NODE_PORT)).expect("the node port takes it");
+            stream.write_all(b"POST /cgi-bin/hold HTTP/1.0\r\nContent-Length: 1000000\r\n\r\n").unwrap();
+            stream
+        })
+        .collect();
+    eventually(Duration::from_secs(60), "scaled to 3 on the connections", || async {
+        (replicas(&k) >= 3).then_some(())
+    })
+    .await;
+    let shown = k.ok(&["get", "hpa", "held"]);
+    assert!(shown.contains("/10"), "{shown}");
+
+    // Once they close, back to 1.
+    drop(held);
+    eventually(Duration::from_secs(60), "back to 1", || async {
+        let scaled = k.json(&["get", "deployment", "held"])["spec"]["replicas"].as_i64();
+        (scaled == Some(1)).then_some(())
+    })
+    .await;
 }

@@ -1,21 +1,28 @@
 //! A container's environment, command and args as upstream's kubelet makes them (pure): `envFrom` first (each
 //! ConfigMap or Secret's keys, with the prefix), then `env` in order, each `value` with `$(NAME)` replaced by
-//! the variables defined before it; `valueFrom` takes a key of a ConfigMap or Secret, a field of the pod
-//! (`fieldRef`) or a resource of the container (`resourceFieldRef`). The command and args are expanded with
-//! the whole environment.
+//! the variables defined before it and the Services' variables; `valueFrom` takes a key of a ConfigMap or
+//! Secret, a field of the pod (`fieldRef`) or a resource of the container (`resourceFieldRef`); then the
+//! Services' variables (`service_variables`) the container does not define itself. The command and args are
+//! expanded with the whole environment.
 //!
 //! A reference that cannot be resolved and is not `optional` keeps the container from starting:
 //! `CreateContainerConfigError` with upstream's message; one whose object has not been read yet waits.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Service};
 
 use super::sources::{Kind, Missing, Sources};
 use crate::apis::validation::{go_quote, parse_quantity};
 
 /// The container's environment, in order (a later definition of a name replaces an earlier one).
-pub fn environment(pod: &Pod, container: &Container, sources: &Sources) -> Result<Vec<(String, String)>, Missing> {
+pub fn environment(
+    pod: &Pod,
+    container: &Container,
+    sources: &Sources,
+    services: &[(String, String)],
+) -> Result<Vec<(String, String)>, Missing> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let mut env: Vec<(String, String)> = Vec::new();
     for from in container.env_from.iter().flatten() {
@@ -45,12 +52,73 @@ pub fn environment(pod: &Pod, container: &Container, sources: &Sources) -> Resul
             Err(missing) => return Err(missing),
         };
         let value = match &var.value {
-            Some(_) => expand(&value, |name| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())),
+            Some(_) => expand(&value, |name| {
+                let defined = env.iter().chain(services).find(|(n, _)| n == name);
+                defined.map(|(_, v)| v.clone())
+            }),
             None => value,
         };
         set(&mut env, var.name.clone(), value);
     }
+    // The Services' variables come last, where the container defines nothing of that name (as upstream).
+    for (name, value) in services {
+        if !env.iter().any(|(n, _)| n == name) {
+            env.push((name.clone(), value.clone()));
+        }
+    }
     Ok(env)
+}
+
+/// The Services' variables of a pod in `namespace` (`<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT`, a
+/// `<NAME>_SERVICE_PORT_<PORT>` per named port, and Docker's link variables `<NAME>_PORT...`), as upstream's
+/// kubelet makes them: from the Services of the pod's namespace with a cluster IP (with `enableServiceLinks`,
+/// the default), and always from the `kubernetes` Service of `default`; a Service of the pod's namespace
+/// wins over one of the same name from `default`. Sorted by name.
+pub fn service_variables(namespace: &str, links: bool, services: &[Arc<Service>]) -> Vec<(String, String)> {
+    let mut chosen: BTreeMap<&str, &Service> = BTreeMap::new();
+    for service in services {
+        let (Some(name), Some(spec)) = (service.metadata.name.as_deref(), service.spec.as_ref()) else { continue };
+        let ip = spec.cluster_ip.as_deref().unwrap_or_default();
+        if ip.is_empty() || ip == "None" || spec.type_.as_deref() == Some("ExternalName") {
+            continue;
+        }
+        let in_namespace = service.metadata.namespace.as_deref() == Some(namespace);
+        let master = service.metadata.namespace.as_deref() == Some("default") && name == "kubernetes";
+        if (in_namespace && links) || (master && !chosen.contains_key(name)) {
+            chosen.insert(name, service);
+        }
+    }
+    let mut vars = Vec::new();
+    for (name, service) in chosen {
+        let spec = service.spec.as_ref().expect("chosen for its spec");
+        let ip = spec.cluster_ip.as_deref().unwrap_or_default();
+        let prefix = name.to_ascii_uppercase().replace('-', "_");
+        let ports = spec.ports.as_deref().unwrap_or_default();
+        vars.push((format!("{prefix}_SERVICE_HOST"), ip.to_owned()));
+        if let Some(first) = ports.first() {
+            vars.push((format!("{prefix}_SERVICE_PORT"), first.port.to_string()));
+        }
+        for port in ports {
+            if let Some(port_name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+                let suffix = port_name.to_ascii_uppercase().replace('-', "_");
+                vars.push((format!("{prefix}_SERVICE_PORT_{suffix}"), port.port.to_string()));
+            }
+        }
+        for (i, port) in ports.iter().enumerate() {
+            let protocol = port.protocol.as_deref().unwrap_or("TCP");
+            let url = format!("{}://{ip}:{}", protocol.to_ascii_lowercase(), port.port);
+            if i == 0 {
+                vars.push((format!("{prefix}_PORT"), url.clone()));
+            }
+            let link = format!("{prefix}_PORT_{}_{}", port.port, protocol.to_ascii_uppercase());
+            vars.push((format!("{link}_PROTO"), protocol.to_ascii_lowercase()));
+            vars.push((format!("{link}_PORT"), port.port.to_string()));
+            vars.push((format!("{link}_ADDR"), ip.to_owned()));
+            vars.push((link, url));
+        }
+    }
+    vars.sort();
+    vars
 }
 
 /// Defines `name`, in place of an earlier definition.
@@ -219,7 +287,7 @@ mod tests {
             {"name": "OPT", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "x", "optional": true}}},
             {"name": "NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         ]}));
-        let env = environment(&pod, &c, &sources()).unwrap();
+        let env = environment(&pod, &c, &sources(), &[]).unwrap();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(
             env,
@@ -239,7 +307,7 @@ mod tests {
     fn what_is_not_there_stops_the_container_unless_optional_and_what_is_unread_waits() {
         let missing = |env: serde_json::Value| {
             let (pod, c) = pod(serde_json::json!({"name": "c", "env": [env]}));
-            environment(&pod, &c, &sources()).unwrap_err()
+            environment(&pod, &c, &sources(), &[]).unwrap_err()
         };
         let absent = |m: &str| Missing::Absent(m.to_string());
         assert_eq!(
@@ -256,7 +324,7 @@ mod tests {
         );
         let (pod, c) =
             pod(serde_json::json!({"name": "c", "envFrom": [{"configMapRef": {"name": "gone", "optional": true}}]}));
-        assert_eq!(environment(&pod, &c, &sources()).unwrap(), []);
+        assert_eq!(environment(&pod, &c, &sources(), &[]).unwrap(), []);
     }
 
     #[test]
@@ -277,5 +345,56 @@ mod tests {
         let lookup = |n: &str| (n == "A").then(|| "x".to_string());
         assert_eq!(expand("$(A)-$(B)-$$(A)-$A-$(A", lookup), "x-$(B)-$(A)-$A-$(A");
         assert_eq!(expand("100$", lookup), "100$");
+    }
+
+    #[test]
+    fn services_give_their_variables_and_the_container_wins_over_them() {
+        let service = |namespace: &str, name: &str, spec: serde_json::Value| {
+            Arc::new(
+                serde_json::from_value::<Service>(
+                    serde_json::json!({"metadata": {"name": name, "namespace": namespace}, "spec": spec}),
+                )
+                .unwrap(),
+            )
+        };
+        let services = [
+            service(
+                "shop",
+                "web-front",
+                serde_json::json!({"clusterIP": "10.96.0.20",
+                "ports": [{"name": "http", "port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"}]}),
+            ),
+            service("shop", "db", serde_json::json!({"clusterIP": "None", "ports": [{"port": 5432}]})),
+            service("other", "elsewhere", serde_json::json!({"clusterIP": "10.96.0.30", "ports": [{"port": 1}]})),
+            service(
+                "default",
+                "kubernetes",
+                serde_json::json!({"clusterIP": "10.96.0.1",
+                "ports": [{"name": "https", "port": 443}]}),
+            ),
+        ];
+        let vars = service_variables("shop", true, &services);
+        let get = |name: &str| vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        assert_eq!(get("WEB_FRONT_SERVICE_HOST"), Some("10.96.0.20"));
+        assert_eq!(get("WEB_FRONT_SERVICE_PORT"), Some("80"));
+        assert_eq!(get("WEB_FRONT_SERVICE_PORT_DNS"), Some("53"));
+        assert_eq!(get("WEB_FRONT_PORT"), Some("tcp://10.96.0.20:80"));
+        assert_eq!(get("WEB_FRONT_PORT_53_UDP"), Some("udp://10.96.0.20:53"));
+        assert_eq!(get("WEB_FRONT_PORT_53_UDP_PROTO"), Some("udp"));
+        assert_eq!(get("WEB_FRONT_PORT_80_TCP_ADDR"), Some("10.96.0.20"));
+        assert_eq!(get("KUBERNETES_SERVICE_PORT_HTTPS"), Some("443"));
+        assert_eq!(get("DB_SERVICE_HOST"), None, "headless: none");
+        assert_eq!(get("ELSEWHERE_SERVICE_HOST"), None, "another namespace: none");
+        let unlinked = service_variables("shop", false, &services);
+        assert!(unlinked.iter().all(|(n, _)| n.starts_with("KUBERNETES_")), "{unlinked:?}");
+
+        let (pod, c) = pod(serde_json::json!({"name": "c", "env": [
+            {"name": "WEB_FRONT_SERVICE_PORT", "value": "8080"},
+            {"name": "URL", "value": "http://$(WEB_FRONT_SERVICE_HOST)/"}]}));
+        let env = environment(&pod, &c, &sources(), &vars).unwrap();
+        let get = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        assert_eq!(get("WEB_FRONT_SERVICE_PORT"), Some("8080"), "the container's own definition wins");
+        assert_eq!(get("URL"), Some("http://10.96.0.20/"));
+        assert_eq!(env.iter().filter(|(n, _)| n == "WEB_FRONT_SERVICE_PORT").count(), 1);
     }
 }

@@ -228,18 +228,19 @@ pub async fn run<R: Runtime>(
         }
     };
     let connections = proxy::Connections::default();
+    // Services and their slices: for the pods' environment, and with the proxy for forwarding and DNS.
+    let (followed, follow) = proxy::follow(client.clone());
+    tasks.spawn(follow);
     let mut pod_dns = None;
     if let Some(range) = config.service_proxy {
         // Before anything can send to a service address: none may leave the host.
         proxy::service_range::make_local(&format!("{}/{}", range.base, range.prefix)).map_err(std::io::Error::other)?;
-        let (followed, follow) = proxy::follow(client.clone());
-        tasks.spawn(follow);
         tasks.spawn(proxy::run(followed.clone(), names[0].clone(), connections.clone()));
         let server = IpAddr::V4(range.cluster_dns_ip());
         let host = dns::resolv::HostResolv::parse(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
         let upstream = dns::host_resolvers(&host, server);
         let address = SocketAddr::new(server, 53);
-        tasks.spawn(dns::run(followed, address, config.cluster_domain.clone(), range, upstream));
+        tasks.spawn(dns::run(followed.clone(), address, config.cluster_domain.clone(), range, upstream));
         pod_dns = Some(pods::PodDns { server, domain: config.cluster_domain.clone(), host });
     }
     let usage = usage::Latest::default();
@@ -258,6 +259,7 @@ pub async fn run<R: Runtime>(
             cache,
             volumes_dir: config.data_dir.join("volumes"),
             dns: pod_dns,
+            services: followed,
         },
     ));
     let count = names.len() as u32;

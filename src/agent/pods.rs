@@ -50,6 +50,7 @@ use super::hooks::{self, Hook};
 use super::images::{self, Images};
 use super::node::seconds;
 use super::probes::{Health, Probes};
+use super::proxy::Followed;
 use super::runtime::{
     ContainerReport, ContainerSpec, ContainerState, HostPort, PodRef, PullPolicy, Runtime, SandboxSpec, Security,
 };
@@ -115,6 +116,8 @@ pub struct PodContext<'a> {
     pub image_failures: &'a HashMap<String, images::Failure>,
     /// The cluster DNS the pods are pointed at, if any.
     pub dns: Option<&'a PodDns>,
+    /// The Services' variables of the pod's environment (`env::service_variables`).
+    pub service_variables: &'a [(String, String)],
     pub now: jiff::Timestamp,
 }
 
@@ -417,7 +420,7 @@ pub fn desired_pod(pod: &Pod, context: &PodContext) -> DesiredPod {
                 Security::default()
             }
         };
-        let env = match (context.volumes_missing, environment(pod, c, context.sources)) {
+        let env = match (context.volumes_missing, environment(pod, c, context.sources, context.service_variables)) {
             (Some(missing), _) => {
                 waiting.insert(c.name.clone(), Waiting::from(missing.clone(), "ContainerCreating"));
                 Vec::new()
@@ -790,6 +793,8 @@ pub struct PodSyncConfig {
     pub volumes_dir: PathBuf,
     /// The cluster DNS the pods are pointed at, if any.
     pub dns: Option<PodDns>,
+    /// The Services (for the pods' environment), once listed.
+    pub services: Followed,
 }
 
 /// The one watch of the pods bound to `nodes`: a reflector store, and a notification on every change.
@@ -974,7 +979,8 @@ pub async fn run<R: Runtime>(client: kube::Client, runtime: Arc<R>, config: PodS
     let _abort = AbortOnDrop(writers.into_iter().chain([watch, read_sources]).collect());
     let volumes = Volumes::new(config.volumes_dir.clone());
     let images = Arc::new(Images::default());
-    if store.wait_until_ready().await.is_err() {
+    // Nothing starts before the pods and the Services are known (a container's environment needs both).
+    if store.wait_until_ready().await.is_err() || !config.services.ready().await {
         return;
     }
     tracing::info!(nodes = config.nodes.len(), pods = store.state().len(), "agent: pod sync started");
@@ -1003,16 +1009,28 @@ pub async fn run<R: Runtime>(client: kube::Client, runtime: Arc<R>, config: PodS
         images.recheck(runtime.as_ref()).await;
         let image_failures = images.failures();
         let now = jiff::Timestamp::now();
+        let services = config.services.services.state();
+        let mut variables: HashMap<(&str, bool), Vec<(String, String)>> = HashMap::new();
+        for p in &pods {
+            let namespace = p.metadata.namespace.as_deref().unwrap_or_default();
+            let links = p.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+            variables
+                .entry((namespace, links))
+                .or_insert_with(|| super::env::service_variables(namespace, links, &services));
+        }
         let desired: Vec<DesiredPod> = pods
             .iter()
             .map(|p| {
                 let uid = p.metadata.uid.as_deref().unwrap_or_default();
+                let namespace = p.metadata.namespace.as_deref().unwrap_or_default();
+                let links = p.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
                 let context = PodContext {
                     sources: &sources,
                     volumes_dir: volumes.pod_dir(uid),
                     volumes_missing: volumes_missing.get(uid),
                     image_failures: &image_failures,
                     dns: config.dns.as_ref(),
+                    service_variables: variables.get(&(namespace, links)).map(Vec::as_slice).unwrap_or_default(),
                     now,
                 };
                 desired_pod(p, &context)

@@ -48,6 +48,7 @@ fn desired_alone(pod: &Pod) -> DesiredPod {
         volumes_missing: None,
         image_failures: &failures,
         dns: None,
+        service_variables: &[],
         now: at(0),
     };
     desired_pod(pod, &context)

@@ -1,5 +1,6 @@
 //! The service proxy of `raftsman agent`: kube-proxy's job done in userspace on tokio. It follows every Service
-//! and EndpointSlice (`follow`: two watches through the agent's balancer, shared with the agent's DNS server),
+//! and EndpointSlice (`follow`: two watches through the agent's balancer, shared with the agent's DNS server
+//! and its pod sync, which takes the Services' environment variables from them),
 //! turns them into a `table::Table` on each change,
 //! and keeps one listener per frontend: a TCP or UDP socket on each cluster IP and port, and on every address
 //! of the host for each node port. A connection is forwarded to a backend chosen round robin (or, with
@@ -127,8 +128,8 @@ impl Shared {
     }
 }
 
-/// The Services and EndpointSlices the agent follows for its proxy and its DNS: two reflector stores, and a
-/// signal on every change.
+/// The Services and EndpointSlices the agent follows for its proxy, its DNS and its pods' environment: two
+/// reflector stores, and a signal on every change.
 #[derive(Clone)]
 pub struct Followed {
     pub services: Store<Service>,
@@ -137,6 +138,15 @@ pub struct Followed {
     /// True once both stores have listed. (A store's own readiness wakes one waiter only, so `follow` waits
     /// for it once and tells every consumer through this.)
     listed: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Followed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Followed")
+            .field("services", &self.services.state().len())
+            .field("slices", &self.slices.state().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Followed {
@@ -169,7 +179,7 @@ pub fn follow(client: kube::Client) -> (Followed, impl std::future::Future<Outpu
         watcher(api, watcher::Config::default()).default_backoff().reflect(services_writer).for_each(move |event| {
             match event {
                 Ok(_) => drop(changed.send(())),
-                Err(e) => tracing::warn!(error = %e, "proxy: watching Services failed; retrying"),
+                Err(e) => tracing::warn!(error = %e, "agent: watching Services failed; retrying"),
             }
             futures::future::ready(())
         })
@@ -179,7 +189,7 @@ pub fn follow(client: kube::Client) -> (Followed, impl std::future::Future<Outpu
         watcher(api, watcher::Config::default()).default_backoff().reflect(slices_writer).for_each(move |event| {
             match event {
                 Ok(_) => drop(changed_tx.send(())),
-                Err(e) => tracing::warn!(error = %e, "proxy: watching EndpointSlices failed; retrying"),
+                Err(e) => tracing::warn!(error = %e, "agent: watching EndpointSlices failed; retrying"),
             }
             futures::future::ready(())
         })

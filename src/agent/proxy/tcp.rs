@@ -1,7 +1,7 @@
 //! TCP frontends: each accepted connection is joined to an endpoint of the frontend's backend, trying them in
 //! the balancer's order (an endpoint that refuses or does not answer within `PROXY_CONNECT_TIMEOUT_MS` is
-//! skipped), then bytes are copied both ways until either side closes, or until the endpoint has left the
-//! table.
+//! skipped; the last one tried is given `PROXY_CONNECT_LAST_TIMEOUT_MS`), then bytes are copied both ways until
+//! either side closes, or until the endpoint has left the table.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -75,10 +75,15 @@ async fn forward(
     }
 }
 
-/// The first of `order` that accepts a connection.
+/// The first of `order` that accepts a connection. The last one tried gets as long as a client's own connect
+/// would (a server whose backlog is full drops the handshake, and TCP tries again a second later).
 async fn connect_first(order: &[Endpoint]) -> Option<(TcpStream, Endpoint)> {
-    let timeout = Duration::from_millis(limits::PROXY_CONNECT_TIMEOUT_MS);
-    for endpoint in order.iter().take(limits::PROXY_CONNECT_ATTEMPTS_MAX) {
+    let tried = order.len().min(limits::PROXY_CONNECT_ATTEMPTS_MAX);
+    for (i, endpoint) in order.iter().take(tried).enumerate() {
+        let timeout = Duration::from_millis(match i + 1 == tried {
+            true => limits::PROXY_CONNECT_LAST_TIMEOUT_MS,
+            false => limits::PROXY_CONNECT_TIMEOUT_MS,
+        });
         match tokio::time::timeout(timeout, TcpStream::connect(endpoint.address)).await {
             Ok(Ok(stream)) => return Some((stream, endpoint.clone())),
             Ok(Err(e)) => tracing::debug!(endpoint = %endpoint.address, error = %e, "proxy: endpoint refused"),
