@@ -1,15 +1,15 @@
 //! The service proxy of `raftsman agent`: kube-proxy's job done in userspace on tokio. It follows every Service
 //! and EndpointSlice (`follow`: two watches through the agent's balancer, shared with the agent's DNS server
-//! and its pod sync, which takes the Services' environment variables from them),
-//! turns them into a `table::Table` on each change,
-//! and keeps one listener per frontend: a TCP or UDP socket on each cluster IP and port, and on every address
-//! of the host for each node port. A connection is forwarded to a backend chosen round robin (or, with
-//! `sessionAffinity: ClientIP`, the one the client had, while it is still an endpoint and within the timeout);
-//! an endpoint that refuses is skipped for the next.
+//! and its pod sync, which takes the Services' environment variables from them), turns them into a
+//! `table::Table` on each change, and keeps one listener per frontend: a TCP or UDP socket on each cluster IP
+//! and port, and on every address of the host for each node port. A connection is forwarded to a backend
+//! chosen round robin (or, with `sessionAffinity: ClientIP`, the one the client had, while it is still an
+//! endpoint and within the timeout); an endpoint that refuses is skipped for the next.
 //!
 //! Why userspace: it needs nothing of the host but sockets, works the same for pods and for the host, and lets
 //! the proxy count each pod's open connections (the `concurrent_connections` pod metric, `Connections`). The
-//! cost is a copy through the agent per byte, measured in BENCHMARKS.md against a direct connection.
+//! cost is a copy through the agent of every byte; its measure against a direct connection is the issue's
+//! benchmark, not taken yet.
 //!
 //! Invariants:
 //! - Before the proxy starts, the whole service range is a `local` route on the host (`service_range`), so no
