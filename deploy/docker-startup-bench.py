@@ -101,7 +101,7 @@ def cli_pair(i, image, pause):
     started = time.monotonic()
     sandbox = f"raftsman-bench-cli-{i}"
     docker("run", "-d", "--pull", "never", "--name", sandbox, "--label", "raftsman-bench-cli=1",
-           "--network", "raftsman-pods", pause)
+           "--network", "raftsman-pods", "--ipc", "shareable", pause)
     docker("run", "-d", "--pull", "never", "--label", "raftsman-bench-cli=1", "--network", f"container:{sandbox}",
            "--ipc", f"container:{sandbox}", image, "sleep", "100000")
     return time.monotonic() - started
