@@ -573,6 +573,9 @@ pub const PROXY_CONNECTIONS_MAX: usize = 10_000;
 pub const PROXY_CONNECT_TIMEOUT_MS: u64 = 1_000;
 pub const PROXY_CONNECT_LAST_TIMEOUT_MS: u64 = 10_000;
 pub const PROXY_CONNECT_ATTEMPTS_MAX: usize = 3;
+/// The buffer of each direction of a forwarded TCP connection (two per connection, so at most
+/// `PROXY_CONNECTIONS_MAX` times twice this in all).
+pub const PROXY_COPY_BUFFER_BYTES: usize = 32 * 1024;
 /// Most clients a frontend with `sessionAffinity: ClientIP` remembers.
 pub const PROXY_AFFINITY_CLIENTS_MAX: usize = 10_000;
 /// Changes of Services and slices that arrive within this long are applied together.

@@ -103,7 +103,8 @@ struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     seconds: u64,
     /// Which benchmarks to run: the store against etcd, the Kubernetes API, the scheduler, or all three; or
-    /// the workload controllers, or the soak (neither part of all: the soak runs for --soak-minutes).
+    /// the workload controllers, the service proxy against direct connections, or the soak (none of these part
+    /// of all: the soak runs for --soak-minutes).
     #[arg(long, value_enum, default_value_t = BenchSuite::All)]
     suite: BenchSuite,
     /// Fake nodes of the scheduler and soak benchmarks (the soak keeps as many pods).
@@ -128,6 +129,7 @@ enum BenchSuite {
     Scheduler,
     Soak,
     Workloads,
+    Proxy,
 }
 
 #[derive(clap::Args)]
@@ -315,6 +317,15 @@ fn run() -> anyhow::Result<()> {
                         replicas,
                     };
                     let result = bench::run(config.clone()).await?;
+                    println!("{}", bench::table(&config, &result));
+                }
+                if args.suite == BenchSuite::Proxy {
+                    use raftsman::bench::proxy::{self as bench, ProxyBenchConfig};
+                    let config = ProxyBenchConfig {
+                        measure: std::time::Duration::from_secs(args.seconds),
+                        ..Default::default()
+                    };
+                    let result = bench::run(&config).await?;
                     println!("{}", bench::table(&config, &result));
                 }
                 if args.suite == BenchSuite::Soak {

@@ -7,6 +7,7 @@
 //! deadline and stops by itself; all traffic stays on loopback.
 
 pub mod api;
+pub mod proxy;
 pub mod scheduler;
 pub mod soak;
 pub mod workloads;

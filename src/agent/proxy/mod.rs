@@ -8,8 +8,8 @@
 //!
 //! Why userspace: it needs nothing of the host but sockets, works the same for pods and for the host, and lets
 //! the proxy count each pod's open connections (the `concurrent_connections` pod metric, `Connections`). The
-//! cost is a copy through the agent of every byte; its measure against a direct connection is the issue's
-//! benchmark, not taken yet.
+//! cost is a copy through the agent of every byte, measured against a direct connection by `bench --suite proxy`
+//! (BENCHMARKS.md).
 //!
 //! Invariants:
 //! - Before the proxy starts, the whole service range is a `local` route on the host (`service_range`), so no
@@ -231,6 +231,45 @@ pub async fn run(mut followed: Followed, node: String, connections: Connections)
             return;
         }
     }
+}
+
+/// A proxy of one TCP frontend on `listener` to `endpoints`, through the same forwarding path as the agent's
+/// (for the proxy benchmark, which compares it with a direct connection). Runs until the task is aborted.
+pub fn forward_tcp(
+    listener: tokio::net::TcpListener,
+    endpoints: Vec<std::net::SocketAddr>,
+) -> tokio::task::JoinHandle<()> {
+    let frontend = Frontend {
+        address: listener.local_addr().ok().map(|a| a.ip()),
+        port: listener.local_addr().map_or(0, |a| a.port()),
+        protocol: Protocol::Tcp,
+    };
+    let backend = Backend {
+        service: "bench".to_owned(),
+        endpoints: endpoints.iter().map(|a| Endpoint { address: *a, pod_uid: None }).collect(),
+        affinity: None,
+    };
+    let table = Table { frontends: [(frontend, Arc::new(backend))].into(), listed: endpoints.into_iter().collect() };
+    let (table_tx, table_rx) = watch::channel(Arc::new(table));
+    let shared = Shared {
+        table: table_rx,
+        connections: Connections::default(),
+        permits: Arc::new(Semaphore::new(limits::PROXY_CONNECTIONS_MAX)),
+    };
+    /// Aborts the listener's task when the task holding it ends or is aborted.
+    struct Abort(tokio::task::JoinHandle<()>);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let listening = Abort(tcp::serve(listener, frontend, shared));
+    tokio::spawn(async move {
+        // The table's sender lives as long as the listener does.
+        let _table = table_tx;
+        let _listening = listening;
+        std::future::pending::<()>().await;
+    })
 }
 
 /// Opens a listener for each frontend of `table` that has none (retrying those whose address was taken) and

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::table::{Endpoint, Frontend};
+
+const BUFFER: usize = limits::PROXY_COPY_BUFFER_BYTES;
 use super::{Balancer, Shared};
 use crate::limits;
 
@@ -19,9 +21,14 @@ pub(super) async fn listen(
     frontend: Frontend,
     shared: Shared,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind(address).await?;
+    Ok(serve(TcpListener::bind(address).await?, frontend, shared))
+}
+
+/// Forwards what `listener` accepts for `frontend`; the returned task accepts until aborted.
+pub(super) fn serve(listener: TcpListener, frontend: Frontend, shared: Shared) -> tokio::task::JoinHandle<()> {
+    let address = listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string());
     let balancer = Arc::new(Mutex::new(Balancer::default()));
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         loop {
             let Ok((client, peer)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -37,7 +44,7 @@ pub(super) async fn listen(
                 drop(permit);
             });
         }
-    }))
+    })
 }
 
 async fn forward(
@@ -70,7 +77,7 @@ async fn forward(
         }
     };
     tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+        _ = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUFFER, BUFFER) => {}
         () = gone => tracing::debug!(endpoint = %endpoint.address, "proxy: endpoint gone; its connection closed"),
     }
 }
