@@ -9,8 +9,6 @@
 
 mod harness;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use raftsman::cluster::local::Signal;
@@ -19,7 +17,7 @@ use serde_json::Value;
 use harness::agent::Agent;
 use harness::docker::{self, NodeCleanup};
 use harness::kubectl::{follower, Kubectl};
-use harness::{eventually, TestCluster};
+use harness::{eventually, http_get, TestCluster};
 
 const SERVE: &str = "mkdir -p /www && hostname > /www/index.html && echo serving $(hostname) && \
                      exec httpd -f -p 8080 -h /www";
@@ -39,16 +37,6 @@ fn ready_pods(k: &Kubectl, selector: &str) -> Vec<(String, String, i64)> {
     }
     ready.sort();
     ready
-}
-
-/// The body of `GET /` from `ip:port`, if it answers.
-fn http_get(ip: &str, port: u16) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&format!("{ip}:{port}").parse().ok()?, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream.write_all(format!("GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n").as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response.split_once("\r\n\r\n")?.1.trim().to_owned())
 }
 
 fn app_containers(node: &str) -> Vec<docker::Listed> {
@@ -90,7 +78,9 @@ async fn a_deployment_runs_in_docker_and_survives_kills_of_its_containers_agent_
     for (name, ip, restarts) in &pods {
         assert_eq!(*restarts, 0);
         assert!(ip.starts_with("10.88."), "{ip} is on the pod network");
-        let body = eventually(Duration::from_secs(10), "the pod to answer", || async { http_get(ip, 8080) }).await;
+        let body =
+            eventually(Duration::from_secs(10), "the pod to answer", || async { http_get(&format!("{ip}:8080")) })
+                .await;
         assert_eq!(&body, name);
     }
     let distinct: std::collections::BTreeSet<&String> = pods.iter().map(|(_, ip, _)| ip).collect();
@@ -170,7 +160,7 @@ async fn a_deployment_runs_in_docker_and_survives_kills_of_its_containers_agent_
     assert_eq!(k.ok(&["logs", &first, "--previous"]).trim(), format!("serving {first}"));
     let status = k.json(&["get", "pod", &first, "-o", "json"])["status"]["containerStatuses"][0].clone();
     assert_eq!(status["lastState"]["terminated"]["exitCode"], 137, "{status}");
-    assert_eq!(http_get(&first_ip, 8080).as_deref(), Some(first.as_str()), "the pod keeps its IP");
+    assert_eq!(http_get(&format!("{first_ip}:8080")).as_deref(), Some(first.as_str()), "the pod keeps its IP");
 
     // Neither an agent restart nor the SIGKILL of the leader and then of the replica the agent talks to (which
     // leaves no quorum) restarts a container.

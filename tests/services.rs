@@ -11,7 +11,7 @@
 mod harness;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -20,22 +20,12 @@ use raftsman::cluster::local::Signal;
 use harness::agent::Agent;
 use harness::docker::{self, NodeCleanup};
 use harness::kubectl::{follower, Kubectl};
-use harness::{eventually, TestCluster};
+use harness::{eventually, http_get, TestCluster};
 
 const RANGE: &str = "10.97.0.0/16";
 const DNS: &str = "10.97.0.10";
 const NODE_PORT: u16 = 30_781;
 const SERVE: &str = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www";
-
-/// The body of `GET /` from `address`, if it answers within two seconds.
-fn http_get(address: &str) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&address.parse().ok()?, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream.write_all(format!("GET / HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response.split_once("\r\n\r\n")?.1.trim().to_owned())
-}
 
 /// The pods that answered `count` requests to `address`.
 fn answering(address: &str, count: usize) -> BTreeSet<String> {

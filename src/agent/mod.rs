@@ -29,6 +29,7 @@ pub mod pods;
 pub mod probes;
 pub mod proxy;
 pub mod runtime;
+pub mod services;
 pub mod sources;
 pub mod usage;
 pub mod volumes;
@@ -205,6 +206,17 @@ fn node_config(config: &AgentConfig, name: String) -> NodeConfig {
     }
 }
 
+/// Aborts its tasks when dropped.
+pub(crate) struct AbortOnDrop(pub Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
 /// Runs the agent with `runtime` until `shutdown` completes.
 pub async fn run<R: Runtime>(
     config: AgentConfig,
@@ -229,7 +241,7 @@ pub async fn run<R: Runtime>(
     };
     let connections = proxy::Connections::default();
     // Services and their slices: for the pods' environment, and with the proxy for forwarding and DNS.
-    let (followed, follow) = proxy::follow(client.clone());
+    let (followed, follow) = services::follow(client.clone());
     tasks.spawn(follow);
     let mut pod_dns = None;
     if let Some(range) = config.service_proxy {

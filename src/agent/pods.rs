@@ -50,12 +50,13 @@ use super::hooks::{self, Hook};
 use super::images::{self, Images};
 use super::node::seconds;
 use super::probes::{Health, Probes};
-use super::proxy::Followed;
 use super::runtime::{
     ContainerReport, ContainerSpec, ContainerState, HostPort, PodRef, PullPolicy, Runtime, SandboxSpec, Security,
 };
+use super::services::Followed;
 use super::sources::{self, Missing, Sources};
 use super::volumes::{self, Volumes};
+use super::AbortOnDrop;
 use crate::apis::validation::parse_quantity;
 use crate::limits;
 
@@ -1133,17 +1134,6 @@ async fn execute<R: Runtime>(client: &kube::Client, runtime: &R, images: &Images
     match outcome {
         Ok(()) => tracing::debug!(?action, "agent: action done"),
         Err(error) => tracing::warn!(?action, %error, "agent: action failed"),
-    }
-}
-
-/// Aborts its tasks when dropped.
-struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
-        }
     }
 }
 

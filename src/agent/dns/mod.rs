@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{watch, Semaphore};
 
-use super::proxy::Followed;
+use super::services::Followed;
 use crate::apiserver::registry::allocations::ServiceRange;
 use crate::limits;
 use zone::{Answer, Data, Kind, Zone};

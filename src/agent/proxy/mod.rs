@@ -1,6 +1,5 @@
 //! The service proxy of `raftsman agent`: kube-proxy's job done in userspace on tokio. It follows every Service
-//! and EndpointSlice (`follow`: two watches through the agent's balancer, shared with the agent's DNS server
-//! and its pod sync, which takes the Services' environment variables from them), turns them into a
+//! and EndpointSlice (`agent::services`, shared with the agent's DNS server and its pod sync), turns them into a
 //! `table::Table` on each change, and keeps one listener per frontend: a TCP or UDP socket on each cluster IP
 //! and port, and on every address of the host for each node port. A connection is forwarded to a backend
 //! chosen round robin (or, with `sessionAffinity: ClientIP`, the one the client had, while it is still an
@@ -28,15 +27,11 @@ mod udp;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
 use tokio::sync::{watch, Semaphore};
 
+use super::services::Followed;
 use crate::limits;
 use table::{Backend, Endpoint, Frontend, Protocol, Table};
 
@@ -128,89 +123,6 @@ impl Shared {
     }
 }
 
-/// The Services and EndpointSlices the agent follows for its proxy, its DNS and its pods' environment: two
-/// reflector stores, and a signal on every change.
-#[derive(Clone)]
-pub struct Followed {
-    pub services: Store<Service>,
-    pub slices: Store<EndpointSlice>,
-    pub changed: watch::Receiver<()>,
-    /// True once both stores have listed. (A store's own readiness wakes one waiter only, so `follow` waits
-    /// for it once and tells every consumer through this.)
-    listed: watch::Receiver<bool>,
-}
-
-impl std::fmt::Debug for Followed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Followed")
-            .field("services", &self.services.state().len())
-            .field("slices", &self.slices.state().len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Followed {
-    /// Waits until both stores have listed once; false if their watches are gone.
-    pub async fn ready(&self) -> bool {
-        self.listed.clone().wait_for(|listed| *listed).await.is_ok()
-    }
-
-    /// Waits for the next change, then for the changes that come with it (`PROXY_TABLE_SETTLE_MS`); false once
-    /// the watches are gone.
-    pub async fn next_change(&mut self) -> bool {
-        if self.changed.changed().await.is_err() {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(limits::PROXY_TABLE_SETTLE_MS)).await;
-        self.changed.borrow_and_update();
-        true
-    }
-}
-
-/// Starts following every Service and EndpointSlice through `client`; the returned future runs the two
-/// watches (retrying while no replica answers, the stores keeping what they hold) until dropped.
-pub fn follow(client: kube::Client) -> (Followed, impl std::future::Future<Output = ()>) {
-    let (services, services_writer) = reflector::store::<Service>();
-    let (slices, slices_writer) = reflector::store::<EndpointSlice>();
-    let (changed_tx, changed) = watch::channel(());
-    let follow_services = {
-        let api = kube::Api::<Service>::all(client.clone());
-        let changed = changed_tx.clone();
-        watcher(api, watcher::Config::default()).default_backoff().reflect(services_writer).for_each(move |event| {
-            match event {
-                Ok(_) => drop(changed.send(())),
-                Err(e) => tracing::warn!(error = %e, "agent: watching Services failed; retrying"),
-            }
-            futures::future::ready(())
-        })
-    };
-    let follow_slices = {
-        let api = kube::Api::<EndpointSlice>::all(client);
-        watcher(api, watcher::Config::default()).default_backoff().reflect(slices_writer).for_each(move |event| {
-            match event {
-                Ok(_) => drop(changed_tx.send(())),
-                Err(e) => tracing::warn!(error = %e, "agent: watching EndpointSlices failed; retrying"),
-            }
-            futures::future::ready(())
-        })
-    };
-    let (listed_tx, listed) = watch::channel(false);
-    let wait_listed = {
-        let (services, slices) = (services.clone(), slices.clone());
-        async move {
-            if services.wait_until_ready().await.is_ok() && slices.wait_until_ready().await.is_ok() {
-                let _ = listed_tx.send(true);
-            }
-            // Kept until the watches end, so that waiters see them gone rather than never listed.
-            std::future::pending::<()>().await;
-        }
-    };
-    let run = async move {
-        tokio::join!(follow_services, follow_slices, wait_listed);
-    };
-    (Followed { services, slices, changed, listed }, run)
-}
-
 /// Runs the proxy for the node `node` until dropped, forwarding as `followed` says.
 pub async fn run(mut followed: Followed, node: String, connections: Connections) {
     let (table_tx, table_rx) = watch::channel(Arc::new(Table::default()));
@@ -256,14 +168,7 @@ pub fn forward_tcp(
         connections: Connections::default(),
         permits: Arc::new(Semaphore::new(limits::PROXY_CONNECTIONS_MAX)),
     };
-    /// Aborts the listener's task when the task holding it ends or is aborted.
-    struct Abort(tokio::task::JoinHandle<()>);
-    impl Drop for Abort {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
-    let listening = Abort(tcp::serve(listener, frontend, shared));
+    let listening = super::AbortOnDrop(vec![tcp::serve(listener, frontend, shared)]);
     tokio::spawn(async move {
         // The table's sender lives as long as the listener does.
         let _table = table_tx;
@@ -313,6 +218,7 @@ async fn reconcile_listeners(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn endpoint(port: u16) -> Endpoint {
         Endpoint { address: std::net::SocketAddr::from(([10, 88, 0, 2], port)), pod_uid: Some(format!("p{port}")) }

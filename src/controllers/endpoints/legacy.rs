@@ -104,7 +104,7 @@ fn by_ip(a: &Value, b: &Value) -> std::cmp::Ordering {
     ip(a).cmp(&ip(b))
 }
 
-pub fn port(port: &Port) -> Value {
+fn port(port: &Port) -> Value {
     let mut value = json!({"port": port.port, "protocol": port.protocol});
     if !port.name.is_empty() {
         value["name"] = json!(port.name);
