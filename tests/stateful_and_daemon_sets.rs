@@ -50,7 +50,9 @@ spec:
 
     k.ok(&["delete", "pod", "db-1", "--wait=false"]);
     eventually(Duration::from_secs(30), "db-1 back under its name", || async {
-        let pod = k.json(&["get", "pod", "db-1"]);
+        // Between the old pod's removal and the new one's creation the name is free: not there yet.
+        let out = k.run(&["get", "pod", "db-1", "-o", "json"]);
+        let pod: Value = serde_json::from_slice(&out.stdout).ok().filter(|_| out.status.success())?;
         let ready = pod["status"]["conditions"]
             .as_array()
             .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
