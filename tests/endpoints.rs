@@ -2,7 +2,7 @@
 //! follower: `kubectl expose` of a Deployment gets Endpoints and an EndpointSlice listing its pods with the
 //! named target port resolved, following a scale up, an edit by hand (put back) and the Service's deletion; a
 //! StatefulSet's headless Service lists each pod's hostname; a Service without a selector keeps the Endpoints
-//! its user writes and gets no slices from the controller; a Service selecting nothing keeps one empty slice.
+//! its user writes, mirrored into a slice that follows them; a Service selecting nothing keeps one empty slice.
 
 mod harness;
 
@@ -38,10 +38,18 @@ fn endpoints(k: &Kubectl, name: &str) -> (BTreeSet<String>, Value) {
 
 /// The controller's slices of Service `name`.
 fn slices(k: &Kubectl, name: &str) -> Vec<Value> {
-    let selector = format!(
-        "kubernetes.io/service-name={name},endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io"
-    );
+    slices_by(k, name, "endpointslice-controller.k8s.io")
+}
+
+/// The slices of Service `name` made by `manager`.
+fn slices_by(k: &Kubectl, name: &str, manager: &str) -> Vec<Value> {
+    let selector = format!("kubernetes.io/service-name={name},endpointslice.kubernetes.io/managed-by={manager}");
     k.json(&["get", "endpointslices", "-l", &selector])["items"].as_array().unwrap().clone()
+}
+
+/// The slices mirroring the Endpoints of Service `name`.
+fn mirrored(k: &Kubectl, name: &str) -> Vec<Value> {
+    slices_by(k, name, "endpointslicemirroring-controller.k8s.io")
 }
 
 fn slice_ips(slice: &Value) -> BTreeSet<String> {
@@ -127,7 +135,7 @@ spec:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn headless_services_name_their_pods_and_services_without_selectors_are_left_to_their_users() {
+async fn headless_services_name_their_pods_and_user_written_endpoints_are_mirrored() {
     let cluster = TestCluster::start(3).await;
     let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
     let _agent = Agent::fake(&cluster, "work", &[]);
@@ -192,9 +200,36 @@ spec: {selector: {app: nobody}, ports: [{port: 80}]}
     .await;
     assert!(k.json(&["get", "endpoints", "nobody"])["subsets"].as_array().is_none_or(Vec::is_empty));
 
-    // The Service without a selector: its user's Endpoints stay as written, and no slice is made for it.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The Service without a selector: its user's Endpoints stay as written, the controller makes no slice of
+    // its own for it, and the Endpoints are mirrored into one slice, owned by them, that follows their edits.
+    let slice = eventually(Duration::from_secs(30), "outside's Endpoints mirrored", || async {
+        let listed = mirrored(&k, "outside");
+        (listed.len() == 1).then(|| listed[0].clone())
+    })
+    .await;
+    assert_eq!(slice_ips(&slice), BTreeSet::from(["127.0.0.2".to_owned()]));
+    assert_eq!(slice["ports"], serde_json::json!([{"name": "", "port": 5432, "protocol": "TCP"}]));
+    assert_eq!(slice["endpoints"][0]["conditions"], serde_json::json!({"ready": true}));
+    assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Endpoints");
     let outside = k.json(&["get", "endpoints", "outside"]);
     assert_eq!(outside["subsets"][0]["addresses"][0]["ip"], "127.0.0.2", "{outside}");
     assert!(slices(&k, "outside").is_empty());
+    let edited = "apiVersion: v1
+kind: Endpoints
+metadata: {name: outside}
+subsets: [{addresses: [{ip: 127.0.0.3}], notReadyAddresses: [{ip: 127.0.0.4}], ports: [{port: 5432}]}]
+";
+    k.ok(&["apply", "-f", &k.manifest("outside.yaml", edited)]);
+    let name = slice["metadata"]["name"].clone();
+    eventually(Duration::from_secs(30), "the mirror following the edit", || async {
+        let listed = mirrored(&k, "outside");
+        let ips = BTreeSet::from(["127.0.0.3".to_owned(), "127.0.0.4".to_owned()]);
+        (listed.len() == 1 && listed[0]["metadata"]["name"] == name && slice_ips(&listed[0]) == ips).then_some(())
+    })
+    .await;
+    k.ok(&["delete", "endpoints", "outside"]);
+    eventually(Duration::from_secs(30), "the mirror gone with the Endpoints", || async {
+        mirrored(&k, "outside").is_empty().then_some(())
+    })
+    .await;
 }

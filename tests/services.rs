@@ -1,19 +1,20 @@
-//! The service proxy of `raftsman agent --runtime docker` against a three-replica cluster (on a service range of
-//! its own, so that other tests' proxies never hold its addresses) and the machine's Docker Engine: the agent
-//! makes the whole service range a local route; a NodePort Service of a Deployment of a locally built HTTP
-//! server balances requests through the node port on 127.0.0.1 and through the cluster IP, from the host and
-//! from inside a pod; new pods get traffic once Ready, a pod that is not ready gets none, and the proxy goes on
-//! forwarding while the leader replica is SIGKILLed and while no replica answers. The agent's cluster DNS: pods'
-//! resolv.conf points at it, it answers Services, a StatefulSet's pod through its headless Service and
-//! NXDOMAIN for a missing name, from inside a pod and, with every replica down, from the host. Pods get the
-//! Services' variables. An autoscaler on the proxy's `concurrent_connections` metric follows held connections.
+//! The service proxy of `raftsman agent --runtime docker` against a three-replica cluster (on a service range of its
+//! own, so that other tests' proxies never hold its addresses) and the machine's Docker Engine: the agent makes the
+//! whole service range a local route; a NodePort Service of a Deployment of a locally built HTTP server balances
+//! requests through the node port on 127.0.0.1 and through the cluster IP, from the host and from inside a pod, and a
+//! Service without a selector through its user's Endpoints; new pods get traffic within a second of being Ready, a
+//! deleted pod's address leaves the endpoints while its container still runs, a pod that is not ready gets none, and
+//! the proxy goes on forwarding while the leader replica is SIGKILLed and while no replica answers. The agent's cluster
+//! DNS: pods' resolv.conf points at it, it answers Services, a StatefulSet's pod through its headless Service and
+//! NXDOMAIN for a missing name, from inside a pod and, with every replica down, from the host. Pods get the Services'
+//! variables. An autoscaler on the proxy's `concurrent_connections` metric follows held connections.
 
 mod harness;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use raftsman::cluster::local::Signal;
 
@@ -148,17 +149,46 @@ async fn a_node_port_service_balances_over_ready_pods_from_the_host_and_from_pod
     let said = format!("{}{}", String::from_utf8_lossy(&missing.stdout), String::from_utf8_lossy(&missing.stderr));
     assert!(said.contains("NXDOMAIN"), "{said}");
 
-    // Scaled to 5, the new pods get traffic once Ready.
+    // A Service without a selector, with the Endpoints its user writes (mirrored into a slice), is proxied too.
+    let manual = format!(
+        r#"{{"apiVersion": "v1", "kind": "List", "items": [
+            {{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "manual"}},
+              "spec": {{"ports": [{{"port": 80, "targetPort": 8080}}]}}}},
+            {{"apiVersion": "v1", "kind": "Endpoints", "metadata": {{"name": "manual"}},
+              "subsets": [{{"addresses": [{{"ip": "{db_ip}"}}], "ports": [{{"port": 8080}}]}}]}}]}}"#
+    );
+    k.ok(&["apply", "-f", &k.manifest("manual.json", &manual)]);
+    let manual_ip = k.json(&["get", "service", "manual"])["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(10), "the user's endpoints proxied", || async {
+        (http_get(&format!("{manual_ip}:80")).as_deref() == Some("db-0")).then_some(())
+    })
+    .await;
+
+    // Scaled to 5, each new pod gets traffic within a second of being Ready (as a watch of the pods saw it).
+    let clients = vec![harness::kube_client(&cluster, follower(leader)).await];
+    let (history, watch) = harness::pods::watch_pods(clients, "app=web");
     k.ok(&["scale", "deployment/web", "--replicas=5"]);
-    let five = eventually(Duration::from_secs(60), "5 pods Ready", || async {
-        let pods = ready(&k);
-        (pods.len() == 5).then_some(pods)
+    let mut first_answer: BTreeMap<String, Instant> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while first_answer.len() < 5 && Instant::now() < deadline {
+        if let Some(pod) = http_get(&node_port) {
+            first_answer.entry(pod).or_insert_with(Instant::now);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let five: BTreeSet<String> = first_answer.keys().cloned().collect();
+    assert_eq!(five.len(), 5, "{five:?}");
+    let delays: BTreeMap<&String, Duration> = eventually(Duration::from_secs(10), "the watch", || async {
+        let history = harness::pods::lock(&history);
+        let ready_at = |pod: &String| history.ready_at.get(pod).copied();
+        five.difference(&pods)
+            .map(|pod| Some((pod, first_answer[pod].saturating_duration_since(ready_at(pod)?))))
+            .collect()
     })
     .await;
-    eventually(Duration::from_secs(10), "all five pods through the node port", || async {
-        (answering(&node_port, 40) == five).then_some(())
-    })
-    .await;
+    watch.abort();
+    eprintln!("from Ready to the first proxied request: {delays:?}");
+    assert!(delays.values().all(|d| *d < Duration::from_secs(1)), "{delays:?}");
     // A pod started after the Service has its variables (and the `kubernetes` Service's).
     let newer = five.difference(&pods).next().unwrap().clone();
     let env = k.ok(&["exec", &newer, "--", "sh", "-c", "echo $WEB_SERVICE_HOST $WEB_SERVICE_PORT $WEB_PORT"]);
@@ -166,11 +196,33 @@ async fn a_node_port_service_balances_over_ready_pods_from_the_host_and_from_pod
     let api = k.ok(&["exec", &newer, "--", "sh", "-c", "echo $KUBERNETES_SERVICE_HOST"]);
     assert_eq!(api.trim(), "10.97.0.1");
 
+    // A deleted pod's address leaves the endpoints while its container still runs (httpd, the container's
+    // first process, ignores SIGTERM; it is killed at the end of the grace period), and the proxy sends it
+    // nothing more.
+    let leaving_ip = k.json(&["get", "pod", &newer])["status"]["podIP"].as_str().unwrap().to_owned();
+    k.ok(&["delete", "pod", &newer, "--grace-period=20", "--wait=false"]);
+    eventually(Duration::from_secs(5), "the deleted pod's address out of the endpoints", || async {
+        let endpoints = k.json(&["get", "endpoints", "web"]);
+        (!endpoints["subsets"].to_string().contains(&format!("\"{leaving_ip}\""))).then_some(())
+    })
+    .await;
+    assert_eq!(http_get(&format!("{leaving_ip}:8080")).as_deref(), Some(newer.as_str()), "its container runs");
+    assert!(!answering(&node_port, 20).contains(&newer));
+
+    // Scaled back to 3, the proxy balances over the three that stay.
+    k.ok(&["scale", "deployment/web", "--replicas=3"]);
+    let three = eventually(Duration::from_secs(60), "3 pods Ready, and only they answering", || async {
+        let pods = ready(&k);
+        (pods.len() == 3 && answering(&node_port, 30) == pods).then_some(pods)
+    })
+    .await;
+
     // A pod that fails its readiness probe gets no traffic.
-    k.ok(&["exec", &first, "--", "rm", "/www/index.html"]);
-    let others: BTreeSet<String> = five.iter().filter(|p| **p != first).cloned().collect();
+    let unready = three.iter().next().unwrap().clone();
+    k.ok(&["exec", &unready, "--", "rm", "/www/index.html"]);
+    let others: BTreeSet<String> = three.iter().filter(|p| **p != unready).cloned().collect();
     eventually(Duration::from_secs(20), "the unready pod out of the rotation", || async {
-        (!ready(&k).contains(&first) && answering(&node_port, 30) == others).then_some(())
+        (!ready(&k).contains(&unready) && answering(&node_port, 30) == others).then_some(())
     })
     .await;
 

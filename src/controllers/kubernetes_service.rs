@@ -28,7 +28,8 @@ pub const NAMESPACE: &str = "default";
 /// The label every EndpointSlice carries with the name of its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Keeps the EndpointSlice mirroring controller away from Endpoints whose slices are written here.
-const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
+/// Endpoints so labelled are not mirrored into EndpointSlices (their writer makes the slices itself).
+pub const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
 const PORT_NAME: &str = "https";
 const SERVICE_PORT: u16 = 443;
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -25,6 +25,8 @@ pub struct PodHistory {
     /// Names in the order they first appeared, and in the order they were first seen leaving.
     pub created: Vec<String>,
     pub leaving: Vec<String>,
+    /// When each name was first seen alive and Ready.
+    pub ready_at: HashMap<String, Instant>,
     /// (alive, alive and ready) after each event.
     pub samples: Vec<(usize, usize)>,
     /// Names listed by the re-list under way.
@@ -72,6 +74,9 @@ impl PodHistory {
         let alive = pod.metadata.deletion_timestamp.is_none() && !matches!(phase, "Succeeded" | "Failed");
         let conditions = status.and_then(|s| s.conditions.as_ref());
         let ready = conditions.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+        if alive && ready {
+            self.ready_at.entry(name.clone()).or_insert_with(Instant::now);
+        }
         let was_alive = self.pods.get(&name).is_some_and(|p| p.0 == uid && p.1);
         if was_alive && !alive {
             self.leaving.push(name.clone());

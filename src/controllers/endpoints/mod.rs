@@ -1,8 +1,10 @@
 //! The endpoints controllers of kube-controller-manager, on the Raft leader: for every Service with a selector,
 //! its `v1` Endpoints (`legacy`) and its EndpointSlices (`slices`) list the pods it selects (`members`), as
-//! upstream's endpoints and EndpointSlice controllers write them. A Service without a selector is left to its
-//! user (only slices this controller made for it, while it had one, are taken back); a deleted Service's
-//! Endpoints are deleted if this controller made them, and its slices go with it (the Service owns them).
+//! upstream's endpoints and EndpointSlice controllers write them. A Service without a selector has the Endpoints
+//! its user writes, which are mirrored into EndpointSlices (as upstream's mirroring controller does, so that the
+//! service proxy, which reads slices only, sees them); slices this controller made for it while it had a
+//! selector are taken back. A deleted Service's Endpoints are deleted if this controller made them, its own
+//! slices go with it (the Service owns them) and its mirrored slices are deleted.
 //!
 //! One work queue keyed by Service: a Service's change queues it; a pod's change queues the Services of its
 //! namespace that select it now or selected it before (the index keeps each pod's last labels); a change of
@@ -72,7 +74,7 @@ impl<K: Resource<DynamicType = ()> + kube::runtime::reflector::Lookup<DynamicTyp
     }
 }
 
-/// The managed slices of each Service.
+/// The slices of each Service made by this controller or mirrored by it.
 #[derive(Default)]
 struct SliceIndex {
     of: HashMap<Key, HashSet<ObjectRef<EndpointSlice>>>,
@@ -106,7 +108,7 @@ impl SliceIndex {
 /// The Service a slice is this controller's slice of.
 fn service_of(slice: &EndpointSlice) -> Option<Key> {
     let name = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
-    slices::managed(slice, name).then(|| (slice.metadata.namespace.clone().unwrap_or_default(), name.clone()))
+    slices::manager(slice, name).map(|_| (slice.metadata.namespace.clone().unwrap_or_default(), name.clone()))
 }
 
 /// What every reconcile shares.
@@ -203,24 +205,21 @@ pub fn prepare(informers: &mut Informers) -> impl std::future::Future<Output = (
 
 async fn reconcile(context: &Context, key: Key) -> Result<Next, kube::Error> {
     let (namespace, name) = (&key.0, &key.1);
-    let managed: Vec<Arc<EndpointSlice>> = {
+    let (own, mirrored): (Vec<Arc<EndpointSlice>>, Vec<Arc<EndpointSlice>>) = {
         let index = lock(&context.slice_index);
-        index.of.get(&key).into_iter().flatten().filter_map(|r| context.slices.get(r)).collect()
+        let slices = index.of.get(&key).into_iter().flatten().filter_map(|r| context.slices.get(r));
+        slices.partition(|s| slices::manager(s, name) == Some(slices::MANAGED_BY))
     };
-    let service = informer::get(&context.services, Some(namespace), name);
-    let Some(service) = service.clone().filter(|s| members::selects(s).is_some()) else {
-        if service.is_none() {
-            let made = informer::get(&context.endpoints, Some(namespace), name).filter(|e| legacy::managed(e));
-            if let Some(endpoints) = made {
-                delete(&context.client, "endpoints", namespace, name, endpoints.metadata.uid.as_deref()).await?;
-            }
+    let own: Vec<&EndpointSlice> = own.iter().map(AsRef::as_ref).collect();
+    let mirrored: Vec<&EndpointSlice> = mirrored.iter().map(AsRef::as_ref).collect();
+    let Some(service) = informer::get(&context.services, Some(namespace), name) else {
+        // The Service's own slices go with it (it owns them); the Endpoints this controller made and the
+        // mirrored slices (owned by the user's Endpoints) are taken back here.
+        let made = informer::get(&context.endpoints, Some(namespace), name).filter(|e| legacy::managed(e));
+        if let Some(endpoints) = made {
+            delete(&context.client, "endpoints", namespace, name, endpoints.metadata.uid.as_deref()).await?;
         }
-        // Slices made while the Service had a selector (a deleted Service's go with it, as it owns them).
-        for slice in managed.iter().filter(|_| service.is_some()) {
-            delete(&context.client, "endpointslices", namespace, &slice.name_any(), slice.metadata.uid.as_deref())
-                .await?;
-        }
-        return Ok(Next::Done);
+        return write_slices(context, &key, slices::deletes(&mirrored)).await;
     };
     let seen = |slice: &str| match informer::get(&context.slices, Some(namespace), slice) {
         Some(_) => Seen::Alive,
@@ -228,6 +227,19 @@ async fn reconcile(context: &Context, key: Key) -> Result<Next, kube::Error> {
     };
     if !context.expectations.satisfied(&key, seen) {
         return Ok(Next::RequeueAfter(Duration::from_secs(limits::EXPECTATIONS_TIMEOUT_SECS)));
+    }
+    if members::selects(&service).is_none() {
+        // The user's Endpoints are mirrored (unless they ask not to be); slices made while the Service had a
+        // selector are taken back.
+        let endpoints = informer::get(&context.endpoints, Some(namespace), name).filter(|e| slices::mirrors(e));
+        let mut writes = slices::deletes(&own);
+        writes.extend(match endpoints {
+            Some(endpoints) => {
+                slices::plan(&slices::Owner::mirror(&service, &endpoints), slices::of_endpoints(&endpoints), &mirrored)
+            }
+            None => slices::deletes(&mirrored),
+        });
+        return write_slices(context, &key, writes).await;
     }
     let pods: Vec<Arc<Pod>> = {
         let index = lock(&context.pod_index);
@@ -248,12 +260,23 @@ async fn reconcile(context: &Context, key: Key) -> Result<Next, kube::Error> {
         Some(_) => {}
     }
 
-    let current: Vec<&EndpointSlice> = managed.iter().map(AsRef::as_ref).collect();
-    for write in slices::plan(&service, &members, &current) {
+    let mut writes = slices::deletes(&mirrored);
+    writes.extend(slices::plan(&slices::Owner::service(&service), slices::of_members(&service, &members), &own));
+    write_slices(context, &key, writes).await
+}
+
+/// Makes `writes` to the slices of the Service `key`, expecting each slice it creates until the cache has it.
+async fn write_slices(context: &Context, key: &Key, writes: Vec<SliceWrite>) -> Result<Next, kube::Error> {
+    let namespace = &key.0;
+    for write in writes {
         match write {
             SliceWrite::Create(object) => {
                 let created = create(&context.client, "endpointslices", namespace, &object).await?;
-                context.expectations.created(&key, created.clone(), seen(&created));
+                let seen = match informer::get(&context.slices, Some(namespace), &created) {
+                    Some(_) => Seen::Alive,
+                    None => Seen::Absent,
+                };
+                context.expectations.created(key, created, seen);
             }
             SliceWrite::Replace(object) => replace(&context.client, "endpointslices", namespace, &object).await?,
             SliceWrite::Delete { name, uid } => {
