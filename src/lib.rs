@@ -12,4 +12,5 @@ pub mod limits;
 pub mod metrics;
 pub mod proto;
 pub mod scheduler;
+pub mod security;
 pub mod store;

@@ -262,7 +262,8 @@ pub const OPEN_FILES_RESERVE: usize = 256;
 pub const API_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 /// How long a new etcd client connection may take to send the HTTP/2 connection preface.
 pub const GRPC_PREFACE_TIMEOUT_MS: u64 = 10_000;
-/// How long a new peer connection may take to send the HTTP/2 connection preface.
+/// How long a new peer connection may take to send the HTTP/2 connection preface; also how long its TLS
+/// handshake may take.
 pub const PEER_PREFACE_TIMEOUT_MS: u64 = 2_000;
 /// Interval of the HTTP/2 keepalive pings the gRPC servers send on every connection.
 pub const GRPC_KEEPALIVE_INTERVAL_MS: u64 = 10_000;
@@ -593,3 +594,8 @@ pub const DNS_TCP_CONNECTIONS_MAX: usize = 256;
 pub const DNS_FORWARDS_IN_FLIGHT_MAX: usize = 256;
 pub const DNS_FORWARD_TIMEOUT_MS: u64 = 2_000;
 pub const DNS_TCP_IDLE_SECS: u64 = 30;
+
+/// How long a certificate authority made by `raftsman` is valid.
+pub const CA_VALIDITY_DAYS: i64 = 3_650;
+/// How long a certificate it issues is valid.
+pub const LEAF_VALIDITY_DAYS: i64 = 365;

@@ -1,5 +1,6 @@
 //! The `raftsman` command: a control-plane replica (`server`), a worker agent (`agent`), a local HA cluster
-//! (`up`) and the benchmark (`bench`). The only place that uses anyhow and reads process-level settings.
+//! (`up`), the cluster's certificates (`certs`) and the benchmark (`bench`). The only place that uses anyhow
+//! and reads process-level settings.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,30 @@ enum Cmd {
     Bench(BenchArgs),
     /// Run a worker agent: register a node (or many fake ones) and run the pods bound to it.
     Agent(AgentArgs),
+    /// Make the cluster's certificates: the peer authority, and each replica's peer certificate.
+    #[command(subcommand)]
+    Certs(CertsCmd),
+}
+
+#[derive(Subcommand)]
+enum CertsCmd {
+    /// Create the peer authority (peer-ca.crt and peer-ca.key) in --dir, unless it is there already. Keep
+    /// peer-ca.key on this machine; every replica gets peer-ca.crt.
+    PeerCa {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue replica NAME's peer certificate (NAME-peer.crt and NAME-peer.key in --dir), signed by the peer
+    /// authority in --dir, valid for the hosts (IP addresses or DNS names) its peers dial it at.
+    Peer {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// The host of the replica's --peer-addr (repeat for more).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -194,6 +219,20 @@ struct ServerArgs {
     /// How often each HorizontalPodAutoscaler is evaluated (as kube-controller-manager's flag of the same name).
     #[arg(long, default_value = "15s", value_parser = cluster::config::parse_duration)]
     horizontal_pod_autoscaler_sync_period: std::time::Duration,
+    /// The peer authority's certificate: peers (both ways) must have a certificate it signed.
+    #[arg(long)]
+    peer_trusted_ca_file: Option<PathBuf>,
+    /// This replica's peer certificate (from the peer authority; valid for the host of --peer-addr), which it
+    /// serves on the peer port and shows when it dials its peers.
+    #[arg(long)]
+    peer_cert_file: Option<PathBuf>,
+    /// The key of --peer-cert-file.
+    #[arg(long)]
+    peer_key_file: Option<PathBuf>,
+    /// Serve and dial peers without TLS: anyone who reaches the peer port can then forge Raft messages and take
+    /// the cluster over. Only for clusters on loopback.
+    #[arg(long)]
+    insecure_peer: bool,
     /// Switches on a deliberate bug so the chaos suite can show its checkers catch it. Never in production.
     #[arg(long, hide = true)]
     chaos_plant_bug: Option<cluster::config::PlantedBugs>,
@@ -260,6 +299,12 @@ fn run() -> anyhow::Result<()> {
                     snapshot_catchup_entries: args.snapshot_catchup_entries,
                     metric_resolution: args.metric_resolution,
                     autoscaler_sync_period: args.horizontal_pod_autoscaler_sync_period,
+                    peer_security: cluster::config::PeerSecurity::from_flags(
+                        args.peer_trusted_ca_file,
+                        args.peer_cert_file,
+                        args.peer_key_file,
+                        args.insecure_peer,
+                    )?,
                     planted_bugs: args.chaos_plant_bug.unwrap_or_default(),
                 }
                 .validate()?;
@@ -274,6 +319,7 @@ fn run() -> anyhow::Result<()> {
             }
             Cmd::AgentShim { .. } => unreachable!("the shim runs before the async runtime"),
             Cmd::Up(args) => up(args).await,
+            Cmd::Certs(command) => certs(command),
             Cmd::Agent(args) => agent(args).await,
             Cmd::Bench(args) => {
                 let dir = std::path::absolute(&args.data_dir).context("resolving --data-dir")?;
@@ -407,6 +453,28 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn certs(command: CertsCmd) -> anyhow::Result<()> {
+    use raftsman::security::{peer, pki};
+    match command {
+        CertsCmd::PeerCa { dir } => {
+            let (cert, _) = pki::files(&dir, peer::AUTHORITY);
+            let existed = cert.exists();
+            pki::Authority::load_or_create(&dir, peer::AUTHORITY, peer::AUTHORITY_NAME)?;
+            let done = if existed { "kept the existing" } else { "created the" };
+            println!("{done} peer authority: {}", cert.display());
+        }
+        CertsCmd::Peer { dir, name, hosts } => {
+            let authority = pki::Authority::load(&dir, peer::AUTHORITY, peer::AUTHORITY_NAME)?;
+            let issued = authority.issue(&name, &[], &hosts, pki::Usage::ServerAndClient)?;
+            let files = cluster::local::peer_files(&name);
+            pki::save(&dir, &files, &issued)?;
+            let (cert, key) = pki::files(&dir, &files);
+            println!("issued {name}'s peer certificate: {} (key {})", cert.display(), key.display());
+        }
+    }
+    Ok(())
+}
+
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     use cluster::local::{Flavor, LocalCluster};
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
@@ -443,6 +511,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             m.peer_addr,
             m.log.display()
         );
+    }
+    if let Some(pki) = &local.pki {
+        println!("replicas talk over mutual TLS; their authority and certificates are in {}", pki.display());
     }
     let kubeconfig = local.members[0].data_dir.join("admin.kubeconfig");
     println!("try:  kubectl --kubeconfig {} get namespaces", kubeconfig.display());

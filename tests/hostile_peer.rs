@@ -41,11 +41,7 @@ type PeerClient = RaftPeerClient<InterceptedService<Channel, FromCluster>>;
 
 /// A client of replica `i`'s peer port that speaks as a replica of `cluster` (None: says nothing).
 async fn peer_client_of(c: &TestCluster, i: usize, cluster: Option<u64>) -> PeerClient {
-    let channel = Channel::from_shared(format!("http://{}", c.local.members[i].peer_addr))
-        .unwrap()
-        .connect()
-        .await
-        .expect("peer port answers");
+    let channel = harness::peer::member_channel(c, i).await;
     RaftPeerClient::with_interceptor(channel, FromCluster(cluster))
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024)

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::apiserver::registry::allocations::ServiceRange;
 use crate::limits;
+use crate::security::peer::PeerTlsFiles;
 use crate::store::storage::StorageBugs;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,39 @@ pub enum ConfigError {
     SnapshotCount,
     #[error("{flag} must be at least 1s and at most {max_secs}s, got {given:?}")]
     Period { flag: &'static str, given: Duration, max_secs: u64 },
+    #[error(
+        "the peer port needs --peer-trusted-ca-file, --peer-cert-file and --peer-key-file (all three; `raftsman certs` \
+         makes them), or --insecure-peer to serve it without TLS"
+    )]
+    PeerTls,
+}
+
+/// How replicas prove who they are to each other on the peer port.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PeerSecurity {
+    /// Mutual TLS with certificates of the peer authority.
+    Tls(PeerTlsFiles),
+    /// None: whoever reaches the peer port can send Raft messages (`--insecure-peer`, for loopback tests).
+    #[default]
+    Plaintext,
+}
+
+impl PeerSecurity {
+    /// The choice the flags make: all three files, or `--insecure-peer` alone.
+    pub fn from_flags(
+        trusted_ca: Option<PathBuf>,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+        insecure: bool,
+    ) -> Result<PeerSecurity, ConfigError> {
+        match (trusted_ca, cert, key, insecure) {
+            (Some(trusted_ca), Some(cert), Some(key), false) => {
+                Ok(PeerSecurity::Tls(PeerTlsFiles { trusted_ca, cert, key }))
+            }
+            (None, None, None, true) => Ok(PeerSecurity::Plaintext),
+            _ => Err(ConfigError::PeerTls),
+        }
+    }
 }
 
 /// One member of the initial cluster.
@@ -77,6 +111,8 @@ pub struct ServerConfig {
     /// How often each HorizontalPodAutoscaler is evaluated (kube-controller-manager's
     /// `--horizontal-pod-autoscaler-sync-period`).
     pub autoscaler_sync_period: Duration,
+    /// How replicas authenticate each other.
+    pub peer_security: PeerSecurity,
     /// Deliberate bugs, for the chaos suite to prove its checkers catch them. Never set in production.
     pub planted_bugs: PlantedBugs,
 }
@@ -157,6 +193,7 @@ impl Default for ServerConfig {
             snapshot_catchup_entries: limits::SNAPSHOT_LOGS_KEPT,
             metric_resolution: METRIC_RESOLUTION_DEFAULT,
             autoscaler_sync_period: AUTOSCALER_SYNC_PERIOD_DEFAULT,
+            peer_security: PeerSecurity::default(),
             planted_bugs: PlantedBugs::default(),
         }
     }
@@ -341,5 +378,22 @@ mod tests {
         let c = cluster_id(&a);
         assert_ne!(member_id(c, &a[0]), member_id(c, &a[1]));
         assert_eq!(member_id(c, &a[0]), member_id(c, &b[1]));
+    }
+
+    #[test]
+    fn the_peer_port_gets_all_three_tls_files_or_an_explicit_insecure_choice() {
+        let file = |name: &str| Some(PathBuf::from(name));
+        let tls = PeerSecurity::from_flags(file("ca.crt"), file("n1.crt"), file("n1.key"), false).unwrap();
+        let files = PeerTlsFiles { trusted_ca: "ca.crt".into(), cert: "n1.crt".into(), key: "n1.key".into() };
+        assert_eq!(tls, PeerSecurity::Tls(files));
+        assert_eq!(PeerSecurity::from_flags(None, None, None, true).unwrap(), PeerSecurity::Plaintext);
+        for (ca, cert, key, insecure) in [
+            (None, None, None, false),
+            (file("ca.crt"), file("n1.crt"), None, false),
+            (file("ca.crt"), file("n1.crt"), file("n1.key"), true),
+        ] {
+            let err = PeerSecurity::from_flags(ca, cert, key, insecure).unwrap_err();
+            assert!(err.to_string().contains("--insecure-peer"), "{err}");
+        }
     }
 }

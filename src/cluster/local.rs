@@ -1,13 +1,17 @@
 //! Local clusters of real processes on loopback: `raftsman up`, the benchmark and the integration tests.
 //!
 //! Each member is a child process with its own data dir and log file under one directory. Members of a
-//! raftsman cluster run this project's binary; members of an etcd cluster run Debian's `etcd` (3.4), so that
-//! both can be driven side by side. Dropping a `LocalCluster` kills whatever it still runs.
+//! raftsman cluster run this project's binary, with mutual TLS between them: the peer authority is made in
+//! `<dir>/pki` the first time (and kept, so that a restarted cluster keeps it) and each member gets a fresh
+//! peer certificate there whenever the cluster is laid out. Members of an etcd cluster run Debian's `etcd`
+//! (3.4), so that both can be driven side by side. Dropping a `LocalCluster` kills whatever it still runs.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::security::{peer, pki};
 
 /// Which program the members run.
 #[derive(Clone, Debug)]
@@ -49,6 +53,8 @@ pub struct LocalMember {
 pub struct LocalCluster {
     flavor: Flavor,
     pub members: Vec<LocalMember>,
+    /// Where the peer authority and the members' peer certificates are (raftsman members only).
+    pub pki: Option<PathBuf>,
     /// Extra arguments for every raftsman member's `server` command.
     pub server_args: Vec<String>,
 }
@@ -82,7 +88,11 @@ impl LocalCluster {
                 child: None,
             });
         }
-        Ok(LocalCluster { flavor, members, server_args: Vec::new() })
+        let pki = match flavor {
+            Flavor::Raftsman { .. } => Some(issue_peer_certificates(&dir.join("pki"), &members)?),
+            Flavor::Etcd { .. } => None,
+        };
+        Ok(LocalCluster { flavor, members, pki, server_args: Vec::new() })
     }
 
     pub fn initial_cluster(&self) -> String {
@@ -115,8 +125,14 @@ impl LocalCluster {
                     .args(["--peer-addr", &m.peer_addr.to_string()])
                     .args(["--client-addr", &m.client_addr.to_string()])
                     .args(["--api-addr", &m.api_addr.to_string()])
-                    .args(["--initial-cluster", &initial])
-                    .args(&self.server_args);
+                    .args(["--initial-cluster", &initial]);
+                if let Some(pki) = &self.pki {
+                    let (ca, _) = pki::files(pki, peer::AUTHORITY);
+                    let (cert, key) = pki::files(pki, &peer_files(&m.name));
+                    c.arg("--peer-trusted-ca-file").arg(ca).arg("--peer-cert-file").arg(cert);
+                    c.arg("--peer-key-file").arg(key);
+                }
+                c.args(&self.server_args);
                 c
             }
             Flavor::Etcd { binary } => {
@@ -195,6 +211,25 @@ impl LocalCluster {
         let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kb * 1024)
     }
+}
+
+/// The name of member `name`'s peer certificate files.
+pub fn peer_files(name: &str) -> String {
+    format!("{name}-peer")
+}
+
+/// Makes (or reuses) the peer authority in `pki` and issues each member a peer certificate for its peer
+/// address; returns `pki`.
+fn issue_peer_certificates(pki: &Path, members: &[LocalMember]) -> std::io::Result<PathBuf> {
+    let failed = |e: pki::PkiError| std::io::Error::other(e.to_string());
+    let authority = pki::Authority::load_or_create(pki, peer::AUTHORITY, peer::AUTHORITY_NAME).map_err(failed)?;
+    for m in members {
+        let issued = authority
+            .issue(&m.name, &[], &[m.peer_addr.ip().to_string()], pki::Usage::ServerAndClient)
+            .map_err(failed)?;
+        pki::save(pki, &peer_files(&m.name), &issued).map_err(failed)?;
+    }
+    Ok(pki.to_owned())
 }
 
 /// CPU time a process has used so far (user and system), from `/proc/PID/stat`.

@@ -15,13 +15,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-use super::config::{cluster_id, member_id, ValidServerConfig};
+use super::config::{cluster_id, member_id, PeerSecurity, ValidServerConfig};
 use super::leadership;
 use super::listen::{self, ConnectionCaps};
 use crate::apiserver::etcd::EtcdService;
 use crate::apiserver::http::rest::{self, KubeApi};
 use crate::limits;
 use crate::metrics::Points;
+use crate::security::peer::PeerTls;
 use crate::store::command::Command;
 use crate::store::network::{PeerNetwork, PeerPool};
 use crate::store::peer::PeerService;
@@ -51,6 +52,8 @@ pub enum ServerError {
     Runtime(io::Error),
     #[error("writing {path}: {source}")]
     Kubeconfig { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    PeerTls(#[from] crate::security::peer::PeerTlsError),
 }
 
 /// Which cluster and member a data dir belongs to.
@@ -270,6 +273,15 @@ pub async fn run(
         name: me.name.clone(),
         initialized: false,
     };
+    let peer_tls = match &config.config.peer_security {
+        PeerSecurity::Tls(files) => Some(PeerTls::load(files)?),
+        PeerSecurity::Plaintext => {
+            tracing::warn!(
+                "the peer port serves without TLS (--insecure-peer): whoever reaches it can take the cluster over"
+            );
+            None
+        }
+    };
     let dir = &config.config.data_dir;
     let check_cluster = !config.config.initial_cluster.trim().is_empty();
     let (identity, start) = claim_data_dir(dir, &expected, check_cluster, config.config.rejoin)?;
@@ -307,7 +319,8 @@ pub async fn run(
             let _on_raft_threads = raft_threads.enter();
             endpoint.tcp_nodelay(true).connect_lazy()
         }),
-    );
+    )
+    .with_tls(peer_tls.as_ref().map(PeerTls::client));
     let mut raft = raft_config()?;
     raft.snapshot_policy = openraft::SnapshotPolicy::LogsSinceLast(config.config.snapshot_count);
     raft.max_in_snapshot_log_to_keep = config.config.snapshot_catchup_entries;
@@ -342,7 +355,12 @@ pub async fn run(
     };
     let peer_incoming =
         listen::grpc_incoming(peer_listener, "peer", caps.peer, Duration::from_millis(limits::PEER_PREFACE_TIMEOUT_MS));
-    let peer_server = keepalive(tonic::transport::Server::builder())
+    let mut peer_builder = tonic::transport::Server::builder();
+    if let Some(tls) = &peer_tls {
+        peer_builder =
+            peer_builder.tls_config(tls.server()).map_err(|source| ServerError::Serve { what: "peer API", source })?;
+    }
+    let peer_server = keepalive(peer_builder)
         .max_concurrent_streams(limits::GRPC_STREAMS_PER_CONNECTION_MAX)
         // The leader cancels heartbeats that time out; h2's rapid-reset guard (20 by default) would take a
         // burst of them for an attack and close the connection, and with it every stream to this follower.

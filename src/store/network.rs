@@ -17,7 +17,7 @@ use openraft::raft::{
 };
 use openraft::RaftNetworkV2;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::command::{Applied, Command};
 use super::disk::off_the_workers;
@@ -95,12 +95,19 @@ pub struct PeerPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     dial: Dialer,
     cluster: u64,
+    /// Mutual TLS with the peers, when the replica has it.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl PeerPool {
     /// Peers of `cluster` reached through `dial` (TCP, or the simulation's network).
     pub fn new(cluster: u64, dial: Dialer) -> PeerPool {
-        PeerPool { channels: Arc::default(), dial, cluster }
+        PeerPool { channels: Arc::default(), dial, cluster, tls: None }
+    }
+
+    /// The same pool dialling its peers with TLS (`security::peer`), or without when `tls` is None.
+    pub fn with_tls(self, tls: Option<ClientTlsConfig>) -> PeerPool {
+        PeerPool { tls, ..self }
     }
 
     /// The cluster these peers belong to.
@@ -113,11 +120,15 @@ impl PeerPool {
         let channel = channels
             .entry(addr.to_string())
             .or_insert_with(|| {
-                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+                let scheme = if self.tls.is_some() { "https" } else { "http" };
+                let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
                     .expect("peer addresses are validated socket addresses")
                     .connect_timeout(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS))
                     .http2_keep_alive_interval(Duration::from_millis(limits::PEER_KEEPALIVE_INTERVAL_MS))
                     .keep_alive_timeout(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS));
+                if let Some(tls) = &self.tls {
+                    endpoint = endpoint.tls_config(tls.clone()).expect("PeerTls::load built this configuration once");
+                }
                 (self.dial)(endpoint)
             })
             .clone();

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod docker;
 pub mod etcdctl;
 pub mod kubectl;
+pub mod peer;
 pub mod pods;
 pub mod solo;
 

@@ -296,7 +296,7 @@ mod tests {
         let start = Instant::now();
         for failure in 0..3 {
             let k = q.next().await;
-            assert!(start.elapsed() >= (0..failure).map(backoff).sum());
+            assert!(start.elapsed() >= (0..failure).map(backoff).sum::<Duration>());
             q.done(k, Err(()));
         }
         let k = q.next().await;

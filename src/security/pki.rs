@@ -1,0 +1,180 @@
+//! The cluster's certificate authorities and the certificates they issue, kept as PEM files.
+//!
+//! An authority is a self-signed CA certificate (`<name>.crt`) and its key (`<name>.key`, readable by its owner
+//! only). Each authority signs one kind of certificate, so that a certificate of one kind is never accepted where
+//! another is expected: the peer authority signs only the replicas' peer certificates, and the peer port trusts
+//! only it. Keys are ECDSA P-256; an authority is valid for `CA_VALIDITY_DAYS`, what it issues for
+//! `LEAF_VALIDITY_DAYS`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::limits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a PEM private key this authority can sign with: {source}")]
+    Key { path: PathBuf, source: rcgen::Error },
+    #[error("cannot make a certificate for {subject}: {source}")]
+    Issue { subject: String, source: rcgen::Error },
+}
+
+/// What a certificate may be used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usage {
+    /// Both ends of a mutual TLS connection (a replica's peer certificate: it serves and it dials).
+    ServerAndClient,
+}
+
+/// A certificate authority: its certificate and the key it signs with.
+pub struct Authority {
+    common_name: String,
+    cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A certificate and its private key, as PEM.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// The paths of `<name>.crt` and `<name>.key` in `dir`.
+pub fn files(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")))
+}
+
+fn ca_params(common_name: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params
+}
+
+/// Valid from an hour ago (clocks differ a little between hosts) for `days`.
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(days);
+}
+
+impl Authority {
+    /// A new authority named `common_name`.
+    pub fn create(common_name: &str) -> Result<Authority, PkiError> {
+        let failed = |source| PkiError::Issue { subject: common_name.to_owned(), source };
+        let key = KeyPair::generate().map_err(failed)?;
+        let mut params = ca_params(common_name);
+        validity(&mut params, limits::CA_VALIDITY_DAYS);
+        let cert_pem = params.self_signed(&key).map_err(failed)?.pem();
+        Ok(Authority { common_name: common_name.to_owned(), cert_pem, issuer: Issuer::new(params, key) })
+    }
+
+    /// The authority kept as `<name>.crt` and `<name>.key` in `dir`, made by `create(common_name)`.
+    pub fn load(dir: &Path, name: &str, common_name: &str) -> Result<Authority, PkiError> {
+        let (cert_path, key_path) = files(dir, name);
+        let cert_pem = read(&cert_path)?;
+        let key_pem = read(&key_path)?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|source| PkiError::Key { path: key_path, source })?;
+        // The issued certificates name the authority by its subject and its key's identifier, both derived from
+        // what `create` used: the common name and the key.
+        let issuer = Issuer::new(ca_params(common_name), key);
+        Ok(Authority { common_name: common_name.to_owned(), cert_pem, issuer })
+    }
+
+    /// The authority in `dir` under `name`, created there first if it is not.
+    pub fn load_or_create(dir: &Path, name: &str, common_name: &str) -> Result<Authority, PkiError> {
+        if files(dir, name).1.exists() {
+            return Authority::load(dir, name, common_name);
+        }
+        let authority = Authority::create(common_name)?;
+        authority.save(dir, name)?;
+        Ok(authority)
+    }
+
+    pub fn save(&self, dir: &Path, name: &str) -> Result<(), PkiError> {
+        let key_pem = self.issuer.key().serialize_pem();
+        save(dir, name, &Issued { cert_pem: self.cert_pem.clone(), key_pem })
+    }
+
+    pub fn common_name(&self) -> &str {
+        &self.common_name
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// A new key and a certificate for it: subject `common_name` with `organizations`, valid for `hosts` (IP
+    /// addresses or DNS names), for `usage`.
+    pub fn issue(
+        &self,
+        common_name: &str,
+        organizations: &[&str],
+        hosts: &[String],
+        usage: Usage,
+    ) -> Result<Issued, PkiError> {
+        let failed = |source| PkiError::Issue { subject: common_name.to_owned(), source };
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        for organization in organizations {
+            params.distinguished_name.push(DnType::OrganizationName, *organization);
+        }
+        params.subject_alt_names = hosts
+            .iter()
+            .map(|host| match host.parse::<IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => host.clone().try_into().map(SanType::DnsName),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(failed)?;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = match usage {
+            Usage::ServerAndClient => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        };
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, limits::LEAF_VALIDITY_DAYS);
+        let key = KeyPair::generate().map_err(failed)?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(failed)?;
+        Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    }
+}
+
+/// Writes `issued` as `<name>.crt` and `<name>.key` in `dir` (created if missing), the key readable by its
+/// owner only; each file is written whole under a temporary name and renamed.
+pub fn save(dir: &Path, name: &str, issued: &Issued) -> Result<(), PkiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir).map_err(|source| PkiError::Write { path: dir.to_owned(), source })?;
+    let (cert_path, key_path) = files(dir, name);
+    for (path, text, mode) in [(cert_path, &issued.cert_pem, 0o644), (key_path, &issued.key_pem, 0o600)] {
+        let partial = path.with_extension("partial");
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&partial)
+            .and_then(|mut file| file.write_all(text.as_bytes()).and_then(|()| file.sync_all()))
+            .and_then(|()| std::fs::rename(&partial, &path));
+        written.map_err(|source| PkiError::Write { path, source })?;
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|source| PkiError::Read { path: path.to_owned(), source })
+}
