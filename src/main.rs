@@ -233,6 +233,10 @@ struct ServerArgs {
     /// the cluster over. Only for clusters on loopback.
     #[arg(long)]
     insecure_peer: bool,
+    /// What the API encrypts at rest, and with which keys: an EncryptionConfiguration file (as kube-apiserver's
+    /// flag of the same name takes; providers aesgcm and identity). Every replica needs the same one.
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
     /// Switches on a deliberate bug so the chaos suite can show its checkers catch it. Never in production.
     #[arg(long, hide = true)]
     chaos_plant_bug: Option<cluster::config::PlantedBugs>,
@@ -305,6 +309,7 @@ fn run() -> anyhow::Result<()> {
                         args.peer_key_file,
                         args.insecure_peer,
                     )?,
+                    encryption_provider_config: args.encryption_provider_config,
                     planted_bugs: args.chaos_plant_bug.unwrap_or_default(),
                 }
                 .validate()?;

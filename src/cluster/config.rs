@@ -113,6 +113,9 @@ pub struct ServerConfig {
     pub autoscaler_sync_period: Duration,
     /// How replicas authenticate each other.
     pub peer_security: PeerSecurity,
+    /// The EncryptionConfiguration of what the API encrypts at rest (kube-apiserver's
+    /// `--encryption-provider-config`); None stores everything as is.
+    pub encryption_provider_config: Option<PathBuf>,
     /// Deliberate bugs, for the chaos suite to prove its checkers catch them. Never set in production.
     pub planted_bugs: PlantedBugs,
 }
@@ -194,6 +197,7 @@ impl Default for ServerConfig {
             metric_resolution: METRIC_RESOLUTION_DEFAULT,
             autoscaler_sync_period: AUTOSCALER_SYNC_PERIOD_DEFAULT,
             peer_security: PeerSecurity::default(),
+            encryption_provider_config: None,
             planted_bugs: PlantedBugs::default(),
         }
     }

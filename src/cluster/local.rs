@@ -1,9 +1,10 @@
 //! Local clusters of real processes on loopback: `raftsman up`, the benchmark and the integration tests.
 //!
 //! Each member is a child process with its own data dir and log file under one directory. Members of a
-//! raftsman cluster run this project's binary, with mutual TLS between them: the peer authority is made in
-//! `<dir>/pki` the first time (and kept, so that a restarted cluster keeps it) and each member gets a fresh
-//! peer certificate there whenever the cluster is laid out. Members of an etcd cluster run Debian's `etcd`
+//! raftsman cluster run this project's binary, with mutual TLS between them and Secrets encrypted at rest: the
+//! peer authority and the encryption configuration are made in `<dir>/pki` the first time (and kept, so that a
+//! restarted cluster keeps them) and each member gets a fresh peer certificate there whenever the cluster is
+//! laid out. Members of an etcd cluster run Debian's `etcd`
 //! (3.4), so that both can be driven side by side. Dropping a `LocalCluster` kills whatever it still runs.
 
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::security::{peer, pki};
+use crate::security::{encryption, peer, pki};
 
 /// Which program the members run.
 #[derive(Clone, Debug)]
@@ -131,6 +132,7 @@ impl LocalCluster {
                     let (cert, key) = pki::files(pki, &peer_files(&m.name));
                     c.arg("--peer-trusted-ca-file").arg(ca).arg("--peer-cert-file").arg(cert);
                     c.arg("--peer-key-file").arg(key);
+                    c.arg("--encryption-provider-config").arg(pki.join(ENCRYPTION_CONFIG));
                 }
                 c.args(&self.server_args);
                 c
@@ -213,13 +215,16 @@ impl LocalCluster {
     }
 }
 
+/// The encryption configuration of a local cluster, in its pki directory.
+pub const ENCRYPTION_CONFIG: &str = "encryption.yaml";
+
 /// The name of member `name`'s peer certificate files.
 pub fn peer_files(name: &str) -> String {
     format!("{name}-peer")
 }
 
 /// Makes (or reuses) the peer authority in `pki` and issues each member a peer certificate for its peer
-/// address; returns `pki`.
+/// address; makes the encryption configuration (a random key for Secrets) unless it is there; returns `pki`.
 fn issue_peer_certificates(pki: &Path, members: &[LocalMember]) -> std::io::Result<PathBuf> {
     let failed = |e: pki::PkiError| std::io::Error::other(e.to_string());
     let authority = pki::Authority::load_or_create(pki, peer::AUTHORITY, peer::AUTHORITY_NAME).map_err(failed)?;
@@ -228,6 +233,14 @@ fn issue_peer_certificates(pki: &Path, members: &[LocalMember]) -> std::io::Resu
             .issue(&m.name, &[], &[m.peer_addr.ip().to_string()], pki::Usage::ServerAndClient)
             .map_err(failed)?;
         pki::save(pki, &peer_files(&m.name), &issued).map_err(failed)?;
+    }
+    let config = pki.join(ENCRYPTION_CONFIG);
+    if !config.exists() {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&config)?;
+        file.write_all(encryption::generate_config("key1").as_bytes())?;
+        file.sync_all()?;
     }
     Ok(pki.to_owned())
 }

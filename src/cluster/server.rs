@@ -22,6 +22,7 @@ use crate::apiserver::etcd::EtcdService;
 use crate::apiserver::http::rest::{self, KubeApi};
 use crate::limits;
 use crate::metrics::Points;
+use crate::security::encryption::Encryption;
 use crate::security::peer::PeerTls;
 use crate::store::command::Command;
 use crate::store::network::{PeerNetwork, PeerPool};
@@ -54,6 +55,8 @@ pub enum ServerError {
     Kubeconfig { path: PathBuf, source: io::Error },
     #[error(transparent)]
     PeerTls(#[from] crate::security::peer::PeerTlsError),
+    #[error(transparent)]
+    Encryption(#[from] crate::security::encryption::EncryptionError),
 }
 
 /// Which cluster and member a data dir belongs to.
@@ -282,6 +285,13 @@ pub async fn run(
             None
         }
     };
+    let encryption = match &config.config.encryption_provider_config {
+        Some(path) => Arc::new(Encryption::load(path)?),
+        None => {
+            tracing::warn!("no --encryption-provider-config: Secrets are stored unencrypted");
+            Arc::new(Encryption::none())
+        }
+    };
     let dir = &config.config.data_dir;
     let check_cluster = !config.config.initial_cluster.trim().is_empty();
     let (identity, start) = claim_data_dir(dir, &expected, check_cluster, config.config.rejoin)?;
@@ -382,7 +392,8 @@ pub async fn run(
     write_kubeconfig(dir, &me.name, api_addr)?;
     let service_range = config.config.service_cluster_ip_range;
     let points = Points::default();
-    let api = KubeApi::new(store.clone(), api_addr.to_string(), service_range, config.config.event_ttl, points.clone());
+    let event_ttl = config.config.event_ttl;
+    let api = KubeApi::new(store.clone(), api_addr.to_string(), service_range, event_ttl, encryption, points.clone());
     let router = rest::router(api);
     // The leader's controllers are API clients of this replica, through the router without a socket.
     let leading = leadership::Leading {

@@ -1,5 +1,6 @@
-//! Who may talk to whom: the cluster's certificate authorities and what they issue (`pki`), and mutual TLS
-//! between replicas (`peer`).
+//! Who may talk to whom, and what is kept secret: the cluster's certificate authorities and what they issue
+//! (`pki`), mutual TLS between replicas (`peer`), and the API's encryption at rest (`encryption`).
 
+pub mod encryption;
 pub mod peer;
 pub mod pki;

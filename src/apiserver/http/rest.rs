@@ -38,6 +38,7 @@ use crate::apiserver::registry::verbs::{self, DeleteOptions, FieldValidation, Ta
 use crate::apiserver::watch_cache::WatchCaches;
 use crate::limits;
 use crate::metrics::Points;
+use crate::security::encryption::Encryption;
 use crate::store::Store;
 
 /// The Kubernetes API of one replica.
@@ -56,16 +57,17 @@ pub struct KubeApi {
 }
 
 impl KubeApi {
-    /// The API of the replica of `store`; Events live `event_ttl` after their last write; resource metrics are
-    /// served from `points` while this replica leads.
+    /// The API of the replica of `store`; Events live `event_ttl` after their last write; what `encryption` names
+    /// is encrypted at rest; resource metrics are served from `points` while this replica leads.
     pub fn new(
         store: Store,
         advertise: String,
         service_range: ServiceRange,
         event_ttl: Duration,
+        encryption: Arc<Encryption>,
         points: Points,
     ) -> Arc<KubeApi> {
-        let objects = Objects::new(store, event_ttl);
+        let objects = Objects::new(store, event_ttl).encrypted(encryption);
         let caches = WatchCaches::new(objects.clone());
         let verbs = Verbs { objects, service_range };
         let (kubelets, prober, relay) = (Kubelets::default(), Prober::default(), metrics::Relay::default());

@@ -605,7 +605,7 @@ impl WatchSession {
     async fn send_changes(&mut self, batch: Batch) -> Result<(), WatchEnd> {
         let mut chunk = Chunk::default();
         let resource = self.target.resource;
-        for e in &batch.events {
+        for e in &self.caches.objects().open_events(batch.events) {
             let (kv, prev) = (presented_kv(resource, &e.kv), e.prev_kv.as_ref().map(|p| presented_kv(resource, p)));
             if let Some(line) = self.change_line(e.kind, &kv, prev.as_deref())? {
                 self.push_line(&mut chunk, &line).await?;

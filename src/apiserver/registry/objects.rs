@@ -6,6 +6,10 @@
 //! revision, or its absence, plus any guard such as the namespace's revision) and writes only if nothing
 //! changed, so concurrent writers through any replica never overwrite each other. An object stored with a time
 //! to live (an Event) is put with a lease in that same transaction (`ttl`).
+//!
+//! Values of encrypted resources (`security::encryption`) are sealed here before they are written and opened
+//! here as they are read (`get`, `page`, a refused write's current state, and the events the watches pull
+//! through `open_events`): no other code of the API sees a sealed value.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,9 +20,10 @@ use serde_json::Value;
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::registry::ttl::TtlLeases;
 use crate::limits;
+use crate::security::encryption::Encryption;
 use crate::store::command::{
-    ApplyError, Command, Compare, CompareResult, CompareTarget, DeleteOp, KeyRange, KeyValue, Outcome, PutOp, RangeOp,
-    RequestOp, ResponseOp, TxnOp,
+    ApplyError, Command, Compare, CompareResult, CompareTarget, DeleteOp, Event, KeyRange, KeyValue, Outcome, PutOp,
+    RangeOp, RequestOp, ResponseOp, TxnOp,
 };
 use crate::store::Store;
 
@@ -28,6 +33,10 @@ pub struct Stored {
     pub key: String,
     pub object: Value,
     pub revision: i64,
+    /// Stored otherwise than a write would store it now (sealed with a key that is no longer the first, or
+    /// sealed or not against what the encryption configuration now says): an update that changes nothing is
+    /// still written, so that rewriting objects re-encrypts them.
+    pub stale: bool,
 }
 
 /// How fresh a read must be.
@@ -101,7 +110,7 @@ pub struct Raw {
 impl Raw {
     pub fn decode(&self) -> Result<Stored, ApiError> {
         let object = decode_object(&self.key, &self.value, self.revision)?;
-        Ok(Stored { key: self.key.clone(), object, revision: self.revision })
+        Ok(Stored { key: self.key.clone(), object, revision: self.revision, stale: false })
     }
 
     /// The object's JSON with its resourceVersion set, spliced into `metadata` without decoding the rest.
@@ -156,6 +165,8 @@ pub struct Objects {
     fence: Option<u64>,
     /// The leases of writes with a time to live, shared by every copy (fenced or not).
     leases: Arc<TtlLeases>,
+    /// What is encrypted at rest, and the keys.
+    encryption: Arc<Encryption>,
 }
 
 /// A stored object's JSON decoded, with its resourceVersion (the key's mod revision) set.
@@ -171,18 +182,16 @@ pub fn decode_object(key: &str, value: &[u8], revision: i64) -> Result<Value, Ap
     Ok(object)
 }
 
-fn decode(kv: KeyValue) -> Result<Stored, ApiError> {
-    let key = String::from_utf8_lossy(&kv.key).into_owned();
-    let object = decode_object(&key, &kv.value, kv.mod_revision)?;
-    Ok(Stored { key, object, revision: kv.mod_revision })
-}
-
 fn encode(object: &Value) -> Result<Vec<u8>, ApiError> {
     let mut object = object.clone();
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
-    let bytes = serde_json::to_vec(&object).map_err(|e| ApiError::Internal(e.to_string()))?;
+    serde_json::to_vec(&object).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Refuses a value over the store's limit (as it would be stored, sealed or not).
+fn within_limit(bytes: Vec<u8>) -> Result<Vec<u8>, ApiError> {
     if bytes.len() > limits::VALUE_BYTES_MAX {
         return Err(ApiError::RequestEntityTooLarge(format!(
             "the object is {} bytes once encoded; the limit is {} bytes",
@@ -217,13 +226,54 @@ impl Objects {
     /// The objects in `store`; those written with a time to live (`put`'s `expires`) live `ttl` after their last
     /// write (Events: `--event-ttl`).
     pub fn new(store: Store, ttl: Duration) -> Objects {
-        Objects { store, fence: None, leases: Arc::new(TtlLeases::new(ttl)) }
+        let encryption = Arc::new(Encryption::none());
+        Objects { store, fence: None, leases: Arc::new(TtlLeases::new(ttl)), encryption }
+    }
+
+    /// These objects, with the resources `encryption` names encrypted at rest.
+    pub fn encrypted(self, encryption: Arc<Encryption>) -> Objects {
+        Objects { encryption, ..self }
     }
 
     /// These objects, with every write fenced to `term`: the state machine refuses a write committed in another
     /// term, so the work of a leader that has been deposed cannot change anything.
     pub fn fenced(&self, term: u64) -> Objects {
-        Objects { store: self.store.clone(), fence: Some(term), leases: self.leases.clone() }
+        Objects { fence: Some(term), ..self.clone() }
+    }
+
+    fn decode(&self, kv: KeyValue) -> Result<Stored, ApiError> {
+        let key = String::from_utf8_lossy(&kv.key).into_owned();
+        let stale = self.encryption.is_stale(&key, &kv.value);
+        let value = self.encryption.open(&key, kv.value).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let object = decode_object(&key, &value, kv.mod_revision)?;
+        Ok(Stored { key, object, revision: kv.mod_revision, stale })
+    }
+
+    /// `object` as it is stored under `key`: encoded, sealed if its resource is encrypted, within the limit.
+    fn stored_value(&self, key: &str, object: &Value) -> Result<Vec<u8>, ApiError> {
+        within_limit(self.encryption.seal(key, encode(object)?))
+    }
+
+    /// A read value, opened; one that does not open is logged and read as empty, so that lists and watches
+    /// skip it as they skip any value that does not decode.
+    fn opened(&self, key: &[u8], value: Vec<u8>) -> Vec<u8> {
+        let key = String::from_utf8_lossy(key);
+        self.encryption.open(&key, value).unwrap_or_else(|e| {
+            tracing::error!(%key, error = %e, "a stored value cannot be decrypted");
+            Vec::new()
+        })
+    }
+
+    /// Store events with their values (and previous values) opened, for the watches.
+    pub fn open_events(&self, mut events: Vec<Event>) -> Vec<Event> {
+        for event in &mut events {
+            for kv in std::iter::once(&mut event.kv).chain(event.prev_kv.as_mut()) {
+                if !kv.value.is_empty() {
+                    kv.value = self.opened(&kv.key, std::mem::take(&mut kv.value));
+                }
+            }
+        }
+        events
     }
 
     pub fn store(&self) -> &Store {
@@ -247,7 +297,7 @@ impl Objects {
         self.sync(consistency).await?;
         let op = RangeOp { range: single(key), ..RangeOp::default() };
         let (_, result) = self.store.range(&op).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-        result.kvs.into_iter().next().map(decode).transpose()
+        result.kvs.into_iter().next().map(|kv| self.decode(kv)).transpose()
     }
 
     /// Up to `limit` objects with keys in `[from, end)` at `revision` (0: the current one), from the local
@@ -278,8 +328,8 @@ impl Objects {
             .kvs
             .into_iter()
             .map(|kv| Raw {
+                value: self.opened(&kv.key, kv.value),
                 key: String::from_utf8_lossy(&kv.key).into_owned(),
-                value: kv.value,
                 revision: kv.mod_revision,
             })
             .collect();
@@ -305,7 +355,9 @@ impl Objects {
                 let mut current = Vec::new();
                 for r in t.responses {
                     match r {
-                        ResponseOp::Range(r) => current.push(r.kvs.into_iter().next().map(decode).transpose()?),
+                        ResponseOp::Range(r) => {
+                            current.push(r.kvs.into_iter().next().map(|kv| self.decode(kv)).transpose()?)
+                        }
                         other => return Err(ApiError::Internal(format!("unexpected response {other:?}"))),
                     }
                 }
@@ -333,7 +385,7 @@ impl Objects {
         allocations: &Allocations,
         expires: bool,
     ) -> Result<Result<i64, Refused>, ApiError> {
-        let value = encode(object)?;
+        let value = self.stored_value(key, object)?;
         let mut compares = vec![mod_is(key, expected)];
         compares.extend(guards.iter().map(|g| mod_is(&g.key, g.revision)));
         compares.extend(allocations.claim.iter().map(|k| mod_is(k, 0)));
@@ -341,7 +393,7 @@ impl Objects {
         let mut others = Vec::new();
         for guard in guards {
             if let Some(object) = &guard.replace {
-                let value = encode(object)?;
+                let value = self.stored_value(&guard.key, object)?;
                 others.push(RequestOp::Put(PutOp { key: guard.key.as_bytes().to_vec(), value, ..PutOp::default() }));
             }
         }

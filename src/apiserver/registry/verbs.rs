@@ -619,7 +619,7 @@ impl Verbs {
         }
         let mut warnings = Vec::new();
         let mut new = admit(resource, Some(&current.object), merged, opts, &mut warnings)?;
-        if new == current.object || opts.dry_run {
+        if (new == current.object && !current.stale) || opts.dry_run {
             return Ok(Decided::Answer(Written { object: new, created: false, warnings }));
         }
         let deleting = meta(&new).is_some_and(|m| m.contains_key("deletionTimestamp"));

@@ -311,7 +311,7 @@ impl Cache {
         loop {
             match watcher.pull() {
                 Ok(Some(batch)) => {
-                    self.apply(batch.events, watcher.next_revision() - 1);
+                    self.apply(self.objects.open_events(batch.events), watcher.next_revision() - 1);
                     tokio::task::yield_now().await;
                 }
                 Ok(None) => {
