@@ -247,6 +247,8 @@ async fn namespaced_kinds_are_refused_on_cluster_scoped_paths() {
     let cluster = TestCluster::start(1).await;
     let api = Api::of(&cluster, 0).await;
     api.create("/api/v1/namespaces/default/configmaps", &config_map("kept", "x")).await;
+    // The leader's bootstrap Services (`kubernetes`, `kube-dns`) take their cluster IPs first.
+    harness::settled_revision(&cluster.clients[0]).await;
     let ranges_before = cluster.clients[0].get_prefix(b"/registry/ranges/", false).await.unwrap().kvs.len();
 
     // Phase: creates of namespaced kinds on the cluster-scoped path are not allowed.
