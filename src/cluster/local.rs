@@ -90,7 +90,7 @@ impl LocalCluster {
             });
         }
         let pki = match flavor {
-            Flavor::Raftsman { .. } => Some(issue_peer_certificates(&dir.join("pki"), &members)?),
+            Flavor::Raftsman { .. } => Some(make_pki(&dir.join("pki"), &members)?),
             Flavor::Etcd { .. } => None,
         };
         Ok(LocalCluster { flavor, members, pki, server_args: Vec::new() })
@@ -225,7 +225,7 @@ pub fn peer_files(name: &str) -> String {
 
 /// Makes (or reuses) the peer authority in `pki` and issues each member a peer certificate for its peer
 /// address; makes the encryption configuration (a random key for Secrets) unless it is there; returns `pki`.
-fn issue_peer_certificates(pki: &Path, members: &[LocalMember]) -> std::io::Result<PathBuf> {
+fn make_pki(pki: &Path, members: &[LocalMember]) -> std::io::Result<PathBuf> {
     let failed = |e: pki::PkiError| std::io::Error::other(e.to_string());
     let authority = pki::Authority::load_or_create(pki, peer::AUTHORITY, peer::AUTHORITY_NAME).map_err(failed)?;
     for m in members {
