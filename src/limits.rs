@@ -599,10 +599,3 @@ pub const DNS_TCP_IDLE_SECS: u64 = 30;
 pub const CA_VALIDITY_DAYS: i64 = 3_650;
 /// How long a certificate it issues is valid.
 pub const LEAF_VALIDITY_DAYS: i64 = 365;
-
-/// Size at which the audit log is rotated.
-pub const AUDIT_LOG_BYTES_MAX: u64 = 100 * 1024 * 1024;
-/// Rotated audit logs kept (`audit.log.1` ... `audit.log.N`).
-pub const AUDIT_LOG_FILES_KEPT: usize = 5;
-/// Audit lines waiting for the writer; a write's request waits for room beyond this.
-pub const AUDIT_QUEUE_LINES_MAX: usize = 4_096;

@@ -19,7 +19,6 @@ use super::config::{cluster_id, member_id, PeerSecurity, ValidServerConfig};
 use super::leadership;
 use super::listen::{self, ConnectionCaps};
 use crate::apiserver::etcd::EtcdService;
-use crate::apiserver::http::audit::{self, Audit};
 use crate::apiserver::http::rest::{self, KubeApi};
 use crate::limits;
 use crate::metrics::Points;
@@ -58,8 +57,6 @@ pub enum ServerError {
     PeerTls(#[from] crate::security::peer::PeerTlsError),
     #[error(transparent)]
     Encryption(#[from] crate::security::encryption::EncryptionError),
-    #[error("opening the audit log {path}: {source}")]
-    Audit { path: PathBuf, source: io::Error },
 }
 
 /// Which cluster and member a data dir belongs to.
@@ -397,9 +394,7 @@ pub async fn run(
     let points = Points::default();
     let event_ttl = config.config.event_ttl;
     let api = KubeApi::new(store.clone(), api_addr.to_string(), service_range, event_ttl, encryption, points.clone());
-    let audit_path = dir.join("audit.log");
-    let audit = Audit::open(audit_path.clone()).map_err(|source| ServerError::Audit { path: audit_path, source })?;
-    let router = rest::router(api).layer(axum::middleware::from_fn_with_state(audit, audit::record));
+    let router = rest::router(api);
     // The leader's controllers are API clients of this replica, through the router without a socket.
     let leading = leadership::Leading {
         api_addr,

@@ -1,6 +1,6 @@
 //! The Kubernetes API's HTTP edge: the router and request options (`rest`), discovery documents
-//! (`discovery`), the relay of container logs from the node's kubelet (`logs`), the computed component
-//! statuses (`components`) and the audit log of writes (`audit`).
+//! (`discovery`), the relay of container logs from the node's kubelet (`logs`) and the computed component
+//! statuses (`components`).
 
 use std::time::Duration;
 
@@ -10,7 +10,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-pub mod audit;
 pub mod components;
 pub mod discovery;
 pub mod eviction;
