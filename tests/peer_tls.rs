@@ -129,10 +129,11 @@ async fn a_replica_with_a_certificate_of_another_authority_is_cut_off_until_it_h
     let pki_dir = c.local.pki.clone().unwrap();
     let name = c.local.members[outsider].name.clone();
     let files = raftsman::cluster::local::peer_files(&name);
-    let genuine = (
-        std::fs::read(pki::files(&pki_dir, &files).0).unwrap(),
-        std::fs::read(pki::files(&pki_dir, &files).1).unwrap(),
-    );
+    let (cert_path, key_path) = pki::files(&pki_dir, &files);
+    let genuine = pki::Issued {
+        cert_pem: std::fs::read_to_string(cert_path).unwrap(),
+        key_pem: std::fs::read_to_string(key_path).unwrap(),
+    };
 
     // The outsider restarts with a certificate of its name and address from another authority.
     c.local.stop(outsider, Duration::from_secs(10));
@@ -157,15 +158,7 @@ async fn a_replica_with_a_certificate_of_another_authority_is_cut_off_until_it_h
 
     // With the cluster's certificate again, it catches up.
     c.local.signal(outsider, Signal::Kill);
-    pki::save(
-        &pki_dir,
-        &files,
-        &pki::Issued {
-            cert_pem: String::from_utf8(genuine.0).unwrap(),
-            key_pem: String::from_utf8(genuine.1).unwrap(),
-        },
-    )
-    .unwrap();
+    pki::save(&pki_dir, &files, &genuine).unwrap();
     c.local.start(outsider).unwrap();
     put_retrying(&c.clients[insiders[0]], "last", "v", Duration::from_secs(10)).await.unwrap();
     eventually(Duration::from_secs(30), "the outsider to catch up", || async {

@@ -38,7 +38,6 @@ pub enum Usage {
 
 /// A certificate authority: its certificate and the key it signs with.
 pub struct Authority {
-    common_name: String,
     cert_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
@@ -79,7 +78,7 @@ impl Authority {
         let mut params = ca_params(common_name);
         validity(&mut params, limits::CA_VALIDITY_DAYS);
         let cert_pem = params.self_signed(&key).map_err(failed)?.pem();
-        Ok(Authority { common_name: common_name.to_owned(), cert_pem, issuer: Issuer::new(params, key) })
+        Ok(Authority { cert_pem, issuer: Issuer::new(params, key) })
     }
 
     /// The authority kept as `<name>.crt` and `<name>.key` in `dir`, made by `create(common_name)`.
@@ -91,7 +90,7 @@ impl Authority {
         // The issued certificates name the authority by its subject and its key's identifier, both derived from
         // what `create` used: the common name and the key.
         let issuer = Issuer::new(ca_params(common_name), key);
-        Ok(Authority { common_name: common_name.to_owned(), cert_pem, issuer })
+        Ok(Authority { cert_pem, issuer })
     }
 
     /// The authority in `dir` under `name`, created there first if it is not.
@@ -107,10 +106,6 @@ impl Authority {
     pub fn save(&self, dir: &Path, name: &str) -> Result<(), PkiError> {
         let key_pem = self.issuer.key().serialize_pem();
         save(dir, name, &Issued { cert_pem: self.cert_pem.clone(), key_pem })
-    }
-
-    pub fn common_name(&self) -> &str {
-        &self.common_name
     }
 
     pub fn cert_pem(&self) -> &str {

@@ -221,11 +221,7 @@ async fn reconcile(context: &Context, key: Key) -> Result<Next, kube::Error> {
         }
         return write_slices(context, &key, slices::deletes(&mirrored)).await;
     };
-    let seen = |slice: &str| match informer::get(&context.slices, Some(namespace), slice) {
-        Some(_) => Seen::Alive,
-        None => Seen::Absent,
-    };
-    if !context.expectations.satisfied(&key, seen) {
+    if !context.expectations.satisfied(&key, |slice| seen(context, namespace, slice)) {
         return Ok(Next::RequeueAfter(Duration::from_secs(limits::EXPECTATIONS_TIMEOUT_SECS)));
     }
     if members::selects(&service).is_none() {
@@ -265,6 +261,14 @@ async fn reconcile(context: &Context, key: Key) -> Result<Next, kube::Error> {
     write_slices(context, &key, writes).await
 }
 
+/// Whether the slices cache holds slice `name` of `namespace`.
+fn seen(context: &Context, namespace: &str, name: &str) -> Seen {
+    match informer::get(&context.slices, Some(namespace), name) {
+        Some(_) => Seen::Alive,
+        None => Seen::Absent,
+    }
+}
+
 /// Makes `writes` to the slices of the Service `key`, expecting each slice it creates until the cache has it.
 async fn write_slices(context: &Context, key: &Key, writes: Vec<SliceWrite>) -> Result<Next, kube::Error> {
     let namespace = &key.0;
@@ -272,10 +276,7 @@ async fn write_slices(context: &Context, key: &Key, writes: Vec<SliceWrite>) -> 
         match write {
             SliceWrite::Create(object) => {
                 let created = create(&context.client, "endpointslices", namespace, &object).await?;
-                let seen = match informer::get(&context.slices, Some(namespace), &created) {
-                    Some(_) => Seen::Alive,
-                    None => Seen::Absent,
-                };
+                let seen = seen(context, namespace, &created);
                 context.expectations.created(key, created, seen);
             }
             SliceWrite::Replace(object) => replace(&context.client, "endpointslices", namespace, &object).await?,
