@@ -260,6 +260,8 @@ pub const OPEN_FILES_RESERVE: usize = 256;
 /// How long a Kubernetes API connection may take to send a complete request header; also how long an idle
 /// keep-alive connection waits for its next request.
 pub const API_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// How long a new Kubernetes API connection may take to finish its TLS handshake.
+pub const API_TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// How long a new etcd client connection may take to send the HTTP/2 connection preface.
 pub const GRPC_PREFACE_TIMEOUT_MS: u64 = 10_000;
 /// How long a new peer connection may take to send the HTTP/2 connection preface; also how long its TLS
@@ -599,3 +601,12 @@ pub const DNS_TCP_IDLE_SECS: u64 = 30;
 pub const CA_VALIDITY_DAYS: i64 = 3_650;
 /// How long a certificate it issues is valid.
 pub const LEAF_VALIDITY_DAYS: i64 = 365;
+/// How long an agent waits before asking the replicas again for its node's certificate (doubling up to the
+/// maximum), and how long before its certificate ends it asks for a new one (at its start).
+pub const AGENT_JOIN_RETRY_MS: u64 = 500;
+pub const AGENT_JOIN_RETRY_MAX_MS: u64 = 10_000;
+pub const AGENT_CERTIFICATE_RENEW_DAYS: i64 = 30;
+/// The largest static token file (`--token-auth-file`) a replica reads.
+pub const TOKEN_FILE_BYTES_MAX: u64 = 1 << 20;
+/// The largest body a node's request for its credentials may have (a signing request and a token).
+pub const NODE_CREDENTIALS_BODY_BYTES_MAX: usize = 16 << 10;

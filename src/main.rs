@@ -34,7 +34,8 @@ enum Cmd {
     Bench(BenchArgs),
     /// Run a worker agent: register a node (or many fake ones) and run the pods bound to it.
     Agent(AgentArgs),
-    /// Make the cluster's certificates: the peer authority, and each replica's peer certificate.
+    /// Make the cluster's certificates: the peer authority and each replica's peer certificate, the cluster
+    /// authority and each replica's API certificate, and users' kubeconfigs.
     #[command(subcommand)]
     Certs(CertsCmd),
 }
@@ -57,6 +58,40 @@ enum CertsCmd {
         /// The host of the replica's --peer-addr (repeat for more).
         #[arg(long = "host", required = true)]
         hosts: Vec<String>,
+    },
+    /// Create the cluster authority (ca.crt and ca.key) in --dir, unless it is there already. Every replica
+    /// gets ca.crt (--client-ca-file); replicas that sign nodes' and the admin's certificates get ca.key too
+    /// (--cluster-signing-cert-file and --cluster-signing-key-file).
+    Ca {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue replica NAME's API certificate (NAME-api.crt and NAME-api.key in --dir), signed by the cluster
+    /// authority in --dir, valid for the hosts clients reach its API at.
+    Api {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// The host of the replica's --api-addr (repeat for more).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+    },
+    /// Write a kubeconfig for USER (in GROUP) with a client certificate signed by the cluster authority in
+    /// --dir, for the API at --server (`https://HOST:PORT`).
+    Kubeconfig {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        user: String,
+        /// The user's group (a certificate names one); `system:masters` may do anything.
+        #[arg(long)]
+        group: Option<String>,
+        /// Where to write it (readable by its owner only).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -107,6 +142,14 @@ struct AgentArgs {
     /// The cluster domain the DNS answers for.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// The node token (a replica's `<data dir>/node-token`): the agent obtains its node's certificate with it
+    /// and reaches the API over TLS. Without a token (or --token-file) it speaks plain HTTP, for API servers
+    /// started with --insecure-api.
+    #[arg(long, conflicts_with = "token_file")]
+    token: Option<String>,
+    /// A file holding the node token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -233,6 +276,31 @@ struct ServerArgs {
     /// the cluster over. Only for clusters on loopback.
     #[arg(long)]
     insecure_peer: bool,
+    /// The Kubernetes API's serving certificate (from the cluster authority, valid for the host of --api-addr).
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    /// The key of --tls-cert-file.
+    #[arg(long)]
+    tls_private_key_file: Option<PathBuf>,
+    /// The cluster authority's certificate: clients' certificates are verified against it (common name the user,
+    /// organizations the groups), and so are other replicas' API certificates.
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
+    /// Static bearer tokens: lines of token,user,uid,"group1,group2" (as kube-apiserver's flag of the same name).
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// The cluster authority's certificate, to sign with (as kube-controller-manager's flag of the same name):
+    /// with it and its key the replica writes an admin kubeconfig and the node token into its data dir, and
+    /// signs the certificates of agents that join with that token.
+    #[arg(long)]
+    cluster_signing_cert_file: Option<PathBuf>,
+    /// The key of --cluster-signing-cert-file.
+    #[arg(long)]
+    cluster_signing_key_file: Option<PathBuf>,
+    /// Serve the Kubernetes API over plain HTTP without authentication: every request is then the admin's.
+    /// Only for clusters on loopback.
+    #[arg(long)]
+    insecure_api: bool,
     /// What the API encrypts at rest, and with which keys: an EncryptionConfiguration file (as kube-apiserver's
     /// flag of the same name takes; providers aesgcm and identity). Every replica needs the same one.
     #[arg(long)]
@@ -309,6 +377,15 @@ fn run() -> anyhow::Result<()> {
                         args.peer_key_file,
                         args.insecure_peer,
                     )?,
+                    api_security: cluster::config::ApiSecurityConfig::from_flags(cluster::config::ApiSecurityFlags {
+                        tls_cert_file: args.tls_cert_file,
+                        tls_private_key_file: args.tls_private_key_file,
+                        client_ca_file: args.client_ca_file,
+                        token_auth_file: args.token_auth_file,
+                        cluster_signing_cert_file: args.cluster_signing_cert_file,
+                        cluster_signing_key_file: args.cluster_signing_key_file,
+                        insecure_api: args.insecure_api,
+                    })?,
                     encryption_provider_config: args.encryption_provider_config,
                     planted_bugs: args.chaos_plant_bug.unwrap_or_default(),
                 }
@@ -405,6 +482,7 @@ fn run() -> anyhow::Result<()> {
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     use raftsman::agent::{self, node, AgentConfig, RuntimeKind};
+    use raftsman::security::join::NodeToken;
     let config = AgentConfig {
         node_name: args.node_name,
         servers: args.servers,
@@ -431,6 +509,14 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
             .unwrap_or(args.runtime == AgentRuntime::Docker)
             .then_some(args.service_cluster_ip_range),
         cluster_domain: args.cluster_domain,
+        token: match (args.token, args.token_file) {
+            (Some(token), _) => Some(NodeToken::parse(&token).context("--token")?),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                Some(NodeToken::parse(&text).with_context(|| format!("--token-file {}", path.display()))?)
+            }
+            (None, None) => None,
+        },
         ..AgentConfig::default()
     }
     .validate()?;
@@ -459,7 +545,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
 }
 
 fn certs(command: CertsCmd) -> anyhow::Result<()> {
-    use raftsman::security::{peer, pki};
+    use raftsman::security::{kubeconfig, peer, pki, tls};
     match command {
         CertsCmd::PeerCa { dir } => {
             let (cert, _) = pki::files(&dir, peer::AUTHORITY);
@@ -469,12 +555,36 @@ fn certs(command: CertsCmd) -> anyhow::Result<()> {
             println!("{done} peer authority: {}", cert.display());
         }
         CertsCmd::Peer { dir, name, hosts } => {
-            let authority = pki::Authority::load(&dir, peer::AUTHORITY, peer::AUTHORITY_NAME)?;
+            let authority = pki::Authority::load(&dir, peer::AUTHORITY)?;
             let issued = authority.issue(&name, &[], &hosts, pki::Usage::ServerAndClient)?;
             let files = cluster::local::peer_files(&name);
             pki::save(&dir, &files, &issued)?;
             let (cert, key) = pki::files(&dir, &files);
             println!("issued {name}'s peer certificate: {} (key {})", cert.display(), key.display());
+        }
+        CertsCmd::Ca { dir } => {
+            let (cert, _) = pki::files(&dir, tls::AUTHORITY);
+            let existed = cert.exists();
+            pki::Authority::load_or_create(&dir, tls::AUTHORITY, tls::AUTHORITY_NAME)?;
+            let done = if existed { "kept the existing" } else { "created the" };
+            println!("{done} cluster authority: {}", cert.display());
+        }
+        CertsCmd::Api { dir, name, hosts } => {
+            use raftsman::security::authn::{API_SERVER_USER, MASTERS_GROUP};
+            let authority = pki::Authority::load(&dir, tls::AUTHORITY)?;
+            let issued = authority.issue(API_SERVER_USER, &[MASTERS_GROUP], &hosts, pki::Usage::ServerAndClient)?;
+            let files = tls::api_files(&name);
+            pki::save(&dir, &files, &issued)?;
+            let (cert, key) = pki::files(&dir, &files);
+            println!("issued {name}'s API certificate: {} (key {})", cert.display(), key.display());
+        }
+        CertsCmd::Kubeconfig { dir, server, user, group, out } => {
+            let authority = pki::Authority::load(&dir, tls::AUTHORITY)?;
+            let groups: Vec<&str> = group.iter().map(String::as_str).collect();
+            let issued = authority.issue(&user, &groups, &[], pki::Usage::Client)?;
+            let text = kubeconfig::render(&server, Some(authority.cert_pem()), Some(&issued), "raftsman");
+            pki::write(&out, &text, 0o600)?;
+            println!("wrote {user}'s kubeconfig: {}", out.display());
         }
     }
     Ok(())
@@ -509,7 +619,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("raftsman: 3 replicas are up; data and logs in {}", args.data_dir.display());
     for m in &local.members {
         println!(
-            "  {}  kubernetes api http://{}  etcd client {}  peer {}  log {}",
+            "  {}  kubernetes api https://{}  etcd client {}  peer {}  log {}",
             m.name,
             m.api_addr,
             m.client_addr,
@@ -518,8 +628,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(pki) = &local.pki {
-        println!("replicas talk over mutual TLS; their authority and certificates are in {}", pki.display());
+        println!(
+            "replicas talk over mutual TLS and serve the API over TLS; authorities and certificates: {}",
+            pki.display()
+        );
     }
+    println!("agents join with the node token: raftsman agent --token-file {} ...", local.node_token_file().display());
     let kubeconfig = local.members[0].data_dir.join("admin.kubeconfig");
     println!("try:  kubectl --kubeconfig {} get namespaces", kubeconfig.display());
     println!("      ETCDCTL_API=3 etcdctl --endpoints={} endpoint status -w table", hosts.join(","));

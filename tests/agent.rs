@@ -220,9 +220,10 @@ async fn a_fake_agent_registers_its_node_runs_finishes_and_deletes_pods() {
     assert!(!starts(&agent).contains_key("on-f2"), "only the agent of f-2 runs it");
 }
 
-/// Whether replica `addr` answers `/readyz` with 200.
-async fn ready(addr: SocketAddr) -> bool {
-    raftsman::agent::balancer::probe(addr).await == raftsman::agent::balancer::Health::Ready
+/// Whether replica `addr` answers `/readyz` with 200 (over TLS, trusting the cluster authority).
+async fn ready(cluster: &TestCluster, addr: SocketAddr) -> bool {
+    let tls = harness::api::tls_as(&cluster.local, None);
+    raftsman::agent::balancer::probe(addr, Some(tls)).await == raftsman::agent::balancer::Health::Ready
 }
 
 /// Kills replica `victim` while pods bound to `agent`'s node are created through `survivor`; returns how long
@@ -268,7 +269,7 @@ async fn kill_while_creating(
     // The killed replica comes back for the next round.
     cluster.local.start(victim).unwrap();
     eventually(Duration::from_secs(30), "the killed replica to be ready again", || async {
-        ready(victim_addr).await.then_some(())
+        ready(cluster, victim_addr).await.then_some(())
     })
     .await;
     (switched, first_running)
@@ -283,9 +284,9 @@ async fn the_agent_carries_on_when_its_replica_or_the_leader_is_killed() {
     let addr = |i: usize| cluster.local.members[i].api_addr;
     // Each agent talks to the first replica it is given while that one stays ready.
     let mut on_follower =
-        Agent::start(&[addr(follower), addr(other), addr(leader)], "via-follower", &["--runtime", "fake"]);
+        Agent::start(&cluster, &[addr(follower), addr(other), addr(leader)], "via-follower", &["--runtime", "fake"]);
     let mut on_leader =
-        Agent::start(&[addr(leader), addr(follower), addr(other)], "via-leader", &["--runtime", "fake"]);
+        Agent::start(&cluster, &[addr(leader), addr(follower), addr(other)], "via-leader", &["--runtime", "fake"]);
     let admin = harness::kube_client(&cluster, other).await;
     let nodes: Api<Node> = Api::all(admin.clone());
     wait_node_ready(&nodes, "via-follower").await;

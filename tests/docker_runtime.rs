@@ -53,7 +53,7 @@ async fn a_deployment_runs_in_docker_and_survives_kills_of_its_containers_agent_
     let node = "docker-deploy";
     let _cleanup = NodeCleanup(node.to_owned());
     let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
-    let mut agent = Agent::start(&servers, node, &["--runtime", "docker"]);
+    let mut agent = Agent::start(&cluster, &servers, node, &["--runtime", "docker"]);
     let leader = cluster.leader().await;
     let k = Kubectl::for_replica(&cluster, follower(leader)).await;
     harness::pods::wait_nodes(&k, 1).await;
@@ -230,7 +230,7 @@ async fn probes_drive_readiness_and_restart_a_container_whose_liveness_fails() {
     let node = "docker-probes";
     let _cleanup = NodeCleanup(node.to_owned());
     let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
-    let _agent = Agent::start(&servers, node, &["--runtime", "docker"]);
+    let _agent = Agent::start(&cluster, &servers, node, &["--runtime", "docker"]);
     let k = Kubectl::for_replica(&cluster, cluster.leader().await).await;
     harness::pods::wait_nodes(&k, 1).await;
     let manifest = format!(
@@ -365,7 +365,7 @@ async fn config_maps_secrets_and_volumes_reach_the_containers() {
     let node = "docker-volumes";
     let _cleanup = NodeCleanup(node.to_owned());
     let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
-    let agent = Agent::start(&servers, node, &["--runtime", "docker"]);
+    let agent = Agent::start(&cluster, &servers, node, &["--runtime", "docker"]);
     let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
     harness::pods::wait_nodes(&k, 1).await;
     let host = tempfile::tempdir().unwrap();
@@ -497,7 +497,7 @@ async fn kubectl_attach_joins_a_containers_own_streams_through_a_follower() {
     let node = "docker-attach";
     let _cleanup = NodeCleanup(node.to_owned());
     let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
-    let _agent = Agent::start(&servers, node, &["--runtime", "docker"]);
+    let _agent = Agent::start(&cluster, &servers, node, &["--runtime", "docker"]);
     let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
     harness::pods::wait_nodes(&k, 1).await;
     let manifest = format!(

@@ -184,7 +184,7 @@ async fn foreign_other_cluster_and_corrupt_data_dirs_are_refused_untouched() {
         let initial = cluster.replace("PEER", &peer);
         Command::new(binary)
             .args(["server", "--name", "n1", "--peer-addr", &peer, "--client-addr", &client, "--api-addr", &api])
-            .arg("--insecure-peer")
+            .args(["--insecure-peer", "--insecure-api"])
             .arg("--data-dir")
             .arg(data)
             .args(["--initial-cluster", &initial])
@@ -217,7 +217,7 @@ async fn foreign_other_cluster_and_corrupt_data_dirs_are_refused_untouched() {
     let [peer_port, client_port, api_port] =
         <[u16; 3]>::try_from(raftsman::cluster::local::free_ports(3).unwrap()).unwrap();
     let mut restarted = Command::new(binary)
-        .args(["server", "--name", "n1", "--insecure-peer"])
+        .args(["server", "--name", "n1", "--insecure-peer", "--insecure-api"])
         .arg("--data-dir")
         .arg(&data)
         .args(["--peer-addr", &format!("127.0.0.1:{peer_port}")])

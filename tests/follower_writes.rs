@@ -5,7 +5,7 @@
 //! through another.
 //!
 //! A follower is put behind by stopping it (SIGSTOP) while another replica writes, and sending it the request
-//! before it resumes: it then usually reads before it has applied the write. Whether it did is seen on its
+//! (on a connection opened before it stopped) before it resumes: it then usually reads before it has applied the write. Whether it did is seen on its
 //! `/metrics` (a confirmation is one read index); each case runs until one round caught it behind.
 
 mod harness;
@@ -17,8 +17,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, GetParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
+use harness::api::ApiStream;
 use harness::kubectl::follower;
 use harness::{eventually, kube_client, TestCluster};
 use raftsman::cluster::local::Signal;
@@ -27,43 +28,34 @@ use raftsman::cluster::local::Signal;
 const ROUNDS_MAX: usize = 8;
 
 /// The status code and JSON body of the answer on `stream`.
-async fn answer(mut stream: tokio::net::TcpStream) -> (u16, Value) {
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
+async fn answer(mut stream: ApiStream) -> (u16, Value) {
+    let raw = tokio::time::timeout(Duration::from_secs(20), harness::api::read_all(&mut stream))
         .await
-        .expect("the replica answers within 20 s")
-        .expect("the answer is read");
+        .expect("the replica answers within 20 s");
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
     let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status code");
     (code, serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
 }
 
-/// Sends a plain HTTP/1.1 request to `addr` and leaves its answer on the stream.
-async fn send(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: &str,
-) -> tokio::net::TcpStream {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("the API accepts");
+/// Sends an HTTP/1.1 request on `stream` and leaves its answer there.
+async fn send(mut stream: ApiStream, method: &str, path: &str, content_type: &str, body: &str) -> ApiStream {
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.expect("the request is sent");
+    stream.flush().await.expect("the request is sent");
     stream
 }
 
 /// Replica `i`'s `raftsman_store_read_indexes_total`.
 async fn read_indexes(cluster: &TestCluster, i: usize) -> u64 {
-    let mut stream = tokio::net::TcpStream::connect(cluster.local.members[i].api_addr).await.expect("the API accepts");
+    let mut stream = harness::api::connect(cluster, i).await;
     let request = "GET /metrics HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n";
     stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
+    let raw = harness::api::read_all(&mut stream).await;
     let text = String::from_utf8(raw).unwrap();
     let line = text.lines().find(|l| l.starts_with("raftsman_store_read_indexes_total ")).expect("the counter");
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
@@ -193,10 +185,11 @@ impl Lagging {
     /// a read index to confirm).
     async fn request(&mut self, writes: impl Future<Output = Request>) -> (u16, Value, bool) {
         let before = read_indexes(&self.cluster, self.b).await;
+        // The TLS handshake needs `b` to answer: the connection is ready before it stops.
+        let stream = harness::api::connect(&self.cluster, self.b).await;
         self.cluster.local.signal(self.b, Signal::Stop);
         let r = writes.await;
-        let stream = send(self.cluster.local.members[self.b].api_addr, r.method, &r.path, r.content_type, &r.body);
-        let stream = stream.await;
+        let stream = send(stream, r.method, &r.path, r.content_type, &r.body).await;
         self.cluster.local.signal(self.b, Signal::Cont);
         let (code, obj) = answer(stream).await;
         (code, obj, read_indexes(&self.cluster, self.b).await > before)

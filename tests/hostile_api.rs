@@ -10,17 +10,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use harness::api::HttpsClient;
 use harness::{eventually, TestCluster};
 
-/// One replica's Kubernetes API, spoken to over plain HTTP.
+/// One replica's Kubernetes API, spoken to as the admin.
 struct Api {
     addr: std::net::SocketAddr,
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    client: HttpsClient,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 /// A response: status code, `Warning` headers, body.
@@ -44,8 +44,9 @@ impl Answer {
 impl Api {
     /// The API of replica `i`, once it is ready.
     async fn of(cluster: &TestCluster, i: usize) -> Api {
+        let addr = cluster.local.members[i].api_addr;
         let api =
-            Api { addr: cluster.local.members[i].api_addr, client: Client::builder(TokioExecutor::new()).build_http() };
+            Api { addr, client: harness::api::https_client(cluster), tls: harness::api::admin_tls(&cluster.local) };
         eventually(Duration::from_secs(20), "the api to be ready", || async {
             api.call("GET", "/readyz", None, None).await.filter(|a| a.code == 200).map(|_| ())
         })
@@ -60,7 +61,7 @@ impl Api {
         content_type: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Option<Answer> {
-        let mut request = http::Request::builder().method(method).uri(format!("http://{}{path}", self.addr));
+        let mut request = http::Request::builder().method(method).uri(format!("https://{}{path}", self.addr));
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
@@ -339,7 +340,7 @@ async fn a_corrupt_stored_object_is_skipped_and_reported() {
     }
     assert_eq!(api.names("/api/v1/namespaces/default/configmaps").await, ["a", "z"]);
     let request = http::Request::builder()
-        .uri(format!("http://{}/api/v1/namespaces/default/configmaps", api.addr))
+        .uri(format!("https://{}/api/v1/namespaces/default/configmaps", api.addr))
         .header("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -445,10 +446,11 @@ async fn patches_cannot_amplify_memory() {
 
 /// Opens a watch with a tiny receive buffer and reads only its response head, so that the replica has to
 /// hold (or not) what the client does not take.
-async fn idle_watch(addr: std::net::SocketAddr, path: &str) -> tokio::net::TcpStream {
+async fn idle_watch(api: &Api, path: &str) -> harness::api::ApiStream {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = socket.connect(addr).await.unwrap();
+    let addr = api.addr;
+    let mut stream = harness::api::over(socket.connect(addr).await.unwrap(), api.tls.clone()).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut head = [0u8; 12];
@@ -481,7 +483,7 @@ async fn watches_from_zero_cost_bounded_memory_given_back_when_they_close() {
         let started = Instant::now();
         let mut watches = Vec::new();
         for _ in 0..WATCHES {
-            watches.push(idle_watch(api.addr, "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=0").await);
+            watches.push(idle_watch(&api, "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=0").await);
         }
         let opened = started.elapsed();
         // Give the replica time to fill whatever it buffers: watch its RSS until it stops growing.

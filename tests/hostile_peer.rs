@@ -8,6 +8,7 @@ mod harness;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use harness::api::HttpsClient;
 use harness::{eventually, put_retrying, TestCluster};
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use openraft::{EntryPayload, Membership, StoredMembership};
@@ -303,9 +304,8 @@ async fn forwarded_requests_get_the_limits_of_client_requests() {
 type Body = http_body_util::Full<bytes::Bytes>;
 
 /// Sends `request` and returns the HTTP status once the whole answer is read.
-async fn http_status(request: http::Request<Body>) -> u16 {
+async fn http_status(client: &HttpsClient, request: http::Request<Body>) -> u16 {
     use http_body_util::BodyExt;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let response = client.request(request).await.expect("the API answers");
     let status = response.status().as_u16();
     let _ = response.into_body().collect().await;
@@ -314,18 +314,18 @@ async fn http_status(request: http::Request<Body>) -> u16 {
 
 /// Creates a ConfigMap holding 1,000,000 bytes in `default` through the Kubernetes API at `api`; returns the
 /// HTTP status.
-async fn post_config_map(api: std::net::SocketAddr, name: String) -> u16 {
+async fn post_config_map(client: HttpsClient, api: std::net::SocketAddr, name: String) -> u16 {
     let body = serde_json::json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": name},
         "data": {"blob": "x".repeat(1_000_000)},
     });
-    let request = http::Request::post(format!("http://{api}/api/v1/namespaces/default/configmaps"))
+    let request = http::Request::post(format!("https://{api}/api/v1/namespaces/default/configmaps"))
         .header("content-type", "application/json")
         .body(Body::from(serde_json::to_vec(&body).unwrap()))
         .unwrap();
-    http_status(request).await
+    http_status(&client, request).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,9 +335,10 @@ async fn concurrent_one_megabyte_writes_through_a_follower_never_stop_the_cluste
     let follower = (leader + 1) % 3;
     let value = vec![b'x'; 1_000_000];
     let api = c.local.members[follower].api_addr;
+    let client = harness::api::https_client(&c);
     eventually(Duration::from_secs(20), "the follower's API to be ready", || async {
-        (http_status(http::Request::get(format!("http://{api}/readyz")).body(Default::default()).unwrap()).await == 200)
-            .then_some(())
+        let ready = http::Request::get(format!("https://{api}/readyz")).body(Default::default()).unwrap();
+        (http_status(&client, ready).await == 200).then_some(())
     })
     .await;
 
@@ -363,7 +364,8 @@ async fn concurrent_one_megabyte_writes_through_a_follower_never_stop_the_cluste
         })
         .collect();
     // Six ConfigMaps of 1 MB through the same follower's Kubernetes API, as a Helm release Secret would be.
-    let config_maps: Vec<_> = (0..6).map(|i| tokio::spawn(post_config_map(api, format!("big-{i}")))).collect();
+    let config_maps: Vec<_> =
+        (0..6).map(|i| tokio::spawn(post_config_map(client.clone(), api, format!("big-{i}")))).collect();
     let mut committed = Vec::new();
     for (i, write) in large.into_iter().enumerate() {
         match write.await.unwrap() {
@@ -380,7 +382,7 @@ async fn concurrent_one_megabyte_writes_through_a_follower_never_stop_the_cluste
     assert!(created > 0 && !committed.is_empty(), "no large write went through");
     // Later ConfigMap writes through the follower succeed.
     eventually(Duration::from_secs(10), "a ConfigMap write through the follower", || async {
-        (post_config_map(api, "after-large".into()).await == 201).then_some(())
+        (post_config_map(client.clone(), api, "after-large".into()).await == 201).then_some(())
     })
     .await;
     let small_failed = small.await.unwrap();

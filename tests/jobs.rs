@@ -25,7 +25,7 @@ async fn a_job_whose_first_attempt_fails_completes_within_its_parallelism() {
     let leader = cluster.leader().await;
     let k = Kubectl::for_replica(&cluster, follower(leader)).await;
     let servers: Vec<SocketAddr> = cluster.local.members.iter().map(|m| m.api_addr).collect();
-    let _proc = Agent::start(&servers, "proc-1", &["--runtime", "process"]);
+    let _proc = Agent::start(&cluster, &servers, "proc-1", &["--runtime", "process"]);
     wait_nodes(&k, 1).await;
     let marker = tempfile::tempdir().unwrap();
     let marker = marker.path().join("first-attempt");

@@ -1600,14 +1600,13 @@ async fn bindings_component_statuses_metrics_and_version_are_served() {
     assert_eq!(server["platform"], "linux/amd64");
 }
 
-/// The head and body of a plain HTTP/1.1 GET to replica `i`'s API with the given Accept header.
+/// The head and body of an HTTP/1.1 GET to replica `i`'s API with the given Accept header, as the admin.
 async fn raw_get(cluster: &TestCluster, i: usize, path: &str, accept: &str) -> (String, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(cluster.local.members[i].api_addr).await.expect("the API answers");
+    use tokio::io::AsyncWriteExt;
+    let mut stream = harness::api::connect(cluster, i).await;
     let request = format!("GET {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\nAccept: {accept}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = harness::api::read_all(&mut stream).await;
     let end = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP answer");
     (String::from_utf8_lossy(&answer[..end]).to_lowercase(), answer[end + 4..].to_vec())
 }

@@ -212,7 +212,8 @@ async fn raftsman_certs_makes_what_a_replica_needs_and_a_replica_without_peer_tl
     .iter()
     .flat_map(|(flag, file)| [flag.to_string(), pki_dir.join(file).display().to_string()])
     .collect();
-    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let mut tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    tls.push("--insecure-api");
     let mut replica = server(&tls).stderr(std::process::Stdio::null()).spawn().unwrap();
     let etcd = raftsman::cluster::etcd_client::EtcdClient::new(&format!("http://{client}")).unwrap();
     eventually(Duration::from_secs(20), "the replica to serve", || async { etcd.put("k", "v").await.ok() }).await;

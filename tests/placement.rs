@@ -73,7 +73,8 @@ async fn pods_are_placed_by_their_constraints_and_a_process_pod_really_runs() {
         &["--register-with-taints", "dedicated=gpu:NoSchedule", "--node-labels", "accelerator=gpu"],
     );
     let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
-    let _proc = Agent::start(&servers, "proc-1", &["--runtime", "process", "--node-labels", "runtime=process"]);
+    let _proc =
+        Agent::start(&cluster, &servers, "proc-1", &["--runtime", "process", "--node-labels", "runtime=process"]);
     wait_ready(&k, &["fake-1", "fake-2", "fake-gpu", "proc-1"]).await;
 
     // Spread: plain pods land on the untainted nodes, never on the tainted one.
@@ -181,7 +182,7 @@ async fn a_restarted_process_agent_keeps_its_processes() {
     let leader = cluster.leader().await;
     let k = Kubectl::for_replica(&cluster, follower(leader)).await;
     let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
-    let mut agent = Agent::start(&servers, "proc-r", &["--runtime", "process"]);
+    let mut agent = Agent::start(&cluster, &servers, "proc-r", &["--runtime", "process"]);
     wait_ready(&k, &["proc-r"]).await;
     let marker = format!("marker-{}", std::process::id());
     k.ok(&["run", "keeper", "--image=busybox", "--restart=Never", "--", "sh", "-c", "echo up; sleep 600", &marker]);

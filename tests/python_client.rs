@@ -3,11 +3,9 @@
 
 mod harness;
 
-use std::io::{Read, Write};
 use std::process::Command;
-use std::time::Duration;
 
-use harness::{eventually, TestCluster};
+use harness::TestCluster;
 
 /// The Python interpreter that has the `kubernetes` package (`deploy/dev.sh` prepares one).
 fn python() -> String {
@@ -19,15 +17,8 @@ async fn the_python_client_does_crud_patches_and_watches() {
     let cluster = TestCluster::start(3).await;
     let follower = (cluster.leader().await + 1) % 3;
     let kubeconfig = cluster.local.members[follower].data_dir.join("admin.kubeconfig");
-    let api = cluster.local.members[follower].api_addr;
-    eventually(Duration::from_secs(20), "the api to be ready", || async {
-        let mut conn = std::net::TcpStream::connect(api).ok()?;
-        conn.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").ok()?;
-        let mut answer = String::new();
-        conn.read_to_string(&mut answer).ok()?;
-        answer.starts_with("HTTP/1.0 200").then_some(())
-    })
-    .await;
+    // Ready once it serves the default namespace's ServiceAccount to the admin.
+    harness::kube_client(&cluster, follower).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/client.py");
     let out = Command::new(python()).arg(script).arg(&kubeconfig).output().expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

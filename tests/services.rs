@@ -66,7 +66,7 @@ async fn a_node_port_service_balances_over_ready_pods_from_the_host_and_from_pod
     let node = "docker-services";
     let _cleanup = NodeCleanup(node.to_owned());
     let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
-    let _agent = Agent::start(&servers, node, &["--runtime", "docker", "--service-cluster-ip-range", RANGE]);
+    let _agent = Agent::start(&cluster, &servers, node, &["--runtime", "docker", "--service-cluster-ip-range", RANGE]);
     let leader = cluster.leader().await;
     let k = Kubectl::for_replica(&cluster, follower(leader)).await;
     harness::pods::wait_nodes(&k, 1).await;
@@ -249,7 +249,7 @@ async fn an_autoscaler_on_the_concurrency_metric_follows_held_connections() {
     let node = "docker-concurrency";
     let _cleanup = NodeCleanup(node.to_owned());
     let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
-    let _agent = Agent::start(&servers, node, &["--runtime", "docker", "--service-cluster-ip-range", RANGE]);
+    let _agent = Agent::start(&cluster, &servers, node, &["--runtime", "docker", "--service-cluster-ip-range", RANGE]);
     let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
     harness::pods::wait_nodes(&k, 1).await;
     // A request to /cgi-bin/hold keeps its connection open until its client has sent its whole body (or gone).

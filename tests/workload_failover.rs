@@ -40,7 +40,8 @@ async fn a_new_leader_finishes_a_stateful_set_roll_and_a_job_and_starts_a_due_cr
     ];
     let servers: Vec<SocketAddr> = cluster.local.members.iter().map(|m| m.api_addr).collect();
     let _fake = Agent::fake(&cluster, "fake-a", &["--node-labels", "runtime=fake"]);
-    let _proc = Agent::start(&servers, "proc-a", &["--runtime", "process", "--node-labels", "runtime=process"]);
+    let _proc =
+        Agent::start(&cluster, &servers, "proc-a", &["--runtime", "process", "--node-labels", "runtime=process"]);
     let leader = cluster.leader().await;
     let k = &ks[(leader + 1) % 3];
     wait_nodes(k, 2).await;

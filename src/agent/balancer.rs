@@ -1,6 +1,7 @@
 //! The agent's connection to the API servers: a client-side balancer over the replicas, under the agent's one
-//! `kube::Client`. `client` is the one place where the agent's connections are set up (TLS and credentials
-//! will come here).
+//! `kube::Client`. `connect` is the one place where the agent's connections are set up: over TLS with the
+//! node's credentials when the agent joined with a node token (each replica's certificate checked against
+//! the cluster authority for the replica's address), plain TCP otherwise.
 //!
 //! The balancer knows the replicas it was given and those it learns from the `kubernetes` Endpoints in
 //! `default` (kept in the data dir, so a restarted agent finds the cluster even if every given address is
@@ -68,6 +69,7 @@ struct Replica {
 struct Shared {
     replicas: Mutex<State>,
     data_dir: Option<PathBuf>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 struct State {
@@ -77,14 +79,19 @@ struct State {
 }
 
 impl Shared {
-    fn new(given: &[SocketAddr], learned: &[SocketAddr], data_dir: Option<PathBuf>) -> Shared {
+    fn new(
+        given: &[SocketAddr],
+        learned: &[SocketAddr],
+        data_dir: Option<PathBuf>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Shared {
         let mut state = State { replicas: Vec::new(), current: None };
         for (addr, given) in given.iter().map(|a| (a, true)).chain(learned.iter().map(|a| (a, false))) {
             if state.replicas.len() < limits::AGENT_SERVERS_MAX && !state.replicas.iter().any(|r| r.addr == *addr) {
                 state.replicas.push(Replica::new(*addr, given));
             }
         }
-        Shared { replicas: Mutex::new(state), data_dir }
+        Shared { replicas: Mutex::new(state), data_dir, tls }
     }
 
     fn addrs(&self) -> Vec<SocketAddr> {
@@ -184,11 +191,15 @@ impl Balancer {
     }
 }
 
-/// The agent's API client over the balancer, and the balancer's handle. Spawns the health checker; the
-/// learning of replicas from the cluster starts with `learn_servers`.
-pub fn client(servers: &[SocketAddr], data_dir: Option<PathBuf>) -> (kube::Client, Balancer) {
+/// The agent's API client over the balancer (over TLS with `tls`), and the balancer's handle. Spawns the
+/// health checker; the learning of replicas from the cluster starts with `learn_servers`.
+pub fn client(
+    servers: &[SocketAddr],
+    data_dir: Option<PathBuf>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> (kube::Client, Balancer) {
     let learned = data_dir.as_ref().map(|d| load_learned(&servers_file(d))).unwrap_or_default();
-    let shared = Arc::new(Shared::new(servers, &learned, data_dir));
+    let shared = Arc::new(Shared::new(servers, &learned, data_dir, tls));
     let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .pool_timer(hyper_util::rt::TokioTimer::new())
         .pool_idle_timeout(Duration::from_millis(limits::AGENT_IDLE_CONNECTION_MS))
@@ -268,7 +279,11 @@ async fn check_health(shared: Arc<Shared>) {
         if Arc::strong_count(&shared) == 1 {
             return;
         }
-        let checks = shared.addrs().into_iter().map(|addr| async move { (addr, probe(addr).await) });
+        let tls = shared.tls.clone();
+        let checks = shared.addrs().into_iter().map(|addr| {
+            let tls = tls.clone();
+            async move { (addr, probe(addr, tls).await) }
+        });
         for (addr, health) in futures::future::join_all(checks).await {
             shared.record(addr, health, Instant::now());
         }
@@ -278,11 +293,10 @@ async fn check_health(shared: Arc<Shared>) {
 /// One `/readyz?verbose` check of a replica. A leader that only misses a follower (`cannot replicate to
 /// member ...`) serves as well as ever and counts as ready: otherwise the death of one follower would move
 /// every agent off the leader too.
-pub async fn probe(addr: SocketAddr) -> Health {
+pub async fn probe(addr: SocketAddr, tls: Option<Arc<rustls::ClientConfig>>) -> Health {
     let timeout = Duration::from_millis(limits::AGENT_HEALTH_TIMEOUT_MS);
     let check = async {
-        let stream = TcpStream::connect(addr).await.ok()?;
-        stream.set_nodelay(true).ok()?;
+        let stream = connect(addr, tls).await.ok()?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
         let connection = tokio::spawn(connection);
         let request = Request::get("/readyz?verbose")
@@ -361,7 +375,8 @@ impl tower::Service<Request<kube::client::Body>> for BalancedService {
                 let Some(addr) = shared.pick(&tried) else {
                     return Err(BalancerError::NoReplica(shared.addrs()));
                 };
-                let uri: Uri = format!("http://{addr}{path}")
+                let scheme = if shared.tls.is_some() { "https" } else { "http" };
+                let uri: Uri = format!("{scheme}://{addr}{path}")
                     .parse()
                     .map_err(|e: http::uri::InvalidUri| BalancerError::Body(e.to_string()))?;
                 let mut request = Request::new(Full::new(body.clone()));
@@ -410,10 +425,9 @@ impl tower::Service<Uri> for Connector {
                 .generation(addr)
                 .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{addr} is no longer a replica")))?;
             let timeout = Duration::from_millis(limits::AGENT_HEALTH_TIMEOUT_MS);
-            let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            let stream = tokio::time::timeout(timeout, connect(addr, shared.tls.clone()))
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr} timed out")))??;
-            stream.set_nodelay(true)?;
             let closed = Box::pin(async move {
                 // Resolves when the generation moves on or the replica is forgotten (its sender dropped).
                 let _ = generation.changed().await;
@@ -423,9 +437,26 @@ impl tower::Service<Uri> for Connector {
     }
 }
 
+/// A byte stream to a replica: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// Connects to the replica at `addr`, over TLS with `tls` (its certificate must be valid for `addr`'s IP).
+async fn connect(addr: SocketAddr, tls: Option<Arc<rustls::ClientConfig>>) -> io::Result<Box<dyn Stream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    match tls {
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            Ok(Box::new(tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?))
+        }
+        None => Ok(Box::new(tcp)),
+    }
+}
+
 /// A connection to a replica that fails every read and write once its replica's generation has moved on.
 pub struct Conn {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     closed: Pin<Box<dyn Future<Output = ()> + Send>>,
     dead: bool,
 }
@@ -489,7 +520,7 @@ mod tests {
 
     #[test]
     fn picks_sticky_ready_then_answering_never_down() {
-        let shared = Shared::new(&[addr(1), addr(2), addr(3)], &[], None);
+        let shared = Shared::new(&[addr(1), addr(2), addr(3)], &[], None, None);
         let now = Instant::now();
         // Nothing checked yet: the first given.
         assert_eq!(shared.pick(&[]), Some(addr(1)));
@@ -515,7 +546,7 @@ mod tests {
 
     #[test]
     fn unready_replica_keeps_connections_for_a_grace() {
-        let shared = Shared::new(&[addr(1), addr(2)], &[], None);
+        let shared = Shared::new(&[addr(1), addr(2)], &[], None, None);
         let now = Instant::now();
         shared.record(addr(2), Health::Ready, now);
         shared.record(addr(1), Health::Ready, now);
@@ -529,7 +560,7 @@ mod tests {
 
     #[test]
     fn learning_keeps_given_replicas_and_forgets_old_learned_ones() {
-        let shared = Shared::new(&[addr(1)], &[addr(5)], None);
+        let shared = Shared::new(&[addr(1)], &[addr(5)], None, None);
         let generation = shared.generation(addr(5)).unwrap();
         assert!(shared.learn(&[addr(1), addr(2), addr(3)]));
         assert_eq!(shared.addrs(), vec![addr(1), addr(2), addr(3)]);

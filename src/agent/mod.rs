@@ -1,7 +1,8 @@
 //! `raftsman agent`: the worker side, an API client of the replicas (DESIGN.md invariant 1) that registers
 //! its node(s) and runs the pods bound to them through a container runtime.
 //!
-//! - `balancer.rs`: the one connection to the API servers (health-checked replicas, invariant 7).
+//! - `balancer.rs`: the one connection to the API servers (health-checked replicas, invariant 7), over TLS
+//!   with the node's certificate, which `credentials.rs` obtains with the node token and keeps.
 //! - `node.rs`: registration, Lease and Ready condition of each node.
 //! - `pods.rs`: pod sync (pure plan and status, executed through the runtime).
 //! - `env.rs`, `sources.rs`, `volumes.rs`: a container's environment and its pod's volumes, from the
@@ -19,6 +20,7 @@
 //! agent's restart).
 
 pub mod balancer;
+pub mod credentials;
 pub mod dns;
 pub mod env;
 pub mod hooks;
@@ -46,6 +48,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::apiserver::registry::allocations::ServiceRange;
 use crate::limits;
+use crate::security::join::NodeToken;
 use node::NodeConfig;
 use runtime::Runtime;
 
@@ -89,6 +92,9 @@ pub struct AgentConfig {
     pub service_proxy: Option<ServiceRange>,
     /// The cluster domain (`cluster.local`).
     pub cluster_domain: String,
+    /// The node token to join with: the API is then reached over TLS with the node's certificate. None for
+    /// API servers that run insecure (plain HTTP).
+    pub token: Option<NodeToken>,
 }
 
 impl Default for AgentConfig {
@@ -106,6 +112,7 @@ impl Default for AgentConfig {
             node_ip: IpAddr::from([127, 0, 0, 1]),
             service_proxy: None,
             cluster_domain: "cluster.local".to_owned(),
+            token: None,
         }
     }
 }
@@ -224,7 +231,22 @@ pub async fn run<R: Runtime>(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let (client, balancer) = balancer::client(&config.servers, Some(config.data_dir.clone()));
+    tokio::pin!(shutdown);
+    let tls = match &config.token {
+        Some(token) => {
+            let obtained = credentials::obtain(&config.servers, token, &config.node_name, &config.data_dir);
+            let obtained = tokio::select! {
+                obtained = obtained => obtained,
+                () = &mut shutdown => return Ok(()),
+            };
+            Some(obtained.map_err(std::io::Error::other)?)
+        }
+        None => {
+            tracing::warn!("no node token: the agent reaches the api servers over plain HTTP");
+            None
+        }
+    };
+    let (client, balancer) = balancer::client(&config.servers, Some(config.data_dir.clone()), tls);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(balancer::learn_servers(client.clone(), balancer));
     let names = config.node_names();

@@ -26,6 +26,9 @@ pub enum ApiError {
     Invalid { resource: &'static Resource, name: String, message: String, causes: Vec<Cause> },
     #[error("{0}")]
     BadRequest(String),
+    /// No credentials where some are needed, or credentials that do not check out.
+    #[error("Unauthorized")]
+    Unauthorized,
     #[error("{} {name:?} is forbidden: {message}", .resource.qualified_plural())]
     Forbidden { resource: &'static Resource, name: String, message: String },
     #[error("{0}")]
@@ -75,6 +78,7 @@ impl ApiError {
             | ApiError::Fenced(_) => 409,
             ApiError::Invalid { .. } => 422,
             ApiError::BadRequest(_) => 400,
+            ApiError::Unauthorized => 401,
             ApiError::Forbidden { .. } => 403,
             ApiError::Gone(_) => 410,
             ApiError::MethodNotAllowed(_) => 405,
@@ -95,6 +99,7 @@ impl ApiError {
             ApiError::Fenced(_) => FENCED_REASON,
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Unauthorized => "Unauthorized",
             ApiError::Forbidden { .. } => "Forbidden",
             ApiError::Gone(_) => "Expired",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",

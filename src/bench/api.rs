@@ -232,15 +232,14 @@ async fn follower_pods(cluster: &LocalCluster, client: &kube::Client) -> Result<
     if leader != 1 {
         return Ok((1, Api::default_namespaced(client.clone())));
     }
-    let url: http::Uri = format!("http://{}", cluster.members[2].api_addr).parse().map_err(setup)?;
-    let other = kube::Client::try_from(kube::Config::new(url)).map_err(setup)?;
+    let other = cluster.kube_client(2).await.map_err(setup)?;
     Ok((2, Api::default_namespaced(other)))
 }
 
 pub async fn run(config: ApiBenchConfig) -> Result<ApiResult, BenchError> {
     let dir = config.dir.join("raftsman-api");
     let grace = ["--node-monitor-grace-period", NODE_MONITOR_GRACE_PERIOD].map(String::from);
-    let (cluster, client) = kube_cluster_with(&config.raftsman, &dir, &grace).map_err(setup)?;
+    let (cluster, client) = kube_cluster_with(&config.raftsman, &dir, &grace).await.map_err(setup)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Api::<Namespace>::all(client.clone()).get_opt("default").await.ok().flatten().is_none() {
         if Instant::now() > deadline {

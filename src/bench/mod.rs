@@ -142,12 +142,12 @@ async fn wait_for_leader(endpoints: &[String], system: &'static str) -> Result<(
 
 /// A fresh three-replica raftsman cluster in `dir` (emptied first), started, and a Kubernetes client of its
 /// second member, as the API-level suites drive it.
-fn kube_cluster(raftsman: &Path, dir: &Path) -> Result<(LocalCluster, kube::Client), String> {
-    kube_cluster_with(raftsman, dir, &[])
+async fn kube_cluster(raftsman: &Path, dir: &Path) -> Result<(LocalCluster, kube::Client), String> {
+    kube_cluster_with(raftsman, dir, &[]).await
 }
 
 /// `kube_cluster` with extra arguments for every replica's `server` command.
-fn kube_cluster_with(
+async fn kube_cluster_with(
     raftsman: &Path,
     dir: &Path,
     server_args: &[String],
@@ -158,9 +158,7 @@ fn kube_cluster_with(
         .map_err(|e| e.to_string())?;
     cluster.server_args = server_args.to_vec();
     cluster.start_all().map_err(|e| e.to_string())?;
-    let url: http::Uri =
-        format!("http://{}", cluster.members[1].api_addr).parse().map_err(|e: http::uri::InvalidUri| e.to_string())?;
-    let client = kube::Client::try_from(kube::Config::new(url)).map_err(|e| e.to_string())?;
+    let client = cluster.kube_client(1).await?;
     Ok((cluster, client))
 }
 

@@ -201,6 +201,8 @@ pub(super) fn start_fake_agent(
     let agent = Command::new(raftsman)
         .args(["agent", "--node-name", "fake", "--runtime", "fake"])
         .args(["--servers", &servers.join(",")])
+        .arg("--token-file")
+        .arg(cluster.node_token_file())
         .args(["--fake-nodes", &nodes.to_string()])
         .arg("--data-dir")
         .arg(dir.join("agent"))
@@ -228,7 +230,7 @@ pub async fn run(config: SchedulerBenchConfig) -> Result<SchedulerResult, BenchE
     let core_decisions_per_sec = core_decisions(config.nodes, config.pods);
     eprintln!("scheduler: the core alone decides {core_decisions_per_sec:.0} pods/s");
     let dir = config.dir.join("raftsman-scheduler");
-    let (mut cluster, client) = kube_cluster(&config.raftsman, &dir).map_err(setup)?;
+    let (mut cluster, client) = kube_cluster(&config.raftsman, &dir).await.map_err(setup)?;
     let agent = start_fake_agent(&config.raftsman, &cluster, &dir, config.nodes).map_err(setup)?;
     let agent_pid = agent.0.id();
     if !wait_for_ready_nodes(&client, config.nodes).await {
@@ -267,8 +269,7 @@ pub async fn run(config: SchedulerBenchConfig) -> Result<SchedulerResult, BenchE
 
     // Failover: pods keep arriving through a follower; the first one bound after the kill times the takeover.
     let follower = (leader + 1) % 3;
-    let url: http::Uri = format!("http://{}", cluster.members[follower].api_addr).parse().map_err(setup)?;
-    let pods: Api<Pod> = Api::default_namespaced(kube::Client::try_from(kube::Config::new(url)).map_err(setup)?);
+    let pods: Api<Pod> = Api::default_namespaced(cluster.kube_client(follower).await.map_err(setup)?);
     let from = pods.list_metadata(&ListParams::default().limit(1)).await.map_err(setup)?.metadata.resource_version;
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let extra = 200;

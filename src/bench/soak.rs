@@ -104,7 +104,7 @@ fn setup(reason: impl ToString) -> BenchError {
 
 pub async fn run(config: SoakBenchConfig) -> Result<SoakResult, BenchError> {
     let dir = config.dir.join("raftsman-soak");
-    let (mut cluster, client) = kube_cluster(&config.raftsman, &dir).map_err(setup)?;
+    let (mut cluster, client) = kube_cluster(&config.raftsman, &dir).await.map_err(setup)?;
     let _agent = start_fake_agent(&config.raftsman, &cluster, &dir, config.nodes).map_err(setup)?;
     if !wait_for_ready_nodes(&client, config.nodes).await {
         return Err(setup(format!("{} nodes were not Ready in time", config.nodes)));
@@ -242,8 +242,9 @@ async fn restart(cluster: &mut LocalCluster, i: usize) -> std::io::Result<Restar
     let starting = Instant::now();
     cluster.start(i)?;
     let mut ready_secs = None;
+    let tls = cluster.anonymous_tls()?;
     while starting.elapsed() < READY_WAIT {
-        if probe(cluster.members[i].api_addr).await == Health::Ready {
+        if probe(cluster.members[i].api_addr, Some(tls.clone())).await == Health::Ready {
             ready_secs = Some(starting.elapsed().as_secs_f64());
             break;
         }

@@ -65,7 +65,7 @@ fn set_image(image: &str) -> Patch<serde_json::Value> {
 
 pub async fn run(config: WorkloadBenchConfig) -> Result<WorkloadResult, BenchError> {
     let dir = config.dir.join("raftsman-workloads");
-    let (mut cluster, client) = kube_cluster(&config.raftsman, &dir).map_err(setup)?;
+    let (mut cluster, client) = kube_cluster(&config.raftsman, &dir).await.map_err(setup)?;
     let _agent = start_fake_agent(&config.raftsman, &cluster, &dir, config.nodes).map_err(setup)?;
     if !wait_for_ready_nodes(&client, config.nodes).await {
         return Err(setup(format!("{} nodes were not Ready", config.nodes)));
@@ -102,8 +102,7 @@ pub async fn run(config: WorkloadBenchConfig) -> Result<WorkloadResult, BenchErr
     let endpoints = cluster.client_endpoints();
     let leader = leader_index(&endpoints).await.ok_or_else(|| setup("no leader"))?;
     let follower = (leader + 1) % 3;
-    let url: http::Uri = format!("http://{}", cluster.members[follower].api_addr).parse().map_err(setup)?;
-    let api: Api<Deployment> = Api::default_namespaced(kube::Client::try_from(kube::Config::new(url)).map_err(setup)?);
+    let api: Api<Deployment> = Api::default_namespaced(cluster.kube_client(follower).await.map_err(setup)?);
     api.patch("bench", &PatchParams::default(), &set_image("bench:3")).await.map_err(setup)?;
     let _ = wait(&api, Instant::now(), |_, updated, _| updated > r / 10 && updated < r / 2).await;
     let (_, updated_at_kill, _, rv_at_kill) = numbers(&api).await.ok_or_else(|| setup("no status"))?;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::apiserver::registry::allocations::ServiceRange;
 use crate::limits;
 use crate::security::peer::PeerTlsFiles;
+use crate::security::tls::ApiTlsFiles;
 use crate::store::storage::StorageBugs;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,72 @@ pub enum ConfigError {
          makes them), or --insecure-peer to serve it without TLS"
     )]
     PeerTls,
+    #[error(
+        "the kubernetes api needs --tls-cert-file, --tls-private-key-file and --client-ca-file (all three; \
+         `raftsman certs` makes them), or --insecure-api to serve it without TLS or authentication"
+    )]
+    ApiTls,
+    #[error("--cluster-signing-cert-file and --cluster-signing-key-file go together")]
+    ClusterSigning,
+    #[error("--insecure-api serves without authentication: --token-auth-file and the cluster signing files need TLS")]
+    InsecureApiCredentials,
+}
+
+/// How the Kubernetes API proves who it is and finds out who its clients are.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ApiSecurityConfig {
+    Tls(ApiTlsConfig),
+    /// Plain HTTP and no authentication: every request is the admin's (`--insecure-api`, for loopback tests).
+    #[default]
+    Plaintext,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiTlsConfig {
+    pub files: ApiTlsFiles,
+    /// kube-apiserver's `--token-auth-file`: static bearer tokens.
+    pub token_auth_file: Option<PathBuf>,
+    /// The cluster authority's certificate and key (kube-controller-manager's `--cluster-signing-cert-file`
+    /// and `--cluster-signing-key-file`): with them the replica writes an admin kubeconfig and the node token,
+    /// and signs joining nodes' certificates.
+    pub signing: Option<(PathBuf, PathBuf)>,
+}
+
+/// The API's security flags, as `raftsman server` takes them.
+#[derive(Clone, Debug, Default)]
+pub struct ApiSecurityFlags {
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_private_key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+    pub token_auth_file: Option<PathBuf>,
+    pub cluster_signing_cert_file: Option<PathBuf>,
+    pub cluster_signing_key_file: Option<PathBuf>,
+    pub insecure_api: bool,
+}
+
+impl ApiSecurityConfig {
+    /// The choice the flags make: the three TLS files (with the optional token file and signing pair), or
+    /// `--insecure-api` alone.
+    pub fn from_flags(flags: ApiSecurityFlags) -> Result<ApiSecurityConfig, ConfigError> {
+        let signing = match (flags.cluster_signing_cert_file, flags.cluster_signing_key_file) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err(ConfigError::ClusterSigning),
+        };
+        let files = (flags.tls_cert_file, flags.tls_private_key_file, flags.client_ca_file);
+        match (files, flags.insecure_api) {
+            ((Some(cert), Some(key), Some(client_ca)), false) => Ok(ApiSecurityConfig::Tls(ApiTlsConfig {
+                files: ApiTlsFiles { cert, key, client_ca },
+                token_auth_file: flags.token_auth_file,
+                signing,
+            })),
+            ((None, None, None), true) if flags.token_auth_file.is_none() && signing.is_none() => {
+                Ok(ApiSecurityConfig::Plaintext)
+            }
+            ((None, None, None), true) => Err(ConfigError::InsecureApiCredentials),
+            _ => Err(ConfigError::ApiTls),
+        }
+    }
 }
 
 /// How replicas prove who they are to each other on the peer port.
@@ -113,6 +180,8 @@ pub struct ServerConfig {
     pub autoscaler_sync_period: Duration,
     /// How replicas authenticate each other.
     pub peer_security: PeerSecurity,
+    /// How the Kubernetes API serves and authenticates.
+    pub api_security: ApiSecurityConfig,
     /// The EncryptionConfiguration of what the API encrypts at rest (kube-apiserver's
     /// `--encryption-provider-config`); None stores everything as is.
     pub encryption_provider_config: Option<PathBuf>,
@@ -197,6 +266,7 @@ impl Default for ServerConfig {
             metric_resolution: METRIC_RESOLUTION_DEFAULT,
             autoscaler_sync_period: AUTOSCALER_SYNC_PERIOD_DEFAULT,
             peer_security: PeerSecurity::default(),
+            api_security: ApiSecurityConfig::default(),
             encryption_provider_config: None,
             planted_bugs: PlantedBugs::default(),
         }
@@ -382,6 +452,37 @@ mod tests {
         let c = cluster_id(&a);
         assert_ne!(member_id(c, &a[0]), member_id(c, &a[1]));
         assert_eq!(member_id(c, &a[0]), member_id(c, &b[1]));
+    }
+
+    #[test]
+    fn the_api_gets_its_three_tls_files_or_an_explicit_insecure_choice() {
+        let file = |name: &str| Some(PathBuf::from(name));
+        let tls = ApiSecurityFlags {
+            tls_cert_file: file("api.crt"),
+            tls_private_key_file: file("api.key"),
+            client_ca_file: file("ca.crt"),
+            ..ApiSecurityFlags::default()
+        };
+        let files = ApiTlsFiles { cert: "api.crt".into(), key: "api.key".into(), client_ca: "ca.crt".into() };
+        let plain = ApiTlsConfig { files, token_auth_file: None, signing: None };
+        assert_eq!(ApiSecurityConfig::from_flags(tls.clone()).unwrap(), ApiSecurityConfig::Tls(plain.clone()));
+        let signing = ApiSecurityFlags {
+            cluster_signing_cert_file: file("ca.crt"),
+            cluster_signing_key_file: file("ca.key"),
+            ..tls.clone()
+        };
+        let signed = ApiTlsConfig { signing: Some(("ca.crt".into(), "ca.key".into())), ..plain };
+        assert_eq!(ApiSecurityConfig::from_flags(signing).unwrap(), ApiSecurityConfig::Tls(signed));
+        let insecure = ApiSecurityFlags { insecure_api: true, ..ApiSecurityFlags::default() };
+        assert_eq!(ApiSecurityConfig::from_flags(insecure.clone()).unwrap(), ApiSecurityConfig::Plaintext);
+        let refused = |flags| ApiSecurityConfig::from_flags(flags).unwrap_err();
+        assert!(matches!(refused(ApiSecurityFlags::default()), ConfigError::ApiTls), "nothing chosen");
+        assert!(matches!(refused(ApiSecurityFlags { insecure_api: true, ..tls.clone() }), ConfigError::ApiTls));
+        assert!(matches!(refused(ApiSecurityFlags { client_ca_file: None, ..tls.clone() }), ConfigError::ApiTls));
+        let half = ApiSecurityFlags { cluster_signing_key_file: file("ca.key"), ..tls };
+        assert!(matches!(refused(half), ConfigError::ClusterSigning));
+        let tokens = ApiSecurityFlags { token_auth_file: file("tokens.csv"), ..insecure };
+        assert!(matches!(refused(tokens), ConfigError::InsecureApiCredentials));
     }
 
     #[test]

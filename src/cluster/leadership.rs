@@ -27,6 +27,7 @@ use crate::controllers::{self, node_lifecycle, Environment};
 use crate::limits;
 use crate::metrics::{self, Points};
 use crate::scheduler;
+use crate::security::authn::{Origin, User, CONTROLLER_MANAGER_USER, MASTERS_GROUP};
 use crate::store::Store;
 
 /// What this replica tells its controllers when it leads.
@@ -120,6 +121,7 @@ fn fenced_client(router: axum::Router, term: u64, in_flight: InFlight) -> kube::
         })
         .map_request(move |mut request: http::Request<kube::client::Body>| {
             request.extensions_mut().insert(LeaderTerm(term));
+            request.extensions_mut().insert(Origin::InProcess(User::new(CONTROLLER_MANAGER_USER, &[MASTERS_GROUP])));
             request
         })
         .service(router);

@@ -8,10 +8,11 @@
 //! - Client sockets never take the descriptors the store needs: the connection caps plus RocksDB's open
 //!   files plus a reserve fit under the open-file limit, or the replica does not start. Every accepted
 //!   connection holds a permit of its port's cap for as long as its socket is open.
-//! - A connection over its port's cap is closed as soon as it is accepted (the Kubernetes API first writes a
-//!   503 with `Retry-After`); connections already admitted are never closed to make room.
+//! - A connection over its port's cap is closed as soon as it is accepted (the Kubernetes API over plain HTTP
+//!   first writes a 503 with `Retry-After`); connections already admitted are never closed to make room.
 //! - A new connection must send a complete request header (Kubernetes API) or the HTTP/2 connection preface
-//!   (gRPC ports) within its deadline, or it is closed. The API's header deadline also bounds how long an
+//!   (gRPC ports) within its deadline, or it is closed; over TLS, the handshake has a deadline of its own
+//!   before it. The API's header deadline also bounds how long an
 //!   idle keep-alive connection waits for its next request. Nothing cuts a response in flight: Kubernetes
 //!   watches and etcd watch streams live as long as their clients want; gRPC connections are checked by
 //!   HTTP/2 keepalive pings instead of an idle timer.
@@ -28,7 +29,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
+use hyper::body::Incoming;
+
 use crate::limits;
+use crate::security::authn::{Origin, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -308,14 +312,22 @@ fn close_at_once(tcp: TcpStream, answer: &[u8]) {
     }
 }
 
-/// Serves the Kubernetes API (HTTP/1.1) on `listener` until `shutdown` resolves; then stops accepting, lets
-/// each connection finish the request it is serving (idle ones close at once) and returns when all are
-/// closed. Dropping the future closes every connection.
-pub async fn serve_api(listener: TcpListener, router: axum::Router, cap: usize, shutdown: impl Future<Output = ()>) {
+/// Serves the Kubernetes API (HTTP/1.1, over TLS with `tls`) on `listener` until `shutdown` resolves; then
+/// stops accepting, lets each connection finish the request it is serving (idle ones close at once) and
+/// returns when all are closed. Dropping the future closes every connection. Every request carries its
+/// connection's `Origin` (the client certificate the handshake verified, if any), for `authn`.
+pub async fn serve_api(
+    listener: TcpListener,
+    router: axum::Router,
+    cap: usize,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()>,
+) {
     let gate = Gate::new("kubernetes api", cap);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_millis(limits::API_HEADER_READ_TIMEOUT_MS));
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -325,9 +337,14 @@ pub async fn serve_api(listener: TcpListener, router: axum::Router, cap: usize, 
             tcp = accept(&listener, gate.port) => match gate.admit() {
                 Some(permit) => {
                     let io = Admitted::new(tcp, permit, None);
-                    connections.spawn(serve_http(http.clone(), io, router.clone(), drain_rx.clone()));
+                    let (http, router, drain) = (http.clone(), router.clone(), drain_rx.clone());
+                    match &tls {
+                        Some(acceptor) => connections.spawn(serve_tls(acceptor.clone(), http, io, router, drain)),
+                        None => connections.spawn(serve_http(http, io, router, Origin::Plaintext, drain)),
+                    };
                 }
-                None => close_at_once(tcp, &API_OVER_CAP),
+                // A TLS client could not read a plain answer: it is only closed.
+                None => close_at_once(tcp, if tls.is_some() { &[] } else { &API_OVER_CAP }),
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
@@ -337,13 +354,47 @@ pub async fn serve_api(listener: TcpListener, router: axum::Router, cap: usize, 
     while connections.join_next().await.is_some() {}
 }
 
-async fn serve_http(
+/// Finishes the TLS handshake (within `API_TLS_HANDSHAKE_TIMEOUT_MS`, so that a silent client does not hold
+/// its slot) and serves the connection as the user its client certificate names, if it showed one.
+async fn serve_tls(
+    acceptor: tokio_rustls::TlsAcceptor,
     http: hyper::server::conn::http1::Builder,
     io: Admitted,
     router: axum::Router,
+    drain: tokio::sync::watch::Receiver<bool>,
+) {
+    let handshake = Duration::from_millis(limits::API_TLS_HANDSHAKE_TIMEOUT_MS);
+    let stream = match tokio::time::timeout(handshake, acceptor.accept(io)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return tracing::debug!(error = %e, "kubernetes api: tls handshake failed"),
+        Err(_) => return tracing::debug!("kubernetes api: tls handshake timed out"),
+    };
+    // The verifier has checked the chain against the cluster authority: the leaf names the user.
+    let certificate = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| User::of_certificate(leaf).ok_or("a client certificate without a common name"));
+    let certificate = match certificate.transpose() {
+        Ok(user) => user,
+        Err(e) => return tracing::debug!(error = e, "kubernetes api: connection refused"),
+    };
+    serve_http(http, stream, router, Origin::Tls { certificate }, drain).await
+}
+
+async fn serve_http<T: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
+    http: hyper::server::conn::http1::Builder,
+    io: T,
+    router: axum::Router,
+    origin: Origin,
     mut drain: tokio::sync::watch::Receiver<bool>,
 ) {
-    let service = hyper_util::service::TowerToHyperService::new(router);
+    let with_origin = tower::ServiceBuilder::new().map_request(move |mut request: http::Request<Incoming>| {
+        request.extensions_mut().insert(origin.clone());
+        request
+    });
+    let service = hyper_util::service::TowerToHyperService::new(with_origin.service(router));
     let connection = http.serve_connection(hyper_util::rt::TokioIo::new(io), service).with_upgrades();
     tokio::pin!(connection);
     let served = tokio::select! {

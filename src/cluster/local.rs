@@ -1,10 +1,12 @@
 //! Local clusters of real processes on loopback: `raftsman up`, the benchmark and the integration tests.
 //!
 //! Each member is a child process with its own data dir and log file under one directory. Members of a
-//! raftsman cluster run this project's binary, with mutual TLS between them and Secrets encrypted at rest: the
-//! peer authority and the encryption configuration are made in `<dir>/pki` the first time (and kept, so that a
-//! restarted cluster keeps them) and each member gets a fresh peer certificate there whenever the cluster is
-//! laid out. Members of an etcd cluster run Debian's `etcd`
+//! raftsman cluster run this project's binary, with mutual TLS between them, the Kubernetes API over TLS with
+//! authentication, and Secrets encrypted at rest: the peer authority, the cluster authority and the encryption
+//! configuration are made in `<dir>/pki` the first time (and kept, so that a restarted cluster keeps them),
+//! and each member gets a fresh peer certificate and API certificate there whenever the cluster is laid out.
+//! Each member holds the cluster authority's key, so it writes an admin kubeconfig and the node token into its
+//! data dir. Members of an etcd cluster run Debian's `etcd`
 //! (3.4), so that both can be driven side by side. Dropping a `LocalCluster` kills whatever it still runs.
 
 use std::net::SocketAddr;
@@ -12,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::security::{encryption, peer, pki};
+use crate::security::authn::{API_SERVER_USER, MASTERS_GROUP};
+use crate::security::{encryption, peer, pki, tls};
 
 /// Which program the members run.
 #[derive(Clone, Debug)]
@@ -133,6 +136,11 @@ impl LocalCluster {
                     c.arg("--peer-trusted-ca-file").arg(ca).arg("--peer-cert-file").arg(cert);
                     c.arg("--peer-key-file").arg(key);
                     c.arg("--encryption-provider-config").arg(pki.join(ENCRYPTION_CONFIG));
+                    let (ca, ca_key) = pki::files(pki, tls::AUTHORITY);
+                    let (cert, key) = pki::files(pki, &tls::api_files(&m.name));
+                    c.arg("--tls-cert-file").arg(cert).arg("--tls-private-key-file").arg(key);
+                    c.arg("--client-ca-file").arg(&ca);
+                    c.arg("--cluster-signing-cert-file").arg(ca).arg("--cluster-signing-key-file").arg(ca_key);
                 }
                 c.args(&self.server_args);
                 c
@@ -155,6 +163,44 @@ impl LocalCluster {
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         m.child = Some(cmd.spawn()?);
         Ok(())
+    }
+
+    /// The admin kubeconfig member `i` writes into its data dir when it starts.
+    pub fn kubeconfig(&self, i: usize) -> PathBuf {
+        self.members[i].data_dir.join("admin.kubeconfig")
+    }
+
+    /// A kube client of member `i`'s API as the admin, with the kubeconfig it writes when it starts (waited
+    /// for up to 30 s).
+    pub async fn kube_client(&self, i: usize) -> Result<kube::Client, String> {
+        let path = self.kubeconfig(i);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !path.exists() {
+            if Instant::now() > deadline {
+                return Err(format!("{} was not written within 30 s", path.display()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path).map_err(|e| e.to_string())?;
+        let options = kube::config::KubeConfigOptions::default();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| e.to_string())?;
+        kube::Client::try_from(config).map_err(|e| e.to_string())
+    }
+
+    /// The node token file agents of this cluster join with (every member writes the same token).
+    pub fn node_token_file(&self) -> PathBuf {
+        self.members[0].data_dir.join("node-token")
+    }
+
+    /// A TLS client configuration that trusts the cluster authority and shows no certificate (health checks).
+    pub fn anonymous_tls(&self) -> std::io::Result<std::sync::Arc<rustls::ClientConfig>> {
+        tls::client_config(self.authority()?.cert_pem().as_bytes(), None).map_err(std::io::Error::other)
+    }
+
+    /// The cluster authority (raftsman members only), to issue clients' certificates with.
+    pub fn authority(&self) -> std::io::Result<pki::Authority> {
+        let pki = self.pki.as_ref().ok_or_else(|| std::io::Error::other("an etcd cluster has no authority"))?;
+        pki::Authority::load(pki, tls::AUTHORITY).map_err(|e| std::io::Error::other(e.to_string()))
     }
 
     pub fn pid(&self, i: usize) -> Option<u32> {
@@ -223,16 +269,21 @@ pub fn peer_files(name: &str) -> String {
     format!("{name}-peer")
 }
 
-/// Makes (or reuses) the peer authority in `pki` and issues each member a peer certificate for its peer
-/// address; makes the encryption configuration (a random key for Secrets) unless it is there; returns `pki`.
+/// Makes (or reuses) the peer authority and the cluster authority in `pki`, and issues each member a peer
+/// certificate for its peer address and an API certificate for its API address (and `localhost`); makes the
+/// encryption configuration (a random key for Secrets) unless it is there; returns `pki`.
 fn make_pki(pki: &Path, members: &[LocalMember]) -> std::io::Result<PathBuf> {
     let failed = |e: pki::PkiError| std::io::Error::other(e.to_string());
-    let authority = pki::Authority::load_or_create(pki, peer::AUTHORITY, peer::AUTHORITY_NAME).map_err(failed)?;
+    let peers = pki::Authority::load_or_create(pki, peer::AUTHORITY, peer::AUTHORITY_NAME).map_err(failed)?;
+    let cluster = pki::Authority::load_or_create(pki, tls::AUTHORITY, tls::AUTHORITY_NAME).map_err(failed)?;
     for m in members {
-        let issued = authority
-            .issue(&m.name, &[], &[m.peer_addr.ip().to_string()], pki::Usage::ServerAndClient)
-            .map_err(failed)?;
+        let issued =
+            peers.issue(&m.name, &[], &[m.peer_addr.ip().to_string()], pki::Usage::ServerAndClient).map_err(failed)?;
         pki::save(pki, &peer_files(&m.name), &issued).map_err(failed)?;
+        let hosts = [m.api_addr.ip().to_string(), "localhost".to_owned()];
+        let issued =
+            cluster.issue(API_SERVER_USER, &[MASTERS_GROUP], &hosts, pki::Usage::ServerAndClient).map_err(failed)?;
+        pki::save(pki, &tls::api_files(&m.name), &issued).map_err(failed)?;
     }
     let config = pki.join(ENCRYPTION_CONFIG);
     if !config.exists() {

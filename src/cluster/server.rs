@@ -15,15 +15,20 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-use super::config::{cluster_id, member_id, PeerSecurity, ValidServerConfig};
+use super::config::{cluster_id, member_id, ApiSecurityConfig, PeerSecurity, ValidServerConfig};
 use super::leadership;
 use super::listen::{self, ConnectionCaps};
 use crate::apiserver::etcd::EtcdService;
 use crate::apiserver::http::rest::{self, KubeApi};
 use crate::limits;
 use crate::metrics::Points;
+use crate::security::authn::{Authenticator, ADMIN_USER, MASTERS_GROUP};
 use crate::security::encryption::Encryption;
+use crate::security::join::NodeToken;
 use crate::security::peer::PeerTls;
+use crate::security::pki::{self, Authority, Usage};
+use crate::security::tls::ApiTls;
+use crate::security::{kubeconfig, ApiSecurity};
 use crate::store::command::Command;
 use crate::store::network::{PeerNetwork, PeerPool};
 use crate::store::peer::PeerService;
@@ -51,10 +56,16 @@ pub enum ServerError {
     ServeApi(io::Error),
     #[error("cannot start the raft threads: {0}")]
     Runtime(io::Error),
-    #[error("writing {path}: {source}")]
-    Kubeconfig { path: PathBuf, source: io::Error },
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
     #[error(transparent)]
     PeerTls(#[from] crate::security::peer::PeerTlsError),
+    #[error(transparent)]
+    ApiTls(#[from] crate::security::tls::TlsError),
+    #[error(transparent)]
+    Pki(#[from] crate::security::pki::PkiError),
+    #[error(transparent)]
+    TokenFile(#[from] crate::security::authn::TokenFileError),
     #[error(transparent)]
     Encryption(#[from] crate::security::encryption::EncryptionError),
 }
@@ -292,6 +303,7 @@ pub async fn run(
             Arc::new(Encryption::none())
         }
     };
+    let (security, api_tls) = api_security(&config.config.api_security, encryption)?;
     let dir = &config.config.data_dir;
     let check_cluster = !config.config.initial_cluster.trim().is_empty();
     let (identity, start) = claim_data_dir(dir, &expected, check_cluster, config.config.rejoin)?;
@@ -389,11 +401,11 @@ pub async fn run(
         .add_routes(EtcdService::new(store.clone(), config.config.planted_bugs).routes())
         .serve_with_incoming_shutdown(client_incoming, wait_stop(stop_rx.clone()));
     let api_addr = advertised(listeners.api.local_addr().map_err(ServerError::ServeApi)?, me.peer_addr);
-    write_kubeconfig(dir, &me.name, api_addr)?;
+    write_credentials(dir, &me.name, api_addr, &security)?;
     let service_range = config.config.service_cluster_ip_range;
     let points = Points::default();
     let event_ttl = config.config.event_ttl;
-    let api = KubeApi::new(store.clone(), api_addr.to_string(), service_range, event_ttl, encryption, points.clone());
+    let api = KubeApi::new(store.clone(), api_addr.to_string(), service_range, event_ttl, security, points.clone());
     let router = rest::router(api);
     // The leader's controllers are API clients of this replica, through the router without a socket.
     let leading = leadership::Leading {
@@ -407,7 +419,7 @@ pub async fn run(
         autoscaler_sync_period: config.config.autoscaler_sync_period,
     };
     let leader_task = tokio::spawn(leadership::run(store.clone(), router.clone(), leading, stop_rx.clone()));
-    let api_server = listen::serve_api(listeners.api, router, caps.api, wait_stop(stop_rx.clone()));
+    let api_server = listen::serve_api(listeners.api, router, caps.api, api_tls, wait_stop(stop_rx.clone()));
     let api_task = tokio::spawn(api_server);
     let peer_task = raft_runtime.spawn(peer_server);
     let client_task = tokio::spawn(client_server);
@@ -450,34 +462,59 @@ pub async fn run(
     Ok(())
 }
 
-/// The admin kubeconfig, `<data dir>/admin.kubeconfig`, pointing kubectl at this replica's API. One kubeconfig
-/// names one server: to survive the loss of this replica, a client switches to another replica's file (or
-/// an address in front of all of them).
-fn write_kubeconfig(dir: &Path, name: &str, api_addr: SocketAddr) -> Result<(), ServerError> {
-    let path = dir.join("admin.kubeconfig");
-    let text = format!(
-        r#"apiVersion: v1
-kind: Config
-clusters:
-- name: raftsman
-  cluster:
-    server: http://{api_addr}
-users:
-- name: admin
-  user: {{}}
-contexts:
-- name: raftsman-{name}
-  context:
-    cluster: raftsman
-    user: admin
-    namespace: default
-current-context: raftsman-{name}
-"#
-    );
-    let tmp = dir.join("admin.kubeconfig.tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|source| ServerError::Kubeconfig { path, source })
+/// The API's security as the configuration asks: its authenticators, the authority it signs with, its TLS
+/// to other replicas, and the TLS it serves (None over plain HTTP).
+fn api_security(
+    config: &ApiSecurityConfig,
+    encryption: Arc<Encryption>,
+) -> Result<(ApiSecurity, Option<Arc<rustls::ServerConfig>>), ServerError> {
+    let tls = match config {
+        ApiSecurityConfig::Plaintext => {
+            tracing::warn!("the kubernetes api serves plain HTTP without authentication (--insecure-api)");
+            return Ok((ApiSecurity { encryption, ..ApiSecurity::insecure() }, None));
+        }
+        ApiSecurityConfig::Tls(tls) => tls,
+    };
+    let loaded = ApiTls::load(&tls.files)?;
+    let authenticator = match &tls.token_auth_file {
+        Some(path) => Authenticator::with_token_file(path)?,
+        None => Authenticator::default(),
+    };
+    let signer = tls.signing.as_ref().map(|(cert, key)| Authority::from_files(cert, key)).transpose()?;
+    let authority_pem = std::fs::read_to_string(&tls.files.client_ca)
+        .map_err(|source| ServerError::Read { path: tls.files.client_ca.clone(), source })?;
+    let security = ApiSecurity {
+        authenticator,
+        encryption,
+        authority_pem: Some(authority_pem),
+        signer,
+        replicas: Some(loaded.client),
+    };
+    Ok((security, Some(loaded.server)))
+}
+
+/// What a replica writes into its data dir for its users: `admin.kubeconfig`, pointing kubectl at this
+/// replica's API (with a fresh admin client certificate when the replica holds the cluster authority's key),
+/// and `node-token`, the token agents join with (`security::join`). Both are readable by their owner only.
+/// One kubeconfig names one server: to survive the loss of this replica, a client switches to another
+/// replica's file (or an address in front of all of them).
+fn write_credentials(dir: &Path, name: &str, api_addr: SocketAddr, security: &ApiSecurity) -> Result<(), ServerError> {
+    let context = format!("raftsman-{name}");
+    let text = match (&security.authority_pem, &security.signer) {
+        (None, _) => kubeconfig::render(&format!("http://{api_addr}"), None, None, &context),
+        (Some(authority), Some(signer)) => {
+            let admin = signer.issue(ADMIN_USER, &[MASTERS_GROUP], &[], Usage::Client)?;
+            let token = NodeToken::of(signer).to_string();
+            pki::write(&dir.join("node-token"), &format!("{token}\n"), 0o600)?;
+            kubeconfig::render(&format!("https://{api_addr}"), Some(authority), Some(&admin), &context)
+        }
+        (Some(_), None) => {
+            tracing::info!("no admin kubeconfig: this replica does not hold the cluster authority's key");
+            return Ok(());
+        }
+    };
+    pki::write(&dir.join("admin.kubeconfig"), &text, 0o600)?;
+    Ok(())
 }
 
 async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {

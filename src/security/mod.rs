@@ -1,6 +1,37 @@
 //! Who may talk to whom, and what is kept secret: the cluster's certificate authorities and what they issue
-//! (`pki`), mutual TLS between replicas (`peer`), and the API's encryption at rest (`encryption`).
+//! (`pki`), mutual TLS between replicas (`peer`), the API's TLS (`tls`) and who a request comes from
+//! (`authn`), how agents join with the node token (`join`), kubeconfig files (`kubeconfig`), and the API's encryption at rest (`encryption`).
 
+pub mod authn;
 pub mod encryption;
+pub mod join;
+pub mod kubeconfig;
 pub mod peer;
 pub mod pki;
+pub mod tls;
+
+use std::sync::Arc;
+
+/// What a replica's API knows of security: who requests come from, what it encrypts at rest, the authority
+/// it signs nodes' certificates with (when it holds its key) and its TLS to other replicas' APIs.
+pub struct ApiSecurity {
+    pub authenticator: authn::Authenticator,
+    pub encryption: Arc<encryption::Encryption>,
+    /// The cluster authority's certificate (PEM), served to joining agents; None when the API runs insecure.
+    pub authority_pem: Option<String>,
+    pub signer: Option<pki::Authority>,
+    pub replicas: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl ApiSecurity {
+    /// No TLS, no credentials, nothing encrypted (`--insecure-api`; tests of the API's other parts).
+    pub fn insecure() -> ApiSecurity {
+        ApiSecurity {
+            authenticator: authn::Authenticator::default(),
+            encryption: Arc::new(encryption::Encryption::none()),
+            authority_pem: None,
+            signer: None,
+            replicas: None,
+        }
+    }
+}

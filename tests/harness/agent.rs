@@ -24,11 +24,12 @@ impl Agent {
     /// Starts a fake-runtime agent for node `node_name` against every replica of `cluster`, with `extra` flags.
     pub fn fake(cluster: &TestCluster, node_name: &str, extra: &[&str]) -> Agent {
         let servers: Vec<SocketAddr> = cluster.local.members.iter().map(|m| m.api_addr).collect();
-        Agent::start(&servers, node_name, &[&["--runtime", "fake"], extra].concat())
+        Agent::start(cluster, &servers, node_name, &[&["--runtime", "fake"], extra].concat())
     }
 
-    /// Starts `raftsman agent --node-name NODE --servers SERVERS ARGS...`.
-    pub fn start(servers: &[SocketAddr], node_name: &str, args: &[&str]) -> Agent {
+    /// Starts `raftsman agent --node-name NODE --servers SERVERS ARGS...`, joining `cluster` with the node
+    /// token its first replica wrote (unless ARGS give a `--token`).
+    pub fn start(cluster: &TestCluster, servers: &[SocketAddr], node_name: &str, args: &[&str]) -> Agent {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let log = dir.path().join("agent.log");
@@ -38,6 +39,10 @@ impl Agent {
         command.extend(["--servers".to_string(), servers.join(",")]);
         command.extend(["--data-dir".to_string(), data_dir.to_string_lossy().into_owned()]);
         command.extend(["--kubelet-addr".to_string(), format!("127.0.0.1:{kubelet}")]);
+        if !args.contains(&"--token") {
+            let token = cluster.local.node_token_file();
+            command.extend(["--token-file".to_string(), token.to_string_lossy().into_owned()]);
+        }
         command.extend(args.iter().map(|a| a.to_string()));
         let mut agent = Agent { child: None, node_name: node_name.to_owned(), data_dir, log, command, _dir: dir };
         agent.spawn();

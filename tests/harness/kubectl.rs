@@ -100,10 +100,10 @@ pub fn follower(cluster_leader: usize) -> usize {
     (cluster_leader + 1) % 3
 }
 
-/// The JSON body of a plain HTTP/1.1 request to replica `i`'s API (the test cluster has no authentication).
+/// The JSON body of an HTTP/1.1 request written by hand to replica `i`'s API, as the admin.
 pub async fn raw_status(cluster: &TestCluster, i: usize, method: &str, path: &str, body: &str) -> Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(cluster.local.members[i].api_addr).await.expect("the API answers");
+    use tokio::io::AsyncWriteExt;
+    let mut stream = super::api::connect(cluster, i).await;
     let content_type = if method == "PATCH" { "application/json-patch+json" } else { "application/json" };
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
@@ -111,8 +111,7 @@ pub async fn raw_status(cluster: &TestCluster, i: usize, method: &str, path: &st
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = super::api::read_all(&mut stream).await;
     let answer = String::from_utf8_lossy(&answer);
     let (_, json) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
     serde_json::from_str(json).unwrap_or_else(|e| panic!("not a JSON Status ({e}): {answer}"))

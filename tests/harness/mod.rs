@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod api;
 pub mod docker;
 pub mod etcdctl;
 pub mod kubectl;
@@ -90,10 +91,10 @@ pub async fn settled_revision(client: &EtcdClient) -> i64 {
     last
 }
 
-/// A kube client for replica `i`'s API, once it serves the `default` namespace with its ServiceAccount.
+/// A kube client for replica `i`'s API with the admin kubeconfig it wrote, once it serves the `default`
+/// namespace with its ServiceAccount.
 pub async fn kube_client(cluster: &TestCluster, i: usize) -> kube::Client {
-    let url: http::Uri = format!("http://{}", cluster.local.members[i].api_addr).parse().unwrap();
-    let client = kube::Client::try_from(kube::Config::new(url)).unwrap();
+    let client = client_of(&cluster.local.kubeconfig(i)).await;
     eventually(Duration::from_secs(20), "the default service account", || async {
         let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
             kube::Api::namespaced(client.clone(), "default");
@@ -101,6 +102,14 @@ pub async fn kube_client(cluster: &TestCluster, i: usize) -> kube::Client {
     })
     .await;
     client
+}
+
+/// A kube client with the kubeconfig at `path`.
+pub async fn client_of(path: &std::path::Path) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("a kubeconfig");
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.expect("a usable kubeconfig");
+    kube::Client::try_from(config).expect("a kube client")
 }
 
 /// Polls `probe` until it returns Some or `timeout` passes (then panics naming `what`).

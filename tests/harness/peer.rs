@@ -22,7 +22,7 @@ pub enum Credentials {
 /// The cluster's peer authority.
 pub fn authority(c: &TestCluster) -> pki::Authority {
     let dir = c.local.pki.as_ref().expect("raftsman clusters have a pki");
-    pki::Authority::load(dir, peer::AUTHORITY, peer::AUTHORITY_NAME).expect("the peer authority")
+    pki::Authority::load(dir, peer::AUTHORITY).expect("the peer authority")
 }
 
 /// A peer certificate for a loopback replica named `name`, from `authority`.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Limited};
 use serde_json::{json, Value};
 
-use super::{plain_client, PlainClient};
+use super::ReplicaClient;
 use crate::limits;
 use crate::store::{Member, Store};
 
@@ -22,13 +22,7 @@ pub const DEPRECATION_WARNING: &str = "v1 ComponentStatus is deprecated in v1.19
 /// The HTTP client that asks the other replicas whether they answer.
 #[derive(Clone)]
 pub struct Prober {
-    client: PlainClient,
-}
-
-impl Default for Prober {
-    fn default() -> Prober {
-        Prober { client: plain_client(limits::COMPONENT_PROBE_TIMEOUT_MS, 1) }
-    }
+    client: ReplicaClient,
 }
 
 /// A component's `Healthy` condition: its message when healthy, the reason when not.
@@ -63,18 +57,22 @@ pub async fn statuses(store: &Store, prober: &Prober) -> Vec<Value> {
 }
 
 impl Prober {
+    pub fn new(tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Prober {
+        Prober { client: ReplicaClient::new(limits::COMPONENT_PROBE_TIMEOUT_MS, tls) }
+    }
+
     /// Asks another replica's API whether it is live.
     async fn probe(&self, member: &Member) -> Health {
         let Some(address) = member.published.as_ref().map(|p| p.api_addr.as_str()).filter(|a| !a.is_empty()) else {
             return Err(format!("replica {} has not published its api address yet", member.name));
         };
-        let uri: axum::http::Uri = format!("http://{address}/livez")
-            .parse()
+        let uri = (self.client.uri(address, "/livez"))
             .map_err(|e| format!("replica {} published an unusable api address {address:?}: {e}", member.name))?;
         let silent = |why: String| format!("replica {} at {address} does not answer: {why}", member.name);
         let waited = Duration::from_millis(limits::COMPONENT_PROBE_TIMEOUT_MS);
         let answer = async {
-            let response = self.client.get(uri).await.map_err(|e| e.to_string())?;
+            let request = http::Request::get(uri).body(http_body_util::Empty::new()).map_err(|e| e.to_string())?;
+            let response = self.client.request(request).await.map_err(|e| e.to_string())?;
             let status = response.status();
             let body = Limited::new(response.into_body(), limits::COMPONENT_PROBE_BODY_BYTES_MAX)
                 .collect()

@@ -16,7 +16,7 @@ use axum::response::Response;
 use http_body_util::{BodyExt, Empty, Limited};
 use serde_json::{json, Map, Value};
 
-use super::{plain_client, PlainClient};
+use super::ReplicaClient;
 use crate::apis::catalog;
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::registry::collections::{self, ListOptions};
@@ -33,13 +33,7 @@ pub const RELAYED_HEADER: &str = "raftsman-metrics-relayed";
 /// The HTTP client a follower relays metrics reads with.
 #[derive(Clone)]
 pub struct Relay {
-    client: PlainClient,
-}
-
-impl Default for Relay {
-    fn default() -> Relay {
-        Relay { client: plain_client(limits::KUBELET_CONNECT_TIMEOUT_MS, 1) }
-    }
+    client: ReplicaClient,
 }
 
 /// A quantity of CPU as metrics-server writes it (billionths of a core).
@@ -128,10 +122,15 @@ fn route(points: &Points, store: &Store, headers: &HeaderMap) -> Result<Route, A
 }
 
 impl Relay {
+    pub fn new(tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Relay {
+        Relay { client: ReplicaClient::new(limits::KUBELET_CONNECT_TIMEOUT_MS, tls) }
+    }
+
     async fn relay(&self, address: &str, uri: &Uri, headers: &HeaderMap) -> Result<Response, ApiError> {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let unavailable = |why: String| ApiError::Unavailable(format!("relaying to the leader at {address}: {why}"));
-        let mut request = http::Request::get(format!("http://{address}{path}"))
+        let uri = self.client.uri(address, path).map_err(|e| unavailable(e.to_string()))?;
+        let mut request = http::Request::get(uri)
             .header(RELAYED_HEADER, "1")
             .body(Empty::new())
             .map_err(|e| unavailable(e.to_string()))?;

@@ -2,6 +2,7 @@
 //! (`discovery`), the relay of container logs from the node's kubelet (`logs`) and the computed component
 //! statuses (`components`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -14,6 +15,7 @@ pub mod components;
 pub mod discovery;
 pub mod eviction;
 pub mod exec;
+pub mod join;
 pub mod logs;
 pub mod metrics;
 pub mod rest;
@@ -28,4 +30,55 @@ pub fn plain_client(connect_timeout_ms: u64, idle: usize) -> PlainClient {
     connector.set_connect_timeout(Some(Duration::from_millis(connect_timeout_ms)));
     connector.set_nodelay(true);
     Client::builder(TokioExecutor::new()).pool_max_idle_per_host(idle).build(connector)
+}
+
+/// The client a replica reaches other replicas' APIs with (`componentstatuses`' probes, the relay of metrics
+/// reads to the leader): over TLS, showing its own API certificate, when the API serves TLS.
+#[derive(Clone)]
+pub struct ReplicaClient {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    scheme: &'static str,
+}
+
+impl ReplicaClient {
+    pub fn new(connect_timeout_ms: u64, tls: Option<Arc<rustls::ClientConfig>>) -> ReplicaClient {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_millis(connect_timeout_ms)));
+        connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        // Without TLS the configuration is never used: the scheme is http.
+        let tls = tls.unwrap_or_else(|| {
+            let provider = crate::security::tls::provider();
+            let builder = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions();
+            let roots = rustls::RootCertStore::empty();
+            Arc::new(
+                builder
+                    .expect("ring supports the default versions")
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            )
+        });
+        // The builder sets the ALPN protocols itself (HTTP/1.1 here).
+        let mut tls = (*tls).clone();
+        tls.alpn_protocols.clear();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        ReplicaClient {
+            client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build(connector),
+            scheme,
+        }
+    }
+
+    /// The URI of `path` (with its query) on the replica whose API is at `address`.
+    pub fn uri(&self, address: &str, path: &str) -> Result<http::Uri, http::uri::InvalidUri> {
+        format!("{}://{address}{path}", self.scheme).parse()
+    }
+
+    pub fn request(&self, request: http::Request<Empty<Bytes>>) -> hyper_util::client::legacy::ResponseFuture {
+        self.client.request(request)
+    }
 }

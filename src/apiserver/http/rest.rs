@@ -1,6 +1,7 @@
 //! The Kubernetes REST API's HTTP edge: paths, query strings, content negotiation, and responses.
 //!
-//! Every request goes through `serve`, which parses the path into a `Target`, reads the options it needs, and
+//! Every request is first authenticated (`authenticate`, with `security::authn`): one without valid
+//! credentials is refused with 401 before anything else is read. Then it goes through `serve`, which parses the path into a `Target`, reads the options it needs, and
 //! calls the verbs (`verbs`, `collections`). Every error leaves as a `Status` object with its HTTP code
 //! (`errors`). Bodies are JSON (a missing Content-Type means JSON, as the Python client sends) or, for the
 //! kinds kubectl's generator commands send that way, Kubernetes protobuf; responses are JSON, or a `Table` when
@@ -38,7 +39,8 @@ use crate::apiserver::registry::verbs::{self, DeleteOptions, FieldValidation, Ta
 use crate::apiserver::watch_cache::WatchCaches;
 use crate::limits;
 use crate::metrics::Points;
-use crate::security::encryption::Encryption;
+use crate::security::authn::Origin;
+use crate::security::{join, ApiSecurity};
 use crate::store::Store;
 
 /// The Kubernetes API of one replica.
@@ -54,24 +56,29 @@ pub struct KubeApi {
     /// The leader's resource metrics (kept only while this replica leads), and how a follower reaches the leader's.
     points: Points,
     relay: metrics::Relay,
+    pub(super) security: ApiSecurity,
 }
 
 impl KubeApi {
-    /// The API of the replica of `store`; Events live `event_ttl` after their last write; what `encryption` names
-    /// is encrypted at rest; resource metrics are served from `points` while this replica leads.
+    /// The API of the replica of `store`; Events live `event_ttl` after their last write; `security` says who
+    /// requests come from and what is encrypted at rest; resource metrics are served from `points` while this
+    /// replica leads.
     pub fn new(
         store: Store,
         advertise: String,
         service_range: ServiceRange,
         event_ttl: Duration,
-        encryption: Arc<Encryption>,
+        security: ApiSecurity,
         points: Points,
     ) -> Arc<KubeApi> {
-        let objects = Objects::new(store, event_ttl).encrypted(encryption);
+        let objects = Objects::new(store, event_ttl).encrypted(security.encryption.clone());
         let caches = WatchCaches::new(objects.clone());
         let verbs = Verbs { objects, service_range };
-        let (kubelets, prober, relay) = (Kubelets::default(), Prober::default(), metrics::Relay::default());
-        Arc::new(KubeApi { verbs, caches, advertise, watches: AtomicUsize::new(0), kubelets, prober, points, relay })
+        let kubelets = Kubelets::default();
+        let prober = Prober::new(security.replicas.clone());
+        let relay = metrics::Relay::new(security.replicas.clone());
+        let watches = AtomicUsize::new(0);
+        Arc::new(KubeApi { verbs, caches, advertise, watches, kubelets, prober, points, relay, security })
     }
 
     fn objects(&self) -> &Objects {
@@ -80,12 +87,39 @@ impl KubeApi {
 }
 
 pub fn router(api: Arc<KubeApi>) -> axum::Router {
-    axum::Router::new()
+    let joining = axum::Router::new()
+        .route(join::CA_PATH, axum::routing::get(super::join::authority))
+        .route(join::CREDENTIALS_PATH, axum::routing::post(super::join::node_credentials))
+        .layer(DefaultBodyLimit::max(limits::NODE_CREDENTIALS_BODY_BYTES_MAX));
+    let kubernetes = axum::Router::new()
         .route("/api/v1/namespaces/{namespace}/pods/{name}/exec", axum::routing::any(super::exec::exec))
         .route("/api/v1/namespaces/{namespace}/pods/{name}/attach", axum::routing::any(super::exec::attach))
         .fallback(serve)
         .layer(DefaultBodyLimit::max(limits::API_BODY_BYTES_MAX))
-        .with_state(api)
+        .layer(axum::middleware::from_fn_with_state(api.clone(), authenticate));
+    joining.merge(kubernetes).with_state(api)
+}
+
+/// Refuses (401) a request whose credentials do not check out, or an anonymous one outside the public paths;
+/// passes the user on as a request extension (absent for an anonymous request).
+async fn authenticate(
+    State(api): State<Arc<KubeApi>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let origin = request.extensions().get::<Origin>();
+    match api.security.authenticator.authenticate(origin, request.headers(), request.uri().path()) {
+        Ok(user) => {
+            if let Some(user) = user {
+                request.extensions_mut().insert(user);
+            }
+            next.run(request).await
+        }
+        Err(e) => {
+            tracing::debug!(uri = %request.uri(), error = %e, "kubernetes api: unauthenticated request refused");
+            error_response(&ApiError::Unauthorized)
+        }
+    }
 }
 
 /// A request's query string.

@@ -1,0 +1,189 @@
+//! The Kubernetes API over TLS with authentication, on real replicas: the admin kubeconfig a replica writes
+//! works for kubectl; a request without credentials gets 401 (except the health and version endpoints), so
+//! does a bad bearer token, while a token of the static token file is someone; a certificate of another
+//! authority or plain HTTP gets no answer at all; an agent joins with the node token and nothing else.
+
+mod harness;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use harness::agent::Agent;
+use harness::api::{connect_with, read_all, tls_as};
+use harness::kubectl::Kubectl;
+use harness::{eventually, TestCluster};
+use raftsman::security::pki::{Authority, Usage};
+
+/// The status code and body of `GET path` on replica 0 over TLS with `tls`, with an optional bearer token.
+async fn get(
+    cluster: &TestCluster,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let mut stream = connect_with(cluster.local.members[0].api_addr, tls).await.expect("a TLS connection");
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\n{authorization}\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let answer = String::from_utf8_lossy(&read_all(&mut stream).await).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    (head.split_whitespace().nth(1).unwrap().parse().unwrap(), body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_without_valid_credentials_get_401_and_the_admin_kubeconfig_works() {
+    let tokens = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tokens.path(), "s3cr3t-token,jane,1001,\"devs,ops\"\n").unwrap();
+    let token_flag = format!("--token-auth-file={}", tokens.path().display());
+    let cluster = TestCluster::start_with(1, &[&token_flag]).await;
+    let k = Kubectl::for_replica(&cluster, 0).await;
+
+    // Phase 1: the admin kubeconfig is https, its key readable by its owner only, and kubectl works with it.
+    let kubeconfig = std::fs::read_to_string(&k.kubeconfig).unwrap();
+    let api = cluster.local.members[0].api_addr;
+    assert!(kubeconfig.contains(&format!("server: https://{api}")), "{kubeconfig}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&k.kubeconfig).unwrap().permissions().mode() & 0o777, 0o600);
+    k.ok(&["create", "configmap", "c1", "--from-literal=k=v"]);
+    assert_eq!(k.json(&["get", "configmap", "c1"])["data"]["k"], "v");
+
+    // Phase 2: no credentials: 401 with upstream's Status, except for the public endpoints.
+    let anonymous = tls_as(&cluster.local, None);
+    let (code, body) = get(&cluster, anonymous.clone(), "/api/v1/namespaces/default/configmaps", None).await;
+    assert_eq!(code, 401, "{body}");
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status["reason"].as_str(), status["code"].as_u64()), (Some("Unauthorized"), Some(401)), "{status}");
+    for public in ["/readyz", "/livez", "/healthz", "/version"] {
+        assert_eq!(get(&cluster, anonymous.clone(), public, None).await.0, 200, "{public}");
+    }
+    // kubectl with a token nobody issued says it is not logged in.
+    let stranger = k.manifest("stranger.kubeconfig", &with_token(&kubeconfig, "not-a-token"));
+    let out = std::process::Command::new("kubectl")
+        .args(["--kubeconfig", &stranger, "get", "configmaps"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("You must be logged in to the server"), "{stderr}");
+
+    // Phase 3: bearer tokens: one of the token file is its user, any other is refused even on public paths.
+    let (code, body) =
+        get(&cluster, anonymous.clone(), "/api/v1/namespaces/default/configmaps/c1", Some("s3cr3t-token")).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(get(&cluster, anonymous.clone(), "/api/v1/namespaces", Some("wrong")).await.0, 401);
+    assert_eq!(get(&cluster, anonymous.clone(), "/readyz", Some("wrong")).await.0, 401);
+
+    // Phase 4: a certificate of another authority, or plain HTTP, gets no answer.
+    let stranger = Authority::create("raftsman-ca").unwrap();
+    let forged = stranger.issue("system:admin", &["system:masters"], &[], Usage::Client).unwrap();
+    let authority = cluster.local.authority().unwrap();
+    let identity = (forged.cert_pem.as_bytes(), forged.key_pem.as_bytes());
+    let tls = raftsman::security::tls::client_config(authority.cert_pem().as_bytes(), Some(identity)).unwrap();
+    let refused = async {
+        let mut stream = connect_with(api, tls).await?;
+        stream.write_all(b"GET /api/v1/namespaces HTTP/1.1\r\nHost: api\r\n\r\n").await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    // The handshake fails, or the server's refusal arrives as an alert: either way nothing is answered.
+    if let Ok(answer) = refused.await {
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    }
+    assert_eq!(harness::http_get(&api.to_string()), None, "plain HTTP gets no answer");
+}
+
+/// `kubeconfig` with `token` as its user's credentials instead of the client certificate.
+fn with_token(kubeconfig: &str, token: &str) -> String {
+    let kept = kubeconfig.lines().filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"));
+    let lines: Vec<String> =
+        kept.map(|l| if l == "  user:" { format!("  user:\n    token: {token}") } else { l.to_owned() }).collect();
+    lines.join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_joins_with_the_node_token_and_not_without_it() {
+    let cluster = TestCluster::start(3).await;
+    let client = harness::kube_client(&cluster, 0).await;
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+
+    // Phase 1: every replica wrote the same node token, readable by its owner only.
+    let tokens: Vec<String> =
+        cluster.local.members.iter().map(|m| std::fs::read_to_string(m.data_dir.join("node-token")).unwrap()).collect();
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(cluster.local.node_token_file()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Phase 2: an agent with a token whose secret is wrong is refused and registers nothing.
+    let token = raftsman::security::join::NodeToken::parse(&tokens[0]).unwrap();
+    let wrong = raftsman::security::join::NodeToken { secret: "0".repeat(64), ..token.clone() };
+    let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
+    let mut impostor =
+        Agent::start(&cluster, &servers, "impostor", &["--runtime", "fake", "--token", &wrong.to_string()]);
+    eventually(Duration::from_secs(20), "the impostor to give up", || {
+        let exited = !impostor.is_running();
+        async move { exited.then_some(()) }
+    })
+    .await;
+    assert!(impostor.log_text().contains("refused the node token"), "{}", impostor.log_text());
+    // A token of another cluster's authority is refused before its secret is sent.
+    let other = Authority::create("raftsman-ca").unwrap();
+    let foreign = raftsman::security::join::NodeToken::of(&other);
+    let mut stranger =
+        Agent::start(&cluster, &servers, "stranger", &["--runtime", "fake", "--token", &foreign.to_string()]);
+    eventually(Duration::from_secs(20), "the stranger to give up", || {
+        let exited = !stranger.is_running();
+        async move { exited.then_some(()) }
+    })
+    .await;
+    assert!(stranger.log_text().contains("does not have the node token's fingerprint"), "{}", stranger.log_text());
+
+    // Phase 3: with the token, the agent gets its node's certificate, keeps it, and registers its node.
+    let mut agent = Agent::fake(&cluster, "joined", &[]);
+    eventually(Duration::from_secs(30), "the joined node", || async { nodes.get_opt("joined").await.ok().flatten() })
+        .await;
+    let cert = std::fs::read_to_string(agent.data_dir.join("pki/node.crt")).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+    let user = raftsman::security::authn::User::of_certificate(&der).unwrap();
+    assert_eq!((user.name.as_str(), user.groups.as_slice()), ("system:node:joined", &["system:nodes".to_owned()][..]));
+    let key_mode = std::fs::metadata(agent.data_dir.join("pki/node.key")).unwrap().permissions().mode();
+    assert_eq!(key_mode & 0o777, 0o600);
+    for (name, a) in [("impostor", &impostor), ("stranger", &stranger)] {
+        assert!(!a.data_dir.join("pki/node.crt").exists(), "{name} got a certificate");
+        assert!(nodes.get_opt(name).await.unwrap().is_none(), "{name} registered");
+    }
+
+    // Phase 4: restarted, it uses the certificate it kept (it joins no more).
+    agent.kill();
+    agent.restart();
+    eventually(Duration::from_secs(30), "the restarted agent to reach a replica", || async {
+        (agent.logged("agent: sending requests to this api server").len() >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(agent.logged("agent: joined the cluster with the node token").len(), 1, "joined once");
+    assert_eq!(std::fs::read_to_string(agent.data_dir.join("pki/node.crt")).unwrap(), cert);
+}
+
+#[tokio::test]
+async fn a_replica_refuses_to_start_without_api_tls_unless_told_to_run_insecure() {
+    let binary = env!("CARGO_BIN_EXE_raftsman");
+    let dir = tempfile::tempdir().unwrap();
+    let ports = raftsman::cluster::local::free_ports(3).unwrap();
+    let [peer, client, api] = [0, 1, 2].map(|i| format!("127.0.0.1:{}", ports[i]));
+    let out = std::process::Command::new(binary)
+        .args(["server", "--name", "n1", "--peer-addr", &peer, "--client-addr", &client, "--api-addr", &api])
+        .arg("--insecure-peer")
+        .arg("--data-dir")
+        .arg(dir.path().join("n1"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--tls-cert-file") && stderr.contains("--insecure-api"), "{stderr}");
+    assert!(!dir.path().join("n1").exists(), "nothing was written");
+}
