@@ -606,6 +606,7 @@ pub const LEAF_VALIDITY_DAYS: i64 = 365;
 pub const AGENT_JOIN_RETRY_MS: u64 = 500;
 pub const AGENT_JOIN_RETRY_MAX_MS: u64 = 10_000;
 pub const AGENT_CERTIFICATE_RENEW_DAYS: i64 = 30;
+const _: () = assert!(AGENT_CERTIFICATE_RENEW_DAYS < LEAF_VALIDITY_DAYS);
 /// The largest static token file (`--token-auth-file`) a replica reads.
 pub const TOKEN_FILE_BYTES_MAX: u64 = 1 << 20;
 /// The largest body a node's request for its credentials may have (a signing request and a token).

@@ -20,6 +20,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 use crate::limits;
+use crate::security::authn::User;
 use crate::security::join::{Credentials, CredentialsRequest, JoinError, NodeToken, CA_PATH, CREDENTIALS_PATH};
 use crate::security::pki::{self, Issued};
 use crate::security::tls::{self, TlsError};
@@ -54,7 +55,7 @@ pub async fn obtain(
     data_dir: &Path,
 ) -> Result<Arc<ClientConfig>, CredentialsError> {
     let (ca_path, cert_path, key_path) = files(data_dir);
-    if let Some((authority, issued)) = kept(token, &ca_path, &cert_path, &key_path) {
+    if let Some((authority, issued)) = kept(token, node, &ca_path, &cert_path, &key_path) {
         let identity = (issued.cert_pem.as_bytes(), issued.key_pem.as_bytes());
         return Ok(tls::client_config(authority.as_bytes(), Some(identity))?);
     }
@@ -81,12 +82,17 @@ pub async fn obtain(
     Ok(tls::client_config(authority.as_bytes(), Some(identity))?)
 }
 
-/// The credentials kept in the data dir, when they are the token's authority's and the certificate has at
+/// The credentials kept in the data dir, when they are the token's authority's, name `node` and have at
 /// least `AGENT_CERTIFICATE_RENEW_DAYS` left.
-fn kept(token: &NodeToken, ca: &Path, cert: &Path, key: &Path) -> Option<(String, Issued)> {
+fn kept(token: &NodeToken, node: &str, ca: &Path, cert: &Path, key: &Path) -> Option<(String, Issued)> {
+    use rustls::pki_types::pem::PemObject;
     let authority = std::fs::read_to_string(ca).ok()?;
     token.check_authority(&authority).ok()?;
     let issued = Issued { cert_pem: std::fs::read_to_string(cert).ok()?, key_pem: std::fs::read_to_string(key).ok()? };
+    let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).ok()?;
+    if User::of_certificate(&der)?.node_name() != Some(node) {
+        return None;
+    }
     let renew_at = pki::not_after(&issued.cert_pem)? - time::Duration::days(limits::AGENT_CERTIFICATE_RENEW_DAYS);
     (time::OffsetDateTime::now_utc() < renew_at).then_some((authority, issued))
 }
