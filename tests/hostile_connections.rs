@@ -1,5 +1,5 @@
-//! Hostile and heavy connections against real replicas: half-sent request headers, half-sent HTTP/2
-//! prefaces and silent sockets on every port, more of them than the replica has file descriptors, and
+//! Hostile and heavy connections against real replicas: half-sent TLS handshakes on the Kubernetes API, half-sent
+//! HTTP/2 prefaces and silent sockets on the other ports, more of them than the replica has file descriptors, and
 //! thousands of Kubernetes watches on a follower. The replica stays up, keeps its store's files, serves new
 //! clients, closes what overstays its limits, and returns to its baseline of descriptors and memory.
 
@@ -217,7 +217,7 @@ struct Flood {
     rss_peak_mib: u64,
 }
 
-/// More half-open connections than the replica has descriptors: half-sent request headers on the API port,
+/// More half-open connections than the replica has descriptors: half-sent TLS handshakes on the API port,
 /// half-sent HTTP/2 prefaces on the etcd client port, silent sockets on the peer port. Checks what the
 /// replica does while they are open and until it has closed them all.
 async fn flood(c: &mut Cluster, open_files: u64) -> Flood {
