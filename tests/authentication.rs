@@ -167,6 +167,18 @@ async fn an_agent_joins_with_the_node_token_and_not_without_it() {
     .await;
     assert_eq!(agent.logged("agent: joined the cluster with the node token").len(), 1, "joined once");
     assert_eq!(std::fs::read_to_string(agent.data_dir.join("pki/node.crt")).unwrap(), cert);
+
+    // Phase 5: started on the same data dir under another name, it joins again as that node: what it kept
+    // names the other one.
+    agent.kill();
+    let dir = agent.data_dir.to_string_lossy().into_owned();
+    let renamed = Agent::start(&cluster, &servers, "renamed", &["--runtime", "fake", "--data-dir", &dir]);
+    eventually(Duration::from_secs(30), "the renamed node", || async { nodes.get_opt("renamed").await.ok().flatten() })
+        .await;
+    let cert = std::fs::read_to_string(renamed.data_dir.join("pki/node.crt")).unwrap();
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+    assert_eq!(raftsman::security::authn::User::of_certificate(&der).unwrap().name, "system:node:renamed");
+    assert_eq!(renamed.logged("agent: joined the cluster with the node token").len(), 1, "joined as renamed");
 }
 
 #[tokio::test]

@@ -31,13 +31,17 @@ impl Agent {
     /// token its first replica wrote (unless ARGS give a `--token`).
     pub fn start(cluster: &TestCluster, servers: &[SocketAddr], node_name: &str, args: &[&str]) -> Agent {
         let dir = tempfile::tempdir().expect("temp dir");
-        let data_dir = dir.path().join("data");
+        // ARGS may name the data dir (another agent's, to start on what it left).
+        let given = args.windows(2).find(|w| w[0] == "--data-dir").map(|w| PathBuf::from(w[1]));
+        let data_dir = given.clone().unwrap_or_else(|| dir.path().join("data"));
         let log = dir.path().join("agent.log");
         let kubelet = raftsman::cluster::local::free_ports(1).expect("a free port")[0];
         let servers: Vec<String> = servers.iter().map(SocketAddr::to_string).collect();
         let mut command = vec!["--log-json".to_string(), "agent".into(), "--node-name".into(), node_name.into()];
         command.extend(["--servers".to_string(), servers.join(",")]);
-        command.extend(["--data-dir".to_string(), data_dir.to_string_lossy().into_owned()]);
+        if given.is_none() {
+            command.extend(["--data-dir".to_string(), data_dir.to_string_lossy().into_owned()]);
+        }
         command.extend(["--kubelet-addr".to_string(), format!("127.0.0.1:{kubelet}")]);
         if !args.contains(&"--token") {
             let token = cluster.local.node_token_file();
