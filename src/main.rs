@@ -547,36 +547,16 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
 fn certs(command: CertsCmd) -> anyhow::Result<()> {
     use raftsman::security::{kubeconfig, peer, pki, tls};
     match command {
-        CertsCmd::PeerCa { dir } => {
-            let (cert, _) = pki::files(&dir, peer::AUTHORITY);
-            let existed = cert.exists();
-            pki::Authority::load_or_create(&dir, peer::AUTHORITY, peer::AUTHORITY_NAME)?;
-            let done = if existed { "kept the existing" } else { "created the" };
-            println!("{done} peer authority: {}", cert.display());
-        }
+        CertsCmd::PeerCa { dir } => make_authority(&dir, peer::AUTHORITY, peer::AUTHORITY_NAME, "peer")?,
         CertsCmd::Peer { dir, name, hosts } => {
-            let authority = pki::Authority::load(&dir, peer::AUTHORITY)?;
-            let issued = authority.issue(&name, &[], &hosts, pki::Usage::ServerAndClient)?;
             let files = cluster::local::peer_files(&name);
-            pki::save(&dir, &files, &issued)?;
-            let (cert, key) = pki::files(&dir, &files);
-            println!("issued {name}'s peer certificate: {} (key {})", cert.display(), key.display());
+            issue_to(&dir, peer::AUTHORITY, &files, (&name, &[]), &hosts, &format!("{name}'s peer"))?;
         }
-        CertsCmd::Ca { dir } => {
-            let (cert, _) = pki::files(&dir, tls::AUTHORITY);
-            let existed = cert.exists();
-            pki::Authority::load_or_create(&dir, tls::AUTHORITY, tls::AUTHORITY_NAME)?;
-            let done = if existed { "kept the existing" } else { "created the" };
-            println!("{done} cluster authority: {}", cert.display());
-        }
+        CertsCmd::Ca { dir } => make_authority(&dir, tls::AUTHORITY, tls::AUTHORITY_NAME, "cluster")?,
         CertsCmd::Api { dir, name, hosts } => {
             use raftsman::security::authn::{API_SERVER_USER, MASTERS_GROUP};
-            let authority = pki::Authority::load(&dir, tls::AUTHORITY)?;
-            let issued = authority.issue(API_SERVER_USER, &[MASTERS_GROUP], &hosts, pki::Usage::ServerAndClient)?;
-            let files = tls::api_files(&name);
-            pki::save(&dir, &files, &issued)?;
-            let (cert, key) = pki::files(&dir, &files);
-            println!("issued {name}'s API certificate: {} (key {})", cert.display(), key.display());
+            let subject = (API_SERVER_USER, &[MASTERS_GROUP][..]);
+            issue_to(&dir, tls::AUTHORITY, &tls::api_files(&name), subject, &hosts, &format!("{name}'s API"))?;
         }
         CertsCmd::Kubeconfig { dir, server, user, group, out } => {
             let authority = pki::Authority::load(&dir, tls::AUTHORITY)?;
@@ -587,6 +567,36 @@ fn certs(command: CertsCmd) -> anyhow::Result<()> {
             println!("wrote {user}'s kubeconfig: {}", out.display());
         }
     }
+    Ok(())
+}
+
+/// Creates the authority `name` in `dir` unless it is there (`what` names it to the user).
+fn make_authority(dir: &std::path::Path, name: &str, common_name: &str, what: &str) -> anyhow::Result<()> {
+    use raftsman::security::pki;
+    let (cert, _) = pki::files(dir, name);
+    let existed = cert.exists();
+    pki::Authority::load_or_create(dir, name, common_name)?;
+    let done = if existed { "kept the existing" } else { "created the" };
+    println!("{done} {what} authority: {}", cert.display());
+    Ok(())
+}
+
+/// Issues a server-and-client certificate for `subject` (common name, organizations) valid for `hosts`,
+/// signed by the authority `authority` in `dir`, as `<files>.crt` and `<files>.key` there.
+fn issue_to(
+    dir: &std::path::Path,
+    authority: &str,
+    files: &str,
+    subject: (&str, &[&str]),
+    hosts: &[String],
+    what: &str,
+) -> anyhow::Result<()> {
+    use raftsman::security::pki;
+    let authority = pki::Authority::load(dir, authority)?;
+    let issued = authority.issue(subject.0, subject.1, hosts, pki::Usage::ServerAndClient)?;
+    pki::save(dir, files, &issued)?;
+    let (cert, key) = pki::files(dir, files);
+    println!("issued {what} certificate: {} (key {})", cert.display(), key.display());
     Ok(())
 }
 

@@ -104,6 +104,16 @@ fn with_token(kubeconfig: &str, token: &str) -> String {
     lines.join("\n")
 }
 
+/// Waits until `agent` has exited, and checks that its log says `why`.
+async fn gives_up(agent: &mut Agent, why: &str) {
+    eventually(Duration::from_secs(20), "the agent to give up", || {
+        let exited = !agent.is_running();
+        async move { exited.then_some(()) }
+    })
+    .await;
+    assert!(agent.log_text().contains(why), "{}", agent.log_text());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_joins_with_the_node_token_and_not_without_it() {
     let cluster = TestCluster::start(3).await;
@@ -124,23 +134,13 @@ async fn an_agent_joins_with_the_node_token_and_not_without_it() {
     let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
     let mut impostor =
         Agent::start(&cluster, &servers, "impostor", &["--runtime", "fake", "--token", &wrong.to_string()]);
-    eventually(Duration::from_secs(20), "the impostor to give up", || {
-        let exited = !impostor.is_running();
-        async move { exited.then_some(()) }
-    })
-    .await;
-    assert!(impostor.log_text().contains("refused the node token"), "{}", impostor.log_text());
+    gives_up(&mut impostor, "refused the node token").await;
     // A token of another cluster's authority is refused before its secret is sent.
     let other = Authority::create("raftsman-ca").unwrap();
     let foreign = raftsman::security::join::NodeToken::of(&other);
     let mut stranger =
         Agent::start(&cluster, &servers, "stranger", &["--runtime", "fake", "--token", &foreign.to_string()]);
-    eventually(Duration::from_secs(20), "the stranger to give up", || {
-        let exited = !stranger.is_running();
-        async move { exited.then_some(()) }
-    })
-    .await;
-    assert!(stranger.log_text().contains("does not have the node token's fingerprint"), "{}", stranger.log_text());
+    gives_up(&mut stranger, "does not have the node token's fingerprint").await;
 
     // Phase 3: with the token, the agent gets its node's certificate, keeps it, and registers its node.
     let mut agent = Agent::fake(&cluster, "joined", &[]);

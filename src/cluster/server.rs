@@ -56,8 +56,6 @@ pub enum ServerError {
     ServeApi(io::Error),
     #[error("cannot start the raft threads: {0}")]
     Runtime(io::Error),
-    #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
     #[error(transparent)]
     PeerTls(#[from] crate::security::peer::PeerTlsError),
     #[error(transparent)]
@@ -471,7 +469,7 @@ fn api_security(
     let tls = match config {
         ApiSecurityConfig::Plaintext => {
             tracing::warn!("the kubernetes api serves plain HTTP without authentication (--insecure-api)");
-            return Ok((ApiSecurity { encryption, ..ApiSecurity::insecure() }, None));
+            return Ok((ApiSecurity::insecure(encryption), None));
         }
         ApiSecurityConfig::Tls(tls) => tls,
     };
@@ -481,12 +479,10 @@ fn api_security(
         None => Authenticator::default(),
     };
     let signer = tls.signing.as_ref().map(|(cert, key)| Authority::from_files(cert, key)).transpose()?;
-    let authority_pem = std::fs::read_to_string(&tls.files.client_ca)
-        .map_err(|source| ServerError::Read { path: tls.files.client_ca.clone(), source })?;
     let security = ApiSecurity {
         authenticator,
         encryption,
-        authority_pem: Some(authority_pem),
+        authority_pem: Some(loaded.authority_pem),
         signer,
         replicas: Some(loaded.client),
     };

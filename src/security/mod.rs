@@ -24,11 +24,11 @@ pub struct ApiSecurity {
 }
 
 impl ApiSecurity {
-    /// No TLS, no credentials, nothing encrypted (`--insecure-api`; tests of the API's other parts).
-    pub fn insecure() -> ApiSecurity {
+    /// No TLS and no credentials (`--insecure-api`); what `encryption` names is still encrypted at rest.
+    pub fn insecure(encryption: Arc<encryption::Encryption>) -> ApiSecurity {
         ApiSecurity {
             authenticator: authn::Authenticator::default(),
-            encryption: Arc::new(encryption::Encryption::none()),
+            encryption,
             authority_pem: None,
             signer: None,
             replicas: None,

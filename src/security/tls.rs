@@ -47,6 +47,8 @@ pub struct ApiTlsFiles {
 pub struct ApiTls {
     pub server: Arc<ServerConfig>,
     pub client: Arc<ClientConfig>,
+    /// The cluster authority's certificate (PEM), as `--client-ca-file` holds it.
+    pub authority_pem: String,
 }
 
 /// The crypto provider of every TLS configuration here: ring, as the peer port's (tonic's `tls-ring`) and the
@@ -113,6 +115,7 @@ impl ApiTls {
             .with_single_cert(certificates(&cert, &what(&files.cert))?, private_key(&key, &what(&files.key))?)?;
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         let client = client_config(&ca, Some((&cert, &key)))?;
-        Ok(ApiTls { server: Arc::new(server), client })
+        let authority_pem = String::from_utf8_lossy(&ca).into_owned();
+        Ok(ApiTls { server: Arc::new(server), client, authority_pem })
     }
 }

@@ -94,7 +94,7 @@ pub async fn settled_revision(client: &EtcdClient) -> i64 {
 /// A kube client for replica `i`'s API with the admin kubeconfig it wrote, once it serves the `default`
 /// namespace with its ServiceAccount.
 pub async fn kube_client(cluster: &TestCluster, i: usize) -> kube::Client {
-    let client = client_of(&cluster.local.kubeconfig(i)).await;
+    let client = cluster.local.kube_client(i).await.expect("a kube client from the replica's kubeconfig");
     eventually(Duration::from_secs(20), "the default service account", || async {
         let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
             kube::Api::namespaced(client.clone(), "default");
@@ -102,14 +102,6 @@ pub async fn kube_client(cluster: &TestCluster, i: usize) -> kube::Client {
     })
     .await;
     client
-}
-
-/// A kube client with the kubeconfig at `path`.
-pub async fn client_of(path: &std::path::Path) -> kube::Client {
-    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("a kubeconfig");
-    let options = kube::config::KubeConfigOptions::default();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.expect("a usable kubeconfig");
-    kube::Client::try_from(config).expect("a kube client")
 }
 
 /// Polls `probe` until it returns Some or `timeout` passes (then panics naming `what`).
