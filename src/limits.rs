@@ -611,3 +611,19 @@ const _: () = assert!(AGENT_CERTIFICATE_RENEW_DAYS < LEAF_VALIDITY_DAYS);
 pub const TOKEN_FILE_BYTES_MAX: u64 = 1 << 20;
 /// The largest body a node's request for its credentials may have (a signing request and a token).
 pub const NODE_CREDENTIALS_BODY_BYTES_MAX: usize = 16 << 10;
+
+/// Size at which the audit log is rotated.
+pub const AUDIT_LOG_BYTES_MAX: u64 = 100 * 1024 * 1024;
+/// Rotated audit logs kept (`audit.log.1` ... `audit.log.N`).
+pub const AUDIT_LOG_FILES_KEPT: usize = 5;
+/// Audit lines waiting for the writer; a write's request waits for room beyond this.
+pub const AUDIT_QUEUE_LINES_MAX: usize = 4_096;
+
+/// Requests a second each user (other than `system:masters`) may make of one replica's API, on average...
+pub const API_USER_REQUESTS_PER_SEC: u32 = 100;
+/// ... and at once after a quiet spell; beyond, 429 with Retry-After.
+pub const API_USER_REQUEST_BURST: u32 = 200;
+/// Watches a user (other than `system:masters`) may hold open on one replica; beyond, 429.
+pub const API_USER_WATCHES_MAX: usize = 64;
+/// Users whose request budgets a replica remembers; past this, those with a full budget are forgotten.
+pub const API_USER_BUCKETS_MAX: usize = 10_000;

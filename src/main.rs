@@ -148,8 +148,13 @@ struct AgentArgs {
     #[arg(long, conflicts_with = "token_file")]
     token: Option<String>,
     /// A file holding the node token.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kubeconfig")]
     token_file: Option<PathBuf>,
+    /// Reach the API with the certificate authority and client certificate of this kubeconfig's current
+    /// context instead of joining with the node token (its server address is not used: --servers is). A
+    /// --fake-nodes agent needs one: a node's own certificate acts only for its node.
+    #[arg(long, conflicts_with = "token")]
+    kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -481,8 +486,8 @@ fn run() -> anyhow::Result<()> {
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    use raftsman::agent::{self, node, AgentConfig, RuntimeKind};
-    use raftsman::security::join::NodeToken;
+    use raftsman::agent::{self, node, AgentConfig, Credentials, RuntimeKind};
+    use raftsman::security::{join::NodeToken, kubeconfig};
     let config = AgentConfig {
         node_name: args.node_name,
         servers: args.servers,
@@ -509,13 +514,14 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
             .unwrap_or(args.runtime == AgentRuntime::Docker)
             .then_some(args.service_cluster_ip_range),
         cluster_domain: args.cluster_domain,
-        token: match (args.token, args.token_file) {
-            (Some(token), _) => Some(NodeToken::parse(&token).context("--token")?),
-            (None, Some(path)) => {
+        credentials: match (args.token, args.token_file, args.kubeconfig) {
+            (Some(token), _, _) => Credentials::Token(NodeToken::parse(&token).context("--token")?),
+            (None, Some(path), _) => {
                 let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-                Some(NodeToken::parse(&text).with_context(|| format!("--token-file {}", path.display()))?)
+                Credentials::Token(NodeToken::parse(&text).with_context(|| format!("--token-file {}", path.display()))?)
             }
-            (None, None) => None,
+            (None, None, Some(path)) => Credentials::Kubeconfig(kubeconfig::read_identity(&path)?),
+            (None, None, None) => Credentials::None,
         },
         ..AgentConfig::default()
     }

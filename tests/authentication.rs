@@ -69,10 +69,12 @@ async fn requests_without_valid_credentials_get_401_and_the_admin_kubeconfig_wor
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("You must be logged in to the server"), "{stderr}");
 
-    // Phase 3: bearer tokens: one of the token file is its user, any other is refused even on public paths.
+    // Phase 3: bearer tokens: one of the token file is its user (authenticated, then refused by RBAC, which
+    // grants jane nothing), any other is refused even on public paths.
     let (code, body) =
         get(&cluster, anonymous.clone(), "/api/v1/namespaces/default/configmaps/c1", Some("s3cr3t-token")).await;
-    assert_eq!(code, 200, "{body}");
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains(r#"User \"jane\" cannot get resource \"configmaps\""#), "{body}");
     assert_eq!(get(&cluster, anonymous.clone(), "/api/v1/namespaces", Some("wrong")).await.0, 401);
     assert_eq!(get(&cluster, anonymous.clone(), "/readyz", Some("wrong")).await.0, 401);
 

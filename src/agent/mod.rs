@@ -49,6 +49,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use crate::apiserver::registry::allocations::ServiceRange;
 use crate::limits;
 use crate::security::join::NodeToken;
+use crate::security::{kubeconfig, tls};
 use node::NodeConfig;
 use runtime::Runtime;
 
@@ -92,9 +93,22 @@ pub struct AgentConfig {
     pub service_proxy: Option<ServiceRange>,
     /// The cluster domain (`cluster.local`).
     pub cluster_domain: String,
-    /// The node token to join with: the API is then reached over TLS with the node's certificate. None for
-    /// API servers that run insecure (plain HTTP).
-    pub token: Option<NodeToken>,
+    /// How the agent proves who it is to the API servers.
+    pub credentials: Credentials,
+}
+
+/// How an agent reaches the API servers.
+#[derive(Clone, Debug, Default)]
+pub enum Credentials {
+    /// Over plain HTTP, for API servers that run insecure (`--insecure-api`).
+    #[default]
+    None,
+    /// Over TLS with the node's own certificate, obtained with the node token: the node authorizer lets it
+    /// act only for its own node.
+    Token(NodeToken),
+    /// Over TLS with a kubeconfig's client certificate: whatever RBAC lets that user do (a fake-nodes agent
+    /// acts for many nodes, which no node certificate may).
+    Kubeconfig(kubeconfig::Identity),
 }
 
 impl Default for AgentConfig {
@@ -112,7 +126,7 @@ impl Default for AgentConfig {
             node_ip: IpAddr::from([127, 0, 0, 1]),
             service_proxy: None,
             cluster_domain: "cluster.local".to_owned(),
-            token: None,
+            credentials: Credentials::None,
         }
     }
 }
@@ -132,6 +146,11 @@ pub enum ConfigError {
     NoServers,
     #[error("--fake-nodes needs --runtime fake")]
     FakeNodesNeedFake,
+    #[error(
+        "--fake-nodes cannot join with a node token: a node's certificate acts only for its own node; give \
+         --kubeconfig with a user allowed to act for every fake node"
+    )]
+    FakeNodesNeedKubeconfig,
     #[error("--fake-nodes must be between 1 and {max}", max = limits::AGENT_FAKE_NODES_MAX)]
     FakeNodes,
     #[error("more than {max} --servers", max = limits::AGENT_SERVERS_MAX)]
@@ -160,6 +179,9 @@ impl AgentConfig {
             }
             if n == 0 || n > limits::AGENT_FAKE_NODES_MAX {
                 return Err(ConfigError::FakeNodes);
+            }
+            if matches!(self.credentials, Credentials::Token(_)) {
+                return Err(ConfigError::FakeNodesNeedKubeconfig);
             }
         }
         Ok(self)
@@ -232,8 +254,13 @@ pub async fn run<R: Runtime>(
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
     tokio::pin!(shutdown);
-    let tls = match &config.token {
-        Some(token) => {
+    let tls = match &config.credentials {
+        Credentials::Kubeconfig(identity) => {
+            let pair = (identity.cert_pem.as_bytes(), identity.key_pem.as_bytes());
+            let tls = tls::client_config(identity.authority_pem.as_bytes(), Some(pair));
+            Some(tls.map_err(std::io::Error::other)?)
+        }
+        Credentials::Token(token) => {
             let obtained = credentials::obtain(&config.servers, token, &config.node_name, &config.data_dir);
             let obtained = tokio::select! {
                 obtained = obtained => obtained,
@@ -241,7 +268,7 @@ pub async fn run<R: Runtime>(
             };
             Some(obtained.map_err(std::io::Error::other)?)
         }
-        None => {
+        Credentials::None => {
             tracing::warn!("no node token: the agent reaches the api servers over plain HTTP");
             None
         }

@@ -14,7 +14,8 @@
 //! served resources share a plural or a kind, so keys never collide.
 
 use k8s_openapi::api::{
-    apps, autoscaling, batch, coordination, core, discovery, events, networking, policy, scheduling,
+    apps, authentication, authorization, autoscaling, batch, coordination, core, discovery, events, networking, policy,
+    rbac, scheduling,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -102,6 +103,9 @@ pub enum Backing {
     /// Get and list only: the usage of the nodes or pods of the same plural, from the leader's resource metrics
     /// (`metrics.k8s.io`'s NodeMetrics and PodMetrics).
     Metrics,
+    /// Create only: the answer says what a user may do (the access reviews `kubectl auth can-i` asks) or who
+    /// the requester is (`kubectl auth whoami`); nothing is stored.
+    Review,
 }
 
 #[derive(Debug)]
@@ -271,7 +275,7 @@ impl Resource {
     /// The verbs the resource's collection and objects serve, as discovery lists them.
     pub fn verbs(&self) -> &'static [&'static str] {
         match self.backing {
-            Backing::PodBinding => &["create"],
+            Backing::PodBinding | Backing::Review => &["create"],
             Backing::ComponentStatuses | Backing::Metrics => &["get", "list"],
             Backing::Stored if self.delete_collection => {
                 &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -490,6 +494,35 @@ pub static RESOURCES: &[Resource] = &[
         discovery::v1::EndpointSlice, short: [], categories: [], sub: [], generation: false,
         defaults: d::default_endpoint_slice, validate: v::validate_endpoint_slice,
         validate_update: v::validate_endpoint_slice_update, printer: Printer::EndpointSlice),
+    resource!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false,
+        rbac::v1::ClusterRole, short: [], categories: [], sub: [], generation: false,
+        validate: v::validate_cluster_role, names: NameRule::PathSegment, printer: Printer::Role),
+    resource!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding",
+        false, rbac::v1::ClusterRoleBinding, short: [], categories: [], sub: [], generation: false,
+        validate: v::validate_cluster_role_binding, validate_update: v::validate_binding_update,
+        names: NameRule::PathSegment, printer: Printer::RoleBinding),
+    resource!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true, rbac::v1::Role,
+        short: [], categories: [], sub: [], generation: false,
+        validate: v::validate_role, names: NameRule::PathSegment, printer: Printer::Role),
+    resource!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true,
+        rbac::v1::RoleBinding, short: [], categories: [], sub: [], generation: false,
+        validate: v::validate_role_binding, validate_update: v::validate_binding_update,
+        names: NameRule::PathSegment, printer: Printer::RoleBinding),
+    resource!("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
+        "selfsubjectaccessreview", false, authorization::v1::SelfSubjectAccessReview,
+        short: [], categories: [], sub: [], generation: false, backing: Backing::Review),
+    resource!("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
+        "selfsubjectrulesreview", false, authorization::v1::SelfSubjectRulesReview,
+        short: [], categories: [], sub: [], generation: false, backing: Backing::Review),
+    resource!("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", "subjectaccessreview",
+        false, authorization::v1::SubjectAccessReview,
+        short: [], categories: [], sub: [], generation: false, backing: Backing::Review),
+    resource!("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews",
+        "localsubjectaccessreview", true, authorization::v1::LocalSubjectAccessReview,
+        short: [], categories: [], sub: [], generation: false, backing: Backing::Review),
+    resource!("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false,
+        authentication::v1::SelfSubjectReview, short: [], categories: [], sub: [], generation: false,
+        backing: Backing::Review),
     resource!("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", "nodemetrics", false, Value,
         short: [], categories: [], sub: [], generation: false, backing: Backing::Metrics),
     resource!("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", "podmetrics", true, Value,

@@ -103,7 +103,7 @@ pub fn v3_document(gv: &str) -> Option<Value> {
             Backing::ComponentStatuses | Backing::Metrics => {
                 (format!("{collection}/{{name}}"), json!({"get": op("get")}))
             }
-            Backing::PodBinding => (collection, json!({"post": op("post")})),
+            Backing::PodBinding | Backing::Review => (collection, json!({"post": op("post")})),
         };
         paths.insert(path, operations);
     }
@@ -381,7 +381,7 @@ fn resource_paths(paths: &mut Map<String, Value>, r: &Resource, name: &str, list
     create.extend(write_params());
     let created = written(&[("200", "OK"), ("201", "Created"), ("202", "Accepted")]);
     match r.backing {
-        Backing::PodBinding => {
+        Backing::PodBinding | Backing::Review => {
             collection_item.insert("post".into(), op("create", "post", create, created));
             collection_item.insert("parameters".into(), json!(scope_params));
             paths.insert(collection, Value::Object(collection_item));

@@ -103,6 +103,12 @@ static KINDS: &[(&str, &str, &Message)] = &[
     ("scheduling.k8s.io/v1", "PriorityClass", &PRIORITY_CLASS),
     ("networking.k8s.io/v1", "Ingress", &INGRESS),
     ("authentication.k8s.io/v1", "TokenRequest", &TOKEN_REQUEST),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview", &SELF_SUBJECT_ACCESS_REVIEW),
+    ("authentication.k8s.io/v1", "SelfSubjectReview", &SELF_SUBJECT_REVIEW),
+    ("rbac.authorization.k8s.io/v1", "Role", &ROLE),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole", &CLUSTER_ROLE),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", &ROLE_BINDING),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", &ROLE_BINDING),
 ];
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1735,6 +1741,126 @@ static BOUND_OBJECT_REFERENCE: Message = Message {
         omitempty(2, "apiVersion", STRING),
         omitempty(3, "name", STRING),
         omitempty(4, "uid", STRING),
+    ],
+};
+
+static SELF_SUBJECT_REVIEW: Message = Message {
+    name: "SelfSubjectReview",
+    fields: &[message(1, "metadata", &OBJECT_META), message(2, "status", &SELF_SUBJECT_REVIEW_STATUS)],
+};
+
+static SELF_SUBJECT_REVIEW_STATUS: Message =
+    Message { name: "SelfSubjectReviewStatus", fields: &[message(1, "userInfo", &USER_INFO)] };
+
+static USER_INFO: Message = Message {
+    name: "UserInfo",
+    fields: &[
+        omitempty(1, "username", STRING),
+        omitempty(2, "uid", STRING),
+        repeated(3, "groups", STRING),
+        unsupported(4, "extra", "ExtraValue"),
+    ],
+};
+
+static ROLE: Message =
+    Message { name: "Role", fields: &[message(1, "metadata", &OBJECT_META), messages(2, "rules", &POLICY_RULE)] };
+
+static CLUSTER_ROLE: Message = Message {
+    name: "ClusterRole",
+    fields: &[
+        message(1, "metadata", &OBJECT_META),
+        messages(2, "rules", &POLICY_RULE),
+        message(3, "aggregationRule", &AGGREGATION_RULE),
+    ],
+};
+
+static AGGREGATION_RULE: Message =
+    Message { name: "AggregationRule", fields: &[messages(1, "clusterRoleSelectors", &LABEL_SELECTOR)] };
+
+static POLICY_RULE: Message = Message {
+    name: "PolicyRule",
+    fields: &[
+        repeated(1, "verbs", STRING),
+        repeated(2, "apiGroups", STRING),
+        repeated(3, "resources", STRING),
+        repeated(4, "resourceNames", STRING),
+        repeated(5, "nonResourceURLs", STRING),
+    ],
+};
+
+/// `RoleBinding` and `ClusterRoleBinding`, which have the same fields.
+static ROLE_BINDING: Message = Message {
+    name: "RoleBinding",
+    fields: &[
+        message(1, "metadata", &OBJECT_META),
+        messages(2, "subjects", &SUBJECT),
+        message(3, "roleRef", &ROLE_REF),
+    ],
+};
+
+static SUBJECT: Message = Message {
+    name: "Subject",
+    fields: &[
+        kept(1, "kind", STRING),
+        omitempty(2, "apiGroup", STRING),
+        kept(3, "name", STRING),
+        omitempty(4, "namespace", STRING),
+    ],
+};
+
+static ROLE_REF: Message = Message {
+    name: "RoleRef",
+    fields: &[kept(1, "apiGroup", STRING), kept(2, "kind", STRING), kept(3, "name", STRING)],
+};
+
+static SELF_SUBJECT_ACCESS_REVIEW: Message = Message {
+    name: "SelfSubjectAccessReview",
+    fields: &[
+        message(1, "metadata", &OBJECT_META),
+        message(2, "spec", &SELF_SUBJECT_ACCESS_REVIEW_SPEC),
+        message(3, "status", &SUBJECT_ACCESS_REVIEW_STATUS),
+    ],
+};
+
+static SELF_SUBJECT_ACCESS_REVIEW_SPEC: Message = Message {
+    name: "SelfSubjectAccessReviewSpec",
+    fields: &[
+        message(1, "resourceAttributes", &RESOURCE_ATTRIBUTES),
+        message(2, "nonResourceAttributes", &NON_RESOURCE_ATTRIBUTES),
+    ],
+};
+
+static RESOURCE_ATTRIBUTES: Message = Message {
+    name: "ResourceAttributes",
+    fields: &[
+        omitempty(1, "namespace", STRING),
+        omitempty(2, "verb", STRING),
+        omitempty(3, "group", STRING),
+        omitempty(4, "version", STRING),
+        omitempty(5, "resource", STRING),
+        omitempty(6, "subresource", STRING),
+        omitempty(7, "name", STRING),
+        message(8, "fieldSelector", &SELECTOR_ATTRIBUTES),
+        message(9, "labelSelector", &SELECTOR_ATTRIBUTES),
+    ],
+};
+
+/// `FieldSelectorAttributes` and `LabelSelectorAttributes`, which have the same fields.
+static SELECTOR_ATTRIBUTES: Message = Message {
+    name: "SelectorAttributes",
+    fields: &[omitempty(1, "rawSelector", STRING), messages(2, "requirements", &LABEL_SELECTOR_REQUIREMENT)],
+};
+
+static NON_RESOURCE_ATTRIBUTES: Message =
+    Message { name: "NonResourceAttributes", fields: &[omitempty(1, "path", STRING), omitempty(2, "verb", STRING)] };
+
+static SUBJECT_ACCESS_REVIEW_STATUS: Message = Message {
+    name: "SubjectAccessReviewStatus",
+    fields: &[
+        kept(1, "allowed", BOOL),
+        omitempty(2, "reason", STRING),
+        omitempty(3, "evaluationError", STRING),
+        omitempty(4, "denied", BOOL),
     ],
 };
 

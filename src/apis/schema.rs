@@ -325,6 +325,10 @@ static KINDS: &[(&str, &str, &ObjectType)] = &[
     ("networking.k8s.io", "NetworkPolicy", &NETWORK_POLICY),
     ("scheduling.k8s.io", "PriorityClass", &PRIORITY_CLASS),
     ("policy", "PodDisruptionBudget", &POD_DISRUPTION_BUDGET),
+    ("rbac.authorization.k8s.io", "Role", &ROLE),
+    ("rbac.authorization.k8s.io", "ClusterRole", &CLUSTER_ROLE),
+    ("rbac.authorization.k8s.io", "RoleBinding", &ROLE_BINDING),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding", &CLUSTER_ROLE_BINDING),
 ];
 
 // meta/v1
@@ -441,6 +445,12 @@ static INGRESS: ObjectType = ObjectType::new("Ingress", &[("metadata", object(&O
 static INGRESS_CLASS: ObjectType = ObjectType::new("IngressClass", &[("metadata", object(&OBJECT_META))]);
 static NETWORK_POLICY: ObjectType = ObjectType::new("NetworkPolicy", &[("metadata", object(&OBJECT_META))]);
 static PRIORITY_CLASS: ObjectType = ObjectType::new("PriorityClass", &[("metadata", object(&OBJECT_META))]);
+
+// rbac.authorization.k8s.io/v1: rules and subjects are replaced whole, as upstream declares no merge keys.
+static ROLE: ObjectType = ObjectType::new("Role", &[("metadata", object(&OBJECT_META))]);
+static CLUSTER_ROLE: ObjectType = ObjectType::new("ClusterRole", &[("metadata", object(&OBJECT_META))]);
+static ROLE_BINDING: ObjectType = ObjectType::new("RoleBinding", &[("metadata", object(&OBJECT_META))]);
+static CLUSTER_ROLE_BINDING: ObjectType = ObjectType::new("ClusterRoleBinding", &[("metadata", object(&OBJECT_META))]);
 static POD_DISRUPTION_BUDGET: ObjectType = ObjectType::new(
     "PodDisruptionBudget",
     &[

@@ -446,6 +446,15 @@ const PERSISTENT_VOLUME_CLAIM_COLUMNS: &[Column] = &[
     wide("VolumeMode", Text, "Whether the claim asks for a filesystem or a raw block device."),
 ];
 const AGE_ONLY_COLUMNS: &[Column] = &[NAME, column("Age", Date, "Time since the object was created.")];
+const ROLE_COLUMNS: &[Column] = &[NAME, column("Created At", Date, "Time when the role was created, in UTC.")];
+const ROLE_BINDING_COLUMNS: &[Column] = &[
+    NAME,
+    column("Role", Text, "The role the subjects are bound to."),
+    AGE,
+    wide("Users", Text, "Users bound."),
+    wide("Groups", Text, "Groups bound."),
+    wide("ServiceAccounts", Text, "Service accounts bound."),
+];
 const LIMIT_RANGE_COLUMNS: &[Column] =
     &[NAME, column("Created At", Date, "Time when the limit range was created, in UTC.")];
 const RESOURCE_QUOTA_COLUMNS: &[Column] = &[
@@ -514,6 +523,10 @@ pub enum Printer {
     IngressClass,
     NetworkPolicy,
     ComponentStatus,
+    /// Roles and ClusterRoles.
+    Role,
+    /// RoleBindings and ClusterRoleBindings.
+    RoleBinding,
     /// Upstream's default for kinds without a printer of their own: `NAME AGE`.
     AgeOnly,
 }
@@ -580,6 +593,8 @@ impl Printer {
             Printer::IngressClass => INGRESS_CLASS_COLUMNS,
             Printer::NetworkPolicy => NETWORK_POLICY_COLUMNS,
             Printer::ComponentStatus => COMPONENT_STATUS_COLUMNS,
+            Printer::Role => ROLE_COLUMNS,
+            Printer::RoleBinding => ROLE_BINDING_COLUMNS,
             Printer::AgeOnly => AGE_ONLY_COLUMNS,
         }
     }
@@ -658,8 +673,31 @@ impl Printer {
                 json!(format_slice_endpoints(items(object, &["endpoints"]))),
                 json!(age(object, now)),
             ],
-            Printer::LimitRange => {
+            Printer::LimitRange | Printer::Role => {
                 vec![json!(name(object)), json!(text(object, &["metadata", "creationTimestamp"]))]
+            }
+            Printer::RoleBinding => {
+                let role = format!("{}/{}", text(object, &["roleRef", "kind"]), text(object, &["roleRef", "name"]));
+                let subjects = at(object, &["subjects"]).and_then(Value::as_array).cloned().unwrap_or_default();
+                let of_kind = |kind: &str| {
+                    let names: Vec<String> = subjects
+                        .iter()
+                        .filter(|s| s["kind"] == kind)
+                        .map(|s| match (kind, s["namespace"].as_str()) {
+                            ("ServiceAccount", Some(ns)) => format!("{ns}/{}", text(s, &["name"])),
+                            _ => text(s, &["name"]).to_owned(),
+                        })
+                        .collect();
+                    names.join(", ")
+                };
+                vec![
+                    json!(name(object)),
+                    json!(role),
+                    json!(age(object, now)),
+                    json!(of_kind("User")),
+                    json!(of_kind("Group")),
+                    json!(of_kind("ServiceAccount")),
+                ]
             }
             Printer::ResourceQuota => resource_quota_cells(object, now),
             Printer::PriorityClass => vec![

@@ -393,6 +393,14 @@ fn dns1123_label(s: &str) -> Vec<String> {
     errs
 }
 
+/// Upstream's `ValidatePathSegmentName`.
+fn path_segment(s: &str) -> Vec<String> {
+    if s == "." || s == ".." {
+        return vec![format!("may not be '{s}'")];
+    }
+    ['/', '%'].iter().filter(|c| s.contains(**c)).map(|c| format!("may not contain '{c}'")).collect()
+}
+
 pub(crate) fn dns1123_subdomain(s: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if s.len() > DNS1123_SUBDOMAIN_MAX {
@@ -523,6 +531,8 @@ pub enum NameRule {
     Dns1123Label,
     /// Services: an RFC 1035 label (starts with a letter).
     Dns1035Label,
+    /// RBAC's kinds: anything that can be one segment of a path (`system:masters`).
+    PathSegment,
 }
 
 fn name_messages(rule: NameRule, name: &str) -> Vec<String> {
@@ -530,6 +540,7 @@ fn name_messages(rule: NameRule, name: &str) -> Vec<String> {
         NameRule::Dns1123Subdomain => dns1123_subdomain(name),
         NameRule::Dns1123Label => dns1123_label(name),
         NameRule::Dns1035Label => dns1035_label(name),
+        NameRule::PathSegment => path_segment(name),
     }
 }
 
@@ -2493,6 +2504,101 @@ pub(crate) fn validate_ingress_class_update(old: &Value, new: &Value, causes: &m
         "spec.controller",
         causes,
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// RBAC.
+
+/// A Role's or ClusterRole's rules: each names verbs, and resources (with API groups) or, cluster-wide only,
+/// non-resource URLs.
+fn validate_rules(obj: &Value, namespaced: bool, causes: &mut Causes) {
+    for (i, rule) in items(obj, "rules").iter().enumerate() {
+        let path = index("rules", i);
+        if items(rule, "verbs").is_empty() {
+            causes.required(&child(&path, "verbs"), "verbs must contain at least one value");
+        }
+        let urls = items(rule, "nonResourceURLs");
+        if !urls.is_empty() {
+            if namespaced {
+                causes.invalid(
+                    &child(&path, "nonResourceURLs"),
+                    &show(member(rule, "nonResourceURLs")),
+                    "namespaced rules cannot apply to non-resource URLs",
+                );
+            }
+            if !items(rule, "resources").is_empty() || !items(rule, "apiGroups").is_empty() {
+                causes.invalid(
+                    &child(&path, "nonResourceURLs"),
+                    &show(member(rule, "nonResourceURLs")),
+                    "rules cannot apply to both regular resources and non-resource URLs",
+                );
+            }
+            continue;
+        }
+        if items(rule, "apiGroups").is_empty() {
+            causes.required(&child(&path, "apiGroups"), "resource rules must supply at least one api group");
+        }
+        if items(rule, "resources").is_empty() {
+            causes.required(&child(&path, "resources"), "resource rules must supply at least one resource");
+        }
+    }
+}
+
+pub(crate) fn validate_role(obj: &Value, causes: &mut Causes) {
+    validate_rules(obj, true, causes);
+}
+
+pub(crate) fn validate_cluster_role(obj: &Value, causes: &mut Causes) {
+    validate_rules(obj, false, causes);
+}
+
+/// A binding's role reference and subjects; a RoleBinding may name a Role or a ClusterRole, a
+/// ClusterRoleBinding only a ClusterRole.
+fn validate_binding(obj: &Value, namespaced: bool, causes: &mut Causes) {
+    let role = member(obj, "roleRef");
+    let kinds: &[&str] = if namespaced { &["Role", "ClusterRole"] } else { &["ClusterRole"] };
+    match text(role, "kind") {
+        "" => causes.required("roleRef.kind", ""),
+        kind if !kinds.contains(&kind) => causes.not_supported("roleRef.kind", &go_quote(kind), kinds),
+        _ => {}
+    }
+    match text(role, "apiGroup") {
+        "rbac.authorization.k8s.io" => {}
+        group => causes.not_supported("roleRef.apiGroup", &go_quote(group), &["rbac.authorization.k8s.io"]),
+    }
+    if text(role, "name").is_empty() {
+        causes.required("roleRef.name", "");
+    }
+    for (i, subject) in items(obj, "subjects").iter().enumerate() {
+        let path = index("subjects", i);
+        if text(subject, "name").is_empty() {
+            causes.required(&child(&path, "name"), "");
+        }
+        match text(subject, "kind") {
+            "ServiceAccount" => {
+                if !namespaced && text(subject, "namespace").is_empty() {
+                    causes.required(&child(&path, "namespace"), "");
+                }
+            }
+            "User" | "Group" => {}
+            kind => causes.not_supported(&child(&path, "kind"), &go_quote(kind), &["ServiceAccount", "User", "Group"]),
+        }
+    }
+}
+
+pub(crate) fn validate_role_binding(obj: &Value, causes: &mut Causes) {
+    validate_binding(obj, true, causes);
+}
+
+pub(crate) fn validate_cluster_role_binding(obj: &Value, causes: &mut Causes) {
+    validate_binding(obj, false, causes);
+}
+
+/// A binding's role may not change: delete and recreate it.
+pub(crate) fn validate_binding_update(old: &Value, new: &Value, causes: &mut Causes) {
+    if !same(old.get("roleRef"), new.get("roleRef")) {
+        causes.invalid("roleRef", &show_opt(new.get("roleRef")), "cannot change roleRef");
+    }
 }
 
 pub(crate) fn validate_network_policy(obj: &Value, causes: &mut Causes) {

@@ -31,6 +31,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("{} {name:?} is forbidden: {message}", .resource.qualified_plural())]
     Forbidden { resource: &'static Resource, name: String, message: String },
+    /// A request its user may not make (403): `message` says who cannot do what, as the authorizers word it.
+    #[error("{}", denied(.group, .resource, .name, .message))]
+    Denied { group: String, resource: String, name: String, message: String },
     #[error("{0}")]
     Gone(String),
     #[error("{0}")]
@@ -64,6 +67,18 @@ pub enum ApiError {
 /// fix, unlike an ordinary `Conflict`.
 pub const FENCED_REASON: &str = "Fenced";
 
+/// `pods "x" is forbidden: ...`, `pods is forbidden: ...` for a collection, `forbidden: ...` for a path.
+fn denied(group: &str, resource: &str, name: &str, message: &str) -> String {
+    let what = match (group, resource, name) {
+        (_, "", _) => String::new(),
+        ("", r, "") => format!("{r} "),
+        (g, r, "") => format!("{r}.{g} "),
+        ("", r, n) => format!("{r} {n:?} "),
+        (g, r, n) => format!("{r}.{g} {n:?} "),
+    };
+    format!("{what}is forbidden: {message}")
+}
+
 fn named(resource: &Resource, name: &str, what: &str) -> String {
     format!("{} {name:?} {what}", resource.qualified_plural())
 }
@@ -79,7 +94,7 @@ impl ApiError {
             ApiError::Invalid { .. } => 422,
             ApiError::BadRequest(_) => 400,
             ApiError::Unauthorized => 401,
-            ApiError::Forbidden { .. } => 403,
+            ApiError::Forbidden { .. } | ApiError::Denied { .. } => 403,
             ApiError::Gone(_) => 410,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::UnsupportedMediaType(_) => 415,
@@ -100,7 +115,7 @@ impl ApiError {
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",
-            ApiError::Forbidden { .. } => "Forbidden",
+            ApiError::Forbidden { .. } | ApiError::Denied { .. } => "Forbidden",
             ApiError::Gone(_) => "Expired",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
@@ -129,6 +144,9 @@ impl ApiError {
             | ApiError::Conflict { resource, name, .. }
             | ApiError::Forbidden { resource, name, .. } => {
                 Some(json!({"name": name, "group": resource.group, "kind": resource.plural}))
+            }
+            ApiError::Denied { group, resource, name, .. } => {
+                Some(json!({"name": name, "group": group, "kind": resource}))
             }
             ApiError::Invalid { resource, name, causes, .. } => Some(json!({
                 "name": name,

@@ -188,8 +188,9 @@ async fn ready_nodes(nodes: &Api<Node>) -> usize {
     list.items.iter().filter(|n| ready(n)).count()
 }
 
-/// Starts `raftsman agent --runtime fake --fake-nodes NODES` against every replica of `cluster`, its data under
-/// `dir/agent` and its log in `dir/agent.log`.
+/// Starts `raftsman agent --runtime fake --fake-nodes NODES` against every replica of `cluster`, as the admin
+/// (no node's own certificate may act for many nodes), its data under `dir/agent` and its log in
+/// `dir/agent.log`.
 pub(super) fn start_fake_agent(
     raftsman: &Path,
     cluster: &LocalCluster,
@@ -201,8 +202,8 @@ pub(super) fn start_fake_agent(
     let agent = Command::new(raftsman)
         .args(["agent", "--node-name", "fake", "--runtime", "fake"])
         .args(["--servers", &servers.join(",")])
-        .arg("--token-file")
-        .arg(cluster.node_token_file())
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig(0))
         .args(["--fake-nodes", &nodes.to_string()])
         .arg("--data-dir")
         .arg(dir.join("agent"))

@@ -19,6 +19,7 @@ use super::config::{cluster_id, member_id, ApiSecurityConfig, PeerSecurity, Vali
 use super::leadership;
 use super::listen::{self, ConnectionCaps};
 use crate::apiserver::etcd::EtcdService;
+use crate::apiserver::http::audit::Audit;
 use crate::apiserver::http::rest::{self, KubeApi};
 use crate::limits;
 use crate::metrics::Points;
@@ -66,6 +67,8 @@ pub enum ServerError {
     TokenFile(#[from] crate::security::authn::TokenFileError),
     #[error(transparent)]
     Encryption(#[from] crate::security::encryption::EncryptionError),
+    #[error("opening the audit log {path}: {source}")]
+    Audit { path: PathBuf, source: io::Error },
 }
 
 /// Which cluster and member a data dir belongs to.
@@ -404,7 +407,9 @@ pub async fn run(
     let points = Points::default();
     let event_ttl = config.config.event_ttl;
     let api = KubeApi::new(store.clone(), api_addr.to_string(), service_range, event_ttl, security, points.clone());
-    let router = rest::router(api);
+    let audit_path = dir.join("audit.log");
+    let audit = Audit::open(audit_path.clone()).map_err(|source| ServerError::Audit { path: audit_path, source })?;
+    let router = rest::router(api, audit);
     // The leader's controllers are API clients of this replica, through the router without a socket.
     let leading = leadership::Leading {
         api_addr,

@@ -116,6 +116,11 @@ pub enum Action {
     CreateKubeletCredentials,
     /// Create the cluster DNS Service at this address.
     CreateClusterDnsService(Ipv4Addr),
+    /// Create a default ClusterRole or ClusterRoleBinding (`security::rbac::defaults`).
+    CreateDefaultRbac {
+        plural: &'static str,
+        object: Value,
+    },
 }
 
 /// What the replica running the controllers knows that the API does not hold.
@@ -292,6 +297,13 @@ async fn execute(client: &Client, action: &Action) -> Result<(), kube::Error> {
             let api = api_for(client, secrets, Some(kubelet_credentials::NAMESPACE));
             ignore_exists(api.create(&PostParams::default(), &secret).await)?;
         }
+        Action::CreateDefaultRbac { plural, object } => {
+            let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            let created = serde_json::from_value::<DynamicObject>(object.clone()).map_err(kube::Error::SerdeError)?;
+            tracing::info!(plural, name, "creating a default RBAC object");
+            let api = api_for(client, resource("rbac.authorization.k8s.io", "v1", plural), None);
+            ignore_exists(api.create(&PostParams::default(), &created).await)?;
+        }
         Action::CreateClusterDnsService(ip) => {
             let service =
                 serde_json::from_value::<DynamicObject>(cluster_dns::service(*ip)).map_err(kube::Error::SerdeError)?;
@@ -386,6 +398,7 @@ struct Queues {
     kubernetes: Arc<WorkQueue<()>>,
     kubelet_credentials: Arc<WorkQueue<()>>,
     cluster_dns: Arc<WorkQueue<()>>,
+    rbac_defaults: Arc<WorkQueue<()>>,
 }
 
 /// Which keys of which controller one change concerns. `before` and `after` are the object as the graph held
@@ -447,6 +460,9 @@ fn route(graph: &Graph, queues: &Queues, before: Option<&ObjectRef>, after: Opti
     {
         queues.cluster_dns.add(());
     }
+    if deleted && o.resource.group == "rbac.authorization.k8s.io" && o.namespace.is_none() {
+        queues.rbac_defaults.add(());
+    }
     if o.namespace.as_deref() == Some(kubernetes_service::NAMESPACE)
         && matches!(o.resource.plural, "services" | "endpoints" | "endpointslices")
     {
@@ -479,6 +495,7 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
         kubernetes: WorkQueue::new("kubernetes-service", capacity, || vec![()]),
         kubelet_credentials: WorkQueue::new("kubelet-credentials", capacity, || vec![()]),
         cluster_dns: WorkQueue::new("cluster-dns", capacity, || vec![()]),
+        rbac_defaults: WorkQueue::new("rbac-defaults", capacity, || vec![()]),
     });
     {
         let (graph, queues) = (graph.clone(), queues.clone());
@@ -500,6 +517,7 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
         queues.kubernetes.add(());
         queues.kubelet_credentials.add(());
         queues.cluster_dns.add(());
+        queues.rbac_defaults.add(());
         let garbage = {
             let (client, graph) = (client.clone(), graph.clone());
             move |uid: String| {
@@ -565,6 +583,24 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
                 }
             }
         };
+        let rbac = {
+            let (client, graph) = (client.clone(), graph.clone());
+            move |()| {
+                let (client, graph) = (client.clone(), graph.clone());
+                async move {
+                    let missing = |(plural, object): &(&'static str, Value)| {
+                        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+                        graph.find(resource("rbac.authorization.k8s.io", "v1", plural), None, name).is_none()
+                    };
+                    let actions: Vec<Action> = crate::security::rbac::defaults()
+                        .into_iter()
+                        .filter(missing)
+                        .map(|(plural, object)| Action::CreateDefaultRbac { plural, object })
+                        .collect();
+                    execute_all(&client, &actions).await
+                }
+            }
+        };
         let leading_since = Instant::now();
         let desired = {
             let environment = environment.clone();
@@ -610,6 +646,7 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
             run_workers(queues.kubernetes.clone(), 1, kubernetes),
             run_workers(queues.kubelet_credentials.clone(), 1, credentials),
             run_workers(queues.cluster_dns.clone(), 1, dns),
+            run_workers(queues.rbac_defaults.clone(), 1, rbac),
             watch_environment,
         );
     }

@@ -1,13 +1,16 @@
 //! Who may talk to whom, and what is kept secret: the cluster's certificate authorities and what they issue
 //! (`pki`), mutual TLS between replicas (`peer`), the API's TLS (`tls`) and who a request comes from
-//! (`authn`), how agents join with the node token (`join`), kubeconfig files (`kubeconfig`), and the API's encryption at rest (`encryption`).
+//! (`authn`) and what they may do (`rbac`, `node_authorizer`), how agents join with the node token (`join`),
+//! kubeconfig files (`kubeconfig`), and the API's encryption at rest (`encryption`).
 
 pub mod authn;
 pub mod encryption;
 pub mod join;
 pub mod kubeconfig;
+pub mod node_authorizer;
 pub mod peer;
 pub mod pki;
+pub mod rbac;
 pub mod tls;
 
 use std::sync::Arc;

@@ -28,7 +28,8 @@ impl Agent {
     }
 
     /// Starts `raftsman agent --node-name NODE --servers SERVERS ARGS...`, joining `cluster` with the node
-    /// token its first replica wrote (unless ARGS give a `--token`).
+    /// token its first replica wrote (unless ARGS give a `--token` or a `--kubeconfig`); a `--fake-nodes`
+    /// agent, which no node certificate may serve, gets the admin's kubeconfig instead.
     pub fn start(cluster: &TestCluster, servers: &[SocketAddr], node_name: &str, args: &[&str]) -> Agent {
         let dir = tempfile::tempdir().expect("temp dir");
         // ARGS may name the data dir (another agent's, to start on what it left).
@@ -43,7 +44,10 @@ impl Agent {
             command.extend(["--data-dir".to_string(), data_dir.to_string_lossy().into_owned()]);
         }
         command.extend(["--kubelet-addr".to_string(), format!("127.0.0.1:{kubelet}")]);
-        if !args.contains(&"--token") {
+        if args.contains(&"--fake-nodes") && !args.contains(&"--token") && !args.contains(&"--kubeconfig") {
+            let kubeconfig = cluster.local.kubeconfig(0);
+            command.extend(["--kubeconfig".to_string(), kubeconfig.to_string_lossy().into_owned()]);
+        } else if !args.contains(&"--token") && !args.contains(&"--kubeconfig") {
             let token = cluster.local.node_token_file();
             command.extend(["--token-file".to_string(), token.to_string_lossy().into_owned()]);
         }

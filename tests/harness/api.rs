@@ -63,8 +63,13 @@ pub async fn read_all(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
 
 /// An HTTP client of the cluster's APIs (`https://` URLs) as the admin.
 pub fn https_client(cluster: &TestCluster) -> HttpsClient {
+    https_client_with(admin_tls(&cluster.local))
+}
+
+/// An HTTP client of the cluster's APIs (`https://` URLs) with the TLS configuration `tls`.
+pub fn https_client_with(tls: Arc<rustls::ClientConfig>) -> HttpsClient {
     // The builder sets the ALPN protocols itself.
-    let mut tls = (*admin_tls(&cluster.local)).clone();
+    let mut tls = (*tls).clone();
     tls.alpn_protocols.clear();
     let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().build();
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector)

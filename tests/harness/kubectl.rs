@@ -28,6 +28,24 @@ impl Kubectl {
         k
     }
 
+    /// kubectl as `user` (in `groups`) with a client certificate of the cluster authority, pointed at replica
+    /// `i`.
+    pub fn as_user(cluster: &TestCluster, i: usize, user: &str, groups: &[&str]) -> Kubectl {
+        use raftsman::security::{kubeconfig, pki};
+        let authority = cluster.local.authority().expect("the cluster authority");
+        let issued = authority.issue(user, groups, &[], pki::Usage::Client).expect("a client certificate");
+        let server = format!("https://{}", cluster.local.members[i].api_addr);
+        Kubectl::with_kubeconfig(&kubeconfig::render(&server, Some(authority.cert_pem()), Some(&issued), "test"))
+    }
+
+    /// kubectl with the kubeconfig `text`.
+    pub fn with_kubeconfig(text: &str) -> Kubectl {
+        let work = tempfile::tempdir().unwrap();
+        let kubeconfig = work.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, text).unwrap();
+        Kubectl { kubeconfig, cache: tempfile::tempdir().unwrap(), work }
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.run_with_env(args, &[])
     }

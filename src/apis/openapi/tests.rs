@@ -379,7 +379,7 @@ fn the_v2_document_serves_every_resource_with_its_kind_and_field_validation() {
         let paths = &document["paths"];
         // Kinds that are never stored offer only their verbs: create for bindings, reads for componentstatuses.
         let only = match r.backing {
-            Backing::PodBinding => Some(vec![(&collection, "post", "post")]),
+            Backing::PodBinding | Backing::Review => Some(vec![(&collection, "post", "post")]),
             Backing::ComponentStatuses | Backing::Metrics => {
                 Some(vec![(&collection, "get", "list"), (&object, "get", "get")])
             }

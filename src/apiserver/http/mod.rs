@@ -11,10 +11,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+pub mod audit;
+pub mod authorize;
 pub mod components;
 pub mod discovery;
 pub mod eviction;
 pub mod exec;
+pub mod fairness;
 pub mod join;
 pub mod logs;
 pub mod metrics;

@@ -1,8 +1,9 @@
 //! The Kubernetes REST API's HTTP edge: paths, query strings, content negotiation, and responses.
 //!
 //! Every request is first authenticated (`authenticate`, with `security::authn`): one without valid
-//! credentials is refused with 401 before anything else is read. Then it goes through `serve`, which parses the path into a `Target`, reads the options it needs, and
-//! calls the verbs (`verbs`, `collections`). Every error leaves as a `Status` object with its HTTP code
+//! credentials is refused with 401 before anything else is read. Then it is authorized (`authorize`): one its
+//! user may not make is refused with 403. Then it goes through `serve`, which parses the path into a `Target`,
+//! reads the options it needs, and calls the verbs (`verbs`, `collections`). Every error leaves as a `Status` object with its HTTP code
 //! (`errors`). Bodies are JSON (a missing Content-Type means JSON, as the Python client sends) or, for the
 //! kinds kubectl's generator commands send that way, Kubernetes protobuf; responses are JSON, or a `Table` when
 //! the Accept header asks for one as kubectl does. Requests of the leader's controllers carry a `LeaderTerm`
@@ -26,9 +27,12 @@ use crate::apis::selectors::{FieldSelector, LabelSelector};
 use crate::apis::table::{self, IncludeObject};
 use crate::apis::time;
 use crate::apiserver::errors::ApiError;
+use crate::apiserver::http::audit::Audit;
+use crate::apiserver::http::authorize::Checked;
 use crate::apiserver::http::components::{self, Prober};
 use crate::apiserver::http::discovery::{self, OpenApiV2Encoding};
 use crate::apiserver::http::eviction;
+use crate::apiserver::http::fairness::Fairness;
 use crate::apiserver::http::logs::{self, Kubelets};
 use crate::apiserver::http::metrics;
 use crate::apiserver::registry::allocations::ServiceRange;
@@ -39,7 +43,7 @@ use crate::apiserver::registry::verbs::{self, DeleteOptions, FieldValidation, Ta
 use crate::apiserver::watch_cache::WatchCaches;
 use crate::limits;
 use crate::metrics::Points;
-use crate::security::authn::Origin;
+use crate::security::authn::{Origin, User};
 use crate::security::{join, ApiSecurity};
 use crate::store::Store;
 
@@ -57,6 +61,7 @@ pub struct KubeApi {
     points: Points,
     relay: metrics::Relay,
     pub(super) security: ApiSecurity,
+    fairness: Fairness,
 }
 
 impl KubeApi {
@@ -73,20 +78,31 @@ impl KubeApi {
     ) -> Arc<KubeApi> {
         let objects = Objects::new(store, event_ttl).encrypted(security.encryption.clone());
         let caches = WatchCaches::new(objects.clone());
-        let verbs = Verbs { objects, service_range };
+        let verbs = Verbs::new(objects, service_range);
         let kubelets = Kubelets::default();
         let prober = Prober::new(security.replicas.clone());
         let relay = metrics::Relay::new(security.replicas.clone());
         let watches = AtomicUsize::new(0);
-        Arc::new(KubeApi { verbs, caches, advertise, watches, kubelets, prober, points, relay, security })
+        let fairness = Fairness::default();
+        Arc::new(KubeApi { verbs, caches, advertise, watches, kubelets, prober, points, relay, security, fairness })
     }
 
     fn objects(&self) -> &Objects {
         &self.verbs.objects
     }
+
+    pub(super) fn caches(&self) -> &WatchCaches {
+        &self.caches
+    }
+
+    pub(super) fn fairness(&self) -> &Fairness {
+        &self.fairness
+    }
 }
 
-pub fn router(api: Arc<KubeApi>) -> axum::Router {
+/// The API's router: the join endpoints, and the Kubernetes API behind authentication, the audit log of
+/// writes (`audit`), per-user fairness (`fairness`) and authorization.
+pub fn router(api: Arc<KubeApi>, audit: Audit) -> axum::Router {
     let joining = axum::Router::new()
         .route(join::CA_PATH, axum::routing::get(super::join::authority))
         .route(join::CREDENTIALS_PATH, axum::routing::post(super::join::node_credentials))
@@ -96,6 +112,9 @@ pub fn router(api: Arc<KubeApi>) -> axum::Router {
         .route("/api/v1/namespaces/{namespace}/pods/{name}/attach", axum::routing::any(super::exec::attach))
         .fallback(serve)
         .layer(DefaultBodyLimit::max(limits::API_BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), super::authorize::authorize))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), super::fairness::limit))
+        .layer(axum::middleware::from_fn_with_state(audit, super::audit::record))
         .layer(axum::middleware::from_fn_with_state(api.clone(), authenticate));
     joining.merge(kubernetes).with_state(api)
 }
@@ -303,17 +322,22 @@ pub struct LeaderTerm(pub u64);
 
 async fn serve(
     State(api): State<Arc<KubeApi>>,
-    fence: Option<axum::Extension<LeaderTerm>>,
+    extensions: axum::http::Extensions,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let verbs = match fence {
-        Some(axum::Extension(LeaderTerm(term))) => api.verbs.fenced(term),
+    let verbs = match extensions.get::<LeaderTerm>() {
+        Some(LeaderTerm(term)) => api.verbs.fenced(*term),
         None => api.verbs.clone(),
     };
-    match route(&api, &verbs, &method, &uri, &headers, body).await {
+    let verbs = match extensions.get::<Checked>() {
+        Some(Checked(check)) => verbs.checked(check.clone()),
+        None => verbs,
+    };
+    let user = extensions.get::<User>();
+    match route(&api, &verbs, user, &method, &uri, &headers, body).await {
         Ok(response) => response,
         Err(e) => {
             if e.code() >= 500 {
@@ -327,6 +351,7 @@ async fn serve(
 async fn route(
     api: &Arc<KubeApi>,
     verbs: &Verbs,
+    user: Option<&User>,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -337,12 +362,12 @@ async fn route(
     let raw: Vec<&str> = path.split('/').collect();
     match raw.as_slice() {
         ["api", version, rest @ ..] if !version.is_empty() && !rest.is_empty() && rest != [""] => {
-            return resource_request(api, verbs, "", version, rest, method, uri, headers, body).await;
+            return resource_request(api, verbs, user, "", version, rest, method, uri, headers, body).await;
         }
         ["apis", group, version, rest @ ..]
             if !group.is_empty() && !version.is_empty() && !rest.is_empty() && rest != [""] =>
         {
-            return resource_request(api, verbs, group, version, rest, method, uri, headers, body).await;
+            return resource_request(api, verbs, user, group, version, rest, method, uri, headers, body).await;
         }
         _ => {}
     }
@@ -507,6 +532,7 @@ fn target(group: &str, version: &str, rest: &[&str], uri: &Uri) -> Result<Target
 async fn resource_request(
     api: &Arc<KubeApi>,
     verbs: &Verbs,
+    user: Option<&User>,
     group: &str,
     version: &str,
     rest: &[&str],
@@ -578,7 +604,14 @@ async fn resource_request(
                     "apiVersion": resource.api_version(), "metadata": {}, "items": listed})),
             });
         }
-        (Backing::PodBinding | Backing::ComponentStatuses | Backing::Metrics, _, _) => {
+        (Backing::Review, Method::POST, false) => {
+            let user = user.ok_or(ApiError::Unauthorized)?;
+            let body = json_body(headers, &body, false)?;
+            let namespace = target.namespace.as_deref();
+            let answer = super::authorize::review(api, user, resource, namespace, body).await?;
+            return Ok(json_response(StatusCode::CREATED, &answer, "application/json"));
+        }
+        (Backing::PodBinding | Backing::ComponentStatuses | Backing::Metrics | Backing::Review, _, _) => {
             return Err(method_not_allowed(method, uri))
         }
     }

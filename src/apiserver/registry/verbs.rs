@@ -13,6 +13,7 @@
 //! that fails any check writes nothing.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
@@ -229,16 +230,34 @@ pub fn admit(
     Ok(obj)
 }
 
+/// What the requesting user may store, checked on every object a create or an update is about to store
+/// (after defaults and validation): RBAC's escalation check, NodeRestriction's own-objects rule.
+pub type WriteCheck = Arc<dyn Fn(&Target, &Value) -> Result<(), ApiError> + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Verbs {
     pub objects: Objects,
     pub service_range: ServiceRange,
+    pub check: Option<WriteCheck>,
 }
 
 impl Verbs {
+    pub fn new(objects: Objects, service_range: ServiceRange) -> Verbs {
+        Verbs { objects, service_range, check: None }
+    }
+
     /// The same verbs with every write fenced to `term` (see `Objects::fenced`).
     pub fn fenced(&self, term: u64) -> Verbs {
-        Verbs { objects: self.objects.fenced(term), service_range: self.service_range }
+        Verbs { objects: self.objects.fenced(term), service_range: self.service_range, check: self.check.clone() }
+    }
+
+    /// The same verbs with every object a create or an update stores checked by `check` first.
+    pub fn checked(&self, check: WriteCheck) -> Verbs {
+        Verbs { check: Some(check), ..self.clone() }
+    }
+
+    fn check(&self, target: &Target, object: &Value) -> Result<(), ApiError> {
+        self.check.as_ref().map_or(Ok(()), |check| check(target, object))
     }
 
     /// The IPs and node ports `new` (replacing `old`) needs to claim and may give up; fills in the ones it
@@ -502,6 +521,7 @@ impl Verbs {
         self.admit_pod(target, &name, &mut body).await?;
         let mut warnings = Vec::new();
         let mut obj = admit(resource, None, body, opts, &mut warnings)?;
+        self.check(target, &obj)?;
         let key = target.key(&name);
         for attempt in 0..limits::API_WRITE_ATTEMPTS_MAX {
             let mut guards: Vec<Guard> = self.namespace_guard(target, &name, attempt > 0).await?.into_iter().collect();
@@ -619,6 +639,7 @@ impl Verbs {
         }
         let mut warnings = Vec::new();
         let mut new = admit(resource, Some(&current.object), merged, opts, &mut warnings)?;
+        self.check(target, &new)?;
         if (new == current.object && !current.stale) || opts.dry_run {
             return Ok(Decided::Answer(Written { object: new, created: false, warnings }));
         }
