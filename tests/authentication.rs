@@ -201,3 +201,50 @@ async fn a_replica_refuses_to_start_without_api_tls_unless_told_to_run_insecure(
     assert!(stderr.contains("--tls-cert-file") && stderr.contains("--insecure-api"), "{stderr}");
     assert!(!dir.path().join("n1").exists(), "nothing was written");
 }
+
+/// kubectl with `token` as its credentials, against the API of `admin`'s kubeconfig.
+fn with_bearer(admin: &Kubectl, token: &str) -> Kubectl {
+    let kubeconfig = std::fs::read_to_string(&admin.kubeconfig).unwrap();
+    Kubectl::with_kubeconfig(&with_token(&kubeconfig, token))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_account_tokens_authenticate_until_their_account_or_pod_is_gone() {
+    let cluster = TestCluster::start(1).await;
+    let admin = Kubectl::for_replica(&cluster, 0).await;
+    admin.ok(&["create", "serviceaccount", "bot"]);
+
+    // Phase 1: `kubectl create token` gives a token that is the account: authenticated, and allowed what its
+    // bindings grant.
+    let token = admin.ok(&["create", "token", "bot"]).trim().to_owned();
+    let bot = with_bearer(&admin, &token);
+    let whoami = bot.ok(&["auth", "whoami"]);
+    assert!(whoami.contains("system:serviceaccount:default:bot"), "{whoami}");
+    assert!(whoami.contains("system:serviceaccounts:default"), "{whoami}");
+    let refused = bot.fails(&["get", "configmaps"]);
+    assert!(refused.contains(r#"User "system:serviceaccount:default:bot" cannot list"#), "{refused}");
+    admin.ok(&["create", "rolebinding", "bot-view", "--clusterrole=view", "--serviceaccount=default:bot"]);
+    eventually(Duration::from_secs(20), "the account's binding to take effect", || async {
+        bot.run(&["get", "configmaps"]).status.success().then_some(())
+    })
+    .await;
+
+    // Phase 2: tokens that are not the API's, or not this cluster's, are refused.
+    let elsewhere = admin.ok(&["create", "token", "bot", "--audience=vault"]).trim().to_owned();
+    assert!(with_bearer(&admin, &elsewhere).fails(&["get", "configmaps"]).contains("You must be logged in"));
+    let (head, rest) = token.split_once('.').unwrap();
+    let tampered = format!("{head}.{}", rest.replacen(|c: char| c.is_ascii_alphabetic(), "A", 1));
+    assert_ne!(tampered, token);
+    assert!(with_bearer(&admin, &tampered).fails(&["get", "configmaps"]).contains("You must be logged in"));
+
+    // Phase 3: a token bound to a pod ends with the pod; every token of an account ends with the account.
+    admin.ok(&["run", "holder", "--image=busybox", "--restart=Never"]);
+    let bound = admin.ok(&["create", "token", "bot", "--bound-object-kind=Pod", "--bound-object-name=holder"]);
+    let holder = with_bearer(&admin, bound.trim());
+    holder.ok(&["get", "configmaps"]);
+    admin.ok(&["delete", "pod", "holder", "--grace-period=0", "--force"]);
+    assert!(holder.fails(&["get", "configmaps"]).contains("You must be logged in"));
+    bot.ok(&["get", "configmaps"]);
+    admin.ok(&["delete", "serviceaccount", "bot"]);
+    assert!(bot.fails(&["get", "configmaps"]).contains("You must be logged in"));
+}

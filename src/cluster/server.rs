@@ -28,6 +28,7 @@ use crate::security::encryption::Encryption;
 use crate::security::join::NodeToken;
 use crate::security::peer::PeerTls;
 use crate::security::pki::{self, Authority, Usage};
+use crate::security::service_accounts::{TokenSigner, TokenVerifier};
 use crate::security::tls::ApiTls;
 use crate::security::{kubeconfig, ApiSecurity};
 use crate::store::command::Command;
@@ -483,12 +484,28 @@ fn api_security(
         Some(path) => Authenticator::with_token_file(path)?,
         None => Authenticator::default(),
     };
+    let authenticator = match TokenVerifier::new(&loaded.authority_pem) {
+        Ok(verifier) => authenticator.with_service_accounts(verifier),
+        Err(e) => {
+            tracing::warn!(error = %e, "service account tokens will not authenticate");
+            authenticator
+        }
+    };
     let signer = tls.signing.as_ref().map(|(cert, key)| Authority::from_files(cert, key)).transpose()?;
+    let tokens = match signer.as_ref().map(TokenSigner::new) {
+        Some(Ok(tokens)) => Some(tokens),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "this replica will not issue service account tokens");
+            None
+        }
+        None => None,
+    };
     let security = ApiSecurity {
         authenticator,
         encryption,
         authority_pem: Some(loaded.authority_pem),
         signer,
+        tokens,
         replicas: Some(loaded.client),
     };
     Ok((security, Some(loaded.server)))

@@ -1,6 +1,6 @@
 //! Who a request to the Kubernetes API comes from, as kube-apiserver decides it: a client certificate of the
 //! cluster authority (its common name is the user, its organizations the groups), else a bearer token of the
-//! static token file, else nobody. Every authenticated user is also in `system:authenticated`. A request with
+//! static token file or a ServiceAccount token the cluster authority signed (`service_accounts`), else nobody. Every authenticated user is also in `system:authenticated`. A request with
 //! no credentials is anonymous, and anonymous requests reach only the health and version endpoints; a request
 //! with credentials that do not check out is refused (401) even there.
 //!
@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use http::HeaderMap;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::service_accounts::{Claims, TokenError, TokenVerifier};
 use crate::limits;
 
 /// The user and group of the cluster's administrators, as kube-apiserver names them: members of
@@ -89,6 +90,10 @@ pub enum Origin {
 pub enum Unauthenticated {
     #[error("the bearer token is not valid")]
     BadToken,
+    #[error("the service account token is not valid: {0}")]
+    ServiceAccount(TokenError),
+    #[error("the service account token's {0} no longer exists")]
+    Revoked(&'static str),
     #[error("anonymous requests are not allowed here")]
     Anonymous,
     #[error("the request did not come through a listener of this replica")]
@@ -110,6 +115,8 @@ pub enum TokenFileError {
 pub struct Authenticator {
     /// Bearer tokens of the static token file, and whom they stand for.
     tokens: HashMap<String, User>,
+    /// ServiceAccount tokens' verifier (the cluster authority's certificate).
+    accounts: Option<TokenVerifier>,
 }
 
 impl Authenticator {
@@ -127,32 +134,49 @@ impl Authenticator {
             line,
             reason,
         })?;
-        Ok(Authenticator { tokens })
+        Ok(Authenticator { tokens, accounts: None })
+    }
+
+    /// The same authenticators, also accepting the ServiceAccount tokens `verifier` checks.
+    pub fn with_service_accounts(self, verifier: TokenVerifier) -> Authenticator {
+        Authenticator { accounts: Some(verifier), ..self }
     }
 
     /// Who a request to `path` with `headers` that arrived by `origin` comes from: None when anonymous (only
-    /// for the public paths).
+    /// for the public paths). A ServiceAccount token's user comes with its claims, whose account (and pod) the
+    /// caller checks still exist.
     pub fn authenticate(
         &self,
         origin: Option<&Origin>,
         headers: &HeaderMap,
         path: &str,
-    ) -> Result<Option<User>, Unauthenticated> {
+    ) -> Result<Option<(User, Option<Claims>)>, Unauthenticated> {
         let certificate = match origin {
             None => return Err(Unauthenticated::NoOrigin),
-            Some(Origin::InProcess(user)) => return Ok(Some(user.clone())),
-            Some(Origin::Plaintext) => return Ok(Some(User::new(ADMIN_USER, &[MASTERS_GROUP]).authenticated())),
+            Some(Origin::InProcess(user)) => return Ok(Some((user.clone(), None))),
+            Some(Origin::Plaintext) => {
+                return Ok(Some((User::new(ADMIN_USER, &[MASTERS_GROUP]).authenticated(), None)))
+            }
             Some(Origin::Tls { certificate }) => certificate,
         };
         if let Some(user) = certificate {
-            return Ok(Some(user.clone().authenticated()));
+            return Ok(Some((user.clone().authenticated(), None)));
         }
-        match bearer(headers) {
-            Some(token) => {
-                self.tokens.get(token).map(|u| Some(u.clone().authenticated())).ok_or(Unauthenticated::BadToken)
+        let token = match bearer(headers) {
+            Some(token) => token,
+            None if is_public(path) => return Ok(None),
+            None => return Err(Unauthenticated::Anonymous),
+        };
+        if let Some(user) = self.tokens.get(token) {
+            return Ok(Some((user.clone().authenticated(), None)));
+        }
+        match &self.accounts {
+            Some(verifier) if TokenVerifier::looks_like(token) => {
+                let now = jiff::Timestamp::now().as_second();
+                let claims = verifier.verify(token, now).map_err(Unauthenticated::ServiceAccount)?;
+                Ok(Some((claims.user().authenticated(), Some(claims))))
             }
-            None if is_public(path) => Ok(None),
-            None => Err(Unauthenticated::Anonymous),
+            _ => Err(Unauthenticated::BadToken),
         }
     }
 }
@@ -263,12 +287,12 @@ mod tests {
 
     #[test]
     fn certificates_then_tokens_then_anonymous_only_on_public_paths() {
-        let authn = Authenticator { tokens: parse_token_file("good,alice,1,ops").unwrap() };
+        let authn = Authenticator { tokens: parse_token_file("good,alice,1,ops").unwrap(), accounts: None };
         let tls = |certificate| Origin::Tls { certificate };
         let jane = User::new("jane", &["dev"]);
-        let as_jane = authn.authenticate(Some(&tls(Some(jane))), &headers(None), "/api").unwrap().unwrap();
+        let as_jane = authn.authenticate(Some(&tls(Some(jane))), &headers(None), "/api").unwrap().unwrap().0;
         assert_eq!(as_jane.groups, ["dev", AUTHENTICATED_GROUP]);
-        let alice = authn.authenticate(Some(&tls(None)), &headers(Some("Bearer good")), "/api").unwrap().unwrap();
+        let alice = authn.authenticate(Some(&tls(None)), &headers(Some("Bearer good")), "/api").unwrap().unwrap().0;
         assert_eq!(
             (alice.name.as_str(), alice.groups.as_slice()),
             ("alice", &["ops".into(), AUTHENTICATED_GROUP.into()][..])
@@ -285,7 +309,7 @@ mod tests {
         assert_eq!(authn.authenticate(None, &headers(Some("Bearer good")), "/api"), Err(Unauthenticated::NoOrigin));
         let inside = Origin::InProcess(User::new(CONTROLLER_MANAGER_USER, &[]));
         assert_eq!(
-            authn.authenticate(Some(&inside), &headers(None), "/api").unwrap().unwrap().name,
+            authn.authenticate(Some(&inside), &headers(None), "/api").unwrap().unwrap().0.name,
             CONTROLLER_MANAGER_USER
         );
     }

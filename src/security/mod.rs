@@ -1,6 +1,7 @@
 //! Who may talk to whom, and what is kept secret: the cluster's certificate authorities and what they issue
 //! (`pki`), mutual TLS between replicas (`peer`), the API's TLS (`tls`) and who a request comes from
-//! (`authn`) and what they may do (`rbac`, `node_authorizer`), how agents join with the node token (`join`),
+//! (`authn`, with ServiceAccount tokens from `service_accounts`) and what they may do (`rbac`,
+//! `node_authorizer`), how agents join with the node token (`join`),
 //! kubeconfig files (`kubeconfig`), and the API's encryption at rest (`encryption`).
 
 pub mod authn;
@@ -11,6 +12,7 @@ pub mod node_authorizer;
 pub mod peer;
 pub mod pki;
 pub mod rbac;
+pub mod service_accounts;
 pub mod tls;
 
 use std::sync::Arc;
@@ -23,6 +25,8 @@ pub struct ApiSecurity {
     /// The cluster authority's certificate (PEM), served to joining agents; None when the API runs insecure.
     pub authority_pem: Option<String>,
     pub signer: Option<pki::Authority>,
+    /// What signs ServiceAccount tokens (TokenRequest): the signing authority's key, when it is ECDSA P-256.
+    pub tokens: Option<service_accounts::TokenSigner>,
     pub replicas: Option<Arc<rustls::ClientConfig>>,
 }
 
@@ -34,6 +38,7 @@ impl ApiSecurity {
             encryption,
             authority_pem: None,
             signer: None,
+            tokens: None,
             replicas: None,
         }
     }

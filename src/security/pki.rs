@@ -126,6 +126,11 @@ impl Authority {
         self.issuer.key().serialize_pem()
     }
 
+    /// The key, PKCS#8 DER.
+    pub fn key_der(&self) -> Vec<u8> {
+        self.issuer.key().serialize_der()
+    }
+
     /// A new key and a certificate for it: subject `common_name` with `organizations`, valid for `hosts` (IP
     /// addresses or DNS names), for `usage`.
     pub fn issue(

@@ -43,7 +43,8 @@ use crate::apiserver::registry::verbs::{self, DeleteOptions, FieldValidation, Ta
 use crate::apiserver::watch_cache::WatchCaches;
 use crate::limits;
 use crate::metrics::Points;
-use crate::security::authn::{Origin, User};
+use crate::security::authn::{Origin, Unauthenticated, User};
+use crate::security::service_accounts::{self, Claims};
 use crate::security::{join, ApiSecurity};
 use crate::store::Store;
 
@@ -127,7 +128,13 @@ async fn authenticate(
     next: axum::middleware::Next,
 ) -> Response {
     let origin = request.extensions().get::<Origin>();
-    match api.security.authenticator.authenticate(origin, request.headers(), request.uri().path()) {
+    let authenticated = api.security.authenticator.authenticate(origin, request.headers(), request.uri().path());
+    let checked = match authenticated {
+        Ok(Some((user, Some(claims)))) => account_exists(&api, &claims).await.map(|()| Some(user)),
+        Ok(found) => Ok(found.map(|(user, _)| user)),
+        Err(e) => Err(e),
+    };
+    match checked {
         Ok(user) => {
             if let Some(user) = user {
                 request.extensions_mut().insert(user);
@@ -139,6 +146,33 @@ async fn authenticate(
             error_response(&ApiError::Unauthorized)
         }
     }
+}
+
+/// Whether the ServiceAccount (and the pod) a token names still exist with the uids it names: as this replica
+/// has them, or else as a linearizable read has them (one just created may not have reached this replica).
+async fn account_exists(api: &KubeApi, claims: &Claims) -> Result<(), Unauthenticated> {
+    let mut wanted = vec![("serviceaccounts", "service account", &claims.account, &claims.account_uid)];
+    if let Some((pod, uid)) = &claims.pod {
+        wanted.push(("pods", "pod", pod, uid));
+    }
+    for (plural, what, name, uid) in wanted {
+        let resource = catalog::find("", "v1", plural).expect("served");
+        let target =
+            Target { resource, namespace: Some(claims.namespace.clone()), name: Some(name.clone()), subresource: None };
+        let mut found = false;
+        for consistency in [Consistency::Local, Consistency::Linearizable] {
+            if let Ok(stored) = api.verbs.get(&target, consistency).await {
+                if verbs::meta_str(&stored.object, "uid") == Some(uid.as_str()) {
+                    found = true;
+                    break;
+                }
+            }
+        }
+        if !found {
+            return Err(Unauthenticated::Revoked(what));
+        }
+    }
+    Ok(())
 }
 
 /// A request's query string.
@@ -664,9 +698,10 @@ async fn resource_request(
             Ok(json_response(StatusCode::CREATED, &status, "application/json"))
         }
         (Method::POST, true, Some(Subresource::Token)) => {
-            let account = verbs.get(&Target { subresource: None, ..target.clone() }, Consistency::Linearizable).await?;
             let request = json_body(headers, &body, false)?;
-            Ok(json_response(StatusCode::CREATED, &token_response(&account.object, &request), "application/json"))
+            let account = Target { subresource: None, ..target.clone() };
+            let answer = token_request(api, verbs, &account, &request).await?;
+            Ok(json_response(StatusCode::CREATED, &answer, "application/json"))
         }
         (Method::POST, false, None) => {
             let options = query.write_options(headers)?;
@@ -867,28 +902,80 @@ impl Drop for WatchCount {
     }
 }
 
-/// The answer to a TokenRequest. Requests are not authenticated yet, so the token is an opaque random string
-/// that nothing verifies; it exists so that clients asking for one (`kubectl create token`) get the shape they
-/// expect.
-fn token_response(account: &Value, request: &Value) -> Value {
-    let seconds = request["spec"]["expirationSeconds"]
+/// The answer to a TokenRequest for the ServiceAccount `account` (`serviceaccounts/NAME/token`): a token
+/// signed with the cluster authority's key for the audiences asked (the API's when none), bound to a pod when
+/// asked (it stops authenticating once that pod is gone), valid for `expirationSeconds` within the limits.
+async fn token_request(api: &KubeApi, verbs: &Verbs, account: &Target, request: &Value) -> Result<Value, ApiError> {
+    let signer = api.security.tokens.as_ref().ok_or_else(|| {
+        ApiError::Unavailable(
+            "this replica cannot sign service account tokens: it was started without an ECDSA P-256 cluster \
+             signing key (--cluster-signing-key-file)"
+                .into(),
+        )
+    })?;
+    let account = verbs.get(account, Consistency::Linearizable).await?.object;
+    let namespace = verbs::meta_str(&account, "namespace").unwrap_or_default().to_owned();
+    let spec = &request["spec"];
+    let seconds = spec["expirationSeconds"]
         .as_i64()
         .unwrap_or(limits::SERVICE_ACCOUNT_TOKEN_SECS_DEFAULT)
         .clamp(limits::SERVICE_ACCOUNT_TOKEN_SECS_MIN, limits::SERVICE_ACCOUNT_TOKEN_SECS_MAX);
-    let expires = time::from_now(seconds);
-    let token: String = (0..4).map(|_| format!("{:016x}", rand::random::<u64>())).collect();
-    let mut spec = request["spec"].clone();
-    if !spec.is_object() {
-        spec = json!({});
+    let mut audiences: Vec<String> =
+        spec["audiences"].as_array().into_iter().flatten().filter_map(|a| a.as_str()).map(str::to_owned).collect();
+    if audiences.is_empty() {
+        audiences.push(service_accounts::API_AUDIENCE.to_owned());
     }
-    spec["expirationSeconds"] = json!(seconds);
-    json!({
+    let bound = &spec["boundObjectRef"];
+    let pod = match bound["kind"].as_str().unwrap_or_default() {
+        "" => None,
+        "Pod" => {
+            let name = bound["name"].as_str().filter(|n| !n.is_empty());
+            let name = name.ok_or_else(|| ApiError::BadRequest("boundObjectRef.name is required".into()))?;
+            let pods = catalog::find("", "v1", "pods").expect("pods are served");
+            let target = Target {
+                resource: pods,
+                namespace: Some(namespace.clone()),
+                name: Some(name.into()),
+                subresource: None,
+            };
+            let pod = verbs.get(&target, Consistency::Linearizable).await?.object;
+            let uid = verbs::meta_str(&pod, "uid").unwrap_or_default().to_owned();
+            if bound["uid"].as_str().is_some_and(|given| !given.is_empty() && given != uid) {
+                return Err(ApiError::Conflict {
+                    resource: pods,
+                    name: name.into(),
+                    message: format!(
+                        "the UID in the bound object reference ({}) does not match the pod's",
+                        bound["uid"]
+                    ),
+                });
+            }
+            Some((name.to_owned(), uid))
+        }
+        other => return Err(ApiError::BadRequest(format!("a token can be bound to a Pod only, not to a {other}"))),
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let claims = service_accounts::Claims {
+        namespace: namespace.clone(),
+        account: verbs::meta_str(&account, "name").unwrap_or_default().to_owned(),
+        account_uid: verbs::meta_str(&account, "uid").unwrap_or_default().to_owned(),
+        pod,
+        audiences: audiences.clone(),
+        issued_at: now,
+        expires_at: now + seconds,
+    };
+    let mut answered = spec.clone();
+    if !answered.is_object() {
+        answered = json!({});
+    }
+    answered["expirationSeconds"] = json!(seconds);
+    answered["audiences"] = json!(audiences);
+    Ok(json!({
         "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-        "metadata": {"name": account["metadata"]["name"], "namespace": account["metadata"]["namespace"],
-            "creationTimestamp": null},
-        "spec": spec,
-        "status": {"token": token, "expirationTimestamp": expires},
-    })
+        "metadata": {"name": claims.account, "namespace": namespace, "creationTimestamp": null},
+        "spec": answered,
+        "status": {"token": signer.sign(&claims), "expirationTimestamp": time::from_now(seconds)},
+    }))
 }
 
 /// The `autoscaling/v1 Scale` view of a scalable object.
