@@ -91,6 +91,13 @@ async fn roles_bound_in_a_namespace_grant_only_there_and_only_what_they_say() {
     let bindings = admin.ok(&["-n", "a", "get", "rolebindings", "-o", "name"]);
     assert!(!bindings.contains("sam-all") && bindings.contains("sam-edit"), "{bindings}");
     assert!(ada.fails(&["-n", "b", "get", "configmaps"]).contains("forbidden"));
+
+    // Phase 5: a binding deleted takes its grant with it.
+    admin.ok(&["-n", "a", "delete", "rolebinding", "vera-view"]);
+    eventually(Duration::from_secs(20), "vera's grant to end with her binding", || async {
+        (!vera.run(&["-n", "a", "get", "configmaps"]).status.success()).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

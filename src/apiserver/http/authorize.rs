@@ -152,7 +152,7 @@ async fn decide(api: &KubeApi, user: &User, attributes: &Attributes) -> Result<A
             Decision::NoOpinion => {}
         }
     }
-    let policy = Arc::new(policy(api).await?);
+    let policy = policy(api).await?;
     let Some(binding) = policy.allows(user, attributes) else { return Err(denied(attributes, user, None)) };
     Ok(Allowed { reason: format!("RBAC: allowed by {binding}"), check: escalation_check(policy, user, attributes) })
 }
@@ -209,21 +209,53 @@ async fn listed(api: &KubeApi, target: &Target, options: &ListOptions) -> Result
     Ok(listed.items.iter().filter_map(|raw| raw.decode().ok()).map(|stored| stored.object).collect())
 }
 
+/// The kinds RBAC decides from.
+const RBAC_KINDS: [&str; 4] = ["roles", "clusterroles", "rolebindings", "clusterrolebindings"];
+
+/// The policy last built from the watch caches, with the caches' counters when it was built: it is built
+/// again only once a role or binding has changed (or a cache has listed again).
+#[derive(Default)]
+pub struct PolicyCache(std::sync::Mutex<Option<(Vec<CacheCounters>, Arc<Policy>)>>);
+
+/// What a watch cache has decoded, how many store watches it opened and how many changes it applied: any
+/// change to its objects changes one of them.
+type CacheCounters = (u64, u64, u64);
+
 /// The roles and bindings as this replica's watch caches hold them (started on first use).
-async fn policy(api: &KubeApi) -> Result<Policy, ApiError> {
-    async fn all<T: DeserializeOwned>(api: &KubeApi, plural: &str) -> Result<Vec<T>, ApiError> {
-        let resource = catalog::find("rbac.authorization.k8s.io", "v1", plural).expect("rbac kinds are served");
-        api.caches().cache(resource);
+async fn policy(api: &KubeApi) -> Result<Arc<Policy>, ApiError> {
+    let resource =
+        |plural: &str| catalog::find("rbac.authorization.k8s.io", "v1", plural).expect("rbac kinds are served");
+    let mut counters = Vec::new();
+    for plural in RBAC_KINDS {
+        let cache = api.caches().cache(resource(plural));
+        if !cache.wait_synced().await {
+            counters.clear();
+            break;
+        }
+        let stats = cache.stats();
+        counters.push((stats.decodes, stats.store_watches, stats.core.events));
+    }
+    let cached = api.policies().0.lock().expect("policy cache poisoned").clone();
+    if let Some((_, policy)) = cached.filter(|(at, _)| !counters.is_empty() && *at == counters) {
+        return Ok(policy);
+    }
+    async fn all<T: DeserializeOwned>(api: &KubeApi, resource: &'static Resource) -> Result<Vec<T>, ApiError> {
         let target = Target { resource, namespace: None, name: None, subresource: None };
         let options = ListOptions { resource_version: Some("0".into()), ..Default::default() };
         let objects = listed(api, &target, &options).await?;
         Ok(objects.into_iter().filter_map(|o| serde_json::from_value(o).ok()).collect())
     }
-    let roles: Vec<Role> = all(api, "roles").await?;
-    let cluster_roles: Vec<ClusterRole> = all(api, "clusterroles").await?;
-    let role_bindings: Vec<RoleBinding> = all(api, "rolebindings").await?;
-    let cluster_role_bindings: Vec<ClusterRoleBinding> = all(api, "clusterrolebindings").await?;
-    Ok(Policy::new(roles, cluster_roles, role_bindings, cluster_role_bindings))
+    let roles: Vec<Role> = all(api, resource("roles")).await?;
+    let cluster_roles: Vec<ClusterRole> = all(api, resource("clusterroles")).await?;
+    let role_bindings: Vec<RoleBinding> = all(api, resource("rolebindings")).await?;
+    let cluster_role_bindings: Vec<ClusterRoleBinding> = all(api, resource("clusterrolebindings")).await?;
+    let policy = Arc::new(Policy::new(roles, cluster_roles, role_bindings, cluster_role_bindings));
+    // Counted before listing: a change made meanwhile leaves the counters behind, and the next request builds
+    // the policy again.
+    if !counters.is_empty() {
+        *api.policies().0.lock().expect("policy cache poisoned") = Some((counters, policy.clone()));
+    }
+    Ok(policy)
 }
 
 /// NodeRestriction on the creates of `user`, the node `node`.

@@ -28,7 +28,7 @@ use crate::apis::table::{self, IncludeObject};
 use crate::apis::time;
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::http::audit::Audit;
-use crate::apiserver::http::authorize::Checked;
+use crate::apiserver::http::authorize::{Checked, PolicyCache};
 use crate::apiserver::http::components::{self, Prober};
 use crate::apiserver::http::discovery::{self, OpenApiV2Encoding};
 use crate::apiserver::http::eviction;
@@ -63,6 +63,7 @@ pub struct KubeApi {
     relay: metrics::Relay,
     pub(super) security: ApiSecurity,
     fairness: Fairness,
+    policies: PolicyCache,
 }
 
 impl KubeApi {
@@ -84,8 +85,20 @@ impl KubeApi {
         let prober = Prober::new(security.replicas.clone());
         let relay = metrics::Relay::new(security.replicas.clone());
         let watches = AtomicUsize::new(0);
-        let fairness = Fairness::default();
-        Arc::new(KubeApi { verbs, caches, advertise, watches, kubelets, prober, points, relay, security, fairness })
+        let (fairness, policies) = (Fairness::default(), PolicyCache::default());
+        Arc::new(KubeApi {
+            verbs,
+            caches,
+            advertise,
+            watches,
+            kubelets,
+            prober,
+            points,
+            relay,
+            security,
+            fairness,
+            policies,
+        })
     }
 
     fn objects(&self) -> &Objects {
@@ -98,6 +111,10 @@ impl KubeApi {
 
     pub(super) fn fairness(&self) -> &Fairness {
         &self.fairness
+    }
+
+    pub(super) fn policies(&self) -> &PolicyCache {
+        &self.policies
     }
 }
 
