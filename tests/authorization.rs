@@ -66,6 +66,10 @@ async fn roles_bound_in_a_namespace_grant_only_there_and_only_what_they_say() {
         assert!(refused.contains("forbidden"), "kubectl {}: {refused}", args.join(" "));
     }
     assert_eq!(admin.json(&["-n", "a", "get", "configmap", "c"])["data"]["in"], "a", "refused writes changed nothing");
+    let rules = vera.ok(&["-n", "a", "auth", "can-i", "--list"]);
+    let configmaps = rules.lines().find(|l| l.starts_with("configmaps ")).unwrap_or_default();
+    assert!(configmaps.contains("[get list watch]"), "{rules}");
+    assert!(!rules.lines().any(|l| l.starts_with("secrets ")), "{rules}");
     let whoami = vera.ok(&["auth", "whoami"]);
     assert!(whoami.contains("vera") && whoami.contains("system:authenticated"), "{whoami}");
 

@@ -104,6 +104,7 @@ static KINDS: &[(&str, &str, &Message)] = &[
     ("networking.k8s.io/v1", "Ingress", &INGRESS),
     ("authentication.k8s.io/v1", "TokenRequest", &TOKEN_REQUEST),
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview", &SELF_SUBJECT_ACCESS_REVIEW),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview", &SELF_SUBJECT_RULES_REVIEW),
     ("authentication.k8s.io/v1", "SelfSubjectReview", &SELF_SUBJECT_REVIEW),
     ("rbac.authorization.k8s.io/v1", "Role", &ROLE),
     ("rbac.authorization.k8s.io/v1", "ClusterRole", &CLUSTER_ROLE),
@@ -1811,6 +1812,43 @@ static SUBJECT: Message = Message {
 static ROLE_REF: Message = Message {
     name: "RoleRef",
     fields: &[kept(1, "apiGroup", STRING), kept(2, "kind", STRING), kept(3, "name", STRING)],
+};
+
+static SELF_SUBJECT_RULES_REVIEW: Message = Message {
+    name: "SelfSubjectRulesReview",
+    fields: &[
+        message(1, "metadata", &OBJECT_META),
+        message(2, "spec", &SELF_SUBJECT_RULES_REVIEW_SPEC),
+        message(3, "status", &SUBJECT_RULES_REVIEW_STATUS),
+    ],
+};
+
+static SELF_SUBJECT_RULES_REVIEW_SPEC: Message =
+    Message { name: "SelfSubjectRulesReviewSpec", fields: &[omitempty(1, "namespace", STRING)] };
+
+static SUBJECT_RULES_REVIEW_STATUS: Message = Message {
+    name: "SubjectRulesReviewStatus",
+    fields: &[
+        messages(1, "resourceRules", &RESOURCE_RULE),
+        messages(2, "nonResourceRules", &NON_RESOURCE_RULE),
+        kept(3, "incomplete", BOOL),
+        omitempty(4, "evaluationError", STRING),
+    ],
+};
+
+static RESOURCE_RULE: Message = Message {
+    name: "ResourceRule",
+    fields: &[
+        repeated(1, "verbs", STRING),
+        repeated(2, "apiGroups", STRING),
+        repeated(3, "resources", STRING),
+        repeated(4, "resourceNames", STRING),
+    ],
+};
+
+static NON_RESOURCE_RULE: Message = Message {
+    name: "NonResourceRule",
+    fields: &[repeated(1, "verbs", STRING), repeated(2, "nonResourceURLs", STRING)],
 };
 
 static SELF_SUBJECT_ACCESS_REVIEW: Message = Message {
