@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use base64::Engine;
-use serde_yaml_ng::Value;
 
 use super::pki::Issued;
 
@@ -57,50 +56,47 @@ pub struct Identity {
 pub enum KubeconfigError {
     #[error("cannot read {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("{path} is not YAML: {source}")]
-    Yaml { path: String, source: serde_yaml_ng::Error },
+    #[error(transparent)]
+    Parse(#[from] kube::config::KubeconfigError),
     #[error("{path}: {problem}")]
     Invalid { path: String, problem: String },
 }
 
-/// The credentials of the current context of the kubeconfig at `path`: its cluster's
-/// `certificate-authority(-data)` and its user's `client-certificate(-data)` and `client-key(-data)`; files
-/// named relative to the kubeconfig's directory.
+/// The credentials of the current context of the kubeconfig at `path` (read by kube's parser, which makes
+/// file names absolute against the kubeconfig's directory): its cluster's `certificate-authority(-data)` and
+/// its user's `client-certificate(-data)` and `client-key(-data)`.
 pub fn read_identity(path: &Path) -> Result<Identity, KubeconfigError> {
-    let shown = path.display().to_string();
-    let read = |file: &Path| {
-        std::fs::read_to_string(file)
-            .map_err(|source| KubeconfigError::Read { path: file.display().to_string(), source })
-    };
-    let config: Value = serde_yaml_ng::from_str(&read(path)?)
-        .map_err(|source| KubeconfigError::Yaml { path: shown.clone(), source })?;
-    let invalid = |problem: String| KubeconfigError::Invalid { path: shown.clone(), problem };
-    let current = config["current-context"].as_str().ok_or_else(|| invalid("no current-context".into()))?;
-    let named = |list: &str, name: &str| -> Result<Value, KubeconfigError> {
-        let entries = config[list].as_sequence().cloned().unwrap_or_default();
-        let entry = entries.into_iter().find(|e| e["name"].as_str() == Some(name));
-        entry.ok_or_else(|| invalid(format!("no {list} entry named {name:?}")))
-    };
-    let context = named("contexts", current)?;
-    let cluster = named("clusters", context["context"]["cluster"].as_str().unwrap_or_default())?;
-    let user = named("users", context["context"]["user"].as_str().unwrap_or_default())?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let pem = |entry: &Value, field: &str| -> Result<String, KubeconfigError> {
-        if let Some(data) = entry[format!("{field}-data").as_str()].as_str() {
+    use secrecy::ExposeSecret;
+    let config = kube::config::Kubeconfig::read_from(path)?;
+    let invalid = |problem: String| KubeconfigError::Invalid { path: path.display().to_string(), problem };
+    let current = config.current_context.as_deref().ok_or_else(|| invalid("no current-context".into()))?;
+    let context = config.contexts.iter().find(|c| c.name == current).and_then(|c| c.context.as_ref());
+    let context = context.ok_or_else(|| invalid(format!("no context named {current:?}")))?;
+    let cluster = config.clusters.iter().find(|c| c.name == context.cluster).and_then(|c| c.cluster.as_ref());
+    let cluster = cluster.ok_or_else(|| invalid(format!("no cluster named {:?}", context.cluster)))?;
+    let user = context.user.as_deref().unwrap_or_default();
+    let auth = config.auth_infos.iter().find(|u| u.name == user).and_then(|u| u.auth_info.as_ref());
+    let auth = auth.ok_or_else(|| invalid(format!("no user named {user:?}")))?;
+    // Inline data (base64) wins over a file, as kubectl reads them.
+    let pem = |data: Option<&str>, file: Option<&String>, field: &str| -> Result<String, KubeconfigError> {
+        if let Some(data) = data {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(data.trim())
                 .map_err(|e| invalid(format!("{field}-data is not base64: {e}")))?;
             return String::from_utf8(bytes).map_err(|_| invalid(format!("{field}-data is not PEM")));
         }
-        match entry[field].as_str() {
-            Some(file) => read(&dir.join(file)),
-            None => Err(invalid(format!("the current context has no {field} or {field}-data"))),
-        }
+        let file = file.ok_or_else(|| invalid(format!("the current context has no {field} or {field}-data")))?;
+        std::fs::read_to_string(file).map_err(|source| KubeconfigError::Read { path: file.clone(), source })
     };
+    let key_data = auth.client_key_data.as_ref().map(|k| k.expose_secret());
     Ok(Identity {
-        authority_pem: pem(&cluster["cluster"], "certificate-authority")?,
-        cert_pem: pem(&user["user"], "client-certificate")?,
-        key_pem: pem(&user["user"], "client-key")?,
+        authority_pem: pem(
+            cluster.certificate_authority_data.as_deref(),
+            cluster.certificate_authority.as_ref(),
+            "certificate-authority",
+        )?,
+        cert_pem: pem(auth.client_certificate_data.as_deref(), auth.client_certificate.as_ref(), "client-certificate")?,
+        key_pem: pem(key_data, auth.client_key.as_ref(), "client-key")?,
     })
 }
 
