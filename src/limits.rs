@@ -262,6 +262,9 @@ pub const OPEN_FILES_RESERVE: usize = 256;
 pub const API_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 /// How long a new Kubernetes API connection may take to finish its TLS handshake.
 pub const API_TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// A certificate served from files is looked at again at most this often (on a handshake): a replaced pair is
+/// in use within this long.
+pub const TLS_FILES_CHECK_MS: u64 = 2_000;
 /// How long a new etcd client connection may take to send the HTTP/2 connection preface.
 pub const GRPC_PREFACE_TIMEOUT_MS: u64 = 10_000;
 /// How long a new peer connection may take to send the HTTP/2 connection preface; also how long its TLS
@@ -538,10 +541,8 @@ pub const KUBELET_LOG_CHUNKS_QUEUED_MAX: usize = 4;
 pub const KUBELET_LOG_FOLLOW_POLL_MS: u64 = 100;
 /// How often a followed log asks the runtime whether its container has exited.
 pub const KUBELET_LOG_FOLLOW_STATUS_MS: u64 = 500;
-/// The kubelet endpoint reads the kubelet credentials again, on a request with another token, at most this often.
-pub const KUBELET_CREDENTIALS_REREAD_MS: u64 = 1_000;
-/// How long one read of the kubelet credentials may take.
-pub const KUBELET_CREDENTIALS_READ_TIMEOUT_MS: u64 = 5_000;
+/// How long a kubelet client may take to finish the TLS handshake.
+pub const KUBELET_TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
 /// How often an agent samples the usage of its pods and nodes (the window of the usage it reports); the first
 /// two samples are `AGENT_USAGE_FIRST_WINDOW_MS` apart, so that usage is known soon after a start.
@@ -611,6 +612,8 @@ const _: () = assert!(AGENT_CERTIFICATE_RENEW_DAYS < LEAF_VALIDITY_DAYS);
 pub const TOKEN_FILE_BYTES_MAX: u64 = 1 << 20;
 /// The largest body a node's request for its credentials may have (a signing request and a token).
 pub const NODE_CREDENTIALS_BODY_BYTES_MAX: usize = 16 << 10;
+/// The most addresses a node's certificate may name.
+pub const NODE_CERTIFICATE_HOSTS_MAX: usize = 16;
 
 /// Size at which the audit log is rotated.
 pub const AUDIT_LOG_BYTES_MAX: u64 = 100 * 1024 * 1024;

@@ -167,7 +167,7 @@ async fn an_agent_joins_with_the_node_token_and_not_without_it() {
         (agent.logged("agent: sending requests to this api server").len() >= 2).then_some(())
     })
     .await;
-    assert_eq!(agent.logged("agent: joined the cluster with the node token").len(), 1, "joined once");
+    assert_eq!(agent.logged("agent: the node's certificate was signed").len(), 1, "joined once");
     assert_eq!(std::fs::read_to_string(agent.data_dir.join("pki/node.crt")).unwrap(), cert);
 
     // Phase 5: started on the same data dir under another name, it joins again as that node: what it kept
@@ -180,7 +180,7 @@ async fn an_agent_joins_with_the_node_token_and_not_without_it() {
     let cert = std::fs::read_to_string(renamed.data_dir.join("pki/node.crt")).unwrap();
     let der = rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
     assert_eq!(raftsman::security::authn::User::of_certificate(&der).unwrap().name, "system:node:renamed");
-    assert_eq!(renamed.logged("agent: joined the cluster with the node token").len(), 1, "joined as renamed");
+    assert_eq!(renamed.logged("agent: the node's certificate was signed").len(), 1, "joined as renamed");
 }
 
 #[tokio::test]
@@ -247,4 +247,77 @@ async fn service_account_tokens_authenticate_until_their_account_or_pod_is_gone(
     bot.ok(&["get", "configmaps"]);
     admin.ok(&["delete", "serviceaccount", "bot"]);
     assert!(bot.fails(&["get", "configmaps"]).contains("You must be logged in"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_mount_their_accounts_token_and_namespaces_publish_the_cluster_authority() {
+    let cluster = TestCluster::start(1).await;
+    let admin = Kubectl::for_replica(&cluster, 0).await;
+    let authority = cluster.local.authority().unwrap().cert_pem().to_owned();
+
+    // A new namespace gets the authority's certificate from the leader; one deleted comes back.
+    admin.ok(&["create", "namespace", "team"]);
+    let published =
+        || admin.run(&["-n", "team", "get", "configmap", "kube-root-ca.crt", "-o", r"jsonpath={.data.ca\.crt}"]);
+    eventually(Duration::from_secs(20), "kube-root-ca.crt published", || async {
+        (String::from_utf8_lossy(&published().stdout) == authority).then_some(())
+    })
+    .await;
+    admin.ok(&["-n", "team", "delete", "configmap", "kube-root-ca.crt"]);
+    eventually(Duration::from_secs(20), "kube-root-ca.crt published again", || async {
+        (String::from_utf8_lossy(&published().stdout) == authority).then_some(())
+    })
+    .await;
+    let system = admin.ok(&["-n", "kube-system", "get", "configmap", "kube-root-ca.crt", "-o", "name"]);
+    assert_eq!(system.trim(), "configmap/kube-root-ca.crt");
+
+    // A pod mounts its account's token where clients look for it, unless it or its account says not to.
+    admin.ok(&["-n", "team", "run", "mounted", "--image=busybox", "--restart=Never"]);
+    let pod = admin.json(&["-n", "team", "get", "pod", "mounted", "-o", "json"]);
+    let volume = &pod["spec"]["volumes"][0];
+    assert!(volume["name"].as_str().unwrap().starts_with("kube-api-access-"), "{volume}");
+    let sources = &volume["projected"]["sources"];
+    assert_eq!(sources[0]["serviceAccountToken"]["expirationSeconds"], 3607, "{volume}");
+    assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt", "{volume}");
+    let mount = &pod["spec"]["containers"][0]["volumeMounts"][0];
+    assert_eq!(mount["mountPath"], "/var/run/secrets/kubernetes.io/serviceaccount", "{mount}");
+    assert_eq!((&mount["name"], &mount["readOnly"]), (&volume["name"], &serde_json::json!(true)));
+    let overrides = r#"{"spec": {"automountServiceAccountToken": false}}"#;
+    admin.ok(&["-n", "team", "run", "bare", "--image=busybox", "--restart=Never", "--overrides", overrides]);
+    assert!(admin.json(&["-n", "team", "get", "pod", "bare", "-o", "json"])["spec"]["volumes"].is_null());
+    admin.ok(&["-n", "team", "create", "serviceaccount", "quiet"]);
+    admin.ok(&["-n", "team", "patch", "serviceaccount", "quiet", "-p", r#"{"automountServiceAccountToken": false}"#]);
+    let quiet = r#"{"spec": {"serviceAccountName": "quiet"}}"#;
+    admin.ok(&["-n", "team", "run", "quiet", "--image=busybox", "--restart=Never", "--overrides", quiet]);
+    assert!(admin.json(&["-n", "team", "get", "pod", "quiet", "-o", "json"])["spec"]["volumes"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_serves_its_replaced_api_certificate_without_a_restart() {
+    use raftsman::security::{pki, tls};
+    use rustls::pki_types::pem::PemObject;
+    let mut cluster = TestCluster::start(1).await;
+    let admin = Kubectl::for_replica(&cluster, 0).await;
+    let served = || async {
+        let stream = connect_with(cluster.local.members[0].api_addr, harness::api::admin_tls(&cluster.local)).await;
+        stream.unwrap().get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    };
+    let pki_dir = cluster.local.pki.clone().unwrap();
+    let (cert, _) = pki::files(&pki_dir, &tls::api_files("n1"));
+    let before = rustls::pki_types::CertificateDer::from_pem_file(&cert).unwrap().to_vec();
+    assert_eq!(served().await, before);
+
+    // An operator puts a new certificate (and key) in place: it is served from then on, to kubectl too, while the
+    // replica keeps running.
+    let authority = cluster.local.authority().unwrap();
+    let hosts = [cluster.local.members[0].api_addr.ip().to_string(), "localhost".to_owned()];
+    let renewed = authority.issue("system:apiserver", &["system:masters"], &hosts, Usage::ServerAndClient).unwrap();
+    pki::save(&pki_dir, &tls::api_files("n1"), &renewed).unwrap();
+    let after = rustls::pki_types::CertificateDer::from_pem_slice(renewed.cert_pem.as_bytes()).unwrap().to_vec();
+    eventually(Duration::from_secs(10), "the new certificate served", || async {
+        (served().await == after).then_some(())
+    })
+    .await;
+    admin.ok(&["get", "namespaces"]);
+    assert!(cluster.local.is_running(0), "no restart");
 }

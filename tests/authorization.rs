@@ -151,6 +151,20 @@ async fn an_agent_acts_only_for_its_own_node() {
     let nodes = admin.ok(&["get", "nodes", "-o", "name"]);
     assert!(!nodes.contains("n3") && admin.json(&["get", "node", "n2"])["metadata"]["labels"]["taken"].is_null());
     assert_eq!(admin.ok(&["get", "pod", "p2", "-o", "name"]).trim(), "pod/p2");
+
+    // Tokens of the account its pods run as, bound to those pods: yes; bound to another node's pod, or to
+    // nothing: no.
+    let token = node.ok(&["create", "token", "default", "--bound-object-kind", "Pod", "--bound-object-name", "p1"]);
+    let whoami = Kubectl::with_token(&server, &read("ca.crt"), token.trim());
+    let whoami = whoami.ok(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    assert_eq!(whoami, "system:serviceaccount:default:default");
+    let other = node.fails(&["create", "token", "default", "--bound-object-kind", "Pod", "--bound-object-name", "p2"]);
+    assert!(other.contains("may only request tokens bound to pods bound to it"), "{other}");
+    assert!(node.fails(&["create", "token", "default"]).contains("may only request tokens bound to a pod"));
+    admin.ok(&["create", "serviceaccount", "builder"]);
+    let unrelated =
+        node.fails(&["create", "token", "builder", "--bound-object-kind", "Pod", "--bound-object-name", "p1"]);
+    assert!(unrelated.contains("no relationship found between node"), "{unrelated}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

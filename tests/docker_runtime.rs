@@ -453,6 +453,20 @@ async fn config_maps_secrets_and_volumes_reach_the_containers() {
     let refused = k.run(&["exec", "configured", "-c", "app", "--", "sh", "-c", "echo x > /etc/settings/color"]);
     assert!(!refused.status.success(), "configMap volumes are read-only");
 
+    // Every container has its ServiceAccount's token, the cluster authority and its namespace mounted (on a
+    // tmpfs): with them, it is the account to the API, which it can verify.
+    let account = "/var/run/secrets/kubernetes.io/serviceaccount";
+    assert_eq!(fs_of(account).as_deref(), Some("tmpfs"), "{mounts}");
+    assert_eq!(exec(&format!("cat {account}/namespace")), "default");
+    let ca = exec(&format!("cat {account}/ca.crt"));
+    assert_eq!(ca, cluster.local.authority().unwrap().cert_pem());
+    let token = exec(&format!("cat {account}/token"));
+    let as_account = Kubectl::with_token(&format!("https://{}", servers[0]), &ca, &token);
+    let whoami = as_account.ok(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    assert_eq!(whoami, "system:serviceaccount:default:default");
+    let other_user = k.run(&["exec", "configured", "-c", "writer", "--", "cat", &format!("{account}/token")]);
+    assert_eq!(String::from_utf8_lossy(&other_user.stdout), token, "readable by the pod's other users");
+
     // The writer runs as its security context says: its user and groups, a read-only root, no privileges.
     let writer = |script: &str| k.run(&["exec", "configured", "-c", "writer", "--", "sh", "-c", script]);
     let ids = writer("id -u; id -g; grep -E '^(NoNewPrivs|CapEff)' /proc/self/status");

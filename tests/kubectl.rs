@@ -7,7 +7,6 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde_json::Value;
 
 use harness::etcdctl::{etcdctl, get_json, lease_of};
@@ -233,8 +232,11 @@ async fn bad_input_is_refused_and_changes_nothing() {
 
     // Nothing was written.
     assert_eq!(k.ok(&["get", "deploy", "-A", "-o", "name"]).trim(), "");
-    assert_eq!(k.ok(&["get", "configmaps", "-o", "name"]).trim(), "");
+    assert_eq!(k.ok(&["get", "configmaps", "-o", "name", "--field-selector", NOT_ROOT_CA]).trim(), "");
 }
+
+/// A field selector leaving out the namespace's own `kube-root-ca.crt`, which every namespace holds.
+const NOT_ROOT_CA: &str = "metadata.name!=kube-root-ca.crt";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn generators_events_watch_and_deletion_through_a_follower() {
@@ -477,7 +479,7 @@ async fn killing_the_leader_mid_run_loses_and_duplicates_nothing() {
     }
 
     // Phase 2: every write is there exactly once, with its value; the errors were few and retryable.
-    let list = k.json(&["get", "configmaps"]);
+    let list = k.json(&["get", "configmaps", "--field-selector", NOT_ROOT_CA]);
     let mut names: Vec<String> =
         list["items"].as_array().unwrap().iter().map(|c| c["metadata"]["name"].as_str().unwrap().to_string()).collect();
     names.sort();
@@ -494,38 +496,45 @@ async fn killing_the_leader_mid_run_loses_and_duplicates_nothing() {
     }
 }
 
-/// A stand-in for a node's kubelet: answers every request with one log line and records the request lines.
-fn fake_kubelet() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// A stand-in for a node's kubelet, serving a certificate of `cluster`'s authority for 127.0.0.1 and asking for
+/// one: answers every request with one log line and records the request lines with the client's user.
+async fn fake_kubelet(cluster: &TestCluster) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use raftsman::security::authn::User;
+    use raftsman::security::{pki, tls};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let authority = cluster.local.authority().unwrap();
+    let node = authority.issue("system:node:node-1", &[], &["127.0.0.1".into()], pki::Usage::ServerAndClient).unwrap();
+    let identity = tls::LiveIdentity::new(node.cert_pem.as_bytes(), node.key_pem.as_bytes()).unwrap();
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(tls::kubelet_server_config(authority.cert_pem().as_bytes(), identity).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = requests.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().take(16) {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
+    tokio::spawn(async move {
+        for _ in 0..16 {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok(mut conn) = acceptor.accept(tcp).await else { continue };
+            let client =
+                conn.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| User::of_certificate(c));
+            let mut reader = BufReader::new(&mut conn);
             let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let mut authorization = String::new();
+            let _ = reader.read_line(&mut line).await;
             loop {
                 let mut header = String::new();
-                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                if reader.read_line(&mut header).await.unwrap_or(0) == 0 || header == "\r\n" {
                     break;
                 }
-                if let Some((name, value)) = header.split_once(':') {
-                    if name.eq_ignore_ascii_case("authorization") {
-                        authorization = value.trim().to_string();
-                    }
-                }
             }
-            seen.lock().unwrap().push(format!("{} ({authorization})", line.trim()));
+            let user = client.map(|u| u.name).unwrap_or_default();
+            seen.lock().unwrap().push(format!("{} ({user})", line.trim()));
             let body = "hello from the container\n";
-            let _ = write!(
-                conn,
+            let answer = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
+            let _ = conn.write_all(answer.as_bytes()).await;
+            let _ = conn.shutdown().await;
         }
     });
     (port, requests)
@@ -535,7 +544,7 @@ fn fake_kubelet() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
 async fn logs_come_from_the_kubelet_of_the_pods_node() {
     let cluster = TestCluster::start(3).await;
     let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
-    let (port, requests) = fake_kubelet();
+    let (port, requests) = fake_kubelet(&cluster).await;
 
     // Phase 1: a node whose status names its kubelet, and a pod bound to it.
     let node = k.manifest("node.yaml", "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-1\n");
@@ -550,16 +559,12 @@ async fn logs_come_from_the_kubelet_of_the_pods_node() {
     );
     k.ok(&["apply", "-f", &pod]);
 
-    // Phase 2: kubectl logs reaches that kubelet for that container, with its options passed on and the
-    // kubelet credentials the leader created.
+    // Phase 2: kubectl logs reaches that kubelet for that container, with its options passed on, over TLS,
+    // showing the replica's API certificate.
     let out = k.ok(&["logs", "web", "--tail=5"]);
     assert_eq!(out, "hello from the container\n");
-    let token =
-        k.ok(&["get", "secret", "-n", "kube-system", "raftsman-kubelet-credentials", "-o", "jsonpath={.data.token}"]);
-    let token = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(token.trim()).unwrap()).unwrap();
-    assert_eq!(token.len(), 64, "{token}");
     let seen = requests.lock().unwrap().clone();
-    assert_eq!(seen, vec![format!("GET /containerLogs/default/web/app?tailLines=5 HTTP/1.1 (Bearer {token})")]);
+    assert_eq!(seen, vec!["GET /containerLogs/default/web/app?tailLines=5 HTTP/1.1 (system:apiserver)".to_string()]);
 
     // Phase 3: a pod on no node, or an unknown container, is a clear error.
     k.ok(&["run", "pending", "--image=busybox"]);
@@ -862,12 +867,13 @@ async fn limit_ranges_quotas_and_priority_classes_govern_new_pods() {
     k.ok(&["apply", "-f", &k.manifest("c.yaml", &pod_asking("c", "quota-test", "400m"))]);
 
     // Phase 3: creates racing through every replica at once never together exceed a quota.
+    // The namespace's own `kube-root-ca.crt` counts, as upstream's quota counts it.
     let maps =
-        r#"{"apiVersion":"v1","kind":"ResourceQuota","metadata":{"name":"maps"},"spec":{"hard":{"configmaps":"5"}}}"#;
+        r#"{"apiVersion":"v1","kind":"ResourceQuota","metadata":{"name":"maps"},"spec":{"hard":{"configmaps":"6"}}}"#;
     k.ok(&["apply", "-n", "quota-test", "-f", &k.manifest("maps.yaml", maps)]);
     eventually(Duration::from_secs(20), "the maps quota's status", || async {
         let quota = k.json(&["get", "quota", "maps", "-n", "quota-test"]);
-        (quota["status"]["used"]["configmaps"] == "0").then_some(())
+        (quota["status"]["used"]["configmaps"] == "1").then_some(())
     })
     .await;
     let racing = (0..24).map(|n| {
@@ -886,7 +892,7 @@ async fn limit_ranges_quotas_and_priority_classes_govern_new_pods() {
         k.ok(&["get", "cm", "-n", "quota-test", "-o", "name"]).lines().filter(|l| l.contains("race-")).count(),
         5
     );
-    assert_eq!(k.json(&["get", "quota", "maps", "-n", "quota-test"])["status"]["used"]["configmaps"], "5");
+    assert_eq!(k.json(&["get", "quota", "maps", "-n", "quota-test"])["status"]["used"]["configmaps"], "6");
 
     // Phase 4: the system priority classes exist; a pod's class sets its priority, and a class that does not
     // exist is refused.
@@ -1645,7 +1651,7 @@ async fn openapi_v2_lets_kubectl_name_unserved_kinds_and_validate_lists() {
     let err = k.fails(&["create", "-f", &k.manifest("bad-list.yaml", &list("    bogus: 1\n"))]);
     assert!(err.contains("error validating data") && err.contains(r#"unknown field "bogus""#), "{err}");
     assert!(err.contains("io.k8s.api.core.v1.PodSpec"), "{err}");
-    assert_eq!(k.ok(&["get", "configmaps,pods", "-o", "name"]).trim(), "");
+    assert_eq!(k.ok(&["get", "configmaps,pods", "-o", "name", "--field-selector", NOT_ROOT_CA]).trim(), "");
     k.ok(&["create", "-f", &k.manifest("list.yaml", &list(""))]);
     assert_eq!(k.ok(&["get", "configmap", "listed-a", "-o", "jsonpath={.data.a}"]), "b");
     assert_eq!(k.ok(&["get", "pod", "listed-b", "-o", "jsonpath={.spec.containers[0].image}"]), "busybox");

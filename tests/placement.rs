@@ -12,6 +12,8 @@ use std::time::Duration;
 use harness::agent::Agent;
 use harness::kubectl::{follower, Kubectl};
 use harness::{eventually, TestCluster};
+use raftsman::apiserver::http::ReplicaClient;
+use raftsman::security::tls;
 use serde_json::Value;
 
 /// The nodes kubectl lists as Ready, by name.
@@ -73,7 +75,7 @@ async fn pods_are_placed_by_their_constraints_and_a_process_pod_really_runs() {
         &["--register-with-taints", "dedicated=gpu:NoSchedule", "--node-labels", "accelerator=gpu"],
     );
     let servers: Vec<_> = cluster.local.members.iter().map(|m| m.api_addr).collect();
-    let _proc =
+    let proc =
         Agent::start(&cluster, &servers, "proc-1", &["--runtime", "process", "--node-labels", "runtime=process"]);
     wait_ready(&k, &["fake-1", "fake-2", "fake-gpu", "proc-1"]).await;
 
@@ -116,23 +118,19 @@ async fn pods_are_placed_by_their_constraints_and_a_process_pod_really_runs() {
     let wide = k.ok(&["get", "pods", "-o", "wide"]);
     assert!(wide.lines().any(|l| l.starts_with("echo ") && l.contains("Running") && l.contains("proc-1")), "{wide}");
 
-    // The kubelet endpoint serves only the API servers: a request of its own is refused. Replacing the kubelet
-    // credentials (the leader creates new ones) does not stop the relays.
+    // The kubelet endpoint serves only the API servers, over TLS: a plain request gets no HTTP answer, and the
+    // node's own certificate (of the cluster authority, but not an API server's) is refused.
     let node = k.json(&["get", "node", "proc-1"]);
     let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_u64().unwrap();
-    assert!(kubelet_get(port, "/containerLogs/default/echo/echo").starts_with("HTTP/1.1 401"));
-    assert!(kubelet_get(port, "/metrics/usage").starts_with("HTTP/1.1 401"));
-    assert!(kubelet_get(port, "/healthz").starts_with("HTTP/1.1 200"));
-    let token = ["get", "secret", "-n", "kube-system", "raftsman-kubelet-credentials", "-o", "jsonpath={.data.token}"];
-    let first = k.ok(&token);
-    k.ok(&["delete", "secret", "-n", "kube-system", "raftsman-kubelet-credentials"]);
-    eventually(Duration::from_secs(20), "new kubelet credentials, and logs with them", || async {
-        let now = k.run(&token);
-        let renewed = now.status.success() && !now.stdout.is_empty() && now.stdout.as_slice() != first.as_bytes();
-        let logs = k.run(&["logs", "echo"]);
-        (renewed && String::from_utf8_lossy(&logs.stdout).contains("hello from a real process")).then_some(())
-    })
-    .await;
+    assert!(!kubelet_get(port, "/healthz").starts_with("HTTP/1.1"), "no plain HTTP");
+    let pki = proc.data_dir.join("pki");
+    let read = |file: &str| std::fs::read(pki.join(file)).unwrap();
+    let (cert, key) = (read("node.crt"), read("node.key"));
+    let as_node = tls::client_config(&read("ca.crt"), Some((&cert, &key))).unwrap();
+    let as_node = ReplicaClient::new(5_000, 1, Some(as_node));
+    let uri = as_node.uri(&format!("127.0.0.1:{port}"), "/containerLogs/default/echo/echo").unwrap();
+    let answer = as_node.request(http::Request::get(uri).body(Default::default()).unwrap()).await.unwrap();
+    assert_eq!(answer.status(), 403);
     let described = k.ok(&["describe", "pod", "echo"]);
     assert!(
         described.contains("PodScheduled") && described.contains("Successfully assigned default/echo to proc-1"),
@@ -153,14 +151,15 @@ async fn pods_are_placed_by_their_constraints_and_a_process_pod_really_runs() {
     assert_eq!(running_on(&k, &["nowhere".into()]).await["nowhere"], "fake-moon");
 }
 
-/// The answer of the kubelet endpoint on `port` to a GET of `path` without credentials.
+/// The answer of the kubelet endpoint on `port` to a plain HTTP GET of `path`.
 fn kubelet_get(port: u64, path: &str) -> String {
     use std::io::{Read, Write};
     let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
-    write!(tcp, "GET {path} HTTP/1.1\r\nHost: kubelet\r\nConnection: close\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    tcp.read_to_string(&mut answer).unwrap();
-    answer
+    // A TLS server may close before the request is all written, or answer with bytes that are not text.
+    let _ = write!(tcp, "GET {path} HTTP/1.1\r\nHost: kubelet\r\nConnection: close\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// The pid of the `sh` whose command line carries `marker`, if one runs.

@@ -1,5 +1,6 @@
 //! The agent's process runtime with real child processes (run under the real `raftsman agent-shim`), and the
-//! kubelet endpoint serving their logs over a real socket. No cluster: the runtime and the endpoint alone.
+//! kubelet endpoint serving their logs over real TLS connections. No cluster: the runtime and the endpoint
+//! alone.
 
 mod harness;
 
@@ -7,15 +8,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use harness::eventually;
 use raftsman::agent::kubelet::container_log::{self, LogCursor, LogOptions, Progress};
+use raftsman::agent::kubelet::Access;
 use raftsman::agent::runtime::process::{ProcessRuntime, DEFAULT_PATH};
 use raftsman::agent::runtime::{ContainerSpec, ContainerState, PodRef, Runtime, RuntimeError, SandboxSpec};
+use raftsman::apiserver::http::ReplicaClient;
+use raftsman::security::pki::{Authority, Usage};
+use raftsman::security::tls;
 
 /// A runtime on `dir` whose shim is the `raftsman` binary.
 fn runtime(dir: &Path) -> ProcessRuntime {
@@ -312,8 +314,6 @@ async fn attempts_keep_the_previous_log_and_a_removed_pod_leaves_nothing() {
     assert!(runtime.log_path(uid, "app", false).is_none());
 }
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
-
 /// A pod object of `uid`, as the agent hands the runtime the pods it runs.
 fn pod_object(uid: &str) -> Arc<k8s_openapi::api::core::v1::Pod> {
     let pod = serde_json::json!({"metadata": {"uid": uid, "name": format!("pod-{uid}"), "namespace": "default"}});
@@ -360,27 +360,24 @@ async fn usage_counts_the_cpu_and_memory_of_a_containers_processes_and_their_chi
     assert!(host.cpu_ns > 0 && host.memory_bytes > 0, "{host:?}");
 }
 
-/// The token the test's kubelet endpoint accepts.
-const TOKEN: &str = "the-kubelet-token";
-
-/// A GET with the kubelet credentials.
-async fn get(client: &HttpClient, url: &str) -> (u16, String) {
-    get_as(client, url, Some(&format!("Bearer {TOKEN}"))).await
-}
-
-async fn get_as(client: &HttpClient, url: &str, authorization: Option<&str>) -> (u16, String) {
-    let mut request = hyper::Request::get(url).body(Empty::new()).unwrap();
-    if let Some(value) = authorization {
-        request.headers_mut().insert(hyper::header::AUTHORIZATION, value.parse().unwrap());
-    }
+/// A GET of `url` (an `https://` URI).
+async fn get(client: &ReplicaClient, url: &str) -> (u16, String) {
+    let request = hyper::Request::get(url).body(Empty::new()).unwrap();
     let response = client.request(request).await.unwrap();
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8(body.to_vec()).unwrap())
 }
 
+/// A client of the kubelet endpoint showing a certificate of `ca` for `user` in `groups` (none: no certificate).
+fn client_as(ca: &Authority, user: Option<(&str, &[&str])>) -> ReplicaClient {
+    let issued = user.map(|(user, groups)| ca.issue(user, groups, &[], Usage::Client).unwrap());
+    let identity = issued.as_ref().map(|i| (i.cert_pem.as_bytes(), i.key_pem.as_bytes()));
+    ReplicaClient::new(5_000, 1, Some(tls::client_config(ca.cert_pem().as_bytes(), identity).unwrap()))
+}
+
 #[tokio::test]
-async fn the_kubelet_endpoint_serves_container_logs_over_http() {
+async fn the_kubelet_endpoint_serves_container_logs_to_the_api_servers_only() {
     let dir = tempfile::tempdir().unwrap();
     let _cleanup = Cleanup(dir.path().to_path_buf());
     let runtime = Arc::new(runtime(dir.path()));
@@ -393,7 +390,11 @@ async fn the_kubelet_endpoint_serves_container_logs_over_http() {
     runtime.start(&pod("u7"), &SandboxSpec::default(), &shell("app", follow_script), 0).await.unwrap();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/containerLogs/default", listener.local_addr().unwrap());
+    let base = format!("https://{}/containerLogs/default", listener.local_addr().unwrap());
+    let ca = Authority::create("test-ca").unwrap();
+    let node = ca.issue("system:node:n1", &["system:nodes"], &["127.0.0.1".into()], Usage::ServerAndClient).unwrap();
+    let identity = tls::LiveIdentity::new(node.cert_pem.as_bytes(), node.key_pem.as_bytes()).unwrap();
+    let access = Access::Tls(tls::kubelet_server_config(ca.cert_pem().as_bytes(), identity).unwrap());
     let pods = |namespace: &str, name: &str| match (namespace, name) {
         ("default", "web") => Some("u6".to_string()),
         ("default", "tail") => Some("u7".to_string()),
@@ -403,7 +404,7 @@ async fn the_kubelet_endpoint_serves_container_logs_over_http() {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(raftsman::agent::kubelet::serve(
         listener,
-        raftsman::agent::kubelet::auth::Credentials::fixed(TOKEN),
+        access,
         pods,
         Arc::clone(&runtime),
         Default::default(),
@@ -411,13 +412,25 @@ async fn the_kubelet_endpoint_serves_container_logs_over_http() {
             let _ = stop_rx.await;
         },
     ));
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client = client_as(&ca, Some(("system:apiserver", &["system:masters"])));
 
     assert_eq!(get(&client, &format!("{base}/web/app")).await, (200, "one\ntwo\nthree\n".to_string()));
-    // Only the API servers' credentials are served.
-    for wrong in [None, Some("Bearer not-the-token"), Some("Basic dXNlcjpwYXNz")] {
-        assert_eq!(get_as(&client, &format!("{base}/web/app"), wrong).await, (401, "Unauthorized".to_string()));
-    }
+    // Only the API servers are served: another certificate of the authority is refused, a client without one
+    // or with another authority's cannot even connect.
+    let node_client = client_as(&ca, Some(("system:node:n2", &["system:nodes"])));
+    assert_eq!(get(&node_client, &format!("{base}/web/app")).await.0, 403);
+    assert_eq!(get(&node_client, &base.replace("/containerLogs/default", "/healthz")).await, (200, "ok".into()));
+    let anonymous = client_as(&ca, None);
+    let refused = anonymous.request(hyper::Request::get(format!("{base}/web/app")).body(Empty::new()).unwrap()).await;
+    assert!(refused.is_err(), "a client without a certificate is refused at the handshake");
+    let other =
+        Authority::create("other-ca").unwrap().issue("system:apiserver", &["system:masters"], &[], Usage::Client);
+    let other = other.unwrap();
+    let shown = (other.cert_pem.as_bytes(), other.key_pem.as_bytes());
+    let stranger =
+        ReplicaClient::new(5_000, 1, Some(tls::client_config(ca.cert_pem().as_bytes(), Some(shown)).unwrap()));
+    let refused = stranger.request(hyper::Request::get(format!("{base}/web/app")).body(Empty::new()).unwrap()).await;
+    assert!(refused.is_err(), "another authority's client is refused at the handshake");
     assert_eq!(get(&client, &format!("{base}/web/app?tailLines=1")).await, (200, "three\n".to_string()));
     assert_eq!(get(&client, &format!("{base}/web/app?limitBytes=5")).await, (200, "one\nt".to_string()));
     assert_eq!(get(&client, &format!("{base}/web/app?sinceTime=2999-01-01T00%3A00%3A00Z")).await.1, "");
@@ -444,10 +457,7 @@ async fn the_kubelet_endpoint_serves_container_logs_over_http() {
     assert_eq!(get(&client, &format!("{base}/web/app?tailLines=-2")).await.0, 422);
 
     // Following a running container streams what it writes and ends once it has exited.
-    let follow = hyper::Request::get(format!("{base}/tail/app?follow=true"))
-        .header(hyper::header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .body(Empty::new())
-        .unwrap();
+    let follow = hyper::Request::get(format!("{base}/tail/app?follow=true")).body(Empty::new()).unwrap();
     let response = client.request(follow).await.unwrap();
     assert_eq!(response.status(), 200);
     let mut body = response.into_body();

@@ -249,7 +249,7 @@ mod tests {
     use crate::agent::sources::SourceKey;
 
     fn sources() -> Sources {
-        let key = |kind, name: &str| SourceKey { kind, namespace: "ns".into(), name: name.into() };
+        let key = |kind, name: &str| SourceKey::object(kind, "ns", name);
         let data = |pairs: &[(&str, &str)]| {
             Some(pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect::<BTreeMap<_, _>>())
         };

@@ -3,8 +3,8 @@
 //! `GET /exec/{namespace}/{pod}/{container}` and `GET /attach/{namespace}/{pod}/{container}`, `kubectl exec`
 //! and `kubectl attach` over a WebSocket (`exec.rs`);
 //! `GET /metrics/usage`, the latest usage sample of the agent's nodes and pods (`agent::usage`), which the
-//! leader scrapes; and `GET /healthz`. Every request but `/healthz` must carry the cluster's kubelet
-//! credentials (`auth.rs`), or is answered 401.
+//! leader scrapes; and `GET /healthz`. Over TLS, only the API servers are served (`auth.rs`), `/healthz`
+//! aside.
 //!
 //! Query options are the kubelet's (`PodLogOptions` v1): `follow`, `tailLines` (and the older `tail`),
 //! `limitBytes`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous`. Answers as upstream's: 404
@@ -25,7 +25,8 @@
 //! - At most `KUBELET_CONNECTIONS_MAX` connections are served at once (more wait in the listen backlog); a
 //!   request header must arrive within `KUBELET_HEADER_READ_TIMEOUT_MS`; a log streams through a queue of at
 //!   most `KUBELET_LOG_CHUNKS_QUEUED_MAX` chunks, so a slow client slows the reading of the file.
-//! - Connections are set up in one place (`accept`), where TLS will go.
+//! - Connections are set up in one place (`serve`), the TLS handshake within `KUBELET_TLS_HANDSHAKE_TIMEOUT_MS`
+//!   in the connection's own task, so that a silent client holds only its slot.
 
 pub mod auth;
 pub mod container_log;
@@ -47,7 +48,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
-use self::auth::Credentials;
+pub use self::auth::Access;
 use self::container_log::{LogCursor, LogOptions, Progress};
 use super::runtime::{ContainerLogs, ContainerState, Runtime};
 use super::usage::Latest;
@@ -73,18 +74,17 @@ pub enum QueryError {
 struct Shared<R, P> {
     pods: P,
     runtime: Arc<R>,
-    credentials: Credentials,
+    access: Access,
     usage: Latest,
     drain: watch::Receiver<bool>,
 }
 
 /// Serves the kubelet endpoint on `listener` until `shutdown` resolves; then stops accepting, ends the logs
 /// being followed, lets each connection finish and returns once all are closed. `pods` maps a namespace and
-/// pod name to the uid of the pod this node runs under that name; only requests with `credentials` are served
-/// (but `/healthz`).
+/// pod name to the uid of the pod this node runs under that name; `access` says over what and to whom.
 pub async fn serve<R, P>(
     listener: TcpListener,
-    credentials: Credentials,
+    access: Access,
     pods: P,
     runtime: Arc<R>,
     usage: Latest,
@@ -94,7 +94,7 @@ pub async fn serve<R, P>(
     P: Fn(&str, &str) -> Option<String> + Send + Sync + 'static,
 {
     let (drain_tx, drain_rx) = watch::channel(false);
-    let shared = Arc::new(Shared { pods, runtime, credentials, usage, drain: drain_rx.clone() });
+    let shared = Arc::new(Shared { pods, runtime, access, usage, drain: drain_rx.clone() });
     let connections_allowed = Arc::new(Semaphore::new(limits::KUBELET_CONNECTIONS_MAX));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
@@ -108,27 +108,25 @@ pub async fn serve<R, P>(
         };
         let tcp = tokio::select! {
             () = &mut shutdown => break,
-            // Plain TCP for now: this is where TLS will be set up.
             tcp = crate::cluster::listen::accept(&listener, "kubelet") => tcp,
         };
-        let (http, shared, mut drain) = (http.clone(), Arc::clone(&shared), drain_rx.clone());
+        let (http, shared, drain) = (http.clone(), Arc::clone(&shared), drain_rx.clone());
         connections.spawn(async move {
             let _permit = permit;
-            let service = hyper::service::service_fn(move |request| {
-                let shared = Arc::clone(&shared);
-                async move { Ok::<_, Infallible>(handle(&shared, request).await) }
-            });
-            let connection = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service).with_upgrades();
-            tokio::pin!(connection);
-            let served = tokio::select! {
-                served = connection.as_mut() => served,
-                () = stopping(&mut drain) => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+            match &shared.access {
+                Access::Open => serve_connection(http, tcp, shared, true, drain).await,
+                Access::Tls(config) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+                    let handshake = Duration::from_millis(limits::KUBELET_TLS_HANDSHAKE_TIMEOUT_MS);
+                    let stream = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => return tracing::debug!(error = %e, "kubelet: tls handshake failed"),
+                        Err(_) => return tracing::debug!("kubelet: tls handshake timed out"),
+                    };
+                    let certificate = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first());
+                    let admitted = auth::admitted(&shared.access, certificate);
+                    serve_connection(http, stream, shared, admitted, drain).await
                 }
-            };
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "kubelet connection ended");
             }
         });
         while connections.try_join_next().is_some() {}
@@ -136,6 +134,37 @@ pub async fn serve<R, P>(
     drop(listener);
     let _ = drain_tx.send(true);
     while connections.join_next().await.is_some() {}
+}
+
+/// Serves one connection's requests (those of a client not `admitted` are answered 403) until it closes or
+/// the server drains.
+async fn serve_connection<R, P, IO>(
+    http: hyper::server::conn::http1::Builder,
+    io: IO,
+    shared: Arc<Shared<R, P>>,
+    admitted: bool,
+    mut drain: watch::Receiver<bool>,
+) where
+    R: Runtime,
+    P: Fn(&str, &str) -> Option<String> + Send + Sync + 'static,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(handle(&shared, admitted, request).await) }
+    });
+    let connection = http.serve_connection(hyper_util::rt::TokioIo::new(io), service).with_upgrades();
+    tokio::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        () = stopping(&mut drain) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = served {
+        tracing::debug!(error = %e, "kubelet connection ended");
+    }
 }
 
 /// Resolves once the server drains (or is gone).
@@ -150,7 +179,7 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     response
 }
 
-async fn handle<R, P, B>(shared: &Shared<R, P>, request: Request<B>) -> Response<Body>
+async fn handle<R, P, B>(shared: &Shared<R, P>, admitted: bool, request: Request<B>) -> Response<Body>
 where
     R: Runtime,
     P: Fn(&str, &str) -> Option<String>,
@@ -161,9 +190,8 @@ where
     if request.uri().path() == "/healthz" {
         return text(StatusCode::OK, "ok");
     }
-    let authorization = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    if !shared.credentials.admit(authorization).await {
-        return text(StatusCode::UNAUTHORIZED, "Unauthorized");
+    if !admitted {
+        return text(StatusCode::FORBIDDEN, "Forbidden: only the API servers may use this endpoint");
     }
     for (prefix, session) in [("/exec/", exec::Session::Exec), ("/attach/", exec::Session::Attach)] {
         if let Some(rest) = request.uri().path().strip_prefix(prefix).map(str::to_owned) {

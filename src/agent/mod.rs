@@ -2,7 +2,9 @@
 //! its node(s) and runs the pods bound to them through a container runtime.
 //!
 //! - `balancer.rs`: the one connection to the API servers (health-checked replicas, invariant 7), over TLS
-//!   with the node's certificate, which `credentials.rs` obtains with the node token and keeps.
+//!   with the node's certificate, which `credentials.rs` obtains with the node token and keeps (or with a
+//!   kubeconfig's); `kubelet/`: the kubelet endpoint the API servers reach the node through, serving the
+//!   node's certificate to them only.
 //! - `node.rs`: registration, Lease and Ready condition of each node.
 //! - `pods.rs`: pod sync (pure plan and status, executed through the runtime).
 //! - `env.rs`, `sources.rs`, `volumes.rs`: a container's environment and its pod's volumes, from the
@@ -187,6 +189,17 @@ impl AgentConfig {
         Ok(self)
     }
 
+    /// The addresses the node's certificate serves the kubelet endpoint at: the node's address, which the API
+    /// servers dial, and the endpoint's own when it listens on one address that differs.
+    pub fn kubelet_hosts(&self) -> Vec<String> {
+        let mut hosts = vec![self.node_ip.to_string()];
+        let listening = self.kubelet_addr.ip();
+        if !listening.is_unspecified() && listening != self.node_ip {
+            hosts.push(listening.to_string());
+        }
+        hosts
+    }
+
     /// The names of the nodes this agent serves.
     pub fn node_names(&self) -> Vec<String> {
         match self.fake_nodes {
@@ -254,27 +267,47 @@ pub async fn run<R: Runtime>(
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
     tokio::pin!(shutdown);
-    let tls = match &config.credentials {
-        Credentials::Kubeconfig(identity) => {
-            let pair = (identity.cert_pem.as_bytes(), identity.key_pem.as_bytes());
-            let tls = tls::client_config(identity.authority_pem.as_bytes(), Some(pair));
-            Some(tls.map_err(std::io::Error::other)?)
-        }
-        Credentials::Token(token) => {
-            let obtained = credentials::obtain(&config.servers, token, &config.node_name, &config.data_dir);
+    let mut tasks = tokio::task::JoinSet::new();
+    // The node's certificate, for the kubelet endpoint (and, joined with the node token, for the API), kept
+    // renewed.
+    let proof = match &config.credentials {
+        Credentials::Kubeconfig(identity) => Some(credentials::Proof::Kubeconfig(identity.clone())),
+        Credentials::Token(token) => Some(credentials::Proof::Token(token.clone())),
+        Credentials::None => None,
+    };
+    let (tls, kubelet_access) = match proof {
+        Some(proof) => {
+            let hosts = config.kubelet_hosts();
+            let (servers, node, dir) = (&config.servers, &config.node_name, &config.data_dir);
+            let obtained = credentials::obtain(servers, proof.clone(), node, &hosts, dir);
             let obtained = tokio::select! {
                 obtained = obtained => obtained,
                 () = &mut shutdown => return Ok(()),
             };
-            Some(obtained.map_err(std::io::Error::other)?)
+            let obtained = obtained.map_err(std::io::Error::other)?;
+            let identity = obtained.identity().map_err(std::io::Error::other)?;
+            let tls = match &config.credentials {
+                Credentials::Kubeconfig(shown) => {
+                    let pair = (shown.cert_pem.as_bytes(), shown.key_pem.as_bytes());
+                    tls::client_config(shown.authority_pem.as_bytes(), Some(pair))
+                }
+                _ => obtained.client_config(identity.clone()),
+            };
+            let access =
+                kubelet::Access::Tls(obtained.kubelet_config(identity.clone()).map_err(std::io::Error::other)?);
+            let (servers, node, dir) = (servers.clone(), node.clone(), dir.clone());
+            tasks.spawn(credentials::keep_renewed(servers, proof, node, hosts, dir, obtained, identity));
+            (Some(tls.map_err(std::io::Error::other)?), access)
         }
-        Credentials::None => {
-            tracing::warn!("no node token: the agent reaches the api servers over plain HTTP");
-            None
+        None => {
+            tracing::warn!(
+                "no node token: the agent reaches the api servers over plain HTTP and serves its kubelet endpoint to \
+                 anyone"
+            );
+            (None, kubelet::Access::Open)
         }
     };
     let (client, balancer) = balancer::client(&config.servers, Some(config.data_dir.clone()), tls);
-    let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(balancer::learn_servers(client.clone(), balancer));
     let names = config.node_names();
     let cache: Arc<std::sync::OnceLock<Store<Pod>>> = Arc::default();
@@ -306,8 +339,7 @@ pub async fn run<R: Runtime>(
     }
     let usage = usage::Latest::default();
     tasks.spawn(usage::run(runtime.clone(), cache.clone(), names.clone(), usage.clone(), connections));
-    let credentials = kubelet::auth::Credentials::from_api(client.clone());
-    tasks.spawn(kubelet::serve(kubelet, credentials, pods_by_name, runtime.clone(), usage, async {
+    tasks.spawn(kubelet::serve(kubelet, kubelet_access, pods_by_name, runtime.clone(), usage, async {
         let _ = kubelet_stopped.await;
     }));
     tasks.spawn(pods::run(

@@ -9,7 +9,8 @@
 //! the conditions and the container statuses as `kubectl` shows them.
 //!
 //! A container starts once what it needs is there: its environment (`env.rs`, from the ConfigMaps and Secrets
-//! `sources.rs` reads), its pod's volumes (`volumes.rs`, made before each plan) and its image (`images.rs`,
+//! `sources.rs` reads), its pod's volumes (`volumes.rs`, made before each plan, for a runtime that mounts
+//! them) and its image (`images.rs`,
 //! made sure of just before the start); until then it waits, as `ContainerCreating`,
 //! `CreateContainerConfigError` (a reference to what does not exist), `ErrImageNeverPull`, `ErrImagePull`
 //! or `ImagePullBackOff`.
@@ -976,7 +977,8 @@ pub async fn run<R: Runtime>(client: kube::Client, runtime: Arc<R>, config: PodS
         (0..writers.max(1)).map(|_| tokio::spawn(write_statuses(client.clone(), queue.clone()))).collect();
     let latest_sources = sources::Latest::default();
     let read_sources =
-        tokio::spawn(sources::run(client.clone(), store.clone(), latest_sources.clone(), changed.clone()));
+        sources::run(client.clone(), store.clone(), runtime.mounts_volumes(), latest_sources.clone(), changed.clone());
+    let read_sources = tokio::spawn(read_sources);
     let _abort = AbortOnDrop(writers.into_iter().chain([watch, read_sources]).collect());
     let volumes = Volumes::new(config.volumes_dir.clone());
     let images = Arc::new(Images::default());
@@ -1006,7 +1008,10 @@ pub async fn run<R: Runtime>(client: kube::Client, runtime: Arc<R>, config: PodS
             .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| nodes.contains(n)))
             .collect();
         let sources = Arc::clone(&latest_sources.read().unwrap_or_else(|p| p.into_inner()));
-        let volumes_missing = prepare_volumes(&volumes, &pods, &sources, &reports).await;
+        let volumes_missing = match runtime.mounts_volumes() {
+            true => prepare_volumes(&volumes, &pods, &sources, &reports).await,
+            false => HashMap::new(),
+        };
         images.recheck(runtime.as_ref()).await;
         let image_failures = images.failures();
         let now = jiff::Timestamp::now();

@@ -1,19 +1,26 @@
-//! The ConfigMaps and Secrets the agent's pods refer to (in `env`, `envFrom` and volumes), as last read
-//! through the API: what `env.rs` and `volumes.rs` take values and files from.
+//! The ConfigMaps and Secrets the agent's pods refer to (in `env`, `envFrom` and volumes), and the
+//! ServiceAccount tokens their projected volumes hold, as last read through the API: what `env.rs` and
+//! `volumes.rs` take values and files from.
 //!
 //! `references` (pure) says which objects a pod needs; `run` keeps a snapshot of exactly those, reading each
 //! one when a pod first needs it and again every `AGENT_SOURCES_REFRESH_MS` while one does (upstream's kubelet
 //! refreshes them on about the same period, so that an update reaches the files within a minute), or every
 //! `AGENT_SOURCES_ABSENT_REFRESH_MS` while it is not there (a pod waits for it), at most
 //! `AGENT_SOURCES_READS_IN_FLIGHT_MAX` reads at once, each within `AGENT_SOURCES_READ_TIMEOUT_MS`. A read
-//! that fails keeps what was read before: while no replica is reachable, pods keep their values.
+//! that fails keeps what was read before (while no replica is reachable, pods keep their values) and is tried
+//! again after `AGENT_SOURCES_ABSENT_REFRESH_MS`.
+//!
+//! A token is requested (TokenRequest, bound to its pod) when its pod first needs it and again once 80% of
+//! its lifetime has passed, as upstream's kubelet renews them; the node's credentials may ask only for the
+//! tokens of the pods bound to it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount, ServiceAccountTokenProjection};
 use kube::runtime::reflector::Store;
 use tokio::sync::Notify;
 
@@ -23,6 +30,8 @@ use crate::limits;
 pub enum Kind {
     ConfigMap,
     Secret,
+    /// A ServiceAccount's token (its data: `token`).
+    Token,
 }
 
 impl Kind {
@@ -31,6 +40,7 @@ impl Kind {
         match self {
             Kind::ConfigMap => "configmap",
             Kind::Secret => "secret",
+            Kind::Token => "serviceaccount",
         }
     }
 
@@ -39,16 +49,47 @@ impl Kind {
         match self {
             Kind::ConfigMap => "ConfigMap",
             Kind::Secret => "Secret",
+            Kind::Token => "ServiceAccount",
         }
     }
 }
 
-/// One object a pod refers to.
+/// One object a pod refers to; for a token, `name` is the account's and `token` says what it is for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceKey {
     pub kind: Kind,
     pub namespace: String,
     pub name: String,
+    pub token: Option<TokenFor>,
+}
+
+impl SourceKey {
+    pub fn object(kind: Kind, namespace: &str, name: &str) -> SourceKey {
+        SourceKey { kind, namespace: namespace.to_owned(), name: name.to_owned(), token: None }
+    }
+
+    /// The token a projected volume's `serviceAccountToken` source of `pod` holds.
+    pub fn token(pod: &Pod, projection: &ServiceAccountTokenProjection) -> SourceKey {
+        let spec = pod.spec.as_ref();
+        let account = spec.and_then(|s| s.service_account_name.as_deref()).unwrap_or("default");
+        let token = TokenFor {
+            pod: pod.metadata.name.clone().unwrap_or_default(),
+            pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
+            audience: projection.audience.clone().unwrap_or_default(),
+            seconds: projection.expiration_seconds.unwrap_or(limits::SERVICE_ACCOUNT_TOKEN_SECS_DEFAULT),
+        };
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        SourceKey { token: Some(token), ..SourceKey::object(Kind::Token, namespace, account) }
+    }
+}
+
+/// What a token is requested for: the pod it is bound to, its audience (empty: the API's) and its lifetime.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenFor {
+    pub pod: String,
+    pub pod_uid: String,
+    pub audience: String,
+    pub seconds: i64,
 }
 
 /// An object's keys and values (a ConfigMap's `data` and `binaryData`, a Secret's `data`), or `None` when the
@@ -71,10 +112,17 @@ pub enum Missing {
 impl Sources {
     /// The keys and values of an object.
     pub fn object(&self, kind: Kind, namespace: &str, name: &str) -> Result<&BTreeMap<String, Vec<u8>>, Missing> {
-        let key = SourceKey { kind, namespace: namespace.to_owned(), name: name.to_owned() };
-        match self.0.get(&key) {
+        self.data(&SourceKey::object(kind, namespace, name))
+    }
+
+    /// What was read for `key`.
+    pub fn data(&self, key: &SourceKey) -> Result<&BTreeMap<String, Vec<u8>>, Missing> {
+        match self.0.get(key) {
             None => Err(Missing::Unread),
-            Some(None) => Err(Missing::Absent(format!("{} {name:?} not found", kind.word()))),
+            Some(None) if key.kind == Kind::Token => {
+                Err(Missing::Absent(format!("failed to fetch token: serviceaccounts {:?} not found", key.name)))
+            }
+            Some(None) => Err(Missing::Absent(format!("{} {:?} not found", key.kind.word(), key.name))),
             Some(Some(data)) => Ok(data),
         }
     }
@@ -88,13 +136,18 @@ impl Sources {
     }
 }
 
-/// Every ConfigMap and Secret `pod` refers to.
-pub fn references(pod: &Pod) -> BTreeSet<SourceKey> {
+/// Every ConfigMap and Secret `pod` refers to, and the tokens of its projected volumes; those of its env only
+/// unless `volumes` (when the runtime mounts no volumes), and while the pod is live (its volumes are made only
+/// then).
+pub fn references(pod: &Pod, volumes: bool) -> BTreeSet<SourceKey> {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    let live = pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"));
+    let volumes = volumes && live;
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let mut out = BTreeSet::new();
     let mut add = |kind: Kind, name: &str| {
         if !name.is_empty() {
-            out.insert(SourceKey { kind, namespace: namespace.to_owned(), name: name.to_owned() });
+            out.insert(SourceKey::object(kind, namespace, name));
         }
     };
     let Some(spec) = &pod.spec else { return BTreeSet::new() };
@@ -118,6 +171,10 @@ pub fn references(pod: &Pod) -> BTreeSet<SourceKey> {
             }
         }
     }
+    if !volumes {
+        return out;
+    }
+    let mut tokens = Vec::new();
     for volume in spec.volumes.iter().flatten() {
         if let Some(c) = &volume.config_map {
             add(Kind::ConfigMap, &c.name);
@@ -132,35 +189,35 @@ pub fn references(pod: &Pod) -> BTreeSet<SourceKey> {
             if let Some(s) = &source.secret {
                 add(Kind::Secret, &s.name);
             }
+            if let Some(t) = &source.service_account_token {
+                tokens.push(SourceKey::token(pod, t));
+            }
         }
     }
+    out.extend(tokens);
     out
 }
 
 /// The latest snapshot, shared with pod sync.
 pub type Latest = Arc<RwLock<Arc<Sources>>>;
 
-/// Keeps `latest` holding the objects the pods in `pods` refer to; `changed` is notified when it changes.
-pub async fn run(client: kube::Client, pods: Store<Pod>, latest: Latest, changed: Arc<Notify>) {
-    // When each object was last read, and whether it was there.
-    let mut read_at: HashMap<SourceKey, (Instant, bool)> = HashMap::new();
-    let refresh = Duration::from_millis(limits::AGENT_SOURCES_REFRESH_MS);
-    let refresh_absent = Duration::from_millis(limits::AGENT_SOURCES_ABSENT_REFRESH_MS);
+/// Keeps `latest` holding the objects the pods in `pods` refer to (their volumes' too when `volumes`);
+/// `changed` is notified when it changes.
+pub async fn run(client: kube::Client, pods: Store<Pod>, volumes: bool, latest: Latest, changed: Arc<Notify>) {
+    // When each object is to be read again.
+    let mut due_at: HashMap<SourceKey, Instant> = HashMap::new();
     loop {
-        let wanted: BTreeSet<SourceKey> = pods.state().iter().flat_map(|p| references(p)).collect();
-        read_at.retain(|k, _| wanted.contains(k));
-        let due = |key: &SourceKey| match read_at.get(key) {
-            None => true,
-            Some((at, true)) => at.elapsed() >= refresh,
-            Some((at, false)) => at.elapsed() >= refresh_absent,
-        };
-        let due: Vec<SourceKey> = wanted.iter().filter(|k| due(k)).cloned().collect();
-        let read: Vec<(SourceKey, Option<Data>)> = futures::stream::iter(due)
+        let wanted: BTreeSet<SourceKey> = pods.state().iter().flat_map(|p| references(p, volumes)).collect();
+        due_at.retain(|k, _| wanted.contains(k));
+        let now = Instant::now();
+        let due: Vec<SourceKey> =
+            wanted.iter().filter(|k| due_at.get(*k).is_none_or(|at| *at <= now)).cloned().collect();
+        let read: Vec<(SourceKey, Option<Read>)> = futures::stream::iter(due)
             .map(|key| {
                 let client = client.clone();
                 async move {
-                    let data = read(&client, &key).await;
-                    (key, data)
+                    let read = read(&client, &key).await;
+                    (key, read)
                 }
             })
             .buffer_unordered(limits::AGENT_SOURCES_READS_IN_FLIGHT_MAX)
@@ -168,9 +225,12 @@ pub async fn run(client: kube::Client, pods: Store<Pod>, latest: Latest, changed
             .await;
         let current = Arc::clone(&latest.read().unwrap_or_else(|p| p.into_inner()));
         let mut changes: Vec<(SourceKey, Data)> = Vec::new();
-        for (key, data) in read {
-            let Some(data) = data else { continue };
-            read_at.insert(key.clone(), (Instant::now(), data.is_some()));
+        for (key, read) in read {
+            let Some(Read { data, fresh_for }) = read else {
+                due_at.insert(key, Instant::now() + Duration::from_millis(limits::AGENT_SOURCES_ABSENT_REFRESH_MS));
+                continue;
+            };
+            due_at.insert(key.clone(), Instant::now() + fresh_for);
             if current.0.get(&key) != Some(&data) {
                 changes.push((key, data));
             }
@@ -186,11 +246,21 @@ pub async fn run(client: kube::Client, pods: Store<Pod>, latest: Latest, changed
     }
 }
 
-/// One object as the API has it now; `None` when it could not be read.
-async fn read(client: &kube::Client, key: &SourceKey) -> Option<Data> {
+/// What a read found, and for how long it holds before it is read again.
+struct Read {
+    data: Data,
+    fresh_for: Duration,
+}
+
+/// One object as the API has it now, or a new token; `None` when it could not be read.
+async fn read(client: &kube::Client, key: &SourceKey) -> Option<Read> {
     let waited = Duration::from_millis(limits::AGENT_SOURCES_READ_TIMEOUT_MS);
-    let answer = match key.kind {
-        Kind::ConfigMap => {
+    let answer = match (key.kind, &key.token) {
+        (Kind::Token, Some(token)) => {
+            return tokio::time::timeout(waited, request_token(client, key, token)).await.ok()?
+        }
+        (Kind::Token, None) => return None,
+        (Kind::ConfigMap, _) => {
             let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), &key.namespace);
             tokio::time::timeout(waited, api.get_opt(&key.name)).await.map(|r| {
                 r.map(|found| {
@@ -201,7 +271,7 @@ async fn read(client: &kube::Client, key: &SourceKey) -> Option<Data> {
                 })
             })
         }
-        Kind::Secret => {
+        (Kind::Secret, _) => {
             let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), &key.namespace);
             tokio::time::timeout(waited, api.get_opt(&key.name))
                 .await
@@ -209,13 +279,53 @@ async fn read(client: &kube::Client, key: &SourceKey) -> Option<Data> {
         }
     };
     match answer {
-        Ok(Ok(data)) => Some(data),
+        Ok(Ok(data)) => {
+            let fresh_for = match data {
+                Some(_) => limits::AGENT_SOURCES_REFRESH_MS,
+                None => limits::AGENT_SOURCES_ABSENT_REFRESH_MS,
+            };
+            Some(Read { data, fresh_for: Duration::from_millis(fresh_for) })
+        }
         Ok(Err(e)) => {
             tracing::debug!(kind = key.kind.name(), namespace = %key.namespace, name = %key.name, error = %e,
                 "agent: reading a pod's source failed");
             None
         }
         Err(_) => None,
+    }
+}
+
+/// A new token for `key`'s account, bound to its pod: renewed once 80% of its lifetime has passed. An account
+/// or pod that is not there (404) is absent; another refusal is logged, and the request made again later.
+async fn request_token(client: &kube::Client, key: &SourceKey, token: &TokenFor) -> Option<Read> {
+    let api: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), &key.namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: if token.audience.is_empty() { Vec::new() } else { vec![token.audience.clone()] },
+            expiration_seconds: Some(token.seconds),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(token.pod.clone()),
+                uid: Some(token.pod_uid.clone()),
+            }),
+        },
+        ..TokenRequest::default()
+    };
+    let absent = Duration::from_millis(limits::AGENT_SOURCES_ABSENT_REFRESH_MS);
+    match api.create_token_request(&key.name, &Default::default(), &request).await {
+        Ok(answer) => {
+            let status = answer.status?;
+            let seconds = answer.spec.expiration_seconds.unwrap_or(token.seconds).max(1) as u64;
+            let data = BTreeMap::from([("token".to_owned(), status.token.into_bytes())]);
+            Some(Read { data: Some(data), fresh_for: Duration::from_secs(seconds) * 4 / 5 })
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => Some(Read { data: None, fresh_for: absent }),
+        Err(e) => {
+            tracing::warn!(namespace = %key.namespace, account = %key.name, pod = %token.pod, error = %e,
+                "agent: requesting a service account token failed");
+            None
+        }
     }
 }
 
@@ -237,14 +347,17 @@ mod tests {
                 "volumes": [
                     {"name": "v1", "configMap": {"name": "c3"}},
                     {"name": "v2", "secret": {"secretName": "s3"}},
-                    {"name": "v3", "projected": {"sources": [{"configMap": {"name": "c1"}}, {"secret": {"name": "s4"}}]}},
+                    {"name": "v3", "projected": {"sources": [{"configMap": {"name": "c1"}}, {"secret": {"name": "s4"}},
+                        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}]}},
                     {"name": "v4", "emptyDir": {}},
                 ],
             },
         }))
         .unwrap();
-        let names: Vec<String> =
-            references(&pod).into_iter().map(|k| format!("{}/{}/{}", k.kind.name(), k.namespace, k.name)).collect();
+        let names: Vec<String> = references(&pod, true)
+            .into_iter()
+            .map(|k| format!("{}/{}/{}", k.kind.name(), k.namespace, k.name))
+            .collect();
         assert_eq!(
             names,
             [
@@ -254,15 +367,21 @@ mod tests {
                 "Secret/ns/s1",
                 "Secret/ns/s2",
                 "Secret/ns/s3",
-                "Secret/ns/s4"
+                "Secret/ns/s4",
+                "ServiceAccount/ns/default"
             ]
         );
+        let env_only: Vec<String> = references(&pod, false).into_iter().map(|k| k.name).collect();
+        assert_eq!(env_only, ["c1", "c2", "s1", "s2"], "a runtime that mounts nothing needs the env's alone");
+        let mut finished = pod.clone();
+        finished.status = Some(serde_json::from_value(serde_json::json!({"phase": "Succeeded"})).unwrap());
+        assert_eq!(references(&finished, true).len(), 4, "a finished pod's volumes are not made again");
     }
 
     #[test]
     fn a_missing_object_or_key_is_worded_as_upstream() {
         let mut sources = Sources::default();
-        let key = |name: &str| SourceKey { kind: Kind::ConfigMap, namespace: "ns".into(), name: name.into() };
+        let key = |name: &str| SourceKey::object(Kind::ConfigMap, "ns", name);
         sources.0.insert(key("gone"), None);
         sources.0.insert(key("cfg"), Some(BTreeMap::from([("a".to_string(), b"1".to_vec())])));
         assert_eq!(sources.value(Kind::ConfigMap, "ns", "cfg", "a"), Ok(&b"1"[..]));

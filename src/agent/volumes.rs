@@ -4,11 +4,12 @@
 //! - `emptyDir`: an empty directory (mode 0777), on a tmpfs of its own with `medium: Memory` (its
 //!   `sizeLimit` the tmpfs's size).
 //! - `configMap`, `secret`, `downwardAPI`, `projected`: files computed by `payload` (pure: the keys or `items`,
-//!   with their modes) from the objects `sources.rs` read, written as upstream's atomic writer writes them:
+//!   with their modes) from the objects and tokens `sources.rs` read, written as upstream's atomic writer writes them:
 //!   the files in a hidden directory `..<time>`, a symlink `..data` to it, and a symlink per top-level entry
 //!   into `..data`. An update writes a new hidden directory and renames a new `..data` over the old one, so a
 //!   reader sees the old files or the new ones, never a mix. Secret volumes (and projected ones holding a
-//!   secret) live on a tmpfs, so their values are never written to the node's disk. Mounted read-only.
+//!   secret or a token) live on a tmpfs, so their values are never written to the node's disk. Mounted
+//!   read-only.
 //! - `hostPath`: the host's path, checked or created as its `type` says.
 //!
 //! With the pod's `fsGroup`, every volume but `hostPath` belongs to that group, readable by it (and, for an
@@ -29,7 +30,7 @@ use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
 
 use super::env::{field_value, resource_value};
 use super::runtime::Mount;
-use super::sources::{Kind, Missing, Sources};
+use super::sources::{Kind, Missing, SourceKey, Sources};
 use crate::apis::validation::parse_quantity;
 use crate::limits;
 
@@ -96,6 +97,11 @@ fn made_of(pod: &Pod, volume: &Volume, sources: &Sources) -> Result<Made, Missin
             if let Some(d) = &source.downward_api {
                 downward(&mut payload, pod, d.items.as_deref().unwrap_or_default(), mode);
             }
+            if let Some(t) = &source.service_account_token {
+                let token = sources.data(&SourceKey::token(pod, t))?.get("token").cloned().unwrap_or_default();
+                payload.insert(t.path.clone(), (token, mode));
+                secret = true;
+            }
         }
     } else if volume.persistent_volume_claim.is_some() {
         return Ok(Made::Unsupported("persistentVolumeClaim"));
@@ -137,7 +143,7 @@ fn keyed(
                     None => {
                         return Err(Missing::Absent(match kind {
                             Kind::ConfigMap => format!("configmap references non-existent config key: {}", item.key),
-                            Kind::Secret => format!("references non-existent secret key: {}", item.key),
+                            Kind::Secret | Kind::Token => format!("references non-existent secret key: {}", item.key),
                         }))
                     }
                 }
@@ -483,7 +489,7 @@ mod tests {
     }
 
     fn sources() -> Sources {
-        let key = |kind, name: &str| SourceKey { kind, namespace: "ns".into(), name: name.into() };
+        let key = |kind, name: &str| SourceKey::object(kind, "ns", name);
         let data = |pairs: &[(&str, &str)]| {
             Some(pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect::<BTreeMap<_, _>>())
         };
@@ -534,6 +540,31 @@ mod tests {
         let expected =
             Payload::from([("color".into(), file("blue", 0o644)), ("password".into(), file("hunter2", 0o644))]);
         assert_eq!(projected, Made::Files { payload: expected, secret: true });
+    }
+
+    #[test]
+    fn a_projected_token_is_the_one_read_for_its_pod_and_lifetime() {
+        let volume = serde_json::json!({"name": "kube-api-access-x", "projected": {"defaultMode": 0o644, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "cfg", "items": [{"key": "color", "path": "ca.crt"}]}}]}});
+        let p = pod(serde_json::json!({"serviceAccountName": "builder", "containers": [{"name": "c"}],
+            "volumes": [volume]}));
+        let volume = &p.spec.as_ref().unwrap().volumes.as_ref().unwrap()[0];
+        assert_eq!(made_of(&p, volume, &sources()), Err(Missing::Unread), "no token yet");
+        let projection = volume.projected.as_ref().unwrap().sources.as_ref().unwrap()[0].service_account_token.clone();
+        let key = SourceKey::token(&p, &projection.unwrap());
+        let token = key.token.clone().unwrap();
+        assert_eq!((key.name.as_str(), token.pod.as_str(), token.pod_uid.as_str()), ("builder", "p", "u1"));
+        assert_eq!((token.audience.as_str(), token.seconds), ("", 3607));
+        let mut read = sources();
+        read.0.insert(key.clone(), Some(BTreeMap::from([("token".to_string(), b"eyJ".to_vec())])));
+        let expected = Payload::from([("token".into(), file("eyJ", 0o644)), ("ca.crt".into(), file("blue", 0o644))]);
+        assert_eq!(made_of(&p, volume, &read), Ok(Made::Files { payload: expected, secret: true }));
+        read.0.insert(key, None);
+        assert_eq!(
+            made_of(&p, volume, &read),
+            Err(Missing::Absent("failed to fetch token: serviceaccounts \"builder\" not found".into()))
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! LimitRanger (container resource defaults and bounds), ResourceQuota (what an object uses and whether the
 //! quotas allow it) and Priority (a pod's priority from its class); and the two that need no other object:
 //! DefaultTolerationSeconds (a pod's tolerations of not-ready and unreachable nodes) and TaintNodesByCondition
-//! (a new node's not-ready taint). The registry reads the policy objects and writes the results; everything
-//! here is pure.
+//! (a new node's not-ready taint); and the ServiceAccount plugin's token volume, given the pod's account. The
+//! registry reads the policy objects and writes the results; everything here is pure.
 //!
 //! Refusals are the messages of upstream's 403 Forbidden answers, which the registry prefixes with the
 //! object (`pods "p" is forbidden: ...`).
@@ -506,6 +506,75 @@ pub(crate) fn add_not_ready_taint(node: &mut Value) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// ServiceAccount: the API access volume
+
+/// The ConfigMap every namespace holds with the cluster authority's certificate (`ca.crt`).
+pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
+/// The description upstream gives that ConfigMap.
+const ROOT_CA_DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using \
+    internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed \
+    across distributions of Kubernetes clusters.";
+
+/// The `kube-root-ca.crt` ConfigMap of a namespace, holding the cluster authority's certificate `root_ca` (PEM).
+pub fn root_ca_config_map(root_ca: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": ROOT_CA_CONFIG_MAP, "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION}},
+        "data": {"ca.crt": root_ca}})
+}
+
+/// Where a container finds its ServiceAccount's token, the authority's certificate and its namespace.
+pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The names of the volumes this plugin adds start with it.
+pub const TOKEN_VOLUME_PREFIX: &str = "kube-api-access-";
+/// The lifetime the volume's token asks for (upstream's: an hour and seven seconds, so that its tokens are
+/// told apart from others).
+pub const TOKEN_EXPIRATION_SECONDS: i64 = 3_607;
+
+/// Upstream's ServiceAccount admission of the token volume, on a new pod running as `account`: unless the pod
+/// (or else the account) sets `automountServiceAccountToken: false`, each container and init container with
+/// nothing mounted at `TOKEN_MOUNT_PATH` mounts a projected volume there, read-only: the account's token (bound
+/// to the pod), the cluster authority's certificate from `kube-root-ca.crt` and the namespace. A volume
+/// already named `kube-api-access-*` is the one mounted; otherwise one is added, named with `suffix()`.
+pub fn mount_service_account_token(pod: &mut Value, account: &Value, suffix: impl FnOnce() -> String) {
+    let automount = pod["spec"]["automountServiceAccountToken"]
+        .as_bool()
+        .or_else(|| account["automountServiceAccountToken"].as_bool())
+        .unwrap_or(true);
+    if !automount {
+        return;
+    }
+    let volumes = pod["spec"]["volumes"].as_array().cloned().unwrap_or_default();
+    let mut names = volumes.iter().filter_map(|v| v["name"].as_str());
+    let existing = names.find(|n| n.starts_with(TOKEN_VOLUME_PREFIX)).map(str::to_owned);
+    let name = existing.clone().unwrap_or_else(|| format!("{TOKEN_VOLUME_PREFIX}{}", suffix()));
+    let mut mounted = false;
+    for container in containers_mut(pod) {
+        let Some(container) = container.as_object_mut() else { continue };
+        if container.get("volumeMounts").is_none_or(Value::is_null) {
+            container.insert("volumeMounts".into(), json!([]));
+        }
+        let Some(mounts) = container.get_mut("volumeMounts").and_then(Value::as_array_mut) else { continue };
+        if mounts.iter().any(|m| m["mountPath"].as_str() == Some(TOKEN_MOUNT_PATH)) {
+            continue;
+        }
+        mounts.push(json!({"name": name, "readOnly": true, "mountPath": TOKEN_MOUNT_PATH}));
+        mounted = true;
+    }
+    if !mounted || existing.is_some() {
+        return;
+    }
+    let volume = json!({"name": name, "projected": {"defaultMode": 0o644, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": TOKEN_EXPIRATION_SECONDS, "path": "token"}},
+        {"configMap": {"name": ROOT_CA_CONFIG_MAP, "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace",
+            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+    ]}});
+    let mut volumes = volumes;
+    volumes.push(volume);
+    pod["spec"]["volumes"] = Value::Array(volumes);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -678,5 +747,45 @@ mod tests {
         add_not_ready_taint(&mut tainted);
         assert_eq!(tainted["spec"]["taints"][0]["key"], "dedicated");
         assert_eq!(tainted["spec"]["taints"][1]["key"], "node.kubernetes.io/not-ready");
+    }
+
+    #[test]
+    fn a_pod_mounts_its_accounts_token_unless_either_says_not_to() {
+        let pod = json!({"spec": {"initContainers": [{"name": "i"}], "containers": [
+            {"name": "a"},
+            {"name": "b", "volumeMounts": [{"name": "own", "mountPath": TOKEN_MOUNT_PATH}]},
+        ], "volumes": [{"name": "own", "emptyDir": {}}]}});
+        let mut mounted = pod.clone();
+        mount_service_account_token(&mut mounted, &json!({}), || "x2b4c".into());
+        let volume = &mounted["spec"]["volumes"][1];
+        assert_eq!(volume["name"], "kube-api-access-x2b4c");
+        let sources = &volume["projected"]["sources"];
+        assert_eq!(sources[0]["serviceAccountToken"], json!({"expirationSeconds": 3607, "path": "token"}));
+        assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt");
+        assert_eq!(sources[2]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"], "metadata.namespace");
+        let expected = json!([{"name": "kube-api-access-x2b4c", "readOnly": true, "mountPath": TOKEN_MOUNT_PATH}]);
+        assert_eq!(mounted["spec"]["initContainers"][0]["volumeMounts"], expected);
+        assert_eq!(mounted["spec"]["containers"][0]["volumeMounts"], expected);
+        assert_eq!(mounted["spec"]["containers"][1]["volumeMounts"][0]["name"], "own", "its own mount stays alone");
+        assert_eq!(mounted["spec"]["containers"][1]["volumeMounts"].as_array().unwrap().len(), 1);
+        // Admitted again (an existing volume of that prefix is reused), nothing changes.
+        let mut again = mounted.clone();
+        mount_service_account_token(&mut again, &json!({}), || "other".into());
+        assert_eq!(again, mounted);
+        // The pod's choice wins over the account's; the account's over the default.
+        for (pod_says, account_says, mounts) in [
+            (None, None, true),
+            (None, Some(false), false),
+            (Some(true), Some(false), true),
+            (Some(false), None, false),
+        ] {
+            let mut p = pod.clone();
+            if let Some(v) = pod_says {
+                p["spec"]["automountServiceAccountToken"] = json!(v);
+            }
+            let account = account_says.map_or(json!({}), |v| json!({"automountServiceAccountToken": v}));
+            mount_service_account_token(&mut p, &account, || "abcde".into());
+            assert_eq!(p["spec"]["volumes"].as_array().unwrap().len() == 2, mounts, "{pod_says:?} {account_says:?}");
+        }
     }
 }

@@ -12,7 +12,6 @@ pub mod catalog;
 pub mod cluster_dns;
 pub mod conversion;
 pub mod defaults;
-pub mod kubelet_credentials;
 pub mod managed_fields;
 pub mod omitempty;
 pub mod openapi;

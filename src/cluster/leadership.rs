@@ -48,6 +48,10 @@ pub struct Leading {
     pub metric_resolution: Duration,
     /// How often each HorizontalPodAutoscaler is evaluated.
     pub autoscaler_sync_period: Duration,
+    /// The cluster authority's certificate, for namespaces to publish (`ApiSecurity::token_root_ca`).
+    pub root_ca: Option<Arc<str>>,
+    /// The TLS the kubelets are scraped with: this replica's API certificate (None: plain HTTP).
+    pub kubelets_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The replicas as this replica, leading, sees them: their published API addresses (its own as it knows it)
@@ -143,6 +147,7 @@ pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutd
             kubernetes_service_ip: leading.kubernetes_service_ip,
             cluster_dns_ip: leading.cluster_dns_ip,
             replicas: Arc::new(move || replicas(&seen, leading.api_addr)),
+            root_ca: leading.root_ca.clone(),
         };
         let in_flight = InFlight::new();
         let mut informers = Informers::new(fenced_client(router.clone(), term, in_flight.clone()));
@@ -151,7 +156,12 @@ pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutd
         let scheduler = scheduler::prepare(&mut informers);
         let workloads = controllers::workloads::prepare(&mut informers);
         let endpoints = controllers::endpoints::prepare(&mut informers);
-        let scraper = metrics::scraper::prepare(&mut informers, leading.points.clone(), leading.metric_resolution);
+        let scraper = metrics::scraper::prepare(
+            &mut informers,
+            leading.points.clone(),
+            leading.metric_resolution,
+            leading.kubelets_tls.clone(),
+        );
         let autoscaler =
             controllers::autoscaler::prepare(&mut informers, leading.points.clone(), leading.autoscaler_sync_period);
         let compaction = compaction::run(store.clone(), leading.compaction_interval);

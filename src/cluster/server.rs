@@ -407,6 +407,7 @@ pub async fn run(
     let service_range = config.config.service_cluster_ip_range;
     let points = Points::default();
     let event_ttl = config.config.event_ttl;
+    let (root_ca, kubelets_tls) = (security.token_root_ca(), security.replicas.clone());
     let api = KubeApi::new(store.clone(), api_addr.to_string(), service_range, event_ttl, security, points.clone());
     let audit_path = dir.join("audit.log");
     let audit = Audit::open(audit_path.clone()).map_err(|source| ServerError::Audit { path: audit_path, source })?;
@@ -421,6 +422,8 @@ pub async fn run(
         points,
         metric_resolution: config.config.metric_resolution,
         autoscaler_sync_period: config.config.autoscaler_sync_period,
+        root_ca,
+        kubelets_tls,
     };
     let leader_task = tokio::spawn(leadership::run(store.clone(), router.clone(), leading, stop_rx.clone()));
     let api_server = listen::serve_api(listeners.api, router, caps.api, api_tls, wait_stop(stop_rx.clone()));

@@ -1,6 +1,6 @@
-//! Controllers that run on the Raft leader: the garbage collector, the namespace controller, the resource
-//! quota controller, the creation of the system priority classes and of the kubelet credentials
-//! (`apis::kubelet_credentials`) and of the cluster DNS Service (`apis::cluster_dns`), and the one that keeps
+//! Controllers that run on the Raft leader: the garbage collector, the namespace controller (with each
+//! namespace's `kube-root-ca.crt`), the resource quota controller, the creation of the system priority classes,
+//! of the default RBAC roles and of the cluster DNS Service (`apis::cluster_dns`), and the one that keeps
 //! the `kubernetes` Service and its endpoints; the
 //! endpoints of the other Services (`endpoints`), the workload controllers (`workloads`), node lifecycle and
 //! the autoscaler have modules of their own.
@@ -45,7 +45,7 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use crate::apis::catalog::{self, Resource};
-use crate::apis::{cluster_dns, kubelet_credentials, time};
+use crate::apis::{admission, cluster_dns, time};
 use crate::limits;
 use graph::Graph;
 use runtime::{run_workers, Informer, Informers, Next, WorkQueue};
@@ -108,12 +108,15 @@ pub enum Action {
     CreateServiceAccount {
         namespace: String,
     },
+    /// Create the namespace's `kube-root-ca.crt` ConfigMap with the cluster authority's certificate (PEM).
+    CreateRootCaConfigMap {
+        namespace: String,
+        root_ca: Arc<str>,
+    },
     CreatePriorityClass {
         name: &'static str,
         value: i64,
     },
-    /// Create the kubelet credentials Secret with a new random token.
-    CreateKubeletCredentials,
     /// Create the cluster DNS Service at this address.
     CreateClusterDnsService(Ipv4Addr),
     /// Create a default ClusterRole or ClusterRoleBinding (`security::rbac::defaults`).
@@ -132,6 +135,9 @@ pub struct Environment {
     pub cluster_dns_ip: Ipv4Addr,
     /// The replicas as the leader sees them now.
     pub replicas: Arc<dyn Fn() -> Vec<kubernetes_service::Replica> + Send + Sync>,
+    /// The cluster authority's certificate, which every namespace publishes when the cluster signs
+    /// ServiceAccount tokens (`ApiSecurity::token_root_ca`).
+    pub root_ca: Option<Arc<str>>,
 }
 
 fn api_for(client: &Client, r: &Resource, namespace: Option<&str>) -> Api<DynamicObject> {
@@ -275,6 +281,13 @@ async fn execute(client: &Client, action: &Action) -> Result<(), kube::Error> {
             let sa: DynamicObject = serde_json::from_value(sa).map_err(kube::Error::SerdeError)?;
             ignore_exists(api_for(client, accounts, Some(namespace)).create(&PostParams::default(), &sa).await)?;
         }
+        Action::CreateRootCaConfigMap { namespace, root_ca } => {
+            let config_map = serde_json::from_value::<DynamicObject>(admission::root_ca_config_map(root_ca))
+                .map_err(kube::Error::SerdeError)?;
+            tracing::info!(namespace, "publishing the root CA");
+            let api = api_for(client, resource("", "v1", "configmaps"), Some(namespace));
+            ignore_exists(api.create(&PostParams::default(), &config_map).await)?;
+        }
         Action::CreatePriorityClass { name, value } => {
             let classes = catalog::find("scheduling.k8s.io", "v1", "priorityclasses").expect("served");
             let class = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
@@ -283,19 +296,6 @@ async fn execute(client: &Client, action: &Action) -> Result<(), kube::Error> {
             let class: DynamicObject = serde_json::from_value(class).map_err(kube::Error::SerdeError)?;
             tracing::info!(name, "creating a system priority class");
             ignore_exists(api_for(client, classes, None).create(&PostParams::default(), &class).await)?;
-        }
-        Action::CreateKubeletCredentials => {
-            let token: String = rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect();
-            let secret = serde_json::from_value::<DynamicObject>(kubelet_credentials::secret(&token))
-                .map_err(kube::Error::SerdeError)?;
-            tracing::info!(
-                namespace = kubelet_credentials::NAMESPACE,
-                name = kubelet_credentials::NAME,
-                "creating the kubelet credentials"
-            );
-            let secrets = resource("", "v1", "secrets");
-            let api = api_for(client, secrets, Some(kubelet_credentials::NAMESPACE));
-            ignore_exists(api.create(&PostParams::default(), &secret).await)?;
         }
         Action::CreateDefaultRbac { plural, object } => {
             let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
@@ -396,7 +396,6 @@ struct Queues {
     quotas: Arc<WorkQueue<String>>,
     priority_classes: Arc<WorkQueue<&'static str>>,
     kubernetes: Arc<WorkQueue<()>>,
-    kubelet_credentials: Arc<WorkQueue<()>>,
     cluster_dns: Arc<WorkQueue<()>>,
     rbac_defaults: Arc<WorkQueue<()>>,
 }
@@ -404,6 +403,7 @@ struct Queues {
 /// Which keys of which controller one change concerns. `before` and `after` are the object as the graph held
 /// it before the change and holds it now (None once deleted).
 fn route(graph: &Graph, queues: &Queues, before: Option<&ObjectRef>, after: Option<&ObjectRef>) {
+    const ROOT_CA: &str = admission::ROOT_CA_CONFIG_MAP;
     let Some(o) = after.or(before) else { return };
     let deleted = after.is_none();
     let namespaces = resource("", "v1", "namespaces");
@@ -425,13 +425,16 @@ fn route(graph: &Graph, queues: &Queues, before: Option<&ObjectRef>, after: Opti
             queues.garbage.add(d.uid);
         }
     }
-    // Namespaces: the namespace itself; what happens inside one that is being emptied; its default account.
+    // Namespaces: the namespace itself; what happens inside one that is being emptied; its default account and
+    // its root CA.
     if std::ptr::eq(o.resource, namespaces) {
         queues.namespaces.add(o.name.clone());
     } else if let Some(ns) = &o.namespace {
         if graph.find(namespaces, None, ns).is_some_and(|x| x.deleting) {
             queues.namespaces.add_after(ns.clone(), Duration::from_millis(limits::NAMESPACE_RECHECK_DELAY_MS));
-        } else if deleted && o.resource.kind == "ServiceAccount" && o.name == "default" {
+        } else if deleted
+            && matches!((o.resource.kind, o.name.as_str()), ("ServiceAccount", "default") | ("ConfigMap", ROOT_CA))
+        {
             queues.namespaces.add(ns.clone());
         }
         // Quotas: a quota at once; other objects of a namespace with quotas after a delay that batches them.
@@ -445,13 +448,6 @@ fn route(graph: &Graph, queues: &Queues, before: Option<&ObjectRef>, after: Opti
         if let Some((name, _)) = crate::apis::validation::SYSTEM_PRIORITY_CLASSES.iter().find(|(n, _)| *n == o.name) {
             queues.priority_classes.add(name);
         }
-    }
-    if deleted
-        && o.resource.plural == "secrets"
-        && o.namespace.as_deref() == Some(kubelet_credentials::NAMESPACE)
-        && o.name == kubelet_credentials::NAME
-    {
-        queues.kubelet_credentials.add(());
     }
     if deleted
         && o.resource.plural == "services"
@@ -493,7 +489,6 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
             crate::apis::validation::SYSTEM_PRIORITY_CLASSES.iter().map(|(n, _)| *n).collect()
         }),
         kubernetes: WorkQueue::new("kubernetes-service", capacity, || vec![()]),
-        kubelet_credentials: WorkQueue::new("kubelet-credentials", capacity, || vec![()]),
         cluster_dns: WorkQueue::new("cluster-dns", capacity, || vec![()]),
         rbac_defaults: WorkQueue::new("rbac-defaults", capacity, || vec![()]),
     });
@@ -515,7 +510,6 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
             queues.priority_classes.add(name);
         }
         queues.kubernetes.add(());
-        queues.kubelet_credentials.add(());
         queues.cluster_dns.add(());
         queues.rbac_defaults.add(());
         let garbage = {
@@ -530,12 +524,13 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
             }
         };
         let namespace = {
-            let (client, graph) = (client.clone(), graph.clone());
+            let (client, graph, root_ca) = (client.clone(), graph.clone(), environment.root_ca.clone());
             move |name: String| {
                 let (client, graph, namespaces) = (client.clone(), graph.clone(), namespaces.clone());
+                let root_ca = root_ca.clone();
                 async move {
                     let ns = namespace_ref(&namespaces, &name);
-                    let actions = namespace::plan(&name, ns.as_ref(), &graph.in_namespace(&name));
+                    let actions = namespace::plan(&name, ns.as_ref(), &graph.in_namespace(&name), root_ca.as_ref());
                     execute_all(&client, &actions).await
                 }
             }
@@ -554,19 +549,6 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
                 async move {
                     let classes = resource("scheduling.k8s.io", "v1", "priorityclasses");
                     let actions = priority_classes::plan(|n| n != name || graph.find(classes, None, n).is_some());
-                    execute_all(&client, &actions).await
-                }
-            }
-        };
-        let credentials = {
-            let (client, graph) = (client.clone(), graph.clone());
-            move |()| {
-                let (client, graph) = (client.clone(), graph.clone());
-                async move {
-                    let secrets = resource("", "v1", "secrets");
-                    let exists =
-                        graph.find(secrets, Some(kubelet_credentials::NAMESPACE), kubelet_credentials::NAME).is_some();
-                    let actions = if exists { vec![] } else { vec![Action::CreateKubeletCredentials] };
                     execute_all(&client, &actions).await
                 }
             }
@@ -644,7 +626,6 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
             run_workers(queues.quotas.clone(), 1, quota),
             run_workers(queues.priority_classes.clone(), 1, priority),
             run_workers(queues.kubernetes.clone(), 1, kubernetes),
-            run_workers(queues.kubelet_credentials.clone(), 1, credentials),
             run_workers(queues.cluster_dns.clone(), 1, dns),
             run_workers(queues.rbac_defaults.clone(), 1, rbac),
             watch_environment,

@@ -1,14 +1,19 @@
 //! The namespace controller: the system namespaces exist, every live namespace has its `default`
-//! ServiceAccount, and a namespace being deleted is emptied, then finalized.
+//! ServiceAccount and (when the cluster signs ServiceAccount tokens) its `kube-root-ca.crt` ConfigMap, and a
+//! namespace being deleted is emptied, then finalized. A `kube-root-ca.crt` that was deleted is made again; one
+//! that was changed is left as it is.
 //!
 //! `plan` is pure. A terminating namespace (deletionTimestamp set) has every object in it deleted; once none is
 //! left, its `kubernetes` finalizer is removed through the `finalize` subresource and the API server deletes it.
 //! Meanwhile its `status.conditions` say what holds it, with upstream's condition types, reasons and messages:
 //! the objects that remain (already being deleted, or held by finalizers) by resource, and their finalizers.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use super::{Action, ObjectRef};
+use crate::apis::admission::ROOT_CA_CONFIG_MAP;
 
 pub const KUBERNETES_FINALIZER: &str = "kubernetes";
 
@@ -121,9 +126,14 @@ pub fn merge_conditions(current: &[Value], wanted: &[Condition], now: &str) -> O
     changed.then_some(merged)
 }
 
-/// What to do about the namespace `name`, from the namespace as the cache holds it (None when there is none)
-/// and the objects in it.
-pub fn plan(name: &str, namespace: Option<&ObjectRef>, contents: &[ObjectRef]) -> Vec<Action> {
+/// What to do about the namespace `name`, from the namespace as the cache holds it (None when there is none),
+/// the objects in it and the cluster authority's certificate to publish (None: none is).
+pub fn plan(
+    name: &str,
+    namespace: Option<&ObjectRef>,
+    contents: &[ObjectRef],
+    root_ca: Option<&Arc<str>>,
+) -> Vec<Action> {
     let Some(ns) = namespace else {
         return match SYSTEM_NAMESPACES.iter().find(|n| **n == name) {
             Some(name) => vec![Action::CreateNamespace { name }],
@@ -131,11 +141,15 @@ pub fn plan(name: &str, namespace: Option<&ObjectRef>, contents: &[ObjectRef]) -
         };
     };
     if !ns.deleting {
-        let has_default_account = contents.iter().any(|o| o.resource.kind == "ServiceAccount" && o.name == "default");
-        return match has_default_account {
-            true => Vec::new(),
-            false => vec![Action::CreateServiceAccount { namespace: ns.name.clone() }],
-        };
+        let has = |kind: &str, name: &str| contents.iter().any(|o| o.resource.kind == kind && o.name == name);
+        let mut actions = Vec::new();
+        if !has("ServiceAccount", "default") {
+            actions.push(Action::CreateServiceAccount { namespace: ns.name.clone() });
+        }
+        if let Some(root_ca) = root_ca.filter(|_| !has("ConfigMap", ROOT_CA_CONFIG_MAP)) {
+            actions.push(Action::CreateRootCaConfigMap { namespace: ns.name.clone(), root_ca: root_ca.clone() });
+        }
+        return actions;
     }
     let mut actions: Vec<Action> = contents
         .iter()
@@ -201,12 +215,25 @@ mod tests {
     #[test]
     fn system_namespaces_and_default_accounts_are_created() {
         for name in SYSTEM_NAMESPACES {
-            assert_eq!(plan(name, None, &[]), vec![Action::CreateNamespace { name }]);
+            assert_eq!(plan(name, None, &[], None), vec![Action::CreateNamespace { name }]);
         }
-        assert_eq!(plan("other", None, &[]), vec![], "a deleted namespace of a user stays deleted");
+        assert_eq!(plan("other", None, &[], None), vec![], "a deleted namespace of a user stays deleted");
         let a = namespace("a", false);
-        assert_eq!(plan("a", Some(&a), &[]), vec![Action::CreateServiceAccount { namespace: "a".into() }]);
-        assert!(plan("a", Some(&a), &[account("a")]).is_empty());
+        assert_eq!(plan("a", Some(&a), &[], None), vec![Action::CreateServiceAccount { namespace: "a".into() }]);
+        assert!(plan("a", Some(&a), &[account("a")], None).is_empty());
+    }
+
+    #[test]
+    fn live_namespaces_publish_the_root_ca_when_there_is_one() {
+        let (a, root_ca): (ObjectRef, Arc<str>) = (namespace("a", false), Arc::from("PEM"));
+        let publish = Action::CreateRootCaConfigMap { namespace: "a".into(), root_ca: root_ca.clone() };
+        assert_eq!(plan("a", Some(&a), &[account("a")], Some(&root_ca)), vec![publish]);
+        let published = [account("a"), config_map("a", ROOT_CA_CONFIG_MAP, false)];
+        assert!(plan("a", Some(&a), &published, Some(&root_ca)).is_empty());
+        assert!(plan("a", Some(&a), &[account("a")], None).is_empty(), "nothing to publish");
+        let b = terminating("b");
+        let planned = plan("b", Some(&b), &[], Some(&root_ca));
+        assert!(!planned.iter().any(|a| matches!(a, Action::CreateRootCaConfigMap { .. })), "{planned:?}");
     }
 
     /// A terminating namespace whose conditions already say that nothing remains.
@@ -219,10 +246,10 @@ mod tests {
         let a = terminating("a");
         let x = config_map("a", "x", false);
         assert_eq!(
-            plan("a", Some(&a), std::slice::from_ref(&x)),
+            plan("a", Some(&a), std::slice::from_ref(&x), None),
             vec![Action::Delete { object: x, propagation: Some("Background"), confirm_owners_gone: false }]
         );
-        assert_eq!(plan("a", Some(&a), &[]), vec![Action::FinalizeNamespace { object: a }]);
+        assert_eq!(plan("a", Some(&a), &[], None), vec![Action::FinalizeNamespace { object: a }]);
     }
 
     fn condition<'a>(conditions: &'a [Condition], condition_type: &str) -> &'a Condition {
@@ -235,7 +262,7 @@ mod tests {
         let going = ObjectRef { finalizers: vec!["example.com/hold".into()], ..config_map("a", "y", true) };
         let a = namespace("a", true);
         let contents = [held, going, config_map("a", "z", false)];
-        let actions = plan("a", Some(&a), &contents);
+        let actions = plan("a", Some(&a), &contents, None);
         let Some(Action::SetNamespaceConditions { conditions, .. }) =
             actions.iter().find(|a| matches!(a, Action::SetNamespaceConditions { .. }))
         else {
@@ -257,7 +284,9 @@ mod tests {
         assert!(!actions.iter().any(|a| matches!(a, Action::FinalizeNamespace { .. })));
         // Conditions already in place are not written again.
         let a = ObjectRef { conditions: conditions.clone(), ..a };
-        assert!(!plan("a", Some(&a), &contents).iter().any(|a| matches!(a, Action::SetNamespaceConditions { .. })));
+        assert!(!plan("a", Some(&a), &contents, None)
+            .iter()
+            .any(|a| matches!(a, Action::SetNamespaceConditions { .. })));
     }
 
     #[test]
@@ -278,6 +307,6 @@ mod tests {
     #[test]
     fn a_live_namespace_is_left_alone() {
         let a = namespace("a", false);
-        assert!(plan("a", Some(&a), &[account("a"), config_map("a", "x", false)]).is_empty());
+        assert!(plan("a", Some(&a), &[account("a"), config_map("a", "x", false)], None).is_empty());
     }
 }

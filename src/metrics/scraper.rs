@@ -1,6 +1,6 @@
 //! The leader's metrics scraper: once per resolution, asks every kubelet endpoint for its latest usage report
-//! (`GET /metrics/usage`, with the kubelet credentials of `apis::kubelet_credentials`) and records it in the
-//! `Points`, as metrics-server scrapes kubelets.
+//! (`GET /metrics/usage`, over TLS with the replica's API certificate, which the kubelets serve) and records it
+//! in the `Points`, as metrics-server scrapes kubelets.
 //!
 //! Nodes come from the term's Node informer; a node's kubelet endpoint is where `pods/log` is relayed too
 //! (`InternalIP` and `daemonEndpoints.kubeletEndpoint.Port`). Nodes that share an endpoint (an agent serving
@@ -9,6 +9,7 @@
 //! its nodes' last points until the node leaves. The first scrape of a term is made at once.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -17,9 +18,8 @@ use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::Store;
 
 use super::{Points, Report};
-use crate::apis::kubelet_credentials;
 use crate::apiserver::http::logs::kubelet_address;
-use crate::apiserver::http::{plain_client, PlainClient};
+use crate::apiserver::http::ReplicaClient;
 use crate::controllers::runtime::Informers;
 use crate::limits;
 
@@ -37,29 +37,20 @@ pub fn endpoints(nodes: &[std::sync::Arc<Node>]) -> BTreeMap<String, BTreeSet<St
 }
 
 struct Scraper {
-    client: PlainClient,
+    client: ReplicaClient,
     points: Points,
-    /// The term's API client, which the kubelet credentials are read with.
-    api: kube::Client,
 }
 
 impl Scraper {
-    fn new(points: Points, api: kube::Client) -> Scraper {
-        Scraper { client: plain_client(limits::KUBELET_CONNECT_TIMEOUT_MS, 1), points, api }
-    }
-
-    /// The `Authorization` header the kubelets accept.
-    async fn credentials(&self) -> Result<String, String> {
-        let token = crate::agent::kubelet::auth::read(&self.api).await?;
-        Ok(kubelet_credentials::bearer(&token))
+    fn new(points: Points, tls: Option<Arc<rustls::ClientConfig>>) -> Scraper {
+        Scraper { client: ReplicaClient::new(limits::KUBELET_CONNECT_TIMEOUT_MS, 1, tls), points }
     }
 
     /// Asks one endpoint for its report and records the nodes it was asked about.
-    async fn scrape(&self, address: &str, nodes: &BTreeSet<String>, authorization: &str) -> Result<(), String> {
-        let request = http::Request::get(format!("http://{address}/metrics/usage"))
-            .header(http::header::AUTHORIZATION, authorization)
-            .body(http_body_util::Empty::new())
-            .map_err(|e| format!("unusable address: {e}"))?;
+    async fn scrape(&self, address: &str, nodes: &BTreeSet<String>) -> Result<(), String> {
+        let uri = self.client.uri(address, "/metrics/usage").map_err(|e| format!("unusable address: {e}"))?;
+        let request =
+            http::Request::get(uri).body(http_body_util::Empty::new()).map_err(|e| format!("unusable address: {e}"))?;
         let answer = async {
             let response = self.client.request(request).await.map_err(|e| e.to_string())?;
             if !response.status().is_success() {
@@ -84,23 +75,15 @@ impl Scraper {
         Ok(())
     }
 
-    /// One round: every endpoint of the nodes the informer holds, with the kubelet credentials as read now.
+    /// One round: every endpoint of the nodes the informer holds.
     async fn round(&self, nodes: &Store<Node>) {
-        let authorization = match self.credentials().await {
-            Ok(authorization) => authorization,
-            Err(e) => {
-                tracing::debug!(error = %e, "metrics: no kubelet is scraped without the kubelet credentials");
-                return;
-            }
-        };
-        let authorization = authorization.as_str();
         let state = nodes.state();
         let names: BTreeSet<String> = state.iter().filter_map(|n| n.metadata.name.clone()).collect();
         self.points.retain_nodes(|n| names.contains(n));
         let endpoints = endpoints(&state);
         futures::stream::iter(endpoints.iter())
             .for_each_concurrent(limits::METRICS_SCRAPES_IN_FLIGHT_MAX, |(address, nodes)| async move {
-                if let Err(e) = self.scrape(address, nodes, authorization).await {
+                if let Err(e) = self.scrape(address, nodes).await {
                     tracing::debug!(%address, error = %e, "metrics: a kubelet endpoint was not scraped");
                 }
             })
@@ -108,17 +91,18 @@ impl Scraper {
     }
 }
 
-/// The term's scraper: keeps `points` for as long as the returned future runs (the term), every `resolution`.
+/// The term's scraper: keeps `points` for as long as the returned future runs (the term), every `resolution`,
+/// reaching the kubelets with `tls` (None: over plain HTTP).
 pub fn prepare(
     informers: &mut Informers,
     points: Points,
     resolution: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) -> impl std::future::Future<Output = ()> + Send {
     let nodes = informers.typed::<Node>().store().clone();
     let synced = informers.synced();
-    let api = informers.client().clone();
     async move {
-        let scraper = Scraper::new(points, api);
+        let scraper = Scraper::new(points, tls);
         scraper.points.start();
         // The term ends by aborting this future: the guard forgets the points then.
         let _kept = Kept(scraper.points.clone());

@@ -42,4 +42,10 @@ impl ApiSecurity {
             replicas: None,
         }
     }
+
+    /// The cluster authority's certificate when this replica signs ServiceAccount tokens: what pods' token
+    /// volumes verify the API with (`kube-root-ca.crt`).
+    pub fn token_root_ca(&self) -> Option<Arc<str>> {
+        self.tokens.as_ref().and(self.authority_pem.as_deref()).map(Arc::from)
+    }
 }

@@ -1,7 +1,8 @@
 //! What a node's own credentials (`system:node:<name>` in `system:nodes`) may do, as upstream's Node authorizer
 //! and NodeRestriction admission decide together: read what every kubelet reads (nodes, pods, services,
-//! endpoints), write its own Node, its own Lease and the pods bound to it, and read only the Secrets,
-//! ConfigMaps and PersistentVolumeClaims the pods bound to it refer to. It has no opinion on anything else,
+//! endpoints), write its own Node, its own Lease and the pods bound to it, read only the Secrets, ConfigMaps
+//! and PersistentVolumeClaims the pods bound to it refer to, and request tokens only for the accounts those
+//! pods run as, bound to those pods. It has no opinion on anything else,
 //! which RBAC then decides.
 //!
 //! Pure: what a decision needs to know of stored objects (`Needs`) is looked up by the API layer and handed
@@ -58,13 +59,15 @@ pub fn needs(attributes: &Attributes) -> Needs {
         ("", "secrets" | "configmaps" | "persistentvolumeclaims", "get") if !r.name.is_empty() => {
             Needs::PodsOnNode { namespace: r.namespace.clone() }
         }
+        ("", "serviceaccounts", "create") if r.subresource == "token" => {
+            Needs::PodsOnNode { namespace: r.namespace.clone() }
+        }
         _ => Needs::Nothing,
     }
 }
 
-/// Whether `node` may do what `attributes` ask, given the facts `needs` asked for. `kubelet_secret` is the
-/// Secret every agent reads its kubelet endpoint's credentials from (`namespace`, `name`).
-pub fn decide(node: &str, attributes: &Attributes, facts: &Facts, kubelet_secret: (&str, &str)) -> Decision {
+/// Whether `node` may do what `attributes` ask, given the facts `needs` asked for.
+pub fn decide(node: &str, attributes: &Attributes, facts: &Facts) -> Decision {
     let Attributes::Resource(r) = attributes else { return Decision::NoOpinion };
     let read = matches!(r.verb.as_str(), "get" | "list" | "watch");
     let own = |name: &str| {
@@ -105,8 +108,15 @@ pub fn decide(node: &str, attributes: &Attributes, facts: &Facts, kubelet_secret
         {
             Decision::Allow
         }
-        ("", "secrets", "") if r.verb == "get" && (r.namespace.as_str(), r.name.as_str()) == kubelet_secret => {
-            Decision::Allow
+        ("", "serviceaccounts", "token") if r.verb == "create" => {
+            let runs_as = |pod: &Value| pod["spec"]["serviceAccountName"].as_str() == Some(r.name.as_str());
+            match facts.pods.iter().any(runs_as) {
+                true => Decision::Allow,
+                false => Decision::Deny(format!(
+                    "no relationship found between node {node:?} and this object (serviceaccount {}/{})",
+                    r.namespace, r.name
+                )),
+            }
         }
         ("", kind @ ("secrets" | "configmaps" | "persistentvolumeclaims"), "") => {
             let referenced = r.verb == "get" && facts.pods.iter().any(|pod| refers_to(pod, kind, &r.name));
@@ -122,12 +132,25 @@ pub fn decide(node: &str, attributes: &Attributes, facts: &Facts, kubelet_secret
     }
 }
 
-/// NodeRestriction on creates: a node creates only its own Node and its own Lease.
+/// NodeRestriction on creates: a node creates only its own Node and its own Lease, and only tokens bound to a
+/// pod it runs as that pod's account. For a token (`serviceaccounts/token`), `object` is the pod the token is
+/// bound to (null when none is).
 pub fn check_create(node: &str, attributes: &ResourceAttributes, object: &Value) -> Result<(), String> {
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
-    match (attributes.group.as_str(), attributes.resource.as_str()) {
-        ("", "nodes") | ("coordination.k8s.io", "leases") if name != node => {
+    match (attributes.group.as_str(), attributes.resource.as_str(), attributes.subresource.as_str()) {
+        ("", "nodes", "") | ("coordination.k8s.io", "leases", "") if name != node => {
             Err(format!("node {node:?} may not create {} {name:?} of another node", attributes.resource))
+        }
+        ("", "serviceaccounts", "token") => {
+            let spec = &object["spec"];
+            match (object.is_null(), spec["nodeName"].as_str() == Some(node)) {
+                (true, _) => Err(format!("node {node:?} may only request tokens bound to a pod")),
+                (false, false) => Err(format!("node {node:?} may only request tokens bound to pods bound to it")),
+                (false, true) if spec["serviceAccountName"].as_str() != Some(attributes.name.as_str()) => {
+                    Err(format!("pod {name:?} does not run as service account {:?}", attributes.name))
+                }
+                (false, true) => Ok(()),
+            }
         }
         _ => Ok(()),
     }
@@ -170,8 +193,6 @@ mod tests {
 
     use super::*;
 
-    const KUBELET_SECRET: (&str, &str) = ("kube-system", "kubelet");
-
     fn asks(verb: &str, group: &str, resource: &str, namespace: &str, name: &str) -> Attributes {
         let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
         Attributes::Resource(ResourceAttributes {
@@ -185,7 +206,7 @@ mod tests {
     }
 
     fn decided(attributes: &Attributes, facts: &Facts) -> Decision {
-        decide("n1", attributes, facts, KUBELET_SECRET)
+        decide("n1", attributes, facts)
     }
 
     #[test]
@@ -242,7 +263,25 @@ mod tests {
         assert!(matches!(decided(&asks("get", "", "secrets", "a", "other"), &facts), Decision::Deny(_)));
         assert!(matches!(decided(&asks("get", "", "configmaps", "a", "mounted"), &facts), Decision::Deny(_)));
         assert!(matches!(decided(&asks("list", "", "secrets", "a", ""), &facts), Decision::Deny(_)));
-        assert_eq!(decided(&asks("get", "", "secrets", "kube-system", "kubelet"), &Facts::default()), Decision::Allow);
         assert_eq!(decided(&asks("list", "apps", "deployments", "a", ""), &facts), Decision::NoOpinion);
+    }
+
+    #[test]
+    fn a_node_requests_tokens_only_for_its_pods_and_their_accounts() {
+        let pod = |name: &str, node: &str, account: &str| json!({"metadata": {"name": name}, "spec": {"nodeName": node, "serviceAccountName": account}});
+        let token = |account: &str| asks("create", "", "serviceaccounts/token", "a", account);
+        assert_eq!(needs(&token("builder")), Needs::PodsOnNode { namespace: "a".into() });
+        let facts = Facts { pod_node: None, pods: vec![pod("p", "n1", "builder")] };
+        assert_eq!(decided(&token("builder"), &facts), Decision::Allow);
+        assert!(matches!(decided(&token("admin"), &facts), Decision::Deny(_)));
+        assert!(matches!(
+            decided(&asks("get", "", "serviceaccounts/token", "a", "builder"), &facts),
+            Decision::NoOpinion
+        ));
+        let Attributes::Resource(create) = token("builder") else { unreachable!() };
+        assert!(check_create("n1", &create, &pod("p", "n1", "builder")).is_ok());
+        assert!(check_create("n1", &create, &pod("q", "n2", "builder")).is_err(), "another node's pod");
+        assert!(check_create("n1", &create, &pod("r", "n1", "admin")).is_err(), "a pod of another account");
+        assert!(check_create("n1", &create, &Value::Null).is_err(), "not bound to a pod");
     }
 }

@@ -154,11 +154,12 @@ impl Authority {
         request_pem: &str,
         common_name: &str,
         organizations: &[&str],
+        hosts: &[String],
         usage: Usage,
     ) -> Result<String, PkiError> {
         let failed = |source| PkiError::Issue { subject: common_name.to_owned(), source };
         let request = CertificateSigningRequestParams::from_pem(request_pem).map_err(PkiError::Request)?;
-        let params = leaf_params(common_name, organizations, &[], usage)?;
+        let params = leaf_params(common_name, organizations, hosts, usage)?;
         let signed = CertificateSigningRequestParams { params, public_key: request.public_key };
         Ok(signed.signed_by(&self.issuer).map_err(failed)?.pem())
     }
@@ -224,6 +225,23 @@ pub fn not_after(cert_pem: &str) -> Option<OffsetDateTime> {
     let der = rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).ok()?;
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).ok()?;
     Some(cert.validity().not_after.to_datetime())
+}
+
+/// The addresses (IPs and DNS names) the first certificate in `cert_pem` is valid for, in its order.
+pub fn hosts(cert_pem: &str) -> Vec<String> {
+    use rustls::pki_types::pem::PemObject;
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::prelude::FromDer;
+    let Ok(der) = rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()) else { return Vec::new() };
+    let Ok((_, cert)) = x509_parser::certificate::X509Certificate::from_der(&der) else { return Vec::new() };
+    let Ok(Some(names)) = cert.subject_alternative_name() else { return Vec::new() };
+    let name = |n: &GeneralName| match n {
+        GeneralName::DNSName(dns) => Some(dns.to_string()),
+        GeneralName::IPAddress([a, b, c, d]) => Some(IpAddr::from([*a, *b, *c, *d]).to_string()),
+        GeneralName::IPAddress(bytes) => <[u8; 16]>::try_from(*bytes).ok().map(|v6| IpAddr::from(v6).to_string()),
+        _ => None,
+    };
+    names.value.general_names.iter().filter_map(name).collect()
 }
 
 pub fn hex(bytes: &[u8]) -> String {

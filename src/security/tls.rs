@@ -1,15 +1,21 @@
 //! TLS of the Kubernetes API (rustls, with ring): the replica serves its API certificate and asks every client
 //! for a certificate of the cluster authority, which it verifies when one is shown (a client may also come with
 //! a bearer token, or with nothing for the public paths: `authn` decides). The same authority signs the
-//! replicas' API certificates, so a replica, an agent or a kubeconfig trusts it to reach an API server.
+//! replicas' API certificates, so a replica, an agent or a kubeconfig trusts it to reach an API server; and
+//! the nodes' certificates, which their kubelet endpoints serve to the replicas, which show theirs in turn.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
+use rustls::client::ResolvesClientCert;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+use crate::limits;
 
 /// The name of the cluster authority's files in a PKI directory, and its subject.
 pub const AUTHORITY: &str = "ca";
@@ -100,22 +106,188 @@ pub fn client_config(authority_pem: &[u8], identity: Option<(&[u8], &[u8])>) -> 
     Ok(Arc::new(config))
 }
 
+/// A certificate and its key that may change while connections are made with them: what a server serves and
+/// a client shows, each handshake taking the current pair. Replaced whole (`replace`), or read again from the
+/// files it came from once they change (`follow`: looked at on a handshake at most every
+/// `TLS_FILES_CHECK_MS`); a pair that does not load, or whose key is not the certificate's, is refused and the
+/// current one kept.
+#[derive(Debug)]
+pub struct LiveIdentity {
+    current: RwLock<Arc<CertifiedKey>>,
+    files: Option<Followed>,
+}
+
+#[derive(Debug)]
+struct Followed {
+    cert: PathBuf,
+    key: PathBuf,
+    /// When the files were last looked at, and their modification times then.
+    seen: Mutex<(Instant, Option<SystemTime>, Option<SystemTime>)>,
+}
+
+impl LiveIdentity {
+    /// The pair `cert_pem` and `key_pem`.
+    pub fn new(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<LiveIdentity>, TlsError> {
+        Ok(Arc::new(LiveIdentity { current: RwLock::new(certified(cert_pem, key_pem)?), files: None }))
+    }
+
+    /// The pair in the files `cert` and `key`, read again whenever either changes.
+    pub fn follow(cert: &Path, key: &Path) -> Result<Arc<LiveIdentity>, TlsError> {
+        let current = RwLock::new(certified(&read(cert)?, &read(key)?)?);
+        let seen = Mutex::new((Instant::now(), modified(cert), modified(key)));
+        let files = Some(Followed { cert: cert.to_owned(), key: key.to_owned(), seen });
+        Ok(Arc::new(LiveIdentity { current, files }))
+    }
+
+    /// Takes `cert_pem` and `key_pem` for every handshake from now on.
+    pub fn replace(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), TlsError> {
+        let next = certified(cert_pem, key_pem)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
+        Ok(())
+    }
+
+    /// The pair to use now.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        if let Some(files) = &self.files {
+            self.check(files);
+        }
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn check(&self, files: &Followed) {
+        let mut seen = files.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.0.elapsed() < Duration::from_millis(limits::TLS_FILES_CHECK_MS) {
+            return;
+        }
+        let now = (Instant::now(), modified(&files.cert), modified(&files.key));
+        let changed = (now.1, now.2) != (seen.1, seen.2);
+        *seen = now;
+        if !changed {
+            return;
+        }
+        let loaded = read(&files.cert).and_then(|cert| Ok((cert, read(&files.key)?)));
+        match loaded.and_then(|(cert, key)| self.replace(&cert, &key)) {
+            Ok(()) => tracing::info!(cert = %files.cert.display(), "tls: the certificate changed: serving the new one"),
+            Err(e) => {
+                tracing::warn!(cert = %files.cert.display(), error = %e, "tls: the changed certificate is not usable; keeping the current one")
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for LiveIdentity {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+impl ResolvesClientCert for LiveIdentity {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// A certificate chain and its key, checked to match.
+fn certified(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = certificates(cert_pem, "the certificate")?;
+    let key = private_key(key_pem, "the key")?;
+    Ok(Arc::new(CertifiedKey::from_der(chain, key, &provider())?))
+}
+
+/// A client configuration that trusts `authority_pem` and shows `identity` as it is at each handshake.
+pub fn live_client_config(authority_pem: &[u8], identity: Arc<LiveIdentity>) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(authority_pem, "the cluster authority")?)
+        .with_client_cert_resolver(identity);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A kubelet endpoint's server configuration: it serves `identity` (the node's certificate) and asks every
+/// client for a certificate of `authority_pem`, refusing the handshake of one without.
+pub fn kubelet_server_config(authority_pem: &[u8], identity: Arc<LiveIdentity>) -> Result<Arc<ServerConfig>, TlsError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(authority_pem, "the cluster authority")?),
+        provider(),
+    )
+    .build()?;
+    let mut server = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(identity);
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(server))
+}
+
 impl ApiTls {
-    /// Reads the files and builds both configurations, so that a bad file stops the replica at its start.
+    /// Reads the files and builds both configurations, so that a bad file stops the replica at its start. The
+    /// certificate and key are followed: replaced files are served (and shown to other replicas) from the next
+    /// handshake on, without a restart.
     pub fn load(files: &ApiTlsFiles) -> Result<ApiTls, TlsError> {
-        let (cert, key, ca) = (read(&files.cert)?, read(&files.key)?, read(&files.client_ca)?);
+        let ca = read(&files.client_ca)?;
         let what = |path: &Path| path.display().to_string();
         let verifier =
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&ca, &what(&files.client_ca))?), provider())
                 .allow_unauthenticated()
                 .build()?;
+        let identity = LiveIdentity::follow(&files.cert, &files.key)?;
         let mut server = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(certificates(&cert, &what(&files.cert))?, private_key(&key, &what(&files.key))?)?;
+            .with_cert_resolver(identity.clone());
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let client = client_config(&ca, Some((&cert, &key)))?;
+        let client = live_client_config(&ca, identity)?;
         let authority_pem = String::from_utf8_lossy(&ca).into_owned();
         Ok(ApiTls { server: Arc::new(server), client, authority_pem })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::pki::{self, Authority, Usage};
+
+    fn leaf(identity: &LiveIdentity) -> Vec<u8> {
+        identity.current().cert[0].to_vec()
+    }
+
+    #[test]
+    fn a_followed_certificate_is_taken_once_its_files_change_and_only_if_it_loads() {
+        let ca = Authority::create("test-ca").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let issue = || ca.issue("system:apiserver", &[], &["127.0.0.1".into()], Usage::ServerAndClient).unwrap();
+        let first = issue();
+        pki::save(dir.path(), "api", &first).unwrap();
+        let (cert, key) = (dir.path().join("api.crt"), dir.path().join("api.key"));
+        let identity = LiveIdentity::follow(&cert, &key).unwrap();
+        let served = leaf(&identity);
+        assert_eq!(served, certificates(first.cert_pem.as_bytes(), "first").unwrap()[0].to_vec());
+
+        // A new pair is served once the files have been looked at again.
+        let second = issue();
+        pki::save(dir.path(), "api", &second).unwrap();
+        std::thread::sleep(Duration::from_millis(limits::TLS_FILES_CHECK_MS + 100));
+        let renewed = leaf(&identity);
+        assert_eq!(renewed, certificates(second.cert_pem.as_bytes(), "second").unwrap()[0].to_vec());
+
+        // A certificate whose key is another's, or a file that is not PEM, is refused: the last good pair stays.
+        pki::write(&cert, &issue().cert_pem, 0o644).unwrap();
+        std::thread::sleep(Duration::from_millis(limits::TLS_FILES_CHECK_MS + 100));
+        assert_eq!(leaf(&identity), renewed, "a certificate without its key");
+        pki::write(&key, "not a key", 0o600).unwrap();
+        std::thread::sleep(Duration::from_millis(limits::TLS_FILES_CHECK_MS + 100));
+        assert_eq!(leaf(&identity), renewed, "a key that does not load");
+        assert!(identity.replace(second.cert_pem.as_bytes(), first.key_pem.as_bytes()).is_err());
+        identity.replace(first.cert_pem.as_bytes(), first.key_pem.as_bytes()).unwrap();
+        assert_eq!(leaf(&identity), served);
     }
 }

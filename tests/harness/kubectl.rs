@@ -46,6 +46,24 @@ impl Kubectl {
         Kubectl { kubeconfig, cache: tempfile::tempdir().unwrap(), work }
     }
 
+    /// kubectl against `server` (an `https://` URL, verified with the authority `ca`, PEM) with the bearer
+    /// token `token` as its credentials.
+    pub fn with_token(server: &str, ca: &str, token: &str) -> Kubectl {
+        let work = tempfile::tempdir().unwrap();
+        let ca_file = work.path().join("ca.crt");
+        std::fs::write(&ca_file, ca).unwrap();
+        let kubeconfig = work.path().join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: t\n\
+             clusters: [{{name: c, cluster: {{server: '{server}', certificate-authority: '{}'}}}}]\n\
+             users: [{{name: u, user: {{token: '{token}'}}}}]\n\
+             contexts: [{{name: t, context: {{cluster: c, user: u}}}}]\n",
+            ca_file.display()
+        );
+        std::fs::write(&kubeconfig, text).unwrap();
+        Kubectl { kubeconfig, cache: tempfile::tempdir().unwrap(), work }
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.run_with_env(args, &[])
     }

@@ -303,6 +303,11 @@ pub trait Runtime: Send + Sync + 'static {
     fn runs_images(&self) -> bool {
         false
     }
+    /// Whether the runtime mounts the pods' volumes into their containers: the agent makes volumes (and asks
+    /// for the tokens they hold) only for a runtime that does.
+    fn mounts_volumes(&self) -> bool {
+        false
+    }
     /// Whether `image` is on the node (a runtime without images has them all).
     fn image_present(&self, image: &str) -> impl Future<Output = Result<bool, RuntimeError>> + Send {
         let _ = image;

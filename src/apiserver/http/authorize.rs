@@ -22,7 +22,6 @@ use serde_json::{json, Value};
 
 use super::rest::{error_response, KubeApi};
 use crate::apis::catalog::{self, Resource};
-use crate::apis::kubelet_credentials;
 use crate::apis::selectors::FieldSelector;
 use crate::apis::validation::Cause;
 use crate::apiserver::errors::ApiError;
@@ -134,14 +133,13 @@ async fn decide(api: &KubeApi, user: &User, attributes: &Attributes) -> Result<A
         return Ok(Allowed { reason: format!("a member of {MASTERS_GROUP} may do anything"), check: None });
     }
     if let Some(node) = user.node_name() {
-        let kubelet_secret = (kubelet_credentials::NAMESPACE, kubelet_credentials::NAME);
         let facts = node_facts(api, node, attributes, false).await?;
-        let mut decision = node_authorizer::decide(node, attributes, &facts, kubelet_secret);
+        let mut decision = node_authorizer::decide(node, attributes, &facts);
         // This replica may not have seen the pod (or its binding) the node saw elsewhere: ask the log itself
         // before refusing.
         if matches!(decision, Decision::Deny(_)) && node_authorizer::needs(attributes) != Needs::Nothing {
             let facts = node_facts(api, node, attributes, true).await?;
-            decision = node_authorizer::decide(node, attributes, &facts, kubelet_secret);
+            decision = node_authorizer::decide(node, attributes, &facts);
         }
         match decision {
             Decision::Allow => {

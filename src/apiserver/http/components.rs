@@ -58,7 +58,7 @@ pub async fn statuses(store: &Store, prober: &Prober) -> Vec<Value> {
 
 impl Prober {
     pub fn new(tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Prober {
-        Prober { client: ReplicaClient::new(limits::COMPONENT_PROBE_TIMEOUT_MS, tls) }
+        Prober { client: ReplicaClient::new(limits::COMPONENT_PROBE_TIMEOUT_MS, 1, tls) }
     }
 
     /// Asks another replica's API whether it is live.

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::logs::{kubelet_of, pod_and_container, KubeletEndpoint};
+use super::logs::{kubelet_of, pod_and_container};
 use super::rest::{error_response, KubeApi};
 use crate::apis::catalog;
 use crate::apiserver::errors::ApiError;
@@ -100,7 +100,7 @@ async fn relay(
     let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
         return Err(ApiError::BadRequest(format!("pod {name} does not have a host assigned")));
     };
-    let KubeletEndpoint { address, authorization } = kubelet_of(&api.verbs, node_name).await?;
+    let address = kubelet_of(&api.verbs, node_name).await?;
     let unavailable = |e: String| {
         ApiError::Unavailable(format!("the kubelet of node {node_name:?} at {address} did not answer: {e}"))
     };
@@ -109,8 +109,7 @@ async fn relay(
     let passed: Vec<String> = query.iter().filter(|(k, _)| k != "container").map(|(k, v)| format!("{k}={v}")).collect();
     let encode = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
     let mut head = format!(
-        "GET /{}/{}/{}/{}?{} HTTP/1.1\r\nHost: {address}\r\nAuthorization: {authorization}\r\n\
-         Connection: Upgrade\r\nUpgrade: websocket\r\n",
+        "GET /{}/{}/{}/{}?{} HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n",
         verb.path(),
         encode(&namespace),
         encode(&name),
@@ -124,11 +123,10 @@ async fn relay(
     }
     head.push_str("\r\n");
     let connect = Duration::from_millis(limits::KUBELET_CONNECT_TIMEOUT_MS);
-    let mut kubelet = tokio::time::timeout(connect, tokio::net::TcpStream::connect(&address))
+    let mut kubelet = tokio::time::timeout(connect, dial(&address, api.kubelets.tls.clone()))
         .await
         .map_err(|_| unavailable(format!("no connection within {connect:?}")))?
         .map_err(|e| unavailable(e.to_string()))?;
-    let _ = kubelet.set_nodelay(true);
     kubelet.write_all(head.as_bytes()).await.map_err(|e| unavailable(e.to_string()))?;
     let waited = Duration::from_millis(limits::KUBELET_RESPONSE_TIMEOUT_MS);
     let (answer, rest) = tokio::time::timeout(waited, read_head(&mut kubelet))
@@ -168,8 +166,24 @@ async fn relay(
     Ok(response)
 }
 
+/// A connection to a kubelet.
+trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Connection for T {}
+
+/// Connects to the kubelet at `address` (`host:port`): over TLS with `tls` (verifying that its certificate
+/// names the host), or plain.
+async fn dial(address: &str, tls: Option<Arc<rustls::ClientConfig>>) -> std::io::Result<Box<dyn Connection>> {
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = tls else { return Ok(Box::new(tcp)) };
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host).trim_start_matches('[').trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(std::io::Error::other)?;
+    Ok(Box::new(tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await?))
+}
+
 /// Reads an HTTP response head; returns it and whatever came after it (a refusal's body, or the first frames).
-async fn read_head(stream: &mut tokio::net::TcpStream) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+async fn read_head(stream: &mut Box<dyn Connection>) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {

@@ -9,6 +9,7 @@
 //! kubelet that cannot be reached within `KUBELET_CONNECT_TIMEOUT_MS`, or has not begun to answer within
 //! `KUBELET_RESPONSE_TIMEOUT_MS`, is a 503; once it answers, the log streams for as long as the client reads.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -18,22 +19,26 @@ use http_body_util::BodyExt;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
-use super::{plain_client, PlainClient};
-use crate::apis::{catalog, kubelet_credentials};
+use super::ReplicaClient;
+use crate::apis::catalog;
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::registry::objects::Consistency;
 use crate::apiserver::registry::verbs::{Target, Verbs};
 use crate::limits;
 
-/// The HTTP client the API server reaches kubelets with, shared by every log relay.
+/// The client the API server reaches kubelets with, shared by every log relay: over TLS with the replica's
+/// API certificate when the API serves TLS (the kubelets serve only such clients).
 #[derive(Clone)]
 pub struct Kubelets {
-    client: PlainClient,
+    client: ReplicaClient,
+    /// The TLS configuration the session relays (`exec.rs`) dial kubelets with; None over plain HTTP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-impl Default for Kubelets {
-    fn default() -> Kubelets {
-        Kubelets { client: plain_client(limits::KUBELET_CONNECT_TIMEOUT_MS, limits::KUBELET_IDLE_CONNECTIONS_MAX) }
+impl Kubelets {
+    pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Kubelets {
+        let (connect, idle) = (limits::KUBELET_CONNECT_TIMEOUT_MS, limits::KUBELET_IDLE_CONNECTIONS_MAX);
+        Kubelets { client: ReplicaClient::new(connect, idle, tls.clone()), tls }
     }
 }
 
@@ -87,43 +92,13 @@ pub async fn pod_and_container(
     Ok((pod, container))
 }
 
-/// A node's kubelet endpoint as a relay reaches it.
-pub struct KubeletEndpoint {
-    /// `host:port`.
-    pub address: String,
-    /// The `Authorization` header value it accepts (`apis::kubelet_credentials`).
-    pub authorization: String,
-}
-
-/// Where the kubelet of node `node_name` listens, from the node's status, and the credentials it accepts, from
-/// this replica's store.
-pub async fn kubelet_of(verbs: &Verbs, node_name: &str) -> Result<KubeletEndpoint, ApiError> {
+/// Where the kubelet of node `node_name` listens (`host:port`), from the node's status.
+pub async fn kubelet_of(verbs: &Verbs, node_name: &str) -> Result<String, ApiError> {
     let nodes = catalog::find("", "v1", "nodes").expect("nodes are served");
     let node_target = Target { resource: nodes, namespace: None, name: Some(node_name.to_string()), subresource: None };
     let node = verbs.get(&node_target, Consistency::Local).await?.object;
-    let address = kubelet_address(&node)
-        .ok_or_else(|| ApiError::BadRequest(format!("node {node_name:?} reports no address for its kubelet")))?;
-    let secrets = catalog::find("", "v1", "secrets").expect("secrets are served");
-    let secret_target = Target {
-        resource: secrets,
-        namespace: Some(kubelet_credentials::NAMESPACE.to_owned()),
-        name: Some(kubelet_credentials::NAME.to_owned()),
-        subresource: None,
-    };
-    let missing = || {
-        ApiError::Unavailable(format!(
-            "the kubelet credentials ({}/{}) are not there yet",
-            kubelet_credentials::NAMESPACE,
-            kubelet_credentials::NAME
-        ))
-    };
-    let secret = match verbs.get(&secret_target, Consistency::Local).await {
-        Ok(found) => found.object,
-        Err(ApiError::NotFound { .. }) => return Err(missing()),
-        Err(e) => return Err(e),
-    };
-    let token = kubelet_credentials::token(&secret).ok_or_else(missing)?;
-    Ok(KubeletEndpoint { address, authorization: kubelet_credentials::bearer(&token) })
+    kubelet_address(&node)
+        .ok_or_else(|| ApiError::BadRequest(format!("node {node_name:?} reports no address for its kubelet")))
 }
 
 pub async fn log(
@@ -140,24 +115,23 @@ pub async fn log(
             target.name()
         )));
     };
-    let KubeletEndpoint { address, authorization } = kubelet_of(verbs, node_name).await?;
+    let address = kubelet_of(verbs, node_name).await?;
     let passed: Vec<(&str, &str)> =
         query.iter().filter(|(k, _)| PASSED_ON.contains(&k.as_str())).map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let query = encode_query(&passed);
     let namespace = target.namespace.as_deref().unwrap_or_default();
-    let uri = format!("http://{address}/containerLogs/{namespace}/{}/{container}{query}", target.name());
-    let uri: axum::http::Uri =
-        uri.parse().map_err(|e| ApiError::BadRequest(format!("cannot reach the kubelet at {address}: {e}")))?;
+    let path = format!("/containerLogs/{namespace}/{}/{container}{query}", target.name());
+    let uri = kubelets
+        .client
+        .uri(&address, &path)
+        .map_err(|e| ApiError::BadRequest(format!("cannot reach the kubelet at {address}: {e}")))?;
     let unavailable = |e: String| {
         ApiError::Unavailable(format!("the kubelet of node {node_name:?} at {address} did not answer: {e}"))
     };
     let waited = Duration::from_millis(limits::KUBELET_RESPONSE_TIMEOUT_MS);
-    let mut request = http::Request::get(uri)
+    let request = http::Request::get(uri)
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .map_err(|e| ApiError::Internal(format!("a request to the kubelet at {address}: {e}")))?;
-    if let Ok(value) = HeaderValue::from_str(&authorization) {
-        request.headers_mut().insert(header::AUTHORIZATION, value);
-    }
     let answer = tokio::time::timeout(waited, kubelets.client.request(request))
         .await
         .map_err(|_| unavailable(format!("no answer within {waited:?}")))?

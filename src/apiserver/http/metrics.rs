@@ -123,7 +123,7 @@ fn route(points: &Points, store: &Store, headers: &HeaderMap) -> Result<Route, A
 
 impl Relay {
     pub fn new(tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Relay {
-        Relay { client: ReplicaClient::new(limits::KUBELET_CONNECT_TIMEOUT_MS, tls) }
+        Relay { client: ReplicaClient::new(limits::KUBELET_CONNECT_TIMEOUT_MS, 1, tls) }
     }
 
     async fn relay(&self, address: &str, uri: &Uri, headers: &HeaderMap) -> Result<Response, ApiError> {

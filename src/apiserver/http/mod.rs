@@ -35,8 +35,10 @@ pub fn plain_client(connect_timeout_ms: u64, idle: usize) -> PlainClient {
     Client::builder(TokioExecutor::new()).pool_max_idle_per_host(idle).build(connector)
 }
 
-/// The client a replica reaches other replicas' APIs with (`componentstatuses`' probes, the relay of metrics
-/// reads to the leader): over TLS, showing its own API certificate, when the API serves TLS.
+/// The client a replica reaches other replicas' APIs (`componentstatuses`' probes, the relay of metrics reads
+/// to the leader) and the agents' kubelet endpoints with: over TLS, showing its own API certificate and
+/// verifying theirs with the cluster authority, when the API serves TLS; keeping at most `idle` idle
+/// connections per host.
 #[derive(Clone)]
 pub struct ReplicaClient {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
@@ -44,7 +46,7 @@ pub struct ReplicaClient {
 }
 
 impl ReplicaClient {
-    pub fn new(connect_timeout_ms: u64, tls: Option<Arc<rustls::ClientConfig>>) -> ReplicaClient {
+    pub fn new(connect_timeout_ms: u64, idle: usize, tls: Option<Arc<rustls::ClientConfig>>) -> ReplicaClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_millis(connect_timeout_ms)));
         connector.set_nodelay(true);
@@ -71,12 +73,12 @@ impl ReplicaClient {
             .enable_http1()
             .wrap_connector(connector);
         ReplicaClient {
-            client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build(connector),
+            client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(idle).build(connector),
             scheme,
         }
     }
 
-    /// The URI of `path` (with its query) on the replica whose API is at `address`.
+    /// The URI of `path` (with its query) on the replica or kubelet at `address`.
     pub fn uri(&self, address: &str, path: &str) -> Result<http::Uri, http::uri::InvalidUri> {
         format!("{}://{address}{path}", self.scheme).parse()
     }

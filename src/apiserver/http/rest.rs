@@ -56,7 +56,7 @@ pub struct KubeApi {
     /// The address clients reach this replica's API at, for `/api`'s serverAddressByClientCIDRs.
     advertise: String,
     watches: AtomicUsize,
-    kubelets: Kubelets,
+    pub(super) kubelets: Kubelets,
     prober: Prober,
     /// The leader's resource metrics (kept only while this replica leads), and how a follower reaches the leader's.
     points: Points,
@@ -80,8 +80,8 @@ impl KubeApi {
     ) -> Arc<KubeApi> {
         let objects = Objects::new(store, event_ttl).encrypted(security.encryption.clone());
         let caches = WatchCaches::new(objects.clone());
-        let verbs = Verbs::new(objects, service_range);
-        let kubelets = Kubelets::default();
+        let verbs = Verbs::new(objects, service_range, security.token_root_ca().is_some());
+        let kubelets = Kubelets::new(security.replicas.clone());
         let prober = Prober::new(security.replicas.clone());
         let relay = metrics::Relay::new(security.replicas.clone());
         let watches = AtomicUsize::new(0);
@@ -921,7 +921,8 @@ impl Drop for WatchCount {
 
 /// The answer to a TokenRequest for the ServiceAccount `account` (`serviceaccounts/NAME/token`): a token
 /// signed with the cluster authority's key for the audiences asked (the API's when none), bound to a pod when
-/// asked (it stops authenticating once that pod is gone), valid for `expirationSeconds` within the limits.
+/// asked (it stops authenticating once that pod is gone), valid for `expirationSeconds` within the limits. The
+/// request's write check sees the pod the token is bound to (null when none).
 async fn token_request(api: &KubeApi, verbs: &Verbs, account: &Target, request: &Value) -> Result<Value, ApiError> {
     let signer = api.security.tokens.as_ref().ok_or_else(|| {
         ApiError::Unavailable(
@@ -930,7 +931,8 @@ async fn token_request(api: &KubeApi, verbs: &Verbs, account: &Target, request: 
                 .into(),
         )
     })?;
-    let account = verbs.get(account, Consistency::Linearizable).await?.object;
+    let account_target = account;
+    let account = verbs.get(account_target, Consistency::Linearizable).await?.object;
     let namespace = verbs::meta_str(&account, "namespace").unwrap_or_default().to_owned();
     let spec = &request["spec"];
     let seconds = spec["expirationSeconds"]
@@ -943,6 +945,7 @@ async fn token_request(api: &KubeApi, verbs: &Verbs, account: &Target, request: 
         audiences.push(service_accounts::API_AUDIENCE.to_owned());
     }
     let bound = &spec["boundObjectRef"];
+    let mut bound_pod = Value::Null;
     let pod = match bound["kind"].as_str().unwrap_or_default() {
         "" => None,
         "Pod" => {
@@ -967,10 +970,13 @@ async fn token_request(api: &KubeApi, verbs: &Verbs, account: &Target, request: 
                     ),
                 });
             }
+            bound_pod = pod;
             Some((name.to_owned(), uid))
         }
         other => return Err(ApiError::BadRequest(format!("a token can be bound to a Pod only, not to a {other}"))),
     };
+    // What the requester may ask for (NodeRestriction: a node, only tokens bound to its own pods).
+    verbs.check(account_target, &bound_pod)?;
     let now = jiff::Timestamp::now().as_second();
     let claims = service_accounts::Claims {
         namespace: namespace.clone(),

@@ -1,16 +1,18 @@
 //! Admission rules that read other objects from the store: a new pod's ServiceAccount must exist (upstream's
-//! ServiceAccount admission plugin), and a new namespace gets its `default` ServiceAccount in the same request,
-//! so that pods can be created in it at once, as they can upstream once its controller has made the account.
+//! ServiceAccount admission plugin), and the pod mounts its token (when this replica signs tokens); a new
+//! namespace gets its `default` ServiceAccount in the same request, so that pods can be created in it at once,
+//! as they can upstream once its controller has made the account (its `kube-root-ca.crt` is the namespace
+//! controller's to make, as upstream's publisher makes it).
 //!
 //! Which kinds these apply to is the catalog's to say (`runs_as_service_account`,
 //! `creates_default_service_account`).
 
 use serde_json::{json, Value};
 
-use crate::apis::catalog;
+use crate::apis::{admission, catalog};
 use crate::apiserver::errors::ApiError;
 use crate::apiserver::registry::objects::Consistency;
-use crate::apiserver::registry::verbs::{meta, Target, Verbs, WriteOptions};
+use crate::apiserver::registry::verbs::{meta, name_suffix, Target, Verbs, WriteOptions};
 use crate::limits;
 
 /// The account a pod runs as when it names none.
@@ -73,6 +75,9 @@ impl Verbs {
         let unset = spec.get("imagePullSecrets").is_none_or(|s| s.as_array().is_none_or(Vec::is_empty));
         if unset && !names.is_empty() {
             spec.insert("imagePullSecrets".into(), Value::Array(names));
+        }
+        if self.mounts_tokens {
+            admission::mount_service_account_token(obj, &found.object, name_suffix);
         }
         Ok(())
     }

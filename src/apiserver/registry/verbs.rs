@@ -80,7 +80,7 @@ fn new_uid() -> String {
 }
 
 /// The five random characters `generateName` appends (no vowels, no confusable digits), as upstream.
-fn name_suffix() -> String {
+pub(super) fn name_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     (0..5).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
 }
@@ -239,16 +239,19 @@ pub struct Verbs {
     pub objects: Objects,
     pub service_range: ServiceRange,
     pub check: Option<WriteCheck>,
+    /// Whether this replica signs ServiceAccount tokens (and namespaces publish the authority that verifies the
+    /// API): new pods then mount their account's token.
+    pub mounts_tokens: bool,
 }
 
 impl Verbs {
-    pub fn new(objects: Objects, service_range: ServiceRange) -> Verbs {
-        Verbs { objects, service_range, check: None }
+    pub fn new(objects: Objects, service_range: ServiceRange, mounts_tokens: bool) -> Verbs {
+        Verbs { objects, service_range, check: None, mounts_tokens }
     }
 
     /// The same verbs with every write fenced to `term` (see `Objects::fenced`).
     pub fn fenced(&self, term: u64) -> Verbs {
-        Verbs { objects: self.objects.fenced(term), service_range: self.service_range, check: self.check.clone() }
+        Verbs { objects: self.objects.fenced(term), ..self.clone() }
     }
 
     /// The same verbs with every object a create or an update stores checked by `check` first.
@@ -256,7 +259,8 @@ impl Verbs {
         Verbs { check: Some(check), ..self.clone() }
     }
 
-    fn check(&self, target: &Target, object: &Value) -> Result<(), ApiError> {
+    /// Runs the write check of the request on `object`, about to be stored under `target`.
+    pub fn check(&self, target: &Target, object: &Value) -> Result<(), ApiError> {
         self.check.as_ref().map_or(Ok(()), |check| check(target, object))
     }
 

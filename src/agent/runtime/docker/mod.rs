@@ -829,6 +829,10 @@ impl Runtime for DockerRuntime {
         true
     }
 
+    fn mounts_volumes(&self) -> bool {
+        true
+    }
+
     async fn image_present(&self, image: &str) -> Result<bool, RuntimeError> {
         match self.docker.inspect_image(image).await {
             Ok(_) => Ok(true),
