@@ -1091,8 +1091,7 @@ async fn prepare_volumes(
 ) -> HashMap<String, Missing> {
     let live: Vec<Arc<Pod>> = pods
         .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")))
+        .filter(|p| super::volumes::made_for(p))
         .filter(|p| p.spec.as_ref().is_some_and(|s| s.volumes.as_ref().is_some_and(|v| !v.is_empty())))
         .cloned()
         .collect();

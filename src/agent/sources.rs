@@ -140,9 +140,7 @@ impl Sources {
 /// unless `volumes` (when the runtime mounts no volumes), and while the pod is live (its volumes are made only
 /// then).
 pub fn references(pod: &Pod, volumes: bool) -> BTreeSet<SourceKey> {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    let live = pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"));
-    let volumes = volumes && live;
+    let volumes = volumes && super::volumes::made_for(pod);
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let mut out = BTreeSet::new();
     let mut add = |kind: Kind, name: &str| {

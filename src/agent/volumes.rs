@@ -170,6 +170,12 @@ fn downward(payload: &mut Payload, pod: &Pod, items: &[DownwardAPIVolumeFile], m
     }
 }
 
+/// Whether `pod`'s volumes are made (and their sources read): while it is neither being deleted nor finished.
+pub fn made_for(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
 /// Where the containers' `volumeMounts` put a pod's volumes, `root` being the pod's volume directory (pure).
 pub fn mounts(pod: &Pod, container: &k8s_openapi::api::core::v1::Container, root: &Path) -> Vec<Mount> {
     let volumes = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
