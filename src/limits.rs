@@ -511,6 +511,11 @@ pub const CRON_MISSED_MAX: usize = 100;
 /// How long a controller waits for its cache to show the pods it created or deleted before it trusts the
 /// cache again anyway (upstream's ExpectationsTimeout).
 pub const EXPECTATIONS_TIMEOUT_SECS: u64 = 300;
+/// How long a controller waits for a write whose outcome it does not know (its request failed with a 5xx or
+/// no answer) to show in its cache: longer than the store takes to time a write out and apply it, far shorter
+/// than `EXPECTATIONS_TIMEOUT_SECS`, since such a write usually never happened.
+pub const UNCONFIRMED_EXPECTATION_SECS: u64 = 15;
+const _: () = assert!(UNCONFIRMED_EXPECTATION_SECS * 1000 > 2 * WRITE_TIMEOUT_MS);
 
 // The agent's process runtime and the kubelet endpoint.
 /// Size at which a container's log file is rotated; one rotated file is kept, so an attempt's log takes at

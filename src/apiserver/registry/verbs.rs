@@ -80,7 +80,7 @@ fn new_uid() -> String {
 }
 
 /// The five random characters `generateName` appends (no vowels, no confusable digits), as upstream.
-pub(super) fn name_suffix() -> String {
+pub fn name_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     (0..5).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
 }

@@ -26,3 +26,9 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
 pub fn is_fenced(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(e) if e.reason == crate::apiserver::errors::FENCED_REASON)
 }
+
+/// Whether a failed write may still take effect: the API answered 5xx (the store's deadline passed, the leader
+/// changed, a fault) or nothing came back at all. Only a 4xx answer says that the write changed nothing.
+pub fn outcome_unknown(error: &kube::Error) -> bool {
+    !matches!(error, kube::Error::Api(e) if (400..500).contains(&e.code))
+}

@@ -5,10 +5,11 @@
 //! Expectations are kept by name: a created pod is expected until the cache has held it (the pod handler calls
 //! `observed`, or `satisfied` finds it in the cache), a deleted one until the cache no longer holds it alive.
 //! They expire after `EXPECTATIONS_TIMEOUT_SECS` (an object created and deleted before the cache showed it
-//! would otherwise be waited for forever). They belong to one term: a new leader starts from its own cache,
-//! which holds everything the old leader committed.
+//! would otherwise be waited for forever); a write whose outcome is unknown (`Outcome::Unknown`) is waited for
+//! only `UNCONFIRMED_EXPECTATION_SECS`, long enough for the store to have applied it if it was made. They
+//! belong to one term: a new leader starts from its own cache, which holds everything the old leader committed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -17,11 +18,36 @@ use tokio::time::Instant;
 
 use crate::limits;
 
+/// What a controller knows of a write it made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The API answered that it was made.
+    Made,
+    /// The request failed in a way that leaves the write possibly made (a 5xx, or no answer).
+    Unknown,
+}
+
+impl Outcome {
+    fn deadline(self) -> Instant {
+        let secs = match self {
+            Outcome::Made => limits::EXPECTATIONS_TIMEOUT_SECS,
+            Outcome::Unknown => limits::UNCONFIRMED_EXPECTATION_SECS,
+        };
+        Instant::now() + Duration::from_secs(secs)
+    }
+}
+
+/// The names a key waits for, each until its deadline.
 #[derive(Default)]
 struct Pending {
-    creates: HashSet<String>,
-    deletes: HashSet<String>,
-    since: Option<Instant>,
+    creates: HashMap<String, Instant>,
+    deletes: HashMap<String, Instant>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.creates.is_empty() && self.deletes.is_empty()
+    }
 }
 
 /// What the cache holds of one name.
@@ -50,21 +76,20 @@ impl<K: Clone + Eq + Hash> Expectations<K> {
 
     /// `key` created `name`; `seen` is what the cache holds of it now.
     pub fn created(&self, key: &K, name: String, seen: Seen) {
+        self.created_with(key, name, seen, Outcome::Made);
+    }
+
+    /// `key` created `name`, or may have (`outcome`); `seen` is what the cache holds of it now.
+    pub fn created_with(&self, key: &K, name: String, seen: Seen, outcome: Outcome) {
         if seen != Seen::Absent {
             return;
         }
-        let mut pending = self.lock();
-        let p = pending.entry(key.clone()).or_default();
-        p.since.get_or_insert_with(Instant::now);
-        p.creates.insert(name);
+        self.lock().entry(key.clone()).or_default().creates.insert(name, outcome.deadline());
     }
 
-    /// `key` deleted `name`.
-    pub fn deleted(&self, key: &K, name: String) {
-        let mut pending = self.lock();
-        let p = pending.entry(key.clone()).or_default();
-        p.since.get_or_insert_with(Instant::now);
-        p.deletes.insert(name);
+    /// `key` deleted `name`, or may have (`outcome`).
+    pub fn deleted(&self, key: &K, name: String, outcome: Outcome) {
+        self.lock().entry(key.clone()).or_default().deletes.insert(name, outcome.deadline());
     }
 
     /// The cache has shown `name` (owned by `key`) in state `seen`.
@@ -75,21 +100,21 @@ impl<K: Clone + Eq + Hash> Expectations<K> {
             if seen != Seen::Alive {
                 p.deletes.remove(name);
             }
-            if p.creates.is_empty() && p.deletes.is_empty() {
+            if p.is_empty() {
                 pending.remove(key);
             }
         }
     }
 
     /// Whether `key` may act on its cache: everything it created has been seen, everything it deleted has gone
-    /// (looked up through `seen`), or it has waited `EXPECTATIONS_TIMEOUT_SECS`.
+    /// (looked up through `seen`), or has been waited for until its deadline.
     pub fn satisfied(&self, key: &K, seen: impl Fn(&str) -> Seen) -> bool {
         let mut pending = self.lock();
         let Some(p) = pending.get_mut(key) else { return true };
-        p.creates.retain(|name| seen(name) == Seen::Absent);
-        p.deletes.retain(|name| seen(name) == Seen::Alive);
-        let expired = p.since.is_some_and(|s| s.elapsed() >= Duration::from_secs(limits::EXPECTATIONS_TIMEOUT_SECS));
-        if expired || (p.creates.is_empty() && p.deletes.is_empty()) {
+        let now = Instant::now();
+        p.creates.retain(|name, deadline| *deadline > now && seen(name) == Seen::Absent);
+        p.deletes.retain(|name, deadline| *deadline > now && seen(name) == Seen::Alive);
+        if p.is_empty() {
             pending.remove(key);
             return true;
         }
@@ -111,7 +136,7 @@ mod tests {
         let e: Expectations<&str> = Expectations::default();
         e.created(&"rs", "a".into(), Seen::Absent);
         e.created(&"rs", "b".into(), Seen::Alive);
-        e.deleted(&"rs", "c".into());
+        e.deleted(&"rs", "c".into(), Outcome::Made);
         let cache = |a: Seen, c: Seen| {
             move |n: &str| match n {
                 "a" => a,
@@ -135,5 +160,16 @@ mod tests {
         assert!(!e.satisfied(&"rs", |_| Seen::Absent));
         tokio::time::advance(Duration::from_secs(limits::EXPECTATIONS_TIMEOUT_SECS)).await;
         assert!(e.satisfied(&"rs", |_| Seen::Absent));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_of_unknown_outcome_is_waited_for_a_short_while_only() {
+        let e: Expectations<&str> = Expectations::default();
+        e.created_with(&"rs", "a".into(), Seen::Absent, Outcome::Unknown);
+        e.created(&"rs", "b".into(), Seen::Absent);
+        let only_b_shown = |n: &str| if n == "b" { Seen::Alive } else { Seen::Absent };
+        assert!(!e.satisfied(&"rs", only_b_shown), "a may still be applied");
+        tokio::time::advance(Duration::from_secs(limits::UNCONFIRMED_EXPECTATION_SECS)).await;
+        assert!(e.satisfied(&"rs", only_b_shown), "a was never made: the key acts again");
     }
 }
