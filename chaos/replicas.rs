@@ -23,7 +23,7 @@ pub async fn start(planted_bug: Option<&str>) -> Replicas {
         local.server_args = vec!["--chaos-plant-bug".into(), bug.into()];
     }
     local.start_all().unwrap();
-    let clients: Vec<EtcdClient> = local.client_endpoints().iter().map(|e| EtcdClient::new(e).unwrap()).collect();
+    let clients: Vec<EtcdClient> = local.etcd_clients().unwrap();
     wait(&clients, None).await;
     Replicas { local, clients, dir }
 }

@@ -2,7 +2,7 @@
 # raftsman's developer entry point. Installs the system packages building and testing need (when run as
 # root; otherwise it names them), keeps cargo's build directory outside the checkout so later runs are
 # incremental, then runs one of:
-#   up     build and start a local three-replica cluster in ./raftsman-up (Ctrl-C stops it)
+#   up     build and start a local cluster (three replicas, one agent) in ./.raftsman (Ctrl-C stops it)
 #   test   rustfmt check, clippy with warnings denied, every test (unit, storage suite, multi-process)
 #   bench  the side-by-side benchmark against a three-member etcd 3.4 cluster (and the other suites)
 #   bench-docker [PODS [RATE]]  pod startup latency of PODS (100) pods on one Docker node, all at once and at
@@ -109,7 +109,7 @@ case "${1:-}" in
       done
       tar -C "$dir/rootfs" -c . | docker import --change 'ENV PATH=/bin' - raftsman-bench/busybox:1 >/dev/null
     fi
-    "$bin" up --data-dir "$dir/cluster" --base-port 24500 >"$dir/up.log" 2>&1 &
+    "$bin" up --data-dir "$dir/cluster" --base-port 24500 --agent none >"$dir/up.log" 2>&1 &
     pids+=($!)
     export KUBECONFIG="$dir/cluster/n1/admin.kubeconfig"
     for _ in $(seq 60); do kubectl get --raw /readyz >/dev/null 2>&1 && break; sleep 1; done

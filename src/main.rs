@@ -27,15 +27,16 @@ enum Cmd {
     #[command(name = "agent-shim", hide = true)]
     AgentShim { attempt_dir: PathBuf },
     /// Run one control-plane replica.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Run a local HA cluster of three replicas (child processes) until interrupted.
     Up(UpArgs),
     /// Benchmark a three-replica raftsman cluster against a three-member etcd cluster, side by side.
     Bench(BenchArgs),
     /// Run a worker agent: register a node (or many fake ones) and run the pods bound to it.
-    Agent(AgentArgs),
-    /// Make the cluster's certificates: the peer authority and each replica's peer certificate, the cluster
-    /// authority and each replica's API certificate, and users' kubeconfigs.
+    Agent(Box<AgentArgs>),
+    /// Make the cluster's certificates: the peer authority and each replica's peer certificate, the etcd
+    /// authority, each replica's etcd certificate and etcd clients', the cluster authority and each replica's
+    /// API certificate, and users' kubeconfigs.
     #[command(subcommand)]
     Certs(CertsCmd),
 }
@@ -58,6 +59,32 @@ enum CertsCmd {
         /// The host of the replica's --peer-addr (repeat for more).
         #[arg(long = "host", required = true)]
         hosts: Vec<String>,
+    },
+    /// Create the etcd authority (etcd-ca.crt and etcd-ca.key) in --dir, unless it is there already. Every
+    /// replica gets etcd-ca.crt (--trusted-ca-file); whoever holds a certificate it signed may read and write
+    /// every key of the store.
+    EtcdCa {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue replica NAME's etcd serving certificate (NAME-etcd.crt and NAME-etcd.key in --dir), signed by the
+    /// etcd authority in --dir, valid for the hosts clients reach its etcd client port at.
+    Etcd {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// The host of the replica's --client-addr (repeat for more).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+    },
+    /// Issue an etcd client certificate for NAME (NAME.crt and NAME.key in --dir), signed by the etcd authority
+    /// in --dir: etcdctl's --cert and --key.
+    EtcdClient {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
     },
     /// Create the cluster authority (ca.crt and ca.key) in --dir, unless it is there already. Every replica
     /// gets ca.crt (--client-ca-file); replicas that sign nodes' and the admin's certificates get ca.key too
@@ -207,13 +234,26 @@ enum BenchSuite {
 
 #[derive(clap::Args)]
 struct UpArgs {
-    /// Where the replicas keep their data and logs; an existing dir restarts the same cluster.
-    #[arg(long, default_value = "raftsman-up")]
+    /// Where the replicas and the agent keep their data and logs, and the admin kubeconfig is written; an
+    /// existing dir resumes the same cluster.
+    #[arg(long, default_value = ".raftsman")]
     data_dir: PathBuf,
     /// Replica i (from 0) listens for peers on BASE+10*i, for etcd clients on BASE+10*i+1 and for the
     /// Kubernetes API on BASE+10*i+2.
     #[arg(long, default_value_t = 23000)]
     base_port: u16,
+    /// The worker agent to start beside the replicas (its kubelet endpoint on BASE+50): `auto` runs pods in
+    /// Docker when a Docker Engine answers, else as local processes; `none` starts no agent.
+    #[arg(long, value_enum, default_value_t = UpAgent::Auto)]
+    agent: UpAgent,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum UpAgent {
+    Auto,
+    Docker,
+    Process,
+    None,
 }
 
 #[derive(clap::Args)]
@@ -227,7 +267,8 @@ struct ServerArgs {
     /// Address for Raft traffic between replicas.
     #[arg(long, default_value = "127.0.0.1:2380")]
     peer_addr: SocketAddr,
-    /// Address for the etcd v3 client API.
+    /// Address for the etcd v3 client API: a loopback address unless the port serves TLS (--trusted-ca-file,
+    /// --cert-file, --key-file).
     #[arg(long, default_value = "127.0.0.1:2379")]
     client_addr: SocketAddr,
     /// Address for the Kubernetes REST API (kubectl and the Kubernetes clients).
@@ -281,6 +322,16 @@ struct ServerArgs {
     /// the cluster over. Only for clusters on loopback.
     #[arg(long)]
     insecure_peer: bool,
+    /// The etcd authority's certificate: the etcd client port then serves TLS and takes only clients with a
+    /// certificate it signed (as etcd's flag of the same name with --client-cert-auth).
+    #[arg(long)]
+    trusted_ca_file: Option<PathBuf>,
+    /// This replica's etcd serving certificate (from the etcd authority; valid for the host of --client-addr).
+    #[arg(long)]
+    cert_file: Option<PathBuf>,
+    /// The key of --cert-file.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
     /// The Kubernetes API's serving certificate (from the cluster authority, valid for the host of --api-addr).
     #[arg(long)]
     tls_cert_file: Option<PathBuf>,
@@ -382,6 +433,11 @@ fn run() -> anyhow::Result<()> {
                         args.peer_key_file,
                         args.insecure_peer,
                     )?,
+                    client_security: cluster::config::ClientSecurity::from_flags(
+                        args.trusted_ca_file,
+                        args.cert_file,
+                        args.key_file,
+                    )?,
                     api_security: cluster::config::ApiSecurityConfig::from_flags(cluster::config::ApiSecurityFlags {
                         tls_cert_file: args.tls_cert_file,
                         tls_private_key_file: args.tls_private_key_file,
@@ -407,7 +463,7 @@ fn run() -> anyhow::Result<()> {
             Cmd::AgentShim { .. } => unreachable!("the shim runs before the async runtime"),
             Cmd::Up(args) => up(args).await,
             Cmd::Certs(command) => certs(command),
-            Cmd::Agent(args) => agent(args).await,
+            Cmd::Agent(args) => agent(*args).await,
             Cmd::Bench(args) => {
                 let dir = std::path::absolute(&args.data_dir).context("resolving --data-dir")?;
                 let raftsman = std::env::current_exe().context("locating the raftsman binary")?;
@@ -551,12 +607,22 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
 }
 
 fn certs(command: CertsCmd) -> anyhow::Result<()> {
-    use raftsman::security::{kubeconfig, peer, pki, tls};
+    use raftsman::security::{etcd, kubeconfig, peer, pki, tls};
     match command {
         CertsCmd::PeerCa { dir } => make_authority(&dir, peer::AUTHORITY, peer::AUTHORITY_NAME, "peer")?,
         CertsCmd::Peer { dir, name, hosts } => {
-            let files = cluster::local::peer_files(&name);
-            issue_to(&dir, peer::AUTHORITY, &files, (&name, &[]), &hosts, &format!("{name}'s peer"))?;
+            issue_to(&dir, peer::AUTHORITY, &peer::files(&name), (&name, &[]), &hosts, &format!("{name}'s peer"))?;
+        }
+        CertsCmd::EtcdCa { dir } => make_authority(&dir, etcd::AUTHORITY, etcd::AUTHORITY_NAME, "etcd")?,
+        CertsCmd::Etcd { dir, name, hosts } => {
+            let files = etcd::server_files(&name);
+            issue_to(&dir, etcd::AUTHORITY, &files, (&name, &[]), &hosts, &format!("{name}'s etcd"))?;
+        }
+        CertsCmd::EtcdClient { dir, name } => {
+            let issued = pki::Authority::load(&dir, etcd::AUTHORITY)?.issue(&name, &[], &[], pki::Usage::Client)?;
+            pki::save(&dir, &name, &issued)?;
+            let (cert, key) = pki::files(&dir, &name);
+            println!("issued {name}'s etcd client certificate: {} (key {})", cert.display(), key.display());
         }
         CertsCmd::Ca { dir } => make_authority(&dir, tls::AUTHORITY, tls::AUTHORITY_NAME, "cluster")?,
         CertsCmd::Api { dir, name, hosts } => {
@@ -610,11 +676,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     use cluster::local::{Flavor, LocalCluster};
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let binary = std::env::current_exe().context("locating the raftsman binary")?;
-    let mut local = LocalCluster::new(Flavor::Raftsman { binary }, &args.data_dir, 3, Some(args.base_port))?;
+    let mut local =
+        LocalCluster::new(Flavor::Raftsman { binary: binary.clone() }, &args.data_dir, 3, Some(args.base_port))?;
+    // Spawned from this (the main) thread, the replicas and the agent end with this process however it ends.
+    local.end_with_this_process = true;
     local.start_all().context("starting the replicas")?;
-    let endpoints = local.client_endpoints();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let client = cluster::etcd_client::EtcdClient::new(&endpoints[0])?;
+    let client = local.etcd_client(0)?;
     loop {
         // Ready once a leader is elected and has created the system namespaces.
         let bootstrapped = match client.status().await {
@@ -631,6 +699,19 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
         }
     }
+    let kubeconfig = args.data_dir.join("kubeconfig");
+    let admin = std::fs::read_to_string(local.kubeconfig(0)).context("reading n1's admin kubeconfig")?;
+    raftsman::security::pki::write(&kubeconfig, &admin, 0o600)?;
+    let runtime = match args.agent {
+        UpAgent::Auto if raftsman::agent::runtime::docker::engine_answers().await => Some("docker"),
+        UpAgent::Auto | UpAgent::Process => Some("process"),
+        UpAgent::Docker => Some("docker"),
+        UpAgent::None => None,
+    };
+    let mut agent = match runtime {
+        Some(runtime) => Some(start_agent(&binary, &local, runtime, &args)?),
+        None => None,
+    };
     let hosts: Vec<String> = local.members.iter().map(|m| m.client_addr.to_string()).collect();
     println!("raftsman: 3 replicas are up; data and logs in {}", args.data_dir.display());
     for m in &local.members {
@@ -643,21 +724,79 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             m.log.display()
         );
     }
-    if let Some(pki) = &local.pki {
-        println!(
-            "replicas talk over mutual TLS and serve the API over TLS; authorities and certificates: {}",
-            pki.display()
-        );
+    if let Some((_, node, runtime)) = &agent {
+        let log = args.data_dir.join("agent.log");
+        println!("  agent: node {node}, pods run by the {runtime} runtime, log {}", log.display());
     }
-    println!("agents join with the node token: raftsman agent --token-file {} ...", local.node_token_file().display());
-    let kubeconfig = local.members[0].data_dir.join("admin.kubeconfig");
-    println!("try:  kubectl --kubeconfig {} get namespaces", kubeconfig.display());
-    println!("      ETCDCTL_API=3 etcdctl --endpoints={} endpoint status -w table", hosts.join(","));
-    println!("each replica writes its own admin.kubeconfig into its data dir: use another one if n1 goes down");
+    println!(
+        "replicas talk over mutual TLS and serve the API and the etcd client port over TLS; authorities and \
+         certificates: {}",
+        local.pki.display()
+    );
+    println!(
+        "more agents join with the node token: raftsman agent --token-file {} ...",
+        local.node_token_file().display()
+    );
+    println!("admin kubeconfig: {}", kubeconfig.display());
+    println!("try:  kubectl --kubeconfig {} get nodes", kubeconfig.display());
+    let etcd = local.etcd_client_files();
+    println!(
+        "      ETCDCTL_API=3 etcdctl --endpoints={} --cacert {} --cert {} --key {} endpoint status -w table",
+        hosts.join(","),
+        etcd.trusted_ca.display(),
+        etcd.cert.display(),
+        etcd.key.display()
+    );
+    println!("each replica also writes an admin.kubeconfig into its data dir: use another one if n1 goes down");
     println!("press Ctrl-C to stop");
     shutdown_signal().await;
+    if let Some((child, _, _)) = &mut agent {
+        cluster::local::stop_child(child, std::time::Duration::from_secs(10));
+    }
     for i in 0..local.members.len() {
         local.stop(i, std::time::Duration::from_secs(10));
     }
     Ok(())
+}
+
+/// Starts the agent of `up`: a node named after this host, with pods run by `runtime`, joining with the node
+/// token, its data in `<data dir>/agent` and its log in `<data dir>/agent.log`; returns it with its node's
+/// name and runtime.
+fn start_agent(
+    binary: &std::path::Path,
+    local: &cluster::local::LocalCluster,
+    runtime: &'static str,
+    args: &UpArgs,
+) -> anyhow::Result<(std::process::Child, String, &'static str)> {
+    let node = node_name();
+    let servers: Vec<String> = local.members.iter().map(|m| m.api_addr.to_string()).collect();
+    let log_path = args.data_dir.join("agent.log");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let mut command = std::process::Command::new(binary);
+    command
+        .args(["agent", "--node-name", &node, "--runtime", runtime, "--servers", &servers.join(",")])
+        .arg("--token-file")
+        .arg(local.node_token_file())
+        .arg("--data-dir")
+        .arg(args.data_dir.join("agent"))
+        .arg("--kubelet-addr")
+        .arg(format!("127.0.0.1:{}", args.base_port + 50))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    cluster::local::end_with_this_process(&mut command);
+    let child = command.spawn().with_context(|| format!("starting the agent (log {})", log_path.display()))?;
+    Ok((child, node, runtime))
+}
+
+/// This host's name as a node name (lowercase letters, digits, '-' and '.'), or `local`.
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_lowercase();
+    let name: String = host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect();
+    let name = name.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned();
+    if name.is_empty() {
+        "local".to_owned()
+    } else {
+        name
+    }
 }

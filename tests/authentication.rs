@@ -302,7 +302,7 @@ async fn a_replica_serves_its_replaced_api_certificate_without_a_restart() {
         let stream = connect_with(cluster.local.members[0].api_addr, harness::api::admin_tls(&cluster.local)).await;
         stream.unwrap().get_ref().1.peer_certificates().unwrap()[0].to_vec()
     };
-    let pki_dir = cluster.local.pki.clone().unwrap();
+    let pki_dir = cluster.local.pki.clone();
     let (cert, _) = pki::files(&pki_dir, &tls::api_files("n1"));
     let before = rustls::pki_types::CertificateDer::from_pem_file(&cert).unwrap().to_vec();
     assert_eq!(served().await, before);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use harness::etcdctl::get_json;
+use harness::etcdctl::Etcdctl;
 use harness::kubectl::{follower, Kubectl};
 use harness::{eventually, TestCluster};
 
@@ -32,7 +32,7 @@ fn found_under(dir: &Path, needle: &[u8]) -> Vec<String> {
 
 /// The sealed value etcdctl reads for Secret `name` in `default`.
 fn stored(c: &TestCluster, name: &str) -> Vec<u8> {
-    let kvs = get_json(&c.local.client_endpoints(), &[&format!("/registry/secrets/default/{name}")]);
+    let kvs = Etcdctl::of(&c.local).get_json(&[&format!("/registry/secrets/default/{name}")]);
     let value = kvs[0]["value"].as_str().expect("the secret is stored");
     base64::engine::general_purpose::STANDARD.decode(value).unwrap()
 }
@@ -111,7 +111,7 @@ async fn secrets_are_sealed_at_rest_and_read_whole_through_every_path() {
 
     // Rotation: a new key first, the old one second; after a restart the Secret still reads, and rewritten it is
     // sealed with the new key; with the old key gone it still reads.
-    let config = c.local.pki.clone().unwrap().join(raftsman::cluster::local::ENCRYPTION_CONFIG);
+    let config = c.local.pki.join(raftsman::cluster::local::ENCRYPTION_CONFIG);
     let first = std::fs::read_to_string(&config).unwrap();
     let old_key = first.lines().find(|l| l.trim_start().starts_with("secret:")).unwrap().to_owned();
     let new_key = format!("              secret: {}", base64::engine::general_purpose::STANDARD.encode([7u8; 32]));

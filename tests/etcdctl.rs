@@ -6,20 +6,19 @@ mod harness;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::etcdctl::etcdctl;
+use harness::etcdctl::Etcdctl;
 use harness::{eventually, put_retrying, TestCluster};
 use raftsman::cluster::local::Signal;
 use raftsman::proto::etcd as pb;
 
 /// Runs a long-running etcdctl command (watch) for `duration` and returns what it printed.
-fn etcdctl_for(endpoints: &[String], args: &[&str], duration: Duration) -> String {
-    let hosts: Vec<&str> = endpoints.iter().map(|e| e.trim_start_matches("http://")).collect();
+fn etcdctl_for(etcd: &Etcdctl, args: &[&str], duration: Duration) -> String {
     let child = Command::new("timeout")
         .arg("--signal=TERM")
         .arg(format!("{}s", duration.as_secs()))
         .arg("etcdctl")
         .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", hosts.join(",")))
+        .args(etcd.connection())
         .args(args)
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -27,73 +26,105 @@ fn etcdctl_for(endpoints: &[String], args: &[&str], duration: Duration) -> Strin
     String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
 }
 
-fn ok(endpoints: &[String], args: &[&str]) -> String {
-    let (success, out, err) = etcdctl(endpoints, args, None);
-    assert!(success, "etcdctl {args:?} failed: {err}");
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_works_against_any_replica_and_all_of_them() {
     let c = TestCluster::start(3).await;
-    let all = c.local.client_endpoints();
+    let all = Etcdctl::of(&c.local);
     let leader = c.leader().await;
-    let follower = vec![all[(leader + 1) % 3].clone()];
+    let follower = all.only((leader + 1) % 3);
 
     // put / get / prefix / serializable, through a follower.
-    assert_eq!(ok(&follower, &["put", "app/a", "1"]).trim(), "OK");
-    assert_eq!(ok(&all, &["put", "app/b", "2"]).trim(), "OK");
-    assert_eq!(ok(&follower, &["get", "app/", "--prefix"]), "app/a\n1\napp/b\n2\n");
-    assert_eq!(ok(&follower, &["get", "app/a", "--consistency=s", "--print-value-only"]).trim(), "1");
-    let rev_of_a = ok(&all, &["get", "app/a", "-w", "fields"]);
+    assert_eq!(follower.ok(&["put", "app/a", "1"]).trim(), "OK");
+    assert_eq!(all.ok(&["put", "app/b", "2"]).trim(), "OK");
+    assert_eq!(follower.ok(&["get", "app/", "--prefix"]), "app/a\n1\napp/b\n2\n");
+    assert_eq!(follower.ok(&["get", "app/a", "--consistency=s", "--print-value-only"]).trim(), "1");
+    let rev_of_a = all.ok(&["get", "app/a", "-w", "fields"]);
     let rev_of_a: i64 = rev_of_a
         .lines()
         .find_map(|l| l.strip_prefix("\"ModRevision\" : "))
         .expect("fields output has ModRevision")
         .parse()
         .unwrap();
-    assert_eq!(ok(&all, &["put", "app/a", "3"]).trim(), "OK");
-    assert_eq!(ok(&all, &["get", "app/a", &format!("--rev={rev_of_a}"), "--print-value-only"]).trim(), "1");
+    assert_eq!(all.ok(&["put", "app/a", "3"]).trim(), "OK");
+    assert_eq!(all.ok(&["get", "app/a", &format!("--rev={rev_of_a}"), "--print-value-only"]).trim(), "1");
 
     // txn: compare on value, then the success branch.
     let (success, out, err) =
-        etcdctl(&follower, &["txn"], Some("value(\"app/a\") = \"3\"\n\nput app/c 4\n\nput app/c 5\n\n"));
+        follower.run(&["txn"], Some("value(\"app/a\") = \"3\"\n\nput app/c 4\n\nput app/c 5\n\n"));
     assert!(success, "{err}");
     assert!(out.starts_with("SUCCESS"), "{out}");
-    assert_eq!(ok(&all, &["get", "app/c", "--print-value-only"]).trim(), "4");
+    assert_eq!(all.ok(&["get", "app/c", "--print-value-only"]).trim(), "4");
 
     // del, then watch replays history from a revision.
-    assert_eq!(ok(&all, &["del", "app/b"]).trim(), "1");
+    assert_eq!(all.ok(&["del", "app/b"]).trim(), "1");
     let watched =
         etcdctl_for(&follower, &["watch", "app/", "--prefix", &format!("--rev={rev_of_a}")], Duration::from_secs(2));
     assert!(watched.starts_with("PUT\napp/a\n1\n"), "{watched}");
     assert!(watched.contains("DELETE\napp/b\n"), "{watched}");
 
     // Leases: grant, attach, time-to-live with keys, keep-alive, revoke deletes the key.
-    let granted = ok(&follower, &["lease", "grant", "60"]);
+    let granted = follower.ok(&["lease", "grant", "60"]);
     let lease = granted.split_whitespace().nth(1).expect("lease id").to_string();
-    assert_eq!(ok(&follower, &["put", "leased", "x", &format!("--lease={lease}")]).trim(), "OK");
-    let ttl = ok(&follower, &["lease", "timetolive", &lease, "--keys"]);
+    assert_eq!(follower.ok(&["put", "leased", "x", &format!("--lease={lease}")]).trim(), "OK");
+    let ttl = follower.ok(&["lease", "timetolive", &lease, "--keys"]);
     assert!(ttl.contains("attached keys([leased])"), "{ttl}");
-    let kept = ok(&follower, &["lease", "keep-alive", "--once", &lease]);
+    let kept = follower.ok(&["lease", "keep-alive", "--once", &lease]);
     assert!(kept.contains("keepalived with TTL(60)"), "{kept}");
-    assert!(ok(&all, &["lease", "list"]).contains(&lease));
-    ok(&follower, &["lease", "revoke", &lease]);
-    assert_eq!(ok(&all, &["get", "leased"]), "");
+    assert!(all.ok(&["lease", "list"]).contains(&lease));
+    follower.ok(&["lease", "revoke", &lease]);
+    assert_eq!(all.ok(&["get", "leased"]), "");
 
     // Compaction: old revisions become unreadable.
-    let compact_to = ok(&all, &["get", "app/c", "-w", "fields"]);
+    let compact_to = all.ok(&["get", "app/c", "-w", "fields"]);
     let compact_to: i64 = compact_to.lines().find_map(|l| l.strip_prefix("\"Revision\" : ")).unwrap().parse().unwrap();
-    assert!(ok(&all, &["compaction", &compact_to.to_string()]).contains("compacted revision"));
-    let (success, _, err) = etcdctl(&all, &["get", "app/a", &format!("--rev={rev_of_a}")], None);
+    assert!(all.ok(&["compaction", &compact_to.to_string()]).contains("compacted revision"));
+    let (success, _, err) = all.run(&["get", "app/a", &format!("--rev={rev_of_a}")], None);
     assert!(!success && err.contains("compacted"), "{err}");
 
     // member list and endpoint status show three members and exactly one leader.
-    let members = ok(&all, &["member", "list"]);
+    let members = all.ok(&["member", "list"]);
     assert_eq!(members.lines().count(), 3, "{members}");
     assert!(members.lines().all(|l| l.contains("started")), "{members}");
-    let status = ok(&all, &["endpoint", "status"]);
+    let status = all.ok(&["endpoint", "status"]);
     assert_eq!(status.lines().filter(|l| l.contains(", true, false,")).count(), 1, "one leader: {status}");
+}
+
+/// The etcd client port serves TLS and takes only clients with a certificate of the etcd authority: without
+/// TLS, without a certificate, with the cluster authority's admin certificate or with a replica's peer
+/// certificate, etcdctl is refused and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_etcd_client_port_takes_only_certificates_of_the_etcd_authority() {
+    use raftsman::security::{peer, pki};
+    let c = TestCluster::start(1).await;
+    let etcd = Etcdctl::of(&c.local);
+    assert_eq!(etcd.ok(&["put", "k", "by-the-etcd-client"]).trim(), "OK");
+
+    let dir = tempfile::tempdir().unwrap();
+    let admin = c.local.authority().unwrap().issue("admin", &["system:masters"], &[], pki::Usage::Client).unwrap();
+    pki::save(dir.path(), "admin", &admin).unwrap();
+    let files = c.local.etcd_client_files();
+    let flag = |name: &str, path: &std::path::Path| format!("--{name}={}", path.display());
+    let cacert = flag("cacert", &files.trusted_ca);
+    let shown = |(cert, key): (std::path::PathBuf, std::path::PathBuf)| {
+        vec![cacert.clone(), flag("cert", &cert), flag("key", &key)]
+    };
+    let refused = [
+        ("no TLS", vec![]),
+        ("no certificate", vec![cacert.clone()]),
+        ("the cluster authority's admin", shown(pki::files(dir.path(), "admin"))),
+        ("a replica's peer certificate", shown(pki::files(&c.local.pki, &peer::files("n1")))),
+    ];
+    for (what, tls) in refused {
+        let args = ["put", "k", what, "--dial-timeout=1s", "--command-timeout=2s"];
+        let (success, out, err) = etcd.with_credentials(&tls).run(&args, None);
+        assert!(!success, "{what}: etcdctl was served: {out}");
+        assert!(!err.is_empty(), "{what}: no error printed");
+    }
+    assert_eq!(
+        etcd.ok(&["get", "k", "--print-value-only"]).trim(),
+        "by-the-etcd-client",
+        "nothing refused was written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,8 +290,8 @@ async fn foreign_other_cluster_and_corrupt_data_dirs_are_refused_untouched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_lost_its_database_starts_only_to_rejoin() {
     let mut c = TestCluster::start(3).await;
-    let all = c.local.client_endpoints();
-    ok(&all, &["put", "before-the-loss", "kept"]);
+    let all = Etcdctl::of(&c.local);
+    all.ok(&["put", "before-the-loss", "kept"]);
     let lost = (c.leader().await + 1) % 3;
     c.local.signal(lost, Signal::Kill);
     let db = c.local.members[lost].data_dir.join("db");
@@ -279,14 +310,14 @@ async fn a_member_that_lost_its_database_starts_only_to_rejoin() {
     c.local.server_args.push("--rejoin".into());
     c.local.start(lost).unwrap();
     c.local.server_args.pop();
-    ok(&all[..1], &["put", "after-the-loss", "new"]);
+    all.only(0).ok(&["put", "after-the-loss", "new"]);
     eventually(Duration::from_secs(30), "the rejoined member to hold the cluster's data", || async {
         let before = c.clients[lost].get("before-the-loss", true).await.ok()?;
         let after = c.clients[lost].get("after-the-loss", true).await.ok()?;
         (before.kvs.len() == 1 && after.kvs.len() == 1).then_some(())
     })
     .await;
-    let members = ok(&all, &["member", "list"]);
+    let members = all.ok(&["member", "list"]);
     assert_eq!(members.lines().count(), 3, "{members}");
 
     // Once rejoined, it is a member like the others: a plain restart resumes from its database.
@@ -302,11 +333,11 @@ async fn a_member_that_lost_its_database_starts_only_to_rejoin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lease_deletes_its_keys_on_every_replica() {
     let c = TestCluster::start(3).await;
-    let all = c.local.client_endpoints();
-    let granted = ok(&all, &["lease", "grant", &raftsman::limits::LEASE_TTL_SECS_MIN.to_string()]);
+    let all = Etcdctl::of(&c.local);
+    let granted = all.ok(&["lease", "grant", &raftsman::limits::LEASE_TTL_SECS_MIN.to_string()]);
     let lease = granted.split_whitespace().nth(1).expect("lease id").to_string();
-    assert_eq!(ok(&all, &["put", "ephemeral", "x", &format!("--lease={lease}")]).trim(), "OK");
-    assert_eq!(ok(&all, &["put", "durable", "y"]).trim(), "OK");
+    assert_eq!(all.ok(&["put", "ephemeral", "x", &format!("--lease={lease}")]).trim(), "OK");
+    assert_eq!(all.ok(&["put", "durable", "y"]).trim(), "OK");
 
     // Nobody keeps the lease alive: the leader revokes it through the log, so every replica deletes the key.
     for i in 0..3 {
@@ -317,59 +348,58 @@ async fn an_expired_lease_deletes_its_keys_on_every_replica() {
         .await;
         assert_eq!(c.clients[i].get("durable", true).await.unwrap().kvs.len(), 1);
     }
-    let ttl = ok(&all, &["lease", "timetolive", &lease]);
+    let ttl = all.ok(&["lease", "timetolive", &lease]);
     assert!(ttl.contains("already expired"), "{ttl}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_move_leader_hands_leadership_to_the_chosen_member() {
     let c = TestCluster::start(3).await;
-    let all = c.local.client_endpoints();
+    let all = Etcdctl::of(&c.local);
     let leader = c.leader().await;
     let target = (leader + 1) % 3;
     let ids = c.member_ids().await;
     let target_id = format!("{:x}", ids[target].unwrap());
     let term_before = c.clients[leader].status().await.unwrap().raft_term;
 
-    let out = ok(&all, &["move-leader", &target_id]);
+    let out = all.ok(&["move-leader", &target_id]);
     assert!(out.contains(&format!("to {target_id}")), "{out}");
     assert_eq!(c.leader().await, target);
     assert!(c.clients[target].status().await.unwrap().raft_term > term_before);
-    assert_eq!(ok(&all, &["put", "after-transfer", "ok"]).trim(), "OK");
+    assert_eq!(all.ok(&["put", "after-transfer", "ok"]).trim(), "OK");
 
-    let (success, _, err) = etcdctl(&all, &["move-leader", "123abc"], None);
+    let (success, _, err) = all.run(&["move-leader", "123abc"], None);
     assert!(!success && err.contains("bad leader transferee"), "{err}");
     assert_eq!(c.leader().await, target, "a refused transfer changes nothing");
 }
 
 /// The revision a read answered at.
-fn revision_of(endpoints: &[String], key: &str) -> i64 {
-    let fields = ok(endpoints, &["get", key, "-w", "fields"]);
+fn revision_of(etcd: &Etcdctl, key: &str) -> i64 {
+    let fields = etcd.ok(&["get", key, "-w", "fields"]);
     fields.lines().find_map(|l| l.strip_prefix("\"Revision\" : ")).expect("a revision").parse().expect("a number")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_compacts_the_history_one_interval_behind() {
     let c = TestCluster::start_with(3, &["--compaction-interval", "1s"]).await;
-    let all = c.local.client_endpoints();
-    ok(&all, &["put", "k", "v1"]);
+    let all = Etcdctl::of(&c.local);
+    all.ok(&["put", "k", "v1"]);
     let first = revision_of(&all, "k");
-    ok(&all, &["put", "k", "v2"]);
+    all.ok(&["put", "k", "v2"]);
     // Within a few intervals the history before the write of v2 is gone, on every replica, and nothing
     // else changed: the latest value reads as before.
     eventually(Duration::from_secs(20), "the first write's revision compacted", || async {
-        let (success, _, err) = etcdctl(&all, &["get", "k", &format!("--rev={first}")], None);
+        let (success, _, err) = all.run(&["get", "k", &format!("--rev={first}")], None);
         (!success && err.contains("required revision has been compacted")).then_some(())
     })
     .await;
-    for endpoint in &all {
-        let (success, _, err) =
-            etcdctl(std::slice::from_ref(endpoint), &["get", "k", "--consistency=s", &format!("--rev={first}")], None);
-        assert!(!success && err.contains("compacted"), "{endpoint}: {err}");
+    for (i, endpoint) in all.each().enumerate() {
+        let (success, _, err) = endpoint.run(&["get", "k", "--consistency=s", &format!("--rev={first}")], None);
+        assert!(!success && err.contains("compacted"), "replica {i}: {err}");
     }
-    assert_eq!(ok(&all, &["get", "k", "--print-value-only"]).trim(), "v2");
+    assert_eq!(all.ok(&["get", "k", "--print-value-only"]).trim(), "v2");
     // A revision newer than the last tick is still readable: compaction stays one interval behind.
-    ok(&all, &["put", "k", "v3"]);
+    all.ok(&["put", "k", "v3"]);
     let fresh = revision_of(&all, "k");
-    assert_eq!(ok(&all, &["get", "k", "--print-value-only", &format!("--rev={fresh}")]).trim(), "v3");
+    assert_eq!(all.ok(&["get", "k", "--print-value-only", &format!("--rev={fresh}")]).trim(), "v3");
 }

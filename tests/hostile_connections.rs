@@ -42,7 +42,7 @@ impl Cluster {
             }
         };
         let local = LocalCluster::new(Flavor::Raftsman { binary }, dir.path(), size, None).expect("layout");
-        let clients = local.client_endpoints().iter().map(|e| EtcdClient::new(e).expect("client")).collect();
+        let clients = local.etcd_clients().expect("etcd clients");
         Cluster { local, clients, _dir: dir }
     }
 
@@ -198,10 +198,10 @@ async fn wait_closed(conns: &mut [Hostile], timeout: Duration) -> usize {
     }
 }
 
-/// A put and a get on a new client connection, within `timeout`.
-async fn fresh_etcd_round_trip(endpoint: &str, key: &str, timeout: Duration) -> Option<()> {
+/// A put and a get on a new etcd client connection to `c`'s first replica, within `timeout`.
+async fn fresh_etcd_round_trip(c: &Cluster, key: &str, timeout: Duration) -> Option<()> {
     let work = async {
-        let client = EtcdClient::new(endpoint).ok()?;
+        let client = c.local.etcd_client(0).ok()?;
         client.put(key, "v").await.ok()?;
         let got = client.get(key, false).await.ok()?;
         (got.count == 1).then_some(())
@@ -217,16 +217,15 @@ struct Flood {
     rss_peak_mib: u64,
 }
 
-/// More half-open connections than the replica has descriptors: half-sent TLS handshakes on the API port,
-/// half-sent HTTP/2 prefaces on the etcd client port, silent sockets on the peer port. Checks what the
+/// More half-open connections than the replica has descriptors: half-sent TLS handshakes on the API port and
+/// the etcd client port, silent sockets on the peer port. Checks what the
 /// replica does while they are open and until it has closed them all.
 async fn flood(c: &mut Cluster, open_files: u64) -> Flood {
     let member = &c.local.members[0];
     let (client, peer) = (member.client_addr, member.peer_addr);
     let api = Api::of(c, 0);
-    let endpoint = format!("http://{client}");
     let mut hostile_api = open_hostile(api.addr, 3000, &HALF_SENT_CLIENT_HELLO).await;
-    let mut hostile_client = open_hostile(client, 1500, b"PRI * HTTP/2.0\r\n").await;
+    let mut hostile_client = open_hostile(client, 1500, &HALF_SENT_CLIENT_HELLO).await;
     let mut hostile_peer = open_hostile(peer, 200, b"").await;
     let opened = (hostile_api.len(), hostile_client.len(), hostile_peer.len());
     let fds_peak = c.open_fds(0);
@@ -255,8 +254,7 @@ async fn flood(c: &mut Cluster, open_files: u64) -> Flood {
     // New clients are served again once the deadlines have freed the ports; by then the replica has closed
     // every hostile connection.
     let timeout = Duration::from_secs(25);
-    eventually(timeout, "a new etcd client served", || fresh_etcd_round_trip(&endpoint, "new", Duration::from_secs(2)))
-        .await;
+    eventually(timeout, "a new etcd client served", || fresh_etcd_round_trip(c, "new", Duration::from_secs(2))).await;
     let served = eventually(timeout, "a new kubernetes api client served", || async {
         http_status(&api, "/api/v1/namespaces/default", Duration::from_secs(2)).await.filter(|s| *s == 200)
     })
@@ -276,15 +274,14 @@ async fn half_sent_headers_and_silent_sockets_cannot_exhaust_a_replica() {
     const OPEN_FILES: u64 = 4096;
     raise_own_open_files();
     let mut c = Cluster::start(1, Some(OPEN_FILES)).await;
-    let (api, client) = (Api::of(&c, 0), c.local.members[0].client_addr);
-    let endpoint = format!("http://{client}");
+    let api = Api::of(&c, 0);
 
     // Phase 1: a warm baseline.
     eventually(Duration::from_secs(20), "the kubernetes api", || async {
         (http_status(&api, "/api/v1/namespaces/default", Duration::from_secs(2)).await == Some(200)).then_some(())
     })
     .await;
-    assert!(fresh_etcd_round_trip(&endpoint, "warm", Duration::from_secs(5)).await.is_some());
+    assert!(fresh_etcd_round_trip(&c, "warm", Duration::from_secs(5)).await.is_some());
     let (fds_before, rss_before) = (c.open_fds(0), c.rss_mib(0));
 
     // Phase 2: two floods, one after the other.
@@ -314,7 +311,7 @@ async fn half_sent_headers_and_silent_sockets_cannot_exhaust_a_replica() {
          rss MiB before {rss_before}, peak {}, between {rss_between}, peak {}, after {rss_after}",
         first.opened, second.opened, first.fds_peak, second.fds_peak, first.rss_peak_mib, second.rss_peak_mib
     );
-    assert!(fresh_etcd_round_trip(&endpoint, "after", Duration::from_secs(5)).await.is_some());
+    assert!(fresh_etcd_round_trip(&c, "after", Duration::from_secs(5)).await.is_some());
     assert_eq!(http_status(&api, "/api/v1/namespaces/default", Duration::from_secs(5)).await, Some(200));
 }
 

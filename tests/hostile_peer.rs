@@ -14,7 +14,6 @@ use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use openraft::{EntryPayload, Membership, StoredMembership};
 use raftsman::cluster::local::Signal;
 use raftsman::proto::etcd as pb;
-use raftsman::proto::etcd::cluster_client::ClusterClient;
 use raftsman::proto::peer::raft_peer_client::RaftPeerClient;
 use raftsman::proto::peer::{RaftMessage, SnapshotChunk};
 use raftsman::store::command::{Command, KeyRange, PutOp, RequestOp, TxnOp};
@@ -293,9 +292,9 @@ async fn forwarded_requests_get_the_limits_of_client_requests() {
     let log = c.log(leader);
     assert!(!log.contains("panicked"), "the leader panicked:\n{log}");
     still_serving(&mut c, leader, "after-forwarded").await;
-    for (i, m) in c.local.members.iter().enumerate() {
-        let mut cluster = ClusterClient::connect(format!("http://{}", m.client_addr)).await.unwrap();
-        let members = cluster.member_list(pb::MemberListRequest::default()).await.unwrap().into_inner().members;
+    for (i, client) in c.clients.iter().enumerate() {
+        let members =
+            client.cluster().member_list(pb::MemberListRequest::default()).await.unwrap().into_inner().members;
         assert!(members.iter().all(|m| m.name != "mallory"), "member {i}: {members:?}");
         assert!(members.iter().all(|m| !m.client_ur_ls.iter().any(|u| u.ends_with(":1"))), "member {i}: {members:?}");
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use harness::etcdctl::{etcdctl, get_json, lease_of};
+use harness::etcdctl::Etcdctl;
 use harness::kubectl::{follower, raw_status, Kubectl};
 use harness::{eventually, TestCluster};
 
@@ -1690,9 +1690,8 @@ type: Normal
 "#;
 
 /// The granted TTL `etcdctl lease timetolive` reports for a lease, in seconds.
-fn granted_ttl(endpoints: &[String], lease: i64) -> i64 {
-    let (success, out, err) = etcdctl(endpoints, &["lease", "timetolive", &format!("{lease:x}")], None);
-    assert!(success, "etcdctl lease timetolive failed: {err}");
+fn granted_ttl(etcd: &Etcdctl, lease: i64) -> i64 {
+    let out = etcd.ok(&["lease", "timetolive", &format!("{lease:x}")]);
     let ttl = out.split("granted with TTL(").nth(1).and_then(|rest| rest.split("s)").next());
     ttl.and_then(|t| t.parse().ok()).unwrap_or_else(|| panic!("no granted TTL in {out:?}"))
 }
@@ -1707,7 +1706,7 @@ async fn events_expire_after_the_event_ttl_and_only_they_carry_a_lease() {
     let ttl = Duration::from_secs(5);
     let cluster = TestCluster::start_with(3, &["--event-ttl", "5s"]).await;
     let k = Kubectl::for_replica(&cluster, follower(cluster.leader().await)).await;
-    let etcd = cluster.local.client_endpoints();
+    let etcd = Etcdctl::of(&cluster.local);
     const CORE_KEY: &str = "/registry/events/default/web.core";
     const EVENTS_V1_KEY: &str = "/registry/events/default/web.1";
     const CONFIG_MAP_KEY: &str = "/registry/configmaps/default/web";
@@ -1722,19 +1721,19 @@ async fn events_expire_after_the_event_ttl_and_only_they_carry_a_lease() {
 
     // Phase 2: each Event's key carries a lease of the TTL plus the short reuse window (5% of 5 s, rounded up to
     // whole seconds); the ConfigMap's key carries none.
-    let core_lease = lease_of(&etcd, CORE_KEY).expect("the core Event is stored");
-    let v1_lease = lease_of(&etcd, EVENTS_V1_KEY).expect("the events.k8s.io Event is stored");
+    let core_lease = etcd.lease_of(CORE_KEY).expect("the core Event is stored");
+    let v1_lease = etcd.lease_of(EVENTS_V1_KEY).expect("the events.k8s.io Event is stored");
     assert!(core_lease != 0 && v1_lease != 0, "Events are written with a lease: {core_lease} {v1_lease}");
     assert_eq!(granted_ttl(&etcd, core_lease), 6);
     assert_eq!(granted_ttl(&etcd, v1_lease), 6);
-    assert_eq!(lease_of(&etcd, CONFIG_MAP_KEY), Some(0), "a ConfigMap is stored without a lease");
+    assert_eq!(etcd.lease_of(CONFIG_MAP_KEY), Some(0), "a ConfigMap is stored without a lease");
 
     // Phase 3: a patch later than the reuse window writes the Event again with a fresh lease, so it lives a
     // full TTL from the patch.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before_patch = Instant::now();
     k.ok(&["annotate", "event", "web.core", "touched=yes"]);
-    let patched_lease = lease_of(&etcd, CORE_KEY).expect("the patched Event is stored");
+    let patched_lease = etcd.lease_of(CORE_KEY).expect("the patched Event is stored");
     assert!(patched_lease != 0 && patched_lease != core_lease, "a fresh lease after the window: {patched_lease}");
 
     // Phase 4: the scheduler's Events (written in-process through the same registry) carry a lease too.
@@ -1746,7 +1745,7 @@ async fn events_expire_after_the_event_ttl_and_only_they_carry_a_lease() {
         Some(name)
     })
     .await;
-    let scheduler_lease = lease_of(&etcd, &format!("/registry/events/default/{scheduler_event}"));
+    let scheduler_lease = etcd.lease_of(&format!("/registry/events/default/{scheduler_event}"));
     assert!(scheduler_lease.is_some_and(|l| l != 0), "the scheduler's Event has a lease: {scheduler_lease:?}");
     k.ok(&["delete", "pod", "waiting"]);
 
@@ -1763,11 +1762,11 @@ async fn events_expire_after_the_event_ttl_and_only_they_carry_a_lease() {
     .await;
     assert!(before_patch.elapsed() >= ttl, "gone {:?} after its patch, before its TTL", before_patch.elapsed());
     eventually(Duration::from_secs(20), "every Event of the namespace to expire", || async {
-        get_json(&etcd, &["/registry/events/default/", "--prefix", "--keys-only"]).is_empty().then_some(())
+        etcd.get_json(&["/registry/events/default/", "--prefix", "--keys-only"]).is_empty().then_some(())
     })
     .await;
     assert!(event_names(&k).is_empty());
-    assert_eq!(lease_of(&etcd, CONFIG_MAP_KEY), Some(0), "the ConfigMap has not expired");
+    assert_eq!(etcd.lease_of(CONFIG_MAP_KEY), Some(0), "the ConfigMap has not expired");
     assert_eq!(k.json(&["get", "configmap", "web"])["data"]["a"], "b");
 }
 

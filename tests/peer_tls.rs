@@ -126,9 +126,9 @@ async fn a_replica_with_a_certificate_of_another_authority_is_cut_off_until_it_h
     let mut c = TestCluster::start(3).await;
     let leader = c.leader().await;
     let outsider = (leader + 1) % 3;
-    let pki_dir = c.local.pki.clone().unwrap();
+    let pki_dir = c.local.pki.clone();
     let name = c.local.members[outsider].name.clone();
-    let files = raftsman::cluster::local::peer_files(&name);
+    let files = raftsman::security::peer::files(&name);
     let (cert_path, key_path) = pki::files(&pki_dir, &files);
     let genuine = pki::Issued {
         cert_pem: std::fs::read_to_string(cert_path).unwrap(),

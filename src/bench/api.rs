@@ -228,7 +228,7 @@ where
 /// The pods of the `default` namespace through a follower's API: `client`'s replica (member 1) unless it
 /// leads, then member 2's.
 async fn follower_pods(cluster: &LocalCluster, client: &kube::Client) -> Result<(usize, Api<Pod>), BenchError> {
-    let leader = leader_index(&cluster.client_endpoints()).await.ok_or_else(|| setup("no leader"))?;
+    let leader = leader_index(cluster).await.ok_or_else(|| setup("no leader"))?;
     if leader != 1 {
         return Ok((1, Api::default_namespaced(client.clone())));
     }
@@ -448,8 +448,7 @@ async fn node_watch(
             }
         }));
     }
-    let endpoints = cluster.client_endpoints();
-    let leader = leader_index(&endpoints).await;
+    let leader = leader_index(cluster).await;
     let cpu = |c: &crate::cluster::local::LocalCluster| -> Vec<f64> {
         (0..c.members.len()).map(|i| c.cpu_secs(i).unwrap_or(f64::NAN)).collect()
     };

@@ -82,8 +82,9 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[i]) / 1000.0
 }
 
-/// Runs `clients` concurrent loops of `op` until `measure` passes.
-async fn load<F, Fut>(endpoints: &[String], clients: usize, measure: Duration, op: F) -> Load
+/// Runs `clients` concurrent loops of `op` until `measure` passes, each on a connection of its own to the
+/// members in turn.
+async fn load<F, Fut>(cluster: &LocalCluster, clients: usize, measure: Duration, op: F) -> Load
 where
     F: Fn(EtcdClient, usize, u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
@@ -92,7 +93,7 @@ where
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let client = EtcdClient::new(&endpoints[c % endpoints.len()]).expect("valid endpoint");
+        let client = cluster.etcd_client(c % cluster.members.len()).expect("the cluster's etcd credentials");
         let op = op.clone();
         tasks.push(tokio::spawn(async move {
             let (mut latencies, mut errors, mut i) = (Vec::new(), 0u64, 0u64);
@@ -124,11 +125,11 @@ where
     }
 }
 
-async fn wait_for_leader(endpoints: &[String], system: &'static str) -> Result<(), BenchError> {
+async fn wait_for_leader(cluster: &LocalCluster, system: &'static str) -> Result<(), BenchError> {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let clients = cluster.etcd_clients().map_err(|e| BenchError::Setup { system, reason: e.to_string() })?;
     loop {
-        for e in endpoints {
-            let client = EtcdClient::new(e).expect("valid endpoint");
+        for client in &clients {
             if client.status().await.is_ok_and(|s| s.leader != 0) && client.put("bench/ready", "1").await.is_ok() {
                 return Ok(());
             }
@@ -163,11 +164,11 @@ async fn kube_cluster_with(
 }
 
 /// The index of the member that leads, by asking each one.
-async fn leader_index(endpoints: &[String]) -> Option<usize> {
+async fn leader_index(cluster: &LocalCluster) -> Option<usize> {
     let mut ids = Vec::new();
     let mut leader = None;
-    for e in endpoints {
-        let s = EtcdClient::new(e).ok()?.status().await.ok();
+    for client in cluster.etcd_clients().ok()? {
+        let s = client.status().await.ok();
         ids.push(s.as_ref().and_then(|s| s.header.as_ref()).map(|h| h.member_id));
         leader = leader.or(s.map(|s| s.leader).filter(|l| *l != 0));
     }
@@ -177,16 +178,14 @@ async fn leader_index(endpoints: &[String]) -> Option<usize> {
 /// Writes continuously through the followers, SIGKILLs the leader, and returns the longest gap between
 /// consecutive acknowledged writes around the kill.
 async fn failover_gap(cluster: &mut LocalCluster, clients: usize, value: Vec<u8>) -> f64 {
-    let endpoints = cluster.client_endpoints();
-    let Some(leader) = leader_index(&endpoints).await else { return f64::NAN };
-    let followers: Vec<String> =
-        endpoints.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, e)| e.clone()).collect();
+    let Some(leader) = leader_index(cluster).await else { return f64::NAN };
+    let followers: Vec<usize> = (0..cluster.members.len()).filter(|i| *i != leader).collect();
     let run_for = Duration::from_secs(8);
     let deadline = Instant::now() + run_for;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let client = EtcdClient::new(&followers[c % followers.len()]).expect("valid endpoint");
+        let client = cluster.etcd_client(followers[c % followers.len()]).expect("the cluster's etcd credentials");
         let (tx, value) = (tx.clone(), value.clone());
         tasks.push(tokio::spawn(async move {
             let mut i = 0u64;
@@ -229,13 +228,12 @@ async fn run_system(config: &BenchConfig, flavor: Flavor, system: &'static str) 
     let mut cluster =
         LocalCluster::new(flavor, &dir, 3, None).map_err(|e| BenchError::Setup { system, reason: e.to_string() })?;
     cluster.start_all().map_err(|e| BenchError::Setup { system, reason: format!("cannot start: {e}") })?;
-    let endpoints = cluster.client_endpoints();
-    wait_for_leader(&endpoints, system).await?;
+    wait_for_leader(&cluster, system).await?;
     let value = vec![b'x'; config.value_bytes];
     let mut result = SystemResult::default();
     for &clients in &config.put_clients {
         let value = value.clone();
-        let l = load(&endpoints, clients, config.measure, move |client, c, i| {
+        let l = load(&cluster, clients, config.measure, move |client, c, i| {
             let value = value.clone();
             async move { client.put(format!("bench/{c}/{}", i % 1000), value).await.map(drop) }
         })
@@ -243,7 +241,7 @@ async fn run_system(config: &BenchConfig, flavor: Flavor, system: &'static str) 
         eprintln!("{system}: put x{clients}: {:.0}/s p50 {:.2} ms p99 {:.2} ms", l.ops_per_sec, l.p50_ms, l.p99_ms);
         result.puts.push((clients, l));
     }
-    result.gets = load(&endpoints, config.get_clients, config.measure, |client, c, _| async move {
+    result.gets = load(&cluster, config.get_clients, config.measure, |client, c, _| async move {
         client.get(format!("bench/{c}/0"), false).await.map(drop)
     })
     .await;

@@ -243,8 +243,7 @@ pub async fn run(config: SchedulerBenchConfig) -> Result<SchedulerResult, BenchE
     let from = pods.list_metadata(&ListParams::default().limit(1)).await.map_err(setup)?.metadata.resource_version;
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let watcher = follow(pods.clone(), from.unwrap_or_default(), seen.clone(), config.pods);
-    let endpoints = cluster.client_endpoints();
-    let leader = leader_index(&endpoints).await.ok_or_else(|| setup("no leader"))?;
+    let leader = leader_index(&cluster).await.ok_or_else(|| setup("no leader"))?;
     let cpu_before = cpu_use(&cluster, leader, agent_pid);
     let started = Instant::now();
     let (_, create_errors, _) = create_pods(&pods, 0, config.pods, config.clients).await;

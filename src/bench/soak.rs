@@ -23,7 +23,6 @@ use super::api::{create_pods, pod_name};
 use super::scheduler::{start_fake_agent, wait_for_ready_nodes};
 use super::{kube_cluster, leader_index, BenchError};
 use crate::agent::balancer::{probe, Health};
-use crate::cluster::etcd_client::EtcdClient;
 use crate::cluster::local::{LocalCluster, Signal};
 
 /// How often the churn replaces its slice of pods.
@@ -116,13 +115,12 @@ pub async fn run(config: SoakBenchConfig) -> Result<SoakResult, BenchError> {
     let started = Instant::now();
     let deadline = started + config.duration;
     let churn = churn(pods, &config, started, deadline);
-    let endpoints = cluster.client_endpoints();
     let mut result =
         SoakResult { members: cluster.members.iter().map(|m| m.name.clone()).collect(), ..Default::default() };
     let periods = (config.duration.as_secs_f64() / config.sample.as_secs_f64()).ceil() as u32;
     for k in 0..=periods {
         tokio::time::sleep_until((started + config.sample * k).min(deadline).into()).await;
-        let s = sample(&cluster, &endpoints, started).await;
+        let s = sample(&cluster, started).await;
         eprintln!("soak: {}", row(&s));
         result.samples.push(s);
     }
@@ -130,7 +128,7 @@ pub async fn run(config: SoakBenchConfig) -> Result<SoakResult, BenchError> {
     (result.replaced, result.churn_errors) = churned.ok().and_then(Result::ok).unwrap_or_default();
 
     // A missing leader or a failed start costs the restart figures, not the samples.
-    result.restart = match leader_index(&endpoints).await {
+    result.restart = match leader_index(&cluster).await {
         Some(leader) => {
             restart(&mut cluster, (leader + 1) % 3).await.inspect_err(|e| eprintln!("soak: restart: {e}")).ok()
         }
@@ -182,8 +180,8 @@ async fn delete_pods(api: &Api<Pod>, first: usize, count: usize, clients: usize)
     deletes.buffer_unordered(clients.max(1)).filter(|failed| std::future::ready(*failed)).count().await as u64
 }
 
-async fn sample(cluster: &LocalCluster, endpoints: &[String], started: Instant) -> Sample {
-    let revision = revision(endpoints).await;
+async fn sample(cluster: &LocalCluster, started: Instant) -> Sample {
+    let revision = revision(cluster).await;
     Sample {
         secs: started.elapsed().as_secs_f64(),
         revision,
@@ -194,9 +192,8 @@ async fn sample(cluster: &LocalCluster, endpoints: &[String], started: Instant) 
 }
 
 /// The store's current revision, from the header of a read on the first replica that answers.
-async fn revision(endpoints: &[String]) -> Option<i64> {
-    for e in endpoints {
-        let Ok(client) = EtcdClient::new(e) else { continue };
+async fn revision(cluster: &LocalCluster) -> Option<i64> {
+    for client in cluster.etcd_clients().ok()? {
         if let Some(header) = client.get("soak", false).await.ok().and_then(|r| r.header) {
             return Some(header.revision);
         }

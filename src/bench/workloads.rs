@@ -99,8 +99,7 @@ pub async fn run(config: WorkloadBenchConfig) -> Result<WorkloadResult, BenchErr
     eprintln!("workloads: rolling update of {r} in {:?} s", result.rolling_update_secs);
 
     // Failover in the middle of a third rollout.
-    let endpoints = cluster.client_endpoints();
-    let leader = leader_index(&endpoints).await.ok_or_else(|| setup("no leader"))?;
+    let leader = leader_index(&cluster).await.ok_or_else(|| setup("no leader"))?;
     let follower = (leader + 1) % 3;
     let api: Api<Deployment> = Api::default_namespaced(cluster.kube_client(follower).await.map_err(setup)?);
     api.patch("bench", &PatchParams::default(), &set_image("bench:3")).await.map_err(setup)?;

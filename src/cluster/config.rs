@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::apiserver::registry::allocations::ServiceRange;
 use crate::limits;
-use crate::security::peer::PeerTlsFiles;
+use crate::security::mutual_tls::TlsFiles;
 use crate::security::tls::ApiTlsFiles;
 use crate::store::storage::StorageBugs;
 
@@ -45,6 +45,13 @@ pub enum ConfigError {
          `raftsman certs` makes them), or --insecure-api to serve it without TLS or authentication"
     )]
     ApiTls,
+    #[error("the etcd client port's TLS needs --trusted-ca-file, --cert-file and --key-file (all three; `raftsman certs` makes them)")]
+    ClientTls,
+    #[error(
+        "--client-addr {0} is not a loopback address: the etcd client port serves it only with TLS \
+         (--trusted-ca-file, --cert-file, --key-file), since whoever reaches it can write any key"
+    )]
+    PlaintextClientAddr(SocketAddr),
     #[error("--cluster-signing-cert-file and --cluster-signing-key-file go together")]
     ClusterSigning,
     #[error("--insecure-api serves without authentication: --token-auth-file and the cluster signing files need TLS")]
@@ -112,7 +119,7 @@ impl ApiSecurityConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum PeerSecurity {
     /// Mutual TLS with certificates of the peer authority.
-    Tls(PeerTlsFiles),
+    Tls(TlsFiles),
     /// None: whoever reaches the peer port can send Raft messages (`--insecure-peer`, for loopback tests).
     #[default]
     Plaintext,
@@ -128,10 +135,36 @@ impl PeerSecurity {
     ) -> Result<PeerSecurity, ConfigError> {
         match (trusted_ca, cert, key, insecure) {
             (Some(trusted_ca), Some(cert), Some(key), false) => {
-                Ok(PeerSecurity::Tls(PeerTlsFiles { trusted_ca, cert, key }))
+                Ok(PeerSecurity::Tls(TlsFiles { trusted_ca, cert, key }))
             }
             (None, None, None, true) => Ok(PeerSecurity::Plaintext),
             _ => Err(ConfigError::PeerTls),
+        }
+    }
+}
+
+/// How the etcd client port serves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ClientSecurity {
+    /// TLS, and only clients with a certificate of the trusted (etcd) authority (etcd's `--client-cert-auth`).
+    Tls(TlsFiles),
+    /// None: whoever reaches the port can read and write every key; allowed on a loopback address only.
+    #[default]
+    Plaintext,
+}
+
+impl ClientSecurity {
+    /// The choice the flags make: all three files (etcd's `--trusted-ca-file`, `--cert-file`, `--key-file`),
+    /// or none.
+    pub fn from_flags(
+        trusted_ca: Option<PathBuf>,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> Result<ClientSecurity, ConfigError> {
+        match (trusted_ca, cert, key) {
+            (Some(trusted_ca), Some(cert), Some(key)) => Ok(ClientSecurity::Tls(TlsFiles { trusted_ca, cert, key })),
+            (None, None, None) => Ok(ClientSecurity::Plaintext),
+            _ => Err(ConfigError::ClientTls),
         }
     }
 }
@@ -180,6 +213,8 @@ pub struct ServerConfig {
     pub autoscaler_sync_period: Duration,
     /// How replicas authenticate each other.
     pub peer_security: PeerSecurity,
+    /// How the etcd client port serves.
+    pub client_security: ClientSecurity,
     /// How the Kubernetes API serves and authenticates.
     pub api_security: ApiSecurityConfig,
     /// The EncryptionConfiguration of what the API encrypts at rest (kube-apiserver's
@@ -266,6 +301,7 @@ impl Default for ServerConfig {
             metric_resolution: METRIC_RESOLUTION_DEFAULT,
             autoscaler_sync_period: AUTOSCALER_SYNC_PERIOD_DEFAULT,
             peer_security: PeerSecurity::default(),
+            client_security: ClientSecurity::default(),
             api_security: ApiSecurityConfig::default(),
             encryption_provider_config: None,
             planted_bugs: PlantedBugs::default(),
@@ -303,6 +339,9 @@ impl ServerConfig {
         }
         if self.rejoin && members.len() < 2 {
             return Err(ConfigError::RejoinAlone);
+        }
+        if self.client_security == ClientSecurity::Plaintext && !self.client_addr.ip().is_loopback() {
+            return Err(ConfigError::PlaintextClientAddr(self.client_addr));
         }
         let grace = self.node_monitor_grace_period;
         if grace.is_zero() || grace > Duration::from_secs(limits::NODE_MONITOR_GRACE_PERIOD_SECS_MAX) {
@@ -489,7 +528,7 @@ mod tests {
     fn the_peer_port_gets_all_three_tls_files_or_an_explicit_insecure_choice() {
         let file = |name: &str| Some(PathBuf::from(name));
         let tls = PeerSecurity::from_flags(file("ca.crt"), file("n1.crt"), file("n1.key"), false).unwrap();
-        let files = PeerTlsFiles { trusted_ca: "ca.crt".into(), cert: "n1.crt".into(), key: "n1.key".into() };
+        let files = TlsFiles { trusted_ca: "ca.crt".into(), cert: "n1.crt".into(), key: "n1.key".into() };
         assert_eq!(tls, PeerSecurity::Tls(files));
         assert_eq!(PeerSecurity::from_flags(None, None, None, true).unwrap(), PeerSecurity::Plaintext);
         for (ca, cert, key, insecure) in [
@@ -500,5 +539,25 @@ mod tests {
             let err = PeerSecurity::from_flags(ca, cert, key, insecure).unwrap_err();
             assert!(err.to_string().contains("--insecure-peer"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_etcd_client_port_serves_plaintext_on_loopback_only() {
+        let file = |name: &str| Some(PathBuf::from(name));
+        let tls = ClientSecurity::from_flags(file("etcd-ca.crt"), file("n1-etcd.crt"), file("n1-etcd.key")).unwrap();
+        let files =
+            TlsFiles { trusted_ca: "etcd-ca.crt".into(), cert: "n1-etcd.crt".into(), key: "n1-etcd.key".into() };
+        assert_eq!(tls, ClientSecurity::Tls(files));
+        assert_eq!(ClientSecurity::from_flags(None, None, None).unwrap(), ClientSecurity::Plaintext);
+        let half = ClientSecurity::from_flags(file("etcd-ca.crt"), None, file("n1-etcd.key")).unwrap_err();
+        assert!(matches!(half, ConfigError::ClientTls), "{half}");
+
+        let at = |addr: &str, security: ClientSecurity| {
+            ServerConfig { client_addr: addr.parse().unwrap(), client_security: security, ..cfg("n1", "") }.validate()
+        };
+        assert!(at("127.0.0.1:2379", ClientSecurity::Plaintext).is_ok());
+        let exposed = at("0.0.0.0:2379", ClientSecurity::Plaintext).unwrap_err();
+        assert!(exposed.to_string().contains("only with TLS"), "{exposed}");
+        assert!(at("0.0.0.0:2379", tls).is_ok());
     }
 }

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::limits;
 use crate::proto::etcd as pb;
+use crate::proto::etcd::cluster_client::ClusterClient;
 use crate::proto::etcd::kv_client::KvClient;
 use crate::proto::etcd::maintenance_client::MaintenanceClient;
 use crate::proto::etcd::watch_client::WatchClient;
@@ -20,12 +21,19 @@ pub struct EtcdClient {
 impl EtcdClient {
     /// A lazily connecting client for `endpoint` (`http://host:port`).
     pub fn new(endpoint: &str) -> Result<EtcdClient, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(endpoint.to_string())?
+        Ok(EtcdClient { channel: Self::endpoint(endpoint)?.connect_lazy() })
+    }
+
+    /// A lazily connecting client for `endpoint` (`https://host:port`) over TLS (`mutual_tls::client_config`).
+    pub fn with_tls(endpoint: &str, tls: ClientTlsConfig) -> Result<EtcdClient, tonic::transport::Error> {
+        Ok(EtcdClient { channel: Self::endpoint(endpoint)?.tls_config(tls)?.connect_lazy() })
+    }
+
+    fn endpoint(endpoint: &str) -> Result<Endpoint, tonic::transport::Error> {
+        Ok(Endpoint::from_shared(endpoint.to_string())?
             .connect_timeout(Duration::from_millis(limits::ETCD_CLIENT_CONNECT_TIMEOUT_MS))
             .timeout(Duration::from_millis(limits::ETCD_CLIENT_REQUEST_TIMEOUT_MS))
-            .tcp_nodelay(true)
-            .connect_lazy();
-        Ok(EtcdClient { channel })
+            .tcp_nodelay(true))
     }
 
     /// A client over a channel the caller made (the simulation's network, for one).
@@ -39,6 +47,10 @@ impl EtcdClient {
 
     pub fn watch_client(&self) -> WatchClient<Channel> {
         WatchClient::new(self.channel.clone()).max_decoding_message_size(limits::CLIENT_RESPONSE_BYTES_MAX)
+    }
+
+    pub fn cluster(&self) -> ClusterClient<Channel> {
+        ClusterClient::new(self.channel.clone()).max_decoding_message_size(limits::CLIENT_RESPONSE_BYTES_MAX)
     }
 
     pub async fn put(

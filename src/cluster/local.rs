@@ -1,21 +1,25 @@
 //! Local clusters of real processes on loopback: `raftsman up`, the benchmark and the integration tests.
 //!
 //! Each member is a child process with its own data dir and log file under one directory. Members of a
-//! raftsman cluster run this project's binary, with mutual TLS between them, the Kubernetes API over TLS with
-//! authentication, and Secrets encrypted at rest: the peer authority, the cluster authority and the encryption
-//! configuration are made in `<dir>/pki` the first time (and kept, so that a restarted cluster keeps them),
-//! and each member gets a fresh peer certificate and API certificate there whenever the cluster is laid out.
-//! Each member holds the cluster authority's key, so it writes an admin kubeconfig and the node token into its
-//! data dir. Members of an etcd cluster run Debian's `etcd`
-//! (3.4), so that both can be driven side by side. Dropping a `LocalCluster` kills whatever it still runs.
+//! raftsman cluster run this project's binary, with mutual TLS between them, the etcd client port over TLS
+//! with client certificates, the Kubernetes API over TLS with authentication, and Secrets encrypted at rest:
+//! the peer authority, the etcd authority, the cluster authority and the encryption configuration are made in
+//! `<dir>/pki` the first time (and kept, so that a restarted cluster keeps them), and each member gets a
+//! fresh peer certificate, etcd certificate and API certificate there whenever the cluster is laid out, as
+//! etcdctl gets an etcd client certificate (`etcd-client.crt`). Each member holds the cluster authority's key,
+//! so it writes an admin kubeconfig and the node token into its data dir. Members of an etcd cluster run
+//! Debian's `etcd` (3.4), with the same TLS on their client port, so that both can be driven side by side.
+//! Dropping a `LocalCluster` kills whatever it still runs.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::etcd_client::EtcdClient;
 use crate::security::authn::{API_SERVER_USER, MASTERS_GROUP};
-use crate::security::{encryption, peer, pki, tls};
+use crate::security::mutual_tls::{self, TlsFiles};
+use crate::security::{encryption, etcd, peer, pki, tls};
 
 /// Which program the members run.
 #[derive(Clone, Debug)]
@@ -57,10 +61,14 @@ pub struct LocalMember {
 pub struct LocalCluster {
     flavor: Flavor,
     pub members: Vec<LocalMember>,
-    /// Where the peer authority and the members' peer certificates are (raftsman members only).
-    pub pki: Option<PathBuf>,
+    /// Where the authorities and the members' certificates are: for an etcd cluster, the etcd authority's
+    /// alone.
+    pub pki: PathBuf,
     /// Extra arguments for every raftsman member's `server` command.
     pub server_args: Vec<String>,
+    /// Members get SIGTERM when the thread that starts them ends (`end_with_this_process`): for `up`, which
+    /// starts them from its main thread.
+    pub end_with_this_process: bool,
 }
 
 /// `count` distinct loopback ports nobody listens on right now. They are held until all are chosen: a port
@@ -92,11 +100,12 @@ impl LocalCluster {
                 child: None,
             });
         }
-        let pki = match flavor {
-            Flavor::Raftsman { .. } => Some(make_pki(&dir.join("pki"), &members)?),
-            Flavor::Etcd { .. } => None,
-        };
-        Ok(LocalCluster { flavor, members, pki, server_args: Vec::new() })
+        let pki = dir.join("pki");
+        make_etcd_pki(&pki, &members)?;
+        if let Flavor::Raftsman { .. } = flavor {
+            make_pki(&pki, &members)?;
+        }
+        Ok(LocalCluster { flavor, members, pki, server_args: Vec::new(), end_with_this_process: false })
     }
 
     pub fn initial_cluster(&self) -> String {
@@ -107,8 +116,23 @@ impl LocalCluster {
         self.members.iter().map(|m| format!("{}={scheme}{}", m.name, m.peer_addr)).collect::<Vec<_>>().join(",")
     }
 
-    pub fn client_endpoints(&self) -> Vec<String> {
-        self.members.iter().map(|m| format!("http://{}", m.client_addr)).collect()
+    /// What an etcd client of this cluster shows and trusts: the etcd authority and the client certificate
+    /// made for etcdctl (`--cacert`, `--cert`, `--key`).
+    pub fn etcd_client_files(&self) -> TlsFiles {
+        let (trusted_ca, _) = pki::files(&self.pki, etcd::AUTHORITY);
+        let (cert, key) = pki::files(&self.pki, etcd::CLIENT_FILES);
+        TlsFiles { trusted_ca, cert, key }
+    }
+
+    /// An etcd client of member `i`, over TLS with the etcdctl certificate.
+    pub fn etcd_client(&self, i: usize) -> std::io::Result<EtcdClient> {
+        let tls = mutual_tls::client_config(&self.etcd_client_files(), "etcd client").map_err(std::io::Error::other)?;
+        EtcdClient::with_tls(&format!("https://{}", self.members[i].client_addr), tls).map_err(std::io::Error::other)
+    }
+
+    /// An etcd client of every member, in order.
+    pub fn etcd_clients(&self) -> std::io::Result<Vec<EtcdClient>> {
+        (0..self.members.len()).map(|i| self.etcd_client(i)).collect()
     }
 
     pub fn start_all(&mut self) -> std::io::Result<()> {
@@ -130,25 +154,31 @@ impl LocalCluster {
                     .args(["--client-addr", &m.client_addr.to_string()])
                     .args(["--api-addr", &m.api_addr.to_string()])
                     .args(["--initial-cluster", &initial]);
-                if let Some(pki) = &self.pki {
-                    let (ca, _) = pki::files(pki, peer::AUTHORITY);
-                    let (cert, key) = pki::files(pki, &peer_files(&m.name));
-                    c.arg("--peer-trusted-ca-file").arg(ca).arg("--peer-cert-file").arg(cert);
-                    c.arg("--peer-key-file").arg(key);
-                    c.arg("--encryption-provider-config").arg(pki.join(ENCRYPTION_CONFIG));
-                    let (ca, ca_key) = pki::files(pki, tls::AUTHORITY);
-                    let (cert, key) = pki::files(pki, &tls::api_files(&m.name));
-                    c.arg("--tls-cert-file").arg(cert).arg("--tls-private-key-file").arg(key);
-                    c.arg("--client-ca-file").arg(&ca);
-                    c.arg("--cluster-signing-cert-file").arg(ca).arg("--cluster-signing-key-file").arg(ca_key);
-                }
+                let pki = &self.pki;
+                let (ca, _) = pki::files(pki, peer::AUTHORITY);
+                let (cert, key) = pki::files(pki, &peer::files(&m.name));
+                c.arg("--peer-trusted-ca-file").arg(ca).arg("--peer-cert-file").arg(cert);
+                c.arg("--peer-key-file").arg(key);
+                let (ca, _) = pki::files(pki, etcd::AUTHORITY);
+                let (cert, key) = pki::files(pki, &etcd::server_files(&m.name));
+                c.arg("--trusted-ca-file").arg(ca).arg("--cert-file").arg(cert).arg("--key-file").arg(key);
+                c.arg("--encryption-provider-config").arg(pki.join(ENCRYPTION_CONFIG));
+                let (ca, ca_key) = pki::files(pki, tls::AUTHORITY);
+                let (cert, key) = pki::files(pki, &tls::api_files(&m.name));
+                c.arg("--tls-cert-file").arg(cert).arg("--tls-private-key-file").arg(key);
+                c.arg("--client-ca-file").arg(&ca);
+                c.arg("--cluster-signing-cert-file").arg(ca).arg("--cluster-signing-key-file").arg(ca_key);
                 c.args(&self.server_args);
                 c
             }
             Flavor::Etcd { binary } => {
                 let peer = format!("http://{}", m.peer_addr);
-                let client = format!("http://{}", m.client_addr);
+                let client = format!("https://{}", m.client_addr);
+                let (ca, _) = pki::files(&self.pki, etcd::AUTHORITY);
+                let (cert, key) = pki::files(&self.pki, &etcd::server_files(&m.name));
                 let mut c = Command::new(binary);
+                c.arg("--client-cert-auth").arg("--trusted-ca-file").arg(ca);
+                c.arg("--cert-file").arg(cert).arg("--key-file").arg(key);
                 c.args(["--name", &m.name])
                     .arg("--data-dir")
                     .arg(&m.data_dir)
@@ -161,6 +191,9 @@ impl LocalCluster {
         };
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log)?;
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        if self.end_with_this_process {
+            end_with_this_process(&mut cmd);
+        }
         m.child = Some(cmd.spawn()?);
         Ok(())
     }
@@ -199,8 +232,7 @@ impl LocalCluster {
 
     /// The cluster authority (raftsman members only), to issue clients' certificates with.
     pub fn authority(&self) -> std::io::Result<pki::Authority> {
-        let pki = self.pki.as_ref().ok_or_else(|| std::io::Error::other("an etcd cluster has no authority"))?;
-        pki::Authority::load(pki, tls::AUTHORITY).map_err(|e| std::io::Error::other(e.to_string()))
+        pki::Authority::load(&self.pki, tls::AUTHORITY).map_err(|e| std::io::Error::other(e.to_string()))
     }
 
     pub fn pid(&self, i: usize) -> Option<u32> {
@@ -230,21 +262,10 @@ impl LocalCluster {
 
     /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns whether the exit status was success.
     pub fn stop(&mut self, i: usize, timeout: Duration) -> bool {
-        self.signal(i, Signal::Term);
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(c) = self.members[i].child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    self.members[i].child = None;
-                    return status.success();
-                }
-            } else {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match self.members[i].child.take() {
+            Some(mut child) => stop_child(&mut child, timeout),
+            None => false,
         }
-        self.signal(i, Signal::Kill);
-        false
     }
 
     /// CPU time member `i` has used so far (user and system), from /proc.
@@ -261,29 +282,83 @@ impl LocalCluster {
     }
 }
 
+/// Sends `child` SIGTERM and waits up to `timeout` for a clean exit, then kills it; returns whether it exited
+/// cleanly with success.
+pub fn stop_child(child: &mut Child, timeout: Duration) -> bool {
+    // SAFETY: kill(2) on a child we spawned and have not yet reaped; no memory is shared.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.success();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// Makes the process `command` starts get SIGTERM when the thread that starts it ends (Linux's parent-death
+/// signal), and exit at once if this process is already gone. Started from the main thread, the child ends
+/// with this process however it ends (SIGKILL, a closed terminal); started from another thread, it would end
+/// with that thread, which a runtime's worker may do at any time.
+pub fn end_with_this_process(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: between fork and exec the hook calls only async-signal-safe functions (prctl, getppid) and
+    // allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// The encryption configuration of a local cluster, in its pki directory.
 pub const ENCRYPTION_CONFIG: &str = "encryption.yaml";
 
-/// The name of member `name`'s peer certificate files.
-pub fn peer_files(name: &str) -> String {
-    format!("{name}-peer")
+fn pki_failed(e: pki::PkiError) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// Makes (or reuses) the etcd authority in `pki`, and issues each member an etcd certificate for its client
+/// address (and `localhost`), and etcdctl its client certificate.
+fn make_etcd_pki(pki: &Path, members: &[LocalMember]) -> std::io::Result<()> {
+    let authority = pki::Authority::load_or_create(pki, etcd::AUTHORITY, etcd::AUTHORITY_NAME).map_err(pki_failed)?;
+    for m in members {
+        let hosts = [m.client_addr.ip().to_string(), "localhost".to_owned()];
+        let issued = authority.issue(&m.name, &[], &hosts, pki::Usage::ServerAndClient).map_err(pki_failed)?;
+        pki::save(pki, &etcd::server_files(&m.name), &issued).map_err(pki_failed)?;
+    }
+    let issued = authority.issue(etcd::CLIENT_FILES, &[], &[], pki::Usage::Client).map_err(pki_failed)?;
+    pki::save(pki, etcd::CLIENT_FILES, &issued).map_err(pki_failed)
 }
 
 /// Makes (or reuses) the peer authority and the cluster authority in `pki`, and issues each member a peer
 /// certificate for its peer address and an API certificate for its API address (and `localhost`); makes the
-/// encryption configuration (a random key for Secrets) unless it is there; returns `pki`.
-fn make_pki(pki: &Path, members: &[LocalMember]) -> std::io::Result<PathBuf> {
-    let failed = |e: pki::PkiError| std::io::Error::other(e.to_string());
-    let peers = pki::Authority::load_or_create(pki, peer::AUTHORITY, peer::AUTHORITY_NAME).map_err(failed)?;
-    let cluster = pki::Authority::load_or_create(pki, tls::AUTHORITY, tls::AUTHORITY_NAME).map_err(failed)?;
+/// encryption configuration (a random key for Secrets) unless it is there.
+fn make_pki(pki: &Path, members: &[LocalMember]) -> std::io::Result<()> {
+    let peers = pki::Authority::load_or_create(pki, peer::AUTHORITY, peer::AUTHORITY_NAME).map_err(pki_failed)?;
+    let cluster = pki::Authority::load_or_create(pki, tls::AUTHORITY, tls::AUTHORITY_NAME).map_err(pki_failed)?;
     for m in members {
-        let issued =
-            peers.issue(&m.name, &[], &[m.peer_addr.ip().to_string()], pki::Usage::ServerAndClient).map_err(failed)?;
-        pki::save(pki, &peer_files(&m.name), &issued).map_err(failed)?;
+        let issued = peers
+            .issue(&m.name, &[], &[m.peer_addr.ip().to_string()], pki::Usage::ServerAndClient)
+            .map_err(pki_failed)?;
+        pki::save(pki, &peer::files(&m.name), &issued).map_err(pki_failed)?;
         let hosts = [m.api_addr.ip().to_string(), "localhost".to_owned()];
-        let issued =
-            cluster.issue(API_SERVER_USER, &[MASTERS_GROUP], &hosts, pki::Usage::ServerAndClient).map_err(failed)?;
-        pki::save(pki, &tls::api_files(&m.name), &issued).map_err(failed)?;
+        let issued = cluster
+            .issue(API_SERVER_USER, &[MASTERS_GROUP], &hosts, pki::Usage::ServerAndClient)
+            .map_err(pki_failed)?;
+        pki::save(pki, &tls::api_files(&m.name), &issued).map_err(pki_failed)?;
     }
     let config = pki.join(ENCRYPTION_CONFIG);
     if !config.exists() {
@@ -293,7 +368,7 @@ fn make_pki(pki: &Path, members: &[LocalMember]) -> std::io::Result<PathBuf> {
         file.write_all(encryption::generate_config("key1").as_bytes())?;
         file.sync_all()?;
     }
-    Ok(pki.to_owned())
+    Ok(())
 }
 
 /// CPU time a process has used so far (user and system), from `/proc/PID/stat`.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-use super::config::{cluster_id, member_id, ApiSecurityConfig, PeerSecurity, ValidServerConfig};
+use super::config::{cluster_id, member_id, ApiSecurityConfig, ClientSecurity, PeerSecurity, ValidServerConfig};
 use super::leadership;
 use super::listen::{self, ConnectionCaps};
 use crate::apiserver::etcd::EtcdService;
@@ -26,7 +26,7 @@ use crate::metrics::Points;
 use crate::security::authn::{Authenticator, ADMIN_USER, MASTERS_GROUP};
 use crate::security::encryption::Encryption;
 use crate::security::join::NodeToken;
-use crate::security::peer::PeerTls;
+use crate::security::mutual_tls::MutualTls;
 use crate::security::pki::{self, Authority, Usage};
 use crate::security::service_accounts::{TokenSigner, TokenVerifier};
 use crate::security::tls::ApiTls;
@@ -59,7 +59,7 @@ pub enum ServerError {
     #[error("cannot start the raft threads: {0}")]
     Runtime(io::Error),
     #[error(transparent)]
-    PeerTls(#[from] crate::security::peer::PeerTlsError),
+    MutualTls(#[from] crate::security::mutual_tls::MutualTlsError),
     #[error(transparent)]
     ApiTls(#[from] crate::security::tls::TlsError),
     #[error(transparent)]
@@ -290,11 +290,22 @@ pub async fn run(
         initialized: false,
     };
     let peer_tls = match &config.config.peer_security {
-        PeerSecurity::Tls(files) => Some(PeerTls::load(files)?),
+        PeerSecurity::Tls(files) => {
+            Some(MutualTls::load(files, "peer", Duration::from_millis(limits::PEER_PREFACE_TIMEOUT_MS))?)
+        }
         PeerSecurity::Plaintext => {
             tracing::warn!(
                 "the peer port serves without TLS (--insecure-peer): whoever reaches it can take the cluster over"
             );
+            None
+        }
+    };
+    let client_tls = match &config.config.client_security {
+        ClientSecurity::Tls(files) => {
+            Some(MutualTls::load(files, "etcd client", Duration::from_millis(limits::GRPC_PREFACE_TIMEOUT_MS))?)
+        }
+        ClientSecurity::Plaintext => {
+            tracing::warn!("the etcd client port serves without TLS: keep it on loopback");
             None
         }
     };
@@ -344,7 +355,7 @@ pub async fn run(
             endpoint.tcp_nodelay(true).connect_lazy()
         }),
     )
-    .with_tls(peer_tls.as_ref().map(PeerTls::client));
+    .with_tls(peer_tls.as_ref().map(MutualTls::client));
     let mut raft = raft_config()?;
     raft.snapshot_policy = openraft::SnapshotPolicy::LogsSinceLast(config.config.snapshot_count);
     raft.max_in_snapshot_log_to_keep = config.config.snapshot_catchup_entries;
@@ -398,7 +409,13 @@ pub async fn run(
         caps.client,
         Duration::from_millis(limits::GRPC_PREFACE_TIMEOUT_MS),
     );
-    let client_server = keepalive(tonic::transport::Server::builder())
+    let mut client_builder = tonic::transport::Server::builder();
+    if let Some(tls) = &client_tls {
+        client_builder = client_builder
+            .tls_config(tls.server())
+            .map_err(|source| ServerError::Serve { what: "etcd client API", source })?;
+    }
+    let client_server = keepalive(client_builder)
         .max_concurrent_streams(limits::GRPC_STREAMS_PER_CONNECTION_MAX)
         .add_routes(EtcdService::new(store.clone(), config.config.planted_bugs).routes())
         .serve_with_incoming_shutdown(client_incoming, wait_stop(stop_rx.clone()));

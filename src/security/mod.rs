@@ -1,13 +1,16 @@
 //! Who may talk to whom, and what is kept secret: the cluster's certificate authorities and what they issue
-//! (`pki`), mutual TLS between replicas (`peer`), the API's TLS (`tls`) and who a request comes from
+//! (`pki`), mutual TLS on the gRPC ports (`mutual_tls`): between replicas (`peer`) and on the etcd client port
+//! (`etcd`), the API's TLS (`tls`) and who a request comes from
 //! (`authn`, with ServiceAccount tokens from `service_accounts`) and what they may do (`rbac`,
 //! `node_authorizer`), how agents join with the node token (`join`),
 //! kubeconfig files (`kubeconfig`), and the API's encryption at rest (`encryption`).
 
 pub mod authn;
 pub mod encryption;
+pub mod etcd;
 pub mod join;
 pub mod kubeconfig;
+pub mod mutual_tls;
 pub mod node_authorizer;
 pub mod peer;
 pub mod pki;

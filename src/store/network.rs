@@ -127,7 +127,7 @@ impl PeerPool {
                     .http2_keep_alive_interval(Duration::from_millis(limits::PEER_KEEPALIVE_INTERVAL_MS))
                     .keep_alive_timeout(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS));
                 if let Some(tls) = &self.tls {
-                    endpoint = endpoint.tls_config(tls.clone()).expect("PeerTls::load built this configuration once");
+                    endpoint = endpoint.tls_config(tls.clone()).expect("MutualTls::load built this configuration once");
                 }
                 (self.dial)(endpoint)
             })

@@ -36,7 +36,7 @@ impl TestCluster {
         let mut local = LocalCluster::new(Flavor::Raftsman { binary }, dir.path(), size, None).expect("layout");
         local.server_args = server_args.iter().map(|a| a.to_string()).collect();
         local.start_all().expect("start replicas");
-        let clients = local.client_endpoints().iter().map(|e| EtcdClient::new(e).expect("client")).collect();
+        let clients = local.etcd_clients().expect("etcd clients");
         let cluster = TestCluster { local, clients, _dir: dir };
         cluster.leader().await;
         cluster

@@ -21,7 +21,7 @@ pub enum Credentials {
 
 /// The cluster's peer authority.
 pub fn authority(c: &TestCluster) -> pki::Authority {
-    let dir = c.local.pki.as_ref().expect("raftsman clusters have a pki");
+    let dir = &c.local.pki;
     pki::Authority::load(dir, peer::AUTHORITY).expect("the peer authority")
 }
 

@@ -168,6 +168,13 @@ fn sandbox_ip(response: &ContainerInspectResponse, network: &str) -> Option<IpAd
     networks.get(network)?.ip_address.as_deref()?.parse().ok()
 }
 
+/// Whether a Docker daemon answers (`DOCKER_HOST`, else its default socket) within two seconds.
+pub async fn engine_answers() -> bool {
+    let Ok(docker) = Docker::connect_with_local_defaults() else { return false };
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), docker.ping());
+    matches!(ping.await, Ok(Ok(_)))
+}
+
 impl DockerRuntime {
     /// Connects to the local Docker daemon (`DOCKER_HOST`, else its default socket), negotiating the API
     /// version, and makes sure the sandbox image and the pod network exist.
