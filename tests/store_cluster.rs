@@ -4,7 +4,7 @@
 mod harness;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use harness::{eventually, put_retrying, TestCluster};
 use raftsman::cluster::etcd_client::EtcdClient;
@@ -49,6 +49,51 @@ async fn put_concurrently(
     for h in handles {
         h.await.unwrap();
     }
+}
+
+/// A leader stopped with SIGTERM hands its leadership to a follower before it stops: the stopping replica
+/// logs the completed transfer, a follower leads, writes through the followers go on, and every acknowledged
+/// one is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopped_with_sigterm_hands_its_leadership_over_first() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.leader().await;
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let (done_tx, done) = tokio::sync::watch::channel(false);
+    let writer = {
+        let clients: Vec<EtcdClient> = followers.iter().map(|f| c.clients[*f].clone()).collect();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..100_000 {
+                if *done.borrow() {
+                    break;
+                }
+                if clients[i % 2].put(key(i), "v").await.is_ok() {
+                    acked.push((i, Instant::now()));
+                }
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopping = Instant::now();
+    assert!(c.local.stop(leader, Duration::from_secs(10)), "a clean stop");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    done_tx.send(true).unwrap();
+    let acked = writer.await.unwrap();
+
+    let log = c.log(leader);
+    assert!(log.contains("handed leadership over before stopping"), "no completed transfer:\n{log}");
+    let new = c.leader().await;
+    assert!(followers.contains(&new), "member {new} leads");
+    let after: Vec<Instant> = acked.iter().map(|(_, at)| *at).filter(|at| *at >= stopping).collect();
+    assert!(!after.is_empty(), "no write acknowledged after the stop");
+    let gap = std::iter::once(stopping).chain(after).collect::<Vec<_>>().windows(2).map(|w| w[1] - w[0]).max();
+    eprintln!("{} writes acknowledged; longest gap from the stop on: {gap:?}", acked.len());
+    let kept = c.clients[new].get_prefix(b"k/", false).await.expect("a linearizable read").kvs;
+    let kept: std::collections::BTreeSet<Vec<u8>> = kept.into_iter().map(|kv| kv.key).collect();
+    let lost: Vec<usize> = acked.iter().map(|(i, _)| *i).filter(|i| !kept.contains(key(*i).as_bytes())).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

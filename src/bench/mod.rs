@@ -71,6 +71,7 @@ pub struct SystemResult {
     pub puts: Vec<(usize, Load)>,
     pub gets: Load,
     pub failover_gap_ms: f64,
+    pub transfer_gap_ms: f64,
     pub rss_mib: Vec<f64>,
 }
 
@@ -175,10 +176,11 @@ async fn leader_index(cluster: &LocalCluster) -> Option<usize> {
     ids.iter().position(|id| *id == leader)
 }
 
-/// Writes continuously through the followers, SIGKILLs the leader, and returns the longest gap between
-/// consecutive acknowledged writes around the kill.
-async fn failover_gap(cluster: &mut LocalCluster, clients: usize, value: Vec<u8>) -> f64 {
-    let Some(leader) = leader_index(cluster).await else { return f64::NAN };
+/// Writes continuously through the followers, sends the leader `signal` (SIGKILL: a crash; SIGTERM: a planned
+/// stop, which both systems answer by handing leadership over first), and returns the longest gap between
+/// consecutive acknowledged writes around it, and the member it stopped.
+async fn failover_gap(cluster: &mut LocalCluster, clients: usize, value: Vec<u8>, signal: Signal) -> (f64, usize) {
+    let Some(leader) = leader_index(cluster).await else { return (f64::NAN, 0) };
     let followers: Vec<usize> = (0..cluster.members.len()).filter(|i| *i != leader).collect();
     let run_for = Duration::from_secs(8);
     let deadline = Instant::now() + run_for;
@@ -202,7 +204,7 @@ async fn failover_gap(cluster: &mut LocalCluster, clients: usize, value: Vec<u8>
     drop(tx);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let killed_at = Instant::now();
-    cluster.signal(leader, Signal::Kill);
+    cluster.signal(leader, signal);
     for t in tasks {
         let _ = t.await;
     }
@@ -218,7 +220,7 @@ async fn failover_gap(cluster: &mut LocalCluster, clients: usize, value: Vec<u8>
         gap = gap.max(t.duration_since(last));
         last = t;
     }
-    gap.max(deadline.saturating_duration_since(last)).as_secs_f64() * 1000.0
+    (gap.max(deadline.saturating_duration_since(last)).as_secs_f64() * 1000.0, leader)
 }
 
 async fn run_system(config: &BenchConfig, flavor: Flavor, system: &'static str) -> Result<SystemResult, BenchError> {
@@ -246,7 +248,15 @@ async fn run_system(config: &BenchConfig, flavor: Flavor, system: &'static str) 
     })
     .await;
     eprintln!("{system}: linearizable get x{}: {:.0}/s", config.get_clients, result.gets.ops_per_sec);
-    result.failover_gap_ms = failover_gap(&mut cluster, config.get_clients, value).await;
+    let stopped;
+    (result.transfer_gap_ms, stopped) =
+        failover_gap(&mut cluster, config.get_clients, value.clone(), Signal::Term).await;
+    eprintln!("{system}: write gap after leader SIGTERM: {:.0} ms", result.transfer_gap_ms);
+    cluster.stop(stopped, Duration::from_secs(10));
+    cluster.start(stopped).map_err(|e| BenchError::Setup { system, reason: format!("cannot restart: {e}") })?;
+    wait_for_leader(&cluster, system).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    (result.failover_gap_ms, _) = failover_gap(&mut cluster, config.get_clients, value, Signal::Kill).await;
     eprintln!("{system}: write gap after leader SIGKILL: {:.0} ms", result.failover_gap_ms);
     tokio::time::sleep(Duration::from_secs(1)).await;
     result.rss_mib = (0..3).filter_map(|i| cluster.rss_bytes(i)).map(|b| b as f64 / (1024.0 * 1024.0)).collect();
@@ -273,6 +283,7 @@ fn table(config: &BenchConfig, ours: &SystemResult, etcd: &SystemResult) -> Stri
         etcd.gets.ops_per_sec,
         "higher",
     ));
+    rows.push(("leader SIGTERM: longest write gap ms".into(), ours.transfer_gap_ms, etcd.transfer_gap_ms, "lower"));
     rows.push(("leader SIGKILL: longest write gap ms".into(), ours.failover_gap_ms, etcd.failover_gap_ms, "lower"));
     let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     rows.push(("RSS per replica after, max MiB".into(), max(&ours.rss_mib), max(&etcd.rss_mib), "lower"));

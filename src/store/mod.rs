@@ -483,6 +483,16 @@ impl Store {
         }
     }
 
+    /// The voter other than this replica whose log matches this leader's furthest; None unless this replica
+    /// leads a cluster with other voters.
+    pub fn most_caught_up_voter(&self) -> Option<NodeId> {
+        let m = self.raft().metrics().borrow_watched().clone();
+        let replication = m.replication.as_ref().filter(|_| m.state == ServerState::Leader)?;
+        let matched = |id: &NodeId| replication.get(id).cloned().flatten().map(|l| l.index);
+        let voters = m.membership_config.membership().voter_ids().filter(|id| *id != self.inner.id).collect::<Vec<_>>();
+        voters.into_iter().max_by_key(matched)
+    }
+
     /// Hands leadership to `target` (a voter) and waits until it leads. Only the leader can do this. If the
     /// target does not take over in time, the cluster elects a leader by itself and the caller gets an error.
     pub async fn transfer_leadership(&self, target: NodeId) -> Result<(), StoreError> {
