@@ -483,14 +483,18 @@ impl Store {
         }
     }
 
-    /// The voter other than this replica whose log matches this leader's furthest; None unless this replica
-    /// leads a cluster with other voters.
+    /// The voter other than this replica whose log matches this leader's furthest, among those that answered
+    /// within an election timeout; None unless this replica leads and has such a voter.
     pub fn most_caught_up_voter(&self) -> Option<NodeId> {
         let m = self.raft().metrics().borrow_watched().clone();
         let replication = m.replication.as_ref().filter(|_| m.state == ServerState::Leader)?;
+        let heard = self.followers_heard();
+        let alive = |id: &NodeId| {
+            heard.get(id).is_some_and(|ago| *ago < Duration::from_millis(limits::ELECTION_TIMEOUT_MS_MAX))
+        };
         let matched = |id: &NodeId| replication.get(id).cloned().flatten().map(|l| l.index);
-        let voters = m.membership_config.membership().voter_ids().filter(|id| *id != self.inner.id).collect::<Vec<_>>();
-        voters.into_iter().max_by_key(matched)
+        let voters = m.membership_config.membership().voter_ids().filter(|id| *id != self.inner.id && alive(id));
+        voters.max_by_key(matched)
     }
 
     /// Hands leadership to `target` (a voter) and waits until it leads. Only the leader can do this. If the
