@@ -317,7 +317,9 @@ pub async fn run(
             Some(MutualTls::load(files, "etcd client", Duration::from_millis(limits::GRPC_PREFACE_TIMEOUT_MS))?)
         }
         ClientSecurity::Plaintext => {
-            tracing::warn!("the etcd client port serves without TLS: keep it on loopback");
+            tracing::warn!(
+                "the etcd client port serves without TLS (on loopback): any local process can read and write every key"
+            );
             None
         }
     };
