@@ -90,11 +90,11 @@ where
     F: Fn(EtcdClient, usize, u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
 {
+    let connections = cluster.etcd_connections(clients).expect("the cluster's etcd credentials");
     let deadline = Instant::now() + measure;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..clients {
-        let client = cluster.etcd_client(c % cluster.members.len()).expect("the cluster's etcd credentials");
+    for (c, client) in connections.into_iter().enumerate() {
         let op = op.clone();
         tasks.push(tokio::spawn(async move {
             let (mut latencies, mut errors, mut i) = (Vec::new(), 0u64, 0u64);

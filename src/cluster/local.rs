@@ -126,13 +126,27 @@ impl LocalCluster {
 
     /// An etcd client of member `i`, over TLS with the etcdctl certificate.
     pub fn etcd_client(&self, i: usize) -> std::io::Result<EtcdClient> {
-        let tls = mutual_tls::client_config(&self.etcd_client_files(), "etcd client").map_err(std::io::Error::other)?;
-        EtcdClient::with_tls(&format!("https://{}", self.members[i].client_addr), tls).map_err(std::io::Error::other)
+        self.dial_etcd(i, self.etcd_tls()?)
     }
 
     /// An etcd client of every member, in order.
     pub fn etcd_clients(&self) -> std::io::Result<Vec<EtcdClient>> {
-        (0..self.members.len()).map(|i| self.etcd_client(i)).collect()
+        self.etcd_connections(self.members.len())
+    }
+
+    /// `count` etcd clients, each on a connection of its own, to the members in turn (the certificate files
+    /// read once).
+    pub fn etcd_connections(&self, count: usize) -> std::io::Result<Vec<EtcdClient>> {
+        let tls = self.etcd_tls()?;
+        (0..count).map(|c| self.dial_etcd(c % self.members.len(), tls.clone())).collect()
+    }
+
+    fn etcd_tls(&self) -> std::io::Result<tonic::transport::ClientTlsConfig> {
+        mutual_tls::client_config(&self.etcd_client_files(), "etcd client").map_err(std::io::Error::other)
+    }
+
+    fn dial_etcd(&self, i: usize, tls: tonic::transport::ClientTlsConfig) -> std::io::Result<EtcdClient> {
+        EtcdClient::with_tls(&format!("https://{}", self.members[i].client_addr), tls).map_err(std::io::Error::other)
     }
 
     pub fn start_all(&mut self) -> std::io::Result<()> {
