@@ -268,6 +268,15 @@ async fn pods_mount_their_accounts_token_and_namespaces_publish_the_cluster_auth
         (String::from_utf8_lossy(&published().stdout) == authority).then_some(())
     })
     .await;
+    // One whose certificate was changed is set back.
+    let forged = r#"{"data":{"ca.crt":"forged","extra":"x"}}"#;
+    admin.ok(&["-n", "team", "patch", "configmap", "kube-root-ca.crt", "--type=merge", "-p", forged]);
+    eventually(Duration::from_secs(20), "kube-root-ca.crt set back", || async {
+        let data = admin.run(&["-n", "team", "get", "configmap", "kube-root-ca.crt", "-o", "jsonpath={.data}"]);
+        let data: Value = serde_json::from_slice(&data.stdout).ok()?;
+        (data == serde_json::json!({"ca.crt": authority.as_str()})).then_some(())
+    })
+    .await;
     let system = admin.ok(&["-n", "kube-system", "get", "configmap", "kube-root-ca.crt", "-o", "name"]);
     assert_eq!(system.trim(), "configmap/kube-root-ca.crt");
 

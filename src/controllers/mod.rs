@@ -113,6 +113,12 @@ pub enum Action {
         namespace: String,
         root_ca: Arc<str>,
     },
+    /// Replace the namespace's `kube-root-ca.crt` with `object` (as read, its data set back; the update is
+    /// refused if the ConfigMap changed since).
+    ResetRootCaConfigMap {
+        namespace: String,
+        object: Value,
+    },
     CreatePriorityClass {
         name: &'static str,
         value: i64,
@@ -288,6 +294,13 @@ async fn execute(client: &Client, action: &Action) -> Result<(), kube::Error> {
             let api = api_for(client, resource("", "v1", "configmaps"), Some(namespace));
             ignore_exists(api.create(&PostParams::default(), &config_map).await)?;
         }
+        Action::ResetRootCaConfigMap { namespace, object } => {
+            let config_map =
+                serde_json::from_value::<DynamicObject>(object.clone()).map_err(kube::Error::SerdeError)?;
+            tracing::info!(namespace, "setting the published root CA back");
+            let api = api_for(client, resource("", "v1", "configmaps"), Some(namespace));
+            api.replace(admission::ROOT_CA_CONFIG_MAP, &PostParams::default(), &config_map).await?;
+        }
         Action::CreatePriorityClass { name, value } => {
             let classes = catalog::find("scheduling.k8s.io", "v1", "priorityclasses").expect("served");
             let class = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
@@ -400,6 +413,17 @@ struct Queues {
     rbac_defaults: Arc<WorkQueue<()>>,
 }
 
+/// The namespace's `kube-root-ca.crt` as the API holds it, when `contents` (the cache) has one.
+async fn read_root_ca(client: &Client, namespace: &str, contents: &[ObjectRef]) -> Result<Option<Value>, kube::Error> {
+    let name = admission::ROOT_CA_CONFIG_MAP;
+    if !contents.iter().any(|o| o.resource.kind == "ConfigMap" && o.name == name) {
+        return Ok(None);
+    }
+    let api = api_for(client, resource("", "v1", "configmaps"), Some(namespace));
+    let read = api.get_opt(name).await?;
+    read.map(serde_json::to_value).transpose().map_err(kube::Error::SerdeError)
+}
+
 /// Which keys of which controller one change concerns. `before` and `after` are the object as the graph held
 /// it before the change and holds it now (None once deleted).
 fn route(graph: &Graph, queues: &Queues, before: Option<&ObjectRef>, after: Option<&ObjectRef>) {
@@ -432,8 +456,8 @@ fn route(graph: &Graph, queues: &Queues, before: Option<&ObjectRef>, after: Opti
     } else if let Some(ns) = &o.namespace {
         if graph.find(namespaces, None, ns).is_some_and(|x| x.deleting) {
             queues.namespaces.add_after(ns.clone(), Duration::from_millis(limits::NAMESPACE_RECHECK_DELAY_MS));
-        } else if deleted
-            && matches!((o.resource.kind, o.name.as_str()), ("ServiceAccount", "default") | ("ConfigMap", ROOT_CA))
+        } else if (deleted && (o.resource.kind, o.name.as_str()) == ("ServiceAccount", "default"))
+            || (o.resource.kind, o.name.as_str()) == ("ConfigMap", ROOT_CA)
         {
             queues.namespaces.add(ns.clone());
         }
@@ -530,7 +554,12 @@ pub fn prepare(informers: &mut Informers, environment: Environment) -> impl std:
                 let root_ca = root_ca.clone();
                 async move {
                     let ns = namespace_ref(&namespaces, &name);
-                    let actions = namespace::plan(&name, ns.as_ref(), &graph.in_namespace(&name), root_ca.as_ref());
+                    let contents = graph.in_namespace(&name);
+                    let published = match root_ca.is_some() && ns.as_ref().is_some_and(|ns| !ns.deleting) {
+                        true => read_root_ca(&client, &name, &contents).await?,
+                        false => None,
+                    };
+                    let actions = namespace::plan(&name, ns.as_ref(), &contents, root_ca.as_ref(), published.as_ref());
                     execute_all(&client, &actions).await
                 }
             }

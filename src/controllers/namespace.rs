@@ -1,7 +1,7 @@
 //! The namespace controller: the system namespaces exist, every live namespace has its `default`
 //! ServiceAccount and (when the cluster signs ServiceAccount tokens) its `kube-root-ca.crt` ConfigMap, and a
-//! namespace being deleted is emptied, then finalized. A `kube-root-ca.crt` that was deleted is made again; one
-//! that was changed is left as it is.
+//! namespace being deleted is emptied, then finalized. A `kube-root-ca.crt` that was deleted is made again, and
+//! one whose data was changed is set back to the authority's certificate alone, as upstream's publisher does.
 //!
 //! `plan` is pure. A terminating namespace (deletionTimestamp set) has every object in it deleted; once none is
 //! left, its `kubernetes` finalizer is removed through the `finalize` subresource and the API server deletes it.
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::{Action, ObjectRef};
-use crate::apis::admission::ROOT_CA_CONFIG_MAP;
+use crate::apis::admission::{self, ROOT_CA_CONFIG_MAP};
 
 pub const KUBERNETES_FINALIZER: &str = "kubernetes";
 
@@ -126,13 +126,35 @@ pub fn merge_conditions(current: &[Value], wanted: &[Condition], now: &str) -> O
     changed.then_some(merged)
 }
 
+/// `published` (a namespace's `kube-root-ca.crt` as read) as it must be to publish `root_ca`: its data the
+/// certificate alone, with upstream's description. None when it is so already.
+pub fn reset_root_ca(published: &Value, root_ca: &str) -> Option<Value> {
+    let wanted = admission::root_ca_config_map(root_ca);
+    let description = &wanted["metadata"]["annotations"][DESCRIPTION_ANNOTATION];
+    let annotations = &published["metadata"]["annotations"];
+    if published["data"] == wanted["data"] && annotations[DESCRIPTION_ANNOTATION].is_string() {
+        return None;
+    }
+    let mut reset = published.clone();
+    reset["data"] = wanted["data"].clone();
+    if !annotations.is_object() {
+        reset["metadata"]["annotations"] = json!({});
+    }
+    reset["metadata"]["annotations"][DESCRIPTION_ANNOTATION] = description.clone();
+    Some(reset)
+}
+
+const DESCRIPTION_ANNOTATION: &str = "kubernetes.io/description";
+
 /// What to do about the namespace `name`, from the namespace as the cache holds it (None when there is none),
-/// the objects in it and the cluster authority's certificate to publish (None: none is).
+/// the objects in it, the cluster authority's certificate to publish (None: none is) and its `kube-root-ca.crt`
+/// as read from the API (None when the cache holds none).
 pub fn plan(
     name: &str,
     namespace: Option<&ObjectRef>,
     contents: &[ObjectRef],
     root_ca: Option<&Arc<str>>,
+    published: Option<&Value>,
 ) -> Vec<Action> {
     let Some(ns) = namespace else {
         return match SYSTEM_NAMESPACES.iter().find(|n| **n == name) {
@@ -146,8 +168,16 @@ pub fn plan(
         if !has("ServiceAccount", "default") {
             actions.push(Action::CreateServiceAccount { namespace: ns.name.clone() });
         }
-        if let Some(root_ca) = root_ca.filter(|_| !has("ConfigMap", ROOT_CA_CONFIG_MAP)) {
-            actions.push(Action::CreateRootCaConfigMap { namespace: ns.name.clone(), root_ca: root_ca.clone() });
+        match (root_ca, published) {
+            (Some(root_ca), _) if !has("ConfigMap", ROOT_CA_CONFIG_MAP) => {
+                actions.push(Action::CreateRootCaConfigMap { namespace: ns.name.clone(), root_ca: root_ca.clone() })
+            }
+            (Some(root_ca), Some(published)) => {
+                if let Some(object) = reset_root_ca(published, root_ca) {
+                    actions.push(Action::ResetRootCaConfigMap { namespace: ns.name.clone(), object });
+                }
+            }
+            _ => {}
         }
         return actions;
     }
@@ -215,25 +245,53 @@ mod tests {
     #[test]
     fn system_namespaces_and_default_accounts_are_created() {
         for name in SYSTEM_NAMESPACES {
-            assert_eq!(plan(name, None, &[], None), vec![Action::CreateNamespace { name }]);
+            assert_eq!(plan(name, None, &[], None, None), vec![Action::CreateNamespace { name }]);
         }
-        assert_eq!(plan("other", None, &[], None), vec![], "a deleted namespace of a user stays deleted");
+        assert_eq!(plan("other", None, &[], None, None), vec![], "a deleted namespace of a user stays deleted");
         let a = namespace("a", false);
-        assert_eq!(plan("a", Some(&a), &[], None), vec![Action::CreateServiceAccount { namespace: "a".into() }]);
-        assert!(plan("a", Some(&a), &[account("a")], None).is_empty());
+        assert_eq!(plan("a", Some(&a), &[], None, None), vec![Action::CreateServiceAccount { namespace: "a".into() }]);
+        assert!(plan("a", Some(&a), &[account("a")], None, None).is_empty());
     }
 
     #[test]
     fn live_namespaces_publish_the_root_ca_when_there_is_one() {
         let (a, root_ca): (ObjectRef, Arc<str>) = (namespace("a", false), Arc::from("PEM"));
         let publish = Action::CreateRootCaConfigMap { namespace: "a".into(), root_ca: root_ca.clone() };
-        assert_eq!(plan("a", Some(&a), &[account("a")], Some(&root_ca)), vec![publish]);
+        assert_eq!(plan("a", Some(&a), &[account("a")], Some(&root_ca), None), vec![publish]);
         let published = [account("a"), config_map("a", ROOT_CA_CONFIG_MAP, false)];
-        assert!(plan("a", Some(&a), &published, Some(&root_ca)).is_empty());
-        assert!(plan("a", Some(&a), &[account("a")], None).is_empty(), "nothing to publish");
+        assert!(plan("a", Some(&a), &published, Some(&root_ca), None).is_empty());
+        assert!(plan("a", Some(&a), &[account("a")], None, None).is_empty(), "nothing to publish");
         let b = terminating("b");
-        let planned = plan("b", Some(&b), &[], Some(&root_ca));
+        let planned = plan("b", Some(&b), &[], Some(&root_ca), None);
         assert!(!planned.iter().any(|a| matches!(a, Action::CreateRootCaConfigMap { .. })), "{planned:?}");
+    }
+
+    #[test]
+    fn a_changed_root_ca_config_map_is_set_back_to_the_authority_alone() {
+        let (a, root_ca): (ObjectRef, Arc<str>) = (namespace("a", false), Arc::from("PEM"));
+        let contents = [account("a"), config_map("a", ROOT_CA_CONFIG_MAP, false)];
+        let mut published = admission::root_ca_config_map(&root_ca);
+        published["metadata"]["resourceVersion"] = json!("7");
+        assert!(plan("a", Some(&a), &contents, Some(&root_ca), Some(&published)).is_empty());
+
+        for (change, field) in [("ca.crt", "another authority"), ("extra", "a key of a user")] {
+            let mut changed = published.clone();
+            changed["data"][change] = json!(field);
+            changed["metadata"]["labels"] = json!({"kept": "yes"});
+            let planned = plan("a", Some(&a), &contents, Some(&root_ca), Some(&changed));
+            let [Action::ResetRootCaConfigMap { namespace, object }] = planned.as_slice() else {
+                panic!("{change}: {planned:?}")
+            };
+            assert_eq!(namespace, "a");
+            assert_eq!(object["data"], json!({"ca.crt": "PEM"}), "{change}");
+            assert_eq!(object["metadata"]["resourceVersion"], "7", "the update is made on what was read");
+            assert_eq!(object["metadata"]["labels"]["kept"], "yes", "the rest is the user's");
+        }
+        let mut undescribed = published.clone();
+        undescribed["metadata"].as_object_mut().unwrap().remove("annotations");
+        let reset = reset_root_ca(&undescribed, &root_ca).expect("the description is put back");
+        assert_eq!(reset["metadata"]["annotations"], published["metadata"]["annotations"]);
+        assert!(plan("a", Some(&a), &contents, None, Some(&undescribed)).is_empty(), "nothing to publish");
     }
 
     /// A terminating namespace whose conditions already say that nothing remains.
@@ -246,10 +304,10 @@ mod tests {
         let a = terminating("a");
         let x = config_map("a", "x", false);
         assert_eq!(
-            plan("a", Some(&a), std::slice::from_ref(&x), None),
+            plan("a", Some(&a), std::slice::from_ref(&x), None, None),
             vec![Action::Delete { object: x, propagation: Some("Background"), confirm_owners_gone: false }]
         );
-        assert_eq!(plan("a", Some(&a), &[], None), vec![Action::FinalizeNamespace { object: a }]);
+        assert_eq!(plan("a", Some(&a), &[], None, None), vec![Action::FinalizeNamespace { object: a }]);
     }
 
     fn condition<'a>(conditions: &'a [Condition], condition_type: &str) -> &'a Condition {
@@ -262,7 +320,7 @@ mod tests {
         let going = ObjectRef { finalizers: vec!["example.com/hold".into()], ..config_map("a", "y", true) };
         let a = namespace("a", true);
         let contents = [held, going, config_map("a", "z", false)];
-        let actions = plan("a", Some(&a), &contents, None);
+        let actions = plan("a", Some(&a), &contents, None, None);
         let Some(Action::SetNamespaceConditions { conditions, .. }) =
             actions.iter().find(|a| matches!(a, Action::SetNamespaceConditions { .. }))
         else {
@@ -284,7 +342,7 @@ mod tests {
         assert!(!actions.iter().any(|a| matches!(a, Action::FinalizeNamespace { .. })));
         // Conditions already in place are not written again.
         let a = ObjectRef { conditions: conditions.clone(), ..a };
-        assert!(!plan("a", Some(&a), &contents, None)
+        assert!(!plan("a", Some(&a), &contents, None, None)
             .iter()
             .any(|a| matches!(a, Action::SetNamespaceConditions { .. })));
     }
@@ -307,6 +365,6 @@ mod tests {
     #[test]
     fn a_live_namespace_is_left_alone() {
         let a = namespace("a", false);
-        assert!(plan("a", Some(&a), &[account("a"), config_map("a", "x", false)], None).is_empty());
+        assert!(plan("a", Some(&a), &[account("a"), config_map("a", "x", false)], None, None).is_empty());
     }
 }
