@@ -117,6 +117,10 @@ pub const LEADER_WAIT_MS: u64 = 3_000;
 pub const WRITE_TIMEOUT_MS: u64 = 5_000;
 /// How long a linearizable read waits for its read index to be applied.
 pub const READ_TIMEOUT_MS: u64 = 5_000;
+/// How far (in log entries) a learner's log may lag the leader's for it to be promoted to voter.
+pub const PROMOTE_LAG_ENTRIES_MAX: u64 = 1_000;
+/// How often a replica that joined as a learner asks to be promoted.
+pub const PROMOTE_RETRY_MS: u64 = 1_000;
 /// Size of one RocksDB memtable (per column family) before it is flushed to disk.
 pub const ROCKSDB_WRITE_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 /// Memtable memory of all column families together; reaching it forces flushes.

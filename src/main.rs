@@ -292,6 +292,14 @@ struct ServerArgs {
     /// replacement: it takes the cluster's state from the leader and votes only once it has a membership.
     #[arg(long)]
     rejoin: bool,
+    /// Joins the running cluster of the replica at this peer address (HOST:PORT) as a new member: a learner
+    /// until its log has caught up, then a voter. Later starts may leave it out.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["rejoin", "restore", "initial_cluster"])]
+    join: Option<std::net::SocketAddr>,
+    /// Starts a new member of a new cluster from a saved snapshot (`etcdctl snapshot save`): its keys,
+    /// revisions and leases. Every initial member starts from the same file; later starts may leave it out.
+    #[arg(long, value_name = "FILE", conflicts_with = "rejoin")]
+    restore: Option<PathBuf>,
     /// How long an Event is kept after its last write (as kube-apiserver's flag of the same name); more than 0.
     #[arg(long, default_value = "1h", value_parser = cluster::config::parse_duration)]
     event_ttl: std::time::Duration,
@@ -424,6 +432,8 @@ fn run() -> anyhow::Result<()> {
                     node_monitor_grace_period: args.node_monitor_grace_period,
                     compaction_interval: args.compaction_interval,
                     rejoin: args.rejoin,
+                    join: args.join,
+                    restore: args.restore,
                     event_ttl: args.event_ttl,
                     snapshot_count: args.snapshot_count,
                     snapshot_catchup_entries: args.snapshot_catchup_entries,

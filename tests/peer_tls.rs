@@ -2,7 +2,8 @@
 //! empty snapshot, a leadership transfer, a vote, a forwarded write) is refused before any handler sees it when
 //! the sender has no TLS, no client certificate, or a certificate from another authority, while the same
 //! messages with the cluster's peer certificate reach the handlers; nothing moves. A replica whose certificate comes from another
-//! authority neither sends nor receives Raft traffic, and catches up once it has the cluster's. `raftsman certs`
+//! authority neither sends nor receives Raft traffic, and catches up once it has the cluster's. Reissued
+//! certificates and a replaced authority are taken by running replicas, on both gRPC ports. `raftsman certs`
 //! makes what a replica needs, and a replica without peer TLS flags refuses to start.
 
 mod harness;
@@ -225,4 +226,81 @@ async fn raftsman_certs_makes_what_a_replica_needs_and_a_replica_without_peer_tl
     assert!(handshake.connect().await.is_ok(), "the server's certificate is valid for its address");
     replica.kill().unwrap();
     replica.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_and_authorities_rotate_on_running_replicas() {
+    use raftsman::security::{etcd, tls};
+    let mut c = TestCluster::start(3).await;
+    put_retrying(&c.clients[0], "before", "v", Duration::from_secs(10)).await.unwrap();
+    let pki_dir = c.local.pki.clone();
+    let peer_addrs: Vec<std::net::SocketAddr> = c.local.members.iter().map(|m| m.peer_addr).collect();
+    let (old, new) = (harness::peer::authority(&c), pki::Authority::create(peer::AUTHORITY_NAME).unwrap());
+    let tester = |ca: &pki::Authority| ca.issue("tester", &[], &[], pki::Usage::ServerAndClient).unwrap();
+    let (old_tester, new_tester) = (tester(&old), tester(&new));
+    let leaf = |issued: &pki::Issued| tls::certificates(issued.cert_pem.as_bytes(), "leaf").unwrap()[0].to_vec();
+    let served = |i: usize, authority: String, shown: pki::Issued| {
+        let addr = peer_addrs[i];
+        async move { harness::peer::served_certificate(addr, &authority, &shown).await }
+    };
+
+    // The replicas trust both authorities and get certificates of the new one, without a restart.
+    let trusted = pki::files(&pki_dir, peer::AUTHORITY).0;
+    pki::write(&trusted, &format!("{}{}", old.cert_pem(), new.cert_pem()), 0o644).unwrap();
+    let mut reissued = Vec::new();
+    for m in &c.local.members {
+        let issued = new.issue(&m.name, &[], &[m.peer_addr.ip().to_string()], pki::Usage::ServerAndClient).unwrap();
+        pki::save(&pki_dir, &peer::files(&m.name), &issued).unwrap();
+        reissued.push(leaf(&issued));
+    }
+    for (i, reissued) in reissued.iter().enumerate() {
+        let shown = eventually(Duration::from_secs(10), "the replica to serve its new certificate", || async {
+            served(i, new.cert_pem().to_owned(), new_tester.clone()).await.ok()
+        })
+        .await;
+        assert_eq!(&shown, reissued);
+        let both = format!("{}{}", old.cert_pem(), new.cert_pem());
+        assert!(served(i, both, old_tester.clone()).await.is_ok(), "a client of the old authority is still trusted");
+    }
+
+    // Then they trust only the new one.
+    pki::write(&trusted, new.cert_pem(), 0o644).unwrap();
+    for i in 0..3 {
+        eventually(Duration::from_secs(10), "the old authority's clients to be refused", || async {
+            served(i, new.cert_pem().to_owned(), old_tester.clone()).await.err()
+        })
+        .await;
+        assert!(served(i, new.cert_pem().to_owned(), new_tester.clone()).await.is_ok());
+    }
+
+    // The replicas dial each other with what they have now: a follower restarted on the new certificates is
+    // accepted by the two that were never restarted, and accepts them.
+    let leader = c.leader().await;
+    let follower = (leader + 1) % 3;
+    c.local.stop(follower, Duration::from_secs(10));
+    c.local.start(follower).unwrap();
+    put_retrying(&c.clients[leader], "after", "v", Duration::from_secs(10)).await.unwrap();
+    eventually(Duration::from_secs(30), "the restarted follower to catch up", || async {
+        c.clients[follower].get("after", true).await.ok().filter(|r| !r.kvs.is_empty())
+    })
+    .await;
+    for i in (0..3).filter(|i| *i != follower) {
+        assert!(c.local.is_running(i), "replica {i} ran throughout: {}", c.log(i));
+    }
+
+    // The etcd client port follows its certificate too.
+    let etcd_authority = pki::Authority::load(&pki_dir, etcd::AUTHORITY).unwrap();
+    let m = &c.local.members[0];
+    let issued = etcd_authority.issue(&m.name, &[], &[m.client_addr.ip().to_string()], pki::Usage::ServerAndClient);
+    let issued = issued.unwrap();
+    pki::save(&pki_dir, &etcd::server_files(&m.name), &issued).unwrap();
+    let client = tester(&etcd_authority);
+    let client_addr = m.client_addr;
+    let shown = eventually(Duration::from_secs(10), "the etcd port to serve its new certificate", || async {
+        let shown = harness::peer::served_certificate(client_addr, etcd_authority.cert_pem(), &client).await.ok();
+        shown.filter(|s| *s == leaf(&issued))
+    })
+    .await;
+    assert_eq!(shown, leaf(&issued));
+    put_retrying(&c.clients[0], "etcd", "v", Duration::from_secs(10)).await.expect("etcd clients still served");
 }

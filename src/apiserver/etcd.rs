@@ -17,6 +17,7 @@ use crate::cluster::config::PlantedBugs;
 use crate::limits;
 use crate::proto::etcd as pb;
 use crate::store::command::{self as cmd, Applied, ApplyError, Command, Outcome, ResponseOp};
+use crate::store::saved::SavedChunks;
 use crate::store::watch::{Batch, WatchError, WatchFilter, Watcher};
 use crate::store::{Store, StoreError};
 
@@ -649,25 +650,72 @@ impl pb::lease_server::Lease for EtcdService {
 // ------------------------------------------------------------------------------------------------------
 // Cluster and Maintenance
 
+impl EtcdService {
+    /// The members as etcd lists them.
+    fn members(&self) -> Vec<pb::Member> {
+        self.store.members().into_iter().map(member).collect()
+    }
+}
+
+fn member(m: crate::store::Member) -> pb::Member {
+    pb::Member {
+        id: m.id,
+        name: m.name,
+        peer_ur_ls: vec![format!("http://{}", m.peer_addr)],
+        client_ur_ls: m.published.map(|p| vec![format!("http://{}", p.client_addr)]).unwrap_or_default(),
+        is_learner: m.is_learner,
+    }
+}
+
+/// The `HOST:PORT` of a peer URL as etcdctl sends it (`https://10.0.0.4:2380`).
+fn peer_address(url: &str) -> Result<String, Status> {
+    let bare = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).unwrap_or(url);
+    match bare.trim_end_matches('/').parse::<std::net::SocketAddr>() {
+        Ok(addr) => Ok(addr.to_string()),
+        Err(_) => Err(Status::invalid_argument(format!("etcdserver: {url:?} is not a peer URL (https://IP:PORT)"))),
+    }
+}
+
 #[tonic::async_trait]
 impl pb::cluster_server::Cluster for EtcdService {
+    async fn member_add(&self, req: Request<pb::MemberAddRequest>) -> Result<Response<pb::MemberAddResponse>, Status> {
+        let req = req.into_inner();
+        let [url] = req.peer_ur_ls.as_slice() else {
+            return Err(Status::invalid_argument("etcdserver: a member has exactly one peer URL here"));
+        };
+        let peer_addr = peer_address(url)?;
+        let id = self.store.add_member(String::new(), peer_addr.clone(), req.is_learner).await.map_err(store_status)?;
+        let added = pb::Member {
+            id,
+            name: String::new(),
+            peer_ur_ls: vec![format!("http://{peer_addr}")],
+            client_ur_ls: Vec::new(),
+            is_learner: req.is_learner,
+        };
+        Ok(Response::new(pb::MemberAddResponse { header: self.header(), member: Some(added), members: self.members() }))
+    }
+
+    async fn member_remove(
+        &self,
+        req: Request<pb::MemberRemoveRequest>,
+    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        self.store.remove_member(req.into_inner().id).await.map_err(store_status)?;
+        Ok(Response::new(pb::MemberRemoveResponse { header: self.header(), members: self.members() }))
+    }
+
     async fn member_list(
         &self,
         _req: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
-        let members = self
-            .store
-            .members()
-            .into_iter()
-            .map(|m| pb::Member {
-                id: m.id,
-                name: m.name,
-                peer_ur_ls: vec![format!("http://{}", m.peer_addr)],
-                client_ur_ls: m.published.map(|p| vec![format!("http://{}", p.client_addr)]).unwrap_or_default(),
-                is_learner: m.is_learner,
-            })
-            .collect();
-        Ok(Response::new(pb::MemberListResponse { header: self.header(), members }))
+        Ok(Response::new(pb::MemberListResponse { header: self.header(), members: self.members() }))
+    }
+
+    async fn member_promote(
+        &self,
+        req: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        self.store.promote_member(req.into_inner().id).await.map_err(store_status)?;
+        Ok(Response::new(pb::MemberPromoteResponse { header: self.header(), members: self.members() }))
     }
 }
 
@@ -700,5 +748,31 @@ impl pb::maintenance_server::Maintenance for EtcdService {
         let target = req.into_inner().target_id;
         self.store.transfer_leadership(target).await.map_err(store_status)?;
         Ok(Response::new(pb::MoveLeaderResponse { header: self.header() }))
+    }
+
+    type SnapshotStream = GrpcStream<pb::SnapshotResponse>;
+
+    /// This replica's state now as a saved snapshot (`store::saved`), a chunk per message.
+    async fn snapshot(&self, _req: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        let failed = |e: std::io::Error| Status::internal(format!("cannot snapshot this replica: {e}"));
+        let file = self.store.export_snapshot().await.map_err(failed)?;
+        let (store, header) = (self.store.clone(), self.header());
+        let chunks = SavedChunks::new(file);
+        let total = chunks.len();
+        let stream = futures::stream::try_unfold((chunks, 0u64), move |(mut chunks, sent)| {
+            let store = store.clone();
+            async move {
+                let (chunk, chunks) = store
+                    .off_the_workers(move || chunks.next_chunk().map(|chunk| (chunk, chunks)))
+                    .await
+                    .map_err(failed)?;
+                Ok(chunk.map(|blob| {
+                    let sent = sent + blob.len() as u64;
+                    let version = ETCD_API_VERSION.into();
+                    (pb::SnapshotResponse { header, remaining_bytes: total - sent, blob, version }, (chunks, sent))
+                }))
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -29,6 +29,14 @@ pub enum ConfigError {
     NodeMonitorGracePeriod { given: Duration, max_secs: u64 },
     #[error("--rejoin needs --initial-cluster to name the other members, whose leader brings this one back")]
     RejoinAlone,
+    #[error(
+        "--rejoin takes the cluster's state from its leader; --restore starts a new cluster from a snapshot: not both"
+    )]
+    RejoinRestore,
+    #[error(
+        "--join adds this replica to a running cluster, whose leader gives it the cluster's state: it takes none of          --initial-cluster, --rejoin or --restore"
+    )]
+    JoinAlone,
     #[error("--event-ttl must be more than 0s and at most {max_secs}s, got {given:?}")]
     EventTtl { given: Duration, max_secs: u64 },
     #[error("--snapshot-count must be at least 1")]
@@ -197,6 +205,12 @@ pub struct ServerConfig {
     /// Start a member whose database was lost (its data dir kept only its identity, or is empty) as a
     /// replacement that takes the cluster's state from the leader, instead of as a member of a new cluster.
     pub rejoin: bool,
+    /// The peer address of a replica of a running cluster that a new replica joins (as a learner, promoted to
+    /// voter once caught up), instead of forming a cluster. Ignored once the data dir holds the member.
+    pub join: Option<SocketAddr>,
+    /// A saved snapshot (`store::saved`) a new member of a new cluster starts from; every initial member
+    /// starts from the same one. Ignored once the data dir holds the member.
+    pub restore: Option<PathBuf>,
     /// How long an Event is kept after its last write (the Kubernetes API server's `--event-ttl`): Events are
     /// stored with a lease of this TTL.
     pub event_ttl: Duration,
@@ -295,6 +309,8 @@ impl Default for ServerConfig {
             node_monitor_grace_period: NODE_MONITOR_GRACE_PERIOD_DEFAULT,
             compaction_interval: COMPACTION_INTERVAL_DEFAULT,
             rejoin: false,
+            join: None,
+            restore: None,
             event_ttl: EVENT_TTL_DEFAULT,
             snapshot_count: limits::SNAPSHOT_LOGS_SINCE_LAST,
             snapshot_catchup_entries: limits::SNAPSHOT_LOGS_KEPT,
@@ -339,6 +355,12 @@ impl ServerConfig {
         }
         if self.rejoin && members.len() < 2 {
             return Err(ConfigError::RejoinAlone);
+        }
+        if self.rejoin && self.restore.is_some() {
+            return Err(ConfigError::RejoinRestore);
+        }
+        if self.join.is_some() && (self.rejoin || self.restore.is_some() || !self.initial_cluster.trim().is_empty()) {
+            return Err(ConfigError::JoinAlone);
         }
         if self.client_security == ClientSecurity::Plaintext && !self.client_addr.ip().is_loopback() {
             return Err(ConfigError::PlaintextClientAddr(self.client_addr));
@@ -404,6 +426,13 @@ pub fn cluster_id(members: &[Member]) -> u64 {
     stable_id(&parts.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
+/// The id of the cluster an initial member list `described` forms from the saved snapshot `snapshot`
+/// (`saved::Saved::id`): another cluster than the one the same members form empty, so that a member started
+/// without the snapshot is refused by those started from it instead of diverging from them.
+pub fn restored_cluster_id(described: u64, snapshot: u64) -> u64 {
+    stable_id(&[&described.to_string(), "restored", &format!("{snapshot:x}")])
+}
+
 /// The member id of `member` within the cluster `cluster`.
 pub fn member_id(cluster: u64, member: &Member) -> u64 {
     stable_id(&[&cluster.to_string(), &member.name, &member.peer_addr.to_string()])
@@ -420,6 +449,19 @@ mod tests {
             initial_cluster: cluster.into(),
             ..ServerConfig::default()
         }
+    }
+
+    #[test]
+    fn a_joining_or_restored_replica_takes_no_flag_that_would_start_it_otherwise() {
+        let two = "n1=127.0.0.1:12380,n2=127.0.0.1:22380";
+        let join = |c: ServerConfig| ServerConfig { join: Some("127.0.0.1:1".parse().unwrap()), ..c };
+        assert!(join(cfg("n1", "")).validate().is_ok());
+        assert!(matches!(join(cfg("n1", two)).validate(), Err(ConfigError::JoinAlone)));
+        let restore = |c: ServerConfig| ServerConfig { restore: Some("saved.db".into()), ..c };
+        assert!(restore(cfg("n1", two)).validate().is_ok());
+        assert!(matches!(join(restore(cfg("n1", ""))).validate(), Err(ConfigError::JoinAlone)));
+        let rejoin = |c: ServerConfig| ServerConfig { rejoin: true, ..c };
+        assert!(matches!(restore(rejoin(cfg("n1", two))).validate(), Err(ConfigError::RejoinRestore)));
     }
 
     #[test]

@@ -29,10 +29,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
+use futures::StreamExt;
 use hyper::body::Incoming;
 
 use crate::limits;
 use crate::security::authn::{Origin, User};
+use crate::security::mutual_tls::MutualTls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -269,23 +271,117 @@ impl tonic::transport::server::Connected for Admitted {
     }
 }
 
+/// A connection a gRPC port serves: as accepted, or after its TLS handshake.
+pub enum GrpcConnection {
+    Plain(Admitted),
+    Tls(Box<tokio_rustls::server::TlsStream<Admitted>>),
+}
+
+impl AsyncRead for GrpcConnection {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            GrpcConnection::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            GrpcConnection::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for GrpcConnection {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            GrpcConnection::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            GrpcConnection::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            GrpcConnection::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            GrpcConnection::Tls(io) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            GrpcConnection::Plain(io) => io.is_write_vectored(),
+            GrpcConnection::Tls(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            GrpcConnection::Plain(io) => Pin::new(io).poll_flush(cx),
+            GrpcConnection::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            GrpcConnection::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            GrpcConnection::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+impl tonic::transport::server::Connected for GrpcConnection {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        match self {
+            GrpcConnection::Plain(io) => io.connect_info(),
+            GrpcConnection::Tls(io) => io.get_ref().0.connect_info(),
+        }
+    }
+}
+
+type Handshake = Pin<Box<dyn Future<Output = Option<GrpcConnection>> + Send>>;
+
 /// The connections a gRPC server on `listener` serves: at most `cap` at once (others are closed as they
-/// arrive), each closed unless its HTTP/2 preface arrives within `preface_deadline`.
+/// arrive), each closed unless its HTTP/2 preface arrives within `preface_deadline` and, with `tls`, unless
+/// its handshake succeeds within the handshake deadline. Handshakes proceed side by side while the server
+/// polls for the next connection, so that a slow one does not hold up the others.
 pub fn grpc_incoming(
     listener: TcpListener,
     port: &'static str,
     cap: usize,
     preface_deadline: Duration,
-) -> impl futures::Stream<Item = io::Result<Admitted>> + Send + 'static {
-    let gate = Gate::new(port, cap);
-    futures::stream::unfold((listener, gate), move |(listener, gate)| async move {
+    tls: Option<MutualTls>,
+) -> impl futures::Stream<Item = io::Result<GrpcConnection>> + Send + 'static {
+    let handshakes = futures::stream::FuturesUnordered::<Handshake>::new();
+    let state = (listener, Gate::new(port, cap), tls, handshakes);
+    futures::stream::unfold(state, move |(listener, gate, tls, mut handshakes)| async move {
         loop {
-            let tcp = accept(&listener, gate.port).await;
-            if let Some(permit) = gate.admit() {
-                let admitted = Admitted::new(tcp, permit, Some(preface_deadline));
-                return Some((Ok(admitted), (listener, gate)));
+            tokio::select! {
+                tcp = accept(&listener, gate.port) => {
+                    let Some(permit) = gate.admit() else {
+                        close_at_once(tcp, b"");
+                        continue;
+                    };
+                    let admitted = Admitted::new(tcp, permit, Some(preface_deadline));
+                    let Some(tls) = &tls else {
+                        return Some((Ok(GrpcConnection::Plain(admitted)), (listener, gate, tls, handshakes)));
+                    };
+                    let tls = tls.clone();
+                    handshakes.push(Box::pin(async move {
+                        match tls.accept(admitted).await {
+                            Ok(stream) => Some(GrpcConnection::Tls(Box::new(stream))),
+                            Err(e) => {
+                                tracing::debug!(port, error = %e, "tls handshake failed");
+                                None
+                            }
+                        }
+                    }));
+                }
+                Some(done) = handshakes.next(), if !handshakes.is_empty() => {
+                    if let Some(connection) = done {
+                        return Some((Ok(connection), (listener, gate, tls, handshakes)));
+                    }
+                }
             }
-            close_at_once(tcp, b"");
         }
     })
 }

@@ -55,6 +55,9 @@ pub struct LocalMember {
     pub api_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// The peer address a member added to the running cluster joins through (`add_member`); None for the
+    /// initial members.
+    pub join: Option<SocketAddr>,
     child: Option<Child>,
 }
 
@@ -97,6 +100,7 @@ impl LocalCluster {
                 data_dir: dir.join(&name),
                 log: dir.join(format!("{name}.log")),
                 name,
+                join: None,
                 child: None,
             });
         }
@@ -108,12 +112,37 @@ impl LocalCluster {
         Ok(LocalCluster { flavor, members, pki, server_args: Vec::new(), end_with_this_process: false })
     }
 
+    /// The initial members (not those added later) as `--initial-cluster` lists them.
     pub fn initial_cluster(&self) -> String {
         let scheme = match self.flavor {
             Flavor::Raftsman { .. } => "",
             Flavor::Etcd { .. } => "http://",
         };
-        self.members.iter().map(|m| format!("{}={scheme}{}", m.name, m.peer_addr)).collect::<Vec<_>>().join(",")
+        let initial = self.members.iter().filter(|m| m.join.is_none());
+        initial.map(|m| format!("{}={scheme}{}", m.name, m.peer_addr)).collect::<Vec<_>>().join(",")
+    }
+
+    /// Lays out a new raftsman member (its ports, data dir, certificates) that joins the running cluster through
+    /// member `through`'s peer address when it starts; returns its index.
+    pub fn add_member(&mut self, through: usize) -> std::io::Result<usize> {
+        let ports = free_ports(3)?;
+        let i = self.members.len();
+        let name = format!("n{}", i + 1);
+        let dir = self.pki.parent().expect("the pki dir is in the cluster's dir").to_path_buf();
+        let member = LocalMember {
+            peer_addr: SocketAddr::from(([127, 0, 0, 1], ports[0])),
+            client_addr: SocketAddr::from(([127, 0, 0, 1], ports[1])),
+            api_addr: SocketAddr::from(([127, 0, 0, 1], ports[2])),
+            data_dir: dir.join(&name),
+            log: dir.join(format!("{name}.log")),
+            name,
+            join: Some(self.members[through].peer_addr),
+            child: None,
+        };
+        make_etcd_pki(&self.pki, std::slice::from_ref(&member))?;
+        make_pki(&self.pki, std::slice::from_ref(&member))?;
+        self.members.push(member);
+        Ok(i)
     }
 
     /// What an etcd client of this cluster shows and trusts: the etcd authority and the client certificate
@@ -166,8 +195,11 @@ impl LocalCluster {
                     .arg(&m.data_dir)
                     .args(["--peer-addr", &m.peer_addr.to_string()])
                     .args(["--client-addr", &m.client_addr.to_string()])
-                    .args(["--api-addr", &m.api_addr.to_string()])
-                    .args(["--initial-cluster", &initial]);
+                    .args(["--api-addr", &m.api_addr.to_string()]);
+                match m.join {
+                    Some(through) => c.args(["--join", &through.to_string()]),
+                    None => c.args(["--initial-cluster", &initial]),
+                };
                 let pki = &self.pki;
                 let (ca, _) = pki::files(pki, peer::AUTHORITY);
                 let (cert, key) = pki::files(pki, &peer::files(&m.name));

@@ -15,7 +15,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-use super::config::{cluster_id, member_id, ApiSecurityConfig, ClientSecurity, PeerSecurity, ValidServerConfig};
+use super::config::{
+    cluster_id, member_id, restored_cluster_id, ApiSecurityConfig, ClientSecurity, Member, PeerSecurity,
+    ValidServerConfig,
+};
 use super::leadership;
 use super::listen::{self, ConnectionCaps};
 use crate::apiserver::etcd::EtcdService;
@@ -32,9 +35,10 @@ use crate::security::service_accounts::{TokenSigner, TokenVerifier};
 use crate::security::tls::ApiTls;
 use crate::security::{kubeconfig, ApiSecurity};
 use crate::store::command::Command;
-use crate::store::network::{PeerNetwork, PeerPool};
+use crate::store::network::{Dialer, JoinRequest, Joined, PeerNetwork, PeerPool};
 use crate::store::peer::PeerService;
-use crate::store::storage::{Db, LogStore, SmShared, StateMachine, StorageBugs};
+use crate::store::saved;
+use crate::store::storage::{self, Db, LogStore, SmShared, StateMachine, StorageBugs};
 use crate::store::types::{NodeId, Raft, RaftNode};
 use crate::store::Store;
 
@@ -68,6 +72,10 @@ pub enum ServerError {
     TokenFile(#[from] crate::security::authn::TokenFileError),
     #[error(transparent)]
     Encryption(#[from] crate::security::encryption::EncryptionError),
+    #[error("cannot join the cluster through {addr}: {reason}")]
+    Join { addr: SocketAddr, reason: String },
+    #[error("cannot restore the snapshot {path}: {source}")]
+    Restore { path: PathBuf, source: io::Error },
     #[error("opening the audit log {path}: {source}")]
     Audit { path: PathBuf, source: io::Error },
 }
@@ -83,6 +91,15 @@ struct Identity {
     /// lost one, never a new one. (Dirs written before the field existed always had their database.)
     #[serde(default = "initialized_before_the_field")]
     initialized: bool,
+    /// The id of the saved snapshot the member's cluster started from (`--restore`), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    restored_from: Option<u64>,
+}
+
+/// The data dir's identity, if it holds a readable one (`claim_data_dir` says what is wrong with one that is
+/// not).
+fn recorded_identity(dir: &Path) -> Option<Identity> {
+    serde_json::from_slice(&std::fs::read(dir.join(IDENTITY_FILE)).ok()?).ok()
 }
 
 fn initialized_before_the_field() -> bool {
@@ -100,6 +117,9 @@ enum Start {
     /// no initialization; the leader brings it the cluster's state, and it votes only once it has a
     /// membership from a leader.
     Rejoin,
+    /// A new replica joined a running cluster as a learner (`--join`): an empty database, no initialization;
+    /// the leader brings it the cluster's state, and it asks to be promoted once it has caught up.
+    Join,
 }
 
 fn data_dir_error(dir: &Path, reason: impl Into<String>) -> ServerError {
@@ -116,6 +136,7 @@ fn claim_data_dir(
     expected: &Identity,
     check_cluster: bool,
     rejoin: bool,
+    joined: bool,
 ) -> Result<(Identity, Start), ServerError> {
     let path = dir.join(IDENTITY_FILE);
     match std::fs::read(&path) {
@@ -173,10 +194,16 @@ fn claim_data_dir(
                 return Err(data_dir_error(dir, "is not empty and is not a raftsman data dir; refusing to touch it"));
             }
             std::fs::create_dir_all(dir).map_err(|e| data_dir_error(dir, e.to_string()))?;
-            // A member rejoining on an empty dir is initialized from the start: the leader brings its state.
-            let identity = Identity { name: expected.name.clone(), initialized: rejoin, ..*expected };
+            // A member rejoining or joining on an empty dir is initialized from the start: the leader brings its
+            // state, and it must never initialize a cluster of its own.
+            let identity = Identity { name: expected.name.clone(), initialized: rejoin || joined, ..*expected };
             write_identity(dir, &identity)?;
-            Ok((identity, if rejoin { Start::Rejoin } else { Start::New }))
+            let start = match (rejoin, joined) {
+                (true, _) => Start::Rejoin,
+                (_, true) => Start::Join,
+                _ => Start::New,
+            };
+            Ok((identity, start))
         }
         Err(e) => Err(data_dir_error(dir, e.to_string())),
     }
@@ -274,6 +301,33 @@ impl Listeners {
     }
 }
 
+/// How a replica dials its peers: through the TLS connector of the peer port when it has one, entering
+/// `runtime` (if any) so that the channel's connection task runs there.
+fn peer_dialer(tls: Option<&MutualTls>, runtime: Option<tokio::runtime::Handle>) -> Dialer {
+    let connector = tls.map(MutualTls::connector);
+    Arc::new(move |endpoint: tonic::transport::Endpoint| {
+        let _entered = runtime.as_ref().map(|r| r.enter());
+        match &connector {
+            Some(tls) => endpoint.connect_with_connector_lazy(tls.clone()),
+            None => endpoint.tcp_nodelay(true).connect_lazy(),
+        }
+    })
+}
+
+/// Asks the replica at the peer address `addr` to add this one (`me`) to its cluster as a learner.
+async fn join(addr: SocketAddr, me: &Member, tls: Option<&MutualTls>) -> Result<Joined, ServerError> {
+    let pool = PeerPool::new(0, peer_dialer(tls, None));
+    let request = JoinRequest { name: me.name.clone(), peer_addr: me.peer_addr.to_string() };
+    let joined = pool.join(&addr.to_string(), &request).await.map_err(|reason| ServerError::Join { addr, reason })?;
+    tracing::info!(
+        via = %addr,
+        cluster_id = format!("{:x}", joined.cluster_id),
+        member_id = format!("{:x}", joined.member_id),
+        "joined the cluster as a learner"
+    );
+    Ok(joined)
+}
+
 /// A leader asked to stop hands its leadership to the voter whose log is furthest along before it stops, so
 /// that the cluster goes on under a new leader at once instead of after an election timeout (a planned restart
 /// costs no election). A transfer that does not complete within `LEADER_WAIT_MS` is given up: the others then
@@ -293,14 +347,6 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let me = config.members.iter().find(|m| m.name == config.config.name).expect("validated: self is a member");
-    let described = cluster_id(&config.members);
-    let expected = Identity {
-        format: DATA_FORMAT,
-        cluster_id: described,
-        member_id: member_id(described, me),
-        name: me.name.clone(),
-        initialized: false,
-    };
     let peer_tls = match &config.config.peer_security {
         PeerSecurity::Tls(files) => {
             Some(MutualTls::load(files, "peer", Duration::from_millis(limits::PEER_PREFACE_TIMEOUT_MS))?)
@@ -332,17 +378,69 @@ pub async fn run(
     };
     let (security, api_tls) = api_security(&config.config.api_security, encryption)?;
     let dir = &config.config.data_dir;
+    // A member not yet initialized reads the snapshot it starts from, checked whole; a cluster started from one
+    // is another cluster than the same members started empty (`restored_cluster_id`).
+    let recorded = recorded_identity(dir);
+    let saved = match &config.config.restore {
+        Some(path) if !recorded.as_ref().is_some_and(|r| r.initialized) => {
+            Some(saved::open(path).map_err(|source| ServerError::Restore { path: path.clone(), source })?)
+        }
+        _ => None,
+    };
+    let restored_from = saved.as_ref().map(|s| s.id).or(recorded.as_ref().and_then(|r| r.restored_from));
+    let described = match restored_from {
+        Some(snapshot) => restored_cluster_id(cluster_id(&config.members), snapshot),
+        None => cluster_id(&config.members),
+    };
+    // A new replica told to join asks the cluster for its id and a member id.
+    let joined = match (config.config.join, &recorded) {
+        (Some(addr), None) => Some(join(addr, me, peer_tls.as_ref()).await?),
+        _ => None,
+    };
+    let expected = match joined {
+        Some(joined) => Identity {
+            format: DATA_FORMAT,
+            cluster_id: joined.cluster_id,
+            member_id: joined.member_id,
+            name: me.name.clone(),
+            initialized: false,
+            restored_from: None,
+        },
+        None => Identity {
+            format: DATA_FORMAT,
+            cluster_id: described,
+            member_id: member_id(described, me),
+            name: me.name.clone(),
+            initialized: false,
+            restored_from,
+        },
+    };
     let check_cluster = !config.config.initial_cluster.trim().is_empty();
-    let (identity, start) = claim_data_dir(dir, &expected, check_cluster, config.config.rejoin)?;
+    let (identity, start) = claim_data_dir(dir, &expected, check_cluster, config.config.rejoin, joined.is_some())?;
     let (cluster, id) = (identity.cluster_id, identity.member_id);
 
     let db = Db::open(&dir.join("db"), &dir.join("snap"), start != Start::Existing)
         .map_err(|e| data_dir_error(dir, format!("cannot open the database ({e}); refusing to start")))?;
+    if !identity.initialized {
+        match (&saved, identity.restored_from) {
+            (Some(saved), _) => {
+                storage::restore(&db, &saved.body).map_err(|source| ServerError::Restore {
+                    path: config.config.restore.clone().expect("a snapshot was read from it"),
+                    source,
+                })?;
+            }
+            (None, Some(_)) => return Err(data_dir_error(
+                dir,
+                "was being restored from a snapshot when the replica stopped; start it again with the same --restore",
+            )),
+            (None, None) => {}
+        }
+    }
     // A database made by a first start that stopped before Raft was initialized is initialized now.
     let initialize = match start {
         Start::New => true,
         Start::Existing => !identity.initialized,
-        Start::Rejoin => false,
+        Start::Rejoin | Start::Join => false,
     };
     let initial = initialize.then(|| {
         config
@@ -361,15 +459,8 @@ pub async fn run(
         .build()
         .map_err(ServerError::Runtime)?;
     let raft_threads = raft_runtime.handle().clone();
-    let pool = PeerPool::new(
-        cluster,
-        Arc::new(move |endpoint: tonic::transport::Endpoint| {
-            // A lazily connecting channel spawns its connection task where it is made.
-            let _on_raft_threads = raft_threads.enter();
-            endpoint.tcp_nodelay(true).connect_lazy()
-        }),
-    )
-    .with_tls(peer_tls.as_ref().map(MutualTls::client));
+    // A lazily connecting channel spawns its connection task where it is made: on the Raft threads.
+    let pool = PeerPool::new(cluster, peer_dialer(peer_tls.as_ref(), Some(raft_threads)));
     let mut raft = raft_config()?;
     raft.snapshot_policy = openraft::SnapshotPolicy::LogsSinceLast(config.config.snapshot_count);
     raft.max_in_snapshot_log_to_keep = config.config.snapshot_catchup_entries;
@@ -387,6 +478,9 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // A member back with an empty log waits, answering no Raft message, until the leader accepts it.
+    // A learner (joined now, or before and not promoted yet) asks to become a voter once caught up.
+    let promote_task = (start == Start::Join || !store.is_voter())
+        .then(|| tokio::spawn(store.clone().promote_when_caught_up(stop_rx.clone())));
     let rejoin_task = (start == Start::Rejoin).then(|| {
         let others = config.members.iter().filter(|m| m.name != me.name).map(|m| m.peer_addr.to_string()).collect();
         tokio::spawn(store.clone().rejoin(others, stop_rx.clone()))
@@ -402,14 +496,9 @@ pub async fn run(
         let _on_raft_threads = raft_runtime.enter();
         listeners.peer.into_std().and_then(TcpListener::from_std).map_err(ServerError::ServeApi)?
     };
-    let peer_incoming =
-        listen::grpc_incoming(peer_listener, "peer", caps.peer, Duration::from_millis(limits::PEER_PREFACE_TIMEOUT_MS));
-    let mut peer_builder = tonic::transport::Server::builder();
-    if let Some(tls) = &peer_tls {
-        peer_builder =
-            peer_builder.tls_config(tls.server()).map_err(|source| ServerError::Serve { what: "peer API", source })?;
-    }
-    let peer_server = keepalive(peer_builder)
+    let peer_preface = Duration::from_millis(limits::PEER_PREFACE_TIMEOUT_MS);
+    let peer_incoming = listen::grpc_incoming(peer_listener, "peer", caps.peer, peer_preface, peer_tls);
+    let peer_server = keepalive(tonic::transport::Server::builder())
         .max_concurrent_streams(limits::GRPC_STREAMS_PER_CONNECTION_MAX)
         // The leader cancels heartbeats that time out; h2's rapid-reset guard (20 by default) would take a
         // burst of them for an attack and close the connection, and with it every stream to this follower.
@@ -417,19 +506,10 @@ pub async fn run(
         .http2_max_local_error_reset_streams(Some(limits::PEER_RESET_STREAMS_MAX))
         .add_service(PeerService::server(store.clone()))
         .serve_with_incoming_shutdown(peer_incoming, wait_stop(stop_rx.clone()));
-    let client_incoming = listen::grpc_incoming(
-        listeners.client,
-        "etcd client",
-        caps.client,
-        Duration::from_millis(limits::GRPC_PREFACE_TIMEOUT_MS),
-    );
-    let mut client_builder = tonic::transport::Server::builder();
-    if let Some(tls) = &client_tls {
-        client_builder = client_builder
-            .tls_config(tls.server())
-            .map_err(|source| ServerError::Serve { what: "etcd client API", source })?;
-    }
-    let client_server = keepalive(client_builder)
+    let client_preface = Duration::from_millis(limits::GRPC_PREFACE_TIMEOUT_MS);
+    let client_incoming =
+        listen::grpc_incoming(listeners.client, "etcd client", caps.client, client_preface, client_tls);
+    let client_server = keepalive(tonic::transport::Server::builder())
         .max_concurrent_streams(limits::GRPC_STREAMS_PER_CONNECTION_MAX)
         .add_routes(EtcdService::new(store.clone(), config.config.planted_bugs).routes())
         .serve_with_incoming_shutdown(client_incoming, wait_stop(stop_rx.clone()));
@@ -480,6 +560,9 @@ pub async fn run(
     publish_task.abort();
     let _ = lessor_task.await;
     let _ = pruner_task.await;
+    if let Some(task) = promote_task {
+        task.abort();
+    }
     if let Some(task) = rejoin_task {
         let _ = task.await;
     }

@@ -3,17 +3,22 @@
 //! a bearer token, or with nothing for the public paths: `authn` decides). The same authority signs the
 //! replicas' API certificates, so a replica, an agent or a kubeconfig trusts it to reach an API server; and
 //! the nodes' certificates, which their kubelet endpoints serve to the replicas, which show theirs in turn.
+//!
+//! `LiveIdentity` (a certificate and its key) and `LiveTrust` (the trusted authorities) hold what their files
+//! hold now, for every TLS port of a replica: files replaced while it runs are used from the next handshake.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use rustls::client::ResolvesClientCert;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig};
 
 use crate::limits;
 
@@ -106,23 +111,48 @@ pub fn client_config(authority_pem: &[u8], identity: Option<(&[u8], &[u8])>) -> 
     Ok(Arc::new(config))
 }
 
+/// Files looked at again, at most every `TLS_FILES_CHECK_MS` (on a handshake, not by a timer), to see
+/// whether any of them changed since the last look.
+#[derive(Debug)]
+struct Followed {
+    paths: Vec<PathBuf>,
+    /// When the files were last looked at, and their modification times then.
+    seen: Mutex<(Instant, Vec<Option<SystemTime>>)>,
+}
+
+impl Followed {
+    fn new(paths: &[&Path]) -> Followed {
+        let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
+        let times = paths.iter().map(|p| modified(p)).collect();
+        Followed { paths, seen: Mutex::new((Instant::now(), times)) }
+    }
+
+    /// Whether a file changed since the last look; false until `TLS_FILES_CHECK_MS` have passed since then.
+    fn changed(&self) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.0.elapsed() < Duration::from_millis(limits::TLS_FILES_CHECK_MS) {
+            return false;
+        }
+        let times: Vec<_> = self.paths.iter().map(|p| modified(p)).collect();
+        let changed = times != seen.1;
+        *seen = (Instant::now(), times);
+        changed
+    }
+
+    fn first(&self) -> &Path {
+        &self.paths[0]
+    }
+}
+
 /// A certificate and its key that may change while connections are made with them: what a server serves and
 /// a client shows, each handshake taking the current pair. Replaced whole (`replace`), or read again from the
-/// files it came from once they change (`follow`: looked at on a handshake at most every
-/// `TLS_FILES_CHECK_MS`); a pair that does not load, or whose key is not the certificate's, is refused and the
-/// current one kept.
+/// files it came from once they change (`follow`); a pair that does not load, or whose key is not the
+/// certificate's, is refused and the current one kept.
 #[derive(Debug)]
 pub struct LiveIdentity {
     current: RwLock<Arc<CertifiedKey>>,
+    /// The certificate's and the key's files, when followed.
     files: Option<Followed>,
-}
-
-#[derive(Debug)]
-struct Followed {
-    cert: PathBuf,
-    key: PathBuf,
-    /// When the files were last looked at, and their modification times then.
-    seen: Mutex<(Instant, Option<SystemTime>, Option<SystemTime>)>,
 }
 
 impl LiveIdentity {
@@ -133,9 +163,8 @@ impl LiveIdentity {
 
     /// The pair in the files `cert` and `key`, read again whenever either changes.
     pub fn follow(cert: &Path, key: &Path) -> Result<Arc<LiveIdentity>, TlsError> {
+        let files = Some(Followed::new(&[cert, key]));
         let current = RwLock::new(certified(&read(cert)?, &read(key)?)?);
-        let seen = Mutex::new((Instant::now(), modified(cert), modified(key)));
-        let files = Some(Followed { cert: cert.to_owned(), key: key.to_owned(), seen });
         Ok(Arc::new(LiveIdentity { current, files }))
     }
 
@@ -148,30 +177,137 @@ impl LiveIdentity {
 
     /// The pair to use now.
     pub fn current(&self) -> Arc<CertifiedKey> {
-        if let Some(files) = &self.files {
-            self.check(files);
+        if let Some(files) = self.files.as_ref().filter(|f| f.changed()) {
+            let loaded = read(&files.paths[0]).and_then(|cert| Ok((cert, read(&files.paths[1])?)));
+            reloaded(files, loaded.and_then(|(cert, key)| self.replace(&cert, &key)));
         }
         Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
     }
+}
 
-    fn check(&self, files: &Followed) {
-        let mut seen = files.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.0.elapsed() < Duration::from_millis(limits::TLS_FILES_CHECK_MS) {
-            return;
+fn reloaded(files: &Followed, outcome: Result<(), TlsError>) {
+    match outcome {
+        Ok(()) => tracing::info!(file = %files.first().display(), "tls: the file changed: using what it holds now"),
+        Err(e) => {
+            tracing::warn!(file = %files.first().display(), error = %e, "tls: the changed file is not usable; keeping what it held")
         }
-        let now = (Instant::now(), modified(&files.cert), modified(&files.key));
-        let changed = (now.1, now.2) != (seen.1, seen.2);
-        *seen = now;
-        if !changed {
-            return;
+    }
+}
+
+/// The authorities a port trusts, from a PEM file that may change: a bundle of several certificates while an
+/// authority is replaced (trust the new one as well, reissue every certificate from it, then drop the old
+/// one). Each handshake verifies the peer's chain against what the file holds now (looked at as `Followed`
+/// says); a changed file that holds no usable certificate is refused and the current authorities kept. As a
+/// server's verifier it requires a client certificate.
+#[derive(Debug)]
+pub struct LiveTrust {
+    current: RwLock<Verifiers>,
+    file: Followed,
+}
+
+#[derive(Clone, Debug)]
+struct Verifiers {
+    clients: Arc<dyn ClientCertVerifier>,
+    servers: Arc<dyn ServerCertVerifier>,
+}
+
+impl Verifiers {
+    fn of(authorities_pem: &[u8], what: &str) -> Result<Verifiers, TlsError> {
+        let roots = Arc::new(roots(authorities_pem, what)?);
+        let clients = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider()).build()?;
+        let servers = WebPkiServerVerifier::builder_with_provider(roots, provider()).build()?;
+        Ok(Verifiers { clients, servers })
+    }
+}
+
+impl LiveTrust {
+    /// The authorities in the file `path`, read again whenever it changes.
+    pub fn follow(path: &Path) -> Result<Arc<LiveTrust>, TlsError> {
+        let file = Followed::new(&[path]);
+        let current = RwLock::new(Verifiers::of(&read(path)?, &path.display().to_string())?);
+        Ok(Arc::new(LiveTrust { current, file }))
+    }
+
+    fn current(&self) -> Verifiers {
+        if self.file.changed() {
+            let path = self.file.first();
+            let next = read(path).and_then(|pem| Verifiers::of(&pem, &path.display().to_string()));
+            reloaded(&self.file, next.map(|next| *self.current.write().unwrap_or_else(|p| p.into_inner()) = next));
         }
-        let loaded = read(&files.cert).and_then(|cert| Ok((cert, read(&files.key)?)));
-        match loaded.and_then(|(cert, key)| self.replace(&cert, &key)) {
-            Ok(()) => tracing::info!(cert = %files.cert.display(), "tls: the certificate changed: serving the new one"),
-            Err(e) => {
-                tracing::warn!(cert = %files.cert.display(), error = %e, "tls: the changed certificate is not usable; keeping the current one")
-            }
-        }
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl ClientCertVerifier for LiveTrust {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // No hints: a client shows the one certificate it has.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current().clients.verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        ClientCertVerifier::verify_tls12_signature(self.current().clients.as_ref(), message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        ClientCertVerifier::verify_tls13_signature(self.current().clients.as_ref(), message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        ClientCertVerifier::supported_verify_schemes(self.current().clients.as_ref())
+    }
+}
+
+impl ServerCertVerifier for LiveTrust {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.current().servers.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        ServerCertVerifier::verify_tls12_signature(self.current().servers.as_ref(), message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        ServerCertVerifier::verify_tls13_signature(self.current().servers.as_ref(), message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        ServerCertVerifier::supported_verify_schemes(self.current().servers.as_ref())
     }
 }
 
@@ -289,5 +425,41 @@ mod tests {
         assert!(identity.replace(second.cert_pem.as_bytes(), first.key_pem.as_bytes()).is_err());
         identity.replace(first.cert_pem.as_bytes(), first.key_pem.as_bytes()).unwrap();
         assert_eq!(leaf(&identity), served);
+    }
+
+    #[test]
+    fn a_followed_authority_file_is_trusted_as_it_changes_and_only_if_it_loads() {
+        let (old, new) = (Authority::create("old-ca").unwrap(), Authority::create("new-ca").unwrap());
+        let leaf_of = |ca: &Authority| {
+            let issued = ca.issue("replica", &[], &["127.0.0.1".into()], Usage::ServerAndClient).unwrap();
+            certificates(issued.cert_pem.as_bytes(), "leaf").unwrap().remove(0)
+        };
+        let (old_leaf, new_leaf) = (leaf_of(&old), leaf_of(&new));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trusted.crt");
+        let rewrite = |pem: &str| {
+            pki::write(&path, pem, 0o644).unwrap();
+            std::thread::sleep(Duration::from_millis(limits::TLS_FILES_CHECK_MS + 100));
+        };
+        rewrite(old.cert_pem());
+        let trust = LiveTrust::follow(&path).unwrap();
+        let trusted = |leaf: &CertificateDer<'_>| {
+            let as_client = trust.verify_client_cert(leaf, &[], UnixTime::now()).is_ok();
+            let name = ServerName::try_from("127.0.0.1").unwrap();
+            let as_server = trust.verify_server_cert(leaf, &[], &name, &[], UnixTime::now()).is_ok();
+            assert_eq!(as_client, as_server, "both directions trust the same authorities");
+            as_client
+        };
+        assert!(trusted(&old_leaf) && !trusted(&new_leaf));
+
+        // While the authority is replaced, the file holds both: both are trusted.
+        rewrite(&format!("{}{}", old.cert_pem(), new.cert_pem()));
+        assert!(trusted(&old_leaf) && trusted(&new_leaf));
+        // Then the old one is dropped.
+        rewrite(new.cert_pem());
+        assert!(!trusted(&old_leaf) && trusted(&new_leaf));
+        // A file that holds no certificate is refused: the authorities stay as they were.
+        rewrite("not a certificate");
+        assert!(!trusted(&old_leaf) && trusted(&new_leaf));
     }
 }

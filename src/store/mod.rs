@@ -15,10 +15,12 @@
 pub mod command;
 pub mod disk;
 mod lease;
+mod membership;
 pub mod mvcc;
 pub mod network;
 pub mod peer;
 pub mod runtime;
+pub mod saved;
 pub mod snapshot;
 pub mod storage;
 pub mod types;
@@ -274,6 +276,13 @@ impl Store {
         work: impl FnOnce() -> io::Result<T> + Send + 'static,
     ) -> io::Result<T> {
         disk::off_the_workers(self.sm().disk_reads_block(), work).await?
+    }
+
+    /// A snapshot of this replica's current state, for an operator to save (`saved::SavedChunks`): a file of
+    /// its own, removed once dropped.
+    pub async fn export_snapshot(&self) -> io::Result<disk::SnapshotFile> {
+        let sm = self.inner.sm.clone();
+        disk::off_the_workers(sm.disk_reads_block(), move || sm.export_snapshot()).await?
     }
 
     /// A new file for a snapshot arriving from the leader (blocking disk work: see `off_the_workers`).
@@ -651,6 +660,14 @@ impl Store {
                     }
                     Ok(Err(e)) => LeaderResponse::Refused(e.to_string()),
                     Err(fatal) => LeaderResponse::Failed(fatal.to_string()),
+                }
+            }
+            LeaderRequest::AddMember { .. } | LeaderRequest::PromoteMember(_) | LeaderRequest::RemoveMember(_) => {
+                match self.change_membership_as_leader(&req).await {
+                    Ok(Some(answer)) => answer,
+                    Ok(None) => not_leader(),
+                    Err(StoreError::Invalid(e)) => LeaderResponse::Refused(e),
+                    Err(e) => LeaderResponse::Failed(e.to_string()),
                 }
             }
             req => match self.answer_as_leader(&req).await {

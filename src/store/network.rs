@@ -17,7 +17,7 @@ use openraft::raft::{
 };
 use openraft::RaftNetworkV2;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
 
 use super::command::{Applied, Command};
 use super::disk::off_the_workers;
@@ -36,6 +36,16 @@ pub enum LeaderRequest {
     /// A member that lost its database and rejoins with an empty log: the leader is to accept, once, that
     /// this member's log went back to empty, and replicate to it from the start.
     AcceptRejoin(NodeId),
+    /// Add a member at `peer_addr` (`membership`): a learner, or a voter at once when `learner` is false.
+    AddMember {
+        name: String,
+        peer_addr: String,
+        learner: bool,
+    },
+    /// Make a caught-up learner a voter.
+    PromoteMember(NodeId),
+    /// Take a member out of the cluster.
+    RemoveMember(NodeId),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,6 +60,10 @@ pub enum LeaderResponse {
     Ttl(Option<i64>),
     /// The leader will replicate to the rejoining member from the start.
     RejoinAccepted,
+    /// The member's id: added now, or there already.
+    MemberAdded(NodeId),
+    /// The membership change is committed.
+    MembershipChanged,
     /// The receiver is not the leader; it names the leader it knows.
     NotLeader(Option<NodeId>),
     /// The request reached the leader but failed there; the outcome of a write is unknown.
@@ -73,7 +87,8 @@ pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, bincode::Error> {
     bincode::deserialize(b)
 }
 
-/// Makes the (lazily connecting) channel to a peer address.
+/// Makes the (lazily connecting) channel to a peer's `http://` address (over TLS, the dialer's connector does
+/// the handshake).
 pub type Dialer = Arc<dyn Fn(Endpoint) -> Channel + Send + Sync>;
 
 /// The metadata header every peer request carries: the sender's cluster id (hex). A replica refuses requests
@@ -95,19 +110,12 @@ pub struct PeerPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     dial: Dialer,
     cluster: u64,
-    /// Mutual TLS with the peers, when the replica has it.
-    tls: Option<ClientTlsConfig>,
 }
 
 impl PeerPool {
     /// Peers of `cluster` reached through `dial` (TCP, or the simulation's network).
     pub fn new(cluster: u64, dial: Dialer) -> PeerPool {
-        PeerPool { channels: Arc::default(), dial, cluster, tls: None }
-    }
-
-    /// The same pool dialling its peers with TLS (`security::peer`), or without when `tls` is None.
-    pub fn with_tls(self, tls: Option<ClientTlsConfig>) -> PeerPool {
-        PeerPool { tls, ..self }
+        PeerPool { channels: Arc::default(), dial, cluster }
     }
 
     /// The cluster these peers belong to.
@@ -120,15 +128,11 @@ impl PeerPool {
         let channel = channels
             .entry(addr.to_string())
             .or_insert_with(|| {
-                let scheme = if self.tls.is_some() { "https" } else { "http" };
-                let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
                     .expect("peer addresses are validated socket addresses")
                     .connect_timeout(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS))
                     .http2_keep_alive_interval(Duration::from_millis(limits::PEER_KEEPALIVE_INTERVAL_MS))
                     .keep_alive_timeout(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS));
-                if let Some(tls) = &self.tls {
-                    endpoint = endpoint.tls_config(tls.clone()).expect("MutualTls::load built this configuration once");
-                }
                 (self.dial)(endpoint)
             })
             .clone();
@@ -144,6 +148,32 @@ impl PeerPool {
         request.set_timeout(Duration::from_millis(limits::WRITE_TIMEOUT_MS));
         let reply = client.forward(request).await?.into_inner();
         decode(&reply.payload).map_err(|e| tonic::Status::internal(format!("undecodable forward reply: {e}")))
+    }
+}
+
+/// What a replica that is not a member yet sends to join a cluster (`Join`): its name and peer address.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub name: String,
+    pub peer_addr: String,
+}
+
+/// The answer to a join: the cluster the replica joined and its member id there.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Joined {
+    pub cluster_id: u64,
+    pub member_id: NodeId,
+}
+
+impl PeerPool {
+    /// Asks the replica at `addr` to add this one as a learner (`JoinRequest`); `Err` says why not.
+    pub async fn join(&self, addr: &str, req: &JoinRequest) -> Result<Joined, String> {
+        let mut request = tonic::Request::new(RaftMessage { payload: encode(req) });
+        request.set_timeout(Duration::from_millis(limits::WRITE_TIMEOUT_MS));
+        let reply = self.client(addr).join(request).await.map_err(|status| status.message().to_owned())?;
+        let joined: Result<Joined, String> =
+            decode(&reply.into_inner().payload).map_err(|e| format!("undecodable join reply: {e}"))?;
+        joined
     }
 }
 

@@ -13,7 +13,7 @@ use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::network::{decode, encode, LeaderRequest, SnapshotHeader, CLUSTER_HEADER};
+use super::network::{decode, encode, JoinRequest, Joined, LeaderRequest, SnapshotHeader, CLUSTER_HEADER};
 use super::snapshot::check_snapshot;
 use super::types::*;
 use super::Store;
@@ -225,5 +225,22 @@ impl RaftPeer for PeerService {
         let request: LeaderRequest = decode(&req.into_inner().payload).map_err(bad_payload)?;
         let response = self.store.serve_forwarded(request).await;
         Ok(Response::new(RaftMessage { payload: encode(&response) }))
+    }
+
+    /// Adds the sender as a learner, through the leader. The one request without the cluster's id: the sender
+    /// does not know it yet; its peer certificate (the peer port's TLS) is what lets it in.
+    async fn join(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let JoinRequest { name, peer_addr } = decode(&req.into_inner().payload).map_err(bad_payload)?;
+        if peer_addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(refused(format!("{peer_addr:?} is not a peer address (HOST:PORT)")));
+        }
+        tracing::info!(%name, %peer_addr, "a replica asks to join");
+        let joined = self
+            .store
+            .add_member(name, peer_addr, true)
+            .await
+            .map(|member_id| Joined { cluster_id: self.store.cluster_id(), member_id })
+            .map_err(|e| e.to_string());
+        Ok(Response::new(RaftMessage { payload: encode(&joined) }))
     }
 }

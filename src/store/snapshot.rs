@@ -70,6 +70,11 @@ impl SnapshotBody {
         self.file.len() - self.start
     }
 
+    /// The whole file the body ends: the meta, then the body.
+    pub fn file(&self) -> &SnapshotFile {
+        &self.file
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -299,6 +304,11 @@ pub fn check_snapshot(meta: &SnapshotMeta, body: &SnapshotBody) -> io::Result<()
     if meta.last_membership.membership().voter_ids().next().is_none() {
         return Err(invalid("membership has no voters"));
     }
+    check_records(body)
+}
+
+/// Checks a snapshot body's format and checksum, and that every record decodes.
+pub fn check_records(body: &SnapshotBody) -> io::Result<()> {
     let (_, mut records) = SnapshotDecoder::open(body)?;
     while let Some((_, bytes)) = records.next_record()? {
         bincode::deserialize::<HistoryRecord>(&bytes).map_err(|e| invalid(format!("record is undecodable: {e}")))?;

@@ -27,10 +27,13 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::command::{Applied, ApplyError, Command, Outcome};
-use super::disk::{memory::MemoryDisk, off_the_workers, rocks::RocksDisk, Batch, Cf, Disk, Frozen, Syncs};
+use super::disk::{
+    memory::MemoryDisk, off_the_workers, rocks::RocksDisk, Batch, Cf, Disk, Frozen, SnapshotFile, Syncs,
+};
 use super::mvcc::{History, HistoryRecord, Mvcc, MvccMeta, Revision, Write};
 use super::snapshot::{
-    check_snapshot, open_snapshot, NewSnapshot, SnapshotBody, SnapshotDecoder, SnapshotEncoder, SnapshotHead,
+    check_records, check_snapshot, open_snapshot, NewSnapshot, SnapshotBody, SnapshotDecoder, SnapshotEncoder,
+    SnapshotHead,
 };
 use super::types::*;
 use super::watch::{Pull, RecentPull, RevisionEvents, Revisions, WatchFilter, WatchHub};
@@ -602,10 +605,27 @@ impl SmShared {
         }
     }
 
-    /// Writes the current state to a new snapshot file and keeps it as the disk's snapshot. The state lock is
-    /// held only while the disk's view is taken; the file is written a chunk at a time from that view.
+    /// Writes the current state to a new snapshot file and keeps it as the disk's snapshot.
     fn build_snapshot(&self) -> io::Result<Snapshot> {
         let _one_at_a_time = self.snapshots.lock().expect("snapshot lock poisoned");
+        let (meta, body) = self.write_snapshot()?;
+        body.keep()?;
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = body.len(), "built a snapshot");
+        Ok(Snapshot { meta, snapshot: body })
+    }
+
+    /// A snapshot of the current state for an operator to save (`saved`): written as `build_snapshot` writes
+    /// one, but never kept as the disk's snapshot; its file is removed once the last handle to it is dropped.
+    pub(super) fn export_snapshot(&self) -> io::Result<SnapshotFile> {
+        let _one_at_a_time = self.snapshots.lock().expect("snapshot lock poisoned");
+        let (meta, body) = self.write_snapshot()?;
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = body.len(), "exported a snapshot");
+        Ok(body.file().clone())
+    }
+
+    /// Writes the current state to a new snapshot file. The state lock is held only while the disk's view is
+    /// taken; the file is written a chunk at a time from that view. Callers hold the snapshot lock.
+    fn write_snapshot(&self) -> io::Result<(SnapshotMeta, SnapshotBody)> {
         let (meta, mvcc, members, frozen) = {
             let state = self.read();
             if let Some(failure) = &state.failed {
@@ -620,10 +640,7 @@ impl SmShared {
             let (rev, bytes) = item?;
             encoder.record(&rev, &bytes)?;
         }
-        let body = encoder.finish()?;
-        body.keep()?;
-        tracing::info!(last_log_id = ?meta.last_log_id, bytes = body.len(), "built a snapshot");
-        Ok(Snapshot { meta, snapshot: body })
+        Ok((meta, encoder.finish()?))
     }
 
     /// Replaces the whole state with a snapshot (received from the leader, or the disk's own when an install
@@ -638,23 +655,11 @@ impl SmShared {
         body.keep()?;
         *self.state.write().expect("state machine lock poisoned") =
             SmState { failed: Some("installing a snapshot from the leader".into()), ..SmState::default() };
-        let (head, mut records) = SnapshotDecoder::open(body)?;
         let mut batch = Batch::default();
         batch.put(Cf::Sm, KEY_INSTALLING, encode(&meta.last_log_id));
         batch.delete_range(Cf::History, [0u8; 16], [0xffu8; 16]);
         batch.delete_range(Cf::Lease, [0u8; 8], [0xffu8; 8]);
-        let mut batch_bytes = 0;
-        while let Some((rev, bytes)) = records.next_record()? {
-            batch_bytes += bytes.len();
-            batch.put(Cf::History, rev.to_bytes(), bytes);
-            if batch_bytes >= limits::SNAPSHOT_INSTALL_BATCH_BYTES {
-                self.db.disk.write(std::mem::take(&mut batch), false)?;
-                batch_bytes = 0;
-            }
-        }
-        for (id, ttl) in &head.leases {
-            batch.put(Cf::Lease, id.to_be_bytes(), encode(ttl));
-        }
+        let (head, mut batch) = write_history(&self.db, body, batch)?;
         batch.put(Cf::Sm, KEY_APPLIED, encode(&meta.last_log_id));
         batch.put(Cf::Sm, KEY_MEMBERSHIP, encode(&meta.last_membership));
         batch.put(Cf::Sm, KEY_MVCC, encode(&head.mvcc));
@@ -683,6 +688,43 @@ impl SmShared {
     pub(super) fn receive_snapshot(&self, meta: &SnapshotMeta) -> io::Result<NewSnapshot> {
         NewSnapshot::create(&*self.db.disk, meta)
     }
+}
+
+/// Writes a snapshot's history records after `batch`, in batches of at most `SNAPSHOT_INSTALL_BATCH_BYTES`
+/// (unsynced), and returns its head with the last batch, which holds its leases and is left to the caller to
+/// finish and write.
+fn write_history(db: &Db, body: &SnapshotBody, mut batch: Batch) -> io::Result<(SnapshotHead, Batch)> {
+    let (head, mut records) = SnapshotDecoder::open(body)?;
+    let mut batch_bytes = 0;
+    while let Some((rev, bytes)) = records.next_record()? {
+        batch_bytes += bytes.len();
+        batch.put(Cf::History, rev.to_bytes(), bytes);
+        if batch_bytes >= limits::SNAPSHOT_INSTALL_BATCH_BYTES {
+            db.disk.write(std::mem::take(&mut batch), false)?;
+            batch_bytes = 0;
+        }
+    }
+    for (id, ttl) in &head.leases {
+        batch.put(Cf::Lease, id.to_be_bytes(), encode(ttl));
+    }
+    Ok((head, batch))
+}
+
+/// Fills the state machine of a new replica's empty database with a saved snapshot's keys, history,
+/// revisions and leases (`raftsman server --restore`). Not its Raft position, membership or replicas'
+/// addresses: the new cluster makes its own, as any new cluster does. The snapshot is checked whole before
+/// anything is written. Returns the revision restored.
+pub fn restore(db: &Db, body: &SnapshotBody) -> io::Result<i64> {
+    check_records(body)?;
+    // What an interrupted restore wrote goes first.
+    let mut batch = Batch::default();
+    batch.delete_range(Cf::History, [0u8; 16], [0xffu8; 16]);
+    batch.delete_range(Cf::Lease, [0u8; 8], [0xffu8; 8]);
+    let (head, mut batch) = write_history(db, body, batch)?;
+    batch.put(Cf::Sm, KEY_MVCC, encode(&head.mvcc));
+    db.disk.write(batch, true)?;
+    tracing::info!(revision = head.mvcc.revision, bytes = body.len(), "restored a saved snapshot");
+    Ok(head.mvcc.revision)
 }
 
 /// An entry's size as the log holds it, near enough to bound an apply batch.
