@@ -192,6 +192,22 @@ spec:
         .filter(|e| e["reason"] == "FailedCreate")
         .filter_map(|e| e["message"].as_str())
         .collect();
+    if history.created.len() != 1000 {
+        // What made and removed the pods beyond the 1000, and the leadership changes around them.
+        let gone = |name: &&String| !history.pods.get(*name).is_some_and(|p| p.1);
+        let extra: Vec<&String> = history.created.iter().filter(gone).collect();
+        for event in events["items"].as_array().unwrap() {
+            let message = event["message"].as_str().unwrap_or_default();
+            if extra.iter().any(|name| message.ends_with(name.as_str())) {
+                eprintln!("event about a pod beyond the 1000: {event}");
+            }
+        }
+        for i in 0..3 {
+            let log = cluster.log(i);
+            let leadership = log.lines().filter(|l| l.contains("lead") || l.contains("term") || l.contains("fenced"));
+            leadership.for_each(|line| eprintln!("replica {i}: {line}"));
+        }
+    }
     assert_eq!(
         history.created.len(),
         1000,

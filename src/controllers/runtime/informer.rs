@@ -8,9 +8,11 @@
 //!
 //! The caches leave out `managedFields`, which no leader component reads.
 //!
-//! A change reaches the handlers after the store holds it. A re-list (after a 410 or a broken watch) reports
-//! every listed object as applied and, once it is complete, every object it no longer holds as deleted, so
-//! a handler sees each deletion even when the watch missed the event.
+//! A change reaches the handlers after the store holds it. A re-list (after a 410 or a broken watch) replaces
+//! the store whole once it is complete; only then does it report every object it no longer holds as deleted
+//! (so a handler sees each deletion even when the watch missed the event) and every listed object as applied.
+//! Reporting a listed object earlier would tell a handler of an object its store does not show yet: a
+//! controller whose expectations that satisfied would then act on a store without it (and create twice).
 //!
 //! Architecture invariant: handlers run on the informer's task and must not block or await: they map a change
 //! to keys and put them on work queues.
@@ -264,7 +266,6 @@ async fn pump<K, S>(
         }
     };
     let mut listed_before: Vec<Arc<K>> = Vec::new();
-    let mut listed: HashSet<ObjectRef<K>> = HashSet::new();
     let mut first_list = true;
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
@@ -277,23 +278,25 @@ async fn pump<K, S>(
         };
         if let Event::Init = event {
             listed_before = reader.state();
-            listed.clear();
-        }
-        if let Event::InitApply(o) = &event {
-            listed.insert(ObjectRef::from_obj_with(o, dyntype.clone()));
         }
         writer.apply_watcher_event(&event);
         match &event {
-            Event::Apply(o) | Event::InitApply(o) => notify(Change::Applied(o)),
+            Event::Apply(o) => notify(Change::Applied(o)),
             Event::Delete(o) => notify(Change::Deleted(o)),
-            Event::Init => {}
+            // The store takes a re-list's objects at its end.
+            Event::Init | Event::InitApply(_) => {}
             Event::InitDone => {
+                let listed = reader.state();
+                let now: HashSet<ObjectRef<K>> =
+                    listed.iter().map(|o| ObjectRef::from_obj_with(o.as_ref(), dyntype.clone())).collect();
                 for gone in std::mem::take(&mut listed_before) {
-                    if !listed.contains(&ObjectRef::from_obj_with(gone.as_ref(), dyntype.clone())) {
+                    if !now.contains(&ObjectRef::from_obj_with(gone.as_ref(), dyntype.clone())) {
                         notify(Change::Deleted(gone.as_ref()));
                     }
                 }
-                listed.clear();
+                for object in &listed {
+                    notify(Change::Applied(object.as_ref()));
+                }
                 if first_list {
                     first_list = false;
                     synced.send_modify(|pending| *pending = pending.saturating_sub(1));
@@ -313,4 +316,65 @@ where
         key = key.within(ns);
     }
     store.get(&key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn config_map(name: &str) -> ConfigMap {
+        ConfigMap { metadata: ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() }, ..ConfigMap::default() }
+    }
+
+    #[tokio::test]
+    async fn a_relisted_object_is_reported_once_the_store_holds_it_and_one_gone_once_it_does_not() {
+        let writer: Writer<ConfigMap> = Writer::default();
+        let reader = writer.as_reader();
+        let heard: Arc<Mutex<Vec<String>>> = Arc::default();
+        let handlers: Arc<Mutex<Vec<Handler<ConfigMap>>>> = Arc::default();
+        {
+            let (heard, reader) = (heard.clone(), reader.clone());
+            let handler: Handler<ConfigMap> = Box::new(move |change| {
+                let (what, o) = match change {
+                    Change::Applied(o) => ("applied", o),
+                    Change::Deleted(o) => ("deleted", o),
+                };
+                let name = o.name_any();
+                let held = get(&reader, None, &name).is_some();
+                heard.lock().unwrap().push(format!("{what} {name} {}", if held { "held" } else { "not held" }));
+            });
+            handlers.lock().unwrap().push(handler);
+        }
+        let events = [
+            Event::Init,
+            Event::InitApply(config_map("a")),
+            Event::InitApply(config_map("b")),
+            Event::InitDone,
+            Event::Apply(config_map("c")),
+            // A re-list that no longer has a and c: they are reported gone, b applied, only once it is done.
+            Event::Init,
+            Event::InitApply(config_map("b")),
+            Event::InitDone,
+        ];
+        let (synced, _) = watch::channel(1);
+        let resource = catalog::find("", "v1", "configmaps").unwrap();
+        let stream = futures::stream::iter(events.into_iter().map(Ok));
+        pump(resource, stream, writer, (), handlers, Arc::from(Vec::new()), synced).await;
+        let mut heard = heard.lock().unwrap().clone();
+        // Within one re-list's end, deletions come first, then the listed objects in the store's order.
+        heard[..2].sort();
+        heard[3..5].sort();
+        assert_eq!(
+            heard,
+            [
+                "applied a held",
+                "applied b held",
+                "applied c held",
+                "deleted a not held",
+                "deleted c not held",
+                "applied b held",
+            ]
+        );
+    }
 }
