@@ -340,6 +340,43 @@ async fn hand_leadership_over(store: &Store) {
     }
 }
 
+/// The identity a new member's data dir gets, from its flags: a member of the cluster `--initial-cluster`
+/// describes, started from a saved snapshot if `--restore` names one (read and checked whole here; a cluster
+/// started from one has an id of its own, `restored_cluster_id`), or a learner of the cluster it joined through
+/// `--join`. Also the snapshot to restore, and whether it joined. A data dir that holds a member already keeps
+/// what it recorded (`claim_data_dir` checks the rest).
+async fn identity_for(
+    config: &ValidServerConfig,
+    me: &Member,
+    peer_tls: Option<&MutualTls>,
+) -> Result<(Identity, Option<saved::Saved>, bool), ServerError> {
+    let recorded = recorded_identity(&config.config.data_dir);
+    let saved = match &config.config.restore {
+        Some(path) if !recorded.as_ref().is_some_and(|r| r.initialized) => {
+            Some(saved::open(path).map_err(|source| ServerError::Restore { path: path.clone(), source })?)
+        }
+        _ => None,
+    };
+    let identity = |cluster_id, member_id, restored_from| Identity {
+        format: DATA_FORMAT,
+        cluster_id,
+        member_id,
+        name: me.name.clone(),
+        initialized: false,
+        restored_from,
+    };
+    if let (Some(addr), None) = (config.config.join, &recorded) {
+        let joined = join(addr, me, peer_tls).await?;
+        return Ok((identity(joined.cluster_id, joined.member_id, None), None, true));
+    }
+    let restored_from = saved.as_ref().map(|s| s.id).or(recorded.as_ref().and_then(|r| r.restored_from));
+    let described = match restored_from {
+        Some(snapshot) => restored_cluster_id(cluster_id(&config.members), snapshot),
+        None => cluster_id(&config.members),
+    };
+    Ok((identity(described, member_id(described, me), restored_from), saved, false))
+}
+
 /// Runs a replica until `shutdown` resolves, then stops it cleanly.
 pub async fn run(
     config: ValidServerConfig,
@@ -378,45 +415,9 @@ pub async fn run(
     };
     let (security, api_tls) = api_security(&config.config.api_security, encryption)?;
     let dir = &config.config.data_dir;
-    // A member not yet initialized reads the snapshot it starts from, checked whole; a cluster started from one
-    // is another cluster than the same members started empty (`restored_cluster_id`).
-    let recorded = recorded_identity(dir);
-    let saved = match &config.config.restore {
-        Some(path) if !recorded.as_ref().is_some_and(|r| r.initialized) => {
-            Some(saved::open(path).map_err(|source| ServerError::Restore { path: path.clone(), source })?)
-        }
-        _ => None,
-    };
-    let restored_from = saved.as_ref().map(|s| s.id).or(recorded.as_ref().and_then(|r| r.restored_from));
-    let described = match restored_from {
-        Some(snapshot) => restored_cluster_id(cluster_id(&config.members), snapshot),
-        None => cluster_id(&config.members),
-    };
-    // A new replica told to join asks the cluster for its id and a member id.
-    let joined = match (config.config.join, &recorded) {
-        (Some(addr), None) => Some(join(addr, me, peer_tls.as_ref()).await?),
-        _ => None,
-    };
-    let expected = match joined {
-        Some(joined) => Identity {
-            format: DATA_FORMAT,
-            cluster_id: joined.cluster_id,
-            member_id: joined.member_id,
-            name: me.name.clone(),
-            initialized: false,
-            restored_from: None,
-        },
-        None => Identity {
-            format: DATA_FORMAT,
-            cluster_id: described,
-            member_id: member_id(described, me),
-            name: me.name.clone(),
-            initialized: false,
-            restored_from,
-        },
-    };
+    let (expected, saved, joined) = identity_for(&config, me, peer_tls.as_ref()).await?;
     let check_cluster = !config.config.initial_cluster.trim().is_empty();
-    let (identity, start) = claim_data_dir(dir, &expected, check_cluster, config.config.rejoin, joined.is_some())?;
+    let (identity, start) = claim_data_dir(dir, &expected, check_cluster, config.config.rejoin, joined)?;
     let (cluster, id) = (identity.cluster_id, identity.member_id);
 
     let db = Db::open(&dir.join("db"), &dir.join("snap"), start != Start::Existing)
@@ -477,10 +478,10 @@ pub async fn run(
     tracing::info!(name = %me.name, member_id = format!("{id:x}"), cluster_id = format!("{cluster:x}"), ?start, "replica starting");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // A member back with an empty log waits, answering no Raft message, until the leader accepts it.
     // A learner (joined now, or before and not promoted yet) asks to become a voter once caught up.
     let promote_task = (start == Start::Join || !store.is_voter())
         .then(|| tokio::spawn(store.clone().promote_when_caught_up(stop_rx.clone())));
+    // A member back with an empty log waits, answering no Raft message, until the leader accepts it.
     let rejoin_task = (start == Start::Rejoin).then(|| {
         let others = config.members.iter().filter(|m| m.name != me.name).map(|m| m.peer_addr.to_string()).collect();
         tokio::spawn(store.clone().rejoin(others, stop_rx.clone()))

@@ -178,15 +178,18 @@ impl Store {
             if self.is_voter() {
                 return;
             }
-            // The leader judges whether the log has caught up; a learner that has applied nothing has not.
-            let started = {
+            // The leader judges whether the log has caught up. A learner that has applied nothing has not, nor
+            // has one whose log does not list it yet (the entry that added it is still to come); a replica the
+            // membership no longer lists (removed) never asks.
+            let ready = {
                 let m = self.raft().metrics().borrow_watched().clone();
-                m.state == ServerState::Learner && m.last_applied.is_some()
+                let listed = m.membership_config.membership().get_node(&self.inner.id).is_some();
+                m.state == ServerState::Learner && m.last_applied.is_some() && listed
             };
-            if started {
+            if ready {
                 match self.promote_member(self.inner.id).await {
                     Ok(()) => tracing::info!("this replica is a voter now"),
-                    Err(e) => tracing::info!(error = %e, "not promoted yet"),
+                    Err(e) => tracing::debug!(error = %e, "not promoted yet"),
                 }
             }
             tokio::select! {
