@@ -1,8 +1,9 @@
 //! Membership changes on real replicas under a client load: a cluster of three grows to five (one replica with
 //! `raftsman server --join`, one added with `etcdctl member add --learner` and then started with `--join`), each
-//! new replica a learner promoted to voter once caught up; leadership moves to a joined replica with `etcdctl
-//! move-leader`; two of the original replicas leave with `etcdctl member remove`; no acknowledged write is lost.
-//! A remove that would leave the cluster without a quorum of running voters is refused.
+//! new replica a learner that gets the cluster's state as a snapshot (the log behind it is purged), promoted to
+//! voter once caught up; leadership moves to a joined replica with `etcdctl move-leader`; two of the original
+//! replicas leave with `etcdctl member remove`; no acknowledged write is lost. A remove that would leave the
+//! cluster without a quorum of running voters is refused.
 
 mod harness;
 
@@ -39,7 +40,9 @@ fn voters_and_learners(etcdctl: &Etcdctl) -> (Vec<String>, Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_grows_to_five_and_shrinks_back_to_three_under_load_losing_nothing() {
-    let mut c = TestCluster::start(3).await;
+    // Snapshots every 200 entries, keeping 20 behind: the load purges the log before the new replicas join, so
+    // they get the cluster's state as a snapshot, then the log.
+    let mut c = TestCluster::start_with(3, &["--snapshot-count", "200", "--snapshot-catchup-entries", "20"]).await;
 
     // The load: keys written one after another through the replica that stays, each retried until acknowledged
     // or given up (its outcome then unknown, so it is not counted).
@@ -61,6 +64,12 @@ async fn a_cluster_grows_to_five_and_shrinks_back_to_three_under_load_losing_not
         })
     };
 
+    eventually(Duration::from_secs(30), "the log purged behind a snapshot", || async {
+        let status = c.clients[0].status().await.ok()?;
+        (status.raft_applied_index > 400).then_some(())
+    })
+    .await;
+
     // Grow: n4 joins through n1; n5 is added by address with etcdctl, then joins through n2.
     let n4 = c.local.add_member(0).unwrap();
     c.local.start(n4).unwrap();
@@ -80,6 +89,7 @@ async fn a_cluster_grows_to_five_and_shrinks_back_to_three_under_load_losing_not
     for i in [n4, n5] {
         let log = c.log(i);
         assert!(log.contains("joined the cluster as a learner"), "{log}");
+        assert!(log.contains("installed a snapshot"), "{log}");
         eventually(Duration::from_secs(20), "the joined replica to hold the cluster's keys", || async {
             let r = c.clients[i].get_prefix(b"load/", true).await.ok()?;
             (r.count > 10).then_some(())
