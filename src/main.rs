@@ -39,6 +39,47 @@ enum Cmd {
     /// API certificate, and users' kubeconfigs.
     #[command(subcommand)]
     Certs(CertsCmd),
+    /// Inspect and maintain a running cluster: in the directory `raftsman up` runs from it finds that cluster;
+    /// elsewhere give --endpoints and the etcd client credentials, as etcdctl takes them.
+    Ctl(CtlArgs),
+}
+
+#[derive(clap::Args)]
+struct CtlArgs {
+    /// The replicas' etcd client addresses (HOST:PORT,...); default: the cluster `raftsman up` runs from
+    /// --dir.
+    #[arg(long, value_delimiter = ',')]
+    endpoints: Vec<String>,
+    /// The etcd authority's certificate, the client certificate and its key (all three, or none: plain gRPC).
+    #[arg(long, requires_all = ["cert", "key"])]
+    cacert: Option<PathBuf>,
+    #[arg(long, requires_all = ["cacert", "key"])]
+    cert: Option<PathBuf>,
+    #[arg(long, requires_all = ["cacert", "cert"])]
+    key: Option<PathBuf>,
+    /// An admin kubeconfig, to list the agents (default: the one `raftsman up` wrote).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The data dir of `raftsman up` to find the cluster in when --endpoints is not given.
+    #[arg(long, default_value = ".raftsman")]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: CtlCmd,
+}
+
+#[derive(Subcommand)]
+enum CtlCmd {
+    /// Each replica's role, term, committed and applied indexes, lag and health; each agent's last heartbeat.
+    Status,
+    /// Snapshots of the store.
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+}
+
+#[derive(Subcommand)]
+enum SnapshotCmd {
+    /// Save the first endpoint's state to FILE, as `etcdctl snapshot save` does (`server --restore` reads it).
+    Save { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -475,6 +516,7 @@ fn run() -> anyhow::Result<()> {
             Cmd::AgentShim { .. } => unreachable!("the shim runs before the async runtime"),
             Cmd::Up(args) => up(args).await,
             Cmd::Certs(command) => certs(command),
+            Cmd::Ctl(args) => ctl(args).await,
             Cmd::Agent(args) => agent(*args).await,
             Cmd::Bench(args) => {
                 let dir = std::path::absolute(&args.data_dir).context("resolving --data-dir")?;
@@ -684,6 +726,46 @@ fn issue_to(
     Ok(())
 }
 
+async fn ctl(args: CtlArgs) -> anyhow::Result<()> {
+    use cluster::ctl::{self, Target};
+    let target = match args.endpoints.is_empty() {
+        true => Target::local(&args.dir).with_context(|| {
+            format!(
+                "no --endpoints, and no cluster of `raftsman up` in {} (its {} file)",
+                args.dir.display(),
+                ctl::ENDPOINTS_FILE
+            )
+        })?,
+        false => {
+            let tls = match (args.cacert, args.cert, args.key) {
+                (Some(trusted_ca), Some(cert), Some(key)) => {
+                    Some(raftsman::security::mutual_tls::TlsFiles { trusted_ca, cert, key })
+                }
+                _ => None,
+            };
+            Target { endpoints: args.endpoints, tls, kubeconfig: None }
+        }
+    };
+    let kubeconfig = args.kubeconfig.or(target.kubeconfig.clone());
+    match args.command {
+        CtlCmd::Status => {
+            let replicas = ctl::replicas(&target).await?;
+            let agents = match &kubeconfig {
+                Some(path) => Some(
+                    ctl::agents(path).await.with_context(|| format!("listing the agents with {}", path.display()))?,
+                ),
+                None => None,
+            };
+            print!("{}", ctl::table(&replicas, agents.as_deref()));
+        }
+        CtlCmd::Snapshot(SnapshotCmd::Save { file }) => {
+            let bytes = ctl::snapshot_save(&target, &file).await?;
+            println!("Snapshot saved at {} ({bytes} bytes)", file.display());
+        }
+    }
+    Ok(())
+}
+
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     use cluster::local::{Flavor, LocalCluster};
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
@@ -714,6 +796,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let kubeconfig = args.data_dir.join("kubeconfig");
     let admin = std::fs::read_to_string(local.kubeconfig(0)).context("reading n1's admin kubeconfig")?;
     raftsman::security::pki::write(&kubeconfig, &admin, 0o600)?;
+    // Where `raftsman ctl`, run from here, finds the replicas.
+    let endpoints: String = local.members.iter().map(|m| format!("{}\n", m.client_addr)).collect();
+    raftsman::security::pki::write(&args.data_dir.join(cluster::ctl::ENDPOINTS_FILE), &endpoints, 0o644)?;
     let runtime = match args.agent {
         UpAgent::Auto if raftsman::agent::runtime::docker::engine_answers().await => Some("docker"),
         UpAgent::Auto | UpAgent::Process => Some("process"),
@@ -759,6 +844,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         etcd.cert.display(),
         etcd.key.display()
     );
+    println!("      raftsman ctl status      (from this directory)");
     println!("each replica also writes an admin.kubeconfig into its data dir: use another one if n1 goes down");
     println!("press Ctrl-C to stop");
     shutdown_signal().await;

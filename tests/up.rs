@@ -1,6 +1,7 @@
 //! `raftsman up` as the README's Quick start runs it, in a directory of its own with the default ports: the
 //! admin kubeconfig it writes works and anonymous requests are refused, its agent joins with the node token
 //! and runs a Deployment, etcdctl works with the documented client certificate and is refused without it,
+//! `raftsman ctl status` and `snapshot save` find the cluster from the same directory,
 //! SIGTERM stops everything, running it again resumes the same cluster, and a SIGKILLed `up` takes its
 //! replicas with it.
 
@@ -138,6 +139,20 @@ async fn up_runs_a_secure_cluster_with_an_agent_as_the_readme_says_and_ends_with
     let refused = ["--endpoints=127.0.0.1:23001", "--dial-timeout=1s", "--command-timeout=2s", "get", "greeting"];
     let (ok, _, _) = run(cwd, "etcdctl", &refused, &etcd[..2]);
     assert!(!ok, "etcdctl without a client certificate was served");
+
+    // raftsman ctl, run from the same directory, finds the cluster: three replicas, one leader, the agent.
+    let ctl = |args: &[&str]| run(cwd, env!("CARGO_BIN_EXE_raftsman"), &[&["ctl"], args].concat(), &[]);
+    let (ok, status, err) = ctl(&["status"]);
+    assert!(ok, "raftsman ctl status: {err}");
+    let rows: Vec<&str> = status.lines().filter(|l| l.contains("127.0.0.1:230")).collect();
+    assert_eq!(rows.len(), 3, "{status}");
+    assert_eq!(rows.iter().filter(|r| r.contains(" leader ")).count(), 1, "{status}");
+    assert!(rows.iter().all(|r| r.ends_with("ok")), "{status}");
+    assert!(status.lines().any(|l| l.starts_with("leader: n")), "{status}");
+    assert!(status.lines().any(|l| l.contains("True") && l.ends_with("s ago")), "the agent's heartbeat: {status}");
+    let (ok, saved, err) = ctl(&["snapshot", "save", "backup.db"]);
+    assert!(ok && saved.contains("Snapshot saved at backup.db"), "raftsman ctl snapshot save: {saved}{err}");
+    assert_eq!(std::fs::metadata(cwd.join("backup.db")).unwrap().len() % 512, 32, "sized as etcdctl keeps them");
 
     // SIGTERM stops up, its agent and every replica.
     let status = up.end(libc::SIGTERM);

@@ -53,6 +53,10 @@ impl EtcdClient {
         ClusterClient::new(self.channel.clone()).max_decoding_message_size(limits::CLIENT_RESPONSE_BYTES_MAX)
     }
 
+    pub fn maintenance(&self) -> MaintenanceClient<Channel> {
+        MaintenanceClient::new(self.channel.clone()).max_decoding_message_size(limits::CLIENT_RESPONSE_BYTES_MAX)
+    }
+
     pub async fn put(
         &self,
         key: impl Into<Vec<u8>>,
