@@ -2,9 +2,10 @@
 //! real processes on loopback, driven by the same etcd v3 client code in the same run.
 //!
 //! Measured for each: put throughput with p50/p99 latency at 1, 16 and 128 concurrent clients (256-byte
-//! values), linearizable get throughput, the longest gap between acknowledged writes when the leader is
-//! SIGKILLed under load, and the resident memory of each replica afterwards. Every load loop runs until a
-//! deadline and stops by itself; all traffic stays on loopback.
+//! values), linearizable get throughput, how long streaming a snapshot of that data takes (`etcdctl snapshot
+//! save`'s RPC), the longest gap between acknowledged writes when the leader is SIGKILLed under load, and the
+//! resident memory of each replica afterwards. Every load loop runs until a deadline and stops by itself; all
+//! traffic stays on loopback.
 
 pub mod api;
 pub mod proxy;
@@ -73,6 +74,10 @@ pub struct SystemResult {
     pub failover_gap_ms: f64,
     pub transfer_gap_ms: f64,
     pub rss_mib: Vec<f64>,
+    /// How long streaming a snapshot of one replica took (Maintenance.Snapshot, as `etcdctl snapshot save`),
+    /// and its size.
+    pub snapshot_ms: f64,
+    pub snapshot_mib: f64,
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -248,6 +253,8 @@ async fn run_system(config: &BenchConfig, flavor: Flavor, system: &'static str) 
     })
     .await;
     eprintln!("{system}: linearizable get x{}: {:.0}/s", config.get_clients, result.gets.ops_per_sec);
+    (result.snapshot_ms, result.snapshot_mib) = snapshot_save(&cluster, system).await?;
+    eprintln!("{system}: snapshot save: {:.0} ms for {:.1} MiB", result.snapshot_ms, result.snapshot_mib);
     let stopped;
     (result.transfer_gap_ms, stopped) =
         failover_gap(&mut cluster, config.get_clients, value.clone(), Signal::Term).await;
@@ -261,6 +268,22 @@ async fn run_system(config: &BenchConfig, flavor: Flavor, system: &'static str) 
     tokio::time::sleep(Duration::from_secs(1)).await;
     result.rss_mib = (0..3).filter_map(|i| cluster.rss_bytes(i)).map(|b| b as f64 / (1024.0 * 1024.0)).collect();
     Ok(result)
+}
+
+/// Streams a snapshot of replica 0's state to nowhere (Maintenance.Snapshot, what `etcdctl snapshot save`
+/// reads) and returns how long it took in ms and its size in MiB.
+async fn snapshot_save(cluster: &LocalCluster, system: &'static str) -> Result<(f64, f64), BenchError> {
+    use futures::StreamExt;
+    let failed = |reason: String| BenchError::Setup { system, reason: format!("snapshot save: {reason}") };
+    let client = cluster.etcd_client(0).map_err(|e| failed(e.to_string()))?;
+    let started = Instant::now();
+    let request = crate::proto::etcd::SnapshotRequest {};
+    let mut stream = client.maintenance().snapshot(request).await.map_err(|e| failed(e.to_string()))?.into_inner();
+    let mut bytes = 0usize;
+    while let Some(chunk) = stream.next().await {
+        bytes += chunk.map_err(|e| failed(e.to_string()))?.blob.len();
+    }
+    Ok((started.elapsed().as_secs_f64() * 1000.0, bytes as f64 / (1024.0 * 1024.0)))
 }
 
 /// Runs both systems and returns the printed table.
@@ -283,6 +306,8 @@ fn table(config: &BenchConfig, ours: &SystemResult, etcd: &SystemResult) -> Stri
         etcd.gets.ops_per_sec,
         "higher",
     ));
+    rows.push(("snapshot save: ms".into(), ours.snapshot_ms, etcd.snapshot_ms, "lower"));
+    rows.push(("snapshot save: MiB".into(), ours.snapshot_mib, etcd.snapshot_mib, "-"));
     rows.push(("leader SIGTERM: longest write gap ms".into(), ours.transfer_gap_ms, etcd.transfer_gap_ms, "lower"));
     rows.push(("leader SIGKILL: longest write gap ms".into(), ours.failover_gap_ms, etcd.failover_gap_ms, "lower"));
     let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
