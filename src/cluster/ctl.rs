@@ -63,7 +63,7 @@ pub struct ReplicaRow {
     pub name: String,
     pub id: u64,
     pub endpoint: String,
-    /// None: the endpoint did not answer (the reason).
+    /// Err: the replica did not answer (why).
     pub status: Result<ReplicaStatus, String>,
 }
 
