@@ -758,7 +758,7 @@ impl pb::maintenance_server::Maintenance for EtcdService {
         let file = self.store.export_snapshot().await.map_err(failed)?;
         let (store, header) = (self.store.clone(), self.header());
         let chunks = SavedChunks::new(file);
-        let total = chunks.len();
+        let total = chunks.size();
         let stream = futures::stream::try_unfold((chunks, 0u64), move |(mut chunks, sent)| {
             let store = store.clone();
             async move {

@@ -47,11 +47,20 @@ impl Target {
         })
     }
 
+    /// What its clients dial with: the etcd client credentials, read once.
+    fn dialer(&self) -> anyhow::Result<Dialer> {
+        let tls = self.tls.as_ref().map(|files| mutual_tls::client_config(files, "etcd client")).transpose()?;
+        Ok(Dialer(tls))
+    }
+}
+
+/// Makes etcd clients of the target's endpoints, over TLS when it has credentials.
+struct Dialer(Option<tonic::transport::ClientTlsConfig>);
+
+impl Dialer {
     fn client(&self, endpoint: &str) -> anyhow::Result<EtcdClient> {
-        Ok(match &self.tls {
-            Some(files) => {
-                EtcdClient::with_tls(&format!("https://{endpoint}"), mutual_tls::client_config(files, "etcd client")?)?
-            }
+        Ok(match &self.0 {
+            Some(tls) => EtcdClient::with_tls(&format!("https://{endpoint}"), tls.clone())?,
             None => EtcdClient::new(&format!("http://{endpoint}"))?,
         })
     }
@@ -142,9 +151,10 @@ pub fn table(replicas: &[ReplicaRow], agents: Option<&[AgentRow]>) -> String {
 /// The replicas' status, each asked at its own endpoint; the members (names, ids, client addresses) come from
 /// the first that answers, and a member no endpoint was given for is asked at the address it publishes.
 pub async fn replicas(target: &Target) -> anyhow::Result<Vec<ReplicaRow>> {
+    let dialer = target.dialer()?;
     let mut members: Option<Vec<pb::Member>> = None;
     for endpoint in &target.endpoints {
-        if let Ok(list) = target.client(endpoint)?.cluster().member_list(pb::MemberListRequest::default()).await {
+        if let Ok(list) = dialer.client(endpoint)?.cluster().member_list(pb::MemberListRequest::default()).await {
             members = Some(list.into_inner().members);
             break;
         }
@@ -156,7 +166,7 @@ pub async fn replicas(target: &Target) -> anyhow::Result<Vec<ReplicaRow>> {
         let endpoint = published.unwrap_or_default();
         let status = match endpoint.is_empty() {
             true => Err("it publishes no client address (not started yet?)".to_owned()),
-            false => match target.client(&endpoint)?.status().await {
+            false => match dialer.client(&endpoint)?.status().await {
                 Ok(s) => Ok(ReplicaStatus {
                     leader: s.leader,
                     learner: s.is_learner,
@@ -209,7 +219,7 @@ pub async fn agents(kubeconfig: &Path) -> anyhow::Result<Vec<AgentRow>> {
 pub async fn snapshot_save(target: &Target, file: &Path) -> anyhow::Result<u64> {
     use std::io::Write;
     let endpoint = target.endpoints.first().ok_or_else(|| anyhow::anyhow!("no endpoint to save a snapshot from"))?;
-    let client = target.client(endpoint)?;
+    let client = target.dialer()?.client(endpoint)?;
     let mut stream = client.maintenance().snapshot(pb::SnapshotRequest {}).await?.into_inner();
     let partial = file.with_extension("part");
     let mut out = std::fs::File::create(&partial)?;

@@ -203,6 +203,8 @@ fn reloaded(files: &Followed, outcome: Result<(), TlsError>) {
 pub struct LiveTrust {
     current: RwLock<Verifiers>,
     file: Followed,
+    /// Checks handshake signatures, which depend on no authority.
+    provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
 #[derive(Clone, Debug)]
@@ -225,7 +227,7 @@ impl LiveTrust {
     pub fn follow(path: &Path) -> Result<Arc<LiveTrust>, TlsError> {
         let file = Followed::new(&[path]);
         let current = RwLock::new(Verifiers::of(&read(path)?, &path.display().to_string())?);
-        Ok(Arc::new(LiveTrust { current, file }))
+        Ok(Arc::new(LiveTrust { current, file, provider: provider() }))
     }
 
     fn current(&self) -> Verifiers {
@@ -235,6 +237,26 @@ impl LiveTrust {
             reloaded(&self.file, next.map(|next| *self.current.write().unwrap_or_else(|p| p.into_inner()) = next));
         }
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl LiveTrust {
+    fn tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 }
 
@@ -259,7 +281,7 @@ impl ClientCertVerifier for LiveTrust {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        ClientCertVerifier::verify_tls12_signature(self.current().clients.as_ref(), message, cert, dss)
+        self.tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -268,11 +290,11 @@ impl ClientCertVerifier for LiveTrust {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        ClientCertVerifier::verify_tls13_signature(self.current().clients.as_ref(), message, cert, dss)
+        self.tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        ClientCertVerifier::supported_verify_schemes(self.current().clients.as_ref())
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -294,7 +316,7 @@ impl ServerCertVerifier for LiveTrust {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        ServerCertVerifier::verify_tls12_signature(self.current().servers.as_ref(), message, cert, dss)
+        self.tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -303,11 +325,11 @@ impl ServerCertVerifier for LiveTrust {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        ServerCertVerifier::verify_tls13_signature(self.current().servers.as_ref(), message, cert, dss)
+        self.tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        ServerCertVerifier::supported_verify_schemes(self.current().servers.as_ref())
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -171,9 +171,8 @@ impl PeerPool {
         let mut request = tonic::Request::new(RaftMessage { payload: encode(req) });
         request.set_timeout(Duration::from_millis(limits::WRITE_TIMEOUT_MS));
         let reply = self.client(addr).join(request).await.map_err(|status| status.message().to_owned())?;
-        let joined: Result<Joined, String> =
-            decode(&reply.into_inner().payload).map_err(|e| format!("undecodable join reply: {e}"))?;
-        joined
+        decode::<Result<Joined, String>>(&reply.into_inner().payload)
+            .map_err(|e| format!("undecodable join reply: {e}"))?
     }
 }
 

@@ -45,14 +45,9 @@ impl SavedChunks {
     }
 
     /// The saved snapshot's size in bytes.
-    pub fn len(&self) -> u64 {
+    pub fn size(&self) -> u64 {
         let len = self.file.len();
         len + tail(len).len() as u64 + DIGEST_BYTES
-    }
-
-    /// Whether the saved snapshot is empty (it never is: the digest ends it).
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// The next at most `SNAPSHOT_CHUNK_BYTES` bytes; None after the last (the tail and the digest). Reads the
@@ -153,7 +148,7 @@ mod tests {
 
     fn saved(bytes: &[u8]) -> Vec<u8> {
         let mut chunks = SavedChunks::new(SnapshotFile::new(MemorySnapshot::detached(bytes.to_vec()), 0));
-        let expected = chunks.len();
+        let expected = chunks.size();
         let mut out = Vec::new();
         while let Some(chunk) = chunks.next_chunk().unwrap() {
             assert!(chunk.len() <= limits::SNAPSHOT_CHUNK_BYTES);
