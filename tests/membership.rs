@@ -3,7 +3,7 @@
 //! new replica a learner that gets the cluster's state as a snapshot (the log behind it is purged), promoted to
 //! voter once caught up; leadership moves to a joined replica with `etcdctl move-leader`; two of the original
 //! replicas leave with `etcdctl member remove`; no acknowledged write is lost. A remove that would leave the
-//! cluster without a quorum of running voters is refused.
+//! cluster without a quorum of running voters is refused. Changes asked for at once are made one after another.
 
 mod harness;
 
@@ -140,4 +140,56 @@ async fn a_cluster_grows_to_five_and_shrinks_back_to_three_under_load_losing_not
     let (removed, _, err) = remaining.run(&["member", "remove", &format!("{other_id:x}")], None);
     assert!(!removed && err.contains("not enough started members"), "{err}");
     assert_eq!(voters_and_learners(&remaining).0.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_asked_at_once_through_every_replica_are_all_made_one_after_another() {
+    let c = TestCluster::start(3).await;
+    let ports = raftsman::cluster::local::free_ports(3).unwrap();
+
+    // Three learners added by address at the same moment, one through each replica (two of them forwarded).
+    let added: Vec<String> = std::thread::scope(|s| {
+        let adds: Vec<_> = (0..3)
+            .map(|i| {
+                let (etcdctl, name, url) =
+                    (Etcdctl::of(&c.local).only(i), format!("l{i}"), format!("http://127.0.0.1:{}", ports[i]));
+                s.spawn(move || etcdctl.ok(&["member", "add", &name, "--peer-urls", &url, "--learner"]))
+            })
+            .collect();
+        adds.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    for out in &added {
+        assert!(out.contains("added to cluster"), "{out}");
+    }
+    let all = Etcdctl::of(&c.local);
+    let voters: Vec<String> = (1..=3).map(|i| format!("n{i}")).collect();
+    // Members added by address have no name until they start (as etcd lists them): their addresses tell them.
+    let mut learners: Vec<String> = members(&all.only(2))
+        .iter()
+        .filter(|m| m["isLearner"].as_bool() == Some(true))
+        .map(|m| m["peerURLs"][0].as_str().unwrap_or_default().to_owned())
+        .collect();
+    learners.sort();
+    let mut asked: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+    asked.sort();
+    assert_eq!(learners, asked);
+    assert_eq!(voters_and_learners(&all.only(2)).0, voters);
+
+    // And removed the same way.
+    let ids: Vec<String> = members(&all.only(0))
+        .iter()
+        .filter(|m| m["isLearner"].as_bool() == Some(true))
+        .map(|m| format!("{:x}", m["ID"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(ids.len(), 3);
+    std::thread::scope(|s| {
+        for (i, id) in ids.iter().enumerate() {
+            let etcdctl = Etcdctl::of(&c.local).only(i);
+            s.spawn(move || {
+                let out = etcdctl.ok(&["member", "remove", id]);
+                assert!(out.contains("removed from cluster"), "{out}");
+            });
+        }
+    });
+    assert_eq!(voters_and_learners(&all.only(1)), (voters, Vec::new()));
 }

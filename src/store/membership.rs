@@ -14,8 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::error::{ClientWriteError, RaftError};
-use openraft::{ChangeMembers, ServerState};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::{ChangeMembers, Precondition, RaftMetrics, ServerState};
+use tokio::time::Instant;
 
 use super::network::{LeaderRequest, LeaderResponse};
 use super::types::*;
@@ -60,28 +61,59 @@ impl Store {
         }
     }
 
-    /// A membership request, answered while this replica leads (None otherwise).
+    /// A membership request, answered while this replica leads (None otherwise). Changes are made one at a
+    /// time: each is decided on the effective membership and proposed only while that is still the effective
+    /// one; a request that meets another change in progress waits for it, within `WRITE_TIMEOUT_MS`.
     pub(super) async fn change_membership_as_leader(
         &self,
         req: &LeaderRequest,
     ) -> Result<Option<LeaderResponse>, StoreError> {
-        if self.leading_term().is_none() {
-            return Ok(None);
+        let deadline = Instant::now() + Duration::from_millis(limits::WRITE_TIMEOUT_MS);
+        loop {
+            if self.leading_term().is_none() {
+                return Ok(None);
+            }
+            let m = self.raft().metrics().borrow_watched().clone();
+            let (change, answer) = match self.decide(req, &m)? {
+                Decision::Answer(answer) => return Ok(Some(answer)),
+                Decision::NotMembership => return Ok(None),
+                Decision::Change(change, answer) => (change, answer),
+            };
+            let based_on = Precondition::LastMembershipLogId { last_membership_log_id: *m.membership_config.log_id() };
+            let change = self.raft().change_membership_if(change, false, [based_on]);
+            match tokio::time::timeout_at(deadline, change).await {
+                Err(_) => return Err(StoreError::Unavailable("etcdserver: request timed out".into())),
+                Ok(Ok(_)) => return Ok(Some(answer)),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => return Ok(None),
+                Ok(Err(RaftError::APIError(e))) if another_change_first(&e) => {
+                    tracing::debug!(error = %e, "a membership change waits for the one before it");
+                    if Instant::now() + Duration::from_millis(limits::HEARTBEAT_INTERVAL_MS) >= deadline {
+                        return Err(StoreError::Unavailable(
+                            "etcdserver: request timed out, another membership change is in progress".into(),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(limits::HEARTBEAT_INTERVAL_MS)).await;
+                }
+                Ok(Err(RaftError::APIError(e))) => return Err(StoreError::Invalid(format!("etcdserver: {e}"))),
+                Ok(Err(RaftError::Fatal(e))) => return Err(StoreError::Stopped(e.to_string())),
+            }
         }
-        let m = self.raft().metrics().borrow_watched().clone();
-        let membership = m.membership_config.membership().clone();
-        let (change, answer) = match req {
+    }
+
+    /// What a membership request asks of the membership `m` holds: nothing more (it is answered already), a
+    /// change, or nothing this module handles; an error if the request is refused.
+    fn decide(&self, req: &LeaderRequest, m: &RaftMetrics<TypeConfig>) -> Result<Decision, StoreError> {
+        let membership = m.membership_config.membership();
+        let decision = match req {
             LeaderRequest::AddMember { name, peer_addr, learner } => {
                 let node = RaftNode { name: name.clone(), peer_addr: peer_addr.clone() };
                 let at_address = membership.nodes().find(|(_, n)| n.peer_addr == *peer_addr);
                 if let Some((id, existing)) = at_address {
                     let answer = LeaderResponse::MemberAdded(*id);
                     return match (existing.name.as_str(), name.as_str()) {
-                        (had, asked) if had == asked || asked.is_empty() => Ok(Some(answer)),
+                        (had, asked) if had == asked || asked.is_empty() => Ok(Decision::Answer(answer)),
                         // Added by address alone: the member names itself when it joins.
-                        ("", _) => {
-                            Ok(self.commit(ChangeMembers::SetNodes(BTreeMap::from([(*id, node)])), answer).await?)
-                        }
+                        ("", _) => Ok(Decision::Change(ChangeMembers::SetNodes(BTreeMap::from([(*id, node)])), answer)),
                         (had, _) => Err(StoreError::Invalid(format!(
                             "etcdserver: member {id:x} ({had}) has the peer address {peer_addr} already"
                         ))),
@@ -96,7 +128,7 @@ impl Store {
                     true => ChangeMembers::AddNodes(BTreeMap::from([(id, node)])),
                     false => ChangeMembers::AddVoters(BTreeMap::from([(id, node)])),
                 };
-                (change, LeaderResponse::MemberAdded(id))
+                Decision::Change(change, LeaderResponse::MemberAdded(id))
             }
             LeaderRequest::PromoteMember(id) => {
                 if membership.voter_ids().any(|v| v == *id) {
@@ -114,7 +146,7 @@ impl Store {
                     )));
                 }
                 tracing::info!(member = format!("{id:x}"), "promoting a learner to voter");
-                (ChangeMembers::AddVoterIds(BTreeSet::from([*id])), LeaderResponse::MembershipChanged)
+                Decision::Change(ChangeMembers::AddVoterIds(BTreeSet::from([*id])), LeaderResponse::MembershipChanged)
             }
             LeaderRequest::RemoveMember(id) => {
                 if membership.get_node(id).is_none() {
@@ -140,28 +172,11 @@ impl Store {
                     false => ChangeMembers::RemoveNodes(BTreeSet::from([*id])),
                 };
                 tracing::info!(member = format!("{id:x}"), "removing a member");
-                (change, LeaderResponse::MembershipChanged)
+                Decision::Change(change, LeaderResponse::MembershipChanged)
             }
-            _ => return Ok(None),
+            _ => Decision::NotMembership,
         };
-        self.commit(change, answer).await
-    }
-
-    /// Commits a membership change (both steps of a joint change) and returns `answer`; None if this replica
-    /// stopped leading first.
-    async fn commit(
-        &self,
-        change: ChangeMembers<NodeId, RaftNode>,
-        answer: LeaderResponse,
-    ) -> Result<Option<LeaderResponse>, StoreError> {
-        let change = self.raft().change_membership(change, false);
-        match tokio::time::timeout(Duration::from_millis(limits::WRITE_TIMEOUT_MS), change).await {
-            Err(_) => Err(StoreError::Unavailable("etcdserver: request timed out".into())),
-            Ok(Ok(_)) => Ok(Some(answer)),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Ok(None),
-            Ok(Err(RaftError::APIError(e))) => Err(StoreError::Invalid(format!("etcdserver: {e}"))),
-            Ok(Err(RaftError::Fatal(e))) => Err(StoreError::Stopped(e.to_string())),
-        }
+        Ok(decision)
     }
 
     /// Whether this replica is a voter of the membership it has applied.
@@ -198,6 +213,28 @@ impl Store {
             }
         }
     }
+}
+
+/// What the leader does for a membership request.
+enum Decision {
+    /// Nothing to change: the answer holds already.
+    Answer(LeaderResponse),
+    /// Commit this change (both steps of a joint change), then answer.
+    Change(ChangeMembers<NodeId, RaftNode>, LeaderResponse),
+    /// Not a membership request.
+    NotMembership,
+}
+
+/// Whether a change was refused only because another came first: one still to commit, one committed between
+/// the decision and the proposal, or a new leader's first entry still to commit. Decided again, it may go.
+fn another_change_first(e: &ClientWriteError<TypeConfig>) -> bool {
+    matches!(
+        e,
+        ClientWriteError::PreconditionFailed(_)
+            | ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(_) | ChangeMembershipError::UncommittedLeaderLog(_)
+            )
+    )
 }
 
 /// A random member id that is not zero ("no member" in etcd's API) and that `taken` says is free.
