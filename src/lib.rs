@@ -14,3 +14,4 @@ pub mod proto;
 pub mod scheduler;
 pub mod security;
 pub mod store;
+pub mod telemetry;

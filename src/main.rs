@@ -341,6 +341,12 @@ struct ServerArgs {
     /// revisions and leases. Every initial member starts from the same file; later starts may leave it out.
     #[arg(long, value_name = "FILE", conflicts_with = "rejoin")]
     restore: Option<PathBuf>,
+    /// Makes this member the only voter of its cluster, with all the data it holds: how a cluster that lost a
+    /// majority of its members for good goes on (etcd's flag of the same name). The cluster gets a new id, so
+    /// the members left behind are refused if they come back; others join it with --join. Acts at every start
+    /// it is given to: leave it out afterwards.
+    #[arg(long, conflicts_with_all = ["rejoin", "restore", "join"])]
+    force_new_cluster: bool,
     /// How long an Event is kept after its last write (as kube-apiserver's flag of the same name); more than 0.
     #[arg(long, default_value = "1h", value_parser = cluster::config::parse_duration)]
     event_ttl: std::time::Duration,
@@ -475,6 +481,7 @@ fn run() -> anyhow::Result<()> {
                     rejoin: args.rejoin,
                     join: args.join,
                     restore: args.restore,
+                    force_new_cluster: args.force_new_cluster,
                     event_ttl: args.event_ttl,
                     snapshot_count: args.snapshot_count,
                     snapshot_catchup_entries: args.snapshot_catchup_entries,

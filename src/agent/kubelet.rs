@@ -3,8 +3,8 @@
 //! `GET /exec/{namespace}/{pod}/{container}` and `GET /attach/{namespace}/{pod}/{container}`, `kubectl exec`
 //! and `kubectl attach` over a WebSocket (`exec.rs`);
 //! `GET /metrics/usage`, the latest usage sample of the agent's nodes and pods (`agent::usage`), which the
-//! leader scrapes; and `GET /healthz`. Over TLS, only the API servers are served (`auth.rs`), `/healthz`
-//! aside.
+//! leader scrapes; `GET /metrics`, the agent's operational metrics (`telemetry`); and `GET /healthz`. Over
+//! TLS, only the API servers are served (`auth.rs`), `/healthz` aside.
 //!
 //! Query options are the kubelet's (`PodLogOptions` v1): `follow`, `tailLines` (and the older `tail`),
 //! `limitBytes`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous`. Answers as upstream's: 404
@@ -52,7 +52,7 @@ pub use self::auth::Access;
 use self::container_log::{LogCursor, LogOptions, Progress};
 use super::runtime::{ContainerLogs, ContainerState, Runtime};
 use super::usage::Latest;
-use crate::limits;
+use crate::{limits, telemetry};
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -199,6 +199,18 @@ where
         }
     }
     let path = request.uri().path();
+    if path == "/metrics" {
+        let report = Arc::clone(&shared.usage.read().unwrap_or_else(|p| p.into_inner()));
+        let metrics = telemetry::get();
+        for node in &report.nodes {
+            let pods = i64::try_from(node.pods.len()).unwrap_or(i64::MAX);
+            metrics.agent.running_pods.get_or_create(&telemetry::Node { node: node.name.clone() }).set(pods);
+        }
+        let mut response = Response::new(Full::new(Bytes::from(metrics.encode())).boxed());
+        let content_type = header::HeaderValue::from_static(telemetry::CONTENT_TYPE);
+        response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+        return response;
+    }
     if path == "/metrics/usage" {
         let report = Arc::clone(&shared.usage.read().unwrap_or_else(|p| p.into_inner()));
         let mut response =

@@ -49,6 +49,18 @@ pub enum Subresource {
 }
 
 impl Subresource {
+    pub const ALL: [Subresource; 9] = [
+        Subresource::Status,
+        Subresource::Scale,
+        Subresource::Log,
+        Subresource::Exec,
+        Subresource::Attach,
+        Subresource::Binding,
+        Subresource::Finalize,
+        Subresource::Token,
+        Subresource::Eviction,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Subresource::Status => "status",
@@ -551,6 +563,11 @@ pub fn typed_scale(v: &Value) -> Result<Value, String> {
 /// The resource served at `group/version` under `plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
     RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// A resource served in `group` under `plural`, in any version.
+pub fn named(group: &str, plural: &str) -> Option<&'static Resource> {
+    RESOURCES.iter().find(|r| r.group == group && r.plural == plural)
 }
 
 /// The resources whose objects are stored under their own keys: each stored object once.

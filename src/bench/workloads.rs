@@ -1,8 +1,10 @@
 //! The workload benchmark: a three-replica cluster and one fake agent serving N nodes; a Deployment scaled
 //! from 0 to R replicas (time until it reports R available), then a rolling update of all R with maxSurge 25%
 //! (time until every replica is updated and available), then a second update during which the leader is
-//! SIGKILLed: the time until the new leader's controllers make their first write (the Deployment's or a
-//! ReplicaSet's status moves) and until the interrupted rollout has more updated replicas than at the kill.
+//! SIGKILLed: the time until a survivor names a new leader, until the new leader's controllers make their first
+//! write (the Deployment's or a ReplicaSet's status moves), until the interrupted rollout has more updated
+//! replicas than at the kill, and until the agent (which talked to the leader) sends its requests to a live
+//! replica.
 //! Targets are the issue's: R = 10,000 Running in under 10 s, failover under 2 s. Every wait is bounded.
 
 use std::time::{Duration, Instant};
@@ -30,8 +32,10 @@ pub struct WorkloadBenchConfig {
 pub struct WorkloadResult {
     pub scale_up_secs: Option<f64>,
     pub rolling_update_secs: Option<f64>,
+    pub failover_leader_ms: Option<f64>,
     pub failover_first_write_ms: Option<f64>,
     pub failover_progress_ms: Option<f64>,
+    pub failover_agent_ms: Option<f64>,
 }
 
 fn setup(reason: impl ToString) -> BenchError {
@@ -66,7 +70,9 @@ fn set_image(image: &str) -> Patch<serde_json::Value> {
 pub async fn run(config: WorkloadBenchConfig) -> Result<WorkloadResult, BenchError> {
     let dir = config.dir.join("raftsman-workloads");
     let (mut cluster, client) = kube_cluster(&config.raftsman, &dir).await.map_err(setup)?;
-    let _agent = start_fake_agent(&config.raftsman, &cluster, &dir, config.nodes).map_err(setup)?;
+    // The agent talks to the leader, so that its failover is measured too.
+    let leader = leader_index(&cluster).await.ok_or_else(|| setup("no leader"))?;
+    let _agent = start_fake_agent(&config.raftsman, &cluster, &dir, config.nodes, leader).map_err(setup)?;
     if !wait_for_ready_nodes(&client, config.nodes).await {
         return Err(setup(format!("{} nodes were not Ready", config.nodes)));
     }
@@ -105,9 +111,20 @@ pub async fn run(config: WorkloadBenchConfig) -> Result<WorkloadResult, BenchErr
     api.patch("bench", &PatchParams::default(), &set_image("bench:3")).await.map_err(setup)?;
     let _ = wait(&api, Instant::now(), |_, updated, _| updated > r / 10 && updated < r / 2).await;
     let (_, updated_at_kill, _, rv_at_kill) = numbers(&api).await.ok_or_else(|| setup("no status"))?;
+    let survivors: Vec<_> = (0..3).filter(|i| *i != leader).filter_map(|i| cluster.etcd_client(i).ok()).collect();
+    let old_leader = survivors[0].status().await.map_err(setup)?.leader;
     let killed = Instant::now();
+    let killed_at = jiff::Timestamp::now();
     cluster.signal(leader, Signal::Kill);
     while killed.elapsed() < Duration::from_secs(60) {
+        if result.failover_leader_ms.is_none() {
+            for client in &survivors {
+                if client.status().await.is_ok_and(|s| s.leader != 0 && s.leader != old_leader) {
+                    result.failover_leader_ms = Some(killed.elapsed().as_secs_f64() * 1000.0);
+                    break;
+                }
+            }
+        }
         if let Some((_, updated, _, rv)) = numbers(&api).await {
             if rv != rv_at_kill && result.failover_first_write_ms.is_none() {
                 result.failover_first_write_ms = Some(killed.elapsed().as_secs_f64() * 1000.0);
@@ -119,11 +136,38 @@ pub async fn run(config: WorkloadBenchConfig) -> Result<WorkloadResult, BenchErr
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let moved = cluster.members.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, m)| m.api_addr.to_string());
+    result.failover_agent_ms = agent_moved(&dir.join("agent.log"), killed_at, &moved.collect::<Vec<_>>()).await;
     eprintln!(
-        "workloads: after the leader's SIGKILL, first write {:?} ms, rollout moving {:?} ms",
-        result.failover_first_write_ms, result.failover_progress_ms
+        "workloads: after the leader's SIGKILL, a new leader {:?} ms, first write {:?} ms, rollout moving {:?} ms, \
+         the agent on a live replica {:?} ms",
+        result.failover_leader_ms,
+        result.failover_first_write_ms,
+        result.failover_progress_ms,
+        result.failover_agent_ms
     );
     Ok(result)
+}
+
+/// How long after `killed_at` the agent logging to `log` turned to one of the replicas `live` (waiting up to
+/// 30 s for it to say so).
+async fn agent_moved(log: &std::path::Path, killed_at: jiff::Timestamp, live: &[String]) -> Option<f64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let moved = text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find_map(|l| {
+            let fields = &l["fields"];
+            let turned = fields["message"] == "agent: sending requests to this api server"
+                && live.iter().any(|addr| fields["server"] == addr.as_str());
+            let at: jiff::Timestamp = l["timestamp"].as_str()?.parse().ok()?;
+            (turned && at > killed_at).then(|| at.duration_since(killed_at).as_secs_f64() * 1000.0)
+        });
+        if moved.is_some() {
+            return moved;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
 }
 
 pub fn table(config: &WorkloadBenchConfig, r: &WorkloadResult) -> String {
@@ -133,14 +177,18 @@ pub fn table(config: &WorkloadBenchConfig, r: &WorkloadResult) -> String {
         "| Workloads ({} fake nodes) | raftsman | target |\n|---|---|---|\n\
          | Deployment 0 to {} available | {} | < 10 s |\n\
          | rolling update of {} (maxSurge 25%) | {} | |\n\
+         | leader SIGKILL to a new leader elected | {} | |\n\
          | leader SIGKILL to the controllers' first write | {} | < 2 s |\n\
-         | leader SIGKILL to the rollout moving again | {} | < 2 s |\n",
+         | leader SIGKILL to the rollout moving again | {} | < 2 s |\n\
+         | leader SIGKILL to the agent on a live replica | {} | |\n",
         config.nodes,
         config.replicas,
         secs(r.scale_up_secs),
         config.replicas,
         secs(r.rolling_update_secs),
+        ms(r.failover_leader_ms),
         ms(r.failover_first_write_ms),
         ms(r.failover_progress_ms),
+        ms(r.failover_agent_ms),
     )
 }

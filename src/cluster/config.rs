@@ -37,6 +37,11 @@ pub enum ConfigError {
         "--join adds this replica to a running cluster, whose leader gives it the cluster's state: it takes none of          --initial-cluster, --rejoin or --restore"
     )]
     JoinAlone,
+    #[error(
+        "--force-new-cluster makes a member that holds data the only voter of its cluster: it takes none of --join, \
+         --rejoin or --restore"
+    )]
+    ForceNewClusterAlone,
     #[error("--event-ttl must be more than 0s and at most {max_secs}s, got {given:?}")]
     EventTtl { given: Duration, max_secs: u64 },
     #[error("--snapshot-count must be at least 1")]
@@ -211,6 +216,10 @@ pub struct ServerConfig {
     /// A saved snapshot (`store::saved`) a new member of a new cluster starts from; every initial member
     /// starts from the same one. Ignored once the data dir holds the member.
     pub restore: Option<PathBuf>,
+    /// Make this member, which holds data, the only voter of its cluster (etcd's `--force-new-cluster`): how a
+    /// cluster that lost a majority of its members for good goes on from a survivor's data. Forces again at
+    /// every start it is given to.
+    pub force_new_cluster: bool,
     /// How long an Event is kept after its last write (the Kubernetes API server's `--event-ttl`): Events are
     /// stored with a lease of this TTL.
     pub event_ttl: Duration,
@@ -311,6 +320,7 @@ impl Default for ServerConfig {
             rejoin: false,
             join: None,
             restore: None,
+            force_new_cluster: false,
             event_ttl: EVENT_TTL_DEFAULT,
             snapshot_count: limits::SNAPSHOT_LOGS_SINCE_LAST,
             snapshot_catchup_entries: limits::SNAPSHOT_LOGS_KEPT,
@@ -361,6 +371,9 @@ impl ServerConfig {
         }
         if self.join.is_some() && (self.rejoin || self.restore.is_some() || !self.initial_cluster.trim().is_empty()) {
             return Err(ConfigError::JoinAlone);
+        }
+        if self.force_new_cluster && (self.join.is_some() || self.rejoin || self.restore.is_some()) {
+            return Err(ConfigError::ForceNewClusterAlone);
         }
         if self.client_security == ClientSecurity::Plaintext && !self.client_addr.ip().is_loopback() {
             return Err(ConfigError::PlaintextClientAddr(self.client_addr));
@@ -433,6 +446,12 @@ pub fn restored_cluster_id(described: u64, snapshot: u64) -> u64 {
     stable_id(&[&described.to_string(), "restored", &format!("{snapshot:x}")])
 }
 
+/// The id of the cluster the member `member_id` of `cluster` forced (`--force-new-cluster`) with the entry at
+/// `index`: another cluster, so that the members left behind, should one come back, are refused.
+pub fn forced_cluster_id(cluster: u64, member_id: u64, index: u64) -> u64 {
+    stable_id(&[&cluster.to_string(), "forced", &format!("{member_id:x}"), &index.to_string()])
+}
+
 /// The member id of `member` within the cluster `cluster`.
 pub fn member_id(cluster: u64, member: &Member) -> u64 {
     stable_id(&[&cluster.to_string(), &member.name, &member.peer_addr.to_string()])
@@ -462,6 +481,12 @@ mod tests {
         assert!(matches!(join(restore(cfg("n1", ""))).validate(), Err(ConfigError::JoinAlone)));
         let rejoin = |c: ServerConfig| ServerConfig { rejoin: true, ..c };
         assert!(matches!(restore(rejoin(cfg("n1", two))).validate(), Err(ConfigError::RejoinRestore)));
+        let force = |c: ServerConfig| ServerConfig { force_new_cluster: true, ..c };
+        assert!(force(cfg("n1", two)).validate().is_ok());
+        assert!(force(cfg("n1", "")).validate().is_ok());
+        for other in [join(cfg("n1", "")), restore(cfg("n1", two)), rejoin(cfg("n1", two))] {
+            assert!(matches!(force(other).validate(), Err(ConfigError::ForceNewClusterAlone)));
+        }
     }
 
     #[test]

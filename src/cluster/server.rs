@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use super::config::{
-    cluster_id, member_id, restored_cluster_id, ApiSecurityConfig, ClientSecurity, Member, PeerSecurity,
-    ValidServerConfig,
+    cluster_id, forced_cluster_id, member_id, restored_cluster_id, ApiSecurityConfig, ClientSecurity, Member,
+    PeerSecurity, ValidServerConfig,
 };
 use super::leadership;
 use super::listen::{self, ConnectionCaps};
@@ -94,6 +94,10 @@ struct Identity {
     /// The id of the saved snapshot the member's cluster started from (`--restore`), if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     restored_from: Option<u64>,
+    /// The id of the cluster `--initial-cluster` described, if this member forced a new one
+    /// (`--force-new-cluster`): the line still names its data dir's cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    forced_from: Option<u64>,
 }
 
 /// The data dir's identity, if it holds a readable one (`claim_data_dir` says what is wrong with one that is
@@ -146,12 +150,14 @@ fn claim_data_dir(
             if found.format != DATA_FORMAT {
                 return Err(data_dir_error(dir, format!("data format {} is not supported", found.format)));
             }
-            if check_cluster && found.cluster_id != expected.cluster_id {
+            let described = found.forced_from.unwrap_or(found.cluster_id);
+            if check_cluster && described != expected.cluster_id {
                 return Err(data_dir_error(
                     dir,
                     format!(
-                        "belongs to cluster {:x}, but --initial-cluster describes cluster {:x}; refusing to start",
-                        found.cluster_id, expected.cluster_id
+                        "belongs to cluster {described:x}, but --initial-cluster describes cluster {:x}; refusing to \
+                         start",
+                        expected.cluster_id
                     ),
                 ));
             }
@@ -364,6 +370,7 @@ async fn identity_for(
         name: me.name.clone(),
         initialized: false,
         restored_from,
+        forced_from: None,
     };
     if let (Some(addr), None) = (config.config.join, &recorded) {
         let joined = join(addr, me, peer_tls).await?;
@@ -417,11 +424,25 @@ pub async fn run(
     let dir = &config.config.data_dir;
     let (expected, saved, joined) = identity_for(&config, me, peer_tls.as_ref()).await?;
     let check_cluster = !config.config.initial_cluster.trim().is_empty();
-    let (identity, start) = claim_data_dir(dir, &expected, check_cluster, config.config.rejoin, joined)?;
-    let (cluster, id) = (identity.cluster_id, identity.member_id);
+    let (mut identity, start) = claim_data_dir(dir, &expected, check_cluster, config.config.rejoin, joined)?;
+    if config.config.force_new_cluster && !(start == Start::Existing && identity.initialized) {
+        return Err(data_dir_error(dir, "holds no member's data: --force-new-cluster has nothing to go on from"));
+    }
 
     let db = Db::open(&dir.join("db"), &dir.join("snap"), start != Start::Existing)
         .map_err(|e| data_dir_error(dir, format!("cannot open the database ({e}); refusing to start")))?;
+    if config.config.force_new_cluster {
+        let alone = RaftNode { name: me.name.clone(), peer_addr: me.peer_addr.to_string() };
+        let index = storage::force_new_cluster(&db, identity.member_id, alone)
+            .map_err(|e| data_dir_error(dir, format!("cannot force a new cluster ({e})")))?;
+        identity = Identity {
+            cluster_id: forced_cluster_id(identity.cluster_id, identity.member_id, index),
+            forced_from: identity.forced_from.or(Some(identity.cluster_id)),
+            ..identity
+        };
+        write_identity(dir, &identity)?;
+    }
+    let (cluster, id) = (identity.cluster_id, identity.member_id);
     if !identity.initialized {
         match (&saved, identity.restored_from) {
             (Some(saved), _) => {
@@ -544,6 +565,7 @@ pub async fn run(
     let client_task = tokio::spawn(client_server);
     let lessor_task = tokio::spawn(store.clone().run_lessor(stop_rx.clone()));
     let pruner_task = tokio::spawn(store.clone().run_pruner(stop_rx.clone()));
+    let leaders_task = tokio::spawn(store.clone().count_leader_changes(stop_rx.clone()));
     let addresses = Published { client_addr: config.config.client_addr.to_string(), api_addr: api_addr.to_string() };
     let publish_task = tokio::spawn(publish_member(store.clone(), me.name.clone(), addresses, stop_rx));
 
@@ -561,6 +583,7 @@ pub async fn run(
     publish_task.abort();
     let _ = lessor_task.await;
     let _ = pruner_task.await;
+    let _ = leaders_task.await;
     if let Some(task) = promote_task {
         task.abort();
     }

@@ -29,7 +29,7 @@ use super::model::PodFacts;
 use super::queue::{BindOutcome, Decision, Queue};
 use crate::apis::time;
 use crate::controllers::runtime;
-use crate::limits;
+use crate::{limits, telemetry};
 
 /// What a finished write tells the loop.
 enum Done {
@@ -82,6 +82,7 @@ async fn write_event(client: &Client, write: EventWrite) -> Result<(), kube::Err
 }
 
 async fn bind(client: Client, pod: Arc<PodFacts>, node: String, event: EventWrite) -> Done {
+    let started = std::time::Instant::now();
     let api = Api::<Pod>::namespaced(client.clone(), &pod.namespace);
     let binding = json!({"apiVersion": "v1", "kind": "Binding",
         "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
@@ -104,7 +105,15 @@ async fn bind(client: Client, pod: Arc<PodFacts>, node: String, event: EventWrit
             BindOutcome::Failed
         }
     };
+    attempted(if matches!(outcome, BindOutcome::Bound) { "scheduled" } else { "error" }, started);
     Done::Bind { uid: pod.uid.clone(), outcome }
+}
+
+/// Counts a scheduling attempt whose decision was written from `started` on.
+fn attempted(result: &'static str, started: std::time::Instant) {
+    let metrics = &telemetry::get().scheduler;
+    metrics.attempts.get_or_create(&telemetry::Attempt { result }).inc();
+    telemetry::observe(&metrics.attempt_seconds.get_or_create(&telemetry::Attempt { result }), started.elapsed());
 }
 
 /// Writes an unschedulable pod's condition (when it changed) and its FailedScheduling Event.
@@ -115,6 +124,7 @@ async fn report(
     conditions: Option<Vec<Value>>,
     event: EventWrite,
 ) -> Done {
+    let started = std::time::Instant::now();
     if let Some(conditions) = conditions {
         let patch = Patch::Merge(json!({"metadata": {"resourceVersion": pod.resource_version},
             "status": {"conditions": conditions}}));
@@ -132,6 +142,7 @@ async fn report(
         }
         Ok(()) => None,
     };
+    attempted("unschedulable", started);
     Done::Reported { uid: pod.uid.clone(), missing_event }
 }
 

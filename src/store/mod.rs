@@ -28,7 +28,6 @@ pub mod watch;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +42,7 @@ use storage::{Db, MemberAttrs, SmShared};
 use types::*;
 use watch::{Revisions, WatchFilter, Watcher};
 
-use crate::limits;
+use crate::{limits, telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -94,8 +93,6 @@ struct StoreInner {
     /// Set while this replica, rejoining with an empty log, waits for the leader to accept that: until then it
     /// answers no Raft message, so the leader never sees its empty log as a log that went back.
     awaiting_rejoin: std::sync::atomic::AtomicBool,
-    /// Linearizable reads made through this replica (`read_index` calls), for `/metrics`.
-    read_indexes: AtomicU64,
 }
 
 /// A follower's matched log index and when the leader first saw it there.
@@ -163,7 +160,6 @@ impl Store {
             lessor: lease::Lessor::default(),
             progress: Default::default(),
             awaiting_rejoin: Default::default(),
-            read_indexes: AtomicU64::new(0),
         };
         Store { inner: Arc::new(inner) }
     }
@@ -259,12 +255,6 @@ impl Store {
         Some(Lease { granted_ttl: lease.ttl, keys })
     }
 
-    /// The read indexes this replica has asked for since it started (each linearizable read makes one, from its
-    /// own Raft as leader or forwarded to the leader).
-    pub fn read_indexes(&self) -> u64 {
-        self.inner.read_indexes.load(Ordering::Relaxed)
-    }
-
     /// Snapshots received from a leader and installed since this replica started.
     pub fn snapshots_installed(&self) -> u64 {
         self.sm().snapshots_installed()
@@ -311,6 +301,37 @@ impl Store {
             revision: self.revision(),
             db_size_bytes: self.inner.db.size_bytes(),
             is_learner: m.state == ServerState::Learner,
+        }
+    }
+
+    /// Sets what `/metrics` reads of this replica's state (`telemetry::Store`) as it is now.
+    pub fn record_telemetry(&self) {
+        let status = self.status();
+        let metrics = &telemetry::get().store;
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        metrics.has_leader.set(i64::from(status.leader.is_some()));
+        metrics.is_leader.set(i64::from(status.leader == Some(self.inner.id)));
+        metrics.term.set(gauge(status.term));
+        metrics.committed_index.set(gauge(status.committed_index));
+        metrics.applied_index.set(gauge(status.applied_index));
+        metrics.apply_lag.set(gauge(status.committed_index.saturating_sub(status.applied_index)));
+        metrics.db_size_bytes.set(gauge(status.db_size_bytes));
+    }
+
+    /// Counts the leaders this replica sees come (a first one, then each different one), until `shutdown` fires.
+    pub async fn count_leader_changes(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut rx = self.raft().metrics();
+        let mut last = None;
+        loop {
+            let leader = rx.borrow_watched().current_leader;
+            if leader.is_some() && leader != last {
+                telemetry::get().store.leader_changes.inc();
+                last = leader;
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
         }
     }
 
@@ -420,8 +441,20 @@ impl Store {
     /// their outcome unknown. On success it returns the result and the log index of the entry.
     async fn write_local(&self, cmd: Command) -> Result<Result<(Applied, u64), StoreError>, LeaderLost> {
         let fenced = matches!(cmd, Command::FencedTxn { .. });
+        let metrics = &telemetry::get().store;
+        let (_pending, started) = (telemetry::Held::new(&metrics.proposals_pending), Instant::now());
         let write = self.raft().client_write(cmd);
-        match tokio::time::timeout(Duration::from_millis(limits::WRITE_TIMEOUT_MS), write).await {
+        let written = tokio::time::timeout(Duration::from_millis(limits::WRITE_TIMEOUT_MS), write).await;
+        match &written {
+            Ok(Ok(_)) => {
+                metrics.proposals_committed.inc();
+                telemetry::observe(&metrics.proposal_seconds, started.elapsed());
+            }
+            _ => {
+                metrics.proposals_failed.inc();
+            }
+        }
+        match written {
             Err(_) => Ok(Err(StoreError::Unavailable("etcdserver: request timed out".into()))),
             Ok(Ok(resp)) => Ok(Ok((resp.data, resp.log_id.index))),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(LeaderLost),
@@ -458,7 +491,7 @@ impl Store {
 
     /// Makes the local state machine current enough for a linearizable read.
     pub async fn read_index(&self) -> Result<(), StoreError> {
-        self.inner.read_indexes.fetch_add(1, Ordering::Relaxed);
+        telemetry::get().store.read_indexes.inc();
         let deadline = Self::leader_deadline();
         let index = loop {
             match self.leader(deadline).await? {

@@ -37,7 +37,7 @@ use super::snapshot::{
 };
 use super::types::*;
 use super::watch::{Pull, RecentPull, RevisionEvents, Revisions, WatchFilter, WatchHub};
-use crate::limits;
+use crate::{limits, telemetry};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_PURGED: &[u8] = b"purged";
@@ -159,7 +159,12 @@ enum FlushQueue {
 /// Syncs the disk once for a batch of queued appends, then reports them all durable.
 fn flush(db: &std::sync::Weak<Db>, batch: Vec<IOFlushed<TypeConfig>>) {
     let result = match db.upgrade() {
-        Some(db) => db.disk.sync(),
+        Some(db) => {
+            let started = std::time::Instant::now();
+            let synced = db.disk.sync();
+            telemetry::observe(&telemetry::get().store.wal_fsync_seconds, started.elapsed());
+            synced
+        }
         None => Err(io::Error::other("the log store is closed")),
     };
     for callback in batch {
@@ -489,6 +494,7 @@ impl SmShared {
     /// halfway (a storage read inside a command, or the write itself), the in-memory state is put back to
     /// what the disk holds, so no part of the batch is ever visible; openraft then stops on the error.
     fn apply_batch(&self, entries: &[Entry]) -> io::Result<Vec<Applied>> {
+        let started = std::time::Instant::now();
         let mut state = self.state.write().expect("state machine lock poisoned");
         let (results, published) = match self.apply_and_persist(&mut state, entries) {
             Ok(applied) => applied,
@@ -502,6 +508,7 @@ impl SmShared {
         };
         let revision = state.mvcc.revision();
         drop(state);
+        telemetry::observe(&telemetry::get().store.apply_seconds, started.elapsed());
         self.hub.publish(published, revision);
         Ok(results)
     }
@@ -725,6 +732,32 @@ pub fn restore(db: &Db, body: &SnapshotBody) -> io::Result<i64> {
     db.disk.write(batch, true)?;
     tracing::info!(revision = head.mvcc.revision, bytes = body.len(), "restored a saved snapshot");
     Ok(head.mvcc.revision)
+}
+
+/// Makes this replica the only voter of its cluster, keeping all it holds (`--force-new-cluster`, for a
+/// cluster that lost a majority for good): appends to its log a membership of itself alone, in a term past any
+/// it has seen, with a vote for itself in that term. Raft starts from the last membership of the log,
+/// committed or not, so the replica elects itself and commits that entry, and with it every entry of its log.
+/// Returns the entry's index.
+pub fn force_new_cluster(db: &Db, id: NodeId, node: RaftNode) -> io::Result<u64> {
+    let vote: Option<Vote> = db.get(Cf::Raft, KEY_VOTE)?;
+    let last_purged: Option<LogId> = db.get(Cf::Raft, KEY_PURGED)?;
+    let last = match db.disk.last(Cf::Log)? {
+        Some((_, value)) => Some(decode::<Entry>(&value)?.log_id),
+        None => last_purged,
+    };
+    let seen = vote.map_or(0, |v| v.leader_id.term).max(last.as_ref().map_or(0, term_of));
+    let term = seen + 1;
+    let index = last.map_or(1, |l| l.index + 1);
+    let alone = openraft::Membership::new(vec![[id].into()], BTreeMap::from([(id, node)]))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let entry = Entry { log_id: LogId::new_term_index(term, index), payload: EntryPayload::Membership(alone) };
+    let mut batch = Batch::default();
+    batch.put(Cf::Log, LogStore::log_key(index), encode(&entry));
+    batch.put(Cf::Raft, KEY_VOTE, encode(&Vote::new(term, id)));
+    db.disk.write(batch, true)?;
+    tracing::warn!(term, index, "forced a new cluster: this replica is its only voter, with all the data it held");
+    Ok(index)
 }
 
 /// An entry's size as the log holds it, near enough to bound an apply batch.

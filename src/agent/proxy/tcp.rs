@@ -14,6 +14,7 @@ use super::table::{Endpoint, Frontend};
 const BUFFER: usize = limits::PROXY_COPY_BUFFER_BYTES;
 use super::{Balancer, Shared};
 use crate::limits;
+use crate::telemetry::{self, Held};
 
 /// Listens on `address` for `frontend`; the returned task accepts until aborted.
 pub(super) async fn listen(
@@ -39,8 +40,12 @@ pub(super) fn serve(listener: TcpListener, frontend: Frontend, shared: Shared) -
                 continue;
             };
             let (shared, balancer) = (shared.clone(), balancer.clone());
+            let metrics = &telemetry::get().agent;
+            metrics.proxy_connections.inc();
+            let open = Held::new(&metrics.proxy_connections_open);
             tokio::spawn(async move {
                 forward(client, peer, frontend, &shared, &balancer).await;
+                drop(open);
                 drop(permit);
             });
         }

@@ -20,7 +20,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::authorize;
+use super::instrument;
 use crate::apis::time;
 use crate::limits;
 use crate::security::authn::User;
@@ -71,7 +71,8 @@ pub async fn record(State(audit): State<Audit>, request: Request, next: Next) ->
 
 /// The audit event of `request` as it arrives, if it is a write: all but its outcome.
 fn event(request: &Request) -> Option<Value> {
-    let Attributes::Resource(asked) = authorize::attributes(request.method(), request.uri()) else { return None };
+    let asked = instrument::asked(request);
+    let Attributes::Resource(asked) = &*asked else { return None };
     if !WRITES.contains(&asked.verb.as_str()) {
         return None;
     }

@@ -53,7 +53,7 @@ pub(super) async fn authorize(
         Ok(None) => user,
         Err(e) => return error_response(&e),
     };
-    let attributes = attributes(request.method(), request.uri());
+    let attributes = super::instrument::asked(&request).into_owned();
     match decide(&api, &user, &attributes).await {
         Ok(Allowed { check, .. }) => {
             if let Some(check) = check {

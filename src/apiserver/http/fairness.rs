@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::response::Response;
 use futures::StreamExt;
 
-use super::authorize;
+use super::instrument;
 use super::rest::{error_response, KubeApi};
 use crate::apiserver::errors::ApiError;
 use crate::limits;
@@ -112,8 +112,7 @@ pub(super) async fn limit(
         let message = format!("too many requests from user {:?}; try again in {seconds} s", user.name);
         return error_response(&ApiError::TooManyRequests(message));
     }
-    let watching = matches!(authorize::attributes(request.method(), request.uri()),
-        Attributes::Resource(r) if r.verb == "watch");
+    let watching = matches!(&*instrument::asked(&request), Attributes::Resource(r) if r.verb == "watch");
     if !watching {
         return next.run(request).await;
     }

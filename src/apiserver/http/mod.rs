@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod eviction;
 pub mod exec;
 pub mod fairness;
+pub mod instrument;
 pub mod join;
 pub mod logs;
 pub mod metrics;

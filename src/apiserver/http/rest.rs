@@ -47,6 +47,7 @@ use crate::security::authn::{Origin, Unauthenticated, User};
 use crate::security::service_accounts::{self, Claims};
 use crate::security::{join, ApiSecurity};
 use crate::store::Store;
+use crate::telemetry;
 
 /// The Kubernetes API of one replica.
 pub struct KubeApi {
@@ -118,8 +119,9 @@ impl KubeApi {
     }
 }
 
-/// The API's router: the join endpoints, and the Kubernetes API behind authentication, the audit log of
-/// writes (`audit`), per-user fairness (`fairness`) and authorization.
+/// The API's router: the join endpoints, and the Kubernetes API behind what it counts of requests
+/// (`instrument`), authentication, the audit log of writes (`audit`), per-user fairness (`fairness`) and
+/// authorization.
 pub fn router(api: Arc<KubeApi>, audit: Audit) -> axum::Router {
     let joining = axum::Router::new()
         .route(join::CA_PATH, axum::routing::get(super::join::authority))
@@ -133,7 +135,8 @@ pub fn router(api: Arc<KubeApi>, audit: Audit) -> axum::Router {
         .layer(axum::middleware::from_fn_with_state(api.clone(), super::authorize::authorize))
         .layer(axum::middleware::from_fn_with_state(api.clone(), super::fairness::limit))
         .layer(axum::middleware::from_fn_with_state(audit, super::audit::record))
-        .layer(axum::middleware::from_fn_with_state(api.clone(), authenticate));
+        .layer(axum::middleware::from_fn_with_state(api.clone(), authenticate))
+        .layer(axum::middleware::from_fn(super::instrument::measure));
     joining.merge(kubernetes).with_state(api)
 }
 
@@ -473,17 +476,11 @@ fn openapi_v2(accept: &str) -> Result<Response, ApiError> {
     Ok((StatusCode::OK, headers, Body::from(Bytes::from_static(body))).into_response())
 }
 
-/// `/metrics`, in Prometheus' text format: the counters an operator needs to see what a request costs.
+/// `/metrics`: the process's metrics (`telemetry`), this replica's state read as it is now.
 fn metrics(store: &Store) -> Response {
-    let text = format!(
-        "# HELP raftsman_store_read_indexes_total Linearizable reads made through this replica: read indexes \
-         from its own Raft as leader, or asked of the leader.\n\
-         # TYPE raftsman_store_read_indexes_total counter\n\
-         raftsman_store_read_indexes_total {}\n",
-        store.read_indexes()
-    );
-    let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
-    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response()
+    store.record_telemetry();
+    let text = telemetry::get().encode();
+    (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static(telemetry::CONTENT_TYPE))], text).into_response()
 }
 
 /// What `/readyz` checks: the store is healthy (a leader is known and, on the leader, every follower is

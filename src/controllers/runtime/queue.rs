@@ -18,7 +18,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::limits;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::{limits, telemetry};
 
 /// What a reconciler asks for after handling a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +59,9 @@ pub struct WorkQueue<K> {
     state: Mutex<State<K>>,
     wake: Notify,
     resync: Resync<K>,
+    /// `workqueue_depth` and `workqueue_adds_total` of this queue's name.
+    depth: Gauge,
+    adds: Counter,
 }
 
 impl<K: Clone + Eq + Hash + Ord + Send + 'static> WorkQueue<K> {
@@ -77,6 +83,8 @@ impl<K: Clone + Eq + Hash + Ord + Send + 'static> WorkQueue<K> {
             }),
             wake: Notify::new(),
             resync: Box::new(resync),
+            depth: telemetry::get().controllers.depth.get_or_create_owned(&telemetry::Queue { name }),
+            adds: telemetry::get().controllers.adds.get_or_create_owned(&telemetry::Queue { name }),
         })
     }
 
@@ -124,6 +132,8 @@ impl<K: Clone + Eq + Hash + Ord + Send + 'static> WorkQueue<K> {
             None => {}
         }
         s.queued.insert(key.clone(), at);
+        self.adds.inc();
+        self.depth.set(s.queued.len() as i64);
         match at {
             None => s.ready.push_back(key),
             Some(at) => {
@@ -152,6 +162,7 @@ impl<K: Clone + Eq + Hash + Ord + Send + 'static> WorkQueue<K> {
                 }
                 if let Some(key) = s.ready.pop_front() {
                     s.queued.remove(&key);
+                    self.depth.set(s.queued.len() as i64);
                     s.processing.insert(key.clone());
                     if !s.ready.is_empty() {
                         self.wake.notify_one();
@@ -247,12 +258,29 @@ where
     F: Fn(K) -> Fut,
     Fut: std::future::Future<Output = Result<Next, E>>,
 {
+    let metrics = &telemetry::get().controllers;
+    let name = telemetry::Controller { controller: queue.name };
+    let took = metrics.reconcile_seconds.get_or_create_owned(&name);
+    let errors = metrics.reconcile_errors.get_or_create_owned(&name);
+    let counter =
+        |result| metrics.reconciles.get_or_create_owned(&telemetry::Reconciled { controller: queue.name, result });
+    let (succeeded, requeued, failed) = (counter("success"), counter("requeue_after"), counter("error"));
     let worker = || async {
         loop {
             let key = queue.next().await;
+            let started = Instant::now();
             let outcome = reconcile(key.clone()).await.map_err(|e| {
                 tracing::debug!(queue = queue.name, ?key, error = %e, "reconcile failed; retrying after a back-off");
             });
+            telemetry::observe(&took, started.elapsed());
+            match outcome {
+                Ok(Next::Done) => succeeded.inc(),
+                Ok(Next::RequeueAfter(_)) => requeued.inc(),
+                Err(()) => {
+                    errors.inc();
+                    failed.inc()
+                }
+            };
             queue.done(key, outcome);
         }
     };
