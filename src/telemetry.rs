@@ -128,7 +128,7 @@ pub struct Store {
 /// The Kubernetes API's.
 pub struct Api {
     pub requests: Family<Request, Counter>,
-    /// Requests that end with their response (not watches and sessions, which `long_running` counts).
+    /// Requests that end with their response (not watches, which `long_running` counts, nor exec sessions).
     pub request_seconds: Family<Requested, Histogram, Seconds>,
     pub long_running: Family<Requested, Gauge>,
 }
@@ -247,7 +247,12 @@ impl Telemetry {
         );
         r.register("etcd_disk_wal_fsync_duration_seconds", "Syncing the Raft log to disk", s.wal_fsync_seconds.clone());
         r.register("etcd_mvcc_db_total_size_in_bytes", "The state machine's size on disk", s.db_size_bytes.clone());
-        r.register("raftsman_store_read_indexes", "Linearizable reads made through this replica: read indexes from its own Raft as leader, or asked of the leader", s.read_indexes.clone());
+        r.register(
+            "raftsman_store_read_indexes",
+            "Linearizable reads made through this replica: read indexes from its own Raft as leader, or asked of the \
+             leader",
+            s.read_indexes.clone(),
+        );
 
         r.register("apiserver_request", "API requests answered, by verb, resource and code", api.requests.clone());
         r.register(
@@ -255,11 +260,7 @@ impl Telemetry {
             "API request latency, watches and sessions excepted",
             api.request_seconds.clone(),
         );
-        r.register(
-            "apiserver_longrunning_requests",
-            "Watches and exec or attach sessions open",
-            api.long_running.clone(),
-        );
+        r.register("apiserver_longrunning_requests", "Watches open", api.long_running.clone());
 
         let c = &controllers;
         r.register("workqueue_depth", "Keys waiting in a controller's queue", c.depth.clone());

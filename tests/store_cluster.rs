@@ -127,7 +127,12 @@ async fn leader_kill_restart_and_full_restart_keep_every_acknowledged_write() {
 
     // Phase 4: stop everything cleanly, start everything again: nothing acknowledged is lost.
     for i in 0..3 {
-        assert!(c.local.stop(i, Duration::from_secs(10)), "replica {i} exits cleanly on SIGTERM");
+        if !c.local.stop(i, Duration::from_secs(10)) {
+            let log = c.log(i);
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!("replica {i} exits cleanly on SIGTERM; its log ends:\n{}", tail.join("\n"));
+        }
     }
     c.local.start_all().unwrap();
     c.leader().await;

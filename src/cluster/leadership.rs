@@ -134,12 +134,14 @@ fn fenced_client(router: axum::Router, term: u64, in_flight: InFlight) -> kube::
 
 pub async fn run(store: Store, router: axum::Router, leading: Leading, mut shutdown: watch::Receiver<bool>) {
     loop {
+        // Stopping comes first: a leader asked to stop is still leading, and must not start its term again.
         let term = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => return,
             term = store.wait_for_leadership() => match term {
                 Some(term) => term,
                 None => return,
             },
-            _ = shutdown.wait_for(|stop| *stop) => return,
         };
         tracing::info!(term, "leading: starting the controllers");
         let seen = store.clone();
