@@ -188,19 +188,16 @@ async fn ready_nodes(nodes: &Api<Node>) -> usize {
     list.items.iter().filter(|n| ready(n)).count()
 }
 
-/// Starts `raftsman agent --runtime fake --fake-nodes NODES` against every replica of `cluster`, sending its
-/// requests to member `first` while it is ready, as the admin (no node's own certificate may act for many
-/// nodes), its data under `dir/agent` and its log (JSON lines) in `dir/agent.log`.
+/// Starts `raftsman agent --runtime fake --fake-nodes NODES` against every replica of `cluster`, as the admin
+/// (no node's own certificate may act for many nodes), its data under `dir/agent` and its log (JSON lines) in
+/// `dir/agent.log`.
 pub(super) fn start_fake_agent(
     raftsman: &Path,
     cluster: &LocalCluster,
     dir: &Path,
     nodes: usize,
-    first: usize,
 ) -> std::io::Result<AgentProcess> {
-    // The agent sends its requests to the first server while it is ready.
-    let mut servers: Vec<String> = cluster.members.iter().map(|m| m.api_addr.to_string()).collect();
-    servers.swap(0, first);
+    let servers: Vec<String> = cluster.members.iter().map(|m| m.api_addr.to_string()).collect();
     let log = std::fs::File::create(dir.join("agent.log"))?;
     let agent = Command::new(raftsman)
         .args(["--log-json", "agent", "--node-name", "fake", "--runtime", "fake"])
@@ -235,7 +232,7 @@ pub async fn run(config: SchedulerBenchConfig) -> Result<SchedulerResult, BenchE
     eprintln!("scheduler: the core alone decides {core_decisions_per_sec:.0} pods/s");
     let dir = config.dir.join("raftsman-scheduler");
     let (mut cluster, client) = kube_cluster(&config.raftsman, &dir).await.map_err(setup)?;
-    let agent = start_fake_agent(&config.raftsman, &cluster, &dir, config.nodes, 0).map_err(setup)?;
+    let agent = start_fake_agent(&config.raftsman, &cluster, &dir, config.nodes).map_err(setup)?;
     let agent_pid = agent.0.id();
     if !wait_for_ready_nodes(&client, config.nodes).await {
         return Err(setup(format!("{} nodes were not Ready within {NODES_READY_WAIT:?}", config.nodes)));

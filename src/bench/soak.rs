@@ -104,7 +104,7 @@ fn setup(reason: impl ToString) -> BenchError {
 pub async fn run(config: SoakBenchConfig) -> Result<SoakResult, BenchError> {
     let dir = config.dir.join("raftsman-soak");
     let (mut cluster, client) = kube_cluster(&config.raftsman, &dir).await.map_err(setup)?;
-    let _agent = start_fake_agent(&config.raftsman, &cluster, &dir, config.nodes, 0).map_err(setup)?;
+    let _agent = start_fake_agent(&config.raftsman, &cluster, &dir, config.nodes).map_err(setup)?;
     if !wait_for_ready_nodes(&client, config.nodes).await {
         return Err(setup(format!("{} nodes were not Ready in time", config.nodes)));
     }
