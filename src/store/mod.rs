@@ -445,14 +445,11 @@ impl Store {
         let (_pending, started) = (telemetry::Held::new(&metrics.proposals_pending), Instant::now());
         let write = self.raft().client_write(cmd);
         let written = tokio::time::timeout(Duration::from_millis(limits::WRITE_TIMEOUT_MS), write).await;
-        match &written {
-            Ok(Ok(_)) => {
-                metrics.proposals_committed.inc();
-                telemetry::observe(&metrics.proposal_seconds, started.elapsed());
-            }
-            _ => {
-                metrics.proposals_failed.inc();
-            }
+        if matches!(written, Ok(Ok(_))) {
+            metrics.proposals_committed.inc();
+            telemetry::observe(&metrics.proposal_seconds, started.elapsed());
+        } else {
+            metrics.proposals_failed.inc();
         }
         match written {
             Err(_) => Ok(Err(StoreError::Unavailable("etcdserver: request timed out".into()))),
