@@ -12,7 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_protos(&["proto/etcd.proto", "proto/raft.proto"], &["proto"])?;
+        .compile_protos(&["proto/etcd.proto", "proto/raft.proto", "proto/operations.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
     build_facts();
     Ok(())

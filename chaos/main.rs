@@ -11,9 +11,15 @@
 //!   (default 20). `stale_reads` and `watch_gaps` switch planted bugs on in real replicas
 //!   (`raftsman server --chaos-plant-bug ...`) and require the checkers to catch them.
 //!
+//! - `compose`: the compose cluster of `deploy/compose` (three replicas and two agents in containers on a
+//!   private network, this build's image) under a client load while the leader's container is killed, cut off
+//!   the network and paused; the cluster must accept writes within a bound after each, the agents' nodes end
+//!   Ready, and the history must be linearizable.
+//!
 //! The checkers, each a module with tests that feed it a known-bad history: `linearizability`,
 //! `watch_checker`, `raft_safety`, `control_plane`.
 
+mod compose;
 mod control_plane;
 mod history;
 mod linearizability;

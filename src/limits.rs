@@ -20,6 +20,13 @@ pub const APPEND_ENTRIES_BYTES_MAX: usize = 1024 * 1024;
 /// Highest term or log index a peer message may carry. Real clusters stay far below it (an election every
 /// millisecond would take 2,000 years to get there); above it arithmetic on them could overflow.
 pub const RAFT_TERM_OR_INDEX_MAX: u64 = 1 << 56;
+/// How often each replica asks every member which version it runs (`store::version`).
+pub const VERSION_POLL_INTERVAL_MS: u64 = 5_000;
+/// Most log entries a replica may be behind the newest committed index for `raftsman ctl upgrade-check` to
+/// count it caught up.
+pub const UPGRADE_LAG_ENTRIES_MAX: u64 = 1_000;
+/// Longest `--initial-cluster-token`.
+pub const CLUSTER_TOKEN_BYTES_MAX: usize = 256;
 /// How long a follower may stay behind the leader's log without any progress before the leader reports that
 /// it cannot replicate to it (`/readyz`, `etcdctl endpoint status`).
 pub const REPLICATION_STALL_MS: u64 = 5_000;
@@ -362,9 +369,16 @@ const _: () = assert!(ETCD_CLIENT_CONNECT_TIMEOUT_MS < ETCD_CLIENT_REQUEST_TIMEO
 
 // The agent (`src/agent/`).
 /// How often the agent's balancer checks each API server replica's `/readyz`, and how long one check may take
-/// before the replica counts as down (its connections are then closed at once).
+/// before it counts as unanswered.
 pub const AGENT_HEALTH_INTERVAL_MS: u64 = 200;
 pub const AGENT_HEALTH_TIMEOUT_MS: u64 = 500;
+/// How long nothing (no check, no request) may have answered from a replica when a check goes unanswered
+/// before the replica counts as down (its connections are then closed at once). A replica that refuses or
+/// resets a check is down at once.
+pub const AGENT_SILENCE_DOWN_MS: u64 = 1_000;
+/// How long the agent waits for a connection (TCP and TLS) to a replica for a request before trying another:
+/// longer than a check, as a replica slowed by load still serves.
+pub const AGENT_CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// Most of a `/readyz?verbose` answer the agent reads.
 pub const AGENT_HEALTH_BODY_BYTES_MAX: usize = 4096;
 /// How long a replica that answers but is not ready keeps the agent's open connections (an election makes
@@ -452,6 +466,8 @@ const _: () = assert!(0 < EVENT_LEASE_REUSE_PERCENT && EVENT_LEASE_REUSE_PERCENT
 const _: () = assert!(TTL_LEASE_ATTEMPTS_MAX >= 2);
 
 const _: () = assert!(AGENT_HEALTH_TIMEOUT_MS < AGENT_UNREADY_GRACE_MS);
+const _: () = assert!(AGENT_HEALTH_TIMEOUT_MS < AGENT_SILENCE_DOWN_MS);
+const _: () = assert!(AGENT_HEALTH_TIMEOUT_MS < AGENT_CONNECT_TIMEOUT_MS);
 const _: () = assert!(AGENT_IDLE_CONNECTION_MS < API_HEADER_READ_TIMEOUT_MS);
 const _: () = assert!(AGENT_WATCH_BACKOFF_MS_MIN < AGENT_WATCH_BACKOFF_MS_MAX);
 const _: () = assert!(AGENT_STATUS_WRITERS_PER_NODE <= AGENT_STATUS_WRITERS_MAX);

@@ -74,6 +74,8 @@ enum CtlCmd {
     /// Snapshots of the store.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
+    /// Whether one replica may be stopped now for a rolling upgrade, and which one next (exits 1 when not).
+    UpgradeCheck,
 }
 
 #[derive(Subcommand)]
@@ -158,6 +160,15 @@ enum CertsCmd {
         #[arg(long)]
         group: Option<String>,
         /// Where to write it (readable by its owner only).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write the node token of the cluster authority in --dir to --out (readable by its owner only): the token
+    /// agents join with (`raftsman agent --token-file`), the one every replica holding that authority's key
+    /// writes to `<data dir>/node-token`.
+    NodeToken {
+        #[arg(long)]
+        dir: PathBuf,
         #[arg(long)]
         out: PathBuf,
     },
@@ -322,6 +333,11 @@ struct ServerArgs {
     /// on restart it may be left out, and if given it must describe the cluster the data dir belongs to.
     #[arg(long, default_value = "")]
     initial_cluster: String,
+    /// A token unique to this cluster, the same for every initial member (etcd's flag of the same name): two
+    /// clusters started from the same --initial-cluster with different tokens are different clusters and refuse
+    /// each other's members. Only read where --initial-cluster forms the cluster.
+    #[arg(long, default_value = "")]
+    initial_cluster_token: String,
     /// How long a node may go without a heartbeat before the leader marks it Unknown and taints it unreachable
     /// (as kube-controller-manager's flag of the same name).
     #[arg(long, default_value = "50s", value_parser = cluster::config::parse_duration)]
@@ -335,7 +351,7 @@ struct ServerArgs {
     rejoin: bool,
     /// Joins the running cluster of the replica at this peer address (HOST:PORT) as a new member: a learner
     /// until its log has caught up, then a voter. Later starts may leave it out.
-    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["rejoin", "restore", "initial_cluster"])]
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["rejoin", "restore", "initial_cluster", "initial_cluster_token"])]
     join: Option<std::net::SocketAddr>,
     /// Starts a new member of a new cluster from a saved snapshot (`etcdctl snapshot save`): its keys,
     /// revisions and leases. Every initial member starts from the same file; later starts may leave it out.
@@ -476,6 +492,7 @@ fn run() -> anyhow::Result<()> {
                     api_addr: args.api_addr,
                     service_cluster_ip_range: args.service_cluster_ip_range,
                     initial_cluster: args.initial_cluster,
+                    initial_cluster_token: args.initial_cluster_token,
                     node_monitor_grace_period: args.node_monitor_grace_period,
                     compaction_interval: args.compaction_interval,
                     rejoin: args.rejoin,
@@ -509,6 +526,7 @@ fn run() -> anyhow::Result<()> {
                     })?,
                     encryption_provider_config: args.encryption_provider_config,
                     planted_bugs: args.chaos_plant_bug.unwrap_or_default(),
+                    advertised: advertised_version()?,
                 }
                 .validate()?;
                 // Client sockets must never take the descriptors the store needs (`cluster::listen`).
@@ -699,6 +717,12 @@ fn certs(command: CertsCmd) -> anyhow::Result<()> {
             pki::write(&out, &text, 0o600)?;
             println!("wrote {user}'s kubeconfig: {}", out.display());
         }
+        CertsCmd::NodeToken { dir, out } => {
+            let authority = pki::Authority::load(&dir, tls::AUTHORITY)?;
+            let token = raftsman::security::join::NodeToken::of(&authority);
+            pki::write(&out, &format!("{token}\n"), 0o600)?;
+            println!("wrote the node token: {}", out.display());
+        }
     }
     Ok(())
 }
@@ -765,12 +789,30 @@ async fn ctl(args: CtlArgs) -> anyhow::Result<()> {
             };
             print!("{}", ctl::table(&replicas, agents.as_deref()));
         }
+        CtlCmd::UpgradeCheck => {
+            let check = ctl::upgrade_check(&ctl::replicas(&target).await?);
+            print!("{check}");
+            if !check.blockers.is_empty() {
+                std::process::exit(1);
+            }
+        }
         CtlCmd::Snapshot(SnapshotCmd::Save { file }) => {
             let bytes = ctl::snapshot_save(&target, &file).await?;
             println!("Snapshot saved at {} ({bytes} bytes)", file.display());
         }
     }
     Ok(())
+}
+
+/// The version this replica advertises: its build's, or the one `RAFTSMAN_ADVERTISED_VERSION` names.
+fn advertised_version() -> anyhow::Result<raftsman::store::version::Advertised> {
+    use raftsman::store::version::{Advertised, ADVERTISED_VERSION_ENV};
+    match std::env::var(ADVERTISED_VERSION_ENV) {
+        Ok(version) => {
+            Advertised::this_build_as(&version).map_err(|e| anyhow::anyhow!("{ADVERTISED_VERSION_ENV}: {e}"))
+        }
+        Err(_) => Ok(Advertised::this_build()),
+    }
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {

@@ -10,3 +10,7 @@ pub mod etcd {
 pub mod peer {
     tonic::include_proto!("raftsman.peer");
 }
+
+pub mod operations {
+    tonic::include_proto!("raftsman.operations");
+}

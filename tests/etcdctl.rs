@@ -284,6 +284,51 @@ async fn foreign_other_cluster_and_corrupt_data_dirs_are_refused_untouched() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt"));
 }
 
+/// Two clusters formed from the same `--initial-cluster` with different `--initial-cluster-token`s are different
+/// clusters, as in etcd: their ids differ (so their members refuse each other), the same list and token give
+/// the same id, and a data dir of one cluster is not started as a member of the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_member_list_with_another_token_forms_another_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = env!("CARGO_BIN_EXE_raftsman");
+    let ports = raftsman::cluster::local::free_ports(3).unwrap();
+    let [peer, client, api] = [0, 1, 2].map(|i| format!("127.0.0.1:{}", ports[i]));
+    let initial = format!("n1={peer}");
+    let server = |data: &std::path::Path, token: &str| {
+        let mut command = Command::new(binary);
+        command
+            .args(["server", "--name", "n1", "--peer-addr", &peer, "--client-addr", &client, "--api-addr", &api])
+            .args(["--insecure-peer", "--insecure-api", "--initial-cluster", &initial])
+            .args(["--initial-cluster-token", token])
+            .arg("--data-dir")
+            .arg(data);
+        command
+    };
+    let cluster_of = |data: std::path::PathBuf, token: &'static str| {
+        let mut child = server(&data, token).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let etcd = raftsman::cluster::etcd_client::EtcdClient::new(&format!("http://{client}")).unwrap();
+        async move {
+            let id = eventually(Duration::from_secs(20), "the replica to serve", || async {
+                Some(etcd.status().await.ok()?.header?.cluster_id)
+            })
+            .await;
+            child.kill().unwrap();
+            child.wait().unwrap();
+            id
+        }
+    };
+    let alpha = cluster_of(dir.path().join("alpha"), "alpha").await;
+    let beta = cluster_of(dir.path().join("beta"), "beta").await;
+    let alpha_again = cluster_of(dir.path().join("alpha-again"), "alpha").await;
+    assert_ne!(alpha, beta, "another token, another cluster");
+    assert_eq!(alpha, alpha_again, "the same list and token describe the same cluster");
+
+    let out = server(&dir.path().join("alpha"), "beta").output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("belongs to cluster {alpha:x}")), "{stderr}");
+}
+
 /// A member whose database is gone but whose identity file is left must not come back as a new member: with
 /// an empty log it could vote away acknowledged writes. It starts only with `--rejoin`, takes the cluster's
 /// state from the leader, and afterwards restarts as any member does.

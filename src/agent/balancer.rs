@@ -7,8 +7,12 @@
 //! `default` (kept in the data dir, so a restarted agent finds the cluster even if every given address is
 //! gone). A task checks each replica's `/readyz` every `AGENT_HEALTH_INTERVAL_MS`: ready (200, or a leader
 //! failing only because it cannot replicate to some follower), answering (another failure: no leader known,
-//! bootstrap not visible) or down (no answer within `AGENT_HEALTH_TIMEOUT_MS`). Requests go to one replica while it stays ready (sticky, like k3s's agent load
-//! balancer), else to the first ready one, else to one that answers; never to one that is down.
+//! bootstrap not visible) or down. A replica is down when a check fails outright (refused, reset, a TLS
+//! failure: nothing usable listens there), or when a check gets no answer within `AGENT_HEALTH_TIMEOUT_MS`
+//! and nothing at all (no check, no request) has answered from it for `AGENT_SILENCE_DOWN_MS`: a replica
+//! slowed by load keeps answering the agent's requests, and one slow check does not cost every connection.
+//! Requests go to one replica while it stays ready (sticky, like k3s's agent load balancer), else to the first
+//! ready one, else to one that answers; never to one that is down.
 //!
 //! Keeps DESIGN.md invariant 7: a dead replica is found by the application-level check, not by TCP timeouts,
 //! and every connection to it (idle ones and in-flight requests and watches alike) is closed the moment it
@@ -40,10 +44,10 @@ use crate::limits;
 
 type HttpClient = hyper_util::client::legacy::Client<Connector, Full<Bytes>>;
 
-/// What the last health check of a replica said.
+/// What the health checks of a replica say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Health {
-    /// No answer (refused, reset, or not within the timeout): never used.
+    /// Failed outright, or silent for `AGENT_SILENCE_DOWN_MS`: never used.
     Down,
     /// Not checked yet: used only when no replica is known to answer.
     Unknown,
@@ -53,6 +57,17 @@ pub enum Health {
     Ready,
 }
 
+/// What one health check, or one attempt to connect for a request, found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// An answer, showing the replica's health (`Ready` or `Answering`).
+    Answered(Health),
+    /// Failed before the timeout: refused, reset, or a TLS failure. Nothing usable listens there.
+    Failed,
+    /// No answer within the timeout: the replica may be gone, or only slow.
+    Silent,
+}
+
 struct Replica {
     addr: SocketAddr,
     /// Given on the command line (never forgotten), as opposed to learned from the cluster.
@@ -60,6 +75,8 @@ struct Replica {
     health: Health,
     /// Since when the replica has not been ready (while it answers).
     unready_since: Option<Instant>,
+    /// When anything (a check, a request) last got an answer from the replica; when it became known before.
+    last_answer: Instant,
     /// Bumped to close every connection to the replica; dropped (which closes them too) when it is forgotten.
     generation: watch::Sender<u64>,
 }
@@ -118,13 +135,30 @@ impl Shared {
         state.replicas.iter().find(|r| r.addr == addr).map(|r| r.generation.subscribe())
     }
 
+    /// Records that a request to `addr` got an answer: the replica is alive, however slow its checks are.
+    fn answered(&self, addr: SocketAddr, now: Instant) {
+        let mut state = self.replicas.lock().expect("balancer lock poisoned");
+        if let Some(replica) = state.replicas.iter_mut().find(|r| r.addr == addr) {
+            replica.last_answer = replica.last_answer.max(now);
+        }
+    }
+
     /// Records a check's outcome; closes the replica's connections when it turns down, or has answered unready
     /// for `AGENT_UNREADY_GRACE_MS` while another replica is ready.
-    fn record(&self, addr: SocketAddr, health: Health, now: Instant) {
+    fn record(&self, addr: SocketAddr, outcome: Outcome, now: Instant) {
         let mut state = self.replicas.lock().expect("balancer lock poisoned");
         let any_ready_other = state.replicas.iter().any(|r| r.addr != addr && r.health == Health::Ready);
         let Some(replica) = state.replicas.iter_mut().find(|r| r.addr == addr) else { return };
         let before = replica.health;
+        let health = match outcome {
+            Outcome::Answered(health) => {
+                replica.last_answer = replica.last_answer.max(now);
+                health
+            }
+            Outcome::Failed => Health::Down,
+            Outcome::Silent if silent_for(replica.last_answer, now) >= limits::AGENT_SILENCE_DOWN_MS => Health::Down,
+            Outcome::Silent => before,
+        };
         replica.health = health;
         replica.unready_since = match health {
             Health::Ready => None,
@@ -136,7 +170,7 @@ impl Shared {
                 .unready_since
                 .is_some_and(|s| now.duration_since(s).as_millis() as u64 >= limits::AGENT_UNREADY_GRACE_MS);
         if (health == Health::Down && before != Health::Down) || stale_unready {
-            tracing::warn!(server = %addr, ?before, ?health, "agent: closing every connection to this api server");
+            tracing::warn!(server = %addr, ?before, ?outcome, "agent: closing every connection to this api server");
             replica.generation.send_modify(|g| *g += 1);
             if stale_unready {
                 // Counted from now again, so its connections are not closed on every check.
@@ -170,8 +204,20 @@ impl Shared {
 
 impl Replica {
     fn new(addr: SocketAddr, given: bool) -> Replica {
-        Replica { addr, given, health: Health::Unknown, unready_since: None, generation: watch::channel(0).0 }
+        Replica {
+            addr,
+            given,
+            health: Health::Unknown,
+            unready_since: None,
+            last_answer: Instant::now(),
+            generation: watch::channel(0).0,
+        }
     }
+}
+
+/// How long nothing has answered from a replica, in milliseconds.
+fn silent_for(last_answer: Instant, now: Instant) -> u64 {
+    now.saturating_duration_since(last_answer).as_millis() as u64
 }
 
 /// A handle on the balancer, for tests and status: which replica requests go to, and each one's health.
@@ -282,18 +328,27 @@ async fn check_health(shared: Arc<Shared>) {
         let tls = shared.tls.clone();
         let checks = shared.addrs().into_iter().map(|addr| {
             let tls = tls.clone();
-            async move { (addr, probe(addr, tls).await) }
+            async move { (addr, check(addr, tls).await) }
         });
-        for (addr, health) in futures::future::join_all(checks).await {
-            shared.record(addr, health, Instant::now());
+        for (addr, outcome) in futures::future::join_all(checks).await {
+            shared.record(addr, outcome, Instant::now());
         }
     }
 }
 
-/// One `/readyz?verbose` check of a replica. A leader that only misses a follower (`cannot replicate to
-/// member ...`) serves as well as ever and counts as ready: otherwise the death of one follower would move
-/// every agent off the leader too.
+/// One `/readyz?verbose` check of a replica, as the balancer counts it: a replica that fails it or does not
+/// answer within `AGENT_HEALTH_TIMEOUT_MS` is down.
 pub async fn probe(addr: SocketAddr, tls: Option<Arc<rustls::ClientConfig>>) -> Health {
+    match check(addr, tls).await {
+        Outcome::Answered(health) => health,
+        Outcome::Failed | Outcome::Silent => Health::Down,
+    }
+}
+
+/// One `/readyz?verbose` check of a replica, on its own connection. A leader that only misses a follower
+/// (`cannot replicate to member ...`) serves as well as ever and counts as ready: otherwise the death of one
+/// follower would move every agent off the leader too.
+async fn check(addr: SocketAddr, tls: Option<Arc<rustls::ClientConfig>>) -> Outcome {
     let timeout = Duration::from_millis(limits::AGENT_HEALTH_TIMEOUT_MS);
     let check = async {
         let stream = connect(addr, tls).await.ok()?;
@@ -314,10 +369,11 @@ pub async fn probe(addr: SocketAddr, tls: Option<Arc<rustls::ClientConfig>>) -> 
         answer
     };
     match tokio::time::timeout(timeout, check).await {
-        Ok(Some((status, _))) if status.is_success() => Health::Ready,
-        Ok(Some((_, body))) if only_missing_followers(&body) => Health::Ready,
-        Ok(Some(_)) => Health::Answering,
-        _ => Health::Down,
+        Ok(Some((status, _))) if status.is_success() => Outcome::Answered(Health::Ready),
+        Ok(Some((_, body))) if only_missing_followers(&body) => Outcome::Answered(Health::Ready),
+        Ok(Some(_)) => Outcome::Answered(Health::Answering),
+        Ok(None) => Outcome::Failed,
+        Err(_) => Outcome::Silent,
     }
 }
 
@@ -333,7 +389,8 @@ fn only_missing_followers(body: &str) -> bool {
 }
 
 /// The tower service under the agent's `kube::Client`: buffers the request's body (bounded), picks a replica,
-/// sends it there, and on a connect failure marks that replica down and tries the next.
+/// sends it there, and when no connection can be made tries the next (a refused connection marks the replica
+/// down; a slow one only sends this request elsewhere).
 #[derive(Clone)]
 struct BalancedService {
     shared: Arc<Shared>,
@@ -385,10 +442,15 @@ impl tower::Service<Request<kube::client::Body>> for BalancedService {
                 *request.headers_mut() = parts.headers.clone();
                 *request.version_mut() = http::Version::HTTP_11;
                 match http.request(request).await {
-                    Ok(response) => return Ok(response),
+                    Ok(response) => {
+                        shared.answered(addr, Instant::now());
+                        return Ok(response);
+                    }
                     Err(e) if e.is_connect() => {
-                        tracing::warn!(server = %addr, error = %e, "agent: api server refused a connection");
-                        shared.record(addr, Health::Down, Instant::now());
+                        tracing::warn!(server = %addr, error = %e, "agent: no connection to this api server");
+                        if !timed_out(&e) {
+                            shared.record(addr, Outcome::Failed, Instant::now());
+                        }
                         tried.push(addr);
                     }
                     Err(source) => return Err(BalancerError::Request { addr, source }),
@@ -396,6 +458,18 @@ impl tower::Service<Request<kube::client::Body>> for BalancedService {
             }
         })
     }
+}
+
+/// Whether a request's connection failed only by not being made in time (the replica may just be slow).
+fn timed_out(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::TimedOut) {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Opens connections to replicas, each tied to its replica's generation: bumping it (or forgetting the
@@ -424,7 +498,7 @@ impl tower::Service<Uri> for Connector {
             let mut generation = shared
                 .generation(addr)
                 .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{addr} is no longer a replica")))?;
-            let timeout = Duration::from_millis(limits::AGENT_HEALTH_TIMEOUT_MS);
+            let timeout = Duration::from_millis(limits::AGENT_CONNECT_TIMEOUT_MS);
             let stream = tokio::time::timeout(timeout, connect(addr, shared.tls.clone()))
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr} timed out")))??;
@@ -524,37 +598,80 @@ mod tests {
         let now = Instant::now();
         // Nothing checked yet: the first given.
         assert_eq!(shared.pick(&[]), Some(addr(1)));
-        shared.record(addr(1), Health::Ready, now);
-        shared.record(addr(2), Health::Ready, now);
-        shared.record(addr(3), Health::Answering, now);
+        shared.record(addr(1), Outcome::Answered(Health::Ready), now);
+        shared.record(addr(2), Outcome::Answered(Health::Ready), now);
+        shared.record(addr(3), Outcome::Answered(Health::Answering), now);
         assert_eq!(shared.pick(&[]), Some(addr(1)));
         // The current one goes down: its connections close and the next ready one takes over, and stays.
         let generation = shared.generation(addr(1)).unwrap();
-        shared.record(addr(1), Health::Down, now);
+        shared.record(addr(1), Outcome::Failed, now);
         assert!(generation.has_changed().unwrap(), "connections to a down replica are closed");
         assert_eq!(shared.pick(&[]), Some(addr(2)));
-        shared.record(addr(1), Health::Ready, now);
+        shared.record(addr(1), Outcome::Answered(Health::Ready), now);
         assert_eq!(shared.pick(&[]), Some(addr(2)), "sticky while ready");
         // A replica refused at connect is avoided for that request.
         assert_eq!(shared.pick(&[addr(2)]), Some(addr(1)));
-        shared.record(addr(1), Health::Down, now);
-        shared.record(addr(2), Health::Down, now);
+        shared.record(addr(1), Outcome::Failed, now);
+        shared.record(addr(2), Outcome::Failed, now);
         assert_eq!(shared.pick(&[]), Some(addr(3)), "an answering replica when none is ready");
-        shared.record(addr(3), Health::Down, now);
+        shared.record(addr(3), Outcome::Failed, now);
         assert_eq!(shared.pick(&[]), None);
+    }
+
+    #[test]
+    fn a_silent_check_turns_a_replica_down_only_after_a_silence() {
+        let shared = Shared::new(&[addr(1), addr(2)], &[], None, None);
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        shared.record(addr(1), Outcome::Answered(Health::Ready), at(0));
+        shared.record(addr(2), Outcome::Answered(Health::Ready), at(0));
+        assert_eq!(shared.pick(&[]), Some(addr(1)));
+        let generation = shared.generation(addr(1)).unwrap();
+        // A check too slow under load: the replica stays as it was, its connections open.
+        shared.record(addr(1), Outcome::Silent, at(limits::AGENT_HEALTH_TIMEOUT_MS));
+        assert_eq!(shared.replicas.lock().unwrap().replicas[0].health, Health::Ready);
+        assert!(!generation.has_changed().unwrap());
+        // Requests answered meanwhile: it is alive, however slow its checks.
+        shared.answered(addr(1), at(limits::AGENT_SILENCE_DOWN_MS));
+        shared.record(addr(1), Outcome::Silent, at(limits::AGENT_SILENCE_DOWN_MS + 1));
+        assert!(!generation.has_changed().unwrap());
+        assert_eq!(shared.pick(&[]), Some(addr(1)), "still sticky");
+        // Nothing answered for the whole silence: down, its connections closed.
+        shared.record(addr(1), Outcome::Silent, at(2 * limits::AGENT_SILENCE_DOWN_MS));
+        assert!(generation.has_changed().unwrap());
+        assert_eq!(shared.pick(&[]), Some(addr(2)));
+        // A check that fails outright needs no silence.
+        shared.record(addr(2), Outcome::Failed, at(2 * limits::AGENT_SILENCE_DOWN_MS));
+        assert_eq!(shared.pick(&[]), None);
+    }
+
+    #[tokio::test]
+    async fn a_check_fails_where_nothing_listens_and_is_silent_where_nothing_answers() {
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let nothing = closed.local_addr().unwrap();
+        drop(closed);
+        assert_eq!(check(nothing, None).await, Outcome::Failed);
+        let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent = mute.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let (_stream, _) = mute.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        assert_eq!(check(silent, None).await, Outcome::Silent);
+        held.abort();
     }
 
     #[test]
     fn unready_replica_keeps_connections_for_a_grace() {
         let shared = Shared::new(&[addr(1), addr(2)], &[], None, None);
         let now = Instant::now();
-        shared.record(addr(2), Health::Ready, now);
-        shared.record(addr(1), Health::Ready, now);
+        shared.record(addr(2), Outcome::Answered(Health::Ready), now);
+        shared.record(addr(1), Outcome::Answered(Health::Ready), now);
         let generation = shared.generation(addr(1)).unwrap();
-        shared.record(addr(1), Health::Answering, now);
+        shared.record(addr(1), Outcome::Answered(Health::Answering), now);
         assert!(!generation.has_changed().unwrap(), "an election makes replicas unready for a moment");
         let later = now + Duration::from_millis(limits::AGENT_UNREADY_GRACE_MS);
-        shared.record(addr(1), Health::Answering, later);
+        shared.record(addr(1), Outcome::Answered(Health::Answering), later);
         assert!(generation.has_changed().unwrap());
     }
 

@@ -11,5 +11,6 @@
 pub mod errors;
 pub mod etcd;
 pub mod http;
+pub mod operations;
 pub mod registry;
 pub mod watch_cache;

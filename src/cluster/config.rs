@@ -34,9 +34,12 @@ pub enum ConfigError {
     )]
     RejoinRestore,
     #[error(
-        "--join adds this replica to a running cluster, whose leader gives it the cluster's state: it takes none of          --initial-cluster, --rejoin or --restore"
+        "--join adds this replica to a running cluster, whose leader gives it the cluster's state: it takes none of \
+         --initial-cluster, --initial-cluster-token, --rejoin or --restore"
     )]
     JoinAlone,
+    #[error("--initial-cluster-token must be at most {max} printable ASCII characters", max = limits::CLUSTER_TOKEN_BYTES_MAX)]
+    ClusterToken,
     #[error(
         "--force-new-cluster makes a member that holds data the only voter of its cluster: it takes none of --join, \
          --rejoin or --restore"
@@ -201,6 +204,10 @@ pub struct ServerConfig {
     pub service_cluster_ip_range: ServiceRange,
     /// `name=host:port,...`; forms the cluster when the data dir is new, checked against it otherwise.
     pub initial_cluster: String,
+    /// Mixed into the id of the cluster `initial_cluster` forms (etcd's `--initial-cluster-token`), so that two
+    /// clusters started from the same member list are different clusters and refuse each other's members.
+    /// Empty: the id comes from the member list alone.
+    pub initial_cluster_token: String,
     /// How long a node may go without a heartbeat (its Lease or its Ready condition) before the leader declares
     /// it Unknown and taints it unreachable (kube-controller-manager's `--node-monitor-grace-period`).
     pub node_monitor_grace_period: Duration,
@@ -245,6 +252,8 @@ pub struct ServerConfig {
     pub encryption_provider_config: Option<PathBuf>,
     /// Deliberate bugs, for the chaos suite to prove its checkers catch them. Never set in production.
     pub planted_bugs: PlantedBugs,
+    /// What the replica advertises to the others: its build's version, or the one `ADVERTISED_VERSION_ENV` names.
+    pub advertised: crate::store::version::Advertised,
 }
 
 /// Bugs the chaos suite can switch on to show that its checkers catch them.
@@ -315,6 +324,7 @@ impl Default for ServerConfig {
             api_addr: "127.0.0.1:6443".parse().expect("valid literal"),
             service_cluster_ip_range: ServiceRange::default(),
             initial_cluster: String::new(),
+            initial_cluster_token: String::new(),
             node_monitor_grace_period: NODE_MONITOR_GRACE_PERIOD_DEFAULT,
             compaction_interval: COMPACTION_INTERVAL_DEFAULT,
             rejoin: false,
@@ -331,6 +341,7 @@ impl Default for ServerConfig {
             api_security: ApiSecurityConfig::default(),
             encryption_provider_config: None,
             planted_bugs: PlantedBugs::default(),
+            advertised: crate::store::version::Advertised::this_build(),
         }
     }
 }
@@ -369,8 +380,13 @@ impl ServerConfig {
         if self.rejoin && self.restore.is_some() {
             return Err(ConfigError::RejoinRestore);
         }
-        if self.join.is_some() && (self.rejoin || self.restore.is_some() || !self.initial_cluster.trim().is_empty()) {
+        let formed = !self.initial_cluster.trim().is_empty() || !self.initial_cluster_token.is_empty();
+        if self.join.is_some() && (self.rejoin || self.restore.is_some() || formed) {
             return Err(ConfigError::JoinAlone);
+        }
+        let token = &self.initial_cluster_token;
+        if token.len() > limits::CLUSTER_TOKEN_BYTES_MAX || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::ClusterToken);
         }
         if self.force_new_cluster && (self.join.is_some() || self.rejoin || self.restore.is_some()) {
             return Err(ConfigError::ForceNewClusterAlone);
@@ -432,10 +448,13 @@ pub fn stable_id(parts: &[&str]) -> u64 {
     h.max(1)
 }
 
-/// The id of the cluster an initial member list forms.
-pub fn cluster_id(members: &[Member]) -> u64 {
+/// The id of the cluster an initial member list forms with `token` (`--initial-cluster-token`; none if empty).
+pub fn cluster_id(members: &[Member], token: &str) -> u64 {
     let mut parts: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_addr)).collect();
     parts.sort();
+    if !token.is_empty() {
+        parts.push(format!("token {token}"));
+    }
     stable_id(&parts.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
@@ -554,10 +573,26 @@ mod tests {
     fn ids_are_stable_and_order_independent() {
         let a = parse_initial_cluster("n1=127.0.0.1:1,n2=127.0.0.1:2").unwrap();
         let b = parse_initial_cluster("n2=127.0.0.1:2,n1=127.0.0.1:1").unwrap();
-        assert_eq!(cluster_id(&a), cluster_id(&b));
-        let c = cluster_id(&a);
+        assert_eq!(cluster_id(&a, ""), cluster_id(&b, ""));
+        let c = cluster_id(&a, "");
         assert_ne!(member_id(c, &a[0]), member_id(c, &a[1]));
         assert_eq!(member_id(c, &a[0]), member_id(c, &b[1]));
+        // A token makes another cluster of the same list, the same one for every member given it.
+        assert_eq!(cluster_id(&a, "t1"), cluster_id(&b, "t1"));
+        assert_ne!(cluster_id(&a, "t1"), cluster_id(&a, "t2"));
+        assert_ne!(cluster_id(&a, "t1"), c);
+    }
+
+    #[test]
+    fn a_cluster_token_is_printable_bounded_and_not_for_a_joining_member() {
+        let with = |token: &str, join: Option<SocketAddr>| {
+            let cluster = if join.is_some() { "" } else { "n1=127.0.0.1:12380" };
+            ServerConfig { initial_cluster_token: token.into(), join, ..cfg("n1", cluster) }.validate()
+        };
+        assert!(with("prod-7f3a", None).is_ok());
+        assert!(matches!(with("has space", None), Err(ConfigError::ClusterToken)));
+        assert!(matches!(with(&"x".repeat(limits::CLUSTER_TOKEN_BYTES_MAX + 1), None), Err(ConfigError::ClusterToken)));
+        assert!(matches!(with("t", Some("127.0.0.1:2380".parse().unwrap())), Err(ConfigError::JoinAlone)));
     }
 
     #[test]

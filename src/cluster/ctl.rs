@@ -4,8 +4,9 @@
 //! Run in the directory `raftsman up` runs from, it finds that cluster by itself (`Target::local`: the
 //! endpoints `up` writes, its etcd client certificate and admin kubeconfig); elsewhere it takes the endpoints
 //! and credentials as flags. `status` is a table per replica (role, term, committed and applied indexes, lag
-//! behind the leader, health) and per agent (Ready, last heartbeat); `snapshot_save` writes a saved snapshot
-//! as `etcdctl snapshot save` does.
+//! behind the leader, version, health) and per agent (Ready, last heartbeat), with the cluster version;
+//! `upgrade_check` says whether a replica may be stopped now for a rolling upgrade, and which one next;
+//! `snapshot_save` writes a saved snapshot as `etcdctl snapshot save` does.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,9 +15,12 @@ use std::path::{Path, PathBuf};
 use futures::StreamExt;
 
 use super::etcd_client::EtcdClient;
+use crate::limits;
 use crate::proto::etcd as pb;
+use crate::proto::operations::VersionsRequest;
 use crate::security::mutual_tls::{self, TlsFiles};
 use crate::security::{etcd, pki};
+use crate::store::version::Advertised;
 
 /// The file in `raftsman up`'s data dir that lists the replicas' etcd client addresses, one per line.
 pub const ENDPOINTS_FILE: &str = "endpoints";
@@ -84,6 +88,10 @@ pub struct ReplicaStatus {
     pub committed: u64,
     pub applied: u64,
     pub errors: Vec<String>,
+    /// What it advertises (None: it did not say).
+    pub version: Option<Advertised>,
+    /// The cluster version as it knows it (None: not known there).
+    pub cluster_version: Option<Advertised>,
 }
 
 /// One agent (node) as `status` shows it.
@@ -102,8 +110,8 @@ pub fn table(replicas: &[ReplicaRow], agents: Option<&[AgentRow]>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<8} {:<16} {:<21} {:<9} {:>6} {:>10} {:>10} {:>6}  HEALTH",
-        "REPLICA", "ID", "ENDPOINT", "ROLE", "TERM", "COMMITTED", "APPLIED", "LAG"
+        "{:<8} {:<16} {:<21} {:<9} {:>6} {:>10} {:>10} {:>6} {:<8}  HEALTH",
+        "REPLICA", "ID", "ENDPOINT", "ROLE", "TERM", "COMMITTED", "APPLIED", "LAG", "VERSION"
     );
     for r in replicas {
         let id = format!("{:x}", r.id);
@@ -116,16 +124,17 @@ pub fn table(replicas: &[ReplicaRow], agents: Option<&[AgentRow]>) -> String {
                 };
                 let health = if s.errors.is_empty() { "ok".to_owned() } else { s.errors.join("; ") };
                 let lag = newest.saturating_sub(s.applied);
+                let version = s.version.map_or("?".to_owned(), |v| v.binary.to_string());
                 writeln!(
                     out,
-                    "{:<8} {:<16} {:<21} {:<9} {:>6} {:>10} {:>10} {:>6}  {health}",
-                    r.name, id, r.endpoint, role, s.term, s.committed, s.applied, lag
+                    "{:<8} {:<16} {:<21} {:<9} {:>6} {:>10} {:>10} {:>6} {:<8}  {health}",
+                    r.name, id, r.endpoint, role, s.term, s.committed, s.applied, lag, version
                 )
             }
             Err(e) => writeln!(
                 out,
-                "{:<8} {:<16} {:<21} {:<9} {:>6} {:>10} {:>10} {:>6}  unreachable: {e}",
-                r.name, id, r.endpoint, "-", "-", "-", "-", "-"
+                "{:<8} {:<16} {:<21} {:<9} {:>6} {:>10} {:>10} {:>6} {:<8}  unreachable: {e}",
+                r.name, id, r.endpoint, "-", "-", "-", "-", "-", "-"
             ),
         };
     }
@@ -137,6 +146,10 @@ pub fn table(replicas: &[ReplicaRow], agents: Option<&[AgentRow]>) -> String {
         }
         Some(_) => writeln!(out, "leader: the replicas do not agree on one"),
         None => writeln!(out, "leader: none"),
+    };
+    let _ = match leader_status(replicas).and_then(|s| s.cluster_version) {
+        Some(version) => writeln!(out, "cluster version: {version}"),
+        None => writeln!(out, "cluster version: not known yet (some voter's version is not)"),
     };
     if let Some(agents) = agents {
         let _ = writeln!(out, "\n{:<24} {:<8} LAST HEARTBEAT", "AGENT (NODE)", "READY");
@@ -166,21 +179,151 @@ pub async fn replicas(target: &Target) -> anyhow::Result<Vec<ReplicaRow>> {
         let endpoint = published.unwrap_or_default();
         let status = match endpoint.is_empty() {
             true => Err("it publishes no client address (not started yet?)".to_owned()),
-            false => match dialer.client(&endpoint)?.status().await {
-                Ok(s) => Ok(ReplicaStatus {
-                    leader: s.leader,
-                    learner: s.is_learner,
-                    term: s.raft_term,
-                    committed: s.raft_index,
-                    applied: s.raft_applied_index,
-                    errors: s.errors,
-                }),
-                Err(e) => Err(e.message().to_owned()),
-            },
+            false => {
+                let client = dialer.client(&endpoint)?;
+                match client.status().await {
+                    Ok(s) => {
+                        // A replica of a build without the call does not say its version.
+                        let versions = client.operations().versions(VersionsRequest {}).await.ok();
+                        let versions = versions.map(tonic::Response::into_inner);
+                        let advertised = |info: Option<&crate::proto::peer::VersionInfo>| {
+                            info.and_then(|i| Advertised::from_proto(i).ok())
+                        };
+                        Ok(ReplicaStatus {
+                            leader: s.leader,
+                            learner: s.is_learner,
+                            term: s.raft_term,
+                            committed: s.raft_index,
+                            applied: s.raft_applied_index,
+                            errors: s.errors,
+                            version: advertised(versions.as_ref().and_then(|v| v.own.as_ref())),
+                            cluster_version: advertised(versions.as_ref().and_then(|v| v.cluster.as_ref())),
+                        })
+                    }
+                    Err(e) => Err(e.message().to_owned()),
+                }
+            }
         };
         rows.push(ReplicaRow { name: m.name, id: m.id, endpoint, status });
     }
     Ok(rows)
+}
+
+/// The status of the replica the answering replicas agree leads, if they agree on one.
+fn leader_status(replicas: &[ReplicaRow]) -> Option<&ReplicaStatus> {
+    let answering: Vec<&ReplicaStatus> = replicas.iter().filter_map(|r| r.status.as_ref().ok()).collect();
+    let leader = answering.first()?.leader;
+    if leader == 0 || answering.iter().any(|s| s.leader != leader) {
+        return None;
+    }
+    replicas.iter().find(|r| r.id == leader)?.status.as_ref().ok()
+}
+
+/// What `upgrade-check` found: whether one replica may be stopped now, why not, and which one goes next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpgradeCheck {
+    /// Why no replica may be stopped now; empty when one may.
+    pub blockers: Vec<String>,
+    /// Where the upgrade stands (the versions running, the cluster version).
+    pub summary: String,
+    /// The replica to upgrade next and how, when one may be stopped.
+    pub next: Option<String>,
+}
+
+/// Whether the next step of a rolling upgrade is safe: every member answers, is healthy and caught up (at
+/// most `UPGRADE_LAG_ENTRIES_MAX` behind), a leader is agreed on and knows every voter's version, no learner
+/// waits, and with one voter stopped a quorum is left (three voters or more). The next replica is one on the oldest version running, a
+/// follower before the leader (the leader goes last, handing leadership over as it stops); when every
+/// replica runs the same version, any follower starts an upgrade.
+pub fn upgrade_check(replicas: &[ReplicaRow]) -> UpgradeCheck {
+    let mut blockers = Vec::new();
+    let newest_committed =
+        replicas.iter().filter_map(|r| r.status.as_ref().ok()).map(|s| s.committed).max().unwrap_or(0);
+    for r in replicas {
+        match &r.status {
+            Err(e) => blockers.push(format!("{} does not answer ({e}): bring it back or replace it first", r.name)),
+            Ok(s) if !s.errors.is_empty() => blockers.push(format!("{} reports: {}", r.name, s.errors.join("; "))),
+            Ok(s) if s.learner => {
+                blockers.push(format!("{} is a learner: let it catch up and be promoted, or remove it", r.name))
+            }
+            Ok(s) if newest_committed.saturating_sub(s.applied) > limits::UPGRADE_LAG_ENTRIES_MAX => {
+                blockers.push(format!("{} is {} entries behind", r.name, newest_committed.saturating_sub(s.applied)))
+            }
+            Ok(s) if s.version.is_none() => blockers.push(format!("{} does not say its version", r.name)),
+            Ok(_) => {}
+        }
+    }
+    let leader = leader_status(replicas).map(|s| s.leader);
+    if leader.is_none() {
+        blockers.push("the replicas do not agree on a leader".to_owned());
+    }
+    // A member that does not answer counts as a voter: it may be one.
+    let voters = replicas.iter().filter(|r| !r.status.as_ref().is_ok_and(|s| s.learner)).count();
+    if voters < 3 {
+        blockers.push(format!("with {voters} voter(s), stopping one would stop the cluster's writes"));
+    }
+    if leader.is_some() && leader_status(replicas).is_some_and(|s| s.cluster_version.is_none()) {
+        blockers.push("the leader has not heard every voter's version yet: check again in a few seconds".to_owned());
+    }
+    let running: Vec<(&ReplicaRow, Advertised)> =
+        replicas.iter().filter_map(|r| Some((r, r.status.as_ref().ok()?.version?))).collect();
+    let oldest = running.iter().map(|(_, v)| v.binary).min();
+    let newest = running.iter().map(|(_, v)| v.binary).max();
+    let cluster = leader_status(replicas).and_then(|s| s.cluster_version);
+    let cluster = cluster.map_or("not known yet".to_owned(), |v| v.to_string());
+    let summary = match (oldest, newest) {
+        (Some(oldest), Some(newest)) if oldest == newest => {
+            format!("every replica runs {newest}; the cluster version is {cluster}")
+        }
+        (Some(oldest), Some(newest)) => {
+            let behind: Vec<&str> =
+                running.iter().filter(|(_, v)| v.binary < newest).map(|(r, _)| r.name.as_str()).collect();
+            format!(
+                "upgrading from {oldest} to {newest}: {} still to upgrade; the cluster version is {cluster}",
+                behind.join(", ")
+            )
+        }
+        _ => format!("no replica says its version; the cluster version is {cluster}"),
+    };
+    let next = match (blockers.is_empty(), oldest) {
+        (true, Some(oldest)) => {
+            let mut candidates: Vec<&ReplicaRow> =
+                running.iter().filter(|(_, v)| v.binary == oldest).map(|(r, _)| *r).collect();
+            candidates.sort_by_key(|r| (Some(r.id) == leader, r.name.clone()));
+            candidates.first().map(|r| match Some(r.id) == leader {
+                true => format!(
+                    "{} (the leader, on {oldest}): stopped with SIGTERM it hands leadership to the most caught-up \
+                     voter first",
+                    r.name
+                ),
+                false => format!(
+                    "{} (a follower, on {oldest}): stop it with SIGTERM, replace its binary, start it on its data \
+                     dir, then check again",
+                    r.name
+                ),
+            })
+        }
+        _ => None,
+    };
+    UpgradeCheck { blockers, summary, next }
+}
+
+impl std::fmt::Display for UpgradeCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.summary)?;
+        if self.blockers.is_empty() {
+            writeln!(f, "safe: one replica may be stopped now")?;
+        } else {
+            writeln!(f, "not safe to stop a replica now:")?;
+            for blocker in &self.blockers {
+                writeln!(f, "  - {blocker}")?;
+            }
+        }
+        match &self.next {
+            Some(next) => writeln!(f, "next: {next}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The agents: every Node, its Ready condition and how long ago its Lease was renewed.
@@ -246,7 +389,51 @@ mod tests {
     }
 
     fn running(leader: u64, committed: u64, applied: u64) -> Result<ReplicaStatus, String> {
-        Ok(ReplicaStatus { leader, learner: false, term: 3, committed, applied, errors: Vec::new() })
+        let version = Some(Advertised::this_build_as("0.2.0").unwrap());
+        let (errors, cluster_version) = (Vec::new(), version);
+        Ok(ReplicaStatus { leader, learner: false, term: 3, committed, applied, errors, version, cluster_version })
+    }
+
+    fn on(version: &str, mut status: Result<ReplicaStatus, String>) -> Result<ReplicaStatus, String> {
+        status.as_mut().unwrap().version = Some(Advertised::this_build_as(version).unwrap());
+        status
+    }
+
+    #[test]
+    fn an_upgrade_goes_follower_by_follower_on_the_oldest_version_and_the_leader_last() {
+        let rows = |versions: [&str; 3]| {
+            let names = ["n1", "n2", "n3"];
+            (0..3).map(|i| replica(names[i], i as u64 + 1, on(versions[i], running(1, 50, 50)))).collect::<Vec<_>>()
+        };
+        let start = upgrade_check(&rows(["0.1.0", "0.1.0", "0.1.0"]));
+        assert!(start.blockers.is_empty(), "{start}");
+        assert!(start.summary.starts_with("every replica runs 0.1.0"), "{start}");
+        assert!(start.next.as_ref().unwrap().starts_with("n2 (a follower, on 0.1.0)"), "{start}");
+        let midway = upgrade_check(&rows(["0.1.0", "0.2.0", "0.1.0"]));
+        assert!(midway.summary.starts_with("upgrading from 0.1.0 to 0.2.0: n1, n3 still to upgrade"), "{midway}");
+        assert!(midway.next.as_ref().unwrap().starts_with("n3 (a follower"), "{midway}");
+        let last = upgrade_check(&rows(["0.1.0", "0.2.0", "0.2.0"]));
+        assert!(last.next.as_ref().unwrap().starts_with("n1 (the leader, on 0.1.0)"), "{last}");
+        let done = upgrade_check(&rows(["0.2.0", "0.2.0", "0.2.0"]));
+        assert!(done.summary.contains("every replica runs 0.2.0; the cluster version is 0.2.0"), "{done}");
+    }
+
+    #[test]
+    fn no_replica_may_stop_while_one_is_down_behind_learning_or_the_voters_are_too_few() {
+        let healthy = |name: &str, id: u64| replica(name, id, running(1, 5000, 5000));
+        let down = [healthy("n1", 1), healthy("n2", 2), replica("n3", 3, Err("connection refused".into()))];
+        let check = upgrade_check(&down);
+        assert_eq!(check.blockers, ["n3 does not answer (connection refused): bring it back or replace it first"]);
+        assert_eq!(check.next, None);
+        assert!(check.to_string().contains("not safe to stop a replica now"), "{check}");
+        let behind = [healthy("n1", 1), healthy("n2", 2), replica("n3", 3, running(1, 5000, 10))];
+        assert_eq!(upgrade_check(&behind).blockers, ["n3 is 4990 entries behind"]);
+        let mut learning = running(1, 5000, 5000);
+        learning.as_mut().unwrap().learner = true;
+        let learner = [healthy("n1", 1), healthy("n2", 2), healthy("n3", 3), replica("n4", 4, learning)];
+        assert_eq!(upgrade_check(&learner).blockers.len(), 1);
+        let two = [healthy("n1", 1), healthy("n2", 2)];
+        assert_eq!(upgrade_check(&two).blockers, ["with 2 voter(s), stopping one would stop the cluster's writes"]);
     }
 
     #[test]
@@ -264,6 +451,8 @@ mod tests {
         assert_eq!(n2[3..8], ["follower", "3", "100", "90", "10"], "{out}");
         assert!(lines[3].contains("unreachable: connection refused"), "{out}");
         assert_eq!(lines[4], "leader: n1 (1)");
+        assert!(lines[1].contains(" 0.2.0 "), "{out}");
+        assert_eq!(lines[5], format!("cluster version: {}", Advertised::this_build_as("0.2.0").unwrap()));
         assert!(out.contains("worker") && out.contains("4s ago"), "{out}");
 
         let split = [replica("n1", 1, running(1, 5, 5)), replica("n2", 2, running(2, 5, 5))];

@@ -53,6 +53,11 @@ impl EtcdClient {
         ClusterClient::new(self.channel.clone()).max_decoding_message_size(limits::CLIENT_RESPONSE_BYTES_MAX)
     }
 
+    /// raftsman's own operator calls on the same port (`apiserver::operations`).
+    pub fn operations(&self) -> crate::proto::operations::operations_client::OperationsClient<Channel> {
+        crate::proto::operations::operations_client::OperationsClient::new(self.channel.clone())
+    }
+
     pub fn maintenance(&self) -> MaintenanceClient<Channel> {
         MaintenanceClient::new(self.channel.clone()).max_decoding_message_size(limits::CLIENT_RESPONSE_BYTES_MAX)
     }

@@ -58,6 +58,8 @@ pub struct LocalMember {
     /// The peer address a member added to the running cluster joins through (`add_member`); None for the
     /// initial members.
     pub join: Option<SocketAddr>,
+    /// Environment variables its process gets (besides this process's).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -67,11 +69,31 @@ pub struct LocalCluster {
     /// Where the authorities and the members' certificates are: for an etcd cluster, the etcd authority's
     /// alone.
     pub pki: PathBuf,
+    /// The initial members' `--initial-cluster-token`: made the first time, kept in `<dir>/cluster-token`, so
+    /// that every cluster laid out is a cluster of its own and a restarted one is the same cluster.
+    token: String,
     /// Extra arguments for every raftsman member's `server` command.
     pub server_args: Vec<String>,
     /// Members get SIGTERM when the thread that starts them ends (`end_with_this_process`): for `up`, which
     /// starts them from its main thread.
     pub end_with_this_process: bool,
+}
+
+/// Where a local cluster keeps its `--initial-cluster-token`.
+const TOKEN_FILE: &str = "cluster-token";
+
+/// The token kept at `path`, made there the first time: none for a cluster `formed` before tokens were kept,
+/// whose id came from its member list alone.
+fn cluster_token(path: &Path, formed: bool) -> std::io::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(token) => Ok(token.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token = if formed { String::new() } else { format!("{:032x}", rand::random::<u128>()) };
+            std::fs::write(path, format!("{token}\n"))?;
+            Ok(token)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// `count` distinct loopback ports nobody listens on right now. They are held until all are chosen: a port
@@ -101,6 +123,7 @@ impl LocalCluster {
                 log: dir.join(format!("{name}.log")),
                 name,
                 join: None,
+                env: Vec::new(),
                 child: None,
             });
         }
@@ -109,7 +132,9 @@ impl LocalCluster {
         if let Flavor::Raftsman { .. } = flavor {
             make_pki(&pki, &members)?;
         }
-        Ok(LocalCluster { flavor, members, pki, server_args: Vec::new(), end_with_this_process: false })
+        let formed = members.iter().any(|m| m.data_dir.join(super::server::IDENTITY_FILE).exists());
+        let token = cluster_token(&dir.join(TOKEN_FILE), formed)?;
+        Ok(LocalCluster { flavor, members, pki, token, server_args: Vec::new(), end_with_this_process: false })
     }
 
     /// The initial members (not those added later) as `--initial-cluster` lists them.
@@ -137,6 +162,7 @@ impl LocalCluster {
             log: dir.join(format!("{name}.log")),
             name,
             join: Some(self.members[through].peer_addr),
+            env: Vec::new(),
             child: None,
         };
         make_etcd_pki(&self.pki, std::slice::from_ref(&member))?;
@@ -200,6 +226,9 @@ impl LocalCluster {
                     Some(through) => c.args(["--join", &through.to_string()]),
                     None => c.args(["--initial-cluster", &initial]),
                 };
+                if m.join.is_none() && !self.token.is_empty() {
+                    c.args(["--initial-cluster-token", &self.token]);
+                }
                 let pki = &self.pki;
                 let (ca, _) = pki::files(pki, peer::AUTHORITY);
                 let (cert, key) = pki::files(pki, &peer::files(&m.name));
@@ -231,10 +260,11 @@ impl LocalCluster {
                     .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
                     .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
                     .args(["--initial-cluster", &initial, "--initial-cluster-state", "new"])
-                    .args(["--initial-cluster-token", "raftsman-bench"]);
+                    .args(["--initial-cluster-token", &self.token]);
                 c
             }
         };
+        cmd.envs(m.env.iter().map(|(k, v)| (k, v)));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log)?;
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         if self.end_with_this_process {

@@ -24,6 +24,7 @@ use super::listen::{self, ConnectionCaps};
 use crate::apiserver::etcd::EtcdService;
 use crate::apiserver::http::audit::Audit;
 use crate::apiserver::http::rest::{self, KubeApi};
+use crate::apiserver::operations::OperationsService;
 use crate::limits;
 use crate::metrics::Points;
 use crate::security::authn::{Authenticator, ADMIN_USER, MASTERS_GROUP};
@@ -42,9 +43,10 @@ use crate::store::storage::{self, Db, LogStore, SmShared, StateMachine, StorageB
 use crate::store::types::{NodeId, Raft, RaftNode};
 use crate::store::Store;
 
-const IDENTITY_FILE: &str = "member.json";
+pub(crate) const IDENTITY_FILE: &str = "member.json";
 /// 2: members publish their Kubernetes API address too (`Command::PublishMember`, `MemberAttrs`).
 const DATA_FORMAT: u32 = 2;
+const _: () = assert!(DATA_FORMAT == crate::store::version::STORAGE_FORMAT);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -155,8 +157,8 @@ fn claim_data_dir(
                 return Err(data_dir_error(
                     dir,
                     format!(
-                        "belongs to cluster {described:x}, but --initial-cluster describes cluster {:x}; refusing to \
-                         start",
+                        "belongs to cluster {described:x}, but --initial-cluster (with --initial-cluster-token) \
+                         describes cluster {:x}; refusing to start",
                         expected.cluster_id
                     ),
                 ));
@@ -377,9 +379,10 @@ async fn identity_for(
         return Ok((identity(joined.cluster_id, joined.member_id, None), None, true));
     }
     let restored_from = saved.as_ref().map(|s| s.id).or(recorded.as_ref().and_then(|r| r.restored_from));
+    let token = &config.config.initial_cluster_token;
     let described = match restored_from {
-        Some(snapshot) => restored_cluster_id(cluster_id(&config.members), snapshot),
-        None => cluster_id(&config.members),
+        Some(snapshot) => restored_cluster_id(cluster_id(&config.members, token), snapshot),
+        None => cluster_id(&config.members, token),
     };
     Ok((identity(described, member_id(described, me), restored_from), saved, false))
 }
@@ -496,7 +499,15 @@ pub async fn run(
     if !identity.initialized {
         write_identity(dir, &Identity { initialized: true, ..identity })?;
     }
-    tracing::info!(name = %me.name, member_id = format!("{id:x}"), cluster_id = format!("{cluster:x}"), ?start, "replica starting");
+    store.advertise(config.config.advertised);
+    tracing::info!(
+        name = %me.name,
+        member_id = format!("{id:x}"),
+        cluster_id = format!("{cluster:x}"),
+        ?start,
+        version = %config.config.advertised,
+        "replica starting"
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // A learner (joined now, or before and not promoted yet) asks to become a voter once caught up.
@@ -534,6 +545,7 @@ pub async fn run(
     let client_server = keepalive(tonic::transport::Server::builder())
         .max_concurrent_streams(limits::GRPC_STREAMS_PER_CONNECTION_MAX)
         .add_routes(EtcdService::new(store.clone(), config.config.planted_bugs).routes())
+        .add_service(OperationsService::server(store.clone()))
         .serve_with_incoming_shutdown(client_incoming, wait_stop(stop_rx.clone()));
     let api_addr = advertised(listeners.api.local_addr().map_err(ServerError::ServeApi)?, me.peer_addr);
     write_credentials(dir, &me.name, api_addr, &security)?;
@@ -566,6 +578,7 @@ pub async fn run(
     let lessor_task = tokio::spawn(store.clone().run_lessor(stop_rx.clone()));
     let pruner_task = tokio::spawn(store.clone().run_pruner(stop_rx.clone()));
     let leaders_task = tokio::spawn(store.clone().count_leader_changes(stop_rx.clone()));
+    let versions_task = tokio::spawn(store.clone().poll_versions(stop_rx.clone()));
     let addresses = Published { client_addr: config.config.client_addr.to_string(), api_addr: api_addr.to_string() };
     let publish_task = tokio::spawn(publish_member(store.clone(), me.name.clone(), addresses, stop_rx));
 
@@ -584,6 +597,7 @@ pub async fn run(
     let _ = lessor_task.await;
     let _ = pruner_task.await;
     let _ = leaders_task.await;
+    let _ = versions_task.await;
     if let Some(task) = promote_task {
         task.abort();
     }

@@ -24,6 +24,7 @@ pub mod saved;
 pub mod snapshot;
 pub mod storage;
 pub mod types;
+pub mod version;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -93,6 +94,9 @@ struct StoreInner {
     /// Set while this replica, rejoining with an empty log, waits for the leader to accept that: until then it
     /// answers no Raft message, so the leader never sees its empty log as a log that went back.
     awaiting_rejoin: std::sync::atomic::AtomicBool,
+    /// What this replica advertises and what it last learned of the other members' versions. std Mutex: never
+    /// held across an await.
+    versions: std::sync::Mutex<version::Versions>,
 }
 
 /// A follower's matched log index and when the leader first saw it there.
@@ -160,6 +164,7 @@ impl Store {
             lessor: lease::Lessor::default(),
             progress: Default::default(),
             awaiting_rejoin: Default::default(),
+            versions: Default::default(),
         };
         Store { inner: Arc::new(inner) }
     }

@@ -22,9 +22,10 @@ use tonic::transport::{Channel, Endpoint};
 use super::command::{Applied, Command};
 use super::disk::off_the_workers;
 use super::types::*;
+use super::version::{Advertised, BEFORE_ADVERTISING};
 use crate::limits;
 use crate::proto::peer::raft_peer_client::RaftPeerClient;
-use crate::proto::peer::{RaftMessage, SnapshotChunk};
+use crate::proto::peer::{RaftMessage, SnapshotChunk, VersionRequest};
 
 /// What a follower asks of the leader on behalf of a client.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -173,6 +174,20 @@ impl PeerPool {
         let reply = self.client(addr).join(request).await.map_err(|status| status.message().to_owned())?;
         decode::<Result<Joined, String>>(&reply.into_inner().payload)
             .map_err(|e| format!("undecodable join reply: {e}"))?
+    }
+}
+
+impl PeerPool {
+    /// What the replica at `addr` advertises (`version`): `BEFORE_ADVERTISING` for a build that does not
+    /// know the call; Err says why there is no answer.
+    pub async fn version(&self, addr: &str) -> Result<Advertised, String> {
+        let mut request = peer_request(VersionRequest {}, self.cluster);
+        request.set_timeout(Duration::from_millis(limits::PEER_RPC_TIMEOUT_MS));
+        match self.client(addr).version(request).await {
+            Ok(reply) => Advertised::from_proto(&reply.into_inner()),
+            Err(status) if status.code() == tonic::Code::Unimplemented => Ok(BEFORE_ADVERTISING),
+            Err(status) => Err(status.message().to_owned()),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use super::types::*;
 use super::Store;
 use crate::limits;
 use crate::proto::peer::raft_peer_server::{RaftPeer, RaftPeerServer};
-use crate::proto::peer::{RaftMessage, SnapshotChunk};
+use crate::proto::peer::{RaftMessage, SnapshotChunk, VersionInfo, VersionRequest};
 
 pub struct PeerService {
     store: Store,
@@ -242,5 +242,10 @@ impl RaftPeer for PeerService {
             .map(|member_id| Joined { cluster_id: self.store.cluster_id(), member_id })
             .map_err(|e| e.to_string());
         Ok(Response::new(RaftMessage { payload: encode(&joined) }))
+    }
+
+    async fn version(&self, req: Request<VersionRequest>) -> Result<Response<VersionInfo>, Status> {
+        self.check_cluster(req.metadata())?;
+        Ok(Response::new(self.store.advertised().to_proto()))
     }
 }

@@ -31,10 +31,19 @@ impl TestCluster {
 
     /// Starts `size` replicas with extra `server` flags and waits until one leads.
     pub async fn start_with(size: usize, server_args: &[&str]) -> TestCluster {
+        TestCluster::start_laid_out(size, |local| {
+            local.server_args = server_args.iter().map(|a| a.to_string()).collect();
+        })
+        .await
+    }
+
+    /// Lays out `size` replicas, lets `configure` change the layout (flags, environments), starts them and
+    /// waits until one leads.
+    pub async fn start_laid_out(size: usize, configure: impl FnOnce(&mut LocalCluster)) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let binary = env!("CARGO_BIN_EXE_raftsman").into();
         let mut local = LocalCluster::new(Flavor::Raftsman { binary }, dir.path(), size, None).expect("layout");
-        local.server_args = server_args.iter().map(|a| a.to_string()).collect();
+        configure(&mut local);
         local.start_all().expect("start replicas");
         let clients = local.etcd_clients().expect("etcd clients");
         let cluster = TestCluster { local, clients, _dir: dir };
