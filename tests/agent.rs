@@ -291,11 +291,19 @@ async fn the_agent_carries_on_when_its_replica_or_the_leader_is_killed() {
     let nodes: Api<Node> = Api::all(admin.clone());
     wait_node_ready(&nodes, "via-follower").await;
     wait_node_ready(&nodes, "via-leader").await;
-    eventually(Duration::from_secs(10), "the agents to pick their first replicas", || async {
-        (on_follower.current_server() == Some(addr(follower)) && on_leader.current_server() == Some(addr(leader)))
-            .then_some(())
-    })
-    .await;
+    let first_picked =
+        || on_follower.current_server() == Some(addr(follower)) && on_leader.current_server() == Some(addr(leader));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !first_picked() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !first_picked() {
+        for agent in [&on_follower, &on_leader] {
+            let balancer = agent.log_lines().into_iter().filter(|l| l["target"] == "raftsman::agent::balancer");
+            balancer.for_each(|line| eprintln!("{}: {line}", agent.node_name));
+        }
+        panic!("the agents did not pick their first replicas within 10 s");
+    }
 
     // Phase 1: SIGKILL the follower one agent talks to.
     let (switched, running) = kill_while_creating(&mut cluster, follower, other, &on_follower, "f").await;

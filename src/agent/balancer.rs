@@ -11,8 +11,9 @@
 //! failure: nothing usable listens there), or when a check gets no answer within `AGENT_HEALTH_TIMEOUT_MS`
 //! and nothing at all (no check, no request) has answered from it for `AGENT_SILENCE_DOWN_MS`: a replica
 //! slowed by load keeps answering the agent's requests, and one slow check does not cost every connection.
-//! Requests go to one replica while it stays ready (sticky, like k3s's agent load balancer), else to the first
-//! ready one, else to one that answers; never to one that is down.
+//! Requests go to one replica while it stays ready (sticky, like k3s's agent load balancer; or, before any
+//! check of it has answered, while it answers requests), else to the first ready one, else to one that
+//! answers; never to one that is down.
 //!
 //! Keeps DESIGN.md invariant 7: a dead replica is found by the application-level check, not by TCP timeouts,
 //! and every connection to it (idle ones and in-flight requests and watches alike) is closed the moment it
@@ -75,8 +76,11 @@ struct Replica {
     health: Health,
     /// Since when the replica has not been ready (while it answers).
     unready_since: Option<Instant>,
-    /// When anything (a check, a request) last got an answer from the replica; when it became known before.
+    /// When anything (a check, a request) last got an answer from the replica; before any did, when the
+    /// replica became known.
     last_answer: Instant,
+    /// Whether a request sent to it got an answer.
+    served: bool,
     /// Bumped to close every connection to the replica; dropped (which closes them too) when it is forgotten.
     generation: watch::Sender<u64>,
 }
@@ -120,7 +124,9 @@ impl Shared {
         let mut state = self.replicas.lock().expect("balancer lock poisoned");
         let candidates = state.replicas.iter().filter(|r| !avoid.contains(&r.addr) && r.health != Health::Down);
         let best = candidates.clone().map(|r| r.health).max()?;
-        let current = state.current.filter(|c| candidates.clone().any(|r| r.addr == *c && r.health == best));
+        // A current replica whose checks have not answered yet (slow under load) stays while it serves requests.
+        let keep = |r: &Replica| r.health == best || (r.health == Health::Unknown && r.served);
+        let current = state.current.filter(|c| candidates.clone().any(|r| r.addr == *c && keep(r)));
         let chosen = current.or_else(|| candidates.clone().find(|r| r.health == best).map(|r| r.addr))?;
         if state.current != Some(chosen) {
             tracing::info!(server = %chosen, health = ?best, "agent: sending requests to this api server");
@@ -140,6 +146,7 @@ impl Shared {
         let mut state = self.replicas.lock().expect("balancer lock poisoned");
         if let Some(replica) = state.replicas.iter_mut().find(|r| r.addr == addr) {
             replica.last_answer = replica.last_answer.max(now);
+            replica.served = true;
         }
     }
 
@@ -210,6 +217,7 @@ impl Replica {
             health: Health::Unknown,
             unready_since: None,
             last_answer: Instant::now(),
+            served: false,
             generation: watch::channel(0).0,
         }
     }
@@ -659,6 +667,26 @@ mod tests {
         });
         assert_eq!(check(silent, None).await, Outcome::Silent);
         held.abort();
+    }
+
+    #[test]
+    fn a_replica_serving_requests_stays_current_until_a_check_of_it_answers() {
+        let shared = Shared::new(&[addr(1), addr(2)], &[], None, None);
+        let now = Instant::now();
+        assert_eq!(shared.pick(&[]), Some(addr(1)));
+        shared.answered(addr(1), now);
+        // Its first check is too slow under load; the other's answers.
+        shared.record(addr(1), Outcome::Silent, now);
+        shared.record(addr(2), Outcome::Answered(Health::Ready), now);
+        assert_eq!(shared.pick(&[]), Some(addr(1)), "it serves: it stays");
+        // Once a check of it answers, the usual order holds.
+        shared.record(addr(1), Outcome::Answered(Health::Answering), now);
+        assert_eq!(shared.pick(&[]), Some(addr(2)));
+        // A replica that never served is left for a ready one at once.
+        let fresh = Shared::new(&[addr(1), addr(2)], &[], None, None);
+        assert_eq!(fresh.pick(&[]), Some(addr(1)));
+        fresh.record(addr(2), Outcome::Answered(Health::Ready), now);
+        assert_eq!(fresh.pick(&[]), Some(addr(2)));
     }
 
     #[test]

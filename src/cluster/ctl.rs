@@ -232,9 +232,9 @@ pub struct UpgradeCheck {
 
 /// Whether the next step of a rolling upgrade is safe: every member answers, is healthy and caught up (at
 /// most `UPGRADE_LAG_ENTRIES_MAX` behind), a leader is agreed on and knows every voter's version, no learner
-/// waits, and with one voter stopped a quorum is left (three voters or more). The next replica is one on the oldest version running, a
-/// follower before the leader (the leader goes last, handing leadership over as it stops); when every
-/// replica runs the same version, any follower starts an upgrade.
+/// waits, and with one voter stopped a quorum is left (three voters or more). The next replica is one on the
+/// oldest version running, a follower before the leader (the leader goes last, handing leadership over as it
+/// stops); when every replica runs the same version, any follower starts an upgrade.
 pub fn upgrade_check(replicas: &[ReplicaRow]) -> UpgradeCheck {
     let mut blockers = Vec::new();
     let newest_committed =
@@ -253,7 +253,8 @@ pub fn upgrade_check(replicas: &[ReplicaRow]) -> UpgradeCheck {
             Ok(_) => {}
         }
     }
-    let leader = leader_status(replicas).map(|s| s.leader);
+    let leading = leader_status(replicas);
+    let leader = leading.map(|s| s.leader);
     if leader.is_none() {
         blockers.push("the replicas do not agree on a leader".to_owned());
     }
@@ -262,15 +263,14 @@ pub fn upgrade_check(replicas: &[ReplicaRow]) -> UpgradeCheck {
     if voters < 3 {
         blockers.push(format!("with {voters} voter(s), stopping one would stop the cluster's writes"));
     }
-    if leader.is_some() && leader_status(replicas).is_some_and(|s| s.cluster_version.is_none()) {
+    if leading.is_some_and(|s| s.cluster_version.is_none()) {
         blockers.push("the leader has not heard every voter's version yet: check again in a few seconds".to_owned());
     }
     let running: Vec<(&ReplicaRow, Advertised)> =
         replicas.iter().filter_map(|r| Some((r, r.status.as_ref().ok()?.version?))).collect();
     let oldest = running.iter().map(|(_, v)| v.binary).min();
     let newest = running.iter().map(|(_, v)| v.binary).max();
-    let cluster = leader_status(replicas).and_then(|s| s.cluster_version);
-    let cluster = cluster.map_or("not known yet".to_owned(), |v| v.to_string());
+    let cluster = leading.and_then(|s| s.cluster_version).map_or("not known yet".to_owned(), |v| v.to_string());
     let summary = match (oldest, newest) {
         (Some(oldest), Some(newest)) if oldest == newest => {
             format!("every replica runs {newest}; the cluster version is {cluster}")
@@ -292,8 +292,8 @@ pub fn upgrade_check(replicas: &[ReplicaRow]) -> UpgradeCheck {
             candidates.sort_by_key(|r| (Some(r.id) == leader, r.name.clone()));
             candidates.first().map(|r| match Some(r.id) == leader {
                 true => format!(
-                    "{} (the leader, on {oldest}): stopped with SIGTERM it hands leadership to the most caught-up \
-                     voter first",
+                    "{} (the leader, on {oldest}): stop it with SIGTERM (it hands leadership to the most caught-up \
+                     voter first), replace its binary, start it on its data dir, then check again",
                     r.name
                 ),
                 false => format!(

@@ -9,8 +9,8 @@
 //! The cluster version is, field by field, the lowest the voters advertise, and unknown while some voter's is
 //! (etcd's cluster version, Nomad's minimum server version). Architecture invariant (DESIGN.md 9): nothing of a
 //! log or storage format above the cluster version's is written (`Store::cluster_allows`), so a change of
-//! format switches on by itself once the last voter is upgraded. No format above this build's first has been
-//! made yet: the formats below are those of every build so far.
+//! format switches on by itself once the last voter is upgraded. No build has changed a format yet: the
+//! formats below are those of every build so far, and nothing calls the gate until one does.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -150,9 +150,10 @@ impl Store {
 
     /// Every member with what this replica last learned of its version (Err: not yet, or why not).
     pub fn member_versions(&self) -> Vec<(Member, Result<Advertised, String>)> {
+        let members = self.members();
         let versions = self.inner.versions.lock().expect("versions poisoned");
         let known = |id| versions.members.get(&id).cloned().unwrap_or_else(|| Err("not asked yet".to_owned()));
-        self.members()
+        members
             .into_iter()
             .map(|m| {
                 let version = known(m.id);
