@@ -96,10 +96,18 @@ impl Compose {
         self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
     }
 
+    /// `docker-compose ARGS` on this project, with its environment.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("docker-compose");
+        command.args(["-p", &self.project, "-f"]).arg(compose_dir().join("docker-compose.yml")).args(args);
+        command.envs(self.env());
+        command
+    }
+
     fn compose(&self, args: &[&str]) -> String {
-        let file = compose_dir().join("docker-compose.yml");
-        let base = ["-p", &self.project, "-f", file.to_str().unwrap()];
-        run("docker-compose", &[&base[..], args].concat(), &self.env())
+        let out = self.command(args).output().expect("docker-compose");
+        assert!(out.status.success(), "docker-compose {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     /// The container of service `service`.
@@ -110,7 +118,7 @@ impl Compose {
     /// The compose network's name.
     fn network(&self) -> String {
         let filter = format!("label=com.docker.compose.project={}", self.project);
-        run("docker", &["network", "ls", "-q", "--filter", &filter, "--format", "{{.Name}}"], &[])
+        run("docker", &["network", "ls", "--filter", &filter, "--format", "{{.Name}}"], &[])
     }
 
     /// Where the host reaches `service`'s `port`.
@@ -120,11 +128,7 @@ impl Compose {
 
     /// The last lines of every container's log (empty if docker-compose fails: it is called while panicking).
     fn logs(&self) -> String {
-        let file = compose_dir().join("docker-compose.yml");
-        let out = Command::new("docker-compose")
-            .args(["-p", &self.project, "-f", file.to_str().unwrap(), "logs", "--no-color", "--tail", "60"])
-            .envs(self.env())
-            .output();
+        let out = self.command(&["logs", "--no-color", "--tail", "60"]).output();
         out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
     }
 
@@ -151,14 +155,10 @@ impl Compose {
 
 impl Drop for Compose {
     fn drop(&mut self) {
-        let file = compose_dir().join("docker-compose.yml");
         if std::thread::panicking() {
             eprintln!("the containers' last log lines:\n{}", self.logs());
         }
-        let _ = Command::new("docker-compose")
-            .args(["-p", &self.project, "-f", file.to_str().unwrap(), "down", "-v", "--timeout", "5"])
-            .envs(self.env())
-            .output();
+        let _ = self.command(&["down", "-v", "--timeout", "5"]).output();
         let _ = Command::new("docker").args(["rmi", "-f", &self.image]).output();
     }
 }

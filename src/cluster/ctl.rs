@@ -106,7 +106,7 @@ pub struct AgentRow {
 /// The status tables: replicas (with their lag behind the highest committed index any replica reports) and
 /// agents.
 pub fn table(replicas: &[ReplicaRow], agents: Option<&[AgentRow]>) -> String {
-    let newest = replicas.iter().filter_map(|r| r.status.as_ref().ok()).map(|s| s.committed).max().unwrap_or(0);
+    let lag = lags(replicas);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -123,12 +123,12 @@ pub fn table(replicas: &[ReplicaRow], agents: Option<&[AgentRow]>) -> String {
                     _ => "follower",
                 };
                 let health = if s.errors.is_empty() { "ok".to_owned() } else { s.errors.join("; ") };
-                let lag = newest.saturating_sub(s.applied);
+                let behind = lag(s);
                 let version = s.version.map_or("?".to_owned(), |v| v.binary.to_string());
                 writeln!(
                     out,
                     "{:<8} {:<16} {:<21} {:<9} {:>6} {:>10} {:>10} {:>6} {:<8}  {health}",
-                    r.name, id, r.endpoint, role, s.term, s.committed, s.applied, lag, version
+                    r.name, id, r.endpoint, role, s.term, s.committed, s.applied, behind, version
                 )
             }
             Err(e) => writeln!(
@@ -209,6 +209,12 @@ pub async fn replicas(target: &Target) -> anyhow::Result<Vec<ReplicaRow>> {
     Ok(rows)
 }
 
+/// How far a replica's applied index is behind the highest committed index any of `replicas` reports.
+fn lags(replicas: &[ReplicaRow]) -> impl Fn(&ReplicaStatus) -> u64 {
+    let newest = replicas.iter().filter_map(|r| r.status.as_ref().ok()).map(|s| s.committed).max().unwrap_or(0);
+    move |s| newest.saturating_sub(s.applied)
+}
+
 /// The status of the replica the answering replicas agree leads, if they agree on one.
 fn leader_status(replicas: &[ReplicaRow]) -> Option<&ReplicaStatus> {
     let answering: Vec<&ReplicaStatus> = replicas.iter().filter_map(|r| r.status.as_ref().ok()).collect();
@@ -237,8 +243,7 @@ pub struct UpgradeCheck {
 /// stops); when every replica runs the same version, any follower starts an upgrade.
 pub fn upgrade_check(replicas: &[ReplicaRow]) -> UpgradeCheck {
     let mut blockers = Vec::new();
-    let newest_committed =
-        replicas.iter().filter_map(|r| r.status.as_ref().ok()).map(|s| s.committed).max().unwrap_or(0);
+    let lag = lags(replicas);
     for r in replicas {
         match &r.status {
             Err(e) => blockers.push(format!("{} does not answer ({e}): bring it back or replace it first", r.name)),
@@ -246,8 +251,8 @@ pub fn upgrade_check(replicas: &[ReplicaRow]) -> UpgradeCheck {
             Ok(s) if s.learner => {
                 blockers.push(format!("{} is a learner: let it catch up and be promoted, or remove it", r.name))
             }
-            Ok(s) if newest_committed.saturating_sub(s.applied) > limits::UPGRADE_LAG_ENTRIES_MAX => {
-                blockers.push(format!("{} is {} entries behind", r.name, newest_committed.saturating_sub(s.applied)))
+            Ok(s) if lag(s) > limits::UPGRADE_LAG_ENTRIES_MAX => {
+                blockers.push(format!("{} is {} entries behind", r.name, lag(s)))
             }
             Ok(s) if s.version.is_none() => blockers.push(format!("{} does not say its version", r.name)),
             Ok(_) => {}
