@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/raftsman-target}"
 
-# Debian packages: protoc for the gRPC code, libclang for RocksDB's bindings, etcdctl, busybox-static and
-# docker-compose for the tests, etcd for the benchmark's side-by-side comparison.
+# Debian packages: protoc for the gRPC code, libclang for RocksDB's bindings, etcdctl, busybox-static,
+# docker-compose and systemd-analyze for the tests, etcd for the benchmark's side-by-side comparison.
 ensure_packages() {
   local missing=()
   command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
@@ -25,6 +25,8 @@ ensure_packages() {
     dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
     # The compose chaos test drives deploy/compose with it.
     command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+    # The deploy test checks the systemd units with systemd-analyze.
+    command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
   fi
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ]; then

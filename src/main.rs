@@ -2,11 +2,12 @@
 //! (`up`), the cluster's certificates (`certs`) and the benchmark (`bench`). The only place that uses anyhow
 //! and reads process-level settings.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use raftsman::cluster;
 use raftsman::cluster::config::ServerConfig;
@@ -176,6 +177,10 @@ enum CertsCmd {
 
 #[derive(clap::Args)]
 struct AgentArgs {
+    /// A TOML file of settings: each key is one of these long flags (`node-name = "w1"`, lists such as
+    /// `servers` as arrays), meaning what the flag means; a flag on the command line wins over the file.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// The node's name (with --fake-nodes N, the prefix of NAME-0 ... NAME-(N-1)).
     #[arg(long)]
     node_name: String,
@@ -310,6 +315,10 @@ enum UpAgent {
 
 #[derive(clap::Args)]
 struct ServerArgs {
+    /// A TOML file of settings: each key is one of these long flags (`peer-addr = "10.0.0.1:2380"`,
+    /// `insecure-api = true`), meaning what the flag means; a flag on the command line wins over the file.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// This replica's name; must appear in --initial-cluster.
     #[arg(long)]
     name: String,
@@ -473,8 +482,35 @@ fn main() {
     }
 }
 
+/// The command line with the flags a subcommand's `--config FILE` stands for put in right after the
+/// subcommand's name, so that the command line's own flags, parsed after them, win.
+fn with_config_file(mut args: Vec<OsString>) -> anyhow::Result<Vec<OsString>> {
+    use cluster::config_file;
+    // The subcommand is the first word after the program's name that is not a (global) switch.
+    let Some(at) = args.iter().skip(1).position(|a| !a.as_encoded_bytes().starts_with(b"-")).map(|i| i + 1) else {
+        return Ok(args);
+    };
+    let cli = Cli::command();
+    let Some(command) = args[at].to_str().and_then(|name| cli.find_subcommand(name)) else {
+        return Ok(args);
+    };
+    let flags = config_file::Flag::of(command);
+    if !flags.iter().any(|f| f.long == config_file::CONFIG_FLAG) {
+        return Ok(args);
+    }
+    let Some(path) = config_file::config_path(&args[at + 1..]) else {
+        return Ok(args);
+    };
+    let file = format!("--config {}", path.display());
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {file}"))?;
+    let given = config_file::flags_given(&args[at + 1..]);
+    let from_file = config_file::args_from_file(&text, &flags, &given).context(file)?;
+    args.splice(at + 1..at + 1, from_file);
+    Ok(args)
+}
+
 fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(with_config_file(std::env::args_os().collect())?);
     if let Cmd::AgentShim { attempt_dir } = &cli.command {
         // No tracing and no async runtime: the shim only waits on its container.
         std::process::exit(raftsman::agent::runtime::process::run_shim(attempt_dir));
@@ -484,6 +520,9 @@ fn run() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Cmd::Server(args) => {
+                if let Some(file) = &args.config {
+                    tracing::info!(file = %file.display(), "settings from the config file");
+                }
                 let config = ServerConfig {
                     name: args.name,
                     data_dir: args.data_dir,
@@ -623,6 +662,9 @@ fn run() -> anyhow::Result<()> {
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     use raftsman::agent::{self, node, AgentConfig, Credentials, RuntimeKind};
     use raftsman::security::{join::NodeToken, kubeconfig};
+    if let Some(file) = &args.config {
+        tracing::info!(file = %file.display(), "settings from the config file");
+    }
     let config = AgentConfig {
         node_name: args.node_name,
         servers: args.servers,

@@ -338,10 +338,12 @@ impl LocalCluster {
 
     /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns whether the exit status was success.
     pub fn stop(&mut self, i: usize, timeout: Duration) -> bool {
-        match self.members[i].child.take() {
-            Some(mut child) => stop_child(&mut child, timeout),
-            None => false,
-        }
+        self.stop_with_status(i, timeout).is_some_and(|status| status.success())
+    }
+
+    /// Stops member `i` as `stop` does; returns how it exited (None: it was not running, or had to be killed).
+    pub fn stop_with_status(&mut self, i: usize, timeout: Duration) -> Option<std::process::ExitStatus> {
+        stop_child_with_status(&mut self.members[i].child.take()?, timeout)
     }
 
     /// CPU time member `i` has used so far (user and system), from /proc.
@@ -361,6 +363,12 @@ impl LocalCluster {
 /// Sends `child` SIGTERM and waits up to `timeout` for a clean exit, then kills it; returns whether it exited
 /// cleanly with success.
 pub fn stop_child(child: &mut Child, timeout: Duration) -> bool {
+    stop_child_with_status(child, timeout).is_some_and(|status| status.success())
+}
+
+/// Sends `child` SIGTERM and waits up to `timeout` for it to exit; returns how it exited, or None if it had to
+/// be killed.
+pub fn stop_child_with_status(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
     // SAFETY: kill(2) on a child we spawned and have not yet reaped; no memory is shared.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
@@ -368,13 +376,13 @@ pub fn stop_child(child: &mut Child, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
-            return status.success();
+            return Some(status);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
     let _ = child.wait();
-    false
+    None
 }
 
 /// Makes the process `command` starts get SIGTERM when the thread that starts it ends (Linux's parent-death
