@@ -192,6 +192,12 @@ impl Probes {
     /// Starts the workers of the running attempts of `pods` that have none, and stops those of attempts no
     /// longer running.
     pub fn sync<R: Runtime>(self: &Arc<Self>, runtime: &Arc<R>, pods: &[Arc<Pod>], reports: &[ContainerReport]) {
+        // Each container's report (the runtime lists its latest attempt) by pod uid and name: one lookup per
+        // container, not a scan of every report, which cost a fake agent of 10,000 pods a third of its CPU.
+        let mut latest: HashMap<(&str, &str), &ContainerReport> = HashMap::with_capacity(reports.len());
+        for report in reports {
+            latest.entry((report.pod_uid.as_str(), report.name.as_str())).or_insert(report);
+        }
         let mut running: HashMap<AttemptKey, (&Pod, &Container)> = HashMap::new();
         for pod in pods {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -199,7 +205,7 @@ impl Probes {
                 continue;
             }
             for container in pod.spec.iter().flat_map(|s| &s.containers) {
-                let report = reports.iter().find(|r| r.pod_uid == uid && r.name == container.name);
+                let report = latest.get(&(uid.as_str(), container.name.as_str()));
                 if let Some(r) = report.filter(|r| matches!(r.state, ContainerState::Running { .. })) {
                     running.insert((uid.clone(), container.name.clone(), r.attempt), (pod, container));
                 }
