@@ -155,22 +155,22 @@ async fn a_secure_cluster_and_an_agent_run_from_the_example_settings() {
     }
     let etcdctl = Etcdctl::of(&local);
     let formed = Instant::now() + Duration::from_secs(30);
-    let members = loop {
-        let (ok, out, _) = etcdctl.run(&["member", "list"], None);
-        if ok && out.lines().count() == 3 {
-            break out;
+    // Each member listed under its name with its peer address and, once it has published it, its client address.
+    let listed = |out: &str, m: &local::LocalMember| {
+        let (name, peer, client) = (format!(", {}, ", m.name), m.peer_addr.to_string(), m.client_addr.to_string());
+        out.lines().any(|l| l.contains(&name) && l.contains(&peer) && l.contains(&client))
+    };
+    loop {
+        let (ok, out, err) = etcdctl.run(&["member", "list"], None);
+        if ok && out.lines().count() == 3 && local.members.iter().all(|m| listed(&out, m)) {
+            break;
         }
         if Instant::now() > formed {
             let logs: Vec<String> =
                 local.members.iter().map(|m| std::fs::read_to_string(&m.log).unwrap_or_default()).collect();
-            panic!("the members formed no cluster within 30 s; their logs:\n{}", logs.join("\n"));
+            panic!("no cluster of the three within 30 s: {out}{err}\ntheir logs:\n{}", logs.join("\n"));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    for m in &local.members {
-        let line =
-            members.lines().find(|l| l.contains(&format!(", {}, ", m.name))).unwrap_or_else(|| panic!("{members}"));
-        assert!(line.contains(&m.peer_addr.to_string()) && line.contains(&m.client_addr.to_string()), "{members}");
     }
     let kubeconfig = local.kubeconfig(0);
     let kubeconfig = eventually(Duration::from_secs(30), "the admin kubeconfig", || async {
@@ -195,7 +195,9 @@ async fn a_secure_cluster_and_an_agent_run_from_the_example_settings() {
     processes.0.push(spawn(&["agent", "--config", file.to_str().unwrap(), "--runtime", "fake"], &log));
 
     let node = eventually(Duration::from_secs(30), "node w1 ready", || async {
-        let node = k.json(&["get", "nodes", "w1", "--ignore-not-found"]);
+        // Nothing on stdout (not JSON) until the node is registered.
+        let out = k.run(&["get", "nodes", "w1", "--ignore-not-found", "-o", "json"]);
+        let node: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
         let conditions = node["status"]["conditions"].as_array().cloned().unwrap_or_default();
         conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True").then_some(node)
     })
