@@ -25,7 +25,8 @@ done
 deploy=$(cd "$(dirname "$0")" && pwd)
 if [ -z "$binary" ]; then
     (cd "$deploy/.." && cargo build --release --locked --bin raftsman)
-    binary=${CARGO_TARGET_DIR:-$deploy/../target}/release/raftsman
+    # cargo's target dir, as cargo resolves it from the checkout (CARGO_TARGET_DIR may be relative).
+    binary=$(cd "$deploy/.." && cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/raftsman
 fi
 # The binary must run on this machine before it replaces the one a unit runs.
 version=$("$binary" --version) || { echo "install.sh: $binary does not run here" >&2; exit 1; }
