@@ -259,7 +259,8 @@ pub fn client(
         .pool_idle_timeout(Duration::from_millis(limits::AGENT_IDLE_CONNECTION_MS))
         .build(Connector { shared: shared.clone() });
     tokio::spawn(check_health(shared.clone()));
-    let service = BalancedService { shared: shared.clone(), http };
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(limits::AGENT_REQUESTS_IN_FLIGHT_MAX));
+    let service = BalancedService { shared: shared.clone(), http, in_flight };
     (kube::Client::new(service, "default"), Balancer { shared })
 }
 
@@ -403,6 +404,9 @@ fn only_missing_followers(body: &str) -> bool {
 struct BalancedService {
     shared: Arc<Shared>,
     http: HttpClient,
+    /// `AGENT_REQUESTS_IN_FLIGHT_MAX` permits: a request holds one until its answer's head arrives, so the
+    /// agent never needs more connections than that (plus its open watches).
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -427,7 +431,9 @@ impl tower::Service<Request<kube::client::Body>> for BalancedService {
     fn call(&mut self, request: Request<kube::client::Body>) -> Self::Future {
         let shared = self.shared.clone();
         let http = self.http.clone();
+        let in_flight = self.in_flight.clone();
         Box::pin(async move {
+            let _permit = in_flight.acquire_owned().await.expect("the semaphore is never closed");
             let (parts, body) = request.into_parts();
             let body = Limited::new(body, limits::AGENT_REQUEST_BYTES_MAX)
                 .collect()
@@ -624,6 +630,30 @@ mod tests {
         assert_eq!(shared.pick(&[]), Some(addr(3)), "an answering replica when none is ready");
         shared.record(addr(3), Outcome::Failed, now);
         assert_eq!(shared.pick(&[]), None);
+    }
+
+    #[tokio::test]
+    async fn requests_in_flight_are_capped_so_that_connections_are() {
+        // A replica that accepts connections and never answers: every request holds its connection.
+        let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (client, _balancer) = super::client(&[mute.local_addr().unwrap()], None, None);
+        let requests: Vec<_> = (0..2 * limits::AGENT_REQUESTS_IN_FLIGHT_MAX)
+            .map(|_| {
+                let client = client.clone();
+                let request = Request::get("/version").body(kube::client::Body::empty()).unwrap();
+                tokio::spawn(async move { client.send(request).await })
+            })
+            .collect();
+        let (mut held, window) = (Vec::new(), Duration::from_millis(500));
+        let until = tokio::time::Instant::now() + window;
+        while let Ok(Ok((stream, _))) = tokio::time::timeout_at(until, mute.accept()).await {
+            held.push(stream);
+        }
+        // The requests' connections, and the health checks' (one every AGENT_HEALTH_INTERVAL_MS).
+        let checks = 2 + window.as_millis() as usize / limits::AGENT_HEALTH_INTERVAL_MS as usize;
+        assert!(held.len() >= limits::AGENT_REQUESTS_IN_FLIGHT_MAX, "{} connections", held.len());
+        assert!(held.len() <= limits::AGENT_REQUESTS_IN_FLIGHT_MAX + checks, "{} connections", held.len());
+        requests.iter().for_each(|r| r.abort());
     }
 
     #[test]
