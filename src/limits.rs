@@ -318,9 +318,6 @@ pub const API_WATCH_CACHE_WINDOW_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Most events a watch served by the cache may have waiting (a few words each: the events live in the
 /// window); a watch whose client falls further behind reads the store's history until it has caught up.
 pub const API_WATCH_CACHE_PENDING_EVENTS_MAX: usize = 4096;
-/// Longest a list that asks for the current state waits for its resource's watch cache to reach a
-/// linearizable read's revision before it reads the store instead (upstream's 3 s).
-pub const API_LIST_CACHE_WAIT_MS: u64 = 3_000;
 /// Pause before a watch cache whose store watch or list failed on a storage fault lists again.
 pub const API_WATCH_CACHE_RETRY_MS: u64 = 1_000;
 

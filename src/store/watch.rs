@@ -228,12 +228,6 @@ impl Watcher {
         self.next
     }
 
-    /// Whether the next pull reads only the hub's ring of recent changes (or finds nothing to read), not the
-    /// history on disk.
-    pub fn reads_recent(&self) -> bool {
-        self.next > self.revisions.current() || self.sm.hub_holds(self.next)
-    }
-
     /// Whether the store holds revisions this watcher has not pulled yet.
     pub fn is_behind(&self) -> bool {
         self.next <= self.revisions.current()

@@ -81,8 +81,6 @@ impl KubeApi {
     ) -> Arc<KubeApi> {
         let objects = Objects::new(store, event_ttl).encrypted(security.encryption.clone());
         let caches = WatchCaches::new(objects.clone());
-        // Every replica keeps its caches current, so that one that becomes leader lists from them at once.
-        caches.warm(catalog::stored());
         let verbs = Verbs::new(objects, service_range, security.token_root_ca().is_some());
         let kubelets = Kubelets::new(security.replicas.clone());
         let prober = Prober::new(security.replicas.clone());

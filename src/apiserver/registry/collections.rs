@@ -4,9 +4,7 @@
 //! A list is read at one revision: the first page at the current one (after a read index, unless the client
 //! allows a stale answer with `resourceVersion=0`), later pages at the revision their continue token carries,
 //! so pages never mix states. A first page that may be behind (`resourceVersion=0`, or a version the resource's
-//! watch cache has reached) is answered from a running watch cache's objects instead of the store, and so is a
-//! first page at the current revision once the cache has reached the read index's revision (within
-//! `API_LIST_CACHE_WAIT_MS`; the store answers a cache that lags further).
+//! watch cache has reached) is answered from a running watch cache's objects instead of the store.
 //!
 //! A watch gets its resource's changes from the revision after the one it starts at, exactly once and in order:
 //! from the resource's watch cache (`watch_cache`), which decodes each change once for every watch of the
@@ -151,44 +149,28 @@ async fn start_revision(objects: &Objects, opts: &ListOptions) -> Result<i64, Ap
     })
 }
 
-/// A list: its first page from the resource's watch cache when the cache is started and either the options
-/// allow a state that may be behind (`resourceVersion=0`, or a version the cache has reached, not `Exact`), or
-/// they ask for the current state (no resourceVersion) and the cache reaches a linearizable read's revision
-/// within `API_LIST_CACHE_WAIT_MS`; from the store otherwise. Later pages always come from the store, at the
-/// revision of the first.
+/// A list: its first page from the resource's watch cache when the options allow a state that may be behind
+/// (`resourceVersion=0`, or a version the cache has reached, not `Exact`) and a watch has started the cache;
+/// from the store otherwise. Later pages always come from the store, at the revision of the first.
 pub async fn list_cached(caches: &WatchCaches, target: &Target, opts: &ListOptions) -> Result<Listed, ApiError> {
-    match from_cache(caches, target, opts).await? {
+    match from_cache(caches, target, opts) {
         Some(listed) => Ok(listed),
         None => list(caches.objects(), target, opts).await,
     }
 }
 
-async fn from_cache(caches: &WatchCaches, target: &Target, opts: &ListOptions) -> Result<Option<Listed>, ApiError> {
+fn from_cache(caches: &WatchCaches, target: &Target, opts: &ListOptions) -> Option<Listed> {
     if opts.continue_token.is_some() {
-        return Ok(None);
+        return None;
     }
-    let Some(cache) = caches.running(target.resource) else {
-        return Ok(None);
-    };
-    let min = match (opts.resource_version.as_deref().unwrap_or(""), opts.resource_version_match.as_deref()) {
-        ("", None) => {
-            let revision = caches.objects().revision(Consistency::Linearizable).await?;
-            if !cache.reach(revision, Duration::from_millis(limits::API_LIST_CACHE_WAIT_MS)).await {
-                return Ok(None);
-            }
-            revision
-        }
+    let min = match (opts.resource_version.as_deref()?, opts.resource_version_match.as_deref()) {
         ("0", _) => 0,
-        (rv, None | Some("NotOlderThan")) => match parse_revision(rv) {
-            Ok(revision) => revision,
-            Err(_) => return Ok(None),
-        },
-        _ => return Ok(None),
+        (rv, None | Some("NotOlderThan")) => parse_revision(rv).ok()?,
+        _ => return None,
     };
+    let cache = caches.running(target.resource)?;
     let limit = if opts.limit == 0 { usize::MAX } else { opts.limit };
-    let Some(listing) = cache.list(&opts.selection(target), limit, min) else {
-        return Ok(None);
-    };
+    let listing = cache.list(&opts.selection(target), limit, min)?;
     let mut skipped = Vec::new();
     for key in &listing.skipped {
         skip_corrupt(key, &ApiError::Internal(format!("stored object {key} does not decode")), &mut skipped);
@@ -199,7 +181,7 @@ async fn from_cache(caches: &WatchCaches, target: &Target, opts: &ListOptions) -
         .map(|o| Raw { key: o.key.clone(), value: o.value.to_vec(), revision: o.revision })
         .collect();
     let continue_token = listing.next.map(|key| encode_continue(listing.revision, key.as_bytes()));
-    Ok(Some(Listed { items, revision: listing.revision, continue_token, skipped }))
+    Some(Listed { items, revision: listing.revision, continue_token, skipped })
 }
 
 pub async fn list(objects: &Objects, target: &Target, opts: &ListOptions) -> Result<Listed, ApiError> {

@@ -12,16 +12,11 @@
 //! to list again) reads the store's history itself, as every watch did before the cache, and registers again
 //! once it has caught up (see `collections`).
 //!
-//! When the store's watch fails the cache starts over: a compaction it fell behind, or changes that left the
-//! store's ring of recent changes before it read them, make it list again at once,
+//! When the store's watch fails the cache starts over: a compaction it fell behind makes it list again at once,
 //! a storage fault after `API_WATCH_CACHE_RETRY_MS`; either way its watches are lost to the store's history,
 //! which ends them with 410 Expired when their revision is compacted, as upstream's cacher does. Lists that
 //! allow a state that may be behind (`resourceVersion=0`, or a version the cache has reached) are answered
-//! from a running cache's objects, and so are consistent lists (no resourceVersion) once the cache has caught
-//! up with a linearizable read's revision (upstream's consistent reads from cache).
-//!
-//! Every stored resource's cache is started with the API (`WatchCaches::warm`), on followers too, so that a
-//! replica that becomes leader rebuilds its controllers' informers from caches that are already current.
+//! from a running cache's objects.
 
 pub mod core;
 
@@ -66,8 +61,6 @@ pub struct CacheStats {
     pub store_watches: u64,
     /// Stored values decoded (each listed or changed object once).
     pub decodes: u64,
-    /// Lists answered from the cache's objects.
-    pub lists: u64,
     pub core: core::Stats,
 }
 
@@ -96,14 +89,7 @@ impl WatchCaches {
         cache
     }
 
-    /// Starts the caches of `resources` now rather than at their first watch.
-    pub fn warm(&self, resources: impl IntoIterator<Item = &'static Resource>) {
-        for resource in resources {
-            self.cache(resource);
-        }
-    }
-
-    /// The cache of `resource`, if it was started.
+    /// The cache of `resource`, if a watch has started it.
     pub fn running(&self, resource: &Resource) -> Option<Arc<Cache>> {
         self.caches().get(&cache_key(resource)).cloned()
     }
@@ -158,11 +144,8 @@ pub struct Cache {
     /// std Mutex: held to apply one revision, or to register, take or list, never across an await.
     shared: Mutex<Shared>,
     phase: tokio::sync::watch::Sender<Phase>,
-    /// The revision the core has reached (0 until it has listed).
-    reached: tokio::sync::watch::Sender<i64>,
     store_watches: AtomicU64,
     decodes: AtomicU64,
-    lists: AtomicU64,
 }
 
 impl Cache {
@@ -173,10 +156,8 @@ impl Cache {
             objects,
             shared: Mutex::new(Shared { state, wakers: HashMap::new() }),
             phase: tokio::sync::watch::Sender::new(Phase::Starting),
-            reached: tokio::sync::watch::Sender::new(0),
             store_watches: AtomicU64::new(0),
             decodes: AtomicU64::new(0),
-            lists: AtomicU64::new(0),
         }
     }
 
@@ -226,28 +207,16 @@ impl Cache {
         Subscription { cache: self.clone(), id, notify }
     }
 
-    /// Waits up to `wait` for the cache to reach revision `min`; whether it did.
-    pub async fn reach(&self, min: i64, wait: Duration) -> bool {
-        let mut reached = self.reached.subscribe();
-        tokio::time::timeout(wait, reached.wait_for(|r| *r >= min)).await.is_ok_and(|r| r.is_ok())
-    }
-
     /// Up to `limit` selected objects, if the cache is synced and has reached revision `min`.
     pub fn list(&self, selection: &Selection, limit: usize, min: i64) -> Option<Listing> {
         let shared = self.shared();
-        let listing =
-            (shared.state.synced() && shared.state.revision() >= min).then(|| shared.state.list(selection, limit));
-        if listing.is_some() {
-            self.lists.fetch_add(1, Ordering::Relaxed);
-        }
-        listing
+        (shared.state.synced() && shared.state.revision() >= min).then(|| shared.state.list(selection, limit))
     }
 
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             store_watches: self.store_watches.load(Ordering::Relaxed),
             decodes: self.decodes.load(Ordering::Relaxed),
-            lists: self.lists.load(Ordering::Relaxed),
             core: self.shared().state.stats(),
         }
     }
@@ -301,11 +270,7 @@ impl Cache {
             shared.state.apply(revision, changes, &mut woken);
             shared.wake(&woken);
         }
-        let mut shared = self.shared();
-        shared.state.advance(through);
-        let revision = shared.state.revision();
-        drop(shared);
-        self.reached.send_replace(revision);
+        self.shared().state.advance(through);
     }
 
     fn change(&self, event: Event) -> Change {
@@ -323,7 +288,6 @@ impl Cache {
         shared.wake(&woken);
         drop(shared);
         self.phase.send_replace(Phase::Synced);
-        self.reached.send_replace(revision);
     }
 
     fn fail(&self) {
@@ -335,11 +299,8 @@ impl Cache {
         self.phase.send_replace(Phase::Failed);
     }
 
-    /// Follows the store from `revision` until the store watch fails (returns why) or falls behind the store's
-    /// ring of recent changes (returns None): listing the resource again then costs less than reading the
-    /// history of every resource, which a replica catching up from a snapshot or a long log would read once
-    /// for each of its caches.
-    async fn follow(&self, revision: i64) -> Option<WatchError> {
+    /// Follows the store from `revision` until the store watch fails; returns why.
+    async fn follow(&self, revision: i64) -> WatchError {
         let prefix = self.resource.prefix(None);
         let range = KeyRange { key: prefix.as_bytes().to_vec(), end: prefix_end(&prefix) };
         let filter = WatchFilter { range, prev_kv: false, no_put: false, no_delete: false };
@@ -348,9 +309,6 @@ impl Cache {
         self.store_watches.fetch_add(1, Ordering::Relaxed);
         let mut watcher = store.watch(filter, revision + 1);
         loop {
-            if !watcher.reads_recent() {
-                return None;
-            }
             match watcher.pull() {
                 Ok(Some(batch)) => {
                     self.apply(self.objects.open_events(batch.events), watcher.next_revision() - 1);
@@ -358,10 +316,10 @@ impl Cache {
                 }
                 Ok(None) => {
                     if let Err(e) = revisions.changed().await {
-                        return Some(e);
+                        return e;
                     }
                 }
-                Err(e) => return Some(e),
+                Err(e) => return e,
             }
         }
     }
@@ -382,18 +340,15 @@ async fn run(cache: Arc<Cache>) {
         };
         cache.reset(objects, revision);
         match cache.follow(revision).await {
-            None => {
-                tracing::info!(%resource, "the watch cache fell behind the store's recent changes; listing again");
-            }
-            Some(WatchError::Compacted { from, compact_revision }) => {
+            WatchError::Compacted { from, compact_revision } => {
                 tracing::info!(%resource, from, compact_revision, "the watch cache fell behind a compaction; listing again");
             }
-            Some(WatchError::Storage(error)) => {
+            WatchError::Storage(error) => {
                 tracing::warn!(%resource, %error, "the watch cache's store watch failed; listing again");
                 cache.fail();
                 tokio::time::sleep(Duration::from_millis(limits::API_WATCH_CACHE_RETRY_MS)).await;
             }
-            Some(WatchError::Stopped) => {
+            WatchError::Stopped => {
                 cache.fail();
                 return;
             }

@@ -182,7 +182,7 @@ impl Informers {
         let handlers = informer.handlers.clone();
         self.typed.insert(key.clone(), Box::new(informer.clone()));
         let starter: Starter = Box::new(move |tasks, client, metadata, synced| {
-            let stream = watcher::watcher(Api::<K>::all(client), list_whole())
+            let stream = watcher::watcher(Api::<K>::all(client), watcher::Config::default())
                 .default_backoff()
                 .modify(|o: &mut K| o.managed_fields_mut().clear());
             tasks.spawn(pump(resource, stream, writer, (), handlers, metadata, synced));
@@ -213,7 +213,7 @@ impl Informers {
                     let ar = api_resource(resource);
                     // An `Api` of `PartialObjectMeta` asks for metadata alone.
                     let api = Api::<PartialObjectMeta<DynamicObject>>::all_with(client, &ar);
-                    let stream = watcher::watcher(api, list_whole())
+                    let stream = watcher::watcher(api, watcher::Config::default())
                         .default_backoff()
                         .modify(|o: &mut PartialObjectMeta<DynamicObject>| o.managed_fields_mut().clear());
                     let writer = Writer::<PartialObjectMeta<DynamicObject>>::new(ar.clone());
@@ -240,13 +240,6 @@ pub fn api_resource(r: &Resource) -> ApiResource {
         kind: r.kind.to_string(),
         plural: r.plural.to_string(),
     }
-}
-
-/// The informers' watch options: each (re-)list asks for the current state in one response, which the
-/// replica's API answers from its resource's watch cache once that has caught up (a consistent list; pages
-/// after the first would each read the store).
-fn list_whole() -> watcher::Config {
-    watcher::Config { page_size: None, ..watcher::Config::default() }
 }
 
 /// Feeds one kind's watch into its store and handlers, for as long as the term lasts.
