@@ -2,9 +2,9 @@
 //! from 0 to R replicas (time until it reports R available), then a rolling update of all R with maxSurge 25%
 //! (time until every replica is updated and available), then a second update during which the leader is
 //! SIGKILLed: the time until a survivor leads (its term's entry applied) and until its workload controllers
-//! start (both from its log), until they make their first write (the Deployment or one of its ReplicaSets changes), until
-//! the interrupted rollout has more updated replicas than at the kill, and, if the agent was sending its
-//! requests to the leader, until it sends them to a live replica.
+//! start (both from its log), until they make their first write (the Deployment or one of its ReplicaSets
+//! changes), until the interrupted rollout has more updated replicas than at the kill, and, if the agent was
+//! sending its requests to the leader, until it sends them to a live replica.
 //! Targets are the issue's: R = 10,000 Running in under 10 s, failover under 2 s. Every wait is bounded.
 
 use std::time::{Duration, Instant};
@@ -51,8 +51,8 @@ async fn numbers(api: &Api<Deployment>) -> Option<(i32, i32, i32, String)> {
     Some((s.replicas.unwrap_or(0), s.updated_replicas.unwrap_or(0), s.available_replicas.unwrap_or(0), rv))
 }
 
-/// The resourceVersions of the namespace's ReplicaSets, in name order.
-async fn replica_set_versions(api: &Api<ReplicaSet>) -> Option<Vec<String>> {
+/// The namespace's ReplicaSets by name, each with its resourceVersion.
+async fn replica_set_versions(api: &Api<ReplicaSet>) -> Option<Vec<(String, String)>> {
     let list = api.list(&ListParams::default()).await.ok()?;
     let mut versions: Vec<(String, String)> = list
         .items
@@ -60,7 +60,7 @@ async fn replica_set_versions(api: &Api<ReplicaSet>) -> Option<Vec<String>> {
         .map(|rs| (rs.metadata.name.unwrap_or_default(), rs.metadata.resource_version.unwrap_or_default()))
         .collect();
     versions.sort();
-    Some(versions.into_iter().map(|(_, rv)| rv).collect())
+    Some(versions)
 }
 
 /// Polls until `done` holds for the Deployment's numbers; returns the seconds since `from`.
@@ -130,10 +130,9 @@ pub async fn run(config: WorkloadBenchConfig) -> Result<WorkloadResult, BenchErr
     cluster.signal(leader, Signal::Kill);
     while killed.elapsed() < Duration::from_secs(60) {
         if let Some((_, updated, _, rv)) = numbers(&api).await {
-            let written = || async {
-                rv != rv_at_kill || replica_set_versions(&sets).await.is_some_and(|versions| versions != sets_at_kill)
-            };
-            if result.failover_first_write_ms.is_none() && written().await {
+            if result.failover_first_write_ms.is_none()
+                && (rv != rv_at_kill || replica_set_versions(&sets).await.is_some_and(|v| v != sets_at_kill))
+            {
                 result.failover_first_write_ms = Some(killed.elapsed().as_secs_f64() * 1000.0);
             }
             if updated > updated_at_kill {
@@ -143,12 +142,12 @@ pub async fn run(config: WorkloadBenchConfig) -> Result<WorkloadResult, BenchErr
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let survivor_logs = cluster.members.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, m)| m.log.clone());
-    let survivor_logs: Vec<_> = survivor_logs.collect();
-    result.failover_leader_ms = first_logged(&survivor_logs, killed_at, "leading: starting the controllers");
-    result.failover_controllers_ms = first_logged(&survivor_logs, killed_at, "workload controllers started");
-    let moved = cluster.members.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, m)| m.api_addr.to_string());
-    result.failover_agent_ms = agent_moved(&dir.join("agent.log"), killed_at, &moved.collect::<Vec<_>>()).await;
+    let survivors: Vec<_> = cluster.members.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, m)| m).collect();
+    let logs: Vec<_> = survivors.iter().map(|m| m.log.clone()).collect();
+    result.failover_leader_ms = first_logged(&logs, killed_at, "leading: starting the controllers");
+    result.failover_controllers_ms = first_logged(&logs, killed_at, "workload controllers started");
+    let live: Vec<_> = survivors.iter().map(|m| m.api_addr.to_string()).collect();
+    result.failover_agent_ms = agent_moved(&dir.join("agent.log"), killed_at, &live).await;
     eprintln!(
         "workloads: after the leader's SIGKILL, a new leader {:?} ms, its workload controllers started {:?} ms, \
          first write {:?} ms, rollout moving {:?} ms, the agent on a live replica {:?} ms",
